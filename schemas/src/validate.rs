@@ -1,0 +1,444 @@
+//! Turning a request body into validated events.
+//!
+//! A body is a JSON array of events or NDJSON (one event per line). The body as a whole is
+//! rejected only when it cannot be split into events at all (not JSON, not an array, too many
+//! events); otherwise every event is judged on its own and the good ones are kept, so one bad
+//! event never costs a client the rest of its batch. Each rejection names the event's index
+//! (0-based position in the batch), the field and the reason.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::event::{Cost, UsageEvent};
+use crate::money::Pico;
+use crate::wire::UsageEventV1;
+
+/// Bounds applied to every batch.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most events in one request.
+    pub max_events: usize,
+    /// Events older than this (relative to `now`) are rejected.
+    pub retention: Duration,
+    /// Events further than this in the future are rejected.
+    pub max_future_skew: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_events: 10_000,
+            retention: Duration::days(90),
+            max_future_skew: Duration::minutes(5),
+        }
+    }
+}
+
+/// Body format, chosen by Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    JsonArray,
+    Ndjson,
+}
+
+/// Why a whole body was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body is not valid JSON: {0}")]
+    Malformed(String),
+    #[error("request body must be a JSON array of events (or NDJSON with Content-Type application/x-ndjson)")]
+    NotAnArray,
+    #[error("request body holds {count} events; at most {max} are accepted per request")]
+    TooManyEvents { count: usize, max: usize },
+    #[error("request body holds no events")]
+    Empty,
+    #[error("request body is not UTF-8")]
+    NotUtf8,
+}
+
+/// One rejected event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventError {
+    pub index: usize,
+    /// The offending field (`null` when the event as a whole is unreadable).
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+/// The outcome of parsing a body: events that passed and the rejections.
+#[derive(Debug, Default)]
+pub struct BatchParse {
+    /// Accepted events with the batch index they came from; cost is `Reported` or `Pending`.
+    pub events: Vec<(usize, UsageEvent)>,
+    pub errors: Vec<EventError>,
+}
+
+/// Parses and validates a body. `now` is injected so window rules are testable.
+pub fn parse_batch(
+    body: &[u8],
+    format: BodyFormat,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<BatchParse, BodyError> {
+    let text = std::str::from_utf8(body).map_err(|_| BodyError::NotUtf8)?;
+    let items: Vec<Result<&str, String>> = match format {
+        BodyFormat::JsonArray => split_array(text)?,
+        BodyFormat::Ndjson => text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(Ok)
+            .collect(),
+    };
+    if items.is_empty() {
+        return Err(BodyError::Empty);
+    }
+    if items.len() > limits.max_events {
+        return Err(BodyError::TooManyEvents { count: items.len(), max: limits.max_events });
+    }
+    let mut out = BatchParse { events: Vec::with_capacity(items.len()), errors: Vec::new() };
+    for (index, item) in items.into_iter().enumerate() {
+        let parsed = item
+            .map_err(|reason| EventError { index, field: None, reason })
+            .and_then(|raw| parse_one(raw, index))
+            .and_then(|wire| validate(wire, limits, now).map_err(|e| e.at(index)));
+        match parsed {
+            Ok(event) => out.events.push((index, event)),
+            Err(err) => out.errors.push(err),
+        }
+    }
+    Ok(out)
+}
+
+fn split_array(text: &str) -> Result<Vec<Result<&str, String>>, BodyError> {
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with('[') {
+        // Distinguish "valid JSON of the wrong shape" from "not JSON".
+        return match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => Err(BodyError::NotAnArray),
+            Err(e) => Err(BodyError::Malformed(e.to_string())),
+        };
+    }
+    let raws: Vec<&RawValue> =
+        serde_json::from_str(text).map_err(|e| BodyError::Malformed(e.to_string()))?;
+    Ok(raws.into_iter().map(|r| Ok(r.get())).collect())
+}
+
+fn parse_one(raw: &str, index: usize) -> Result<UsageEventV1, EventError> {
+    if !raw.trim_start().starts_with('{') {
+        return Err(EventError {
+            index,
+            field: None,
+            reason: "event must be a JSON object".to_string(),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_str(raw);
+    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let reason = strip_position(&err.inner().to_string());
+        let (field, reason) = match missing_field(&reason) {
+            Some(name) => (Some(name.to_string()), "is required".to_string()),
+            None => match unknown_field(&reason) {
+                Some(name) => (Some(name.to_string()), "is not a field of usage event v1".to_string()),
+                None if path == "." => (None, reason),
+                None => (Some(path), reason),
+            },
+        };
+        EventError { index, field, reason }
+    })
+}
+
+/// serde_json appends " at line L column C"; the position inside one event is noise here.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(pos) => message[..pos].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
+}
+
+fn unknown_field(message: &str) -> Option<&str> {
+    message.strip_prefix("unknown field `")?.split('`').next()
+}
+
+/// A field-level rule violation, before the batch index is known.
+#[derive(Debug)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl FieldError {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        FieldError { field, reason: reason.into() }
+    }
+
+    fn at(self, index: usize) -> EventError {
+        EventError { index, field: Some(self.field.to_string()), reason: self.reason }
+    }
+}
+
+/// Longest accepted `latency_ms`: one day.
+const MAX_LATENCY_MS: f64 = 86_400_000.0;
+/// Largest accepted token count per field.
+const MAX_TOKENS: u64 = 1_000_000_000;
+const MAX_ATTRIBUTES: usize = 32;
+
+/// Applies the schema v1 rules to one parsed event.
+pub fn validate(
+    wire: UsageEventV1,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<UsageEvent, FieldError> {
+    if let Some(v) = wire.schema_version {
+        if v != 1 {
+            return Err(FieldError::new("schema_version", format!("version {v} is not supported; this server reads version 1")));
+        }
+    }
+    check_text("event_id", &wire.event_id, 128)?;
+    if wire.occurred_at > now + limits.max_future_skew {
+        return Err(FieldError::new(
+            "occurred_at",
+            format!("is more than {} minutes in the future", limits.max_future_skew.num_minutes()),
+        ));
+    }
+    if wire.occurred_at < now - limits.retention {
+        return Err(FieldError::new(
+            "occurred_at",
+            format!("is older than the retention window ({} days)", limits.retention.num_days()),
+        ));
+    }
+    check_slug("feature", &wire.feature)?;
+    check_slug("model", &wire.model)?;
+    check_slug("provider", &wire.provider)?;
+    if !wire.latency_ms.is_finite() || wire.latency_ms < 0.0 {
+        return Err(FieldError::new("latency_ms", "must be a non-negative number"));
+    }
+    if wire.latency_ms > MAX_LATENCY_MS {
+        return Err(FieldError::new("latency_ms", "must be at most 86400000 (one day)"));
+    }
+    for (field, value) in [("input_tokens", wire.input_tokens), ("output_tokens", wire.output_tokens)] {
+        if value > MAX_TOKENS {
+            return Err(FieldError::new(field, "must be at most 1000000000"));
+        }
+    }
+    let cached = wire.cached_input_tokens.unwrap_or(0);
+    if cached > wire.input_tokens {
+        return Err(FieldError::new(
+            "cached_input_tokens",
+            "must not exceed input_tokens (cached tokens are counted inside input_tokens)",
+        ));
+    }
+    let cost = match &wire.cost_usd {
+        None => Cost::Pending,
+        Some(raw) => {
+            let text = raw.decimal_text().map_err(|r| FieldError::new("cost_usd", r))?;
+            let pico = Pico::parse_usd(&text).map_err(|e| FieldError::new("cost_usd", e.to_string()))?;
+            Cost::Reported(i64::try_from(pico.0).map_err(|_| FieldError::new("cost_usd", "is too large"))?)
+        }
+    };
+    check_opt("error_type", wire.error_type.as_deref(), 128)?;
+    check_opt("user_id", wire.user_id.as_deref(), 256)?;
+    check_opt("prompt_id", wire.prompt_id.as_deref(), 128)?;
+    check_opt("prompt_version", wire.prompt_version.as_ref().map(|v| v.0.as_str()), 64)?;
+    check_opt("experiment_id", wire.experiment_id.as_deref(), 128)?;
+    check_opt("variant", wire.variant.as_deref(), 128)?;
+    let attributes = check_attributes(wire.attributes.unwrap_or_default())?;
+    Ok(UsageEvent {
+        event_id: wire.event_id,
+        occurred_at_us: wire.occurred_at.timestamp_micros(),
+        feature: wire.feature,
+        model: wire.model,
+        provider: wire.provider,
+        environment: wire.environment,
+        operation: wire.operation,
+        status: wire.status,
+        error_type: wire.error_type,
+        latency_us: (wire.latency_ms * 1000.0).round() as u64,
+        input_tokens: wire.input_tokens,
+        output_tokens: wire.output_tokens,
+        cached_input_tokens: cached,
+        cost,
+        user_id: wire.user_id,
+        prompt_id: wire.prompt_id,
+        prompt_version: wire.prompt_version.map(|v| v.0),
+        experiment_id: wire.experiment_id,
+        variant: wire.variant,
+        attributes,
+    })
+}
+
+fn check_text(field: &'static str, value: &str, max_chars: usize) -> Result<(), FieldError> {
+    if value.is_empty() {
+        return Err(FieldError::new(field, "must not be empty"));
+    }
+    if value.chars().count() > max_chars {
+        return Err(FieldError::new(field, format!("must be at most {max_chars} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn check_opt(field: &'static str, value: Option<&str>, max_chars: usize) -> Result<(), FieldError> {
+    value.map_or(Ok(()), |v| check_text(field, v, max_chars))
+}
+
+/// Slugs: 1–128 characters of `a-z 0-9 - _ . : /`, starting with a letter or digit.
+pub fn check_slug(field: &'static str, value: &str) -> Result<(), FieldError> {
+    if value.is_empty() || value.len() > 128 {
+        return Err(FieldError::new(field, "must be 1 to 128 characters"));
+    }
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.:/".contains(c);
+    let first_ok = value.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !first_ok || !value.chars().all(ok_char) {
+        return Err(FieldError::new(
+            field,
+            "must be a slug: lowercase letters, digits and - _ . : /, starting with a letter or digit",
+        ));
+    }
+    Ok(())
+}
+
+fn check_attributes(
+    map: std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, FieldError> {
+    if map.len() > MAX_ATTRIBUTES {
+        return Err(FieldError::new("attributes", format!("must have at most {MAX_ATTRIBUTES} entries")));
+    }
+    for (k, v) in &map {
+        if k.is_empty() || k.chars().count() > 64 {
+            return Err(FieldError::new("attributes", "keys must be 1 to 64 characters"));
+        }
+        if v.chars().count() > 512 {
+            return Err(FieldError::new("attributes", "values must be at most 512 characters"));
+        }
+    }
+    Ok(map.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Environment, Status};
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z").map(|d| d.with_timezone(&Utc)).expect("valid")
+    }
+
+    fn good() -> serde_json::Value {
+        serde_json::json!({
+            "event_id": "e-1", "occurred_at": "2026-03-01T11:59:00Z", "feature": "chatbot",
+            "model": "gpt-4o", "provider": "openai", "environment": "production",
+            "operation": "chat", "status": "success", "latency_ms": 812.5,
+            "input_tokens": 1200, "output_tokens": 300, "cached_input_tokens": 200
+        })
+    }
+
+    fn parse(events: &[serde_json::Value]) -> BatchParse {
+        let body = serde_json::to_vec(events).expect("json");
+        parse_batch(&body, BodyFormat::JsonArray, &Limits::default(), now()).expect("body ok")
+    }
+
+    fn one_error(mut event: serde_json::Value, edit: impl FnOnce(&mut serde_json::Value)) -> EventError {
+        edit(&mut event);
+        let out = parse(&[event]);
+        assert!(out.events.is_empty(), "expected rejection");
+        out.errors.into_iter().next().expect("one error")
+    }
+
+    #[test]
+    fn accepts_a_good_event() {
+        let out = parse(&[good()]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let (_, e) = &out.events[0];
+        assert_eq!(e.latency_us, 812_500);
+        assert_eq!(e.cached_input_tokens, 200);
+        assert_eq!(e.environment, Environment::Production);
+        assert_eq!(e.status, Status::Success);
+        assert_eq!(e.cost, Cost::Pending);
+        assert_eq!(e.occurred_at_us, now().timestamp_micros() - 60_000_000);
+    }
+
+    #[test]
+    fn keeps_cost_exactly_from_number_or_string() {
+        let mut a = good();
+        a["cost_usd"] = serde_json::from_str("0.1000000000015").expect("num");
+        let out = parse(&[a]);
+        assert_eq!(out.errors[0].field.as_deref(), Some("cost_usd"));
+        let mut b = good();
+        b["cost_usd"] = serde_json::json!("0.123456789012");
+        let mut c = good();
+        c["cost_usd"] = serde_json::from_str("0.30000000000000004").unwrap_or_default();
+        let body = r#"[{"event_id":"x","occurred_at":"2026-03-01T11:59:00Z","feature":"f","model":"m","provider":"p","environment":"staging","operation":"chat","status":"error","latency_ms":1,"input_tokens":0,"output_tokens":0,"cost_usd":0.1}]"#;
+        let out = parse_batch(body.as_bytes(), BodyFormat::JsonArray, &Limits::default(), now()).expect("ok");
+        assert_eq!(out.events[0].1.cost, Cost::Reported(100_000_000_000));
+        let out = parse(&[b]);
+        assert_eq!(out.events[0].1.cost, Cost::Reported(123_456_789_012));
+        let _ = c;
+    }
+
+    #[test]
+    fn names_the_field_and_reason() {
+        let e = one_error(good(), |v| { v.as_object_mut().map(|o| o.remove("feature")); });
+        assert_eq!((e.field.as_deref(), e.reason.as_str()), (Some("feature"), "is required"));
+        let e = one_error(good(), |v| v["environment"] = "prod".into());
+        assert_eq!(e.field.as_deref(), Some("environment"));
+        assert!(e.reason.contains("unknown variant"), "{}", e.reason);
+        let e = one_error(good(), |v| v["input_tokens"] = (-3).into());
+        assert_eq!(e.field.as_deref(), Some("input_tokens"));
+        let e = one_error(good(), |v| v["latencyMs"] = 3.into());
+        assert_eq!(e.field.as_deref(), Some("latencyMs"));
+        let e = one_error(good(), |v| v["cached_input_tokens"] = 5000.into());
+        assert_eq!(e.field.as_deref(), Some("cached_input_tokens"));
+        let e = one_error(good(), |v| v["model"] = "GPT 4".into());
+        assert_eq!(e.field.as_deref(), Some("model"));
+        let e = one_error(good(), |v| v["event_id"] = "x".repeat(129).into());
+        assert_eq!(e.field.as_deref(), Some("event_id"));
+        let e = one_error(good(), |v| v["cost_usd"] = "-0.5".into());
+        assert_eq!((e.field.as_deref(), e.reason.as_str()), (Some("cost_usd"), "must not be negative"));
+    }
+
+    #[test]
+    fn enforces_the_time_window() {
+        let e = one_error(good(), |v| v["occurred_at"] = "2026-03-01T12:06:00Z".into());
+        assert!(e.reason.contains("future"), "{}", e.reason);
+        let e = one_error(good(), |v| v["occurred_at"] = "2025-11-01T12:00:00Z".into());
+        assert!(e.reason.contains("retention"), "{}", e.reason);
+        let ok = parse(&[{ let mut g = good(); g["occurred_at"] = "2026-03-01T12:04:59Z".into(); g }]);
+        assert_eq!(ok.events.len(), 1);
+    }
+
+    #[test]
+    fn mixed_batches_keep_the_good_events() {
+        let mut bad = good();
+        bad["status"] = "weird".into();
+        let out = parse(&[good(), bad, good()]);
+        assert_eq!(out.events.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(out.errors.len(), 1);
+        assert_eq!(out.errors[0].index, 1);
+    }
+
+    #[test]
+    fn ndjson_and_body_errors() {
+        let line = serde_json::to_string(&good()).expect("json");
+        let body = format!("{line}\n\n{{not json\n{line}\n");
+        let out = parse_batch(body.as_bytes(), BodyFormat::Ndjson, &Limits::default(), now()).expect("ok");
+        assert_eq!(out.events.len(), 2);
+        assert_eq!(out.errors[0].index, 1);
+        assert!(matches!(parse_batch(b"{\"a\":1}", BodyFormat::JsonArray, &Limits::default(), now()), Err(BodyError::NotAnArray)));
+        assert!(matches!(parse_batch(b"[1,", BodyFormat::JsonArray, &Limits::default(), now()), Err(BodyError::Malformed(_))));
+        assert!(matches!(parse_batch(b"[]", BodyFormat::JsonArray, &Limits::default(), now()), Err(BodyError::Empty)));
+        let limits = Limits { max_events: 1, ..Limits::default() };
+        let body = serde_json::to_vec(&[good(), good()]).expect("json");
+        assert!(matches!(parse_batch(&body, BodyFormat::JsonArray, &limits, now()), Err(BodyError::TooManyEvents { count: 2, max: 1 })));
+        let out = parse_batch(b"[1, {\"event_id\": 3}]", BodyFormat::JsonArray, &Limits::default(), now()).expect("ok");
+        assert_eq!(out.errors.len(), 2);
+        assert_eq!(out.errors[0].reason, "event must be a JSON object");
+    }
+}

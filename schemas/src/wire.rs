@@ -1,0 +1,172 @@
+//! The JSON shape of a usage event as application services send it (schema version 1).
+//!
+//! This type is the public contract: its JSON Schema (generated from these definitions) is served
+//! at `GET /v1/schema/usage-event`, and the same JSON is the Kafka message value in distributed
+//! mode. Unknown fields are rejected so that a misspelt field is an error, not silent data loss.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use crate::event::{Environment, Operation, Status};
+
+/// One AI call made by an application. See the README for field semantics.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "UsageEvent", description = "One AI call made by an application (schema v1).")]
+pub struct UsageEventV1 {
+    /// Schema version; 1 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<u32>,
+    /// Client-chosen idempotency key (1–128 characters). Resending the same id within the dedup
+    /// window counts once.
+    pub event_id: String,
+    /// When the call happened (RFC 3339). At most 5 minutes in the future and not older than the
+    /// retention window.
+    pub occurred_at: DateTime<Utc>,
+    /// Feature slug, e.g. `photo-tagging`.
+    pub feature: String,
+    /// Model slug, e.g. `gpt-4o-mini`.
+    pub model: String,
+    /// Provider slug, e.g. `openai`.
+    pub provider: String,
+    pub environment: Environment,
+    pub operation: Operation,
+    pub status: Status,
+    /// Provider or client error class, e.g. `rate_limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+    /// Wall-clock latency of the call in milliseconds (fractions allowed).
+    pub latency_ms: f64,
+    /// Input (prompt) tokens, including cached input tokens.
+    pub input_tokens: u64,
+    /// Output (completion) tokens.
+    pub output_tokens: u64,
+    /// Input tokens served from the provider's prompt cache; counted inside `input_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_tokens: Option<u64>,
+    /// Cost in US dollars as billed, kept exactly as sent. When absent it is computed from the
+    /// model price in force at `occurred_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<CostUsd>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_version: Option<PromptVersion>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Small free-form string map (at most 32 entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<BTreeMap<String, String>>,
+}
+
+/// A cost as it was written in the request: a JSON number or a decimal string. The raw text is
+/// kept so the value never passes through a binary float.
+#[derive(Debug, Clone)]
+pub struct CostUsd(Box<RawValue>);
+
+impl CostUsd {
+    /// The decimal text without JSON string quotes.
+    pub fn decimal_text(&self) -> Result<String, &'static str> {
+        let raw = self.0.get().trim();
+        if raw.starts_with('"') {
+            serde_json::from_str::<String>(raw).map_err(|_| "must be a number or decimal string")
+        } else if raw.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) {
+            Ok(raw.to_string())
+        } else {
+            Err("must be a number or decimal string")
+        }
+    }
+
+    /// Builds one from decimal text (for tests and the load generator).
+    pub fn from_decimal(text: &str) -> CostUsd {
+        let quoted = serde_json::to_string(text).unwrap_or_default();
+        CostUsd(RawValue::from_string(quoted).unwrap_or_else(|_| zero_raw()))
+    }
+}
+
+fn zero_raw() -> Box<RawValue> {
+    RawValue::from_string("0".to_string()).unwrap_or_else(|_| unreachable!("0 is valid JSON"))
+}
+
+impl<'de> Deserialize<'de> for CostUsd {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(d).map(CostUsd)
+    }
+}
+
+impl Serialize for CostUsd {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl JsonSchema for CostUsd {
+    fn schema_name() -> String {
+        "CostUsd".to_string()
+    }
+    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        serde_json::from_value(serde_json::json!({
+            "description": "US dollars, at most 12 decimal places, not negative",
+            "oneOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": "^[0-9]*\\.?[0-9]+([eE][-+]?[0-9]+)?$"}
+            ]
+        }))
+        .unwrap_or(schemars::schema::Schema::Bool(true))
+    }
+}
+
+/// A prompt version: an integer or a short string, kept as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptVersion(pub String);
+
+impl<'de> Deserialize<'de> for PromptVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PromptVersion;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a non-negative integer or a string")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PromptVersion, E> {
+                Ok(PromptVersion(v.to_string()))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PromptVersion, E> {
+                Ok(PromptVersion(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for PromptVersion {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl JsonSchema for PromptVersion {
+    fn schema_name() -> String {
+        "PromptVersion".to_string()
+    }
+    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        serde_json::from_value(serde_json::json!({
+            "oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "maxLength": 64}]
+        }))
+        .unwrap_or(schemars::schema::Schema::Bool(true))
+    }
+}
+
+/// The JSON Schema document for [`UsageEventV1`].
+pub fn usage_event_json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(UsageEventV1);
+    serde_json::to_value(schema).unwrap_or_default()
+}
