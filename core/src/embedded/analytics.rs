@@ -1,0 +1,337 @@
+//! The embedded analytics store: rollup rows, the projector checkpoint and the dedup memory in
+//! one SQLite file, so one transaction covers all three (exactly-once effect of a commit).
+//!
+//! Rollup rows are keyed `(resolution, feature, bucket, model, provider, environment)`; the
+//! feature-first key serves the per-feature dashboards, and an index on `(resolution, bucket)`
+//! serves the cross-feature views. Cost is a 16-byte little-endian `i128` of pico-dollars.
+//! Dedup fingerprints are stored as append-only chunks (8-byte fingerprint + 4-byte second per
+//! event, about 12 bytes on disk per event in the window); chunks entirely older than the window
+//! are deleted in the same commit.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use tally_schemas::{Environment, Pico};
+use tracing::instrument;
+
+use crate::embedded::{blocking, open};
+use crate::hll::Hll;
+use crate::rollup::{Dims, Rollup, RollupKey, RollupRow};
+use crate::sketch::LatencySketch;
+use crate::store::{
+    AnalyticsStore, LogPosition, ProjectionCommit, ProjectorState, ScanRequest, StoreError,
+    StoreResult,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS rollups (
+    resolution   INTEGER NOT NULL,
+    feature      TEXT NOT NULL,
+    bucket       INTEGER NOT NULL,
+    model        TEXT NOT NULL,
+    provider     TEXT NOT NULL,
+    environment  TEXT NOT NULL,
+    requests     INTEGER NOT NULL,
+    errors       INTEGER NOT NULL,
+    timeouts     INTEGER NOT NULL,
+    latency_sum_us INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL,
+    cost_pico    BLOB NOT NULL,
+    unpriced     INTEGER NOT NULL,
+    latency      BLOB NOT NULL,
+    users        BLOB NOT NULL,
+    PRIMARY KEY (resolution, feature, bucket, model, provider, environment)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollups_by_time ON rollups (resolution, bucket);
+CREATE TABLE IF NOT EXISTS projector_meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    position TEXT NOT NULL,
+    last_received_ms INTEGER NOT NULL,
+    events_applied INTEGER NOT NULL,
+    duplicates_dropped INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dedup_chunks (
+    id INTEGER PRIMARY KEY,
+    max_seen_s INTEGER NOT NULL,
+    entries BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dedup_chunks_by_time ON dedup_chunks (max_seen_s);
+";
+
+const COLUMNS: &str = "resolution, feature, bucket, model, provider, environment, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users";
+
+pub struct SqliteAnalyticsStore {
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: std::path::PathBuf,
+}
+
+impl SqliteAnalyticsStore {
+    pub fn open(dir: &Path) -> StoreResult<SqliteAnalyticsStore> {
+        let path = dir.join("analytics.db");
+        let writer = open(&path)?;
+        writer.execute_batch(SCHEMA)?;
+        Ok(SqliteAnalyticsStore {
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            path,
+        })
+    }
+
+    fn reader(&self) -> StoreResult<Connection> {
+        let pooled = self.readers.lock().map_err(|_| poisoned())?.pop();
+        match pooled {
+            Some(conn) => Ok(conn),
+            None => open(&self.path),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+        }
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Backend("analytics connection lock poisoned".into())
+}
+
+fn i128_blob(v: i128) -> [u8; 16] {
+    v.to_le_bytes()
+}
+
+fn blob_i128(b: &[u8]) -> StoreResult<i128> {
+    let arr: [u8; 16] = b.try_into().map_err(|_| StoreError::Corrupt("cost column".into()))?;
+    Ok(i128::from_le_bytes(arr))
+}
+
+fn env_of(text: &str) -> StoreResult<Environment> {
+    Environment::parse(text).ok_or_else(|| StoreError::Corrupt(format!("environment {text}")))
+}
+
+/// Reads the measure columns starting at `first` (requests … users).
+fn measures(row: &Row, first: usize, with_sketches: bool) -> StoreResult<Rollup> {
+    let get_u64 = |i: usize| -> StoreResult<u64> { Ok(row.get::<_, i64>(first + i)? as u64) };
+    let cost: Vec<u8> = row.get(first + 7)?;
+    let mut rollup = Rollup {
+        requests: get_u64(0)?,
+        errors: get_u64(1)?,
+        timeouts: get_u64(2)?,
+        latency_sum_us: get_u64(3)?,
+        input_tokens: get_u64(4)?,
+        output_tokens: get_u64(5)?,
+        cached_input_tokens: get_u64(6)?,
+        cost: Pico(blob_i128(&cost)?),
+        unpriced: get_u64(8)?,
+        ..Rollup::default()
+    };
+    if with_sketches {
+        let latency: Vec<u8> = row.get(first + 9)?;
+        let users: Vec<u8> = row.get(first + 10)?;
+        rollup.latency = LatencySketch::decode(&mut latency.as_slice())
+            .ok_or_else(|| StoreError::Corrupt("latency sketch".into()))?;
+        rollup.users = Hll::decode(&mut users.as_slice()).ok_or_else(|| StoreError::Corrupt("user sketch".into()))?;
+    }
+    Ok(rollup)
+}
+
+fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> StoreResult<()> {
+    let d = &key.dims;
+    let env = d.environment.as_str();
+    let res = key.resolution.seconds();
+    let existing = {
+        let mut select = tx.prepare_cached(
+            "SELECT requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users
+             FROM rollups WHERE resolution = ?1 AND feature = ?2 AND bucket = ?3 AND model = ?4 AND provider = ?5 AND environment = ?6",
+        )?;
+        select
+            .query_row(params![res, d.feature, key.bucket, d.model, d.provider, env], |row| {
+                Ok(measures(row, 0, true))
+            })
+            .optional()?
+            .transpose()?
+    };
+    let mut merged = existing.unwrap_or_default();
+    merged.merge(delta);
+    let mut upsert = tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO rollups ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+    ))?;
+    upsert.execute(params![
+        res,
+        d.feature,
+        key.bucket,
+        d.model,
+        d.provider,
+        env,
+        merged.requests as i64,
+        merged.errors as i64,
+        merged.timeouts as i64,
+        merged.latency_sum_us as i64,
+        merged.input_tokens as i64,
+        merged.output_tokens as i64,
+        merged.cached_input_tokens as i64,
+        &i128_blob(merged.cost.0)[..],
+        merged.unpriced as i64,
+        merged.encode_latency(),
+        merged.encode_users(),
+    ])?;
+    Ok(())
+}
+
+fn encode_dedup(entries: &[(u64, u32)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * 12);
+    for (fp, s) in entries {
+        out.extend_from_slice(&fp.to_le_bytes());
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+fn decode_dedup(bytes: &[u8], since_s: u32, out: &mut Vec<(u64, u32)>) -> StoreResult<()> {
+    if bytes.len() % 12 != 0 {
+        return Err(StoreError::Corrupt("dedup chunk".into()));
+    }
+    for chunk in bytes.chunks_exact(12) {
+        let fp = u64::from_le_bytes(chunk[..8].try_into().map_err(|_| StoreError::Corrupt("dedup".into()))?);
+        let s = u32::from_le_bytes(chunk[8..].try_into().map_err(|_| StoreError::Corrupt("dedup".into()))?);
+        if s >= since_s {
+            out.push((fp, s));
+        }
+    }
+    Ok(())
+}
+
+fn load_state(conn: &Connection, window_s: u32) -> StoreResult<ProjectorState> {
+    let meta = conn
+        .query_row(
+            "SELECT position, last_received_ms, events_applied, duplicates_dropped FROM projector_meta WHERE id = 1",
+            [],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)),
+        )
+        .optional()?;
+    let Some((position, last_received_ms, applied, dups)) = meta else {
+        return Ok(ProjectorState::default());
+    };
+    let position: LogPosition =
+        serde_json::from_str(&position).map_err(|e| StoreError::Corrupt(format!("checkpoint: {e}")))?;
+    let since_s = ((last_received_ms / 1000) as u32).saturating_sub(window_s);
+    let mut dedup = Vec::new();
+    let mut stmt = conn.prepare("SELECT entries FROM dedup_chunks WHERE max_seen_s >= ?1 ORDER BY id")?;
+    let mut rows = stmt.query(params![since_s])?;
+    while let Some(row) = rows.next()? {
+        let bytes: Vec<u8> = row.get(0)?;
+        decode_dedup(&bytes, since_s, &mut dedup)?;
+    }
+    Ok(ProjectorState {
+        position,
+        last_received_ms,
+        events_applied: applied as u64,
+        duplicates_dropped: dups as u64,
+        dedup,
+    })
+}
+
+fn commit(conn: &mut Connection, c: &ProjectionCommit) -> StoreResult<()> {
+    let tx = conn.transaction()?;
+    for (key, delta) in &c.deltas {
+        merge_row(&tx, key, delta)?;
+    }
+    if let Some(max_seen) = c.dedup_new.iter().map(|(_, s)| *s).max() {
+        tx.execute(
+            "INSERT INTO dedup_chunks (max_seen_s, entries) VALUES (?1, ?2)",
+            params![max_seen, encode_dedup(&c.dedup_new)],
+        )?;
+    }
+    tx.execute("DELETE FROM dedup_chunks WHERE max_seen_s < ?1", params![c.dedup_horizon_s])?;
+    let position = serde_json::to_string(&c.position).map_err(|e| StoreError::Backend(e.to_string()))?;
+    tx.execute(
+        "INSERT OR REPLACE INTO projector_meta (id, position, last_received_ms, events_applied, duplicates_dropped) VALUES (1, ?1, ?2, ?3, ?4)",
+        params![position, c.last_received_ms, c.events_applied as i64, c.duplicates_dropped as i64],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn scan(conn: &Connection, req: &ScanRequest) -> StoreResult<Vec<RollupRow>> {
+    let f = &req.filter;
+    let sketch_cols = if req.with_sketches { "latency, users" } else { "x'', x''" };
+    let mut sql = format!(
+        "SELECT feature, bucket, model, provider, environment, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, {sketch_cols}
+         FROM rollups WHERE resolution = ?1 AND bucket >= ?2 AND bucket < ?3"
+    );
+    let mut extra: Vec<String> = Vec::new();
+    for (col, val) in [("feature", &f.feature), ("model", &f.model), ("provider", &f.provider)] {
+        if let Some(v) = val {
+            sql.push_str(&format!(" AND {col} = ?{}", 4 + extra.len()));
+            extra.push(v.clone());
+        }
+    }
+    if let Some(env) = f.environment {
+        sql.push_str(&format!(" AND environment = ?{}", 4 + extra.len()));
+        extra.push(env.as_str().to_string());
+    }
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut out = Vec::new();
+    for span in &req.spans {
+        if span.from >= span.to {
+            continue;
+        }
+        let mut values: Vec<rusqlite::types::Value> =
+            vec![span.resolution.seconds().into(), span.from.into(), span.to.into()];
+        values.extend(extra.iter().cloned().map(rusqlite::types::Value::from));
+        let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+        while let Some(row) = rows.next()? {
+            let env: String = row.get(4)?;
+            let key = RollupKey {
+                resolution: span.resolution,
+                bucket: row.get(1)?,
+                dims: Dims { feature: row.get(0)?, model: row.get(2)?, provider: row.get(3)?, environment: env_of(&env)? },
+            };
+            out.push(RollupRow { key, rollup: measures(row, 5, req.with_sketches)? });
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl AnalyticsStore for SqliteAnalyticsStore {
+    async fn load_state(&self, dedup_window_s: u32) -> StoreResult<ProjectorState> {
+        let writer = self.writer.clone();
+        blocking(move || load_state(&*writer.lock().map_err(|_| poisoned())?, dedup_window_s)).await
+    }
+
+    #[instrument(name = "analytics.commit", skip_all, fields(rows = c.deltas.len(), dedup = c.dedup_new.len()), err)]
+    async fn commit(&self, c: ProjectionCommit) -> StoreResult<()> {
+        let writer = self.writer.clone();
+        blocking(move || commit(&mut *writer.lock().map_err(|_| poisoned())?, &c)).await
+    }
+
+    async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>> {
+        let conn = self.reader()?;
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let result = scan(&conn, &request);
+            (conn, result)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("scan task failed: {e}")))?;
+        self.give_back(conn);
+        result
+    }
+
+    async fn reset(&self) -> StoreResult<()> {
+        let writer = self.writer.clone();
+        blocking(move || {
+            let conn = writer.lock().map_err(|_| poisoned())?;
+            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM projector_meta; DELETE FROM dedup_chunks; COMMIT;")?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,194 @@
+//! Rollups: what the projector folds events into and the query API reads.
+//!
+//! A rollup row is keyed by (resolution, bucket start, feature, model, provider, environment).
+//! Buckets are UTC-aligned: minutes, hours and days. Every event contributes to exactly one row
+//! per resolution, chosen by its `occurred_at` (not by when it arrived), so late and out-of-order
+//! events land where they belong. All fields are sums, maxima of sketch registers or bucket
+//! counts: merging rows is exact, associative and commutative, which is what makes replay equal
+//! live projection and lets coarse rows be built from fine ones.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tally_schemas::event::{Cost, Status};
+use tally_schemas::{Environment, Pico, UsageEvent};
+
+use crate::hll::Hll;
+use crate::sketch::LatencySketch;
+
+/// Bucket width of a rollup row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Resolution {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Resolution {
+    pub const ALL: [Resolution; 3] = [Resolution::Minute, Resolution::Hour, Resolution::Day];
+
+    /// Width in seconds (also the stored code of the resolution).
+    pub fn seconds(self) -> i64 {
+        match self {
+            Resolution::Minute => 60,
+            Resolution::Hour => 3_600,
+            Resolution::Day => 86_400,
+        }
+    }
+
+    pub fn from_seconds(seconds: i64) -> Option<Resolution> {
+        Self::ALL.into_iter().find(|r| r.seconds() == seconds)
+    }
+
+    /// Start (Unix seconds) of the bucket holding `ts`.
+    pub fn bucket_of(self, ts: i64) -> i64 {
+        ts.div_euclid(self.seconds()) * self.seconds()
+    }
+}
+
+/// The dimensions of a rollup row.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Dims {
+    pub feature: String,
+    pub model: String,
+    pub provider: String,
+    pub environment: Environment,
+}
+
+/// Identity of a rollup row.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RollupKey {
+    pub resolution: Resolution,
+    /// Bucket start, Unix seconds (UTC).
+    pub bucket: i64,
+    pub dims: Dims,
+}
+
+/// The measures of one rollup row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rollup {
+    pub requests: u64,
+    pub errors: u64,
+    pub timeouts: u64,
+    /// Sum of latencies in microseconds (for the mean).
+    pub latency_sum_us: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    /// Exact cost of the priced requests.
+    pub cost: Pico,
+    /// Requests whose model had no price at `occurred_at` and no reported cost.
+    pub unpriced: u64,
+    pub latency: LatencySketch,
+    pub users: Hll,
+}
+
+impl Rollup {
+    /// Folds one priced event in.
+    pub fn add_event(&mut self, e: &UsageEvent) {
+        self.requests += 1;
+        match e.status {
+            Status::Success => {}
+            Status::Error => self.errors += 1,
+            Status::Timeout => self.timeouts += 1,
+        }
+        self.latency_sum_us += e.latency_us;
+        self.input_tokens += e.input_tokens;
+        self.output_tokens += e.output_tokens;
+        self.cached_input_tokens += e.cached_input_tokens;
+        match e.cost {
+            Cost::Reported(p) | Cost::Computed(p) => self.cost += Pico(i128::from(p)),
+            Cost::Unpriced | Cost::Pending => self.unpriced += 1,
+        }
+        self.latency.insert(e.latency_us);
+        if let Some(user) = &e.user_id {
+            self.users.insert(user);
+        }
+    }
+
+    /// Adds `other` into `self` (sums, histogram counts, register maxima).
+    pub fn merge(&mut self, other: &Rollup) {
+        self.merge_sums(other);
+        self.latency.merge(&other.latency);
+        self.users.merge(&other.users);
+    }
+
+    /// Adds only the plain sums (for queries that need no percentiles or unique users).
+    pub fn merge_sums(&mut self, other: &Rollup) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.timeouts += other.timeouts;
+        self.latency_sum_us += other.latency_sum_us;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
+        self.cost += other.cost;
+        self.unpriced += other.unpriced;
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.errors + self.timeouts
+    }
+
+    /// The latency sketch and user sketch in one blob each.
+    pub fn encode_latency(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.latency.encode(&mut out);
+        out
+    }
+
+    pub fn encode_users(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.users.encode(&mut out);
+        out
+    }
+}
+
+/// One stored row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupRow {
+    pub key: RollupKey,
+    pub rollup: Rollup,
+}
+
+/// Folds events (already deduplicated and priced) into one delta per row at every resolution.
+///
+/// Events are grouped per minute with borrowed keys (one hash lookup per event); hour and day
+/// deltas are merged from the minute deltas, which is exact because merging is.
+pub fn fold<'a>(events: impl IntoIterator<Item = &'a UsageEvent>) -> BTreeMap<RollupKey, Rollup> {
+    type MinuteKey<'e> = (i64, &'e str, &'e str, &'e str, Environment);
+    let mut minutes: HashMap<MinuteKey<'a>, Rollup> = HashMap::new();
+    for e in events {
+        let minute = Resolution::Minute.bucket_of(e.occurred_at_secs());
+        minutes
+            .entry((minute, &e.feature, &e.model, &e.provider, e.environment))
+            .or_default()
+            .add_event(e);
+    }
+    let mut out = BTreeMap::new();
+    for ((minute, feature, model, provider, environment), rollup) in minutes {
+        let dims = Dims {
+            feature: feature.to_string(),
+            model: model.to_string(),
+            provider: provider.to_string(),
+            environment,
+        };
+        for resolution in [Resolution::Hour, Resolution::Day] {
+            let key = RollupKey { resolution, bucket: resolution.bucket_of(minute), dims: dims.clone() };
+            out.entry(key).or_insert_with(Rollup::default).merge(&rollup);
+        }
+        out.insert(RollupKey { resolution: Resolution::Minute, bucket: minute, dims }, rollup);
+    }
+    out
+}
+
+/// Merges `deltas` into `into` (used by stores and tests to apply a fold result).
+pub fn apply(into: &mut BTreeMap<RollupKey, Rollup>, deltas: BTreeMap<RollupKey, Rollup>) {
+    for (key, delta) in deltas {
+        match into.get_mut(&key) {
+            Some(existing) => existing.merge(&delta),
+            None => {
+                into.insert(key, delta);
+            }
+        }
+    }
+}

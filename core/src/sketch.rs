@@ -1,0 +1,198 @@
+//! Mergeable latency summary: a log-bucketed histogram (the DDSketch mapping) with a relative
+//! accuracy of 1%.
+//!
+//! A latency `x` microseconds (x ≥ 1) falls in bucket `i = ceil(ln x / ln γ)` with
+//! `γ = (1 + α) / (1 − α)`, `α = 0.01`; zero latencies have their own counter. Every value in
+//! bucket `i` lies in `(γ^(i−1), γ^i]`, and the bucket's representative `2γ^i / (γ + 1)` is within
+//! `α` of each of them, so any quantile is reported within 1% of the true value at that rank.
+//! Buckets are stored sparsely (index, count); merging is adding counts, so it is exact,
+//! associative and commutative — rollups at any resolution and in any order agree.
+
+use crate::varint;
+
+/// Relative accuracy of every reported quantile.
+pub const RELATIVE_ACCURACY: f64 = 0.01;
+
+fn gamma() -> f64 {
+    (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)
+}
+
+/// Bucket index of a latency in microseconds (≥ 1).
+fn index_of(latency_us: u64) -> u16 {
+    let idx = ((latency_us as f64).ln() / gamma().ln()).ceil();
+    idx.clamp(0.0, f64::from(u16::MAX)) as u16
+}
+
+/// Representative value (microseconds) of a bucket.
+fn value_of(index: u16) -> f64 {
+    let g = gamma();
+    2.0 * g.powi(i32::from(index)) / (g + 1.0)
+}
+
+/// A sparse log-bucketed latency histogram.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatencySketch {
+    zeros: u64,
+    /// Sorted by bucket index, no duplicates, no zero counts.
+    buckets: Vec<(u16, u64)>,
+}
+
+impl LatencySketch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn count(&self) -> u64 {
+        self.zeros + self.buckets.iter().map(|(_, c)| c).sum::<u64>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count() == 0
+    }
+
+    /// Records one latency in microseconds.
+    pub fn insert(&mut self, latency_us: u64) {
+        self.insert_n(latency_us, 1);
+    }
+
+    fn insert_n(&mut self, latency_us: u64, n: u64) {
+        if latency_us == 0 {
+            self.zeros += n;
+            return;
+        }
+        self.add_bucket(index_of(latency_us), n);
+    }
+
+    fn add_bucket(&mut self, index: u16, n: u64) {
+        match self.buckets.binary_search_by_key(&index, |(i, _)| *i) {
+            Ok(pos) => self.buckets[pos].1 += n,
+            Err(pos) => self.buckets.insert(pos, (index, n)),
+        }
+    }
+
+    /// Adds every count of `other` into `self`.
+    pub fn merge(&mut self, other: &LatencySketch) {
+        self.zeros += other.zeros;
+        if self.buckets.is_empty() {
+            self.buckets.clone_from(&other.buckets);
+            return;
+        }
+        let mut merged = Vec::with_capacity(self.buckets.len() + other.buckets.len());
+        let (mut a, mut b) = (self.buckets.iter().peekable(), other.buckets.iter().peekable());
+        loop {
+            match (a.peek(), b.peek()) {
+                (Some(&&(ia, ca)), Some(&&(ib, cb))) => {
+                    if ia == ib {
+                        merged.push((ia, ca + cb));
+                        a.next();
+                        b.next();
+                    } else if ia < ib {
+                        merged.push((ia, ca));
+                        a.next();
+                    } else {
+                        merged.push((ib, cb));
+                        b.next();
+                    }
+                }
+                (Some(&&x), None) => {
+                    merged.push(x);
+                    a.next();
+                }
+                (None, Some(&&x)) => {
+                    merged.push(x);
+                    b.next();
+                }
+                (None, None) => break,
+            }
+        }
+        self.buckets = merged;
+    }
+
+    /// The latency in milliseconds at quantile `q` (0..=1), using the nearest-rank definition:
+    /// the value of rank `max(1, ceil(q·n))` in ascending order. `None` when empty.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
+        if rank <= self.zeros {
+            return Some(0.0);
+        }
+        let mut seen = self.zeros;
+        for &(index, count) in &self.buckets {
+            seen += count;
+            if seen >= rank {
+                return Some(value_of(index) / 1000.0);
+            }
+        }
+        self.buckets.last().map(|&(i, _)| value_of(i) / 1000.0)
+    }
+
+    /// Compact binary form: zeros, bucket count, then (index delta, count) varints.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        varint::put(out, self.zeros);
+        varint::put(out, self.buckets.len() as u64);
+        let mut prev = 0u16;
+        for &(index, count) in &self.buckets {
+            varint::put(out, u64::from(index - prev));
+            varint::put(out, count);
+            prev = index;
+        }
+    }
+
+    pub fn decode(input: &mut &[u8]) -> Option<LatencySketch> {
+        let zeros = varint::get(input)?;
+        let len = usize::try_from(varint::get(input)?).ok()?;
+        let mut buckets = Vec::with_capacity(len.min(4096));
+        let mut prev = 0u64;
+        for _ in 0..len {
+            prev += varint::get(input)?;
+            let index = u16::try_from(prev).ok()?;
+            let count = varint::get(input)?;
+            buckets.push((index, count));
+        }
+        Some(LatencySketch { zeros, buckets })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn exact_nearest_rank(values: &mut [u64], q: f64) -> f64 {
+        values.sort_unstable();
+        let rank = ((q * values.len() as f64).ceil() as usize).max(1);
+        values[rank - 1] as f64 / 1000.0
+    }
+
+    proptest! {
+        #[test]
+        fn quantiles_within_one_percent(values in proptest::collection::vec(0u64..5_000_000_000, 1..400), q in 0.0f64..=1.0) {
+            let mut s = LatencySketch::new();
+            for &v in &values { s.insert(v); }
+            let mut sorted = values.clone();
+            let truth = exact_nearest_rank(&mut sorted, q);
+            let est = s.quantile_ms(q).expect("non-empty");
+            prop_assert!((est - truth).abs() <= truth * RELATIVE_ACCURACY + 1e-9, "est {est} truth {truth}");
+        }
+
+        #[test]
+        fn merge_is_order_independent(a in proptest::collection::vec(0u64..10_000_000, 0..100), b in proptest::collection::vec(0u64..10_000_000, 0..100)) {
+            let mut whole = LatencySketch::new();
+            for &v in a.iter().chain(&b) { whole.insert(v); }
+            let (mut sa, mut sb) = (LatencySketch::new(), LatencySketch::new());
+            for &v in &a { sa.insert(v); }
+            for &v in &b { sb.insert(v); }
+            let mut ab = sa.clone(); ab.merge(&sb);
+            let mut ba = sb.clone(); ba.merge(&sa);
+            prop_assert_eq!(&ab, &whole);
+            prop_assert_eq!(&ba, &whole);
+            let mut buf = Vec::new();
+            whole.encode(&mut buf);
+            let decoded = LatencySketch::decode(&mut buf.as_slice()).expect("decodes");
+            prop_assert_eq!(decoded, whole);
+        }
+    }
+}

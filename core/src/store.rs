@@ -1,0 +1,178 @@
+//! The three storage seams. The projector and the query API only see these traits; the embedded
+//! (SQLite) and distributed (Kafka / ClickHouse / Postgres) adapters implement them, and one
+//! conformance suite runs against each implementation.
+//!
+//! - [`EventLog`]: the append-only source of truth. `append` returns only once the events are
+//!   durable; positions are per-partition "next offset to read", so a projector can resume from
+//!   exactly where its last commit left off.
+//! - [`AnalyticsStore`]: rollups plus the projector's checkpoint and dedup memory. `commit` is
+//!   atomic: rollup deltas, new dedup fingerprints and the new log position become visible
+//!   together or not at all, so a crash never double-counts or skips.
+//! - [`ConfigStore`]: features, providers, models, effective-dated prices and assignments.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tally_schemas::{Environment, UsageEvent};
+
+use crate::config::{
+    Assignment, DeploySpec, Feature, FeatureSpec, Model, ModelPrice, ModelSpec, PriceSpec,
+    Provider, ProviderSpec,
+};
+use crate::rollup::{Resolution, Rollup, RollupKey, RollupRow};
+
+/// Storage failures, shared by every adapter.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// The backend cannot take the request right now (full, down); the caller may retry.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        StoreError::Invalid { field: field.to_string(), reason: reason.into() }
+    }
+    pub fn not_found(what: impl Into<String>) -> Self {
+        StoreError::NotFound { what: what.into() }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Per partition, the next offset to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPosition(pub BTreeMap<i32, i64>);
+
+impl LogPosition {
+    pub fn next_offset(&self, partition: i32) -> i64 {
+        self.0.get(&partition).copied().unwrap_or(0)
+    }
+
+    /// Moves past `record`.
+    pub fn advance(&mut self, record: &LogRecord) {
+        let next = self.0.entry(record.partition).or_insert(0);
+        *next = (*next).max(record.offset + 1);
+    }
+}
+
+/// One appended unit of the log: the accepted events of one ingest request.
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    pub partition: i32,
+    pub offset: i64,
+    /// When the log made the record durable (Unix ms); drives the dedup window, so replay
+    /// deduplicates exactly as the live projection did.
+    pub received_at_ms: i64,
+    pub events: Vec<UsageEvent>,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendReceipt {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends `events` durably as one record; returns once they survive a crash.
+    async fn append(&self, events: Vec<UsageEvent>) -> StoreResult<AppendReceipt>;
+    /// Records after `from`, about `max_events` events at most (whole records); waits up to
+    /// `wait` when nothing is there yet, then returns what there is (possibly nothing).
+    async fn read(&self, from: &LogPosition, max_events: usize, wait: Duration) -> StoreResult<Vec<LogRecord>>;
+    /// Events appended since the log was created (for lag reporting).
+    fn appended_events(&self) -> u64;
+}
+
+/// What the projector needs to resume.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectorState {
+    pub position: LogPosition,
+    /// `received_at` of the last record applied (Unix ms).
+    pub last_received_ms: i64,
+    pub events_applied: u64,
+    pub duplicates_dropped: u64,
+    /// Fingerprints of event ids seen within the dedup window, with the second they were seen.
+    pub dedup: Vec<(u64, u32)>,
+}
+
+/// One atomic projector commit.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectionCommit {
+    pub deltas: BTreeMap<RollupKey, Rollup>,
+    pub dedup_new: Vec<(u64, u32)>,
+    /// Fingerprints seen before this second may be forgotten.
+    pub dedup_horizon_s: u32,
+    pub position: LogPosition,
+    pub last_received_ms: i64,
+    pub events_applied: u64,
+    pub duplicates_dropped: u64,
+}
+
+/// Which rows a query wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub feature: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub environment: Option<Environment>,
+}
+
+/// Rows of one resolution with bucket start in `[from, to)` (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub resolution: Resolution,
+    pub from: i64,
+    pub to: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScanRequest {
+    pub filter: Filter,
+    pub spans: Vec<Span>,
+    /// Whether latency and user sketches are needed (they are the expensive part).
+    pub with_sketches: bool,
+}
+
+#[async_trait]
+pub trait AnalyticsStore: Send + Sync + 'static {
+    /// The checkpoint and the dedup fingerprints seen at or after `dedup_since_s`.
+    async fn load_state(&self, dedup_window_s: u32) -> StoreResult<ProjectorState>;
+    /// Applies a commit atomically.
+    async fn commit(&self, commit: ProjectionCommit) -> StoreResult<()>;
+    /// Rows matching the request, in no particular order.
+    async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>>;
+    /// Drops every rollup, the checkpoint and the dedup memory (for rebuild).
+    async fn reset(&self) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait ConfigStore: Send + Sync + 'static {
+    async fn list_features(&self) -> StoreResult<Vec<Feature>>;
+    async fn upsert_feature(&self, spec: FeatureSpec) -> StoreResult<Feature>;
+    async fn list_providers(&self) -> StoreResult<Vec<Provider>>;
+    async fn upsert_provider(&self, spec: ProviderSpec) -> StoreResult<Provider>;
+    async fn list_models(&self) -> StoreResult<Vec<Model>>;
+    async fn upsert_model(&self, spec: ModelSpec) -> StoreResult<Model>;
+    async fn add_price(&self, spec: PriceSpec) -> StoreResult<ModelPrice>;
+    async fn list_prices(&self) -> StoreResult<Vec<ModelPrice>>;
+    /// Makes the model the active one for (feature, environment), deactivating the previous
+    /// assignment in the same transaction.
+    async fn deploy(&self, spec: DeploySpec) -> StoreResult<Assignment>;
+    async fn active_assignments(&self) -> StoreResult<Vec<Assignment>>;
+    /// Newest first.
+    async fn assignment_history(&self, feature: &str, environment: Option<Environment>) -> StoreResult<Vec<Assignment>>;
+}

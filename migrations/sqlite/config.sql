@@ -1,0 +1,64 @@
+-- Embedded configuration store (SQLite). Kept logically identical to migrations/postgres.
+-- Timestamps are RFC 3339 UTC text with microseconds, which sorts chronologically.
+CREATE TABLE IF NOT EXISTS ai_features (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    description  TEXT,
+    status       TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'inactive', 'maintenance')),
+    config       TEXT NOT NULL DEFAULT '{}',
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS ai_providers (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    type        TEXT NOT NULL CHECK (type IN ('openai', 'google', 'anthropic', 'custom')),
+    status      TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'inactive', 'error')),
+    base_url    TEXT,
+    api_key_env TEXT,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS ai_models (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    provider_id  TEXT NOT NULL REFERENCES ai_providers(id) ON DELETE CASCADE,
+    model_type   TEXT NOT NULL CHECK (model_type IN ('llm', 'vision', 'embedding', 'custom')),
+    version      TEXT,
+    capabilities TEXT NOT NULL DEFAULT '[]',
+    status       TEXT NOT NULL DEFAULT 'available' CHECK (status IN ('available', 'beta', 'deprecated', 'unavailable')),
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    UNIQUE (provider_id, name)
+);
+
+-- Effective-dated prices in micro-dollars per million tokens.
+CREATE TABLE IF NOT EXISTS ai_model_prices (
+    id                           TEXT PRIMARY KEY,
+    model_id                     TEXT NOT NULL REFERENCES ai_models(id) ON DELETE CASCADE,
+    effective_from               TEXT NOT NULL,
+    input_per_mtok_micros        INTEGER NOT NULL CHECK (input_per_mtok_micros >= 0),
+    output_per_mtok_micros       INTEGER NOT NULL CHECK (output_per_mtok_micros >= 0),
+    cached_input_per_mtok_micros INTEGER CHECK (cached_input_per_mtok_micros >= 0),
+    created_at                   TEXT NOT NULL,
+    UNIQUE (model_id, effective_from)
+);
+
+-- Every assignment ever made; at most one active per (feature, environment).
+CREATE TABLE IF NOT EXISTS feature_model_assignments (
+    id             TEXT PRIMARY KEY,
+    feature_id     TEXT NOT NULL REFERENCES ai_features(id) ON DELETE CASCADE,
+    model_id       TEXT NOT NULL REFERENCES ai_models(id) ON DELETE CASCADE,
+    environment    TEXT NOT NULL CHECK (environment IN ('development', 'staging', 'production')),
+    is_active      INTEGER NOT NULL,
+    assigned_at    TEXT NOT NULL,
+    assigned_by    TEXT,
+    deactivated_at TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_active_assignment
+    ON feature_model_assignments (feature_id, environment) WHERE is_active = 1;
+CREATE INDEX IF NOT EXISTS assignments_history
+    ON feature_model_assignments (feature_id, environment, assigned_at);
