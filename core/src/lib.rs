@@ -3,13 +3,14 @@
 //! What several services need and none owns: the rollup model ([`rollup`]) with its mergeable
 //! sketches ([`sketch`], [`hll`]), pricing ([`pricing`]) over the configuration model
 //! ([`config`]), the storage seams ([`store`]) and their embedded SQLite implementations
-//! ([`embedded`]), the log record codec ([`codec`]) and the injected clock ([`clock`]).
+//! ([`embedded`]), the one HTTP error shape ([`http`]), the log record codec ([`codec`]) and the injected clock ([`clock`]).
 
 pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod embedded;
 pub mod hll;
+pub mod http;
 pub mod pricing;
 pub mod rollup;
 pub mod sketch;

@@ -57,6 +57,31 @@ impl PriceBook {
     }
 }
 
+/// The price book currently in force, swapped whole when prices change.
+#[derive(Debug, Default)]
+pub struct PriceCache {
+    book: std::sync::RwLock<std::sync::Arc<PriceBook>>,
+}
+
+impl PriceCache {
+    pub fn current(&self) -> std::sync::Arc<PriceBook> {
+        self.book.read().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    pub fn replace(&self, book: PriceBook) {
+        if let Ok(mut slot) = self.book.write() {
+            *slot = std::sync::Arc::new(book);
+        }
+    }
+
+    /// Reloads every price from the config store.
+    pub async fn refresh(&self, config: &dyn crate::store::ConfigStore) -> Result<(), crate::store::StoreError> {
+        let prices = config.list_prices().await?;
+        self.replace(PriceBook::new(prices));
+        Ok(())
+    }
+}
+
 /// Exact cost in pico-dollars, or `None` on overflow (absurd prices).
 pub fn cost_of(event: &UsageEvent, price: &ModelPrice) -> Option<i64> {
     let uncached = event.input_tokens.saturating_sub(event.cached_input_tokens);

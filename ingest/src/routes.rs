@@ -1,0 +1,207 @@
+//! The ingest routes. See the crate docs for the delivery contract.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+use tally_core::clock::Clock;
+use tally_core::http::{data, ApiError};
+use tally_core::pricing::PriceCache;
+use tally_core::store::EventLog;
+use tally_schemas::validate::{parse_batch, BodyError, BodyFormat, EventError, Limits};
+use tally_schemas::UsageEvent;
+use tokio::sync::Semaphore;
+use tracing::instrument;
+
+use crate::metrics as m;
+
+/// Tells ingest how far behind the projector is, in events.
+pub type LagProbe = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub limits: Limits,
+    pub max_body_bytes: usize,
+    pub max_in_flight: usize,
+    pub max_lag_events: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            limits: Limits::default(),
+            max_body_bytes: 10 * 1024 * 1024,
+            max_in_flight: 32,
+            max_lag_events: 5_000_000,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct IngestState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    log: Arc<dyn EventLog>,
+    prices: Arc<PriceCache>,
+    clock: Arc<dyn Clock>,
+    config: IngestConfig,
+    in_flight: Semaphore,
+    lag: LagProbe,
+}
+
+impl IngestState {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        prices: Arc<PriceCache>,
+        clock: Arc<dyn Clock>,
+        config: IngestConfig,
+        lag: LagProbe,
+    ) -> IngestState {
+        m::describe();
+        let in_flight = Semaphore::new(config.max_in_flight.max(1));
+        IngestState { inner: Arc::new(Inner { log, prices, clock, config, in_flight, lag }) }
+    }
+}
+
+pub fn router(state: IngestState) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/v1/schema/usage-event", get(schema))
+        .with_state(state)
+}
+
+async fn schema() -> impl IntoResponse {
+    axum::Json(tally_schemas::wire::usage_event_json_schema())
+}
+
+#[derive(Debug, Serialize)]
+struct IngestSummary {
+    accepted: usize,
+    rejected: usize,
+    errors: Vec<EventError>,
+}
+
+#[instrument(name = "ingest.post_events", skip_all, err(Debug))]
+async fn post_events(State(state): State<IngestState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let inner = &state.inner;
+    let Ok(_permit) = inner.in_flight.try_acquire() else {
+        m::request("overloaded");
+        return Err(ApiError::unavailable("too many ingest requests in flight; retry shortly", 1));
+    };
+    if (inner.lag)() > inner.config.max_lag_events {
+        m::request("backlog");
+        return Err(ApiError {
+            retry_after_s: Some(2),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "projection_backlog", "the projector is behind; retry shortly")
+        });
+    }
+    let format = body_format(&headers)?;
+    let bytes = read_body(body, &headers, inner.config.max_body_bytes).await?;
+    let limits = inner.config.limits.clone();
+    let now = inner.clock.now();
+    let book = inner.prices.current();
+    let parsed = tokio::task::spawn_blocking(move || {
+        parse_batch(&bytes, format, &limits, now).map(|mut batch| {
+            for (_, event) in &mut batch.events {
+                book.price(event);
+            }
+            batch
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(body_error)?;
+    let events: Vec<UsageEvent> = parsed.events.into_iter().map(|(_, e)| e).collect();
+    let summary = IngestSummary { accepted: events.len(), rejected: parsed.errors.len(), errors: parsed.errors };
+    metrics::counter!(m::EVENTS_REJECTED).increment(summary.rejected as u64);
+    if events.is_empty() {
+        m::request("rejected");
+        return Ok(all_rejected(summary));
+    }
+    inner.log.append(events).await.map_err(|err| {
+        m::request("failed");
+        ApiError::from(err)
+    })?;
+    metrics::counter!(m::EVENTS_ACCEPTED).increment(summary.accepted as u64);
+    metrics::histogram!(m::APPEND_SECONDS).record(started.elapsed().as_secs_f64());
+    m::request("accepted");
+    Ok((StatusCode::OK, data(summary)).into_response())
+}
+
+fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyFormat::JsonArray);
+    };
+    let mime = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" | "" => Ok(BodyFormat::JsonArray),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => Ok(BodyFormat::Ndjson),
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Content-Type {other} is not accepted; send application/json (an array of events) or application/x-ndjson"),
+        )
+        .with_field("Content-Type")),
+    }
+}
+
+async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
+        m::request("too_large");
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body exceeds {max} bytes"))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    match axum::body::to_bytes(body, max).await {
+        Ok(bytes) => Ok(bytes.to_vec()),
+        Err(err) if is_length_limit(&err) => Err(too_large()),
+        Err(err) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("could not read request body: {err}"))),
+    }
+}
+
+fn is_length_limit(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.to_string().contains("length limit") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+fn body_error(err: BodyError) -> ApiError {
+    m::request("bad_body");
+    match err {
+        BodyError::TooManyEvents { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_events", err.to_string()),
+        other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", other.to_string()),
+    }
+}
+
+/// 422 with the usual error envelope plus the per-event reasons.
+fn all_rejected(summary: IngestSummary) -> Response {
+    let first = summary.errors.first();
+    let body = serde_json::json!({
+        "error": {
+            "code": "all_events_rejected",
+            "message": format!("all {} events were rejected; see data.errors", summary.rejected),
+            "field": first.and_then(|e| e.field.clone()),
+        },
+        "data": summary,
+    });
+    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()
+}

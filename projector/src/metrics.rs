@@ -1,0 +1,19 @@
+//! The projector's metrics. Labels are bounded (none carry user data).
+
+pub const EVENTS_APPLIED: &str = "tally_projector_events_applied_total";
+pub const DUPLICATES: &str = "tally_projector_duplicates_total";
+pub const COMMITS: &str = "tally_projector_commits_total";
+pub const COMMIT_FAILURES: &str = "tally_projector_commit_failures_total";
+pub const COMMIT_SECONDS: &str = "tally_projector_commit_seconds";
+pub const LAG_EVENTS: &str = "tally_projector_lag_events";
+pub const DEDUP_ENTRIES: &str = "tally_projector_dedup_entries";
+
+pub fn describe() {
+    metrics::describe_counter!(EVENTS_APPLIED, "Events folded into rollups (duplicates excluded).");
+    metrics::describe_counter!(DUPLICATES, "Events dropped as duplicates of an event id seen within the dedup window.");
+    metrics::describe_counter!(COMMITS, "Atomic rollup + checkpoint commits.");
+    metrics::describe_counter!(COMMIT_FAILURES, "Commits that failed and were retried from the last checkpoint.");
+    metrics::describe_histogram!(COMMIT_SECONDS, "Duration of one commit to the analytics store.");
+    metrics::describe_gauge!(LAG_EVENTS, "Events in the log not yet projected.");
+    metrics::describe_gauge!(DEDUP_ENTRIES, "Event-id fingerprints held in the dedup memory.");
+}

@@ -1,0 +1,152 @@
+//! Turning rollup rows into the numbers the dashboards show.
+//!
+//! Rates are percentages (0–100). Latencies are milliseconds. Money is reported twice: a JSON
+//! number rounded to the micro-dollar (for charts) and an exact decimal string in US dollars
+//! (`*_usd`, for finance). Averages of money divide exact totals once, at the end.
+
+use serde::Serialize;
+use tally_core::rollup::{Rollup, RollupRow};
+use tally_schemas::Pico;
+
+/// Merges every row (sums and sketches).
+pub fn merge_all<'a>(rows: impl IntoIterator<Item = &'a RollupRow>) -> Rollup {
+    let mut total = Rollup::default();
+    for row in rows {
+        total.merge(&row.rollup);
+    }
+    total
+}
+
+pub fn pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+/// Mean latency in milliseconds (0 when there were no requests).
+pub fn mean_latency_ms(r: &Rollup) -> f64 {
+    if r.requests == 0 {
+        0.0
+    } else {
+        r.latency_sum_us as f64 / r.requests as f64 / 1000.0
+    }
+}
+
+pub fn usd(p: Pico) -> f64 {
+    p.to_usd_f64_micro_rounded()
+}
+
+/// Exact cost divided by a count, in US dollars (display only).
+pub fn usd_per(p: Pico, count: u64) -> f64 {
+    if count == 0 {
+        0.0
+    } else {
+        p.0 as f64 / count as f64 / 1e12
+    }
+}
+
+pub fn priced_requests(r: &Rollup) -> u64 {
+    r.requests - r.unpriced
+}
+
+/// The health numbers shared by every per-feature and per-model summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthNumbers {
+    /// Request-based availability: the share of requests that did not fail (error or timeout).
+    pub uptime: f64,
+    pub error_rate: f64,
+    pub timeout_rate: f64,
+    pub success_rate: f64,
+    /// Mean latency, ms.
+    pub response_time: f64,
+    pub total_requests: u64,
+    pub cost_per_request: f64,
+}
+
+impl HealthNumbers {
+    pub fn of(r: &Rollup) -> HealthNumbers {
+        let success = r.requests - r.failures();
+        HealthNumbers {
+            uptime: pct(success, r.requests),
+            error_rate: pct(r.failures(), r.requests),
+            timeout_rate: pct(r.timeouts, r.requests),
+            success_rate: pct(success, r.requests),
+            response_time: mean_latency_ms(r),
+            total_requests: r.requests,
+            cost_per_request: usd_per(r.cost, r.requests),
+        }
+    }
+}
+
+/// p50 / p95 / p99 latency in ms (`None` when there were no requests).
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+}
+
+impl Percentiles {
+    pub fn of(r: &Rollup) -> Percentiles {
+        Percentiles {
+            latency_p50_ms: r.latency.quantile_ms(0.50),
+            latency_p95_ms: r.latency.quantile_ms(0.95),
+            latency_p99_ms: r.latency.quantile_ms(0.99),
+        }
+    }
+}
+
+/// A health verdict for lists and overviews.
+pub fn health_label(r: &Rollup) -> &'static str {
+    if r.requests == 0 {
+        return "idle";
+    }
+    let error_rate = pct(r.failures(), r.requests);
+    let p95 = r.latency.quantile_ms(0.95).unwrap_or(0.0);
+    if error_rate >= 25.0 {
+        "unhealthy"
+    } else if error_rate >= 5.0 || p95 > 10_000.0 {
+        "degraded"
+    } else {
+        "healthy"
+    }
+}
+
+/// Rows grouped by `keys`; each group's key is the list of its values in `keys` order.
+/// Hour and day values are RFC 3339 hour starts and `YYYY-MM-DD` dates (UTC).
+pub fn group_rows<'a>(
+    rows: impl IntoIterator<Item = &'a RollupRow>,
+    keys: &[crate::params::GroupKey],
+    with_sketches: bool,
+) -> std::collections::BTreeMap<Vec<String>, Rollup> {
+    let mut groups: std::collections::BTreeMap<Vec<String>, Rollup> = std::collections::BTreeMap::new();
+    for row in rows {
+        let key: Vec<String> = keys.iter().map(|k| key_value(row, *k)).collect();
+        let entry = groups.entry(key).or_default();
+        if with_sketches {
+            entry.merge(&row.rollup);
+        } else {
+            entry.merge_sums(&row.rollup);
+        }
+    }
+    groups
+}
+
+fn key_value(row: &RollupRow, key: crate::params::GroupKey) -> String {
+    use crate::params::GroupKey;
+    let d = &row.key.dims;
+    match key {
+        GroupKey::Feature => d.feature.clone(),
+        GroupKey::Provider => d.provider.clone(),
+        GroupKey::Model => d.model.clone(),
+        GroupKey::Environment => d.environment.as_str().to_string(),
+        GroupKey::Hour => chrono::DateTime::from_timestamp(row.key.bucket.div_euclid(3600) * 3600, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default(),
+        GroupKey::Day => chrono::DateTime::from_timestamp(row.key.bucket.div_euclid(86_400) * 86_400, 0)
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default(),
+    }
+}

@@ -1,0 +1,14 @@
+//! The query API: dashboards, spending, usage and model comparison, read from rollups only.
+//!
+//! Every answer is `{"data": …}`; every error is `{"error": {"code", "message", "field"?}}`.
+//! Counts are exact, costs exact to the micro-dollar (and exact to the pico-dollar in the `*_usd`
+//! strings). Windows are whole UTC minutes ([`window`]). Handlers never scan raw events.
+
+pub mod aggregate;
+pub mod params;
+mod routes;
+pub mod state;
+pub mod window;
+
+pub use routes::router;
+pub use state::{PipelineProbe, PipelineStatus, QueryState};

@@ -1,0 +1,163 @@
+//! Query-string parsing with errors that name the parameter.
+//!
+//! Unknown parameters are rejected (a misspelt `time_range` would otherwise silently fall back
+//! to the default window).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use tally_core::http::ApiError;
+use tally_core::store::Filter;
+use tally_schemas::Environment;
+
+use crate::window::{named_range, Window};
+
+pub struct Params(HashMap<String, String>);
+
+/// Dimensions and time keys a breakdown can be grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKey {
+    Feature,
+    Provider,
+    Model,
+    Environment,
+    Hour,
+    Day,
+}
+
+impl GroupKey {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupKey::Feature => "feature",
+            GroupKey::Provider => "provider",
+            GroupKey::Model => "model",
+            GroupKey::Environment => "environment",
+            GroupKey::Hour => "hour",
+            GroupKey::Day => "day",
+        }
+    }
+
+    fn parse(text: &str) -> Option<GroupKey> {
+        [GroupKey::Feature, GroupKey::Provider, GroupKey::Model, GroupKey::Environment, GroupKey::Hour, GroupKey::Day]
+            .into_iter()
+            .find(|k| k.name() == text)
+    }
+}
+
+const FILTERS: [&str; 4] = ["feature", "model", "provider", "environment"];
+const WINDOW: [&str; 4] = ["time_range", "timeRange", "from", "to"];
+
+impl Params {
+    /// Wraps the query map, rejecting any parameter not in `allowed` (window and filter
+    /// parameters are added by the callers that take them).
+    pub fn new(query: HashMap<String, String>, allowed: &[&str]) -> Result<Params, ApiError> {
+        if let Some(unknown) = query.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(ApiError::bad_param(unknown, format!("unknown parameter; accepted: {}", allowed.join(", "))));
+        }
+        Ok(Params(query))
+    }
+
+    pub fn window_names() -> &'static [&'static str] {
+        &WINDOW
+    }
+
+    pub fn filter_names() -> &'static [&'static str] {
+        &FILTERS
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    fn instant(&self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+        self.get(name)
+            .map(|v| {
+                DateTime::parse_from_rfc3339(v)
+                    .map(|d| d.with_timezone(&Utc))
+                    .map_err(|_| ApiError::bad_param(name, "must be an RFC 3339 instant, e.g. 2026-01-31T00:00:00Z"))
+            })
+            .transpose()
+    }
+
+    /// The window from `time_range` (1h|24h|7d|30d) or `from`/`to` (RFC 3339), else `default`.
+    /// Returns the window and the named range when one was used.
+    pub fn window(&self, now: DateTime<Utc>, default: &str) -> Result<(Window, Option<String>), ApiError> {
+        let named = self.get("time_range").or_else(|| self.get("timeRange"));
+        let (from, to) = (self.instant("from")?, self.instant("to")?);
+        if named.is_some() && (from.is_some() || to.is_some()) {
+            return Err(ApiError::bad_param("time_range", "use either time_range or from/to, not both"));
+        }
+        if let Some(from) = from {
+            return Ok((Window::between(from, to.unwrap_or(now))?, None));
+        }
+        if to.is_some() {
+            return Err(ApiError::bad_param("from", "is required when to is given"));
+        }
+        let name = named.unwrap_or(default);
+        let range = named_range(name)
+            .ok_or_else(|| ApiError::bad_param("time_range", "must be one of 1h, 24h, 7d, 30d"))?;
+        Ok((Window::last(range, now), Some(name.to_string())))
+    }
+
+    pub fn filter(&self) -> Result<Filter, ApiError> {
+        let environment = self
+            .get("environment")
+            .map(|e| Environment::parse(e).ok_or_else(|| ApiError::bad_param("environment", "must be development, staging or production")))
+            .transpose()?;
+        Ok(Filter {
+            feature: self.get("feature").map(str::to_string),
+            model: self.get("model").map(str::to_string),
+            provider: self.get("provider").map(str::to_string),
+            environment,
+        })
+    }
+
+    /// `group_by` as a comma-separated list of `allowed` keys; `default` when absent.
+    pub fn group_by(&self, allowed: &[GroupKey], default: &[GroupKey]) -> Result<Vec<GroupKey>, ApiError> {
+        let Some(text) = self.get("group_by") else {
+            return Ok(default.to_vec());
+        };
+        let names: Vec<&str> = allowed.iter().map(|k| k.name()).collect();
+        let mut keys = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let key = GroupKey::parse(part)
+                .filter(|k| allowed.contains(k))
+                .ok_or_else(|| ApiError::bad_param("group_by", format!("{part} is not a grouping; use any of {}", names.join(", "))))?;
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        if keys.contains(&GroupKey::Hour) && keys.contains(&GroupKey::Day) {
+            return Err(ApiError::bad_param("group_by", "group by hour or by day, not both"));
+        }
+        Ok(keys)
+    }
+
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        match self.get("limit") {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| ApiError::bad_param("limit", format!("must be an integer from 1 to {max}"))),
+        }
+    }
+}
+
+/// The accepted names for a route: its own plus window and filter parameters.
+pub fn accepted(own: &[&'static str], window: bool, filters: bool) -> Vec<&'static str> {
+    let mut names = own.to_vec();
+    if window {
+        names.extend_from_slice(&WINDOW);
+    }
+    if filters {
+        names.extend_from_slice(&FILTERS);
+    }
+    names
+}
+
+/// The span of a named range in seconds, for callers that need it.
+pub fn range_seconds(name: &str) -> Option<i64> {
+    named_range(name).map(|d: Duration| d.num_seconds())
+}

@@ -1,0 +1,24 @@
+//! One module per route group, mirroring the URLs under `/api/platform/ai-management`.
+
+mod analytics;
+mod features;
+mod health;
+mod overview;
+
+use axum::Router;
+
+use crate::state::QueryState;
+
+/// Where the management API lives.
+pub const API_BASE: &str = "/api/platform/ai-management";
+
+pub fn router(state: QueryState) -> Router {
+    let api = Router::new()
+        .merge(features::routes())
+        .merge(analytics::routes())
+        .merge(overview::routes());
+    Router::new()
+        .nest(API_BASE, api)
+        .merge(health::routes())
+        .with_state(state)
+}

@@ -1,0 +1,29 @@
+//! What the query handlers share.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tally_core::clock::Clock;
+use tally_core::store::{AnalyticsStore, ConfigStore};
+
+/// A snapshot of the pipeline, for readiness and overviews.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PipelineStatus {
+    /// The projector has loaded its checkpoint and is running.
+    pub ready: bool,
+    pub events_in_log: u64,
+    pub events_projected: u64,
+    pub duplicates_dropped: u64,
+    pub lag_events: u64,
+    pub last_error: Option<String>,
+}
+
+pub type PipelineProbe = Arc<dyn Fn() -> PipelineStatus + Send + Sync>;
+
+#[derive(Clone)]
+pub struct QueryState {
+    pub analytics: Arc<dyn AnalyticsStore>,
+    pub config: Arc<dyn ConfigStore>,
+    pub clock: Arc<dyn Clock>,
+    pub pipeline: PipelineProbe,
+}
