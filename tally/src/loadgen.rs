@@ -1,0 +1,309 @@
+//! `tally loadgen` and `tally bench-query`: load and latency measurements against a running
+//! server over HTTP (loopback only in this project's benchmarks).
+//!
+//! loadgen sends batches of unique events for one throw-away feature at a target rate with a
+//! fixed number of connections, and reports sustained throughput, acknowledgement latency
+//! (p50/p99), freshness (time from acknowledgement until `/features/{name}/metrics` counts the
+//! batch and every batch acknowledged before it; polled every 20 ms, so a conservative upper
+//! bound) and the server's peak RSS (`--server-pid`, from /proc). bench-query issues one GET
+//! repeatedly and reports its latency percentiles.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadgenArgs {
+    /// Base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub target: String,
+    /// Target events per second.
+    #[arg(long, default_value_t = 200_000)]
+    pub rate: u64,
+    /// Seconds to send for.
+    #[arg(long, default_value_t = 60)]
+    pub duration: u64,
+    /// Events per request.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Spread `occurred_at` uniformly over this many past days (0: now).
+    #[arg(long, default_value_t = 0)]
+    pub spread_days: u32,
+    /// Feature name to send under (default: a fresh `loadgen-…` name per run).
+    #[arg(long)]
+    pub feature: Option<String>,
+    /// Stop after this many events (default: rate × duration).
+    #[arg(long)]
+    pub total: Option<u64>,
+    /// PID of the server, to report its peak RSS.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Skip the freshness probe.
+    #[arg(long)]
+    pub no_freshness: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoadReport {
+    pub events_acked: u64,
+    pub requests: u64,
+    pub failed_requests: u64,
+    pub seconds: f64,
+    pub events_per_second: f64,
+    pub ack_latency_ms: Percentiles,
+    pub freshness_ms: Option<Percentiles>,
+    pub server_peak_rss_mib: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub samples: usize,
+}
+
+fn percentiles(mut v: Vec<f64>) -> Percentiles {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v.get(((q * v.len() as f64).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
+    Percentiles { p50: at(0.5), p99: at(0.99), max: v.last().copied().unwrap_or(0.0), samples: v.len() }
+}
+
+/// One request body of `n` unique events.
+fn batch_body(rng: &mut SmallRng, run: &str, feature: &str, first_seq: u64, n: usize, spread_days: u32) -> Vec<u8> {
+    use std::io::Write;
+    let now = Utc::now().timestamp_millis();
+    let mut out = Vec::with_capacity(n * 330);
+    out.push(b'[');
+    for i in 0..n {
+        if i > 0 {
+            out.push(b',');
+        }
+        let back_ms = if spread_days == 0 { rng.gen_range(0..1000) } else { rng.gen_range(0..i64::from(spread_days) * 86_400_000) };
+        let at = chrono::DateTime::from_timestamp_millis(now - back_ms).unwrap_or_default();
+        let (model, provider) = [("gpt-4o", "openai"), ("gpt-4o-mini", "openai"), ("claude-3-5-sonnet", "anthropic")][rng.gen_range(0..3)];
+        let status = match rng.gen_range(0..1000) {
+            0..=19 => "error",
+            20..=24 => "timeout",
+            _ => "success",
+        };
+        let _ = write!(
+            out,
+            r#"{{"event_id":"{run}-{seq}","occurred_at":"{at}","feature":"{feature}","model":"{model}","provider":"{provider}","environment":"production","operation":"chat","status":"{status}","latency_ms":{lat},"input_tokens":{inp},"output_tokens":{outp},"user_id":"u{user}"}}"#,
+            seq = first_seq + i as u64,
+            at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            lat = rng.gen_range(20..4000),
+            inp = rng.gen_range(10..3000),
+            outp = rng.gen_range(0..800),
+            user = rng.gen_range(0..500),
+        );
+    }
+    out.push(b']');
+    out
+}
+
+struct Shared {
+    acked: AtomicU64,
+    /// (ack instant, cumulative events acked at that moment)
+    acks: Mutex<Vec<(Instant, u64)>>,
+    ack_latencies: Mutex<Vec<f64>>,
+    failed: AtomicU64,
+    requests: AtomicU64,
+    finished: std::sync::atomic::AtomicBool,
+}
+
+pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+    let feature = args.feature.clone().unwrap_or_else(|| format!("loadgen-{run_id}"));
+    let total = args.total.unwrap_or(args.rate * args.duration);
+    let batches = total.div_ceil(args.batch_size as u64);
+    let interval = Duration::from_secs_f64(args.batch_size as f64 / args.rate.max(1) as f64);
+    let shared = Arc::new(Shared {
+        acked: AtomicU64::new(0),
+        acks: Mutex::new(Vec::new()),
+        ack_latencies: Mutex::new(Vec::new()),
+        failed: AtomicU64::new(0),
+        requests: AtomicU64::new(0),
+        finished: std::sync::atomic::AtomicBool::new(false),
+    });
+    let next_batch = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let freshness = (!args.no_freshness).then(|| {
+        tokio::spawn(probe_freshness(client.clone(), args.target.clone(), feature.clone(), shared.clone(), total))
+    });
+    let mut workers = Vec::new();
+    for w in 0..args.concurrency {
+        let (client, shared, next_batch, args, feature, run_id) =
+            (client.clone(), shared.clone(), next_batch.clone(), args.clone(), feature.clone(), run_id.clone());
+        workers.push(tokio::spawn(async move {
+            let mut rng = SmallRng::seed_from_u64(w as u64);
+            let url = format!("{}/v1/events", args.target);
+            loop {
+                let b = next_batch.fetch_add(1, Ordering::Relaxed);
+                if b >= batches {
+                    return;
+                }
+                let due = started + interval.mul_f64(b as f64);
+                tokio::time::sleep_until(due.into()).await;
+                let n = (total - b * args.batch_size as u64).min(args.batch_size as u64) as usize;
+                let body = batch_body(&mut rng, &run_id, &feature, b * args.batch_size as u64, n, args.spread_days);
+                let sent = Instant::now();
+                shared.requests.fetch_add(1, Ordering::Relaxed);
+                let ok = send_with_retry(&client, &url, body).await;
+                if ok {
+                    let ms = sent.elapsed().as_secs_f64() * 1000.0;
+                    let acked = shared.acked.fetch_add(n as u64, Ordering::AcqRel) + n as u64;
+                    if let Ok(mut a) = shared.acks.lock() {
+                        a.push((Instant::now(), acked));
+                    }
+                    if let Ok(mut l) = shared.ack_latencies.lock() {
+                        l.push(ms);
+                    }
+                } else {
+                    shared.failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await.context("worker")?;
+    }
+    shared.finished.store(true, Ordering::Release);
+    let seconds = started.elapsed().as_secs_f64();
+    let freshness_ms = match freshness {
+        Some(task) => Some(task.await.context("freshness probe")?),
+        None => None,
+    };
+    let acked = shared.acked.load(Ordering::Acquire);
+    let latencies = shared.ack_latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    Ok(LoadReport {
+        events_acked: acked,
+        requests: shared.requests.load(Ordering::Relaxed),
+        failed_requests: shared.failed.load(Ordering::Relaxed),
+        seconds,
+        events_per_second: acked as f64 / seconds,
+        ack_latency_ms: percentiles(latencies),
+        freshness_ms,
+        server_peak_rss_mib: args.server_pid.and_then(peak_rss_mib),
+    })
+}
+
+/// Sends one batch; retries on 429/503 after the advised delay (at most 20 times).
+async fn send_with_retry(client: &reqwest::Client, url: &str, body: Vec<u8>) -> bool {
+    for _ in 0..20 {
+        let response = client.post(url).header("content-type", "application/json").body(body.clone()).send().await;
+        match response {
+            Ok(r) if r.status().is_success() => return true,
+            Ok(r) if r.status() == 429 || r.status() == 503 => {
+                let wait = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(1u64);
+                tokio::time::sleep(Duration::from_millis(wait * 200)).await;
+            }
+            Ok(r) => {
+                eprintln!("request failed: {} {}", r.status(), r.text().await.unwrap_or_default());
+                return false;
+            }
+            Err(err) => {
+                eprintln!("request failed: {err}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    false
+}
+
+/// Polls the feature's total until everything is visible; freshness of each ack is the first
+/// poll at which the visible total covered it.
+async fn probe_freshness(client: reqwest::Client, target: String, feature: String, shared: Arc<Shared>, total: u64) -> Percentiles {
+    let url = format!("{target}/api/platform/ai-management/features/{feature}/metrics?time_range=30d");
+    let mut samples = Vec::new();
+    let mut next_ack = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let visible = match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| v["data"]["usage"]["total_requests"].as_u64())
+                .unwrap_or(0),
+            _ => 0,
+        };
+        let now = Instant::now();
+        let acks = shared.acks.lock().map(|a| a.clone()).unwrap_or_default();
+        let mut max_covered = 0;
+        for (i, (_, cumulative)) in acks.iter().enumerate() {
+            if *cumulative <= visible {
+                max_covered = i + 1;
+            }
+        }
+        while next_ack < max_covered {
+            samples.push((now - acks[next_ack].0).as_secs_f64() * 1000.0);
+            next_ack += 1;
+        }
+        let acked = shared.acked.load(Ordering::Acquire);
+        let done = shared.finished.load(Ordering::Acquire);
+        if visible >= total || (done && visible >= acked && next_ack >= acks.len()) {
+            break;
+        }
+    }
+    percentiles(samples)
+}
+
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchQueryArgs {
+    /// Full URL to GET.
+    #[arg(long)]
+    pub url: String,
+    /// Requests to send.
+    #[arg(long, default_value_t = 1000)]
+    pub requests: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+}
+
+pub async fn bench_query(args: BenchQueryArgs) -> anyhow::Result<Percentiles> {
+    let client = reqwest::Client::new();
+    let first = client.get(&args.url).send().await?;
+    anyhow::ensure!(first.status().is_success(), "GET {} answered {}", args.url, first.status());
+    let remaining = Arc::new(AtomicU64::new(args.requests as u64));
+    let samples = Arc::new(Mutex::new(Vec::with_capacity(args.requests)));
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let (client, url, remaining, samples) = (client.clone(), args.url.clone(), remaining.clone(), samples.clone());
+        tasks.push(tokio::spawn(async move {
+            while remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1)).is_ok() {
+                let t = Instant::now();
+                let ok = client.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false);
+                if ok {
+                    if let Ok(mut s) = samples.lock() {
+                        s.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let collected = samples.lock().map(|s| s.clone()).unwrap_or_default();
+    Ok(percentiles(collected))
+}

@@ -1,0 +1,143 @@
+//! The `tally` command line: `demo`, `serve`, `rebuild`, `loadgen`, `bench-query`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tally::{demo, loadgen, startup, telemetry, Application, Settings};
+
+#[derive(Parser)]
+#[command(name = "tally", version, about = "Event-sourced AI usage analytics")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct ServerArgs {
+    /// Address to listen on [env: TALLY_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory [env: TALLY_DATA_DIR] [default: ./data]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// TOML config file [env: TALLY_CONFIG]
+    #[arg(long, env = "TALLY_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with seeded configuration and synthetic traffic.
+    Demo {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Days of history to backfill.
+        #[arg(long, default_value_t = 14)]
+        history_days: i64,
+        /// Live events per second at the daily peak.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+    },
+    /// Serve ingest, projector and query API in one process.
+    Serve {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Drop all projections and replay the event log (run while the server is stopped).
+    Rebuild {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Measure ingest throughput, ack latency and freshness against a running server.
+    Loadgen(loadgen::LoadgenArgs),
+    /// Measure the latency of one GET against a running server.
+    BenchQuery(loadgen::BenchQueryArgs),
+}
+
+fn settings(args: &ServerArgs) -> anyhow::Result<Settings> {
+    let mut s = Settings::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(listen) = &args.listen {
+        s.listen = listen.clone();
+    }
+    if let Some(dir) = &args.data_dir {
+        s.data_dir = dir.clone();
+    }
+    Ok(s)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { server } => {
+            let s = settings(&server)?;
+            telemetry::init_logging(&s.log_format);
+            let app = Application::build(s).await?;
+            println!("tally serving on http://{}", app.local_addr());
+            app.run_until_stopped(shutdown_signal()).await
+        }
+        Command::Demo { server, history_days, rate } => {
+            let s = settings(&server)?;
+            telemetry::init_logging(&s.log_format);
+            let app = Application::build(s).await?;
+            let base = format!("http://{}", app.local_addr());
+            demo::seed(&app.stores(), chrono::Utc::now()).await.context("seeding demo configuration")?;
+            print_demo_banner(&base);
+            let traffic = tokio::spawn(demo::drive(base, history_days, 40.0, rate));
+            let result = app.run_until_stopped(shutdown_signal()).await;
+            traffic.abort();
+            result
+        }
+        Command::Rebuild { server } => {
+            let s = settings(&server)?;
+            telemetry::init_logging(&s.log_format);
+            let stores = startup::Stores::open_embedded(&s)?;
+            let report = tally_projector::rebuild(stores.log, stores.analytics, startup::projector_config(&s)).await?;
+            println!(
+                "rebuilt: {} events applied, {} duplicates dropped, in {:.1} s",
+                report.events_applied,
+                report.duplicates_dropped,
+                report.elapsed.as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Loadgen(args) => {
+            let report = loadgen::run(args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::BenchQuery(args) => {
+            let report = loadgen::bench_query(args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+    }
+}
+
+fn print_demo_banner(base: &str) {
+    let api = format!("{base}/api/platform/ai-management");
+    println!("tally demo running on {base} (synthetic traffic; history is being backfilled)");
+    println!("  overview:         {api}/overview");
+    println!("  features:         {api}/features");
+    println!("  chatbot metrics:  {api}/features/chatbot/metrics?time_range=24h");
+    println!("  spending:         {api}/analytics/spending?group_by=feature,model");
+    println!("  model comparison: {api}/analytics/performance");
+    println!("  prometheus:       {base}/metrics");
+    println!("  event schema:     {base}/v1/schema/usage-event");
+}

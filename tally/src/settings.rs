@@ -1,0 +1,151 @@
+//! Layered configuration: defaults → optional TOML file → `TALLY_*` environment variables →
+//! command-line flags. Unknown keys (in the file or as `TALLY_*` variables) are errors, so a
+//! misspelt setting never silently keeps its default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address the HTTP server binds (`127.0.0.1:0` picks a free port).
+    pub listen: String,
+    /// Where the embedded stores keep their files.
+    pub data_dir: PathBuf,
+    /// Events older than this are rejected at ingest.
+    pub retention_days: u32,
+    /// How long an event id is remembered for deduplication (seconds of log time).
+    pub dedup_window_secs: u32,
+    /// Most events per ingest request.
+    pub max_batch_events: usize,
+    /// Largest ingest request body.
+    pub max_body_bytes: usize,
+    /// Ingest requests processed at once; more get 503 + Retry-After.
+    pub max_in_flight: usize,
+    /// Projector lag beyond which ingest answers 429 + Retry-After.
+    pub max_lag_events: u64,
+    /// Most events folded into one projector commit.
+    pub projector_batch_events: usize,
+    /// Append requests that may wait for the log writer.
+    pub log_queue_depth: usize,
+    /// `text` or `json` log lines.
+    pub log_format: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            retention_days: 90,
+            dedup_window_secs: 24 * 3600,
+            max_batch_events: 10_000,
+            max_body_bytes: 10 * 1024 * 1024,
+            max_in_flight: 32,
+            max_lag_events: 5_000_000,
+            projector_batch_events: 50_000,
+            log_queue_depth: 256,
+            log_format: "text".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{name}: {message}")]
+    Env { name: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Settings {
+    /// Defaults, then `file` (if any), then the `TALLY_*` variables in `env`.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Settings, SettingsError> {
+        let mut settings = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read { path: path.into(), source })?;
+                toml::from_str(&text).map_err(|e| SettingsError::File { path: path.into(), message: e.to_string() })?
+            }
+            None => Settings::default(),
+        };
+        for (name, value) in env {
+            if let Some(key) = name.strip_prefix("TALLY_") {
+                settings.apply_env(&name, key, &value)?;
+            }
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn apply_env(&mut self, name: &str, key: &str, value: &str) -> Result<(), SettingsError> {
+        fn num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, SettingsError> {
+            value.trim().parse().map_err(|_| SettingsError::Env { name: name.into(), message: format!("{value:?} is not a valid number") })
+        }
+        match key {
+            "LISTEN" => self.listen = value.to_string(),
+            "DATA_DIR" => self.data_dir = PathBuf::from(value),
+            "RETENTION_DAYS" => self.retention_days = num(name, value)?,
+            "DEDUP_WINDOW_SECS" => self.dedup_window_secs = num(name, value)?,
+            "MAX_BATCH_EVENTS" => self.max_batch_events = num(name, value)?,
+            "MAX_BODY_BYTES" => self.max_body_bytes = num(name, value)?,
+            "MAX_IN_FLIGHT" => self.max_in_flight = num(name, value)?,
+            "MAX_LAG_EVENTS" => self.max_lag_events = num(name, value)?,
+            "PROJECTOR_BATCH_EVENTS" => self.projector_batch_events = num(name, value)?,
+            "LOG_QUEUE_DEPTH" => self.log_queue_depth = num(name, value)?,
+            "LOG_FORMAT" => self.log_format = value.to_string(),
+            // Read by the config-file lookup and by tracing, not by these settings.
+            "CONFIG" | "LOG" => {}
+            _ => {
+                return Err(SettingsError::Env {
+                    name: name.into(),
+                    message: "unknown setting (see README, Configuration)".into(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let positive = [
+            ("retention_days", self.retention_days as u64),
+            ("max_batch_events", self.max_batch_events as u64),
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("max_in_flight", self.max_in_flight as u64),
+            ("projector_batch_events", self.projector_batch_events as u64),
+            ("log_queue_depth", self.log_queue_depth as u64),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(SettingsError::Invalid { key, message: "must be greater than zero".into() });
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(SettingsError::Invalid { key: "log_format", message: "must be text or json".into() });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("tally.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nretention_days = 30\n").expect("write");
+        let s = Settings::load(Some(&file), [("TALLY_RETENTION_DAYS".to_string(), "7".to_string())]).expect("loads");
+        assert_eq!((s.listen.as_str(), s.retention_days), ("0.0.0.0:9000", 7));
+        std::fs::write(&file, "listen_addr = \"x\"\n").expect("write");
+        assert!(matches!(Settings::load(Some(&file), []), Err(SettingsError::File { .. })));
+        let err = Settings::load(None, [("TALLY_LISTN".to_string(), "x".to_string())]).expect_err("unknown");
+        assert!(err.to_string().contains("TALLY_LISTN"));
+        let err = Settings::load(None, [("TALLY_MAX_IN_FLIGHT".to_string(), "lots".to_string())]).expect_err("bad number");
+        assert!(err.to_string().contains("TALLY_MAX_IN_FLIGHT"));
+        assert!(Settings::load(None, [("TALLY_MAX_IN_FLIGHT".to_string(), "0".to_string())]).is_err());
+    }
+}

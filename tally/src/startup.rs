@@ -1,0 +1,186 @@
+//! Building and running the all-in-one application: event log, projector, analytics and config
+//! stores, ingest and query routes behind one HTTP listener.
+//!
+//! `Application::build` opens the stores, starts the projector and binds the listener (port 0
+//! picks a free port, which is how tests run it); `run_until_stopped` serves until the shutdown
+//! future resolves, then stops taking requests, lets in-flight appends finish and stops the
+//! projector after its current commit.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tally_core::clock::{Clock, SystemClock};
+use tally_core::embedded::{SqliteAnalyticsStore, SqliteConfigStore, SqliteEventLog};
+use tally_core::pricing::PriceCache;
+use tally_core::store::{AnalyticsStore, ConfigStore, EventLog};
+use tally_ingest::{IngestConfig, IngestState};
+use tally_projector::{Projector, ProjectorConfig, ProjectorStatus};
+use tally_query_api::{PipelineProbe, PipelineStatus, QueryState};
+use tally_schemas::validate::Limits;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::settings::Settings;
+use crate::telemetry;
+
+/// The stores and shared state of a running application (what demo traffic and tests use).
+#[derive(Clone)]
+pub struct Stores {
+    pub log: Arc<dyn EventLog>,
+    pub analytics: Arc<dyn AnalyticsStore>,
+    pub config: Arc<dyn ConfigStore>,
+    pub prices: Arc<PriceCache>,
+}
+
+impl Stores {
+    /// Opens the embedded stores in `settings.data_dir`.
+    pub fn open_embedded(settings: &Settings) -> anyhow::Result<Stores> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+        let dir = &settings.data_dir;
+        Ok(Stores {
+            log: Arc::new(SqliteEventLog::open(dir, settings.log_queue_depth).context("opening the event log")?),
+            analytics: Arc::new(SqliteAnalyticsStore::open(dir).context("opening the analytics store")?),
+            config: Arc::new(SqliteConfigStore::open(dir).context("opening the config store")?),
+            prices: Arc::new(PriceCache::default()),
+        })
+    }
+}
+
+pub fn projector_config(settings: &Settings) -> ProjectorConfig {
+    ProjectorConfig {
+        dedup_window_s: settings.dedup_window_secs,
+        max_batch_events: settings.projector_batch_events,
+        ..ProjectorConfig::default()
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    stores: Stores,
+    stop: watch::Sender<bool>,
+    projector: JoinHandle<()>,
+    price_refresh: JoinHandle<()>,
+    status: watch::Receiver<ProjectorStatus>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        let _ = telemetry::prometheus();
+        let stores = Stores::open_embedded(&settings)?;
+        stores.prices.refresh(stores.config.as_ref()).await.context("loading prices")?;
+        let (stop, stop_rx) = watch::channel(false);
+        let (projector, status) = Projector::new(stores.log.clone(), stores.analytics.clone(), projector_config(&settings));
+        let projector = tokio::spawn(projector.run(stop_rx.clone()));
+        let price_refresh = tokio::spawn(refresh_prices(stores.clone(), stop_rx));
+        let router = build_router(&settings, &stores, clock, status.clone());
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        Ok(Application { listener, router, stores, stop, projector, price_refresh, status })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn stores(&self) -> Stores {
+        self.stores.clone()
+    }
+
+    pub fn projector_status(&self) -> watch::Receiver<ProjectorStatus> {
+        self.status.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains and stops the projector.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        info!(addr = %self.local_addr(), "tally listening");
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("http server")?;
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(Duration::from_secs(30), self.projector).await.is_err() {
+            warn!("projector did not stop within 30 s");
+        }
+        self.price_refresh.abort();
+        info!("tally stopped");
+        Ok(())
+    }
+}
+
+fn pipeline_probe(log: Arc<dyn EventLog>, status: watch::Receiver<ProjectorStatus>) -> PipelineProbe {
+    Arc::new(move || {
+        let s = status.borrow().clone();
+        let in_log = log.appended_events();
+        PipelineStatus {
+            ready: s.started,
+            events_in_log: in_log,
+            events_projected: s.events_applied,
+            duplicates_dropped: s.duplicates_dropped,
+            lag_events: in_log.saturating_sub(s.events_consumed()),
+            last_error: s.last_error,
+        }
+    })
+}
+
+fn build_router(settings: &Settings, stores: &Stores, clock: Arc<dyn Clock>, status: watch::Receiver<ProjectorStatus>) -> Router {
+    let probe = pipeline_probe(stores.log.clone(), status);
+    let lag_probe = probe.clone();
+    let ingest = IngestState::new(
+        stores.log.clone(),
+        stores.prices.clone(),
+        clock.clone(),
+        IngestConfig {
+            limits: Limits {
+                max_events: settings.max_batch_events,
+                retention: chrono::Duration::days(i64::from(settings.retention_days)),
+                ..Limits::default()
+            },
+            max_body_bytes: settings.max_body_bytes,
+            max_in_flight: settings.max_in_flight,
+            max_lag_events: settings.max_lag_events,
+        },
+        Arc::new(move || lag_probe().lag_events),
+    );
+    let query = QueryState { analytics: stores.analytics.clone(), config: stores.config.clone(), clock, pipeline: probe };
+    Router::new()
+        .merge(tally_ingest::router(ingest))
+        .merge(tally_query_api::router(query))
+        .route("/metrics", get(metrics))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+async fn metrics() -> impl IntoResponse {
+    match telemetry::prometheus() {
+        Some(handle) => (
+            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => tally_core::http::ApiError::unavailable("metrics recorder is not installed", 5).into_response(),
+    }
+}
+
+/// Reloads the price book every few seconds so price changes reach ingest.
+async fn refresh_prices(stores: Stores, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(err) = stores.prices.refresh(stores.config.as_ref()).await {
+            warn!(error = %err, "failed to reload prices");
+        }
+    }
+}
