@@ -2,9 +2,11 @@
 //!
 //! Users are hashed with XXH3-64 (stable across releases and machines, so sketches written by
 //! one process merge with those of another). The first 14 bits pick a register, the rank of the
-//! remaining 50 bits is stored. Small sketches are kept sparse (sorted register/rank pairs) and
-//! become dense at 3,072 registers; merging takes the per-register maximum, so it is exact,
-//! associative, commutative and idempotent. The estimate uses Ertl's improved raw estimator
+//! remaining 50 bits is stored. Small sketches are kept sparse as the sorted set of full 64-bit
+//! hashes, which counts exactly (up to 2,048 distinct users per sketch, the size of the dense
+//! form); beyond that they become 16,384 registers. Whether a sketch is sparse depends only on
+//! how many distinct users it holds, so merging in any order gives the same sketch: merging is
+//! exact, associative, commutative and idempotent. The estimate uses Ertl's improved raw estimator
 //! ("New cardinality estimation algorithms for HyperLogLog sketches", 2017), which is unbiased
 //! from one user to billions without empirical correction tables.
 
@@ -15,14 +17,15 @@ use crate::varint;
 const P: u32 = 14;
 const M: usize = 1 << P;
 const Q: u32 = 64 - P;
-/// Above this many non-zero registers the dense form is smaller.
-const SPARSE_LIMIT: usize = 3072;
+/// Above this many distinct hashes the dense form is smaller.
+const SPARSE_LIMIT: usize = 2048;
 
 /// A HyperLogLog sketch of user ids.
 #[derive(Debug, Clone)]
 pub enum Hll {
-    /// Sorted by register; entries are `(register, rank)` with rank ≥ 1.
-    Sparse(Vec<(u16, u8)>),
+    /// Sorted, distinct 64-bit hashes (exact).
+    Sparse(Vec<u64>),
+    /// One rank per register.
     Dense(Box<[u8]>),
 }
 
@@ -32,11 +35,16 @@ impl Default for Hll {
     }
 }
 
-fn split(hash: u64) -> (u16, u8) {
-    let register = (hash >> Q) as u16;
+fn split(hash: u64) -> (usize, u8) {
+    let register = (hash >> Q) as usize;
     let rest = hash << P;
     let rank = if rest == 0 { Q + 1 } else { rest.leading_zeros() + 1 };
     (register, rank.min(Q + 1) as u8)
+}
+
+fn set_max(regs: &mut [u8], hash: u64) {
+    let (register, rank) = split(hash);
+    regs[register] = regs[register].max(rank);
 }
 
 impl Hll {
@@ -49,33 +57,24 @@ impl Hll {
     }
 
     pub fn insert_hash(&mut self, hash: u64) {
-        let (register, rank) = split(hash);
-        self.set_max(register, rank);
-    }
-
-    fn set_max(&mut self, register: u16, rank: u8) {
         match self {
-            Hll::Dense(regs) => {
-                let slot = &mut regs[usize::from(register)];
-                *slot = (*slot).max(rank);
-            }
-            Hll::Sparse(entries) => {
-                match entries.binary_search_by_key(&register, |(r, _)| *r) {
-                    Ok(pos) => entries[pos].1 = entries[pos].1.max(rank),
-                    Err(pos) => entries.insert(pos, (register, rank)),
-                }
-                if entries.len() > SPARSE_LIMIT {
-                    self.densify();
+            Hll::Dense(regs) => set_max(regs, hash),
+            Hll::Sparse(hashes) => {
+                if let Err(pos) = hashes.binary_search(&hash) {
+                    hashes.insert(pos, hash);
+                    if hashes.len() > SPARSE_LIMIT {
+                        self.densify();
+                    }
                 }
             }
         }
     }
 
     fn densify(&mut self) {
-        if let Hll::Sparse(entries) = self {
+        if let Hll::Sparse(hashes) = self {
             let mut regs = vec![0u8; M].into_boxed_slice();
-            for &(r, rank) in entries.iter() {
-                regs[usize::from(r)] = rank;
+            for &h in hashes.iter() {
+                set_max(&mut regs, h);
             }
             *self = Hll::Dense(regs);
         }
@@ -83,26 +82,55 @@ impl Hll {
 
     pub fn is_empty(&self) -> bool {
         match self {
-            Hll::Sparse(e) => e.is_empty(),
+            Hll::Sparse(h) => h.is_empty(),
             Hll::Dense(r) => r.iter().all(|&x| x == 0),
         }
     }
 
-    /// Per-register maximum of `self` and `other`.
+    /// Union of `self` and `other`.
     pub fn merge(&mut self, other: &Hll) {
-        match other {
-            Hll::Sparse(entries) => {
-                if let (Hll::Sparse(mine), true) = (&*self, entries.len() > 64) {
-                    if mine.is_empty() {
-                        *self = other.clone();
-                        return;
-                    }
+        match (&mut *self, other) {
+            (Hll::Sparse(mine), Hll::Sparse(theirs)) => {
+                if mine.is_empty() {
+                    mine.clone_from(theirs);
+                    return;
                 }
-                for &(r, rank) in entries {
-                    self.set_max(r, rank);
+                let mut union = Vec::with_capacity(mine.len() + theirs.len());
+                let (mut i, mut j) = (0, 0);
+                while i < mine.len() || j < theirs.len() {
+                    let next = match (mine.get(i), theirs.get(j)) {
+                        (Some(&a), Some(&b)) if a == b => {
+                            i += 1;
+                            j += 1;
+                            a
+                        }
+                        (Some(&a), Some(&b)) if a < b => {
+                            i += 1;
+                            a
+                        }
+                        (Some(_), Some(&b)) | (None, Some(&b)) => {
+                            j += 1;
+                            b
+                        }
+                        (Some(&a), None) => {
+                            i += 1;
+                            a
+                        }
+                        (None, None) => break,
+                    };
+                    union.push(next);
+                }
+                *mine = union;
+                if mine.len() > SPARSE_LIMIT {
+                    self.densify();
                 }
             }
-            Hll::Dense(theirs) => {
+            (Hll::Dense(regs), Hll::Sparse(theirs)) => {
+                for &h in theirs {
+                    set_max(regs, h);
+                }
+            }
+            (_, Hll::Dense(theirs)) => {
                 self.densify();
                 if let Hll::Dense(mine) = self {
                     for (a, &b) in mine.iter_mut().zip(theirs.iter()) {
@@ -113,61 +141,32 @@ impl Hll {
         }
     }
 
-    /// Estimated number of distinct users, rounded to the nearest integer.
+    /// Estimated number of distinct users (exact while sparse), rounded to an integer.
     pub fn estimate(&self) -> u64 {
-        let mut histogram = [0u32; (Q + 2) as usize];
-        let nonzero = match self {
-            Hll::Sparse(entries) => {
-                for &(_, rank) in entries {
-                    histogram[usize::from(rank)] += 1;
-                }
-                entries.len()
-            }
-            Hll::Dense(regs) => {
-                for &rank in regs.iter() {
-                    histogram[usize::from(rank)] += 1;
-                }
-                M - histogram[0] as usize
-            }
+        let regs = match self {
+            Hll::Sparse(hashes) => return hashes.len() as u64,
+            Hll::Dense(regs) => regs,
         };
-        histogram[0] = (M - nonzero) as u32;
-        if nonzero == 0 {
+        let mut histogram = [0u32; (Q + 2) as usize];
+        for &rank in regs.iter() {
+            histogram[usize::from(rank)] += 1;
+        }
+        if histogram[0] as usize == M {
             return 0;
         }
         ertl_estimate(&histogram).round() as u64
     }
 
-    /// Non-zero registers in register order, whatever the representation.
-    pub fn nonzero(&self) -> Vec<(u16, u8)> {
-        match self {
-            Hll::Sparse(entries) => entries.clone(),
-            Hll::Dense(regs) => (0..M)
-                .filter(|&i| regs[i] != 0)
-                .map(|i| (i as u16, regs[i]))
-                .collect(),
-        }
-    }
-
-    /// Compact, canonical binary form: tag 0 + sparse (register delta, rank) varints when at most
-    /// 3,072 registers are set, otherwise tag 1 + all registers. Equal sketches encode equally.
+    /// Compact binary form: tag 0 + count + delta-varint hashes, or tag 1 + registers.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let sparse;
-        let canonical = match self {
-            Hll::Dense(regs) if regs.iter().filter(|&&r| r != 0).count() <= SPARSE_LIMIT => {
-                sparse = Hll::Sparse(self.nonzero());
-                &sparse
-            }
-            other => other,
-        };
-        match canonical {
-            Hll::Sparse(entries) => {
+        match self {
+            Hll::Sparse(hashes) => {
                 out.push(0);
-                varint::put(out, entries.len() as u64);
-                let mut prev = 0u16;
-                for &(r, rank) in entries {
-                    varint::put(out, u64::from(r - prev));
-                    out.push(rank);
-                    prev = r;
+                varint::put(out, hashes.len() as u64);
+                let mut prev = 0u64;
+                for &h in hashes {
+                    varint::put(out, h - prev);
+                    prev = h;
                 }
             }
             Hll::Dense(regs) => {
@@ -183,15 +182,16 @@ impl Hll {
         match tag {
             0 => {
                 let len = usize::try_from(varint::get(input)?).ok()?;
-                let mut entries = Vec::with_capacity(len.min(M));
+                if len > SPARSE_LIMIT {
+                    return None;
+                }
+                let mut hashes = Vec::with_capacity(len);
                 let mut prev = 0u64;
                 for _ in 0..len {
-                    prev += varint::get(input)?;
-                    let (&rank, rest) = input.split_first()?;
-                    *input = rest;
-                    entries.push((u16::try_from(prev).ok()?, rank));
+                    prev = prev.checked_add(varint::get(input)?)?;
+                    hashes.push(prev);
                 }
-                Some(Hll::Sparse(entries))
+                Some(Hll::Sparse(hashes))
             }
             1 => {
                 if input.len() < M {
@@ -208,7 +208,11 @@ impl Hll {
 
 impl PartialEq for Hll {
     fn eq(&self, other: &Hll) -> bool {
-        self.nonzero() == other.nonzero()
+        match (self, other) {
+            (Hll::Sparse(a), Hll::Sparse(b)) => a == b,
+            (Hll::Dense(a), Hll::Dense(b)) => a == b,
+            _ => false,
+        }
     }
 }
 
@@ -279,6 +283,17 @@ mod tests {
     }
 
     #[test]
+    fn small_sets_are_counted_exactly() {
+        for n in [1u64, 2, 22, 500, 2048] {
+            let mut h = Hll::new();
+            for i in 0..n {
+                h.insert(&format!("u{i}"));
+            }
+            assert_eq!(h.estimate(), n);
+        }
+    }
+
+    #[test]
     fn duplicates_do_not_count() {
         let mut h = Hll::new();
         for _ in 0..1000 {
@@ -296,6 +311,7 @@ mod tests {
             let mut left = ha.clone(); left.merge(&hb); left.merge(&hc);
             let mut bc = hb.clone(); bc.merge(&hc);
             let mut right = hc.clone(); right.merge(&bc); right.merge(&ha);
+            prop_assert_eq!(&left, &right);
             prop_assert_eq!(left.estimate(), right.estimate());
             let mut buf = Vec::new();
             left.encode(&mut buf);

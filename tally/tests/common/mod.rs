@@ -1,0 +1,264 @@
+//! Shared harness: start the real application on port 0 in a temp dir, talk HTTP to it, and a
+//! seeded event corpus whose expected numbers the tests compute themselves.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use tally::{Application, Settings, Stores};
+use tally_core::clock::{Clock, ManualClock};
+use tally_core::config::{FeatureSpec, FeatureStatus, ModelSpec, PriceSpec, ProviderSpec};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const API: &str = "/api/platform/ai-management";
+
+/// The fixed "now" of the tests: 2026-03-10T12:00:30Z.
+pub fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 30).single().unwrap()
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub stores: Stores,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn settings(dir: &Path) -> Settings {
+    Settings { listen: "127.0.0.1:0".into(), data_dir: dir.to_path_buf(), ..Settings::default() }
+}
+
+impl TestApp {
+    pub async fn start(dir: &Path) -> TestApp {
+        Self::start_with(settings(dir)).await
+    }
+
+    pub async fn start_with(settings: Settings) -> TestApp {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(now()));
+        let app = Application::build_with_clock(settings, clock).await.unwrap();
+        let addr = app.local_addr();
+        let stores = app.stores();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        TestApp { addr, client: reqwest::Client::new(), stores, stop: Some(stop), task: Some(task) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post_raw(&self, body: Vec<u8>, content_type: &str) -> (u16, Value) {
+        let r = self.client.post(self.url("/v1/events")).header("content-type", content_type).body(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, events: &[Value]) -> (u16, Value) {
+        self.post_raw(serde_json::to_vec(events).unwrap(), "application/json").await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET that must succeed; returns `data`.
+    pub async fn data(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body["data"].clone()
+    }
+
+    /// Waits until the projector has consumed everything in the log.
+    pub async fn wait_projected(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, body) = self.get("/readyz").await;
+            let p = &body["pipeline"];
+            if body["status"] == "ready" && p["lag_events"] == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "projection did not catch up: {body}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// Prices in micro-dollars per million tokens: (provider, model, from, input, output, cached).
+pub fn price_table() -> Vec<(&'static str, &'static str, DateTime<Utc>, i64, i64, Option<i64>)> {
+    let t0 = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single().unwrap();
+    let change = Utc.with_ymd_and_hms(2026, 3, 9, 18, 0, 0).single().unwrap();
+    vec![
+        ("openai", "gpt-4o", t0, 2_500_000, 10_000_000, Some(1_250_000)),
+        ("openai", "gpt-4o", change, 2_000_000, 8_000_000, None),
+        ("anthropic", "claude-3-5-sonnet", t0, 3_000_000, 15_000_000, Some(300_000)),
+    ]
+}
+
+pub async fn seed_config(stores: &Stores) {
+    let c = stores.config.as_ref();
+    for p in ["openai", "anthropic"] {
+        c.upsert_provider(ProviderSpec { name: p.into(), provider_type: p.into(), status: "active".into(), base_url: None, api_key_env: None }).await.unwrap();
+    }
+    for (p, m) in [("openai", "gpt-4o"), ("anthropic", "claude-3-5-sonnet")] {
+        c.upsert_model(ModelSpec { name: m.into(), provider: p.into(), model_type: "llm".into(), version: None, capabilities: vec![], status: "available".into() }).await.unwrap();
+    }
+    for (p, m, from, i, o, cached) in price_table() {
+        c.add_price(PriceSpec { provider: p.into(), model: m.into(), effective_from: from, input_per_mtok_micros: i, output_per_mtok_micros: o, cached_input_per_mtok_micros: cached }).await.unwrap();
+    }
+    for f in ["chatbot", "photo-tagging"] {
+        c.upsert_feature(FeatureSpec { name: f.into(), display_name: f.to_uppercase(), description: None, status: FeatureStatus::Active, config: json!({}) }).await.unwrap();
+    }
+    stores.prices.refresh(c).await.unwrap();
+}
+
+/// One sent event as the test knows it.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub feature: String,
+    pub provider: String,
+    pub model: String,
+    pub environment: String,
+    pub status: String,
+    pub latency_us: u64,
+    pub input: u64,
+    pub output: u64,
+    pub cached: u64,
+    pub user: Option<String>,
+    /// Reported cost in pico-dollars, when the event carried `cost_usd`.
+    pub reported_pico: Option<i128>,
+}
+
+impl Sent {
+    pub fn json(&self) -> Value {
+        let mut v = json!({
+            "event_id": self.id, "occurred_at": self.at.to_rfc3339(), "feature": self.feature,
+            "model": self.model, "provider": self.provider, "environment": self.environment,
+            "operation": "chat", "status": self.status,
+            "latency_ms": self.latency_us as f64 / 1000.0,
+            "input_tokens": self.input, "output_tokens": self.output, "cached_input_tokens": self.cached,
+        });
+        if let Some(u) = &self.user {
+            v["user_id"] = json!(u);
+        }
+        if let Some(p) = self.reported_pico {
+            v["cost_usd"] = json!(format!("{}.{:012}", p / 1_000_000_000_000, p % 1_000_000_000_000));
+        }
+        v
+    }
+
+    /// Expected cost in pico-dollars, computed from the price table by hand; `None` = unpriced.
+    pub fn expected_pico(&self) -> Option<i128> {
+        if let Some(p) = self.reported_pico {
+            return Some(p);
+        }
+        let price = price_table()
+            .into_iter()
+            .filter(|(p, m, from, ..)| *p == self.provider && *m == self.model && *from <= self.at)
+            .max_by_key(|(_, _, from, ..)| *from)?;
+        let (_, _, _, input, output, cached) = price;
+        let cached_price = cached.unwrap_or(input);
+        Some(
+            (self.input - self.cached) as i128 * input as i128
+                + self.cached as i128 * cached_price as i128
+                + self.output as i128 * output as i128,
+        )
+    }
+
+    pub fn failed(&self) -> bool {
+        self.status != "success"
+    }
+}
+
+/// A seeded corpus over the 36 hours before [`now`].
+pub fn corpus(n: usize, seed: u64) -> Vec<Sent> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let models = [("openai", "gpt-4o"), ("anthropic", "claude-3-5-sonnet"), ("custom", "mystery-model")];
+    let features = ["chatbot", "chatbot", "photo-tagging", "search-x"];
+    let envs = ["production", "production", "staging", "development"];
+    (0..n)
+        .map(|i| {
+            let back_ms = rng.gen_range(0..36 * 3_600_000i64);
+            let (provider, model) = models[rng.gen_range(0..models.len())];
+            let roll = rng.gen_range(0..100);
+            let status = if roll < 3 { "error" } else if roll < 5 { "timeout" } else { "success" };
+            let input = rng.gen_range(0..5000u64);
+            let heavy = rng.gen_bool(0.05);
+            Sent {
+                id: format!("ev-{seed}-{i}"),
+                at: now() - chrono::Duration::milliseconds(back_ms),
+                feature: features[rng.gen_range(0..features.len())].into(),
+                provider: provider.into(),
+                model: model.into(),
+                environment: envs[rng.gen_range(0..envs.len())].into(),
+                status: status.into(),
+                latency_us: if heavy { rng.gen_range(5_000_000..60_000_000) } else { rng.gen_range(100..4_000_000) / 100 * 100 },
+                input,
+                output: rng.gen_range(0..1500),
+                cached: if rng.gen_bool(0.3) { input / 3 } else { 0 },
+                user: rng.gen_bool(0.9).then(|| format!("user-{}", rng.gen_range(0..400))),
+                reported_pico: rng.gen_bool(0.1).then(|| rng.gen_range(1..50_000_000_000i128)),
+            }
+        })
+        .collect()
+}
+
+/// Sends the corpus in batches of `batch`, re-sending every 7th event a second time (a
+/// duplicate) and asserting every batch is acknowledged.
+pub async fn send_with_duplicates(app: &TestApp, events: &[Sent], batch: usize) {
+    let mut payload: Vec<Value> = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        payload.push(e.json());
+        if i % 7 == 0 {
+            payload.push(e.json());
+        }
+    }
+    for chunk in payload.chunks(batch) {
+        let (status, body) = app.post(chunk).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["accepted"], chunk.len(), "{body}");
+    }
+}
+
+/// Nearest-rank quantile in milliseconds.
+pub fn nearest_rank_ms(latencies_us: &mut [u64], q: f64) -> f64 {
+    latencies_us.sort_unstable();
+    let rank = ((q * latencies_us.len() as f64).ceil() as usize).max(1);
+    latencies_us[rank - 1] as f64 / 1000.0
+}
+
+/// Exact decimal text of pico-dollars, as the API prints it (trailing zeros trimmed, ≥2 places).
+pub fn usd_text(pico: i128) -> String {
+    let mut frac = format!("{:012}", pico % 1_000_000_000_000);
+    while frac.len() > 2 && frac.ends_with('0') {
+        frac.pop();
+    }
+    format!("{}.{}", pico / 1_000_000_000_000, frac)
+}
+
+pub fn assert_close(actual: f64, expected: f64, rel: f64, what: &str) {
+    let tolerance = expected.abs() * rel + 1e-9;
+    assert!((actual - expected).abs() <= tolerance, "{what}: got {actual}, expected {expected} (±{rel})");
+}
