@@ -192,3 +192,62 @@ pub fn apply(into: &mut BTreeMap<RollupKey, Rollup>, deltas: BTreeMap<RollupKey,
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use tally_schemas::event::Operation;
+
+    fn event(i: u64, second: i64, feature: u8, status: u8) -> UsageEvent {
+        UsageEvent {
+            event_id: format!("e{i}"),
+            occurred_at_us: second * 1_000_000 + 123,
+            feature: format!("f{feature}"),
+            model: "m".into(),
+            provider: "p".into(),
+            environment: Environment::Staging,
+            operation: Operation::Chat,
+            status: [Status::Success, Status::Error, Status::Timeout][usize::from(status % 3)],
+            error_type: None,
+            latency_us: i * 977 % 5_000_000,
+            input_tokens: i % 101,
+            output_tokens: i % 7,
+            cached_input_tokens: 0,
+            cost: if i % 5 == 0 { Cost::Unpriced } else { Cost::Computed(i as i64 * 31) },
+            user_id: Some(format!("u{}", i % 17)),
+            prompt_id: None,
+            prompt_version: None,
+            experiment_id: None,
+            variant: None,
+            attributes: vec![],
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn folding_is_order_independent(specs in prop::collection::vec((0i64..7200, 0u8..3, 0u8..3), 1..200), seed in any::<u64>()) {
+            let events: Vec<UsageEvent> = specs.iter().enumerate().map(|(i, &(s, f, st))| event(i as u64, s, f, st)).collect();
+            let mut shuffled = events.clone();
+            // deterministic Fisher–Yates from the seed
+            let mut x = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            let a = fold(&events);
+            let b = fold(&shuffled);
+            prop_assert_eq!(&a, &b);
+            // split folds merged equal the whole fold
+            let (left, right) = shuffled.split_at(shuffled.len() / 2);
+            let mut merged = fold(left);
+            apply(&mut merged, fold(right));
+            prop_assert_eq!(&merged, &a);
+            // every event lands once per resolution
+            for res in Resolution::ALL {
+                let n: u64 = a.iter().filter(|(k, _)| k.resolution == res).map(|(_, r)| r.requests).sum();
+                prop_assert_eq!(n, events.len() as u64);
+            }
+        }
+    }
+}

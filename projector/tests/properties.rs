@@ -1,0 +1,178 @@
+//! Projection invariants on the real embedded stores: duplicates and batching change nothing,
+//! rebuild equals live, and commits that fail (before or after reaching storage) are neither
+//! lost nor double-counted.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use proptest::prelude::*;
+use tally_core::embedded::{SqliteAnalyticsStore, SqliteEventLog};
+use tally_core::rollup::{Dims, Resolution, Rollup, RollupKey};
+use tally_core::store::*;
+use tally_projector::{Projector, ProjectorConfig};
+use tally_schemas::event::{Cost, Operation, Status};
+use tally_schemas::{Environment, UsageEvent};
+
+fn event(id: u32, minute: i64, feature: u8, latency_us: u64, user: u8, status: u8, cost: i64) -> UsageEvent {
+    UsageEvent {
+        event_id: format!("e{id}"),
+        occurred_at_us: (1_767_225_600 + minute * 60 + i64::from(id % 60)) * 1_000_000,
+        feature: format!("f{feature}"),
+        model: "m".into(),
+        provider: "p".into(),
+        environment: Environment::Production,
+        operation: Operation::Chat,
+        status: [Status::Success, Status::Error, Status::Timeout][usize::from(status % 3)],
+        error_type: None,
+        latency_us,
+        input_tokens: u64::from(id % 97),
+        output_tokens: u64::from(id % 13),
+        cached_input_tokens: 0,
+        cost: if cost == 0 { Cost::Unpriced } else { Cost::Computed(cost) },
+        user_id: Some(format!("u{user}")),
+        prompt_id: None,
+        prompt_version: None,
+        experiment_id: None,
+        variant: None,
+        attributes: vec![],
+    }
+}
+
+fn events_strategy() -> impl Strategy<Value = Vec<UsageEvent>> {
+    prop::collection::vec((0i64..180, 0u8..3, 0u64..10_000_000, 0u8..20, 0u8..10, 0i64..5_000_000), 1..150).prop_map(|v| {
+        v.into_iter().enumerate().map(|(i, (m, f, l, u, s, c))| event(i as u32, m, f, l, u, s, c)).collect()
+    })
+}
+
+/// Every stored row at every resolution.
+async fn snapshot(store: &dyn AnalyticsStore) -> BTreeMap<RollupKey, Rollup> {
+    let spans = Resolution::ALL.iter().map(|&r| Span { resolution: r, from: 0, to: i64::MAX / 2 }).collect();
+    let rows = store.scan(ScanRequest { filter: Filter::default(), spans, with_sketches: true }).await.unwrap();
+    rows.into_iter().map(|r| (r.key, r.rollup)).collect()
+}
+
+/// Expected rows, computed by summing plain fields per key (sketches from fresh inserts).
+fn expected(unique: &[UsageEvent]) -> BTreeMap<RollupKey, Rollup> {
+    let mut out: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
+    for e in unique {
+        for resolution in Resolution::ALL {
+            let key = RollupKey {
+                resolution,
+                bucket: e.occurred_at_secs().div_euclid(resolution.seconds()) * resolution.seconds(),
+                dims: Dims { feature: e.feature.clone(), model: e.model.clone(), provider: e.provider.clone(), environment: e.environment },
+            };
+            let r = out.entry(key).or_default();
+            r.requests += 1;
+            r.errors += u64::from(e.status == Status::Error);
+            r.timeouts += u64::from(e.status == Status::Timeout);
+            r.latency_sum_us += e.latency_us;
+            r.input_tokens += e.input_tokens;
+            r.output_tokens += e.output_tokens;
+            match e.cost.picos() {
+                Some(p) => r.cost.0 += i128::from(p),
+                None => r.unpriced += 1,
+            }
+            r.latency.insert(e.latency_us);
+            r.users.insert(e.user_id.as_deref().unwrap());
+        }
+    }
+    out
+}
+
+async fn project_until(log: Arc<dyn EventLog>, store: Arc<dyn AnalyticsStore>, consumed: u64) {
+    let config = ProjectorConfig { max_batch_events: 37, idle_wait: Duration::from_millis(5), max_backoff: Duration::from_millis(5), ..ProjectorConfig::default() };
+    let (projector, mut status) = Projector::new(log, store, config);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(projector.run(stop_rx));
+    tokio::time::timeout(Duration::from_secs(30), status.wait_for(|s| s.started && s.events_consumed() >= consumed)).await.unwrap().unwrap();
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+/// Appends `events` plus every 3rd one again, in chunks of `chunk`; returns events appended.
+async fn append_with_duplicates(log: &dyn EventLog, events: &[UsageEvent], chunk: usize) -> u64 {
+    let mut all = events.to_vec();
+    all.extend(events.iter().step_by(3).cloned());
+    for part in all.chunks(chunk.max(1)) {
+        log.append(part.to_vec()).await.unwrap();
+    }
+    all.len() as u64
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn duplicates_and_batching_change_nothing(events in events_strategy(), chunk in 1usize..60) {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let log: Arc<dyn EventLog> = Arc::new(SqliteEventLog::open(dir.path(), 64).unwrap());
+            let store: Arc<dyn AnalyticsStore> = Arc::new(SqliteAnalyticsStore::open(dir.path()).unwrap());
+            let total = append_with_duplicates(log.as_ref(), &events, chunk).await;
+            project_until(log.clone(), store.clone(), total).await;
+            prop_assert_eq!(snapshot(store.as_ref()).await, expected(&events));
+
+            // rebuild equals live
+            let report = tally_projector::rebuild(log.clone(), store.clone(), ProjectorConfig::default()).await.unwrap();
+            prop_assert_eq!(report.events_applied, events.len() as u64);
+            prop_assert_eq!(snapshot(store.as_ref()).await, expected(&events));
+            Ok(())
+        })?;
+    }
+}
+
+/// Fails some commits: before they reach storage, or after they were applied (the outcome the
+/// projector cannot tell from a lost acknowledgement).
+struct Flaky {
+    inner: SqliteAnalyticsStore,
+    calls: AtomicU64,
+}
+
+#[async_trait]
+impl AnalyticsStore for Flaky {
+    async fn load_state(&self, w: u32) -> StoreResult<ProjectorState> {
+        self.inner.load_state(w).await
+    }
+    async fn commit(&self, c: ProjectionCommit) -> StoreResult<()> {
+        match self.calls.fetch_add(1, Ordering::SeqCst) % 4 {
+            1 => Err(StoreError::Unavailable("injected: before".into())),
+            3 => {
+                self.inner.commit(c).await?;
+                Err(StoreError::Unavailable("injected: after".into()))
+            }
+            _ => self.inner.commit(c).await,
+        }
+    }
+    async fn scan(&self, r: ScanRequest) -> StoreResult<Vec<tally_core::rollup::RollupRow>> {
+        self.inner.scan(r).await
+    }
+    async fn reset(&self) -> StoreResult<()> {
+        self.inner.reset().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_commits_are_retried_from_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(SqliteEventLog::open(dir.path(), 64).unwrap());
+    let store = Arc::new(Flaky { inner: SqliteAnalyticsStore::open(dir.path()).unwrap(), calls: AtomicU64::new(0) });
+    let events: Vec<UsageEvent> = (0..2000).map(|i| event(i, i64::from(i % 300), (i % 3) as u8, u64::from(i) * 1000, (i % 50) as u8, (i % 10) as u8, i64::from(i) * 1000)).collect();
+    let total = append_with_duplicates(log.as_ref(), &events, 23).await;
+    project_until(log, store.clone(), total).await;
+    assert!(store.calls.load(Ordering::SeqCst) > 8, "failures were injected");
+    let got = snapshot(store.as_ref()).await;
+    let want = expected(&events);
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+    let ids: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    let minute_requests: u64 = got.iter().filter(|(k, _)| k.resolution == Resolution::Minute).map(|(_, r)| r.requests).sum();
+    assert_eq!(minute_requests, ids.len() as u64);
+}
