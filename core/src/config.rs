@@ -25,7 +25,9 @@ impl FeatureStatus {
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Active, Self::Inactive, Self::Maintenance].into_iter().find(|v| v.as_str() == s)
+        [Self::Active, Self::Inactive, Self::Maintenance]
+            .into_iter()
+            .find(|v| v.as_str() == s)
     }
 }
 

@@ -38,7 +38,11 @@ impl Default for Hll {
 fn split(hash: u64) -> (usize, u8) {
     let register = (hash >> Q) as usize;
     let rest = hash << P;
-    let rank = if rest == 0 { Q + 1 } else { rest.leading_zeros() + 1 };
+    let rank = if rest == 0 {
+        Q + 1
+    } else {
+        rest.leading_zeros() + 1
+    };
     (register, rank.min(Q + 1) as u8)
 }
 

@@ -24,11 +24,20 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None, retry_after_s: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after_s: None,
+        }
     }
 
     pub fn bad_param(field: &str, message: impl Into<String>) -> Self {
-        ApiError { field: Some(field.to_string()), ..Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", message) }
+        ApiError {
+            field: Some(field.to_string()),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", message)
+        }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -36,7 +45,10 @@ impl ApiError {
     }
 
     pub fn unavailable(message: impl Into<String>, retry_after_s: u32) -> Self {
-        ApiError { retry_after_s: Some(retry_after_s), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message) }
+        ApiError {
+            retry_after_s: Some(retry_after_s),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        }
     }
 
     pub fn with_field(mut self, field: &str) -> Self {
@@ -46,7 +58,11 @@ impl ApiError {
 
     pub fn internal(err: impl std::fmt::Display) -> Self {
         error!(error = %err, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see server logs")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see server logs",
+        )
     }
 }
 
@@ -54,9 +70,12 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound { what } => ApiError::not_found(format!("{what} not found")),
-            StoreError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::Conflict(message) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
             StoreError::Invalid { field, reason } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", reason).with_field(&field)
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", reason)
+                    .with_field(&field)
             }
             StoreError::Unavailable(message) => {
                 error!(error = %message, "storage unavailable");
@@ -82,7 +101,13 @@ struct Inner<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body { error: Inner { code: self.code, message: &self.message, field: self.field.as_deref() } };
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_s {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -108,7 +133,11 @@ where
             Ok(axum::Json(v)) => Ok(Json(v)),
             Err(rejection) => {
                 let status = rejection.status();
-                let code = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE { "unsupported_media_type" } else { "invalid_body" };
+                let code = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                    "unsupported_media_type"
+                } else {
+                    "invalid_body"
+                };
                 Err(ApiError::new(status, code, rejection.body_text()))
             }
         }

@@ -37,7 +37,9 @@ impl PriceBook {
 
     /// The price in force for `provider`/`model` at `at_us`.
     pub fn price_at(&self, provider: &str, model: &str, at_us: i64) -> Option<&ModelPrice> {
-        let list = self.prices.get(&(provider.to_string(), model.to_string()))?;
+        let list = self
+            .prices
+            .get(&(provider.to_string(), model.to_string()))?;
         let idx = list.partition_point(|(from, _)| *from <= at_us);
         idx.checked_sub(1).map(|i| &list[i].1)
     }
@@ -75,7 +77,10 @@ impl PriceCache {
     }
 
     /// Reloads every price from the config store.
-    pub async fn refresh(&self, config: &dyn crate::store::ConfigStore) -> Result<(), crate::store::StoreError> {
+    pub async fn refresh(
+        &self,
+        config: &dyn crate::store::ConfigStore,
+    ) -> Result<(), crate::store::StoreError> {
         let prices = config.list_prices().await?;
         self.replace(PriceBook::new(prices));
         Ok(())
@@ -85,7 +90,9 @@ impl PriceCache {
 /// Exact cost in pico-dollars, or `None` on overflow (absurd prices).
 pub fn cost_of(event: &UsageEvent, price: &ModelPrice) -> Option<i64> {
     let uncached = event.input_tokens.saturating_sub(event.cached_input_tokens);
-    let cached_price = price.cached_input_per_mtok_micros.unwrap_or(price.input_per_mtok_micros);
+    let cached_price = price
+        .cached_input_per_mtok_micros
+        .unwrap_or(price.input_per_mtok_micros);
     let total = i128::from(uncached) * i128::from(price.input_per_mtok_micros)
         + i128::from(event.cached_input_tokens) * i128::from(cached_price)
         + i128::from(event.output_tokens) * i128::from(price.output_per_mtok_micros);
@@ -104,7 +111,10 @@ mod tests {
             id: uuid::Uuid::nil(),
             provider: "openai".into(),
             model: "gpt-4o".into(),
-            effective_from: Utc.with_ymd_and_hms(2026, 1, from_day, 0, 0, 0).single().expect("date"),
+            effective_from: Utc
+                .with_ymd_and_hms(2026, 1, from_day, 0, 0, 0)
+                .single()
+                .expect("date"),
             input_per_mtok_micros: input,
             output_per_mtok_micros: output,
             cached_input_per_mtok_micros: cached,
@@ -115,7 +125,11 @@ mod tests {
     fn event(day: u32, input: u64, cached: u64, output: u64) -> UsageEvent {
         UsageEvent {
             event_id: "e".into(),
-            occurred_at_us: Utc.with_ymd_and_hms(2026, 1, day, 12, 0, 0).single().expect("date").timestamp_micros(),
+            occurred_at_us: Utc
+                .with_ymd_and_hms(2026, 1, day, 12, 0, 0)
+                .single()
+                .expect("date")
+                .timestamp_micros(),
             feature: "chatbot".into(),
             model: "gpt-4o".into(),
             provider: "openai".into(),
@@ -140,7 +154,10 @@ mod tests {
     #[test]
     fn uses_the_price_in_force_and_the_cached_rate() {
         // $2.50 / $10.00 / $1.25 per 1M tokens until Jan 10, then $2.00 / $8.00, no cached rate.
-        let book = PriceBook::new(vec![price(10, 2_000_000, 8_000_000, None), price(1, 2_500_000, 10_000_000, Some(1_250_000))]);
+        let book = PriceBook::new(vec![
+            price(10, 2_000_000, 8_000_000, None),
+            price(1, 2_500_000, 10_000_000, Some(1_250_000)),
+        ]);
         let mut early = event(5, 1000, 400, 200);
         book.price(&mut early);
         // 600 × 2.5e-6 + 400 × 1.25e-6 + 200 × 10e-6 = 0.0015 + 0.0005 + 0.002 = $0.004

@@ -173,10 +173,23 @@ pub fn fold<'a>(events: impl IntoIterator<Item = &'a UsageEvent>) -> BTreeMap<Ro
             environment,
         };
         for resolution in [Resolution::Hour, Resolution::Day] {
-            let key = RollupKey { resolution, bucket: resolution.bucket_of(minute), dims: dims.clone() };
-            out.entry(key).or_insert_with(Rollup::default).merge(&rollup);
+            let key = RollupKey {
+                resolution,
+                bucket: resolution.bucket_of(minute),
+                dims: dims.clone(),
+            };
+            out.entry(key)
+                .or_insert_with(Rollup::default)
+                .merge(&rollup);
         }
-        out.insert(RollupKey { resolution: Resolution::Minute, bucket: minute, dims }, rollup);
+        out.insert(
+            RollupKey {
+                resolution: Resolution::Minute,
+                bucket: minute,
+                dims,
+            },
+            rollup,
+        );
     }
     out
 }
@@ -214,7 +227,11 @@ mod tests {
             input_tokens: i % 101,
             output_tokens: i % 7,
             cached_input_tokens: 0,
-            cost: if i % 5 == 0 { Cost::Unpriced } else { Cost::Computed(i as i64 * 31) },
+            cost: if i.is_multiple_of(5) {
+                Cost::Unpriced
+            } else {
+                Cost::Computed(i as i64 * 31)
+            },
             user_id: Some(format!("u{}", i % 17)),
             prompt_id: None,
             prompt_version: None,

@@ -43,7 +43,10 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
-        StoreError::Invalid { field: field.to_string(), reason: reason.into() }
+        StoreError::Invalid {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
     }
     pub fn not_found(what: impl Into<String>) -> Self {
         StoreError::NotFound { what: what.into() }
@@ -92,7 +95,12 @@ pub trait EventLog: Send + Sync + 'static {
     async fn append(&self, events: Vec<UsageEvent>) -> StoreResult<AppendReceipt>;
     /// Records after `from`, about `max_events` events at most (whole records); waits up to
     /// `wait` when nothing is there yet, then returns what there is (possibly nothing).
-    async fn read(&self, from: &LogPosition, max_events: usize, wait: Duration) -> StoreResult<Vec<LogRecord>>;
+    async fn read(
+        &self,
+        from: &LogPosition,
+        max_events: usize,
+        wait: Duration,
+    ) -> StoreResult<Vec<LogRecord>>;
     /// Events appended since the log was created (for lag reporting).
     fn appended_events(&self) -> u64;
 }
@@ -174,5 +182,9 @@ pub trait ConfigStore: Send + Sync + 'static {
     async fn deploy(&self, spec: DeploySpec) -> StoreResult<Assignment>;
     async fn active_assignments(&self) -> StoreResult<Vec<Assignment>>;
     /// Newest first.
-    async fn assignment_history(&self, feature: &str, environment: Option<Environment>) -> StoreResult<Vec<Assignment>>;
+    async fn assignment_history(
+        &self,
+        feature: &str,
+        environment: Option<Environment>,
+    ) -> StoreResult<Vec<Assignment>>;
 }

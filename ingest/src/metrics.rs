@@ -9,7 +9,10 @@ pub fn describe() {
     metrics::describe_counter!(REQUESTS, "Ingest requests by outcome (accepted, rejected, overloaded, backlog, too_large, bad_body, failed).");
     metrics::describe_counter!(EVENTS_ACCEPTED, "Events acknowledged as durable.");
     metrics::describe_counter!(EVENTS_REJECTED, "Events rejected by validation.");
-    metrics::describe_histogram!(APPEND_SECONDS, "Time from request start until the accepted events were durable.");
+    metrics::describe_histogram!(
+        APPEND_SECONDS,
+        "Time from request start until the accepted events were durable."
+    );
 }
 
 pub fn request(outcome: &'static str) {

@@ -67,7 +67,16 @@ impl IngestState {
     ) -> IngestState {
         m::describe();
         let in_flight = Semaphore::new(config.max_in_flight.max(1));
-        IngestState { inner: Arc::new(Inner { log, prices, clock, config, in_flight, lag }) }
+        IngestState {
+            inner: Arc::new(Inner {
+                log,
+                prices,
+                clock,
+                config,
+                in_flight,
+                lag,
+            }),
+        }
     }
 }
 
@@ -90,18 +99,29 @@ struct IngestSummary {
 }
 
 #[instrument(name = "ingest.post_events", skip_all, err(Debug))]
-async fn post_events(State(state): State<IngestState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn post_events(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let inner = &state.inner;
     let Ok(_permit) = inner.in_flight.try_acquire() else {
         m::request("overloaded");
-        return Err(ApiError::unavailable("too many ingest requests in flight; retry shortly", 1));
+        return Err(ApiError::unavailable(
+            "too many ingest requests in flight; retry shortly",
+            1,
+        ));
     };
     if (inner.lag)() > inner.config.max_lag_events {
         m::request("backlog");
         return Err(ApiError {
             retry_after_s: Some(2),
-            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "projection_backlog", "the projector is behind; retry shortly")
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "projection_backlog",
+                "the projector is behind; retry shortly",
+            )
         });
     }
     let format = body_format(&headers)?;
@@ -121,7 +141,11 @@ async fn post_events(State(state): State<IngestState>, headers: HeaderMap, body:
     .map_err(ApiError::internal)?
     .map_err(body_error)?;
     let events: Vec<UsageEvent> = parsed.events.into_iter().map(|(_, e)| e).collect();
-    let summary = IngestSummary { accepted: events.len(), rejected: parsed.errors.len(), errors: parsed.errors };
+    let summary = IngestSummary {
+        accepted: events.len(),
+        rejected: parsed.errors.len(),
+        errors: parsed.errors,
+    };
     metrics::counter!(m::EVENTS_REJECTED).increment(summary.rejected as u64);
     if events.is_empty() {
         m::request("rejected");
@@ -141,7 +165,14 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(BodyFormat::JsonArray);
     };
-    let mime = value.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "application/json" | "" => Ok(BodyFormat::JsonArray),
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => Ok(BodyFormat::Ndjson),
@@ -157,7 +188,11 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
 async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Vec<u8>, ApiError> {
     let too_large = || {
         m::request("too_large");
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body exceeds {max} bytes"))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds {max} bytes"),
+        )
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -169,7 +204,11 @@ async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Vec<u8
     match axum::body::to_bytes(body, max).await {
         Ok(bytes) => Ok(bytes.to_vec()),
         Err(err) if is_length_limit(&err) => Err(too_large()),
-        Err(err) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("could not read request body: {err}"))),
+        Err(err) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("could not read request body: {err}"),
+        )),
     }
 }
 
@@ -187,7 +226,11 @@ fn is_length_limit(err: &axum::Error) -> bool {
 fn body_error(err: BodyError) -> ApiError {
     m::request("bad_body");
     match err {
-        BodyError::TooManyEvents { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_events", err.to_string()),
+        BodyError::TooManyEvents { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            err.to_string(),
+        ),
         other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", other.to_string()),
     }
 }

@@ -38,7 +38,11 @@ pub struct Dedup {
 
 impl Dedup {
     pub fn new(window_s: u32, entries: impl IntoIterator<Item = (u64, u32)>) -> Dedup {
-        let mut dedup = Dedup { seen: HashMap::default(), window_s, last_evicted_s: 0 };
+        let mut dedup = Dedup {
+            seen: HashMap::default(),
+            window_s,
+            last_evicted_s: 0,
+        };
         for (fp, s) in entries {
             let slot = dedup.seen.entry(fp).or_insert(s);
             *slot = (*slot).max(s);
@@ -95,7 +99,10 @@ mod tests {
         assert!(d.first_sighting(7, 1_000));
         assert!(!d.first_sighting(7, 1_050));
         assert!(!d.first_sighting(7, 1_100));
-        assert!(d.first_sighting(7, 1_101), "outside the window it is a new event");
+        assert!(
+            d.first_sighting(7, 1_101),
+            "outside the window it is a new event"
+        );
         assert!(!d.first_sighting(7, 1_150));
     }
 

@@ -9,11 +9,26 @@ pub const LAG_EVENTS: &str = "tally_projector_lag_events";
 pub const DEDUP_ENTRIES: &str = "tally_projector_dedup_entries";
 
 pub fn describe() {
-    metrics::describe_counter!(EVENTS_APPLIED, "Events folded into rollups (duplicates excluded).");
-    metrics::describe_counter!(DUPLICATES, "Events dropped as duplicates of an event id seen within the dedup window.");
+    metrics::describe_counter!(
+        EVENTS_APPLIED,
+        "Events folded into rollups (duplicates excluded)."
+    );
+    metrics::describe_counter!(
+        DUPLICATES,
+        "Events dropped as duplicates of an event id seen within the dedup window."
+    );
     metrics::describe_counter!(COMMITS, "Atomic rollup + checkpoint commits.");
-    metrics::describe_counter!(COMMIT_FAILURES, "Commits that failed and were retried from the last checkpoint.");
-    metrics::describe_histogram!(COMMIT_SECONDS, "Duration of one commit to the analytics store.");
+    metrics::describe_counter!(
+        COMMIT_FAILURES,
+        "Commits that failed and were retried from the last checkpoint."
+    );
+    metrics::describe_histogram!(
+        COMMIT_SECONDS,
+        "Duration of one commit to the analytics store."
+    );
     metrics::describe_gauge!(LAG_EVENTS, "Events in the log not yet projected.");
-    metrics::describe_gauge!(DEDUP_ENTRIES, "Event-id fingerprints held in the dedup memory.");
+    metrics::describe_gauge!(
+        DEDUP_ENTRIES,
+        "Event-id fingerprints held in the dedup memory."
+    );
 }

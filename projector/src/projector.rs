@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use tally_core::event_fingerprint;
 use tally_core::rollup::fold;
-use tally_core::store::{AnalyticsStore, EventLog, LogPosition, LogRecord, ProjectionCommit, ProjectorState, StoreError};
+use tally_core::store::{
+    AnalyticsStore, EventLog, LogPosition, LogRecord, ProjectionCommit, ProjectorState, StoreError,
+};
 use tally_schemas::UsageEvent;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -128,7 +130,15 @@ impl Projector {
     ) -> (Projector, watch::Receiver<ProjectorStatus>) {
         m::describe();
         let (status, rx) = watch::channel(ProjectorStatus::default());
-        (Projector { log, store, config, status }, rx)
+        (
+            Projector {
+                log,
+                store,
+                config,
+                status,
+            },
+            rx,
+        )
     }
 
     /// Runs until `shutdown` turns true. Storage failures are retried with capped exponential
@@ -144,7 +154,8 @@ impl Projector {
                 Err(err) => {
                     warn!(error = %err, backoff_ms = backoff.as_millis() as u64, "projector storage failure; resuming from the last checkpoint");
                     metrics::counter!(m::COMMIT_FAILURES).increment(1);
-                    self.status.send_modify(|s| s.last_error = Some(err.to_string()));
+                    self.status
+                        .send_modify(|s| s.last_error = Some(err.to_string()));
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => return,
@@ -159,7 +170,11 @@ impl Projector {
     async fn run_session(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), StoreError> {
         let state = self.store.load_state(self.config.dedup_window_s).await?;
         let mut session = Session::resume(state, self.config.dedup_window_s);
-        info!(events_applied = session.applied, dedup_entries = session.dedup.len(), "projector resumed from checkpoint");
+        info!(
+            events_applied = session.applied,
+            dedup_entries = session.dedup.len(),
+            "projector resumed from checkpoint"
+        );
         self.status.send_modify(|s| {
             s.events_applied = session.applied;
             s.duplicates_dropped = session.duplicates;
@@ -171,7 +186,8 @@ impl Projector {
                 _ = shutdown.changed() => return Ok(()),
             };
             let consumed = session.applied + session.duplicates;
-            metrics::gauge!(m::LAG_EVENTS).set(self.log.appended_events().saturating_sub(consumed) as f64);
+            metrics::gauge!(m::LAG_EVENTS)
+                .set(self.log.appended_events().saturating_sub(consumed) as f64);
             if records.is_empty() {
                 if *shutdown.borrow() {
                     return Ok(());

@@ -17,7 +17,15 @@ use tally_projector::{Projector, ProjectorConfig};
 use tally_schemas::event::{Cost, Operation, Status};
 use tally_schemas::{Environment, UsageEvent};
 
-fn event(id: u32, minute: i64, feature: u8, latency_us: u64, user: u8, status: u8, cost: i64) -> UsageEvent {
+fn event(
+    id: u32,
+    minute: i64,
+    feature: u8,
+    latency_us: u64,
+    user: u8,
+    status: u8,
+    cost: i64,
+) -> UsageEvent {
     UsageEvent {
         event_id: format!("e{id}"),
         occurred_at_us: (1_767_225_600 + minute * 60 + i64::from(id % 60)) * 1_000_000,
@@ -32,7 +40,11 @@ fn event(id: u32, minute: i64, feature: u8, latency_us: u64, user: u8, status: u
         input_tokens: u64::from(id % 97),
         output_tokens: u64::from(id % 13),
         cached_input_tokens: 0,
-        cost: if cost == 0 { Cost::Unpriced } else { Cost::Computed(cost) },
+        cost: if cost == 0 {
+            Cost::Unpriced
+        } else {
+            Cost::Computed(cost)
+        },
         user_id: Some(format!("u{user}")),
         prompt_id: None,
         prompt_version: None,
@@ -43,15 +55,43 @@ fn event(id: u32, minute: i64, feature: u8, latency_us: u64, user: u8, status: u
 }
 
 fn events_strategy() -> impl Strategy<Value = Vec<UsageEvent>> {
-    prop::collection::vec((0i64..180, 0u8..3, 0u64..10_000_000, 0u8..20, 0u8..10, 0i64..5_000_000), 1..150).prop_map(|v| {
-        v.into_iter().enumerate().map(|(i, (m, f, l, u, s, c))| event(i as u32, m, f, l, u, s, c)).collect()
+    prop::collection::vec(
+        (
+            0i64..180,
+            0u8..3,
+            0u64..10_000_000,
+            0u8..20,
+            0u8..10,
+            0i64..5_000_000,
+        ),
+        1..150,
+    )
+    .prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (m, f, l, u, s, c))| event(i as u32, m, f, l, u, s, c))
+            .collect()
     })
 }
 
 /// Every stored row at every resolution.
 async fn snapshot(store: &dyn AnalyticsStore) -> BTreeMap<RollupKey, Rollup> {
-    let spans = Resolution::ALL.iter().map(|&r| Span { resolution: r, from: 0, to: i64::MAX / 2 }).collect();
-    let rows = store.scan(ScanRequest { filter: Filter::default(), spans, with_sketches: true }).await.unwrap();
+    let spans = Resolution::ALL
+        .iter()
+        .map(|&r| Span {
+            resolution: r,
+            from: 0,
+            to: i64::MAX / 2,
+        })
+        .collect();
+    let rows = store
+        .scan(ScanRequest {
+            filter: Filter::default(),
+            spans,
+            with_sketches: true,
+        })
+        .await
+        .unwrap();
     rows.into_iter().map(|r| (r.key, r.rollup)).collect()
 }
 
@@ -62,8 +102,14 @@ fn expected(unique: &[UsageEvent]) -> BTreeMap<RollupKey, Rollup> {
         for resolution in Resolution::ALL {
             let key = RollupKey {
                 resolution,
-                bucket: e.occurred_at_secs().div_euclid(resolution.seconds()) * resolution.seconds(),
-                dims: Dims { feature: e.feature.clone(), model: e.model.clone(), provider: e.provider.clone(), environment: e.environment },
+                bucket: e.occurred_at_secs().div_euclid(resolution.seconds())
+                    * resolution.seconds(),
+                dims: Dims {
+                    feature: e.feature.clone(),
+                    model: e.model.clone(),
+                    provider: e.provider.clone(),
+                    environment: e.environment,
+                },
             };
             let r = out.entry(key).or_default();
             r.requests += 1;
@@ -84,11 +130,22 @@ fn expected(unique: &[UsageEvent]) -> BTreeMap<RollupKey, Rollup> {
 }
 
 async fn project_until(log: Arc<dyn EventLog>, store: Arc<dyn AnalyticsStore>, consumed: u64) {
-    let config = ProjectorConfig { max_batch_events: 37, idle_wait: Duration::from_millis(5), max_backoff: Duration::from_millis(5), ..ProjectorConfig::default() };
+    let config = ProjectorConfig {
+        max_batch_events: 37,
+        idle_wait: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(5),
+        ..ProjectorConfig::default()
+    };
     let (projector, mut status) = Projector::new(log, store, config);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(projector.run(stop_rx));
-    tokio::time::timeout(Duration::from_secs(30), status.wait_for(|s| s.started && s.events_consumed() >= consumed)).await.unwrap().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.started && s.events_consumed() >= consumed),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     stop.send(true).unwrap();
     task.await.unwrap();
 }
@@ -104,7 +161,11 @@ async fn append_with_duplicates(log: &dyn EventLog, events: &[UsageEvent], chunk
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 proptest! {
@@ -163,16 +224,38 @@ impl AnalyticsStore for Flaky {
 async fn failed_commits_are_retried_from_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(SqliteEventLog::open(dir.path(), 64).unwrap());
-    let store = Arc::new(Flaky { inner: SqliteAnalyticsStore::open(dir.path()).unwrap(), calls: AtomicU64::new(0) });
-    let events: Vec<UsageEvent> = (0..2000).map(|i| event(i, i64::from(i % 300), (i % 3) as u8, u64::from(i) * 1000, (i % 50) as u8, (i % 10) as u8, i64::from(i) * 1000)).collect();
+    let store = Arc::new(Flaky {
+        inner: SqliteAnalyticsStore::open(dir.path()).unwrap(),
+        calls: AtomicU64::new(0),
+    });
+    let events: Vec<UsageEvent> = (0..2000)
+        .map(|i| {
+            event(
+                i,
+                i64::from(i % 300),
+                (i % 3) as u8,
+                u64::from(i) * 1000,
+                (i % 50) as u8,
+                (i % 10) as u8,
+                i64::from(i) * 1000,
+            )
+        })
+        .collect();
     let total = append_with_duplicates(log.as_ref(), &events, 23).await;
     project_until(log, store.clone(), total).await;
-    assert!(store.calls.load(Ordering::SeqCst) > 8, "failures were injected");
+    assert!(
+        store.calls.load(Ordering::SeqCst) > 8,
+        "failures were injected"
+    );
     let got = snapshot(store.as_ref()).await;
     let want = expected(&events);
     assert_eq!(got.len(), want.len());
     assert_eq!(got, want);
     let ids: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
-    let minute_requests: u64 = got.iter().filter(|(k, _)| k.resolution == Resolution::Minute).map(|(_, r)| r.requests).sum();
+    let minute_requests: u64 = got
+        .iter()
+        .filter(|(k, _)| k.resolution == Resolution::Minute)
+        .map(|(_, r)| r.requests)
+        .sum();
     assert_eq!(minute_requests, ids.len() as u64);
 }

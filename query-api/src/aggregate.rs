@@ -121,7 +121,8 @@ pub fn group_rows<'a>(
     keys: &[crate::params::GroupKey],
     with_sketches: bool,
 ) -> std::collections::BTreeMap<Vec<String>, Rollup> {
-    let mut groups: std::collections::BTreeMap<Vec<String>, Rollup> = std::collections::BTreeMap::new();
+    let mut groups: std::collections::BTreeMap<Vec<String>, Rollup> =
+        std::collections::BTreeMap::new();
     for row in rows {
         let key: Vec<String> = keys.iter().map(|k| key_value(row, *k)).collect();
         let entry = groups.entry(key).or_default();
@@ -142,11 +143,15 @@ fn key_value(row: &RollupRow, key: crate::params::GroupKey) -> String {
         GroupKey::Provider => d.provider.clone(),
         GroupKey::Model => d.model.clone(),
         GroupKey::Environment => d.environment.as_str().to_string(),
-        GroupKey::Hour => chrono::DateTime::from_timestamp(row.key.bucket.div_euclid(3600) * 3600, 0)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default(),
-        GroupKey::Day => chrono::DateTime::from_timestamp(row.key.bucket.div_euclid(86_400) * 86_400, 0)
-            .map(|t| t.format("%Y-%m-%d").to_string())
-            .unwrap_or_default(),
+        GroupKey::Hour => {
+            chrono::DateTime::from_timestamp(row.key.bucket.div_euclid(3600) * 3600, 0)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default()
+        }
+        GroupKey::Day => {
+            chrono::DateTime::from_timestamp(row.key.bucket.div_euclid(86_400) * 86_400, 0)
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_default()
+        }
     }
 }

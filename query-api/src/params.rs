@@ -38,9 +38,16 @@ impl GroupKey {
     }
 
     fn parse(text: &str) -> Option<GroupKey> {
-        [GroupKey::Feature, GroupKey::Provider, GroupKey::Model, GroupKey::Environment, GroupKey::Hour, GroupKey::Day]
-            .into_iter()
-            .find(|k| k.name() == text)
+        [
+            GroupKey::Feature,
+            GroupKey::Provider,
+            GroupKey::Model,
+            GroupKey::Environment,
+            GroupKey::Hour,
+            GroupKey::Day,
+        ]
+        .into_iter()
+        .find(|k| k.name() == text)
     }
 }
 
@@ -52,7 +59,10 @@ impl Params {
     /// parameters are added by the callers that take them).
     pub fn new(query: HashMap<String, String>, allowed: &[&str]) -> Result<Params, ApiError> {
         if let Some(unknown) = query.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(ApiError::bad_param(unknown, format!("unknown parameter; accepted: {}", allowed.join(", "))));
+            return Err(ApiError::bad_param(
+                unknown,
+                format!("unknown parameter; accepted: {}", allowed.join(", ")),
+            ));
         }
         Ok(Params(query))
     }
@@ -74,18 +84,30 @@ impl Params {
             .map(|v| {
                 DateTime::parse_from_rfc3339(v)
                     .map(|d| d.with_timezone(&Utc))
-                    .map_err(|_| ApiError::bad_param(name, "must be an RFC 3339 instant, e.g. 2026-01-31T00:00:00Z"))
+                    .map_err(|_| {
+                        ApiError::bad_param(
+                            name,
+                            "must be an RFC 3339 instant, e.g. 2026-01-31T00:00:00Z",
+                        )
+                    })
             })
             .transpose()
     }
 
     /// The window from `time_range` (1h|24h|7d|30d) or `from`/`to` (RFC 3339), else `default`.
     /// Returns the window and the named range when one was used.
-    pub fn window(&self, now: DateTime<Utc>, default: &str) -> Result<(Window, Option<String>), ApiError> {
+    pub fn window(
+        &self,
+        now: DateTime<Utc>,
+        default: &str,
+    ) -> Result<(Window, Option<String>), ApiError> {
         let named = self.get("time_range").or_else(|| self.get("timeRange"));
         let (from, to) = (self.instant("from")?, self.instant("to")?);
         if named.is_some() && (from.is_some() || to.is_some()) {
-            return Err(ApiError::bad_param("time_range", "use either time_range or from/to, not both"));
+            return Err(ApiError::bad_param(
+                "time_range",
+                "use either time_range or from/to, not both",
+            ));
         }
         if let Some(from) = from {
             return Ok((Window::between(from, to.unwrap_or(now))?, None));
@@ -102,7 +124,11 @@ impl Params {
     pub fn filter(&self) -> Result<Filter, ApiError> {
         let environment = self
             .get("environment")
-            .map(|e| Environment::parse(e).ok_or_else(|| ApiError::bad_param("environment", "must be development, staging or production")))
+            .map(|e| {
+                Environment::parse(e).ok_or_else(|| {
+                    ApiError::bad_param("environment", "must be development, staging or production")
+                })
+            })
             .transpose()?;
         Ok(Filter {
             feature: self.get("feature").map(str::to_string),
@@ -113,7 +139,11 @@ impl Params {
     }
 
     /// `group_by` as a comma-separated list of `allowed` keys; `default` when absent.
-    pub fn group_by(&self, allowed: &[GroupKey], default: &[GroupKey]) -> Result<Vec<GroupKey>, ApiError> {
+    pub fn group_by(
+        &self,
+        allowed: &[GroupKey],
+        default: &[GroupKey],
+    ) -> Result<Vec<GroupKey>, ApiError> {
         let Some(text) = self.get("group_by") else {
             return Ok(default.to_vec());
         };
@@ -122,13 +152,21 @@ impl Params {
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let key = GroupKey::parse(part)
                 .filter(|k| allowed.contains(k))
-                .ok_or_else(|| ApiError::bad_param("group_by", format!("{part} is not a grouping; use any of {}", names.join(", "))))?;
+                .ok_or_else(|| {
+                    ApiError::bad_param(
+                        "group_by",
+                        format!("{part} is not a grouping; use any of {}", names.join(", ")),
+                    )
+                })?;
             if !keys.contains(&key) {
                 keys.push(key);
             }
         }
         if keys.contains(&GroupKey::Hour) && keys.contains(&GroupKey::Day) {
-            return Err(ApiError::bad_param("group_by", "group by hour or by day, not both"));
+            return Err(ApiError::bad_param(
+                "group_by",
+                "group by hour or by day, not both",
+            ));
         }
         Ok(keys)
     }
@@ -140,7 +178,9 @@ impl Params {
                 .parse::<usize>()
                 .ok()
                 .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| ApiError::bad_param("limit", format!("must be an integer from 1 to {max}"))),
+                .ok_or_else(|| {
+                    ApiError::bad_param("limit", format!("must be an integer from 1 to {max}"))
+                }),
         }
     }
 }

@@ -62,7 +62,11 @@ impl Window {
     /// The `range` ending with the current minute.
     pub fn last(range: Duration, now: DateTime<Utc>) -> Window {
         let to = floor(now.timestamp(), MINUTE) + MINUTE;
-        Window { from: to - range.num_seconds(), to, widened: false }
+        Window {
+            from: to - range.num_seconds(),
+            to,
+            widened: false,
+        }
     }
 
     /// `[from, to)` widened outward to whole minutes.
@@ -71,11 +75,18 @@ impl Window {
             return Err(ApiError::bad_param("from", "must be earlier than to"));
         }
         if to - from > Duration::days(MAX_WINDOW_DAYS) {
-            return Err(ApiError::bad_param("from", format!("the window may span at most {MAX_WINDOW_DAYS} days")));
+            return Err(ApiError::bad_param(
+                "from",
+                format!("the window may span at most {MAX_WINDOW_DAYS} days"),
+            ));
         }
         let exact_from = from.timestamp_micros();
         let exact_to = to.timestamp_micros();
-        let w = Window { from: floor(from.timestamp(), MINUTE), to: ceil(ceil(exact_to, 1_000_000) / 1_000_000, MINUTE), widened: false };
+        let w = Window {
+            from: floor(from.timestamp(), MINUTE),
+            to: ceil(ceil(exact_to, 1_000_000) / 1_000_000, MINUTE),
+            widened: false,
+        };
         let widened = w.from * 1_000_000 != exact_from || w.to * 1_000_000 != exact_to;
         Ok(Window { widened, ..w })
     }
@@ -90,7 +101,11 @@ impl Window {
 
     /// The window of equal length just before this one.
     pub fn previous(&self) -> Window {
-        Window { from: self.from - self.len_s(), to: self.from, widened: false }
+        Window {
+            from: self.from - self.len_s(),
+            to: self.from,
+            widened: false,
+        }
     }
 
     pub fn info(&self) -> WindowInfo {
@@ -99,7 +114,9 @@ impl Window {
             to: DateTime::from_timestamp(self.to, 0).unwrap_or_default(),
             minutes: self.minutes(),
             widened_to_whole_minutes: self.widened,
-            note: self.widened.then_some("from/to were widened outward to whole UTC minutes"),
+            note: self
+                .widened
+                .then_some("from/to were widened outward to whole UTC minutes"),
         }
     }
 
@@ -131,7 +148,14 @@ impl Window {
         let mut start = self.from;
         while start < self.to {
             let end = (floor(start, step) + step).min(self.to);
-            Window { from: start, to: end, widened: false }.spans().into_iter().for_each(|s| push(&mut out, s.resolution, s.from, s.to));
+            Window {
+                from: start,
+                to: end,
+                widened: false,
+            }
+            .spans()
+            .into_iter()
+            .for_each(|s| push(&mut out, s.resolution, s.from, s.to));
             start = end;
         }
         out
@@ -160,7 +184,11 @@ fn push(out: &mut Vec<Span>, resolution: Resolution, from: i64, to: i64) {
             return;
         }
     }
-    out.push(Span { resolution, from, to });
+    out.push(Span {
+        resolution,
+        from,
+        to,
+    });
 }
 
 fn hours_and_minutes(from: i64, to: i64, out: &mut Vec<Span>) {
@@ -204,9 +232,23 @@ mod tests {
     #[test]
     fn decomposition_covers_every_minute_exactly_once() {
         let base = 1_767_225_600; // 2026-01-01T00:00:00Z
-        for (from, to) in [(base + 90 * 60, base + 3 * DAY + 17 * 60), (base, base + DAY), (base + 60, base + 120), (base + 5 * 60, base + 2 * HOUR)] {
-            let w = Window { from, to, widened: false };
-            for spans in [w.spans(), w.hour_spans(), w.stepped_spans(6 * HOUR), w.stepped_spans(5 * 60)] {
+        for (from, to) in [
+            (base + 90 * 60, base + 3 * DAY + 17 * 60),
+            (base, base + DAY),
+            (base + 60, base + 120),
+            (base + 5 * 60, base + 2 * HOUR),
+        ] {
+            let w = Window {
+                from,
+                to,
+                widened: false,
+            };
+            for spans in [
+                w.spans(),
+                w.hour_spans(),
+                w.stepped_spans(6 * HOUR),
+                w.stepped_spans(5 * 60),
+            ] {
                 let rows = covered(&spans);
                 let total: i64 = rows.iter().map(|(a, b)| b - a).sum();
                 assert_eq!(total, to - from);
@@ -224,16 +266,31 @@ mod tests {
     #[test]
     fn uses_coarse_rows_where_it_can() {
         let base = 1_767_225_600;
-        let w = Window { from: base + 30 * 60, to: base + 2 * DAY + HOUR + 60, widened: false };
+        let w = Window {
+            from: base + 30 * 60,
+            to: base + 2 * DAY + HOUR + 60,
+            widened: false,
+        };
         let spans = w.spans();
         assert_eq!(spans.len(), 5);
-        assert_eq!(spans[2], Span { resolution: Resolution::Day, from: base + DAY, to: base + 2 * DAY });
+        assert_eq!(
+            spans[2],
+            Span {
+                resolution: Resolution::Day,
+                from: base + DAY,
+                to: base + 2 * DAY
+            }
+        );
     }
 
     #[test]
     fn widening_is_reported() {
-        let a = DateTime::parse_from_rfc3339("2026-01-01T00:00:30Z").map(|d| d.with_timezone(&Utc)).expect("t");
-        let b = DateTime::parse_from_rfc3339("2026-01-01T01:00:00Z").map(|d| d.with_timezone(&Utc)).expect("t");
+        let a = DateTime::parse_from_rfc3339("2026-01-01T00:00:30Z")
+            .map(|d| d.with_timezone(&Utc))
+            .expect("t");
+        let b = DateTime::parse_from_rfc3339("2026-01-01T01:00:00Z")
+            .map(|d| d.with_timezone(&Utc))
+            .expect("t");
         let w = Window::between(a, b).expect("valid");
         assert!(w.widened);
         assert_eq!(w.to - w.from, HOUR);

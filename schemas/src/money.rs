@@ -166,9 +166,15 @@ mod tests {
         assert_eq!(Pico::parse_usd("0.1"), Ok(Pico(100_000_000_000)));
         assert_eq!(Pico::parse_usd("3"), Ok(Pico(3_000_000_000_000)));
         assert_eq!(Pico::parse_usd("0.000000000001"), Ok(Pico(1)));
-        assert_eq!(Pico::parse_usd("12.345678901234"), Ok(Pico(12_345_678_901_234)));
+        assert_eq!(
+            Pico::parse_usd("12.345678901234"),
+            Ok(Pico(12_345_678_901_234))
+        );
         assert_eq!(Pico::parse_usd(".5"), Ok(Pico(500_000_000_000)));
-        assert_eq!(Pico::parse_usd("0.10000000000000000000"), Ok(Pico(100_000_000_000)));
+        assert_eq!(
+            Pico::parse_usd("0.10000000000000000000"),
+            Ok(Pico(100_000_000_000))
+        );
     }
 
     #[test]
@@ -180,7 +186,10 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_keep_exactly() {
-        assert_eq!(Pico::parse_usd("0.0000000000001"), Err(MoneyError::TooPrecise));
+        assert_eq!(
+            Pico::parse_usd("0.0000000000001"),
+            Err(MoneyError::TooPrecise)
+        );
         assert_eq!(Pico::parse_usd("1e-13"), Err(MoneyError::TooPrecise));
         assert_eq!(Pico::parse_usd("-1"), Err(MoneyError::Negative));
         assert_eq!(Pico::parse_usd("abc"), Err(MoneyError::NotDecimal));
@@ -197,7 +206,10 @@ mod tests {
         assert_eq!(Pico(499_999).round_to_micros(), 0);
         assert_eq!(Pico(500_000).round_to_micros(), 1);
         assert_eq!(Pico(-500_000).round_to_micros(), -1);
-        assert_eq!(Pico(12_345_678_500_000).to_usd_f64_micro_rounded(), 12.345679);
+        assert_eq!(
+            Pico(12_345_678_500_000).to_usd_f64_micro_rounded(),
+            12.345679
+        );
     }
 
     proptest::proptest! {

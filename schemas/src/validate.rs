@@ -95,12 +95,22 @@ pub fn parse_batch(
         return Err(BodyError::Empty);
     }
     if items.len() > limits.max_events {
-        return Err(BodyError::TooManyEvents { count: items.len(), max: limits.max_events });
+        return Err(BodyError::TooManyEvents {
+            count: items.len(),
+            max: limits.max_events,
+        });
     }
-    let mut out = BatchParse { events: Vec::with_capacity(items.len()), errors: Vec::new() };
+    let mut out = BatchParse {
+        events: Vec::with_capacity(items.len()),
+        errors: Vec::new(),
+    };
     for (index, item) in items.into_iter().enumerate() {
         let parsed = item
-            .map_err(|reason| EventError { index, field: None, reason })
+            .map_err(|reason| EventError {
+                index,
+                field: None,
+                reason,
+            })
             .and_then(|raw| parse_one(raw, index))
             .and_then(|wire| validate(wire, limits, now).map_err(|e| e.at(index)));
         match parsed {
@@ -140,12 +150,19 @@ fn parse_one(raw: &str, index: usize) -> Result<UsageEventV1, EventError> {
         let (field, reason) = match missing_field(&reason) {
             Some(name) => (Some(name.to_string()), "is required".to_string()),
             None => match unknown_field(&reason) {
-                Some(name) => (Some(name.to_string()), "is not a field of usage event v1".to_string()),
+                Some(name) => (
+                    Some(name.to_string()),
+                    "is not a field of usage event v1".to_string(),
+                ),
                 None if path == "." => (None, reason),
                 None => (Some(path), reason),
             },
         };
-        EventError { index, field, reason }
+        EventError {
+            index,
+            field,
+            reason,
+        }
     })
 }
 
@@ -174,11 +191,18 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        FieldError { field, reason: reason.into() }
+        FieldError {
+            field,
+            reason: reason.into(),
+        }
     }
 
     fn at(self, index: usize) -> EventError {
-        EventError { index, field: Some(self.field.to_string()), reason: self.reason }
+        EventError {
+            index,
+            field: Some(self.field.to_string()),
+            reason: self.reason,
+        }
     }
 }
 
@@ -196,32 +220,50 @@ pub fn validate(
 ) -> Result<UsageEvent, FieldError> {
     if let Some(v) = wire.schema_version {
         if v != 1 {
-            return Err(FieldError::new("schema_version", format!("version {v} is not supported; this server reads version 1")));
+            return Err(FieldError::new(
+                "schema_version",
+                format!("version {v} is not supported; this server reads version 1"),
+            ));
         }
     }
     check_text("event_id", &wire.event_id, 128)?;
     if wire.occurred_at > now + limits.max_future_skew {
         return Err(FieldError::new(
             "occurred_at",
-            format!("is more than {} minutes in the future", limits.max_future_skew.num_minutes()),
+            format!(
+                "is more than {} minutes in the future",
+                limits.max_future_skew.num_minutes()
+            ),
         ));
     }
     if wire.occurred_at < now - limits.retention {
         return Err(FieldError::new(
             "occurred_at",
-            format!("is older than the retention window ({} days)", limits.retention.num_days()),
+            format!(
+                "is older than the retention window ({} days)",
+                limits.retention.num_days()
+            ),
         ));
     }
     check_slug("feature", &wire.feature)?;
     check_slug("model", &wire.model)?;
     check_slug("provider", &wire.provider)?;
     if !wire.latency_ms.is_finite() || wire.latency_ms < 0.0 {
-        return Err(FieldError::new("latency_ms", "must be a non-negative number"));
+        return Err(FieldError::new(
+            "latency_ms",
+            "must be a non-negative number",
+        ));
     }
     if wire.latency_ms > MAX_LATENCY_MS {
-        return Err(FieldError::new("latency_ms", "must be at most 86400000 (one day)"));
+        return Err(FieldError::new(
+            "latency_ms",
+            "must be at most 86400000 (one day)",
+        ));
     }
-    for (field, value) in [("input_tokens", wire.input_tokens), ("output_tokens", wire.output_tokens)] {
+    for (field, value) in [
+        ("input_tokens", wire.input_tokens),
+        ("output_tokens", wire.output_tokens),
+    ] {
         if value > MAX_TOKENS {
             return Err(FieldError::new(field, "must be at most 1000000000"));
         }
@@ -236,15 +278,24 @@ pub fn validate(
     let cost = match &wire.cost_usd {
         None => Cost::Pending,
         Some(raw) => {
-            let text = raw.decimal_text().map_err(|r| FieldError::new("cost_usd", r))?;
-            let pico = Pico::parse_usd(&text).map_err(|e| FieldError::new("cost_usd", e.to_string()))?;
-            Cost::Reported(i64::try_from(pico.0).map_err(|_| FieldError::new("cost_usd", "is too large"))?)
+            let text = raw
+                .decimal_text()
+                .map_err(|r| FieldError::new("cost_usd", r))?;
+            let pico =
+                Pico::parse_usd(&text).map_err(|e| FieldError::new("cost_usd", e.to_string()))?;
+            Cost::Reported(
+                i64::try_from(pico.0).map_err(|_| FieldError::new("cost_usd", "is too large"))?,
+            )
         }
     };
     check_opt("error_type", wire.error_type.as_deref(), 128)?;
     check_opt("user_id", wire.user_id.as_deref(), 256)?;
     check_opt("prompt_id", wire.prompt_id.as_deref(), 128)?;
-    check_opt("prompt_version", wire.prompt_version.as_ref().map(|v| v.0.as_str()), 64)?;
+    check_opt(
+        "prompt_version",
+        wire.prompt_version.as_ref().map(|v| v.0.as_str()),
+        64,
+    )?;
     check_opt("experiment_id", wire.experiment_id.as_deref(), 128)?;
     check_opt("variant", wire.variant.as_deref(), 128)?;
     let attributes = check_attributes(wire.attributes.unwrap_or_default())?;
@@ -277,10 +328,16 @@ fn check_text(field: &'static str, value: &str, max_chars: usize) -> Result<(), 
         return Err(FieldError::new(field, "must not be empty"));
     }
     if value.chars().count() > max_chars {
-        return Err(FieldError::new(field, format!("must be at most {max_chars} characters")));
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
     }
     if value.chars().any(char::is_control) {
-        return Err(FieldError::new(field, "must not contain control characters"));
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -309,14 +366,23 @@ fn check_attributes(
     map: std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<(String, String)>, FieldError> {
     if map.len() > MAX_ATTRIBUTES {
-        return Err(FieldError::new("attributes", format!("must have at most {MAX_ATTRIBUTES} entries")));
+        return Err(FieldError::new(
+            "attributes",
+            format!("must have at most {MAX_ATTRIBUTES} entries"),
+        ));
     }
     for (k, v) in &map {
         if k.is_empty() || k.chars().count() > 64 {
-            return Err(FieldError::new("attributes", "keys must be 1 to 64 characters"));
+            return Err(FieldError::new(
+                "attributes",
+                "keys must be 1 to 64 characters",
+            ));
         }
         if v.chars().count() > 512 {
-            return Err(FieldError::new("attributes", "values must be at most 512 characters"));
+            return Err(FieldError::new(
+                "attributes",
+                "values must be at most 512 characters",
+            ));
         }
     }
     Ok(map.into_iter().collect())
@@ -328,7 +394,9 @@ mod tests {
     use crate::event::{Environment, Status};
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z").map(|d| d.with_timezone(&Utc)).expect("valid")
+        DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+            .map(|d| d.with_timezone(&Utc))
+            .expect("valid")
     }
 
     fn good() -> serde_json::Value {
@@ -345,7 +413,10 @@ mod tests {
         parse_batch(&body, BodyFormat::JsonArray, &Limits::default(), now()).expect("body ok")
     }
 
-    fn one_error(mut event: serde_json::Value, edit: impl FnOnce(&mut serde_json::Value)) -> EventError {
+    fn one_error(
+        mut event: serde_json::Value,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> EventError {
         edit(&mut event);
         let out = parse(&[event]);
         assert!(out.events.is_empty(), "expected rejection");
@@ -376,7 +447,13 @@ mod tests {
         let mut c = good();
         c["cost_usd"] = serde_json::from_str("0.30000000000000004").unwrap_or_default();
         let body = r#"[{"event_id":"x","occurred_at":"2026-03-01T11:59:00Z","feature":"f","model":"m","provider":"p","environment":"staging","operation":"chat","status":"error","latency_ms":1,"input_tokens":0,"output_tokens":0,"cost_usd":0.1}]"#;
-        let out = parse_batch(body.as_bytes(), BodyFormat::JsonArray, &Limits::default(), now()).expect("ok");
+        let out = parse_batch(
+            body.as_bytes(),
+            BodyFormat::JsonArray,
+            &Limits::default(),
+            now(),
+        )
+        .expect("ok");
         assert_eq!(out.events[0].1.cost, Cost::Reported(100_000_000_000));
         let out = parse(&[b]);
         assert_eq!(out.events[0].1.cost, Cost::Reported(123_456_789_012));
@@ -385,8 +462,13 @@ mod tests {
 
     #[test]
     fn names_the_field_and_reason() {
-        let e = one_error(good(), |v| { v.as_object_mut().map(|o| o.remove("feature")); });
-        assert_eq!((e.field.as_deref(), e.reason.as_str()), (Some("feature"), "is required"));
+        let e = one_error(good(), |v| {
+            v.as_object_mut().map(|o| o.remove("feature"));
+        });
+        assert_eq!(
+            (e.field.as_deref(), e.reason.as_str()),
+            (Some("feature"), "is required")
+        );
         let e = one_error(good(), |v| v["environment"] = "prod".into());
         assert_eq!(e.field.as_deref(), Some("environment"));
         assert!(e.reason.contains("unknown variant"), "{}", e.reason);
@@ -401,7 +483,10 @@ mod tests {
         let e = one_error(good(), |v| v["event_id"] = "x".repeat(129).into());
         assert_eq!(e.field.as_deref(), Some("event_id"));
         let e = one_error(good(), |v| v["cost_usd"] = "-0.5".into());
-        assert_eq!((e.field.as_deref(), e.reason.as_str()), (Some("cost_usd"), "must not be negative"));
+        assert_eq!(
+            (e.field.as_deref(), e.reason.as_str()),
+            (Some("cost_usd"), "must not be negative")
+        );
     }
 
     #[test]
@@ -410,7 +495,11 @@ mod tests {
         assert!(e.reason.contains("future"), "{}", e.reason);
         let e = one_error(good(), |v| v["occurred_at"] = "2025-11-01T12:00:00Z".into());
         assert!(e.reason.contains("retention"), "{}", e.reason);
-        let ok = parse(&[{ let mut g = good(); g["occurred_at"] = "2026-03-01T12:04:59Z".into(); g }]);
+        let ok = parse(&[{
+            let mut g = good();
+            g["occurred_at"] = "2026-03-01T12:04:59Z".into();
+            g
+        }]);
         assert_eq!(ok.events.len(), 1);
     }
 
@@ -419,7 +508,10 @@ mod tests {
         let mut bad = good();
         bad["status"] = "weird".into();
         let out = parse(&[good(), bad, good()]);
-        assert_eq!(out.events.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(
+            out.events.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![0, 2]
+        );
         assert_eq!(out.errors.len(), 1);
         assert_eq!(out.errors[0].index, 1);
     }
@@ -428,16 +520,48 @@ mod tests {
     fn ndjson_and_body_errors() {
         let line = serde_json::to_string(&good()).expect("json");
         let body = format!("{line}\n\n{{not json\n{line}\n");
-        let out = parse_batch(body.as_bytes(), BodyFormat::Ndjson, &Limits::default(), now()).expect("ok");
+        let out = parse_batch(
+            body.as_bytes(),
+            BodyFormat::Ndjson,
+            &Limits::default(),
+            now(),
+        )
+        .expect("ok");
         assert_eq!(out.events.len(), 2);
         assert_eq!(out.errors[0].index, 1);
-        assert!(matches!(parse_batch(b"{\"a\":1}", BodyFormat::JsonArray, &Limits::default(), now()), Err(BodyError::NotAnArray)));
-        assert!(matches!(parse_batch(b"[1,", BodyFormat::JsonArray, &Limits::default(), now()), Err(BodyError::Malformed(_))));
-        assert!(matches!(parse_batch(b"[]", BodyFormat::JsonArray, &Limits::default(), now()), Err(BodyError::Empty)));
-        let limits = Limits { max_events: 1, ..Limits::default() };
+        assert!(matches!(
+            parse_batch(
+                b"{\"a\":1}",
+                BodyFormat::JsonArray,
+                &Limits::default(),
+                now()
+            ),
+            Err(BodyError::NotAnArray)
+        ));
+        assert!(matches!(
+            parse_batch(b"[1,", BodyFormat::JsonArray, &Limits::default(), now()),
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_batch(b"[]", BodyFormat::JsonArray, &Limits::default(), now()),
+            Err(BodyError::Empty)
+        ));
+        let limits = Limits {
+            max_events: 1,
+            ..Limits::default()
+        };
         let body = serde_json::to_vec(&[good(), good()]).expect("json");
-        assert!(matches!(parse_batch(&body, BodyFormat::JsonArray, &limits, now()), Err(BodyError::TooManyEvents { count: 2, max: 1 })));
-        let out = parse_batch(b"[1, {\"event_id\": 3}]", BodyFormat::JsonArray, &Limits::default(), now()).expect("ok");
+        assert!(matches!(
+            parse_batch(&body, BodyFormat::JsonArray, &limits, now()),
+            Err(BodyError::TooManyEvents { count: 2, max: 1 })
+        ));
+        let out = parse_batch(
+            b"[1, {\"event_id\": 3}]",
+            BodyFormat::JsonArray,
+            &Limits::default(),
+            now(),
+        )
+        .expect("ok");
         assert_eq!(out.errors.len(), 2);
         assert_eq!(out.errors[0].reason, "event must be a JSON object");
     }

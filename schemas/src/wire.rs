@@ -16,7 +16,10 @@ use crate::event::{Environment, Operation, Status};
 /// One AI call made by an application. See the README for field semantics.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "UsageEvent", description = "One AI call made by an application (schema v1).")]
+#[schemars(
+    title = "UsageEvent",
+    description = "One AI call made by an application (schema v1)."
+)]
 pub struct UsageEventV1 {
     /// Schema version; 1 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -15,33 +15,98 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal, Pareto};
 use serde_json::{json, Value};
-use tally_core::config::{DeploySpec, FeatureSpec, FeatureStatus, ModelSpec, PriceSpec, ProviderSpec};
+use tally_core::config::{
+    DeploySpec, FeatureSpec, FeatureStatus, ModelSpec, PriceSpec, ProviderSpec,
+};
 use tally_schemas::Environment;
 use tracing::{info, warn};
 
 use crate::startup::Stores;
 
 /// (provider, model, type, input $/1M, output $/1M, cached input $/1M) in micro-dollars.
-const MODELS: &[(&str, &str, &str, i64, i64, Option<i64>)] = &[
-    ("openai", "gpt-4o", "llm", 2_500_000, 10_000_000, Some(1_250_000)),
-    ("openai", "gpt-4o-mini", "llm", 150_000, 600_000, Some(75_000)),
-    ("openai", "text-embedding-3-small", "embedding", 20_000, 0, None),
-    ("anthropic", "claude-3-5-sonnet", "llm", 3_000_000, 15_000_000, Some(300_000)),
-    ("anthropic", "claude-3-5-haiku", "llm", 800_000, 4_000_000, Some(80_000)),
-    ("google", "gemini-1.5-flash", "vision", 75_000, 300_000, Some(18_750)),
-    ("google", "gemini-1.5-pro", "llm", 1_250_000, 5_000_000, Some(312_500)),
+type ModelRow = (&'static str, &'static str, &'static str, i64, i64, Option<i64>);
+
+const MODELS: &[ModelRow] = &[
+    (
+        "openai",
+        "gpt-4o",
+        "llm",
+        2_500_000,
+        10_000_000,
+        Some(1_250_000),
+    ),
+    (
+        "openai",
+        "gpt-4o-mini",
+        "llm",
+        150_000,
+        600_000,
+        Some(75_000),
+    ),
+    (
+        "openai",
+        "text-embedding-3-small",
+        "embedding",
+        20_000,
+        0,
+        None,
+    ),
+    (
+        "anthropic",
+        "claude-3-5-sonnet",
+        "llm",
+        3_000_000,
+        15_000_000,
+        Some(300_000),
+    ),
+    (
+        "anthropic",
+        "claude-3-5-haiku",
+        "llm",
+        800_000,
+        4_000_000,
+        Some(80_000),
+    ),
+    (
+        "google",
+        "gemini-1.5-flash",
+        "vision",
+        75_000,
+        300_000,
+        Some(18_750),
+    ),
+    (
+        "google",
+        "gemini-1.5-pro",
+        "llm",
+        1_250_000,
+        5_000_000,
+        Some(312_500),
+    ),
 ];
 
 const FEATURES: &[(&str, &str, &str)] = &[
-    ("photo-tagging", "Photo Tagging", "Tags uploaded photos with objects, scenes and people."),
+    (
+        "photo-tagging",
+        "Photo Tagging",
+        "Tags uploaded photos with objects, scenes and people.",
+    ),
     ("chatbot", "Chatbot", "The in-app assistant."),
-    ("ai-search", "AI Search", "Semantic search over the user's content."),
+    (
+        "ai-search",
+        "AI Search",
+        "Semantic search over the user's content.",
+    ),
 ];
 
 /// Seeds configuration (idempotent) and returns when prices are loaded.
 pub async fn seed(stores: &Stores, now: DateTime<Utc>) -> anyhow::Result<()> {
     let config = stores.config.as_ref();
-    for (name, kind) in [("openai", "openai"), ("anthropic", "anthropic"), ("google", "google")] {
+    for (name, kind) in [
+        ("openai", "openai"),
+        ("anthropic", "anthropic"),
+        ("google", "google"),
+    ] {
         config
             .upsert_provider(ProviderSpec {
                 name: name.into(),
@@ -52,7 +117,10 @@ pub async fn seed(stores: &Stores, now: DateTime<Utc>) -> anyhow::Result<()> {
             })
             .await?;
     }
-    let since = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().context("date")?;
+    let since = Utc
+        .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+        .single()
+        .context("date")?;
     for &(provider, model, kind, input, output, cached) in MODELS {
         config
             .upsert_model(ModelSpec {
@@ -138,13 +206,21 @@ impl TrafficGenerator {
 
     /// Relative traffic at `t` (1.0 at the daily peak, ~0.25 at night).
     pub fn rhythm(t: DateTime<Utc>) -> f64 {
-        let hour = f64::from(chrono::Timelike::hour(&t)) + f64::from(chrono::Timelike::minute(&t)) / 60.0;
+        let hour =
+            f64::from(chrono::Timelike::hour(&t)) + f64::from(chrono::Timelike::minute(&t)) / 60.0;
         0.625 + 0.375 * ((hour - 9.0) / 24.0 * std::f64::consts::TAU).sin()
     }
 
-    fn pick_model(&mut self, feature: &str, env: Environment, at: DateTime<Utc>) -> (&'static str, &'static str) {
+    fn pick_model(
+        &mut self,
+        feature: &str,
+        env: Environment,
+        at: DateTime<Utc>,
+    ) -> (&'static str, &'static str) {
         match feature {
-            "photo-tagging" if env == Environment::Staging && self.rng.gen_bool(0.1) => ("custom-vllm", "llava-next"),
+            "photo-tagging" if env == Environment::Staging && self.rng.gen_bool(0.1) => {
+                ("custom-vllm", "llava-next")
+            }
             "photo-tagging" => ("google", "gemini-1.5-flash"),
             "chatbot" if at >= self.switch_at => ("anthropic", "claude-3-5-sonnet"),
             "chatbot" => ("openai", "gpt-4o"),
@@ -154,13 +230,21 @@ impl TrafficGenerator {
     }
 
     fn lognormal(&mut self, median: f64, sigma: f64) -> f64 {
-        LogNormal::new(median.ln(), sigma).map(|d| d.sample(&mut self.rng)).unwrap_or(median)
+        LogNormal::new(median.ln(), sigma)
+            .map(|d| d.sample(&mut self.rng))
+            .unwrap_or(median)
     }
 
     /// One event at `at`.
     pub fn event(&mut self, at: DateTime<Utc>) -> Value {
         self.seq += 1;
-        let feature = ["chatbot", "chatbot", "photo-tagging", "ai-search", "ai-search"][self.rng.gen_range(0..5)];
+        let feature = [
+            "chatbot",
+            "chatbot",
+            "photo-tagging",
+            "ai-search",
+            "ai-search",
+        ][self.rng.gen_range(0..5)];
         let env = match self.rng.gen_range(0..100) {
             0..=79 => Environment::Production,
             80..=92 => Environment::Staging,
@@ -168,27 +252,56 @@ impl TrafficGenerator {
         };
         let (provider, model) = self.pick_model(feature, env, at);
         let (median_ms, input, output, operation) = match (feature, model) {
-            ("chatbot", "claude-3-5-sonnet") => (1400.0, self.lognormal(900.0, 0.8), self.lognormal(260.0, 0.7), "chat"),
-            ("chatbot", _) => (1100.0, self.lognormal(900.0, 0.8), self.lognormal(240.0, 0.7), "chat"),
-            ("photo-tagging", _) => (650.0, self.lognormal(1100.0, 0.3), self.lognormal(60.0, 0.5), "vision"),
-            (_, "gpt-4o-mini") => (450.0, self.lognormal(600.0, 0.6), self.lognormal(120.0, 0.6), "completion"),
+            ("chatbot", "claude-3-5-sonnet") => (
+                1400.0,
+                self.lognormal(900.0, 0.8),
+                self.lognormal(260.0, 0.7),
+                "chat",
+            ),
+            ("chatbot", _) => (
+                1100.0,
+                self.lognormal(900.0, 0.8),
+                self.lognormal(240.0, 0.7),
+                "chat",
+            ),
+            ("photo-tagging", _) => (
+                650.0,
+                self.lognormal(1100.0, 0.3),
+                self.lognormal(60.0, 0.5),
+                "vision",
+            ),
+            (_, "gpt-4o-mini") => (
+                450.0,
+                self.lognormal(600.0, 0.6),
+                self.lognormal(120.0, 0.6),
+                "completion",
+            ),
             _ => (90.0, self.lognormal(40.0, 0.5), 0.0, "embedding"),
         };
         let mut latency = self.lognormal(median_ms, 0.45);
         if self.rng.gen_bool(0.01) {
-            latency += Pareto::new(median_ms, 1.5).map(|d| d.sample(&mut self.rng)).unwrap_or(median_ms);
+            latency += Pareto::new(median_ms, 1.5)
+                .map(|d| d.sample(&mut self.rng))
+                .unwrap_or(median_ms);
         }
         let roll: f64 = self.rng.gen();
         let (status, error_type) = if roll < 0.005 {
             latency = 30_000.0;
             ("timeout", Some("deadline_exceeded"))
         } else if roll < 0.025 {
-            ("error", Some(["rate_limit", "server_error", "invalid_request"][self.rng.gen_range(0..3)]))
+            (
+                "error",
+                Some(["rate_limit", "server_error", "invalid_request"][self.rng.gen_range(0..3)]),
+            )
         } else {
             ("success", None)
         };
         let input = input.round() as u64;
-        let cached = if operation == "chat" && self.rng.gen_bool(0.3) { input / 2 } else { 0 };
+        let cached = if operation == "chat" && self.rng.gen_bool(0.3) {
+            input / 2
+        } else {
+            0
+        };
         // Skewed activity: low user numbers are much busier.
         let user_idx = ((self.rng.gen::<f64>().powi(3)) * self.users.len() as f64) as usize;
         let user = &self.users[user_idx.min(self.users.len() - 1)];
@@ -217,14 +330,23 @@ impl TrafficGenerator {
 async fn post(client: &reqwest::Client, url: &str, events: &[Value]) -> anyhow::Result<()> {
     let response = client.post(url).json(events).send().await?;
     if !response.status().is_success() {
-        anyhow::bail!("ingest answered {}: {}", response.status(), response.text().await.unwrap_or_default());
+        anyhow::bail!(
+            "ingest answered {}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
     }
     Ok(())
 }
 
 /// Backfills `days` of history (~`history_per_minute` events a minute at the daily peak), then
 /// sends live traffic (~`per_second` at the daily peak) until the process stops.
-pub async fn drive(base_url: String, days: i64, history_per_minute: f64, per_second: f64) -> anyhow::Result<()> {
+pub async fn drive(
+    base_url: String,
+    days: i64,
+    history_per_minute: f64,
+    per_second: f64,
+) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let url = format!("{base_url}/v1/events");
     let now = Utc::now();

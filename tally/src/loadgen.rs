@@ -74,12 +74,28 @@ pub struct Percentiles {
 
 fn percentiles(mut v: Vec<f64>) -> Percentiles {
     v.sort_by(f64::total_cmp);
-    let at = |q: f64| v.get(((q * v.len() as f64).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0);
-    Percentiles { p50: at(0.5), p99: at(0.99), max: v.last().copied().unwrap_or(0.0), samples: v.len() }
+    let at = |q: f64| {
+        v.get(((q * v.len() as f64).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Percentiles {
+        p50: at(0.5),
+        p99: at(0.99),
+        max: v.last().copied().unwrap_or(0.0),
+        samples: v.len(),
+    }
 }
 
 /// One request body of `n` unique events.
-fn batch_body(rng: &mut SmallRng, run: &str, feature: &str, first_seq: u64, n: usize, spread_days: u32) -> Vec<u8> {
+fn batch_body(
+    rng: &mut SmallRng,
+    run: &str,
+    feature: &str,
+    first_seq: u64,
+    n: usize,
+    spread_days: u32,
+) -> Vec<u8> {
     use std::io::Write;
     let now = Utc::now().timestamp_millis();
     let mut out = Vec::with_capacity(n * 330);
@@ -88,9 +104,17 @@ fn batch_body(rng: &mut SmallRng, run: &str, feature: &str, first_seq: u64, n: u
         if i > 0 {
             out.push(b',');
         }
-        let back_ms = if spread_days == 0 { rng.gen_range(0..1000) } else { rng.gen_range(0..i64::from(spread_days) * 86_400_000) };
+        let back_ms = if spread_days == 0 {
+            rng.gen_range(0..1000)
+        } else {
+            rng.gen_range(0..i64::from(spread_days) * 86_400_000)
+        };
         let at = chrono::DateTime::from_timestamp_millis(now - back_ms).unwrap_or_default();
-        let (model, provider) = [("gpt-4o", "openai"), ("gpt-4o-mini", "openai"), ("claude-3-5-sonnet", "anthropic")][rng.gen_range(0..3)];
+        let (model, provider) = [
+            ("gpt-4o", "openai"),
+            ("gpt-4o-mini", "openai"),
+            ("claude-3-5-sonnet", "anthropic"),
+        ][rng.gen_range(0..3)];
         let status = match rng.gen_range(0..1000) {
             0..=19 => "error",
             20..=24 => "timeout",
@@ -122,9 +146,14 @@ struct Shared {
 }
 
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
-    let feature = args.feature.clone().unwrap_or_else(|| format!("loadgen-{run_id}"));
+    let feature = args
+        .feature
+        .clone()
+        .unwrap_or_else(|| format!("loadgen-{run_id}"));
     let total = args.total.unwrap_or(args.rate * args.duration);
     let batches = total.div_ceil(args.batch_size as u64);
     let interval = Duration::from_secs_f64(args.batch_size as f64 / args.rate.max(1) as f64);
@@ -139,12 +168,24 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
     let next_batch = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let freshness = (!args.no_freshness).then(|| {
-        tokio::spawn(probe_freshness(client.clone(), args.target.clone(), feature.clone(), shared.clone(), total))
+        tokio::spawn(probe_freshness(
+            client.clone(),
+            args.target.clone(),
+            feature.clone(),
+            shared.clone(),
+            total,
+        ))
     });
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
-        let (client, shared, next_batch, args, feature, run_id) =
-            (client.clone(), shared.clone(), next_batch.clone(), args.clone(), feature.clone(), run_id.clone());
+        let (client, shared, next_batch, args, feature, run_id) = (
+            client.clone(),
+            shared.clone(),
+            next_batch.clone(),
+            args.clone(),
+            feature.clone(),
+            run_id.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut rng = SmallRng::seed_from_u64(w as u64);
             let url = format!("{}/v1/events", args.target);
@@ -156,7 +197,14 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
                 let due = started + interval.mul_f64(b as f64);
                 tokio::time::sleep_until(due.into()).await;
                 let n = (total - b * args.batch_size as u64).min(args.batch_size as u64) as usize;
-                let body = batch_body(&mut rng, &run_id, &feature, b * args.batch_size as u64, n, args.spread_days);
+                let body = batch_body(
+                    &mut rng,
+                    &run_id,
+                    &feature,
+                    b * args.batch_size as u64,
+                    n,
+                    args.spread_days,
+                );
                 let sent = Instant::now();
                 shared.requests.fetch_add(1, Ordering::Relaxed);
                 let ok = send_with_retry(&client, &url, body).await;
@@ -185,7 +233,11 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
         None => None,
     };
     let acked = shared.acked.load(Ordering::Acquire);
-    let latencies = shared.ack_latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    let latencies = shared
+        .ack_latencies
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
     Ok(LoadReport {
         events_acked: acked,
         requests: shared.requests.load(Ordering::Relaxed),
@@ -201,15 +253,29 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
 /// Sends one batch; retries on 429/503 after the advised delay (at most 20 times).
 async fn send_with_retry(client: &reqwest::Client, url: &str, body: Vec<u8>) -> bool {
     for _ in 0..20 {
-        let response = client.post(url).header("content-type", "application/json").body(body.clone()).send().await;
+        let response = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await;
         match response {
             Ok(r) if r.status().is_success() => return true,
             Ok(r) if r.status() == 429 || r.status() == 503 => {
-                let wait = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(1u64);
+                let wait = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1u64);
                 tokio::time::sleep(Duration::from_millis(wait * 200)).await;
             }
             Ok(r) => {
-                eprintln!("request failed: {} {}", r.status(), r.text().await.unwrap_or_default());
+                eprintln!(
+                    "request failed: {} {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                );
                 return false;
             }
             Err(err) => {
@@ -223,8 +289,15 @@ async fn send_with_retry(client: &reqwest::Client, url: &str, body: Vec<u8>) -> 
 
 /// Polls the feature's total until everything is visible; freshness of each ack is the first
 /// poll at which the visible total covered it.
-async fn probe_freshness(client: reqwest::Client, target: String, feature: String, shared: Arc<Shared>, total: u64) -> Percentiles {
-    let url = format!("{target}/api/platform/ai-management/features/{feature}/metrics?time_range=30d");
+async fn probe_freshness(
+    client: reqwest::Client,
+    target: String,
+    feature: String,
+    shared: Arc<Shared>,
+    total: u64,
+) -> Percentiles {
+    let url =
+        format!("{target}/api/platform/ai-management/features/{feature}/metrics?time_range=30d");
     let mut samples = Vec::new();
     let mut next_ack = 0usize;
     let deadline = Instant::now() + Duration::from_secs(3600);
@@ -283,16 +356,34 @@ pub struct BenchQueryArgs {
 pub async fn bench_query(args: BenchQueryArgs) -> anyhow::Result<Percentiles> {
     let client = reqwest::Client::new();
     let first = client.get(&args.url).send().await?;
-    anyhow::ensure!(first.status().is_success(), "GET {} answered {}", args.url, first.status());
+    anyhow::ensure!(
+        first.status().is_success(),
+        "GET {} answered {}",
+        args.url,
+        first.status()
+    );
     let remaining = Arc::new(AtomicU64::new(args.requests as u64));
     let samples = Arc::new(Mutex::new(Vec::with_capacity(args.requests)));
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let (client, url, remaining, samples) = (client.clone(), args.url.clone(), remaining.clone(), samples.clone());
+        let (client, url, remaining, samples) = (
+            client.clone(),
+            args.url.clone(),
+            remaining.clone(),
+            samples.clone(),
+        );
         tasks.push(tokio::spawn(async move {
-            while remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1)).is_ok() {
+            while remaining
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1))
+                .is_ok()
+            {
                 let t = Instant::now();
-                let ok = client.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false);
+                let ok = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false);
                 if ok {
                     if let Ok(mut s) = samples.lock() {
                         s.push(t.elapsed().as_secs_f64() * 1000.0);

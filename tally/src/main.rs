@@ -72,7 +72,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };
@@ -92,12 +93,18 @@ async fn main() -> anyhow::Result<()> {
             println!("tally serving on http://{}", app.local_addr());
             app.run_until_stopped(shutdown_signal()).await
         }
-        Command::Demo { server, history_days, rate } => {
+        Command::Demo {
+            server,
+            history_days,
+            rate,
+        } => {
             let s = settings(&server)?;
             telemetry::init_logging(&s.log_format);
             let app = Application::build(s).await?;
             let base = format!("http://{}", app.local_addr());
-            demo::seed(&app.stores(), chrono::Utc::now()).await.context("seeding demo configuration")?;
+            demo::seed(&app.stores(), chrono::Utc::now())
+                .await
+                .context("seeding demo configuration")?;
             print_demo_banner(&base);
             let traffic = tokio::spawn(demo::drive(base, history_days, 40.0, rate));
             let result = app.run_until_stopped(shutdown_signal()).await;
@@ -108,7 +115,12 @@ async fn main() -> anyhow::Result<()> {
             let s = settings(&server)?;
             telemetry::init_logging(&s.log_format);
             let stores = startup::Stores::open_embedded(&s)?;
-            let report = tally_projector::rebuild(stores.log, stores.analytics, startup::projector_config(&s)).await?;
+            let report = tally_projector::rebuild(
+                stores.log,
+                stores.analytics,
+                startup::projector_config(&s),
+            )
+            .await?;
             println!(
                 "rebuilt: {} events applied, {} duplicates dropped, in {:.1} s",
                 report.events_applied,

@@ -54,7 +54,10 @@ impl Default for Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("{name}: {message}")]
@@ -65,11 +68,20 @@ pub enum SettingsError {
 
 impl Settings {
     /// Defaults, then `file` (if any), then the `TALLY_*` variables in `env`.
-    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Settings, SettingsError> {
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, SettingsError> {
         let mut settings = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read { path: path.into(), source })?;
-                toml::from_str(&text).map_err(|e| SettingsError::File { path: path.into(), message: e.to_string() })?
+                let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+                    path: path.into(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| SettingsError::File {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?
             }
             None => Settings::default(),
         };
@@ -84,7 +96,10 @@ impl Settings {
 
     fn apply_env(&mut self, name: &str, key: &str, value: &str) -> Result<(), SettingsError> {
         fn num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, SettingsError> {
-            value.trim().parse().map_err(|_| SettingsError::Env { name: name.into(), message: format!("{value:?} is not a valid number") })
+            value.trim().parse().map_err(|_| SettingsError::Env {
+                name: name.into(),
+                message: format!("{value:?} is not a valid number"),
+            })
         }
         match key {
             "LISTEN" => self.listen = value.to_string(),
@@ -120,10 +135,16 @@ impl Settings {
             ("log_queue_depth", self.log_queue_depth as u64),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(SettingsError::Invalid { key, message: "must be greater than zero".into() });
+            return Err(SettingsError::Invalid {
+                key,
+                message: "must be greater than zero".into(),
+            });
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
-            return Err(SettingsError::Invalid { key: "log_format", message: "must be text or json".into() });
+            return Err(SettingsError::Invalid {
+                key: "log_format",
+                message: "must be text or json".into(),
+            });
         }
         Ok(())
     }
@@ -138,14 +159,28 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("tally.toml");
         std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nretention_days = 30\n").expect("write");
-        let s = Settings::load(Some(&file), [("TALLY_RETENTION_DAYS".to_string(), "7".to_string())]).expect("loads");
+        let s = Settings::load(
+            Some(&file),
+            [("TALLY_RETENTION_DAYS".to_string(), "7".to_string())],
+        )
+        .expect("loads");
         assert_eq!((s.listen.as_str(), s.retention_days), ("0.0.0.0:9000", 7));
         std::fs::write(&file, "listen_addr = \"x\"\n").expect("write");
-        assert!(matches!(Settings::load(Some(&file), []), Err(SettingsError::File { .. })));
-        let err = Settings::load(None, [("TALLY_LISTN".to_string(), "x".to_string())]).expect_err("unknown");
+        assert!(matches!(
+            Settings::load(Some(&file), []),
+            Err(SettingsError::File { .. })
+        ));
+        let err = Settings::load(None, [("TALLY_LISTN".to_string(), "x".to_string())])
+            .expect_err("unknown");
         assert!(err.to_string().contains("TALLY_LISTN"));
-        let err = Settings::load(None, [("TALLY_MAX_IN_FLIGHT".to_string(), "lots".to_string())]).expect_err("bad number");
+        let err = Settings::load(
+            None,
+            [("TALLY_MAX_IN_FLIGHT".to_string(), "lots".to_string())],
+        )
+        .expect_err("bad number");
         assert!(err.to_string().contains("TALLY_MAX_IN_FLIGHT"));
-        assert!(Settings::load(None, [("TALLY_MAX_IN_FLIGHT".to_string(), "0".to_string())]).is_err());
+        assert!(
+            Settings::load(None, [("TALLY_MAX_IN_FLIGHT".to_string(), "0".to_string())]).is_err()
+        );
     }
 }

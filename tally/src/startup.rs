@@ -47,8 +47,13 @@ impl Stores {
             .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
         let dir = &settings.data_dir;
         Ok(Stores {
-            log: Arc::new(SqliteEventLog::open(dir, settings.log_queue_depth).context("opening the event log")?),
-            analytics: Arc::new(SqliteAnalyticsStore::open(dir).context("opening the analytics store")?),
+            log: Arc::new(
+                SqliteEventLog::open(dir, settings.log_queue_depth)
+                    .context("opening the event log")?,
+            ),
+            analytics: Arc::new(
+                SqliteAnalyticsStore::open(dir).context("opening the analytics store")?,
+            ),
             config: Arc::new(SqliteConfigStore::open(dir).context("opening the config store")?),
             prices: Arc::new(PriceCache::default()),
         })
@@ -78,23 +83,44 @@ impl Application {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
     }
 
-    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
         let _ = telemetry::prometheus();
         let stores = Stores::open_embedded(&settings)?;
-        stores.prices.refresh(stores.config.as_ref()).await.context("loading prices")?;
+        stores
+            .prices
+            .refresh(stores.config.as_ref())
+            .await
+            .context("loading prices")?;
         let (stop, stop_rx) = watch::channel(false);
-        let (projector, status) = Projector::new(stores.log.clone(), stores.analytics.clone(), projector_config(&settings));
+        let (projector, status) = Projector::new(
+            stores.log.clone(),
+            stores.analytics.clone(),
+            projector_config(&settings),
+        );
         let projector = tokio::spawn(projector.run(stop_rx.clone()));
         let price_refresh = tokio::spawn(refresh_prices(stores.clone(), stop_rx));
         let router = build_router(&settings, &stores, clock, status.clone());
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
-        Ok(Application { listener, router, stores, stop, projector, price_refresh, status })
+        Ok(Application {
+            listener,
+            router,
+            stores,
+            stop,
+            projector,
+            price_refresh,
+            status,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     pub fn stores(&self) -> Stores {
@@ -106,11 +132,20 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then drains and stops the projector.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         info!(addr = %self.local_addr(), "tally listening");
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("http server")?;
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("http server")?;
         let _ = self.stop.send(true);
-        if tokio::time::timeout(Duration::from_secs(30), self.projector).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(30), self.projector)
+            .await
+            .is_err()
+        {
             warn!("projector did not stop within 30 s");
         }
         self.price_refresh.abort();
@@ -119,7 +154,10 @@ impl Application {
     }
 }
 
-fn pipeline_probe(log: Arc<dyn EventLog>, status: watch::Receiver<ProjectorStatus>) -> PipelineProbe {
+fn pipeline_probe(
+    log: Arc<dyn EventLog>,
+    status: watch::Receiver<ProjectorStatus>,
+) -> PipelineProbe {
     Arc::new(move || {
         let s = status.borrow().clone();
         let in_log = log.appended_events();
@@ -134,7 +172,12 @@ fn pipeline_probe(log: Arc<dyn EventLog>, status: watch::Receiver<ProjectorStatu
     })
 }
 
-fn build_router(settings: &Settings, stores: &Stores, clock: Arc<dyn Clock>, status: watch::Receiver<ProjectorStatus>) -> Router {
+fn build_router(
+    settings: &Settings,
+    stores: &Stores,
+    clock: Arc<dyn Clock>,
+    status: watch::Receiver<ProjectorStatus>,
+) -> Router {
     let probe = pipeline_probe(stores.log.clone(), status);
     let lag_probe = probe.clone();
     let ingest = IngestState::new(
@@ -153,7 +196,12 @@ fn build_router(settings: &Settings, stores: &Stores, clock: Arc<dyn Clock>, sta
         },
         Arc::new(move || lag_probe().lag_events),
     );
-    let query = QueryState { analytics: stores.analytics.clone(), config: stores.config.clone(), clock, pipeline: probe };
+    let query = QueryState {
+        analytics: stores.analytics.clone(),
+        config: stores.config.clone(),
+        clock,
+        pipeline: probe,
+    };
     Router::new()
         .merge(tally_ingest::router(ingest))
         .merge(tally_query_api::router(query))
@@ -164,11 +212,15 @@ fn build_router(settings: &Settings, stores: &Stores, clock: Arc<dyn Clock>, sta
 async fn metrics() -> impl IntoResponse {
     match telemetry::prometheus() {
         Some(handle) => (
-            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
             handle.render(),
         )
             .into_response(),
-        None => tally_core::http::ApiError::unavailable("metrics recorder is not installed", 5).into_response(),
+        None => tally_core::http::ApiError::unavailable("metrics recorder is not installed", 5)
+            .into_response(),
     }
 }
 

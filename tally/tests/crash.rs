@@ -26,7 +26,9 @@ fn start(dir: &std::path::Path) -> (Child, String) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let base = line.trim().rsplit(' ').next().unwrap().to_string();
     assert!(base.starts_with("http://"), "unexpected banner: {line}");
     (child, base)
@@ -44,7 +46,14 @@ fn batch(i: usize) -> Vec<Value> {
 async fn counts(client: &reqwest::Client, base: &str) -> BTreeMap<String, u64> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ready: Value = client.get(format!("{base}/readyz")).send().await.unwrap().json().await.unwrap();
+        let ready: Value = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if ready["status"] == "ready" && ready["pipeline"]["lag_events"] == 0 {
             break;
         }
@@ -52,7 +61,9 @@ async fn counts(client: &reqwest::Client, base: &str) -> BTreeMap<String, u64> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let list: Value = client
-        .get(format!("{base}/api/platform/ai-management/features?time_range=1h"))
+        .get(format!(
+            "{base}/api/platform/ai-management/features?time_range=1h"
+        ))
         .send()
         .await
         .unwrap()
@@ -63,7 +74,12 @@ async fn counts(client: &reqwest::Client, base: &str) -> BTreeMap<String, u64> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["name"].as_str().unwrap().to_string(), f["metrics"]["total_requests"].as_u64().unwrap()))
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_string(),
+                f["metrics"]["total_requests"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -76,14 +92,19 @@ async fn kill_9_during_ingest_loses_and_duplicates_nothing() {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut senders = Vec::new();
     for _ in 0..4 {
-        let (client, base, acked, next) = (client.clone(), base.clone(), acked.clone(), next.clone());
+        let (client, base, acked, next) =
+            (client.clone(), base.clone(), acked.clone(), next.clone());
         senders.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 if i >= BATCHES {
                     return;
                 }
-                let sent = client.post(format!("{base}/v1/events")).json(&batch(i)).send().await;
+                let sent = client
+                    .post(format!("{base}/v1/events"))
+                    .json(&batch(i))
+                    .send()
+                    .await;
                 match sent {
                     Ok(r) if r.status().is_success() => {
                         acked.lock().unwrap().insert(i);
@@ -102,27 +123,48 @@ async fn kill_9_during_ingest_loses_and_duplicates_nothing() {
         s.await.unwrap();
     }
     let acked: HashSet<usize> = acked.lock().unwrap().clone();
-    assert!(acked.len() < BATCHES, "the kill should interrupt the stream");
+    assert!(
+        acked.len() < BATCHES,
+        "the kill should interrupt the stream"
+    );
 
     let (mut child, base) = start(dir.path());
     let after_crash = counts(&client, &base).await;
     for i in 0..BATCHES {
-        let n = after_crash.get(&format!("crash-{i:03}")).copied().unwrap_or(0);
+        let n = after_crash
+            .get(&format!("crash-{i:03}"))
+            .copied()
+            .unwrap_or(0);
         if acked.contains(&i) {
-            assert_eq!(n, PER_BATCH as u64, "acknowledged batch {i} must be counted exactly once");
+            assert_eq!(
+                n, PER_BATCH as u64,
+                "acknowledged batch {i} must be counted exactly once"
+            );
         } else {
-            assert!(n == 0 || n == PER_BATCH as u64, "batch {i} partially counted: {n}");
+            assert!(
+                n == 0 || n == PER_BATCH as u64,
+                "batch {i} partially counted: {n}"
+            );
         }
     }
     // Clients retry everything they did not see acknowledged (and here, everything): no change
     // for what was already counted, and the rest arrives exactly once.
     for i in 0..BATCHES {
-        let r = client.post(format!("{base}/v1/events")).json(&batch(i)).send().await.unwrap();
+        let r = client
+            .post(format!("{base}/v1/events"))
+            .json(&batch(i))
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success());
     }
     let after_retry = counts(&client, &base).await;
     for i in 0..BATCHES {
-        assert_eq!(after_retry.get(&format!("crash-{i:03}")).copied(), Some(PER_BATCH as u64), "batch {i}");
+        assert_eq!(
+            after_retry.get(&format!("crash-{i:03}")).copied(),
+            Some(PER_BATCH as u64),
+            "batch {i}"
+        );
     }
     child.kill().unwrap();
     child.wait().unwrap();

@@ -14,7 +14,10 @@ fn good(id: &str) -> Value {
 
 async fn chatbot_requests(app: &TestApp) -> u64 {
     app.wait_projected().await;
-    app.data(&format!("{API}/features/chatbot/metrics?time_range=1h")).await["usage"]["total_requests"].as_u64().unwrap()
+    app.data(&format!("{API}/features/chatbot/metrics?time_range=1h"))
+        .await["usage"]["total_requests"]
+        .as_u64()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,10 +42,24 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     let (status, body) = app.post(&[good("f"), bad_status, future, missing]).await;
     assert_eq!(status, 200, "{body}");
     let d = &body["data"];
-    assert_eq!((d["accepted"].as_u64(), d["rejected"].as_u64()), (Some(1), Some(3)));
-    let errors: Vec<(u64, &str)> = d["errors"].as_array().unwrap().iter().map(|e| (e["index"].as_u64().unwrap(), e["field"].as_str().unwrap())).collect();
-    assert_eq!(errors, vec![(1, "status"), (2, "occurred_at"), (3, "model")]);
-    assert!(d["errors"][1]["reason"].as_str().unwrap().contains("future"));
+    assert_eq!(
+        (d["accepted"].as_u64(), d["rejected"].as_u64()),
+        (Some(1), Some(3))
+    );
+    let errors: Vec<(u64, &str)> = d["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["index"].as_u64().unwrap(), e["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![(1, "status"), (2, "occurred_at"), (3, "model")]
+    );
+    assert!(d["errors"][1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("future"));
 
     // all rejected: 422 with the per-event reasons
     let mut old = good("g");
@@ -51,26 +68,53 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["code"], "all_events_rejected");
     assert_eq!(body["error"]["field"], "occurred_at");
-    assert!(body["data"]["errors"][0]["reason"].as_str().unwrap().contains("retention"));
+    assert!(body["data"]["errors"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("retention"));
 
     // whole-body problems
     for (body, content_type, expected, code) in [
-        (b"[{\"event_id\": ".to_vec(), "application/json", 400, "invalid_body"),
-        (b"{\"event_id\": \"x\"}".to_vec(), "application/json", 400, "invalid_body"),
+        (
+            b"[{\"event_id\": ".to_vec(),
+            "application/json",
+            400,
+            "invalid_body",
+        ),
+        (
+            b"{\"event_id\": \"x\"}".to_vec(),
+            "application/json",
+            400,
+            "invalid_body",
+        ),
         (b"[]".to_vec(), "application/json", 400, "invalid_body"),
-        (b"event_id=x".to_vec(), "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        (
+            b"event_id=x".to_vec(),
+            "application/x-www-form-urlencoded",
+            415,
+            "unsupported_media_type",
+        ),
         (vec![b' '; 5000], "application/json", 413, "body_too_large"),
-        (serde_json::to_vec(&vec![good("h"); 6]).unwrap(), "application/json", 413, "too_many_events"),
+        (
+            serde_json::to_vec(&vec![good("h"); 6]).unwrap(),
+            "application/json",
+            413,
+            "too_many_events",
+        ),
     ] {
         let (status, reply) = app.post_raw(body, content_type).await;
         assert_eq!(status, expected, "{reply}");
         assert_eq!(reply["error"]["code"], code, "{reply}");
-        assert!(reply["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
 
     // NDJSON works, one event per line
     let ndjson = format!("{}\n{}\n", good("i"), good("j"));
-    let (status, reply) = app.post_raw(ndjson.into_bytes(), "application/x-ndjson").await;
+    let (status, reply) = app
+        .post_raw(ndjson.into_bytes(), "application/x-ndjson")
+        .await;
     assert_eq!((status, reply["data"]["accepted"].as_u64()), (200, Some(2)));
 
     // exactly the accepted events are counted: a, b, f, i, j
@@ -84,12 +128,40 @@ async fn the_event_schema_is_served() {
     let app = TestApp::start(dir.path()).await;
     let (status, schema) = app.get("/v1/schema/usage-event").await;
     assert_eq!(status, 200);
-    let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    for field in ["event_id", "occurred_at", "feature", "model", "provider", "environment", "operation", "status", "latency_ms", "input_tokens", "output_tokens"] {
-        assert!(required.contains(&field), "{field} should be required: {required:?}");
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for field in [
+        "event_id",
+        "occurred_at",
+        "feature",
+        "model",
+        "provider",
+        "environment",
+        "operation",
+        "status",
+        "latency_ms",
+        "input_tokens",
+        "output_tokens",
+    ] {
+        assert!(
+            required.contains(&field),
+            "{field} should be required: {required:?}"
+        );
     }
     assert!(schema["properties"]["cost_usd"].is_object());
-    let (status, metrics) = (app.client.get(app.url("/metrics")).send().await.unwrap().status(), ());
+    let (status, metrics) = (
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        (),
+    );
     assert_eq!(status, 200, "{metrics:?}");
     app.stop().await;
 }

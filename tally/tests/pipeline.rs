@@ -16,7 +16,11 @@ fn window_24h() -> (DateTime<Utc>, DateTime<Utc>) {
 }
 
 fn within(events: &[Sent], from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Sent> {
-    events.iter().filter(|e| e.at >= from && e.at < to).cloned().collect()
+    events
+        .iter()
+        .filter(|e| e.at >= from && e.at < to)
+        .cloned()
+        .collect()
 }
 
 fn cost(events: &[Sent]) -> i128 {
@@ -33,8 +37,14 @@ async fn feature_metrics_match_the_events_sent() {
     app.wait_projected().await;
 
     let (from, to) = window_24h();
-    let m = app.data(&format!("{API}/features/chatbot/metrics?time_range=24h")).await;
-    let chatbot: Vec<Sent> = events.iter().filter(|e| e.feature == "chatbot").cloned().collect();
+    let m = app
+        .data(&format!("{API}/features/chatbot/metrics?time_range=24h"))
+        .await;
+    let chatbot: Vec<Sent> = events
+        .iter()
+        .filter(|e| e.feature == "chatbot")
+        .cloned()
+        .collect();
     let current = within(&chatbot, from, to);
     let failures = current.iter().filter(|e| e.failed()).count();
     let n = current.len();
@@ -43,13 +53,37 @@ async fn feature_metrics_match_the_events_sent() {
     // realtime
     let rt = &m["realtime"];
     assert_eq!(rt["total_requests"], n);
-    assert_close(rt["error_rate"].as_f64().unwrap(), failures as f64 * 100.0 / n as f64, 1e-12, "error_rate");
-    assert_close(rt["success_rate"].as_f64().unwrap(), (n - failures) as f64 * 100.0 / n as f64, 1e-12, "success_rate");
+    assert_close(
+        rt["error_rate"].as_f64().unwrap(),
+        failures as f64 * 100.0 / n as f64,
+        1e-12,
+        "error_rate",
+    );
+    assert_close(
+        rt["success_rate"].as_f64().unwrap(),
+        (n - failures) as f64 * 100.0 / n as f64,
+        1e-12,
+        "success_rate",
+    );
     let mean_ms = current.iter().map(|e| e.latency_us).sum::<u64>() as f64 / n as f64 / 1000.0;
-    assert_close(rt["response_time"].as_f64().unwrap(), mean_ms, 1e-12, "response_time");
-    assert_close(rt["requests_per_minute"].as_f64().unwrap(), n as f64 / 1440.0, 1e-12, "requests_per_minute");
+    assert_close(
+        rt["response_time"].as_f64().unwrap(),
+        mean_ms,
+        1e-12,
+        "response_time",
+    );
+    assert_close(
+        rt["requests_per_minute"].as_f64().unwrap(),
+        n as f64 / 1440.0,
+        1e-12,
+        "requests_per_minute",
+    );
     let mut lat: Vec<u64> = current.iter().map(|e| e.latency_us).collect();
-    for (q, key) in [(0.5, "latency_p50_ms"), (0.95, "latency_p95_ms"), (0.99, "latency_p99_ms")] {
+    for (q, key) in [
+        (0.5, "latency_p50_ms"),
+        (0.95, "latency_p95_ms"),
+        (0.99, "latency_p99_ms"),
+    ] {
         let truth = nearest_rank_ms(&mut lat, q);
         assert_close(rt[key].as_f64().unwrap(), truth, 0.01, key);
         assert_eq!(rt[key], m[key], "{key} is also given at the top level");
@@ -58,16 +92,32 @@ async fn feature_metrics_match_the_events_sent() {
     // usage
     let u = &m["usage"];
     assert_eq!(u["total_requests"], n);
-    assert_eq!(u["input_tokens"], current.iter().map(|e| e.input).sum::<u64>());
-    assert_eq!(u["output_tokens"], current.iter().map(|e| e.output).sum::<u64>());
-    assert_eq!(u["cached_input_tokens"], current.iter().map(|e| e.cached).sum::<u64>());
+    assert_eq!(
+        u["input_tokens"],
+        current.iter().map(|e| e.input).sum::<u64>()
+    );
+    assert_eq!(
+        u["output_tokens"],
+        current.iter().map(|e| e.output).sum::<u64>()
+    );
+    assert_eq!(
+        u["cached_input_tokens"],
+        current.iter().map(|e| e.cached).sum::<u64>()
+    );
     let users: HashSet<&str> = current.iter().filter_map(|e| e.user.as_deref()).collect();
-    assert_close(u["unique_users"].as_f64().unwrap(), users.len() as f64, 0.02, "unique_users");
+    assert_close(
+        u["unique_users"].as_f64().unwrap(),
+        users.len() as f64,
+        0.02,
+        "unique_users",
+    );
     let mut by_hour = [0usize; 24];
     for e in &current {
         by_hour[e.at.hour() as usize] += 1;
     }
-    let peak = (0..24).max_by_key(|&h| (by_hour[h], std::cmp::Reverse(h))).unwrap();
+    let peak = (0..24)
+        .max_by_key(|&h| (by_hour[h], std::cmp::Reverse(h)))
+        .unwrap();
     assert_eq!(u["peak_usage_hour"], peak);
 
     // costs: exact to the pico-dollar in the string, to the micro-dollar in the number
@@ -76,14 +126,24 @@ async fn feature_metrics_match_the_events_sent() {
     assert_eq!(c["total_cost_usd"], usd_text(total));
     let micros = (total + 500_000) / 1_000_000;
     assert_eq!(c["total_cost"].as_f64().unwrap(), micros as f64 / 1e6);
-    assert_eq!(c["unpriced_requests"], current.iter().filter(|e| e.expected_pico().is_none()).count());
+    assert_eq!(
+        c["unpriced_requests"],
+        current
+            .iter()
+            .filter(|e| e.expected_pico().is_none())
+            .count()
+    );
     let previous = within(&chatbot, from - Duration::hours(24), from);
     assert_eq!(c["previous_period_cost_usd"], usd_text(cost(&previous)));
     let trend = (total - cost(&previous)) as f64 * 100.0 / cost(&previous) as f64;
     assert_close(c["cost_trend"].as_f64().unwrap(), trend, 1e-9, "cost_trend");
     let breakdown = c["cost_breakdown"].as_array().unwrap();
     for item in breakdown {
-        let of_model: Vec<Sent> = current.iter().filter(|e| e.model == item["model"].as_str().unwrap()).cloned().collect();
+        let of_model: Vec<Sent> = current
+            .iter()
+            .filter(|e| e.model == item["model"].as_str().unwrap())
+            .cloned()
+            .collect();
         assert_eq!(item["amount_usd"], usd_text(cost(&of_model)), "{item}");
         assert_eq!(item["requests"], of_model.len());
     }
@@ -94,12 +154,24 @@ async fn feature_metrics_match_the_events_sent() {
     assert_eq!(m["historical"]["step_seconds"], 3600);
     assert_eq!(hist.len(), 25);
     for point in hist {
-        let t = DateTime::parse_from_rfc3339(point["timestamp"].as_str().unwrap()).unwrap().with_timezone(&Utc);
-        let in_step: Vec<Sent> = current.iter().filter(|e| e.at >= t && e.at < t + Duration::hours(1)).cloned().collect();
+        let t = DateTime::parse_from_rfc3339(point["timestamp"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc);
+        let in_step: Vec<Sent> = current
+            .iter()
+            .filter(|e| e.at >= t && e.at < t + Duration::hours(1))
+            .cloned()
+            .collect();
         assert_eq!(point["throughput"], in_step.len(), "{point}");
-        assert_eq!(point["cost"].as_f64().unwrap(), ((cost(&in_step) + 500_000) / 1_000_000) as f64 / 1e6);
+        assert_eq!(
+            point["cost"].as_f64().unwrap(),
+            ((cost(&in_step) + 500_000) / 1_000_000) as f64 / 1e6
+        );
     }
-    assert_eq!(m["window"]["from"], from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    assert_eq!(
+        m["window"]["from"],
+        from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
     app.stop().await;
 }
 
@@ -115,25 +187,47 @@ async fn analytics_breakdowns_match_the_events_sent() {
     // spending by feature, model and day over an explicit range that is widened outward
     let from = "2026-03-09T00:00:30Z";
     let to = "2026-03-10T12:00:10Z";
-    let s = app.data(&format!("{API}/analytics/spending?from={from}&to={to}&group_by=feature,model,day")).await;
+    let s = app
+        .data(&format!(
+            "{API}/analytics/spending?from={from}&to={to}&group_by=feature,model,day"
+        ))
+        .await;
     assert_eq!(s["window"]["widened_to_whole_minutes"], true);
     let (f, t) = (
-        DateTime::parse_from_rfc3339("2026-03-09T00:00:00Z").unwrap().with_timezone(&Utc),
-        DateTime::parse_from_rfc3339("2026-03-10T12:01:00Z").unwrap().with_timezone(&Utc),
+        DateTime::parse_from_rfc3339("2026-03-09T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc),
+        DateTime::parse_from_rfc3339("2026-03-10T12:01:00Z")
+            .unwrap()
+            .with_timezone(&Utc),
     );
     let inside = within(&events, f, t);
     let mut expected: BTreeMap<(String, String, String), Vec<Sent>> = BTreeMap::new();
     for e in &inside {
-        expected.entry((e.feature.clone(), e.model.clone(), e.at.format("%Y-%m-%d").to_string())).or_default().push(e.clone());
+        expected
+            .entry((
+                e.feature.clone(),
+                e.model.clone(),
+                e.at.format("%Y-%m-%d").to_string(),
+            ))
+            .or_default()
+            .push(e.clone());
     }
     let rows = s["breakdown"].as_array().unwrap();
     assert_eq!(rows.len(), expected.len());
     for row in rows {
-        let key = (row["feature"].as_str().unwrap().to_string(), row["model"].as_str().unwrap().to_string(), row["day"].as_str().unwrap().to_string());
+        let key = (
+            row["feature"].as_str().unwrap().to_string(),
+            row["model"].as_str().unwrap().to_string(),
+            row["day"].as_str().unwrap().to_string(),
+        );
         let group = &expected[&key];
         assert_eq!(row["request_count"], group.len(), "{row}");
         assert_eq!(row["total_cost_usd"], usd_text(cost(group)), "{row}");
-        assert_eq!(row["unpriced_requests"], group.iter().filter(|e| e.expected_pico().is_none()).count());
+        assert_eq!(
+            row["unpriced_requests"],
+            group.iter().filter(|e| e.expected_pico().is_none()).count()
+        );
     }
     assert_eq!(s["total_cost_usd"], usd_text(cost(&inside)));
     assert_eq!(s["total_requests"], inside.len());
@@ -141,47 +235,83 @@ async fn analytics_breakdowns_match_the_events_sent() {
     // usage per hour for one feature in one environment
     let u = app.data(&format!("{API}/analytics/usage?time_range=24h&group_by=hour&feature=chatbot&environment=production")).await;
     let (wf, wt) = window_24h();
-    let chosen: Vec<Sent> = within(&events, wf, wt).into_iter().filter(|e| e.feature == "chatbot" && e.environment == "production").collect();
+    let chosen: Vec<Sent> = within(&events, wf, wt)
+        .into_iter()
+        .filter(|e| e.feature == "chatbot" && e.environment == "production")
+        .collect();
     let series = u["series"].as_array().unwrap();
     let mut seen = 0;
     for row in series {
-        let hour = DateTime::parse_from_rfc3339(row["hour"].as_str().unwrap()).unwrap().with_timezone(&Utc);
-        let g: Vec<&Sent> = chosen.iter().filter(|e| e.at >= hour && e.at < hour + Duration::hours(1)).collect();
+        let hour = DateTime::parse_from_rfc3339(row["hour"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc);
+        let g: Vec<&Sent> = chosen
+            .iter()
+            .filter(|e| e.at >= hour && e.at < hour + Duration::hours(1))
+            .collect();
         assert_eq!(row["requests"], g.len());
         assert_eq!(row["input_tokens"], g.iter().map(|e| e.input).sum::<u64>());
-        assert_eq!(row["cached_input_tokens"], g.iter().map(|e| e.cached).sum::<u64>());
+        assert_eq!(
+            row["cached_input_tokens"],
+            g.iter().map(|e| e.cached).sum::<u64>()
+        );
         let users: HashSet<&str> = g.iter().filter_map(|e| e.user.as_deref()).collect();
-        assert_close(row["unique_users"].as_f64().unwrap(), users.len() as f64, 0.02, "hourly unique users");
+        assert_close(
+            row["unique_users"].as_f64().unwrap(),
+            users.len() as f64,
+            0.02,
+            "hourly unique users",
+        );
         seen += g.len();
     }
     assert_eq!(seen, chosen.len());
 
     // model comparison over 7 days
-    let p = app.data(&format!("{API}/analytics/performance?time_range=7d")).await;
+    let p = app
+        .data(&format!("{API}/analytics/performance?time_range=7d"))
+        .await;
     let models = p["models"].as_array().unwrap();
     assert_eq!(models.len(), 3);
     for m in models {
-        let of: Vec<Sent> = events.iter().filter(|e| e.model == m["name"].as_str().unwrap()).cloned().collect();
+        let of: Vec<Sent> = events
+            .iter()
+            .filter(|e| e.model == m["name"].as_str().unwrap())
+            .cloned()
+            .collect();
         assert_eq!(m["usage_count"], of.len());
         assert_eq!(m["total_cost_usd"], usd_text(cost(&of)));
         let mut lat: Vec<u64> = of.iter().map(|e| e.latency_us).collect();
-        assert_close(m["latency_p95_ms"].as_f64().unwrap(), nearest_rank_ms(&mut lat, 0.95), 0.01, "p95");
+        assert_close(
+            m["latency_p95_ms"].as_f64().unwrap(),
+            nearest_rank_ms(&mut lat, 0.95),
+            0.01,
+            "p95",
+        );
         assert_eq!(m["registered"], m["name"] != "mystery-model");
     }
 
     // the feature list includes registered features and unregistered ones seen in events
     let list = app.data(&format!("{API}/features?time_range=24h")).await;
     let features = list["features"].as_array().unwrap();
-    let names: Vec<&str> = features.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = features
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["chatbot", "photo-tagging", "search-x"]);
     let unregistered = &features[2];
     assert_eq!(unregistered["registered"], false);
-    let search_count = within(&events, wf, wt).iter().filter(|e| e.feature == "search-x").count();
+    let search_count = within(&events, wf, wt)
+        .iter()
+        .filter(|e| e.feature == "search-x")
+        .count();
     assert_eq!(unregistered["metrics"]["total_requests"], search_count);
 
     let o = app.data(&format!("{API}/overview")).await;
     assert_eq!(o["kpis"]["requests_24h"], within(&events, wf, wt).len());
-    assert_eq!(o["pipeline"]["duplicates_dropped"], events.len().div_ceil(7));
+    assert_eq!(
+        o["pipeline"]["duplicates_dropped"],
+        events.len().div_ceil(7)
+    );
     app.stop().await;
 }
 
@@ -194,8 +324,14 @@ async fn invalid_query_parameters_are_named() {
         ("/features/chatbot/metrics?time_range=2w", "time_range"),
         ("/features/chatbot/metrics?timerange=24h", "timerange"),
         ("/features/chatbot/metrics?from=yesterday", "from"),
-        ("/features/chatbot/metrics?from=2026-03-10T00:00:00Z&to=2026-03-09T00:00:00Z", "from"),
-        ("/features/chatbot/metrics?time_range=24h&from=2026-03-09T00:00:00Z", "time_range"),
+        (
+            "/features/chatbot/metrics?from=2026-03-10T00:00:00Z&to=2026-03-09T00:00:00Z",
+            "from",
+        ),
+        (
+            "/features/chatbot/metrics?time_range=24h&from=2026-03-09T00:00:00Z",
+            "time_range",
+        ),
         ("/features/Chat%20Bot/metrics", "name"),
         ("/analytics/spending?group_by=feature,colour", "group_by"),
         ("/analytics/usage?environment=prod", "environment"),
@@ -204,9 +340,13 @@ async fn invalid_query_parameters_are_named() {
         let (status, body) = app.get(&format!("{API}{path}")).await;
         assert_eq!(status, 400, "{path}: {body}");
         assert_eq!(body["error"]["field"], field, "{path}: {body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
-    let (status, body) = app.get(&format!("{API}/features/never-heard-of-it/metrics")).await;
+    let (status, body) = app
+        .get(&format!("{API}/features/never-heard-of-it/metrics"))
+        .await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "not_found");
     app.stop().await;
@@ -237,7 +377,13 @@ async fn rebuild_equals_live_projection() {
 
     let settings = settings(dir.path());
     let stores = tally::Stores::open_embedded(&settings).unwrap();
-    let report = tally_projector::rebuild(stores.log.clone(), stores.analytics.clone(), tally::startup::projector_config(&settings)).await.unwrap();
+    let report = tally_projector::rebuild(
+        stores.log.clone(),
+        stores.analytics.clone(),
+        tally::startup::projector_config(&settings),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.events_applied, events.len() as u64);
     assert_eq!(report.duplicates_dropped, events.len().div_ceil(7) as u64);
     drop(stores);

@@ -108,7 +108,9 @@ fn i128_blob(v: i128) -> [u8; 16] {
 }
 
 fn blob_i128(b: &[u8]) -> StoreResult<i128> {
-    let arr: [u8; 16] = b.try_into().map_err(|_| StoreError::Corrupt("cost column".into()))?;
+    let arr: [u8; 16] = b
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("cost column".into()))?;
     Ok(i128::from_le_bytes(arr))
 }
 
@@ -137,7 +139,8 @@ fn measures(row: &Row, first: usize, with_sketches: bool) -> StoreResult<Rollup>
         let users: Vec<u8> = row.get(first + 10)?;
         rollup.latency = LatencySketch::decode(&mut latency.as_slice())
             .ok_or_else(|| StoreError::Corrupt("latency sketch".into()))?;
-        rollup.users = Hll::decode(&mut users.as_slice()).ok_or_else(|| StoreError::Corrupt("user sketch".into()))?;
+        rollup.users = Hll::decode(&mut users.as_slice())
+            .ok_or_else(|| StoreError::Corrupt("user sketch".into()))?;
     }
     Ok(rollup)
 }
@@ -152,9 +155,10 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Sto
              FROM rollups WHERE resolution = ?1 AND feature = ?2 AND bucket = ?3 AND model = ?4 AND provider = ?5 AND environment = ?6",
         )?;
         select
-            .query_row(params![res, d.feature, key.bucket, d.model, d.provider, env], |row| {
-                Ok(measures(row, 0, true))
-            })
+            .query_row(
+                params![res, d.feature, key.bucket, d.model, d.provider, env],
+                |row| Ok(measures(row, 0, true)),
+            )
             .optional()?
             .transpose()?
     };
@@ -195,12 +199,20 @@ fn encode_dedup(entries: &[(u64, u32)]) -> Vec<u8> {
 }
 
 fn decode_dedup(bytes: &[u8], since_s: u32, out: &mut Vec<(u64, u32)>) -> StoreResult<()> {
-    if bytes.len() % 12 != 0 {
+    if !bytes.len().is_multiple_of(12) {
         return Err(StoreError::Corrupt("dedup chunk".into()));
     }
     for chunk in bytes.chunks_exact(12) {
-        let fp = u64::from_le_bytes(chunk[..8].try_into().map_err(|_| StoreError::Corrupt("dedup".into()))?);
-        let s = u32::from_le_bytes(chunk[8..].try_into().map_err(|_| StoreError::Corrupt("dedup".into()))?);
+        let fp = u64::from_le_bytes(
+            chunk[..8]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("dedup".into()))?,
+        );
+        let s = u32::from_le_bytes(
+            chunk[8..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("dedup".into()))?,
+        );
         if s >= since_s {
             out.push((fp, s));
         }
@@ -219,11 +231,12 @@ fn load_state(conn: &Connection, window_s: u32) -> StoreResult<ProjectorState> {
     let Some((position, last_received_ms, applied, dups)) = meta else {
         return Ok(ProjectorState::default());
     };
-    let position: LogPosition =
-        serde_json::from_str(&position).map_err(|e| StoreError::Corrupt(format!("checkpoint: {e}")))?;
+    let position: LogPosition = serde_json::from_str(&position)
+        .map_err(|e| StoreError::Corrupt(format!("checkpoint: {e}")))?;
     let since_s = ((last_received_ms / 1000) as u32).saturating_sub(window_s);
     let mut dedup = Vec::new();
-    let mut stmt = conn.prepare("SELECT entries FROM dedup_chunks WHERE max_seen_s >= ?1 ORDER BY id")?;
+    let mut stmt =
+        conn.prepare("SELECT entries FROM dedup_chunks WHERE max_seen_s >= ?1 ORDER BY id")?;
     let mut rows = stmt.query(params![since_s])?;
     while let Some(row) = rows.next()? {
         let bytes: Vec<u8> = row.get(0)?;
@@ -249,8 +262,12 @@ fn commit(conn: &mut Connection, c: &ProjectionCommit) -> StoreResult<()> {
             params![max_seen, encode_dedup(&c.dedup_new)],
         )?;
     }
-    tx.execute("DELETE FROM dedup_chunks WHERE max_seen_s < ?1", params![c.dedup_horizon_s])?;
-    let position = serde_json::to_string(&c.position).map_err(|e| StoreError::Backend(e.to_string()))?;
+    tx.execute(
+        "DELETE FROM dedup_chunks WHERE max_seen_s < ?1",
+        params![c.dedup_horizon_s],
+    )?;
+    let position =
+        serde_json::to_string(&c.position).map_err(|e| StoreError::Backend(e.to_string()))?;
     tx.execute(
         "INSERT OR REPLACE INTO projector_meta (id, position, last_received_ms, events_applied, duplicates_dropped) VALUES (1, ?1, ?2, ?3, ?4)",
         params![position, c.last_received_ms, c.events_applied as i64, c.duplicates_dropped as i64],
@@ -261,13 +278,21 @@ fn commit(conn: &mut Connection, c: &ProjectionCommit) -> StoreResult<()> {
 
 fn scan(conn: &Connection, req: &ScanRequest) -> StoreResult<Vec<RollupRow>> {
     let f = &req.filter;
-    let sketch_cols = if req.with_sketches { "latency, users" } else { "x'', x''" };
+    let sketch_cols = if req.with_sketches {
+        "latency, users"
+    } else {
+        "x'', x''"
+    };
     let mut sql = format!(
         "SELECT feature, bucket, model, provider, environment, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, {sketch_cols}
          FROM rollups WHERE resolution = ?1 AND bucket >= ?2 AND bucket < ?3"
     );
     let mut extra: Vec<String> = Vec::new();
-    for (col, val) in [("feature", &f.feature), ("model", &f.model), ("provider", &f.provider)] {
+    for (col, val) in [
+        ("feature", &f.feature),
+        ("model", &f.model),
+        ("provider", &f.provider),
+    ] {
         if let Some(v) = val {
             sql.push_str(&format!(" AND {col} = ?{}", 4 + extra.len()));
             extra.push(v.clone());
@@ -283,8 +308,11 @@ fn scan(conn: &Connection, req: &ScanRequest) -> StoreResult<Vec<RollupRow>> {
         if span.from >= span.to {
             continue;
         }
-        let mut values: Vec<rusqlite::types::Value> =
-            vec![span.resolution.seconds().into(), span.from.into(), span.to.into()];
+        let mut values: Vec<rusqlite::types::Value> = vec![
+            span.resolution.seconds().into(),
+            span.from.into(),
+            span.to.into(),
+        ];
         values.extend(extra.iter().cloned().map(rusqlite::types::Value::from));
         let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
         while let Some(row) = rows.next()? {
@@ -292,9 +320,17 @@ fn scan(conn: &Connection, req: &ScanRequest) -> StoreResult<Vec<RollupRow>> {
             let key = RollupKey {
                 resolution: span.resolution,
                 bucket: row.get(1)?,
-                dims: Dims { feature: row.get(0)?, model: row.get(2)?, provider: row.get(3)?, environment: env_of(&env)? },
+                dims: Dims {
+                    feature: row.get(0)?,
+                    model: row.get(2)?,
+                    provider: row.get(3)?,
+                    environment: env_of(&env)?,
+                },
             };
-            out.push(RollupRow { key, rollup: measures(row, 5, req.with_sketches)? });
+            out.push(RollupRow {
+                key,
+                rollup: measures(row, 5, req.with_sketches)?,
+            });
         }
     }
     Ok(out)

@@ -29,7 +29,9 @@ impl SqliteConfigStore {
     pub fn open(dir: &Path) -> StoreResult<SqliteConfigStore> {
         let conn = open(&dir.join("config.db"))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(SqliteConfigStore { conn: Arc::new(Mutex::new(conn)) })
+        Ok(SqliteConfigStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     async fn with<T, F>(&self, f: F) -> StoreResult<T>
@@ -39,7 +41,9 @@ impl SqliteConfigStore {
     {
         let conn = self.conn.clone();
         blocking(move || {
-            let mut guard = conn.lock().map_err(|_| StoreError::Backend("config lock poisoned".into()))?;
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Backend("config lock poisoned".into()))?;
             f(&mut guard)
         })
         .await
@@ -53,12 +57,15 @@ fn ts(t: DateTime<Utc>) -> String {
 fn parse_ts(text: &str) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|d| d.with_timezone(&Utc))
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
 }
 
 fn parse_uuid(text: &str) -> rusqlite::Result<Uuid> {
-    Uuid::parse_str(text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    Uuid::parse_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 fn conversion(what: &str) -> rusqlite::Error {
@@ -216,7 +223,9 @@ impl ConfigStore for SqliteConfigStore {
     async fn list_models(&self) -> StoreResult<Vec<Model>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!("{MODEL_SELECT} ORDER BY p.name, m.name"))?;
-            let rows = stmt.query_map([], model_row)?.collect::<Result<Vec<_>, _>>()?;
+            let rows = stmt
+                .query_map([], model_row)?
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
         .await
@@ -264,8 +273,12 @@ impl ConfigStore for SqliteConfigStore {
 
     async fn list_prices(&self) -> StoreResult<Vec<ModelPrice>> {
         self.with(|c| {
-            let mut stmt = c.prepare(&format!("{PRICE_SELECT} ORDER BY p.name, m.name, x.effective_from"))?;
-            let rows = stmt.query_map([], price_row)?.collect::<Result<Vec<_>, _>>()?;
+            let mut stmt = c.prepare(&format!(
+                "{PRICE_SELECT} ORDER BY p.name, m.name, x.effective_from"
+            ))?;
+            let rows = stmt
+                .query_map([], price_row)?
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
         .await
@@ -298,14 +311,22 @@ impl ConfigStore for SqliteConfigStore {
 
     async fn active_assignments(&self) -> StoreResult<Vec<Assignment>> {
         self.with(|c| {
-            let mut stmt = c.prepare(&format!("{ASSIGNMENT_SELECT} WHERE a.is_active = 1 ORDER BY f.name, a.environment"))?;
-            let rows = stmt.query_map([], assignment_row)?.collect::<Result<Vec<_>, _>>()?;
+            let mut stmt = c.prepare(&format!(
+                "{ASSIGNMENT_SELECT} WHERE a.is_active = 1 ORDER BY f.name, a.environment"
+            ))?;
+            let rows = stmt
+                .query_map([], assignment_row)?
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
         .await
     }
 
-    async fn assignment_history(&self, feature: &str, environment: Option<Environment>) -> StoreResult<Vec<Assignment>> {
+    async fn assignment_history(
+        &self,
+        feature: &str,
+        environment: Option<Environment>,
+    ) -> StoreResult<Vec<Assignment>> {
         let feature = feature.to_string();
         self.with(move |c| {
             let mut stmt = c.prepare(&format!(

@@ -63,10 +63,18 @@ impl SqliteEventLog {
         let head = writer.query_row(
             "SELECT COALESCE(MAX(record_offset) + 1, 0), COALESCE(MAX(events_total), 0) FROM log",
             [],
-            |r| Ok(Head { next_offset: r.get(0)?, events_total: r.get::<_, i64>(1)? as u64 }),
+            |r| {
+                Ok(Head {
+                    next_offset: r.get(0)?,
+                    events_total: r.get::<_, i64>(1)? as u64,
+                })
+            },
         )?;
-        let last_received: i64 =
-            writer.query_row("SELECT COALESCE(MAX(received_at_ms), 0) FROM log", [], |r| r.get(0))?;
+        let last_received: i64 = writer.query_row(
+            "SELECT COALESCE(MAX(received_at_ms), 0) FROM log",
+            [],
+            |r| r.get(0),
+        )?;
         let reader = open(&path)?;
         let (queue, rx) = mpsc::channel(queue_depth.max(1));
         let (head_tx, head_rx) = watch::channel(head);
@@ -76,7 +84,12 @@ impl SqliteEventLog {
             .name("tally-log-writer".into())
             .spawn(move || writer_loop(writer, rx, head_tx, head, last_received, appended_w))
             .map_err(|e| StoreError::Backend(format!("spawn log writer: {e}")))?;
-        Ok(SqliteEventLog { queue, reader: Arc::new(Mutex::new(reader)), head: head_rx, appended })
+        Ok(SqliteEventLog {
+            queue,
+            reader: Arc::new(Mutex::new(reader)),
+            head: head_rx,
+            appended,
+        })
     }
 }
 
@@ -100,7 +113,10 @@ fn writer_loop(
         match write_group(&mut conn, &group, head, last_received) {
             Ok(new_head) => {
                 for (i, req) in group.into_iter().enumerate() {
-                    let receipt = AppendReceipt { partition: 0, offset: head.next_offset + i as i64 };
+                    let receipt = AppendReceipt {
+                        partition: 0,
+                        offset: head.next_offset + i as i64,
+                    };
                     let _ = req.reply.send(Ok(receipt));
                 }
                 head = new_head;
@@ -110,14 +126,21 @@ fn writer_loop(
             Err(err) => {
                 error!(error = %err, records = group.len(), "failed to append to the event log");
                 for req in group {
-                    let _ = req.reply.send(Err(StoreError::Unavailable(format!("event log write failed: {err}"))));
+                    let _ = req.reply.send(Err(StoreError::Unavailable(format!(
+                        "event log write failed: {err}"
+                    ))));
                 }
             }
         }
     }
 }
 
-fn write_group(conn: &mut Connection, group: &[AppendRequest], head: Head, received_at_ms: i64) -> StoreResult<Head> {
+fn write_group(
+    conn: &mut Connection,
+    group: &[AppendRequest],
+    head: Head,
+    received_at_ms: i64,
+) -> StoreResult<Head> {
     let tx = conn.transaction()?;
     let mut next = head;
     {
@@ -126,7 +149,13 @@ fn write_group(conn: &mut Connection, group: &[AppendRequest], head: Head, recei
         )?;
         for req in group {
             next.events_total += req.count;
-            insert.execute(params![next.next_offset, received_at_ms, req.count as i64, next.events_total as i64, req.payload])?;
+            insert.execute(params![
+                next.next_offset,
+                received_at_ms,
+                req.count as i64,
+                next.events_total as i64,
+                req.payload
+            ])?;
             next.next_offset += 1;
         }
     }
@@ -166,14 +195,23 @@ impl EventLog for SqliteEventLog {
         let payload = codec::encode_events(&events)?;
         let (reply, answer) = oneshot::channel();
         self.queue
-            .try_send(AppendRequest { payload, count, reply })
+            .try_send(AppendRequest {
+                payload,
+                count,
+                reply,
+            })
             .map_err(|_| StoreError::Unavailable("event log write queue is full".into()))?;
         answer
             .await
             .map_err(|_| StoreError::Unavailable("event log writer stopped".into()))?
     }
 
-    async fn read(&self, from: &LogPosition, max_events: usize, wait: Duration) -> StoreResult<Vec<LogRecord>> {
+    async fn read(
+        &self,
+        from: &LogPosition,
+        max_events: usize,
+        wait: Duration,
+    ) -> StoreResult<Vec<LogRecord>> {
         let start = from.next_offset(0);
         let mut head = self.head.clone();
         if head.borrow().next_offset <= start {
@@ -184,7 +222,9 @@ impl EventLog for SqliteEventLog {
         }
         let reader = self.reader.clone();
         blocking(move || {
-            let conn = reader.lock().map_err(|_| StoreError::Backend("log reader poisoned".into()))?;
+            let conn = reader
+                .lock()
+                .map_err(|_| StoreError::Backend("log reader poisoned".into()))?;
             read_records(&conn, start, max_events)
         })
         .await

@@ -11,7 +11,9 @@ use serde_json::{json, Map, Value};
 use tally_core::http::{data, ApiError};
 use tally_core::rollup::Rollup;
 
-use crate::aggregate::{group_rows, mean_latency_ms, merge_all, pct, priced_requests, usd, usd_per, Percentiles};
+use crate::aggregate::{
+    group_rows, mean_latency_ms, merge_all, pct, priced_requests, usd, usd_per, Percentiles,
+};
 use crate::params::{accepted, GroupKey, Params};
 use crate::routes::features::{merge_sums, scan};
 use crate::state::QueryState;
@@ -34,26 +36,45 @@ fn spans_for(window: &Window, keys: &[GroupKey]) -> Vec<tally_core::store::Span>
 }
 
 fn keyed(keys: &[GroupKey], values: &[String]) -> Map<String, Value> {
-    keys.iter().zip(values).map(|(k, v)| (k.name().to_string(), Value::String(v.clone()))).collect()
+    keys.iter()
+        .zip(values)
+        .map(|(k, v)| (k.name().to_string(), Value::String(v.clone())))
+        .collect()
 }
 
 /// Time-keyed groups sort by time first; otherwise the largest first.
 fn time_position(keys: &[GroupKey]) -> Option<usize> {
-    keys.iter().position(|k| matches!(k, GroupKey::Hour | GroupKey::Day))
+    keys.iter()
+        .position(|k| matches!(k, GroupKey::Hour | GroupKey::Day))
 }
 
-async fn spending(State(state): State<QueryState>, Query(q): Query<HashMap<String, String>>) -> Result<impl IntoResponse, ApiError> {
+async fn spending(
+    State(state): State<QueryState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
     let params = Params::new(q, &accepted(&["group_by"], true, true))?;
     let (window, range) = params.window(state.clock.now(), "30d")?;
     let keys = params.group_by(
-        &[GroupKey::Feature, GroupKey::Provider, GroupKey::Model, GroupKey::Environment, GroupKey::Day],
+        &[
+            GroupKey::Feature,
+            GroupKey::Provider,
+            GroupKey::Model,
+            GroupKey::Environment,
+            GroupKey::Day,
+        ],
         &[GroupKey::Feature, GroupKey::Provider, GroupKey::Model],
     )?;
     let rows = scan(&state, &params.filter()?, spans_for(&window, &keys), false).await?;
     let total = merge_sums(&rows);
-    let mut groups: Vec<(Vec<String>, Rollup)> = group_rows(&rows, &keys, false).into_iter().collect();
+    let mut groups: Vec<(Vec<String>, Rollup)> =
+        group_rows(&rows, &keys, false).into_iter().collect();
     match time_position(&keys) {
-        Some(t) => groups.sort_by(|a, b| a.0[t].cmp(&b.0[t]).then(b.1.cost.cmp(&a.1.cost)).then(a.0.cmp(&b.0))),
+        Some(t) => groups.sort_by(|a, b| {
+            a.0[t]
+                .cmp(&b.0[t])
+                .then(b.1.cost.cmp(&a.1.cost))
+                .then(a.0.cmp(&b.0))
+        }),
         None => groups.sort_by(|a, b| b.1.cost.cmp(&a.1.cost).then(a.0.cmp(&b.0))),
     }
     let breakdown: Vec<Value> = groups
@@ -63,9 +84,19 @@ async fn spending(State(state): State<QueryState>, Query(q): Query<HashMap<Strin
             row.insert("total_cost".into(), json!(usd(r.cost)));
             row.insert("total_cost_usd".into(), json!(r.cost.to_decimal_string()));
             row.insert("request_count".into(), json!(r.requests));
-            row.insert("avg_cost_per_request".into(), json!(usd_per(r.cost, priced_requests(r))));
+            row.insert(
+                "avg_cost_per_request".into(),
+                json!(usd_per(r.cost, priced_requests(r))),
+            );
             row.insert("unpriced_requests".into(), json!(r.unpriced));
-            row.insert("percentage".into(), json!(if total.cost.0 == 0 { 0.0 } else { r.cost.0 as f64 * 100.0 / total.cost.0 as f64 }));
+            row.insert(
+                "percentage".into(),
+                json!(if total.cost.0 == 0 {
+                    0.0
+                } else {
+                    r.cost.0 as f64 * 100.0 / total.cost.0 as f64
+                }),
+            );
             Value::Object(row)
         })
         .collect();
@@ -90,21 +121,35 @@ fn usage_numbers(r: &Rollup) -> Map<String, Value> {
     m.insert("input_tokens".into(), json!(r.input_tokens));
     m.insert("output_tokens".into(), json!(r.output_tokens));
     m.insert("cached_input_tokens".into(), json!(r.cached_input_tokens));
-    m.insert("total_tokens".into(), json!(r.input_tokens + r.output_tokens));
+    m.insert(
+        "total_tokens".into(),
+        json!(r.input_tokens + r.output_tokens),
+    );
     m.insert("unique_users".into(), json!(r.users.estimate()));
     m
 }
 
-async fn usage(State(state): State<QueryState>, Query(q): Query<HashMap<String, String>>) -> Result<impl IntoResponse, ApiError> {
+async fn usage(
+    State(state): State<QueryState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
     let params = Params::new(q, &accepted(&["group_by"], true, true))?;
     let (window, range) = params.window(state.clock.now(), "7d")?;
     let keys = params.group_by(
-        &[GroupKey::Feature, GroupKey::Provider, GroupKey::Model, GroupKey::Environment, GroupKey::Hour, GroupKey::Day],
+        &[
+            GroupKey::Feature,
+            GroupKey::Provider,
+            GroupKey::Model,
+            GroupKey::Environment,
+            GroupKey::Hour,
+            GroupKey::Day,
+        ],
         &[GroupKey::Day],
     )?;
     let rows = scan(&state, &params.filter()?, spans_for(&window, &keys), true).await?;
     let total = merge_all(&rows);
-    let mut groups: Vec<(Vec<String>, Rollup)> = group_rows(&rows, &keys, true).into_iter().collect();
+    let mut groups: Vec<(Vec<String>, Rollup)> =
+        group_rows(&rows, &keys, true).into_iter().collect();
     if time_position(&keys).is_none() {
         groups.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(&b.0)));
     }
@@ -125,7 +170,10 @@ async fn usage(State(state): State<QueryState>, Query(q): Query<HashMap<String, 
     })))
 }
 
-async fn performance(State(state): State<QueryState>, Query(q): Query<HashMap<String, String>>) -> Result<impl IntoResponse, ApiError> {
+async fn performance(
+    State(state): State<QueryState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
     let params = Params::new(q, &accepted(&[], true, true))?;
     let (window, range) = params.window(state.clock.now(), "7d")?;
     let rows = scan(&state, &params.filter()?, window.spans(), true).await?;
@@ -135,33 +183,38 @@ async fn performance(State(state): State<QueryState>, Query(q): Query<HashMap<St
         .iter()
         .map(|(k, r)| {
             let (provider, model) = (&k[0], &k[1]);
-            let known = models.iter().find(|m| &m.provider == provider && &m.name == model);
+            let known = models
+                .iter()
+                .find(|m| &m.provider == provider && &m.name == model);
             let p = Percentiles::of(r);
-            (r.requests, json!({
-                "id": known.map(|m| m.id.to_string()),
-                "name": model,
-                "provider_name": provider,
-                "model_type": known.map(|m| m.model_type.clone()),
-                "registered": known.is_some(),
-                "usage_count": r.requests,
-                "avg_latency": mean_latency_ms(r),
-                "latency_p50_ms": p.latency_p50_ms,
-                "latency_p95_ms": p.latency_p95_ms,
-                "latency_p99_ms": p.latency_p99_ms,
-                "success_rate": pct(r.requests - r.failures(), r.requests),
-                "error_rate": pct(r.failures(), r.requests),
-                "timeout_rate": pct(r.timeouts, r.requests),
-                "avg_cost_per_request": usd_per(r.cost, priced_requests(r)),
-                "total_cost": usd(r.cost),
-                "total_cost_usd": r.cost.to_decimal_string(),
-                "input_tokens": r.input_tokens,
-                "output_tokens": r.output_tokens,
-                "unpriced_requests": r.unpriced,
-                "unique_users": r.users.estimate(),
-            }))
+            (
+                r.requests,
+                json!({
+                    "id": known.map(|m| m.id.to_string()),
+                    "name": model,
+                    "provider_name": provider,
+                    "model_type": known.map(|m| m.model_type.clone()),
+                    "registered": known.is_some(),
+                    "usage_count": r.requests,
+                    "avg_latency": mean_latency_ms(r),
+                    "latency_p50_ms": p.latency_p50_ms,
+                    "latency_p95_ms": p.latency_p95_ms,
+                    "latency_p99_ms": p.latency_p99_ms,
+                    "success_rate": pct(r.requests - r.failures(), r.requests),
+                    "error_rate": pct(r.failures(), r.requests),
+                    "timeout_rate": pct(r.timeouts, r.requests),
+                    "avg_cost_per_request": usd_per(r.cost, priced_requests(r)),
+                    "total_cost": usd(r.cost),
+                    "total_cost_usd": r.cost.to_decimal_string(),
+                    "input_tokens": r.input_tokens,
+                    "output_tokens": r.output_tokens,
+                    "unpriced_requests": r.unpriced,
+                    "unique_users": r.users.estimate(),
+                }),
+            )
         })
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|(requests, _)| std::cmp::Reverse(*requests));
     Ok(data(json!({
         "time_range": range,
         "window": window.info(),

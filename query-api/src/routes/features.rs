@@ -26,8 +26,20 @@ pub fn routes() -> Router<QueryState> {
         .route("/features/{name}/metrics", get(metrics))
 }
 
-pub(crate) async fn scan(state: &QueryState, filter: &Filter, spans: Vec<Span>, with_sketches: bool) -> Result<Vec<RollupRow>, ApiError> {
-    Ok(state.analytics.scan(ScanRequest { filter: filter.clone(), spans, with_sketches }).await?)
+pub(crate) async fn scan(
+    state: &QueryState,
+    filter: &Filter,
+    spans: Vec<Span>,
+    with_sketches: bool,
+) -> Result<Vec<RollupRow>, ApiError> {
+    Ok(state
+        .analytics
+        .scan(ScanRequest {
+            filter: filter.clone(),
+            spans,
+            with_sketches,
+        })
+        .await?)
 }
 
 /// The current model per environment, keyed by environment name.
@@ -36,7 +48,10 @@ fn current_models(assignments: &[Assignment], feature: &str) -> BTreeMap<&'stati
         .iter()
         .filter(|a| a.feature == feature && a.is_active)
         .map(|a| {
-            (a.environment.as_str(), json!({"name": a.model, "provider_name": a.provider, "assigned_at": a.assigned_at}))
+            (
+                a.environment.as_str(),
+                json!({"name": a.model, "provider_name": a.provider, "assigned_at": a.assigned_at}),
+            )
         })
         .collect()
 }
@@ -54,19 +69,33 @@ struct FeatureListItem {
     current_models: BTreeMap<&'static str, Value>,
 }
 
-async fn list(State(state): State<QueryState>, Query(q): Query<HashMap<String, String>>) -> Result<impl IntoResponse, ApiError> {
+async fn list(
+    State(state): State<QueryState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
     let params = Params::new(q, &accepted(&["environment"], true, false))?;
     let (window, range) = params.window(state.clock.now(), "24h")?;
-    let filter = Filter { environment: params.filter()?.environment, ..Filter::default() };
+    let filter = Filter {
+        environment: params.filter()?.environment,
+        ..Filter::default()
+    };
     let rows = scan(&state, &filter, window.spans(), true).await?;
     let features = state.config.list_features().await?;
     let assignments = state.config.active_assignments().await?;
     let mut by_feature: BTreeMap<&str, Rollup> = BTreeMap::new();
     for row in &rows {
-        by_feature.entry(row.key.dims.feature.as_str()).or_default().merge(&row.rollup);
+        by_feature
+            .entry(row.key.dims.feature.as_str())
+            .or_default()
+            .merge(&row.rollup);
     }
-    let registered: HashMap<&str, &Feature> = features.iter().map(|f| (f.name.as_str(), f)).collect();
-    let names: BTreeSet<&str> = registered.keys().copied().chain(by_feature.keys().copied()).collect();
+    let registered: HashMap<&str, &Feature> =
+        features.iter().map(|f| (f.name.as_str(), f)).collect();
+    let names: BTreeSet<&str> = registered
+        .keys()
+        .copied()
+        .chain(by_feature.keys().copied())
+        .collect();
     let empty = Rollup::default();
     let items: Vec<FeatureListItem> = names
         .into_iter()
@@ -74,12 +103,17 @@ async fn list(State(state): State<QueryState>, Query(q): Query<HashMap<String, S
             let r = by_feature.get(name).unwrap_or(&empty);
             let f = registered.get(name);
             let models = current_models(&assignments, name);
-            let current = ["production", "staging", "development"].iter().find_map(|e| models.get(e).cloned());
+            let current = ["production", "staging", "development"]
+                .iter()
+                .find_map(|e| models.get(e).cloned());
             FeatureListItem {
                 id: f.map(|f| f.id.to_string()),
                 name: name.to_string(),
                 display_name: f.map_or_else(|| name.to_string(), |f| f.display_name.clone()),
-                status: f.map_or_else(|| "unregistered".to_string(), |f| f.status.as_str().to_string()),
+                status: f.map_or_else(
+                    || "unregistered".to_string(),
+                    |f| f.status.as_str().to_string(),
+                ),
                 registered: f.is_some(),
                 health: crate::aggregate::health_label(r),
                 metrics: HealthNumbers::of(r),
@@ -88,7 +122,9 @@ async fn list(State(state): State<QueryState>, Query(q): Query<HashMap<String, S
             }
         })
         .collect();
-    Ok(data(json!({"time_range": range, "window": window.info(), "features": items})))
+    Ok(data(
+        json!({"time_range": range, "window": window.info(), "features": items}),
+    ))
 }
 
 #[derive(Serialize)]
@@ -163,17 +199,34 @@ async fn metrics(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_slug("name", &name).map_err(|e| ApiError::bad_param("name", e.reason))?;
-    let params = Params::new(q, &accepted(&["environment", "model", "provider"], true, false))?;
+    let params = Params::new(
+        q,
+        &accepted(&["environment", "model", "provider"], true, false),
+    )?;
     let (window, range) = params.window(state.clock.now(), "24h")?;
-    let filter = Filter { feature: Some(name.clone()), ..params.filter()? };
+    let filter = Filter {
+        feature: Some(name.clone()),
+        ..params.filter()?
+    };
     let step = step_for(window.len_s());
     let rows = scan(&state, &filter, window.stepped_spans(step), true).await?;
     let total = merge_all(&rows);
-    let registered = state.config.list_features().await?.iter().any(|f| f.name == name);
+    let registered = state
+        .config
+        .list_features()
+        .await?
+        .iter()
+        .any(|f| f.name == name);
     if !registered && total.requests == 0 {
-        return Err(ApiError::not_found(format!("feature {name} is not registered and has no events in this window")));
+        return Err(ApiError::not_found(format!(
+            "feature {name} is not registered and has no events in this window"
+        )));
     }
-    let hour_rows = if step > 3600 { scan(&state, &filter, window.hour_spans(), false).await? } else { Vec::new() };
+    let hour_rows = if step > 3600 {
+        scan(&state, &filter, window.hour_spans(), false).await?
+    } else {
+        Vec::new()
+    };
     let previous = merge_sums(&scan(&state, &filter, window.previous().spans(), false).await?);
     let percentiles = Percentiles::of(&total);
     let body = FeatureMetrics {
@@ -192,7 +245,14 @@ async fn metrics(
             "step_seconds": step,
             "data": history(&window, step, &rows),
         }),
-        usage: usage(&total, if hour_rows.is_empty() { &rows } else { &hour_rows }),
+        usage: usage(
+            &total,
+            if hour_rows.is_empty() {
+                &rows
+            } else {
+                &hour_rows
+            },
+        ),
         costs: costs(&total, &previous, &rows),
     };
     Ok(data(body))
@@ -208,7 +268,9 @@ pub(crate) fn merge_sums(rows: &[RollupRow]) -> Rollup {
 
 fn history(window: &Window, step: i64, rows: &[RollupRow]) -> Vec<HistoryPoint> {
     let starts = window.steps(step);
-    let Some(&first) = starts.first() else { return Vec::new() };
+    let Some(&first) = starts.first() else {
+        return Vec::new();
+    };
     let mut per_step = vec![Rollup::default(); starts.len()];
     for row in rows {
         let idx = usize::try_from((row.key.bucket - first).div_euclid(step)).unwrap_or(0);
@@ -220,7 +282,9 @@ fn history(window: &Window, step: i64, rows: &[RollupRow]) -> Vec<HistoryPoint> 
         .iter()
         .zip(per_step)
         .map(|(&t, r)| HistoryPoint {
-            timestamp: DateTime::from_timestamp(t, 0).map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default(),
+            timestamp: DateTime::from_timestamp(t, 0)
+                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
             response_time: mean_latency_ms(&r),
             error_rate: pct(r.failures(), r.requests),
             throughput: r.requests,
@@ -235,13 +299,19 @@ fn usage(total: &Rollup, hourly_rows: &[RollupRow]) -> Usage {
     for row in hourly_rows {
         by_hour[(row.key.bucket.rem_euclid(86_400) / 3600) as usize] += row.rollup.requests;
     }
-    let peak = (0..24u32).filter(|&h| by_hour[h as usize] > 0).max_by_key(|&h| (by_hour[h as usize], std::cmp::Reverse(h)));
+    let peak = (0..24u32)
+        .filter(|&h| by_hour[h as usize] > 0)
+        .max_by_key(|&h| (by_hour[h as usize], std::cmp::Reverse(h)));
     let users = total.users.estimate();
     Usage {
         total_requests: total.requests,
         unique_users: users,
         peak_usage_hour: peak,
-        avg_requests_per_user: if users == 0 { 0.0 } else { total.requests as f64 / users as f64 },
+        avg_requests_per_user: if users == 0 {
+            0.0
+        } else {
+            total.requests as f64 / users as f64
+        },
         input_tokens: total.input_tokens,
         output_tokens: total.output_tokens,
         cached_input_tokens: total.cached_input_tokens,
@@ -251,7 +321,10 @@ fn usage(total: &Rollup, hourly_rows: &[RollupRow]) -> Usage {
 fn costs(total: &Rollup, previous: &Rollup, rows: &[RollupRow]) -> Costs {
     let mut by_model: BTreeMap<(&str, &str), Rollup> = BTreeMap::new();
     for row in rows {
-        by_model.entry((&row.key.dims.provider, &row.key.dims.model)).or_default().merge_sums(&row.rollup);
+        by_model
+            .entry((&row.key.dims.provider, &row.key.dims.model))
+            .or_default()
+            .merge_sums(&row.rollup);
     }
     let mut breakdown: Vec<BreakdownItem> = by_model
         .into_iter()
@@ -261,13 +334,25 @@ fn costs(total: &Rollup, previous: &Rollup, rows: &[RollupRow]) -> Costs {
             model: model.to_string(),
             amount: usd(r.cost),
             amount_usd: r.cost.to_decimal_string(),
-            percentage: if total.cost.0 == 0 { 0.0 } else { r.cost.0 as f64 * 100.0 / total.cost.0 as f64 },
+            percentage: if total.cost.0 == 0 {
+                0.0
+            } else {
+                r.cost.0 as f64 * 100.0 / total.cost.0 as f64
+            },
             requests: r.requests,
             unpriced_requests: r.unpriced,
         })
         .collect();
-    breakdown.sort_by(|a, b| b.amount.total_cmp(&a.amount).then_with(|| a.category.cmp(&b.category)));
-    let trend = if previous.cost.0 == 0 { 0.0 } else { (total.cost.0 - previous.cost.0) as f64 * 100.0 / previous.cost.0 as f64 };
+    breakdown.sort_by(|a, b| {
+        b.amount
+            .total_cmp(&a.amount)
+            .then_with(|| a.category.cmp(&b.category))
+    });
+    let trend = if previous.cost.0 == 0 {
+        0.0
+    } else {
+        (total.cost.0 - previous.cost.0) as f64 * 100.0 / previous.cost.0 as f64
+    };
     Costs {
         total_cost: usd(total.cost),
         total_cost_usd: total.cost.to_decimal_string(),

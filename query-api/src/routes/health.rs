@@ -12,7 +12,9 @@ use tally_core::store::{Filter, ScanRequest};
 use crate::state::QueryState;
 
 pub fn routes() -> Router<QueryState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -21,9 +23,22 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(state): State<QueryState>) -> impl IntoResponse {
     let pipeline = (state.pipeline)();
-    let probe = ScanRequest { filter: Filter::default(), spans: vec![], with_sketches: false };
+    let probe = ScanRequest {
+        filter: Filter::default(),
+        spans: vec![],
+        with_sketches: false,
+    };
     let store_ok = state.analytics.scan(probe).await.is_ok();
     let ready = pipeline.ready && store_ok;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, axum::Json(json!({"status": if ready { "ready" } else { "not_ready" }, "analytics_store": store_ok, "pipeline": pipeline})))
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(
+            json!({"status": if ready { "ready" } else { "not_ready" }, "analytics_store": store_ok, "pipeline": pipeline}),
+        ),
+    )
 }

@@ -23,8 +23,14 @@ pub fn routes() -> Router<QueryState> {
 }
 
 async fn cost_between(state: &QueryState, from: i64, to: i64) -> Result<Rollup, ApiError> {
-    let window = Window { from, to, widened: false };
-    Ok(merge_sums(&scan(state, &Filter::default(), window.spans(), false).await?))
+    let window = Window {
+        from,
+        to,
+        widened: false,
+    };
+    Ok(merge_sums(
+        &scan(state, &Filter::default(), window.spans(), false).await?,
+    ))
 }
 
 fn money(r: &Rollup) -> Value {
@@ -47,7 +53,11 @@ async fn overview(State(state): State<QueryState>) -> Result<impl IntoResponse, 
     let month = cost_between(&state, month_start, end).await?;
     let last30 = cost_between(&state, end - 30 * 86_400, end).await?;
     let prev30 = cost_between(&state, end - 60 * 86_400, end - 30 * 86_400).await?;
-    let trend = if prev30.cost.0 == 0 { 0.0 } else { (last30.cost.0 - prev30.cost.0) as f64 * 100.0 / prev30.cost.0 as f64 };
+    let trend = if prev30.cost.0 == 0 {
+        0.0
+    } else {
+        (last30.cost.0 - prev30.cost.0) as f64 * 100.0 / prev30.cost.0 as f64
+    };
 
     let features = state.config.list_features().await?;
     let providers = state.config.list_providers().await?;
@@ -55,11 +65,21 @@ async fn overview(State(state): State<QueryState>) -> Result<impl IntoResponse, 
     let mut by_feature: BTreeMap<&str, Rollup> = BTreeMap::new();
     let mut by_provider: BTreeMap<&str, Rollup> = BTreeMap::new();
     for row in &rows {
-        by_feature.entry(&row.key.dims.feature).or_default().merge(&row.rollup);
-        by_provider.entry(&row.key.dims.provider).or_default().merge(&row.rollup);
+        by_feature
+            .entry(&row.key.dims.feature)
+            .or_default()
+            .merge(&row.rollup);
+        by_provider
+            .entry(&row.key.dims.provider)
+            .or_default()
+            .merge(&row.rollup);
     }
     let empty = Rollup::default();
-    let feature_names: BTreeSet<&str> = features.iter().map(|f| f.name.as_str()).chain(by_feature.keys().copied()).collect();
+    let feature_names: BTreeSet<&str> = features
+        .iter()
+        .map(|f| f.name.as_str())
+        .chain(by_feature.keys().copied())
+        .collect();
     let feature_health: Vec<Value> = feature_names
         .into_iter()
         .map(|name| {
@@ -78,13 +98,21 @@ async fn overview(State(state): State<QueryState>) -> Result<impl IntoResponse, 
             })
         })
         .collect();
-    let provider_names: BTreeSet<&str> = providers.iter().map(|p| p.name.as_str()).chain(by_provider.keys().copied()).collect();
+    let provider_names: BTreeSet<&str> = providers
+        .iter()
+        .map(|p| p.name.as_str())
+        .chain(by_provider.keys().copied())
+        .collect();
     let provider_summary: Vec<Value> = provider_names
         .into_iter()
         .map(|name| {
             let r = by_provider.get(name).unwrap_or(&empty);
             let p = providers.iter().find(|p| p.name == name);
-            let active: BTreeSet<&str> = assignments.iter().filter(|a| a.provider == name).map(|a| a.model.as_str()).collect();
+            let active: BTreeSet<&str> = assignments
+                .iter()
+                .filter(|a| a.provider == name)
+                .map(|a| a.model.as_str())
+                .collect();
             let h = HealthNumbers::of(r);
             json!({
                 "name": name,
@@ -100,7 +128,7 @@ async fn overview(State(state): State<QueryState>) -> Result<impl IntoResponse, 
         })
         .collect();
     let mut recent = assignments.clone();
-    recent.sort_by(|a, b| b.assigned_at.cmp(&a.assigned_at));
+    recent.sort_by_key(|a| std::cmp::Reverse(a.assigned_at));
     let activities: Vec<Value> = recent
         .iter()
         .take(10)

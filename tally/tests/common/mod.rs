@@ -21,7 +21,9 @@ pub const API: &str = "/api/platform/ai-management";
 
 /// The fixed "now" of the tests: 2026-03-10T12:00:30Z.
 pub fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 30).single().unwrap()
+    Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 30)
+        .single()
+        .unwrap()
 }
 
 pub struct TestApp {
@@ -33,7 +35,11 @@ pub struct TestApp {
 }
 
 pub fn settings(dir: &Path) -> Settings {
-    Settings { listen: "127.0.0.1:0".into(), data_dir: dir.to_path_buf(), ..Settings::default() }
+    Settings {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.to_path_buf(),
+        ..Settings::default()
+    }
 }
 
 impl TestApp {
@@ -43,14 +49,22 @@ impl TestApp {
 
     pub async fn start_with(settings: Settings) -> TestApp {
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(now()));
-        let app = Application::build_with_clock(settings, clock).await.unwrap();
+        let app = Application::build_with_clock(settings, clock)
+            .await
+            .unwrap();
         let addr = app.local_addr();
         let stores = app.stores();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        TestApp { addr, client: reqwest::Client::new(), stores, stop: Some(stop), task: Some(task) }
+        TestApp {
+            addr,
+            client: reqwest::Client::new(),
+            stores,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -58,13 +72,21 @@ impl TestApp {
     }
 
     pub async fn post_raw(&self, body: Vec<u8>, content_type: &str) -> (u16, Value) {
-        let r = self.client.post(self.url("/v1/events")).header("content-type", content_type).body(body).send().await.unwrap();
+        let r = self
+            .client
+            .post(self.url("/v1/events"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn post(&self, events: &[Value]) -> (u16, Value) {
-        self.post_raw(serde_json::to_vec(events).unwrap(), "application/json").await
+        self.post_raw(serde_json::to_vec(events).unwrap(), "application/json")
+            .await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -89,7 +111,10 @@ impl TestApp {
             if body["status"] == "ready" && p["lag_events"] == 0 {
                 return;
             }
-            assert!(Instant::now() < deadline, "projection did not catch up: {body}");
+            assert!(
+                Instant::now() < deadline,
+                "projection did not catch up: {body}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -104,30 +129,80 @@ impl TestApp {
     }
 }
 
-/// Prices in micro-dollars per million tokens: (provider, model, from, input, output, cached).
-pub fn price_table() -> Vec<(&'static str, &'static str, DateTime<Utc>, i64, i64, Option<i64>)> {
+/// A price in micro-dollars per million tokens: (provider, model, from, input, output, cached).
+pub type PriceRow = (&'static str, &'static str, DateTime<Utc>, i64, i64, Option<i64>);
+
+pub fn price_table() -> Vec<PriceRow> {
     let t0 = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single().unwrap();
     let change = Utc.with_ymd_and_hms(2026, 3, 9, 18, 0, 0).single().unwrap();
     vec![
-        ("openai", "gpt-4o", t0, 2_500_000, 10_000_000, Some(1_250_000)),
+        (
+            "openai",
+            "gpt-4o",
+            t0,
+            2_500_000,
+            10_000_000,
+            Some(1_250_000),
+        ),
         ("openai", "gpt-4o", change, 2_000_000, 8_000_000, None),
-        ("anthropic", "claude-3-5-sonnet", t0, 3_000_000, 15_000_000, Some(300_000)),
+        (
+            "anthropic",
+            "claude-3-5-sonnet",
+            t0,
+            3_000_000,
+            15_000_000,
+            Some(300_000),
+        ),
     ]
 }
 
 pub async fn seed_config(stores: &Stores) {
     let c = stores.config.as_ref();
     for p in ["openai", "anthropic"] {
-        c.upsert_provider(ProviderSpec { name: p.into(), provider_type: p.into(), status: "active".into(), base_url: None, api_key_env: None }).await.unwrap();
+        c.upsert_provider(ProviderSpec {
+            name: p.into(),
+            provider_type: p.into(),
+            status: "active".into(),
+            base_url: None,
+            api_key_env: None,
+        })
+        .await
+        .unwrap();
     }
     for (p, m) in [("openai", "gpt-4o"), ("anthropic", "claude-3-5-sonnet")] {
-        c.upsert_model(ModelSpec { name: m.into(), provider: p.into(), model_type: "llm".into(), version: None, capabilities: vec![], status: "available".into() }).await.unwrap();
+        c.upsert_model(ModelSpec {
+            name: m.into(),
+            provider: p.into(),
+            model_type: "llm".into(),
+            version: None,
+            capabilities: vec![],
+            status: "available".into(),
+        })
+        .await
+        .unwrap();
     }
     for (p, m, from, i, o, cached) in price_table() {
-        c.add_price(PriceSpec { provider: p.into(), model: m.into(), effective_from: from, input_per_mtok_micros: i, output_per_mtok_micros: o, cached_input_per_mtok_micros: cached }).await.unwrap();
+        c.add_price(PriceSpec {
+            provider: p.into(),
+            model: m.into(),
+            effective_from: from,
+            input_per_mtok_micros: i,
+            output_per_mtok_micros: o,
+            cached_input_per_mtok_micros: cached,
+        })
+        .await
+        .unwrap();
     }
     for f in ["chatbot", "photo-tagging"] {
-        c.upsert_feature(FeatureSpec { name: f.into(), display_name: f.to_uppercase(), description: None, status: FeatureStatus::Active, config: json!({}) }).await.unwrap();
+        c.upsert_feature(FeatureSpec {
+            name: f.into(),
+            display_name: f.to_uppercase(),
+            description: None,
+            status: FeatureStatus::Active,
+            config: json!({}),
+        })
+        .await
+        .unwrap();
     }
     stores.prices.refresh(c).await.unwrap();
 }
@@ -164,7 +239,11 @@ impl Sent {
             v["user_id"] = json!(u);
         }
         if let Some(p) = self.reported_pico {
-            v["cost_usd"] = json!(format!("{}.{:012}", p / 1_000_000_000_000, p % 1_000_000_000_000));
+            v["cost_usd"] = json!(format!(
+                "{}.{:012}",
+                p / 1_000_000_000_000,
+                p % 1_000_000_000_000
+            ));
         }
         v
     }
@@ -195,7 +274,11 @@ impl Sent {
 /// A seeded corpus over the 36 hours before [`now`].
 pub fn corpus(n: usize, seed: u64) -> Vec<Sent> {
     let mut rng = SmallRng::seed_from_u64(seed);
-    let models = [("openai", "gpt-4o"), ("anthropic", "claude-3-5-sonnet"), ("custom", "mystery-model")];
+    let models = [
+        ("openai", "gpt-4o"),
+        ("anthropic", "claude-3-5-sonnet"),
+        ("custom", "mystery-model"),
+    ];
     let features = ["chatbot", "chatbot", "photo-tagging", "search-x"];
     let envs = ["production", "production", "staging", "development"];
     (0..n)
@@ -203,7 +286,13 @@ pub fn corpus(n: usize, seed: u64) -> Vec<Sent> {
             let back_ms = rng.gen_range(0..36 * 3_600_000i64);
             let (provider, model) = models[rng.gen_range(0..models.len())];
             let roll = rng.gen_range(0..100);
-            let status = if roll < 3 { "error" } else if roll < 5 { "timeout" } else { "success" };
+            let status = if roll < 3 {
+                "error"
+            } else if roll < 5 {
+                "timeout"
+            } else {
+                "success"
+            };
             let input = rng.gen_range(0..5000u64);
             let heavy = rng.gen_bool(0.05);
             Sent {
@@ -214,12 +303,20 @@ pub fn corpus(n: usize, seed: u64) -> Vec<Sent> {
                 model: model.into(),
                 environment: envs[rng.gen_range(0..envs.len())].into(),
                 status: status.into(),
-                latency_us: if heavy { rng.gen_range(5_000_000..60_000_000) } else { rng.gen_range(100..4_000_000) / 100 * 100 },
+                latency_us: if heavy {
+                    rng.gen_range(5_000_000..60_000_000)
+                } else {
+                    rng.gen_range(100..4_000_000) / 100 * 100
+                },
                 input,
                 output: rng.gen_range(0..1500),
                 cached: if rng.gen_bool(0.3) { input / 3 } else { 0 },
-                user: rng.gen_bool(0.9).then(|| format!("user-{}", rng.gen_range(0..400))),
-                reported_pico: rng.gen_bool(0.1).then(|| rng.gen_range(1..50_000_000_000i128)),
+                user: rng
+                    .gen_bool(0.9)
+                    .then(|| format!("user-{}", rng.gen_range(0..400))),
+                reported_pico: rng
+                    .gen_bool(0.1)
+                    .then(|| rng.gen_range(1..50_000_000_000i128)),
             }
         })
         .collect()
@@ -260,5 +357,8 @@ pub fn usd_text(pico: i128) -> String {
 
 pub fn assert_close(actual: f64, expected: f64, rel: f64, what: &str) {
     let tolerance = expected.abs() * rel + 1e-9;
-    assert!((actual - expected).abs() <= tolerance, "{what}: got {actual}, expected {expected} (±{rel})");
+    assert!(
+        (actual - expected).abs() <= tolerance,
+        "{what}: got {actual}, expected {expected} (±{rel})"
+    );
 }
