@@ -17,19 +17,22 @@ use crate::config::ModelPrice;
 /// Every known price, indexed for lookup by (provider, model, instant).
 #[derive(Debug, Clone, Default)]
 pub struct PriceBook {
-    /// Per (provider, model): prices sorted by `effective_from` (µs since epoch).
-    prices: HashMap<(String, String), Vec<(i64, ModelPrice)>>,
+    /// Per provider, per model: prices sorted by `effective_from` (µs since epoch). Nested so a
+    /// lookup borrows the event's strings instead of allocating a key.
+    prices: HashMap<String, HashMap<String, Vec<(i64, ModelPrice)>>>,
 }
 
 impl PriceBook {
     pub fn new(prices: Vec<ModelPrice>) -> PriceBook {
-        let mut map: HashMap<(String, String), Vec<(i64, ModelPrice)>> = HashMap::new();
+        let mut map: HashMap<String, HashMap<String, Vec<(i64, ModelPrice)>>> = HashMap::new();
         for p in prices {
-            map.entry((p.provider.clone(), p.model.clone()))
+            map.entry(p.provider.clone())
+                .or_default()
+                .entry(p.model.clone())
                 .or_default()
                 .push((p.effective_from.timestamp_micros(), p));
         }
-        for list in map.values_mut() {
+        for list in map.values_mut().flat_map(|models| models.values_mut()) {
             list.sort_by_key(|(from, _)| *from);
         }
         PriceBook { prices: map }
@@ -37,9 +40,7 @@ impl PriceBook {
 
     /// The price in force for `provider`/`model` at `at_us`.
     pub fn price_at(&self, provider: &str, model: &str, at_us: i64) -> Option<&ModelPrice> {
-        let list = self
-            .prices
-            .get(&(provider.to_string(), model.to_string()))?;
+        let list = self.prices.get(provider)?.get(model)?;
         let idx = list.partition_point(|(from, _)| *from <= at_us);
         idx.checked_sub(1).map(|i| &list[i].1)
     }

@@ -107,7 +107,7 @@ impl Session {
         self.applied += fresh.len() as u64;
         self.duplicates += duplicates;
         let now_s = u32::try_from(self.last_received_ms.max(0) / 1000).unwrap_or(u32::MAX);
-        self.dedup.evict(now_s);
+        self.dedup.evict(now_s, 1);
         metrics::counter!(m::EVENTS_APPLIED).increment(fresh.len() as u64);
         metrics::counter!(m::DUPLICATES).increment(duplicates);
         ProjectionCommit {

@@ -24,7 +24,14 @@ use tracing::{info, warn};
 use crate::startup::Stores;
 
 /// (provider, model, type, input $/1M, output $/1M, cached input $/1M) in micro-dollars.
-type ModelRow = (&'static str, &'static str, &'static str, i64, i64, Option<i64>);
+type ModelRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    i64,
+    i64,
+    Option<i64>,
+);
 
 const MODELS: &[ModelRow] = &[
     (

@@ -73,7 +73,7 @@ pub struct SqliteAnalyticsStore {
 impl SqliteAnalyticsStore {
     pub fn open(dir: &Path) -> StoreResult<SqliteAnalyticsStore> {
         let path = dir.join("analytics.db");
-        let writer = open(&path)?;
+        let writer = open(&path, 32)?;
         writer.execute_batch(SCHEMA)?;
         Ok(SqliteAnalyticsStore {
             writer: Arc::new(Mutex::new(writer)),
@@ -86,7 +86,7 @@ impl SqliteAnalyticsStore {
         let pooled = self.readers.lock().map_err(|_| poisoned())?.pop();
         match pooled {
             Some(conn) => Ok(conn),
-            None => open(&self.path),
+            None => open(&self.path, 16),
         }
     }
 

@@ -27,7 +27,7 @@ pub struct SqliteConfigStore {
 
 impl SqliteConfigStore {
     pub fn open(dir: &Path) -> StoreResult<SqliteConfigStore> {
-        let conn = open(&dir.join("config.db"))?;
+        let conn = open(&dir.join("config.db"), 2)?;
         conn.execute_batch(SCHEMA)?;
         Ok(SqliteConfigStore {
             conn: Arc::new(Mutex::new(conn)),

@@ -58,7 +58,7 @@ impl SqliteEventLog {
     /// may wait for the writer; beyond it `append` answers `Unavailable` at once.
     pub fn open(dir: &Path, queue_depth: usize) -> StoreResult<SqliteEventLog> {
         let path = dir.join("events.db");
-        let writer = open(&path)?;
+        let writer = open(&path, 4)?;
         writer.execute_batch(SCHEMA)?;
         let head = writer.query_row(
             "SELECT COALESCE(MAX(record_offset) + 1, 0), COALESCE(MAX(events_total), 0) FROM log",
@@ -75,7 +75,7 @@ impl SqliteEventLog {
             [],
             |r| r.get(0),
         )?;
-        let reader = open(&path)?;
+        let reader = open(&path, 4)?;
         let (queue, rx) = mpsc::channel(queue_depth.max(1));
         let (head_tx, head_rx) = watch::channel(head);
         let appended = Arc::new(AtomicU64::new(head.events_total));

@@ -40,14 +40,14 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// Opens a database file with Tally's durability settings.
-pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
+/// Opens a database file with Tally's durability settings and a page cache of `cache_mib`.
+pub(crate) fn open(path: &Path, cache_mib: i64) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "cache_size", -1024 * cache_mib)?;
     Ok(conn)
 }
 

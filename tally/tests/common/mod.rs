@@ -130,7 +130,14 @@ impl TestApp {
 }
 
 /// A price in micro-dollars per million tokens: (provider, model, from, input, output, cached).
-pub type PriceRow = (&'static str, &'static str, DateTime<Utc>, i64, i64, Option<i64>);
+pub type PriceRow = (
+    &'static str,
+    &'static str,
+    DateTime<Utc>,
+    i64,
+    i64,
+    Option<i64>,
+);
 
 pub fn price_table() -> Vec<PriceRow> {
     let t0 = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single().unwrap();
