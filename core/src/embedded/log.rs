@@ -112,16 +112,19 @@ fn writer_loop(
         last_received = last_received.max(chrono::Utc::now().timestamp_millis());
         match write_group(&mut conn, &group, head, last_received) {
             Ok(new_head) => {
-                for (i, req) in group.into_iter().enumerate() {
-                    let receipt = AppendReceipt {
-                        partition: 0,
-                        offset: head.next_offset + i as i64,
-                    };
-                    let _ = req.reply.send(Ok(receipt));
-                }
+                let first = head.next_offset;
+                // Publish the new head before acknowledging, so whoever sees an ack also sees
+                // the events counted in the log.
                 head = new_head;
                 appended.store(head.events_total, Ordering::Release);
                 head_tx.send_replace(head);
+                for (i, req) in group.into_iter().enumerate() {
+                    let receipt = AppendReceipt {
+                        partition: 0,
+                        offset: first + i as i64,
+                    };
+                    let _ = req.reply.send(Ok(receipt));
+                }
             }
             Err(err) => {
                 error!(error = %err, records = group.len(), "failed to append to the event log");

@@ -1,0 +1,69 @@
+//! Backpressure answers are explicit: 429 + Retry-After when the projector is behind, and
+//! nothing is appended.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tally_core::clock::SystemClock;
+use tally_core::embedded::SqliteEventLog;
+use tally_core::pricing::PriceCache;
+use tally_core::store::EventLog;
+use tally_ingest::{router, IngestConfig, IngestState};
+use tower::ServiceExt;
+
+fn body() -> String {
+    let at = chrono::Utc::now().to_rfc3339();
+    format!(
+        r#"[{{"event_id":"a","occurred_at":"{at}","feature":"f","model":"m","provider":"p","environment":"staging","operation":"other","status":"success","latency_ms":1,"input_tokens":1,"output_tokens":1}}]"#
+    )
+}
+
+#[tokio::test]
+async fn projection_backlog_answers_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(SqliteEventLog::open(dir.path(), 8).unwrap());
+    let lag = Arc::new(AtomicU64::new(1_000));
+    let probe = lag.clone();
+    let config = IngestConfig {
+        max_lag_events: 500,
+        ..IngestConfig::default()
+    };
+    let state = IngestState::new(
+        log.clone(),
+        Arc::new(PriceCache::default()),
+        Arc::new(SystemClock),
+        config,
+        Arc::new(move || probe.load(Ordering::SeqCst)),
+    );
+    let app = router(state);
+    let request = || {
+        Request::post("/v1/events")
+            .header("content-type", "application/json")
+            .body(Body::from(body()))
+            .unwrap()
+    };
+
+    let response = app.clone().oneshot(request()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], "2");
+    let json: serde_json::Value = serde_json::from_slice(
+        &axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["error"]["code"], "projection_backlog");
+    assert_eq!(
+        log.appended_events(),
+        0,
+        "nothing is appended when refusing"
+    );
+
+    lag.store(0, Ordering::SeqCst);
+    let response = app.oneshot(request()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(log.appended_events(), 1);
+}
