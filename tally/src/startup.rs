@@ -38,6 +38,30 @@ pub struct Stores {
     pub analytics: Arc<dyn AnalyticsStore>,
     pub config: Arc<dyn ConfigStore>,
     pub prices: Arc<PriceCache>,
+    /// Held for as long as any clone lives: one process per data directory.
+    _lock: Arc<std::fs::File>,
+}
+
+/// Takes the data directory's lock file, so two processes (say a server and a rebuild) never
+/// project into the same stores at once. The OS releases it when the process dies.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "data directory {} is in use by another tally process (stop it first)",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 impl Stores {
@@ -46,6 +70,7 @@ impl Stores {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
         let dir = &settings.data_dir;
+        let lock = lock_data_dir(dir)?;
         Ok(Stores {
             log: Arc::new(
                 SqliteEventLog::open(dir, settings.log_queue_depth)
@@ -56,6 +81,7 @@ impl Stores {
             ),
             config: Arc::new(SqliteConfigStore::open(dir).context("opening the config store")?),
             prices: Arc::new(PriceCache::default()),
+            _lock: Arc::new(lock),
         })
     }
 }

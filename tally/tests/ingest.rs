@@ -165,3 +165,20 @@ async fn the_event_schema_is_served() {
     assert_eq!(status, 200, "{metrics:?}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_serves_one_process_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    let second = tally::Stores::open_embedded(&settings(dir.path()));
+    let message = second.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("in use by another tally process"),
+        "{message}"
+    );
+    app.stop().await;
+    assert!(
+        tally::Stores::open_embedded(&settings(dir.path())).is_ok(),
+        "free again once stopped"
+    );
+}
