@@ -19,8 +19,8 @@ use crate::metrics as m;
 pub struct ProjectorConfig {
     /// How long an event id is remembered, in seconds of log time.
     pub dedup_window_s: u32,
-    /// Most events folded into one commit. Larger batches amortise the commit; smaller ones
-    /// make results visible sooner under heavy load.
+    /// Events folded into one commit while caught up (up to 4× this while catching up).
+    /// Larger batches amortise the commit; smaller ones make results visible sooner.
     pub max_batch_events: usize,
     /// How long one read waits for new records before checking for shutdown.
     pub idle_wait: Duration,
@@ -180,10 +180,19 @@ impl Projector {
             s.duplicates_dropped = session.duplicates;
             s.started = true;
         });
+        let mut batch = self.config.max_batch_events;
         loop {
             let records = tokio::select! {
-                r = self.log.read(&session.position, self.config.max_batch_events, self.config.idle_wait) => r?,
+                r = self.log.read(&session.position, batch, self.config.idle_wait) => r?,
                 _ = shutdown.changed() => return Ok(()),
+            };
+            // Behind (a full read): larger commits, so each rollup row written absorbs more
+            // events. Caught up: back to the base size for the best freshness.
+            let read: usize = records.iter().map(|r| r.events.len()).sum();
+            batch = if read >= batch {
+                (batch * 2).min(self.config.max_batch_events * 4)
+            } else {
+                self.config.max_batch_events
             };
             let consumed = session.applied + session.duplicates;
             metrics::gauge!(m::LAG_EVENTS)
