@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod conformance;
 pub mod embedded;
 pub mod hll;
 pub mod http;

@@ -1,0 +1,237 @@
+//! The conformance suite every [`ConfigStore`] implementation must pass (embedded SQLite in the
+//! default test run, Postgres in the service tier). Each check starts from an empty store and
+//! panics with a description on the first deviation.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::json;
+use tally_schemas::Environment;
+
+use crate::config::{DeploySpec, FeatureSpec, FeatureStatus, ModelSpec, PriceSpec, ProviderSpec};
+use crate::store::{ConfigStore, StoreError};
+
+fn t(day: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn feature(name: &str, display: &str, status: FeatureStatus) -> FeatureSpec {
+    FeatureSpec {
+        name: name.into(),
+        display_name: display.into(),
+        description: Some(format!("{display} feature")),
+        status,
+        config: json!({"k": name}),
+    }
+}
+
+fn provider(name: &str) -> ProviderSpec {
+    ProviderSpec {
+        name: name.into(),
+        provider_type: "openai".into(),
+        status: "active".into(),
+        base_url: Some("http://127.0.0.1:1".into()),
+        api_key_env: Some("KEY_VAR".into()),
+    }
+}
+
+fn model(provider: &str, name: &str) -> ModelSpec {
+    ModelSpec {
+        name: name.into(),
+        provider: provider.into(),
+        model_type: "llm".into(),
+        version: Some("1".into()),
+        capabilities: vec!["chat".into(), "tools".into()],
+        status: "available".into(),
+    }
+}
+
+fn price(model: &str, day: u32, input: i64) -> PriceSpec {
+    PriceSpec {
+        provider: "openai".into(),
+        model: model.into(),
+        effective_from: t(day),
+        input_per_mtok_micros: input,
+        output_per_mtok_micros: input * 4,
+        cached_input_per_mtok_micros: Some(input / 2),
+    }
+}
+
+fn deploy(feature: &str, env: Environment, model: &str, day: u32) -> DeploySpec {
+    DeploySpec {
+        feature: feature.into(),
+        environment: env,
+        provider: "openai".into(),
+        model: model.into(),
+        assigned_by: Some("tester".into()),
+        at: t(day),
+    }
+}
+
+/// Runs every check against `store`, which must be empty.
+pub async fn config_store(store: &dyn ConfigStore) {
+    features(store).await;
+    providers_models_prices(store).await;
+    deployments(store).await;
+}
+
+async fn features(store: &dyn ConfigStore) {
+    assert!(
+        store.list_features().await.expect("list").is_empty(),
+        "store must start empty"
+    );
+    let created = store
+        .upsert_feature(feature("chatbot", "Chatbot", FeatureStatus::Active))
+        .await
+        .expect("create");
+    store
+        .upsert_feature(feature(
+            "ai-search",
+            "AI Search",
+            FeatureStatus::Maintenance,
+        ))
+        .await
+        .expect("create");
+    let updated = store
+        .upsert_feature(feature("chatbot", "Chat Bot", FeatureStatus::Inactive))
+        .await
+        .expect("update");
+    assert_eq!(
+        updated.id, created.id,
+        "an upsert keeps the feature's identity"
+    );
+    assert_eq!(updated.created_at, created.created_at);
+    assert_eq!(
+        (updated.display_name.as_str(), updated.status),
+        ("Chat Bot", FeatureStatus::Inactive)
+    );
+    assert_eq!(updated.config, json!({"k": "chatbot"}));
+    let names: Vec<String> = store
+        .list_features()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(
+        names,
+        vec!["ai-search", "chatbot"],
+        "features are listed by name"
+    );
+}
+
+async fn providers_models_prices(store: &dyn ConfigStore) {
+    let missing = store.upsert_model(model("nobody", "m")).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "a model needs its provider: {missing:?}"
+    );
+    let p = store
+        .upsert_provider(provider("openai"))
+        .await
+        .expect("provider");
+    assert_eq!(
+        (p.base_url.as_deref(), p.api_key_env.as_deref()),
+        (Some("http://127.0.0.1:1"), Some("KEY_VAR"))
+    );
+    store
+        .upsert_provider(provider("anthropic"))
+        .await
+        .expect("provider");
+    assert_eq!(store.list_providers().await.expect("list").len(), 2);
+    let m = store
+        .upsert_model(model("openai", "gpt-4o"))
+        .await
+        .expect("model");
+    assert_eq!((m.provider.as_str(), m.capabilities.len()), ("openai", 2));
+    store
+        .upsert_model(model("openai", "gpt-4o-mini"))
+        .await
+        .expect("model");
+    let again = store
+        .upsert_model(model("openai", "gpt-4o"))
+        .await
+        .expect("model upsert");
+    assert_eq!(again.id, m.id);
+    assert_eq!(store.list_models().await.expect("list").len(), 2);
+
+    let missing = store.add_price(price("no-such-model", 1, 1)).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    store
+        .add_price(price("gpt-4o", 10, 2_000_000))
+        .await
+        .expect("price");
+    store
+        .add_price(price("gpt-4o", 1, 2_500_000))
+        .await
+        .expect("price");
+    let dup = store.add_price(price("gpt-4o", 10, 9)).await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "one price per model and instant: {dup:?}"
+    );
+    let prices = store.list_prices().await.expect("prices");
+    let froms: Vec<DateTime<Utc>> = prices.iter().map(|p| p.effective_from).collect();
+    assert_eq!(froms, vec![t(1), t(10)], "prices are listed oldest first");
+    assert_eq!(prices[0].cached_input_per_mtok_micros, Some(1_250_000));
+    assert_eq!(prices[1].output_per_mtok_micros, 8_000_000);
+}
+
+async fn deployments(store: &dyn ConfigStore) {
+    let unknown = store
+        .deploy(deploy("nope", Environment::Production, "gpt-4o", 2))
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound { .. })),
+        "{unknown:?}"
+    );
+    store
+        .deploy(deploy("chatbot", Environment::Production, "gpt-4o", 2))
+        .await
+        .expect("deploy");
+    store
+        .deploy(deploy("chatbot", Environment::Staging, "gpt-4o-mini", 3))
+        .await
+        .expect("deploy");
+    let second = store
+        .deploy(deploy("chatbot", Environment::Production, "gpt-4o-mini", 4))
+        .await
+        .expect("deploy");
+    assert!(second.is_active);
+    let active = store.active_assignments().await.expect("active");
+    assert_eq!(
+        active.len(),
+        2,
+        "one active assignment per feature and environment: {active:?}"
+    );
+    let prod = active
+        .iter()
+        .find(|a| a.environment == Environment::Production)
+        .expect("production");
+    assert_eq!((prod.model.as_str(), prod.id), ("gpt-4o-mini", second.id));
+    let history = store
+        .assignment_history("chatbot", Some(Environment::Production))
+        .await
+        .expect("history");
+    let models: Vec<(&str, bool)> = history
+        .iter()
+        .map(|a| (a.model.as_str(), a.is_active))
+        .collect();
+    assert_eq!(
+        models,
+        vec![("gpt-4o-mini", true), ("gpt-4o", false)],
+        "history is newest first"
+    );
+    assert_eq!(history[1].assigned_at, t(2));
+    assert_eq!(
+        store
+            .assignment_history("chatbot", None)
+            .await
+            .expect("all")
+            .len(),
+        3
+    );
+}
