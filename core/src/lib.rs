@@ -3,7 +3,7 @@
 //! What several services need and none owns: the rollup model ([`rollup`]) with its mergeable
 //! sketches ([`sketch`], [`hll`]), pricing ([`pricing`]) over the configuration model
 //! ([`config`]), the storage seams ([`store`]) and their embedded SQLite implementations
-//! ([`embedded`]), the one HTTP error shape ([`http`]), the log record codec ([`codec`]) and the injected clock ([`clock`]).
+//! ([`embedded`]) and the Postgres config store ([`postgres`]), the one HTTP error shape ([`http`]), the log record codec ([`codec`]) and the injected clock ([`clock`]).
 
 pub mod clock;
 pub mod codec;
@@ -12,6 +12,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod hll;
 pub mod http;
+pub mod postgres;
 pub mod pricing;
 pub mod rollup;
 pub mod sketch;

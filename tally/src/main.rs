@@ -49,6 +49,11 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Apply database migrations (Postgres when TALLY_DATABASE_URL is set) and exit.
+    Migrate {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Measure ingest throughput, ack latency and freshness against a running server.
     Loadgen(loadgen::LoadgenArgs),
     /// Measure the latency of one GET against a running server.
@@ -114,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Rebuild { server } => {
             let s = settings(&server)?;
             telemetry::init_logging(&s.log_format);
-            let stores = startup::Stores::open_embedded(&s)?;
+            let stores = startup::Stores::open(&s).await?;
             let report = tally_projector::rebuild(
                 stores.log,
                 stores.analytics,
@@ -127,6 +132,20 @@ async fn main() -> anyhow::Result<()> {
                 report.duplicates_dropped,
                 report.elapsed.as_secs_f64()
             );
+            Ok(())
+        }
+        Command::Migrate { server } => {
+            let s = settings(&server)?;
+            telemetry::init_logging(&s.log_format);
+            let Some(url) = &s.database_url else {
+                println!("no TALLY_DATABASE_URL: the embedded stores create their schema on open; nothing to migrate");
+                return Ok(());
+            };
+            let pool = tally_core::postgres::connect(url.expose())
+                .await
+                .context("connecting to Postgres")?;
+            let applied = tally_core::postgres::migrate(&pool).await?;
+            println!("postgres: {applied} migration(s) applied");
             Ok(())
         }
         Command::Loadgen(args) => {

@@ -4,7 +4,32 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+/// A value that must never appear in logs or answers (its `Debug` prints `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -31,6 +56,8 @@ pub struct Settings {
     pub log_queue_depth: usize,
     /// `text` or `json` log lines.
     pub log_format: String,
+    /// Postgres URL of the configuration store; the embedded SQLite store when absent.
+    pub database_url: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -47,6 +74,7 @@ impl Default for Settings {
             projector_batch_events: 50_000,
             log_queue_depth: 256,
             log_format: "text".into(),
+            database_url: None,
         }
     }
 }
@@ -113,6 +141,9 @@ impl Settings {
             "PROJECTOR_BATCH_EVENTS" => self.projector_batch_events = num(name, value)?,
             "LOG_QUEUE_DEPTH" => self.log_queue_depth = num(name, value)?,
             "LOG_FORMAT" => self.log_format = value.to_string(),
+            "DATABASE_URL" => {
+                self.database_url = Some(Secret::new(value)).filter(|s| !s.0.is_empty())
+            }
             // Read by the config-file lookup and by tracing, not by these settings.
             "CONFIG" | "LOG" => {}
             _ => {

@@ -65,6 +65,23 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 }
 
 impl Stores {
+    /// Opens the stores the settings choose: each is the distributed one when its URL is set,
+    /// the embedded one in `settings.data_dir` otherwise. Postgres is migrated on the way.
+    pub async fn open(settings: &Settings) -> anyhow::Result<Stores> {
+        let mut stores = Self::open_embedded(settings)?;
+        if let Some(url) = &settings.database_url {
+            let pool = tally_core::postgres::connect(url.expose())
+                .await
+                .context("connecting to Postgres (TALLY_DATABASE_URL)")?;
+            tally_core::postgres::migrate(&pool)
+                .await
+                .context("migrating Postgres")?;
+            stores.config = Arc::new(tally_core::postgres::PostgresConfigStore::new(pool));
+            info!("configuration store: postgres");
+        }
+        Ok(stores)
+    }
+
     /// Opens the embedded stores in `settings.data_dir`.
     pub fn open_embedded(settings: &Settings) -> anyhow::Result<Stores> {
         std::fs::create_dir_all(&settings.data_dir)
@@ -114,7 +131,7 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
         let _ = telemetry::prometheus();
-        let stores = Stores::open_embedded(&settings)?;
+        let stores = Stores::open(&settings).await?;
         stores
             .prices
             .refresh(stores.config.as_ref())

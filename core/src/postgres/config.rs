@@ -1,0 +1,328 @@
+//! The configuration store on Postgres; behaviour identical to the SQLite store (the
+//! conformance suite in [`crate::conformance`] runs against both).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use tally_schemas::Environment;
+use tracing::instrument;
+use uuid::Uuid;
+
+use crate::config::{
+    Assignment, DeploySpec, Feature, FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec,
+    PriceSpec, Provider, ProviderSpec,
+};
+use crate::store::{ConfigStore, StoreError, StoreResult};
+
+pub struct PostgresConfigStore {
+    pool: PgPool,
+}
+
+impl PostgresConfigStore {
+    /// Wraps a pool whose database has been migrated ([`super::migrate`]).
+    pub fn new(pool: PgPool) -> Self {
+        PostgresConfigStore { pool }
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("stored {what} is invalid"))
+}
+
+fn feature_row(r: &PgRow) -> StoreResult<Feature> {
+    let status: String = r.try_get("status")?;
+    Ok(Feature {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        display_name: r.try_get("display_name")?,
+        description: r.try_get("description")?,
+        status: FeatureStatus::parse(&status).ok_or_else(|| corrupt("feature status"))?,
+        config: r.try_get("config")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn provider_row(r: &PgRow) -> StoreResult<Provider> {
+    Ok(Provider {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        provider_type: r.try_get("type")?,
+        status: r.try_get("status")?,
+        base_url: r.try_get("base_url")?,
+        api_key_env: r.try_get("api_key_env")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+const MODEL_SELECT: &str = "SELECT m.id, m.name, p.name AS provider, m.model_type, m.version, m.capabilities, m.status, m.created_at, m.updated_at FROM ai_models m JOIN ai_providers p ON p.id = m.provider_id";
+
+fn model_row(r: &PgRow) -> StoreResult<Model> {
+    let caps: serde_json::Value = r.try_get("capabilities")?;
+    Ok(Model {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        provider: r.try_get("provider")?,
+        model_type: r.try_get("model_type")?,
+        version: r.try_get("version")?,
+        capabilities: serde_json::from_value(caps).map_err(|_| corrupt("capabilities"))?,
+        status: r.try_get("status")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+const PRICE_SELECT: &str = "SELECT x.id, p.name AS provider, m.name AS model, x.effective_from, x.input_per_mtok_micros, x.output_per_mtok_micros, x.cached_input_per_mtok_micros, x.created_at FROM ai_model_prices x JOIN ai_models m ON m.id = x.model_id JOIN ai_providers p ON p.id = m.provider_id";
+
+fn price_row(r: &PgRow) -> StoreResult<ModelPrice> {
+    Ok(ModelPrice {
+        id: r.try_get("id")?,
+        provider: r.try_get("provider")?,
+        model: r.try_get("model")?,
+        effective_from: r.try_get("effective_from")?,
+        input_per_mtok_micros: r.try_get("input_per_mtok_micros")?,
+        output_per_mtok_micros: r.try_get("output_per_mtok_micros")?,
+        cached_input_per_mtok_micros: r.try_get("cached_input_per_mtok_micros")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+const ASSIGNMENT_SELECT: &str = "SELECT a.id, f.name AS feature, a.environment, p.name AS provider, m.name AS model, a.is_active, a.assigned_at, a.assigned_by FROM feature_model_assignments a JOIN ai_features f ON f.id = a.feature_id JOIN ai_models m ON m.id = a.model_id JOIN ai_providers p ON p.id = m.provider_id";
+
+fn assignment_row(r: &PgRow) -> StoreResult<Assignment> {
+    let env: String = r.try_get("environment")?;
+    Ok(Assignment {
+        id: r.try_get("id")?,
+        feature: r.try_get("feature")?,
+        environment: Environment::parse(&env).ok_or_else(|| corrupt("environment"))?,
+        provider: r.try_get("provider")?,
+        model: r.try_get("model")?,
+        is_active: r.try_get("is_active")?,
+        assigned_at: r.try_get("assigned_at")?,
+        assigned_by: r.try_get("assigned_by")?,
+    })
+}
+
+fn all<T>(rows: Vec<PgRow>, f: fn(&PgRow) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    rows.iter().map(f).collect()
+}
+
+/// Postgres keeps microseconds; so does the SQLite store's text format.
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default()
+}
+
+async fn model_id(conn: &mut sqlx::PgConnection, provider: &str, model: &str) -> StoreResult<Uuid> {
+    sqlx::query_scalar("SELECT m.id FROM ai_models m JOIN ai_providers p ON p.id = m.provider_id WHERE p.name = $1 AND m.name = $2")
+        .bind(provider)
+        .bind(model)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found(format!("model {provider}/{model}")))
+}
+
+#[async_trait]
+impl ConfigStore for PostgresConfigStore {
+    async fn list_features(&self) -> StoreResult<Vec<Feature>> {
+        all(
+            sqlx::query("SELECT * FROM ai_features ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+            feature_row,
+        )
+    }
+
+    #[instrument(name = "config.upsert_feature", skip_all, fields(feature = %spec.name), err)]
+    async fn upsert_feature(&self, spec: FeatureSpec) -> StoreResult<Feature> {
+        let row = sqlx::query(
+            "INSERT INTO ai_features (id, name, display_name, description, status, config, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+             ON CONFLICT (name) DO UPDATE SET display_name = excluded.display_name, description = excluded.description,
+                 status = excluded.status, config = excluded.config, updated_at = excluded.updated_at
+             RETURNING *",
+        )
+        .bind(Uuid::new_v4())
+        .bind(&spec.name)
+        .bind(&spec.display_name)
+        .bind(&spec.description)
+        .bind(spec.status.as_str())
+        .bind(&spec.config)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await?;
+        feature_row(&row)
+    }
+
+    async fn list_providers(&self) -> StoreResult<Vec<Provider>> {
+        all(
+            sqlx::query("SELECT * FROM ai_providers ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+            provider_row,
+        )
+    }
+
+    async fn upsert_provider(&self, spec: ProviderSpec) -> StoreResult<Provider> {
+        let row = sqlx::query(
+            "INSERT INTO ai_providers (id, name, type, status, base_url, api_key_env, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+             ON CONFLICT (name) DO UPDATE SET type = excluded.type, status = excluded.status, base_url = excluded.base_url,
+                 api_key_env = excluded.api_key_env, updated_at = excluded.updated_at
+             RETURNING *",
+        )
+        .bind(Uuid::new_v4())
+        .bind(&spec.name)
+        .bind(&spec.provider_type)
+        .bind(&spec.status)
+        .bind(&spec.base_url)
+        .bind(&spec.api_key_env)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await?;
+        provider_row(&row)
+    }
+
+    async fn list_models(&self) -> StoreResult<Vec<Model>> {
+        all(
+            sqlx::query(&format!("{MODEL_SELECT} ORDER BY p.name, m.name"))
+                .fetch_all(&self.pool)
+                .await?,
+            model_row,
+        )
+    }
+
+    async fn upsert_model(&self, spec: ModelSpec) -> StoreResult<Model> {
+        let provider_id: Uuid = sqlx::query_scalar("SELECT id FROM ai_providers WHERE name = $1")
+            .bind(&spec.provider)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("provider {}", spec.provider)))?;
+        sqlx::query(
+            "INSERT INTO ai_models (id, name, provider_id, model_type, version, capabilities, status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+             ON CONFLICT (provider_id, name) DO UPDATE SET model_type = excluded.model_type, version = excluded.version,
+                 capabilities = excluded.capabilities, status = excluded.status, updated_at = excluded.updated_at",
+        )
+        .bind(Uuid::new_v4())
+        .bind(&spec.name)
+        .bind(provider_id)
+        .bind(&spec.model_type)
+        .bind(&spec.version)
+        .bind(serde_json::json!(spec.capabilities))
+        .bind(&spec.status)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query(&format!("{MODEL_SELECT} WHERE p.name = $1 AND m.name = $2"))
+            .bind(&spec.provider)
+            .bind(&spec.name)
+            .fetch_one(&self.pool)
+            .await?;
+        model_row(&row)
+    }
+
+    async fn add_price(&self, spec: PriceSpec) -> StoreResult<ModelPrice> {
+        let mut conn = self.pool.acquire().await?;
+        let model_id = model_id(&mut conn, &spec.provider, &spec.model).await?;
+        let id = Uuid::new_v4();
+        let inserted = sqlx::query(
+            "INSERT INTO ai_model_prices (id, model_id, effective_from, input_per_mtok_micros, output_per_mtok_micros, cached_input_per_mtok_micros, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (model_id, effective_from) DO NOTHING",
+        )
+        .bind(id)
+        .bind(model_id)
+        .bind(spec.effective_from)
+        .bind(spec.input_per_mtok_micros)
+        .bind(spec.output_per_mtok_micros)
+        .bind(spec.cached_input_per_mtok_micros)
+        .bind(now())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "model {}/{} already has a price effective from {}",
+                spec.provider,
+                spec.model,
+                spec.effective_from.to_rfc3339()
+            )));
+        }
+        let row = sqlx::query(&format!("{PRICE_SELECT} WHERE x.id = $1"))
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+        price_row(&row)
+    }
+
+    async fn list_prices(&self) -> StoreResult<Vec<ModelPrice>> {
+        all(
+            sqlx::query(&format!(
+                "{PRICE_SELECT} ORDER BY p.name, m.name, x.effective_from"
+            ))
+            .fetch_all(&self.pool)
+            .await?,
+            price_row,
+        )
+    }
+
+    #[instrument(name = "config.deploy", skip_all, fields(feature = %spec.feature, environment = spec.environment.as_str()), err)]
+    async fn deploy(&self, spec: DeploySpec) -> StoreResult<Assignment> {
+        let mut tx = self.pool.begin().await?;
+        let feature_id: Uuid = sqlx::query_scalar("SELECT id FROM ai_features WHERE name = $1")
+            .bind(&spec.feature)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("feature {}", spec.feature)))?;
+        let model_id = model_id(&mut tx, &spec.provider, &spec.model).await?;
+        sqlx::query("UPDATE feature_model_assignments SET is_active = FALSE, deactivated_at = $3 WHERE feature_id = $1 AND environment = $2 AND is_active")
+            .bind(feature_id)
+            .bind(spec.environment.as_str())
+            .bind(spec.at)
+            .execute(&mut *tx)
+            .await?;
+        let id = Uuid::new_v4();
+        sqlx::query("INSERT INTO feature_model_assignments (id, feature_id, model_id, environment, is_active, assigned_at, assigned_by) VALUES ($1, $2, $3, $4, TRUE, $5, $6)")
+            .bind(id)
+            .bind(feature_id)
+            .bind(model_id)
+            .bind(spec.environment.as_str())
+            .bind(spec.at)
+            .bind(&spec.assigned_by)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(&format!("{ASSIGNMENT_SELECT} WHERE a.id = $1"))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        assignment_row(&row)
+    }
+
+    async fn active_assignments(&self) -> StoreResult<Vec<Assignment>> {
+        all(
+            sqlx::query(&format!(
+                "{ASSIGNMENT_SELECT} WHERE a.is_active ORDER BY f.name, a.environment"
+            ))
+            .fetch_all(&self.pool)
+            .await?,
+            assignment_row,
+        )
+    }
+
+    async fn assignment_history(
+        &self,
+        feature: &str,
+        environment: Option<Environment>,
+    ) -> StoreResult<Vec<Assignment>> {
+        let rows = sqlx::query(&format!(
+            "{ASSIGNMENT_SELECT} WHERE f.name = $1 AND ($2::text IS NULL OR a.environment = $2) ORDER BY a.assigned_at DESC, a.seq DESC"
+        ))
+        .bind(feature)
+        .bind(environment.map(Environment::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        all(rows, assignment_row)
+    }
+}

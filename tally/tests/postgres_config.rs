@@ -1,0 +1,111 @@
+//! Service tier: with the configuration in Postgres (`TALLY_DATABASE_URL`) the same events give
+//! exactly the same answers as the all-embedded default.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use tally::settings::Secret;
+
+async fn answers(app: &TestApp) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for path in [
+        format!("{API}/features/chatbot/metrics?time_range=24h"),
+        format!("{API}/analytics/spending?time_range=7d&group_by=feature,provider,model,environment,day"),
+    ] {
+        out.push(app.data(&path).await);
+    }
+    let mut performance = app
+        .data(&format!("{API}/analytics/performance?time_range=7d"))
+        .await;
+    for m in performance["models"].as_array_mut().unwrap() {
+        m["id"] = serde_json::Value::Null;
+    }
+    out.push(performance);
+    // Feature ids are random per store; everything else must match.
+    let mut features = app.data(&format!("{API}/features?time_range=24h")).await;
+    for f in features["features"].as_array_mut().unwrap() {
+        f["id"] = serde_json::Value::Null;
+        for env in f["current_models"]
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|m| m.values_mut())
+        {
+            env["assigned_at"] = serde_json::Value::Null;
+        }
+    }
+    out.push(features);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs TALLY_TEST_DATABASE_URL"]
+async fn postgres_config_gives_the_same_answers_as_embedded() {
+    let url = std::env::var("TALLY_TEST_DATABASE_URL")
+        .expect("TALLY_TEST_DATABASE_URL must point at a Postgres database");
+    let schema = format!("app_{}", uuid::Uuid::new_v4().simple());
+    let pool = tally_core::postgres::connect(&url).await.unwrap();
+    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let scoped_url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+
+    let events = corpus(3000, 9);
+    let mut results = Vec::new();
+    for database_url in [None, Some(Secret::new(scoped_url.clone()))] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.database_url = database_url;
+        let app = TestApp::start_with(s).await;
+        seed_config(&app.stores).await;
+        send_with_duplicates(&app, &events, 500).await;
+        app.wait_projected().await;
+        results.push(answers(&app).await);
+        app.stop().await;
+    }
+    let (a, b) = (serde_json::json!(results[0]), serde_json::json!(results[1]));
+    assert!(
+        a == b,
+        "answers differ: {}",
+        first_difference(&a, &b, String::new())
+    );
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'ai_model_prices'")
+        .bind(&schema)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(tables, 1, "the Postgres run really used Postgres");
+    sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value, path: String) -> String {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys()) {
+                if x.get(k) != y.get(k) {
+                    return first_difference(
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                        format!("{path}.{k}"),
+                    );
+                }
+            }
+            path
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                if p != q {
+                    return first_difference(p, q, format!("{path}[{i}]"));
+                }
+            }
+            path
+        }
+        _ => format!("{path}: {a} vs {b}"),
+    }
+}
