@@ -22,7 +22,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(
 )];
 
 /// Advisory-lock key serialising migrations ("tally" in ASCII).
-const MIGRATION_LOCK: i64 = 0x7461_6c6c_79;
+const MIGRATION_LOCK: i64 = 0x0074_616c_6c79;
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
