@@ -1,13 +1,13 @@
-//! The conformance suite every [`ConfigStore`] implementation must pass (embedded SQLite in the
-//! default test run, Postgres in the service tier). Each check starts from an empty store and
-//! panics with a description on the first deviation.
+//! The conformance suites every storage implementation must pass: [`config_store`] (embedded
+//! SQLite in the default test run, Postgres in the service tier) and [`analytics_store`].
+//! Each starts from an empty store and panics with a description on the first deviation.
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
-use tally_schemas::Environment;
+use tally_schemas::{Environment, UsageEvent};
 
 use crate::config::{DeploySpec, FeatureSpec, FeatureStatus, ModelSpec, PriceSpec, ProviderSpec};
-use crate::store::{ConfigStore, StoreError};
+use crate::store::{AnalyticsStore, ConfigStore, StoreError};
 
 fn t(day: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0)
@@ -234,4 +234,200 @@ async fn deployments(store: &dyn ConfigStore) {
             .len(),
         3
     );
+}
+
+/// Runs every analytics-store check against `store`, which must be empty.
+pub async fn analytics_store(store: &dyn AnalyticsStore) {
+    use crate::rollup::{fold, Resolution};
+    use crate::store::{Filter, LogPosition, ProjectionCommit, ScanRequest, Span};
+
+    let state = store.load_state(3600).await.expect("load");
+    assert_eq!(
+        state.position,
+        LogPosition::default(),
+        "an empty store starts at the beginning"
+    );
+    assert!(state.dedup.is_empty());
+
+    let base = 1_767_225_600; // 2026-01-01T00:00:00Z
+    let first: Vec<UsageEvent> = (0..50)
+        .map(|i| {
+            sample_event(
+                i,
+                base + i64::from(i) * 7,
+                "chatbot",
+                Environment::Production,
+            )
+        })
+        .collect();
+    let second: Vec<UsageEvent> = (50..80)
+        .map(|i| {
+            sample_event(
+                i,
+                base + i64::from(i) * 7,
+                if i % 2 == 0 { "chatbot" } else { "search" },
+                Environment::Staging,
+            )
+        })
+        .collect();
+    let position = |offset: i64| LogPosition([(0, offset), (3, offset * 2)].into_iter().collect());
+    let commit = |events: &[UsageEvent], offset: i64, seen_s: u32, horizon: u32| ProjectionCommit {
+        deltas: fold(events),
+        dedup_new: events
+            .iter()
+            .map(|e| (crate::event_fingerprint(&e.event_id), seen_s))
+            .collect(),
+        dedup_horizon_s: horizon,
+        position: position(offset),
+        last_received_ms: i64::from(seen_s) * 1000,
+        events_applied: offset as u64,
+        duplicates_dropped: 1,
+    };
+    store
+        .commit(commit(&first, 50, 10_000, 0))
+        .await
+        .expect("commit 1");
+    store
+        .commit(commit(&second, 80, 20_000, 15_000))
+        .await
+        .expect("commit 2");
+
+    let state = store.load_state(5_000).await.expect("load");
+    assert_eq!(state.position, position(80));
+    assert_eq!(
+        (
+            state.last_received_ms,
+            state.events_applied,
+            state.duplicates_dropped
+        ),
+        (20_000_000, 80, 1)
+    );
+    let mut seen: Vec<u64> = state.dedup.iter().map(|(fp, _)| *fp).collect();
+    seen.sort_unstable();
+    let mut want: Vec<u64> = second
+        .iter()
+        .map(|e| crate::event_fingerprint(&e.event_id))
+        .collect();
+    want.sort_unstable();
+    assert_eq!(
+        seen, want,
+        "only fingerprints inside the window (and after the horizon) come back"
+    );
+
+    let everything = |with_sketches| ScanRequest {
+        filter: Filter::default(),
+        spans: Resolution::ALL
+            .iter()
+            .map(|&r| Span {
+                resolution: r,
+                from: 0,
+                to: i64::MAX / 2,
+            })
+            .collect(),
+        with_sketches,
+    };
+    let mut expected = fold(&first);
+    crate::rollup::apply(&mut expected, fold(&second));
+    let rows = store.scan(everything(true)).await.expect("scan");
+    let got: std::collections::BTreeMap<_, _> =
+        rows.into_iter().map(|r| (r.key, r.rollup)).collect();
+    assert_eq!(got, expected, "commits merge into the stored rows exactly");
+
+    let sums_only = store.scan(everything(false)).await.expect("scan");
+    assert!(
+        sums_only
+            .iter()
+            .all(|r| r.rollup.latency.is_empty() && r.rollup.users.is_empty()),
+        "no sketches unless asked"
+    );
+    let total: u64 = sums_only
+        .iter()
+        .filter(|r| r.key.resolution == Resolution::Hour)
+        .map(|r| r.rollup.requests)
+        .sum();
+    assert_eq!(total, 80);
+
+    let filtered = store
+        .scan(ScanRequest {
+            filter: Filter {
+                feature: Some("chatbot".into()),
+                environment: Some(Environment::Staging),
+                ..Filter::default()
+            },
+            spans: vec![Span {
+                resolution: Resolution::Minute,
+                from: base + 60,
+                to: base + 540,
+            }],
+            with_sketches: false,
+        })
+        .await
+        .expect("scan");
+    let want = second
+        .iter()
+        .filter(|e| {
+            e.feature == "chatbot" && (base + 60..base + 540).contains(&e.occurred_at_secs())
+        })
+        .count();
+    assert_eq!(
+        filtered.iter().map(|r| r.rollup.requests).sum::<u64>(),
+        want as u64
+    );
+    assert!(filtered.iter().all(|r| r.key.dims.feature == "chatbot"
+        && r.key.resolution == Resolution::Minute
+        && r.key.bucket >= base + 60
+        && r.key.bucket < base + 540));
+
+    store.reset().await.expect("reset");
+    assert!(store
+        .scan(everything(false))
+        .await
+        .expect("scan")
+        .is_empty());
+    assert_eq!(
+        store.load_state(3600).await.expect("load").position,
+        LogPosition::default()
+    );
+}
+
+fn sample_event(i: u32, at_s: i64, feature: &str, environment: Environment) -> UsageEvent {
+    use tally_schemas::event::{Cost, Operation, Status};
+    UsageEvent {
+        event_id: format!("conformance-{i}"),
+        occurred_at_us: at_s * 1_000_000,
+        feature: feature.into(),
+        model: if i % 3 == 0 {
+            "gpt-4o".into()
+        } else {
+            "claude".into()
+        },
+        provider: if i % 3 == 0 {
+            "openai".into()
+        } else {
+            "anthropic".into()
+        },
+        environment,
+        operation: Operation::Chat,
+        status: if i % 10 == 0 {
+            Status::Error
+        } else {
+            Status::Success
+        },
+        error_type: None,
+        latency_us: u64::from(i) * 12_345,
+        input_tokens: u64::from(i) * 10,
+        output_tokens: u64::from(i),
+        cached_input_tokens: u64::from(i),
+        cost: if i % 7 == 0 {
+            Cost::Unpriced
+        } else {
+            Cost::Computed(i64::from(i) * 1_000_003)
+        },
+        user_id: Some(format!("user-{}", i % 9)),
+        prompt_id: None,
+        prompt_version: None,
+        experiment_id: None,
+        variant: None,
+        attributes: vec![],
+    }
 }
