@@ -6,7 +6,8 @@
 //! serves the cross-feature views. Cost is a 16-byte little-endian `i128` of pico-dollars.
 //! Dedup fingerprints are stored as append-only chunks (8-byte fingerprint + 4-byte second per
 //! event, about 12 bytes on disk per event in the window); chunks entirely older than the window
-//! are deleted in the same commit.
+//! are deleted in the same commit. Pages are 16 KiB and the writer's page cache may grow to
+//! 256 MiB (readers 64 MiB): the cache only fills up to the rows actually touched.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use tally_schemas::{Environment, Pico};
 use tracing::instrument;
 
-use crate::embedded::{blocking, open};
+use crate::embedded::{blocking, open_with};
 use crate::hll::Hll;
 use crate::rollup::{Dims, Rollup, RollupKey, RollupRow};
 use crate::sketch::LatencySketch;
@@ -62,6 +63,10 @@ CREATE TABLE IF NOT EXISTS dedup_chunks (
 CREATE INDEX IF NOT EXISTS dedup_chunks_by_time ON dedup_chunks (max_seen_s);
 ";
 
+/// Rows carry sketch blobs of a few hundred bytes to 16 KiB; 16 KiB pages keep most of them off
+/// overflow chains.
+const PAGE_SIZE: u32 = 16_384;
+
 const COLUMNS: &str = "resolution, feature, bucket, model, provider, environment, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users";
 
 pub struct SqliteAnalyticsStore {
@@ -73,7 +78,7 @@ pub struct SqliteAnalyticsStore {
 impl SqliteAnalyticsStore {
     pub fn open(dir: &Path) -> StoreResult<SqliteAnalyticsStore> {
         let path = dir.join("analytics.db");
-        let writer = open(&path, 32)?;
+        let writer = open_with(&path, 256, PAGE_SIZE)?;
         writer.execute_batch(SCHEMA)?;
         Ok(SqliteAnalyticsStore {
             writer: Arc::new(Mutex::new(writer)),
@@ -86,7 +91,7 @@ impl SqliteAnalyticsStore {
         let pooled = self.readers.lock().map_err(|_| poisoned())?.pop();
         match pooled {
             Some(conn) => Ok(conn),
-            None => open(&self.path, 16),
+            None => open_with(&self.path, 64, PAGE_SIZE),
         }
     }
 

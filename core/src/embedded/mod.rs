@@ -41,14 +41,21 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 /// Opens a database file with Tally's durability settings and a page cache of `cache_mib`.
-pub(crate) fn open(path: &Path, cache_mib: i64) -> Result<Connection, StoreError> {
+/// `page_size` only takes effect when the file is created.
+pub(crate) fn open_with(path: &Path, cache_mib: i64, page_size: u32) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
+    conn.pragma_update(None, "page_size", page_size)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -1024 * cache_mib)?;
     Ok(conn)
+}
+
+/// [`open_with`] and SQLite's default 4 KiB pages.
+pub(crate) fn open(path: &Path, cache_mib: i64) -> Result<Connection, StoreError> {
+    open_with(path, cache_mib, 4096)
 }
 
 /// Runs blocking SQLite work off the async runtime.
