@@ -77,6 +77,9 @@ impl LatencySketch {
             self.buckets.clone_from(&other.buckets);
             return;
         }
+        if self.add_in_place(other) {
+            return;
+        }
         let mut merged = Vec::with_capacity(self.buckets.len() + other.buckets.len());
         let (mut a, mut b) = (
             self.buckets.iter().peekable(),
@@ -109,6 +112,26 @@ impl LatencySketch {
             }
         }
         self.buckets = merged;
+    }
+
+    /// Adds `other`'s counts without allocating when all its buckets already exist here (the
+    /// common case when merging many rows of one population); `false` (and no change) otherwise.
+    fn add_in_place(&mut self, other: &LatencySketch) -> bool {
+        let mut positions = Vec::new();
+        let mut j = 0;
+        for &(index, _) in &other.buckets {
+            while j < self.buckets.len() && self.buckets[j].0 < index {
+                j += 1;
+            }
+            if j == self.buckets.len() || self.buckets[j].0 != index {
+                return false;
+            }
+            positions.push(j);
+        }
+        for (&pos, &(_, count)) in positions.iter().zip(&other.buckets) {
+            self.buckets[pos].1 += count;
+        }
+        true
     }
 
     /// The latency in milliseconds at quantile `q` (0..=1), using the nearest-rank definition:

@@ -209,25 +209,20 @@ async fn metrics(
         ..params.filter()?
     };
     let step = step_for(window.len_s());
-    let rows = scan(&state, &filter, window.stepped_spans(step), true).await?;
+    // Independent reads, run concurrently (each scan takes its own reader connection).
+    let hour_spans = if step > 3600 { window.hour_spans() } else { Vec::new() };
+    let (rows, hour_rows, previous_rows, features) = tokio::try_join!(
+        scan(&state, &filter, window.stepped_spans(step), true),
+        scan(&state, &filter, hour_spans, false),
+        scan(&state, &filter, window.previous().spans(), false),
+        async { state.config.list_features().await.map_err(ApiError::from) },
+    )?;
     let total = merge_all(&rows);
-    let registered = state
-        .config
-        .list_features()
-        .await?
-        .iter()
-        .any(|f| f.name == name);
+    let registered = features.iter().any(|f| f.name == name);
     if !registered && total.requests == 0 {
-        return Err(ApiError::not_found(format!(
-            "feature {name} is not registered and has no events in this window"
-        )));
+        return Err(ApiError::not_found(format!("feature {name} is not registered and has no events in this window")));
     }
-    let hour_rows = if step > 3600 {
-        scan(&state, &filter, window.hour_spans(), false).await?
-    } else {
-        Vec::new()
-    };
-    let previous = merge_sums(&scan(&state, &filter, window.previous().spans(), false).await?);
+    let previous = merge_sums(&previous_rows);
     let percentiles = Percentiles::of(&total);
     let body = FeatureMetrics {
         feature: name,
