@@ -143,6 +143,11 @@ fn parse_one(raw: &str, index: usize) -> Result<UsageEventV1, EventError> {
             reason: "event must be a JSON object".to_string(),
         });
     }
+    // Fast path: most events are fine. Only a failed event is parsed again with path tracking,
+    // which is what names the offending field.
+    if let Ok(event) = serde_json::from_str(raw) {
+        return Ok(event);
+    }
     let mut de = serde_json::Deserializer::from_str(raw);
     serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
