@@ -42,7 +42,11 @@ impl From<rusqlite::Error> for StoreError {
 
 /// Opens a database file with Tally's durability settings and a page cache of `cache_mib`.
 /// `page_size` only takes effect when the file is created.
-pub(crate) fn open_with(path: &Path, cache_mib: i64, page_size: u32) -> Result<Connection, StoreError> {
+pub(crate) fn open_with(
+    path: &Path,
+    cache_mib: i64,
+    page_size: u32,
+) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "page_size", page_size)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -210,7 +210,11 @@ async fn metrics(
     };
     let step = step_for(window.len_s());
     // Independent reads, run concurrently (each scan takes its own reader connection).
-    let hour_spans = if step > 3600 { window.hour_spans() } else { Vec::new() };
+    let hour_spans = if step > 3600 {
+        window.hour_spans()
+    } else {
+        Vec::new()
+    };
     let (rows, hour_rows, previous_rows, features) = tokio::try_join!(
         scan(&state, &filter, window.stepped_spans(step), true),
         scan(&state, &filter, hour_spans, false),
@@ -220,7 +224,9 @@ async fn metrics(
     let total = merge_all(&rows);
     let registered = features.iter().any(|f| f.name == name);
     if !registered && total.requests == 0 {
-        return Err(ApiError::not_found(format!("feature {name} is not registered and has no events in this window")));
+        return Err(ApiError::not_found(format!(
+            "feature {name} is not registered and has no events in this window"
+        )));
     }
     let previous = merge_sums(&previous_rows);
     let percentiles = Percentiles::of(&total);
