@@ -49,7 +49,7 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Apply database migrations (Postgres when TALLY_DATABASE_URL is set) and exit.
+    /// Apply migrations to Postgres (TALLY_DATABASE_URL) and ClickHouse (TALLY_CLICKHOUSE_URL), then exit.
     Migrate {
         #[command(flatten)]
         server: ServerArgs,
@@ -137,15 +137,25 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate { server } => {
             let s = settings(&server)?;
             telemetry::init_logging(&s.log_format);
-            let Some(url) = &s.database_url else {
-                println!("no TALLY_DATABASE_URL: the embedded stores create their schema on open; nothing to migrate");
-                return Ok(());
-            };
-            let pool = tally_core::postgres::connect(url.expose())
-                .await
-                .context("connecting to Postgres")?;
-            let applied = tally_core::postgres::migrate(&pool).await?;
-            println!("postgres: {applied} migration(s) applied");
+            if let Some(url) = &s.database_url {
+                let pool = tally_core::postgres::connect(url.expose())
+                    .await
+                    .context("connecting to Postgres")?;
+                let applied = tally_core::postgres::migrate(&pool).await?;
+                println!("postgres: {applied} migration(s) applied");
+            }
+            if let Some(url) = &s.clickhouse_url {
+                tally_core::clickhouse::migrate(url.expose(), &s.clickhouse_database)
+                    .await
+                    .context("migrating ClickHouse")?;
+                println!(
+                    "clickhouse: schema applied to database {}",
+                    s.clickhouse_database
+                );
+            }
+            if s.database_url.is_none() && s.clickhouse_url.is_none() {
+                println!("no TALLY_DATABASE_URL or TALLY_CLICKHOUSE_URL: the embedded stores create their schema on open; nothing to migrate");
+            }
             Ok(())
         }
         Command::Loadgen(args) => {

@@ -58,6 +58,10 @@ pub struct Settings {
     pub log_format: String,
     /// Postgres URL of the configuration store; the embedded SQLite store when absent.
     pub database_url: Option<Secret>,
+    /// ClickHouse HTTP URL of the analytics store; the embedded SQLite store when absent.
+    pub clickhouse_url: Option<Secret>,
+    /// ClickHouse database holding Tally's tables.
+    pub clickhouse_database: String,
 }
 
 impl Default for Settings {
@@ -75,6 +79,8 @@ impl Default for Settings {
             log_queue_depth: 256,
             log_format: "text".into(),
             database_url: None,
+            clickhouse_url: None,
+            clickhouse_database: "tally".into(),
         }
     }
 }

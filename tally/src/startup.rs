@@ -79,6 +79,17 @@ impl Stores {
             stores.config = Arc::new(tally_core::postgres::PostgresConfigStore::new(pool));
             info!("configuration store: postgres");
         }
+        if let Some(url) = &settings.clickhouse_url {
+            let db = &settings.clickhouse_database;
+            tally_core::clickhouse::migrate(url.expose(), db)
+                .await
+                .context("migrating ClickHouse (TALLY_CLICKHOUSE_URL)")?;
+            let client = tally_core::clickhouse::client(url.expose(), db);
+            stores.analytics = Arc::new(tally_core::clickhouse::ClickHouseAnalyticsStore::new(
+                client,
+            ));
+            info!(database = %db, "analytics store: clickhouse");
+        }
         Ok(stores)
     }
 

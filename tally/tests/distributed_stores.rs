@@ -1,5 +1,6 @@
-//! Service tier: with the configuration in Postgres (`TALLY_DATABASE_URL`) the same events give
-//! exactly the same answers as the all-embedded default.
+//! Service tier: with the configuration in Postgres (`TALLY_DATABASE_URL`) and the rollups in
+//! ClickHouse (`TALLY_CLICKHOUSE_URL`), the same events give exactly the same answers as the
+//! all-embedded default.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -39,10 +40,13 @@ async fn answers(app: &TestApp) -> Vec<serde_json::Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "service tier: needs TALLY_TEST_DATABASE_URL"]
-async fn postgres_config_gives_the_same_answers_as_embedded() {
+#[ignore = "service tier: needs TALLY_TEST_DATABASE_URL and TALLY_TEST_CLICKHOUSE_URL"]
+async fn distributed_stores_give_the_same_answers_as_embedded() {
     let url = std::env::var("TALLY_TEST_DATABASE_URL")
         .expect("TALLY_TEST_DATABASE_URL must point at a Postgres database");
+    let clickhouse_url = std::env::var("TALLY_TEST_CLICKHOUSE_URL")
+        .expect("TALLY_TEST_CLICKHOUSE_URL must point at ClickHouse");
+    let clickhouse_db = format!("tally_app_{}", uuid::Uuid::new_v4().simple());
     let schema = format!("app_{}", uuid::Uuid::new_v4().simple());
     let pool = tally_core::postgres::connect(&url).await.unwrap();
     sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
@@ -54,10 +58,16 @@ async fn postgres_config_gives_the_same_answers_as_embedded() {
 
     let events = corpus(3000, 9);
     let mut results = Vec::new();
-    for database_url in [None, Some(Secret::new(scoped_url.clone()))] {
+    let distributed = (
+        Some(Secret::new(scoped_url.clone())),
+        Some(Secret::new(clickhouse_url.clone())),
+    );
+    for (database_url, clickhouse_url) in [(None, None), distributed] {
         let dir = tempfile::tempdir().unwrap();
         let mut s = settings(dir.path());
         s.database_url = database_url;
+        s.clickhouse_url = clickhouse_url;
+        s.clickhouse_database = clickhouse_db.clone();
         let app = TestApp::start_with(s).await;
         seed_config(&app.stores).await;
         send_with_duplicates(&app, &events, 500).await;
