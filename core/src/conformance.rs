@@ -396,19 +396,19 @@ fn sample_event(i: u32, at_s: i64, feature: &str, environment: Environment) -> U
         event_id: format!("conformance-{i}"),
         occurred_at_us: at_s * 1_000_000,
         feature: feature.into(),
-        model: if i % 3 == 0 {
+        model: if i.is_multiple_of(3) {
             "gpt-4o".into()
         } else {
             "claude".into()
         },
-        provider: if i % 3 == 0 {
+        provider: if i.is_multiple_of(3) {
             "openai".into()
         } else {
             "anthropic".into()
         },
         environment,
         operation: Operation::Chat,
-        status: if i % 10 == 0 {
+        status: if i.is_multiple_of(10) {
             Status::Error
         } else {
             Status::Success
@@ -418,7 +418,7 @@ fn sample_event(i: u32, at_s: i64, feature: &str, environment: Environment) -> U
         input_tokens: u64::from(i) * 10,
         output_tokens: u64::from(i),
         cached_input_tokens: u64::from(i),
-        cost: if i % 7 == 0 {
+        cost: if i.is_multiple_of(7) {
             Cost::Unpriced
         } else {
             Cost::Computed(i64::from(i) * 1_000_003)
