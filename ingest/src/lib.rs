@@ -9,6 +9,8 @@
 //! (each at most `max_body_bytes`); beyond that, and when the log's write queue is full, the
 //! answer is `503` with `Retry-After`. When the projector is more than `max_lag_events` behind,
 //! the answer is `429` with `Retry-After`, so freshness degrades visibly instead of silently.
+//! A refused request's body is still read (and discarded, up to `max_body_bytes`) so that the
+//! client gets the refusal rather than a connection reset halfway through its upload.
 
 mod metrics;
 mod routes;

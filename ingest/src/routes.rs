@@ -108,6 +108,7 @@ async fn post_events(
     let inner = &state.inner;
     let Ok(_permit) = inner.in_flight.try_acquire() else {
         m::request("overloaded");
+        drain(body, inner.config.max_body_bytes).await;
         return Err(ApiError::unavailable(
             "too many ingest requests in flight; retry shortly",
             1,
@@ -115,6 +116,7 @@ async fn post_events(
     };
     if (inner.lag)() > inner.config.max_lag_events {
         m::request("backlog");
+        drain(body, inner.config.max_body_bytes).await;
         return Err(ApiError {
             retry_after_s: Some(2),
             ..ApiError::new(
@@ -159,6 +161,20 @@ async fn post_events(
     metrics::histogram!(m::APPEND_SECONDS).record(started.elapsed().as_secs_f64());
     m::request("accepted");
     Ok((StatusCode::OK, data(summary)).into_response())
+}
+
+/// Reads and discards a refused request's body (at most `max` bytes, nothing kept), so the
+/// client receives the refusal instead of a connection reset in the middle of its upload.
+async fn drain(body: Body, max: usize) {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len();
+        if seen > max {
+            return;
+        }
+    }
 }
 
 fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {

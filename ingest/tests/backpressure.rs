@@ -67,3 +67,39 @@ async fn projection_backlog_answers_429_with_retry_after() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(log.appended_events(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_large_upload_still_gets_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(SqliteEventLog::open(dir.path(), 8).unwrap());
+    let config = IngestConfig {
+        max_lag_events: 0,
+        ..IngestConfig::default()
+    };
+    let state = IngestState::new(
+        log,
+        Arc::new(PriceCache::default()),
+        Arc::new(SystemClock),
+        config,
+        Arc::new(|| 1),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let client = reqwest::Client::new();
+    let big = format!(
+        "[{}]",
+        vec![body().trim_matches(|c| c == '[' || c == ']').to_string(); 20_000].join(",")
+    );
+    assert!(big.len() > 3_000_000, "{}", big.len());
+    for _ in 0..5 {
+        let response = client
+            .post(format!("http://{addr}/v1/events"))
+            .header("content-type", "application/json")
+            .body(big.clone())
+            .send()
+            .await;
+        let response = response.expect("the refusal arrives as an HTTP answer, not a reset");
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+}
