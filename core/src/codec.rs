@@ -31,3 +31,33 @@ pub fn decode_events(bytes: &[u8]) -> Result<Vec<UsageEvent>, StoreError> {
         None => Err(StoreError::Corrupt("empty log record".into())),
     }
 }
+
+/// Binary form of a dedup chunk, shared by every analytics store: per entry an 8-byte
+/// fingerprint and the 4-byte second it was first seen, little-endian (12 bytes per event).
+pub fn encode_dedup_chunk(entries: &[(u64, u32)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * 12);
+    for (fp, s) in entries {
+        out.extend_from_slice(&fp.to_le_bytes());
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+/// Appends the entries of a chunk seen at or after `since_s` to `out`.
+pub fn decode_dedup_chunk(
+    bytes: &[u8],
+    since_s: u32,
+    out: &mut Vec<(u64, u32)>,
+) -> Result<(), StoreError> {
+    if !bytes.len().is_multiple_of(12) {
+        return Err(StoreError::Corrupt("dedup chunk length".into()));
+    }
+    for c in bytes.chunks_exact(12) {
+        let fp = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let s = u32::from_le_bytes([c[8], c[9], c[10], c[11]]);
+        if s >= since_s {
+            out.push((fp, s));
+        }
+    }
+    Ok(())
+}

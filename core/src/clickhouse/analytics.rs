@@ -192,29 +192,6 @@ fn encode(key: &RollupKey, r: &Rollup, version: u64) -> ProjectionRow {
     }
 }
 
-fn dedup_bytes(entries: &[(u64, u32)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(entries.len() * 12);
-    for (fp, s) in entries {
-        out.extend_from_slice(&fp.to_le_bytes());
-        out.extend_from_slice(&s.to_le_bytes());
-    }
-    out
-}
-
-fn read_dedup(bytes: &[u8], since_s: u32, out: &mut Vec<(u64, u32)>) -> StoreResult<()> {
-    if !bytes.len().is_multiple_of(12) {
-        return Err(StoreError::Corrupt("dedup chunk".into()));
-    }
-    for c in bytes.chunks_exact(12) {
-        let fp = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        let s = u32::from_le_bytes([c[8], c[9], c[10], c[11]]);
-        if s >= since_s {
-            out.push((fp, s));
-        }
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl AnalyticsStore for ClickHouseAnalyticsStore {
     #[instrument(name = "clickhouse.load_state", skip_all, err)]
@@ -229,7 +206,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
         let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_DEDUP} AND bucket >= {since_s}");
         let mut dedup = Vec::new();
         for chunk in self.rows(&sql).await? {
-            read_dedup(&chunk.payload, since_s, &mut dedup)?;
+            crate::codec::decode_dedup_chunk(&chunk.payload, since_s, &mut dedup)?;
         }
         Ok(ProjectorState {
             position: cp.position,
@@ -266,7 +243,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
                     bucket: i64::from(max_seen),
                     version,
                     cost_pico: "0".into(),
-                    payload: dedup_bytes(&c.dedup_new),
+                    payload: crate::codec::encode_dedup_chunk(&c.dedup_new),
                     ..ProjectionRow::default()
                 })
                 .await?;

@@ -194,37 +194,6 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Sto
     Ok(())
 }
 
-fn encode_dedup(entries: &[(u64, u32)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(entries.len() * 12);
-    for (fp, s) in entries {
-        out.extend_from_slice(&fp.to_le_bytes());
-        out.extend_from_slice(&s.to_le_bytes());
-    }
-    out
-}
-
-fn decode_dedup(bytes: &[u8], since_s: u32, out: &mut Vec<(u64, u32)>) -> StoreResult<()> {
-    if !bytes.len().is_multiple_of(12) {
-        return Err(StoreError::Corrupt("dedup chunk".into()));
-    }
-    for chunk in bytes.chunks_exact(12) {
-        let fp = u64::from_le_bytes(
-            chunk[..8]
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("dedup".into()))?,
-        );
-        let s = u32::from_le_bytes(
-            chunk[8..]
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("dedup".into()))?,
-        );
-        if s >= since_s {
-            out.push((fp, s));
-        }
-    }
-    Ok(())
-}
-
 fn load_state(conn: &Connection, window_s: u32) -> StoreResult<ProjectorState> {
     let meta = conn
         .query_row(
@@ -245,7 +214,7 @@ fn load_state(conn: &Connection, window_s: u32) -> StoreResult<ProjectorState> {
     let mut rows = stmt.query(params![since_s])?;
     while let Some(row) = rows.next()? {
         let bytes: Vec<u8> = row.get(0)?;
-        decode_dedup(&bytes, since_s, &mut dedup)?;
+        crate::codec::decode_dedup_chunk(&bytes, since_s, &mut dedup)?;
     }
     Ok(ProjectorState {
         position,
@@ -264,7 +233,7 @@ fn commit(conn: &mut Connection, c: &ProjectionCommit) -> StoreResult<()> {
     if let Some(max_seen) = c.dedup_new.iter().map(|(_, s)| *s).max() {
         tx.execute(
             "INSERT INTO dedup_chunks (max_seen_s, entries) VALUES (?1, ?2)",
-            params![max_seen, encode_dedup(&c.dedup_new)],
+            params![max_seen, crate::codec::encode_dedup_chunk(&c.dedup_new)],
         )?;
     }
     tx.execute(
