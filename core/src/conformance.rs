@@ -378,6 +378,28 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
         && r.key.bucket >= base + 60
         && r.key.bucket < base + 540));
 
+    let minutes = |rows: &[crate::rollup::RollupRow]| {
+        rows.iter()
+            .filter(|r| r.key.resolution == Resolution::Minute)
+            .count()
+    };
+    let before = minutes(&store.scan(everything(false)).await.expect("scan"));
+    store.prune(base + 120).await.expect("prune");
+    let after = store.scan(everything(false)).await.expect("scan");
+    let gone = expected
+        .keys()
+        .filter(|k| k.resolution == Resolution::Minute && k.bucket + 60 <= base + 120)
+        .count();
+    assert!(gone > 0);
+    assert_eq!(
+        minutes(&after),
+        before - gone,
+        "prune drops exactly the rows that ended before the cutoff"
+    );
+    assert!(after
+        .iter()
+        .all(|r| r.key.bucket + r.key.resolution.seconds() > base + 120));
+
     store.reset().await.expect("reset");
     assert!(store
         .scan(everything(false))

@@ -103,6 +103,13 @@ pub trait EventLog: Send + Sync + 'static {
     ) -> StoreResult<Vec<LogRecord>>;
     /// Events appended since the log was created (for lag reporting).
     fn appended_events(&self) -> u64;
+    /// Deletes records received before `received_before_ms` that lie before `consumed` (so only
+    /// projected records go), never the newest record. Returns records deleted. Logs whose
+    /// retention is enforced elsewhere (a broker's topic settings) keep the default.
+    async fn prune(&self, received_before_ms: i64, consumed: &LogPosition) -> StoreResult<u64> {
+        let _ = (received_before_ms, consumed);
+        Ok(0)
+    }
 }
 
 /// What the projector needs to resume.
@@ -165,6 +172,9 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>>;
     /// Drops every rollup, the checkpoint and the dedup memory (for rebuild).
     async fn reset(&self) -> StoreResult<()>;
+    /// Deletes rollup rows whose bucket ends at or before `before_s` (retention). Returns rows
+    /// deleted.
+    async fn prune(&self, before_s: i64) -> StoreResult<u64>;
 }
 
 #[async_trait]

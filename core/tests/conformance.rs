@@ -13,3 +13,68 @@ async fn sqlite_analytics_store_conforms() {
     let store = tally_core::embedded::SqliteAnalyticsStore::open(dir.path()).expect("open");
     tally_core::conformance::analytics_store(&store).await;
 }
+
+/// Retention never deletes what the projector has not consumed, nor the newest record.
+#[tokio::test]
+async fn sqlite_log_prune_keeps_unconsumed_and_newest_records() {
+    use std::time::Duration;
+    use tally_core::store::{EventLog, LogPosition};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = tally_core::embedded::SqliteEventLog::open(dir.path(), 8).expect("open");
+    for i in 0..5 {
+        log.append(vec![sample(i)]).await.expect("append");
+    }
+    let far_future = chrono::Utc::now().timestamp_millis() + 86_400_000;
+    let consumed = LogPosition([(0, 3)].into_iter().collect());
+    assert_eq!(
+        log.prune(far_future, &consumed).await.expect("prune"),
+        3,
+        "offsets 0..3 were consumed"
+    );
+    let everything = LogPosition([(0, 5)].into_iter().collect());
+    assert_eq!(
+        log.prune(far_future, &everything).await.expect("prune"),
+        1,
+        "the newest record always stays"
+    );
+    let left = log
+        .read(&LogPosition::default(), 100, Duration::from_millis(10))
+        .await
+        .expect("read");
+    assert_eq!(left.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![4]);
+    drop(log);
+    let reopened = tally_core::embedded::SqliteEventLog::open(dir.path(), 8).expect("reopen");
+    assert_eq!(
+        reopened.appended_events(),
+        5,
+        "the head survives pruning and restarts"
+    );
+    let receipt = reopened.append(vec![sample(9)]).await.expect("append");
+    assert_eq!(receipt.offset, 5, "offsets continue, never restart");
+}
+
+fn sample(i: u32) -> tally_schemas::UsageEvent {
+    use tally_schemas::event::{Cost, Operation, Status};
+    tally_schemas::UsageEvent {
+        event_id: format!("prune-{i}"),
+        occurred_at_us: 1_767_225_600_000_000,
+        feature: "f".into(),
+        model: "m".into(),
+        provider: "p".into(),
+        environment: tally_schemas::Environment::Production,
+        operation: Operation::Chat,
+        status: Status::Success,
+        error_type: None,
+        latency_us: 1,
+        input_tokens: 1,
+        output_tokens: 1,
+        cached_input_tokens: 0,
+        cost: Cost::Unpriced,
+        user_id: None,
+        prompt_id: None,
+        prompt_version: None,
+        experiment_id: None,
+        variant: None,
+        attributes: vec![],
+    }
+}

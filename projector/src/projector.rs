@@ -49,6 +49,8 @@ pub struct ProjectorStatus {
     pub last_error: Option<String>,
     /// Set once the checkpoint has been loaded and the loop is running.
     pub started: bool,
+    /// The committed log position (everything before it is projected).
+    pub position: LogPosition,
 }
 
 impl ProjectorStatus {
@@ -179,6 +181,7 @@ impl Projector {
             s.events_applied = session.applied;
             s.duplicates_dropped = session.duplicates;
             s.started = true;
+            s.position = session.position.clone();
         });
         let mut batch = self.config.max_batch_events;
         loop {
@@ -214,6 +217,7 @@ impl Projector {
                 s.duplicates_dropped = session.duplicates;
                 s.last_commit = Some(Instant::now());
                 s.last_error = None;
+                s.position = session.position.clone();
             });
         }
     }

@@ -218,6 +218,9 @@ impl AnalyticsStore for Flaky {
     async fn reset(&self) -> StoreResult<()> {
         self.inner.reset().await
     }
+    async fn prune(&self, before_s: i64) -> StoreResult<u64> {
+        self.inner.prune(before_s).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

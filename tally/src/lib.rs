@@ -5,6 +5,7 @@
 
 pub mod demo;
 pub mod loadgen;
+pub mod retention;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;

@@ -128,7 +128,8 @@ pub struct Application {
     stores: Stores,
     stop: watch::Sender<bool>,
     projector: JoinHandle<()>,
-    price_refresh: JoinHandle<()>,
+    /// Tasks that hold the stores (and so the data-dir lock) and end on `stop`.
+    background: Vec<JoinHandle<()>>,
     status: watch::Receiver<ProjectorStatus>,
 }
 
@@ -155,7 +156,16 @@ impl Application {
             projector_config(&settings),
         );
         let projector = tokio::spawn(projector.run(stop_rx.clone()));
-        let price_refresh = tokio::spawn(refresh_prices(stores.clone(), stop_rx));
+        let price_refresh = tokio::spawn(refresh_prices(stores.clone(), stop_rx.clone()));
+        let retention = chrono::Duration::days(i64::from(settings.retention_days));
+        let retention_task = tokio::spawn(crate::retention::run(
+            stores.clone(),
+            clock.clone(),
+            retention,
+            status.clone(),
+            Duration::from_secs(3600),
+            stop_rx,
+        ));
         let router = build_router(&settings, &stores, clock, status.clone());
         let listener = TcpListener::bind(&settings.listen)
             .await
@@ -166,7 +176,7 @@ impl Application {
             stores,
             stop,
             projector,
-            price_refresh,
+            background: vec![price_refresh, retention_task],
             status,
         })
     }
@@ -202,7 +212,9 @@ impl Application {
         {
             warn!("projector did not stop within 30 s");
         }
-        self.price_refresh.abort();
+        for task in self.background {
+            let _ = task.await;
+        }
         info!("tally stopped");
         Ok(())
     }

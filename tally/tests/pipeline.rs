@@ -396,3 +396,40 @@ async fn rebuild_equals_live_projection() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_old_data_and_the_pipeline_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    seed_config(&app.stores).await;
+    let old = corpus(600, 21);
+    send_with_duplicates(&app, &old, 100).await;
+    app.wait_projected().await;
+    let consumed = app.stores.analytics.load_state(0).await.unwrap().position;
+    // As if 100 days had passed with a 90-day retention: every record and row is old.
+    let later = Utc::now() + Duration::days(100);
+    let pruned = tally::retention::prune_once(&app.stores, later, Duration::days(90), &consumed)
+        .await
+        .unwrap();
+    let records = old.len().div_ceil(7) + old.len(); // events incl. duplicates …
+    let batches = records.div_ceil(100) as u64; // … sent 100 per record
+    assert_eq!(pruned.log_records, batches - 1, "all but the newest record");
+    assert!(pruned.rollup_rows > 0);
+    let m = app
+        .data(&format!("{API}/features/chatbot/metrics?time_range=30d"))
+        .await;
+    assert_eq!(m["usage"]["total_requests"], 0, "pruned rollups are gone");
+    app.stop().await;
+
+    // After a restart the log continues where it was: new events are projected and counted.
+    let app = TestApp::start(dir.path()).await;
+    let fresh = corpus(300, 22);
+    send_with_duplicates(&app, &fresh, 100).await;
+    app.wait_projected().await;
+    let m = app
+        .data(&format!("{API}/features/chatbot/metrics?time_range=30d"))
+        .await;
+    let expected = fresh.iter().filter(|e| e.feature == "chatbot").count();
+    assert_eq!(m["usage"]["total_requests"], expected);
+    app.stop().await;
+}

@@ -307,6 +307,13 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
         Ok(out)
     }
 
+    /// Schedules deletion (an asynchronous ClickHouse mutation); the count is not known up front.
+    async fn prune(&self, before_s: i64) -> StoreResult<u64> {
+        let sql = format!("ALTER TABLE {TABLE} DELETE WHERE kind = {KIND_ROLLUP} AND bucket + resolution <= {before_s}");
+        self.client.query(&sql).execute().await?;
+        Ok(0)
+    }
+
     async fn reset(&self) -> StoreResult<()> {
         self.client
             .query(&format!("TRUNCATE TABLE {TABLE}"))

@@ -335,6 +335,20 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         result
     }
 
+    #[instrument(name = "analytics.prune", skip_all, err)]
+    async fn prune(&self, before_s: i64) -> StoreResult<u64> {
+        let writer = self.writer.clone();
+        blocking(move || {
+            let conn = writer.lock().map_err(|_| poisoned())?;
+            let deleted = conn.execute(
+                "DELETE FROM rollups WHERE bucket + resolution <= ?1",
+                params![before_s],
+            )?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
     async fn reset(&self) -> StoreResult<()> {
         let writer = self.writer.clone();
         blocking(move || {

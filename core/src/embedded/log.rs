@@ -236,4 +236,21 @@ impl EventLog for SqliteEventLog {
     fn appended_events(&self) -> u64 {
         self.appended.load(Ordering::Acquire)
     }
+
+    #[instrument(name = "log.prune", skip_all, err)]
+    async fn prune(&self, received_before_ms: i64, consumed: &LogPosition) -> StoreResult<u64> {
+        let below = consumed.next_offset(0);
+        let reader = self.reader.clone();
+        blocking(move || {
+            let conn = reader.lock().map_err(|_| StoreError::Backend("log reader poisoned".into()))?;
+            // The newest record stays: it carries the head (next offset, event total) across
+            // restarts.
+            let deleted = conn.execute(
+                "DELETE FROM log WHERE received_at_ms < ?1 AND record_offset < ?2 AND record_offset < (SELECT MAX(record_offset) FROM log)",
+                params![received_before_ms, below],
+            )?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
 }

@@ -1,0 +1,69 @@
+//! Retention: what is older than the retention window is deleted, hourly.
+//!
+//! Ingest already refuses events older than the window; this keeps the disk bounded. Log
+//! records go only once the projector has consumed them (and the newest record always stays,
+//! it carries the log head across restarts); rollup rows go once their bucket ended before the
+//! cutoff. A rebuild afterwards replays what is retained and equals the retained rollups.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tally_core::store::{LogPosition, StoreResult};
+use tracing::{info, warn};
+
+use crate::startup::Stores;
+
+/// What one pass deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub log_records: u64,
+    pub rollup_rows: u64,
+}
+
+/// Deletes everything older than `now - retention` that may go.
+pub async fn prune_once(
+    stores: &Stores,
+    now: DateTime<Utc>,
+    retention: chrono::Duration,
+    consumed: &LogPosition,
+) -> StoreResult<Pruned> {
+    let cutoff = now - retention;
+    let log_records = stores
+        .log
+        .prune(cutoff.timestamp_millis(), consumed)
+        .await?;
+    let rollup_rows = stores.analytics.prune(cutoff.timestamp()).await?;
+    Ok(Pruned {
+        log_records,
+        rollup_rows,
+    })
+}
+
+/// Runs [`prune_once`] every `every` until `stop` turns true.
+pub async fn run(
+    stores: Stores,
+    clock: std::sync::Arc<dyn tally_core::clock::Clock>,
+    retention: chrono::Duration,
+    status: tokio::sync::watch::Receiver<tally_projector::ProjectorStatus>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let consumed = status.borrow().position.clone();
+        match prune_once(&stores, clock.now(), retention, &consumed).await {
+            Ok(p) if p.log_records + p.rollup_rows > 0 => {
+                info!(
+                    log_records = p.log_records,
+                    rollup_rows = p.rollup_rows,
+                    "retention pruned old data"
+                )
+            }
+            Ok(_) => {}
+            Err(err) => warn!(error = %err, "retention pass failed; retrying next hour"),
+        }
+    }
+}
