@@ -175,6 +175,8 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     /// Deletes rollup rows whose bucket ends at or before `before_s` (retention). Returns rows
     /// deleted.
     async fn prune(&self, before_s: i64) -> StoreResult<u64>;
+    /// A round trip to the backend (for readiness).
+    async fn ping(&self) -> StoreResult<()>;
 }
 
 #[async_trait]

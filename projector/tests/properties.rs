@@ -221,6 +221,9 @@ impl AnalyticsStore for Flaky {
     async fn prune(&self, before_s: i64) -> StoreResult<u64> {
         self.inner.prune(before_s).await
     }
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -307,6 +307,12 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
         Ok(out)
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        let sql = format!("SELECT count() FROM {TABLE} WHERE kind = {KIND_CHECKPOINT}");
+        self.client.query(&sql).fetch_one::<u64>().await?;
+        Ok(())
+    }
+
     /// Schedules deletion (an asynchronous ClickHouse mutation); the count is not known up front.
     async fn prune(&self, before_s: i64) -> StoreResult<u64> {
         let sql = format!("ALTER TABLE {TABLE} DELETE WHERE kind = {KIND_ROLLUP} AND bucket + resolution <= {before_s}");

@@ -335,6 +335,20 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         result
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        let conn = self.reader()?;
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let result = conn.query_row("SELECT count(*) FROM projector_meta", [], |r| {
+                r.get::<_, i64>(0)
+            });
+            (conn, result)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("ping task failed: {e}")))?;
+        self.give_back(conn);
+        result.map(|_| ()).map_err(StoreError::from)
+    }
+
     #[instrument(name = "analytics.prune", skip_all, err)]
     async fn prune(&self, before_s: i64) -> StoreResult<u64> {
         let writer = self.writer.clone();

@@ -7,7 +7,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use serde_json::json;
-use tally_core::store::{Filter, ScanRequest};
 
 use crate::state::QueryState;
 
@@ -23,12 +22,7 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(state): State<QueryState>) -> impl IntoResponse {
     let pipeline = (state.pipeline)();
-    let probe = ScanRequest {
-        filter: Filter::default(),
-        spans: vec![],
-        with_sketches: false,
-    };
-    let store_ok = state.analytics.scan(probe).await.is_ok();
+    let store_ok = state.analytics.ping().await.is_ok();
     let ready = pipeline.ready && store_ok;
     let status = if ready {
         StatusCode::OK
