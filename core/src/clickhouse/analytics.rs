@@ -313,10 +313,21 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
         Ok(())
     }
 
-    /// Schedules deletion (an asynchronous ClickHouse mutation); the count is not known up front.
+    /// Deletes through a ClickHouse mutation and waits until it is applied (18.16 has no
+    /// `mutations_sync`, so this polls `system.mutations`). The count is not reported (0).
     async fn prune(&self, before_s: i64) -> StoreResult<u64> {
         let sql = format!("ALTER TABLE {TABLE} DELETE WHERE kind = {KIND_ROLLUP} AND bucket + resolution <= {before_s}");
         self.client.query(&sql).execute().await?;
+        let pending = format!("SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = '{TABLE}' AND is_done = 0");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.client.query(&pending).fetch_one::<u64>().await? > 0 {
+            if std::time::Instant::now() > deadline {
+                return Err(StoreError::Unavailable(
+                    "retention mutation still running after 60 s".into(),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         Ok(0)
     }
 
