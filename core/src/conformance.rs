@@ -435,7 +435,6 @@ fn sample_event(i: u32, at_s: i64, feature: &str, environment: Environment) -> U
         } else {
             Status::Success
         },
-        error_type: None,
         latency_us: u64::from(i) * 12_345,
         input_tokens: u64::from(i) * 10,
         output_tokens: u64::from(i),
@@ -446,10 +445,6 @@ fn sample_event(i: u32, at_s: i64, feature: &str, environment: Environment) -> U
             Cost::Computed(i64::from(i) * 1_000_003)
         },
         user_id: Some(format!("user-{}", i % 9)),
-        prompt_id: None,
-        prompt_version: None,
-        experiment_id: None,
-        variant: None,
-        attributes: vec![],
+        ..UsageEvent::example()
     }
 }

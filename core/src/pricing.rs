@@ -137,18 +137,12 @@ mod tests {
             environment: Environment::Production,
             operation: Operation::Chat,
             status: Status::Success,
-            error_type: None,
             latency_us: 1,
             input_tokens: input,
             output_tokens: output,
             cached_input_tokens: cached,
             cost: Cost::Pending,
-            user_id: None,
-            prompt_id: None,
-            prompt_version: None,
-            experiment_id: None,
-            variant: None,
-            attributes: vec![],
+            ..UsageEvent::example()
         }
     }
 

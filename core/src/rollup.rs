@@ -222,7 +222,6 @@ mod tests {
             environment: Environment::Staging,
             operation: Operation::Chat,
             status: [Status::Success, Status::Error, Status::Timeout][usize::from(status % 3)],
-            error_type: None,
             latency_us: i * 977 % 5_000_000,
             input_tokens: i % 101,
             output_tokens: i % 7,
@@ -233,11 +232,7 @@ mod tests {
                 Cost::Computed(i as i64 * 31)
             },
             user_id: Some(format!("u{}", i % 17)),
-            prompt_id: None,
-            prompt_version: None,
-            experiment_id: None,
-            variant: None,
-            attributes: vec![],
+            ..UsageEvent::example()
         }
     }
 

@@ -64,17 +64,11 @@ fn sample(i: u32) -> tally_schemas::UsageEvent {
         environment: tally_schemas::Environment::Production,
         operation: Operation::Chat,
         status: Status::Success,
-        error_type: None,
         latency_us: 1,
         input_tokens: 1,
         output_tokens: 1,
         cached_input_tokens: 0,
         cost: Cost::Unpriced,
-        user_id: None,
-        prompt_id: None,
-        prompt_version: None,
-        experiment_id: None,
-        variant: None,
-        attributes: vec![],
+        ..tally_schemas::UsageEvent::example()
     }
 }

@@ -35,7 +35,6 @@ fn event(
         environment: Environment::Production,
         operation: Operation::Chat,
         status: [Status::Success, Status::Error, Status::Timeout][usize::from(status % 3)],
-        error_type: None,
         latency_us,
         input_tokens: u64::from(id % 97),
         output_tokens: u64::from(id % 13),
@@ -46,11 +45,7 @@ fn event(
             Cost::Computed(cost)
         },
         user_id: Some(format!("u{user}")),
-        prompt_id: None,
-        prompt_version: None,
-        experiment_id: None,
-        variant: None,
-        attributes: vec![],
+        ..UsageEvent::example()
     }
 }
 

@@ -26,6 +26,22 @@ pub enum GroupKey {
 }
 
 impl GroupKey {
+    /// The dimensions (everything but the time keys).
+    pub const DIMENSIONS: [GroupKey; 4] = [
+        GroupKey::Feature,
+        GroupKey::Provider,
+        GroupKey::Model,
+        GroupKey::Environment,
+    ];
+    pub const ALL: [GroupKey; 6] = [
+        GroupKey::Feature,
+        GroupKey::Provider,
+        GroupKey::Model,
+        GroupKey::Environment,
+        GroupKey::Hour,
+        GroupKey::Day,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             GroupKey::Feature => "feature",
@@ -38,16 +54,7 @@ impl GroupKey {
     }
 
     fn parse(text: &str) -> Option<GroupKey> {
-        [
-            GroupKey::Feature,
-            GroupKey::Provider,
-            GroupKey::Model,
-            GroupKey::Environment,
-            GroupKey::Hour,
-            GroupKey::Day,
-        ]
-        .into_iter()
-        .find(|k| k.name() == text)
+        GroupKey::ALL.into_iter().find(|k| k.name() == text)
     }
 }
 

@@ -105,6 +105,33 @@ pub struct UsageEvent {
 }
 
 impl UsageEvent {
+    /// A minimal valid event (for tests and examples): production chat success at the epoch,
+    /// no tokens, no user, unpriced. Override fields with struct update syntax.
+    pub fn example() -> UsageEvent {
+        UsageEvent {
+            event_id: "example".into(),
+            occurred_at_us: 0,
+            feature: "feature".into(),
+            model: "model".into(),
+            provider: "provider".into(),
+            environment: Environment::Production,
+            operation: Operation::Chat,
+            status: Status::Success,
+            error_type: None,
+            latency_us: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cached_input_tokens: 0,
+            cost: Cost::Unpriced,
+            user_id: None,
+            prompt_id: None,
+            prompt_version: None,
+            experiment_id: None,
+            variant: None,
+            attributes: vec![],
+        }
+    }
+
     /// `occurred_at` in whole seconds since the epoch (floor).
     pub fn occurred_at_secs(&self) -> i64 {
         self.occurred_at_us.div_euclid(1_000_000)

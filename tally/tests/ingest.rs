@@ -153,16 +153,25 @@ async fn the_event_schema_is_served() {
         );
     }
     assert!(schema["properties"]["cost_usd"].is_object());
-    let (status, metrics) = (
-        app.client
-            .get(app.url("/metrics"))
-            .send()
+    // The projector publishes its lag gauge after its first read (within ~250 ms of start).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+        assert_eq!(metrics.status(), 200);
+        if metrics
+            .text()
             .await
             .unwrap()
-            .status(),
-        (),
-    );
-    assert_eq!(status, 200, "{metrics:?}");
+            .contains("tally_projector_lag_events")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Prometheus exposition never listed Tally's metrics"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     app.stop().await;
 }
 

@@ -54,14 +54,12 @@ async fn spending(
 ) -> Result<impl IntoResponse, ApiError> {
     let params = Params::new(q, &accepted(&["group_by"], true, true))?;
     let (window, range) = params.window(state.clock.now(), "30d")?;
+    let spending_keys: Vec<GroupKey> = GroupKey::DIMENSIONS
+        .into_iter()
+        .chain([GroupKey::Day])
+        .collect();
     let keys = params.group_by(
-        &[
-            GroupKey::Feature,
-            GroupKey::Provider,
-            GroupKey::Model,
-            GroupKey::Environment,
-            GroupKey::Day,
-        ],
+        &spending_keys,
         &[GroupKey::Feature, GroupKey::Provider, GroupKey::Model],
     )?;
     let rows = scan(&state, &params.filter()?, spans_for(&window, &keys), false).await?;
@@ -135,17 +133,7 @@ async fn usage(
 ) -> Result<impl IntoResponse, ApiError> {
     let params = Params::new(q, &accepted(&["group_by"], true, true))?;
     let (window, range) = params.window(state.clock.now(), "7d")?;
-    let keys = params.group_by(
-        &[
-            GroupKey::Feature,
-            GroupKey::Provider,
-            GroupKey::Model,
-            GroupKey::Environment,
-            GroupKey::Hour,
-            GroupKey::Day,
-        ],
-        &[GroupKey::Day],
-    )?;
+    let keys = params.group_by(&GroupKey::ALL, &[GroupKey::Day])?;
     let rows = scan(&state, &params.filter()?, spans_for(&window, &keys), true).await?;
     let total = merge_all(&rows);
     let mut groups: Vec<(Vec<String>, Rollup)> =
