@@ -239,15 +239,19 @@ async fn deployments(store: &dyn ConfigStore) {
 /// Runs every analytics-store check against `store`, which must be empty.
 pub async fn analytics_store(store: &dyn AnalyticsStore) {
     use crate::rollup::{fold, Resolution};
-    use crate::store::{Filter, LogPosition, ProjectionCommit, ScanRequest, Span};
+    use crate::store::{
+        Filter, LogPosition, PartitionCommit, PartitionState, Partitions, ProjectionCommit,
+        ScanRequest, Span, StoreError,
+    };
 
-    let state = store.load_state(3600).await.expect("load");
-    assert_eq!(
-        state.position,
-        LogPosition::default(),
+    let state = store
+        .load_state(3600, &Partitions::All)
+        .await
+        .expect("load");
+    assert!(
+        state.partitions.is_empty(),
         "an empty store starts at the beginning"
     );
-    assert!(state.dedup.is_empty());
 
     let base = 1_767_225_600; // 2026-01-01T00:00:00Z
     let first: Vec<UsageEvent> = (0..50)
@@ -270,48 +274,114 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
             )
         })
         .collect();
-    let position = |offset: i64| LogPosition([(0, offset), (3, offset * 2)].into_iter().collect());
-    let commit = |events: &[UsageEvent], offset: i64, seen_s: u32, horizon: u32| ProjectionCommit {
-        deltas: fold(events),
-        dedup_new: events
-            .iter()
-            .map(|e| (crate::event_fingerprint(&e.event_id), seen_s))
-            .collect(),
-        dedup_horizon_s: horizon,
-        position: position(offset),
-        last_received_ms: i64::from(seen_s) * 1000,
-        events_applied: offset as u64,
-        duplicates_dropped: 1,
+    // The second batch is split over log partitions 0 and 3, so rows of one key come from
+    // both partitions and must be merged by the store.
+    let (second_p3, second_p0): (Vec<UsageEvent>, Vec<UsageEvent>) = second
+        .iter()
+        .cloned()
+        .partition(|e| e.output_tokens % 5 < 2);
+    let part =
+        |events: &[UsageEvent], base_offset: i64, seen_s: u32, horizon: u32, applied: u64| {
+            PartitionCommit {
+                base_offset,
+                deltas: fold(events),
+                dedup_new: events
+                    .iter()
+                    .map(|e| (crate::event_fingerprint(&e.event_id), seen_s))
+                    .collect(),
+                dedup_horizon_s: horizon,
+                state: PartitionState {
+                    next_offset: base_offset + events.len() as i64,
+                    last_received_ms: i64::from(seen_s) * 1000,
+                    events_applied: applied,
+                    duplicates_dropped: 1,
+                    dedup: Vec::new(),
+                },
+            }
+        };
+    let commit1 = ProjectionCommit {
+        partitions: [(0, part(&first, 0, 10_000, 0, 50))].into_iter().collect(),
     };
-    store
-        .commit(commit(&first, 50, 10_000, 0))
-        .await
-        .expect("commit 1");
-    store
-        .commit(commit(&second, 80, 20_000, 15_000))
-        .await
-        .expect("commit 2");
+    store.commit(commit1.clone()).await.expect("commit 1");
+    let commit2 = ProjectionCommit {
+        partitions: [
+            (
+                0,
+                part(&second_p0, 50, 20_000, 15_000, 50 + second_p0.len() as u64),
+            ),
+            (
+                3,
+                part(&second_p3, 0, 20_000, 15_000, second_p3.len() as u64),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    store.commit(commit2.clone()).await.expect("commit 2");
 
-    let state = store.load_state(5_000).await.expect("load");
-    assert_eq!(state.position, position(80));
+    // A commit built on a stale checkpoint (another projector moved the partition) is refused
+    // and changes nothing.
+    let refused = store.commit(commit1).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "stale base offset must be refused, got {refused:?}"
+    );
+    let refused = store.commit(commit2).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))));
+
+    let state = store
+        .load_state(5_000, &Partitions::All)
+        .await
+        .expect("load");
+    assert_eq!(
+        state.position(),
+        LogPosition(
+            [
+                (0, 50 + second_p0.len() as i64),
+                (3, second_p3.len() as i64)
+            ]
+            .into_iter()
+            .collect()
+        )
+    );
+    let p0 = &state.partitions[&0];
     assert_eq!(
         (
-            state.last_received_ms,
-            state.events_applied,
-            state.duplicates_dropped
+            p0.last_received_ms,
+            p0.events_applied,
+            p0.duplicates_dropped
         ),
-        (20_000_000, 80, 1)
+        (20_000_000, 50 + second_p0.len() as u64, 1)
     );
-    let mut seen: Vec<u64> = state.dedup.iter().map(|(fp, _)| *fp).collect();
-    seen.sort_unstable();
-    let mut want: Vec<u64> = second
-        .iter()
-        .map(|e| crate::event_fingerprint(&e.event_id))
-        .collect();
-    want.sort_unstable();
+    assert_eq!(state.events_applied(), 80);
+    let fingerprints = |events: &[UsageEvent]| {
+        let mut v: Vec<u64> = events
+            .iter()
+            .map(|e| crate::event_fingerprint(&e.event_id))
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    for (partition, events) in [(0, &second_p0), (3, &second_p3)] {
+        let mut seen: Vec<u64> = state.partitions[&partition]
+            .dedup
+            .iter()
+            .map(|(fp, _)| *fp)
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            fingerprints(events),
+            "partition {partition}: only its fingerprints inside the window come back"
+        );
+    }
+    let only3 = store
+        .load_state(5_000, &Partitions::Only([3].into_iter().collect()))
+        .await
+        .expect("load");
     assert_eq!(
-        seen, want,
-        "only fingerprints inside the window (and after the horizon) come back"
+        only3.partitions.keys().copied().collect::<Vec<_>>(),
+        vec![3]
     );
 
     let everything = |with_sketches| ScanRequest {
@@ -406,10 +476,12 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
         .await
         .expect("scan")
         .is_empty());
-    assert_eq!(
-        store.load_state(3600).await.expect("load").position,
-        LogPosition::default()
-    );
+    assert!(store
+        .load_state(3600, &Partitions::All)
+        .await
+        .expect("load")
+        .partitions
+        .is_empty());
 }
 
 fn sample_event(i: u32, at_s: i64, feature: &str, environment: Environment) -> UsageEvent {

@@ -101,8 +101,32 @@ pub trait EventLog: Send + Sync + 'static {
         max_events: usize,
         wait: Duration,
     ) -> StoreResult<Vec<LogRecord>>;
+    /// Per non-empty partition, the offset after its newest record (what a full replay must
+    /// reach).
+    async fn end(&self) -> StoreResult<LogPosition>;
     /// Events appended since the log was created (for lag reporting).
     fn appended_events(&self) -> u64;
+    /// The partitions this reader owns, and when that changes. The default owns every
+    /// partition forever (a log with one reader).
+    fn ownership(&self) -> tokio::sync::watch::Receiver<Ownership> {
+        tokio::sync::watch::channel(Ownership {
+            generation: 0,
+            partitions: Partitions::All,
+        })
+        .1
+    }
+    /// Events in the owned partitions after `position`, when the log can tell (a broker's
+    /// high watermarks); `None` lets the caller estimate it from [`EventLog::appended_events`].
+    fn lag(&self, position: &LogPosition) -> Option<u64> {
+        let _ = position;
+        None
+    }
+    /// Tells the log that everything before `position` is durably projected. The analytics
+    /// store's checkpoint stays the truth; a broker log mirrors it into its consumer group's
+    /// committed offsets so standard tooling shows progress.
+    async fn projected(&self, position: &LogPosition) {
+        let _ = position;
+    }
     /// Deletes records received before `received_before_ms` that lie before `consumed` (so only
     /// projected records go), never the newest record. Returns records deleted. Logs whose
     /// retention is enforced elsewhere (a broker's topic settings) keep the default.
@@ -112,29 +136,102 @@ pub trait EventLog: Send + Sync + 'static {
     }
 }
 
-/// What the projector needs to resume.
-#[derive(Debug, Clone, Default)]
-pub struct ProjectorState {
-    pub position: LogPosition,
-    /// `received_at` of the last record applied (Unix ms).
+/// What the projector needs to resume one log partition. Everything here is a deterministic
+/// function of the partition's records before `next_offset`, so two projectors that projected
+/// the same prefix hold identical state (the basis of the ClickHouse fencing rule).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// The next offset to read (everything before it is projected).
+    pub next_offset: i64,
+    /// Highest `received_at` among the applied records (Unix ms): the partition's log clock,
+    /// which never runs backwards even when a producer's clock does.
     pub last_received_ms: i64,
     pub events_applied: u64,
     pub duplicates_dropped: u64,
     /// Fingerprints of event ids seen within the dedup window, with the second they were seen.
+    /// Not serialized with the checkpoint; stores keep them as chunks.
+    #[serde(skip)]
     pub dedup: Vec<(u64, u32)>,
 }
 
-/// One atomic projector commit.
+/// What the projector needs to resume: per log partition, its state. A partition that has
+/// never been committed is absent (it starts at offset 0 with empty state).
 #[derive(Debug, Clone, Default)]
-pub struct ProjectionCommit {
+pub struct ProjectorState {
+    pub partitions: BTreeMap<i32, PartitionState>,
+}
+
+impl ProjectorState {
+    pub fn position(&self) -> LogPosition {
+        LogPosition(
+            self.partitions
+                .iter()
+                .map(|(p, s)| (*p, s.next_offset))
+                .collect(),
+        )
+    }
+    pub fn events_applied(&self) -> u64 {
+        self.partitions.values().map(|s| s.events_applied).sum()
+    }
+    pub fn duplicates_dropped(&self) -> u64 {
+        self.partitions.values().map(|s| s.duplicates_dropped).sum()
+    }
+}
+
+/// Which log partitions a projector reads: all of them (one projector, e.g. the embedded log),
+/// or the set its consumer group assigned to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Partitions {
+    All,
+    Only(std::collections::BTreeSet<i32>),
+}
+
+impl Partitions {
+    pub fn contains(&self, partition: i32) -> bool {
+        match self {
+            Partitions::All => true,
+            Partitions::Only(set) => set.contains(&partition),
+        }
+    }
+}
+
+/// What a log reader owns right now. `generation` changes on every rebalance; a projector
+/// that sees it change drops its uncommitted work and reloads its state for the new partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    pub generation: u64,
+    pub partitions: Partitions,
+}
+
+/// The effect of one batch on one partition.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionCommit {
+    /// The `next_offset` this commit builds on. A store refuses the commit with
+    /// [`StoreError::Conflict`] when its checkpoint for the partition says otherwise (another
+    /// projector moved it: this one is fenced off and must reload).
+    pub base_offset: i64,
     pub deltas: BTreeMap<RollupKey, Rollup>,
     pub dedup_new: Vec<(u64, u32)>,
     /// Fingerprints seen before this second may be forgotten.
     pub dedup_horizon_s: u32,
-    pub position: LogPosition,
-    pub last_received_ms: i64,
-    pub events_applied: u64,
-    pub duplicates_dropped: u64,
+    /// The partition's state after the commit (`dedup` left empty).
+    pub state: PartitionState,
+}
+
+/// One atomic projector commit: every partition's effect becomes visible together or not at all.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectionCommit {
+    pub partitions: BTreeMap<i32, PartitionCommit>,
+}
+
+impl ProjectionCommit {
+    /// Rollup rows touched, summed over partitions.
+    pub fn rows(&self) -> usize {
+        self.partitions.values().map(|p| p.deltas.len()).sum()
+    }
+    pub fn dedup_entries(&self) -> usize {
+        self.partitions.values().map(|p| p.dedup_new.len()).sum()
+    }
 }
 
 /// Which rows a query wants.
@@ -164,9 +261,15 @@ pub struct ScanRequest {
 
 #[async_trait]
 pub trait AnalyticsStore: Send + Sync + 'static {
-    /// The checkpoint and the dedup fingerprints seen at or after `dedup_since_s`.
-    async fn load_state(&self, dedup_window_s: u32) -> StoreResult<ProjectorState>;
-    /// Applies a commit atomically.
+    /// The checkpoint of each stored partition in `partitions`, with the dedup fingerprints
+    /// seen within `dedup_window_s` of that partition's log clock.
+    async fn load_state(
+        &self,
+        dedup_window_s: u32,
+        partitions: &Partitions,
+    ) -> StoreResult<ProjectorState>;
+    /// Applies a commit atomically, or refuses it with [`StoreError::Conflict`] when a
+    /// partition's stored `next_offset` is not the commit's `base_offset`.
     async fn commit(&self, commit: ProjectionCommit) -> StoreResult<()>;
     /// Rows matching the request, in no particular order.
     async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>>;

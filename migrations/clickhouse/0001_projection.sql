@@ -1,6 +1,8 @@
--- The projection table (ClickHouse 18.16 … 25.x). One row per (kind, key), newest version wins.
---   kind 0: a rollup row (full merged state of one key), kind 1: the projector checkpoint,
---   kind 2: a chunk of dedup fingerprints (bucket = newest second in the chunk).
+-- The projection table (ClickHouse 18.16 … 25.x). One row per (kind, key, log partition);
+-- version = the partition's next offset after the commit that wrote the row; newest wins.
+--   kind 0: a rollup row (full merged state of one key from one log partition),
+--   kind 1: a partition's checkpoint, kind 2: a chunk of a partition's dedup fingerprints
+--   (bucket = newest second in the chunk).
 -- Not partitioned on purpose: an INSERT below max_insert_block_size into one partition is
 -- atomic, which is what makes a commit (rollups + checkpoint + dedup) all-or-nothing.
 CREATE TABLE IF NOT EXISTS tally_projection (
@@ -11,6 +13,7 @@ CREATE TABLE IF NOT EXISTS tally_projection (
     model               String,
     provider            String,
     environment         String,
+    log_partition       Int32,
     version             UInt64,
     requests            UInt64,
     errors              UInt64,
@@ -25,4 +28,4 @@ CREATE TABLE IF NOT EXISTS tally_projection (
     users               String,
     payload             String
 ) ENGINE = ReplacingMergeTree(version)
-ORDER BY (kind, resolution, feature, bucket, model, provider, environment)
+ORDER BY (kind, resolution, feature, bucket, model, provider, environment, log_partition)

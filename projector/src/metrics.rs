@@ -7,6 +7,8 @@ pub const COMMIT_FAILURES: &str = "tally_projector_commit_failures_total";
 pub const COMMIT_SECONDS: &str = "tally_projector_commit_seconds";
 pub const LAG_EVENTS: &str = "tally_projector_lag_events";
 pub const DEDUP_ENTRIES: &str = "tally_projector_dedup_entries";
+pub const REBALANCES: &str = "tally_projector_rebalances_total";
+pub const FENCED: &str = "tally_projector_fenced_total";
 
 pub fn describe() {
     metrics::describe_counter!(
@@ -25,6 +27,14 @@ pub fn describe() {
     metrics::describe_histogram!(
         COMMIT_SECONDS,
         "Duration of one commit to the analytics store."
+    );
+    metrics::describe_counter!(
+        REBALANCES,
+        "Partition ownership changes that made the projector reload its checkpoints."
+    );
+    metrics::describe_counter!(
+        FENCED,
+        "Commits refused because another projector had moved the partition."
     );
     metrics::describe_gauge!(LAG_EVENTS, "Events in the log not yet projected.");
     metrics::describe_gauge!(

@@ -3,11 +3,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use tally_core::event_fingerprint;
+use tally_core::pricing::{PriceBook, PriceCache};
 use tally_core::rollup::fold;
 use tally_core::store::{
-    AnalyticsStore, EventLog, LogPosition, LogRecord, ProjectionCommit, ProjectorState, StoreError,
+    AnalyticsStore, EventLog, LogPosition, LogRecord, Ownership, PartitionCommit, PartitionState,
+    Partitions, ProjectionCommit, ProjectorState, StoreError,
 };
+use tally_schemas::event::Cost;
 use tally_schemas::UsageEvent;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -26,6 +31,9 @@ pub struct ProjectorConfig {
     pub idle_wait: Duration,
     /// Upper bound of the retry backoff after a storage failure.
     pub max_backoff: Duration,
+    /// Prices for events that reach the log unpriced (produced straight to the broker without
+    /// `cost_usd`); ingest prices everything it appends, so the embedded pipeline needs none.
+    pub prices: Option<Arc<PriceCache>>,
 }
 
 impl Default for ProjectorConfig {
@@ -35,6 +43,7 @@ impl Default for ProjectorConfig {
             max_batch_events: 50_000,
             idle_wait: Duration::from_millis(250),
             max_backoff: Duration::from_secs(5),
+            prices: None,
         }
     }
 }
@@ -42,6 +51,7 @@ impl Default for ProjectorConfig {
 /// What the projector has done so far; published after every commit.
 #[derive(Debug, Clone, Default)]
 pub struct ProjectorStatus {
+    /// Summed over the partitions this projector owns.
     pub events_applied: u64,
     pub duplicates_dropped: u64,
     pub last_commit: Option<Instant>,
@@ -49,8 +59,10 @@ pub struct ProjectorStatus {
     pub last_error: Option<String>,
     /// Set once the checkpoint has been loaded and the loop is running.
     pub started: bool,
-    /// The committed log position (everything before it is projected).
+    /// The committed log position of the owned partitions (everything before it is projected).
     pub position: LogPosition,
+    /// Ownership generation of the running session (changes on every rebalance).
+    pub generation: u64,
 }
 
 impl ProjectorStatus {
@@ -67,60 +79,170 @@ pub struct Projector {
     status: watch::Sender<ProjectorStatus>,
 }
 
-/// In-memory progress since the last load of the checkpoint.
-struct Session {
-    position: LogPosition,
-    last_received_ms: i64,
-    applied: u64,
-    duplicates: u64,
+/// One partition's progress since the last load of its checkpoint.
+struct PartitionSession {
+    /// The `next_offset` of the last commit that landed (what the store holds).
+    committed: i64,
+    state: PartitionState,
     dedup: Dedup,
 }
 
+/// In-memory progress since the last load of the checkpoint.
+struct Session {
+    owned: Partitions,
+    partitions: BTreeMap<i32, PartitionSession>,
+    window_s: u32,
+}
+
+fn seconds(ms: i64) -> u32 {
+    u32::try_from(ms.max(0) / 1000).unwrap_or(u32::MAX)
+}
+
 impl Session {
-    fn resume(state: ProjectorState, window_s: u32) -> Session {
+    fn resume(state: ProjectorState, owned: Partitions, window_s: u32) -> Session {
+        let partitions = state
+            .partitions
+            .into_iter()
+            .filter(|(p, _)| owned.contains(*p))
+            .map(|(p, mut s)| {
+                let dedup = Dedup::new(window_s, std::mem::take(&mut s.dedup));
+                let session = PartitionSession {
+                    committed: s.next_offset,
+                    state: s,
+                    dedup,
+                };
+                (p, session)
+            })
+            .collect();
         Session {
-            position: state.position,
-            last_received_ms: state.last_received_ms,
-            applied: state.events_applied,
-            duplicates: state.duplicates_dropped,
-            dedup: Dedup::new(window_s, state.dedup),
+            owned,
+            partitions,
+            window_s,
         }
     }
 
-    /// Deduplicates and folds `records` into one commit (not yet applied).
-    fn fold(&mut self, records: &[LogRecord]) -> ProjectionCommit {
-        let mut fresh: Vec<&UsageEvent> = Vec::new();
-        let mut dedup_new = Vec::new();
-        let mut duplicates = 0;
+    fn position(&self) -> LogPosition {
+        LogPosition(
+            self.partitions
+                .iter()
+                .map(|(p, s)| (*p, s.state.next_offset))
+                .collect(),
+        )
+    }
+
+    fn applied(&self) -> u64 {
+        self.partitions
+            .values()
+            .map(|s| s.state.events_applied)
+            .sum()
+    }
+
+    fn duplicates(&self) -> u64 {
+        self.partitions
+            .values()
+            .map(|s| s.state.duplicates_dropped)
+            .sum()
+    }
+
+    fn dedup_len(&self) -> usize {
+        self.partitions.values().map(|s| s.dedup.len()).sum()
+    }
+
+    /// Prices, deduplicates and folds `records` into one commit (not yet applied). Records of
+    /// partitions not owned, or before a partition's position, are skipped.
+    ///
+    /// Per partition, the result depends only on the partition's records in offset order: the
+    /// dedup clock is the running maximum of `received_at`, so it never goes backwards.
+    fn fold(&mut self, records: Vec<LogRecord>, prices: Option<&PriceBook>) -> ProjectionCommit {
+        let window_s = self.window_s;
+        let mut by_partition: BTreeMap<i32, Vec<LogRecord>> = BTreeMap::new();
         for record in records {
-            let now_s = u32::try_from(record.received_at_ms.max(0) / 1000).unwrap_or(u32::MAX);
-            for event in &record.events {
-                let fp = event_fingerprint(&event.event_id);
-                if self.dedup.first_sighting(fp, now_s) {
-                    fresh.push(event);
-                    dedup_new.push((fp, now_s));
-                } else {
-                    duplicates += 1;
-                }
+            if self.owned.contains(record.partition) {
+                by_partition
+                    .entry(record.partition)
+                    .or_default()
+                    .push(record);
             }
-            self.position.advance(record);
-            self.last_received_ms = self.last_received_ms.max(record.received_at_ms);
         }
-        self.applied += fresh.len() as u64;
-        self.duplicates += duplicates;
-        let now_s = u32::try_from(self.last_received_ms.max(0) / 1000).unwrap_or(u32::MAX);
-        self.dedup.evict(now_s, 1);
-        metrics::counter!(m::EVENTS_APPLIED).increment(fresh.len() as u64);
+        let mut commit = ProjectionCommit::default();
+        let (mut applied, mut duplicates) = (0u64, 0u64);
+        for (partition, mut records) in by_partition {
+            let ps = self
+                .partitions
+                .entry(partition)
+                .or_insert_with(|| PartitionSession {
+                    committed: 0,
+                    state: PartitionState::default(),
+                    dedup: Dedup::new(window_s, []),
+                });
+            records.sort_by_key(|r| r.offset);
+            let mut fresh: Vec<UsageEvent> = Vec::new();
+            let mut dedup_new = Vec::new();
+            let mut dups = 0u64;
+            for record in records {
+                if record.offset < ps.state.next_offset {
+                    continue;
+                }
+                let now_ms = ps.state.last_received_ms.max(record.received_at_ms);
+                let now_s = seconds(now_ms);
+                for mut event in record.events {
+                    let fp = event_fingerprint(&event.event_id);
+                    if ps.dedup.first_sighting(fp, now_s) {
+                        if let (Cost::Pending, Some(book)) = (event.cost, prices) {
+                            book.price(&mut event);
+                        }
+                        fresh.push(event);
+                        dedup_new.push((fp, now_s));
+                    } else {
+                        dups += 1;
+                    }
+                }
+                ps.state.next_offset = record.offset + 1;
+                ps.state.last_received_ms = now_ms;
+            }
+            let now_s = seconds(ps.state.last_received_ms);
+            ps.dedup.evict(now_s, 1);
+            ps.state.events_applied += fresh.len() as u64;
+            ps.state.duplicates_dropped += dups;
+            applied += fresh.len() as u64;
+            duplicates += dups;
+            commit.partitions.insert(
+                partition,
+                PartitionCommit {
+                    base_offset: ps.committed,
+                    deltas: fold(&fresh),
+                    dedup_new,
+                    dedup_horizon_s: ps.dedup.horizon(now_s),
+                    state: ps.state.clone(),
+                },
+            );
+        }
+        metrics::counter!(m::EVENTS_APPLIED).increment(applied);
         metrics::counter!(m::DUPLICATES).increment(duplicates);
-        ProjectionCommit {
-            deltas: fold(fresh),
-            dedup_new,
-            dedup_horizon_s: self.dedup.horizon(now_s),
-            position: self.position.clone(),
-            last_received_ms: self.last_received_ms,
-            events_applied: self.applied,
-            duplicates_dropped: self.duplicates,
+        commit
+    }
+
+    /// Marks a commit as landed.
+    fn committed(&mut self, commit: &ProjectionCommit) {
+        for (partition, c) in &commit.partitions {
+            if let Some(ps) = self.partitions.get_mut(partition) {
+                ps.committed = c.state.next_offset;
+            }
         }
+    }
+}
+
+/// Why a session ended without a storage error.
+enum SessionEnd {
+    Shutdown,
+    /// The log's partition ownership changed: reload state for the new partitions.
+    Rebalanced,
+}
+
+/// Resolves when ownership changes; never, for a log whose ownership is fixed.
+async fn ownership_changed(ownership: &mut watch::Receiver<Ownership>) {
+    if ownership.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -144,7 +266,8 @@ impl Projector {
     }
 
     /// Runs until `shutdown` turns true. Storage failures are retried with capped exponential
-    /// backoff, each time resuming from the last committed checkpoint.
+    /// backoff, each time resuming from the last committed checkpoint; a rebalance resumes at
+    /// once from the checkpoints of the newly owned partitions.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -152,10 +275,19 @@ impl Projector {
                 return;
             }
             match self.run_session(&mut shutdown).await {
-                Ok(()) => return,
+                Ok(SessionEnd::Shutdown) => return,
+                Ok(SessionEnd::Rebalanced) => {
+                    info!("partition ownership changed; reloading checkpoints");
+                    metrics::counter!(m::REBALANCES).increment(1);
+                }
                 Err(err) => {
-                    warn!(error = %err, backoff_ms = backoff.as_millis() as u64, "projector storage failure; resuming from the last checkpoint");
-                    metrics::counter!(m::COMMIT_FAILURES).increment(1);
+                    if matches!(err, StoreError::Conflict(_)) {
+                        warn!(error = %err, "another projector moved a partition; reloading");
+                        metrics::counter!(m::FENCED).increment(1);
+                    } else {
+                        warn!(error = %err, backoff_ms = backoff.as_millis() as u64, "projector storage failure; resuming from the last checkpoint");
+                        metrics::counter!(m::COMMIT_FAILURES).increment(1);
+                    }
                     self.status
                         .send_modify(|s| s.last_error = Some(err.to_string()));
                     tokio::select! {
@@ -168,26 +300,39 @@ impl Projector {
         }
     }
 
-    /// One pass from the stored checkpoint until shutdown (`Ok`) or a storage error (`Err`).
-    async fn run_session(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), StoreError> {
-        let state = self.store.load_state(self.config.dedup_window_s).await?;
-        let mut session = Session::resume(state, self.config.dedup_window_s);
+    /// One pass from the stored checkpoint until shutdown, a rebalance or a storage error.
+    async fn run_session(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<SessionEnd, StoreError> {
+        let mut ownership = self.log.ownership();
+        let owned = ownership.borrow_and_update().clone();
+        let state = tokio::select! {
+            s = self.store.load_state(self.config.dedup_window_s, &owned.partitions) => s?,
+            _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
+        };
+        let mut session = Session::resume(state, owned.partitions, self.config.dedup_window_s);
         info!(
-            events_applied = session.applied,
-            dedup_entries = session.dedup.len(),
+            generation = owned.generation,
+            partitions = session.partitions.len(),
+            events_applied = session.applied(),
+            dedup_entries = session.dedup_len(),
             "projector resumed from checkpoint"
         );
         self.status.send_modify(|s| {
-            s.events_applied = session.applied;
-            s.duplicates_dropped = session.duplicates;
+            s.events_applied = session.applied();
+            s.duplicates_dropped = session.duplicates();
             s.started = true;
-            s.position = session.position.clone();
+            s.position = session.position();
+            s.generation = owned.generation;
         });
         let mut batch = self.config.max_batch_events;
         loop {
+            let position = session.position();
             let records = tokio::select! {
-                r = self.log.read(&session.position, batch, self.config.idle_wait) => r?,
-                _ = shutdown.changed() => return Ok(()),
+                r = self.log.read(&position, batch, self.config.idle_wait) => r?,
+                _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
+                _ = ownership_changed(&mut ownership) => return Ok(SessionEnd::Rebalanced),
             };
             // Behind (a full read): larger commits, so each rollup row written absorbs more
             // events. Caught up: back to the base size for the best freshness.
@@ -197,27 +342,39 @@ impl Projector {
             } else {
                 self.config.max_batch_events
             };
-            let consumed = session.applied + session.duplicates;
-            metrics::gauge!(m::LAG_EVENTS)
-                .set(self.log.appended_events().saturating_sub(consumed) as f64);
+            let lag = self.log.lag(&position).unwrap_or_else(|| {
+                let consumed = session.applied() + session.duplicates();
+                self.log.appended_events().saturating_sub(consumed)
+            });
+            metrics::gauge!(m::LAG_EVENTS).set(lag as f64);
             if records.is_empty() {
                 if *shutdown.borrow() {
-                    return Ok(());
+                    return Ok(SessionEnd::Shutdown);
                 }
                 continue;
             }
-            let commit = session.fold(&records);
+            if ownership.has_changed().unwrap_or(false) {
+                return Ok(SessionEnd::Rebalanced);
+            }
+            let book = self.config.prices.as_ref().map(|p| p.current());
+            let commit = session.fold(records, book.as_deref());
+            if commit.partitions.is_empty() {
+                continue;
+            }
             let started = Instant::now();
-            self.store.commit(commit).await?;
+            self.store.commit(commit.clone()).await?;
+            session.committed(&commit);
             metrics::histogram!(m::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
             metrics::counter!(m::COMMITS).increment(1);
-            metrics::gauge!(m::DEDUP_ENTRIES).set(session.dedup.len() as f64);
+            metrics::gauge!(m::DEDUP_ENTRIES).set(session.dedup_len() as f64);
+            let position = session.position();
+            self.log.projected(&position).await;
             self.status.send_modify(|s| {
-                s.events_applied = session.applied;
-                s.duplicates_dropped = session.duplicates;
+                s.events_applied = session.applied();
+                s.duplicates_dropped = session.duplicates();
                 s.last_commit = Some(Instant::now());
                 s.last_error = None;
-                s.position = session.position.clone();
+                s.position = position;
             });
         }
     }
@@ -240,12 +397,18 @@ pub async fn rebuild(
 ) -> Result<RebuildReport, StoreError> {
     let started = Instant::now();
     store.reset().await?;
-    let target = log.appended_events();
+    let target = log.end().await?;
     let (projector, mut status) = Projector::new(log, store, config);
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(projector.run(stop_rx));
     let done = status
-        .wait_for(|s| s.started && s.events_consumed() >= target)
+        .wait_for(|s| {
+            s.started
+                && target
+                    .0
+                    .iter()
+                    .all(|(p, end)| s.position.next_offset(*p) >= *end)
+        })
         .await
         .map(|s| s.clone())
         .map_err(|_| StoreError::Backend("projector stopped during rebuild".into()));

@@ -194,8 +194,8 @@ struct Flaky {
 
 #[async_trait]
 impl AnalyticsStore for Flaky {
-    async fn load_state(&self, w: u32) -> StoreResult<ProjectorState> {
-        self.inner.load_state(w).await
+    async fn load_state(&self, w: u32, p: &Partitions) -> StoreResult<ProjectorState> {
+        self.inner.load_state(w, p).await
     }
     async fn commit(&self, c: ProjectionCommit) -> StoreResult<()> {
         match self.calls.fetch_add(1, Ordering::SeqCst) % 4 {

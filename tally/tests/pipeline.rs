@@ -405,7 +405,13 @@ async fn retention_prunes_old_data_and_the_pipeline_carries_on() {
     let old = corpus(600, 21);
     send_with_duplicates(&app, &old, 100).await;
     app.wait_projected().await;
-    let consumed = app.stores.analytics.load_state(0).await.unwrap().position;
+    let consumed = app
+        .stores
+        .analytics
+        .load_state(0, &tally_core::store::Partitions::All)
+        .await
+        .unwrap()
+        .position();
     // As if 100 days had passed with a 90-day retention: every record and row is old.
     let later = Utc::now() + Duration::days(100);
     let pruned = tally::retention::prune_once(&app.stores, later, Duration::days(90), &consumed)

@@ -2,6 +2,7 @@
 //! commit is atomic and exactly-once.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use clickhouse::{Client, Row};
@@ -13,8 +14,8 @@ use crate::hll::Hll;
 use crate::rollup::{Dims, Resolution, Rollup, RollupKey, RollupRow};
 use crate::sketch::LatencySketch;
 use crate::store::{
-    AnalyticsStore, LogPosition, ProjectionCommit, ProjectorState, ScanRequest, StoreError,
-    StoreResult,
+    AnalyticsStore, PartitionState, Partitions, ProjectionCommit, ProjectorState, ScanRequest,
+    StoreError, StoreResult,
 };
 
 const TABLE: &str = "tally_projection";
@@ -36,6 +37,7 @@ struct ProjectionRow {
     model: String,
     provider: String,
     environment: String,
+    log_partition: i32,
     version: u64,
     requests: u64,
     errors: u64,
@@ -54,45 +56,49 @@ struct ProjectionRow {
     payload: Vec<u8>,
 }
 
-const COLUMNS: &str = "kind, resolution, feature, bucket, model, provider, environment, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced";
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Checkpoint {
-    position: LogPosition,
-    last_received_ms: i64,
-    events_applied: u64,
-    duplicates_dropped: u64,
-}
+const COLUMNS: &str = "kind, resolution, feature, bucket, model, provider, environment, log_partition, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced";
 
 pub struct ClickHouseAnalyticsStore {
     client: Client,
+    commits: AtomicU64,
 }
 
 impl ClickHouseAnalyticsStore {
     /// Wraps a client of a migrated database ([`super::migrate`]).
     pub fn new(client: Client) -> Self {
-        ClickHouseAnalyticsStore { client }
+        ClickHouseAnalyticsStore {
+            client,
+            commits: AtomicU64::new(0),
+        }
     }
 
     async fn rows(&self, sql: &str) -> StoreResult<Vec<ProjectionRow>> {
         Ok(self.client.query(sql).fetch_all::<ProjectionRow>().await?)
     }
 
-    async fn current_version(&self) -> StoreResult<u64> {
-        let sql = format!("SELECT max(version) FROM {TABLE} WHERE kind = {KIND_CHECKPOINT}");
-        Ok(self.client.query(&sql).fetch_one::<u64>().await?)
+    /// Stored `next_offset` per partition (absent: never committed).
+    async fn stored_offsets(&self, partitions: &[i32]) -> StoreResult<BTreeMap<i32, i64>> {
+        let sql = format!(
+            "SELECT log_partition, max(version) FROM {TABLE} WHERE kind = {KIND_CHECKPOINT} AND log_partition IN ({}) GROUP BY log_partition",
+            list(partitions)
+        );
+        let rows = self.client.query(&sql).fetch_all::<(i32, u64)>().await?;
+        Ok(rows.into_iter().map(|(p, v)| (p, v as i64)).collect())
     }
 
-    /// The stored rows for the keys of `deltas`, fetched per resolution over the touched
-    /// buckets and features (then matched exactly in memory).
+    /// The stored rows for the keys of `commit`, per partition, fetched per resolution over
+    /// the touched buckets and features (then matched exactly in memory).
     async fn existing(
         &self,
-        deltas: &BTreeMap<RollupKey, Rollup>,
-    ) -> StoreResult<BTreeMap<RollupKey, Rollup>> {
+        commit: &ProjectionCommit,
+    ) -> StoreResult<BTreeMap<(i32, RollupKey), Rollup>> {
         let mut out = BTreeMap::new();
+        let partitions: Vec<i32> = commit.partitions.keys().copied().collect();
         for resolution in Resolution::ALL {
-            let keys: Vec<&RollupKey> = deltas
-                .keys()
+            let keys: Vec<&RollupKey> = commit
+                .partitions
+                .values()
+                .flat_map(|p| p.deltas.keys())
                 .filter(|k| k.resolution == resolution)
                 .collect();
             let (Some(min), Some(max)) = (
@@ -102,24 +108,38 @@ impl ClickHouseAnalyticsStore {
                 continue;
             };
             let features: BTreeSet<&str> = keys.iter().map(|k| k.dims.feature.as_str()).collect();
-            let list = features
+            let features = features
                 .iter()
                 .map(|f| quote(f))
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
-                "SELECT {COLUMNS}, latency, users, '' FROM {TABLE} FINAL WHERE kind = {KIND_ROLLUP} AND resolution = {} AND bucket >= {min} AND bucket <= {max} AND feature IN ({list})",
-                resolution.seconds()
+                "SELECT {COLUMNS}, latency, users, '' FROM {TABLE} FINAL WHERE kind = {KIND_ROLLUP} AND resolution = {} AND bucket >= {min} AND bucket <= {max} AND feature IN ({features}) AND log_partition IN ({})",
+                resolution.seconds(),
+                list(&partitions),
             );
             for row in self.rows(&sql).await? {
+                let partition = row.log_partition;
                 let (key, rollup) = decode(row, true)?;
-                if deltas.contains_key(&key) {
-                    out.insert(key, rollup);
+                let touched = commit
+                    .partitions
+                    .get(&partition)
+                    .is_some_and(|p| p.deltas.contains_key(&key));
+                if touched {
+                    out.insert((partition, key), rollup);
                 }
             }
         }
         Ok(out)
     }
+}
+
+fn list(partitions: &[i32]) -> String {
+    partitions
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A ClickHouse string literal.
@@ -167,7 +187,7 @@ fn decode(row: ProjectionRow, with_sketches: bool) -> StoreResult<(RollupKey, Ro
     Ok((key, rollup))
 }
 
-fn encode(key: &RollupKey, r: &Rollup, version: u64) -> ProjectionRow {
+fn encode(key: &RollupKey, r: &Rollup, partition: i32, version: u64) -> ProjectionRow {
     ProjectionRow {
         kind: KIND_ROLLUP,
         resolution: key.resolution.seconds() as u32,
@@ -176,6 +196,7 @@ fn encode(key: &RollupKey, r: &Rollup, version: u64) -> ProjectionRow {
         model: key.dims.model.clone(),
         provider: key.dims.provider.clone(),
         environment: key.dims.environment.as_str().to_string(),
+        log_partition: partition,
         version,
         requests: r.requests,
         errors: r.errors,
@@ -195,77 +216,97 @@ fn encode(key: &RollupKey, r: &Rollup, version: u64) -> ProjectionRow {
 #[async_trait]
 impl AnalyticsStore for ClickHouseAnalyticsStore {
     #[instrument(name = "clickhouse.load_state", skip_all, err)]
-    async fn load_state(&self, dedup_window_s: u32) -> StoreResult<ProjectorState> {
+    async fn load_state(
+        &self,
+        dedup_window_s: u32,
+        partitions: &Partitions,
+    ) -> StoreResult<ProjectorState> {
         let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_CHECKPOINT}");
-        let Some(row) = self.rows(&sql).await?.into_iter().next() else {
-            return Ok(ProjectorState::default());
-        };
-        let cp: Checkpoint = serde_json::from_slice(&row.payload)
-            .map_err(|e| StoreError::Corrupt(format!("checkpoint: {e}")))?;
-        let since_s = ((cp.last_received_ms / 1000) as u32).saturating_sub(dedup_window_s);
-        let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_DEDUP} AND bucket >= {since_s}");
-        let mut dedup = Vec::new();
-        for chunk in self.rows(&sql).await? {
-            crate::codec::decode_dedup_chunk(&chunk.payload, since_s, &mut dedup)?;
+        let mut state = ProjectorState::default();
+        for row in self.rows(&sql).await? {
+            if !partitions.contains(row.log_partition) {
+                continue;
+            }
+            let ps: PartitionState = serde_json::from_slice(&row.payload)
+                .map_err(|e| StoreError::Corrupt(format!("checkpoint: {e}")))?;
+            state.partitions.insert(row.log_partition, ps);
         }
-        Ok(ProjectorState {
-            position: cp.position,
-            last_received_ms: cp.last_received_ms,
-            events_applied: cp.events_applied,
-            duplicates_dropped: cp.duplicates_dropped,
-            dedup,
-        })
+        for (partition, ps) in &mut state.partitions {
+            let since_s = ((ps.last_received_ms / 1000) as u32).saturating_sub(dedup_window_s);
+            // Chunks beyond the checkpoint cannot exist: each was inserted with its checkpoint.
+            let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_DEDUP} AND log_partition = {partition} AND bucket >= {since_s} AND version <= {}", ps.next_offset);
+            for chunk in self.rows(&sql).await? {
+                crate::codec::decode_dedup_chunk(&chunk.payload, since_s, &mut ps.dedup)?;
+            }
+        }
+        Ok(state)
     }
 
-    #[instrument(name = "clickhouse.commit", skip_all, fields(rows = c.deltas.len()), err)]
+    #[instrument(name = "clickhouse.commit", skip_all, fields(rows = c.rows()), err)]
     async fn commit(&self, c: ProjectionCommit) -> StoreResult<()> {
-        if c.deltas.len() + 2 > MAX_ROWS_PER_COMMIT {
+        if c.rows() + 2 * c.partitions.len() > MAX_ROWS_PER_COMMIT {
             return Err(StoreError::invalid("projector_batch_events", "a commit would exceed one atomic ClickHouse insert; lower TALLY_PROJECTOR_BATCH_EVENTS"));
         }
-        let version = self.current_version().await? + 1;
-        let mut merged = self.existing(&c.deltas).await?;
-        crate::rollup::apply(&mut merged, c.deltas);
-        let checkpoint = Checkpoint {
-            position: c.position,
-            last_received_ms: c.last_received_ms,
-            events_applied: c.events_applied,
-            duplicates_dropped: c.duplicates_dropped,
-        };
-        let mut insert = self.client.insert::<ProjectionRow>(TABLE).await?;
-        for (key, rollup) in &merged {
-            insert.write(&encode(key, rollup, version)).await?;
+        let partitions: Vec<i32> = c.partitions.keys().copied().collect();
+        let stored = self.stored_offsets(&partitions).await?;
+        for (partition, pc) in &c.partitions {
+            let at = stored.get(partition).copied().unwrap_or(0);
+            if at != pc.base_offset {
+                return Err(StoreError::Conflict(format!(
+                    "log partition {partition} is at offset {at}, not {}: another projector moved it",
+                    pc.base_offset
+                )));
+            }
         }
-        if let Some(max_seen) = c.dedup_new.iter().map(|(_, s)| *s).max() {
+        let mut merged = self.existing(&c).await?;
+        let mut insert = self.client.insert::<ProjectionRow>(TABLE).await?;
+        for (partition, pc) in &c.partitions {
+            let version = u64::try_from(pc.state.next_offset)
+                .map_err(|_| StoreError::invalid("offset", "is negative"))?;
+            for (key, delta) in &pc.deltas {
+                let row = merged.entry((*partition, key.clone())).or_default();
+                row.merge(delta);
+                insert.write(&encode(key, row, *partition, version)).await?;
+            }
+            if let Some(max_seen) = pc.dedup_new.iter().map(|(_, s)| *s).max() {
+                insert
+                    .write(&ProjectionRow {
+                        kind: KIND_DEDUP,
+                        feature: format!("chunk-{version}"),
+                        bucket: i64::from(max_seen),
+                        log_partition: *partition,
+                        version,
+                        cost_pico: "0".into(),
+                        payload: crate::codec::encode_dedup_chunk(&pc.dedup_new),
+                        ..ProjectionRow::default()
+                    })
+                    .await?;
+            }
             insert
                 .write(&ProjectionRow {
-                    kind: KIND_DEDUP,
-                    feature: format!("chunk-{version}"),
-                    bucket: i64::from(max_seen),
+                    kind: KIND_CHECKPOINT,
+                    log_partition: *partition,
                     version,
                     cost_pico: "0".into(),
-                    payload: crate::codec::encode_dedup_chunk(&c.dedup_new),
+                    payload: serde_json::to_vec(&pc.state)
+                        .map_err(|e| StoreError::Backend(e.to_string()))?,
                     ..ProjectionRow::default()
                 })
                 .await?;
         }
-        insert
-            .write(&ProjectionRow {
-                kind: KIND_CHECKPOINT,
-                version,
-                cost_pico: "0".into(),
-                payload: serde_json::to_vec(&checkpoint)
-                    .map_err(|e| StoreError::Backend(e.to_string()))?,
-                ..ProjectionRow::default()
-            })
-            .await?;
         insert.end().await?;
-        if version % DEDUP_CLEANUP_EVERY == 0 {
-            let sql = format!(
-                "ALTER TABLE {TABLE} DELETE WHERE kind = {KIND_DEDUP} AND bucket < {}",
-                c.dedup_horizon_s
-            );
-            if let Err(err) = self.client.query(&sql).execute().await {
-                tracing::warn!(error = %err, "failed to schedule deletion of expired dedup chunks");
+        merged.clear();
+        if self.commits.fetch_add(1, Ordering::Relaxed) % DEDUP_CLEANUP_EVERY
+            == DEDUP_CLEANUP_EVERY - 1
+        {
+            for (partition, pc) in &c.partitions {
+                let sql = format!(
+                    "ALTER TABLE {TABLE} DELETE WHERE kind = {KIND_DEDUP} AND log_partition = {partition} AND bucket < {}",
+                    pc.dedup_horizon_s
+                );
+                if let Err(err) = self.client.query(&sql).execute().await {
+                    tracing::warn!(error = %err, "failed to schedule deletion of expired dedup chunks");
+                }
             }
         }
         Ok(())
@@ -291,7 +332,9 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
         } else {
             "'', ''"
         };
-        let mut out = Vec::new();
+        // One row per (key, log partition): partitions are merged here, so callers see one
+        // row per key exactly as from the embedded store.
+        let mut out: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
         for span in request.spans.iter().filter(|s| s.from < s.to) {
             let sql = format!(
                 "SELECT {COLUMNS}, {sketches}, '' FROM {TABLE} FINAL WHERE kind = {KIND_ROLLUP} AND resolution = {} AND bucket >= {} AND bucket < {}{filters}",
@@ -301,10 +344,18 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
             );
             for row in self.rows(&sql).await? {
                 let (key, rollup) = decode(row, request.with_sketches)?;
-                out.push(RollupRow { key, rollup });
+                match out.get_mut(&key) {
+                    Some(existing) => existing.merge(&rollup),
+                    None => {
+                        out.insert(key, rollup);
+                    }
+                }
             }
         }
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .map(|(key, rollup)| RollupRow { key, rollup })
+            .collect())
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -1,16 +1,25 @@
 //! The analytics store on ClickHouse (distributed mode).
 //!
 //! **Exactly-once effect.** Everything a projector commit changes — the full merged state of
-//! every touched rollup row, the checkpoint (log positions and counters) and a chunk of dedup
-//! fingerprints — is written by **one `INSERT`** into one unpartitioned `ReplacingMergeTree`
-//! table, with `version` = the commit's sequence number. ClickHouse applies an insert of fewer
-//! than `max_insert_block_size` rows into one partition atomically, so a commit is visible
-//! entirely or not at all. On start the projector reads its checkpoint from this table (never
-//! from the broker's committed offsets), so a crash between the insert and anything after it
-//! resumes exactly after the last insert that landed; an insert whose outcome was unknown is
-//! re-read, not re-applied, because the projector reloads state after any failure. Reads use
-//! `FINAL`, so superseded versions of a row are never counted. No materialized views: every
+//! every touched rollup row, each log partition's checkpoint (next offset, log clock, counters)
+//! and a chunk of its dedup fingerprints — is written by **one `INSERT`** into one
+//! unpartitioned `ReplacingMergeTree(version)` table. ClickHouse applies an insert of fewer than
+//! `max_insert_block_size` rows into one partition atomically, so a commit is visible entirely
+//! or not at all. On start (and after any failure or rebalance) a projector reads its
+//! checkpoints from this table, never from the broker's committed offsets, so a crash between
+//! the insert and anything after it resumes exactly after the last insert that landed. Reads
+//! use `FINAL`, so superseded versions of a row are never counted. No materialized views: every
 //! duplicate delivery would be counted forever.
+//!
+//! **Several projectors.** Rows are kept per log partition (`log_partition` is part of the
+//! key), so only the partition's owner writes them; queries merge partitions in Rust. A row's
+//! `version` is its partition's next offset after the commit that wrote it, and its content is
+//! a deterministic function of the partition's records before that offset (dedup runs on the
+//! partition's own log clock). Two projectors that briefly both believe they own a partition
+//! (a rebalance racing a slow commit) therefore write identical rows for the same version, and
+//! the newest version is the true state; a commit whose base offset is no longer the stored
+//! checkpoint is refused (`Conflict`), and the projector reloads. Rebuild truncates the table:
+//! stop the projectors first.
 //!
 //! Rows are merged in Rust (the sketches are Tally's own, identical to the embedded store), so
 //! both modes report exactly the same numbers. SQL stays within what ClickHouse 18.16 runs:

@@ -8,6 +8,11 @@
 //! event, about 12 bytes on disk per event in the window); chunks entirely older than the window
 //! are deleted in the same commit. Pages are 16 KiB and the writer's page cache may grow to
 //! 256 MiB (readers 64 MiB): the cache only fills up to the rows actually touched.
+//!
+//! The checkpoint is one row per log partition (`projector_partitions`), and dedup chunks are
+//! tagged with their partition. A commit whose `base_offset` differs from the stored offset is
+//! refused inside the transaction (a real compare-and-set). One projector writes a data
+//! directory, so rollup rows merge all partitions.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -22,8 +27,8 @@ use crate::hll::Hll;
 use crate::rollup::{Dims, Rollup, RollupKey, RollupRow};
 use crate::sketch::LatencySketch;
 use crate::store::{
-    AnalyticsStore, LogPosition, ProjectionCommit, ProjectorState, ScanRequest, StoreError,
-    StoreResult,
+    AnalyticsStore, LogPosition, PartitionState, Partitions, ProjectionCommit, ProjectorState,
+    ScanRequest, StoreError, StoreResult,
 };
 
 const SCHEMA: &str = "
@@ -48,9 +53,9 @@ CREATE TABLE IF NOT EXISTS rollups (
     PRIMARY KEY (resolution, feature, bucket, model, provider, environment)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rollups_by_time ON rollups (resolution, bucket);
-CREATE TABLE IF NOT EXISTS projector_meta (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    position TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS projector_partitions (
+    log_partition INTEGER PRIMARY KEY,
+    next_offset INTEGER NOT NULL,
     last_received_ms INTEGER NOT NULL,
     events_applied INTEGER NOT NULL,
     duplicates_dropped INTEGER NOT NULL
@@ -58,10 +63,58 @@ CREATE TABLE IF NOT EXISTS projector_meta (
 CREATE TABLE IF NOT EXISTS dedup_chunks (
     id INTEGER PRIMARY KEY,
     max_seen_s INTEGER NOT NULL,
-    entries BLOB NOT NULL
+    entries BLOB NOT NULL,
+    log_partition INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS dedup_chunks_by_time ON dedup_chunks (max_seen_s);
 ";
+
+/// Data directories written before checkpoints were kept per log partition had one
+/// `projector_meta` row and partition-less dedup chunks (all of partition 0, the only partition
+/// of the embedded log). Converted in one transaction on open.
+fn upgrade_layout(conn: &mut Connection) -> StoreResult<()> {
+    let has_column = |conn: &Connection, table: &str, column: &str| -> StoreResult<bool> {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(1))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(names.iter().any(|n| n == column))
+    };
+    let tx = conn.transaction()?;
+    if !has_column(&tx, "dedup_chunks", "log_partition")? {
+        tx.execute_batch(
+            "ALTER TABLE dedup_chunks ADD COLUMN log_partition INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    let old_meta: bool = tx.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'projector_meta'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if old_meta {
+        let row = tx
+            .query_row(
+                "SELECT position, last_received_ms, events_applied, duplicates_dropped FROM projector_meta WHERE id = 1",
+                [],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)),
+            )
+            .optional()?;
+        if let Some((position, last_ms, applied, dups)) = row {
+            let position: LogPosition = serde_json::from_str(&position)
+                .map_err(|e| StoreError::Corrupt(format!("checkpoint: {e}")))?;
+            for (i, (partition, next)) in position.0.iter().enumerate() {
+                let (a, d) = if i == 0 { (applied, dups) } else { (0, 0) };
+                tx.execute(
+                    "INSERT OR REPLACE INTO projector_partitions VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![partition, next, last_ms, a, d],
+                )?;
+            }
+        }
+        tx.execute_batch("DROP TABLE projector_meta")?;
+    }
+    tx.commit()?;
+    Ok(())
+}
 
 /// Rows carry sketch blobs of a few hundred bytes to 16 KiB; 16 KiB pages keep most of them off
 /// overflow chains.
@@ -78,8 +131,9 @@ pub struct SqliteAnalyticsStore {
 impl SqliteAnalyticsStore {
     pub fn open(dir: &Path) -> StoreResult<SqliteAnalyticsStore> {
         let path = dir.join("analytics.db");
-        let writer = open_with(&path, 256, PAGE_SIZE)?;
+        let mut writer = open_with(&path, 256, PAGE_SIZE)?;
         writer.execute_batch(SCHEMA)?;
+        upgrade_layout(&mut writer)?;
         Ok(SqliteAnalyticsStore {
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
@@ -194,58 +248,96 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Sto
     Ok(())
 }
 
-fn load_state(conn: &Connection, window_s: u32) -> StoreResult<ProjectorState> {
-    let meta = conn
-        .query_row(
-            "SELECT position, last_received_ms, events_applied, duplicates_dropped FROM projector_meta WHERE id = 1",
-            [],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)),
-        )
-        .optional()?;
-    let Some((position, last_received_ms, applied, dups)) = meta else {
-        return Ok(ProjectorState::default());
-    };
-    let position: LogPosition = serde_json::from_str(&position)
-        .map_err(|e| StoreError::Corrupt(format!("checkpoint: {e}")))?;
-    let since_s = ((last_received_ms / 1000) as u32).saturating_sub(window_s);
-    let mut dedup = Vec::new();
-    let mut stmt =
-        conn.prepare("SELECT entries FROM dedup_chunks WHERE max_seen_s >= ?1 ORDER BY id")?;
-    let mut rows = stmt.query(params![since_s])?;
-    while let Some(row) = rows.next()? {
-        let bytes: Vec<u8> = row.get(0)?;
-        crate::codec::decode_dedup_chunk(&bytes, since_s, &mut dedup)?;
+fn load_state(
+    conn: &Connection,
+    window_s: u32,
+    partitions: &Partitions,
+) -> StoreResult<ProjectorState> {
+    let mut state = ProjectorState::default();
+    let mut stmt = conn.prepare("SELECT log_partition, next_offset, last_received_ms, events_applied, duplicates_dropped FROM projector_partitions")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let partition: i32 = r.get(0)?;
+        if !partitions.contains(partition) {
+            continue;
+        }
+        let ps = PartitionState {
+            next_offset: r.get(1)?,
+            last_received_ms: r.get(2)?,
+            events_applied: r.get::<_, i64>(3)? as u64,
+            duplicates_dropped: r.get::<_, i64>(4)? as u64,
+            dedup: Vec::new(),
+        };
+        state.partitions.insert(partition, ps);
     }
-    Ok(ProjectorState {
-        position,
-        last_received_ms,
-        events_applied: applied as u64,
-        duplicates_dropped: dups as u64,
-        dedup,
-    })
+    let mut stmt = conn.prepare(
+        "SELECT entries FROM dedup_chunks WHERE log_partition = ?1 AND max_seen_s >= ?2 ORDER BY id",
+    )?;
+    for (partition, ps) in &mut state.partitions {
+        let since_s = ((ps.last_received_ms / 1000) as u32).saturating_sub(window_s);
+        let mut rows = stmt.query(params![partition, since_s])?;
+        while let Some(row) = rows.next()? {
+            let bytes: Vec<u8> = row.get(0)?;
+            crate::codec::decode_dedup_chunk(&bytes, since_s, &mut ps.dedup)?;
+        }
+    }
+    Ok(state)
 }
 
 fn commit(conn: &mut Connection, c: &ProjectionCommit) -> StoreResult<()> {
     let tx = conn.transaction()?;
-    for (key, delta) in &c.deltas {
+    for (partition, pc) in &c.partitions {
+        let stored: i64 = tx
+            .query_row(
+                "SELECT next_offset FROM projector_partitions WHERE log_partition = ?1",
+                params![partition],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        if stored != pc.base_offset {
+            return Err(StoreError::Conflict(format!(
+                "log partition {partition} is at offset {stored}, not {}: another projector moved it",
+                pc.base_offset
+            )));
+        }
+    }
+    // One projector writes this store, so rows are not kept per partition: the partitions'
+    // deltas are merged before they touch a row.
+    let mut deltas = std::collections::BTreeMap::new();
+    for pc in c.partitions.values() {
+        crate::rollup::apply(&mut deltas, pc.deltas.clone());
+    }
+    for (key, delta) in &deltas {
         merge_row(&tx, key, delta)?;
     }
-    if let Some(max_seen) = c.dedup_new.iter().map(|(_, s)| *s).max() {
+    for (partition, pc) in &c.partitions {
+        if let Some(max_seen) = pc.dedup_new.iter().map(|(_, s)| *s).max() {
+            tx.execute(
+                "INSERT INTO dedup_chunks (max_seen_s, entries, log_partition) VALUES (?1, ?2, ?3)",
+                params![
+                    max_seen,
+                    crate::codec::encode_dedup_chunk(&pc.dedup_new),
+                    partition
+                ],
+            )?;
+        }
         tx.execute(
-            "INSERT INTO dedup_chunks (max_seen_s, entries) VALUES (?1, ?2)",
-            params![max_seen, crate::codec::encode_dedup_chunk(&c.dedup_new)],
+            "DELETE FROM dedup_chunks WHERE log_partition = ?1 AND max_seen_s < ?2",
+            params![partition, pc.dedup_horizon_s],
+        )?;
+        let s = &pc.state;
+        tx.execute(
+            "INSERT OR REPLACE INTO projector_partitions VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                partition,
+                s.next_offset,
+                s.last_received_ms,
+                s.events_applied as i64,
+                s.duplicates_dropped as i64
+            ],
         )?;
     }
-    tx.execute(
-        "DELETE FROM dedup_chunks WHERE max_seen_s < ?1",
-        params![c.dedup_horizon_s],
-    )?;
-    let position =
-        serde_json::to_string(&c.position).map_err(|e| StoreError::Backend(e.to_string()))?;
-    tx.execute(
-        "INSERT OR REPLACE INTO projector_meta (id, position, last_received_ms, events_applied, duplicates_dropped) VALUES (1, ?1, ?2, ?3, ?4)",
-        params![position, c.last_received_ms, c.events_applied as i64, c.duplicates_dropped as i64],
-    )?;
     tx.commit()?;
     Ok(())
 }
@@ -312,12 +404,24 @@ fn scan(conn: &Connection, req: &ScanRequest) -> StoreResult<Vec<RollupRow>> {
 
 #[async_trait]
 impl AnalyticsStore for SqliteAnalyticsStore {
-    async fn load_state(&self, dedup_window_s: u32) -> StoreResult<ProjectorState> {
+    async fn load_state(
+        &self,
+        dedup_window_s: u32,
+        partitions: &Partitions,
+    ) -> StoreResult<ProjectorState> {
         let writer = self.writer.clone();
-        blocking(move || load_state(&*writer.lock().map_err(|_| poisoned())?, dedup_window_s)).await
+        let partitions = partitions.clone();
+        blocking(move || {
+            load_state(
+                &*writer.lock().map_err(|_| poisoned())?,
+                dedup_window_s,
+                &partitions,
+            )
+        })
+        .await
     }
 
-    #[instrument(name = "analytics.commit", skip_all, fields(rows = c.deltas.len(), dedup = c.dedup_new.len()), err)]
+    #[instrument(name = "analytics.commit", skip_all, fields(rows = c.rows(), dedup = c.dedup_entries()), err)]
     async fn commit(&self, c: ProjectionCommit) -> StoreResult<()> {
         let writer = self.writer.clone();
         blocking(move || commit(&mut *writer.lock().map_err(|_| poisoned())?, &c)).await
@@ -338,7 +442,7 @@ impl AnalyticsStore for SqliteAnalyticsStore {
     async fn ping(&self) -> StoreResult<()> {
         let conn = self.reader()?;
         let (conn, result) = tokio::task::spawn_blocking(move || {
-            let result = conn.query_row("SELECT count(*) FROM projector_meta", [], |r| {
+            let result = conn.query_row("SELECT count(*) FROM projector_partitions", [], |r| {
                 r.get::<_, i64>(0)
             });
             (conn, result)
@@ -367,7 +471,7 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         let writer = self.writer.clone();
         blocking(move || {
             let conn = writer.lock().map_err(|_| poisoned())?;
-            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM projector_meta; DELETE FROM dedup_chunks; COMMIT;")?;
+            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; COMMIT;")?;
             Ok(())
         })
         .await

@@ -237,6 +237,15 @@ impl EventLog for SqliteEventLog {
         self.appended.load(Ordering::Acquire)
     }
 
+    async fn end(&self) -> StoreResult<LogPosition> {
+        let next = self.head.borrow().next_offset;
+        Ok(LogPosition(if next > 0 {
+            [(0, next)].into_iter().collect()
+        } else {
+            Default::default()
+        }))
+    }
+
     #[instrument(name = "log.prune", skip_all, err)]
     async fn prune(&self, received_before_ms: i64, consumed: &LogPosition) -> StoreResult<u64> {
         let below = consumed.next_offset(0);
