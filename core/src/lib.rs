@@ -3,7 +3,7 @@
 //! What several services need and none owns: the rollup model ([`rollup`]) with its mergeable
 //! sketches ([`sketch`], [`hll`]), pricing ([`pricing`]) over the configuration model
 //! ([`config`]), the storage seams ([`store`]) and their embedded SQLite implementations
-//! ([`embedded`]) and the Postgres config store ([`postgres`]), the one HTTP error shape ([`http`]), the log record codec ([`codec`]) and the injected clock ([`clock`]).
+//! ([`embedded`]) and the Postgres config store ([`postgres`]), the ClickHouse analytics store ([`clickhouse`]), the Kafka event log ([`kafka`]), the one HTTP error shape ([`http`]), the log record codec ([`codec`]) and the injected clock ([`clock`]).
 
 pub mod clickhouse;
 pub mod clock;
@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod hll;
 pub mod http;
+pub mod kafka;
 pub mod postgres;
 pub mod pricing;
 pub mod rollup;

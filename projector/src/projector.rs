@@ -342,10 +342,12 @@ impl Projector {
             } else {
                 self.config.max_batch_events
             };
-            let lag = self.log.lag(&position).unwrap_or_else(|| {
-                let consumed = session.applied() + session.duplicates();
-                self.log.appended_events().saturating_sub(consumed)
-            });
+            let consumed = session.applied() + session.duplicates();
+            let lag = self
+                .log
+                .lag(&position)
+                .unwrap_or(0)
+                .max(self.log.appended_events().saturating_sub(consumed));
             metrics::gauge!(m::LAG_EVENTS).set(lag as f64);
             if records.is_empty() {
                 if *shutdown.borrow() {

@@ -10,5 +10,5 @@ mod routes;
 pub mod state;
 pub mod window;
 
-pub use routes::router;
+pub use routes::{health_router, router};
 pub use state::{PipelineProbe, PipelineStatus, QueryState};

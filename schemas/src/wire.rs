@@ -173,3 +173,41 @@ pub fn usage_event_json_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(UsageEventV1);
     serde_json::to_value(schema).unwrap_or_default()
 }
+
+impl From<&crate::event::UsageEvent> for UsageEventV1 {
+    /// The wire form of a validated event; validating it again gives the same event (the
+    /// reported cost is kept as exact decimal text, latency survives the millisecond float).
+    /// Computed or unpriced cost is not part of the wire form: the Kafka log carries it in a
+    /// header.
+    fn from(e: &crate::event::UsageEvent) -> Self {
+        use crate::event::Cost;
+        UsageEventV1 {
+            schema_version: None,
+            event_id: e.event_id.clone(),
+            occurred_at: DateTime::from_timestamp_micros(e.occurred_at_us).unwrap_or_default(),
+            feature: e.feature.clone(),
+            model: e.model.clone(),
+            provider: e.provider.clone(),
+            environment: e.environment,
+            operation: e.operation,
+            status: e.status,
+            error_type: e.error_type.clone(),
+            latency_ms: e.latency_us as f64 / 1000.0,
+            input_tokens: e.input_tokens,
+            output_tokens: e.output_tokens,
+            cached_input_tokens: (e.cached_input_tokens > 0).then_some(e.cached_input_tokens),
+            cost_usd: match e.cost {
+                Cost::Reported(p) => Some(CostUsd::from_decimal(
+                    &crate::Pico(i128::from(p)).to_decimal_string(),
+                )),
+                _ => None,
+            },
+            user_id: e.user_id.clone(),
+            prompt_id: e.prompt_id.clone(),
+            prompt_version: e.prompt_version.clone().map(PromptVersion),
+            experiment_id: e.experiment_id.clone(),
+            variant: e.variant.clone(),
+            attributes: (!e.attributes.is_empty()).then(|| e.attributes.iter().cloned().collect()),
+        }
+    }
+}

@@ -1,10 +1,15 @@
-//! The `tally` command line: `demo`, `serve`, `rebuild`, `loadgen`, `bench-query`.
+//! The `tally` command line: `demo`, `serve`, `ingest`, `projector`, `query-api`, `rebuild`,
+//! `migrate`, `loadgen`, `bench-query`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
+use tally::startup::Role;
 use tally::{demo, loadgen, startup, telemetry, Application, Settings};
+use tally_core::clock::SystemClock;
 
 #[derive(Parser)]
 #[command(name = "tally", version, about = "Event-sourced AI usage analytics")]
@@ -41,6 +46,21 @@ enum Command {
     },
     /// Serve ingest, projector and query API in one process.
     Serve {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Serve only the ingest API (POST /v1/events → event log), plus health and metrics.
+    Ingest {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Run only the projector (event log → analytics store), with health and metrics over HTTP.
+    Projector {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Serve only the query API (dashboards, spending, model comparison), plus health and metrics.
+    QueryApi {
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -91,13 +111,10 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { server } => {
-            let s = settings(&server)?;
-            telemetry::init_logging(&s.log_format);
-            let app = Application::build(s).await?;
-            println!("tally serving on http://{}", app.local_addr());
-            app.run_until_stopped(shutdown_signal()).await
-        }
+        Command::Serve { server } => serve(&server, Role::All).await,
+        Command::Ingest { server } => serve(&server, Role::Ingest).await,
+        Command::Projector { server } => serve(&server, Role::Projector).await,
+        Command::QueryApi { server } => serve(&server, Role::QueryApi).await,
         Command::Demo {
             server,
             history_days,
@@ -120,10 +137,11 @@ async fn main() -> anyhow::Result<()> {
             let s = settings(&server)?;
             telemetry::init_logging(&s.log_format);
             let stores = startup::Stores::open(&s).await?;
+            stores.prices.refresh(stores.config.as_ref()).await?;
             let report = tally_projector::rebuild(
                 stores.log,
                 stores.analytics,
-                startup::projector_config(&s),
+                startup::projector_config(&s, stores.prices),
             )
             .await?;
             println!(
@@ -169,6 +187,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn serve(server: &ServerArgs, role: Role) -> anyhow::Result<()> {
+    let s = settings(server)?;
+    telemetry::init_logging(&s.log_format);
+    let app = Application::build_role(s, role, Arc::new(SystemClock)).await?;
+    println!("tally ({role:?}) serving on http://{}", app.local_addr());
+    app.run_until_stopped(shutdown_signal()).await
 }
 
 fn print_demo_banner(base: &str) {

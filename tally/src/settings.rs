@@ -62,6 +62,14 @@ pub struct Settings {
     pub clickhouse_url: Option<Secret>,
     /// ClickHouse database holding Tally's tables.
     pub clickhouse_database: String,
+    /// Kafka `bootstrap.servers` of the event log; the embedded SQLite log when absent.
+    pub kafka_brokers: Option<String>,
+    /// Topic carrying usage events.
+    pub kafka_topic: String,
+    /// Consumer group of the projectors.
+    pub kafka_group: String,
+    /// How long ingest waits for the broker's acknowledgement before answering 503.
+    pub kafka_produce_timeout_ms: u64,
 }
 
 impl Default for Settings {
@@ -81,6 +89,10 @@ impl Default for Settings {
             database_url: None,
             clickhouse_url: None,
             clickhouse_database: "tally".into(),
+            kafka_brokers: None,
+            kafka_topic: "tally-usage-events".into(),
+            kafka_group: "tally-projector".into(),
+            kafka_produce_timeout_ms: 10_000,
         }
     }
 }
@@ -150,6 +162,16 @@ impl Settings {
             "DATABASE_URL" => {
                 self.database_url = Some(Secret::new(value)).filter(|s| !s.0.is_empty())
             }
+            "CLICKHOUSE_URL" => {
+                self.clickhouse_url = Some(Secret::new(value)).filter(|s| !s.0.is_empty())
+            }
+            "CLICKHOUSE_DATABASE" => self.clickhouse_database = value.to_string(),
+            "KAFKA_BROKERS" => {
+                self.kafka_brokers = Some(value.to_string()).filter(|s| !s.is_empty())
+            }
+            "KAFKA_TOPIC" => self.kafka_topic = value.to_string(),
+            "KAFKA_GROUP" => self.kafka_group = value.to_string(),
+            "KAFKA_PRODUCE_TIMEOUT_MS" => self.kafka_produce_timeout_ms = num(name, value)?,
             // Read by the config-file lookup and by tracing, not by these settings.
             "CONFIG" | "LOG" => {}
             _ => {
@@ -170,6 +192,7 @@ impl Settings {
             ("max_in_flight", self.max_in_flight as u64),
             ("projector_batch_events", self.projector_batch_events as u64),
             ("log_queue_depth", self.log_queue_depth as u64),
+            ("kafka_produce_timeout_ms", self.kafka_produce_timeout_ms),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(SettingsError::Invalid {

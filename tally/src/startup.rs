@@ -1,5 +1,6 @@
-//! Building and running the all-in-one application: event log, projector, analytics and config
-//! stores, ingest and query routes behind one HTTP listener.
+//! Building and running the application: event log, projector, analytics and config stores,
+//! ingest and query routes behind one HTTP listener — all of them (`tally serve`), or one
+//! [`Role`] per process (`tally ingest`, `tally projector`, `tally query-api`).
 //!
 //! `Application::build` opens the stores, starts the projector and binds the listener (port 0
 //! picks a free port, which is how tests run it); `run_until_stopped` serves until the shutdown
@@ -38,8 +39,34 @@ pub struct Stores {
     pub analytics: Arc<dyn AnalyticsStore>,
     pub config: Arc<dyn ConfigStore>,
     pub prices: Arc<PriceCache>,
-    /// Held for as long as any clone lives: one process per data directory.
-    _lock: Arc<std::fs::File>,
+    /// Held for as long as any clone lives: one process per data directory (only taken when
+    /// an embedded store is in use).
+    _lock: Option<Arc<std::fs::File>>,
+}
+
+/// What one process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Ingest, projector and query API (`tally serve`, `tally demo`).
+    All,
+    /// `POST /v1/events` → event log.
+    Ingest,
+    /// Event log → analytics store (HTTP: health and metrics only).
+    Projector,
+    /// Analytics and config stores → dashboards.
+    QueryApi,
+}
+
+impl Role {
+    fn ingests(self) -> bool {
+        matches!(self, Role::All | Role::Ingest)
+    }
+    fn projects(self) -> bool {
+        matches!(self, Role::All | Role::Projector)
+    }
+    fn queries(self) -> bool {
+        matches!(self, Role::All | Role::QueryApi)
+    }
 }
 
 /// Takes the data directory's lock file, so two processes (say a server and a rebuild) never
@@ -66,58 +93,97 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 
 impl Stores {
     /// Opens the stores the settings choose: each is the distributed one when its URL is set,
-    /// the embedded one in `settings.data_dir` otherwise. Postgres is migrated on the way.
+    /// the embedded one in `settings.data_dir` otherwise (the directory is only created and
+    /// locked when some store is embedded). Postgres and ClickHouse are migrated on the way.
     pub async fn open(settings: &Settings) -> anyhow::Result<Stores> {
-        let mut stores = Self::open_embedded(settings)?;
-        if let Some(url) = &settings.database_url {
-            let pool = tally_core::postgres::connect(url.expose())
-                .await
-                .context("connecting to Postgres (TALLY_DATABASE_URL)")?;
-            tally_core::postgres::migrate(&pool)
-                .await
-                .context("migrating Postgres")?;
-            stores.config = Arc::new(tally_core::postgres::PostgresConfigStore::new(pool));
-            info!("configuration store: postgres");
-        }
-        if let Some(url) = &settings.clickhouse_url {
-            let db = &settings.clickhouse_database;
-            tally_core::clickhouse::migrate(url.expose(), db)
-                .await
-                .context("migrating ClickHouse (TALLY_CLICKHOUSE_URL)")?;
-            let client = tally_core::clickhouse::client(url.expose(), db);
-            stores.analytics = Arc::new(tally_core::clickhouse::ClickHouseAnalyticsStore::new(
-                client,
-            ));
-            info!(database = %db, "analytics store: clickhouse");
-        }
-        Ok(stores)
+        Self::open_with_clock(settings, Arc::new(SystemClock)).await
     }
 
-    /// Opens the embedded stores in `settings.data_dir`.
-    pub fn open_embedded(settings: &Settings) -> anyhow::Result<Stores> {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    /// [`Stores::open`], with the clock that stamps appended events.
+    pub async fn open_with_clock(
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Stores> {
+        let all_distributed = settings.database_url.is_some()
+            && settings.clickhouse_url.is_some()
+            && settings.kafka_brokers.is_some();
         let dir = &settings.data_dir;
-        let lock = lock_data_dir(dir)?;
-        Ok(Stores {
-            log: Arc::new(
+        let lock = if all_distributed {
+            None
+        } else {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating data dir {}", dir.display()))?;
+            Some(Arc::new(lock_data_dir(dir)?))
+        };
+        let log: Arc<dyn EventLog> = match &settings.kafka_brokers {
+            Some(brokers) => {
+                let mut k = tally_core::kafka::KafkaSettings::new(brokers, &settings.kafka_topic);
+                k.group_id = settings.kafka_group.clone();
+                k.produce_timeout = Duration::from_millis(settings.kafka_produce_timeout_ms);
+                k.limits = limits(settings);
+                info!(brokers = %brokers, topic = %settings.kafka_topic, "event log: kafka");
+                Arc::new(
+                    tally_core::kafka::KafkaLog::new(k, clock)
+                        .context("creating the Kafka client")?,
+                )
+            }
+            None => Arc::new(
                 SqliteEventLog::open(dir, settings.log_queue_depth)
                     .context("opening the event log")?,
             ),
-            analytics: Arc::new(
-                SqliteAnalyticsStore::open(dir).context("opening the analytics store")?,
-            ),
-            config: Arc::new(SqliteConfigStore::open(dir).context("opening the config store")?),
+        };
+        let config: Arc<dyn ConfigStore> = match &settings.database_url {
+            Some(url) => {
+                let pool = tally_core::postgres::connect(url.expose())
+                    .await
+                    .context("connecting to Postgres (TALLY_DATABASE_URL)")?;
+                tally_core::postgres::migrate(&pool)
+                    .await
+                    .context("migrating Postgres")?;
+                info!("configuration store: postgres");
+                Arc::new(tally_core::postgres::PostgresConfigStore::new(pool))
+            }
+            None => Arc::new(SqliteConfigStore::open(dir).context("opening the config store")?),
+        };
+        let analytics: Arc<dyn AnalyticsStore> = match &settings.clickhouse_url {
+            Some(url) => {
+                let db = &settings.clickhouse_database;
+                tally_core::clickhouse::migrate(url.expose(), db)
+                    .await
+                    .context("migrating ClickHouse (TALLY_CLICKHOUSE_URL)")?;
+                info!(database = %db, "analytics store: clickhouse");
+                Arc::new(tally_core::clickhouse::ClickHouseAnalyticsStore::new(
+                    tally_core::clickhouse::client(url.expose(), db),
+                ))
+            }
+            None => {
+                Arc::new(SqliteAnalyticsStore::open(dir).context("opening the analytics store")?)
+            }
+        };
+        Ok(Stores {
+            log,
+            analytics,
+            config,
             prices: Arc::new(PriceCache::default()),
-            _lock: Arc::new(lock),
+            _lock: lock,
         })
     }
 }
 
-pub fn projector_config(settings: &Settings) -> ProjectorConfig {
+/// The event rules ingest applies (the Kafka log applies the same to messages).
+pub fn limits(settings: &Settings) -> Limits {
+    Limits {
+        max_events: settings.max_batch_events,
+        retention: chrono::Duration::days(i64::from(settings.retention_days)),
+        ..Limits::default()
+    }
+}
+
+pub fn projector_config(settings: &Settings, prices: Arc<PriceCache>) -> ProjectorConfig {
     ProjectorConfig {
         dedup_window_s: settings.dedup_window_secs,
         max_batch_events: settings.projector_batch_events,
+        prices: Some(prices),
         ..ProjectorConfig::default()
     }
 }
@@ -127,7 +193,7 @@ pub struct Application {
     router: Router,
     stores: Stores,
     stop: watch::Sender<bool>,
-    projector: JoinHandle<()>,
+    projector: Option<JoinHandle<()>>,
     /// Tasks that hold the stores (and so the data-dir lock) and end on `stop`.
     background: Vec<JoinHandle<()>>,
     status: watch::Receiver<ProjectorStatus>,
@@ -135,15 +201,23 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+        Self::build_role(settings, Role::All, Arc::new(SystemClock)).await
     }
 
     pub async fn build_with_clock(
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
+        Self::build_role(settings, Role::All, clock).await
+    }
+
+    pub async fn build_role(
+        settings: Settings,
+        role: Role,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
         let _ = telemetry::prometheus();
-        let stores = Stores::open(&settings).await?;
+        let stores = Stores::open_with_clock(&settings, clock.clone()).await?;
         stores
             .prices
             .refresh(stores.config.as_ref())
@@ -153,20 +227,27 @@ impl Application {
         let (projector, status) = Projector::new(
             stores.log.clone(),
             stores.analytics.clone(),
-            projector_config(&settings),
+            projector_config(&settings, stores.prices.clone()),
         );
-        let projector = tokio::spawn(projector.run(stop_rx.clone()));
-        let price_refresh = tokio::spawn(refresh_prices(stores.clone(), stop_rx.clone()));
-        let retention = chrono::Duration::days(i64::from(settings.retention_days));
-        let retention_task = tokio::spawn(crate::retention::run(
+        let mut background = vec![tokio::spawn(refresh_prices(
             stores.clone(),
-            clock.clone(),
-            retention,
-            status.clone(),
-            Duration::from_secs(3600),
-            stop_rx,
-        ));
-        let router = build_router(&settings, &stores, clock, status.clone());
+            stop_rx.clone(),
+        ))];
+        let projector = if role.projects() {
+            let retention = chrono::Duration::days(i64::from(settings.retention_days));
+            background.push(tokio::spawn(crate::retention::run(
+                stores.clone(),
+                clock.clone(),
+                retention,
+                status.clone(),
+                Duration::from_secs(3600),
+                stop_rx.clone(),
+            )));
+            Some(tokio::spawn(projector.run(stop_rx)))
+        } else {
+            None
+        };
+        let router = build_router(&settings, role, &stores, clock, status.clone());
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -176,7 +257,7 @@ impl Application {
             stores,
             stop,
             projector,
-            background: vec![price_refresh, retention_task],
+            background,
             status,
         })
     }
@@ -206,11 +287,13 @@ impl Application {
             .await
             .context("http server")?;
         let _ = self.stop.send(true);
-        if tokio::time::timeout(Duration::from_secs(30), self.projector)
-            .await
-            .is_err()
-        {
-            warn!("projector did not stop within 30 s");
+        if let Some(projector) = self.projector {
+            if tokio::time::timeout(Duration::from_secs(30), projector)
+                .await
+                .is_err()
+            {
+                warn!("projector did not stop within 30 s");
+            }
         }
         for task in self.background {
             let _ = task.await;
@@ -220,19 +303,28 @@ impl Application {
     }
 }
 
+/// The pipeline as this process sees it. A process without a projector (ingest, query-api)
+/// is ready once it runs; lag is then the projectors' business (their `/metrics`).
 fn pipeline_probe(
     log: Arc<dyn EventLog>,
     status: watch::Receiver<ProjectorStatus>,
+    projects: bool,
 ) -> PipelineProbe {
     Arc::new(move || {
         let s = status.borrow().clone();
-        let in_log = log.appended_events();
+        let consumed = s.events_consumed();
+        // A broker's watermarks arrive every few seconds; what this process appended itself
+        // is known at once. The larger of the two never reports a backlog as gone too early.
+        let lag = log
+            .lag(&s.position)
+            .unwrap_or(0)
+            .max(log.appended_events().saturating_sub(consumed));
         PipelineStatus {
-            ready: s.started,
-            events_in_log: in_log,
+            ready: s.started || !projects,
+            events_in_log: consumed + lag,
             events_projected: s.events_applied,
             duplicates_dropped: s.duplicates_dropped,
-            lag_events: in_log.saturating_sub(s.events_consumed()),
+            lag_events: if projects { lag } else { 0 },
             last_error: s.last_error,
         }
     })
@@ -240,22 +332,19 @@ fn pipeline_probe(
 
 fn build_router(
     settings: &Settings,
+    role: Role,
     stores: &Stores,
     clock: Arc<dyn Clock>,
     status: watch::Receiver<ProjectorStatus>,
 ) -> Router {
-    let probe = pipeline_probe(stores.log.clone(), status);
+    let probe = pipeline_probe(stores.log.clone(), status, role.projects());
     let lag_probe = probe.clone();
     let ingest = IngestState::new(
         stores.log.clone(),
         stores.prices.clone(),
         clock.clone(),
         IngestConfig {
-            limits: Limits {
-                max_events: settings.max_batch_events,
-                retention: chrono::Duration::days(i64::from(settings.retention_days)),
-                ..Limits::default()
-            },
+            limits: limits(settings),
             max_body_bytes: settings.max_body_bytes,
             max_in_flight: settings.max_in_flight,
             max_lag_events: settings.max_lag_events,
@@ -268,11 +357,16 @@ fn build_router(
         clock,
         pipeline: probe,
     };
-    Router::new()
-        .merge(tally_ingest::router(ingest))
-        .merge(tally_query_api::router(query))
-        .route("/metrics", get(metrics))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+    let mut router = Router::new().route("/metrics", get(metrics));
+    if role.ingests() {
+        router = router.merge(tally_ingest::router(ingest));
+    }
+    if role.queries() {
+        router = router.merge(tally_query_api::router(query));
+    } else {
+        router = router.merge(tally_query_api::health_router(query));
+    }
+    router.layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 async fn metrics() -> impl IntoResponse {

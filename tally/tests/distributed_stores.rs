@@ -8,37 +8,6 @@ mod common;
 use common::*;
 use tally::settings::Secret;
 
-async fn answers(app: &TestApp) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    for path in [
-        format!("{API}/features/chatbot/metrics?time_range=24h"),
-        format!("{API}/analytics/spending?time_range=7d&group_by=feature,provider,model,environment,day"),
-    ] {
-        out.push(app.data(&path).await);
-    }
-    let mut performance = app
-        .data(&format!("{API}/analytics/performance?time_range=7d"))
-        .await;
-    for m in performance["models"].as_array_mut().unwrap() {
-        m["id"] = serde_json::Value::Null;
-    }
-    out.push(performance);
-    // Feature ids are random per store; everything else must match.
-    let mut features = app.data(&format!("{API}/features?time_range=24h")).await;
-    for f in features["features"].as_array_mut().unwrap() {
-        f["id"] = serde_json::Value::Null;
-        for env in f["current_models"]
-            .as_object_mut()
-            .into_iter()
-            .flat_map(|m| m.values_mut())
-        {
-            env["assigned_at"] = serde_json::Value::Null;
-        }
-    }
-    out.push(features);
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs TALLY_TEST_DATABASE_URL and TALLY_TEST_CLICKHOUSE_URL"]
 async fn distributed_stores_give_the_same_answers_as_embedded() {
@@ -91,31 +60,4 @@ async fn distributed_stores_give_the_same_answers_as_embedded() {
         .execute(&pool)
         .await
         .unwrap();
-}
-
-fn first_difference(a: &serde_json::Value, b: &serde_json::Value, path: String) -> String {
-    use serde_json::Value;
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            for k in x.keys().chain(y.keys()) {
-                if x.get(k) != y.get(k) {
-                    return first_difference(
-                        x.get(k).unwrap_or(&Value::Null),
-                        y.get(k).unwrap_or(&Value::Null),
-                        format!("{path}.{k}"),
-                    );
-                }
-            }
-            path
-        }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-            for (i, (p, q)) in x.iter().zip(y).enumerate() {
-                if p != q {
-                    return first_difference(p, q, format!("{path}[{i}]"));
-                }
-            }
-            path
-        }
-        _ => format!("{path}: {a} vs {b}"),
-    }
 }

@@ -179,7 +179,7 @@ async fn the_event_schema_is_served() {
 async fn a_data_dir_serves_one_process_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::start(dir.path()).await;
-    let second = tally::Stores::open_embedded(&settings(dir.path()));
+    let second = tally::Stores::open(&settings(dir.path())).await;
     let message = second.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(
         message.contains("in use by another tally process"),
@@ -187,7 +187,7 @@ async fn a_data_dir_serves_one_process_at_a_time() {
     );
     app.stop().await;
     assert!(
-        tally::Stores::open_embedded(&settings(dir.path())).is_ok(),
+        tally::Stores::open(&settings(dir.path())).await.is_ok(),
         "free again once stopped"
     );
 }

@@ -376,11 +376,11 @@ async fn rebuild_equals_live_projection() {
     app.stop().await;
 
     let settings = settings(dir.path());
-    let stores = tally::Stores::open_embedded(&settings).unwrap();
+    let stores = tally::Stores::open(&settings).await.unwrap();
     let report = tally_projector::rebuild(
         stores.log.clone(),
         stores.analytics.clone(),
-        tally::startup::projector_config(&settings),
+        tally::startup::projector_config(&settings, stores.prices.clone()),
     )
     .await
     .unwrap();

@@ -12,6 +12,11 @@ use crate::state::QueryState;
 /// Where the management API lives.
 pub const API_BASE: &str = "/api/platform/ai-management";
 
+/// Only `/healthz` and `/readyz` (for processes that serve no dashboards).
+pub fn health_router(state: QueryState) -> Router {
+    health::routes().with_state(state)
+}
+
 pub fn router(state: QueryState) -> Router {
     let api = Router::new()
         .merge(features::routes())

@@ -369,3 +369,91 @@ pub fn assert_close(actual: f64, expected: f64, rel: f64, what: &str) {
         "{what}: got {actual}, expected {expected} (±{rel})"
     );
 }
+
+/// The answers of the main endpoints, with store-assigned ids and times blanked (they differ
+/// between stores; everything else must not).
+pub async fn answers(app: &TestApp) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for path in [
+        format!("{API}/features/chatbot/metrics?time_range=24h"),
+        format!("{API}/analytics/spending?time_range=7d&group_by=feature,provider,model,environment,day"),
+    ] {
+        out.push(app.data(&path).await);
+    }
+    let mut performance = app
+        .data(&format!("{API}/analytics/performance?time_range=7d"))
+        .await;
+    for m in performance["models"].as_array_mut().unwrap() {
+        m["id"] = serde_json::Value::Null;
+    }
+    out.push(performance);
+    // Feature ids are random per store; everything else must match.
+    let mut features = app.data(&format!("{API}/features?time_range=24h")).await;
+    for f in features["features"].as_array_mut().unwrap() {
+        f["id"] = serde_json::Value::Null;
+        for env in f["current_models"]
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|m| m.values_mut())
+        {
+            env["assigned_at"] = serde_json::Value::Null;
+        }
+    }
+    out.push(features);
+    out
+}
+
+/// Where two JSON documents first differ (for assertion messages).
+pub fn first_difference(a: &serde_json::Value, b: &serde_json::Value, path: String) -> String {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys()) {
+                if x.get(k) != y.get(k) {
+                    return first_difference(
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                        format!("{path}.{k}"),
+                    );
+                }
+            }
+            path
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                if p != q {
+                    return first_difference(p, q, format!("{path}[{i}]"));
+                }
+            }
+            path
+        }
+        _ => format!("{path}: {a} vs {b}"),
+    }
+}
+
+impl TestApp {
+    /// Waits until the projector has consumed (applied or dropped as duplicate) `events`.
+    pub async fn wait_consumed(&self, events: u64) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let (_, body) = self.get("/readyz").await;
+            let p = &body["pipeline"];
+            let consumed = p["events_projected"].as_u64().unwrap_or(0)
+                + p["duplicates_dropped"].as_u64().unwrap_or(0);
+            if consumed >= events {
+                assert_eq!(consumed, events, "consumed more than was sent: {body}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "projection did not reach {events} events: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// How many messages [`send_with_duplicates`] sends for `n` events.
+pub fn sent_with_duplicates(n: usize) -> u64 {
+    (n + n.div_ceil(7)) as u64
+}

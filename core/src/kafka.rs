@@ -1,0 +1,519 @@
+//! [`EventLog`] on a Kafka topic (distributed mode).
+//!
+//! **Message format** (what application services may also produce directly):
+//! - key: the `event_id` (UTF-8), so every copy of an event lands in one partition and the
+//!   projector's per-partition dedup sees it;
+//! - value: one usage event, schema v1 JSON (`GET /v1/schema/usage-event`);
+//! - headers (optional): `tally-schema: usage-event/1`, and `tally-cost` = `unpriced` or
+//!   `computed:<pico-dollars>` when ingest priced the event. An event with neither `cost_usd`
+//!   nor `tally-cost` is priced by the projector with the price in force at `occurred_at`;
+//! - timestamp: the log clock of the dedup window and of the event rules applied to the
+//!   message (CreateTime, which ingest sets to its clock; or the broker's LogAppendTime when
+//!   the topic is configured so).
+//!
+//! A message that is not a valid event is skipped (counted in
+//! `tally_log_invalid_messages_total` and logged with its partition and offset); it still
+//! advances the position, so it never blocks a partition.
+//!
+//! **Producing.** An idempotent producer (`enable.idempotence`, `acks=all`); `append` returns
+//! only after the broker acknowledged every event of the request, and fails (`Unavailable`)
+//! if any was not acknowledged within `produce_timeout`: the caller answers 503, never 2xx,
+//! and a retry is deduplicated by event id.
+//!
+//! **Consuming.** Projectors join one consumer group; the group assigns partitions, and
+//! [`EventLog::ownership`] reports each assignment with a new generation. Positions come from
+//! the analytics store, not from the group's committed offsets: `read` seeks a partition to the
+//! position the projector asks for whenever the consumer is elsewhere (first fetch after an
+//! assignment, a projector that reloaded its checkpoint). Committed offsets are only a mirror
+//! for standard lag tooling ([`EventLog::projected`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use tally_schemas::event::Cost;
+use tally_schemas::{Limits, UsageEvent, UsageEventV1};
+use tokio::sync::{watch, OnceCell};
+use tracing::{info, instrument, warn};
+
+use crate::clock::Clock;
+use crate::store::{
+    AppendReceipt, EventLog, LogPosition, LogRecord, Ownership, Partitions, StoreError, StoreResult,
+};
+
+const COST_HEADER: &str = "tally-cost";
+const SCHEMA_HEADER: &str = "tally-schema";
+const SCHEMA_VALUE: &str = "usage-event/1";
+const INVALID_MESSAGES: &str = "tally_log_invalid_messages_total";
+const CONSUMER_ERRORS: &str = "tally_log_consumer_errors_total";
+
+/// How to reach the topic.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers`, e.g. `kafka:9092`.
+    pub brokers: String,
+    pub topic: String,
+    /// The projectors' consumer group.
+    pub group_id: String,
+    /// How long `append` waits for the broker's acknowledgement before failing.
+    pub produce_timeout: Duration,
+    /// Event rules applied to messages (retention, future skew), evaluated at the message
+    /// timestamp so a replay decides exactly as the first read did.
+    pub limits: Limits,
+}
+
+impl KafkaSettings {
+    pub fn new(brokers: &str, topic: &str) -> KafkaSettings {
+        KafkaSettings {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            group_id: "tally-projector".to_string(),
+            produce_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+        }
+    }
+}
+
+fn kafka_error(e: rdkafka::error::KafkaError) -> StoreError {
+    StoreError::Unavailable(format!("kafka: {e}"))
+}
+
+/// Tracks the group's assignment and the brokers' high watermarks.
+struct GroupContext {
+    topic: String,
+    ownership: watch::Sender<Ownership>,
+    high_watermarks: Mutex<HashMap<i32, i64>>,
+}
+
+impl GroupContext {
+    fn publish(&self, partitions: Partitions) {
+        self.ownership.send_modify(|o| {
+            o.generation += 1;
+            o.partitions = partitions;
+        });
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        if let Some(topic) = statistics.topics.get(&self.topic) {
+            if let Ok(mut hw) = self.high_watermarks.lock() {
+                for (p, s) in &topic.partitions {
+                    if *p >= 0 && s.hi_offset >= 0 {
+                        hw.insert(*p, s.hi_offset);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            // Stop projecting before the partitions move on.
+            self.publish(Partitions::Only(Default::default()));
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let owned = list
+                .elements()
+                .iter()
+                .filter(|e| e.topic() == self.topic)
+                .map(|e| e.partition())
+                .collect();
+            info!(partitions = ?owned, "consumer group assigned partitions");
+            self.publish(Partitions::Only(owned));
+        }
+    }
+}
+
+/// Per partition, where the consumer is relative to what the projector asked for.
+#[derive(Debug, Default)]
+struct Cursor {
+    /// The offset after the last message handed out.
+    delivered_next: Option<i64>,
+    /// The offset a seek was issued to (a later message past it is a genuine gap).
+    sought: Option<i64>,
+}
+
+pub struct KafkaLog {
+    settings: KafkaSettings,
+    /// Stamps produced messages (the log clock of the dedup window and of event rules).
+    clock: Arc<dyn Clock>,
+    producer: FutureProducer,
+    consumer: OnceCell<Arc<StreamConsumer<GroupContext>>>,
+    ownership: watch::Sender<Ownership>,
+    /// Cursors of one ownership generation (cleared when it changes).
+    cursors: Mutex<(u64, HashMap<i32, Cursor>)>,
+    produced: AtomicU64,
+}
+
+impl KafkaLog {
+    /// Creates the producer (no broker round trip yet); the consumer joins the group on the
+    /// first `read`, so an ingest-only process never becomes a group member.
+    pub fn new(settings: KafkaSettings, clock: Arc<dyn Clock>) -> StoreResult<KafkaLog> {
+        metrics::describe_counter!(
+            INVALID_MESSAGES,
+            "Messages on the events topic that are not valid usage events (skipped)."
+        );
+        metrics::describe_counter!(
+            CONSUMER_ERRORS,
+            "Errors the Kafka consumer reported (the client reconnects by itself)."
+        );
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set(
+                "message.timeout.ms",
+                settings.produce_timeout.as_millis().to_string(),
+            )
+            .set("queue.buffering.max.messages", "1000000")
+            .create()
+            .map_err(kafka_error)?;
+        let (ownership, _) = watch::channel(Ownership {
+            generation: 0,
+            partitions: Partitions::Only(Default::default()),
+        });
+        Ok(KafkaLog {
+            settings,
+            clock,
+            producer,
+            consumer: OnceCell::new(),
+            ownership,
+            cursors: Mutex::new((0, HashMap::new())),
+            produced: AtomicU64::new(0),
+        })
+    }
+
+    async fn consumer(&self) -> StoreResult<&Arc<StreamConsumer<GroupContext>>> {
+        self.consumer
+            .get_or_try_init(|| async {
+                let context = GroupContext {
+                    topic: self.settings.topic.clone(),
+                    ownership: self.ownership.clone(),
+                    high_watermarks: Mutex::new(HashMap::new()),
+                };
+                let consumer: StreamConsumer<GroupContext> = ClientConfig::new()
+                    .set("bootstrap.servers", &self.settings.brokers)
+                    .set("group.id", &self.settings.group_id)
+                    .set("enable.auto.commit", "false")
+                    .set("enable.auto.offset.store", "false")
+                    .set("auto.offset.reset", "earliest")
+                    .set("session.timeout.ms", "10000")
+                    .set("heartbeat.interval.ms", "1000")
+                    .set("statistics.interval.ms", "2000")
+                    .set("partition.assignment.strategy", "range")
+                    .create_with_context(context)
+                    .map_err(kafka_error)?;
+                consumer
+                    .subscribe(&[&self.settings.topic])
+                    .map_err(kafka_error)?;
+                info!(topic = %self.settings.topic, group = %self.settings.group_id, "joined the projector consumer group");
+                Ok(Arc::new(consumer))
+            })
+            .await
+    }
+
+    /// The message for one event.
+    fn encode(event: &UsageEvent) -> StoreResult<(Vec<u8>, OwnedHeaders)> {
+        let value = serde_json::to_vec(&UsageEventV1::from(event))
+            .map_err(|e| StoreError::Backend(format!("encode event: {e}")))?;
+        let cost = match event.cost {
+            Cost::Computed(p) => Some(format!("computed:{p}")),
+            Cost::Unpriced => Some("unpriced".to_string()),
+            Cost::Reported(_) | Cost::Pending => None,
+        };
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: SCHEMA_HEADER,
+            value: Some(SCHEMA_VALUE),
+        });
+        if let Some(cost) = &cost {
+            headers = headers.insert(Header {
+                key: COST_HEADER,
+                value: Some(cost.as_str()),
+            });
+        }
+        Ok((value, headers))
+    }
+}
+
+/// The event in one message, or why it is not one.
+pub fn decode_message(
+    value: Option<&[u8]>,
+    cost_header: Option<&[u8]>,
+    timestamp_ms: i64,
+    limits: &Limits,
+) -> Result<UsageEvent, String> {
+    let value = value.ok_or("empty message")?;
+    let wire: UsageEventV1 = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+    let at = chrono::DateTime::from_timestamp_millis(timestamp_ms).ok_or("bad timestamp")?;
+    let mut event = tally_schemas::validate::validate(wire, limits, at)
+        .map_err(|e| format!("{}: {}", e.field, e.reason))?;
+    if event.cost == Cost::Pending {
+        match cost_header.map(std::str::from_utf8) {
+            None => {}
+            Some(Ok("unpriced")) => event.cost = Cost::Unpriced,
+            Some(Ok(text)) => {
+                let picos = text
+                    .strip_prefix("computed:")
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .ok_or_else(|| format!("{COST_HEADER} header {text:?} is not understood"))?;
+                event.cost = Cost::Computed(picos);
+            }
+            Some(Err(_)) => return Err(format!("{COST_HEADER} header is not UTF-8")),
+        }
+    }
+    Ok(event)
+}
+
+#[async_trait]
+impl EventLog for KafkaLog {
+    #[instrument(name = "kafka.produce", skip_all, fields(events = events.len()), err)]
+    async fn append(&self, events: Vec<UsageEvent>) -> StoreResult<AppendReceipt> {
+        let deadline = tokio::time::Instant::now() + self.settings.produce_timeout;
+        let mut deliveries = Vec::with_capacity(events.len());
+        let timestamp = self.clock.now().timestamp_millis();
+        for event in &events {
+            let (value, headers) = Self::encode(event)?;
+            loop {
+                let record = FutureRecord::to(&self.settings.topic)
+                    .key(event.event_id.as_bytes())
+                    .payload(&value)
+                    .timestamp(timestamp)
+                    .headers(headers.clone());
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull,
+                        ),
+                        _,
+                    )) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(kafka_error(e)),
+                }
+            }
+        }
+        let mut receipt = AppendReceipt {
+            partition: 0,
+            offset: 0,
+        };
+        let mut failure = None;
+        for delivery in futures::future::join_all(deliveries).await {
+            match delivery {
+                Ok(Ok(d)) => {
+                    receipt = AppendReceipt {
+                        partition: d.partition,
+                        offset: d.offset,
+                    }
+                }
+                Ok(Err((e, _))) => failure = Some(kafka_error(e)),
+                Err(_) => {
+                    failure = Some(StoreError::Unavailable(
+                        "kafka producer dropped a delivery".into(),
+                    ))
+                }
+            }
+        }
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        self.produced
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        Ok(receipt)
+    }
+
+    async fn read(
+        &self,
+        from: &LogPosition,
+        max_events: usize,
+        wait: Duration,
+    ) -> StoreResult<Vec<LogRecord>> {
+        let consumer = self.consumer().await?;
+        let (generation, owned) = {
+            let o = self.ownership.borrow();
+            (o.generation, o.partitions.clone())
+        };
+        let mut records: Vec<LogRecord> = Vec::new();
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        let first = match tokio::time::timeout(wait, consumer.recv()).await {
+            Err(_) => return Ok(records),
+            Ok(m) => m,
+        };
+        let mut message = Some(first);
+        while let Some(m) = message.take() {
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    // Broker and transport errors are reported here and recovered from by the
+                    // client itself; the position is unaffected, so hand out what we have.
+                    warn!(error = %e, "kafka consumer error");
+                    metrics::counter!(CONSUMER_ERRORS).increment(1);
+                    break;
+                }
+            };
+            let (partition, offset) = (m.partition(), m.offset());
+            if owned.contains(partition) {
+                let expected = *next
+                    .entry(partition)
+                    .or_insert_with(|| from.next_offset(partition));
+                let accept = {
+                    let mut cursors = self
+                        .cursors
+                        .lock()
+                        .map_err(|_| StoreError::Backend("kafka cursor lock poisoned".into()))?;
+                    if cursors.0 != generation {
+                        *cursors = (generation, HashMap::new());
+                    }
+                    let cursor = cursors.1.entry(partition).or_default();
+                    if offset < expected {
+                        false
+                    } else if offset == expected
+                        || cursor.delivered_next == Some(expected)
+                        || cursor.sought == Some(expected)
+                    {
+                        cursor.delivered_next = Some(offset + 1);
+                        cursor.sought = None;
+                        true
+                    } else {
+                        // The consumer is ahead of the projector (a fresh assignment starting
+                        // at the group's committed offset, or a projector that reloaded its
+                        // checkpoint): go back to where the projector is.
+                        consumer
+                            .seek(
+                                &self.settings.topic,
+                                partition,
+                                Offset::Offset(expected),
+                                Duration::from_secs(5),
+                            )
+                            .map_err(kafka_error)?;
+                        cursor.sought = Some(expected);
+                        cursor.delivered_next = None;
+                        false
+                    }
+                };
+                if accept {
+                    let received_at_ms = m.timestamp().to_millis().unwrap_or(0);
+                    let cost = m.headers().and_then(|h| {
+                        h.iter()
+                            .find(|h| h.key == COST_HEADER)
+                            .and_then(|h| h.value)
+                    });
+                    let events = match decode_message(
+                        m.payload(),
+                        cost,
+                        received_at_ms,
+                        &self.settings.limits,
+                    ) {
+                        Ok(event) => vec![event],
+                        Err(reason) => {
+                            warn!(partition, offset, %reason, "skipping a message that is not a valid usage event");
+                            metrics::counter!(INVALID_MESSAGES).increment(1);
+                            Vec::new()
+                        }
+                    };
+                    records.push(LogRecord {
+                        partition,
+                        offset,
+                        received_at_ms,
+                        events,
+                    });
+                    next.insert(partition, offset + 1);
+                }
+            }
+            if records.len() >= max_events {
+                break;
+            }
+            message = consumer.recv().now_or_never();
+        }
+        Ok(records)
+    }
+
+    async fn end(&self) -> StoreResult<LogPosition> {
+        let client = self.producer.client();
+        let topic = self.settings.topic.clone();
+        let timeout = self.settings.produce_timeout;
+        let metadata = client
+            .fetch_metadata(Some(&topic), timeout)
+            .map_err(kafka_error)?;
+        let mut end = BTreeMap::new();
+        for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+            for p in t.partitions() {
+                let (low, high) = client
+                    .fetch_watermarks(&topic, p.id(), timeout)
+                    .map_err(kafka_error)?;
+                if high > low {
+                    end.insert(p.id(), high);
+                }
+            }
+        }
+        Ok(LogPosition(end))
+    }
+
+    fn appended_events(&self) -> u64 {
+        self.produced.load(Ordering::Relaxed)
+    }
+
+    fn ownership(&self) -> watch::Receiver<Ownership> {
+        self.ownership.subscribe()
+    }
+
+    fn lag(&self, position: &LogPosition) -> Option<u64> {
+        let consumer = self.consumer.get()?;
+        let owned = self.ownership.borrow().partitions.clone();
+        let hw = consumer.context().high_watermarks.lock().ok()?;
+        Some(
+            hw.iter()
+                .filter(|(p, _)| owned.contains(**p))
+                .map(|(p, high)| (high - position.next_offset(*p)).max(0) as u64)
+                .sum(),
+        )
+    }
+
+    async fn projected(&self, position: &LogPosition) {
+        let Some(consumer) = self.consumer.get() else {
+            return;
+        };
+        let mut list = TopicPartitionList::new();
+        for (p, next) in &position.0 {
+            if list
+                .add_partition_offset(&self.settings.topic, *p, Offset::Offset(*next))
+                .is_err()
+            {
+                return;
+            }
+        }
+        if let Err(e) = consumer.commit(&list, CommitMode::Async) {
+            warn!(error = %e, "could not mirror projected offsets to the consumer group");
+        }
+    }
+}
+
+impl Drop for KafkaLog {
+    fn drop(&mut self) {
+        // Deliver what is queued (already acknowledged requests were delivered before their
+        // acknowledgement; this only shortens shutdown of in-flight ones).
+        let _ = self.producer.flush(Duration::from_secs(1));
+    }
+}

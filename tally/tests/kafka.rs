@@ -1,0 +1,278 @@
+//! The Kafka event log against librdkafka's in-process mock cluster (real Kafka protocol over
+//! loopback): the same events give the same answers as the embedded log; projectors in one
+//! consumer group split the partitions and count every event exactly once across a member
+//! leaving; with the brokers down ingest answers 503 and acknowledges nothing.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::mocking::MockCluster;
+use tally_core::clock::SystemClock;
+use tally_core::embedded::SqliteAnalyticsStore;
+use tally_core::kafka::{KafkaLog, KafkaSettings};
+use tally_core::rollup::Resolution;
+use tally_core::store::{AnalyticsStore, EventLog, Filter, Partitions, ScanRequest, Span};
+use tally_projector::{Projector, ProjectorConfig};
+use tally_schemas::event::{Cost, Status};
+use tally_schemas::UsageEvent;
+use tokio::sync::watch;
+
+fn kafka_settings(dir: &std::path::Path, brokers: &str, topic: &str) -> tally::Settings {
+    let mut s = settings(dir);
+    s.kafka_brokers = Some(brokers.to_string());
+    s.kafka_topic = topic.to_string();
+    s.kafka_group = format!("tally-test-{}", uuid::Uuid::new_v4().simple());
+    s.kafka_produce_timeout_ms = 3_000;
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_log_gives_the_same_answers_as_the_embedded_log() {
+    let cluster = MockCluster::new(3).unwrap();
+    cluster.create_topic("usage", 4, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let events = corpus(3000, 21);
+    let sent = sent_with_duplicates(events.len());
+    let mut results = Vec::new();
+    for kafka in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = if kafka {
+            kafka_settings(dir.path(), &brokers, "usage")
+        } else {
+            settings(dir.path())
+        };
+        let app = TestApp::start_with(s).await;
+        seed_config(&app.stores).await;
+        send_with_duplicates(&app, &events, 400).await;
+        app.wait_consumed(sent).await;
+        results.push(serde_json::json!(answers(&app).await));
+        app.stop().await;
+    }
+    assert!(
+        results[0] == results[1],
+        "answers differ: {}",
+        first_difference(&results[0], &results[1], String::new())
+    );
+    let requests = results[1][0]["realtime"]["total_requests"].clone();
+    assert!(
+        requests.as_u64().unwrap_or(0) > 0,
+        "the comparison covered real traffic: {}",
+        results[1][0]
+    );
+}
+
+fn event(i: u64) -> UsageEvent {
+    UsageEvent {
+        event_id: format!("group-{i}"),
+        occurred_at_us: (1_767_225_600 + (i % 5000) as i64) * 1_000_000,
+        feature: ["chatbot", "search", "photo-tagging"][(i % 3) as usize].into(),
+        model: "gpt-4o".into(),
+        provider: "openai".into(),
+        status: if i.is_multiple_of(17) {
+            Status::Error
+        } else {
+            Status::Success
+        },
+        latency_us: 1_000 + i * 7,
+        input_tokens: i % 1000,
+        output_tokens: i % 100,
+        cost: Cost::Computed(i as i64 * 1_001),
+        user_id: Some(format!("u{}", i % 50)),
+        ..UsageEvent::example()
+    }
+}
+
+fn kafka_log(brokers: &str, topic: &str, group: &str) -> Arc<dyn EventLog> {
+    let mut k = KafkaSettings::new(brokers, topic);
+    k.group_id = group.to_string();
+    k.limits.retention = chrono::Duration::days(36_500);
+    Arc::new(KafkaLog::new(k, Arc::new(SystemClock)).unwrap())
+}
+
+async fn totals(store: &dyn AnalyticsStore) -> (u64, u64, i128) {
+    let rows = store
+        .scan(ScanRequest {
+            filter: Filter::default(),
+            spans: vec![Span {
+                resolution: Resolution::Day,
+                from: 0,
+                to: i64::MAX / 2,
+            }],
+            with_sketches: false,
+        })
+        .await
+        .unwrap();
+    rows.iter().fold((0, 0, 0), |(r, t, c), row| {
+        (
+            r + row.rollup.requests,
+            t + row.rollup.input_tokens,
+            c + row.rollup.cost.0,
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projectors_in_one_group_split_partitions_and_count_each_event_once() {
+    let cluster = MockCluster::new(2).unwrap();
+    cluster.create_topic("split", 6, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let group = format!("g-{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn AnalyticsStore> = Arc::new(SqliteAnalyticsStore::open(dir.path()).unwrap());
+    let producer = kafka_log(&brokers, "split", "unused");
+
+    // 12,000 distinct events, every 10th sent twice (same key, same partition).
+    let distinct: Vec<UsageEvent> = (0..12_000).map(event).collect();
+    let mut stream: Vec<UsageEvent> = Vec::new();
+    for e in &distinct {
+        stream.push(e.clone());
+        if e.latency_us.is_multiple_of(10) {
+            stream.push(e.clone());
+        }
+    }
+    let want = (
+        distinct.len() as u64,
+        distinct.iter().map(|e| e.input_tokens).sum::<u64>(),
+        distinct
+            .iter()
+            .map(|e| i128::from(e.cost.picos().unwrap()))
+            .sum::<i128>(),
+    );
+    let config = ProjectorConfig {
+        max_batch_events: 500,
+        idle_wait: Duration::from_millis(100),
+        ..ProjectorConfig::default()
+    };
+    let start = |log: Arc<dyn EventLog>| {
+        let (projector, status) = Projector::new(log.clone(), store.clone(), config.clone());
+        let (stop, stop_rx) = watch::channel(false);
+        (tokio::spawn(projector.run(stop_rx)), stop, status, log)
+    };
+    let (task_a, stop_a, status_a, log_a) = start(kafka_log(&brokers, "split", &group));
+    let (task_b, stop_b, status_b, log_b) = start(kafka_log(&brokers, "split", &group));
+
+    let (first, rest) = stream.split_at(stream.len() / 2);
+    for chunk in first.chunks(1000) {
+        producer.append(chunk.to_vec()).await.unwrap();
+    }
+    // Both members end up owning part of the topic, and together all of it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (a, b) = (
+            log_a.ownership().borrow().clone(),
+            log_b.ownership().borrow().clone(),
+        );
+        if let (Partitions::Only(a), Partitions::Only(b)) = (&a.partitions, &b.partitions) {
+            if !a.is_empty() && !b.is_empty() && a.len() + b.len() == 6 && a.is_disjoint(b) {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group never split: {a:?} {b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status_a.borrow().events_consumed() == 0 || status_b.borrow().events_consumed() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "both projectors should make progress"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // One member leaves mid-stream; the other takes over its partitions from the checkpoints.
+    drop(log_a);
+    stop_a.send(true).unwrap();
+    task_a.await.unwrap();
+    for chunk in rest.chunks(1000) {
+        producer.append(chunk.to_vec()).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let state = store.load_state(86_400, &Partitions::All).await.unwrap();
+        let consumed = state.events_applied() + state.duplicates_dropped();
+        if consumed >= stream.len() as u64 {
+            assert_eq!(consumed, stream.len() as u64);
+            assert_eq!(state.events_applied(), want.0);
+            assert_eq!(state.partitions.len(), 6, "every partition was projected");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "projection stalled at {consumed} of {}",
+            stream.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        totals(store.as_ref()).await,
+        want,
+        "every event counted exactly once"
+    );
+    let _ = status_b;
+    stop_b.send(true).unwrap();
+    task_b.await.unwrap();
+    drop(log_b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_brokers_down_ingest_answers_503_and_recovers() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("outage", 2, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start_with(kafka_settings(
+        dir.path(),
+        &cluster.bootstrap_servers(),
+        "outage",
+    ))
+    .await;
+    seed_config(&app.stores).await;
+    let events = corpus(50, 5);
+    let batch: Vec<serde_json::Value> = events.iter().map(|e| e.json()).collect();
+    let (status, body) = app.post(&batch[..10]).await;
+    assert_eq!(status, 200, "{body}");
+
+    cluster.broker_down(1).unwrap();
+    let (status, body) = app.post(&batch[10..]).await;
+    assert_eq!(
+        status, 503,
+        "nothing is acknowledged while the broker is down: {body}"
+    );
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+
+    cluster.broker_up(1).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = app.post(&batch[10..]).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "ingest never recovered: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Whatever of the failed attempt reached the broker is deduplicated by event id.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = app.get("/readyz").await;
+        let projected = body["pipeline"]["events_projected"].as_u64().unwrap_or(0);
+        if projected >= 50 {
+            assert_eq!(projected, 50, "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not projected: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let overview = app
+        .data(&format!("{API}/features/chatbot/metrics?time_range=7d"))
+        .await;
+    let chatbot = events.iter().filter(|e| e.feature == "chatbot").count();
+    assert_eq!(overview["usage"]["total_requests"], chatbot, "{overview}");
+    app.stop().await;
+}
