@@ -297,6 +297,15 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
                     duplicates_dropped: 1,
                     dedup: Vec::new(),
                 },
+                raw: events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| crate::store::RawEvent {
+                        event: e.clone(),
+                        offset: base_offset + i as i64,
+                        received_at_ms: i64::from(seen_s) * 1000,
+                    })
+                    .collect(),
             }
         };
     let commit1 = ProjectionCommit {

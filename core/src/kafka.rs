@@ -27,7 +27,7 @@
 //! assignment, a projector that reloaded its checkpoint). Committed offsets are only a mirror
 //! for standard lag tooling ([`EventLog::projected`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -142,13 +142,29 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-/// Per partition, where the consumer is relative to what the projector asked for.
+/// Received records not yet handed out, and where each partition's consumer stands. Reset
+/// when the ownership generation changes (records of a revoked partition are re-read by its
+/// next owner from that owner's checkpoint).
 #[derive(Debug, Default)]
-struct Cursor {
-    /// The offset after the last message handed out.
-    delivered_next: Option<i64>,
-    /// The offset a seek was issued to (a later message past it is a genuine gap).
-    sought: Option<i64>,
+struct ReadState {
+    generation: u64,
+    buffer: BTreeMap<i32, VecDeque<LogRecord>>,
+    /// Per partition, the offset after the last record handed out.
+    delivered_next: HashMap<i32, i64>,
+    /// Per partition after a seek: (the caller's position, the offset sought). Until a
+    /// message at the sought offset arrives, others were fetched before the seek.
+    sought: HashMap<i32, (i64, i64)>,
+}
+
+impl ReadState {
+    fn sync(&mut self, generation: u64) {
+        if self.generation != generation {
+            *self = ReadState {
+                generation,
+                ..ReadState::default()
+            };
+        }
+    }
 }
 
 pub struct KafkaLog {
@@ -158,8 +174,7 @@ pub struct KafkaLog {
     producer: FutureProducer,
     consumer: OnceCell<Arc<StreamConsumer<GroupContext>>>,
     ownership: watch::Sender<Ownership>,
-    /// Cursors of one ownership generation (cleared when it changes).
-    cursors: Mutex<(u64, HashMap<i32, Cursor>)>,
+    read_state: Mutex<ReadState>,
     produced: AtomicU64,
 }
 
@@ -197,7 +212,7 @@ impl KafkaLog {
             producer,
             consumer: OnceCell::new(),
             ownership,
-            cursors: Mutex::new((0, HashMap::new())),
+            read_state: Mutex::new(ReadState::default()),
             produced: AtomicU64::new(0),
         })
     }
@@ -229,6 +244,139 @@ impl KafkaLog {
                 Ok(Arc::new(consumer))
             })
             .await
+    }
+
+    fn state(&self) -> StoreResult<std::sync::MutexGuard<'_, ReadState>> {
+        self.read_state
+            .lock()
+            .map_err(|_| StoreError::Backend("kafka read state poisoned".into()))
+    }
+
+    /// Records waiting in the buffer.
+    fn buffered(&self) -> usize {
+        self.read_state
+            .lock()
+            .map(|s| s.buffer.values().map(|q| q.len()).sum())
+            .unwrap_or(0)
+    }
+
+    /// Decodes one received message into the buffer (or drops it: not owned any more, or
+    /// fetched before a seek).
+    fn buffer_message(
+        &self,
+        message: Result<rdkafka::message::BorrowedMessage<'_>, rdkafka::error::KafkaError>,
+    ) -> StoreResult<()> {
+        let m = match message {
+            Ok(m) => m,
+            Err(e) => {
+                // Broker and transport errors are reported here and recovered from by the
+                // client itself; positions are unaffected.
+                warn!(error = %e, "kafka consumer error");
+                metrics::counter!(CONSUMER_ERRORS).increment(1);
+                return Ok(());
+            }
+        };
+        let (partition, offset) = (m.partition(), m.offset());
+        let ownership = self.ownership.borrow().clone();
+        let mut state = self.state()?;
+        state.sync(ownership.generation);
+        if !ownership.partitions.contains(partition) {
+            return Ok(());
+        }
+        if let Some((_, target)) = state.sought.get(&partition) {
+            if offset != *target {
+                // Fetched before the seek; the partition is being re-read from `target`.
+                return Ok(());
+            }
+            state.sought.remove(&partition);
+        }
+        let received_at_ms = m.timestamp().to_millis().unwrap_or(0);
+        let cost = m.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == COST_HEADER)
+                .and_then(|h| h.value)
+        });
+        let events = match decode_message(m.payload(), cost, received_at_ms, &self.settings.limits)
+        {
+            Ok(event) => vec![event],
+            Err(reason) => {
+                warn!(partition, offset, %reason, "skipping a message that is not a valid usage event");
+                metrics::counter!(INVALID_MESSAGES).increment(1);
+                Vec::new()
+            }
+        };
+        state.buffer.entry(partition).or_default().push_back(LogRecord {
+            partition,
+            offset,
+            received_at_ms,
+            events,
+        });
+        Ok(())
+    }
+
+    /// Hands out buffered records that continue `from`, at most `max_events`. A partition whose
+    /// buffer starts past the caller's position (the consumer is ahead: a projector that
+    /// reloaded its checkpoint, a store that was reset) is sought back to that position.
+    fn hand_out(
+        &self,
+        consumer: &StreamConsumer<GroupContext>,
+        from: &LogPosition,
+        max_events: usize,
+    ) -> StoreResult<Vec<LogRecord>> {
+        let generation = self.ownership.borrow().generation;
+        let mut state = self.state()?;
+        state.sync(generation);
+        let mut out = Vec::new();
+        let mut seeks = Vec::new();
+        let ReadState {
+            buffer,
+            delivered_next,
+            ..
+        } = &mut *state;
+        for (partition, queue) in buffer.iter_mut() {
+            let expected = from.next_offset(*partition);
+            while queue.front().is_some_and(|r| r.offset < expected) {
+                queue.pop_front();
+            }
+            let Some(front) = queue.front() else { continue };
+            // Within one continuous fetch offsets may skip (transaction markers); anywhere
+            // else only the exact next offset continues the caller's position.
+            let continues = front.offset == expected
+                || delivered_next.get(partition) == Some(&expected);
+            if !continues {
+                seeks.push((*partition, expected, front.offset));
+                queue.clear();
+                continue;
+            }
+            while out.len() < max_events {
+                let Some(record) = queue.pop_front() else { break };
+                delivered_next.insert(*partition, record.offset + 1);
+                out.push(record);
+            }
+        }
+        for (partition, expected, received) in seeks {
+            let (low, _) = consumer
+                .fetch_watermarks(&self.settings.topic, partition, Duration::from_secs(5))
+                .map_err(kafka_error)?;
+            let target = expected.max(low);
+            info!(
+                partition,
+                received,
+                seek_to = target,
+                "consumer is away from the projector's position; seeking"
+            );
+            consumer
+                .seek(
+                    &self.settings.topic,
+                    partition,
+                    Offset::Offset(target),
+                    Duration::from_secs(5),
+                )
+                .map_err(kafka_error)?;
+            state.sought.insert(partition, (expected, target));
+            state.delivered_next.remove(&partition);
+        }
+        Ok(out)
     }
 
     /// The message for one event.
@@ -351,103 +499,23 @@ impl EventLog for KafkaLog {
         wait: Duration,
     ) -> StoreResult<Vec<LogRecord>> {
         let consumer = self.consumer().await?;
-        let (generation, owned) = {
-            let o = self.ownership.borrow();
-            (o.generation, o.partitions.clone())
-        };
-        let mut records: Vec<LogRecord> = Vec::new();
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        let first = match tokio::time::timeout(wait, consumer.recv()).await {
-            Err(_) => return Ok(records),
-            Ok(m) => m,
-        };
-        let mut message = Some(first);
-        while let Some(m) = message.take() {
-            let m = match m {
-                Ok(m) => m,
-                Err(e) => {
-                    // Broker and transport errors are reported here and recovered from by the
-                    // client itself; the position is unaffected, so hand out what we have.
-                    warn!(error = %e, "kafka consumer error");
-                    metrics::counter!(CONSUMER_ERRORS).increment(1);
-                    break;
-                }
-            };
-            let (partition, offset) = (m.partition(), m.offset());
-            if owned.contains(partition) {
-                let expected = *next
-                    .entry(partition)
-                    .or_insert_with(|| from.next_offset(partition));
-                let accept = {
-                    let mut cursors = self
-                        .cursors
-                        .lock()
-                        .map_err(|_| StoreError::Backend("kafka cursor lock poisoned".into()))?;
-                    if cursors.0 != generation {
-                        *cursors = (generation, HashMap::new());
-                    }
-                    let cursor = cursors.1.entry(partition).or_default();
-                    if offset < expected {
-                        false
-                    } else if offset == expected
-                        || cursor.delivered_next == Some(expected)
-                        || cursor.sought == Some(expected)
-                    {
-                        cursor.delivered_next = Some(offset + 1);
-                        cursor.sought = None;
-                        true
-                    } else {
-                        // The consumer is ahead of the projector (a fresh assignment starting
-                        // at the group's committed offset, or a projector that reloaded its
-                        // checkpoint): go back to where the projector is.
-                        consumer
-                            .seek(
-                                &self.settings.topic,
-                                partition,
-                                Offset::Offset(expected),
-                                Duration::from_secs(5),
-                            )
-                            .map_err(kafka_error)?;
-                        cursor.sought = Some(expected);
-                        cursor.delivered_next = None;
-                        false
-                    }
-                };
-                if accept {
-                    let received_at_ms = m.timestamp().to_millis().unwrap_or(0);
-                    let cost = m.headers().and_then(|h| {
-                        h.iter()
-                            .find(|h| h.key == COST_HEADER)
-                            .and_then(|h| h.value)
-                    });
-                    let events = match decode_message(
-                        m.payload(),
-                        cost,
-                        received_at_ms,
-                        &self.settings.limits,
-                    ) {
-                        Ok(event) => vec![event],
-                        Err(reason) => {
-                            warn!(partition, offset, %reason, "skipping a message that is not a valid usage event");
-                            metrics::counter!(INVALID_MESSAGES).increment(1);
-                            Vec::new()
-                        }
-                    };
-                    records.push(LogRecord {
-                        partition,
-                        offset,
-                        received_at_ms,
-                        events,
-                    });
-                    next.insert(partition, offset + 1);
-                }
-            }
-            if records.len() >= max_events {
-                break;
-            }
-            message = consumer.recv().now_or_never();
+        // Every received message goes straight into the buffer (no await in between), so a
+        // caller that drops this future (shutdown, rebalance) loses nothing.
+        let first = self.hand_out(consumer, from, max_events)?;
+        if !first.is_empty() {
+            return Ok(first);
         }
-        Ok(records)
+        match tokio::time::timeout(wait, consumer.recv()).await {
+            Err(_) => return Ok(Vec::new()),
+            Ok(m) => self.buffer_message(m)?,
+        }
+        while self.buffered() < max_events {
+            match consumer.recv().now_or_never() {
+                Some(m) => self.buffer_message(m)?,
+                None => break,
+            }
+        }
+        self.hand_out(consumer, from, max_events)
     }
 
     async fn end(&self) -> StoreResult<LogPosition> {
@@ -515,5 +583,39 @@ impl Drop for KafkaLog {
         // Deliver what is queued (already acknowledged requests were delivered before their
         // acknowledgement; this only shortens shutdown of in-flight ones).
         let _ = self.producer.flush(Duration::from_secs(1));
+    }
+}
+
+/// Creates the events topic unless it exists (`tally migrate`); `true` when it was created.
+/// More partitions let more projectors share the work (one partition is never split).
+pub async fn create_topic(
+    settings: &KafkaSettings,
+    partitions: i32,
+    replication: i32,
+) -> StoreResult<bool> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .create()
+        .map_err(kafka_error)?;
+    let topic = NewTopic::new(
+        &settings.topic,
+        partitions,
+        TopicReplication::Fixed(replication),
+    );
+    let options = AdminOptions::new().operation_timeout(Some(settings.produce_timeout));
+    let results = admin
+        .create_topics([&topic], &options)
+        .await
+        .map_err(kafka_error)?;
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(true),
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
+        Some(Err((name, code))) => Err(StoreError::Unavailable(format!(
+            "creating topic {name}: {code}"
+        ))),
+        None => Err(StoreError::Backend("no answer to CreateTopics".into())),
     }
 }

@@ -216,6 +216,17 @@ pub struct PartitionCommit {
     pub dedup_horizon_s: u32,
     /// The partition's state after the commit (`dedup` left empty).
     pub state: PartitionState,
+    /// The events this commit counted (duplicates excluded), for stores that keep raw events
+    /// ([`AnalyticsStore::keeps_raw_events`]); empty otherwise.
+    pub raw: Vec<RawEvent>,
+}
+
+/// A counted event with where it sits in the log.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    pub event: UsageEvent,
+    pub offset: i64,
+    pub received_at_ms: i64,
 }
 
 /// One atomic projector commit: every partition's effect becomes visible together or not at all.
@@ -280,6 +291,10 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     async fn prune(&self, before_s: i64) -> StoreResult<u64>;
     /// A round trip to the backend (for readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// Whether commits should carry the counted events themselves ([`PartitionCommit::raw`]).
+    fn keeps_raw_events(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]

@@ -9,6 +9,16 @@
 //! The window is measured on the log's `received_at` clock (stamped by the log when it made the
 //! record durable), not on wall-clock time at projection, so a rebuild that replays the whole log
 //! in seconds deduplicates exactly like the live projection did over days.
+//!
+//! Partitions: all state (position, log clock, counters, dedup memory) is kept per log
+//! partition, and a partition's projection depends only on its own records in offset order —
+//! never on which other partitions the projector holds or how records were batched. So
+//! projectors can share a partitioned log (a Kafka consumer group): each loads the checkpoints
+//! of the partitions it is given, and on every ownership change drops uncommitted work and
+//! reloads. Each commit names the offset it builds on per partition; a store refuses a commit
+//! whose base is stale (another projector moved the partition), and the projector reloads.
+//! Dedup is per partition, which is exact when every copy of an event is in one partition
+//! (the Kafka log keys messages by `event_id`).
 
 mod dedup;
 mod metrics;

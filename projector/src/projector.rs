@@ -10,7 +10,7 @@ use tally_core::pricing::{PriceBook, PriceCache};
 use tally_core::rollup::fold;
 use tally_core::store::{
     AnalyticsStore, EventLog, LogPosition, LogRecord, Ownership, PartitionCommit, PartitionState,
-    Partitions, ProjectionCommit, ProjectorState, StoreError,
+    Partitions, ProjectionCommit, ProjectorState, RawEvent, StoreError,
 };
 use tally_schemas::event::Cost;
 use tally_schemas::UsageEvent;
@@ -153,7 +153,12 @@ impl Session {
     ///
     /// Per partition, the result depends only on the partition's records in offset order: the
     /// dedup clock is the running maximum of `received_at`, so it never goes backwards.
-    fn fold(&mut self, records: Vec<LogRecord>, prices: Option<&PriceBook>) -> ProjectionCommit {
+    fn fold(
+        &mut self,
+        records: Vec<LogRecord>,
+        prices: Option<&PriceBook>,
+        keep_raw: bool,
+    ) -> ProjectionCommit {
         let window_s = self.window_s;
         let mut by_partition: BTreeMap<i32, Vec<LogRecord>> = BTreeMap::new();
         for record in records {
@@ -177,6 +182,7 @@ impl Session {
                 });
             records.sort_by_key(|r| r.offset);
             let mut fresh: Vec<UsageEvent> = Vec::new();
+            let mut raw: Vec<RawEvent> = Vec::new();
             let mut dedup_new = Vec::new();
             let mut dups = 0u64;
             for record in records {
@@ -190,6 +196,13 @@ impl Session {
                     if ps.dedup.first_sighting(fp, now_s) {
                         if let (Cost::Pending, Some(book)) = (event.cost, prices) {
                             book.price(&mut event);
+                        }
+                        if keep_raw {
+                            raw.push(RawEvent {
+                                event: event.clone(),
+                                offset: record.offset,
+                                received_at_ms: record.received_at_ms,
+                            });
                         }
                         fresh.push(event);
                         dedup_new.push((fp, now_s));
@@ -214,6 +227,7 @@ impl Session {
                     dedup_new,
                     dedup_horizon_s: ps.dedup.horizon(now_s),
                     state: ps.state.clone(),
+                    raw,
                 },
             );
         }
@@ -359,7 +373,7 @@ impl Projector {
                 return Ok(SessionEnd::Rebalanced);
             }
             let book = self.config.prices.as_ref().map(|p| p.current());
-            let commit = session.fold(records, book.as_deref());
+            let commit = session.fold(records, book.as_deref(), self.store.keeps_raw_events());
             if commit.partitions.is_empty() {
                 continue;
             }

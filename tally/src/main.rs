@@ -69,7 +69,7 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Apply migrations to Postgres (TALLY_DATABASE_URL) and ClickHouse (TALLY_CLICKHOUSE_URL), then exit.
+    /// Apply migrations to Postgres (TALLY_DATABASE_URL) and ClickHouse (TALLY_CLICKHOUSE_URL) and create the Kafka topic (TALLY_KAFKA_BROKERS), then exit.
     Migrate {
         #[command(flatten)]
         server: ServerArgs,
@@ -171,8 +171,24 @@ async fn main() -> anyhow::Result<()> {
                     s.clickhouse_database
                 );
             }
-            if s.database_url.is_none() && s.clickhouse_url.is_none() {
-                println!("no TALLY_DATABASE_URL or TALLY_CLICKHOUSE_URL: the embedded stores create their schema on open; nothing to migrate");
+            if let Some(brokers) = &s.kafka_brokers {
+                let k = startup::kafka_settings(&s, brokers);
+                let created =
+                    tally_core::kafka::create_topic(&k, s.kafka_partitions, s.kafka_replication)
+                        .await
+                        .context("creating the Kafka topic")?;
+                println!(
+                    "kafka: topic {} {}",
+                    s.kafka_topic,
+                    if created {
+                        format!("created with {} partitions", s.kafka_partitions)
+                    } else {
+                        "already exists".to_string()
+                    }
+                );
+            }
+            if s.database_url.is_none() && s.clickhouse_url.is_none() && s.kafka_brokers.is_none() {
+                println!("no TALLY_DATABASE_URL, TALLY_CLICKHOUSE_URL or TALLY_KAFKA_BROKERS: the embedded stores create their schema on open; nothing to migrate");
             }
             Ok(())
         }

@@ -70,6 +70,11 @@ pub struct Settings {
     pub kafka_group: String,
     /// How long ingest waits for the broker's acknowledgement before answering 503.
     pub kafka_produce_timeout_ms: u64,
+    /// Partitions `tally migrate` creates the topic with (the most projectors that can share
+    /// the work).
+    pub kafka_partitions: i32,
+    /// Replication factor `tally migrate` creates the topic with.
+    pub kafka_replication: i32,
 }
 
 impl Default for Settings {
@@ -93,6 +98,8 @@ impl Default for Settings {
             kafka_topic: "tally-usage-events".into(),
             kafka_group: "tally-projector".into(),
             kafka_produce_timeout_ms: 10_000,
+            kafka_partitions: 6,
+            kafka_replication: 1,
         }
     }
 }
@@ -172,6 +179,8 @@ impl Settings {
             "KAFKA_TOPIC" => self.kafka_topic = value.to_string(),
             "KAFKA_GROUP" => self.kafka_group = value.to_string(),
             "KAFKA_PRODUCE_TIMEOUT_MS" => self.kafka_produce_timeout_ms = num(name, value)?,
+            "KAFKA_PARTITIONS" => self.kafka_partitions = num(name, value)?,
+            "KAFKA_REPLICATION" => self.kafka_replication = num(name, value)?,
             // Read by the config-file lookup and by tracing, not by these settings.
             "CONFIG" | "LOG" => {}
             _ => {
@@ -193,6 +202,8 @@ impl Settings {
             ("projector_batch_events", self.projector_batch_events as u64),
             ("log_queue_depth", self.log_queue_depth as u64),
             ("kafka_produce_timeout_ms", self.kafka_produce_timeout_ms),
+            ("kafka_partitions", self.kafka_partitions.max(0) as u64),
+            ("kafka_replication", self.kafka_replication.max(0) as u64),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(SettingsError::Invalid {

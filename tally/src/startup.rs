@@ -117,10 +117,7 @@ impl Stores {
         };
         let log: Arc<dyn EventLog> = match &settings.kafka_brokers {
             Some(brokers) => {
-                let mut k = tally_core::kafka::KafkaSettings::new(brokers, &settings.kafka_topic);
-                k.group_id = settings.kafka_group.clone();
-                k.produce_timeout = Duration::from_millis(settings.kafka_produce_timeout_ms);
-                k.limits = limits(settings);
+                let k = kafka_settings(settings, brokers);
                 info!(brokers = %brokers, topic = %settings.kafka_topic, "event log: kafka");
                 Arc::new(
                     tally_core::kafka::KafkaLog::new(k, clock)
@@ -168,6 +165,15 @@ impl Stores {
             _lock: lock,
         })
     }
+}
+
+/// The Kafka client settings of `settings`.
+pub fn kafka_settings(settings: &Settings, brokers: &str) -> tally_core::kafka::KafkaSettings {
+    let mut k = tally_core::kafka::KafkaSettings::new(brokers, &settings.kafka_topic);
+    k.group_id = settings.kafka_group.clone();
+    k.produce_timeout = Duration::from_millis(settings.kafka_produce_timeout_ms);
+    k.limits = limits(settings);
+    k
 }
 
 /// The event rules ingest applies (the Kafka log applies the same to messages).

@@ -258,6 +258,11 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
                 )));
             }
         }
+        // Raw events first: if the projection insert below never lands, a replay re-inserts the
+        // same rows, which collapse (same sorting key).
+        for (partition, pc) in &c.partitions {
+            super::events::insert(&self.client, *partition, &pc.raw).await?;
+        }
         let mut merged = self.existing(&c).await?;
         let mut insert = self.client.insert::<ProjectionRow>(TABLE).await?;
         for (partition, pc) in &c.partitions {
@@ -358,6 +363,10 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
             .collect())
     }
 
+    fn keeps_raw_events(&self) -> bool {
+        true
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         let sql = format!("SELECT count() FROM {TABLE} WHERE kind = {KIND_CHECKPOINT}");
         self.client.query(&sql).fetch_one::<u64>().await?;
@@ -367,6 +376,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
     /// Deletes through a ClickHouse mutation and waits until it is applied (18.16 has no
     /// `mutations_sync`, so this polls `system.mutations`). The count is not reported (0).
     async fn prune(&self, before_s: i64) -> StoreResult<u64> {
+        super::events::drop_before(&self.client, before_s).await?;
         let sql = format!("ALTER TABLE {TABLE} DELETE WHERE kind = {KIND_ROLLUP} AND bucket + resolution <= {before_s}");
         self.client.query(&sql).execute().await?;
         let pending = format!("SELECT count() FROM system.mutations WHERE database = currentDatabase() AND table = '{TABLE}' AND is_done = 0");
@@ -383,10 +393,12 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
     }
 
     async fn reset(&self) -> StoreResult<()> {
-        self.client
-            .query(&format!("TRUNCATE TABLE {TABLE}"))
-            .execute()
-            .await?;
+        for table in [TABLE, super::events::EVENTS_TABLE] {
+            self.client
+                .query(&format!("TRUNCATE TABLE {table}"))
+                .execute()
+                .await?;
+        }
         Ok(())
     }
 }

@@ -21,12 +21,18 @@
 //! checkpoint is refused (`Conflict`), and the projector reloads. Rebuild truncates the table:
 //! stop the projectors first.
 //!
+//! **Raw events.** The events a commit counted (duplicates excluded) go to `tally_events`, one
+//! partition per UTC day, in an `INSERT` before the projection insert. A crash between the two
+//! re-inserts the same rows on replay; they share the sorting key and `ReplacingMergeTree`
+//! collapses them (read with `FINAL`). Retention drops whole day partitions.
+//!
 //! Rows are merged in Rust (the sketches are Tally's own, identical to the embedded store), so
 //! both modes report exactly the same numbers. SQL stays within what ClickHouse 18.16 runs:
 //! no `LowCardinality`, no `DateTime64`, no server-side parameters, no aliases shadowing columns.
 //! The client uses RowBinary without compression (18.16 mis-answers LZ4-compressed selects).
 
 mod analytics;
+pub mod events;
 
 pub use analytics::ClickHouseAnalyticsStore;
 
@@ -35,10 +41,16 @@ use tracing::info;
 
 use crate::store::StoreError;
 
-const MIGRATIONS: &[(u32, &str)] = &[(
-    1,
-    include_str!("../../../migrations/clickhouse/0001_projection.sql"),
-)];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/clickhouse/0001_projection.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/clickhouse/0002_events.sql"),
+    ),
+];
 
 impl From<clickhouse::error::Error> for StoreError {
     fn from(e: clickhouse::error::Error) -> Self {

@@ -1,0 +1,464 @@
+//! Service tier: the whole distributed pipeline on a real Kafka-protocol broker
+//! (`TALLY_TEST_KAFKA_BROKERS`), ClickHouse (`TALLY_TEST_CLICKHOUSE_URL`) and Postgres
+//! (`TALLY_TEST_DATABASE_URL`):
+//! - mode equivalence: 100,000+ events (duplicates, out of order, late, a price change
+//!   mid-range) give identical JSON from every endpoint in embedded and distributed mode;
+//! - the `tally projector` process killed with SIGKILL at 10 random points during a
+//!   1,000,000-event stream: the ClickHouse rollups equal the embedded projection exactly;
+//! - ClickHouse stopped for 30 s mid-stream: the projector retries, loses nothing and drains.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tally::settings::Secret;
+use tally_core::clickhouse::ClickHouseAnalyticsStore;
+use tally_core::clock::SystemClock;
+use tally_core::embedded::{SqliteAnalyticsStore, SqliteEventLog};
+use tally_core::kafka::{KafkaLog, KafkaSettings};
+use tally_core::rollup::{Resolution, Rollup, RollupKey};
+use tally_core::store::{AnalyticsStore, EventLog, Filter, Partitions, ScanRequest, Span};
+use tally_projector::{Projector, ProjectorConfig};
+use tally_schemas::event::{Cost, Status};
+use tally_schemas::UsageEvent;
+use tokio::sync::watch;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set for the service tier"))
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A Postgres URL scoped to a fresh schema.
+async fn scoped_postgres() -> String {
+    let url = env("TALLY_TEST_DATABASE_URL");
+    let schema = unique("pipeline");
+    let pool = tally_core::postgres::connect(&url).await.unwrap();
+    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-c%20search_path%3D{schema}")
+}
+
+async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let k = KafkaSettings::new(brokers, topic);
+    assert!(tally_core::kafka::create_topic(&k, partitions, 1)
+        .await
+        .unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs TALLY_TEST_KAFKA_BROKERS, TALLY_TEST_CLICKHOUSE_URL, TALLY_TEST_DATABASE_URL"]
+async fn distributed_mode_gives_the_same_answers_as_embedded_for_100k_events() {
+    let brokers = env("TALLY_TEST_KAFKA_BROKERS");
+    let topic = unique("equivalence");
+    create_topic(&brokers, &topic, 4).await;
+    // Out of order over 36 hours (across the price change), plus late arrivals 3–5 days old
+    // sent last.
+    let mut events = corpus(100_000, 41);
+    let mut late = corpus(3_000, 42);
+    for e in &mut late {
+        e.at -= chrono::Duration::days(3);
+    }
+    events.extend(late);
+    let sent = sent_with_duplicates(events.len());
+
+    let mut results = Vec::new();
+    for distributed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        if distributed {
+            s.kafka_brokers = Some(brokers.clone());
+            s.kafka_topic = topic.clone();
+            s.kafka_group = unique("group");
+            s.clickhouse_url = Some(Secret::new(env("TALLY_TEST_CLICKHOUSE_URL")));
+            s.clickhouse_database = unique("tally_equivalence");
+            s.database_url = Some(Secret::new(scoped_postgres().await));
+        }
+        let app = TestApp::start_with(s).await;
+        seed_config(&app.stores).await;
+        send_with_duplicates(&app, &events, 2_000).await;
+        app.wait_consumed(sent).await;
+        let mut answers = answers(&app).await;
+        answers.push(
+            app.data(&format!(
+                "{API}/analytics/usage?time_range=7d&group_by=feature,environment,hour"
+            ))
+            .await,
+        );
+        answers.push(
+            app.data(&format!(
+                "{API}/features/photo-tagging/metrics?time_range=7d"
+            ))
+            .await,
+        );
+        results.push(serde_json::json!(answers));
+        app.stop().await;
+    }
+    assert!(
+        results[0] == results[1],
+        "answers differ: {}",
+        first_difference(&results[0], &results[1], String::new())
+    );
+    assert!(
+        results[1][1].to_string().len() > 1000,
+        "the comparison covered real data"
+    );
+}
+
+/// Deterministic events around `now`, priced at the source (so both projections agree without a
+/// price book).
+fn stream_events(n: u64, seed: u64) -> Vec<UsageEvent> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let features = ["chatbot", "photo-tagging", "search", "summaries"];
+    let mut out = Vec::with_capacity(n as usize + n as usize / 20);
+    for i in 0..n {
+        let e = UsageEvent {
+            event_id: format!("s{seed}-{i}"),
+            occurred_at_us: now_us - rng.gen_range(0..3 * 86_400_000_000i64),
+            feature: features[rng.gen_range(0..features.len())].into(),
+            model: ["gpt-4o", "claude"][rng.gen_range(0..2)].into(),
+            provider: "p".into(),
+            status: if rng.gen_bool(0.03) {
+                Status::Error
+            } else {
+                Status::Success
+            },
+            latency_us: rng.gen_range(1_000..5_000_000),
+            input_tokens: rng.gen_range(0..4_000),
+            output_tokens: rng.gen_range(0..800),
+            cost: Cost::Computed(rng.gen_range(0..90_000_000)),
+            user_id: Some(format!("u{}", rng.gen_range(0..5_000))),
+            ..UsageEvent::example()
+        };
+        if rng.gen_bool(0.05) {
+            out.push(e.clone());
+        }
+        out.push(e);
+    }
+    out
+}
+
+async fn all_rollups(store: &dyn AnalyticsStore) -> BTreeMap<RollupKey, Rollup> {
+    store
+        .scan(ScanRequest {
+            filter: Filter::default(),
+            spans: Resolution::ALL
+                .iter()
+                .map(|&resolution| Span {
+                    resolution,
+                    from: 0,
+                    to: i64::MAX / 2,
+                })
+                .collect(),
+            with_sketches: true,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.rollup))
+        .collect()
+}
+
+/// The embedded projection of `stream` (the reference).
+async fn embedded_projection(stream: &[UsageEvent]) -> BTreeMap<RollupKey, Rollup> {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(SqliteEventLog::open(dir.path(), 64).unwrap());
+    let store: Arc<dyn AnalyticsStore> = Arc::new(SqliteAnalyticsStore::open(dir.path()).unwrap());
+    for chunk in stream.chunks(10_000) {
+        log.append(chunk.to_vec()).await.unwrap();
+    }
+    tally_projector::rebuild(log, store.clone(), ProjectorConfig::default())
+        .await
+        .unwrap();
+    all_rollups(store.as_ref()).await
+}
+
+async fn consumed(store: &dyn AnalyticsStore) -> u64 {
+    let state = store.load_state(0, &Partitions::All).await.unwrap();
+    state.events_applied() + state.duplicates_dropped()
+}
+
+fn kafka_log(brokers: &str, topic: &str) -> Arc<dyn EventLog> {
+    let mut k = KafkaSettings::new(brokers, topic);
+    k.produce_timeout = Duration::from_secs(30);
+    Arc::new(KafkaLog::new(k, Arc::new(SystemClock)).unwrap())
+}
+
+/// Starts `tally projector`; its log goes to `dir/projector.log` (appended across restarts).
+fn spawn_projector(
+    dir: &std::path::Path,
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    db: &str,
+) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("projector.log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("projector")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TALLY_LISTEN", "127.0.0.1:0")
+        .env("TALLY_DATA_DIR", dir)
+        .env("TALLY_KAFKA_BROKERS", brokers)
+        .env("TALLY_KAFKA_TOPIC", topic)
+        .env("TALLY_KAFKA_GROUP", group)
+        .env("TALLY_CLICKHOUSE_URL", env("TALLY_TEST_CLICKHOUSE_URL"))
+        .env("TALLY_CLICKHOUSE_DATABASE", db)
+        .env("TALLY_PROJECTOR_BATCH_EVENTS", "20000")
+        .env("TALLY_LOG", "info,librdkafka=warn")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs TALLY_TEST_KAFKA_BROKERS and TALLY_TEST_CLICKHOUSE_URL"]
+async fn projector_killed_ten_times_during_a_million_events_matches_embedded() {
+    let brokers = env("TALLY_TEST_KAFKA_BROKERS");
+    let topic = unique("kill9");
+    let group = unique("group");
+    let db = unique("tally_kill9");
+    create_topic(&brokers, &topic, 4).await;
+    let url = env("TALLY_TEST_CLICKHOUSE_URL");
+    tally_core::clickhouse::migrate(&url, &db).await.unwrap();
+    let store = ClickHouseAnalyticsStore::new(tally_core::clickhouse::client(&url, &db));
+    let stream = stream_events(1_000_000, 7);
+    let total = stream.len() as u64;
+
+    let producer = kafka_log(&brokers, &topic);
+    let to_send = stream.clone();
+    let sending = tokio::spawn(async move {
+        for chunk in to_send.chunks(10_000) {
+            producer.append(chunk.to_vec()).await.unwrap();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = SmallRng::seed_from_u64(99);
+    let mut child = spawn_projector(dir.path(), &brokers, &topic, &group, &db);
+    let mut kills = 0;
+    while kills < 10 {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(1_500..6_000))).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        let progress = consumed(&store).await;
+        assert!(
+            progress < total,
+            "kill {kills} came after the end of the stream"
+        );
+        // Restart once the group's session timeout (10 s) has passed. Kafka would rebalance
+        // the dead member's partitions away after that timeout anyway; tansu 0.6 (the CI
+        // broker) only evicts a dead member when another one joins, and a member that joins
+        // while the dead leader is still listed is left without partitions.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        child = spawn_projector(dir.path(), &brokers, &topic, &group, &db);
+    }
+    sending.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let done = consumed(&store).await;
+        if done >= total {
+            assert_eq!(done, total);
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(dir.path().join("projector.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "stalled at {done} of {total}; projector log (newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let distributed = all_rollups(&store).await;
+    let embedded = embedded_projection(&stream).await;
+    assert_eq!(distributed.len(), embedded.len(), "same rollup rows");
+    assert!(
+        distributed == embedded,
+        "ClickHouse rollups equal the embedded projection exactly"
+    );
+    let client = tally_core::clickhouse::client(&url, &db);
+    let distinct = stream
+        .iter()
+        .map(|e| e.event_id.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len() as u64;
+    assert_eq!(
+        tally_core::clickhouse::events::count(&client)
+            .await
+            .unwrap(),
+        distinct,
+        "raw events: each counted event once"
+    );
+}
+
+/// A ClickHouse server of this test's own, so it can be stopped.
+struct OwnClickHouse {
+    dir: tempfile::TempDir,
+    http: u16,
+    child: Option<Child>,
+}
+
+impl OwnClickHouse {
+    fn start(dir: tempfile::TempDir, http: u16) -> OwnClickHouse {
+        let mut me = OwnClickHouse {
+            dir,
+            http,
+            child: None,
+        };
+        me.restart();
+        me
+    }
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
+    }
+    fn restart(&mut self) {
+        let path = self.dir.path();
+        let child = Command::new("clickhouse-server")
+            .arg("--config-file=/etc/clickhouse-server/config.xml")
+            .arg("--")
+            .arg(format!("--path={}/", path.display()))
+            .arg(format!("--http_port={}", self.http))
+            .arg(format!("--tcp_port={}", self.http + 1))
+            .arg(format!("--interserver_http_port={}", self.http + 2))
+            .arg(format!("--logger.log={}/server.log", path.display()))
+            .arg(format!("--logger.errorlog={}/error.log", path.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("clickhouse-server must be installed for the service tier");
+        self.child = Some(child);
+    }
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    async fn wait_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while reqwest::get(format!("{}/ping", self.url())).await.is_err() {
+            assert!(Instant::now() < deadline, "clickhouse did not start");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for OwnClickHouse {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs TALLY_TEST_KAFKA_BROKERS and clickhouse-server"]
+async fn clickhouse_stopped_for_30_seconds_loses_nothing() {
+    let brokers = env("TALLY_TEST_KAFKA_BROKERS");
+    let topic = unique("chdown");
+    create_topic(&brokers, &topic, 3).await;
+    let mut clickhouse = OwnClickHouse::start(tempfile::tempdir().unwrap(), 18_460);
+    clickhouse.wait_up().await;
+    let db = "tally_outage";
+    tally_core::clickhouse::migrate(&clickhouse.url(), db)
+        .await
+        .unwrap();
+    let store: Arc<dyn AnalyticsStore> = Arc::new(ClickHouseAnalyticsStore::new(
+        tally_core::clickhouse::client(&clickhouse.url(), db),
+    ));
+    let mut consumer = KafkaSettings::new(&brokers, &topic);
+    consumer.group_id = unique("group");
+    let log: Arc<dyn EventLog> = Arc::new(KafkaLog::new(consumer, Arc::new(SystemClock)).unwrap());
+    let (projector, status) = Projector::new(
+        log,
+        store.clone(),
+        ProjectorConfig {
+            max_batch_events: 2_000,
+            max_backoff: Duration::from_secs(2),
+            ..ProjectorConfig::default()
+        },
+    );
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(projector.run(stop_rx));
+
+    let stream = stream_events(60_000, 11);
+    let (first, rest) = stream.split_at(20_000);
+    let producer = kafka_log(&brokers, &topic);
+    for chunk in first.chunks(5_000) {
+        producer.append(chunk.to_vec()).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while status.borrow().events_consumed() == 0 {
+        assert!(Instant::now() < deadline, "no progress before the outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    clickhouse.kill();
+    let stopped = Instant::now();
+    for chunk in rest.chunks(5_000) {
+        producer.append(chunk.to_vec()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(stopped.elapsed())).await;
+    let during = status.borrow().clone();
+    assert!(
+        during.last_error.is_some(),
+        "the projector saw the outage: {during:?}"
+    );
+    assert!(during.events_consumed() < stream.len() as u64);
+
+    clickhouse.restart();
+    clickhouse.wait_up().await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let s = status.borrow().clone();
+        if s.last_error.is_none() && s.events_consumed() >= stream.len() as u64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lag did not drain: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = stop.send(true);
+    task.await.unwrap();
+
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut cost = 0i128;
+    for e in &stream {
+        if seen.insert(e.event_id.clone()) {
+            *want.entry(e.feature.clone()).or_default() += 1;
+            cost += i128::from(e.cost.picos().unwrap());
+        }
+    }
+    let rollups = all_rollups(store.as_ref()).await;
+    let mut got: BTreeMap<String, u64> = BTreeMap::new();
+    let mut got_cost = 0i128;
+    for (k, r) in rollups
+        .iter()
+        .filter(|(k, _)| k.resolution == Resolution::Day)
+    {
+        *got.entry(k.dims.feature.clone()).or_default() += r.requests;
+        got_cost += r.cost.0;
+    }
+    assert_eq!(got, want, "every event counted exactly once per feature");
+    assert_eq!(got_cost, cost, "exact cost");
+}
