@@ -72,6 +72,10 @@ pub struct KafkaSettings {
     /// Event rules applied to messages (retention, future skew), evaluated at the message
     /// timestamp so a replay decides exactly as the first read did.
     pub limits: Limits,
+    /// Most messages per produced record batch (`batch.num.messages`); `None` keeps
+    /// librdkafka's default. `Some(1)` is for brokers that cannot serve a fetch starting
+    /// inside a batch (tansu 0.6, the service tier's broker).
+    pub batch_messages: Option<u32>,
 }
 
 impl KafkaSettings {
@@ -82,6 +86,7 @@ impl KafkaSettings {
             group_id: "tally-projector".to_string(),
             produce_timeout: Duration::from_secs(10),
             limits: Limits::default(),
+            batch_messages: None,
         }
     }
 }
@@ -190,7 +195,11 @@ impl KafkaLog {
             CONSUMER_ERRORS,
             "Errors the Kafka consumer reported (the client reconnects by itself)."
         );
-        let producer: FutureProducer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        if let Some(n) = settings.batch_messages {
+            config.set("batch.num.messages", n.to_string());
+        }
+        let producer: FutureProducer = config
             .set("bootstrap.servers", &settings.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -305,12 +314,16 @@ impl KafkaLog {
                 Vec::new()
             }
         };
-        state.buffer.entry(partition).or_default().push_back(LogRecord {
-            partition,
-            offset,
-            received_at_ms,
-            events,
-        });
+        state
+            .buffer
+            .entry(partition)
+            .or_default()
+            .push_back(LogRecord {
+                partition,
+                offset,
+                received_at_ms,
+                events,
+            });
         Ok(())
     }
 
@@ -341,15 +354,17 @@ impl KafkaLog {
             let Some(front) = queue.front() else { continue };
             // Within one continuous fetch offsets may skip (transaction markers); anywhere
             // else only the exact next offset continues the caller's position.
-            let continues = front.offset == expected
-                || delivered_next.get(partition) == Some(&expected);
+            let continues =
+                front.offset == expected || delivered_next.get(partition) == Some(&expected);
             if !continues {
                 seeks.push((*partition, expected, front.offset));
                 queue.clear();
                 continue;
             }
             while out.len() < max_events {
-                let Some(record) = queue.pop_front() else { break };
+                let Some(record) = queue.pop_front() else {
+                    break;
+                };
                 delivered_next.insert(*partition, record.offset + 1);
                 out.push(record);
             }

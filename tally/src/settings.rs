@@ -75,6 +75,9 @@ pub struct Settings {
     pub kafka_partitions: i32,
     /// Replication factor `tally migrate` creates the topic with.
     pub kafka_replication: i32,
+    /// Most messages per produced record batch (librdkafka's default when absent; 1 for
+    /// brokers that cannot fetch from inside a batch, such as tansu 0.6).
+    pub kafka_batch_messages: Option<u32>,
 }
 
 impl Default for Settings {
@@ -100,6 +103,7 @@ impl Default for Settings {
             kafka_produce_timeout_ms: 10_000,
             kafka_partitions: 6,
             kafka_replication: 1,
+            kafka_batch_messages: None,
         }
     }
 }
@@ -181,6 +185,7 @@ impl Settings {
             "KAFKA_PRODUCE_TIMEOUT_MS" => self.kafka_produce_timeout_ms = num(name, value)?,
             "KAFKA_PARTITIONS" => self.kafka_partitions = num(name, value)?,
             "KAFKA_REPLICATION" => self.kafka_replication = num(name, value)?,
+            "KAFKA_BATCH_MESSAGES" => self.kafka_batch_messages = Some(num(name, value)?),
             // Read by the config-file lookup and by tracing, not by these settings.
             "CONFIG" | "LOG" => {}
             _ => {

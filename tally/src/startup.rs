@@ -173,6 +173,7 @@ pub fn kafka_settings(settings: &Settings, brokers: &str) -> tally_core::kafka::
     k.group_id = settings.kafka_group.clone();
     k.produce_timeout = Duration::from_millis(settings.kafka_produce_timeout_ms);
     k.limits = limits(settings);
+    k.batch_messages = settings.kafka_batch_messages;
     k
 }
 
