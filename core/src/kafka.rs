@@ -634,3 +634,86 @@ pub async fn create_topic(
         None => Err(StoreError::Backend("no answer to CreateTopics".into())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_schemas::event::Cost;
+
+    const NOW_MS: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    fn value(extra: &str) -> Vec<u8> {
+        format!(
+            r#"{{"event_id":"e1","occurred_at":"2025-12-31T23:59:00Z","feature":"chatbot","model":"gpt-4o","provider":"openai","environment":"production","operation":"chat","status":"success","latency_ms":12.5,"input_tokens":100,"output_tokens":7{extra}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn messages_decode_with_the_cost_ingest_computed() {
+        let limits = Limits::default();
+        let e = decode_message(Some(&value("")), Some(b"computed:1234"), NOW_MS, &limits)
+            .expect("valid");
+        assert_eq!(
+            (e.event_id.as_str(), e.latency_us, e.cost),
+            ("e1", 12_500, Cost::Computed(1234))
+        );
+        let e =
+            decode_message(Some(&value("")), Some(b"unpriced"), NOW_MS, &limits).expect("valid");
+        assert_eq!(e.cost, Cost::Unpriced);
+        let e = decode_message(Some(&value("")), None, NOW_MS, &limits).expect("valid");
+        assert_eq!(e.cost, Cost::Pending, "priced by the projector");
+        let e = decode_message(
+            Some(&value(r#","cost_usd":"0.000001""#)),
+            Some(b"computed:99"),
+            NOW_MS,
+            &limits,
+        )
+        .expect("valid");
+        assert_eq!(
+            e.cost,
+            Cost::Reported(1_000_000),
+            "a reported cost wins over the header"
+        );
+    }
+
+    #[test]
+    fn invalid_messages_say_why() {
+        let limits = Limits::default();
+        let err = decode_message(Some(b"not json"), None, NOW_MS, &limits).expect_err("invalid");
+        assert!(!err.is_empty());
+        let err = decode_message(Some(&value("")), Some(b"free"), NOW_MS, &limits)
+            .expect_err("bad header");
+        assert!(err.contains("tally-cost"), "{err}");
+        // Rules are applied at the message timestamp: a year later the event is too old.
+        let err = decode_message(Some(&value("")), None, NOW_MS + 365 * 86_400_000, &limits)
+            .expect_err("outside retention");
+        assert!(err.starts_with("occurred_at"), "{err}");
+        assert!(decode_message(None, None, NOW_MS, &limits).is_err());
+    }
+
+    #[test]
+    fn the_wire_form_round_trips_through_validation() {
+        let limits = Limits::default();
+        let mut event = UsageEvent {
+            event_id: "rt".into(),
+            occurred_at_us: (NOW_MS - 60_000) * 1000 + 123,
+            latency_us: 86_399_999_999,
+            input_tokens: 10,
+            cached_input_tokens: 4,
+            cost: Cost::Reported(123_456_789_012),
+            user_id: Some("u".into()),
+            prompt_version: Some("7".into()),
+            attributes: vec![("a".into(), "1".into()), ("b".into(), "2".into())],
+            ..UsageEvent::example()
+        };
+        let (value, _) = KafkaLog::encode(&event).expect("encode");
+        let back = decode_message(Some(&value), None, NOW_MS, &limits).expect("decode");
+        assert_eq!(back, event);
+        event.cost = Cost::Computed(5);
+        let (value, _) = KafkaLog::encode(&event).expect("encode");
+        let back =
+            decode_message(Some(&value), Some(b"computed:5"), NOW_MS, &limits).expect("decode");
+        assert_eq!(back, event);
+    }
+}
