@@ -121,6 +121,15 @@ pub trait EventLog: Send + Sync + 'static {
         let _ = position;
         None
     }
+    /// Events not yet projected by a reader at `position` that has consumed `consumed`
+    /// events: the larger of [`EventLog::lag`] (a broker's watermarks arrive every few
+    /// seconds) and what this process appended beyond `consumed` (known at once), so a
+    /// backlog is never reported gone too early.
+    fn backlog(&self, position: &LogPosition, consumed: u64) -> u64 {
+        self.lag(position)
+            .unwrap_or(0)
+            .max(self.appended_events().saturating_sub(consumed))
+    }
     /// Tells the log that everything before `position` is durably projected. The analytics
     /// store's checkpoint stays the truth; a broker log mirrors it into its consumer group's
     /// committed offsets so standard tooling shows progress.

@@ -236,11 +236,11 @@ impl Session {
         commit
     }
 
-    /// Marks a commit as landed.
-    fn committed(&mut self, commit: &ProjectionCommit) {
-        for (partition, c) in &commit.partitions {
+    /// Marks a commit (per partition, its new `next_offset`) as landed.
+    fn committed(&mut self, landed: &[(i32, i64)]) {
+        for (partition, next_offset) in landed {
             if let Some(ps) = self.partitions.get_mut(partition) {
-                ps.committed = c.state.next_offset;
+                ps.committed = *next_offset;
             }
         }
     }
@@ -357,11 +357,7 @@ impl Projector {
                 self.config.max_batch_events
             };
             let consumed = session.applied() + session.duplicates();
-            let lag = self
-                .log
-                .lag(&position)
-                .unwrap_or(0)
-                .max(self.log.appended_events().saturating_sub(consumed));
+            let lag = self.log.backlog(&position, consumed);
             metrics::gauge!(m::LAG_EVENTS).set(lag as f64);
             if records.is_empty() {
                 if *shutdown.borrow() {
@@ -378,8 +374,13 @@ impl Projector {
                 continue;
             }
             let started = Instant::now();
-            self.store.commit(commit.clone()).await?;
-            session.committed(&commit);
+            let landed: Vec<(i32, i64)> = commit
+                .partitions
+                .iter()
+                .map(|(p, c)| (*p, c.state.next_offset))
+                .collect();
+            self.store.commit(commit).await?;
+            session.committed(&landed);
             metrics::histogram!(m::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
             metrics::counter!(m::COMMITS).increment(1);
             metrics::gauge!(m::DEDUP_ENTRIES).set(session.dedup_len() as f64);

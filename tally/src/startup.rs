@@ -320,12 +320,7 @@ fn pipeline_probe(
     Arc::new(move || {
         let s = status.borrow().clone();
         let consumed = s.events_consumed();
-        // A broker's watermarks arrive every few seconds; what this process appended itself
-        // is known at once. The larger of the two never reports a backlog as gone too early.
-        let lag = log
-            .lag(&s.position)
-            .unwrap_or(0)
-            .max(log.appended_events().saturating_sub(consumed));
+        let lag = log.backlog(&s.position, consumed);
         PipelineStatus {
             ready: s.started || !projects,
             events_in_log: consumed + lag,

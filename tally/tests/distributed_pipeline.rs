@@ -39,19 +39,6 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
-/// A Postgres URL scoped to a fresh schema.
-async fn scoped_postgres() -> String {
-    let url = env("TALLY_TEST_DATABASE_URL");
-    let schema = unique("pipeline");
-    let pool = tally_core::postgres::connect(&url).await.unwrap();
-    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}options=-c%20search_path%3D{schema}")
-}
-
 async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     let k = KafkaSettings::new(brokers, topic);
     assert!(tally_core::kafka::create_topic(&k, partitions, 1)
@@ -86,7 +73,8 @@ async fn distributed_mode_gives_the_same_answers_as_embedded_for_100k_events() {
             s.kafka_batch_messages = Some(1);
             s.clickhouse_url = Some(Secret::new(env("TALLY_TEST_CLICKHOUSE_URL")));
             s.clickhouse_database = unique("tally_equivalence");
-            s.database_url = Some(Secret::new(scoped_postgres().await));
+            let (_, _, scoped) = scoped_postgres(&env("TALLY_TEST_DATABASE_URL"), "pipeline").await;
+            s.database_url = Some(Secret::new(scoped));
         }
         let app = TestApp::start_with(s).await;
         seed_config(&app.stores).await;

@@ -16,14 +16,7 @@ async fn distributed_stores_give_the_same_answers_as_embedded() {
     let clickhouse_url = std::env::var("TALLY_TEST_CLICKHOUSE_URL")
         .expect("TALLY_TEST_CLICKHOUSE_URL must point at ClickHouse");
     let clickhouse_db = format!("tally_app_{}", uuid::Uuid::new_v4().simple());
-    let schema = format!("app_{}", uuid::Uuid::new_v4().simple());
-    let pool = tally_core::postgres::connect(&url).await.unwrap();
-    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let scoped_url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+    let (pool, schema, scoped_url) = scoped_postgres(&url, "app").await;
 
     let events = corpus(3000, 9);
     let mut results = Vec::new();

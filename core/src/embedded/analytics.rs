@@ -284,7 +284,7 @@ fn load_state(
     Ok(state)
 }
 
-fn commit(conn: &mut Connection, c: &ProjectionCommit) -> StoreResult<()> {
+fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> StoreResult<()> {
     let tx = conn.transaction()?;
     for (partition, pc) in &c.partitions {
         let stored: i64 = tx
@@ -305,8 +305,8 @@ fn commit(conn: &mut Connection, c: &ProjectionCommit) -> StoreResult<()> {
     // One projector writes this store, so rows are not kept per partition: the partitions'
     // deltas are merged before they touch a row.
     let mut deltas = std::collections::BTreeMap::new();
-    for pc in c.partitions.values() {
-        crate::rollup::apply(&mut deltas, pc.deltas.clone());
+    for pc in c.partitions.values_mut() {
+        crate::rollup::apply(&mut deltas, std::mem::take(&mut pc.deltas));
     }
     for (key, delta) in &deltas {
         merge_row(&tx, key, delta)?;
@@ -424,7 +424,7 @@ impl AnalyticsStore for SqliteAnalyticsStore {
     #[instrument(name = "analytics.commit", skip_all, fields(rows = c.rows(), dedup = c.dedup_entries()), err)]
     async fn commit(&self, c: ProjectionCommit) -> StoreResult<()> {
         let writer = self.writer.clone();
-        blocking(move || commit(&mut *writer.lock().map_err(|_| poisoned())?, &c)).await
+        blocking(move || commit(&mut *writer.lock().map_err(|_| poisoned())?, c)).await
     }
 
     async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>> {

@@ -457,3 +457,17 @@ impl TestApp {
 pub fn sent_with_duplicates(n: usize) -> u64 {
     (n + n.div_ceil(7)) as u64
 }
+
+/// A fresh Postgres schema on `url` (the service tier's database): the pool, the schema name,
+/// and a URL whose connections use that schema.
+pub async fn scoped_postgres(url: &str, prefix: &str) -> (sqlx::PgPool, String, String) {
+    let schema = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let pool = tally_core::postgres::connect(url).await.unwrap();
+    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let scoped = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+    (pool, schema, scoped)
+}
