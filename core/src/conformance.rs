@@ -254,11 +254,12 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
     );
 
     let base = 1_767_225_600; // 2026-01-01T00:00:00Z
+                              // Every fourth event of the first batch happened the day before (for retention below).
     let first: Vec<UsageEvent> = (0..50)
         .map(|i| {
             sample_event(
                 i,
-                base + i64::from(i) * 7,
+                base + i64::from(i) * 7 - if i % 4 == 0 { 86_400 } else { 0 },
                 "chatbot",
                 Environment::Production,
             )
@@ -457,27 +458,29 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
         && r.key.bucket >= base + 60
         && r.key.bucket < base + 540));
 
-    let minutes = |rows: &[crate::rollup::RollupRow]| {
-        rows.iter()
-            .filter(|r| r.key.resolution == Resolution::Minute)
-            .count()
-    };
-    let before = minutes(&store.scan(everything(false)).await.expect("scan"));
+    // Retention works in whole UTC days: a cutoff two minutes into 2026-01-01 removes every
+    // row of 2025-12-31 (all resolutions) and nothing of 2026-01-01.
+    let before = store.scan(everything(false)).await.expect("scan").len();
     store.prune(base + 120).await.expect("prune");
     let after = store.scan(everything(false)).await.expect("scan");
-    let gone = expected
-        .keys()
-        .filter(|k| k.resolution == Resolution::Minute && k.bucket + 60 <= base + 120)
-        .count();
-    assert!(gone > 0);
+    let gone = expected.keys().filter(|k| k.bucket < base).count();
+    assert!(gone > 0 && gone < before);
     assert_eq!(
-        minutes(&after),
+        after.len(),
         before - gone,
-        "prune drops exactly the rows that ended before the cutoff"
+        "prune drops exactly the rows of the days that ended before the cutoff"
     );
-    assert!(after
+    assert!(after.iter().all(|r| r.key.bucket >= base));
+    let requests_left: u64 = after
         .iter()
-        .all(|r| r.key.bucket + r.key.resolution.seconds() > base + 120));
+        .filter(|r| r.key.resolution == Resolution::Day)
+        .map(|r| r.rollup.requests)
+        .sum();
+    assert_eq!(
+        requests_left,
+        80 - 13,
+        "13 of the first batch were on the day before"
+    );
 
     store.reset().await.expect("reset");
     assert!(store

@@ -168,6 +168,12 @@ pub struct PartitionState {
 #[derive(Debug, Clone, Default)]
 pub struct ProjectorState {
     pub partitions: BTreeMap<i32, PartitionState>,
+    /// Per log partition, the `next_offset` of the oldest commit whose rollup rows partly
+    /// landed while its checkpoint did not (only stores whose commits are not one atomic write
+    /// report any). Those rows already hold every event before that offset, so the projector
+    /// must not commit the partition *past* it until its checkpoint has reached it: a commit
+    /// ending there (or earlier) lets the store tell, per row, what is already included.
+    pub unfinished: BTreeMap<i32, i64>,
 }
 
 impl ProjectorState {
@@ -288,15 +294,18 @@ pub trait AnalyticsStore: Send + Sync + 'static {
         dedup_window_s: u32,
         partitions: &Partitions,
     ) -> StoreResult<ProjectorState>;
-    /// Applies a commit atomically, or refuses it with [`StoreError::Conflict`] when a
-    /// partition's stored `next_offset` is not the commit's `base_offset`.
+    /// Applies a commit with an exactly-once effect, or refuses it with
+    /// [`StoreError::Conflict`] when a partition's stored `next_offset` is not the commit's
+    /// `base_offset`. Either the commit is atomic, or a partly applied one is reported by the
+    /// next [`load_state`](Self::load_state) in [`ProjectorState::unfinished`].
     async fn commit(&self, commit: ProjectionCommit) -> StoreResult<()>;
     /// Rows matching the request, in no particular order.
     async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>>;
     /// Drops every rollup, the checkpoint and the dedup memory (for rebuild).
     async fn reset(&self) -> StoreResult<()>;
-    /// Deletes rollup rows whose bucket ends at or before `before_s` (retention). Returns rows
-    /// deleted.
+    /// Retention: deletes the rollup rows of every UTC day that ended at or before `before_s`
+    /// (whole days, so that a store may drop day partitions). Returns rows deleted, when the
+    /// store knows.
     async fn prune(&self, before_s: i64) -> StoreResult<u64>;
     /// A round trip to the backend (for readiness).
     async fn ping(&self) -> StoreResult<()>;

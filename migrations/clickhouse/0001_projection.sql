@@ -1,10 +1,10 @@
--- The projection table (ClickHouse 18.16 … 25.x). One row per (kind, key, log partition);
+-- Projector bookkeeping (ClickHouse 18.16 … 25.x). One row per (kind, key, log partition);
 -- version = the partition's next offset after the commit that wrote the row; newest wins.
---   kind 0: a rollup row (full merged state of one key from one log partition),
 --   kind 1: a partition's checkpoint, kind 2: a chunk of a partition's dedup fingerprints
---   (bucket = newest second in the chunk).
--- Not partitioned on purpose: an INSERT below max_insert_block_size into one partition is
--- atomic, which is what makes a commit (rollups + checkpoint + dedup) all-or-nothing.
+--   (bucket = newest second in the chunk). Kind 0 (rollup rows) was used before rollups moved
+--   to tally_rollups (0003); `tally migrate` moves any such rows over.
+-- Not partitioned on purpose: a commit's checkpoint and dedup chunk are one small INSERT into
+-- one partition, which ClickHouse applies atomically.
 CREATE TABLE IF NOT EXISTS tally_projection (
     kind                UInt8,
     resolution          UInt32,

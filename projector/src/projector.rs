@@ -83,6 +83,9 @@ pub struct Projector {
 struct PartitionSession {
     /// The `next_offset` of the last commit that landed (what the store holds).
     committed: i64,
+    /// The end of an unfinished commit the store reported: commits stop there until the
+    /// checkpoint reaches it ([`ProjectorState::unfinished`]).
+    stop_at: Option<i64>,
     state: PartitionState,
     dedup: Dedup,
 }
@@ -99,15 +102,25 @@ fn seconds(ms: i64) -> u32 {
 }
 
 impl Session {
-    fn resume(state: ProjectorState, owned: Partitions, window_s: u32) -> Session {
+    fn resume(mut state: ProjectorState, owned: Partitions, window_s: u32) -> Session {
+        // A partition whose first commit is unfinished has rows but no checkpoint yet.
+        for p in state.unfinished.keys() {
+            state.partitions.entry(*p).or_default();
+        }
         let partitions = state
             .partitions
             .into_iter()
             .filter(|(p, _)| owned.contains(*p))
             .map(|(p, mut s)| {
                 let dedup = Dedup::new(window_s, std::mem::take(&mut s.dedup));
+                let stop_at = state
+                    .unfinished
+                    .get(&p)
+                    .copied()
+                    .filter(|end| *end > s.next_offset);
                 let session = PartitionSession {
                     committed: s.next_offset,
+                    stop_at,
                     state: s,
                     dedup,
                 };
@@ -177,6 +190,7 @@ impl Session {
                 .entry(partition)
                 .or_insert_with(|| PartitionSession {
                     committed: 0,
+                    stop_at: None,
                     state: PartitionState::default(),
                     dedup: Dedup::new(window_s, []),
                 });
@@ -188,6 +202,10 @@ impl Session {
             for record in records {
                 if record.offset < ps.state.next_offset {
                     continue;
+                }
+                if ps.stop_at.is_some_and(|end| record.offset >= end) {
+                    // Read again after the commit that reaches the unfinished one's end.
+                    break;
                 }
                 let now_ms = ps.state.last_received_ms.max(record.received_at_ms);
                 let now_s = seconds(now_ms);
@@ -241,6 +259,9 @@ impl Session {
         for (partition, next_offset) in landed {
             if let Some(ps) = self.partitions.get_mut(partition) {
                 ps.committed = *next_offset;
+                if ps.stop_at.is_some_and(|end| end <= *next_offset) {
+                    ps.stop_at = None;
+                }
             }
         }
     }

@@ -260,3 +260,86 @@ async fn failed_commits_are_retried_from_the_checkpoint() {
         .sum();
     assert_eq!(minute_requests, ids.len() as u64);
 }
+
+/// Reports, on its first load, an unfinished commit ending at `end` on partition 0 (what the
+/// ClickHouse store reports after a commit whose rollup rows partly landed), and records the
+/// offset range of every commit that reaches it.
+struct Unfinished {
+    inner: SqliteAnalyticsStore,
+    end: i64,
+    loads: AtomicU64,
+    ranges: std::sync::Mutex<Vec<(i64, i64)>>,
+}
+
+#[async_trait]
+impl AnalyticsStore for Unfinished {
+    async fn load_state(&self, w: u32, p: &Partitions) -> StoreResult<ProjectorState> {
+        let mut state = self.inner.load_state(w, p).await?;
+        if self.loads.fetch_add(1, Ordering::SeqCst) == 0 {
+            state.unfinished.insert(0, self.end);
+        }
+        Ok(state)
+    }
+    async fn commit(&self, c: ProjectionCommit) -> StoreResult<()> {
+        if let Some(pc) = c.partitions.get(&0) {
+            self.ranges
+                .lock()
+                .unwrap()
+                .push((pc.base_offset, pc.state.next_offset));
+        }
+        self.inner.commit(c).await
+    }
+    async fn scan(&self, r: ScanRequest) -> StoreResult<Vec<tally_core::rollup::RollupRow>> {
+        self.inner.scan(r).await
+    }
+    async fn reset(&self) -> StoreResult<()> {
+        self.inner.reset().await
+    }
+    async fn prune(&self, before_s: i64) -> StoreResult<u64> {
+        self.inner.prune(before_s).await
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projector_stops_at_an_unfinished_commit_before_going_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(SqliteEventLog::open(dir.path(), 64).unwrap());
+    let events: Vec<UsageEvent> = (0..600)
+        .map(|i| {
+            event(
+                i,
+                i64::from(i % 90),
+                (i % 3) as u8,
+                u64::from(i) * 1000,
+                (i % 20) as u8,
+                (i % 10) as u8,
+                i64::from(i) * 1000,
+            )
+        })
+        .collect();
+    // Records of 5 events: the projector's batch of 37 events would run past offset 13.
+    let total = append_with_duplicates(log.as_ref(), &events, 5).await;
+    let store = Arc::new(Unfinished {
+        inner: SqliteAnalyticsStore::open(dir.path()).unwrap(),
+        end: 13,
+        loads: AtomicU64::new(0),
+        ranges: std::sync::Mutex::new(Vec::new()),
+    });
+    project_until(log, store.clone(), total).await;
+    let ranges = store.ranges.lock().unwrap().clone();
+    assert!(
+        ranges
+            .iter()
+            .all(|(base, next)| !(*base < 13 && *next > 13)),
+        "no commit crosses the unfinished commit's end: {ranges:?}"
+    );
+    assert!(
+        ranges.iter().any(|(_, next)| *next == 13),
+        "a commit ends exactly there: {ranges:?}"
+    );
+    assert!(ranges.iter().any(|(base, _)| *base >= 13), "and it went on");
+    assert_eq!(snapshot(store.as_ref()).await, expected(&events));
+}

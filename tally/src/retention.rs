@@ -2,8 +2,8 @@
 //!
 //! Ingest already refuses events older than the window; this keeps the disk bounded. Log
 //! records go only once the projector has consumed them (and the newest record always stays,
-//! it carries the log head across restarts); rollup rows go once their bucket ended before the
-//! cutoff. A rebuild afterwards replays what is retained and equals the retained rollups.
+//! it carries the log head across restarts); rollup rows go a whole UTC day at a time, once
+//! the day ended before the cutoff (so ClickHouse can drop day partitions). A rebuild afterwards replays what is retained and equals the retained rollups.
 
 use std::time::Duration;
 

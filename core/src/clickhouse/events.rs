@@ -1,5 +1,5 @@
 //! The raw events table `tally_events` (see the module docs of [`crate::clickhouse`]): insert,
-//! count, and retention by dropping whole day partitions.
+//! count, and retention by dropping whole day partitions (shared with the rollup table).
 
 use clickhouse::{Client, Row};
 use serde::Serialize;
@@ -110,9 +110,14 @@ pub async fn count(client: &Client) -> StoreResult<u64> {
     Ok(client.query(&sql).fetch_one::<u64>().await?)
 }
 
-/// Drops every day partition that ends at or before `before_s`; returns partitions dropped.
-pub(super) async fn drop_before(client: &Client, before_s: i64) -> StoreResult<u64> {
-    let sql = format!("SELECT DISTINCT partition FROM system.parts WHERE database = currentDatabase() AND table = '{EVENTS_TABLE}' AND active");
+/// Drops every day partition of `table` (partitioned by `toYYYYMMDD` of a UTC day) that ended
+/// at or before `before_s`; returns partitions dropped.
+pub(super) async fn drop_days_before(
+    client: &Client,
+    table: &str,
+    before_s: i64,
+) -> StoreResult<u64> {
+    let sql = format!("SELECT DISTINCT partition FROM system.parts WHERE database = currentDatabase() AND table = '{table}' AND active");
     let partitions = client.query(&sql).fetch_all::<String>().await?;
     let mut dropped = 0;
     for p in partitions {
@@ -125,7 +130,7 @@ pub(super) async fn drop_before(client: &Client, before_s: i64) -> StoreResult<u
             .map(|t| t.and_utc().timestamp());
         if end.is_some_and(|end| end <= before_s) {
             let sql = format!(
-                "ALTER TABLE {EVENTS_TABLE} DROP PARTITION {}",
+                "ALTER TABLE {table} DROP PARTITION {}",
                 day.format("%Y%m%d")
             );
             client.query(&sql).execute().await?;

@@ -1,15 +1,26 @@
 //! The analytics store on ClickHouse (distributed mode).
 //!
-//! **Exactly-once effect.** Everything a projector commit changes — the full merged state of
-//! every touched rollup row, each log partition's checkpoint (next offset, log clock, counters)
-//! and a chunk of its dedup fingerprints — is written by **one `INSERT`** into one
-//! unpartitioned `ReplacingMergeTree(version)` table. ClickHouse applies an insert of fewer than
-//! `max_insert_block_size` rows into one partition atomically, so a commit is visible entirely
-//! or not at all. On start (and after any failure or rebalance) a projector reads its
-//! checkpoints from this table, never from the broker's committed offsets, so a crash between
-//! the insert and anything after it resumes exactly after the last insert that landed. Reads
-//! use `FINAL`, so superseded versions of a row are never counted. No materialized views: every
-//! duplicate delivery would be counted forever.
+//! **Exactly-once effect.** ClickHouse has no transactions: only an insert into one partition
+//! is atomic. A projector commit is therefore written so that *any prefix* of it is harmless:
+//! 1. the counted raw events (`tally_events`), which collapse when re-inserted;
+//! 2. the full merged state of every touched rollup row (`tally_rollups`, one partition per
+//!    UTC day, several inserts for a commit spanning many days). A row for (key, log
+//!    partition) with `version` v holds exactly that key's events among the partition's
+//!    records before offset v, so each row is correct on its own whatever else landed;
+//! 3. last, each log partition's checkpoint (next offset, log clock, counters) with a chunk
+//!    of its dedup fingerprints, one small atomic insert into the unpartitioned
+//!    `tally_projection`.
+//!
+//! On start (and after any failure or rebalance) a projector reads its checkpoints from
+//! ClickHouse, never from the broker's committed offsets. Rollup rows with a version past the
+//! checkpoint betray an unfinished commit: `load_state` reports its end offset
+//! ([`crate::store::ProjectorState::unfinished`]) and the projector does not commit past it
+//! until the checkpoint reaches it. Committing up to offset n, a stored row at version ≤ base
+//! gets the delta merged in, a row at version ≥ n already holds the delta and is left alone,
+//! and a row in between (the projector did not stop where it was told) refuses the commit.
+//! So a crash at any point neither loses nor double-counts. Reads use `FINAL`, so superseded
+//! versions of a row are never counted. No materialized views: every duplicate delivery would
+//! be counted forever.
 //!
 //! **Several projectors.** Rows are kept per log partition (`log_partition` is part of the
 //! key), so only the partition's owner writes them; queries merge partitions in Rust. A row's
@@ -18,13 +29,16 @@
 //! partition's own log clock). Two projectors that briefly both believe they own a partition
 //! (a rebalance racing a slow commit) therefore write identical rows for the same version, and
 //! the newest version is the true state; a commit whose base offset is no longer the stored
-//! checkpoint is refused (`Conflict`), and the projector reloads. Rebuild truncates the table:
+//! checkpoint is refused (`Conflict`), and the projector reloads. Rebuild truncates the tables:
 //! stop the projectors first.
 //!
 //! **Raw events.** The events a commit counted (duplicates excluded) go to `tally_events`, one
-//! partition per UTC day, in an `INSERT` before the projection insert. A crash between the two
+//! partition per UTC day, in an `INSERT` before the rollups. A crash before the checkpoint
 //! re-inserts the same rows on replay; they share the sorting key and `ReplacingMergeTree`
-//! collapses them (read with `FINAL`). Retention drops whole day partitions.
+//! collapses them (read with `FINAL`).
+//!
+//! **Retention** drops whole day partitions of `tally_events` and `tally_rollups` (no
+//! mutations); the embedded store deletes the same whole days, so both modes keep the same rows.
 //!
 //! Rows are merged in Rust (the sketches are Tally's own, identical to the embedded store), so
 //! both modes report exactly the same numbers. SQL stays within what ClickHouse 18.16 runs:
@@ -49,6 +63,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (
         2,
         include_str!("../../../migrations/clickhouse/0002_events.sql"),
+    ),
+    (
+        3,
+        include_str!("../../../migrations/clickhouse/0003_rollups.sql"),
     ),
 ];
 
@@ -95,6 +113,15 @@ pub async fn migrate(url: &str, database: &str) -> Result<usize, StoreError> {
     for (version, sql) in MIGRATIONS {
         db.query(sql).execute().await?;
         info!(version, database, "applied clickhouse schema");
+    }
+    let moved = ClickHouseAnalyticsStore::new(db)
+        .move_legacy_rollups()
+        .await?;
+    if moved > 0 {
+        info!(
+            moved,
+            "moved rollup rows of the first schema to tally_rollups"
+        );
     }
     Ok(MIGRATIONS.len())
 }

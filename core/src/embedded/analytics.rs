@@ -456,11 +456,14 @@ impl AnalyticsStore for SqliteAnalyticsStore {
     #[instrument(name = "analytics.prune", skip_all, err)]
     async fn prune(&self, before_s: i64) -> StoreResult<u64> {
         let writer = self.writer.clone();
+        // Whole UTC days, exactly like the ClickHouse store's partition drops. Every
+        // resolution divides a day, so a row's bucket lies in the day the row belongs to.
+        let first_kept_day = before_s.div_euclid(86_400) * 86_400;
         blocking(move || {
             let conn = writer.lock().map_err(|_| poisoned())?;
             let deleted = conn.execute(
-                "DELETE FROM rollups WHERE bucket + resolution <= ?1",
-                params![before_s],
+                "DELETE FROM rollups WHERE bucket < ?1",
+                params![first_kept_day],
             )?;
             Ok(deleted as u64)
         })
