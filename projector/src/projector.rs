@@ -406,6 +406,9 @@ impl Projector {
             metrics::counter!(m::COMMITS).increment(1);
             metrics::gauge!(m::DEDUP_ENTRIES).set(session.dedup_len() as f64);
             let position = session.position();
+            // Lag as of this commit, before anyone sees its status.
+            let consumed = session.applied() + session.duplicates();
+            metrics::gauge!(m::LAG_EVENTS).set(self.log.backlog(&position, consumed) as f64);
             self.log.projected(&position).await;
             self.status.send_modify(|s| {
                 s.events_applied = session.applied();

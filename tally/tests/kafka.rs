@@ -1,7 +1,8 @@
 //! The Kafka event log against librdkafka's in-process mock cluster (real Kafka protocol over
 //! loopback): the same events give the same answers as the embedded log; projectors in one
 //! consumer group split the partitions and count every event exactly once across a member
-//! leaving; with the brokers down ingest answers 503 and acknowledges nothing.
+//! leaving; consumer lag is the brokers' high watermarks less the position; with the brokers
+//! down ingest answers 503 and acknowledges nothing.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -15,7 +16,9 @@ use tally_core::clock::SystemClock;
 use tally_core::embedded::SqliteAnalyticsStore;
 use tally_core::kafka::{KafkaLog, KafkaSettings};
 use tally_core::rollup::Resolution;
-use tally_core::store::{AnalyticsStore, EventLog, Filter, Partitions, ScanRequest, Span};
+use tally_core::store::{
+    AnalyticsStore, EventLog, Filter, LogPosition, Partitions, ScanRequest, Span,
+};
 use tally_projector::{Projector, ProjectorConfig};
 use tally_schemas::event::{Cost, Status};
 use tally_schemas::UsageEvent;
@@ -50,6 +53,22 @@ async fn kafka_log_gives_the_same_answers_as_the_embedded_log() {
         send_with_duplicates(&app, &events, 400).await;
         app.wait_consumed(sent).await;
         results.push(serde_json::json!(answers(&app).await));
+        if kafka {
+            // Everything is projected: the exported consumer lag says so.
+            let metrics = reqwest::get(app.url("/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                metrics.lines().any(|l| l == "tally_projector_lag_events 0"),
+                "lag gauge after catching up: {:?}",
+                metrics
+                    .lines()
+                    .find(|l| l.starts_with("tally_projector_lag"))
+            );
+        }
         app.stop().await;
     }
     assert!(
@@ -91,6 +110,65 @@ fn kafka_log(brokers: &str, topic: &str, group: &str) -> Arc<dyn EventLog> {
     k.group_id = group.to_string();
     k.limits.retention = chrono::Duration::days(36_500);
     Arc::new(KafkaLog::new(k, Arc::new(SystemClock)).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_lag_is_the_high_watermarks_less_the_position() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("lag", 3, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let producer = kafka_log(&brokers, "lag", "unused");
+    producer
+        .append((0..600).map(event).collect())
+        .await
+        .unwrap();
+    let group = format!("g-{}", uuid::Uuid::new_v4().simple());
+    let consumer = kafka_log(&brokers, "lag", &group);
+
+    // Read everything, remembering where the first read left off.
+    let mut position = LogPosition::default();
+    let mut first: Option<(LogPosition, u64)> = None;
+    let mut read = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read < 600 {
+        for r in consumer
+            .read(&position, 100, Duration::from_millis(500))
+            .await
+            .unwrap()
+        {
+            position.0.insert(r.partition, r.offset + 1);
+            read += r.events.len() as u64;
+        }
+        if first.is_none() && read > 0 {
+            first = Some((position.clone(), read));
+        }
+        assert!(Instant::now() < deadline, "read only {read} of 600");
+    }
+    assert_eq!(read, 600);
+    let (first, first_read) = first.unwrap();
+    assert!(first_read < 600);
+
+    // The brokers' high watermarks arrive with librdkafka's statistics (every 2 s, served
+    // while the consumer polls): then the lag from any position is exact.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        consumer
+            .read(&position, 100, Duration::from_millis(200))
+            .await
+            .unwrap();
+        let lags = (
+            consumer.lag(&LogPosition::default()),
+            consumer.lag(&first),
+            consumer.lag(&position),
+        );
+        if lags == (Some(600), Some(600 - first_read), Some(0)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lag never settled: {lags:?}");
+    }
+    // What the projector exports as tally_projector_lag_events.
+    assert_eq!(consumer.backlog(&first, first_read), 600 - first_read);
+    assert_eq!(consumer.backlog(&position, 600), 0);
 }
 
 async fn totals(store: &dyn AnalyticsStore) -> (u64, u64, i128) {
