@@ -6,12 +6,14 @@
 //! - the `tally projector` process killed with SIGKILL at 10 random points of a stream
 //!   (`TALLY_TEST_KILL_EVENTS`, default 100,000): the ClickHouse rollups equal the embedded
 //!   projection exactly;
+//! - two `tally projector` processes in one consumer group split the partitions; each is
+//!   killed with SIGKILL in turn and replaced: every event is counted exactly once;
 //! - ClickHouse stopped for 30 s mid-stream: the projector retries, loses nothing and drains.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -218,6 +220,7 @@ fn spawn_projector(
         .env("TALLY_PROJECTOR_BATCH_EVENTS", "20000")
         .env("TALLY_KAFKA_BATCH_MESSAGES", "1")
         .env("TALLY_LOG", "info,librdkafka=warn")
+        .env("TALLY_LOG_FORMAT", "json")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
@@ -318,6 +321,162 @@ async fn projector_killed_ten_times_during_a_stream_matches_embedded() {
         .len() as u64;
     assert_eq!(
         tally_core::clickhouse::events::count(&client)
+            .await
+            .unwrap(),
+        distinct,
+        "raw events: each counted event once"
+    );
+}
+
+/// The partitions `tally projector` (logging to `dir`) was last assigned, from its JSON log.
+fn assigned(dir: &std::path::Path) -> Option<BTreeSet<i32>> {
+    let log = std::fs::read_to_string(dir.join("projector.log")).ok()?;
+    let line = log
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "consumer group assigned partitions")?;
+    Some(
+        line["fields"]["partitions"]
+            .as_str()?
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|n| !n.is_empty())
+            .map(|n| n.parse().unwrap())
+            .collect(),
+    )
+}
+
+/// Waits until the projectors logging to `dirs` own disjoint, non-empty parts of all
+/// `partitions`; returns their shares.
+async fn wait_split(dirs: &[&std::path::Path], partitions: i32) -> Vec<BTreeSet<i32>> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let shares: Vec<BTreeSet<i32>> = dirs
+            .iter()
+            .map(|d| assigned(d).unwrap_or_default())
+            .collect();
+        let all: BTreeSet<i32> = shares.iter().flatten().copied().collect();
+        let sizes: usize = shares.iter().map(BTreeSet::len).sum();
+        if shares.iter().all(|s| !s.is_empty())
+            && all == (0..partitions).collect()
+            && sizes == all.len()
+        {
+            return shares;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group never split its {partitions} partitions: {shares:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Events consumed per log partition, from the checkpoints in ClickHouse.
+async fn consumed_per_partition(store: &dyn AnalyticsStore) -> BTreeMap<i32, u64> {
+    let state = store.load_state(0, &Partitions::All).await.unwrap();
+    state
+        .partitions
+        .iter()
+        .map(|(p, s)| (*p, s.events_applied + s.duplicates_dropped))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs TALLY_TEST_KAFKA_BROKERS and TALLY_TEST_CLICKHOUSE_URL"]
+async fn two_projectors_split_the_partitions_and_each_survives_sigkill() {
+    let brokers = env("TALLY_TEST_KAFKA_BROKERS");
+    let topic = unique("pair");
+    let group = unique("group");
+    let db = unique("tally_pair");
+    create_topic(&brokers, &topic, 6).await;
+    let url = env("TALLY_TEST_CLICKHOUSE_URL");
+    tally_core::clickhouse::migrate(&url, &db).await.unwrap();
+    let store = ClickHouseAnalyticsStore::new(tally_core::clickhouse::client(&url, &db));
+    let stream = stream_events(60_000, 23);
+    let total = stream.len() as u64;
+    let producer = kafka_log(&brokers, &topic);
+    let (first, rest) = stream.split_at(stream.len() / 3);
+
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let spawn = |i: usize| spawn_projector(dirs[i].path(), &brokers, &topic, &group, &db);
+    let mut a = spawn(0);
+    let mut b = spawn(1);
+    for chunk in first.chunks(5_000) {
+        producer.append(chunk.to_vec()).await.unwrap();
+    }
+    let shares = wait_split(&[dirs[0].path(), dirs[1].path()], 6).await;
+
+    // Both make progress on their own partitions.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let per = consumed_per_partition(&store).await;
+        let progressed = |share: &BTreeSet<i32>| share.iter().any(|p| per.get(p) > Some(&0));
+        if progressed(&shares[0]) && progressed(&shares[1]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both projectors should make progress: {per:?} {shares:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A dies mid-stream (SIGKILL, no leave); C replaces it. Then B dies and D replaces it.
+    let mut rng = SmallRng::seed_from_u64(5);
+    let kill_a = rng.gen_range(first.len() as u64 / 2..first.len() as u64 * 9 / 10);
+    let kill_b = rng.gen_range(total / 2..total * 3 / 4);
+    let wait_for = |at: u64| {
+        let store = &store;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            loop {
+                let done = consumed(store).await;
+                if done >= at {
+                    return done;
+                }
+                assert!(Instant::now() < deadline, "stalled at {done} of {at}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for(kill_a).await;
+    a.kill().unwrap();
+    a.wait().unwrap();
+    for chunk in rest.chunks(5_000) {
+        producer.append(chunk.to_vec()).await.unwrap();
+    }
+    // As in the single-projector test: tansu 0.6 evicts a dead member only when another
+    // joins, after its session timeout (10 s).
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let mut c = spawn(2);
+    wait_split(&[dirs[1].path(), dirs[2].path()], 6).await;
+    let done = wait_for(kill_b).await;
+    assert!(done < total, "B was killed after the end of the stream");
+    b.kill().unwrap();
+    b.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let mut d = spawn(3);
+    wait_split(&[dirs[2].path(), dirs[3].path()], 6).await;
+
+    assert_eq!(wait_for(total).await, total, "every message consumed once");
+    for child in [&mut c, &mut d] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let distributed = all_rollups(&store).await;
+    let embedded = embedded_projection(&stream).await;
+    assert_eq!(distributed.len(), embedded.len(), "same rollup rows");
+    assert!(
+        distributed == embedded,
+        "ClickHouse rollups equal the embedded projection exactly"
+    );
+    let distinct = stream
+        .iter()
+        .map(|e| e.event_id.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len() as u64;
+    assert_eq!(
+        tally_core::clickhouse::events::count(&tally_core::clickhouse::client(&url, &db))
             .await
             .unwrap(),
         distinct,
