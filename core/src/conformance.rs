@@ -394,18 +394,7 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
         vec![3]
     );
 
-    let everything = |with_sketches| ScanRequest {
-        filter: Filter::default(),
-        spans: Resolution::ALL
-            .iter()
-            .map(|&r| Span {
-                resolution: r,
-                from: 0,
-                to: i64::MAX / 2,
-            })
-            .collect(),
-        with_sketches,
-    };
+    let everything = |with_sketches| ScanRequest::everything(&Resolution::ALL, with_sketches);
     let mut expected = fold(&first);
     crate::rollup::apply(&mut expected, fold(&second));
     let rows = store.scan(everything(true)).await.expect("scan");

@@ -285,6 +285,24 @@ pub struct ScanRequest {
     pub with_sketches: bool,
 }
 
+impl ScanRequest {
+    /// Every stored row of `resolutions`, unfiltered (comparisons and exports).
+    pub fn everything(resolutions: &[Resolution], with_sketches: bool) -> ScanRequest {
+        ScanRequest {
+            filter: Filter::default(),
+            spans: resolutions
+                .iter()
+                .map(|&resolution| Span {
+                    resolution,
+                    from: 0,
+                    to: i64::MAX / 2,
+                })
+                .collect(),
+            with_sketches,
+        }
+    }
+}
+
 #[async_trait]
 pub trait AnalyticsStore: Send + Sync + 'static {
     /// The checkpoint of each stored partition in `partitions`, with the dedup fingerprints

@@ -70,8 +70,8 @@ async fn an_unfinished_commit_is_finished_without_double_counting() {
     use std::collections::BTreeMap;
     use tally_core::rollup::{fold, Resolution};
     use tally_core::store::{
-        AnalyticsStore, Filter, PartitionCommit, PartitionState, Partitions, ProjectionCommit,
-        ScanRequest, Span, StoreError,
+        AnalyticsStore, PartitionCommit, PartitionState, Partitions, ProjectionCommit, ScanRequest,
+        StoreError,
     };
     use tally_schemas::UsageEvent;
 
@@ -171,18 +171,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting() {
     store.commit(commit(20, 30)).await.expect("commit to 30");
 
     let rows = store
-        .scan(ScanRequest {
-            filter: Filter::default(),
-            spans: Resolution::ALL
-                .iter()
-                .map(|&resolution| Span {
-                    resolution,
-                    from: 0,
-                    to: i64::MAX / 2,
-                })
-                .collect(),
-            with_sketches: true,
-        })
+        .scan(ScanRequest::everything(&Resolution::ALL, true))
         .await
         .expect("scan");
     for resolution in Resolution::ALL {
@@ -209,15 +198,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting() {
     // Retention drops whole days of rollups: the first day goes, the other two stay.
     store.prune(base_s + 86_400).await.expect("prune");
     let left = store
-        .scan(ScanRequest {
-            filter: Filter::default(),
-            spans: vec![Span {
-                resolution: Resolution::Day,
-                from: 0,
-                to: i64::MAX / 2,
-            }],
-            with_sketches: false,
-        })
+        .scan(ScanRequest::everything(&[Resolution::Day], false))
         .await
         .expect("scan");
     assert_eq!(
@@ -241,15 +222,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting() {
             .expect("migrate");
     }
     let moved = store
-        .scan(ScanRequest {
-            filter: Filter::default(),
-            spans: vec![Span {
-                resolution: Resolution::Day,
-                from: 0,
-                to: i64::MAX / 2,
-            }],
-            with_sketches: true,
-        })
+        .scan(ScanRequest::everything(&[Resolution::Day], true))
         .await
         .expect("scan");
     assert_eq!(moved.len(), left.len());

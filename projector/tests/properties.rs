@@ -71,20 +71,8 @@ fn events_strategy() -> impl Strategy<Value = Vec<UsageEvent>> {
 
 /// Every stored row at every resolution.
 async fn snapshot(store: &dyn AnalyticsStore) -> BTreeMap<RollupKey, Rollup> {
-    let spans = Resolution::ALL
-        .iter()
-        .map(|&r| Span {
-            resolution: r,
-            from: 0,
-            to: i64::MAX / 2,
-        })
-        .collect();
     let rows = store
-        .scan(ScanRequest {
-            filter: Filter::default(),
-            spans,
-            with_sketches: true,
-        })
+        .scan(ScanRequest::everything(&Resolution::ALL, true))
         .await
         .unwrap();
     rows.into_iter().map(|r| (r.key, r.rollup)).collect()

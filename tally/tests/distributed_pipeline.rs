@@ -27,7 +27,7 @@ use tally_core::clock::SystemClock;
 use tally_core::embedded::{SqliteAnalyticsStore, SqliteEventLog};
 use tally_core::kafka::{KafkaLog, KafkaSettings};
 use tally_core::rollup::{Resolution, Rollup, RollupKey};
-use tally_core::store::{AnalyticsStore, EventLog, Filter, Partitions, ScanRequest, Span};
+use tally_core::store::{AnalyticsStore, EventLog, Partitions, ScanRequest};
 use tally_projector::{Projector, ProjectorConfig};
 use tally_schemas::event::{Cost, Status};
 use tally_schemas::UsageEvent;
@@ -145,18 +145,7 @@ fn stream_events(n: u64, seed: u64) -> Vec<UsageEvent> {
 
 async fn all_rollups(store: &dyn AnalyticsStore) -> BTreeMap<RollupKey, Rollup> {
     store
-        .scan(ScanRequest {
-            filter: Filter::default(),
-            spans: Resolution::ALL
-                .iter()
-                .map(|&resolution| Span {
-                    resolution,
-                    from: 0,
-                    to: i64::MAX / 2,
-                })
-                .collect(),
-            with_sketches: true,
-        })
+        .scan(ScanRequest::everything(&Resolution::ALL, true))
         .await
         .unwrap()
         .into_iter()

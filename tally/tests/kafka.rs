@@ -16,9 +16,7 @@ use tally_core::clock::SystemClock;
 use tally_core::embedded::SqliteAnalyticsStore;
 use tally_core::kafka::{KafkaLog, KafkaSettings};
 use tally_core::rollup::Resolution;
-use tally_core::store::{
-    AnalyticsStore, EventLog, Filter, LogPosition, Partitions, ScanRequest, Span,
-};
+use tally_core::store::{AnalyticsStore, EventLog, LogPosition, Partitions, ScanRequest};
 use tally_projector::{Projector, ProjectorConfig};
 use tally_schemas::event::{Cost, Status};
 use tally_schemas::UsageEvent;
@@ -173,15 +171,7 @@ async fn consumer_lag_is_the_high_watermarks_less_the_position() {
 
 async fn totals(store: &dyn AnalyticsStore) -> (u64, u64, i128) {
     let rows = store
-        .scan(ScanRequest {
-            filter: Filter::default(),
-            spans: vec![Span {
-                resolution: Resolution::Day,
-                from: 0,
-                to: i64::MAX / 2,
-            }],
-            with_sketches: false,
-        })
+        .scan(ScanRequest::everything(&[Resolution::Day], false))
         .await
         .unwrap();
     rows.iter().fold((0, 0, 0), |(r, t, c), row| {
