@@ -73,6 +73,65 @@ pub async fn config_store(store: &dyn ConfigStore) {
     features(store).await;
     providers_models_prices(store).await;
     deployments(store).await;
+    api_keys(store).await;
+}
+
+async fn api_keys(store: &dyn ConfigStore) {
+    use crate::access::{hash, new_key, Role};
+    assert!(store.list_api_keys().await.expect("list").is_empty());
+    let (secret, spec) = new_key("ci admin", Role::PlatformAdmin, t(3));
+    let admin = store.create_api_key(spec.clone()).await.expect("create");
+    assert_eq!(
+        (
+            admin.name.as_str(),
+            admin.role,
+            admin.created_at,
+            admin.revoked_at
+        ),
+        ("ci admin", Role::PlatformAdmin, t(3), None)
+    );
+    assert_eq!(admin.prefix, secret[..14]);
+    let again = store.create_api_key(spec).await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict(_))),
+        "the same secret twice: {again:?}"
+    );
+    let (viewer_secret, viewer) = new_key("dashboards", Role::Viewer, t(4));
+    let viewer = store.create_api_key(viewer).await.expect("create");
+    assert_eq!(
+        store.api_key_by_hash(&hash(&secret)).await.expect("find"),
+        Some(admin.clone())
+    );
+    assert_eq!(
+        store
+            .api_key_by_hash(&hash("tally_not-a-key"))
+            .await
+            .expect("find"),
+        None
+    );
+    let revoked = store.revoke_api_key(viewer.id, t(5)).await.expect("revoke");
+    assert_eq!(revoked.revoked_at, Some(t(5)));
+    let twice = store.revoke_api_key(viewer.id, t(6)).await.expect("revoke");
+    assert_eq!(twice.revoked_at, Some(t(5)), "the first revocation stands");
+    assert_eq!(
+        store
+            .api_key_by_hash(&hash(&viewer_secret))
+            .await
+            .expect("find")
+            .and_then(|k| k.revoked_at),
+        Some(t(5)),
+        "a revoked key is still found, and shows it is revoked"
+    );
+    let unknown = store.revoke_api_key(uuid::Uuid::new_v4(), t(6)).await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound { .. })),
+        "{unknown:?}"
+    );
+    assert_eq!(
+        store.list_api_keys().await.expect("list"),
+        vec![admin, revoked],
+        "oldest first, revoked ones included"
+    );
 }
 
 async fn features(store: &dyn ConfigStore) {

@@ -5,6 +5,7 @@
 //! ([`config`]), the storage seams ([`store`]) and their embedded SQLite implementations
 //! ([`embedded`]) and the Postgres config store ([`postgres`]), the ClickHouse analytics store ([`clickhouse`]), the Kafka event log ([`kafka`]), the one HTTP error shape ([`http`]), the log record codec ([`codec`]) and the injected clock ([`clock`]).
 
+pub mod access;
 pub mod clickhouse;
 pub mod clock;
 pub mod codec;

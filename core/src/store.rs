@@ -14,8 +14,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tally_schemas::{Environment, UsageEvent};
+use uuid::Uuid;
+
+use crate::access::{ApiKey, ApiKeySpec};
 
 use crate::config::{
     Assignment, DeploySpec, Feature, FeatureSpec, Model, ModelPrice, ModelSpec, PriceSpec,
@@ -353,4 +357,12 @@ pub trait ConfigStore: Send + Sync + 'static {
         feature: &str,
         environment: Option<Environment>,
     ) -> StoreResult<Vec<Assignment>>;
+    /// Stores a new API key: its hash, never the secret. `Conflict` when the hash exists.
+    async fn create_api_key(&self, spec: ApiKeySpec) -> StoreResult<ApiKey>;
+    /// Every key, revoked ones included, oldest first.
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+    /// The key whose secret hashes to `hash`, revoked or not.
+    async fn api_key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKey>>;
+    /// Revokes a key; revoking it again keeps the first time. `NotFound` for an unknown id.
+    async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<ApiKey>;
 }

@@ -23,7 +23,8 @@ async fn postgres_config_store_conforms() {
         tally_core::postgres::migrate(&scoped)
             .await
             .expect("migrate"),
-        1
+        2,
+        "config, api_keys"
     );
     assert_eq!(
         tally_core::postgres::migrate(&scoped)

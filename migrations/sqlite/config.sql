@@ -62,3 +62,14 @@ CREATE UNIQUE INDEX IF NOT EXISTS one_active_assignment
     ON feature_model_assignments (feature_id, environment) WHERE is_active = 1;
 CREATE INDEX IF NOT EXISTS assignments_history
     ON feature_model_assignments (feature_id, environment, assigned_at);
+
+-- API keys: the SHA-256 of the secret, never the secret (core/src/access.rs).
+CREATE TABLE IF NOT EXISTS api_keys (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    role       TEXT NOT NULL CHECK (role IN ('platform_admin', 'viewer', 'finance', 'ingest')),
+    key_hash   TEXT NOT NULL UNIQUE,
+    prefix     TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);

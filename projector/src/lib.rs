@@ -1,9 +1,15 @@
 //! The projector: reads the event log from its checkpoint and folds events into rollups.
 //!
 //! Delivery semantics: **exactly-once effect**. The log is read at-least-once (after a crash the
-//! projector re-reads from its last committed position), and each commit writes rollup deltas,
-//! the new dedup fingerprints and the new position in one atomic store transaction. Whatever was
-//! folded but not committed is simply folded again; whatever was committed is never re-read.
+//! projector re-reads from its last committed position, kept in the analytics store, never in
+//! the broker), and each commit carries rollup deltas, the new dedup fingerprints and the new
+//! position. The embedded store applies a commit in one transaction. ClickHouse cannot, so its
+//! store writes rollup rows that are each correct for the offset they carry and the checkpoint
+//! last; a commit that died midway is reported on load (`ProjectorState::unfinished`), and the
+//! projector then commits up to exactly its end before going further, which lets the store tell
+//! per row whether the events are already in it (`tally_core::clickhouse` has the details).
+//! Whatever was folded but not committed is simply folded again; whatever was committed is never
+//! re-read.
 //!
 //! Duplicates: an event whose `event_id` was already seen within the dedup window counts once.
 //! The window is measured on the log's `received_at` clock (stamped by the log when it made the

@@ -9,6 +9,7 @@ use tally_schemas::Environment;
 use tracing::instrument;
 use uuid::Uuid;
 
+use crate::access::{ApiKey, ApiKeySpec, Role};
 use crate::config::{
     Assignment, DeploySpec, Feature, FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec,
     PriceSpec, Provider, ProviderSpec,
@@ -325,4 +326,72 @@ impl ConfigStore for PostgresConfigStore {
         .await?;
         all(rows, assignment_row)
     }
+
+    #[instrument(name = "postgres.create_api_key", skip_all, err)]
+    async fn create_api_key(&self, spec: ApiKeySpec) -> StoreResult<ApiKey> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {API_KEY_COLUMNS}"
+        ))
+        .bind(Uuid::now_v7())
+        .bind(&spec.name)
+        .bind(spec.role.as_str())
+        .bind(&spec.hash)
+        .bind(&spec.prefix)
+        .bind(spec.created_at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict("an API key with this secret exists".into())
+            }
+            other => other,
+        })?;
+        api_key_row(&row)
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, seq"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        all(rows, api_key_row)
+    }
+
+    async fn api_key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKey>> {
+        let row = sqlx::query(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(api_key_row).transpose()
+    }
+
+    #[instrument(name = "postgres.revoke_api_key", skip_all, err)]
+    async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<ApiKey> {
+        let row = sqlx::query(&format!(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING {API_KEY_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::not_found(format!("API key {id}")))?;
+        api_key_row(&row)
+    }
+}
+
+const API_KEY_COLUMNS: &str = "id, name, role, prefix, created_at, revoked_at";
+
+fn api_key_row(r: &PgRow) -> StoreResult<ApiKey> {
+    let role: String = r.try_get("role")?;
+    Ok(ApiKey {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("API key role"))?,
+        prefix: r.try_get("prefix")?,
+        created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
 }

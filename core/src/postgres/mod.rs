@@ -15,11 +15,18 @@ use tracing::info;
 use crate::store::StoreError;
 
 /// (version, name, SQL) in apply order.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "config",
-    include_str!("../../../migrations/postgres/0001_config.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "config",
+        include_str!("../../../migrations/postgres/0001_config.sql"),
+    ),
+    (
+        2,
+        "api_keys",
+        include_str!("../../../migrations/postgres/0002_api_keys.sql"),
+    ),
+];
 
 /// Advisory-lock key serialising migrations ("tally" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0074_616c_6c79;
