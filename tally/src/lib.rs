@@ -4,6 +4,7 @@
 //! signal.
 
 pub mod demo;
+pub mod keys;
 pub mod loadgen;
 pub mod retention;
 pub mod settings;

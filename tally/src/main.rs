@@ -1,5 +1,5 @@
 //! The `tally` command line: `demo`, `serve`, `ingest`, `projector`, `query-api`, `rebuild`,
-//! `migrate`, `loadgen`, `bench-query`.
+//! `migrate`, `keys`, `loadgen`, `bench-query`.
 
 use std::path::PathBuf;
 
@@ -74,10 +74,70 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Create, list or revoke API keys (in the configuration store: the data directory's, or
+    /// Postgres with TALLY_DATABASE_URL). Works while a server runs.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Measure ingest throughput, ack latency and freshness against a running server.
     Loadgen(loadgen::LoadgenArgs),
     /// Measure the latency of one GET against a running server.
     BenchQuery(loadgen::BenchQueryArgs),
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key and print it once, as JSON with the secret in `key`.
+    Create {
+        /// What the key is for (shown in listings).
+        #[arg(long)]
+        name: String,
+        /// platform_admin | viewer | finance | ingest
+        #[arg(long, value_parser = parse_role)]
+        role: tally_core::access::Role,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List every key (never a secret), revoked ones included, as JSON.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+fn parse_role(s: &str) -> Result<tally_core::access::Role, String> {
+    tally_core::access::Role::parse(s)
+        .ok_or_else(|| "must be one of platform_admin, viewer, finance, ingest".to_string())
+}
+
+async fn keys(action: KeysAction) -> anyhow::Result<()> {
+    let server = match &action {
+        KeysAction::Create { server, .. }
+        | KeysAction::List { server }
+        | KeysAction::Revoke { server, .. } => server,
+    };
+    let config = startup::open_config_store(&settings(server)?).await?;
+    let now = chrono::Utc::now();
+    let out = match action {
+        KeysAction::Create { name, role, .. } => {
+            let created = tally::keys::create(config.as_ref(), &name, role, now).await?;
+            eprintln!("the secret in \"key\" is shown this once: store it now");
+            serde_json::to_string_pretty(&created)?
+        }
+        KeysAction::List { .. } => serde_json::to_string_pretty(&config.list_api_keys().await?)?,
+        KeysAction::Revoke { id, .. } => {
+            serde_json::to_string_pretty(&tally::keys::revoke(config.as_ref(), id, now).await?)?
+        }
+    };
+    println!("{out}");
+    Ok(())
 }
 
 fn settings(args: &ServerArgs) -> anyhow::Result<Settings> {
@@ -192,6 +252,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Keys { action } => keys(action).await,
         Command::Loadgen(args) => {
             let report = loadgen::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);

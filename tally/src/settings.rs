@@ -31,6 +31,9 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Shortest accepted `bootstrap_admin_key`.
+const MIN_BOOTSTRAP_KEY_CHARS: usize = 32;
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
@@ -78,6 +81,9 @@ pub struct Settings {
     /// Most messages per produced record batch (librdkafka's default when absent; 1 for
     /// brokers that cannot fetch from inside a batch, such as tansu 0.6).
     pub kafka_batch_messages: Option<u32>,
+    /// A `platform_admin` API key created at start-up when no key has this secret yet (at least
+    /// 32 characters), so a fresh installation can be administered.
+    pub bootstrap_admin_key: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -104,6 +110,7 @@ impl Default for Settings {
             kafka_partitions: 6,
             kafka_replication: 1,
             kafka_batch_messages: None,
+            bootstrap_admin_key: None,
         }
     }
 }
@@ -186,6 +193,9 @@ impl Settings {
             "KAFKA_PARTITIONS" => self.kafka_partitions = num(name, value)?,
             "KAFKA_REPLICATION" => self.kafka_replication = num(name, value)?,
             "KAFKA_BATCH_MESSAGES" => self.kafka_batch_messages = Some(num(name, value)?),
+            "BOOTSTRAP_ADMIN_KEY" => {
+                self.bootstrap_admin_key = Some(Secret::new(value)).filter(|s| !s.0.is_empty())
+            }
             // Read by the config-file lookup and by tracing, not by these settings.
             "CONFIG" | "LOG" => {}
             _ => {
@@ -215,6 +225,16 @@ impl Settings {
                 key,
                 message: "must be greater than zero".into(),
             });
+        }
+        if let Some(key) = &self.bootstrap_admin_key {
+            if key.0.chars().count() < MIN_BOOTSTRAP_KEY_CHARS {
+                return Err(SettingsError::Invalid {
+                    key: "bootstrap_admin_key",
+                    message: format!(
+                        "must be at least {MIN_BOOTSTRAP_KEY_CHARS} characters (use e.g. `openssl rand -hex 32`)"
+                    ),
+                });
+            }
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(SettingsError::Invalid {

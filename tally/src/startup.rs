@@ -44,6 +44,30 @@ pub struct Stores {
     _lock: Option<Arc<std::fs::File>>,
 }
 
+/// The configuration store alone: Postgres when `database_url` is set (migrated), else the
+/// SQLite store in the data directory. Takes no data-directory lock (SQLite serialises writers
+/// across processes), so `tally keys` works next to a running server.
+pub async fn open_config_store(settings: &Settings) -> anyhow::Result<Arc<dyn ConfigStore>> {
+    Ok(match &settings.database_url {
+        Some(url) => {
+            let pool = tally_core::postgres::connect(url.expose())
+                .await
+                .context("connecting to Postgres (TALLY_DATABASE_URL)")?;
+            tally_core::postgres::migrate(&pool)
+                .await
+                .context("migrating Postgres")?;
+            info!("configuration store: postgres");
+            Arc::new(tally_core::postgres::PostgresConfigStore::new(pool))
+        }
+        None => {
+            let dir = &settings.data_dir;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating data dir {}", dir.display()))?;
+            Arc::new(SqliteConfigStore::open(dir).context("opening the config store")?)
+        }
+    })
+}
+
 /// What one process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -129,19 +153,7 @@ impl Stores {
                     .context("opening the event log")?,
             ),
         };
-        let config: Arc<dyn ConfigStore> = match &settings.database_url {
-            Some(url) => {
-                let pool = tally_core::postgres::connect(url.expose())
-                    .await
-                    .context("connecting to Postgres (TALLY_DATABASE_URL)")?;
-                tally_core::postgres::migrate(&pool)
-                    .await
-                    .context("migrating Postgres")?;
-                info!("configuration store: postgres");
-                Arc::new(tally_core::postgres::PostgresConfigStore::new(pool))
-            }
-            None => Arc::new(SqliteConfigStore::open(dir).context("opening the config store")?),
-        };
+        let config = open_config_store(settings).await?;
         let analytics: Arc<dyn AnalyticsStore> = match &settings.clickhouse_url {
             Some(url) => {
                 let db = &settings.clickhouse_database;
@@ -225,6 +237,15 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let _ = telemetry::prometheus();
         let stores = Stores::open_with_clock(&settings, clock.clone()).await?;
+        if let Some(secret) = &settings.bootstrap_admin_key {
+            crate::keys::ensure_bootstrap_admin(
+                stores.config.as_ref(),
+                secret.expose(),
+                clock.now(),
+            )
+            .await
+            .context("creating the bootstrap admin key")?;
+        }
         stores
             .prices
             .refresh(stores.config.as_ref())

@@ -1,0 +1,145 @@
+//! API keys: `tally keys create|list|revoke` against a data directory, and the bootstrap admin
+//! key created at start-up from `TALLY_BOOTSTRAP_ADMIN_KEY`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+use tally::settings::Secret;
+use tally_core::access::{hash, Role};
+use tally_core::embedded::SqliteConfigStore;
+use tally_core::store::ConfigStore;
+
+fn tally(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TALLY_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn keys_are_created_shown_once_listed_without_secrets_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = json(&tally(
+        dir.path(),
+        &["keys", "create", "--name", "dashboards", "--role", "viewer"],
+    ));
+    let secret = created["key"].as_str().unwrap().to_string();
+    assert!(
+        secret.starts_with("tally_") && secret.len() == 70,
+        "{secret}"
+    );
+    assert_eq!(created["role"], "viewer");
+    assert_eq!(created["name"], "dashboards");
+    assert_eq!(created["prefix"], secret[..14]);
+    assert_eq!(created["revoked_at"], Value::Null);
+    let second = json(&tally(
+        dir.path(),
+        &["keys", "create", "--name", "ci", "--role", "ingest"],
+    ));
+    assert_ne!(second["key"], created["key"], "every secret is fresh");
+
+    let listing = tally(dir.path(), &["keys", "list"]);
+    let text = String::from_utf8_lossy(&listing.stdout).to_string();
+    assert!(
+        !text.contains(&secret[14..]),
+        "a listing never shows a secret"
+    );
+    let listed = json(&listing);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(listed[0]["id"], created["id"]);
+    assert!(listed[0].get("key").is_none());
+
+    // The store keeps the SHA-256 of the secret: the key is found by it, and only by it.
+    let store = SqliteConfigStore::open(dir.path()).unwrap();
+    let found = store
+        .api_key_by_hash(&hash(&secret))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id.to_string(), created["id"].as_str().unwrap());
+    assert_eq!(found.role, Role::Viewer);
+    assert!(store
+        .api_key_by_hash(&hash(&format!("{secret}x")))
+        .await
+        .unwrap()
+        .is_none());
+
+    let id = created["id"].as_str().unwrap();
+    let revoked = json(&tally(dir.path(), &["keys", "revoke", id]));
+    assert!(revoked["revoked_at"].is_string());
+    let found = store
+        .api_key_by_hash(&hash(&secret))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(found.revoked_at.is_some());
+
+    let bad = tally(
+        dir.path(),
+        &["keys", "create", "--name", "x", "--role", "admin"],
+    );
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("platform_admin, viewer, finance, ingest"),
+        "{stderr}"
+    );
+    let unknown = tally(
+        dir.path(),
+        &["keys", "revoke", "00000000-0000-0000-0000-000000000000"],
+    );
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("not found"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_admin_key_is_created_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "bootstrap-secret-0123456789abcdef0123456789";
+    let mut s = settings(dir.path());
+    s.bootstrap_admin_key = Some(Secret::new(secret));
+    for _ in 0..2 {
+        let app = TestApp::start_with(s.clone()).await;
+        let keys = app.stores.config.list_api_keys().await.unwrap();
+        assert_eq!(keys.len(), 1, "created once, kept across restarts");
+        assert_eq!(keys[0].role, Role::PlatformAdmin);
+        assert_eq!(keys[0].prefix, secret[..14]);
+        let found = app
+            .stores
+            .config
+            .api_key_by_hash(&hash(secret))
+            .await
+            .unwrap();
+        assert_eq!(found.as_ref(), Some(&keys[0]));
+        app.stop().await;
+    }
+    let short = tally::Settings::load(
+        None,
+        [(
+            "TALLY_BOOTSTRAP_ADMIN_KEY".to_string(),
+            "too-short".to_string(),
+        )],
+    );
+    assert!(short
+        .unwrap_err()
+        .to_string()
+        .contains("bootstrap_admin_key: must be at least 32 characters"));
+}
