@@ -146,3 +146,242 @@ pub struct DeploySpec {
     pub assigned_by: Option<String>,
     pub at: DateTime<Utc>,
 }
+
+/// Defines a string-valued enum with `as_str`, `parse` and `ALL`, serialized as its name.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+            pub fn parse(s: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// Where a prompt version stands in review.
+    PromptStatus { Draft => "draft", Review => "review", Approved => "approved", Archived => "archived" }
+);
+
+/// A prompt: a named text with immutable, numbered versions. At most one version of all the
+/// prompts of a feature is active.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prompt {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub feature: Option<String>,
+    pub tags: Vec<String>,
+    pub latest_version: i32,
+    pub active_version: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptSpec {
+    pub name: String,
+    pub description: Option<String>,
+    pub feature: Option<String>,
+    pub tags: Vec<String>,
+    /// The first version.
+    pub content: PromptContent,
+}
+
+/// What makes a version: its text and the variables it declares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptContent {
+    pub content: String,
+    /// Names of the `{{variable}}`s the content uses.
+    pub variables: Vec<String>,
+    pub created_by: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptVersion {
+    pub id: Uuid,
+    pub prompt_id: Uuid,
+    pub version: i32,
+    pub content: String,
+    pub variables: Vec<String>,
+    pub status: PromptStatus,
+    pub is_active: bool,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+named_enum!(
+    /// What a budget counts the spending of.
+    BudgetScope { Global => "global", Feature => "feature", Provider => "provider", Model => "model", Environment => "environment" }
+);
+
+named_enum!(
+    /// The calendar period a budget resets on, in its time zone.
+    BudgetPeriod { Daily => "daily", Weekly => "weekly", Monthly => "monthly", Quarterly => "quarterly" }
+);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetSpec {
+    pub name: String,
+    pub scope: BudgetScope,
+    /// The feature, provider, model or environment name; absent for `global`.
+    pub scope_value: Option<String>,
+    pub period: BudgetPeriod,
+    /// IANA time zone the period's boundaries are in (e.g. `Europe/Berlin`).
+    pub time_zone: String,
+    /// Amount per period in micro-dollars.
+    pub amount_micros: i64,
+    /// Percentages of the amount that raise a warning, ascending (default 80 and 100).
+    pub thresholds_percent: Vec<u32>,
+    pub is_active: bool,
+}
+
+impl BudgetSpec {
+    /// The rules both stores enforce.
+    pub fn validate(&self) -> Result<(), crate::store::StoreError> {
+        use crate::store::StoreError;
+        if self.name.trim().is_empty() {
+            return Err(StoreError::invalid("name", "must not be empty"));
+        }
+        match (self.scope, &self.scope_value) {
+            (BudgetScope::Global, Some(_)) => {
+                return Err(StoreError::invalid(
+                    "scope_value",
+                    "must be absent for a global budget",
+                ))
+            }
+            (BudgetScope::Environment, Some(v)) if Environment::parse(v).is_none() => {
+                return Err(StoreError::invalid(
+                    "scope_value",
+                    "must be development, staging or production",
+                ))
+            }
+            (s, None) if s != BudgetScope::Global => {
+                return Err(StoreError::invalid(
+                    "scope_value",
+                    format!("names the {} the budget covers", s.as_str()),
+                ))
+            }
+            _ => {}
+        }
+        if self.amount_micros <= 0 {
+            return Err(StoreError::invalid("amount", "must be greater than zero"));
+        }
+        if self.time_zone.trim().is_empty() {
+            return Err(StoreError::invalid("time_zone", "must not be empty"));
+        }
+        let t = &self.thresholds_percent;
+        if t.is_empty()
+            || t.windows(2).any(|w| w[0] >= w[1])
+            || t.iter().any(|p| *p == 0 || *p > 1000)
+        {
+            return Err(StoreError::invalid(
+                "thresholds_percent",
+                "must be ascending percentages between 1 and 1000",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub spec: BudgetSpec,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+named_enum!(
+    ExperimentType { ModelComparison => "model_comparison", PromptTesting => "prompt_testing", ParameterTuning => "parameter_tuning" }
+);
+
+named_enum!(
+    /// draft → running → completed; draft or running → cancelled. Nothing else.
+    ExperimentStatus { Draft => "draft", Running => "running", Completed => "completed", Cancelled => "cancelled" }
+);
+
+impl ExperimentStatus {
+    pub fn can_become(self, next: ExperimentStatus) -> bool {
+        use ExperimentStatus::*;
+        matches!(
+            (self, next),
+            (Draft, Running) | (Running, Completed) | (Draft, Cancelled) | (Running, Cancelled)
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    pub name: String,
+    /// Share of the feature's traffic, in percent; the variants' shares sum to 100.
+    pub traffic_percent: u32,
+    /// What the variant changes (model, prompt version, parameters).
+    pub config: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentSpec {
+    pub name: String,
+    pub description: Option<String>,
+    pub feature: String,
+    pub experiment_type: ExperimentType,
+    pub variants: Vec<Variant>,
+}
+
+impl ExperimentSpec {
+    /// The rules both stores enforce.
+    pub fn validate(&self) -> Result<(), crate::store::StoreError> {
+        use crate::store::StoreError;
+        if self.name.trim().is_empty() {
+            return Err(StoreError::invalid("name", "must not be empty"));
+        }
+        if self.variants.len() < 2 {
+            return Err(StoreError::invalid(
+                "variants",
+                "needs at least two variants",
+            ));
+        }
+        let mut names: Vec<&str> = self.variants.iter().map(|v| v.name.as_str()).collect();
+        names.sort_unstable();
+        if names.iter().any(|n| n.trim().is_empty()) || names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(StoreError::invalid(
+                "variants",
+                "names must be non-empty and distinct",
+            ));
+        }
+        if self.variants.iter().map(|v| v.traffic_percent).sum::<u32>() != 100 {
+            return Err(StoreError::invalid(
+                "variants",
+                "traffic_percent must sum to 100",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub spec: ExperimentSpec,
+    pub status: ExperimentStatus,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

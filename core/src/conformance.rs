@@ -73,7 +73,322 @@ pub async fn config_store(store: &dyn ConfigStore) {
     features(store).await;
     providers_models_prices(store).await;
     deployments(store).await;
+    prompts(store).await;
+    budgets(store).await;
+    experiments(store).await;
     api_keys(store).await;
+}
+
+fn content(text: &str, variables: &[&str], day: u32) -> crate::config::PromptContent {
+    crate::config::PromptContent {
+        content: text.into(),
+        variables: variables.iter().map(|v| v.to_string()).collect(),
+        created_by: Some("tester".into()),
+        at: t(day),
+    }
+}
+
+async fn prompts(store: &dyn ConfigStore) {
+    use crate::config::{PromptSpec, PromptStatus};
+    let spec = |name: &str, feature: Option<&str>| PromptSpec {
+        name: name.into(),
+        description: Some("greets".into()),
+        feature: feature.map(str::to_string),
+        tags: vec!["support".into()],
+        content: content("Hello {{name}}", &["name"], 1),
+    };
+    let (greeting, v1) = store
+        .create_prompt(spec("greeting", Some("chatbot")))
+        .await
+        .expect("create");
+    assert_eq!(
+        (greeting.latest_version, greeting.active_version),
+        (1, None)
+    );
+    assert_eq!(greeting.feature.as_deref(), Some("chatbot"));
+    assert_eq!(
+        (v1.version, v1.status, v1.is_active),
+        (1, PromptStatus::Draft, false)
+    );
+    assert_eq!(v1.variables, vec!["name".to_string()]);
+    assert!(matches!(
+        store.create_prompt(spec("greeting", None)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .create_prompt(spec("other", Some("no-such-feature")))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // Same content: no new version. New content: version 2; versions never change.
+    let (same, created) = store
+        .add_prompt_version(greeting.id, content("Hello {{name}}", &["name"], 2))
+        .await
+        .expect("same");
+    assert_eq!((same.version, created), (1, false));
+    let (v2, created) = store
+        .add_prompt_version(
+            greeting.id,
+            content("Hi {{name}}, about {{topic}}", &["name", "topic"], 3),
+        )
+        .await
+        .expect("new");
+    assert_eq!((v2.version, created, v2.created_at), (2, true, t(3)));
+    let versions = store.prompt_versions(greeting.id).await.expect("versions");
+    assert_eq!(versions.len(), 2);
+    assert_eq!(
+        versions[0].content, "Hello {{name}}",
+        "version 1 is unchanged"
+    );
+
+    // Only an approved version can be active; one active version per feature.
+    assert!(matches!(
+        store.activate_prompt_version(greeting.id, 2).await,
+        Err(StoreError::Conflict(_))
+    ));
+    for status in [PromptStatus::Review, PromptStatus::Approved] {
+        store
+            .set_prompt_status(greeting.id, 2, status)
+            .await
+            .expect("status");
+    }
+    store
+        .set_prompt_status(greeting.id, 1, PromptStatus::Approved)
+        .await
+        .expect("status");
+    let active = store
+        .activate_prompt_version(greeting.id, 2)
+        .await
+        .expect("activate");
+    assert!(active.is_active);
+    let (farewell, _) = store
+        .create_prompt(spec("farewell", Some("chatbot")))
+        .await
+        .expect("create");
+    store
+        .set_prompt_status(farewell.id, 1, PromptStatus::Approved)
+        .await
+        .expect("status");
+    store
+        .activate_prompt_version(farewell.id, 1)
+        .await
+        .expect("activate");
+    let listed = store.list_prompts().await.expect("list");
+    let by_name = |n: &str| listed.iter().find(|p| p.name == n).expect("listed").clone();
+    assert_eq!(
+        by_name("greeting").active_version,
+        None,
+        "activating farewell deactivated greeting (same feature)"
+    );
+    assert_eq!(by_name("greeting").latest_version, 2);
+    assert_eq!(by_name("farewell").active_version, Some(1));
+    assert!(matches!(
+        store
+            .set_prompt_status(farewell.id, 1, PromptStatus::Archived)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let (loose, _) = store
+        .create_prompt(spec("loose", None))
+        .await
+        .expect("create");
+    store
+        .set_prompt_status(loose.id, 1, PromptStatus::Approved)
+        .await
+        .expect("status");
+    assert!(matches!(
+        store.activate_prompt_version(loose.id, 1).await,
+        Err(StoreError::Invalid { .. })
+    ));
+    assert!(matches!(
+        store.prompt_versions(uuid::Uuid::new_v4()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store
+            .set_prompt_status(greeting.id, 9, PromptStatus::Review)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn budgets(store: &dyn ConfigStore) {
+    use crate::config::{BudgetPeriod, BudgetScope, BudgetSpec};
+    let spec = BudgetSpec {
+        name: "chatbot monthly".into(),
+        scope: BudgetScope::Feature,
+        scope_value: Some("chatbot".into()),
+        period: BudgetPeriod::Monthly,
+        time_zone: "Europe/Berlin".into(),
+        amount_micros: 5_000_000_000,
+        thresholds_percent: vec![80, 100],
+        is_active: true,
+    };
+    let created = store
+        .create_budget(spec.clone(), t(1))
+        .await
+        .expect("create");
+    assert_eq!(created.spec, spec);
+    assert_eq!((created.created_at, created.updated_at), (t(1), t(1)));
+    let global = BudgetSpec {
+        name: "all of it".into(),
+        scope: BudgetScope::Global,
+        scope_value: None,
+        period: BudgetPeriod::Quarterly,
+        time_zone: "UTC".into(),
+        amount_micros: 90_000_000_000,
+        thresholds_percent: vec![50, 80, 100],
+        is_active: true,
+    };
+    store
+        .create_budget(global.clone(), t(2))
+        .await
+        .expect("create");
+    for (bad, field) in [
+        (
+            BudgetSpec {
+                scope_value: None,
+                ..spec.clone()
+            },
+            "scope_value",
+        ),
+        (
+            BudgetSpec {
+                amount_micros: 0,
+                ..spec.clone()
+            },
+            "amount",
+        ),
+        (
+            BudgetSpec {
+                thresholds_percent: vec![100, 80],
+                ..spec.clone()
+            },
+            "thresholds_percent",
+        ),
+    ] {
+        match store.create_budget(bad, t(3)).await {
+            Err(StoreError::Invalid { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    let mut changed = spec.clone();
+    changed.amount_micros = 7_500_000_000;
+    changed.is_active = false;
+    let updated = store
+        .update_budget(created.id, changed.clone(), t(4))
+        .await
+        .expect("update");
+    assert_eq!(updated.spec, changed);
+    assert_eq!((updated.created_at, updated.updated_at), (t(1), t(4)));
+    assert!(matches!(
+        store
+            .update_budget(uuid::Uuid::new_v4(), changed.clone(), t(4))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let names: Vec<String> = store
+        .list_budgets()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|b| b.spec.name)
+        .collect();
+    assert_eq!(names, vec!["all of it", "chatbot monthly"]);
+    store.delete_budget(created.id).await.expect("delete");
+    assert!(matches!(
+        store.delete_budget(created.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.list_budgets().await.expect("list").len(), 1);
+}
+
+async fn experiments(store: &dyn ConfigStore) {
+    use crate::config::{ExperimentSpec, ExperimentStatus, ExperimentType, Variant};
+    let variant = |name: &str, share: u32| Variant {
+        name: name.into(),
+        traffic_percent: share,
+        config: json!({"model": name}),
+    };
+    let spec = ExperimentSpec {
+        name: "4o vs mini".into(),
+        description: None,
+        feature: "chatbot".into(),
+        experiment_type: ExperimentType::ModelComparison,
+        variants: vec![variant("gpt-4o", 50), variant("gpt-4o-mini", 50)],
+    };
+    let draft = store
+        .create_experiment(spec.clone(), t(1))
+        .await
+        .expect("create");
+    assert_eq!(draft.spec, spec);
+    assert_eq!(
+        (draft.status, draft.started_at, draft.ended_at),
+        (ExperimentStatus::Draft, None, None)
+    );
+    let uneven = ExperimentSpec {
+        variants: vec![variant("a", 60), variant("b", 30)],
+        ..spec.clone()
+    };
+    assert!(matches!(
+        store.create_experiment(uneven, t(1)).await,
+        Err(StoreError::Invalid { .. })
+    ));
+    let elsewhere = ExperimentSpec {
+        feature: "no-such-feature".into(),
+        ..spec.clone()
+    };
+    assert!(matches!(
+        store.create_experiment(elsewhere, t(1)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store
+            .transition_experiment(draft.id, ExperimentStatus::Completed, t(2))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let running = store
+        .transition_experiment(draft.id, ExperimentStatus::Running, t(2))
+        .await
+        .expect("start");
+    assert_eq!((running.started_at, running.ended_at), (Some(t(2)), None));
+    let done = store
+        .transition_experiment(draft.id, ExperimentStatus::Completed, t(5))
+        .await
+        .expect("complete");
+    assert_eq!(
+        (done.status, done.started_at, done.ended_at, done.updated_at),
+        (ExperimentStatus::Completed, Some(t(2)), Some(t(5)), t(5))
+    );
+    assert!(matches!(
+        store
+            .transition_experiment(draft.id, ExperimentStatus::Running, t(6))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let second = store
+        .create_experiment(spec.clone(), t(3))
+        .await
+        .expect("create");
+    let cancelled = store
+        .transition_experiment(second.id, ExperimentStatus::Cancelled, t(4))
+        .await
+        .expect("cancel");
+    assert_eq!(
+        (cancelled.started_at, cancelled.ended_at),
+        (None, Some(t(4)))
+    );
+    let ids: Vec<uuid::Uuid> = store
+        .list_experiments()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, vec![second.id, draft.id], "newest first");
 }
 
 async fn api_keys(store: &dyn ConfigStore) {

@@ -20,10 +20,10 @@ use tally_schemas::{Environment, UsageEvent};
 use uuid::Uuid;
 
 use crate::access::{ApiKey, ApiKeySpec};
-
 use crate::config::{
-    Assignment, DeploySpec, Feature, FeatureSpec, Model, ModelPrice, ModelSpec, PriceSpec,
-    Provider, ProviderSpec,
+    Assignment, Budget, BudgetSpec, DeploySpec, Experiment, ExperimentSpec, ExperimentStatus,
+    Feature, FeatureSpec, Model, ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent,
+    PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec,
 };
 use crate::rollup::{Resolution, Rollup, RollupKey, RollupRow};
 
@@ -357,6 +357,62 @@ pub trait ConfigStore: Send + Sync + 'static {
         feature: &str,
         environment: Option<Environment>,
     ) -> StoreResult<Vec<Assignment>>;
+    /// Creates a prompt with its first version (a draft). `Conflict` when the name is taken,
+    /// `NotFound` for an unknown feature.
+    async fn create_prompt(&self, spec: PromptSpec) -> StoreResult<(Prompt, PromptVersion)>;
+    /// By name.
+    async fn list_prompts(&self) -> StoreResult<Vec<Prompt>>;
+    /// Versions are immutable: a content or variable list that differs from the latest version
+    /// makes a new version (a draft, `true`); the same again returns the latest (`false`).
+    async fn add_prompt_version(
+        &self,
+        prompt: Uuid,
+        content: PromptContent,
+    ) -> StoreResult<(PromptVersion, bool)>;
+    /// Oldest first.
+    async fn prompt_versions(&self, prompt: Uuid) -> StoreResult<Vec<PromptVersion>>;
+    /// Moves a version through review; the active version must stay `approved` (`Conflict`).
+    async fn set_prompt_status(
+        &self,
+        prompt: Uuid,
+        version: i32,
+        status: PromptStatus,
+    ) -> StoreResult<PromptVersion>;
+    /// Makes an `approved` version the active one of its prompt's feature, deactivating the
+    /// feature's previously active version (of any prompt) in the same transaction.
+    async fn activate_prompt_version(
+        &self,
+        prompt: Uuid,
+        version: i32,
+    ) -> StoreResult<PromptVersion>;
+    /// `Invalid` when [`BudgetSpec::validate`] fails.
+    async fn create_budget(&self, spec: BudgetSpec, at: DateTime<Utc>) -> StoreResult<Budget>;
+    async fn update_budget(
+        &self,
+        id: Uuid,
+        spec: BudgetSpec,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Budget>;
+    async fn delete_budget(&self, id: Uuid) -> StoreResult<()>;
+    /// By name, then creation.
+    async fn list_budgets(&self) -> StoreResult<Vec<Budget>>;
+    /// A draft experiment. `Invalid` when [`ExperimentSpec::validate`] fails, `NotFound` for
+    /// an unknown feature.
+    async fn create_experiment(
+        &self,
+        spec: ExperimentSpec,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Experiment>;
+    /// Newest first.
+    async fn list_experiments(&self) -> StoreResult<Vec<Experiment>>;
+    /// Only [`ExperimentStatus::can_become`] transitions (`Conflict` otherwise); entering
+    /// `running` sets `started_at`, leaving it sets `ended_at`.
+    async fn transition_experiment(
+        &self,
+        id: Uuid,
+        to: ExperimentStatus,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Experiment>;
     /// Stores a new API key: its hash, never the secret. `Conflict` when the hash exists.
     async fn create_api_key(&self, spec: ApiKeySpec) -> StoreResult<ApiKey>;
     /// Every key, revoked ones included, oldest first.

@@ -23,8 +23,8 @@ async fn postgres_config_store_conforms() {
         tally_core::postgres::migrate(&scoped)
             .await
             .expect("migrate"),
-        2,
-        "config, api_keys"
+        3,
+        "config, api_keys, prompts_budgets_experiments"
     );
     assert_eq!(
         tally_core::postgres::migrate(&scoped)

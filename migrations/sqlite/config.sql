@@ -73,3 +73,60 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at TEXT NOT NULL,
     revoked_at TEXT
 );
+
+-- Prompts and their immutable, numbered versions. At most one active version per feature
+-- (feature_id is copied onto the version for that index).
+CREATE TABLE IF NOT EXISTS ai_prompts (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    description TEXT,
+    feature_id  TEXT REFERENCES ai_features(id) ON DELETE SET NULL,
+    tags        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ai_prompt_versions (
+    id         TEXT PRIMARY KEY,
+    prompt_id  TEXT NOT NULL REFERENCES ai_prompts(id) ON DELETE CASCADE,
+    version    INTEGER NOT NULL,
+    content    TEXT NOT NULL,
+    variables  TEXT NOT NULL,
+    status     TEXT NOT NULL CHECK (status IN ('draft', 'review', 'approved', 'archived')),
+    is_active  INTEGER NOT NULL,
+    feature_id TEXT,
+    created_by TEXT,
+    created_at TEXT NOT NULL,
+    UNIQUE (prompt_id, version)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_active_prompt_version
+    ON ai_prompt_versions (feature_id) WHERE is_active = 1;
+
+-- Spending budgets: amount in micro-dollars per period, in the budget's time zone.
+CREATE TABLE IF NOT EXISTS ai_spending_budgets (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    scope         TEXT NOT NULL CHECK (scope IN ('global', 'feature', 'provider', 'model', 'environment')),
+    scope_value   TEXT,
+    period_type   TEXT NOT NULL CHECK (period_type IN ('daily', 'weekly', 'monthly', 'quarterly')),
+    time_zone     TEXT NOT NULL,
+    amount_micros INTEGER NOT NULL CHECK (amount_micros > 0),
+    thresholds    TEXT NOT NULL,
+    is_active     INTEGER NOT NULL,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);
+
+-- A/B experiments; variants (name, traffic_percent, config) as JSON.
+CREATE TABLE IF NOT EXISTS ai_experiments (
+    id              TEXT PRIMARY KEY,
+    name            TEXT NOT NULL,
+    description     TEXT,
+    feature_id      TEXT NOT NULL REFERENCES ai_features(id) ON DELETE CASCADE,
+    experiment_type TEXT NOT NULL CHECK (experiment_type IN ('model_comparison', 'prompt_testing', 'parameter_tuning')),
+    variants        TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('draft', 'running', 'completed', 'cancelled')),
+    start_date      TEXT,
+    end_date        TEXT,
+    created_at      TEXT NOT NULL,
+    updated_at      TEXT NOT NULL
+);

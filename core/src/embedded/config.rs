@@ -14,8 +14,10 @@ use uuid::Uuid;
 
 use crate::access::{ApiKey, ApiKeySpec, Role};
 use crate::config::{
-    Assignment, DeploySpec, Feature, FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec,
-    PriceSpec, Provider, ProviderSpec,
+    Assignment, Budget, BudgetPeriod, BudgetScope, BudgetSpec, DeploySpec, Experiment,
+    ExperimentSpec, ExperimentStatus, ExperimentType, Feature, FeatureSpec, FeatureStatus, Model,
+    ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent, PromptSpec, PromptStatus,
+    PromptVersion, Provider, ProviderSpec,
 };
 use crate::embedded::{blocking, open};
 use crate::store::{ConfigStore, StoreError, StoreResult};
@@ -341,6 +343,286 @@ impl ConfigStore for SqliteConfigStore {
         .await
     }
 
+    async fn create_prompt(&self, spec: PromptSpec) -> StoreResult<(Prompt, PromptVersion)> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let taken: Option<String> = tx
+                .query_row("SELECT id FROM ai_prompts WHERE name = ?1", params![spec.name], |r| r.get(0))
+                .optional()?;
+            if taken.is_some() {
+                return Err(StoreError::Conflict(format!("a prompt named {} exists", spec.name)));
+            }
+            let feature_id = spec.feature.as_deref().map(|f| feature_id(&tx, f)).transpose()?;
+            let id = Uuid::now_v7().to_string();
+            let at = ts(spec.content.at);
+            tx.execute(
+                "INSERT INTO ai_prompts (id, name, description, feature_id, tags, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                params![id, spec.name, spec.description, feature_id, json_text(&spec.tags)?, at],
+            )?;
+            insert_version(&tx, &id, 1, &spec.content, feature_id.as_deref())?;
+            let prompt = tx.query_row(&format!("{PROMPT_SELECT} WHERE p.id = ?1"), params![id], prompt_row)?;
+            let version = tx.query_row(&format!("{VERSION_SELECT} WHERE prompt_id = ?1 AND version = 1"), params![id], version_row)?;
+            tx.commit()?;
+            Ok((prompt, version))
+        })
+        .await
+    }
+
+    async fn list_prompts(&self) -> StoreResult<Vec<Prompt>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!("{PROMPT_SELECT} ORDER BY p.name"))?;
+            let rows = stmt
+                .query_map([], prompt_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn add_prompt_version(
+        &self,
+        prompt: Uuid,
+        content: PromptContent,
+    ) -> StoreResult<(PromptVersion, bool)> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let id = prompt.to_string();
+            let feature_id: Option<String> = tx
+                .query_row(
+                    "SELECT feature_id FROM ai_prompts WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::not_found(format!("prompt {prompt}")))?;
+            let latest = tx.query_row(
+                &format!("{VERSION_SELECT} WHERE prompt_id = ?1 ORDER BY version DESC LIMIT 1"),
+                params![id],
+                version_row,
+            )?;
+            if latest.content == content.content && latest.variables == content.variables {
+                return Ok((latest, false));
+            }
+            let next = latest.version + 1;
+            insert_version(&tx, &id, next, &content, feature_id.as_deref())?;
+            tx.execute(
+                "UPDATE ai_prompts SET updated_at = ?2 WHERE id = ?1",
+                params![id, ts(content.at)],
+            )?;
+            let version = tx.query_row(
+                &format!("{VERSION_SELECT} WHERE prompt_id = ?1 AND version = ?2"),
+                params![id, next],
+                version_row,
+            )?;
+            tx.commit()?;
+            Ok((version, true))
+        })
+        .await
+    }
+
+    async fn prompt_versions(&self, prompt: Uuid) -> StoreResult<Vec<PromptVersion>> {
+        self.with(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "{VERSION_SELECT} WHERE prompt_id = ?1 ORDER BY version"
+            ))?;
+            let rows = stmt
+                .query_map(params![prompt.to_string()], version_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            if rows.is_empty() {
+                return Err(StoreError::not_found(format!("prompt {prompt}")));
+            }
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn set_prompt_status(
+        &self,
+        prompt: Uuid,
+        version: i32,
+        status: PromptStatus,
+    ) -> StoreResult<PromptVersion> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let current = prompt_version(&tx, prompt, version)?;
+            if current.is_active && status != PromptStatus::Approved {
+                return Err(StoreError::Conflict(
+                    "the active version must stay approved: activate another version first".into(),
+                ));
+            }
+            tx.execute(
+                "UPDATE ai_prompt_versions SET status = ?2 WHERE id = ?1",
+                params![current.id.to_string(), status.as_str()],
+            )?;
+            let updated = prompt_version(&tx, prompt, version)?;
+            tx.commit()?;
+            Ok(updated)
+        })
+        .await
+    }
+
+    async fn activate_prompt_version(
+        &self,
+        prompt: Uuid,
+        version: i32,
+    ) -> StoreResult<PromptVersion> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let current = prompt_version(&tx, prompt, version)?;
+            let feature_id: Option<String> = tx.query_row(
+                "SELECT feature_id FROM ai_prompts WHERE id = ?1",
+                params![prompt.to_string()],
+                |r| r.get(0),
+            )?;
+            let feature_id = feature_id
+                .ok_or_else(|| StoreError::invalid("feature", "the prompt belongs to no feature"))?;
+            if current.status != PromptStatus::Approved {
+                return Err(StoreError::Conflict(format!(
+                    "only an approved version can be active; version {version} is {}",
+                    current.status.as_str()
+                )));
+            }
+            tx.execute(
+                "UPDATE ai_prompt_versions SET is_active = 0 WHERE feature_id = ?1 AND is_active = 1",
+                params![feature_id],
+            )?;
+            tx.execute(
+                "UPDATE ai_prompt_versions SET is_active = 1, feature_id = ?2 WHERE id = ?1",
+                params![current.id.to_string(), feature_id],
+            )?;
+            let updated = prompt_version(&tx, prompt, version)?;
+            tx.commit()?;
+            Ok(updated)
+        })
+        .await
+    }
+
+    async fn create_budget(&self, spec: BudgetSpec, at: DateTime<Utc>) -> StoreResult<Budget> {
+        spec.validate()?;
+        self.with(move |c| {
+            let id = Uuid::now_v7().to_string();
+            c.execute(
+                "INSERT INTO ai_spending_budgets (id, name, scope, scope_value, period_type, time_zone, amount_micros, thresholds, is_active, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                params![id, spec.name, spec.scope.as_str(), spec.scope_value, spec.period.as_str(), spec.time_zone, spec.amount_micros, json_text(&spec.thresholds_percent)?, spec.is_active, ts(at)],
+            )?;
+            Ok(c.query_row(&format!("{BUDGET_SELECT} WHERE id = ?1"), params![id], budget_row)?)
+        })
+        .await
+    }
+
+    async fn update_budget(
+        &self,
+        id: Uuid,
+        spec: BudgetSpec,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Budget> {
+        spec.validate()?;
+        self.with(move |c| {
+            let updated = c.execute(
+                "UPDATE ai_spending_budgets SET name = ?2, scope = ?3, scope_value = ?4, period_type = ?5, time_zone = ?6, amount_micros = ?7, thresholds = ?8, is_active = ?9, updated_at = ?10 WHERE id = ?1",
+                params![id.to_string(), spec.name, spec.scope.as_str(), spec.scope_value, spec.period.as_str(), spec.time_zone, spec.amount_micros, json_text(&spec.thresholds_percent)?, spec.is_active, ts(at)],
+            )?;
+            if updated == 0 {
+                return Err(StoreError::not_found(format!("budget {id}")));
+            }
+            Ok(c.query_row(&format!("{BUDGET_SELECT} WHERE id = ?1"), params![id.to_string()], budget_row)?)
+        })
+        .await
+    }
+
+    async fn delete_budget(&self, id: Uuid) -> StoreResult<()> {
+        self.with(move |c| {
+            let deleted = c.execute(
+                "DELETE FROM ai_spending_budgets WHERE id = ?1",
+                params![id.to_string()],
+            )?;
+            if deleted == 0 {
+                return Err(StoreError::not_found(format!("budget {id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_budgets(&self) -> StoreResult<Vec<Budget>> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare(&format!("{BUDGET_SELECT} ORDER BY name, created_at, rowid"))?;
+            let rows = stmt
+                .query_map([], budget_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn create_experiment(
+        &self,
+        spec: ExperimentSpec,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Experiment> {
+        spec.validate()?;
+        self.with(move |c| {
+            let feature_id = feature_id(c, &spec.feature)?;
+            let id = Uuid::now_v7().to_string();
+            c.execute(
+                "INSERT INTO ai_experiments (id, name, description, feature_id, experiment_type, variants, status, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'draft', ?7, ?7)",
+                params![id, spec.name, spec.description, feature_id, spec.experiment_type.as_str(), json_text(&spec.variants)?, ts(at)],
+            )?;
+            Ok(c.query_row(&format!("{EXPERIMENT_SELECT} WHERE e.id = ?1"), params![id], experiment_row)?)
+        })
+        .await
+    }
+
+    async fn list_experiments(&self) -> StoreResult<Vec<Experiment>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "{EXPERIMENT_SELECT} ORDER BY e.created_at DESC, e.rowid DESC"
+            ))?;
+            let rows = stmt
+                .query_map([], experiment_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn transition_experiment(
+        &self,
+        id: Uuid,
+        to: ExperimentStatus,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Experiment> {
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            let current = tx
+                .query_row(&format!("{EXPERIMENT_SELECT} WHERE e.id = ?1"), params![id.to_string()], experiment_row)
+                .optional()?
+                .ok_or_else(|| StoreError::not_found(format!("experiment {id}")))?;
+            if !current.status.can_become(to) {
+                return Err(StoreError::Conflict(format!(
+                    "an experiment cannot go from {} to {}",
+                    current.status.as_str(),
+                    to.as_str()
+                )));
+            }
+            let (started, ended) = match to {
+                ExperimentStatus::Running => (Some(at), None),
+                _ => (current.started_at, Some(at)),
+            };
+            tx.execute(
+                "UPDATE ai_experiments SET status = ?2, start_date = ?3, end_date = ?4, updated_at = ?5 WHERE id = ?1",
+                params![id.to_string(), to.as_str(), started.map(ts), ended.map(ts), ts(at)],
+            )?;
+            let updated = tx.query_row(&format!("{EXPERIMENT_SELECT} WHERE e.id = ?1"), params![id.to_string()], experiment_row)?;
+            tx.commit()?;
+            Ok(updated)
+        })
+        .await
+    }
+
     async fn create_api_key(&self, spec: ApiKeySpec) -> StoreResult<ApiKey> {
         self.with(move |c| {
             let tx = c.transaction()?;
@@ -437,5 +719,141 @@ fn api_key_row(r: &Row) -> rusqlite::Result<ApiKey> {
         prefix: r.get(3)?,
         created_at: parse_ts(&r.get::<_, String>(4)?)?,
         revoked_at: revoked.as_deref().map(parse_ts).transpose()?,
+    })
+}
+
+fn json_text<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|_| conversion(what))
+}
+
+fn feature_id(conn: &Connection, name: &str) -> StoreResult<String> {
+    conn.query_row(
+        "SELECT id FROM ai_features WHERE name = ?1",
+        params![name],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::not_found(format!("feature {name}")))
+}
+
+fn insert_version(
+    conn: &Connection,
+    prompt_id: &str,
+    version: i32,
+    content: &PromptContent,
+    feature_id: Option<&str>,
+) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO ai_prompt_versions (id, prompt_id, version, content, variables, status, is_active, feature_id, created_by, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'draft', 0, ?6, ?7, ?8)",
+        params![
+            Uuid::now_v7().to_string(),
+            prompt_id,
+            version,
+            content.content,
+            json_text(&content.variables)?,
+            feature_id,
+            content.created_by,
+            ts(content.at)
+        ],
+    )?;
+    Ok(())
+}
+
+fn prompt_version(conn: &Connection, prompt: Uuid, version: i32) -> StoreResult<PromptVersion> {
+    conn.query_row(
+        &format!("{VERSION_SELECT} WHERE prompt_id = ?1 AND version = ?2"),
+        params![prompt.to_string(), version],
+        version_row,
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::not_found(format!("prompt {prompt} version {version}")))
+}
+
+const PROMPT_SELECT: &str = "SELECT p.id, p.name, p.description, f.name, p.tags,
+    (SELECT MAX(v.version) FROM ai_prompt_versions v WHERE v.prompt_id = p.id),
+    (SELECT v.version FROM ai_prompt_versions v WHERE v.prompt_id = p.id AND v.is_active = 1),
+    p.created_at, p.updated_at
+    FROM ai_prompts p LEFT JOIN ai_features f ON f.id = p.feature_id";
+
+fn prompt_row(r: &Row) -> rusqlite::Result<Prompt> {
+    Ok(Prompt {
+        id: parse_uuid(&r.get::<_, String>(0)?)?,
+        name: r.get(1)?,
+        description: r.get(2)?,
+        feature: r.get(3)?,
+        tags: json_column(&r.get::<_, String>(4)?, "prompt tags")?,
+        latest_version: r.get(5)?,
+        active_version: r.get(6)?,
+        created_at: parse_ts(&r.get::<_, String>(7)?)?,
+        updated_at: parse_ts(&r.get::<_, String>(8)?)?,
+    })
+}
+
+const VERSION_SELECT: &str = "SELECT id, prompt_id, version, content, variables, status, is_active, created_by, created_at FROM ai_prompt_versions";
+
+fn version_row(r: &Row) -> rusqlite::Result<PromptVersion> {
+    let status: String = r.get(5)?;
+    Ok(PromptVersion {
+        id: parse_uuid(&r.get::<_, String>(0)?)?,
+        prompt_id: parse_uuid(&r.get::<_, String>(1)?)?,
+        version: r.get(2)?,
+        content: r.get(3)?,
+        variables: json_column(&r.get::<_, String>(4)?, "prompt variables")?,
+        status: PromptStatus::parse(&status).ok_or_else(|| conversion("prompt status"))?,
+        is_active: r.get(6)?,
+        created_by: r.get(7)?,
+        created_at: parse_ts(&r.get::<_, String>(8)?)?,
+    })
+}
+
+const BUDGET_SELECT: &str = "SELECT id, name, scope, scope_value, period_type, time_zone, amount_micros, thresholds, is_active, created_at, updated_at FROM ai_spending_budgets";
+
+fn budget_row(r: &Row) -> rusqlite::Result<Budget> {
+    let scope: String = r.get(2)?;
+    let period: String = r.get(4)?;
+    Ok(Budget {
+        id: parse_uuid(&r.get::<_, String>(0)?)?,
+        spec: BudgetSpec {
+            name: r.get(1)?,
+            scope: BudgetScope::parse(&scope).ok_or_else(|| conversion("budget scope"))?,
+            scope_value: r.get(3)?,
+            period: BudgetPeriod::parse(&period).ok_or_else(|| conversion("budget period"))?,
+            time_zone: r.get(5)?,
+            amount_micros: r.get(6)?,
+            thresholds_percent: json_column(&r.get::<_, String>(7)?, "budget thresholds")?,
+            is_active: r.get(8)?,
+        },
+        created_at: parse_ts(&r.get::<_, String>(9)?)?,
+        updated_at: parse_ts(&r.get::<_, String>(10)?)?,
+    })
+}
+
+const EXPERIMENT_SELECT: &str = "SELECT e.id, e.name, e.description, f.name, e.experiment_type, e.variants, e.status, e.start_date, e.end_date, e.created_at, e.updated_at FROM ai_experiments e JOIN ai_features f ON f.id = e.feature_id";
+
+fn experiment_row(r: &Row) -> rusqlite::Result<Experiment> {
+    let kind: String = r.get(4)?;
+    let status: String = r.get(6)?;
+    let started: Option<String> = r.get(7)?;
+    let ended: Option<String> = r.get(8)?;
+    Ok(Experiment {
+        id: parse_uuid(&r.get::<_, String>(0)?)?,
+        spec: ExperimentSpec {
+            name: r.get(1)?,
+            description: r.get(2)?,
+            feature: r.get(3)?,
+            experiment_type: ExperimentType::parse(&kind)
+                .ok_or_else(|| conversion("experiment type"))?,
+            variants: json_column(&r.get::<_, String>(5)?, "experiment variants")?,
+        },
+        status: ExperimentStatus::parse(&status).ok_or_else(|| conversion("experiment status"))?,
+        started_at: started.as_deref().map(parse_ts).transpose()?,
+        ended_at: ended.as_deref().map(parse_ts).transpose()?,
+        created_at: parse_ts(&r.get::<_, String>(9)?)?,
+        updated_at: parse_ts(&r.get::<_, String>(10)?)?,
     })
 }

@@ -11,10 +11,13 @@ use uuid::Uuid;
 
 use crate::access::{ApiKey, ApiKeySpec, Role};
 use crate::config::{
-    Assignment, DeploySpec, Feature, FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec,
-    PriceSpec, Provider, ProviderSpec,
+    Assignment, Budget, BudgetPeriod, BudgetScope, BudgetSpec, DeploySpec, Experiment,
+    ExperimentSpec, ExperimentStatus, ExperimentType, Feature, FeatureSpec, FeatureStatus, Model,
+    ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent, PromptSpec, PromptStatus,
+    PromptVersion, Provider, ProviderSpec,
 };
 use crate::store::{ConfigStore, StoreError, StoreResult};
+use sqlx::types::Json;
 
 pub struct PostgresConfigStore {
     pool: PgPool,
@@ -327,6 +330,319 @@ impl ConfigStore for PostgresConfigStore {
         all(rows, assignment_row)
     }
 
+    #[instrument(name = "postgres.create_prompt", skip_all, fields(prompt = %spec.name), err)]
+    async fn create_prompt(&self, spec: PromptSpec) -> StoreResult<(Prompt, PromptVersion)> {
+        let mut tx = self.pool.begin().await?;
+        let taken: Option<Uuid> = sqlx::query_scalar("SELECT id FROM ai_prompts WHERE name = $1")
+            .bind(&spec.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "a prompt named {} exists",
+                spec.name
+            )));
+        }
+        let feature_id = match &spec.feature {
+            Some(f) => Some(feature_id(&mut tx, f).await?),
+            None => None,
+        };
+        let id = Uuid::now_v7();
+        sqlx::query("INSERT INTO ai_prompts (id, name, description, feature_id, tags, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)")
+            .bind(id)
+            .bind(&spec.name)
+            .bind(&spec.description)
+            .bind(feature_id)
+            .bind(Json(&spec.tags))
+            .bind(spec.content.at)
+            .execute(&mut *tx)
+            .await?;
+        insert_version(&mut tx, id, 1, &spec.content, feature_id).await?;
+        let prompt = prompt_row(
+            &sqlx::query(&format!("{PROMPT_SELECT} WHERE p.id = $1"))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?,
+        )?;
+        let version = prompt_version(&mut tx, id, 1).await?;
+        tx.commit().await?;
+        Ok((prompt, version))
+    }
+
+    async fn list_prompts(&self) -> StoreResult<Vec<Prompt>> {
+        all(
+            sqlx::query(&format!("{PROMPT_SELECT} ORDER BY p.name"))
+                .fetch_all(&self.pool)
+                .await?,
+            prompt_row,
+        )
+    }
+
+    #[instrument(name = "postgres.add_prompt_version", skip_all, err)]
+    async fn add_prompt_version(
+        &self,
+        prompt: Uuid,
+        content: PromptContent,
+    ) -> StoreResult<(PromptVersion, bool)> {
+        let mut tx = self.pool.begin().await?;
+        let feature_id: Option<Uuid> =
+            sqlx::query_scalar("SELECT feature_id FROM ai_prompts WHERE id = $1 FOR UPDATE")
+                .bind(prompt)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::not_found(format!("prompt {prompt}")))?;
+        let latest = version_row(
+            &sqlx::query(&format!(
+                "{VERSION_SELECT} WHERE prompt_id = $1 ORDER BY version DESC LIMIT 1"
+            ))
+            .bind(prompt)
+            .fetch_one(&mut *tx)
+            .await?,
+        )?;
+        if latest.content == content.content && latest.variables == content.variables {
+            return Ok((latest, false));
+        }
+        let next = latest.version + 1;
+        insert_version(&mut tx, prompt, next, &content, feature_id).await?;
+        sqlx::query("UPDATE ai_prompts SET updated_at = $2 WHERE id = $1")
+            .bind(prompt)
+            .bind(content.at)
+            .execute(&mut *tx)
+            .await?;
+        let version = prompt_version(&mut tx, prompt, next).await?;
+        tx.commit().await?;
+        Ok((version, true))
+    }
+
+    async fn prompt_versions(&self, prompt: Uuid) -> StoreResult<Vec<PromptVersion>> {
+        let rows = all(
+            sqlx::query(&format!(
+                "{VERSION_SELECT} WHERE prompt_id = $1 ORDER BY version"
+            ))
+            .bind(prompt)
+            .fetch_all(&self.pool)
+            .await?,
+            version_row,
+        )?;
+        if rows.is_empty() {
+            return Err(StoreError::not_found(format!("prompt {prompt}")));
+        }
+        Ok(rows)
+    }
+
+    #[instrument(name = "postgres.set_prompt_status", skip_all, err)]
+    async fn set_prompt_status(
+        &self,
+        prompt: Uuid,
+        version: i32,
+        status: PromptStatus,
+    ) -> StoreResult<PromptVersion> {
+        let mut tx = self.pool.begin().await?;
+        let current = prompt_version(&mut tx, prompt, version).await?;
+        if current.is_active && status != PromptStatus::Approved {
+            return Err(StoreError::Conflict(
+                "the active version must stay approved: activate another version first".into(),
+            ));
+        }
+        sqlx::query("UPDATE ai_prompt_versions SET status = $2 WHERE id = $1")
+            .bind(current.id)
+            .bind(status.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let updated = prompt_version(&mut tx, prompt, version).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    #[instrument(name = "postgres.activate_prompt_version", skip_all, err)]
+    async fn activate_prompt_version(
+        &self,
+        prompt: Uuid,
+        version: i32,
+    ) -> StoreResult<PromptVersion> {
+        let mut tx = self.pool.begin().await?;
+        let current = prompt_version(&mut tx, prompt, version).await?;
+        let feature_id: Option<Uuid> =
+            sqlx::query_scalar("SELECT feature_id FROM ai_prompts WHERE id = $1")
+                .bind(prompt)
+                .fetch_one(&mut *tx)
+                .await?;
+        let feature_id = feature_id
+            .ok_or_else(|| StoreError::invalid("feature", "the prompt belongs to no feature"))?;
+        if current.status != PromptStatus::Approved {
+            return Err(StoreError::Conflict(format!(
+                "only an approved version can be active; version {version} is {}",
+                current.status.as_str()
+            )));
+        }
+        sqlx::query(
+            "UPDATE ai_prompt_versions SET is_active = false WHERE feature_id = $1 AND is_active",
+        )
+        .bind(feature_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE ai_prompt_versions SET is_active = true, feature_id = $2 WHERE id = $1",
+        )
+        .bind(current.id)
+        .bind(feature_id)
+        .execute(&mut *tx)
+        .await?;
+        let updated = prompt_version(&mut tx, prompt, version).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    #[instrument(name = "postgres.create_budget", skip_all, err)]
+    async fn create_budget(&self, spec: BudgetSpec, at: DateTime<Utc>) -> StoreResult<Budget> {
+        spec.validate()?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO ai_spending_budgets (id, name, scope, scope_value, period_type, time_zone, amount_micros, thresholds, is_active, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {BUDGET_COLUMNS}"
+        ))
+        .bind(Uuid::now_v7())
+        .bind(&spec.name)
+        .bind(spec.scope.as_str())
+        .bind(&spec.scope_value)
+        .bind(spec.period.as_str())
+        .bind(&spec.time_zone)
+        .bind(spec.amount_micros)
+        .bind(Json(&spec.thresholds_percent))
+        .bind(spec.is_active)
+        .bind(at)
+        .fetch_one(&self.pool)
+        .await?;
+        budget_row(&row)
+    }
+
+    #[instrument(name = "postgres.update_budget", skip_all, err)]
+    async fn update_budget(
+        &self,
+        id: Uuid,
+        spec: BudgetSpec,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Budget> {
+        spec.validate()?;
+        let row = sqlx::query(&format!(
+            "UPDATE ai_spending_budgets SET name = $2, scope = $3, scope_value = $4, period_type = $5, time_zone = $6, amount_micros = $7, thresholds = $8, is_active = $9, updated_at = $10
+             WHERE id = $1 RETURNING {BUDGET_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(&spec.name)
+        .bind(spec.scope.as_str())
+        .bind(&spec.scope_value)
+        .bind(spec.period.as_str())
+        .bind(&spec.time_zone)
+        .bind(spec.amount_micros)
+        .bind(Json(&spec.thresholds_percent))
+        .bind(spec.is_active)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::not_found(format!("budget {id}")))?;
+        budget_row(&row)
+    }
+
+    #[instrument(name = "postgres.delete_budget", skip_all, err)]
+    async fn delete_budget(&self, id: Uuid) -> StoreResult<()> {
+        let deleted = sqlx::query("DELETE FROM ai_spending_budgets WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::not_found(format!("budget {id}")));
+        }
+        Ok(())
+    }
+
+    async fn list_budgets(&self) -> StoreResult<Vec<Budget>> {
+        all(
+            sqlx::query(&format!(
+                "SELECT {BUDGET_COLUMNS} FROM ai_spending_budgets ORDER BY name, created_at, seq"
+            ))
+            .fetch_all(&self.pool)
+            .await?,
+            budget_row,
+        )
+    }
+
+    #[instrument(name = "postgres.create_experiment", skip_all, err)]
+    async fn create_experiment(
+        &self,
+        spec: ExperimentSpec,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Experiment> {
+        spec.validate()?;
+        let mut tx = self.pool.begin().await?;
+        let feature_id = feature_id(&mut tx, &spec.feature).await?;
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO ai_experiments (id, name, description, feature_id, experiment_type, variants, status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'draft', $7, $7)",
+        )
+        .bind(id)
+        .bind(&spec.name)
+        .bind(&spec.description)
+        .bind(feature_id)
+        .bind(spec.experiment_type.as_str())
+        .bind(Json(&spec.variants))
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        let experiment = experiment(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(experiment)
+    }
+
+    async fn list_experiments(&self) -> StoreResult<Vec<Experiment>> {
+        all(
+            sqlx::query(&format!(
+                "{EXPERIMENT_SELECT} ORDER BY e.created_at DESC, e.seq DESC"
+            ))
+            .fetch_all(&self.pool)
+            .await?,
+            experiment_row,
+        )
+    }
+
+    #[instrument(name = "postgres.transition_experiment", skip_all, err)]
+    async fn transition_experiment(
+        &self,
+        id: Uuid,
+        to: ExperimentStatus,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Experiment> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT id FROM ai_experiments WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let current = experiment(&mut tx, id).await?;
+        if !current.status.can_become(to) {
+            return Err(StoreError::Conflict(format!(
+                "an experiment cannot go from {} to {}",
+                current.status.as_str(),
+                to.as_str()
+            )));
+        }
+        let (started, ended) = match to {
+            ExperimentStatus::Running => (Some(at), None),
+            _ => (current.started_at, Some(at)),
+        };
+        sqlx::query("UPDATE ai_experiments SET status = $2, start_date = $3, end_date = $4, updated_at = $5 WHERE id = $1")
+            .bind(id)
+            .bind(to.as_str())
+            .bind(started)
+            .bind(ended)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        let updated = experiment(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
     #[instrument(name = "postgres.create_api_key", skip_all, err)]
     async fn create_api_key(&self, spec: ApiKeySpec) -> StoreResult<ApiKey> {
         let row = sqlx::query(&format!(
@@ -393,5 +709,144 @@ fn api_key_row(r: &PgRow) -> StoreResult<ApiKey> {
         prefix: r.try_get("prefix")?,
         created_at: r.try_get("created_at")?,
         revoked_at: r.try_get("revoked_at")?,
+    })
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+async fn feature_id(tx: &mut Tx, name: &str) -> StoreResult<Uuid> {
+    sqlx::query_scalar("SELECT id FROM ai_features WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found(format!("feature {name}")))
+}
+
+async fn insert_version(
+    tx: &mut Tx,
+    prompt: Uuid,
+    version: i32,
+    content: &PromptContent,
+    feature_id: Option<Uuid>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO ai_prompt_versions (id, prompt_id, version, content, variables, status, is_active, feature_id, created_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, 'draft', false, $6, $7, $8)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(prompt)
+    .bind(version)
+    .bind(&content.content)
+    .bind(Json(&content.variables))
+    .bind(feature_id)
+    .bind(&content.created_by)
+    .bind(content.at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn prompt_version(tx: &mut Tx, prompt: Uuid, version: i32) -> StoreResult<PromptVersion> {
+    let row = sqlx::query(&format!(
+        "{VERSION_SELECT} WHERE prompt_id = $1 AND version = $2"
+    ))
+    .bind(prompt)
+    .bind(version)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| StoreError::not_found(format!("prompt {prompt} version {version}")))?;
+    version_row(&row)
+}
+
+async fn experiment(tx: &mut Tx, id: Uuid) -> StoreResult<Experiment> {
+    let row = sqlx::query(&format!("{EXPERIMENT_SELECT} WHERE e.id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found(format!("experiment {id}")))?;
+    experiment_row(&row)
+}
+
+const PROMPT_SELECT: &str = "SELECT p.id, p.name, p.description, f.name AS feature, p.tags,
+    (SELECT MAX(v.version) FROM ai_prompt_versions v WHERE v.prompt_id = p.id) AS latest_version,
+    (SELECT v.version FROM ai_prompt_versions v WHERE v.prompt_id = p.id AND v.is_active) AS active_version,
+    p.created_at, p.updated_at
+    FROM ai_prompts p LEFT JOIN ai_features f ON f.id = p.feature_id";
+
+fn prompt_row(r: &PgRow) -> StoreResult<Prompt> {
+    Ok(Prompt {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        feature: r.try_get("feature")?,
+        tags: r.try_get::<Json<Vec<String>>, _>("tags")?.0,
+        latest_version: r.try_get("latest_version")?,
+        active_version: r.try_get("active_version")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+const VERSION_SELECT: &str = "SELECT id, prompt_id, version, content, variables, status, is_active, created_by, created_at FROM ai_prompt_versions";
+
+fn version_row(r: &PgRow) -> StoreResult<PromptVersion> {
+    let status: String = r.try_get("status")?;
+    Ok(PromptVersion {
+        id: r.try_get("id")?,
+        prompt_id: r.try_get("prompt_id")?,
+        version: r.try_get("version")?,
+        content: r.try_get("content")?,
+        variables: r.try_get::<Json<Vec<String>>, _>("variables")?.0,
+        status: PromptStatus::parse(&status).ok_or_else(|| corrupt("prompt status"))?,
+        is_active: r.try_get("is_active")?,
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+const BUDGET_COLUMNS: &str = "id, name, scope, scope_value, period_type, time_zone, amount_micros, thresholds, is_active, created_at, updated_at";
+
+fn budget_row(r: &PgRow) -> StoreResult<Budget> {
+    let scope: String = r.try_get("scope")?;
+    let period: String = r.try_get("period_type")?;
+    Ok(Budget {
+        id: r.try_get("id")?,
+        spec: BudgetSpec {
+            name: r.try_get("name")?,
+            scope: BudgetScope::parse(&scope).ok_or_else(|| corrupt("budget scope"))?,
+            scope_value: r.try_get("scope_value")?,
+            period: BudgetPeriod::parse(&period).ok_or_else(|| corrupt("budget period"))?,
+            time_zone: r.try_get("time_zone")?,
+            amount_micros: r.try_get("amount_micros")?,
+            thresholds_percent: r.try_get::<Json<Vec<u32>>, _>("thresholds")?.0,
+            is_active: r.try_get("is_active")?,
+        },
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+const EXPERIMENT_SELECT: &str = "SELECT e.id, e.name, e.description, f.name AS feature, e.experiment_type, e.variants, e.status, e.start_date, e.end_date, e.created_at, e.updated_at FROM ai_experiments e JOIN ai_features f ON f.id = e.feature_id";
+
+fn experiment_row(r: &PgRow) -> StoreResult<Experiment> {
+    let kind: String = r.try_get("experiment_type")?;
+    let status: String = r.try_get("status")?;
+    Ok(Experiment {
+        id: r.try_get("id")?,
+        spec: ExperimentSpec {
+            name: r.try_get("name")?,
+            description: r.try_get("description")?,
+            feature: r.try_get("feature")?,
+            experiment_type: ExperimentType::parse(&kind)
+                .ok_or_else(|| corrupt("experiment type"))?,
+            variants: r
+                .try_get::<Json<Vec<crate::config::Variant>>, _>("variants")?
+                .0,
+        },
+        status: ExperimentStatus::parse(&status).ok_or_else(|| corrupt("experiment status"))?,
+        started_at: r.try_get("start_date")?,
+        ended_at: r.try_get("end_date")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
     })
 }

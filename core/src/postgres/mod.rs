@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "api_keys",
         include_str!("../../../migrations/postgres/0002_api_keys.sql"),
     ),
+    (
+        3,
+        "prompts_budgets_experiments",
+        include_str!("../../../migrations/postgres/0003_prompts_budgets_experiments.sql"),
+    ),
 ];
 
 /// Advisory-lock key serialising migrations ("tally" in ASCII).
