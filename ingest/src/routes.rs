@@ -5,11 +5,13 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::http::Method;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
+use tally_core::auth::{Access, Gate, RouteInfo, Routes};
 use tally_core::clock::Clock;
 use tally_core::http::{data, ApiError};
 use tally_core::pricing::PriceCache;
@@ -80,11 +82,23 @@ impl IngestState {
     }
 }
 
-pub fn router(state: IngestState) -> Router {
-    Router::new()
-        .route("/v1/events", post(post_events))
-        .route("/v1/schema/usage-event", get(schema))
-        .with_state(state)
+/// `POST /v1/events` (keys with the `ingest` or `platform_admin` role) and the event schema
+/// (any key); see [`tally_core::auth`].
+pub fn router(state: IngestState, gate: Gate) -> (Router, Vec<RouteInfo>) {
+    Routes::new(gate)
+        .route(
+            Method::POST,
+            "/v1/events",
+            Access::Ingest,
+            post(post_events),
+        )
+        .route(
+            Method::GET,
+            "/v1/schema/usage-event",
+            Access::AnyKey,
+            get(schema),
+        )
+        .finish(state)
 }
 
 async fn schema() -> impl IntoResponse {

@@ -7,12 +7,27 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use tally_core::access::Role;
+use tally_core::auth::Gate;
 use tally_core::clock::SystemClock;
-use tally_core::embedded::SqliteEventLog;
+use tally_core::embedded::{SqliteConfigStore, SqliteEventLog};
 use tally_core::pricing::PriceCache;
+use tally_core::store::ConfigStore;
 use tally_core::store::EventLog;
 use tally_ingest::{router, IngestConfig, IngestState};
 use tower::ServiceExt;
+
+/// The ingest router over `state`, checking keys against a config store in `dir`, and an
+/// `ingest` key for it.
+async fn app(dir: &std::path::Path, state: IngestState) -> (axum::Router, String) {
+    let config = Arc::new(SqliteConfigStore::open(dir).unwrap());
+    let (secret, spec) = tally_core::access::new_key("test", Role::Ingest, chrono::Utc::now());
+    config.create_api_key(spec).await.unwrap();
+    (
+        router(state, Gate::new(config)).0,
+        format!("Bearer {secret}"),
+    )
+}
 
 fn body() -> String {
     let at = chrono::Utc::now().to_rfc3339();
@@ -38,10 +53,11 @@ async fn projection_backlog_answers_429_with_retry_after() {
         config,
         Arc::new(move || probe.load(Ordering::SeqCst)),
     );
-    let app = router(state);
+    let (app, key) = app(dir.path(), state).await;
     let request = || {
         Request::post("/v1/events")
             .header("content-type", "application/json")
+            .header("authorization", &key)
             .body(Body::from(body()))
             .unwrap()
     };
@@ -85,7 +101,8 @@ async fn a_refused_large_upload_still_gets_its_answer() {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let (app, key) = app(dir.path(), state).await;
+    tokio::spawn(async move { axum::serve(listener, app).await });
     let client = reqwest::Client::new();
     let big = format!(
         "[{}]",
@@ -96,6 +113,7 @@ async fn a_refused_large_upload_still_gets_its_answer() {
         let response = client
             .post(format!("http://{addr}/v1/events"))
             .header("content-type", "application/json")
+            .header("authorization", &key)
             .body(big.clone())
             .send()
             .await;

@@ -350,11 +350,12 @@ async fn post(client: &reqwest::Client, url: &str, events: &[Value]) -> anyhow::
 /// sends live traffic (~`per_second` at the daily peak) until the process stops.
 pub async fn drive(
     base_url: String,
+    ingest_key: String,
     days: i64,
     history_per_minute: f64,
     per_second: f64,
 ) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
+    let client = crate::loadgen::client_with_key(&ingest_key)?;
     let url = format!("{base_url}/v1/events");
     let now = Utc::now();
     let mut generator = TrafficGenerator::new(now);

@@ -23,6 +23,10 @@ pub struct LoadgenArgs {
     /// Base URL of the server.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub target: String,
+    /// API key sent as a bearer token: `platform_admin`, or a key that may both send events
+    /// and read metrics.
+    #[arg(long, env = "TALLY_API_KEY", hide_env_values = true)]
+    pub key: String,
     /// Target events per second.
     #[arg(long, default_value_t = 200_000)]
     pub rate: u64,
@@ -148,6 +152,7 @@ struct Shared {
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
+        .default_headers(bearer(&args.key)?)
         .build()?;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
     let feature = args
@@ -345,6 +350,9 @@ pub struct BenchQueryArgs {
     /// Full URL to GET.
     #[arg(long)]
     pub url: String,
+    /// API key sent as a bearer token.
+    #[arg(long, env = "TALLY_API_KEY", hide_env_values = true)]
+    pub key: String,
     /// Requests to send.
     #[arg(long, default_value_t = 1000)]
     pub requests: usize,
@@ -354,7 +362,7 @@ pub struct BenchQueryArgs {
 }
 
 pub async fn bench_query(args: BenchQueryArgs) -> anyhow::Result<Percentiles> {
-    let client = reqwest::Client::new();
+    let client = client_with_key(&args.key)?;
     let first = client.get(&args.url).send().await?;
     anyhow::ensure!(
         first.status().is_success(),
@@ -397,4 +405,21 @@ pub async fn bench_query(args: BenchQueryArgs) -> anyhow::Result<Percentiles> {
     }
     let collected = samples.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(percentiles(collected))
+}
+
+/// Headers carrying `key` as a bearer token.
+fn bearer(key: &str) -> anyhow::Result<reqwest::header::HeaderMap> {
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+        .context("the API key is not a valid header value")?;
+    value.set_sensitive(true);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Ok(headers)
+}
+
+/// An HTTP client that sends `key` as a bearer token on every request.
+pub fn client_with_key(key: &str) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .default_headers(bearer(key)?)
+        .build()?)
 }

@@ -7,8 +7,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
-use tally::startup::Role;
+use tally::startup::Role as ProcessRole;
 use tally::{demo, loadgen, startup, telemetry, Application, Settings};
+use tally_core::access::Role;
 use tally_core::clock::SystemClock;
 
 #[derive(Parser)]
@@ -171,10 +172,10 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { server } => serve(&server, Role::All).await,
-        Command::Ingest { server } => serve(&server, Role::Ingest).await,
-        Command::Projector { server } => serve(&server, Role::Projector).await,
-        Command::QueryApi { server } => serve(&server, Role::QueryApi).await,
+        Command::Serve { server } => serve(&server, ProcessRole::All).await,
+        Command::Ingest { server } => serve(&server, ProcessRole::Ingest).await,
+        Command::Projector { server } => serve(&server, ProcessRole::Projector).await,
+        Command::QueryApi { server } => serve(&server, ProcessRole::QueryApi).await,
         Command::Demo {
             server,
             history_days,
@@ -184,11 +185,18 @@ async fn main() -> anyhow::Result<()> {
             telemetry::init_logging(&s.log_format);
             let app = Application::build(s).await?;
             let base = format!("http://{}", app.local_addr());
-            demo::seed(&app.stores(), chrono::Utc::now())
+            let stores = app.stores();
+            let now = chrono::Utc::now();
+            demo::seed(&stores, now)
                 .await
                 .context("seeding demo configuration")?;
-            print_demo_banner(&base);
-            let traffic = tokio::spawn(demo::drive(base, history_days, 40.0, rate));
+            let config = stores.config.as_ref();
+            let admin = tally::keys::create(config, "demo admin", Role::PlatformAdmin, now).await?;
+            let traffic_key =
+                tally::keys::create(config, "demo traffic", Role::Ingest, now).await?;
+            print_demo_banner(&base, &admin.key);
+            let traffic =
+                tokio::spawn(demo::drive(base, traffic_key.key, history_days, 40.0, rate));
             let result = app.run_until_stopped(shutdown_signal()).await;
             traffic.abort();
             result
@@ -266,7 +274,7 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(server: &ServerArgs, role: Role) -> anyhow::Result<()> {
+async fn serve(server: &ServerArgs, role: ProcessRole) -> anyhow::Result<()> {
     let s = settings(server)?;
     telemetry::init_logging(&s.log_format);
     let app = Application::build_role(s, role, Arc::new(SystemClock)).await?;
@@ -274,9 +282,11 @@ async fn serve(server: &ServerArgs, role: Role) -> anyhow::Result<()> {
     app.run_until_stopped(shutdown_signal()).await
 }
 
-fn print_demo_banner(base: &str) {
+fn print_demo_banner(base: &str, admin_key: &str) {
     let api = format!("{base}/api/platform/ai-management");
     println!("tally demo running on {base} (synthetic traffic; history is being backfilled)");
+    println!("  admin API key:    {admin_key}");
+    println!("  (send it as `Authorization: Bearer <key>`, e.g. curl -H \"Authorization: Bearer {admin_key}\" {api}/overview)");
     println!("  overview:         {api}/overview");
     println!("  features:         {api}/features");
     println!("  chatbot metrics:  {api}/features/chatbot/metrics?time_range=24h");

@@ -84,6 +84,8 @@ pub struct Settings {
     /// A `platform_admin` API key created at start-up when no key has this secret yet (at least
     /// 32 characters), so a fresh installation can be administered.
     pub bootstrap_admin_key: Option<Secret>,
+    /// Serve `/metrics` without an API key (for scrapers that cannot send one).
+    pub metrics_public: bool,
 }
 
 impl Default for Settings {
@@ -111,6 +113,7 @@ impl Default for Settings {
             kafka_replication: 1,
             kafka_batch_messages: None,
             bootstrap_admin_key: None,
+            metrics_public: false,
         }
     }
 }
@@ -193,6 +196,7 @@ impl Settings {
             "KAFKA_PARTITIONS" => self.kafka_partitions = num(name, value)?,
             "KAFKA_REPLICATION" => self.kafka_replication = num(name, value)?,
             "KAFKA_BATCH_MESSAGES" => self.kafka_batch_messages = Some(num(name, value)?),
+            "METRICS_PUBLIC" => self.metrics_public = num(name, value)?,
             "BOOTSTRAP_ADMIN_KEY" => {
                 self.bootstrap_admin_key = Some(Secret::new(value)).filter(|s| !s.0.is_empty())
             }

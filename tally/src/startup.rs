@@ -13,9 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::http::Method;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use tally_core::auth::{Access, Gate, RouteInfo, Routes};
 use tally_core::clock::{Clock, SystemClock};
 use tally_core::embedded::{SqliteAnalyticsStore, SqliteConfigStore, SqliteEventLog};
 use tally_core::pricing::PriceCache;
@@ -210,6 +212,7 @@ pub fn projector_config(settings: &Settings, prices: Arc<PriceCache>) -> Project
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    routes: Vec<RouteInfo>,
     stores: Stores,
     stop: watch::Sender<bool>,
     projector: Option<JoinHandle<()>>,
@@ -275,19 +278,25 @@ impl Application {
         } else {
             None
         };
-        let router = build_router(&settings, role, &stores, clock, status.clone());
+        let (router, routes) = build_router(&settings, role, &stores, clock, status.clone());
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
         Ok(Application {
             listener,
             router,
+            routes,
             stores,
             stop,
             projector,
             background,
             status,
         })
+    }
+
+    /// Every route served, with the access it needs (the route-by-role test walks these).
+    pub fn routes(&self) -> &[RouteInfo] {
+        &self.routes
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -359,7 +368,7 @@ fn build_router(
     stores: &Stores,
     clock: Arc<dyn Clock>,
     status: watch::Receiver<ProjectorStatus>,
-) -> Router {
+) -> (Router, Vec<RouteInfo>) {
     let probe = pipeline_probe(stores.log.clone(), status, role.projects());
     let lag_probe = probe.clone();
     let ingest = IngestState::new(
@@ -380,16 +389,31 @@ fn build_router(
         clock,
         pipeline: probe,
     };
-    let mut router = Router::new().route("/metrics", get(metrics));
+    let gate = Gate::new(stores.config.clone());
+    let metrics_access = if settings.metrics_public {
+        Access::Public
+    } else {
+        Access::ReadMetrics
+    };
+    let (mut router, mut routes) = Routes::new(gate.clone())
+        .route(Method::GET, "/metrics", metrics_access, get(metrics))
+        .finish(());
+    let mut add = |(r, catalog): (Router, Vec<RouteInfo>)| {
+        router = std::mem::take(&mut router).merge(r);
+        routes.extend(catalog);
+    };
     if role.ingests() {
-        router = router.merge(tally_ingest::router(ingest));
+        add(tally_ingest::router(ingest, gate));
     }
     if role.queries() {
-        router = router.merge(tally_query_api::router(query));
+        add(tally_query_api::router(query));
     } else {
-        router = router.merge(tally_query_api::health_router(query));
+        add(tally_query_api::health_router(query));
     }
-    router.layer(tower_http::trace::TraceLayer::new_for_http())
+    (
+        router.layer(tower_http::trace::TraceLayer::new_for_http()),
+        routes,
+    )
 }
 
 async fn metrics() -> impl IntoResponse {

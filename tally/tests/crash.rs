@@ -5,12 +5,15 @@
 //! atomic). Re-sending everything afterwards must change nothing for batches already counted.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{client_with_key, ADMIN_KEY};
 use serde_json::{json, Value};
 
 const BATCHES: usize = 240;
@@ -21,6 +24,7 @@ fn start(dir: &std::path::Path) -> (Child, String) {
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .env("TALLY_LOG", "warn")
+        .env("TALLY_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -87,7 +91,7 @@ async fn counts(client: &reqwest::Client, base: &str) -> BTreeMap<String, u64> {
 async fn kill_9_during_ingest_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, base) = start(dir.path());
-    let client = reqwest::Client::new();
+    let client = client_with_key(ADMIN_KEY);
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut senders = Vec::new();

@@ -53,7 +53,10 @@ async fn kafka_log_gives_the_same_answers_as_the_embedded_log() {
         results.push(serde_json::json!(answers(&app).await));
         if kafka {
             // Everything is projected: the exported consumer lag says so.
-            let metrics = reqwest::get(app.url("/metrics"))
+            let metrics = app
+                .client
+                .get(app.url("/metrics"))
+                .send()
                 .await
                 .unwrap()
                 .text()

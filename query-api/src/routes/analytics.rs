@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use serde_json::{json, Map, Value};
 use tally_core::http::{data, ApiError};
 use tally_core::rollup::Rollup;
@@ -17,13 +16,31 @@ use crate::aggregate::{
 use crate::params::{accepted, GroupKey, Params};
 use crate::routes::features::{merge_sums, scan};
 use crate::state::QueryState;
+use axum::http::Method;
+use tally_core::auth::{Access, Routes};
+
+use super::API_BASE;
 use crate::window::Window;
 
-pub fn routes() -> Router<QueryState> {
-    Router::new()
-        .route("/analytics/spending", get(spending))
-        .route("/analytics/usage", get(usage))
-        .route("/analytics/performance", get(performance))
+pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
+    r.route(
+        Method::GET,
+        &format!("{API_BASE}/analytics/spending"),
+        Access::ReadSpending,
+        get(spending),
+    )
+    .route(
+        Method::GET,
+        &format!("{API_BASE}/analytics/usage"),
+        Access::ReadMetrics,
+        get(usage),
+    )
+    .route(
+        Method::GET,
+        &format!("{API_BASE}/analytics/performance"),
+        Access::ReadMetrics,
+        get(performance),
+    )
 }
 
 /// The rows to read for a grouping: hour groups need hour-or-finer rows.

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use chrono::DateTime;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -18,12 +17,25 @@ use tally_schemas::validate::check_slug;
 use crate::aggregate::{mean_latency_ms, merge_all, pct, usd, HealthNumbers, Percentiles};
 use crate::params::{accepted, Params};
 use crate::state::QueryState;
+use axum::http::Method;
+use tally_core::auth::{Access, Routes};
+
+use super::API_BASE;
 use crate::window::{step_for, Window, WindowInfo};
 
-pub fn routes() -> Router<QueryState> {
-    Router::new()
-        .route("/features", get(list))
-        .route("/features/{name}/metrics", get(metrics))
+pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
+    r.route(
+        Method::GET,
+        &format!("{API_BASE}/features"),
+        Access::ReadMetrics,
+        get(list),
+    )
+    .route(
+        Method::GET,
+        &format!("{API_BASE}/features/{{name}}/metrics"),
+        Access::ReadMetrics,
+        get(metrics),
+    )
 }
 
 pub(crate) async fn scan(

@@ -5,15 +5,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use serde_json::json;
 
 use crate::state::QueryState;
+use axum::http::Method;
+use tally_core::auth::{Access, Routes};
 
-pub fn routes() -> Router<QueryState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
+    r.route(Method::GET, "/healthz", Access::Public, get(healthz))
+        .route(Method::GET, "/readyz", Access::Public, get(readyz))
 }
 
 async fn healthz() -> impl IntoResponse {

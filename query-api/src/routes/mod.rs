@@ -6,6 +6,7 @@ mod health;
 mod overview;
 
 use axum::Router;
+use tally_core::auth::{Gate, RouteInfo, Routes};
 
 use crate::state::QueryState;
 
@@ -13,17 +14,17 @@ use crate::state::QueryState;
 pub const API_BASE: &str = "/api/platform/ai-management";
 
 /// Only `/healthz` and `/readyz` (for processes that serve no dashboards).
-pub fn health_router(state: QueryState) -> Router {
-    health::routes().with_state(state)
+pub fn health_router(state: QueryState) -> (Router, Vec<RouteInfo>) {
+    let gate = Gate::new(state.config.clone());
+    health::routes(Routes::new(gate)).finish(state)
 }
 
-pub fn router(state: QueryState) -> Router {
-    let api = Router::new()
-        .merge(features::routes())
-        .merge(analytics::routes())
-        .merge(overview::routes());
-    Router::new()
-        .nest(API_BASE, api)
-        .merge(health::routes())
-        .with_state(state)
+/// The dashboards, spending and model comparison, and the health checks; each route checks
+/// the caller's API key ([`tally_core::auth`]).
+pub fn router(state: QueryState) -> (Router, Vec<RouteInfo>) {
+    let r = Routes::new(Gate::new(state.config.clone()));
+    let r = features::routes(r);
+    let r = analytics::routes(r);
+    let r = overview::routes(r);
+    health::routes(r).finish(state)
 }

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use chrono::{Datelike, Duration, TimeZone, Utc};
 use serde_json::{json, Value};
 use tally_core::http::{data, ApiError};
@@ -16,10 +15,19 @@ use tally_core::store::Filter;
 use crate::aggregate::{health_label, merge_all, usd, HealthNumbers, Percentiles};
 use crate::routes::features::{merge_sums, scan};
 use crate::state::QueryState;
+use axum::http::Method;
+use tally_core::auth::{Access, Routes};
+
+use super::API_BASE;
 use crate::window::Window;
 
-pub fn routes() -> Router<QueryState> {
-    Router::new().route("/overview", get(overview))
+pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
+    r.route(
+        Method::GET,
+        &format!("{API_BASE}/overview"),
+        Access::ReadMetrics,
+        get(overview),
+    )
 }
 
 async fn cost_between(state: &QueryState, from: i64, to: i64) -> Result<Rollup, ApiError> {

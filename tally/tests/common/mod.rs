@@ -28,18 +28,38 @@ pub fn now() -> DateTime<Utc> {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Sends [`ADMIN_KEY`].
     pub client: reqwest::Client,
+    /// Every route the app serves, with the access it needs.
+    pub routes: Vec<tally_core::auth::RouteInfo>,
     pub stores: Stores,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// The `platform_admin` key every test app is bootstrapped with (its client sends it).
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef0123456789";
+
 pub fn settings(dir: &Path) -> Settings {
     Settings {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.to_path_buf(),
+        bootstrap_admin_key: Some(tally::settings::Secret::new(ADMIN_KEY)),
         ..Settings::default()
     }
+}
+
+/// An HTTP client that sends `key` as a bearer token on every request.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 impl TestApp {
@@ -54,13 +74,15 @@ impl TestApp {
             .unwrap();
         let addr = app.local_addr();
         let stores = app.stores();
+        let routes = app.routes().to_vec();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
         TestApp {
             addr,
-            client: reqwest::Client::new(),
+            routes,
+            client: client_with_key(ADMIN_KEY),
             stores,
             stop: Some(stop),
             task: Some(task),

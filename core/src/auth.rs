@@ -1,0 +1,239 @@
+//! Who may call what on the HTTP API: `Authorization: Bearer <API key>`, checked per route.
+//!
+//! Every route is registered through [`Routes`] together with the [`Access`] it needs. The
+//! registry wraps the handler in the check and keeps a catalog of (method, path, access), so
+//! the route-by-role test walks exactly what the router serves. Keys are looked up in the
+//! configuration store on every request (no cache): a revoked key stops working at once.
+//!
+//! Answers: no or malformed header, unknown or revoked key → `401` with
+//! `WWW-Authenticate: Bearer`; a valid key whose role may not use the route → `403`. Both use
+//! the error shape of [`crate::http`]. The authenticated [`Caller`] is put in the request's
+//! extensions for handlers that record who did something.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use axum::Router;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::access::{hash, Role};
+use crate::http::ApiError;
+use crate::store::ConfigStore;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// No key (health checks; `/metrics` when configured public).
+    Public,
+    /// Any valid key.
+    AnyKey,
+    /// Sending usage events: `ingest`, `platform_admin`.
+    Ingest,
+    /// Dashboards and metrics: `viewer`, `platform_admin`.
+    ReadMetrics,
+    /// Spending and budgets: `finance`, `platform_admin`.
+    ReadSpending,
+    /// Reading configuration: `viewer`, `platform_admin`.
+    ReadConfig,
+    /// Changing anything: `platform_admin`.
+    Admin,
+}
+
+impl Access {
+    pub fn allows(self, role: Role) -> bool {
+        use Role::*;
+        match self {
+            Access::Public | Access::AnyKey => true,
+            Access::Ingest => matches!(role, PlatformAdmin | Ingest),
+            Access::ReadMetrics | Access::ReadConfig => matches!(role, PlatformAdmin | Viewer),
+            Access::ReadSpending => matches!(role, PlatformAdmin | Finance),
+            Access::Admin => role == PlatformAdmin,
+        }
+    }
+
+    /// The roles allowed, for error messages.
+    pub fn roles(self) -> Vec<&'static str> {
+        Role::ALL
+            .into_iter()
+            .filter(|r| self.allows(*r))
+            .map(Role::as_str)
+            .collect()
+    }
+}
+
+/// The authenticated caller of a request (in its extensions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub key_id: Uuid,
+    pub key_name: String,
+    pub role: Role,
+}
+
+/// Looks keys up; cheap to clone.
+#[derive(Clone)]
+pub struct Gate {
+    config: Arc<dyn ConfigStore>,
+}
+
+impl Gate {
+    pub fn new(config: Arc<dyn ConfigStore>) -> Gate {
+        Gate { config }
+    }
+
+    /// The caller presenting `headers`, or why not.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let secret = bearer(headers)?;
+        match self.config.api_key_by_hash(&hash(secret)).await? {
+            Some(key) if key.revoked_at.is_none() => Ok(Caller {
+                key_id: key.id,
+                key_name: key.name,
+                role: key.role,
+            }),
+            Some(_) => Err(unauthorized("this API key was revoked")),
+            None => Err(unauthorized("unknown API key")),
+        }
+    }
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).with_field("authorization")
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("send an API key: Authorization: Bearer <key>"))?;
+    let text = value
+        .to_str()
+        .map_err(|_| unauthorized("the Authorization header is not text"))?;
+    match text.split_once(' ') {
+        Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty() => {
+            Ok(key.trim())
+        }
+        _ => Err(unauthorized(
+            "the Authorization header must be `Bearer <key>`",
+        )),
+    }
+}
+
+async fn check(
+    State((gate, access)): State<(Gate, Access)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if access == Access::Public {
+        return next.run(request).await;
+    }
+    let caller = match gate.authenticate(request.headers()).await {
+        Ok(caller) => caller,
+        Err(err) => {
+            let challenge = err.status == StatusCode::UNAUTHORIZED;
+            let mut response = err.into_response();
+            if challenge {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            return response;
+        }
+    };
+    if !access.allows(caller.role) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "a {} key may not use this route; it needs one of: {}",
+                caller.role.as_str(),
+                access.roles().join(", ")
+            ),
+        )
+        .into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// One served route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteInfo {
+    #[serde(serialize_with = "method_name")]
+    pub method: Method,
+    /// The path as routed, with `{param}` placeholders.
+    pub path: String,
+    pub access: Access,
+}
+
+fn method_name<S: serde::Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
+}
+
+/// A router whose every route carries its access check, and the catalog of those routes.
+pub struct Routes<S> {
+    router: Router<S>,
+    catalog: Vec<RouteInfo>,
+    gate: Gate,
+}
+
+impl<S: Clone + Send + Sync + 'static> Routes<S> {
+    pub fn new(gate: Gate) -> Routes<S> {
+        Routes {
+            router: Router::new(),
+            catalog: Vec::new(),
+            gate,
+        }
+    }
+
+    /// Serves `handler` (built for `method`) at `path` to callers `access` lets in.
+    pub fn route(
+        mut self,
+        method: Method,
+        path: &str,
+        access: Access,
+        handler: MethodRouter<S>,
+    ) -> Routes<S> {
+        let layer = from_fn_with_state((self.gate.clone(), access), check);
+        self.router = self.router.route(path, handler.route_layer(layer));
+        self.catalog.push(RouteInfo {
+            method,
+            path: path.to_string(),
+            access,
+        });
+        self
+    }
+
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// The router, with `state`, and its catalog.
+    pub fn finish<T>(self, state: S) -> (Router<T>, Vec<RouteInfo>) {
+        (self.router.with_state(state), self.catalog)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_headers_are_parsed_strictly() {
+        let mut h = HeaderMap::new();
+        assert!(bearer(&h).is_err());
+        for (value, ok) in [
+            ("Bearer tally_abc", Some("tally_abc")),
+            ("bearer  tally_abc ", Some("tally_abc")),
+            ("Basic dXNlcjpwYXNz", None),
+            ("Bearer ", None),
+            ("tally_abc", None),
+        ] {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            assert_eq!(bearer(&h).ok(), ok, "{value}");
+        }
+    }
+}

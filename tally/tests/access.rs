@@ -1,0 +1,171 @@
+//! Access control, route by route and role by role: every route the application serves is
+//! called with no key, a malformed header, an unknown key, a revoked key, and a key of each
+//! role. The expected roles per route are written out here, independently of the code; a route
+//! served without an entry in this table fails the test.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use serde_json::Value;
+use tally_core::access::Role;
+
+/// Who may call each route; `None`: anyone, without a key.
+fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
+    use Role::*;
+    let api = |p: &str| format!("{API}{p}");
+    let roles = match (method, path) {
+        ("GET", "/healthz") | ("GET", "/readyz") => return Some(None),
+        ("GET", "/metrics") => vec![PlatformAdmin, Viewer],
+        ("POST", "/v1/events") => vec![PlatformAdmin, Ingest],
+        ("GET", "/v1/schema/usage-event") => vec![PlatformAdmin, Viewer, Finance, Ingest],
+        ("GET", p) if p == api("/analytics/spending") => vec![PlatformAdmin, Finance],
+        ("GET", p)
+            if [
+                api("/features"),
+                api("/features/{name}/metrics"),
+                api("/analytics/usage"),
+                api("/analytics/performance"),
+                api("/overview"),
+            ]
+            .contains(&p.to_string()) =>
+        {
+            vec![PlatformAdmin, Viewer]
+        }
+        _ => return None,
+    };
+    Some(Some(roles))
+}
+
+async fn call(app: &TestApp, method: &str, path: &str, auth: Option<&str>) -> (u16, Value, bool) {
+    let url = app.url(&path.replace("{name}", "chatbot"));
+    let client = reqwest::Client::new();
+    let mut request = match method {
+        "GET" => client.get(url),
+        "POST" => client.post(url).json(&Vec::<Value>::new()),
+        other => panic!("no request for {other}"),
+    };
+    if let Some(value) = auth {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .is_some_and(|v| v == "Bearer");
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body, challenge)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_admits_exactly_its_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    let config = app.stores.config.as_ref();
+    let now = chrono::Utc::now();
+    let mut keys = Vec::new();
+    for role in Role::ALL {
+        let created = tally::keys::create(config, role.as_str(), role, now)
+            .await
+            .unwrap();
+        keys.push((role, created.key));
+    }
+    let revoked = tally::keys::create(config, "gone", Role::PlatformAdmin, now)
+        .await
+        .unwrap();
+    tally::keys::revoke(config, revoked.api_key.id, now)
+        .await
+        .unwrap();
+
+    let served: BTreeSet<(String, String)> = app
+        .routes
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.clone()))
+        .collect();
+    assert!(served.len() >= 11, "{served:?}");
+    for (method, path) in &served {
+        let Some(expectation) = expected(method, path) else {
+            panic!("{method} {path} is served but has no access expectation in this test");
+        };
+        let anonymous: [(&str, Option<String>); 4] = [
+            ("no key", None),
+            ("not bearer", Some(format!("Basic {}", keys[0].1))),
+            (
+                "unknown key",
+                Some(format!("Bearer tally_{}", "0".repeat(64))),
+            ),
+            ("revoked key", Some(format!("Bearer {}", revoked.key))),
+        ];
+        for (who, header) in &anonymous {
+            let (status, body, challenge) = call(&app, method, path, header.as_deref()).await;
+            if expectation.is_none() {
+                assert!(
+                    status != 401 && status != 403,
+                    "{method} {path} is public: {who} got {status}"
+                );
+                continue;
+            }
+            assert_eq!(status, 401, "{method} {path} with {who}: {body}");
+            assert_eq!(
+                body["error"]["code"], "unauthorized",
+                "{method} {path}: {body}"
+            );
+            assert_eq!(body["error"]["field"], "authorization");
+            assert!(
+                challenge,
+                "{method} {path}: 401 without WWW-Authenticate: Bearer"
+            );
+        }
+        for (role, key) in &keys {
+            let (status, body, _) = call(&app, method, path, Some(&format!("Bearer {key}"))).await;
+            let allowed = expectation
+                .as_ref()
+                .is_none_or(|roles| roles.contains(role));
+            if allowed {
+                assert!(
+                    status != 401 && status != 403,
+                    "{method} {path} must admit {}: {status} {body}",
+                    role.as_str()
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    403,
+                    "{method} {path} must refuse {}: {body}",
+                    role.as_str()
+                );
+                assert_eq!(body["error"]["code"], "forbidden");
+            }
+        }
+    }
+    // And nothing the table expects is missing from the router.
+    for route in [
+        ("GET", "/healthz"),
+        ("GET", "/metrics"),
+        ("POST", "/v1/events"),
+        ("GET", "/api/platform/ai-management/analytics/spending"),
+        ("GET", "/api/platform/ai-management/features/{name}/metrics"),
+    ] {
+        assert!(
+            served.contains(&(route.0.to_string(), route.1.to_string())),
+            "{route:?} is not served"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_served_without_a_key_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.metrics_public = true;
+    let app = TestApp::start_with(s).await;
+    let (status, _, _) = call(&app, "GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = call(&app, "GET", &format!("{API}/overview"), None).await;
+    assert_eq!(status, 401, "only /metrics is opened");
+    app.stop().await;
+}
