@@ -200,8 +200,9 @@ impl Settings {
             "BOOTSTRAP_ADMIN_KEY" => {
                 self.bootstrap_admin_key = Some(Secret::new(value)).filter(|s| !s.0.is_empty())
             }
-            // Read by the config-file lookup and by tracing, not by these settings.
-            "CONFIG" | "LOG" => {}
+            // Read by the config-file lookup, by tracing and by the client commands (`loadgen`,
+            // `bench-query`), not by these settings.
+            "CONFIG" | "LOG" | "API_KEY" => {}
             _ => {
                 return Err(SettingsError::Env {
                     name: name.into(),
