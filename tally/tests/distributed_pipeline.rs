@@ -182,13 +182,15 @@ fn kafka_log(brokers: &str, topic: &str) -> Arc<dyn EventLog> {
     Arc::new(KafkaLog::new(k, Arc::new(SystemClock)).unwrap())
 }
 
-/// Starts `tally projector`; its log goes to `dir/projector.log` (appended across restarts).
+/// Starts `tally projector` committing up to `batch_events` events at a time; its log goes to
+/// `dir/projector.log` (appended across restarts).
 fn spawn_projector(
     dir: &std::path::Path,
     brokers: &str,
     topic: &str,
     group: &str,
     db: &str,
+    batch_events: u32,
 ) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -206,7 +208,7 @@ fn spawn_projector(
         .env("TALLY_KAFKA_GROUP", group)
         .env("TALLY_CLICKHOUSE_URL", env("TALLY_TEST_CLICKHOUSE_URL"))
         .env("TALLY_CLICKHOUSE_DATABASE", db)
-        .env("TALLY_PROJECTOR_BATCH_EVENTS", "20000")
+        .env("TALLY_PROJECTOR_BATCH_EVENTS", batch_events.to_string())
         .env("TALLY_KAFKA_BATCH_MESSAGES", "1")
         .env("TALLY_LOG", "info,librdkafka=warn")
         .env("TALLY_LOG_FORMAT", "json")
@@ -250,7 +252,7 @@ async fn projector_killed_ten_times_during_a_stream_matches_embedded() {
         .collect();
     kill_at.sort_unstable();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = spawn_projector(dir.path(), &brokers, &topic, &group, &db);
+    let mut child = spawn_projector(dir.path(), &brokers, &topic, &group, &db, 20_000);
     let deadline = Instant::now() + Duration::from_secs(900);
     let stalled = |done: u64| {
         let log = std::fs::read_to_string(dir.path().join("projector.log")).unwrap_or_default();
@@ -282,7 +284,7 @@ async fn projector_killed_ten_times_during_a_stream_matches_embedded() {
         // broker) only evicts a dead member when another one joins, and a member that joins
         // while the dead leader is still listed is left without partitions.
         tokio::time::sleep(Duration::from_secs(11)).await;
-        child = spawn_projector(dir.path(), &brokers, &topic, &group, &db);
+        child = spawn_projector(dir.path(), &brokers, &topic, &group, &db, 20_000);
     }
     loop {
         let done = consumed(&store).await;
@@ -387,7 +389,8 @@ async fn two_projectors_split_the_partitions_and_each_survives_sigkill() {
     let (first, rest) = stream.split_at(stream.len() / 3);
 
     let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    let spawn = |i: usize| spawn_projector(dirs[i].path(), &brokers, &topic, &group, &db);
+    // Small commits, so progress moves in steps far smaller than the gaps between kill points.
+    let spawn = |i: usize| spawn_projector(dirs[i].path(), &brokers, &topic, &group, &db, 2_000);
     let mut a = spawn(0);
     let mut b = spawn(1);
     for chunk in first.chunks(5_000) {
@@ -413,7 +416,7 @@ async fn two_projectors_split_the_partitions_and_each_survives_sigkill() {
     // A dies mid-stream (SIGKILL, no leave); C replaces it. Then B dies and D replaces it.
     let mut rng = SmallRng::seed_from_u64(5);
     let kill_a = rng.gen_range(first.len() as u64 / 2..first.len() as u64 * 9 / 10);
-    let kill_b = rng.gen_range(total / 2..total * 3 / 4);
+    let kill_b = rng.gen_range(total * 2 / 5..total * 3 / 5);
     let wait_for = |at: u64| {
         let store = &store;
         async move {
@@ -431,9 +434,13 @@ async fn two_projectors_split_the_partitions_and_each_survives_sigkill() {
     wait_for(kill_a).await;
     a.kill().unwrap();
     a.wait().unwrap();
-    for chunk in rest.chunks(5_000) {
-        producer.append(chunk.to_vec()).await.unwrap();
-    }
+    // The rest of the stream keeps arriving while projectors die and join.
+    let rest = rest.to_vec();
+    let feeding = tokio::spawn(async move {
+        for chunk in rest.chunks(2_000) {
+            producer.append(chunk.to_vec()).await.unwrap();
+        }
+    });
     // As in the single-projector test: tansu 0.6 evicts a dead member only when another
     // joins, after its session timeout (10 s).
     tokio::time::sleep(Duration::from_secs(11)).await;
@@ -447,6 +454,7 @@ async fn two_projectors_split_the_partitions_and_each_survives_sigkill() {
     let mut d = spawn(3);
     wait_split(&[dirs[2].path(), dirs[3].path()], 6).await;
 
+    feeding.await.unwrap();
     assert_eq!(wait_for(total).await, total, "every message consumed once");
     for child in [&mut c, &mut d] {
         child.kill().unwrap();
