@@ -94,6 +94,36 @@ pub fn spec_for(secret: &str, name: &str, role: Role, now: DateTime<Utc>) -> Api
     }
 }
 
+/// A key as created: the stored key plus its secret in `key`, shown this once.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub api_key: ApiKey,
+    pub key: String,
+}
+
+/// Creates a key named `name` (1 to 100 characters) with a fresh random secret.
+pub async fn create_key(
+    config: &dyn crate::store::ConfigStore,
+    name: &str,
+    role: Role,
+    now: DateTime<Utc>,
+) -> crate::store::StoreResult<CreatedKey> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(crate::store::StoreError::invalid(
+            "name",
+            "must be 1 to 100 characters",
+        ));
+    }
+    let (secret, spec) = new_key(name, role, now);
+    let api_key = config.create_api_key(spec).await?;
+    Ok(CreatedKey {
+        api_key,
+        key: secret,
+    })
+}
+
 /// The SHA-256 of a secret, in lowercase hex: what stores look keys up by.
 pub fn hash(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))

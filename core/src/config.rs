@@ -385,3 +385,30 @@ pub struct Experiment {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+/// One configuration change: who made it, what, the resource before and after, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    /// The API key's name (`actor_key_id` identifies it), or the command line's `cli`.
+    pub actor: String,
+    pub actor_key_id: Option<Uuid>,
+    /// `<resource>.<verb>`, e.g. `api_key.create`.
+    pub action: String,
+    /// `<type>:<id>` of what changed.
+    pub resource: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditSpec {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub actor_key_id: Option<Uuid>,
+    pub action: String,
+    pub resource: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}

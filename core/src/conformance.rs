@@ -77,6 +77,50 @@ pub async fn config_store(store: &dyn ConfigStore) {
     budgets(store).await;
     experiments(store).await;
     api_keys(store).await;
+    audit(store).await;
+}
+
+async fn audit(store: &dyn ConfigStore) {
+    use crate::config::AuditSpec;
+    assert!(store.list_audit(10, None).await.expect("list").is_empty());
+    let key = uuid::Uuid::new_v4();
+    let entry = |day: u32, action: &str, before: Option<serde_json::Value>| AuditSpec {
+        at: t(day),
+        actor: "ops".into(),
+        actor_key_id: Some(key),
+        action: action.into(),
+        resource: "budget:1".into(),
+        before,
+        after: Some(json!({"amount": day})),
+    };
+    let first = store
+        .record_audit(entry(1, "budget.create", None))
+        .await
+        .expect("record");
+    assert_eq!(first.before, None);
+    assert_eq!(first.after, Some(json!({"amount": 1})));
+    assert_eq!((first.actor_key_id, first.at), (Some(key), t(1)));
+    store
+        .record_audit(entry(2, "budget.update", Some(json!({"amount": 1}))))
+        .await
+        .expect("record");
+    store
+        .record_audit(entry(2, "budget.delete", Some(json!({"amount": 2}))))
+        .await
+        .expect("record");
+    let actions = |entries: Vec<crate::config::AuditEntry>| -> Vec<String> {
+        entries.into_iter().map(|e| e.action).collect()
+    };
+    assert_eq!(
+        actions(store.list_audit(10, None).await.expect("list")),
+        vec!["budget.delete", "budget.update", "budget.create"],
+        "newest first; same instant: last recorded first"
+    );
+    assert_eq!(store.list_audit(1, None).await.expect("list").len(), 1);
+    assert_eq!(
+        actions(store.list_audit(10, Some(t(2))).await.expect("list")),
+        vec!["budget.create"]
+    );
 }
 
 fn content(text: &str, variables: &[&str], day: u32) -> crate::config::PromptContent {

@@ -21,9 +21,9 @@ use uuid::Uuid;
 
 use crate::access::{ApiKey, ApiKeySpec};
 use crate::config::{
-    Assignment, Budget, BudgetSpec, DeploySpec, Experiment, ExperimentSpec, ExperimentStatus,
-    Feature, FeatureSpec, Model, ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent,
-    PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec,
+    Assignment, AuditEntry, AuditSpec, Budget, BudgetSpec, DeploySpec, Experiment, ExperimentSpec,
+    ExperimentStatus, Feature, FeatureSpec, Model, ModelPrice, ModelSpec, PriceSpec, Prompt,
+    PromptContent, PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec,
 };
 use crate::rollup::{Resolution, Rollup, RollupKey, RollupRow};
 
@@ -413,6 +413,14 @@ pub trait ConfigStore: Send + Sync + 'static {
         to: ExperimentStatus,
         at: DateTime<Utc>,
     ) -> StoreResult<Experiment>;
+    /// Appends to the audit log.
+    async fn record_audit(&self, spec: AuditSpec) -> StoreResult<AuditEntry>;
+    /// Newest first: at most `limit` entries older than `before` (all when absent).
+    async fn list_audit(
+        &self,
+        limit: u32,
+        before: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<AuditEntry>>;
     /// Stores a new API key: its hash, never the secret. `Conflict` when the hash exists.
     async fn create_api_key(&self, spec: ApiKeySpec) -> StoreResult<ApiKey>;
     /// Every key, revoked ones included, oldest first.

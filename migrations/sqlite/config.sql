@@ -130,3 +130,16 @@ CREATE TABLE IF NOT EXISTS ai_experiments (
     created_at      TEXT NOT NULL,
     updated_at      TEXT NOT NULL
 );
+
+-- Every configuration change: who, what, before/after (JSON), when.
+CREATE TABLE IF NOT EXISTS audit_log (
+    id           TEXT PRIMARY KEY,
+    at           TEXT NOT NULL,
+    actor        TEXT NOT NULL,
+    actor_key_id TEXT,
+    action       TEXT NOT NULL,
+    resource     TEXT NOT NULL,
+    before       TEXT,
+    after        TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);

@@ -5,42 +5,75 @@
 //! printed once, when its key is created, and never stored: see `tally_core::access`.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use tally_core::access::{self, ApiKey, Role};
+use tally_core::access::{self, ApiKey, CreatedKey, Role};
+use tally_core::config::AuditSpec;
 use tally_core::store::{ConfigStore, StoreError, StoreResult};
 use tracing::{info, warn};
 use uuid::Uuid;
 
-/// A key as created: the stored key plus its secret in `key`, shown this once.
-#[derive(Debug, Serialize)]
-pub struct CreatedKey {
-    #[serde(flatten)]
-    pub api_key: ApiKey,
-    pub key: String,
-}
-
-/// Creates a key with a fresh random secret.
+/// Creates a key with a fresh random secret (audited as done by `cli`).
 pub async fn create(
     config: &dyn ConfigStore,
     name: &str,
     role: Role,
     now: DateTime<Utc>,
 ) -> StoreResult<CreatedKey> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(StoreError::invalid("name", "must be 1 to 100 characters"));
-    }
-    let (secret, spec) = access::new_key(name, role, now);
-    let api_key = config.create_api_key(spec).await?;
-    Ok(CreatedKey {
-        api_key,
-        key: secret,
-    })
+    let created = access::create_key(config, name, role, now).await?;
+    audit(
+        config,
+        "api_key.create",
+        &created.api_key,
+        None,
+        Some(&created.api_key),
+        now,
+    )
+    .await;
+    Ok(created)
 }
 
-/// Revokes the key `id`.
+/// Revokes the key `id` (audited as done by `cli`).
 pub async fn revoke(config: &dyn ConfigStore, id: Uuid, now: DateTime<Utc>) -> StoreResult<ApiKey> {
-    config.revoke_api_key(id, now).await
+    let before = config
+        .list_api_keys()
+        .await?
+        .into_iter()
+        .find(|k| k.id == id);
+    let revoked = config.revoke_api_key(id, now).await?;
+    if before.as_ref() != Some(&revoked) {
+        audit(
+            config,
+            "api_key.revoke",
+            &revoked,
+            before.as_ref(),
+            Some(&revoked),
+            now,
+        )
+        .await;
+    }
+    Ok(revoked)
+}
+
+/// Records a change made from the command line; a failure is logged (the change stands).
+async fn audit(
+    config: &dyn ConfigStore,
+    action: &str,
+    key: &ApiKey,
+    before: Option<&ApiKey>,
+    after: Option<&ApiKey>,
+    now: DateTime<Utc>,
+) {
+    let spec = AuditSpec {
+        at: now,
+        actor: "cli".into(),
+        actor_key_id: None,
+        action: action.into(),
+        resource: format!("api_key:{}", key.id),
+        before: before.and_then(|k| serde_json::to_value(k).ok()),
+        after: after.and_then(|k| serde_json::to_value(k).ok()),
+    };
+    if let Err(err) = config.record_audit(spec).await {
+        warn!(error = %err, action, "the change was made but its audit record failed");
+    }
 }
 
 /// Makes sure a `platform_admin` key with `secret` exists; returns it when it was created now.
@@ -61,6 +94,18 @@ pub async fn ensure_bootstrap_admin(
     match config.create_api_key(spec).await {
         Ok(key) => {
             info!(id = %key.id, prefix = %key.prefix, "created the bootstrap platform_admin API key");
+            let spec = AuditSpec {
+                at: now,
+                actor: "bootstrap".into(),
+                actor_key_id: None,
+                action: "api_key.create".into(),
+                resource: format!("api_key:{}", key.id),
+                before: None,
+                after: serde_json::to_value(&key).ok(),
+            };
+            if let Err(err) = config.record_audit(spec).await {
+                warn!(error = %err, "the bootstrap key was created but its audit record failed");
+            }
             Ok(Some(key))
         }
         Err(StoreError::Conflict(_)) => Ok(None),

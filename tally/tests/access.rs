@@ -22,6 +22,9 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
         ("POST", "/v1/events") => vec![PlatformAdmin, Ingest],
         ("GET", "/v1/schema/usage-event") => vec![PlatformAdmin, Viewer, Finance, Ingest],
         ("GET", p) if p == api("/analytics/spending") => vec![PlatformAdmin, Finance],
+        ("GET", p) | ("POST", p) if p == api("/api-keys") => vec![PlatformAdmin],
+        ("DELETE", p) if p == api("/api-keys/{id}") => vec![PlatformAdmin],
+        ("GET", p) if p == api("/audit") => vec![PlatformAdmin],
         ("GET", p)
             if [
                 api("/features"),
@@ -40,11 +43,16 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
 }
 
 async fn call(app: &TestApp, method: &str, path: &str, auth: Option<&str>) -> (u16, Value, bool) {
-    let url = app.url(&path.replace("{name}", "chatbot"));
+    let url = app.url(
+        &path
+            .replace("{name}", "chatbot")
+            .replace("{id}", "0193a6f0-0000-7000-8000-000000000000"),
+    );
     let client = reqwest::Client::new();
     let mut request = match method {
         "GET" => client.get(url),
         "POST" => client.post(url).json(&Vec::<Value>::new()),
+        "DELETE" => client.delete(url),
         other => panic!("no request for {other}"),
     };
     if let Some(value) = auth {
@@ -85,7 +93,7 @@ async fn every_route_admits_exactly_its_roles() {
         .iter()
         .map(|r| (r.method.to_string(), r.path.clone()))
         .collect();
-    assert!(served.len() >= 11, "{served:?}");
+    assert!(served.len() >= 15, "{served:?}");
     for (method, path) in &served {
         let Some(expectation) = expected(method, path) else {
             panic!("{method} {path} is served but has no access expectation in this test");

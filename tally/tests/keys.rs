@@ -143,3 +143,111 @@ async fn the_bootstrap_admin_key_is_created_once() {
         .to_string()
         .contains("bootstrap_admin_key: must be at least 32 characters"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_manage_keys_over_http_and_every_change_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    let keys = format!("{API}/api-keys");
+
+    let created = app
+        .client
+        .post(app.url(&keys))
+        .json(&serde_json::json!({"name": "finance team", "role": "finance"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let secret = created["data"]["key"].as_str().unwrap().to_string();
+    let id = created["data"]["id"].as_str().unwrap().to_string();
+    assert_eq!(created["data"]["role"], "finance");
+
+    // The new key works for what finance may do, and only that.
+    let finance = client_with_key(&secret);
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let spending = app.url(&format!("{API}/analytics/spending"));
+    assert_eq!(status(finance.get(&spending).send().await.unwrap()), 200);
+    let overview = app.url(&format!("{API}/overview"));
+    assert_eq!(status(finance.get(&overview).send().await.unwrap()), 403);
+    assert_eq!(
+        status(finance.get(app.url(&keys)).send().await.unwrap()),
+        403
+    );
+
+    let (code, listed) = app.get(&keys).await;
+    assert_eq!(code, 200);
+    assert!(!listed.to_string().contains(&secret[6..]), "no secrets");
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        2,
+        "bootstrap + finance"
+    );
+
+    for (body, field) in [
+        (serde_json::json!({"name": "x", "role": "admin"}), "role"),
+        (serde_json::json!({"role": "viewer"}), "name"),
+        (serde_json::json!({"name": "", "role": "viewer"}), "name"),
+        (
+            serde_json::json!({"name": "x", "role": "viewer", "scopes": []}),
+            "scopes",
+        ),
+    ] {
+        let r = app
+            .client
+            .post(app.url(&keys))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{body}");
+        let err: Value = r.json().await.unwrap();
+        assert_eq!(err["error"]["field"], field, "{body}: {err}");
+    }
+
+    let revoke = |id: &str| app.client.delete(app.url(&format!("{keys}/{id}"))).send();
+    let revoked: Value = revoke(&id).await.unwrap().json().await.unwrap();
+    assert!(revoked["data"]["revoked_at"].is_string());
+    assert_eq!(status(finance.get(&spending).send().await.unwrap()), 401);
+    assert_eq!(status(revoke("not-a-uuid").await.unwrap()), 400);
+    assert_eq!(
+        status(
+            revoke("0193a6f0-0000-7000-8000-000000000000")
+                .await
+                .unwrap()
+        ),
+        404
+    );
+    // Revoking again changes nothing and records nothing.
+    assert_eq!(status(revoke(&id).await.unwrap()), 200);
+
+    let (code, audit) = app.get(&format!("{API}/audit?limit=10")).await;
+    assert_eq!(code, 200);
+    let entries = audit["data"].as_array().unwrap();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["api_key.revoke", "api_key.create", "api_key.create"],
+        "newest first: the revoke, the finance key, the bootstrap key"
+    );
+    assert_eq!(entries[0]["actor"], "bootstrap admin");
+    assert_eq!(entries[0]["resource"], format!("api_key:{id}"));
+    assert_eq!(entries[0]["before"]["revoked_at"], Value::Null);
+    assert!(entries[0]["after"]["revoked_at"].is_string());
+    assert_eq!(entries[1]["before"], Value::Null);
+    assert_eq!(entries[1]["after"]["name"], "finance team");
+    assert!(
+        !audit.to_string().contains(&secret[6..]),
+        "no secrets in the audit log"
+    );
+    assert_eq!(entries[2]["actor"], "bootstrap");
+    let (code, err) = app.get(&format!("{API}/audit?before=yesterday")).await;
+    assert_eq!(
+        (code, err["error"]["field"].clone()),
+        (400, "before".into())
+    );
+    app.stop().await;
+}

@@ -14,10 +14,10 @@ use uuid::Uuid;
 
 use crate::access::{ApiKey, ApiKeySpec, Role};
 use crate::config::{
-    Assignment, Budget, BudgetPeriod, BudgetScope, BudgetSpec, DeploySpec, Experiment,
-    ExperimentSpec, ExperimentStatus, ExperimentType, Feature, FeatureSpec, FeatureStatus, Model,
-    ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent, PromptSpec, PromptStatus,
-    PromptVersion, Provider, ProviderSpec,
+    Assignment, AuditEntry, AuditSpec, Budget, BudgetPeriod, BudgetScope, BudgetSpec, DeploySpec,
+    Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Feature, FeatureSpec,
+    FeatureStatus, Model, ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent, PromptSpec,
+    PromptStatus, PromptVersion, Provider, ProviderSpec,
 };
 use crate::embedded::{blocking, open};
 use crate::store::{ConfigStore, StoreError, StoreResult};
@@ -623,6 +623,36 @@ impl ConfigStore for SqliteConfigStore {
         .await
     }
 
+    async fn record_audit(&self, spec: AuditSpec) -> StoreResult<AuditEntry> {
+        self.with(move |c| {
+            let id = Uuid::now_v7().to_string();
+            let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+            c.execute(
+                "INSERT INTO audit_log (id, at, actor, actor_key_id, action, resource, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![id, ts(spec.at), spec.actor, spec.actor_key_id.map(|k| k.to_string()), spec.action, spec.resource, json(&spec.before), json(&spec.after)],
+            )?;
+            Ok(c.query_row(&format!("{AUDIT_SELECT} WHERE id = ?1"), params![id], audit_row)?)
+        })
+        .await
+    }
+
+    async fn list_audit(
+        &self,
+        limit: u32,
+        before: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        self.with(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "{AUDIT_SELECT} WHERE (?1 IS NULL OR at < ?1) ORDER BY at DESC, rowid DESC LIMIT ?2"
+            ))?;
+            let rows = stmt
+                .query_map(params![before.map(ts), limit], audit_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn create_api_key(&self, spec: ApiKeySpec) -> StoreResult<ApiKey> {
         self.with(move |c| {
             let tx = c.transaction()?;
@@ -855,5 +885,25 @@ fn experiment_row(r: &Row) -> rusqlite::Result<Experiment> {
         ended_at: ended.as_deref().map(parse_ts).transpose()?,
         created_at: parse_ts(&r.get::<_, String>(9)?)?,
         updated_at: parse_ts(&r.get::<_, String>(10)?)?,
+    })
+}
+
+const AUDIT_SELECT: &str =
+    "SELECT id, at, actor, actor_key_id, action, resource, before, after FROM audit_log";
+
+fn audit_row(r: &Row) -> rusqlite::Result<AuditEntry> {
+    let key: Option<String> = r.get(3)?;
+    let json = |text: Option<String>| -> rusqlite::Result<Option<serde_json::Value>> {
+        text.map(|t| json_column(&t, "audit state")).transpose()
+    };
+    Ok(AuditEntry {
+        id: parse_uuid(&r.get::<_, String>(0)?)?,
+        at: parse_ts(&r.get::<_, String>(1)?)?,
+        actor: r.get(2)?,
+        actor_key_id: key.as_deref().map(parse_uuid).transpose()?,
+        action: r.get(4)?,
+        resource: r.get(5)?,
+        before: json(r.get(6)?)?,
+        after: json(r.get(7)?)?,
     })
 }

@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use crate::access::{ApiKey, ApiKeySpec, Role};
 use crate::config::{
-    Assignment, Budget, BudgetPeriod, BudgetScope, BudgetSpec, DeploySpec, Experiment,
-    ExperimentSpec, ExperimentStatus, ExperimentType, Feature, FeatureSpec, FeatureStatus, Model,
-    ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent, PromptSpec, PromptStatus,
-    PromptVersion, Provider, ProviderSpec,
+    Assignment, AuditEntry, AuditSpec, Budget, BudgetPeriod, BudgetScope, BudgetSpec, DeploySpec,
+    Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Feature, FeatureSpec,
+    FeatureStatus, Model, ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent, PromptSpec,
+    PromptStatus, PromptVersion, Provider, ProviderSpec,
 };
 use crate::store::{ConfigStore, StoreError, StoreResult};
 use sqlx::types::Json;
@@ -643,6 +643,41 @@ impl ConfigStore for PostgresConfigStore {
         Ok(updated)
     }
 
+    #[instrument(name = "postgres.record_audit", skip_all, fields(action = %spec.action), err)]
+    async fn record_audit(&self, spec: AuditSpec) -> StoreResult<AuditEntry> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO audit_log (id, at, actor, actor_key_id, action, resource, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {AUDIT_COLUMNS}"
+        ))
+        .bind(Uuid::now_v7())
+        .bind(spec.at)
+        .bind(&spec.actor)
+        .bind(spec.actor_key_id)
+        .bind(&spec.action)
+        .bind(&spec.resource)
+        .bind(&spec.before)
+        .bind(&spec.after)
+        .fetch_one(&self.pool)
+        .await?;
+        audit_row(&row)
+    }
+
+    async fn list_audit(
+        &self,
+        limit: u32,
+        before: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        all(
+            sqlx::query(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE ($1::timestamptz IS NULL OR at < $1) ORDER BY at DESC, seq DESC LIMIT $2"
+            ))
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?,
+            audit_row,
+        )
+    }
+
     #[instrument(name = "postgres.create_api_key", skip_all, err)]
     async fn create_api_key(&self, spec: ApiKeySpec) -> StoreResult<ApiKey> {
         let row = sqlx::query(&format!(
@@ -848,5 +883,20 @@ fn experiment_row(r: &PgRow) -> StoreResult<Experiment> {
         ended_at: r.try_get("end_date")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+    })
+}
+
+const AUDIT_COLUMNS: &str = "id, at, actor, actor_key_id, action, resource, before, after";
+
+fn audit_row(r: &PgRow) -> StoreResult<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        actor_key_id: r.try_get("actor_key_id")?,
+        action: r.try_get("action")?,
+        resource: r.try_get("resource")?,
+        before: r.try_get("before")?,
+        after: r.try_get("after")?,
     })
 }

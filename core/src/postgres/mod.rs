@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "prompts_budgets_experiments",
         include_str!("../../../migrations/postgres/0003_prompts_budgets_experiments.sql"),
     ),
+    (
+        4,
+        "audit",
+        include_str!("../../../migrations/postgres/0004_audit.sql"),
+    ),
 ];
 
 /// Advisory-lock key serialising migrations ("tally" in ASCII).

@@ -1,5 +1,6 @@
 //! One module per route group, mirroring the URLs under `/api/platform/ai-management`.
 
+mod admin;
 mod analytics;
 mod features;
 mod health;
@@ -26,5 +27,6 @@ pub fn router(state: QueryState) -> (Router, Vec<RouteInfo>) {
     let r = features::routes(r);
     let r = analytics::routes(r);
     let r = overview::routes(r);
+    let r = admin::routes(r);
     health::routes(r).finish(state)
 }
