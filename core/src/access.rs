@@ -3,13 +3,17 @@
 //! A secret is `tally_` followed by 64 hex digits (256 random bits from the operating system).
 //! It is shown once, when the key is created; stores keep only its SHA-256 (a fast hash is
 //! enough for secrets of this entropy: there is nothing to guess) and a short prefix to tell
-//! keys apart in listings. A revoked key stays listed, with the time it was revoked.
+//! keys apart in listings. A revoked key stays listed, with the time it was revoked. Creating
+//! and revoking keys through [`create_key`] and [`revoke_key`] records both in the audit log.
 
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
+
+use crate::audit::{self, Actor};
+use crate::store::{ConfigStore, StoreError, StoreResult};
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -102,26 +106,74 @@ pub struct CreatedKey {
     pub key: String,
 }
 
-/// Creates a key named `name` (1 to 100 characters) with a fresh random secret.
+/// Creates a key named `name` (1 to 100 characters) with a fresh random secret, and audits it.
 pub async fn create_key(
-    config: &dyn crate::store::ConfigStore,
+    config: &dyn ConfigStore,
     name: &str,
     role: Role,
     now: DateTime<Utc>,
-) -> crate::store::StoreResult<CreatedKey> {
+    actor: &Actor,
+) -> StoreResult<CreatedKey> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(crate::store::StoreError::invalid(
-            "name",
-            "must be 1 to 100 characters",
-        ));
+        return Err(StoreError::invalid("name", "must be 1 to 100 characters"));
     }
     let (secret, spec) = new_key(name, role, now);
     let api_key = config.create_api_key(spec).await?;
+    audit_created(config, &api_key, actor, now).await;
     Ok(CreatedKey {
         api_key,
         key: secret,
     })
+}
+
+/// Revokes the key `id`, and audits it when this call revoked it (revoking twice records
+/// nothing new).
+pub async fn revoke_key(
+    config: &dyn ConfigStore,
+    id: Uuid,
+    now: DateTime<Utc>,
+    actor: &Actor,
+) -> StoreResult<ApiKey> {
+    let (revoked, changed) = config.revoke_api_key(id, now).await?;
+    if changed {
+        let before = ApiKey {
+            revoked_at: None,
+            ..revoked.clone()
+        };
+        let resource = format!("api_key:{id}");
+        audit::record(
+            config,
+            actor,
+            "api_key.revoke",
+            resource,
+            Some(&before),
+            Some(&revoked),
+            now,
+        )
+        .await;
+    }
+    Ok(revoked)
+}
+
+/// Audits a key that was just created.
+pub async fn audit_created(
+    config: &dyn ConfigStore,
+    key: &ApiKey,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) {
+    let resource = format!("api_key:{}", key.id);
+    audit::record(
+        config,
+        actor,
+        "api_key.create",
+        resource,
+        None,
+        Some(key),
+        now,
+    )
+    .await;
 }
 
 /// The SHA-256 of a secret, in lowercase hex: what stores look keys up by.

@@ -468,10 +468,14 @@ async fn api_keys(store: &dyn ConfigStore) {
             .expect("find"),
         None
     );
-    let revoked = store.revoke_api_key(viewer.id, t(5)).await.expect("revoke");
-    assert_eq!(revoked.revoked_at, Some(t(5)));
-    let twice = store.revoke_api_key(viewer.id, t(6)).await.expect("revoke");
-    assert_eq!(twice.revoked_at, Some(t(5)), "the first revocation stands");
+    let (revoked, changed) = store.revoke_api_key(viewer.id, t(5)).await.expect("revoke");
+    assert_eq!((revoked.revoked_at, changed), (Some(t(5)), true));
+    let (twice, changed) = store.revoke_api_key(viewer.id, t(6)).await.expect("revoke");
+    assert_eq!(
+        (twice.revoked_at, changed),
+        (Some(t(5)), false),
+        "the first revocation stands"
+    );
     assert_eq!(
         store
             .api_key_by_hash(&hash(&viewer_secret))

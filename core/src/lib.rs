@@ -6,6 +6,7 @@
 //! ([`embedded`]) and the Postgres config store ([`postgres`]), the ClickHouse analytics store ([`clickhouse`]), the Kafka event log ([`kafka`]), the one HTTP error shape ([`http`]), the log record codec ([`codec`]) and the injected clock ([`clock`]).
 
 pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod clickhouse;
 pub mod clock;

@@ -427,6 +427,7 @@ pub trait ConfigStore: Send + Sync + 'static {
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
     /// The key whose secret hashes to `hash`, revoked or not.
     async fn api_key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKey>>;
-    /// Revokes a key; revoking it again keeps the first time. `NotFound` for an unknown id.
-    async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<ApiKey>;
+    /// Revokes a key; revoking it again keeps the first time. Returns the key and whether this
+    /// call revoked it. `NotFound` for an unknown id.
+    async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<(ApiKey, bool)>;
 }

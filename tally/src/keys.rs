@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use tally_core::access::{self, ApiKey, CreatedKey, Role};
-use tally_core::config::AuditSpec;
+use tally_core::audit::Actor;
 use tally_core::store::{ConfigStore, StoreError, StoreResult};
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -18,62 +18,12 @@ pub async fn create(
     role: Role,
     now: DateTime<Utc>,
 ) -> StoreResult<CreatedKey> {
-    let created = access::create_key(config, name, role, now).await?;
-    audit(
-        config,
-        "api_key.create",
-        &created.api_key,
-        None,
-        Some(&created.api_key),
-        now,
-    )
-    .await;
-    Ok(created)
+    access::create_key(config, name, role, now, &Actor::local("cli")).await
 }
 
 /// Revokes the key `id` (audited as done by `cli`).
 pub async fn revoke(config: &dyn ConfigStore, id: Uuid, now: DateTime<Utc>) -> StoreResult<ApiKey> {
-    let before = config
-        .list_api_keys()
-        .await?
-        .into_iter()
-        .find(|k| k.id == id);
-    let revoked = config.revoke_api_key(id, now).await?;
-    if before.as_ref() != Some(&revoked) {
-        audit(
-            config,
-            "api_key.revoke",
-            &revoked,
-            before.as_ref(),
-            Some(&revoked),
-            now,
-        )
-        .await;
-    }
-    Ok(revoked)
-}
-
-/// Records a change made from the command line; a failure is logged (the change stands).
-async fn audit(
-    config: &dyn ConfigStore,
-    action: &str,
-    key: &ApiKey,
-    before: Option<&ApiKey>,
-    after: Option<&ApiKey>,
-    now: DateTime<Utc>,
-) {
-    let spec = AuditSpec {
-        at: now,
-        actor: "cli".into(),
-        actor_key_id: None,
-        action: action.into(),
-        resource: format!("api_key:{}", key.id),
-        before: before.and_then(|k| serde_json::to_value(k).ok()),
-        after: after.and_then(|k| serde_json::to_value(k).ok()),
-    };
-    if let Err(err) = config.record_audit(spec).await {
-        warn!(error = %err, action, "the change was made but its audit record failed");
-    }
+    access::revoke_key(config, id, now, &Actor::local("cli")).await
 }
 
 /// Makes sure a `platform_admin` key with `secret` exists; returns it when it was created now.
@@ -94,18 +44,7 @@ pub async fn ensure_bootstrap_admin(
     match config.create_api_key(spec).await {
         Ok(key) => {
             info!(id = %key.id, prefix = %key.prefix, "created the bootstrap platform_admin API key");
-            let spec = AuditSpec {
-                at: now,
-                actor: "bootstrap".into(),
-                actor_key_id: None,
-                action: "api_key.create".into(),
-                resource: format!("api_key:{}", key.id),
-                before: None,
-                after: serde_json::to_value(&key).ok(),
-            };
-            if let Err(err) = config.record_audit(spec).await {
-                warn!(error = %err, "the bootstrap key was created but its audit record failed");
-            }
+            access::audit_created(config, &key, &Actor::local("bootstrap"), now).await;
             Ok(Some(key))
         }
         Err(StoreError::Conflict(_)) => Ok(None),

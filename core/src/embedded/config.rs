@@ -715,10 +715,10 @@ impl ConfigStore for SqliteConfigStore {
         .await
     }
 
-    async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<ApiKey> {
+    async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<(ApiKey, bool)> {
         self.with(move |c| {
             let tx = c.transaction()?;
-            tx.execute(
+            let revoked = tx.execute(
                 "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
                 params![id.to_string(), ts(at)],
             )?;
@@ -731,7 +731,7 @@ impl ConfigStore for SqliteConfigStore {
                 .optional()?
                 .ok_or_else(|| StoreError::not_found(format!("API key {id}")))?;
             tx.commit()?;
-            Ok(key)
+            Ok((key, revoked == 1))
         })
         .await
     }

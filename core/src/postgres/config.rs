@@ -720,16 +720,25 @@ impl ConfigStore for PostgresConfigStore {
     }
 
     #[instrument(name = "postgres.revoke_api_key", skip_all, err)]
-    async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<ApiKey> {
-        let row = sqlx::query(&format!(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING {API_KEY_COLUMNS}"
+    async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<(ApiKey, bool)> {
+        let revoked = sqlx::query(&format!(
+            "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING {API_KEY_COLUMNS}"
         ))
         .bind(id)
         .bind(at)
         .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = revoked {
+            return Ok((api_key_row(&row)?, true));
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| StoreError::not_found(format!("API key {id}")))?;
-        api_key_row(&row)
+        Ok((api_key_row(&row)?, false))
     }
 }
 

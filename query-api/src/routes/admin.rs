@@ -2,8 +2,7 @@
 //! `GET|POST /api-keys`, `DELETE /api-keys/{id}` (revokes), `GET /audit?limit=&before=`.
 //!
 //! A created key's secret is answered once, in `key`; listings never carry secrets. Every
-//! change is recorded in the audit log after it is made (who: the calling key; before/after:
-//! the key as stored). Should that record fail, the change stands and the failure is logged.
+//! change is recorded in the audit log ([`tally_core::audit`]) as made by the calling key.
 
 use std::collections::HashMap;
 
@@ -15,10 +14,9 @@ use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tally_core::access::{self, Role};
+use tally_core::audit::Actor;
 use tally_core::auth::{Access, Caller, Routes};
-use tally_core::config::AuditSpec;
 use tally_core::http::{data, ApiError, Json};
-use tracing::error;
 use uuid::Uuid;
 
 use super::API_BASE;
@@ -41,29 +39,6 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
             Access::Admin,
             get(audit),
         )
-}
-
-/// Records a change made by `caller`; a failure is logged, not answered (the change stands).
-pub(crate) async fn record(
-    state: &QueryState,
-    caller: &Caller,
-    action: &str,
-    resource: String,
-    before: Option<Value>,
-    after: Option<Value>,
-) {
-    let spec = AuditSpec {
-        at: state.clock.now(),
-        actor: caller.key_name.clone(),
-        actor_key_id: Some(caller.key_id),
-        action: action.to_string(),
-        resource,
-        before,
-        after,
-    };
-    if let Err(err) = state.config.record_audit(spec).await {
-        error!(error = %err, action, "a configuration change was made but its audit record failed");
-    }
 }
 
 async fn list_keys(State(state): State<QueryState>) -> Result<impl IntoResponse, ApiError> {
@@ -93,17 +68,14 @@ async fn create_key(
     {
         return Err(invalid(unknown, "is not a field of an API key"));
     }
-    let created = access::create_key(state.config.as_ref(), name, role, state.clock.now()).await?;
-    let after = serde_json::to_value(&created.api_key).ok();
-    record(
-        &state,
-        &caller,
-        "api_key.create",
-        format!("api_key:{}", created.api_key.id),
-        None,
-        after,
+    let created = access::create_key(
+        state.config.as_ref(),
+        name,
+        role,
+        state.clock.now(),
+        &Actor::from(&caller),
     )
-    .await;
+    .await?;
     Ok((StatusCode::CREATED, data(created)))
 }
 
@@ -113,24 +85,13 @@ async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::bad_param("id", "must be a UUID"))?;
-    let before = state
-        .config
-        .list_api_keys()
-        .await?
-        .into_iter()
-        .find(|k| k.id == id);
-    let revoked = state.config.revoke_api_key(id, state.clock.now()).await?;
-    if before.as_ref() != Some(&revoked) {
-        record(
-            &state,
-            &caller,
-            "api_key.revoke",
-            format!("api_key:{id}"),
-            before.and_then(|b| serde_json::to_value(b).ok()),
-            serde_json::to_value(&revoked).ok(),
-        )
-        .await;
-    }
+    let revoked = access::revoke_key(
+        state.config.as_ref(),
+        id,
+        state.clock.now(),
+        &Actor::from(&caller),
+    )
+    .await?;
     Ok(data(revoked))
 }
 
