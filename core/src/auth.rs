@@ -18,7 +18,6 @@ use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use axum::Router;
-use serde::Serialize;
 use uuid::Uuid;
 
 use crate::access::{hash, Role};
@@ -26,8 +25,7 @@ use crate::http::ApiError;
 use crate::store::ConfigStore;
 
 /// What a route needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// No key (health checks; `/metrics` when configured public).
     Public,
@@ -160,17 +158,12 @@ async fn check(
 }
 
 /// One served route.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteInfo {
-    #[serde(serialize_with = "method_name")]
     pub method: Method,
     /// The path as routed, with `{param}` placeholders.
     pub path: String,
     pub access: Access,
-}
-
-fn method_name<S: serde::Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(m.as_str())
 }
 
 /// A router whose every route carries its access check, and the catalog of those routes.
@@ -205,10 +198,6 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
             access,
         });
         self
-    }
-
-    pub fn gate(&self) -> &Gate {
-        &self.gate
     }
 
     /// The router, with `state`, and its catalog.
