@@ -182,6 +182,61 @@ fn kafka_log(brokers: &str, topic: &str) -> Arc<dyn EventLog> {
     Arc::new(KafkaLog::new(k, Arc::new(SystemClock)).unwrap())
 }
 
+/// A fresh topic, consumer group and ClickHouse database for one fault test.
+struct Rig {
+    brokers: String,
+    topic: String,
+    group: String,
+    url: String,
+    db: String,
+    store: ClickHouseAnalyticsStore,
+}
+
+impl Rig {
+    async fn new(name: &str, partitions: i32) -> Rig {
+        let brokers = env("TALLY_TEST_KAFKA_BROKERS");
+        let topic = unique(name);
+        create_topic(&brokers, &topic, partitions).await;
+        let url = env("TALLY_TEST_CLICKHOUSE_URL");
+        let db = unique(&format!("tally_{name}"));
+        tally_core::clickhouse::migrate(&url, &db).await.unwrap();
+        let store = ClickHouseAnalyticsStore::new(tally_core::clickhouse::client(&url, &db));
+        Rig {
+            brokers,
+            topic,
+            group: unique("group"),
+            url,
+            db,
+            store,
+        }
+    }
+
+    /// The end of a fault test: the ClickHouse rollups (sums and sketches) equal the embedded
+    /// projection of `stream`, and the raw events hold each distinct event once.
+    async fn assert_equals_embedded(&self, stream: &[UsageEvent]) {
+        let distributed = all_rollups(&self.store).await;
+        let embedded = embedded_projection(stream).await;
+        assert_eq!(distributed.len(), embedded.len(), "same rollup rows");
+        assert!(
+            distributed == embedded,
+            "ClickHouse rollups equal the embedded projection exactly"
+        );
+        let distinct = stream
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len() as u64;
+        let client = tally_core::clickhouse::client(&self.url, &self.db);
+        assert_eq!(
+            tally_core::clickhouse::events::count(&client)
+                .await
+                .unwrap(),
+            distinct,
+            "raw events: each counted event once"
+        );
+    }
+}
+
 /// Starts `tally projector` committing up to `batch_events` events at a time; its log goes to
 /// `dir/projector.log` (appended across restarts).
 fn spawn_projector(
@@ -230,17 +285,18 @@ fn kill_events() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs TALLY_TEST_KAFKA_BROKERS and TALLY_TEST_CLICKHOUSE_URL"]
 async fn projector_killed_ten_times_during_a_stream_matches_embedded() {
-    let brokers = env("TALLY_TEST_KAFKA_BROKERS");
-    let topic = unique("kill9");
-    let group = unique("group");
-    let db = unique("tally_kill9");
-    create_topic(&brokers, &topic, 4).await;
-    let url = env("TALLY_TEST_CLICKHOUSE_URL");
-    tally_core::clickhouse::migrate(&url, &db).await.unwrap();
-    let store = ClickHouseAnalyticsStore::new(tally_core::clickhouse::client(&url, &db));
+    let rig = Rig::new("kill9", 4).await;
+    let Rig {
+        brokers,
+        topic,
+        group,
+        db,
+        store,
+        ..
+    } = &rig;
     let stream = stream_events(kill_events(), 7);
     let total = stream.len() as u64;
-    let producer = kafka_log(&brokers, &topic);
+    let producer = kafka_log(brokers, topic);
     for chunk in stream.chunks(10_000) {
         producer.append(chunk.to_vec()).await.unwrap();
     }
@@ -252,7 +308,7 @@ async fn projector_killed_ten_times_during_a_stream_matches_embedded() {
         .collect();
     kill_at.sort_unstable();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = spawn_projector(dir.path(), &brokers, &topic, &group, &db, 20_000);
+    let mut child = spawn_projector(dir.path(), brokers, topic, group, db, 20_000);
     let deadline = Instant::now() + Duration::from_secs(900);
     let stalled = |done: u64| {
         let log = std::fs::read_to_string(dir.path().join("projector.log")).unwrap_or_default();
@@ -264,7 +320,7 @@ async fn projector_killed_ten_times_during_a_stream_matches_embedded() {
     };
     for (kill, at) in kill_at.iter().enumerate() {
         loop {
-            let done = consumed(&store).await;
+            let done = consumed(store).await;
             if done >= *at {
                 break;
             }
@@ -273,7 +329,7 @@ async fn projector_killed_ten_times_during_a_stream_matches_embedded() {
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let progress = consumed(&store).await;
+        let progress = consumed(store).await;
         assert!(
             progress < total,
             "kill {} came after the end of the stream",
@@ -284,10 +340,10 @@ async fn projector_killed_ten_times_during_a_stream_matches_embedded() {
         // broker) only evicts a dead member when another one joins, and a member that joins
         // while the dead leader is still listed is left without partitions.
         tokio::time::sleep(Duration::from_secs(11)).await;
-        child = spawn_projector(dir.path(), &brokers, &topic, &group, &db, 20_000);
+        child = spawn_projector(dir.path(), brokers, topic, group, db, 20_000);
     }
     loop {
-        let done = consumed(&store).await;
+        let done = consumed(store).await;
         if done >= total {
             assert_eq!(done, total);
             break;
@@ -297,26 +353,7 @@ async fn projector_killed_ten_times_during_a_stream_matches_embedded() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let distributed = all_rollups(&store).await;
-    let embedded = embedded_projection(&stream).await;
-    assert_eq!(distributed.len(), embedded.len(), "same rollup rows");
-    assert!(
-        distributed == embedded,
-        "ClickHouse rollups equal the embedded projection exactly"
-    );
-    let client = tally_core::clickhouse::client(&url, &db);
-    let distinct = stream
-        .iter()
-        .map(|e| e.event_id.as_str())
-        .collect::<std::collections::HashSet<_>>()
-        .len() as u64;
-    assert_eq!(
-        tally_core::clickhouse::events::count(&client)
-            .await
-            .unwrap(),
-        distinct,
-        "raw events: each counted event once"
-    );
+    rig.assert_equals_embedded(&stream).await;
 }
 
 /// The partitions `tally projector` (logging to `dir`) was last assigned, from its JSON log.
@@ -375,22 +412,23 @@ async fn consumed_per_partition(store: &dyn AnalyticsStore) -> BTreeMap<i32, u64
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs TALLY_TEST_KAFKA_BROKERS and TALLY_TEST_CLICKHOUSE_URL"]
 async fn two_projectors_split_the_partitions_and_each_survives_sigkill() {
-    let brokers = env("TALLY_TEST_KAFKA_BROKERS");
-    let topic = unique("pair");
-    let group = unique("group");
-    let db = unique("tally_pair");
-    create_topic(&brokers, &topic, 6).await;
-    let url = env("TALLY_TEST_CLICKHOUSE_URL");
-    tally_core::clickhouse::migrate(&url, &db).await.unwrap();
-    let store = ClickHouseAnalyticsStore::new(tally_core::clickhouse::client(&url, &db));
+    let rig = Rig::new("pair", 6).await;
+    let Rig {
+        brokers,
+        topic,
+        group,
+        db,
+        store,
+        ..
+    } = &rig;
     let stream = stream_events(60_000, 23);
     let total = stream.len() as u64;
-    let producer = kafka_log(&brokers, &topic);
+    let producer = kafka_log(brokers, topic);
     let (first, rest) = stream.split_at(stream.len() / 3);
 
     let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     // Small commits, so progress moves in steps far smaller than the gaps between kill points.
-    let spawn = |i: usize| spawn_projector(dirs[i].path(), &brokers, &topic, &group, &db, 2_000);
+    let spawn = |i: usize| spawn_projector(dirs[i].path(), brokers, topic, group, db, 2_000);
     let mut a = spawn(0);
     let mut b = spawn(1);
     for chunk in first.chunks(5_000) {
@@ -401,7 +439,7 @@ async fn two_projectors_split_the_partitions_and_each_survives_sigkill() {
     // Both make progress on their own partitions.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let per = consumed_per_partition(&store).await;
+        let per = consumed_per_partition(store).await;
         let progressed = |share: &BTreeSet<i32>| share.iter().any(|p| per.get(p) > Some(&0));
         if progressed(&shares[0]) && progressed(&shares[1]) {
             break;
@@ -417,18 +455,15 @@ async fn two_projectors_split_the_partitions_and_each_survives_sigkill() {
     let mut rng = SmallRng::seed_from_u64(5);
     let kill_a = rng.gen_range(first.len() as u64 / 2..first.len() as u64 * 9 / 10);
     let kill_b = rng.gen_range(total * 2 / 5..total * 3 / 5);
-    let wait_for = |at: u64| {
-        let store = &store;
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(300);
-            loop {
-                let done = consumed(store).await;
-                if done >= at {
-                    return done;
-                }
-                assert!(Instant::now() < deadline, "stalled at {done} of {at}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+    let wait_for = |at: u64| async move {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let done = consumed(store).await;
+            if done >= at {
+                return done;
             }
+            assert!(Instant::now() < deadline, "stalled at {done} of {at}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
     wait_for(kill_a).await;
@@ -460,25 +495,7 @@ async fn two_projectors_split_the_partitions_and_each_survives_sigkill() {
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    let distributed = all_rollups(&store).await;
-    let embedded = embedded_projection(&stream).await;
-    assert_eq!(distributed.len(), embedded.len(), "same rollup rows");
-    assert!(
-        distributed == embedded,
-        "ClickHouse rollups equal the embedded projection exactly"
-    );
-    let distinct = stream
-        .iter()
-        .map(|e| e.event_id.as_str())
-        .collect::<std::collections::HashSet<_>>()
-        .len() as u64;
-    assert_eq!(
-        tally_core::clickhouse::events::count(&tally_core::clickhouse::client(&url, &db))
-            .await
-            .unwrap(),
-        distinct,
-        "raw events: each counted event once"
-    );
+    rig.assert_equals_embedded(&stream).await;
 }
 
 /// A ClickHouse server of this test's own, so it can be stopped.
