@@ -13,7 +13,6 @@ use tally_core::store::{
     Partitions, ProjectionCommit, ProjectorState, RawEvent, StoreError,
 };
 use tally_schemas::event::Cost;
-use tally_schemas::UsageEvent;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -195,8 +194,8 @@ impl Session {
                     dedup: Dedup::new(window_s, []),
                 });
             records.sort_by_key(|r| r.offset);
-            let mut fresh: Vec<UsageEvent> = Vec::new();
-            let mut raw: Vec<RawEvent> = Vec::new();
+            // First sightings with where they sit in the log (kept for stores that want them).
+            let mut fresh: Vec<RawEvent> = Vec::new();
             let mut dedup_new = Vec::new();
             let mut dups = 0u64;
             for record in records {
@@ -215,14 +214,11 @@ impl Session {
                         if let (Cost::Pending, Some(book)) = (event.cost, prices) {
                             book.price(&mut event);
                         }
-                        if keep_raw {
-                            raw.push(RawEvent {
-                                event: event.clone(),
-                                offset: record.offset,
-                                received_at_ms: record.received_at_ms,
-                            });
-                        }
-                        fresh.push(event);
+                        fresh.push(RawEvent {
+                            event,
+                            offset: record.offset,
+                            received_at_ms: record.received_at_ms,
+                        });
                         dedup_new.push((fp, now_s));
                     } else {
                         dups += 1;
@@ -241,11 +237,11 @@ impl Session {
                 partition,
                 PartitionCommit {
                     base_offset: ps.committed,
-                    deltas: fold(&fresh),
+                    deltas: fold(fresh.iter().map(|r| &r.event)),
                     dedup_new,
                     dedup_horizon_s: ps.dedup.horizon(now_s),
                     state: ps.state.clone(),
-                    raw,
+                    raw: if keep_raw { fresh } else { Vec::new() },
                 },
             );
         }
