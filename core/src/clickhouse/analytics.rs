@@ -277,11 +277,7 @@ impl ClickHouseAnalyticsStore {
         let mut insert = self.client.insert::<RollupDbRow>(ROLLUPS).await?;
         let mut moved = 0u64;
         while let Some(row) = cursor.next().await? {
-            let (key, rollup) = decode_legacy(row.clone())?;
-            let version = row.version;
-            insert
-                .write(&encode(&key, &rollup, row.log_partition, version))
-                .await?;
+            insert.write(&from_legacy(row)).await?;
             moved += 1;
         }
         insert.end().await?;
@@ -344,33 +340,30 @@ fn decode(row: RollupDbRow, with_sketches: bool) -> StoreResult<(RollupKey, Roll
     Ok((key, rollup))
 }
 
-/// A rollup row of the first schema.
-fn decode_legacy(row: ProjectionRow) -> StoreResult<(RollupKey, Rollup)> {
-    decode(
-        RollupDbRow {
-            day: 0,
-            resolution: row.resolution,
-            feature: row.feature,
-            bucket: row.bucket,
-            model: row.model,
-            provider: row.provider,
-            environment: row.environment,
-            log_partition: row.log_partition,
-            version: row.version,
-            requests: row.requests,
-            errors: row.errors,
-            timeouts: row.timeouts,
-            latency_sum_us: row.latency_sum_us,
-            input_tokens: row.input_tokens,
-            output_tokens: row.output_tokens,
-            cached_input_tokens: row.cached_input_tokens,
-            cost_pico: row.cost_pico,
-            unpriced: row.unpriced,
-            latency: row.latency,
-            users: row.users,
-        },
-        true,
-    )
+/// A rollup row of the first schema, as a row of [`ROLLUPS`] (same columns, plus its day).
+fn from_legacy(row: ProjectionRow) -> RollupDbRow {
+    RollupDbRow {
+        day: day_of(row.bucket),
+        resolution: row.resolution,
+        feature: row.feature,
+        bucket: row.bucket,
+        model: row.model,
+        provider: row.provider,
+        environment: row.environment,
+        log_partition: row.log_partition,
+        version: row.version,
+        requests: row.requests,
+        errors: row.errors,
+        timeouts: row.timeouts,
+        latency_sum_us: row.latency_sum_us,
+        input_tokens: row.input_tokens,
+        output_tokens: row.output_tokens,
+        cached_input_tokens: row.cached_input_tokens,
+        cost_pico: row.cost_pico,
+        unpriced: row.unpriced,
+        latency: row.latency,
+        users: row.users,
+    }
 }
 
 /// Days since the Unix epoch of the UTC day holding `bucket` (ClickHouse `Date`).
