@@ -540,6 +540,25 @@ async fn features(store: &dyn ConfigStore) {
         vec!["ai-search", "chatbot"],
         "features are listed by name"
     );
+    let dup = store
+        .create_feature(feature("chatbot", "Other", FeatureStatus::Active))
+        .await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "create never overwrites: {dup:?}"
+    );
+    let kept = store.list_features().await.expect("list");
+    assert_eq!(kept[1].display_name, "Chat Bot", "a refused create changes nothing");
+    let temp = store
+        .create_feature(feature("temp", "Temp", FeatureStatus::Active))
+        .await
+        .expect("create");
+    assert_eq!(temp.display_name, "Temp");
+    let deleted = store.delete_feature("temp").await.expect("delete");
+    assert_eq!(deleted.id, temp.id);
+    let again = store.delete_feature("temp").await;
+    assert!(matches!(again, Err(StoreError::NotFound { .. })), "{again:?}");
+    assert_eq!(store.list_features().await.expect("list").len(), 2);
 }
 
 async fn providers_models_prices(store: &dyn ConfigStore) {
@@ -600,6 +619,35 @@ async fn providers_models_prices(store: &dyn ConfigStore) {
     assert_eq!(froms, vec![t(1), t(10)], "prices are listed oldest first");
     assert_eq!(prices[0].cached_input_per_mtok_micros, Some(1_250_000));
     assert_eq!(prices[1].output_per_mtok_micros, 8_000_000);
+
+    let dup = store.create_model(model("openai", "gpt-4o")).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    let dup = store.create_provider(provider("openai")).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    let busy = store.delete_provider("openai").await;
+    assert!(
+        matches!(busy, Err(StoreError::Conflict(_))),
+        "a provider with models stays: {busy:?}"
+    );
+    store.create_provider(provider("spare")).await.expect("create");
+    let temp = store.create_model(model("spare", "temp")).await.expect("create");
+    store
+        .add_price(PriceSpec {
+            provider: "spare".into(),
+            ..price("temp", 1, 7)
+        })
+        .await
+        .expect("price");
+    assert_eq!(store.delete_model(temp.id).await.expect("delete").id, temp.id);
+    let prices = store.list_prices().await.expect("prices");
+    assert!(
+        prices.iter().all(|p| p.model != "temp"),
+        "a deleted model's prices go with it"
+    );
+    store.delete_provider("spare").await.expect("delete");
+    let gone = store.delete_model(temp.id).await;
+    assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
+    assert_eq!(store.list_providers().await.expect("list").len(), 2);
 }
 
 async fn deployments(store: &dyn ConfigStore) {
@@ -655,6 +703,31 @@ async fn deployments(store: &dyn ConfigStore) {
             .expect("all")
             .len(),
         3
+    );
+    let busy = store.delete_feature("chatbot").await;
+    assert!(
+        matches!(busy, Err(StoreError::Conflict(_))),
+        "a deployed feature keeps its history: {busy:?}"
+    );
+    let deployed = history[1].clone();
+    let models = store.list_models().await.expect("models");
+    let gpt4o = models
+        .iter()
+        .find(|m| m.name == deployed.model)
+        .expect("gpt-4o");
+    let busy = store.delete_model(gpt4o.id).await;
+    assert!(
+        matches!(busy, Err(StoreError::Conflict(_))),
+        "a model deployed in the past stays: {busy:?}"
+    );
+    assert_eq!(
+        store
+            .assignment_history("chatbot", None)
+            .await
+            .expect("all")
+            .len(),
+        3,
+        "refused deletes change nothing"
     );
 }
 

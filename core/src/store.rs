@@ -339,12 +339,32 @@ pub trait AnalyticsStore: Send + Sync + 'static {
 
 #[async_trait]
 pub trait ConfigStore: Send + Sync + 'static {
+    /// By name.
     async fn list_features(&self) -> StoreResult<Vec<Feature>>;
+    /// Creates the feature, or updates every field but its name and id.
     async fn upsert_feature(&self, spec: FeatureSpec) -> StoreResult<Feature>;
+    /// `Conflict` when the name is taken.
+    async fn create_feature(&self, spec: FeatureSpec) -> StoreResult<Feature>;
+    /// Deletes a feature nothing refers to, returning it: `Conflict` while any assignment
+    /// (current or past), prompt or experiment refers to it (history is never cascaded away),
+    /// `NotFound` when there is none.
+    async fn delete_feature(&self, name: &str) -> StoreResult<Feature>;
+    /// By name.
     async fn list_providers(&self) -> StoreResult<Vec<Provider>>;
     async fn upsert_provider(&self, spec: ProviderSpec) -> StoreResult<Provider>;
+    /// `Conflict` when the name is taken.
+    async fn create_provider(&self, spec: ProviderSpec) -> StoreResult<Provider>;
+    /// Deletes a provider without models, returning it; `Conflict` while it has models.
+    async fn delete_provider(&self, name: &str) -> StoreResult<Provider>;
+    /// By provider, then name.
     async fn list_models(&self) -> StoreResult<Vec<Model>>;
     async fn upsert_model(&self, spec: ModelSpec) -> StoreResult<Model>;
+    /// `Conflict` when the provider already has a model of that name, `NotFound` for an
+    /// unknown provider.
+    async fn create_model(&self, spec: ModelSpec) -> StoreResult<Model>;
+    /// Deletes a model that was never deployed (with its prices), returning it; `Conflict`
+    /// when an assignment, current or past, names it.
+    async fn delete_model(&self, id: Uuid) -> StoreResult<Model>;
     async fn add_price(&self, spec: PriceSpec) -> StoreResult<ModelPrice>;
     async fn list_prices(&self) -> StoreResult<Vec<ModelPrice>>;
     /// Makes the model the active one for (feature, environment), deactivating the previous

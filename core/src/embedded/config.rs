@@ -155,6 +155,85 @@ fn assignment_row(r: &Row) -> rusqlite::Result<Assignment> {
     })
 }
 
+const FEATURE_SELECT: &str = "SELECT id, name, display_name, description, status, config, created_at, updated_at FROM ai_features";
+const PROVIDER_SELECT: &str = "SELECT id, name, type, status, base_url, api_key_env, created_at, updated_at FROM ai_providers";
+
+/// Whether a write may replace an existing row of the same name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Create,
+    Upsert,
+}
+
+impl Write {
+    /// The `ON CONFLICT` action: update `columns` from the new row, or nothing.
+    fn on_conflict(self, columns: &[&str]) -> String {
+        match self {
+            Write::Create => "DO NOTHING".into(),
+            Write::Upsert => {
+                let sets: Vec<String> = columns.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+                format!("DO UPDATE SET {}", sets.join(", "))
+            }
+        }
+    }
+}
+
+fn taken(what: &str, name: &str) -> StoreError {
+    StoreError::Conflict(format!("a {what} named {name} exists"))
+}
+
+fn write_feature(c: &Connection, spec: &FeatureSpec, mode: Write) -> StoreResult<Feature> {
+    let sql = format!(
+        "INSERT INTO ai_features (id, name, display_name, description, status, config, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (name) {}",
+        mode.on_conflict(&["display_name", "description", "status", "config", "updated_at"])
+    );
+    let written = c.execute(
+        &sql,
+        params![Uuid::new_v4().to_string(), spec.name, spec.display_name, spec.description, spec.status.as_str(), spec.config.to_string(), ts(Utc::now())],
+    )?;
+    if written == 0 {
+        return Err(taken("feature", &spec.name));
+    }
+    Ok(c.query_row(&format!("{FEATURE_SELECT} WHERE name = ?1"), params![spec.name], feature_row)?)
+}
+
+fn write_provider(c: &Connection, spec: &ProviderSpec, mode: Write) -> StoreResult<Provider> {
+    let sql = format!(
+        "INSERT INTO ai_providers (id, name, type, status, base_url, api_key_env, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (name) {}",
+        mode.on_conflict(&["type", "status", "base_url", "api_key_env", "updated_at"])
+    );
+    let written = c.execute(
+        &sql,
+        params![Uuid::new_v4().to_string(), spec.name, spec.provider_type, spec.status, spec.base_url, spec.api_key_env, ts(Utc::now())],
+    )?;
+    if written == 0 {
+        return Err(taken("provider", &spec.name));
+    }
+    Ok(c.query_row(&format!("{PROVIDER_SELECT} WHERE name = ?1"), params![spec.name], provider_row)?)
+}
+
+fn write_model(c: &Connection, spec: &ModelSpec, mode: Write) -> StoreResult<Model> {
+    let provider_id: String = c
+        .query_row("SELECT id FROM ai_providers WHERE name = ?1", params![spec.provider], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::not_found(format!("provider {}", spec.provider)))?;
+    let sql = format!(
+        "INSERT INTO ai_models (id, name, provider_id, model_type, version, capabilities, status, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) ON CONFLICT (provider_id, name) {}",
+        mode.on_conflict(&["model_type", "version", "capabilities", "status", "updated_at"])
+    );
+    let written = c.execute(
+        &sql,
+        params![Uuid::new_v4().to_string(), spec.name, provider_id, spec.model_type, spec.version, json_text(&spec.capabilities)?, spec.status, ts(Utc::now())],
+    )?;
+    if written == 0 {
+        return Err(taken("model", &format!("{}/{}", spec.provider, spec.name)));
+    }
+    Ok(c.query_row(&format!("{MODEL_SELECT} WHERE p.name = ?1 AND m.name = ?2"), params![spec.provider, spec.name], model_row)?)
+}
+
 fn model_id(conn: &Connection, provider: &str, model: &str) -> StoreResult<String> {
     conn.query_row(
         "SELECT m.id FROM ai_models m JOIN ai_providers p ON p.id = m.provider_id WHERE p.name = ?1 AND m.name = ?2",
@@ -169,7 +248,7 @@ fn model_id(conn: &Connection, provider: &str, model: &str) -> StoreResult<Strin
 impl ConfigStore for SqliteConfigStore {
     async fn list_features(&self) -> StoreResult<Vec<Feature>> {
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT id, name, display_name, description, status, config, created_at, updated_at FROM ai_features ORDER BY name")?;
+            let mut stmt = c.prepare(&format!("{FEATURE_SELECT} ORDER BY name"))?;
             let rows = stmt.query_map([], feature_row)?.collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
@@ -177,27 +256,44 @@ impl ConfigStore for SqliteConfigStore {
     }
 
     async fn upsert_feature(&self, spec: FeatureSpec) -> StoreResult<Feature> {
+        self.with(move |c| write_feature(c, &spec, Write::Upsert)).await
+    }
+
+    async fn create_feature(&self, spec: FeatureSpec) -> StoreResult<Feature> {
+        self.with(move |c| write_feature(c, &spec, Write::Create)).await
+    }
+
+    async fn delete_feature(&self, name: &str) -> StoreResult<Feature> {
+        let name = name.to_string();
         self.with(move |c| {
-            let now = ts(Utc::now());
-            c.execute(
-                "INSERT INTO ai_features (id, name, display_name, description, status, config, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-                 ON CONFLICT (name) DO UPDATE SET display_name = excluded.display_name, description = excluded.description,
-                     status = excluded.status, config = excluded.config, updated_at = excluded.updated_at",
-                params![Uuid::new_v4().to_string(), spec.name, spec.display_name, spec.description, spec.status.as_str(), spec.config.to_string(), now],
+            let tx = c.transaction()?;
+            let feature = tx
+                .query_row(&format!("{FEATURE_SELECT} WHERE name = ?1"), params![name], feature_row)
+                .optional()?
+                .ok_or_else(|| StoreError::not_found(format!("feature {name}")))?;
+            let id = feature.id.to_string();
+            let refs: i64 = tx.query_row(
+                "SELECT (SELECT COUNT(*) FROM feature_model_assignments WHERE feature_id = ?1)
+                      + (SELECT COUNT(*) FROM ai_prompts WHERE feature_id = ?1)
+                      + (SELECT COUNT(*) FROM ai_experiments WHERE feature_id = ?1)",
+                params![id],
+                |r| r.get(0),
             )?;
-            Ok(c.query_row(
-                "SELECT id, name, display_name, description, status, config, created_at, updated_at FROM ai_features WHERE name = ?1",
-                params![spec.name],
-                feature_row,
-            )?)
+            if refs > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "feature {name} has deployments, prompts or experiments; set its status to inactive instead"
+                )));
+            }
+            tx.execute("DELETE FROM ai_features WHERE id = ?1", params![id])?;
+            tx.commit()?;
+            Ok(feature)
         })
         .await
     }
 
     async fn list_providers(&self) -> StoreResult<Vec<Provider>> {
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT id, name, type, status, base_url, api_key_env, created_at, updated_at FROM ai_providers ORDER BY name")?;
+            let mut stmt = c.prepare(&format!("{PROVIDER_SELECT} ORDER BY name"))?;
             let rows = stmt.query_map([], provider_row)?.collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
@@ -205,20 +301,34 @@ impl ConfigStore for SqliteConfigStore {
     }
 
     async fn upsert_provider(&self, spec: ProviderSpec) -> StoreResult<Provider> {
+        self.with(move |c| write_provider(c, &spec, Write::Upsert)).await
+    }
+
+    async fn create_provider(&self, spec: ProviderSpec) -> StoreResult<Provider> {
+        self.with(move |c| write_provider(c, &spec, Write::Create)).await
+    }
+
+    async fn delete_provider(&self, name: &str) -> StoreResult<Provider> {
+        let name = name.to_string();
         self.with(move |c| {
-            let now = ts(Utc::now());
-            c.execute(
-                "INSERT INTO ai_providers (id, name, type, status, base_url, api_key_env, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-                 ON CONFLICT (name) DO UPDATE SET type = excluded.type, status = excluded.status, base_url = excluded.base_url,
-                     api_key_env = excluded.api_key_env, updated_at = excluded.updated_at",
-                params![Uuid::new_v4().to_string(), spec.name, spec.provider_type, spec.status, spec.base_url, spec.api_key_env, now],
+            let tx = c.transaction()?;
+            let provider = tx
+                .query_row(&format!("{PROVIDER_SELECT} WHERE name = ?1"), params![name], provider_row)
+                .optional()?
+                .ok_or_else(|| StoreError::not_found(format!("provider {name}")))?;
+            let models: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM ai_models WHERE provider_id = ?1",
+                params![provider.id.to_string()],
+                |r| r.get(0),
             )?;
-            Ok(c.query_row(
-                "SELECT id, name, type, status, base_url, api_key_env, created_at, updated_at FROM ai_providers WHERE name = ?1",
-                params![spec.name],
-                provider_row,
-            )?)
+            if models > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "provider {name} has {models} model(s); delete them first or set its status to inactive"
+                )));
+            }
+            tx.execute("DELETE FROM ai_providers WHERE id = ?1", params![provider.id.to_string()])?;
+            tx.commit()?;
+            Ok(provider)
         })
         .await
     }
@@ -235,21 +345,34 @@ impl ConfigStore for SqliteConfigStore {
     }
 
     async fn upsert_model(&self, spec: ModelSpec) -> StoreResult<Model> {
+        self.with(move |c| write_model(c, &spec, Write::Upsert)).await
+    }
+
+    async fn create_model(&self, spec: ModelSpec) -> StoreResult<Model> {
+        self.with(move |c| write_model(c, &spec, Write::Create)).await
+    }
+
+    async fn delete_model(&self, id: Uuid) -> StoreResult<Model> {
         self.with(move |c| {
-            let provider_id: String = c
-                .query_row("SELECT id FROM ai_providers WHERE name = ?1", params![spec.provider], |r| r.get(0))
+            let tx = c.transaction()?;
+            let model = tx
+                .query_row(&format!("{MODEL_SELECT} WHERE m.id = ?1"), params![id.to_string()], model_row)
                 .optional()?
-                .ok_or_else(|| StoreError::not_found(format!("provider {}", spec.provider)))?;
-            let now = ts(Utc::now());
-            let caps = serde_json::to_string(&spec.capabilities).map_err(|e| StoreError::Backend(e.to_string()))?;
-            c.execute(
-                "INSERT INTO ai_models (id, name, provider_id, model_type, version, capabilities, status, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-                 ON CONFLICT (provider_id, name) DO UPDATE SET model_type = excluded.model_type, version = excluded.version,
-                     capabilities = excluded.capabilities, status = excluded.status, updated_at = excluded.updated_at",
-                params![Uuid::new_v4().to_string(), spec.name, provider_id, spec.model_type, spec.version, caps, spec.status, now],
+                .ok_or_else(|| StoreError::not_found(format!("model {id}")))?;
+            let deployments: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM feature_model_assignments WHERE model_id = ?1",
+                params![id.to_string()],
+                |r| r.get(0),
             )?;
-            Ok(c.query_row(&format!("{MODEL_SELECT} WHERE p.name = ?1 AND m.name = ?2"), params![spec.provider, spec.name], model_row)?)
+            if deployments > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "model {}/{} has been deployed; set its status to deprecated or unavailable instead",
+                    model.provider, model.name
+                )));
+            }
+            tx.execute("DELETE FROM ai_models WHERE id = ?1", params![id.to_string()])?;
+            tx.commit()?;
+            Ok(model)
         })
         .await
     }

@@ -118,6 +118,103 @@ fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default()
 }
 
+/// Whether a write may replace an existing row of the same name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Create,
+    Upsert,
+}
+
+impl Write {
+    /// The `ON CONFLICT` action: update `columns` from the new row, or nothing.
+    fn on_conflict(self, columns: &[&str]) -> String {
+        match self {
+            Write::Create => "DO NOTHING".into(),
+            Write::Upsert => {
+                let sets: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("{c} = excluded.{c}"))
+                    .collect();
+                format!("DO UPDATE SET {}", sets.join(", "))
+            }
+        }
+    }
+}
+
+fn taken(what: &str, name: &str) -> StoreError {
+    StoreError::Conflict(format!("a {what} named {name} exists"))
+}
+
+async fn write_feature(pool: &PgPool, spec: &FeatureSpec, mode: Write) -> StoreResult<Feature> {
+    let row = sqlx::query(&format!(
+        "INSERT INTO ai_features (id, name, display_name, description, status, config, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (name) {} RETURNING *",
+        mode.on_conflict(&["display_name", "description", "status", "config", "updated_at"])
+    ))
+    .bind(Uuid::new_v4())
+    .bind(&spec.name)
+    .bind(&spec.display_name)
+    .bind(&spec.description)
+    .bind(spec.status.as_str())
+    .bind(&spec.config)
+    .bind(now())
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| taken("feature", &spec.name))?;
+    feature_row(&row)
+}
+
+async fn write_provider(pool: &PgPool, spec: &ProviderSpec, mode: Write) -> StoreResult<Provider> {
+    let row = sqlx::query(&format!(
+        "INSERT INTO ai_providers (id, name, type, status, base_url, api_key_env, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (name) {} RETURNING *",
+        mode.on_conflict(&["type", "status", "base_url", "api_key_env", "updated_at"])
+    ))
+    .bind(Uuid::new_v4())
+    .bind(&spec.name)
+    .bind(&spec.provider_type)
+    .bind(&spec.status)
+    .bind(&spec.base_url)
+    .bind(&spec.api_key_env)
+    .bind(now())
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| taken("provider", &spec.name))?;
+    provider_row(&row)
+}
+
+async fn write_model(pool: &PgPool, spec: &ModelSpec, mode: Write) -> StoreResult<Model> {
+    let provider_id: Uuid = sqlx::query_scalar("SELECT id FROM ai_providers WHERE name = $1")
+        .bind(&spec.provider)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| StoreError::not_found(format!("provider {}", spec.provider)))?;
+    let written = sqlx::query(&format!(
+        "INSERT INTO ai_models (id, name, provider_id, model_type, version, capabilities, status, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (provider_id, name) {}",
+        mode.on_conflict(&["model_type", "version", "capabilities", "status", "updated_at"])
+    ))
+    .bind(Uuid::new_v4())
+    .bind(&spec.name)
+    .bind(provider_id)
+    .bind(&spec.model_type)
+    .bind(&spec.version)
+    .bind(serde_json::json!(spec.capabilities))
+    .bind(&spec.status)
+    .bind(now())
+    .execute(pool)
+    .await?;
+    if written.rows_affected() == 0 {
+        return Err(taken("model", &format!("{}/{}", spec.provider, spec.name)));
+    }
+    let row = sqlx::query(&format!("{MODEL_SELECT} WHERE p.name = $1 AND m.name = $2"))
+        .bind(&spec.provider)
+        .bind(&spec.name)
+        .fetch_one(pool)
+        .await?;
+    model_row(&row)
+}
+
 async fn model_id(conn: &mut sqlx::PgConnection, provider: &str, model: &str) -> StoreResult<Uuid> {
     sqlx::query_scalar("SELECT m.id FROM ai_models m JOIN ai_providers p ON p.id = m.provider_id WHERE p.name = $1 AND m.name = $2")
         .bind(provider)
@@ -140,23 +237,42 @@ impl ConfigStore for PostgresConfigStore {
 
     #[instrument(name = "config.upsert_feature", skip_all, fields(feature = %spec.name), err)]
     async fn upsert_feature(&self, spec: FeatureSpec) -> StoreResult<Feature> {
-        let row = sqlx::query(
-            "INSERT INTO ai_features (id, name, display_name, description, status, config, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-             ON CONFLICT (name) DO UPDATE SET display_name = excluded.display_name, description = excluded.description,
-                 status = excluded.status, config = excluded.config, updated_at = excluded.updated_at
-             RETURNING *",
+        write_feature(&self.pool, &spec, Write::Upsert).await
+    }
+
+    #[instrument(name = "config.create_feature", skip_all, fields(feature = %spec.name), err)]
+    async fn create_feature(&self, spec: FeatureSpec) -> StoreResult<Feature> {
+        write_feature(&self.pool, &spec, Write::Create).await
+    }
+
+    #[instrument(name = "config.delete_feature", skip(self), err)]
+    async fn delete_feature(&self, name: &str) -> StoreResult<Feature> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT * FROM ai_features WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("feature {name}")))?;
+        let feature = feature_row(&row)?;
+        let refs: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM feature_model_assignments WHERE feature_id = $1)
+                  + (SELECT COUNT(*) FROM ai_prompts WHERE feature_id = $1)
+                  + (SELECT COUNT(*) FROM ai_experiments WHERE feature_id = $1)",
         )
-        .bind(Uuid::new_v4())
-        .bind(&spec.name)
-        .bind(&spec.display_name)
-        .bind(&spec.description)
-        .bind(spec.status.as_str())
-        .bind(&spec.config)
-        .bind(now())
-        .fetch_one(&self.pool)
+        .bind(feature.id)
+        .fetch_one(&mut *tx)
         .await?;
-        feature_row(&row)
+        if refs > 0 {
+            return Err(StoreError::Conflict(format!(
+                "feature {name} has deployments, prompts or experiments; set its status to inactive instead"
+            )));
+        }
+        sqlx::query("DELETE FROM ai_features WHERE id = $1")
+            .bind(feature.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(feature)
     }
 
     async fn list_providers(&self) -> StoreResult<Vec<Provider>> {
@@ -169,23 +285,37 @@ impl ConfigStore for PostgresConfigStore {
     }
 
     async fn upsert_provider(&self, spec: ProviderSpec) -> StoreResult<Provider> {
-        let row = sqlx::query(
-            "INSERT INTO ai_providers (id, name, type, status, base_url, api_key_env, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-             ON CONFLICT (name) DO UPDATE SET type = excluded.type, status = excluded.status, base_url = excluded.base_url,
-                 api_key_env = excluded.api_key_env, updated_at = excluded.updated_at
-             RETURNING *",
-        )
-        .bind(Uuid::new_v4())
-        .bind(&spec.name)
-        .bind(&spec.provider_type)
-        .bind(&spec.status)
-        .bind(&spec.base_url)
-        .bind(&spec.api_key_env)
-        .bind(now())
-        .fetch_one(&self.pool)
-        .await?;
-        provider_row(&row)
+        write_provider(&self.pool, &spec, Write::Upsert).await
+    }
+
+    async fn create_provider(&self, spec: ProviderSpec) -> StoreResult<Provider> {
+        write_provider(&self.pool, &spec, Write::Create).await
+    }
+
+    #[instrument(name = "config.delete_provider", skip(self), err)]
+    async fn delete_provider(&self, name: &str) -> StoreResult<Provider> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT * FROM ai_providers WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("provider {name}")))?;
+        let provider = provider_row(&row)?;
+        let models: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ai_models WHERE provider_id = $1")
+            .bind(provider.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if models > 0 {
+            return Err(StoreError::Conflict(format!(
+                "provider {name} has {models} model(s); delete them first or set its status to inactive"
+            )));
+        }
+        sqlx::query("DELETE FROM ai_providers WHERE id = $1")
+            .bind(provider.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(provider)
     }
 
     async fn list_models(&self) -> StoreResult<Vec<Model>> {
@@ -198,33 +328,43 @@ impl ConfigStore for PostgresConfigStore {
     }
 
     async fn upsert_model(&self, spec: ModelSpec) -> StoreResult<Model> {
-        let provider_id: Uuid = sqlx::query_scalar("SELECT id FROM ai_providers WHERE name = $1")
-            .bind(&spec.provider)
-            .fetch_optional(&self.pool)
+        write_model(&self.pool, &spec, Write::Upsert).await
+    }
+
+    async fn create_model(&self, spec: ModelSpec) -> StoreResult<Model> {
+        write_model(&self.pool, &spec, Write::Create).await
+    }
+
+    #[instrument(name = "config.delete_model", skip(self), err)]
+    async fn delete_model(&self, id: Uuid) -> StoreResult<Model> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT id FROM ai_models WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
             .await?
-            .ok_or_else(|| StoreError::not_found(format!("provider {}", spec.provider)))?;
-        sqlx::query(
-            "INSERT INTO ai_models (id, name, provider_id, model_type, version, capabilities, status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
-             ON CONFLICT (provider_id, name) DO UPDATE SET model_type = excluded.model_type, version = excluded.version,
-                 capabilities = excluded.capabilities, status = excluded.status, updated_at = excluded.updated_at",
-        )
-        .bind(Uuid::new_v4())
-        .bind(&spec.name)
-        .bind(provider_id)
-        .bind(&spec.model_type)
-        .bind(&spec.version)
-        .bind(serde_json::json!(spec.capabilities))
-        .bind(&spec.status)
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
-        let row = sqlx::query(&format!("{MODEL_SELECT} WHERE p.name = $1 AND m.name = $2"))
-            .bind(&spec.provider)
-            .bind(&spec.name)
-            .fetch_one(&self.pool)
+            .ok_or_else(|| StoreError::not_found(format!("model {id}")))?;
+        let row = sqlx::query(&format!("{MODEL_SELECT} WHERE m.id = $1"))
+            .bind(id)
+            .fetch_one(&mut *tx)
             .await?;
-        model_row(&row)
+        let model = model_row(&row)?;
+        let deployments: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM feature_model_assignments WHERE model_id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if deployments > 0 {
+            return Err(StoreError::Conflict(format!(
+                "model {}/{} has been deployed; set its status to deprecated or unavailable instead",
+                model.provider, model.name
+            )));
+        }
+        sqlx::query("DELETE FROM ai_models WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(model)
     }
 
     async fn add_price(&self, spec: PriceSpec) -> StoreResult<ModelPrice> {
