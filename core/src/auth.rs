@@ -39,6 +39,9 @@ pub enum Access {
     ReadSpending,
     /// Reading configuration: `viewer`, `platform_admin`.
     ReadConfig,
+    /// Reading budgets (configuration finance needs too): `viewer`, `finance`,
+    /// `platform_admin`.
+    ReadBudgets,
     /// Changing anything: `platform_admin`.
     Admin,
 }
@@ -51,6 +54,7 @@ impl Access {
             Access::Ingest => matches!(role, PlatformAdmin | Ingest),
             Access::ReadMetrics | Access::ReadConfig => matches!(role, PlatformAdmin | Viewer),
             Access::ReadSpending => matches!(role, PlatformAdmin | Finance),
+            Access::ReadBudgets => matches!(role, PlatformAdmin | Viewer | Finance),
             Access::Admin => role == PlatformAdmin,
         }
     }

@@ -57,6 +57,7 @@ pub struct Provider {
     pub id: Uuid,
     pub name: String,
     /// openai | google | anthropic | custom
+    #[serde(rename = "type", alias = "provider_type")]
     pub provider_type: String,
     /// active | inactive | error
     pub status: String,
@@ -70,6 +71,7 @@ pub struct Provider {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProviderSpec {
     pub name: String,
+    #[serde(rename = "type", alias = "provider_type")]
     pub provider_type: String,
     pub status: String,
     pub base_url: Option<String>,
@@ -280,8 +282,11 @@ impl BudgetSpec {
         if self.amount_micros <= 0 {
             return Err(StoreError::invalid("amount", "must be greater than zero"));
         }
-        if self.time_zone.trim().is_empty() {
-            return Err(StoreError::invalid("time_zone", "must not be empty"));
+        if self.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(StoreError::invalid(
+                "time_zone",
+                "must be an IANA time zone such as UTC or Europe/Berlin",
+            ));
         }
         let t = &self.thresholds_percent;
         if t.is_empty()

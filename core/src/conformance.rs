@@ -548,7 +548,10 @@ async fn features(store: &dyn ConfigStore) {
         "create never overwrites: {dup:?}"
     );
     let kept = store.list_features().await.expect("list");
-    assert_eq!(kept[1].display_name, "Chat Bot", "a refused create changes nothing");
+    assert_eq!(
+        kept[1].display_name, "Chat Bot",
+        "a refused create changes nothing"
+    );
     let temp = store
         .create_feature(feature("temp", "Temp", FeatureStatus::Active))
         .await
@@ -557,7 +560,10 @@ async fn features(store: &dyn ConfigStore) {
     let deleted = store.delete_feature("temp").await.expect("delete");
     assert_eq!(deleted.id, temp.id);
     let again = store.delete_feature("temp").await;
-    assert!(matches!(again, Err(StoreError::NotFound { .. })), "{again:?}");
+    assert!(
+        matches!(again, Err(StoreError::NotFound { .. })),
+        "{again:?}"
+    );
     assert_eq!(store.list_features().await.expect("list").len(), 2);
 }
 
@@ -629,8 +635,14 @@ async fn providers_models_prices(store: &dyn ConfigStore) {
         matches!(busy, Err(StoreError::Conflict(_))),
         "a provider with models stays: {busy:?}"
     );
-    store.create_provider(provider("spare")).await.expect("create");
-    let temp = store.create_model(model("spare", "temp")).await.expect("create");
+    store
+        .create_provider(provider("spare"))
+        .await
+        .expect("create");
+    let temp = store
+        .create_model(model("spare", "temp"))
+        .await
+        .expect("create");
     store
         .add_price(PriceSpec {
             provider: "spare".into(),
@@ -638,7 +650,10 @@ async fn providers_models_prices(store: &dyn ConfigStore) {
         })
         .await
         .expect("price");
-    assert_eq!(store.delete_model(temp.id).await.expect("delete").id, temp.id);
+    assert_eq!(
+        store.delete_model(temp.id).await.expect("delete").id,
+        temp.id
+    );
     let prices = store.list_prices().await.expect("prices");
     assert!(
         prices.iter().all(|p| p.model != "temp"),

@@ -87,7 +87,7 @@ impl From<StoreError> for ApiError {
 }
 
 #[derive(Serialize)]
-struct Body<'a> {
+struct ErrorBody<'a> {
     error: Inner<'a>,
 }
 
@@ -101,7 +101,7 @@ struct Inner<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
+        let body = ErrorBody {
             error: Inner {
                 code: self.code,
                 message: &self.message,
@@ -142,6 +142,52 @@ where
             }
         }
     }
+}
+
+/// A JSON body read into `T` field by field: every failure is a `422` naming the field (a
+/// missing or unknown field, a wrong type, an unknown enum value); a body that is not JSON at
+/// all is a `400`. Use `#[serde(deny_unknown_fields)]` on `T` so misspelt fields are refused.
+pub struct Body<T>(pub T);
+
+impl<T, S> FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Json(value) = Json::<serde_json::Value>::from_request(req, state).await?;
+        parse_body(value).map(Body)
+    }
+}
+
+/// Reads `value` into `T` (see [`Body`]).
+pub fn parse_body<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let message = err.inner().to_string();
+        let path = err.path().to_string();
+        // serde names a missing or unknown field only in its message, between backticks.
+        let named = ["missing field `", "unknown field `"]
+            .iter()
+            .find_map(|p| message.strip_prefix(p))
+            .and_then(|rest| rest.split('`').next());
+        // An unknown field is already the last step of the path; a missing one is not.
+        let field = match (path.as_str(), named) {
+            (".", Some(name)) => name.to_string(),
+            (".", None) => "body".to_string(),
+            (path, Some(name)) if path != name && !path.ends_with(&format!(".{name}")) => {
+                format!("{path}.{name}")
+            }
+            (path, _) => path.to_string(),
+        };
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).with_field(&field)
+    })
+}
+
+/// A `422` naming `field`, for rules beyond the body's shape.
+pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).with_field(field)
 }
 
 /// Wraps a payload as `{"data": …}`, the envelope of every successful answer.

@@ -15,43 +15,95 @@ use tally_core::access::Role;
 /// Who may call each route; `None`: anyone, without a key.
 fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
     use Role::*;
-    let api = |p: &str| format!("{API}{p}");
-    let roles = match (method, path) {
-        ("GET", "/healthz") | ("GET", "/readyz") => return Some(None),
-        ("GET", "/metrics") => vec![PlatformAdmin, Viewer],
-        ("POST", "/v1/events") => vec![PlatformAdmin, Ingest],
-        ("GET", "/v1/schema/usage-event") => vec![PlatformAdmin, Viewer, Finance, Ingest],
-        ("GET", p) if p == api("/analytics/spending") => vec![PlatformAdmin, Finance],
-        ("GET", p) | ("POST", p) if p == api("/api-keys") => vec![PlatformAdmin],
-        ("DELETE", p) if p == api("/api-keys/{id}") => vec![PlatformAdmin],
-        ("GET", p) if p == api("/audit") => vec![PlatformAdmin],
-        ("GET", p)
-            if [
-                api("/features"),
-                api("/features/{name}/metrics"),
-                api("/analytics/usage"),
-                api("/analytics/performance"),
-                api("/overview"),
-            ]
-            .contains(&p.to_string()) =>
-        {
-            vec![PlatformAdmin, Viewer]
-        }
-        _ => return None,
-    };
-    Some(Some(roles))
+    let admin = vec![PlatformAdmin];
+    let readers = vec![PlatformAdmin, Viewer];
+    let table: Vec<(&str, &str, Vec<Role>)> = vec![
+        ("GET", "/metrics", readers.clone()),
+        ("POST", "/v1/events", vec![PlatformAdmin, Ingest]),
+        ("GET", "/v1/schema/usage-event", Role::ALL.to_vec()),
+        ("GET", "/analytics/spending", vec![PlatformAdmin, Finance]),
+        ("GET", "/analytics/usage", readers.clone()),
+        ("GET", "/analytics/performance", readers.clone()),
+        ("GET", "/overview", readers.clone()),
+        ("GET", "/api-keys", admin.clone()),
+        ("POST", "/api-keys", admin.clone()),
+        ("DELETE", "/api-keys/{id}", admin.clone()),
+        ("GET", "/audit", admin.clone()),
+        // features
+        ("GET", "/features", readers.clone()),
+        ("POST", "/features", admin.clone()),
+        ("GET", "/features/{name}", readers.clone()),
+        ("PUT", "/features/{name}", admin.clone()),
+        ("DELETE", "/features/{name}", admin.clone()),
+        ("GET", "/features/{name}/metrics", readers.clone()),
+        ("GET", "/features/{name}/deployments", readers.clone()),
+        ("POST", "/features/{name}/rollback", admin.clone()),
+        // providers
+        ("GET", "/providers", readers.clone()),
+        ("POST", "/providers", admin.clone()),
+        ("GET", "/providers/{name}", readers.clone()),
+        ("PUT", "/providers/{name}", admin.clone()),
+        ("DELETE", "/providers/{name}", admin.clone()),
+        ("GET", "/providers/{name}/models", readers.clone()),
+        // models, prices, deployments
+        ("GET", "/models", readers.clone()),
+        ("POST", "/models", admin.clone()),
+        ("GET", "/models/{id}", readers.clone()),
+        ("PUT", "/models/{id}", admin.clone()),
+        ("DELETE", "/models/{id}", admin.clone()),
+        ("GET", "/models/{id}/prices", readers.clone()),
+        ("POST", "/models/{id}/prices", admin.clone()),
+        ("POST", "/models/{id}/deploy", admin.clone()),
+        ("GET", "/deployments", readers.clone()),
+        // prompts
+        ("GET", "/prompts", readers.clone()),
+        ("POST", "/prompts", admin.clone()),
+        ("GET", "/prompts/{id}", readers.clone()),
+        ("PUT", "/prompts/{id}", admin.clone()),
+        ("GET", "/prompts/{id}/versions", readers.clone()),
+        (
+            "POST",
+            "/prompts/{id}/versions/{version}/status",
+            admin.clone(),
+        ),
+        (
+            "POST",
+            "/prompts/{id}/versions/{version}/activate",
+            admin.clone(),
+        ),
+        // budgets: finance reads them too
+        ("GET", "/budgets", vec![PlatformAdmin, Viewer, Finance]),
+        ("POST", "/budgets", admin.clone()),
+        ("GET", "/budgets/{id}", vec![PlatformAdmin, Viewer, Finance]),
+        ("PUT", "/budgets/{id}", admin.clone()),
+        ("DELETE", "/budgets/{id}", admin.clone()),
+        // experiments
+        ("GET", "/experiments", readers.clone()),
+        ("POST", "/experiments", admin.clone()),
+        ("GET", "/experiments/{id}", readers.clone()),
+        ("POST", "/experiments/{id}/status", admin.clone()),
+    ];
+    if method == "GET" && (path == "/healthz" || path == "/readyz") {
+        return Some(None);
+    }
+    table
+        .into_iter()
+        .find(|(m, p, _)| *m == method && (path == *p || path == format!("{API}{p}")))
+        .map(|(_, _, roles)| Some(roles))
 }
 
 async fn call(app: &TestApp, method: &str, path: &str, auth: Option<&str>) -> (u16, Value, bool) {
     let url = app.url(
         &path
             .replace("{name}", "chatbot")
-            .replace("{id}", "0193a6f0-0000-7000-8000-000000000000"),
+            .replace("{id}", "0193a6f0-0000-7000-8000-000000000000")
+            .replace("{version}", "1"),
     );
     let client = reqwest::Client::new();
     let mut request = match method {
         "GET" => client.get(url),
         "POST" => client.post(url).json(&Vec::<Value>::new()),
+        "PUT" => client.put(url).json(&Vec::<Value>::new()),
         "DELETE" => client.delete(url),
         other => panic!("no request for {other}"),
     };

@@ -171,7 +171,10 @@ impl Write {
         match self {
             Write::Create => "DO NOTHING".into(),
             Write::Upsert => {
-                let sets: Vec<String> = columns.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+                let sets: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("{c} = excluded.{c}"))
+                    .collect();
                 format!("DO UPDATE SET {}", sets.join(", "))
             }
         }
@@ -190,12 +193,24 @@ fn write_feature(c: &Connection, spec: &FeatureSpec, mode: Write) -> StoreResult
     );
     let written = c.execute(
         &sql,
-        params![Uuid::new_v4().to_string(), spec.name, spec.display_name, spec.description, spec.status.as_str(), spec.config.to_string(), ts(Utc::now())],
+        params![
+            Uuid::new_v4().to_string(),
+            spec.name,
+            spec.display_name,
+            spec.description,
+            spec.status.as_str(),
+            spec.config.to_string(),
+            ts(Utc::now())
+        ],
     )?;
     if written == 0 {
         return Err(taken("feature", &spec.name));
     }
-    Ok(c.query_row(&format!("{FEATURE_SELECT} WHERE name = ?1"), params![spec.name], feature_row)?)
+    Ok(c.query_row(
+        &format!("{FEATURE_SELECT} WHERE name = ?1"),
+        params![spec.name],
+        feature_row,
+    )?)
 }
 
 fn write_provider(c: &Connection, spec: &ProviderSpec, mode: Write) -> StoreResult<Provider> {
@@ -206,17 +221,33 @@ fn write_provider(c: &Connection, spec: &ProviderSpec, mode: Write) -> StoreResu
     );
     let written = c.execute(
         &sql,
-        params![Uuid::new_v4().to_string(), spec.name, spec.provider_type, spec.status, spec.base_url, spec.api_key_env, ts(Utc::now())],
+        params![
+            Uuid::new_v4().to_string(),
+            spec.name,
+            spec.provider_type,
+            spec.status,
+            spec.base_url,
+            spec.api_key_env,
+            ts(Utc::now())
+        ],
     )?;
     if written == 0 {
         return Err(taken("provider", &spec.name));
     }
-    Ok(c.query_row(&format!("{PROVIDER_SELECT} WHERE name = ?1"), params![spec.name], provider_row)?)
+    Ok(c.query_row(
+        &format!("{PROVIDER_SELECT} WHERE name = ?1"),
+        params![spec.name],
+        provider_row,
+    )?)
 }
 
 fn write_model(c: &Connection, spec: &ModelSpec, mode: Write) -> StoreResult<Model> {
     let provider_id: String = c
-        .query_row("SELECT id FROM ai_providers WHERE name = ?1", params![spec.provider], |r| r.get(0))
+        .query_row(
+            "SELECT id FROM ai_providers WHERE name = ?1",
+            params![spec.provider],
+            |r| r.get(0),
+        )
         .optional()?
         .ok_or_else(|| StoreError::not_found(format!("provider {}", spec.provider)))?;
     let sql = format!(
@@ -226,12 +257,25 @@ fn write_model(c: &Connection, spec: &ModelSpec, mode: Write) -> StoreResult<Mod
     );
     let written = c.execute(
         &sql,
-        params![Uuid::new_v4().to_string(), spec.name, provider_id, spec.model_type, spec.version, json_text(&spec.capabilities)?, spec.status, ts(Utc::now())],
+        params![
+            Uuid::new_v4().to_string(),
+            spec.name,
+            provider_id,
+            spec.model_type,
+            spec.version,
+            json_text(&spec.capabilities)?,
+            spec.status,
+            ts(Utc::now())
+        ],
     )?;
     if written == 0 {
         return Err(taken("model", &format!("{}/{}", spec.provider, spec.name)));
     }
-    Ok(c.query_row(&format!("{MODEL_SELECT} WHERE p.name = ?1 AND m.name = ?2"), params![spec.provider, spec.name], model_row)?)
+    Ok(c.query_row(
+        &format!("{MODEL_SELECT} WHERE p.name = ?1 AND m.name = ?2"),
+        params![spec.provider, spec.name],
+        model_row,
+    )?)
 }
 
 fn model_id(conn: &Connection, provider: &str, model: &str) -> StoreResult<String> {
@@ -249,18 +293,22 @@ impl ConfigStore for SqliteConfigStore {
     async fn list_features(&self) -> StoreResult<Vec<Feature>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!("{FEATURE_SELECT} ORDER BY name"))?;
-            let rows = stmt.query_map([], feature_row)?.collect::<Result<Vec<_>, _>>()?;
+            let rows = stmt
+                .query_map([], feature_row)?
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
         .await
     }
 
     async fn upsert_feature(&self, spec: FeatureSpec) -> StoreResult<Feature> {
-        self.with(move |c| write_feature(c, &spec, Write::Upsert)).await
+        self.with(move |c| write_feature(c, &spec, Write::Upsert))
+            .await
     }
 
     async fn create_feature(&self, spec: FeatureSpec) -> StoreResult<Feature> {
-        self.with(move |c| write_feature(c, &spec, Write::Create)).await
+        self.with(move |c| write_feature(c, &spec, Write::Create))
+            .await
     }
 
     async fn delete_feature(&self, name: &str) -> StoreResult<Feature> {
@@ -294,18 +342,22 @@ impl ConfigStore for SqliteConfigStore {
     async fn list_providers(&self) -> StoreResult<Vec<Provider>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!("{PROVIDER_SELECT} ORDER BY name"))?;
-            let rows = stmt.query_map([], provider_row)?.collect::<Result<Vec<_>, _>>()?;
+            let rows = stmt
+                .query_map([], provider_row)?
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
         .await
     }
 
     async fn upsert_provider(&self, spec: ProviderSpec) -> StoreResult<Provider> {
-        self.with(move |c| write_provider(c, &spec, Write::Upsert)).await
+        self.with(move |c| write_provider(c, &spec, Write::Upsert))
+            .await
     }
 
     async fn create_provider(&self, spec: ProviderSpec) -> StoreResult<Provider> {
-        self.with(move |c| write_provider(c, &spec, Write::Create)).await
+        self.with(move |c| write_provider(c, &spec, Write::Create))
+            .await
     }
 
     async fn delete_provider(&self, name: &str) -> StoreResult<Provider> {
@@ -345,11 +397,13 @@ impl ConfigStore for SqliteConfigStore {
     }
 
     async fn upsert_model(&self, spec: ModelSpec) -> StoreResult<Model> {
-        self.with(move |c| write_model(c, &spec, Write::Upsert)).await
+        self.with(move |c| write_model(c, &spec, Write::Upsert))
+            .await
     }
 
     async fn create_model(&self, spec: ModelSpec) -> StoreResult<Model> {
-        self.with(move |c| write_model(c, &spec, Write::Create)).await
+        self.with(move |c| write_model(c, &spec, Write::Create))
+            .await
     }
 
     async fn delete_model(&self, id: Uuid) -> StoreResult<Model> {

@@ -301,10 +301,11 @@ impl ConfigStore for PostgresConfigStore {
             .await?
             .ok_or_else(|| StoreError::not_found(format!("provider {name}")))?;
         let provider = provider_row(&row)?;
-        let models: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ai_models WHERE provider_id = $1")
-            .bind(provider.id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let models: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM ai_models WHERE provider_id = $1")
+                .bind(provider.id)
+                .fetch_one(&mut *tx)
+                .await?;
         if models > 0 {
             return Err(StoreError::Conflict(format!(
                 "provider {name} has {models} model(s); delete them first or set its status to inactive"
@@ -348,11 +349,12 @@ impl ConfigStore for PostgresConfigStore {
             .fetch_one(&mut *tx)
             .await?;
         let model = model_row(&row)?;
-        let deployments: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM feature_model_assignments WHERE model_id = $1")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let deployments: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM feature_model_assignments WHERE model_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
         if deployments > 0 {
             return Err(StoreError::Conflict(format!(
                 "model {}/{} has been deployed; set its status to deprecated or unavailable instead",

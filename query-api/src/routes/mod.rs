@@ -2,12 +2,18 @@
 
 mod admin;
 mod analytics;
+mod budgets;
+mod catalog;
+mod experiments;
 mod features;
 mod health;
 mod overview;
+mod prompts;
 
 use axum::Router;
-use tally_core::auth::{Gate, RouteInfo, Routes};
+use serde::Serialize;
+use tally_core::audit::{self, Actor};
+use tally_core::auth::{Caller, Gate, RouteInfo, Routes};
 
 use crate::state::QueryState;
 
@@ -28,5 +34,30 @@ pub fn router(state: QueryState) -> (Router, Vec<RouteInfo>) {
     let r = analytics::routes(r);
     let r = overview::routes(r);
     let r = admin::routes(r);
+    let r = catalog::routes(r);
+    let r = prompts::routes(r);
+    let r = budgets::routes(r);
+    let r = experiments::routes(r);
     health::routes(r).finish(state)
+}
+
+/// Records a configuration change made by `caller` in the audit log.
+pub(crate) async fn audit<T: Serialize>(
+    state: &QueryState,
+    caller: &Caller,
+    action: &str,
+    resource: String,
+    before: Option<&T>,
+    after: Option<&T>,
+) {
+    audit::record(
+        state.config.as_ref(),
+        &Actor::from(caller),
+        action,
+        resource,
+        before,
+        after,
+        state.clock.now(),
+    )
+    .await;
 }

@@ -1,0 +1,260 @@
+//! Spending budgets: `GET|POST /budgets`, `GET|PUT|DELETE /budgets/{id}`.
+//!
+//! Readable by finance as well as viewers; changed by platform admins only. Amounts are exact
+//! decimal dollars (`amount_usd`, a JSON number or string with at most 6 decimal places, stored
+//! as micro-dollars); the period (daily, weekly, monthly, quarterly) runs in the budget's IANA
+//! `time_zone` (default `UTC`); warning thresholds default to 80 % and 100 %. `PUT` updates the
+//! fields given and keeps the others.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post, put};
+use axum::Extension;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tally_core::auth::{Access, Caller, Routes};
+use tally_core::config::{Budget, BudgetPeriod, BudgetScope, BudgetSpec};
+use tally_core::http::{data, invalid, ApiError, Body};
+use tally_schemas::Pico;
+use uuid::Uuid;
+
+use super::{audit, API_BASE};
+use crate::listing::{ListQuery, ListSpec};
+use crate::state::QueryState;
+
+pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
+    let budgets = format!("{API_BASE}/budgets");
+    let budget = format!("{budgets}/{{id}}");
+    r.route(Method::GET, &budgets, Access::ReadBudgets, get(list))
+        .route(Method::POST, &budgets, Access::Admin, post(create))
+        .route(Method::GET, &budget, Access::ReadBudgets, get(detail))
+        .route(Method::PUT, &budget, Access::Admin, put(update))
+        .route(Method::DELETE, &budget, Access::Admin, delete(remove))
+}
+
+/// A budget with its amount as exact decimal dollars.
+#[derive(Serialize)]
+struct BudgetView {
+    #[serde(flatten)]
+    budget: Budget,
+    amount_usd: String,
+}
+
+impl From<Budget> for BudgetView {
+    fn from(budget: Budget) -> BudgetView {
+        BudgetView {
+            amount_usd: Pico(i128::from(budget.spec.amount_micros) * 1_000_000).to_decimal_string(),
+            budget,
+        }
+    }
+}
+
+const LIST: ListSpec = ListSpec {
+    filters: &[
+        (
+            "scope",
+            "scope",
+            &["global", "feature", "provider", "model", "environment"],
+        ),
+        ("scope_value", "scope_value", &[]),
+        (
+            "period",
+            "period",
+            &["daily", "weekly", "monthly", "quarterly"],
+        ),
+        ("is_active", "is_active", &["true", "false"]),
+    ],
+    sorts: &["name", "amount_micros", "created_at", "updated_at"],
+};
+
+async fn list(
+    State(state): State<QueryState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let query = ListQuery::parse(q, &LIST)?;
+    let views: Vec<BudgetView> = state
+        .config
+        .list_budgets()
+        .await?
+        .into_iter()
+        .map(BudgetView::from)
+        .collect();
+    Ok(axum::Json(query.apply(&views)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetBody {
+    name: Option<String>,
+    scope: Option<BudgetScope>,
+    /// `null` clears it (for a global budget).
+    #[serde(default, deserialize_with = "present")]
+    scope_value: Option<Option<String>>,
+    period: Option<BudgetPeriod>,
+    time_zone: Option<String>,
+    amount_usd: Option<Value>,
+    thresholds_percent: Option<Vec<u32>>,
+    is_active: Option<bool>,
+}
+
+/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
+}
+
+fn amount_micros(value: &Value) -> Result<i64, ApiError> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return Err(invalid("amount_usd", "must be a decimal number of dollars")),
+    };
+    let pico = Pico::parse_usd(&text).map_err(|e| {
+        invalid(
+            "amount_usd",
+            format!("must be a decimal number of dollars: {e}"),
+        )
+    })?;
+    if pico.0 % 1_000_000 != 0 {
+        return Err(invalid("amount_usd", "has more than 6 decimal places"));
+    }
+    i64::try_from(pico.0 / 1_000_000).map_err(|_| invalid("amount_usd", "is too large"))
+}
+
+impl BudgetBody {
+    fn spec(self, current: Option<&BudgetSpec>) -> Result<BudgetSpec, ApiError> {
+        let required = |field: &str| invalid(field, "is required");
+        let spec = BudgetSpec {
+            name: self
+                .name
+                .or_else(|| current.map(|c| c.name.clone()))
+                .ok_or_else(|| required("name"))?,
+            scope: self
+                .scope
+                .or(current.map(|c| c.scope))
+                .ok_or_else(|| required("scope"))?,
+            scope_value: match self.scope_value {
+                Some(v) => v,
+                None => current.and_then(|c| c.scope_value.clone()),
+            },
+            period: self
+                .period
+                .or(current.map(|c| c.period))
+                .ok_or_else(|| required("period"))?,
+            time_zone: self
+                .time_zone
+                .or_else(|| current.map(|c| c.time_zone.clone()))
+                .unwrap_or_else(|| "UTC".into()),
+            amount_micros: match &self.amount_usd {
+                Some(v) => amount_micros(v)?,
+                None => current
+                    .map(|c| c.amount_micros)
+                    .ok_or_else(|| required("amount_usd"))?,
+            },
+            thresholds_percent: self
+                .thresholds_percent
+                .or_else(|| current.map(|c| c.thresholds_percent.clone()))
+                .unwrap_or_else(|| vec![80, 100]),
+            is_active: self
+                .is_active
+                .or(current.map(|c| c.is_active))
+                .unwrap_or(true),
+        };
+        // The store enforces the same rules; checking here names the API's field.
+        spec.validate().map_err(|e| match e {
+            tally_core::store::StoreError::Invalid { field, reason } => {
+                let field = if field == "amount" {
+                    "amount_usd".to_string()
+                } else {
+                    field
+                };
+                invalid(&field, reason)
+            }
+            other => ApiError::from(other),
+        })?;
+        Ok(spec)
+    }
+}
+
+async fn find(state: &QueryState, id: &str) -> Result<Budget, ApiError> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::bad_param("id", "must be a UUID"))?;
+    state
+        .config
+        .list_budgets()
+        .await?
+        .into_iter()
+        .find(|b| b.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("budget {id} not found")))
+}
+
+async fn detail(
+    State(state): State<QueryState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(data(BudgetView::from(find(&state, &id).await?)))
+}
+
+async fn create(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Body(body): Body<BudgetBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let created = state
+        .config
+        .create_budget(body.spec(None)?, state.clock.now())
+        .await?;
+    audit(
+        &state,
+        &caller,
+        "budget.create",
+        format!("budget:{}", created.id),
+        None,
+        Some(&created),
+    )
+    .await;
+    Ok((StatusCode::CREATED, data(BudgetView::from(created))))
+}
+
+async fn update(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(body): Body<BudgetBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let before = find(&state, &id).await?;
+    let updated = state
+        .config
+        .update_budget(before.id, body.spec(Some(&before.spec))?, state.clock.now())
+        .await?;
+    audit(
+        &state,
+        &caller,
+        "budget.update",
+        format!("budget:{}", before.id),
+        Some(&before),
+        Some(&updated),
+    )
+    .await;
+    Ok(data(BudgetView::from(updated)))
+}
+
+async fn remove(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let before = find(&state, &id).await?;
+    state.config.delete_budget(before.id).await?;
+    audit(
+        &state,
+        &caller,
+        "budget.delete",
+        format!("budget:{}", before.id),
+        Some(&before),
+        None,
+    )
+    .await;
+    Ok(data(BudgetView::from(before)))
+}

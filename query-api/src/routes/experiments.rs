@@ -1,0 +1,181 @@
+//! Experiments: `GET|POST /experiments`, `GET /experiments/{id}`,
+//! `POST /experiments/{id}/status {status}`.
+//!
+//! An experiment starts as a draft. Only draft → running → completed and draft or running →
+//! cancelled are allowed (anything else is a `409`); entering `running` stamps `started_at`,
+//! leaving it `ended_at`. Variants split the feature's traffic in whole percent summing to 100.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Extension;
+use serde::Deserialize;
+use serde_json::Value;
+use tally_core::auth::{Access, Caller, Routes};
+use tally_core::config::{Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Variant};
+use tally_core::http::{data, invalid, ApiError, Body};
+use uuid::Uuid;
+
+use super::catalog::find_feature;
+use super::{audit, API_BASE};
+use crate::listing::{ListQuery, ListSpec};
+use crate::state::QueryState;
+
+pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
+    let experiments = format!("{API_BASE}/experiments");
+    let experiment = format!("{experiments}/{{id}}");
+    r.route(Method::GET, &experiments, Access::ReadConfig, get(list))
+        .route(Method::POST, &experiments, Access::Admin, post(create))
+        .route(Method::GET, &experiment, Access::ReadConfig, get(detail))
+        .route(
+            Method::POST,
+            &format!("{experiment}/status"),
+            Access::Admin,
+            post(transition),
+        )
+}
+
+const LIST: ListSpec = ListSpec {
+    filters: &[
+        ("feature", "feature", &[]),
+        (
+            "status",
+            "status",
+            &["draft", "running", "completed", "cancelled"],
+        ),
+        (
+            "type",
+            "experiment_type",
+            &["model_comparison", "prompt_testing", "parameter_tuning"],
+        ),
+    ],
+    sorts: &["-created_at", "name", "status", "started_at", "ended_at"],
+};
+
+async fn list(
+    State(state): State<QueryState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let query = ListQuery::parse(q, &LIST)?;
+    Ok(axum::Json(
+        query.apply(&state.config.list_experiments().await?)?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VariantBody {
+    name: String,
+    traffic_percent: u32,
+    #[serde(default)]
+    config: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    description: Option<String>,
+    feature: String,
+    experiment_type: ExperimentType,
+    variants: Vec<VariantBody>,
+}
+
+async fn create(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Body(body): Body<CreateBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    find_feature(&state, &body.feature)
+        .await
+        .map_err(|_| invalid("feature", format!("no feature named {}", body.feature)))?;
+    let mut variants = Vec::with_capacity(body.variants.len());
+    for (i, v) in body.variants.into_iter().enumerate() {
+        let config = match v.config {
+            None => Value::Object(Default::default()),
+            Some(c @ Value::Object(_)) => c,
+            Some(_) => {
+                return Err(invalid(
+                    &format!("variants[{i}].config"),
+                    "must be a JSON object",
+                ))
+            }
+        };
+        variants.push(Variant {
+            name: v.name,
+            traffic_percent: v.traffic_percent,
+            config,
+        });
+    }
+    let spec = ExperimentSpec {
+        name: body.name,
+        description: body.description.filter(|d| !d.trim().is_empty()),
+        feature: body.feature,
+        experiment_type: body.experiment_type,
+        variants,
+    };
+    let created = state
+        .config
+        .create_experiment(spec, state.clock.now())
+        .await?;
+    audit(
+        &state,
+        &caller,
+        "experiment.create",
+        format!("experiment:{}", created.id),
+        None,
+        Some(&created),
+    )
+    .await;
+    Ok((StatusCode::CREATED, data(created)))
+}
+
+async fn find(state: &QueryState, id: &str) -> Result<Experiment, ApiError> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::bad_param("id", "must be a UUID"))?;
+    state
+        .config
+        .list_experiments()
+        .await?
+        .into_iter()
+        .find(|e| e.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("experiment {id} not found")))
+}
+
+async fn detail(
+    State(state): State<QueryState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(data(find(&state, &id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusBody {
+    status: ExperimentStatus,
+}
+
+async fn transition(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(body): Body<StatusBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let before = find(&state, &id).await?;
+    let after = state
+        .config
+        .transition_experiment(before.id, body.status, state.clock.now())
+        .await?;
+    audit(
+        &state,
+        &caller,
+        "experiment.status",
+        format!("experiment:{}", before.id),
+        Some(&before),
+        Some(&after),
+    )
+    .await;
+    Ok(data(after))
+}

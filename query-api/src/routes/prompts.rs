@@ -1,0 +1,406 @@
+//! Prompts and their versions.
+//!
+//! `GET|POST /prompts`, `GET /prompts/{id}`, `PUT /prompts/{id}` (new content makes a new
+//! version, `201`; the same content again changes nothing, `200`), `GET /prompts/{id}/versions`,
+//! `POST /prompts/{id}/versions/{version}/status {status}` (draft, review, approved, archived)
+//! and `POST /prompts/{id}/versions/{version}/activate` (an approved version becomes its
+//! feature's one active version).
+//!
+//! Versions are immutable. A version declares its variables; the content's `{{name}}`
+//! placeholders must be exactly those declared (a `422` names any used but undeclared, or
+//! declared but unused). When `variables` is omitted they are read from the content.
+
+use std::collections::{BTreeSet, HashMap};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::Extension;
+use serde::{Deserialize, Serialize};
+use tally_core::auth::{Access, Caller, Routes};
+use tally_core::config::{Prompt, PromptContent, PromptSpec, PromptStatus, PromptVersion};
+use tally_core::http::{data, invalid, ApiError, Body};
+use tally_schemas::validate::check_slug;
+use uuid::Uuid;
+
+use super::catalog::find_feature;
+use super::{audit, API_BASE};
+use crate::listing::{ListQuery, ListSpec};
+use crate::state::QueryState;
+
+pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
+    let prompts = format!("{API_BASE}/prompts");
+    let prompt = format!("{prompts}/{{id}}");
+    let version = format!("{prompt}/versions/{{version}}");
+    r.route(Method::GET, &prompts, Access::ReadConfig, get(list))
+        .route(Method::POST, &prompts, Access::Admin, post(create))
+        .route(Method::GET, &prompt, Access::ReadConfig, get(detail))
+        .route(Method::PUT, &prompt, Access::Admin, put(new_version))
+        .route(
+            Method::GET,
+            &format!("{prompt}/versions"),
+            Access::ReadConfig,
+            get(versions),
+        )
+        .route(
+            Method::POST,
+            &format!("{version}/status"),
+            Access::Admin,
+            post(set_status),
+        )
+        .route(
+            Method::POST,
+            &format!("{version}/activate"),
+            Access::Admin,
+            post(activate),
+        )
+}
+
+/// The `{{name}}` placeholders of `content`, in order of first use. `Err` names a malformed
+/// placeholder.
+pub fn placeholders(content: &str) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut rest = content;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| "has a {{ without its closing }}".to_string())?;
+        let name = after[..end].trim();
+        if !is_variable_name(name) {
+            return Err(format!(
+                "has a placeholder {{{{{name}}}}} that is not a variable name (letters, digits and _, not starting with a digit)"
+            ));
+        }
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+        rest = &after[end + 2..];
+    }
+    Ok(names)
+}
+
+fn is_variable_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Checks `declared` against what `content` uses; returns the variables to store.
+fn variables(content: &str, declared: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
+    if content.trim().is_empty() {
+        return Err(invalid("content", "must not be empty"));
+    }
+    if content.chars().count() > 100_000 {
+        return Err(invalid("content", "must be at most 100000 characters"));
+    }
+    let used = placeholders(content).map_err(|m| invalid("content", m))?;
+    let Some(declared) = declared else {
+        return Ok(used);
+    };
+    let declared_set: BTreeSet<&str> = declared.iter().map(String::as_str).collect();
+    if declared_set.len() != declared.len() {
+        return Err(invalid("variables", "lists a variable twice"));
+    }
+    let undeclared: Vec<&str> = used
+        .iter()
+        .map(String::as_str)
+        .filter(|u| !declared_set.contains(u))
+        .collect();
+    if !undeclared.is_empty() {
+        return Err(invalid(
+            "variables",
+            format!(
+                "the content uses undeclared variables: {}",
+                undeclared.join(", ")
+            ),
+        ));
+    }
+    let unused: Vec<&str> = declared
+        .iter()
+        .map(String::as_str)
+        .filter(|d| !used.iter().any(|u| u == d))
+        .collect();
+    if !unused.is_empty() {
+        return Err(invalid(
+            "variables",
+            format!(
+                "declares variables the content does not use: {}",
+                unused.join(", ")
+            ),
+        ));
+    }
+    Ok(declared)
+}
+
+const LIST: ListSpec = ListSpec {
+    filters: &[("feature", "feature", &[]), ("tag", "tags", &[])],
+    sorts: &["name", "created_at", "updated_at", "latest_version"],
+};
+
+async fn list(
+    State(state): State<QueryState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let query = ListQuery::parse(q, &LIST)?;
+    Ok(axum::Json(
+        query.apply(&state.config.list_prompts().await?)?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    description: Option<String>,
+    feature: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    content: String,
+    variables: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct Created {
+    prompt: Prompt,
+    version: PromptVersion,
+}
+
+async fn create(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Body(body): Body<CreateBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_slug("name", &body.name).map_err(|e| invalid("name", e.reason))?;
+    if body.tags.iter().any(|t| check_slug("tags", t).is_err()) {
+        return Err(invalid("tags", "must be slugs"));
+    }
+    if let Some(feature) = &body.feature {
+        find_feature(&state, feature)
+            .await
+            .map_err(|_| invalid("feature", format!("no feature named {feature}")))?;
+    }
+    let variables = variables(&body.content, body.variables)?;
+    let (prompt, version) = state
+        .config
+        .create_prompt(PromptSpec {
+            name: body.name,
+            description: body.description.filter(|d| !d.trim().is_empty()),
+            feature: body.feature,
+            tags: body.tags,
+            content: PromptContent {
+                content: body.content,
+                variables,
+                created_by: Some(caller.key_name.clone()),
+                at: state.clock.now(),
+            },
+        })
+        .await?;
+    let created = Created { prompt, version };
+    audit(
+        &state,
+        &caller,
+        "prompt.create",
+        format!("prompt:{}", created.prompt.id),
+        None,
+        Some(&created),
+    )
+    .await;
+    Ok((StatusCode::CREATED, data(created)))
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::bad_param("id", "must be a UUID"))
+}
+
+async fn find(state: &QueryState, id: &str) -> Result<Prompt, ApiError> {
+    let id = parse_id(id)?;
+    state
+        .config
+        .list_prompts()
+        .await?
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("prompt {id} not found")))
+}
+
+#[derive(Serialize)]
+struct Detail {
+    #[serde(flatten)]
+    prompt: Prompt,
+    /// The newest version.
+    latest: PromptVersion,
+    /// The active version, when one is.
+    active: Option<PromptVersion>,
+}
+
+async fn detail(
+    State(state): State<QueryState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let prompt = find(&state, &id).await?;
+    let versions = state.config.prompt_versions(prompt.id).await?;
+    let active = versions.iter().find(|v| v.is_active).cloned();
+    let latest = versions
+        .into_iter()
+        .last()
+        .ok_or_else(|| ApiError::internal(format!("prompt {} has no versions", prompt.id)))?;
+    Ok(data(Detail {
+        prompt,
+        latest,
+        active,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionBody {
+    content: String,
+    variables: Option<Vec<String>>,
+}
+
+async fn new_version(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(body): Body<VersionBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let prompt = find(&state, &id).await?;
+    let variables = variables(&body.content, body.variables)?;
+    let (version, created) = state
+        .config
+        .add_prompt_version(
+            prompt.id,
+            PromptContent {
+                content: body.content,
+                variables,
+                created_by: Some(caller.key_name.clone()),
+                at: state.clock.now(),
+            },
+        )
+        .await?;
+    if !created {
+        return Ok((StatusCode::OK, data(version)));
+    }
+    audit(
+        &state,
+        &caller,
+        "prompt_version.create",
+        format!("prompt:{}:{}", prompt.id, version.version),
+        None,
+        Some(&version),
+    )
+    .await;
+    Ok((StatusCode::CREATED, data(version)))
+}
+
+async fn versions(
+    State(state): State<QueryState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let prompt = find(&state, &id).await?;
+    Ok(data(state.config.prompt_versions(prompt.id).await?))
+}
+
+async fn version_of(
+    state: &QueryState,
+    id: &str,
+    version: &str,
+) -> Result<PromptVersion, ApiError> {
+    let prompt = find(state, id).await?;
+    let number: i32 = version
+        .parse()
+        .map_err(|_| ApiError::bad_param("version", "must be a version number"))?;
+    state
+        .config
+        .prompt_versions(prompt.id)
+        .await?
+        .into_iter()
+        .find(|v| v.version == number)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "version {number} of prompt {} not found",
+                prompt.id
+            ))
+        })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusBody {
+    status: PromptStatus,
+}
+
+async fn set_status(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, version)): Path<(String, String)>,
+    Body(body): Body<StatusBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let before = version_of(&state, &id, &version).await?;
+    let after = state
+        .config
+        .set_prompt_status(before.prompt_id, before.version, body.status)
+        .await?;
+    audit(
+        &state,
+        &caller,
+        "prompt_version.status",
+        format!("prompt:{}:{}", before.prompt_id, before.version),
+        Some(&before),
+        Some(&after),
+    )
+    .await;
+    Ok(data(after))
+}
+
+async fn activate(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, version)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let before = version_of(&state, &id, &version).await?;
+    let after = state
+        .config
+        .activate_prompt_version(before.prompt_id, before.version)
+        .await?;
+    audit(
+        &state,
+        &caller,
+        "prompt_version.activate",
+        format!("prompt:{}:{}", before.prompt_id, before.version),
+        Some(&before),
+        Some(&after),
+    )
+    .await;
+    Ok(data(after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_read_in_order_once() {
+        assert_eq!(
+            placeholders("Hi {{ name }}, tag {{photo}} for {{name}}."),
+            Ok(vec!["name".to_string(), "photo".to_string()])
+        );
+        assert!(placeholders("{{ 1x }}").is_err());
+        assert!(placeholders("open {{name").is_err());
+        assert_eq!(placeholders("no variables"), Ok(vec![]));
+    }
+
+    #[test]
+    fn declared_variables_must_match_the_content() {
+        let ok = variables("{{a}} {{b}}", Some(vec!["b".into(), "a".into()]));
+        assert_eq!(ok.ok(), Some(vec!["b".to_string(), "a".to_string()]));
+        let undeclared = variables("{{a}} {{b}}", Some(vec!["a".into()])).expect_err("b");
+        assert!(undeclared.message.contains(": b"), "{}", undeclared.message);
+        let unused = variables("{{a}}", Some(vec!["a".into(), "z".into()])).expect_err("z");
+        assert!(unused.message.ends_with(": z"), "{}", unused.message);
+        assert_eq!(unused.field.as_deref(), Some("variables"));
+    }
+}
