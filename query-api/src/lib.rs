@@ -5,6 +5,7 @@
 //! strings). Windows are whole UTC minutes ([`window`]). Handlers never scan raw events.
 
 pub mod aggregate;
+pub mod assessment;
 pub mod listing;
 pub mod params;
 mod routes;

@@ -101,7 +101,7 @@ impl Params {
             .transpose()
     }
 
-    /// The window from `time_range` (1h|24h|7d|30d) or `from`/`to` (RFC 3339), else `default`.
+    /// The window from `time_range` (5m|15m|1h|24h|7d|30d) or `from`/`to` (RFC 3339), else `default`.
     /// Returns the window and the named range when one was used.
     pub fn window(
         &self,
@@ -123,8 +123,9 @@ impl Params {
             return Err(ApiError::bad_param("from", "is required when to is given"));
         }
         let name = named.unwrap_or(default);
-        let range = named_range(name)
-            .ok_or_else(|| ApiError::bad_param("time_range", "must be one of 1h, 24h, 7d, 30d"))?;
+        let range = named_range(name).ok_or_else(|| {
+            ApiError::bad_param("time_range", "must be one of 5m, 15m, 1h, 24h, 7d, 30d")
+        })?;
         Ok((Window::last(range, now), Some(name.to_string())))
     }
 

@@ -50,6 +50,8 @@ fn ceil(t: i64, unit: i64) -> i64 {
 /// Named ranges the dashboards use.
 pub fn named_range(name: &str) -> Option<Duration> {
     match name {
+        "5m" => Some(Duration::minutes(5)),
+        "15m" => Some(Duration::minutes(15)),
         "1h" => Some(Duration::hours(1)),
         "24h" => Some(Duration::hours(24)),
         "7d" => Some(Duration::days(7)),

@@ -38,6 +38,7 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
         ("GET", "/features/{name}/metrics", readers.clone()),
         ("GET", "/features/{name}/deployments", readers.clone()),
         ("POST", "/features/{name}/rollback", admin.clone()),
+        ("GET", "/features/{name}/status", readers.clone()),
         // providers
         ("GET", "/providers", readers.clone()),
         ("POST", "/providers", admin.clone()),
@@ -45,6 +46,7 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
         ("PUT", "/providers/{name}", admin.clone()),
         ("DELETE", "/providers/{name}", admin.clone()),
         ("GET", "/providers/{name}/models", readers.clone()),
+        ("GET", "/providers/{name}/health", readers.clone()),
         // models, prices, deployments
         ("GET", "/models", readers.clone()),
         ("POST", "/models", admin.clone()),

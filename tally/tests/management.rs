@@ -925,3 +925,123 @@ async fn prompts_budgets_and_experiments_follow_their_rules() {
     );
     app.stop().await;
 }
+
+/// An event of feature `chat` on `acme/acme-1` at `at` with `status` and `latency_ms`.
+fn event(i: usize, at: &str, status: &str, latency_ms: u64) -> Value {
+    json!({
+        "event_id": format!("{at}-{i}"), "occurred_at": at, "feature": "chat",
+        "model": "acme-1", "provider": "acme", "environment": "production",
+        "operation": "chat", "status": status, "latency_ms": latency_ms,
+        "input_tokens": 10, "output_tokens": 5,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feature_status_and_provider_health_come_from_recent_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    ok(
+        app.send(
+            "POST",
+            &m("/providers"),
+            Some(json!({"name": "acme", "type": "custom"})),
+        )
+        .await,
+        201,
+    );
+    ok(
+        app.send("POST", &m("/features"), Some(json!({"name": "chat"})))
+            .await,
+        201,
+    );
+    // The clock stands at 12:00:30: the last 15 minutes are 11:46–12:01, the baseline the 24 h
+    // before. Baseline: 100 clean requests at 100 ms. Recent: 100 requests at 300 ms, 10
+    // errors and 5 timeouts.
+    let mut events: Vec<Value> = (0..100)
+        .map(|i| event(i, "2026-03-10T11:00:00Z", "success", 100))
+        .collect();
+    events.extend((0..100).map(|i| {
+        let status = match i {
+            0..10 => "error",
+            10..15 => "timeout",
+            _ => "success",
+        };
+        event(i, "2026-03-10T11:55:00Z", status, 300)
+    }));
+    let (status, body) = app.post(&events).await;
+    assert_eq!(status, 200, "{body}");
+    app.wait_projected().await;
+
+    let health = app.data(&m("/providers/acme/health")).await;
+    // 100 − 2×10 (errors) − 3×5 (timeouts) − min(20, 20×(3 − 1.5)) (p95 3× its baseline) = 45.
+    assert_eq!(
+        (health["score"].as_u64(), health["status"].as_str()),
+        (Some(45), Some("unhealthy")),
+        "{health}"
+    );
+    assert_eq!(health["reasons"].as_array().unwrap().len(), 3, "{health}");
+    assert_eq!(
+        (
+            health["recent"]["requests"].as_u64(),
+            health["baseline"]["requests"].as_u64()
+        ),
+        (Some(100), Some(100))
+    );
+    assert_eq!(health["models"]["acme-1"]["errors"], 10);
+    let earlier = app
+        .data(&m(
+            "/providers/acme/health?from=2026-03-10T10:00:00Z&to=2026-03-10T11:30:00Z",
+        ))
+        .await;
+    assert_eq!(
+        (earlier["score"].as_u64(), earlier["status"].as_str()),
+        (Some(100), Some("healthy")),
+        "the clean hour, with no baseline before it: {earlier}"
+    );
+
+    let status = app.data(&m("/features/chat/status")).await;
+    assert_eq!(
+        status["status"], "degraded",
+        "15% of requests failed: {status}"
+    );
+    assert!(
+        status["reasons"][0].as_str().unwrap().contains("15.0%"),
+        "{status}"
+    );
+    assert_eq!(
+        (status["requests"].as_u64(), status["timeouts"].as_u64()),
+        (Some(100), Some(5))
+    );
+    let idle = app
+        .data(&m("/features/chat/status?environment=staging"))
+        .await;
+    assert_eq!(idle["status"], "idle");
+    ok(
+        app.send(
+            "PUT",
+            &m("/features/chat"),
+            Some(json!({"status": "maintenance"})),
+        )
+        .await,
+        200,
+    );
+    let status = app.data(&m("/features/chat/status")).await;
+    assert_eq!(status["status"], "maintenance", "{status}");
+    refused(
+        app.send("GET", &m("/features/nope/status"), None).await,
+        404,
+        None,
+    );
+    refused(
+        app.send("GET", &m("/providers/nope/health"), None).await,
+        404,
+        None,
+    );
+    refused(
+        app.send("GET", &m("/providers/acme/health?time_range=2w"), None)
+            .await,
+        400,
+        Some("time_range"),
+    );
+    app.stop().await;
+}

@@ -9,6 +9,7 @@ mod features;
 mod health;
 mod overview;
 mod prompts;
+mod status;
 
 use axum::Router;
 use serde::Serialize;
@@ -38,6 +39,7 @@ pub fn router(state: QueryState) -> (Router, Vec<RouteInfo>) {
     let r = prompts::routes(r);
     let r = budgets::routes(r);
     let r = experiments::routes(r);
+    let r = status::routes(r);
     health::routes(r).finish(state)
 }
 
