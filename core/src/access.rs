@@ -16,7 +16,19 @@ use crate::audit::{self, Actor};
 use crate::store::{ConfigStore, StoreError, StoreResult};
 
 /// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everything.
@@ -52,7 +64,7 @@ impl Role {
 }
 
 /// A stored API key (never its secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApiKey {
     pub id: Uuid,
     pub name: String,
@@ -99,7 +111,7 @@ pub fn spec_for(secret: &str, name: &str, role: Role, now: DateTime<Utc>) -> Api
 }
 
 /// A key as created: the stored key plus its secret in `key`, shown this once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CreatedKey {
     #[serde(flatten)]
     pub api_key: ApiKey,

@@ -4,11 +4,12 @@
 //! $2.50 / 1M tokens is `2_500_000`, and `tokens × price` is exactly pico-dollars.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tally_schemas::Environment;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FeatureStatus {
     Active,
@@ -31,7 +32,7 @@ impl FeatureStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Feature {
     pub id: Uuid,
     pub name: String,
@@ -43,7 +44,7 @@ pub struct Feature {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FeatureSpec {
     pub name: String,
     pub display_name: String,
@@ -52,7 +53,7 @@ pub struct FeatureSpec {
     pub config: serde_json::Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Provider {
     pub id: Uuid,
     pub name: String,
@@ -68,7 +69,7 @@ pub struct Provider {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProviderSpec {
     pub name: String,
     #[serde(rename = "type", alias = "provider_type")]
@@ -78,7 +79,7 @@ pub struct ProviderSpec {
     pub api_key_env: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Model {
     pub id: Uuid,
     pub name: String,
@@ -93,7 +94,7 @@ pub struct Model {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelSpec {
     pub name: String,
     pub provider: String,
@@ -104,7 +105,7 @@ pub struct ModelSpec {
 }
 
 /// A price in force from `effective_from` until the next price of the same model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelPrice {
     pub id: Uuid,
     pub provider: String,
@@ -117,7 +118,7 @@ pub struct ModelPrice {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PriceSpec {
     pub provider: String,
     pub model: String,
@@ -127,7 +128,7 @@ pub struct PriceSpec {
     pub cached_input_per_mtok_micros: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Assignment {
     pub id: Uuid,
     pub feature: String,
@@ -153,7 +154,7 @@ pub struct DeploySpec {
 macro_rules! named_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
         pub enum $name {
             $(#[serde(rename = $text)] $variant),+
         }
@@ -179,7 +180,7 @@ named_enum!(
 
 /// A prompt: a named text with immutable, numbered versions. At most one version of all the
 /// prompts of a feature is active.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Prompt {
     pub id: Uuid,
     pub name: String,
@@ -192,7 +193,7 @@ pub struct Prompt {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PromptSpec {
     pub name: String,
     pub description: Option<String>,
@@ -203,7 +204,7 @@ pub struct PromptSpec {
 }
 
 /// What makes a version: its text and the variables it declares.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PromptContent {
     pub content: String,
     /// Names of the `{{variable}}`s the content uses.
@@ -212,7 +213,7 @@ pub struct PromptContent {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PromptVersion {
     pub id: Uuid,
     pub prompt_id: Uuid,
@@ -235,7 +236,7 @@ named_enum!(
     BudgetPeriod { Daily => "daily", Weekly => "weekly", Monthly => "monthly", Quarterly => "quarterly" }
 );
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BudgetSpec {
     pub name: String,
     pub scope: BudgetScope,
@@ -302,7 +303,7 @@ impl BudgetSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Budget {
     pub id: Uuid,
     #[serde(flatten)]
@@ -330,7 +331,7 @@ impl ExperimentStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Variant {
     pub name: String,
     /// Share of the feature's traffic, in percent; the variants' shares sum to 100.
@@ -339,7 +340,7 @@ pub struct Variant {
     pub config: serde_json::Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ExperimentSpec {
     pub name: String,
     pub description: Option<String>,
@@ -379,7 +380,7 @@ impl ExperimentSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Experiment {
     pub id: Uuid,
     #[serde(flatten)]
@@ -392,7 +393,7 @@ pub struct Experiment {
 }
 
 /// One configuration change: who made it, what, the resource before and after, and when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AuditEntry {
     pub id: Uuid,
     pub at: DateTime<Utc>,
@@ -407,7 +408,7 @@ pub struct AuditEntry {
     pub after: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AuditSpec {
     pub at: DateTime<Utc>,
     pub actor: String,

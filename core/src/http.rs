@@ -86,23 +86,28 @@ impl From<StoreError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: Inner<'a>,
+/// The body of every error answer: `{"error": {"code", "message", "field"?}}`.
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Error")]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct ErrorDetail<'a> {
+    /// Machine-readable: `unauthorized`, `forbidden`, `not_found`, `invalid`, `conflict`, ….
+    pub code: &'a str,
+    /// What went wrong, for people.
+    pub message: &'a str,
+    /// The request field, parameter or header at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    pub field: Option<&'a str>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: Inner {
+            error: ErrorDetail {
                 code: self.code,
                 message: &self.message,
                 field: self.field.as_deref(),
@@ -191,7 +196,7 @@ pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
 }
 
 /// Wraps a payload as `{"data": …}`, the envelope of every successful answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Data<T> {
     pub data: T,
 }

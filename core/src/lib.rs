@@ -17,6 +17,7 @@ pub mod embedded;
 pub mod hll;
 pub mod http;
 pub mod kafka;
+pub mod openapi;
 pub mod postgres;
 pub mod pricing;
 pub mod rollup;

@@ -92,12 +92,14 @@ pub fn router(state: IngestState, gate: Gate) -> (Router, Vec<RouteInfo>) {
             Access::Ingest,
             post(post_events),
         )
+.doc("Send usage events: a JSON array (or NDJSON, one event per line); answered once every accepted event is durable; rejected events are listed with their field and reason").accepts::<Vec<tally_schemas::wire::UsageEventV1>>().returns::<tally_core::http::Data<IngestSummary>>(200)
         .route(
             Method::GET,
             "/v1/schema/usage-event",
             Access::AnyKey,
             get(schema),
         )
+.doc("The JSON Schema of a usage event").returns::<serde_json::Value>(200)
         .finish(state)
 }
 
@@ -105,7 +107,8 @@ async fn schema() -> impl IntoResponse {
     axum::Json(tally_schemas::wire::usage_event_json_schema())
 }
 
-#[derive(Debug, Serialize)]
+/// What became of a batch: events accepted (durable before this answer) and rejected.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct IngestSummary {
     accepted: usize,
     rejected: usize,

@@ -52,7 +52,7 @@ pub fn priced_requests(r: &Rollup) -> u64 {
 }
 
 /// The health numbers shared by every per-feature and per-model summary.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HealthNumbers {
     /// Request-based availability: the share of requests that did not fail (error or timeout).
     pub uptime: f64,
@@ -81,7 +81,7 @@ impl HealthNumbers {
 }
 
 /// p50 / p95 / p99 latency in ms (`None` when there were no requests).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Percentiles {
     pub latency_p50_ms: Option<f64>,
     pub latency_p95_ms: Option<f64>,

@@ -21,7 +21,7 @@ use tally_core::rollup::Rollup;
 use crate::aggregate::pct;
 
 /// The numbers a verdict rests on.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Signals {
     pub requests: u64,
     pub errors: u64,
@@ -45,7 +45,7 @@ impl Signals {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct FeatureVerdict {
     pub status: &'static str,
     pub reasons: Vec<String>,
@@ -95,7 +95,7 @@ pub fn feature_status(recent: &Rollup, configured: Option<&str>) -> FeatureVerdi
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct ProviderVerdict {
     pub status: &'static str,
     /// 0–100; absent without recent events.

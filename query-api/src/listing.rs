@@ -11,6 +11,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use chrono::DateTime;
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 use tally_core::http::ApiError;
@@ -23,17 +24,33 @@ pub struct ListSpec {
     pub sorts: &'static [&'static str],
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Pagination {
     pub total: usize,
     pub limit: usize,
     pub offset: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Page {
     pub data: Vec<Value>,
     pub pagination: Pagination,
+}
+
+/// The shape of a listing of `T`, for the API contract.
+#[derive(JsonSchema)]
+pub struct Listing<T> {
+    pub data: Vec<T>,
+    pub pagination: Pagination,
+}
+
+impl ListSpec {
+    /// Every query parameter the listing takes.
+    pub fn params(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.filters.iter().map(|(p, _, _)| *p).collect();
+        names.extend(["q", "sort", "limit", "offset"]);
+        names
+    }
 }
 
 #[derive(Debug)]

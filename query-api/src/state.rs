@@ -7,7 +7,7 @@ use tally_core::clock::Clock;
 use tally_core::store::{AnalyticsStore, ConfigStore};
 
 /// A snapshot of the pipeline, for readiness and overviews.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct PipelineStatus {
     /// The projector has loaded its checkpoint and is running.
     pub ready: bool,

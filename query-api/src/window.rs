@@ -30,7 +30,7 @@ pub struct Window {
 }
 
 /// How the window was described to the caller.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct WindowInfo {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,

@@ -58,7 +58,7 @@ pub enum BodyError {
 }
 
 /// One rejected event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct EventError {
     pub index: usize,
     /// The offending field (`null` when the event as a whole is unreadable).

@@ -158,7 +158,7 @@ impl Serialize for PromptVersion {
 
 impl JsonSchema for PromptVersion {
     fn schema_name() -> String {
-        "PromptVersion".to_string()
+        "EventPromptVersion".to_string()
     }
     fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
         serde_json::from_value(serde_json::json!({

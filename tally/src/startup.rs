@@ -395,8 +395,25 @@ fn build_router(
     } else {
         Access::ReadMetrics
     };
+    // The contract documents every route served, itself included, so it is written once the
+    // catalog is complete.
+    let contract: Arc<std::sync::OnceLock<serde_json::Value>> = Arc::default();
+    let served = contract.clone();
     let (mut router, mut routes) = Routes::new(gate.clone())
         .route(Method::GET, "/metrics", metrics_access, get(metrics))
+        .doc("Prometheus metrics")
+        .media("text/plain; version=0.0.4")
+        .route(
+            Method::GET,
+            "/openapi.json",
+            Access::Public,
+            get(move || {
+                let served = served.clone();
+                async move { axum::Json(served.get().cloned().unwrap_or_default()) }
+            }),
+        )
+        .doc("This API's contract (OpenAPI 3.1)")
+        .returns::<serde_json::Value>(200)
         .finish(());
     let mut add = |(r, catalog): (Router, Vec<RouteInfo>)| {
         router = std::mem::take(&mut router).merge(r);
@@ -410,6 +427,10 @@ fn build_router(
     } else {
         add(tally_query_api::health_router(query));
     }
+    let _ = contract.set(tally_core::openapi::document(
+        &routes,
+        env!("CARGO_PKG_VERSION"),
+    ));
     (
         router.layer(tower_http::trace::TraceLayer::new_for_http()),
         routes,

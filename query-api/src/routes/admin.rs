@@ -12,11 +12,12 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::Extension;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use tally_core::access::{self, Role};
+use tally_core::access::{ApiKey, CreatedKey};
 use tally_core::audit::Actor;
 use tally_core::auth::{Access, Caller, Routes};
-use tally_core::http::{data, ApiError, Json};
+use tally_core::config::AuditEntry;
+use tally_core::http::{data, ApiError, Body, Data};
 use uuid::Uuid;
 
 use super::API_BASE;
@@ -26,52 +27,53 @@ use crate::state::QueryState;
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let keys = format!("{API_BASE}/api-keys");
     r.route(Method::GET, &keys, Access::Admin, get(list_keys))
+        .doc("Every API key, revoked ones included (never a secret)")
+        .returns::<Data<Vec<ApiKey>>>(200)
         .route(Method::POST, &keys, Access::Admin, post(create_key))
+        .doc("Create an API key; its secret is answered once, in key")
+        .accepts::<KeyBody>()
+        .returns::<Data<CreatedKey>>(201)
         .route(
             Method::DELETE,
             &format!("{keys}/{{id}}"),
             Access::Admin,
             delete(revoke_key),
         )
+        .doc("Revoke an API key (idempotent)")
+        .returns::<Data<ApiKey>>(200)
         .route(
             Method::GET,
             &format!("{API_BASE}/audit"),
             Access::Admin,
             get(audit),
         )
+        .doc("The audit log, newest first")
+        .query(["limit", "before"])
+        .returns::<Data<Vec<AuditEntry>>>(200)
 }
 
 async fn list_keys(State(state): State<QueryState>) -> Result<impl IntoResponse, ApiError> {
     Ok(data(state.config.list_api_keys().await?))
 }
 
+/// A new key: its name and role.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct KeyBody {
+    /// 1 to 100 characters.
+    name: String,
+    role: Role,
+}
+
 async fn create_key(
     State(state): State<QueryState>,
     Extension(caller): Extension<Caller>,
-    Json(body): Json<Value>,
+    Body(body): Body<KeyBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let invalid = |field: &str, message: &str| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).with_field(field)
-    };
-    let name = body["name"]
-        .as_str()
-        .ok_or_else(|| invalid("name", "must be a string of 1 to 100 characters"))?;
-    let role = body["role"].as_str().and_then(Role::parse).ok_or_else(|| {
-        invalid(
-            "role",
-            "must be one of platform_admin, viewer, finance, ingest",
-        )
-    })?;
-    if let Some(unknown) = body
-        .as_object()
-        .and_then(|o| o.keys().find(|k| !["name", "role"].contains(&k.as_str())))
-    {
-        return Err(invalid(unknown, "is not a field of an API key"));
-    }
     let created = access::create_key(
         state.config.as_ref(),
-        name,
-        role,
+        &body.name,
+        body.role,
         state.clock.now(),
         &Actor::from(&caller),
     )

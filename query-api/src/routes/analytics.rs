@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::{json, Map, Value};
-use tally_core::http::{data, ApiError};
+use tally_core::http::{data, ApiError, Data};
 use tally_core::rollup::Rollup;
 
 use crate::aggregate::{
@@ -29,18 +29,21 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
         Access::ReadSpending,
         get(spending),
     )
+.doc("Spending: exact totals and breakdowns by feature, provider, model, environment, hour or day").query(accepted(&["group_by"], true, true)).returns::<Data<Value>>(200)
     .route(
         Method::GET,
         &format!("{API_BASE}/analytics/usage"),
         Access::ReadMetrics,
         get(usage),
     )
+.doc("Usage: requests, tokens and users, grouped").query(accepted(&["group_by"], true, true)).returns::<Data<Value>>(200)
     .route(
         Method::GET,
         &format!("{API_BASE}/analytics/performance"),
         Access::ReadMetrics,
         get(performance),
     )
+.doc("Performance: latency percentiles, error and timeout rates, by model").query(accepted(&[], true, true)).returns::<Data<Value>>(200)
 }
 
 /// The rows to read for a grouping: hour groups need hour-or-finer rows.

@@ -17,26 +17,39 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tally_core::auth::{Access, Caller, Routes};
 use tally_core::config::{Budget, BudgetPeriod, BudgetScope, BudgetSpec};
-use tally_core::http::{data, invalid, ApiError, Body};
+use tally_core::http::{data, invalid, ApiError, Body, Data};
 use tally_schemas::Pico;
 use uuid::Uuid;
 
 use super::{audit, API_BASE};
-use crate::listing::{ListQuery, ListSpec};
+use crate::listing::{ListQuery, ListSpec, Listing};
 use crate::state::QueryState;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let budgets = format!("{API_BASE}/budgets");
     let budget = format!("{budgets}/{{id}}");
     r.route(Method::GET, &budgets, Access::ReadBudgets, get(list))
+        .doc("Budgets")
+        .query(LIST.params())
+        .returns::<Listing<BudgetView>>(200)
         .route(Method::POST, &budgets, Access::Admin, post(create))
+        .doc("Create a budget")
+        .accepts::<BudgetBody>()
+        .returns::<Data<BudgetView>>(201)
         .route(Method::GET, &budget, Access::ReadBudgets, get(detail))
+        .doc("A budget")
+        .returns::<Data<BudgetView>>(200)
         .route(Method::PUT, &budget, Access::Admin, put(update))
+        .doc("Change a budget (fields given; the rest kept)")
+        .accepts::<BudgetBody>()
+        .returns::<Data<BudgetView>>(200)
         .route(Method::DELETE, &budget, Access::Admin, delete(remove))
+        .doc("Delete a budget")
+        .returns::<Data<BudgetView>>(200)
 }
 
 /// A budget with its amount as exact decimal dollars.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct BudgetView {
     #[serde(flatten)]
     budget: Budget,
@@ -85,7 +98,7 @@ async fn list(
     Ok(axum::Json(query.apply(&views)?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct BudgetBody {
     name: Option<String>,

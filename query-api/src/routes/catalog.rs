@@ -32,13 +32,13 @@ use tally_core::config::{
     Assignment, DeploySpec, Feature, FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec,
     PriceSpec, Provider, ProviderSpec,
 };
-use tally_core::http::{data, invalid, ApiError, Body};
+use tally_core::http::{data, invalid, ApiError, Body, Data};
 use tally_schemas::validate::check_slug;
 use tally_schemas::{Environment, Pico};
 use uuid::Uuid;
 
 use super::{audit, API_BASE};
-use crate::listing::{ListQuery, ListSpec};
+use crate::listing::{ListQuery, ListSpec, Listing};
 use crate::state::QueryState;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
@@ -49,86 +49,142 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let models = format!("{API_BASE}/models");
     let model = format!("{models}/{{id}}");
     r.route(Method::POST, &features, Access::Admin, post(create_feature))
+        .doc("Register a feature")
+        .accepts::<FeatureBody>()
+        .returns::<Data<Feature>>(201)
         .route(Method::GET, &feature, Access::ReadConfig, get(get_feature))
+        .doc("A feature with its current model per environment")
+        .returns::<Data<FeatureDetail>>(200)
         .route(Method::PUT, &feature, Access::Admin, put(update_feature))
+        .doc("Change a feature (fields given; the rest kept)")
+        .accepts::<FeatureBody>()
+        .returns::<Data<Feature>>(200)
         .route(
             Method::DELETE,
             &feature,
             Access::Admin,
             delete(delete_feature),
         )
+        .doc("Delete a feature nothing refers to (409 otherwise)")
+        .returns::<Data<Feature>>(200)
         .route(
             Method::GET,
             &format!("{feature}/deployments"),
             Access::ReadConfig,
             get(feature_deployments),
         )
+        .doc("A feature's deployment history, newest first")
+        .query(["environment"])
+        .returns::<Data<Vec<Assignment>>>(200)
         .route(
             Method::POST,
             &format!("{feature}/rollback"),
             Access::Admin,
             post(rollback),
         )
+        .doc("Restore the model that served before the current one")
+        .accepts::<RollbackBody>()
+        .returns::<Data<Assignment>>(201)
         .route(
             Method::GET,
             &providers,
             Access::ReadConfig,
             get(list_providers),
         )
+        .doc("Providers")
+        .query(PROVIDER_LIST.params())
+        .returns::<Listing<Provider>>(200)
         .route(
             Method::POST,
             &providers,
             Access::Admin,
             post(create_provider),
         )
+        .doc("Register a provider (the name of its key's environment variable, never the key)")
+        .accepts::<ProviderBody>()
+        .returns::<Data<Provider>>(201)
         .route(
             Method::GET,
             &provider,
             Access::ReadConfig,
             get(get_provider),
         )
+        .doc("A provider")
+        .returns::<Data<Provider>>(200)
         .route(Method::PUT, &provider, Access::Admin, put(update_provider))
+        .doc("Change a provider (fields given; the rest kept)")
+        .accepts::<ProviderBody>()
+        .returns::<Data<Provider>>(200)
         .route(
             Method::DELETE,
             &provider,
             Access::Admin,
             delete(delete_provider),
         )
+        .doc("Delete a provider without models (409 otherwise)")
+        .returns::<Data<Provider>>(200)
         .route(
             Method::GET,
             &format!("{provider}/models"),
             Access::ReadConfig,
             get(provider_models),
         )
+        .doc("A provider's models")
+        .query(MODEL_LIST.params())
+        .returns::<Listing<Model>>(200)
         .route(Method::GET, &models, Access::ReadConfig, get(list_models))
+        .doc("Models")
+        .query(MODEL_LIST.params())
+        .returns::<Listing<Model>>(200)
         .route(Method::POST, &models, Access::Admin, post(create_model))
+        .doc("Register a model")
+        .accepts::<ModelBody>()
+        .returns::<Data<Model>>(201)
         .route(Method::GET, &model, Access::ReadConfig, get(get_model))
+        .doc("A model with its prices and where it serves")
+        .returns::<Data<ModelDetail>>(200)
         .route(Method::PUT, &model, Access::Admin, put(update_model))
+        .doc("Change a model (fields given; the rest kept)")
+        .accepts::<ModelBody>()
+        .returns::<Data<Model>>(200)
         .route(Method::DELETE, &model, Access::Admin, delete(delete_model))
+        .doc("Delete a model that was never deployed (409 otherwise)")
+        .returns::<Data<Model>>(200)
         .route(
             Method::GET,
             &format!("{model}/prices"),
             Access::ReadConfig,
             get(list_prices),
         )
+        .doc("A model's prices, oldest first")
+        .returns::<Data<Vec<PriceView>>>(200)
         .route(
             Method::POST,
             &format!("{model}/prices"),
             Access::Admin,
             post(add_price),
         )
+        .doc("Add an effective-dated price (never rewrites past costs)")
+        .accepts::<PriceBody>()
+        .returns::<Data<PriceView>>(201)
         .route(
             Method::POST,
             &format!("{model}/deploy"),
             Access::Admin,
             post(deploy),
         )
+        .doc("Make the model the active one of a feature in an environment")
+        .accepts::<DeployBody>()
+        .returns::<Data<Assignment>>(201)
         .route(
             Method::GET,
             &format!("{API_BASE}/deployments"),
             Access::ReadConfig,
             get(list_deployments),
         )
+        .doc("Every deployment, newest first")
+        .query(DEPLOYMENT_LIST.params())
+        .returns::<Listing<Assignment>>(200)
 }
 
 fn slug(field: &'static str, value: &str) -> Result<(), ApiError> {
@@ -168,7 +224,7 @@ fn optional_text(given: Option<String>, current: Option<String>) -> Option<Strin
 
 // ---- features ----
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct FeatureBody {
     name: Option<String>,
@@ -232,7 +288,7 @@ pub(crate) async fn find_feature(state: &QueryState, name: &str) -> Result<Featu
         .ok_or_else(|| ApiError::not_found(format!("feature {name} not found")))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct FeatureDetail {
     #[serde(flatten)]
     feature: Feature,
@@ -349,7 +405,7 @@ async fn feature_deployments(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RollbackBody {
     environment: Environment,
@@ -415,7 +471,7 @@ async fn rollback(
 const PROVIDER_TYPES: &[&str] = &["openai", "google", "anthropic", "custom"];
 const PROVIDER_STATUSES: &[&str] = &["active", "inactive", "error"];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ProviderBody {
     name: Option<String>,
@@ -654,7 +710,7 @@ const MODEL_LIST: ListSpec = ListSpec {
     ],
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ModelBody {
     name: Option<String>,
@@ -737,7 +793,7 @@ pub(crate) async fn find_model(state: &QueryState, id: &str) -> Result<Model, Ap
 }
 
 /// A price with its amounts as exact decimal dollars too.
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, schemars::JsonSchema)]
 struct PriceView {
     #[serde(flatten)]
     price: ModelPrice,
@@ -772,7 +828,7 @@ async fn prices_of(state: &QueryState, model: &Model) -> Result<Vec<PriceView>, 
         .collect())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct ModelDetail {
     #[serde(flatten)]
     model: Model,
@@ -887,7 +943,7 @@ async fn list_prices(
     Ok(data(prices_of(&state, &model).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PriceBody {
     effective_from: DateTime<Utc>,
@@ -954,7 +1010,7 @@ async fn add_price(
 
 // ---- deployments ----
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct DeployBody {
     feature: String,

@@ -16,26 +16,37 @@ use serde::Deserialize;
 use serde_json::Value;
 use tally_core::auth::{Access, Caller, Routes};
 use tally_core::config::{Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Variant};
-use tally_core::http::{data, invalid, ApiError, Body};
+use tally_core::http::{data, invalid, ApiError, Body, Data};
 use uuid::Uuid;
 
 use super::catalog::find_feature;
 use super::{audit, API_BASE};
-use crate::listing::{ListQuery, ListSpec};
+use crate::listing::{ListQuery, ListSpec, Listing};
 use crate::state::QueryState;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let experiments = format!("{API_BASE}/experiments");
     let experiment = format!("{experiments}/{{id}}");
     r.route(Method::GET, &experiments, Access::ReadConfig, get(list))
+        .doc("Experiments, newest first")
+        .query(LIST.params())
+        .returns::<Listing<Experiment>>(200)
         .route(Method::POST, &experiments, Access::Admin, post(create))
+        .doc("Create an experiment (a draft)")
+        .accepts::<CreateBody>()
+        .returns::<Data<Experiment>>(201)
         .route(Method::GET, &experiment, Access::ReadConfig, get(detail))
+        .doc("An experiment")
+        .returns::<Data<Experiment>>(200)
         .route(
             Method::POST,
             &format!("{experiment}/status"),
             Access::Admin,
             post(transition),
         )
+        .doc("Move an experiment: draft → running → completed, or cancelled")
+        .accepts::<StatusBody>()
+        .returns::<Data<Experiment>>(200)
 }
 
 const LIST: ListSpec = ListSpec {
@@ -65,7 +76,7 @@ async fn list(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct VariantBody {
     name: String,
@@ -74,7 +85,8 @@ struct VariantBody {
     config: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "ExperimentCreate")]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
@@ -151,7 +163,8 @@ async fn detail(
     Ok(data(find(&state, &id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "ExperimentStatusBody")]
 #[serde(deny_unknown_fields)]
 struct StatusBody {
     status: ExperimentStatus,

@@ -9,7 +9,7 @@ use chrono::DateTime;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tally_core::config::{Assignment, Feature};
-use tally_core::http::{data, ApiError};
+use tally_core::http::{data, ApiError, Data};
 use tally_core::rollup::{Rollup, RollupRow};
 use tally_core::store::{Filter, ScanRequest, Span};
 use tally_schemas::validate::check_slug;
@@ -30,12 +30,18 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
         Access::ReadMetrics,
         get(list),
     )
+    .doc("Every feature (registered or seen in events) with its health and current models")
+    .query(accepted(&["environment"], true, false))
+    .returns::<Data<Value>>(200)
     .route(
         Method::GET,
         &format!("{API_BASE}/features/{{name}}/metrics"),
         Access::ReadMetrics,
         get(metrics),
     )
+    .doc("A feature's dashboard: realtime health, percentiles, history, usage and costs")
+    .query(accepted(&["environment", "model", "provider"], true, false))
+    .returns::<Data<FeatureMetrics>>(200)
 }
 
 pub(crate) async fn scan(
@@ -68,7 +74,7 @@ fn current_models(assignments: &[Assignment], feature: &str) -> BTreeMap<&'stati
         .collect()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct FeatureListItem {
     id: Option<String>,
     name: String,
@@ -139,7 +145,7 @@ async fn list(
     ))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Realtime {
     #[serde(flatten)]
     health: HealthNumbers,
@@ -148,7 +154,7 @@ struct Realtime {
     percentiles: Percentiles,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct HistoryPoint {
     timestamp: String,
     response_time: f64,
@@ -157,7 +163,7 @@ struct HistoryPoint {
     cost: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Usage {
     total_requests: u64,
     unique_users: u64,
@@ -168,7 +174,7 @@ struct Usage {
     cached_input_tokens: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct BreakdownItem {
     category: String,
     provider: String,
@@ -180,7 +186,7 @@ struct BreakdownItem {
     unpriced_requests: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Costs {
     total_cost: f64,
     total_cost_usd: String,
@@ -191,7 +197,7 @@ struct Costs {
     cost_breakdown: Vec<BreakdownItem>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct FeatureMetrics {
     feature: String,
     registered: bool,

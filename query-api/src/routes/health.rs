@@ -13,7 +13,11 @@ use tally_core::auth::{Access, Routes};
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     r.route(Method::GET, "/healthz", Access::Public, get(healthz))
+        .doc("Liveness")
+        .returns::<serde_json::Value>(200)
         .route(Method::GET, "/readyz", Access::Public, get(readyz))
+        .doc("Readiness: the analytics store answers and the projector runs (503 otherwise)")
+        .returns::<serde_json::Value>(200)
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use chrono::{Datelike, Duration, TimeZone, Utc};
 use serde_json::{json, Value};
-use tally_core::http::{data, ApiError};
+use tally_core::http::{data, ApiError, Data};
 use tally_core::rollup::Rollup;
 use tally_core::store::Filter;
 
@@ -28,6 +28,8 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
         Access::ReadMetrics,
         get(overview),
     )
+    .doc("The platform at a glance: totals, features, providers, recent activity and alerts")
+    .returns::<Data<Value>>(200)
 }
 
 async fn cost_between(state: &QueryState, from: i64, to: i64) -> Result<Rollup, ApiError> {

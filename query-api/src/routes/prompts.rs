@@ -20,13 +20,13 @@ use axum::Extension;
 use serde::{Deserialize, Serialize};
 use tally_core::auth::{Access, Caller, Routes};
 use tally_core::config::{Prompt, PromptContent, PromptSpec, PromptStatus, PromptVersion};
-use tally_core::http::{data, invalid, ApiError, Body};
+use tally_core::http::{data, invalid, ApiError, Body, Data};
 use tally_schemas::validate::check_slug;
 use uuid::Uuid;
 
 use super::catalog::find_feature;
 use super::{audit, API_BASE};
-use crate::listing::{ListQuery, ListSpec};
+use crate::listing::{ListQuery, ListSpec, Listing};
 use crate::state::QueryState;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
@@ -34,27 +34,45 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let prompt = format!("{prompts}/{{id}}");
     let version = format!("{prompt}/versions/{{version}}");
     r.route(Method::GET, &prompts, Access::ReadConfig, get(list))
+        .doc("Prompts")
+        .query(LIST.params())
+        .returns::<Listing<Prompt>>(200)
         .route(Method::POST, &prompts, Access::Admin, post(create))
+        .doc("Create a prompt with its first version (a draft)")
+        .accepts::<CreateBody>()
+        .returns::<Data<Created>>(201)
         .route(Method::GET, &prompt, Access::ReadConfig, get(detail))
+        .doc("A prompt with its latest and active versions")
+        .returns::<Data<Detail>>(200)
         .route(Method::PUT, &prompt, Access::Admin, put(new_version))
+        .doc("New content: a new version (201); the same content again: the latest (200)")
+        .accepts::<VersionBody>()
+        .returns::<Data<PromptVersion>>(201)
         .route(
             Method::GET,
             &format!("{prompt}/versions"),
             Access::ReadConfig,
             get(versions),
         )
+        .doc("A prompt's versions, oldest first")
+        .returns::<Data<Vec<PromptVersion>>>(200)
         .route(
             Method::POST,
             &format!("{version}/status"),
             Access::Admin,
             post(set_status),
         )
+        .doc("Move a version through review")
+        .accepts::<StatusBody>()
+        .returns::<Data<PromptVersion>>(200)
         .route(
             Method::POST,
             &format!("{version}/activate"),
             Access::Admin,
             post(activate),
         )
+        .doc("Make an approved version its feature's active one")
+        .returns::<Data<PromptVersion>>(200)
 }
 
 /// The `{{name}}` placeholders of `content`, in order of first use. `Err` names a malformed
@@ -150,7 +168,8 @@ async fn list(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "PromptCreate")]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
@@ -162,7 +181,8 @@ struct CreateBody {
     variables: Option<Vec<String>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "PromptCreated")]
 struct Created {
     prompt: Prompt,
     version: PromptVersion,
@@ -226,7 +246,8 @@ async fn find(state: &QueryState, id: &str) -> Result<Prompt, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("prompt {id} not found")))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "PromptDetail")]
 struct Detail {
     #[serde(flatten)]
     prompt: Prompt,
@@ -254,7 +275,8 @@ async fn detail(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "PromptVersionBody")]
 #[serde(deny_unknown_fields)]
 struct VersionBody {
     content: String,
@@ -327,7 +349,8 @@ async fn version_of(
         })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "PromptStatusBody")]
 #[serde(deny_unknown_fields)]
 struct StatusBody {
     status: PromptStatus,

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Serialize;
 use tally_core::auth::{Access, Routes};
-use tally_core::http::{data, ApiError};
+use tally_core::http::{data, ApiError, Data};
 use tally_core::rollup::Rollup;
 use tally_core::store::Filter;
 
@@ -29,15 +29,18 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
         Access::ReadMetrics,
         get(feature),
     )
+.doc("A feature's status from its recent events, with the reasons").query(accepted(&["environment"], true, false)).returns::<Data<FeatureStatus>>(200)
     .route(
         Method::GET,
         &format!("{API_BASE}/providers/{{name}}/health"),
         Access::ReadMetrics,
         get(provider),
     )
+.doc("A provider's health score from its recent events against its own baseline, with the reasons").query(accepted(&["environment"], true, false)).returns::<Data<ProviderHealth>>(200)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "FeatureHealth")]
 struct FeatureStatus {
     feature: String,
     status: &'static str,
@@ -89,7 +92,7 @@ async fn feature(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct ProviderHealth {
     provider: String,
     status: &'static str,

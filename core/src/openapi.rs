@@ -1,0 +1,142 @@
+//! The API contract: an OpenAPI 3.1 document generated from the route catalog
+//! ([`crate::auth::Routes`]), so it lists exactly the routes a process serves, with the access
+//! each needs, and the JSON Schemas (2020-12 compatible, from the Rust types via `schemars`) of
+//! the bodies each reads and answers. Every error answer is the shared `Error` schema.
+
+use std::collections::BTreeMap;
+
+use schemars::gen::SchemaSettings;
+use serde_json::{json, Map, Value};
+
+use crate::auth::{Access, RouteInfo};
+use crate::http::ErrorBody;
+
+/// The document for `routes`, titled with the build's `version`.
+pub fn document(routes: &[RouteInfo], version: &str) -> Value {
+    let mut settings = SchemaSettings::draft2019_09();
+    settings.definitions_path = "#/components/schemas/".into();
+    settings.option_add_null_type = true;
+    settings.option_nullable = false;
+    let mut generator = settings.into_generator();
+    let error = generator.subschema_for::<ErrorBody>();
+    let error_response = |description: &str| json!({"description": description, "content": {"application/json": {"schema": error}}});
+    let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    for route in routes {
+        let method = route.method.as_str().to_ascii_lowercase();
+        let mut op = Map::new();
+        op.insert(
+            "operationId".into(),
+            json!(operation_id(&method, &route.path)),
+        );
+        let mut parameters: Vec<Value> = path_params(&route.path)
+            .into_iter()
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut responses = Map::new();
+        if let Some(doc) = &route.doc {
+            op.insert("summary".into(), json!(doc.summary));
+            parameters.extend(doc.query.iter().map(|name| {
+                json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}})
+            }));
+            if let Some(request) = doc.request {
+                let schema = request(&mut generator);
+                op.insert(
+                    "requestBody".into(),
+                    json!({"required": true, "content": {"application/json": {"schema": schema}}}),
+                );
+            }
+            let mut ok = json!({"description": doc.summary});
+            if let Some(response) = doc.response {
+                ok["content"] = json!({doc.content_type: {"schema": response(&mut generator)}});
+            } else if doc.content_type != "application/json" {
+                ok["content"] = json!({doc.content_type: {"schema": {"type": "string"}}});
+            }
+            responses.insert(doc.status.to_string(), ok);
+        }
+        if route.access != Access::Public {
+            op.insert("security".into(), json!([{"bearer": []}]));
+            responses.insert("401".into(), error_response("No valid API key"));
+            responses.insert(
+                "403".into(),
+                error_response(&format!(
+                    "The key's role may not call this; allowed: {}",
+                    route.access.roles().join(", ")
+                )),
+            );
+        } else {
+            op.insert("security".into(), json!([]));
+        }
+        responses.insert("default".into(), error_response("Any other error"));
+        op.insert("responses".into(), Value::Object(responses));
+        if !parameters.is_empty() {
+            op.insert("parameters".into(), Value::Array(parameters));
+        }
+        op.insert(
+            "x-roles".into(),
+            json!(if route.access == Access::Public {
+                Vec::new()
+            } else {
+                route.access.roles()
+            }),
+        );
+        paths
+            .entry(route.path.clone())
+            .or_default()
+            .insert(method, Value::Object(op));
+    }
+    let schemas: Map<String, Value> = generator
+        .definitions()
+        .iter()
+        .map(|(name, schema)| {
+            (
+                name.clone(),
+                serde_json::to_value(schema).unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    json!({
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
+        "info": {
+            "title": "Tally",
+            "version": version,
+            "description": "Event-sourced AI usage analytics: usage events in; dashboards, spending, configuration and management out. Every answer is {\"data\": …}; every error {\"error\": {\"code\", \"message\", \"field\"?}}.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API key: tally keys create --role …"}},
+        },
+    })
+}
+
+/// The `{name}` placeholders of a path.
+fn path_params(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .collect()
+}
+
+/// `get /api/x/{id}/y` → `get_api_x_id_y`.
+fn operation_id(method: &str, path: &str) -> String {
+    let mut id = method.to_string();
+    for part in path
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+    {
+        id.push('_');
+        id.push_str(part);
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_parameters_come_from_the_path() {
+        assert_eq!(operation_id("get", "/api/x/{id}/y-z"), "get_api_x_id_y_z");
+        assert_eq!(path_params("/a/{id}/b/{version}"), vec!["id", "version"]);
+    }
+}

@@ -1,0 +1,450 @@
+//! The API contract: `/openapi.json` is an OpenAPI 3.1 document that lists every route the
+//! application serves (and nothing else), each with a summary, its parameters, its success
+//! answer and its security; and every route, called for real, answers bodies that match the
+//! schemas it documents — successes and errors alike. Schemas are checked by the independent
+//! checker in `common/schema.rs`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+#[path = "common/schema.rs"]
+mod schema;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// The schema documented for answering `status` to `method path`, or the `default` one.
+fn documented<'a>(doc: &'a Value, method: &str, path: &str, status: u16) -> &'a Value {
+    let responses = &doc["paths"][path][method.to_ascii_lowercase()]["responses"];
+    let response = responses
+        .get(status.to_string())
+        .filter(|r| !r.is_null())
+        .unwrap_or(&responses["default"]);
+    &response["content"]["application/json"]["schema"]
+}
+
+struct Checker {
+    doc: Value,
+    exercised: BTreeSet<(String, String)>,
+    app: TestApp,
+}
+
+impl Checker {
+    /// Calls `method template` (with `{…}` filled from `fill`), and checks the body against the
+    /// schema documented for the status it got. Returns the status and body.
+    async fn call(
+        &mut self,
+        method: &str,
+        template: &str,
+        fill: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut path = template.to_string();
+        for (k, v) in fill {
+            path = path.replace(&format!("{{{k}}}"), v);
+        }
+        let (status, answer) = self.app.send(method, &path, body).await;
+        let path_only = template.split('?').next().unwrap();
+        let schema = documented(&self.doc, method, path_only, status);
+        assert!(
+            !schema.is_null(),
+            "{method} {path_only} answered {status}, which the contract does not describe"
+        );
+        let wrong = schema::violations(&self.doc, schema, &answer);
+        assert!(
+            wrong.is_empty(),
+            "{method} {path} answered {status} off its contract: {wrong:?}\n{answer}"
+        );
+        if (200..300).contains(&status) {
+            self.exercised
+                .insert((method.to_string(), path_only.to_string()));
+        }
+        (status, answer)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_lists_every_route_and_answers_match_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    seed_config(&app.stores).await;
+    let r = reqwest::get(app.url("/openapi.json")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "the contract needs no key");
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+
+    // Every served route is documented, and only those.
+    let served: BTreeSet<(String, String)> = app
+        .routes
+        .iter()
+        .map(|r| (r.method.as_str().to_ascii_lowercase(), r.path.clone()))
+        .collect();
+    let mut listed = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            listed.insert((method.clone(), path.clone()));
+            let summary = op["summary"].as_str().unwrap_or("");
+            assert!(!summary.is_empty(), "{method} {path} has no summary");
+            let ok = op["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .any(|s| s.starts_with('2'));
+            assert!(ok, "{method} {path} documents no success answer");
+            for param in path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            {
+                let params = op["parameters"].as_array().cloned().unwrap_or_default();
+                assert!(
+                    params
+                        .iter()
+                        .any(|p| p["name"] == param && p["in"] == "path"),
+                    "{method} {path}: path parameter {param} undocumented"
+                );
+            }
+            let public = ["/healthz", "/readyz", "/openapi.json"].contains(&path.as_str());
+            assert_eq!(
+                op["security"] == json!([]),
+                public,
+                "{method} {path}: security {}",
+                op["security"]
+            );
+        }
+    }
+    assert_eq!(
+        listed, served,
+        "documented routes differ from served routes"
+    );
+    assert!(served.len() >= 50, "{}", served.len());
+
+    let mut c = Checker {
+        doc,
+        exercised: BTreeSet::new(),
+        app,
+    };
+    let events: Vec<Value> = corpus(300, 7).iter().map(|s| s.json()).collect();
+    let (status, _) = c.call("POST", "/v1/events", &[], Some(json!(events))).await;
+    assert_eq!(status, 200);
+    c.app.wait_projected().await;
+
+    let a = |p: &str| format!("{API}{p}");
+    // Writes, in an order that leaves something for every read.
+    let (_, f) = c
+        .call(
+            "POST",
+            &a("/features"),
+            &[],
+            Some(json!({"name": "contract-feature"})),
+        )
+        .await;
+    assert_eq!(f["data"]["name"], "contract-feature");
+    c.call(
+        "PUT",
+        &a("/features/{name}"),
+        &[("name", "contract-feature")],
+        Some(json!({"description": "d"})),
+    )
+    .await;
+    c.call(
+        "POST",
+        &a("/providers"),
+        &[],
+        Some(json!({"name": "contract-provider", "type": "custom"})),
+    )
+    .await;
+    c.call(
+        "PUT",
+        &a("/providers/{name}"),
+        &[("name", "contract-provider")],
+        Some(json!({"status": "inactive"})),
+    )
+    .await;
+    let (_, m1) = c
+        .call(
+            "POST",
+            &a("/models"),
+            &[],
+            Some(json!({"name": "c-1", "provider": "contract-provider"})),
+        )
+        .await;
+    let (_, m2) = c
+        .call(
+            "POST",
+            &a("/models"),
+            &[],
+            Some(json!({"name": "c-2", "provider": "contract-provider"})),
+        )
+        .await;
+    let m1 = m1["data"]["id"].as_str().unwrap().to_string();
+    let m2 = m2["data"]["id"].as_str().unwrap().to_string();
+    c.call(
+        "PUT",
+        &a("/models/{id}"),
+        &[("id", &m2)],
+        Some(json!({"status": "beta"})),
+    )
+    .await;
+    c.call(
+        "POST",
+        &a("/models/{id}/prices"),
+        &[("id", &m1)],
+        Some(json!({"effective_from": "2026-01-01T00:00:00Z", "input_usd_per_mtok": 1, "output_usd_per_mtok": 2})),
+    )
+    .await;
+    for m in [&m1, &m2] {
+        c.call(
+            "POST",
+            &a("/models/{id}/deploy"),
+            &[("id", m)],
+            Some(json!({"feature": "contract-feature", "environment": "production"})),
+        )
+        .await;
+    }
+    c.call(
+        "POST",
+        &a("/features/{name}/rollback"),
+        &[("name", "contract-feature")],
+        Some(json!({"environment": "production"})),
+    )
+    .await;
+    let (_, p) = c
+        .call("POST", &a("/prompts"), &[], Some(json!({"name": "contract-prompt", "feature": "contract-feature", "content": "Hi {{who}}"})))
+        .await;
+    let pid = p["data"]["prompt"]["id"].as_str().unwrap().to_string();
+    c.call(
+        "PUT",
+        &a("/prompts/{id}"),
+        &[("id", &pid)],
+        Some(json!({"content": "Hello {{who}}"})),
+    )
+    .await;
+    c.call(
+        "POST",
+        &a("/prompts/{id}/versions/{version}/status"),
+        &[("id", &pid), ("version", "2")],
+        Some(json!({"status": "approved"})),
+    )
+    .await;
+    c.call(
+        "POST",
+        &a("/prompts/{id}/versions/{version}/activate"),
+        &[("id", &pid), ("version", "2")],
+        None,
+    )
+    .await;
+    let (_, b) = c
+        .call(
+            "POST",
+            &a("/budgets"),
+            &[],
+            Some(
+                json!({"name": "contract", "scope": "global", "period": "daily", "amount_usd": 10}),
+            ),
+        )
+        .await;
+    let bid = b["data"]["id"].as_str().unwrap().to_string();
+    c.call(
+        "PUT",
+        &a("/budgets/{id}"),
+        &[("id", &bid)],
+        Some(json!({"amount_usd": "12.5"})),
+    )
+    .await;
+    let (_, e) = c
+        .call(
+            "POST",
+            &a("/experiments"),
+            &[],
+            Some(json!({"name": "contract", "feature": "contract-feature", "experiment_type": "prompt_testing",
+                "variants": [{"name": "a", "traffic_percent": 50}, {"name": "b", "traffic_percent": 50}]})),
+        )
+        .await;
+    let eid = e["data"]["id"].as_str().unwrap().to_string();
+    c.call(
+        "POST",
+        &a("/experiments/{id}/status"),
+        &[("id", &eid)],
+        Some(json!({"status": "running"})),
+    )
+    .await;
+    let (_, k) = c
+        .call(
+            "POST",
+            &a("/api-keys"),
+            &[],
+            Some(json!({"name": "contract", "role": "viewer"})),
+        )
+        .await;
+    let kid = k["data"]["id"].as_str().unwrap().to_string();
+
+    // Every read.
+    let reads: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/healthz", vec![]),
+        ("/readyz", vec![]),
+        ("/openapi.json", vec![]),
+        ("/v1/schema/usage-event", vec![]),
+        ("/api/platform/ai-management/overview", vec![]),
+        ("/api/platform/ai-management/features", vec![]),
+        (
+            "/api/platform/ai-management/features/{name}",
+            vec![("name", "contract-feature")],
+        ),
+        (
+            "/api/platform/ai-management/features/{name}/metrics",
+            vec![("name", "chatbot")],
+        ),
+        (
+            "/api/platform/ai-management/features/{name}/status",
+            vec![("name", "chatbot")],
+        ),
+        (
+            "/api/platform/ai-management/features/{name}/deployments",
+            vec![("name", "contract-feature")],
+        ),
+        ("/api/platform/ai-management/analytics/spending", vec![]),
+        ("/api/platform/ai-management/analytics/usage", vec![]),
+        ("/api/platform/ai-management/analytics/performance", vec![]),
+        ("/api/platform/ai-management/providers", vec![]),
+        (
+            "/api/platform/ai-management/providers/{name}",
+            vec![("name", "contract-provider")],
+        ),
+        (
+            "/api/platform/ai-management/providers/{name}/models",
+            vec![("name", "contract-provider")],
+        ),
+        (
+            "/api/platform/ai-management/providers/{name}/health",
+            vec![("name", "openai")],
+        ),
+        ("/api/platform/ai-management/models", vec![]),
+        ("/api/platform/ai-management/models/{id}", vec![("id", &m1)]),
+        (
+            "/api/platform/ai-management/models/{id}/prices",
+            vec![("id", &m1)],
+        ),
+        ("/api/platform/ai-management/deployments", vec![]),
+        ("/api/platform/ai-management/prompts", vec![]),
+        (
+            "/api/platform/ai-management/prompts/{id}",
+            vec![("id", &pid)],
+        ),
+        (
+            "/api/platform/ai-management/prompts/{id}/versions",
+            vec![("id", &pid)],
+        ),
+        ("/api/platform/ai-management/budgets", vec![]),
+        (
+            "/api/platform/ai-management/budgets/{id}",
+            vec![("id", &bid)],
+        ),
+        ("/api/platform/ai-management/experiments", vec![]),
+        (
+            "/api/platform/ai-management/experiments/{id}",
+            vec![("id", &eid)],
+        ),
+        ("/api/platform/ai-management/api-keys", vec![]),
+        ("/api/platform/ai-management/audit", vec![]),
+    ];
+    for (template, fill) in &reads {
+        let (status, body) = c.call("GET", template, fill, None).await;
+        assert_eq!(status, 200, "GET {template}: {body}");
+    }
+    let r = c
+        .app
+        .client
+        .get(c.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        c.doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+            .get("text/plain; version=0.0.4")
+            .is_some(),
+        "metrics are documented as Prometheus text"
+    );
+    c.exercised.insert(("GET".into(), "/metrics".into()));
+
+    // Errors match the shared error schema too.
+    for (method, template, body, status) in [
+        ("GET", a("/features/{name}"), None, 404),
+        (
+            "POST",
+            a("/features"),
+            Some(json!({"name": "Bad Name"})),
+            422,
+        ),
+        (
+            "POST",
+            a("/models/{id}/deploy"),
+            Some(json!({"feature": "nope", "environment": "production"})),
+            422,
+        ),
+        ("DELETE", a("/models/{id}"), None, 409),
+        ("GET", a("/providers?limit=0"), None, 400),
+    ] {
+        let fill = [("name", "nope"), ("id", m1.as_str())];
+        let (got, answer) = c.call(method, &template, &fill, body).await;
+        assert_eq!(got, status, "{method} {template}: {answer}");
+    }
+    let r = reqwest::get(c.app.url(&a("/overview"))).await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let answer: Value = r.json().await.unwrap();
+    let wrong = schema::violations(
+        &c.doc,
+        documented(&c.doc, "GET", &a("/overview"), 401),
+        &answer,
+    );
+    assert!(wrong.is_empty(), "{wrong:?}");
+
+    // Deletes last.
+    c.call("DELETE", &a("/budgets/{id}"), &[("id", &bid)], None)
+        .await;
+    c.call("DELETE", &a("/api-keys/{id}"), &[("id", &kid)], None)
+        .await;
+    let (_, spare) = c
+        .call(
+            "POST",
+            &a("/models"),
+            &[],
+            Some(json!({"name": "c-3", "provider": "contract-provider"})),
+        )
+        .await;
+    let spare = spare["data"]["id"].as_str().unwrap().to_string();
+    c.call("DELETE", &a("/models/{id}"), &[("id", &spare)], None)
+        .await;
+    c.call(
+        "POST",
+        &a("/providers"),
+        &[],
+        Some(json!({"name": "spare", "type": "custom"})),
+    )
+    .await;
+    c.call(
+        "DELETE",
+        &a("/providers/{name}"),
+        &[("name", "spare")],
+        None,
+    )
+    .await;
+    c.call("POST", &a("/features"), &[], Some(json!({"name": "spare"})))
+        .await;
+    c.call("DELETE", &a("/features/{name}"), &[("name", "spare")], None)
+        .await;
+
+    let served_upper: BTreeSet<(String, String)> = c
+        .app
+        .routes
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.clone()))
+        .collect();
+    let missed: Vec<_> = served_upper.difference(&c.exercised).collect();
+    assert!(
+        missed.is_empty(),
+        "routes never answered successfully here: {missed:?}"
+    );
+    c.app.stop().await;
+}
