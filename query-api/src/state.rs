@@ -26,4 +26,7 @@ pub struct QueryState {
     pub config: Arc<dyn ConfigStore>,
     pub clock: Arc<dyn Clock>,
     pub pipeline: PipelineProbe,
+    /// Turns true when the server begins shutting down: long-lived answers (event streams)
+    /// end then, so the graceful shutdown completes.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }

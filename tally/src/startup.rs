@@ -215,6 +215,9 @@ pub struct Application {
     routes: Vec<RouteInfo>,
     stores: Stores,
     stop: watch::Sender<bool>,
+    /// Turns true when the server begins shutting down, so long-lived answers (event streams)
+    /// end and the graceful shutdown can complete.
+    closing: watch::Sender<bool>,
     projector: Option<JoinHandle<()>>,
     /// Tasks that hold the stores (and so the data-dir lock) and end on `stop`.
     background: Vec<JoinHandle<()>>,
@@ -278,7 +281,9 @@ impl Application {
         } else {
             None
         };
-        let (router, routes) = build_router(&settings, role, &stores, clock, status.clone());
+        let (closing, closing_rx) = watch::channel(false);
+        let (router, routes) =
+            build_router(&settings, role, &stores, clock, status.clone(), closing_rx);
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -288,6 +293,7 @@ impl Application {
             routes,
             stores,
             stop,
+            closing,
             projector,
             background,
             status,
@@ -319,8 +325,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         info!(addr = %self.local_addr(), "tally listening");
+        let closing = self.closing;
         axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = closing.send(true);
+            })
             .await
             .context("http server")?;
         let _ = self.stop.send(true);
@@ -368,6 +378,7 @@ fn build_router(
     stores: &Stores,
     clock: Arc<dyn Clock>,
     status: watch::Receiver<ProjectorStatus>,
+    closing: watch::Receiver<bool>,
 ) -> (Router, Vec<RouteInfo>) {
     let probe = pipeline_probe(stores.log.clone(), status, role.projects());
     let lag_probe = probe.clone();
@@ -388,6 +399,7 @@ fn build_router(
         config: stores.config.clone(),
         clock,
         pipeline: probe,
+        closing,
     };
     let gate = Gate::new(stores.config.clone());
     let metrics_access = if settings.metrics_public {

@@ -84,6 +84,7 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
         ("POST", "/experiments", admin.clone()),
         ("GET", "/experiments/{id}", readers.clone()),
         ("POST", "/experiments/{id}/status", admin.clone()),
+        ("GET", "/events/stream", readers.clone()),
     ];
     if method == "GET" && ["/healthz", "/readyz", "/openapi.json"].contains(&path) {
         return Some(None);
@@ -118,6 +119,14 @@ async fn call(app: &TestApp, method: &str, path: &str, auth: Option<&str>) -> (u
         .headers()
         .get("www-authenticate")
         .is_some_and(|v| v == "Bearer");
+    let streaming = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if streaming {
+        // An open stream never ends; its status is the answer.
+        return (status, Value::Null, challenge);
+    }
     let body = response.json().await.unwrap_or(Value::Null);
     (status, body, challenge)
 }

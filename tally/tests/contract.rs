@@ -367,6 +367,20 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
         "metrics are documented as Prometheus text"
     );
     c.exercised.insert(("GET".into(), "/metrics".into()));
+    let stream = a("/events/stream");
+    let r = c.app.client.get(c.app.url(&stream)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let media = &c.doc["paths"][&stream]["get"]["responses"]["200"]["content"];
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+            && media.get("text/event-stream").is_some(),
+        "the stream is documented as what it is: {media}"
+    );
+    drop(r);
+    c.exercised.insert(("GET".into(), stream));
 
     // Errors match the shared error schema too.
     for (method, template, body, status) in [

@@ -10,6 +10,7 @@ mod health;
 mod overview;
 mod prompts;
 mod status;
+mod stream;
 
 use axum::Router;
 use serde::Serialize;
@@ -40,6 +41,7 @@ pub fn router(state: QueryState) -> (Router, Vec<RouteInfo>) {
     let r = budgets::routes(r);
     let r = experiments::routes(r);
     let r = status::routes(r);
+    let r = stream::routes(r);
     health::routes(r).finish(state)
 }
 

@@ -1,0 +1,270 @@
+//! `GET /events/stream`: Server-Sent Events for live dashboards.
+//!
+//! Every `interval` seconds (default 5, 1–60) the stream recomputes, from rollups, each
+//! feature's numbers over the last 15 minutes (or `time_range`), optionally narrowed to
+//! `feature` and `environment`, and sends:
+//! - `feature_metrics` for every feature whose numbers changed since the last tick (all of them
+//!   on the first tick): requests, errors, timeouts, error rate, latency percentiles, cost and
+//!   the status of [`crate::assessment::feature_status`];
+//! - `alert` when a feature's status enters `degraded` or `unhealthy` (`state: firing`, also
+//!   sent on the first tick for features already there) or leaves them (`state: resolved`),
+//!   with the reasons.
+//!
+//! Each event carries an increasing `id`. Idle connections get keep-alive comments. A process
+//! serves at most [`MAX_STREAMS`] streams at once; one more is a `503`. Streams end when the
+//! server begins shutting down (clients reconnect), so a graceful shutdown never waits on them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::Method;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use tally_core::auth::{Access, Routes};
+use tally_core::http::ApiError;
+use tally_core::rollup::Rollup;
+use tally_core::store::Filter;
+use tally_schemas::Environment;
+
+use super::features::scan;
+use super::API_BASE;
+use crate::assessment::{feature_status, Signals};
+use crate::params::{accepted, Params};
+use crate::state::QueryState;
+use crate::window::{named_range, Window};
+
+/// Streams one process serves at once.
+pub const MAX_STREAMS: usize = 64;
+
+static OPEN_STREAMS: AtomicUsize = AtomicUsize::new(0);
+
+pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
+    r.route(
+        Method::GET,
+        &format!("{API_BASE}/events/stream"),
+        Access::ReadMetrics,
+        get(stream_events),
+    )
+    .doc("Server-Sent Events: feature_metrics updates and alert state changes")
+    .query(accepted(
+        &["feature", "environment", "interval"],
+        true,
+        false,
+    ))
+    .media("text/event-stream")
+}
+
+/// One feature's numbers in a `feature_metrics` event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct FeatureUpdate {
+    feature: String,
+    status: &'static str,
+    #[serde(flatten)]
+    signals: Signals,
+    latency_p50_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
+    cost_usd: String,
+    unpriced_requests: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Alert<'a> {
+    feature: &'a str,
+    /// `firing` or `resolved`.
+    state: &'static str,
+    status: &'static str,
+    previous_status: Option<&'static str>,
+    reasons: &'a [String],
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Counts an open stream until dropped.
+struct Slot;
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        OPEN_STREAMS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct Watch {
+    state: QueryState,
+    filter: Filter,
+    range: chrono::Duration,
+    interval: Duration,
+    last: BTreeMap<String, FeatureUpdate>,
+    next_id: u64,
+    first: bool,
+    _slot: Arc<Slot>,
+}
+
+fn alerting(status: &str) -> bool {
+    matches!(status, "degraded" | "unhealthy")
+}
+
+impl Watch {
+    /// One tick's events (possibly none).
+    async fn tick(&mut self) -> Vec<Event> {
+        if !self.first {
+            tokio::time::sleep(self.interval).await;
+        }
+        let now = self.state.clock.now();
+        let window = Window::last(self.range, now);
+        let rows = match scan(&self.state, &self.filter, window.spans(), true).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                return vec![Event::default()
+                    .event("error")
+                    .data(format!("{{\"message\":{:?}}}", err.message))]
+            }
+        };
+        let configured: HashMap<String, &'static str> =
+            match self.state.config.list_features().await {
+                Ok(features) => features
+                    .into_iter()
+                    .map(|f| (f.name, f.status.as_str()))
+                    .collect(),
+                Err(_) => HashMap::new(),
+            };
+        let mut by_feature: BTreeMap<String, Rollup> = BTreeMap::new();
+        for row in &rows {
+            by_feature
+                .entry(row.key.dims.feature.clone())
+                .or_default()
+                .merge(&row.rollup);
+        }
+        // Features that had traffic and now have none still get their (idle) update.
+        for name in self.last.keys() {
+            by_feature.entry(name.clone()).or_default();
+        }
+        let mut events = Vec::new();
+        for (name, rollup) in by_feature {
+            let verdict = feature_status(&rollup, configured.get(&name).copied());
+            let update = FeatureUpdate {
+                feature: name.clone(),
+                status: verdict.status,
+                signals: Signals::of(&rollup),
+                latency_p50_ms: rollup.latency.quantile_ms(0.50),
+                latency_p99_ms: rollup.latency.quantile_ms(0.99),
+                cost_usd: rollup.cost.to_decimal_string(),
+                unpriced_requests: rollup.unpriced,
+            };
+            let previous = self.last.get(&name).map(|u| u.status);
+            if previous.is_none() || self.last.get(&name) != Some(&update) {
+                events.push(self.event("feature_metrics", &update));
+            }
+            let was = previous.is_some_and(alerting);
+            let is = alerting(update.status);
+            if is != was {
+                let alert = Alert {
+                    feature: &name,
+                    state: if is { "firing" } else { "resolved" },
+                    status: update.status,
+                    previous_status: previous,
+                    reasons: &verdict.reasons,
+                    at: now,
+                };
+                events.push(self.event("alert", &alert));
+            }
+            self.last.insert(name, update);
+        }
+        self.first = false;
+        events
+    }
+
+    fn event<T: Serialize>(&mut self, kind: &str, payload: &T) -> Event {
+        self.next_id += 1;
+        Event::default()
+            .event(kind)
+            .id(self.next_id.to_string())
+            .json_data(payload)
+            .unwrap_or_else(|_| Event::default().event("error"))
+    }
+}
+
+async fn stream_events(
+    State(state): State<QueryState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let params = Params::new(
+        q,
+        &accepted(&["feature", "environment", "interval"], true, false),
+    )?;
+    if params.get("from").is_some() || params.get("to").is_some() {
+        return Err(ApiError::bad_param(
+            "from",
+            "a stream follows the present; use time_range",
+        ));
+    }
+    let range = params
+        .get("time_range")
+        .or_else(|| params.get("timeRange"))
+        .map(|r| {
+            named_range(r).ok_or_else(|| {
+                ApiError::bad_param("time_range", "must be one of 5m, 15m, 1h, 24h, 7d, 30d")
+            })
+        })
+        .transpose()?
+        .unwrap_or_else(|| chrono::Duration::minutes(15));
+    let interval = params
+        .get("interval")
+        .map(|i| {
+            i.parse::<u64>()
+                .ok()
+                .filter(|s| (1..=60).contains(s))
+                .ok_or_else(|| {
+                    ApiError::bad_param("interval", "must be whole seconds from 1 to 60")
+                })
+        })
+        .transpose()?
+        .unwrap_or(5);
+    let environment = params
+        .get("environment")
+        .map(|e| {
+            Environment::parse(e).ok_or_else(|| {
+                ApiError::bad_param("environment", "must be development, staging or production")
+            })
+        })
+        .transpose()?;
+    if OPEN_STREAMS.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
+        OPEN_STREAMS.fetch_sub(1, Ordering::SeqCst);
+        return Err(ApiError::unavailable(
+            format!("this process already serves {MAX_STREAMS} streams; retry later"),
+            5,
+        ));
+    }
+    let watch = Watch {
+        filter: Filter {
+            feature: params.get("feature").map(str::to_string),
+            environment,
+            ..Filter::default()
+        },
+        state,
+        range,
+        interval: Duration::from_secs(interval),
+        last: BTreeMap::new(),
+        next_id: 0,
+        first: true,
+        _slot: Arc::new(Slot),
+    };
+    let mut closing = watch.state.closing.clone();
+    let closed = async move {
+        let _ = closing.wait_for(|c| *c).await;
+    };
+    let events = stream::unfold(watch, |mut watch| async move {
+        let batch = watch.tick().await;
+        Some((
+            stream::iter(batch.into_iter().map(Ok::<Event, std::convert::Infallible>)),
+            watch,
+        ))
+    })
+    .flatten()
+    .take_until(closed);
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
