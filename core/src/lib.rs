@@ -23,6 +23,7 @@ pub mod pricing;
 pub mod rollup;
 pub mod sketch;
 pub mod store;
+mod upsert;
 mod varint;
 
 /// Stable 64-bit fingerprint of an event id, used by the projector's dedup memory.

@@ -21,6 +21,7 @@ use crate::config::{
 };
 use crate::embedded::{blocking, open};
 use crate::store::{ConfigStore, StoreError, StoreResult};
+use crate::upsert::{taken, Write};
 
 const SCHEMA: &str = include_str!("../../../migrations/sqlite/config.sql");
 
@@ -157,33 +158,6 @@ fn assignment_row(r: &Row) -> rusqlite::Result<Assignment> {
 
 const FEATURE_SELECT: &str = "SELECT id, name, display_name, description, status, config, created_at, updated_at FROM ai_features";
 const PROVIDER_SELECT: &str = "SELECT id, name, type, status, base_url, api_key_env, created_at, updated_at FROM ai_providers";
-
-/// Whether a write may replace an existing row of the same name.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Write {
-    Create,
-    Upsert,
-}
-
-impl Write {
-    /// The `ON CONFLICT` action: update `columns` from the new row, or nothing.
-    fn on_conflict(self, columns: &[&str]) -> String {
-        match self {
-            Write::Create => "DO NOTHING".into(),
-            Write::Upsert => {
-                let sets: Vec<String> = columns
-                    .iter()
-                    .map(|c| format!("{c} = excluded.{c}"))
-                    .collect();
-                format!("DO UPDATE SET {}", sets.join(", "))
-            }
-        }
-    }
-}
-
-fn taken(what: &str, name: &str) -> StoreError {
-    StoreError::Conflict(format!("a {what} named {name} exists"))
-}
 
 fn write_feature(c: &Connection, spec: &FeatureSpec, mode: Write) -> StoreResult<Feature> {
     let sql = format!(

@@ -17,6 +17,7 @@ use crate::config::{
     PromptStatus, PromptVersion, Provider, ProviderSpec,
 };
 use crate::store::{ConfigStore, StoreError, StoreResult};
+use crate::upsert::{taken, Write};
 use sqlx::types::Json;
 
 pub struct PostgresConfigStore {
@@ -116,33 +117,6 @@ fn all<T>(rows: Vec<PgRow>, f: fn(&PgRow) -> StoreResult<T>) -> StoreResult<Vec<
 /// Postgres keeps microseconds; so does the SQLite store's text format.
 fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default()
-}
-
-/// Whether a write may replace an existing row of the same name.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Write {
-    Create,
-    Upsert,
-}
-
-impl Write {
-    /// The `ON CONFLICT` action: update `columns` from the new row, or nothing.
-    fn on_conflict(self, columns: &[&str]) -> String {
-        match self {
-            Write::Create => "DO NOTHING".into(),
-            Write::Upsert => {
-                let sets: Vec<String> = columns
-                    .iter()
-                    .map(|c| format!("{c} = excluded.{c}"))
-                    .collect();
-                format!("DO UPDATE SET {}", sets.join(", "))
-            }
-        }
-    }
-}
-
-fn taken(what: &str, name: &str) -> StoreError {
-    StoreError::Conflict(format!("a {what} named {name} exists"))
 }
 
 async fn write_feature(pool: &PgPool, spec: &FeatureSpec, mode: Write) -> StoreResult<Feature> {

@@ -1,0 +1,33 @@
+//! What the two configuration stores share when writing rows keyed by a name: create (never
+//! overwriting) or upsert, as one `INSERT … ON CONFLICT` statement in either SQL dialect.
+
+use crate::store::StoreError;
+
+/// Whether a write may replace an existing row of the same name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    Create,
+    Upsert,
+}
+
+impl Write {
+    /// The `ON CONFLICT` action: update `columns` from the new row, or nothing (the caller then
+    /// sees no row written and answers [`taken`]).
+    pub(crate) fn on_conflict(self, columns: &[&str]) -> String {
+        match self {
+            Write::Create => "DO NOTHING".into(),
+            Write::Upsert => {
+                let sets: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("{c} = excluded.{c}"))
+                    .collect();
+                format!("DO UPDATE SET {}", sets.join(", "))
+            }
+        }
+    }
+}
+
+/// A create refused because the name is taken.
+pub(crate) fn taken(what: &str, name: &str) -> StoreError {
+    StoreError::Conflict(format!("a {what} named {name} exists"))
+}
