@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tally_core::clock::Clock;
-use tally_core::store::{AnalyticsStore, ConfigStore};
+use tally_core::store::{AnalyticsStore, ConfigStore, EventLog};
 
 /// A snapshot of the pipeline, for readiness and overviews.
 #[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
@@ -24,6 +24,8 @@ pub type PipelineProbe = Arc<dyn Fn() -> PipelineStatus + Send + Sync>;
 pub struct QueryState {
     pub analytics: Arc<dyn AnalyticsStore>,
     pub config: Arc<dyn ConfigStore>,
+    /// Where prompt tests record their calls (appends only; this process never reads it).
+    pub log: Arc<dyn EventLog>,
     pub clock: Arc<dyn Clock>,
     pub pipeline: PipelineProbe,
     /// Turns true when the server begins shutting down: long-lived answers (event streams)

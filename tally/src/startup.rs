@@ -397,6 +397,7 @@ fn build_router(
     let query = QueryState {
         analytics: stores.analytics.clone(),
         config: stores.config.clone(),
+        log: stores.log.clone(),
         clock,
         pipeline: probe,
         closing,

@@ -73,6 +73,7 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
             "/prompts/{id}/versions/{version}/activate",
             admin.clone(),
         ),
+        ("POST", "/prompts/{id}/test", admin.clone()),
         // budgets: finance reads them too
         ("GET", "/budgets", vec![PlatformAdmin, Viewer, Finance]),
         ("POST", "/budgets", admin.clone()),

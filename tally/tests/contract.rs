@@ -234,6 +234,18 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
         None,
     )
     .await;
+    let (status, tried) = c
+        .call(
+            "POST",
+            &a("/prompts/{id}/test"),
+            &[("id", &pid)],
+            Some(json!({"variables": {"who": "Ada"}})),
+        )
+        .await;
+    assert_eq!(
+        (status, tried["data"]["rendered"].as_str()),
+        (200, Some("Hello Ada"))
+    );
     let (_, b) = c
         .call(
             "POST",

@@ -8,6 +8,7 @@ mod experiments;
 mod features;
 mod health;
 mod overview;
+mod prompt_test;
 mod prompts;
 mod status;
 mod stream;
@@ -38,6 +39,7 @@ pub fn router(state: QueryState) -> (Router, Vec<RouteInfo>) {
     let r = admin::routes(r);
     let r = catalog::routes(r);
     let r = prompts::routes(r);
+    let r = prompt_test::routes(r);
     let r = budgets::routes(r);
     let r = experiments::routes(r);
     let r = status::routes(r);
