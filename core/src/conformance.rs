@@ -698,7 +698,7 @@ async fn deployments(store: &dyn ConfigStore) {
         .expect("production");
     assert_eq!((prod.model.as_str(), prod.id), ("gpt-4o-mini", second.id));
     let history = store
-        .assignment_history("chatbot", Some(Environment::Production))
+        .assignment_history(Some("chatbot"), Some(Environment::Production))
         .await
         .expect("history");
     let models: Vec<(&str, bool)> = history
@@ -713,7 +713,7 @@ async fn deployments(store: &dyn ConfigStore) {
     assert_eq!(history[1].assigned_at, t(2));
     assert_eq!(
         store
-            .assignment_history("chatbot", None)
+            .assignment_history(Some("chatbot"), None)
             .await
             .expect("all")
             .len(),
@@ -737,12 +737,42 @@ async fn deployments(store: &dyn ConfigStore) {
     );
     assert_eq!(
         store
-            .assignment_history("chatbot", None)
+            .assignment_history(Some("chatbot"), None)
             .await
             .expect("all")
             .len(),
         3,
         "refused deletes change nothing"
+    );
+    store
+        .deploy(deploy("ai-search", Environment::Staging, "gpt-4o", 5))
+        .await
+        .expect("deploy");
+    let everything: Vec<(String, DateTime<Utc>)> = store
+        .assignment_history(None, None)
+        .await
+        .expect("every feature")
+        .into_iter()
+        .map(|a| (a.feature, a.assigned_at))
+        .collect();
+    assert_eq!(
+        everything,
+        vec![
+            ("ai-search".to_string(), t(5)),
+            ("chatbot".to_string(), t(4)),
+            ("chatbot".to_string(), t(3)),
+            ("chatbot".to_string(), t(2)),
+        ],
+        "every feature's history, newest first"
+    );
+    assert_eq!(
+        store
+            .assignment_history(Some("chatbot"), None)
+            .await
+            .expect("chatbot")
+            .len(),
+        3,
+        "one feature's history is only its own"
     );
 }
 

@@ -371,10 +371,10 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// assignment in the same transaction.
     async fn deploy(&self, spec: DeploySpec) -> StoreResult<Assignment>;
     async fn active_assignments(&self) -> StoreResult<Vec<Assignment>>;
-    /// Newest first.
+    /// Every assignment of `feature` (of every feature when `None`), newest first.
     async fn assignment_history(
         &self,
-        feature: &str,
+        feature: Option<&str>,
         environment: Option<Environment>,
     ) -> StoreResult<Vec<Assignment>>;
     /// Creates a prompt with its first version (a draft). `Conflict` when the name is taken,

@@ -478,13 +478,13 @@ impl ConfigStore for SqliteConfigStore {
 
     async fn assignment_history(
         &self,
-        feature: &str,
+        feature: Option<&str>,
         environment: Option<Environment>,
     ) -> StoreResult<Vec<Assignment>> {
-        let feature = feature.to_string();
+        let feature = feature.map(str::to_string);
         self.with(move |c| {
             let mut stmt = c.prepare(&format!(
-                "{ASSIGNMENT_SELECT} WHERE f.name = ?1 AND (?2 IS NULL OR a.environment = ?2) ORDER BY a.assigned_at DESC, a.rowid DESC"
+                "{ASSIGNMENT_SELECT} WHERE (?1 IS NULL OR f.name = ?1) AND (?2 IS NULL OR a.environment = ?2) ORDER BY a.assigned_at DESC, a.rowid DESC"
             ))?;
             let rows = stmt
                 .query_map(params![feature, environment.map(Environment::as_str)], assignment_row)?

@@ -433,11 +433,11 @@ impl ConfigStore for PostgresConfigStore {
 
     async fn assignment_history(
         &self,
-        feature: &str,
+        feature: Option<&str>,
         environment: Option<Environment>,
     ) -> StoreResult<Vec<Assignment>> {
         let rows = sqlx::query(&format!(
-            "{ASSIGNMENT_SELECT} WHERE f.name = $1 AND ($2::text IS NULL OR a.environment = $2) ORDER BY a.assigned_at DESC, a.seq DESC"
+            "{ASSIGNMENT_SELECT} WHERE ($1::text IS NULL OR f.name = $1) AND ($2::text IS NULL OR a.environment = $2) ORDER BY a.assigned_at DESC, a.seq DESC"
         ))
         .bind(feature)
         .bind(environment.map(Environment::as_str))

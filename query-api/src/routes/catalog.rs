@@ -401,7 +401,10 @@ async fn feature_deployments(
     let environment = environment_param(&q, &["environment"])?;
     find_feature(&state, &name).await?;
     Ok(data(
-        state.config.assignment_history(&name, environment).await?,
+        state
+            .config
+            .assignment_history(Some(&name), environment)
+            .await?,
     ))
 }
 
@@ -422,7 +425,7 @@ async fn rollback(
     find_feature(&state, &name).await?;
     let history = state
         .config
-        .assignment_history(&name, Some(body.environment))
+        .assignment_history(Some(&name), Some(body.environment))
         .await?;
     let conflict = |m: String| ApiError::new(StatusCode::CONFLICT, "conflict", m);
     let current = history.iter().find(|a| a.is_active).ok_or_else(|| {
@@ -1083,9 +1086,6 @@ async fn list_deployments(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let query = ListQuery::parse(q, &DEPLOYMENT_LIST)?;
-    let mut all = Vec::new();
-    for feature in state.config.list_features().await? {
-        all.extend(state.config.assignment_history(&feature.name, None).await?);
-    }
+    let all = state.config.assignment_history(None, None).await?;
     Ok(axum::Json(query.apply(&all)?))
 }
