@@ -392,6 +392,32 @@ pub struct Experiment {
     pub updated_at: DateTime<Utc>,
 }
 
+/// When an experiment ran: `(started_at, ended_at)`.
+pub type RunStamps = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+impl Experiment {
+    /// `started_at` and `ended_at` once moved to `to` at `at` (entering `running` stamps the
+    /// start, leaving it the end); `Conflict` unless [`ExperimentStatus::can_become`] allows it.
+    /// Both stores apply the move through this.
+    pub fn moved_to(
+        &self,
+        to: ExperimentStatus,
+        at: DateTime<Utc>,
+    ) -> Result<RunStamps, crate::store::StoreError> {
+        if !self.status.can_become(to) {
+            return Err(crate::store::StoreError::Conflict(format!(
+                "an experiment cannot go from {} to {}",
+                self.status.as_str(),
+                to.as_str()
+            )));
+        }
+        Ok(match to {
+            ExperimentStatus::Running => (Some(at), None),
+            _ => (self.started_at, Some(at)),
+        })
+    }
+}
+
 /// One configuration change: who made it, what, the resource before and after, and when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AuditEntry {

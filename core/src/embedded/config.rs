@@ -752,17 +752,7 @@ impl ConfigStore for SqliteConfigStore {
                 .query_row(&format!("{EXPERIMENT_SELECT} WHERE e.id = ?1"), params![id.to_string()], experiment_row)
                 .optional()?
                 .ok_or_else(|| StoreError::not_found(format!("experiment {id}")))?;
-            if !current.status.can_become(to) {
-                return Err(StoreError::Conflict(format!(
-                    "an experiment cannot go from {} to {}",
-                    current.status.as_str(),
-                    to.as_str()
-                )));
-            }
-            let (started, ended) = match to {
-                ExperimentStatus::Running => (Some(at), None),
-                _ => (current.started_at, Some(at)),
-            };
+            let (started, ended) = current.moved_to(to, at)?;
             tx.execute(
                 "UPDATE ai_experiments SET status = ?2, start_date = ?3, end_date = ?4, updated_at = ?5 WHERE id = ?1",
                 params![id.to_string(), to.as_str(), started.map(ts), ended.map(ts), ts(at)],

@@ -735,17 +735,7 @@ impl ConfigStore for PostgresConfigStore {
             .execute(&mut *tx)
             .await?;
         let current = experiment(&mut tx, id).await?;
-        if !current.status.can_become(to) {
-            return Err(StoreError::Conflict(format!(
-                "an experiment cannot go from {} to {}",
-                current.status.as_str(),
-                to.as_str()
-            )));
-        }
-        let (started, ended) = match to {
-            ExperimentStatus::Running => (Some(at), None),
-            _ => (current.started_at, Some(at)),
-        };
+        let (started, ended) = current.moved_to(to, at)?;
         sqlx::query("UPDATE ai_experiments SET status = $2, start_date = $3, end_date = $4, updated_at = $5 WHERE id = $1")
             .bind(id)
             .bind(to.as_str())
