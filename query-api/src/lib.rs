@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 pub mod assessment;
+pub mod dollars;
 pub mod listing;
 pub mod params;
 mod routes;

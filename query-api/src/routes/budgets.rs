@@ -18,10 +18,9 @@ use serde_json::Value;
 use tally_core::auth::{Access, Caller, Routes};
 use tally_core::config::{Budget, BudgetPeriod, BudgetScope, BudgetSpec};
 use tally_core::http::{data, invalid, ApiError, Body, Data};
-use tally_schemas::Pico;
-use uuid::Uuid;
 
-use super::{audit, API_BASE};
+use super::{audit, parse_id, API_BASE};
+use crate::dollars::{micros_from_json, usd_of_micros};
 use crate::listing::{ListQuery, ListSpec, Listing};
 use crate::state::QueryState;
 
@@ -59,7 +58,7 @@ struct BudgetView {
 impl From<Budget> for BudgetView {
     fn from(budget: Budget) -> BudgetView {
         BudgetView {
-            amount_usd: Pico(i128::from(budget.spec.amount_micros) * 1_000_000).to_decimal_string(),
+            amount_usd: usd_of_micros(budget.spec.amount_micros),
             budget,
         }
     }
@@ -118,24 +117,6 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Ok(Some(Option::deserialize(d)?))
 }
 
-fn amount_micros(value: &Value) -> Result<i64, ApiError> {
-    let text = match value {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        _ => return Err(invalid("amount_usd", "must be a decimal number of dollars")),
-    };
-    let pico = Pico::parse_usd(&text).map_err(|e| {
-        invalid(
-            "amount_usd",
-            format!("must be a decimal number of dollars: {e}"),
-        )
-    })?;
-    if pico.0 % 1_000_000 != 0 {
-        return Err(invalid("amount_usd", "has more than 6 decimal places"));
-    }
-    i64::try_from(pico.0 / 1_000_000).map_err(|_| invalid("amount_usd", "is too large"))
-}
-
 impl BudgetBody {
     fn spec(self, current: Option<&BudgetSpec>) -> Result<BudgetSpec, ApiError> {
         let required = |field: &str| invalid(field, "is required");
@@ -161,7 +142,7 @@ impl BudgetBody {
                 .or_else(|| current.map(|c| c.time_zone.clone()))
                 .unwrap_or_else(|| "UTC".into()),
             amount_micros: match &self.amount_usd {
-                Some(v) => amount_micros(v)?,
+                Some(v) => micros_from_json("amount_usd", v)?,
                 None => current
                     .map(|c| c.amount_micros)
                     .ok_or_else(|| required("amount_usd"))?,
@@ -192,7 +173,7 @@ impl BudgetBody {
 }
 
 async fn find(state: &QueryState, id: &str) -> Result<Budget, ApiError> {
-    let id = Uuid::parse_str(id).map_err(|_| ApiError::bad_param("id", "must be a UUID"))?;
+    let id = parse_id(id)?;
     state
         .config
         .list_budgets()
