@@ -73,10 +73,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
-            StoreError::Invalid { field, reason } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", reason)
-                    .with_field(&field)
-            }
+            StoreError::Invalid { field, reason } => invalid(&field, reason),
             StoreError::Unavailable(message) => {
                 error!(error = %message, "storage unavailable");
                 ApiError::unavailable("storage is unavailable; retry later", 1)
