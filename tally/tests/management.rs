@@ -242,10 +242,16 @@ async fn the_catalog_is_managed_with_clear_errors_and_an_audit_trail() {
         400,
         Some("colour"),
     );
-    let listed = app.data(&m("/providers/acme")).await;
+    refused(
+        app.send("GET", &m("/providers/leaky"), None).await,
+        404,
+        None,
+    );
+    let (_, every) = app.send("GET", &m("/providers"), None).await;
+    assert_eq!(names(&every["data"]), vec!["acme", "zeta"]);
     assert!(
-        !listed.to_string().contains("sk-live"),
-        "no secret ever reaches the store: {listed}"
+        !every.to_string().contains("sk-live"),
+        "no secret ever reaches the store: {every}"
     );
 
     // ---- models and prices ----
