@@ -106,12 +106,12 @@ impl ListQuery {
                         .iter()
                         .find(|(param, _, _)| *param == key)
                         .ok_or_else(|| {
-                            let mut accepted: Vec<&str> =
-                                spec.filters.iter().map(|(p, _, _)| *p).collect();
-                            accepted.extend(["q", "sort", "limit", "offset"]);
                             ApiError::bad_param(
                                 &key,
-                                format!("unknown parameter; accepted: {}", accepted.join(", ")),
+                                format!(
+                                    "unknown parameter; accepted: {}",
+                                    spec.params().join(", ")
+                                ),
                             )
                         })?;
                     if !allowed.is_empty() && !allowed.contains(&value.as_str()) {

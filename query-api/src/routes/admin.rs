@@ -18,9 +18,8 @@ use tally_core::audit::Actor;
 use tally_core::auth::{Access, Caller, Routes};
 use tally_core::config::AuditEntry;
 use tally_core::http::{data, ApiError, Body, Data};
-use uuid::Uuid;
 
-use super::API_BASE;
+use super::{parse_id, API_BASE};
 use crate::params::Params;
 use crate::state::QueryState;
 
@@ -86,7 +85,7 @@ async fn revoke_key(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::bad_param("id", "must be a UUID"))?;
+    let id = parse_id(&id)?;
     let revoked = access::revoke_key(
         state.config.as_ref(),
         id,

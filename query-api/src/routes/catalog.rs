@@ -34,11 +34,12 @@ use tally_core::config::{
 };
 use tally_core::http::{data, invalid, ApiError, Body, Data};
 use tally_schemas::validate::check_slug;
-use tally_schemas::{Environment, Pico};
-use uuid::Uuid;
+use tally_schemas::Environment;
 
-use super::{audit, API_BASE};
+use super::{audit, parse_id, API_BASE};
+use crate::dollars::{micros_from_json, usd_of_micros};
 use crate::listing::{ListQuery, ListSpec, Listing};
+use crate::params::Params;
 use crate::state::QueryState;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
@@ -374,31 +375,12 @@ async fn delete_feature(
     Ok(data(deleted))
 }
 
-fn environment_param(
-    q: &HashMap<String, String>,
-    allowed: &[&str],
-) -> Result<Option<Environment>, ApiError> {
-    if let Some(unknown) = q.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(ApiError::bad_param(
-            unknown,
-            format!("unknown parameter; accepted: {}", allowed.join(", ")),
-        ));
-    }
-    q.get("environment")
-        .map(|e| {
-            Environment::parse(e).ok_or_else(|| {
-                ApiError::bad_param("environment", "must be development, staging or production")
-            })
-        })
-        .transpose()
-}
-
 async fn feature_deployments(
     State(state): State<QueryState>,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let environment = environment_param(&q, &["environment"])?;
+    let environment = Params::new(q, &["environment"])?.filter()?.environment;
     find_feature(&state, &name).await?;
     Ok(data(
         state
@@ -780,10 +762,6 @@ impl ModelBody {
     }
 }
 
-fn parse_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::bad_param("id", "must be a UUID"))
-}
-
 pub(crate) async fn find_model(state: &QueryState, id: &str) -> Result<Model, ApiError> {
     let id = parse_id(id)?;
     state
@@ -803,10 +781,6 @@ struct PriceView {
     input_usd_per_mtok: String,
     output_usd_per_mtok: String,
     cached_input_usd_per_mtok: Option<String>,
-}
-
-fn usd_of_micros(micros: i64) -> String {
-    Pico(i128::from(micros) * 1_000_000).to_decimal_string()
 }
 
 impl From<ModelPrice> for PriceView {
@@ -956,29 +930,6 @@ struct PriceBody {
     cached_input_usd_per_mtok: Option<Value>,
 }
 
-/// Dollars per million tokens, exactly, as micro-dollars.
-fn micros_per_mtok(field: &str, value: &Value) -> Result<i64, ApiError> {
-    let text = match value {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        _ => {
-            return Err(invalid(
-                field,
-                "must be a decimal number of dollars per million tokens",
-            ))
-        }
-    };
-    let pico = Pico::parse_usd(&text)
-        .map_err(|e| invalid(field, format!("must be a decimal number of dollars: {e}")))?;
-    if pico.0 < 0 {
-        return Err(invalid(field, "must not be negative"));
-    }
-    if pico.0 % 1_000_000 != 0 {
-        return Err(invalid(field, "has more than 6 decimal places"));
-    }
-    i64::try_from(pico.0 / 1_000_000).map_err(|_| invalid(field, "is too large"))
-}
-
 async fn add_price(
     State(state): State<QueryState>,
     Extension(caller): Extension<Caller>,
@@ -990,12 +941,12 @@ async fn add_price(
         provider: model.provider.clone(),
         model: model.name.clone(),
         effective_from: body.effective_from,
-        input_per_mtok_micros: micros_per_mtok("input_usd_per_mtok", &body.input_usd_per_mtok)?,
-        output_per_mtok_micros: micros_per_mtok("output_usd_per_mtok", &body.output_usd_per_mtok)?,
+        input_per_mtok_micros: micros_from_json("input_usd_per_mtok", &body.input_usd_per_mtok)?,
+        output_per_mtok_micros: micros_from_json("output_usd_per_mtok", &body.output_usd_per_mtok)?,
         cached_input_per_mtok_micros: body
             .cached_input_usd_per_mtok
             .as_ref()
-            .map(|v| micros_per_mtok("cached_input_usd_per_mtok", v))
+            .map(|v| micros_from_json("cached_input_usd_per_mtok", v))
             .transpose()?,
     };
     let created = state.config.add_price(spec).await?;

@@ -17,10 +17,9 @@ use serde_json::Value;
 use tally_core::auth::{Access, Caller, Routes};
 use tally_core::config::{Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Variant};
 use tally_core::http::{data, invalid, ApiError, Body, Data};
-use uuid::Uuid;
 
 use super::catalog::find_feature;
-use super::{audit, API_BASE};
+use super::{audit, parse_id, API_BASE};
 use crate::listing::{ListQuery, ListSpec, Listing};
 use crate::state::QueryState;
 
@@ -146,7 +145,7 @@ async fn create(
 }
 
 async fn find(state: &QueryState, id: &str) -> Result<Experiment, ApiError> {
-    let id = Uuid::parse_str(id).map_err(|_| ApiError::bad_param("id", "must be a UUID"))?;
+    let id = parse_id(id)?;
     state
         .config
         .list_experiments()

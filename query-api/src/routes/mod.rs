@@ -47,6 +47,12 @@ pub fn router(state: QueryState) -> (Router, Vec<RouteInfo>) {
     health::routes(r).finish(state)
 }
 
+/// The `{id}` of a path, as a UUID (`400` naming `id` otherwise).
+pub(crate) fn parse_id(id: &str) -> Result<uuid::Uuid, tally_core::http::ApiError> {
+    uuid::Uuid::parse_str(id)
+        .map_err(|_| tally_core::http::ApiError::bad_param("id", "must be a UUID"))
+}
+
 /// Records a configuration change made by `caller` in the audit log.
 pub(crate) async fn audit<T: Serialize>(
     state: &QueryState,

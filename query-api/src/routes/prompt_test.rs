@@ -174,15 +174,8 @@ async fn test_prompt(
     Path(id): Path<String>,
     Body(body): Body<TestBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let prompt_id =
-        Uuid::parse_str(&id).map_err(|_| ApiError::bad_param("id", "must be a UUID"))?;
-    let prompt = state
-        .config
-        .list_prompts()
-        .await?
-        .into_iter()
-        .find(|p| p.id == prompt_id)
-        .ok_or_else(|| ApiError::not_found(format!("prompt {prompt_id} not found")))?;
+    let prompt = super::prompts::find(&state, &id).await?;
+    let prompt_id = prompt.id;
     let versions = state.config.prompt_versions(prompt.id).await?;
     let version = match body.version {
         Some(n) => versions

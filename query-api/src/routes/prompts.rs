@@ -22,10 +22,9 @@ use tally_core::auth::{Access, Caller, Routes};
 use tally_core::config::{Prompt, PromptContent, PromptSpec, PromptStatus, PromptVersion};
 use tally_core::http::{data, invalid, ApiError, Body, Data};
 use tally_schemas::validate::check_slug;
-use uuid::Uuid;
 
 use super::catalog::find_feature;
-use super::{audit, API_BASE};
+use super::{audit, parse_id, API_BASE};
 use crate::listing::{ListQuery, ListSpec, Listing};
 use crate::state::QueryState;
 
@@ -231,11 +230,7 @@ async fn create(
     Ok((StatusCode::CREATED, data(created)))
 }
 
-fn parse_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::bad_param("id", "must be a UUID"))
-}
-
-async fn find(state: &QueryState, id: &str) -> Result<Prompt, ApiError> {
+pub(crate) async fn find(state: &QueryState, id: &str) -> Result<Prompt, ApiError> {
     let id = parse_id(id)?;
     state
         .config

@@ -16,7 +16,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -30,14 +29,13 @@ use tally_core::auth::{Access, Routes};
 use tally_core::http::ApiError;
 use tally_core::rollup::Rollup;
 use tally_core::store::Filter;
-use tally_schemas::Environment;
 
 use super::features::scan;
 use super::API_BASE;
 use crate::assessment::{feature_status, Signals};
 use crate::params::{accepted, Params};
 use crate::state::QueryState;
-use crate::window::{named_range, Window};
+use crate::window::Window;
 
 /// Streams one process serves at once.
 pub const MAX_STREAMS: usize = 64;
@@ -101,7 +99,7 @@ struct Watch {
     last: BTreeMap<String, FeatureUpdate>,
     next_id: u64,
     first: bool,
-    _slot: Arc<Slot>,
+    _slot: Slot,
 }
 
 fn alerting(status: &str) -> bool {
@@ -202,16 +200,9 @@ async fn stream_events(
             "a stream follows the present; use time_range",
         ));
     }
-    let range = params
-        .get("time_range")
-        .or_else(|| params.get("timeRange"))
-        .map(|r| {
-            named_range(r).ok_or_else(|| {
-                ApiError::bad_param("time_range", "must be one of 5m, 15m, 1h, 24h, 7d, 30d")
-            })
-        })
-        .transpose()?
-        .unwrap_or_else(|| chrono::Duration::minutes(15));
+    // The window's length; each tick then looks back that far from its own now.
+    let (window, _) = params.window(state.clock.now(), "15m")?;
+    let range = chrono::Duration::seconds(window.len_s());
     let interval = params
         .get("interval")
         .map(|i| {
@@ -224,14 +215,7 @@ async fn stream_events(
         })
         .transpose()?
         .unwrap_or(5);
-    let environment = params
-        .get("environment")
-        .map(|e| {
-            Environment::parse(e).ok_or_else(|| {
-                ApiError::bad_param("environment", "must be development, staging or production")
-            })
-        })
-        .transpose()?;
+    let filter = params.filter()?;
     if OPEN_STREAMS.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
         OPEN_STREAMS.fetch_sub(1, Ordering::SeqCst);
         return Err(ApiError::unavailable(
@@ -240,18 +224,14 @@ async fn stream_events(
         ));
     }
     let watch = Watch {
-        filter: Filter {
-            feature: params.get("feature").map(str::to_string),
-            environment,
-            ..Filter::default()
-        },
+        filter,
         state,
         range,
         interval: Duration::from_secs(interval),
         last: BTreeMap::new(),
         next_id: 0,
         first: true,
-        _slot: Arc::new(Slot),
+        _slot: Slot,
     };
     let mut closing = watch.state.closing.clone();
     let closed = async move {
