@@ -1,6 +1,8 @@
 //! Rollups: what the projector folds events into and the query API reads.
 //!
-//! A rollup row is keyed by (resolution, bucket start, feature, model, provider, environment).
+//! A rollup row is keyed by (resolution, bucket start, feature, model, provider, environment,
+//! prompt id, prompt version); the prompt fields are empty for events that name no prompt, so
+//! per-prompt-version metrics come from the same rows as everything else.
 //! Buckets are UTC-aligned: minutes, hours and days. Every event contributes to exactly one row
 //! per resolution, chosen by its `occurred_at` (not by when it arrived), so late and out-of-order
 //! events land where they belong. All fields are sums, maxima of sketch registers or bucket
@@ -52,6 +54,10 @@ pub struct Dims {
     pub model: String,
     pub provider: String,
     pub environment: Environment,
+    /// The event's `prompt_id`, empty when it named none.
+    pub prompt_id: String,
+    /// The event's `prompt_version`, empty when it named none.
+    pub prompt_version: String,
 }
 
 /// Identity of a rollup row.
@@ -155,22 +161,42 @@ pub struct RollupRow {
 /// Events are grouped per minute with borrowed keys (one hash lookup per event); hour and day
 /// deltas are merged from the minute deltas, which is exact because merging is.
 pub fn fold<'a>(events: impl IntoIterator<Item = &'a UsageEvent>) -> BTreeMap<RollupKey, Rollup> {
-    type MinuteKey<'e> = (i64, &'e str, &'e str, &'e str, Environment);
+    type MinuteKey<'e> = (
+        i64,
+        &'e str,
+        &'e str,
+        &'e str,
+        Environment,
+        &'e str,
+        &'e str,
+    );
     let mut minutes: HashMap<MinuteKey<'a>, Rollup> = HashMap::new();
     for e in events {
         let minute = Resolution::Minute.bucket_of(e.occurred_at_secs());
         minutes
-            .entry((minute, &e.feature, &e.model, &e.provider, e.environment))
+            .entry((
+                minute,
+                &e.feature,
+                &e.model,
+                &e.provider,
+                e.environment,
+                e.prompt_id.as_deref().unwrap_or(""),
+                e.prompt_version.as_deref().unwrap_or(""),
+            ))
             .or_default()
             .add_event(e);
     }
     let mut out = BTreeMap::new();
-    for ((minute, feature, model, provider, environment), rollup) in minutes {
+    for ((minute, feature, model, provider, environment, prompt_id, prompt_version), rollup) in
+        minutes
+    {
         let dims = Dims {
             feature: feature.to_string(),
             model: model.to_string(),
             provider: provider.to_string(),
             environment,
+            prompt_id: prompt_id.to_string(),
+            prompt_version: prompt_version.to_string(),
         };
         for resolution in [Resolution::Hour, Resolution::Day] {
             let key = RollupKey {

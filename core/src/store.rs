@@ -271,6 +271,9 @@ pub struct Filter {
     pub model: Option<String>,
     pub provider: Option<String>,
     pub environment: Option<Environment>,
+    /// Rows of this `prompt_id` (empty: rows of events that named no prompt).
+    pub prompt_id: Option<String>,
+    pub prompt_version: Option<String>,
 }
 
 /// Rows of one resolution with bucket start in `[from, to)` (Unix seconds).

@@ -4,6 +4,8 @@
 -- only partly is harmless: the checkpoint (in tally_projection, written last) tells how far
 -- every row is complete, and rows ahead of it are recognised by their version.
 -- One partition per UTC day of the bucket: retention drops whole partitions.
+-- `tally migrate` then adds the prompt dimensions (prompt_id, prompt_version after
+-- environment, appended to the sorting key): core/src/clickhouse/mod.rs, add_prompt_dimensions.
 CREATE TABLE IF NOT EXISTS tally_rollups (
     day                 Date,
     resolution          UInt32,

@@ -45,6 +45,9 @@ fn event(
             Cost::Computed(cost)
         },
         user_id: Some(format!("u{user}")),
+        // A third of the events name no prompt; the rest one of two versions of one prompt.
+        prompt_id: (id % 3 != 0).then(|| "greeting".to_string()),
+        prompt_version: (id % 3 != 0).then(|| (id % 3).to_string()),
         ..UsageEvent::example()
     }
 }
@@ -92,6 +95,8 @@ fn expected(unique: &[UsageEvent]) -> BTreeMap<RollupKey, Rollup> {
                     model: e.model.clone(),
                     provider: e.provider.clone(),
                     environment: e.environment,
+                    prompt_id: e.prompt_id.clone().unwrap_or_default(),
+                    prompt_version: e.prompt_version.clone().unwrap_or_default(),
                 },
             };
             let r = out.entry(key).or_default();

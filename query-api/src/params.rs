@@ -21,23 +21,29 @@ pub enum GroupKey {
     Provider,
     Model,
     Environment,
+    PromptId,
+    PromptVersion,
     Hour,
     Day,
 }
 
 impl GroupKey {
     /// The dimensions (everything but the time keys).
-    pub const DIMENSIONS: [GroupKey; 4] = [
+    pub const DIMENSIONS: [GroupKey; 6] = [
         GroupKey::Feature,
         GroupKey::Provider,
         GroupKey::Model,
         GroupKey::Environment,
+        GroupKey::PromptId,
+        GroupKey::PromptVersion,
     ];
-    pub const ALL: [GroupKey; 6] = [
+    pub const ALL: [GroupKey; 8] = [
         GroupKey::Feature,
         GroupKey::Provider,
         GroupKey::Model,
         GroupKey::Environment,
+        GroupKey::PromptId,
+        GroupKey::PromptVersion,
         GroupKey::Hour,
         GroupKey::Day,
     ];
@@ -48,6 +54,8 @@ impl GroupKey {
             GroupKey::Provider => "provider",
             GroupKey::Model => "model",
             GroupKey::Environment => "environment",
+            GroupKey::PromptId => "prompt_id",
+            GroupKey::PromptVersion => "prompt_version",
             GroupKey::Hour => "hour",
             GroupKey::Day => "day",
         }
@@ -58,7 +66,14 @@ impl GroupKey {
     }
 }
 
-const FILTERS: [&str; 4] = ["feature", "model", "provider", "environment"];
+const FILTERS: [&str; 6] = [
+    "feature",
+    "model",
+    "provider",
+    "environment",
+    "prompt_id",
+    "prompt_version",
+];
 const WINDOW: [&str; 4] = ["time_range", "timeRange", "from", "to"];
 
 impl Params {
@@ -143,6 +158,8 @@ impl Params {
             model: self.get("model").map(str::to_string),
             provider: self.get("provider").map(str::to_string),
             environment,
+            prompt_id: self.get("prompt_id").map(str::to_string),
+            prompt_version: self.get("prompt_version").map(str::to_string),
         })
     }
 

@@ -74,6 +74,7 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
             admin.clone(),
         ),
         ("POST", "/prompts/{id}/test", admin.clone()),
+        ("GET", "/prompts/{id}/metrics", readers.clone()),
         // budgets: finance reads them too
         ("GET", "/budgets", vec![PlatformAdmin, Viewer, Finance]),
         ("POST", "/budgets", admin.clone()),

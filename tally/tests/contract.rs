@@ -347,6 +347,10 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
             "/api/platform/ai-management/prompts/{id}/versions",
             vec![("id", &pid)],
         ),
+        (
+            "/api/platform/ai-management/prompts/{id}/metrics",
+            vec![("id", &pid)],
+        ),
         ("/api/platform/ai-management/budgets", vec![]),
         (
             "/api/platform/ai-management/budgets/{id}",

@@ -439,3 +439,136 @@ async fn retention_prunes_old_data_and_the_pipeline_carries_on() {
     assert_eq!(m["usage"]["total_requests"], expected);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_prompt_version_metrics_match_the_events_that_name_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    seed_config(&app.stores).await;
+    let (status, p) = app
+        .send(
+            "POST",
+            &format!("{API}/prompts"),
+            Some(serde_json::json!({"name": "greeter", "feature": "chatbot", "content": "Hello {{name}}"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{p}");
+    let pid = p["data"]["prompt"]["id"].as_str().unwrap().to_string();
+    let (status, v2) = app
+        .send(
+            "PUT",
+            &format!("{API}/prompts/{pid}"),
+            Some(serde_json::json!({"content": "Hi {{name}}!"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v2}");
+    // Versions 1 and 2 exist; events also name a version 3 the prompt does not have. Every
+    // tenth event names the prompt by its id instead of its name: both count.
+    let mut events = corpus(3000, 5);
+    for e in events.iter_mut().step_by(10) {
+        if let Some((id, _)) = &mut e.prompt {
+            *id = pid.clone();
+        }
+    }
+    // Another prompt's events must not count.
+    events[1].prompt = Some(("farewell".into(), "1".into()));
+    send_with_duplicates(&app, &events, 1000).await;
+    app.wait_projected().await;
+
+    let named = |e: &&Sent, version: &str| {
+        e.prompt
+            .as_ref()
+            .is_some_and(|(id, v)| (id == "greeter" || *id == pid) && v == version)
+    };
+    for environment in [None, Some("production")] {
+        let query = environment
+            .map(|e| format!("&environment={e}"))
+            .unwrap_or_default();
+        let m = app
+            .data(&format!("{API}/prompts/{pid}/metrics?time_range=7d{query}"))
+            .await;
+        let versions = m["versions"].as_array().unwrap();
+        let listed: Vec<(&str, bool)> = versions
+            .iter()
+            .map(|v| {
+                (
+                    v["version"].as_str().unwrap(),
+                    v["known"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(listed, [("1", true), ("2", true), ("3", false)], "{m}");
+        for v in versions {
+            let version = v["version"].as_str().unwrap();
+            let group: Vec<Sent> = events
+                .iter()
+                .filter(|e| named(e, version))
+                .filter(|e| environment.is_none_or(|env| e.environment == env))
+                .cloned()
+                .collect();
+            assert!(group.len() > 100, "{version}: {}", group.len());
+            assert_eq!(v["requests"], group.len(), "{version}");
+            let count = |s: &str| group.iter().filter(|e| e.status == s).count();
+            assert_eq!(v["errors"], count("error"), "{version}");
+            assert_eq!(v["timeouts"], count("timeout"), "{version}");
+            assert_eq!(
+                v["input_tokens"],
+                group.iter().map(|e| e.input).sum::<u64>(),
+                "{version}"
+            );
+            assert_eq!(
+                v["output_tokens"],
+                group.iter().map(|e| e.output).sum::<u64>(),
+                "{version}"
+            );
+            assert_eq!(v["total_cost_usd"], usd_text(cost(&group)), "{version}");
+            assert_eq!(
+                v["unpriced_requests"],
+                group.iter().filter(|e| e.expected_pico().is_none()).count(),
+                "{version}"
+            );
+            let mut latencies: Vec<u64> = group.iter().map(|e| e.latency_us).collect();
+            assert_close(
+                v["latency_p95_ms"].as_f64().unwrap(),
+                nearest_rank_ms(&mut latencies, 0.95),
+                0.02,
+                "p95",
+            );
+        }
+        assert_eq!(versions[1]["status"], "draft");
+    }
+
+    // The same rows through the generic breakdown, filtered by prompt and grouped by version.
+    let u = app
+        .data(&format!(
+            "{API}/analytics/usage?time_range=7d&prompt_id=greeter&group_by=prompt_version"
+        ))
+        .await;
+    let mut by_version: BTreeMap<String, u64> = BTreeMap::new();
+    for row in u["series"].as_array().unwrap() {
+        by_version.insert(
+            row["prompt_version"].as_str().unwrap().to_string(),
+            row["requests"].as_u64().unwrap(),
+        );
+    }
+    let expected: BTreeMap<String, u64> = ["1", "2", "3"]
+        .into_iter()
+        .map(|v| {
+            let n = events
+                .iter()
+                .filter(|e| e.prompt == Some(("greeter".to_string(), v.to_string())))
+                .count();
+            (v.to_string(), n as u64)
+        })
+        .collect();
+    assert_eq!(by_version, expected);
+
+    let (status, body) = app
+        .get(&format!("{API}/prompts/{pid}/metrics?group_by=feature"))
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("group_by"))
+    );
+    app.stop().await;
+}

@@ -75,6 +75,8 @@ struct RollupDbRow {
     model: String,
     provider: String,
     environment: String,
+    prompt_id: String,
+    prompt_version: String,
     log_partition: i32,
     version: u64,
     requests: u64,
@@ -92,7 +94,7 @@ struct RollupDbRow {
     users: Vec<u8>,
 }
 
-const ROLLUP_COLUMNS: &str = "day, resolution, feature, bucket, model, provider, environment, log_partition, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced";
+const ROLLUP_COLUMNS: &str = "day, resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, log_partition, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced";
 
 pub struct ClickHouseAnalyticsStore {
     client: Client,
@@ -335,6 +337,8 @@ fn decode(row: RollupDbRow, with_sketches: bool) -> StoreResult<(RollupKey, Roll
             model: row.model,
             provider: row.provider,
             environment,
+            prompt_id: row.prompt_id,
+            prompt_version: row.prompt_version,
         },
     };
     Ok((key, rollup))
@@ -350,6 +354,8 @@ fn from_legacy(row: ProjectionRow) -> RollupDbRow {
         model: row.model,
         provider: row.provider,
         environment: row.environment,
+        prompt_id: String::new(),
+        prompt_version: String::new(),
         log_partition: row.log_partition,
         version: row.version,
         requests: row.requests,
@@ -380,6 +386,8 @@ fn encode(key: &RollupKey, r: &Rollup, partition: i32, version: u64) -> RollupDb
         model: key.dims.model.clone(),
         provider: key.dims.provider.clone(),
         environment: key.dims.environment.as_str().to_string(),
+        prompt_id: key.dims.prompt_id.clone(),
+        prompt_version: key.dims.prompt_version.clone(),
         log_partition: partition,
         version,
         requests: r.requests,
@@ -523,6 +531,8 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
             ("feature", &f.feature),
             ("model", &f.model),
             ("provider", &f.provider),
+            ("prompt_id", &f.prompt_id),
+            ("prompt_version", &f.prompt_version),
         ] {
             if let Some(v) = value {
                 filters.push_str(&format!(" AND {column} = {}", quote(v)));

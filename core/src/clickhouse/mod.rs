@@ -91,6 +91,29 @@ pub fn client(url: &str, database: &str) -> Client {
         .with_validation(false)
 }
 
+/// Rollup rows gained the prompt dimensions after `0003_rollups.sql`: added (empty for rows
+/// already stored) and appended to the sorting key, unless already there. `ADD COLUMN IF NOT
+/// EXISTS` is not understood by ClickHouse 18.16, hence the look at `system.columns`.
+async fn add_prompt_dimensions(db: &Client) -> Result<(), StoreError> {
+    let present: u64 = db
+        .query(&format!(
+            "SELECT count() FROM system.columns WHERE database = currentDatabase() AND table = '{}' AND name = 'prompt_id'",
+            analytics::ROLLUPS
+        ))
+        .fetch_one()
+        .await?;
+    if present == 0 {
+        db.query(&format!(
+            "ALTER TABLE {} ADD COLUMN prompt_id String AFTER environment, ADD COLUMN prompt_version String AFTER prompt_id, MODIFY ORDER BY (resolution, feature, bucket, model, provider, environment, log_partition, prompt_id, prompt_version)",
+            analytics::ROLLUPS
+        ))
+        .execute()
+        .await?;
+        info!("added the prompt dimensions to tally_rollups");
+    }
+    Ok(())
+}
+
 /// Creates the database (if missing) and applies the schema; returns statements applied.
 pub async fn migrate(url: &str, database: &str) -> Result<usize, StoreError> {
     if !database
@@ -114,6 +137,7 @@ pub async fn migrate(url: &str, database: &str) -> Result<usize, StoreError> {
         db.query(sql).execute().await?;
         info!(version, database, "applied clickhouse schema");
     }
+    add_prompt_dimensions(&db).await?;
     let moved = ClickHouseAnalyticsStore::new(db)
         .move_legacy_rollups()
         .await?;

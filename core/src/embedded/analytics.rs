@@ -1,8 +1,8 @@
 //! The embedded analytics store: rollup rows, the projector checkpoint and the dedup memory in
 //! one SQLite file, so one transaction covers all three (exactly-once effect of a commit).
 //!
-//! Rollup rows are keyed `(resolution, feature, bucket, model, provider, environment)`; the
-//! feature-first key serves the per-feature dashboards, and an index on `(resolution, bucket)`
+//! Rollup rows are keyed `(resolution, feature, bucket, model, provider, environment, prompt_id,
+//! prompt_version)`; the feature-first key serves the per-feature dashboards, and an index on `(resolution, bucket)`
 //! serves the cross-feature views. Cost is a 16-byte little-endian `i128` of pico-dollars.
 //! Dedup fingerprints are stored as append-only chunks (8-byte fingerprint + 4-byte second per
 //! event, about 12 bytes on disk per event in the window); chunks entirely older than the window
@@ -31,7 +31,7 @@ use crate::store::{
     ScanRequest, StoreError, StoreResult,
 };
 
-const SCHEMA: &str = "
+const ROLLUPS_TABLE: &str = "
 CREATE TABLE IF NOT EXISTS rollups (
     resolution   INTEGER NOT NULL,
     feature      TEXT NOT NULL,
@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS rollups (
     model        TEXT NOT NULL,
     provider     TEXT NOT NULL,
     environment  TEXT NOT NULL,
+    prompt_id    TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
     requests     INTEGER NOT NULL,
     errors       INTEGER NOT NULL,
     timeouts     INTEGER NOT NULL,
@@ -50,9 +52,12 @@ CREATE TABLE IF NOT EXISTS rollups (
     unpriced     INTEGER NOT NULL,
     latency      BLOB NOT NULL,
     users        BLOB NOT NULL,
-    PRIMARY KEY (resolution, feature, bucket, model, provider, environment)
+    PRIMARY KEY (resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rollups_by_time ON rollups (resolution, bucket);
+";
+
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS projector_partitions (
     log_partition INTEGER PRIMARY KEY,
     next_offset INTEGER NOT NULL,
@@ -81,6 +86,26 @@ fn upgrade_layout(conn: &mut Connection) -> StoreResult<()> {
         Ok(names.iter().any(|n| n == column))
     };
     let tx = conn.transaction()?;
+    let had_rollups: bool = tx.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'rollups'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if had_rollups && !has_column(&tx, "rollups", "prompt_id")? {
+        // Rows written before rollups had prompt dimensions keep empty ones (a rebuild fills
+        // them in from the log).
+        tx.execute_batch(
+            "ALTER TABLE rollups RENAME TO rollups_without_prompts;
+             DROP INDEX IF EXISTS rollups_by_time;",
+        )?;
+        tx.execute_batch(ROLLUPS_TABLE)?;
+        tx.execute_batch(
+            "INSERT INTO rollups SELECT resolution, feature, bucket, model, provider, environment, '', '', requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users FROM rollups_without_prompts;
+             DROP TABLE rollups_without_prompts;",
+        )?;
+    } else {
+        tx.execute_batch(ROLLUPS_TABLE)?;
+    }
     if !has_column(&tx, "dedup_chunks", "log_partition")? {
         tx.execute_batch(
             "ALTER TABLE dedup_chunks ADD COLUMN log_partition INTEGER NOT NULL DEFAULT 0",
@@ -120,7 +145,7 @@ fn upgrade_layout(conn: &mut Connection) -> StoreResult<()> {
 /// overflow chains.
 const PAGE_SIZE: u32 = 16_384;
 
-const COLUMNS: &str = "resolution, feature, bucket, model, provider, environment, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users";
+const COLUMNS: &str = "resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users";
 
 pub struct SqliteAnalyticsStore {
     writer: Arc<Mutex<Connection>>,
@@ -211,11 +236,20 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Sto
     let existing = {
         let mut select = tx.prepare_cached(
             "SELECT requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users
-             FROM rollups WHERE resolution = ?1 AND feature = ?2 AND bucket = ?3 AND model = ?4 AND provider = ?5 AND environment = ?6",
+             FROM rollups WHERE resolution = ?1 AND feature = ?2 AND bucket = ?3 AND model = ?4 AND provider = ?5 AND environment = ?6 AND prompt_id = ?7 AND prompt_version = ?8",
         )?;
         select
             .query_row(
-                params![res, d.feature, key.bucket, d.model, d.provider, env],
+                params![
+                    res,
+                    d.feature,
+                    key.bucket,
+                    d.model,
+                    d.provider,
+                    env,
+                    d.prompt_id,
+                    d.prompt_version
+                ],
                 |row| Ok(measures(row, 0, true)),
             )
             .optional()?
@@ -224,7 +258,7 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Sto
     let mut merged = existing.unwrap_or_default();
     merged.merge(delta);
     let mut upsert = tx.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO rollups ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        "INSERT OR REPLACE INTO rollups ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
     ))?;
     upsert.execute(params![
         res,
@@ -233,6 +267,8 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Sto
         d.model,
         d.provider,
         env,
+        d.prompt_id,
+        d.prompt_version,
         merged.requests as i64,
         merged.errors as i64,
         merged.timeouts as i64,
@@ -350,7 +386,7 @@ fn scan(conn: &Connection, req: &ScanRequest) -> StoreResult<Vec<RollupRow>> {
         "x'', x''"
     };
     let mut sql = format!(
-        "SELECT feature, bucket, model, provider, environment, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, {sketch_cols}
+        "SELECT feature, bucket, model, provider, environment, prompt_id, prompt_version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, {sketch_cols}
          FROM rollups WHERE resolution = ?1 AND bucket >= ?2 AND bucket < ?3"
     );
     let mut extra: Vec<String> = Vec::new();
@@ -358,6 +394,8 @@ fn scan(conn: &Connection, req: &ScanRequest) -> StoreResult<Vec<RollupRow>> {
         ("feature", &f.feature),
         ("model", &f.model),
         ("provider", &f.provider),
+        ("prompt_id", &f.prompt_id),
+        ("prompt_version", &f.prompt_version),
     ] {
         if let Some(v) = val {
             sql.push_str(&format!(" AND {col} = ?{}", 4 + extra.len()));
@@ -391,11 +429,13 @@ fn scan(conn: &Connection, req: &ScanRequest) -> StoreResult<Vec<RollupRow>> {
                     model: row.get(2)?,
                     provider: row.get(3)?,
                     environment: env_of(&env)?,
+                    prompt_id: row.get(5)?,
+                    prompt_version: row.get(6)?,
                 },
             };
             out.push(RollupRow {
                 key,
-                rollup: measures(row, 5, req.with_sketches)?,
+                rollup: measures(row, 7, req.with_sketches)?,
             });
         }
     }

@@ -8,6 +8,7 @@ mod experiments;
 mod features;
 mod health;
 mod overview;
+mod prompt_metrics;
 mod prompt_test;
 mod prompts;
 mod status;
@@ -40,6 +41,7 @@ pub fn router(state: QueryState) -> (Router, Vec<RouteInfo>) {
     let r = catalog::routes(r);
     let r = prompts::routes(r);
     let r = prompt_test::routes(r);
+    let r = prompt_metrics::routes(r);
     let r = budgets::routes(r);
     let r = experiments::routes(r);
     let r = status::routes(r);

@@ -265,6 +265,8 @@ pub struct Sent {
     pub user: Option<String>,
     /// Reported cost in pico-dollars, when the event carried `cost_usd`.
     pub reported_pico: Option<i128>,
+    /// `prompt_id` and `prompt_version`, when the event named them.
+    pub prompt: Option<(String, String)>,
 }
 
 impl Sent {
@@ -278,6 +280,10 @@ impl Sent {
         });
         if let Some(u) = &self.user {
             v["user_id"] = json!(u);
+        }
+        if let Some((id, version)) = &self.prompt {
+            v["prompt_id"] = json!(id);
+            v["prompt_version"] = json!(version);
         }
         if let Some(p) = self.reported_pico {
             v["cost_usd"] = json!(format!(
@@ -358,6 +364,9 @@ pub fn corpus(n: usize, seed: u64) -> Vec<Sent> {
                 reported_pico: rng
                     .gen_bool(0.1)
                     .then(|| rng.gen_range(1..50_000_000_000i128)),
+                // From the index, not the generator, so the rest of the corpus is unchanged:
+                // a quarter name no prompt, the rest one of three versions of `greeter`.
+                prompt: (i % 4 != 0).then(|| ("greeter".to_string(), (i % 3 + 1).to_string())),
             }
         })
         .collect()
@@ -411,6 +420,7 @@ pub async fn answers(app: &TestApp) -> Vec<serde_json::Value> {
     for path in [
         format!("{API}/features/chatbot/metrics?time_range=24h"),
         format!("{API}/analytics/spending?time_range=7d&group_by=feature,provider,model,environment,day"),
+        format!("{API}/analytics/usage?time_range=7d&group_by=feature,prompt_id,prompt_version"),
     ] {
         out.push(app.data(&path).await);
     }
