@@ -128,6 +128,68 @@ pub struct PriceSpec {
     pub cached_input_per_mtok_micros: Option<i64>,
 }
 
+/// A request to price a model's past events again (`POST /models/{id}/reprice?from=`): events
+/// of the model that occurred in `[from, requested_at)` and were priced from the price table
+/// (not reported by the client) cost what `prices` (the model's price table when the request
+/// was made) say, in every projection from now on, replays included. When several requests
+/// cover an event, the newest wins. A request is immutable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Reprice {
+    pub id: Uuid,
+    pub provider: String,
+    pub model: String,
+    pub from: DateTime<Utc>,
+    pub requested_at: DateTime<Utc>,
+    pub requested_by: Option<String>,
+    /// The model's prices when the request was made, by `effective_from`.
+    pub prices: Vec<ModelPrice>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepriceSpec {
+    pub provider: String,
+    pub model: String,
+    pub from: DateTime<Utc>,
+    pub requested_at: DateTime<Utc>,
+    pub requested_by: Option<String>,
+    pub prices: Vec<ModelPrice>,
+}
+
+impl RepriceSpec {
+    /// What every store checks before recording the request.
+    pub fn check(&self) -> Result<(), crate::store::StoreError> {
+        if self.from >= self.requested_at {
+            return Err(crate::store::StoreError::invalid(
+                "from",
+                "must be before the time of the request",
+            ));
+        }
+        if let Some(other) = self
+            .prices
+            .iter()
+            .find(|p| p.provider != self.provider || p.model != self.model)
+        {
+            return Err(crate::store::StoreError::invalid(
+                "prices",
+                format!("holds a price of {}/{}", other.provider, other.model),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn into_reprice(self, id: Uuid) -> Reprice {
+        Reprice {
+            id,
+            provider: self.provider,
+            model: self.model,
+            from: self.from,
+            requested_at: self.requested_at,
+            requested_by: self.requested_by,
+            prices: self.prices,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Assignment {
     pub id: Uuid,

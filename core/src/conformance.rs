@@ -6,7 +6,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use tally_schemas::{Environment, UsageEvent};
 
-use crate::config::{DeploySpec, FeatureSpec, FeatureStatus, ModelSpec, PriceSpec, ProviderSpec};
+use crate::config::{
+    DeploySpec, FeatureSpec, FeatureStatus, ModelPrice, ModelSpec, PriceSpec, ProviderSpec,
+};
 use crate::store::{AnalyticsStore, ConfigStore, StoreError};
 
 fn t(day: u32) -> DateTime<Utc> {
@@ -78,6 +80,48 @@ pub async fn config_store(store: &dyn ConfigStore) {
     experiments(store).await;
     api_keys(store).await;
     audit(store).await;
+    reprices(store).await;
+}
+
+async fn reprices(store: &dyn ConfigStore) {
+    use crate::config::RepriceSpec;
+    let prices: Vec<ModelPrice> = store
+        .list_prices()
+        .await
+        .expect("prices")
+        .into_iter()
+        .filter(|p| p.model == "gpt-4o")
+        .collect();
+    assert!(!prices.is_empty());
+    let spec = |from: u32, at: u32| RepriceSpec {
+        provider: "openai".into(),
+        model: "gpt-4o".into(),
+        from: t(from),
+        requested_at: t(at),
+        requested_by: Some("tester".into()),
+        prices: prices.clone(),
+    };
+    let backwards = store.add_reprice(spec(12, 12)).await;
+    assert!(
+        matches!(backwards, Err(StoreError::Invalid { ref field, .. }) if field == "from"),
+        "{backwards:?}"
+    );
+    let mut foreign = spec(1, 12);
+    foreign.model = "gpt-4o-mini".into();
+    assert!(
+        store.add_reprice(foreign).await.is_err(),
+        "prices of another model"
+    );
+    assert!(store.list_reprices().await.expect("list").is_empty());
+    let later = store.add_reprice(spec(3, 20)).await.expect("reprice");
+    let earlier = store.add_reprice(spec(1, 10)).await.expect("reprice");
+    assert_eq!(later.prices, prices);
+    let listed = store.list_reprices().await.expect("list");
+    assert_eq!(
+        listed,
+        vec![earlier, later],
+        "oldest request first, as stored"
+    );
 }
 
 async fn audit(store: &dyn ConfigStore) {
@@ -987,6 +1031,37 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
         && r.key.bucket >= base + 60
         && r.key.bucket < base + 540));
 
+    // Rows keep the prompt dimensions, and a scan filters by them.
+    let version_2 = store
+        .scan(ScanRequest {
+            filter: Filter {
+                prompt_id: Some("greeter".into()),
+                prompt_version: Some("2".into()),
+                ..Filter::default()
+            },
+            spans: vec![Span {
+                resolution: Resolution::Day,
+                from: base - 86_400,
+                to: base + 86_400,
+            }],
+            with_sketches: false,
+        })
+        .await
+        .expect("scan");
+    let want = first
+        .iter()
+        .chain(&second)
+        .filter(|e| e.prompt_version.as_deref() == Some("2"))
+        .count();
+    assert!(want > 0);
+    assert_eq!(
+        version_2.iter().map(|r| r.rollup.requests).sum::<u64>(),
+        want as u64
+    );
+    assert!(version_2
+        .iter()
+        .all(|r| r.key.dims.prompt_id == "greeter" && r.key.dims.prompt_version == "2"));
+
     // Retention works in whole UTC days: a cutoff two minutes into 2026-01-01 removes every
     // row of 2025-12-31 (all resolutions) and nothing of 2026-01-01.
     let before = store.scan(everything(false)).await.expect("scan").len();
@@ -1058,6 +1133,9 @@ fn sample_event(i: u32, at_s: i64, feature: &str, environment: Environment) -> U
             Cost::Computed(i64::from(i) * 1_000_003)
         },
         user_id: Some(format!("user-{}", i % 9)),
+        // Every fifth names no prompt; the rest one of two versions.
+        prompt_id: (!i.is_multiple_of(5)).then(|| "greeter".to_string()),
+        prompt_version: (!i.is_multiple_of(5)).then(|| (1 + i % 2).to_string()),
         ..UsageEvent::example()
     }
 }

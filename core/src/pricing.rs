@@ -6,6 +6,11 @@
 //! No division, no rounding. Events that carry `cost_usd` keep it; events of models without a
 //! price are `Unpriced`. Pricing happens before an event is appended, so the log is
 //! self-contained and replays reproduce the live numbers even after prices change.
+//!
+//! The one exception is asked for explicitly: a reprice request ([`crate::config::Reprice`])
+//! makes the projector price a model's events of a past period again, with the price table
+//! saved in the request ([`Repricing`]). The cost in the log stays as it was; what a projection
+//! counts is a function of the event and the requests only, so a replay still reproduces it.
 
 use std::collections::HashMap;
 
@@ -60,23 +65,28 @@ impl PriceBook {
     }
 }
 
-/// The price book currently in force, swapped whole when prices change.
+/// A value read often and swapped whole when the configuration changes.
 #[derive(Debug, Default)]
-pub struct PriceCache {
-    book: std::sync::RwLock<std::sync::Arc<PriceBook>>,
+pub struct Current<T> {
+    value: std::sync::RwLock<std::sync::Arc<T>>,
 }
 
-impl PriceCache {
-    pub fn current(&self) -> std::sync::Arc<PriceBook> {
-        self.book.read().map(|b| b.clone()).unwrap_or_default()
+impl<T: Default> Current<T> {
+    pub fn current(&self) -> std::sync::Arc<T> {
+        self.value.read().map(|b| b.clone()).unwrap_or_default()
     }
 
-    pub fn replace(&self, book: PriceBook) {
-        if let Ok(mut slot) = self.book.write() {
-            *slot = std::sync::Arc::new(book);
+    pub fn replace(&self, value: T) {
+        if let Ok(mut slot) = self.value.write() {
+            *slot = std::sync::Arc::new(value);
         }
     }
+}
 
+/// The price book currently in force.
+pub type PriceCache = Current<PriceBook>;
+
+impl Current<PriceBook> {
     /// Reloads every price from the config store.
     pub async fn refresh(
         &self,
@@ -85,6 +95,83 @@ impl PriceCache {
         let prices = config.list_prices().await?;
         self.replace(PriceBook::new(prices));
         Ok(())
+    }
+}
+
+/// The reprice requests currently recorded.
+pub type RepriceCache = Current<Repricing>;
+
+impl Current<Repricing> {
+    /// Reloads every reprice request from the config store.
+    pub async fn refresh(
+        &self,
+        config: &dyn crate::store::ConfigStore,
+    ) -> Result<(), crate::store::StoreError> {
+        let requests = config.list_reprices().await?;
+        self.replace(Repricing::new(requests));
+        Ok(())
+    }
+}
+
+/// One reprice request, ready for lookups.
+#[derive(Debug, Clone)]
+struct Window {
+    from_us: i64,
+    until_us: i64,
+    book: PriceBook,
+}
+
+/// Reprice requests indexed by (provider, model), newest last.
+#[derive(Debug, Clone, Default)]
+pub struct Repricing {
+    requests: HashMap<String, HashMap<String, Vec<Window>>>,
+}
+
+impl Repricing {
+    /// `requests` in any order; they are applied newest first (by request time, then id).
+    pub fn new(mut requests: Vec<crate::config::Reprice>) -> Repricing {
+        requests.sort_by_key(|r| (r.requested_at, r.id));
+        let mut map: HashMap<String, HashMap<String, Vec<Window>>> = HashMap::new();
+        for r in requests {
+            map.entry(r.provider)
+                .or_default()
+                .entry(r.model)
+                .or_default()
+                .push(Window {
+                    from_us: r.from.timestamp_micros(),
+                    until_us: r.requested_at.timestamp_micros(),
+                    book: PriceBook::new(r.prices),
+                });
+        }
+        Repricing { requests: map }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    /// Prices `event` again with the newest request covering it, unless its client reported
+    /// the cost. Events no request covers keep the cost they were logged with.
+    pub fn apply(&self, event: &mut UsageEvent) {
+        if let Cost::Reported(_) = event.cost {
+            return;
+        }
+        let Some(windows) = self
+            .requests
+            .get(&event.provider)
+            .and_then(|models| models.get(&event.model))
+        else {
+            return;
+        };
+        let at = event.occurred_at_us;
+        if let Some(w) = windows
+            .iter()
+            .rev()
+            .find(|w| w.from_us <= at && at < w.until_us)
+        {
+            event.cost = Cost::Pending;
+            w.book.price(event);
+        }
     }
 }
 
@@ -173,5 +260,71 @@ mod tests {
         reported.cost = Cost::Reported(7);
         book.price(&mut reported);
         assert_eq!(reported.cost, Cost::Reported(7));
+    }
+
+    fn reprice(
+        from_day: u32,
+        requested_day: u32,
+        prices: Vec<ModelPrice>,
+    ) -> crate::config::Reprice {
+        let day = |d: u32| {
+            Utc.with_ymd_and_hms(2026, 1, d, 0, 0, 0)
+                .single()
+                .expect("date")
+        };
+        crate::config::Reprice {
+            id: uuid::Uuid::new_v4(),
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            from: day(from_day),
+            requested_at: day(requested_day),
+            requested_by: None,
+            prices,
+        }
+    }
+
+    #[test]
+    fn a_reprice_covers_its_period_and_the_newest_wins() {
+        // Logged at $1 in / $2 out per million; the corrected table says $3 / $5 from day 1.
+        let logged = |day: u32| {
+            let mut e = event(day, 1_000_000, 0, 1_000_000);
+            e.cost = Cost::Computed(3_000_000_000_000);
+            e
+        };
+        let first = reprice(10, 20, vec![price(1, 3_000_000, 5_000_000, None)]);
+        let repricing = Repricing::new(vec![first.clone()]);
+        let cost_on = |r: &Repricing, day: u32| {
+            let mut e = logged(day);
+            r.apply(&mut e);
+            e.cost
+        };
+        assert_eq!(cost_on(&repricing, 9), Cost::Computed(3_000_000_000_000));
+        assert_eq!(cost_on(&repricing, 10), Cost::Computed(8_000_000_000_000));
+        assert_eq!(cost_on(&repricing, 19), Cost::Computed(8_000_000_000_000));
+        // Events from the request on were priced with the table it saw: left alone.
+        assert_eq!(cost_on(&repricing, 20), Cost::Computed(3_000_000_000_000));
+        // Reported costs never change; other models are not covered.
+        let mut reported = logged(12);
+        reported.cost = Cost::Reported(7);
+        repricing.apply(&mut reported);
+        assert_eq!(reported.cost, Cost::Reported(7));
+        let mut other = logged(12);
+        other.model = "gpt-4o-mini".into();
+        repricing.apply(&mut other);
+        assert_eq!(other.cost, Cost::Computed(3_000_000_000_000));
+        // An unpriced event gains the price the request knows of.
+        let mut unpriced = logged(12);
+        unpriced.cost = Cost::Unpriced;
+        repricing.apply(&mut unpriced);
+        assert_eq!(unpriced.cost, Cost::Computed(8_000_000_000_000));
+        // A newer request over part of the period wins there, whatever the order given.
+        let second = reprice(15, 25, vec![price(1, 1_000_000, 1_000_000, None)]);
+        let both = Repricing::new(vec![second, first]);
+        assert_eq!(cost_on(&both, 12), Cost::Computed(8_000_000_000_000));
+        assert_eq!(cost_on(&both, 16), Cost::Computed(2_000_000_000_000));
+        assert_eq!(cost_on(&both, 22), Cost::Computed(2_000_000_000_000));
+        // A table without a price at the event's time leaves it unpriced.
+        let late_table = Repricing::new(vec![reprice(10, 20, vec![price(15, 1, 1, None)])]);
+        assert_eq!(cost_on(&late_table, 12), Cost::Unpriced);
     }
 }

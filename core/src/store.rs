@@ -23,7 +23,8 @@ use crate::access::{ApiKey, ApiKeySpec};
 use crate::config::{
     Assignment, AuditEntry, AuditSpec, Budget, BudgetSpec, DeploySpec, Experiment, ExperimentSpec,
     ExperimentStatus, Feature, FeatureSpec, Model, ModelPrice, ModelSpec, PriceSpec, Prompt,
-    PromptContent, PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec,
+    PromptContent, PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec, Reprice,
+    RepriceSpec,
 };
 use crate::rollup::{Resolution, Rollup, RollupKey, RollupRow};
 
@@ -370,6 +371,10 @@ pub trait ConfigStore: Send + Sync + 'static {
     async fn delete_model(&self, id: Uuid) -> StoreResult<Model>;
     async fn add_price(&self, spec: PriceSpec) -> StoreResult<ModelPrice>;
     async fn list_prices(&self) -> StoreResult<Vec<ModelPrice>>;
+    /// Records a reprice request (`Invalid` when `from` is not before `requested_at`).
+    async fn add_reprice(&self, spec: RepriceSpec) -> StoreResult<Reprice>;
+    /// Every reprice request, oldest first.
+    async fn list_reprices(&self) -> StoreResult<Vec<Reprice>>;
     /// Makes the model the active one for (feature, environment), deactivating the previous
     /// assignment in the same transaction.
     async fn deploy(&self, spec: DeploySpec) -> StoreResult<Assignment>;

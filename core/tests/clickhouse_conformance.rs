@@ -236,3 +236,64 @@ async fn an_unfinished_commit_is_finished_without_double_counting() {
         .await
         .expect("drop");
 }
+
+/// A database migrated before rollups had prompt dimensions: `migrate` adds them (once), and
+/// rows already stored keep their numbers with empty prompt fields. That rows of different
+/// prompts stay apart on such a table (the dimensions are in the sorting key) is what the
+/// conformance suite checks, on a table every fresh migration alters the same way.
+#[tokio::test]
+#[ignore = "service tier: needs TALLY_TEST_CLICKHOUSE_URL"]
+async fn migrate_adds_the_prompt_dimensions_to_an_older_schema() {
+    use tally_core::rollup::Resolution;
+    use tally_core::store::{AnalyticsStore, ScanRequest};
+    let url = std::env::var("TALLY_TEST_CLICKHOUSE_URL")
+        .expect("TALLY_TEST_CLICKHOUSE_URL must point at ClickHouse's HTTP port");
+    let database = format!("tally_upgrade_{}", uuid::Uuid::new_v4().simple());
+    let admin = clickhouse::Client::default().with_url(&url);
+    admin
+        .query(&format!("CREATE DATABASE {database}"))
+        .execute()
+        .await
+        .expect("database");
+    let client = tally_core::clickhouse::client(&url, &database);
+    client
+        .query(include_str!("../../migrations/clickhouse/0003_rollups.sql"))
+        .execute()
+        .await
+        .expect("the older rollup table");
+    client
+        .query(
+            "INSERT INTO tally_rollups (day, resolution, feature, bucket, model, provider, environment, log_partition, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users)
+             VALUES ('2026-01-01', 86400, 'chatbot', 1767225600, 'gpt-4o', 'openai', 'production', 0, 7, 7, 1, 0, 700, 70, 7, 0, '123', 0, '', '')",
+        )
+        .execute()
+        .await
+        .expect("an older row");
+    for _ in 0..2 {
+        tally_core::clickhouse::migrate(&url, &database)
+            .await
+            .expect("migrate (twice: it is idempotent)");
+    }
+    let store = tally_core::clickhouse::ClickHouseAnalyticsStore::new(client);
+    let rows = store
+        .scan(ScanRequest::everything(&[Resolution::Day], false))
+        .await
+        .expect("scan");
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(
+        (
+            row.key.dims.prompt_id.as_str(),
+            row.key.dims.prompt_version.as_str(),
+            row.rollup.requests,
+            row.rollup.errors,
+            row.rollup.cost.0
+        ),
+        ("", "", 7, 1, 123)
+    );
+    admin
+        .query(&format!("DROP DATABASE {database}"))
+        .execute()
+        .await
+        .expect("drop");
+}

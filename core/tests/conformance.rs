@@ -72,3 +72,62 @@ fn sample(i: u32) -> tally_schemas::UsageEvent {
         ..tally_schemas::UsageEvent::example()
     }
 }
+
+/// A data directory written before rollups had prompt dimensions: opening it rebuilds the
+/// rollup table with them; the rows keep their numbers, with empty prompt fields.
+#[tokio::test]
+async fn sqlite_analytics_store_upgrades_rollups_without_prompt_dimensions() {
+    use tally_core::rollup::Resolution;
+    use tally_core::store::{AnalyticsStore, ScanRequest};
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("analytics.db")).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE rollups (
+                resolution INTEGER NOT NULL, feature TEXT NOT NULL, bucket INTEGER NOT NULL,
+                model TEXT NOT NULL, provider TEXT NOT NULL, environment TEXT NOT NULL,
+                requests INTEGER NOT NULL, errors INTEGER NOT NULL, timeouts INTEGER NOT NULL,
+                latency_sum_us INTEGER NOT NULL, input_tokens INTEGER NOT NULL,
+                output_tokens INTEGER NOT NULL, cached_input_tokens INTEGER NOT NULL,
+                cost_pico BLOB NOT NULL, unpriced INTEGER NOT NULL, latency BLOB NOT NULL,
+                users BLOB NOT NULL,
+                PRIMARY KEY (resolution, feature, bucket, model, provider, environment)
+             ) WITHOUT ROWID;
+             CREATE INDEX rollups_by_time ON rollups (resolution, bucket);",
+        )
+        .expect("the older table");
+        let cost = 123i128.to_le_bytes();
+        conn.execute(
+            "INSERT INTO rollups VALUES (86400, 'chatbot', 1767225600, 'gpt-4o', 'openai', 'production', 7, 1, 0, 700, 70, 7, 0, ?1, 0, ?2, ?3)",
+            rusqlite::params![&cost[..], empty_sketch(), empty_users()],
+        )
+        .expect("an older row");
+    }
+    for _ in 0..2 {
+        let store = tally_core::embedded::SqliteAnalyticsStore::open(dir.path()).expect("open");
+        let rows = store
+            .scan(ScanRequest::everything(&[Resolution::Day], true))
+            .await
+            .expect("scan");
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!(
+            (
+                row.key.dims.prompt_id.as_str(),
+                row.key.dims.prompt_version.as_str(),
+                row.rollup.requests,
+                row.rollup.errors,
+                row.rollup.cost.0
+            ),
+            ("", "", 7, 1, 123)
+        );
+    }
+}
+
+fn empty_sketch() -> Vec<u8> {
+    tally_core::rollup::Rollup::default().encode_latency()
+}
+
+fn empty_users() -> Vec<u8> {
+    tally_core::rollup::Rollup::default().encode_users()
+}

@@ -23,8 +23,8 @@ async fn postgres_config_store_conforms() {
         tally_core::postgres::migrate(&scoped)
             .await
             .expect("migrate"),
-        4,
-        "config, api_keys, prompts_budgets_experiments, audit"
+        5,
+        "config, api_keys, prompts_budgets_experiments, audit, reprices"
     );
     assert_eq!(
         tally_core::postgres::migrate(&scoped)

@@ -143,3 +143,15 @@ CREATE TABLE IF NOT EXISTS audit_log (
     after        TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
+
+-- Requests to price a model's past events again (POST /models/{id}/reprice): immutable;
+-- `prices` is the model's price table when the request was made (JSON).
+CREATE TABLE IF NOT EXISTS model_reprices (
+    id           TEXT PRIMARY KEY,
+    provider     TEXT NOT NULL,
+    model        TEXT NOT NULL,
+    from_at      TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    requested_by TEXT,
+    prices       TEXT NOT NULL
+);

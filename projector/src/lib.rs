@@ -31,4 +31,6 @@ mod metrics;
 mod projector;
 
 pub use dedup::Dedup;
-pub use projector::{rebuild, Projector, ProjectorConfig, ProjectorStatus, RebuildReport};
+pub use projector::{
+    rebuild, Projector, ProjectorConfig, ProjectorStatus, RebuildReport, ReplayHandle, Replays,
+};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use std::collections::BTreeMap;
 
 use tally_core::event_fingerprint;
-use tally_core::pricing::{PriceBook, PriceCache};
+use tally_core::pricing::{PriceBook, PriceCache, RepriceCache, Repricing};
 use tally_core::rollup::fold;
 use tally_core::store::{
     AnalyticsStore, EventLog, LogPosition, LogRecord, Ownership, PartitionCommit, PartitionState,
@@ -33,6 +33,10 @@ pub struct ProjectorConfig {
     /// Prices for events that reach the log unpriced (produced straight to the broker without
     /// `cost_usd`); ingest prices everything it appends, so the embedded pipeline needs none.
     pub prices: Option<Arc<PriceCache>>,
+    /// Reprice requests: the events they cover are counted at the cost they say, whatever
+    /// cost the log holds ([`Repricing`]). A request takes effect on the events projected
+    /// after it is loaded; the projection is replayed to apply it to what came before.
+    pub reprices: Option<Arc<RepriceCache>>,
 }
 
 impl Default for ProjectorConfig {
@@ -43,6 +47,7 @@ impl Default for ProjectorConfig {
             idle_wait: Duration::from_millis(250),
             max_backoff: Duration::from_secs(5),
             prices: None,
+            reprices: None,
         }
     }
 }
@@ -71,11 +76,12 @@ impl ProjectorStatus {
     }
 }
 
+#[derive(Clone)]
 pub struct Projector {
     log: Arc<dyn EventLog>,
     store: Arc<dyn AnalyticsStore>,
     config: ProjectorConfig,
-    status: watch::Sender<ProjectorStatus>,
+    status: Arc<watch::Sender<ProjectorStatus>>,
 }
 
 /// One partition's progress since the last load of its checkpoint.
@@ -169,6 +175,7 @@ impl Session {
         &mut self,
         records: Vec<LogRecord>,
         prices: Option<&PriceBook>,
+        reprices: Option<&Repricing>,
         keep_raw: bool,
     ) -> ProjectionCommit {
         let window_s = self.window_s;
@@ -213,6 +220,9 @@ impl Session {
                     if ps.dedup.first_sighting(fp, now_s) {
                         if let (Cost::Pending, Some(book)) = (event.cost, prices) {
                             book.price(&mut event);
+                        }
+                        if let Some(reprices) = reprices {
+                            reprices.apply(&mut event);
                         }
                         fresh.push(RawEvent {
                             event,
@@ -290,10 +300,41 @@ impl Projector {
                 log,
                 store,
                 config,
-                status,
+                status: Arc::new(status),
             },
             rx,
         )
+    }
+
+    /// Runs like [`Projector::run`], and starts over whenever `replays` asks: stops after the
+    /// current commit, drops every projection ([`AnalyticsStore::reset`]), answers the request
+    /// and projects the whole log again (with the prices and reprice requests then loaded).
+    /// Only for a projector that is the only one writing its store.
+    pub async fn run_replayable(self, mut shutdown: watch::Receiver<bool>, mut replays: Replays) {
+        let mut listening = true;
+        loop {
+            let (stop, stop_rx) = watch::channel(false);
+            let mut task = tokio::spawn(self.clone().run(stop_rx));
+            let request = loop {
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => break None,
+                    _ = &mut task => return,
+                    r = replays.recv(), if listening => match r {
+                        Some(reply) => break Some(reply),
+                        None => listening = false,
+                    },
+                }
+            };
+            let _ = stop.send(true);
+            let _ = task.await;
+            let Some(reply) = request else { return };
+            info!("replay requested: dropping the projection and projecting the log again");
+            let result = self.store.reset().await;
+            if result.is_ok() {
+                self.status.send_replace(ProjectorStatus::default());
+            }
+            let _ = reply.send(result);
+        }
     }
 
     /// Runs until `shutdown` turns true. Storage failures are retried with capped exponential
@@ -386,7 +427,13 @@ impl Projector {
                 return Ok(SessionEnd::Rebalanced);
             }
             let book = self.config.prices.as_ref().map(|p| p.current());
-            let commit = session.fold(records, book.as_deref(), self.store.keeps_raw_events());
+            let reprices = self.config.reprices.as_ref().map(|r| r.current());
+            let commit = session.fold(
+                records,
+                book.as_deref(),
+                reprices.as_deref().filter(|r| !r.is_empty()),
+                self.store.keeps_raw_events(),
+            );
             if commit.partitions.is_empty() {
                 continue;
             }
@@ -414,6 +461,31 @@ impl Projector {
                 s.position = position;
             });
         }
+    }
+}
+
+/// Requests to start a projection over, each answered once the projection was dropped.
+pub type Replays =
+    tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<Result<(), StoreError>>>;
+
+/// Asks a [`Projector::run_replayable`] to start over.
+#[derive(Clone)]
+pub struct ReplayHandle {
+    requests: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), StoreError>>>,
+}
+
+impl ReplayHandle {
+    pub fn new() -> (ReplayHandle, Replays) {
+        let (requests, rx) = tokio::sync::mpsc::channel(4);
+        (ReplayHandle { requests }, rx)
+    }
+
+    /// Returns once the projection has been dropped and the replay has begun.
+    pub async fn replay(&self) -> Result<(), StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let gone = || StoreError::Unavailable("the projector is not running".into());
+        self.requests.send(reply).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 }
 

@@ -46,8 +46,8 @@ fn event(
         },
         user_id: Some(format!("u{user}")),
         // A third of the events name no prompt; the rest one of two versions of one prompt.
-        prompt_id: (id % 3 != 0).then(|| "greeting".to_string()),
-        prompt_version: (id % 3 != 0).then(|| (id % 3).to_string()),
+        prompt_id: (!id.is_multiple_of(3)).then(|| "greeting".to_string()),
+        prompt_version: (!id.is_multiple_of(3)).then(|| (id % 3).to_string()),
         ..UsageEvent::example()
     }
 }

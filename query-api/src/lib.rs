@@ -14,4 +14,4 @@ pub mod state;
 pub mod window;
 
 pub use routes::{health_router, router};
-pub use state::{PipelineProbe, PipelineStatus, QueryState};
+pub use state::{PipelineProbe, PipelineStatus, QueryState, Replayer};

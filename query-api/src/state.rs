@@ -20,6 +20,13 @@ pub struct PipelineStatus {
 
 pub type PipelineProbe = Arc<dyn Fn() -> PipelineStatus + Send + Sync>;
 
+/// Drops the projection and starts projecting the log again; resolves once the replay began.
+pub type Replayer = Arc<
+    dyn Fn() -> futures::future::BoxFuture<'static, Result<(), tally_core::store::StoreError>>
+        + Send
+        + Sync,
+>;
+
 #[derive(Clone)]
 pub struct QueryState {
     pub analytics: Arc<dyn AnalyticsStore>,
@@ -31,4 +38,9 @@ pub struct QueryState {
     /// Turns true when the server begins shutting down: long-lived answers (event streams)
     /// end then, so the graceful shutdown completes.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// Reprice requests as the projector of this process sees them (reloaded after a new one).
+    pub reprices: Arc<tally_core::pricing::RepriceCache>,
+    /// Present when this process runs the only projector of its store (the embedded log):
+    /// a reprice request then replays the log at once. Otherwise `tally rebuild` applies it.
+    pub replay: Option<Replayer>,
 }

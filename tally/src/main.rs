@@ -205,11 +205,11 @@ async fn main() -> anyhow::Result<()> {
             let s = settings(&server)?;
             telemetry::init_logging(&s.log_format);
             let stores = startup::Stores::open(&s).await?;
-            stores.prices.refresh(stores.config.as_ref()).await?;
+            stores.refresh_pricing().await?;
             let report = tally_projector::rebuild(
-                stores.log,
-                stores.analytics,
-                startup::projector_config(&s, stores.prices),
+                stores.log.clone(),
+                stores.analytics.clone(),
+                startup::projector_config(&s, &stores),
             )
             .await?;
             println!(

@@ -20,10 +20,10 @@ use axum::Router;
 use tally_core::auth::{Access, Gate, RouteInfo, Routes};
 use tally_core::clock::{Clock, SystemClock};
 use tally_core::embedded::{SqliteAnalyticsStore, SqliteConfigStore, SqliteEventLog};
-use tally_core::pricing::PriceCache;
+use tally_core::pricing::{PriceCache, RepriceCache};
 use tally_core::store::{AnalyticsStore, ConfigStore, EventLog};
 use tally_ingest::{IngestConfig, IngestState};
-use tally_projector::{Projector, ProjectorConfig, ProjectorStatus};
+use tally_projector::{Projector, ProjectorConfig, ProjectorStatus, ReplayHandle};
 use tally_query_api::{PipelineProbe, PipelineStatus, QueryState};
 use tally_schemas::validate::Limits;
 use tokio::net::TcpListener;
@@ -41,6 +41,8 @@ pub struct Stores {
     pub analytics: Arc<dyn AnalyticsStore>,
     pub config: Arc<dyn ConfigStore>,
     pub prices: Arc<PriceCache>,
+    /// Reprice requests, for the projector.
+    pub reprices: Arc<RepriceCache>,
     /// Held for as long as any clone lives: one process per data directory (only taken when
     /// an embedded store is in use).
     _lock: Option<Arc<std::fs::File>>,
@@ -176,6 +178,7 @@ impl Stores {
             analytics,
             config,
             prices: Arc::new(PriceCache::default()),
+            reprices: Arc::new(RepriceCache::default()),
             _lock: lock,
         })
     }
@@ -200,11 +203,20 @@ pub fn limits(settings: &Settings) -> Limits {
     }
 }
 
-pub fn projector_config(settings: &Settings, prices: Arc<PriceCache>) -> ProjectorConfig {
+impl Stores {
+    /// Loads prices and reprice requests from the config store (again).
+    pub async fn refresh_pricing(&self) -> Result<(), tally_core::store::StoreError> {
+        self.prices.refresh(self.config.as_ref()).await?;
+        self.reprices.refresh(self.config.as_ref()).await
+    }
+}
+
+pub fn projector_config(settings: &Settings, stores: &Stores) -> ProjectorConfig {
     ProjectorConfig {
         dedup_window_s: settings.dedup_window_secs,
         max_batch_events: settings.projector_batch_events,
-        prices: Some(prices),
+        prices: Some(stores.prices.clone()),
+        reprices: Some(stores.reprices.clone()),
         ..ProjectorConfig::default()
     }
 }
@@ -252,21 +264,18 @@ impl Application {
             .await
             .context("creating the bootstrap admin key")?;
         }
-        stores
-            .prices
-            .refresh(stores.config.as_ref())
-            .await
-            .context("loading prices")?;
+        stores.refresh_pricing().await.context("loading prices")?;
         let (stop, stop_rx) = watch::channel(false);
         let (projector, status) = Projector::new(
             stores.log.clone(),
             stores.analytics.clone(),
-            projector_config(&settings, stores.prices.clone()),
+            projector_config(&settings, &stores),
         );
         let mut background = vec![tokio::spawn(refresh_prices(
             stores.clone(),
             stop_rx.clone(),
         ))];
+        let mut replay = None;
         let projector = if role.projects() {
             let retention = chrono::Duration::days(i64::from(settings.retention_days));
             background.push(tokio::spawn(crate::retention::run(
@@ -277,13 +286,27 @@ impl Application {
                 Duration::from_secs(3600),
                 stop_rx.clone(),
             )));
-            Some(tokio::spawn(projector.run(stop_rx)))
+            if settings.kafka_brokers.is_none() {
+                // The embedded log has one projector, this one: it may start over on request.
+                let (handle, requests) = ReplayHandle::new();
+                replay = Some(handle);
+                Some(tokio::spawn(projector.run_replayable(stop_rx, requests)))
+            } else {
+                Some(tokio::spawn(projector.run(stop_rx)))
+            }
         } else {
             None
         };
         let (closing, closing_rx) = watch::channel(false);
-        let (router, routes) =
-            build_router(&settings, role, &stores, clock, status.clone(), closing_rx);
+        let (router, routes) = build_router(
+            &settings,
+            role,
+            &stores,
+            clock,
+            status.clone(),
+            closing_rx,
+            replay,
+        );
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -379,6 +402,7 @@ fn build_router(
     clock: Arc<dyn Clock>,
     status: watch::Receiver<ProjectorStatus>,
     closing: watch::Receiver<bool>,
+    replay: Option<ReplayHandle>,
 ) -> (Router, Vec<RouteInfo>) {
     let probe = pipeline_probe(stores.log.clone(), status, role.projects());
     let lag_probe = probe.clone();
@@ -401,6 +425,13 @@ fn build_router(
         clock,
         pipeline: probe,
         closing,
+        reprices: stores.reprices.clone(),
+        replay: replay.map(|handle| -> tally_query_api::Replayer {
+            Arc::new(move || {
+                let handle = handle.clone();
+                Box::pin(async move { handle.replay().await })
+            })
+        }),
     };
     let gate = Gate::new(stores.config.clone());
     let metrics_access = if settings.metrics_public {
@@ -465,14 +496,15 @@ async fn metrics() -> impl IntoResponse {
     }
 }
 
-/// Reloads the price book every few seconds so price changes reach ingest.
+/// Reloads the price book and reprice requests every few seconds so price changes reach
+/// ingest and new requests reach the projector.
 async fn refresh_prices(stores: Stores, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = stop.changed() => return,
         }
-        if let Err(err) = stores.prices.refresh(stores.config.as_ref()).await {
+        if let Err(err) = stores.refresh_pricing().await {
             warn!(error = %err, "failed to reload prices");
         }
     }

@@ -56,6 +56,8 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
         ("GET", "/models/{id}/prices", readers.clone()),
         ("POST", "/models/{id}/prices", admin.clone()),
         ("POST", "/models/{id}/deploy", admin.clone()),
+        ("POST", "/models/{id}/reprice", admin.clone()),
+        ("GET", "/models/{id}/reprices", readers.clone()),
         ("GET", "/deployments", readers.clone()),
         // prompts
         ("GET", "/prompts", readers.clone()),

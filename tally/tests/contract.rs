@@ -193,6 +193,15 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
         Some(json!({"effective_from": "2026-01-01T00:00:00Z", "input_usd_per_mtok": 1, "output_usd_per_mtok": 2})),
     )
     .await;
+    let (status, _) = c
+        .call(
+            "POST",
+            &a("/models/{id}/reprice?from=2026-01-01T00:00:00Z"),
+            &[("id", &m1)],
+            None,
+        )
+        .await;
+    assert_eq!(status, 202);
     for m in [&m1, &m2] {
         c.call(
             "POST",
@@ -335,6 +344,10 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
         ("/api/platform/ai-management/models/{id}", vec![("id", &m1)]),
         (
             "/api/platform/ai-management/models/{id}/prices",
+            vec![("id", &m1)],
+        ),
+        (
+            "/api/platform/ai-management/models/{id}/reprices",
             vec![("id", &m1)],
         ),
         ("/api/platform/ai-management/deployments", vec![]),

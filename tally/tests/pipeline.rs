@@ -380,7 +380,7 @@ async fn rebuild_equals_live_projection() {
     let report = tally_projector::rebuild(
         stores.log.clone(),
         stores.analytics.clone(),
-        tally::startup::projector_config(&settings, stores.prices.clone()),
+        tally::startup::projector_config(&settings, &stores),
     )
     .await
     .unwrap();
@@ -570,5 +570,167 @@ async fn per_prompt_version_metrics_match_the_events_that_name_them() {
         (status, body["error"]["field"].as_str()),
         (400, Some("group_by"))
     );
+    app.stop().await;
+}
+
+/// Spending by model and day, as `(model, day) → exact dollars`.
+async fn spending_by_model_day(app: &TestApp) -> BTreeMap<(String, String), String> {
+    let s = app
+        .data(&format!(
+            "{API}/analytics/spending?time_range=7d&group_by=model,day"
+        ))
+        .await;
+    s["breakdown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                (
+                    r["model"].as_str().unwrap().to_string(),
+                    r["day"].as_str().unwrap().to_string(),
+                ),
+                r["total_cost_usd"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn expected_spending(
+    events: &[Sent],
+    pico: impl Fn(&Sent) -> Option<i128>,
+) -> BTreeMap<(String, String), String> {
+    let mut sums: BTreeMap<(String, String), i128> = BTreeMap::new();
+    for e in events {
+        *sums
+            .entry((e.model.clone(), e.at.format("%Y-%m-%d").to_string()))
+            .or_default() += pico(e).unwrap_or(0);
+    }
+    sums.into_iter().map(|(k, v)| (k, usd_text(v))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reprice_recomputes_past_costs_by_replay_and_a_rebuild_agrees() {
+    use chrono::TimeZone;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    seed_config(&app.stores).await;
+    let events = corpus(3000, 9);
+    send_with_duplicates(&app, &events, 1000).await;
+    app.wait_projected().await;
+    let before = spending_by_model_day(&app).await;
+    assert_eq!(before, expected_spending(&events, Sent::expected_pico));
+
+    let (_, models) = app.get(&format!("{API}/models?limit=100")).await;
+    let gpt = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "gpt-4o")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A corrected price, effective from before the period repriced.
+    let corrected_from = Utc.with_ymd_and_hms(2026, 3, 9, 6, 0, 0).unwrap();
+    let (status, body) = app
+        .send(
+            "POST",
+            &format!("{API}/models/{gpt}/prices"),
+            Some(serde_json::json!({"effective_from": corrected_from, "input_usd_per_mtok": "1.5", "output_usd_per_mtok": "6"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // A new price alone rewrites nothing already accepted.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(spending_by_model_day(&app).await, before);
+
+    let reprice = |query: &str| format!("{API}/models/{gpt}/reprice{query}");
+    for (query, status_expected, field) in [
+        ("", 400, "from"),
+        ("?from=yesterday", 400, "from"),
+        ("?from=2027-01-01T00:00:00Z", 422, "from"),
+        ("?from=2026-03-09T12:00:00Z&to=x", 400, "to"),
+    ] {
+        let (status, body) = app.send("POST", &reprice(query), None).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (status_expected, Some(field)),
+            "{query}: {body}"
+        );
+    }
+    let (status, _) = app
+        .send(
+            "POST",
+            &format!(
+                "{API}/models/{}/reprice?from=2026-03-09T12:00:00Z",
+                uuid::Uuid::new_v4()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        spending_by_model_day(&app).await,
+        before,
+        "refused requests change nothing"
+    );
+
+    let from = Utc.with_ymd_and_hms(2026, 3, 9, 12, 0, 0).unwrap();
+    let (status, body) = app
+        .send("POST", &reprice("?from=2026-03-09T12:00:00Z"), None)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["data"]["replay"], "started");
+    assert_eq!(
+        body["data"]["reprice"]["prices"].as_array().unwrap().len(),
+        3
+    );
+    app.wait_projected().await;
+
+    // Independently: gpt-4o events from `from` on, not reported by the client, cost what the
+    // table with the corrected price says; everything else what it cost before.
+    let mut corrected = price_table();
+    corrected.push((
+        "openai",
+        "gpt-4o",
+        corrected_from,
+        1_500_000,
+        6_000_000,
+        None,
+    ));
+    let repriced = |e: &Sent| {
+        if e.model == "gpt-4o" && e.at >= from {
+            e.expected_pico_with(&corrected)
+        } else {
+            e.expected_pico()
+        }
+    };
+    let expected = expected_spending(&events, repriced);
+    assert_ne!(expected, before, "the corpus must have events to reprice");
+    let after = spending_by_model_day(&app).await;
+    assert_eq!(after, expected);
+    let (_, listed) = app.get(&format!("{API}/models/{gpt}/reprices")).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["data"][0]["from"], "2026-03-09T12:00:00Z");
+    let audit = app.data(&format!("{API}/audit?limit=1")).await;
+    assert_eq!(audit[0]["action"], "model.reprice", "{audit}");
+    app.stop().await;
+
+    // A rebuild from the log applies the same request: the same numbers.
+    let settings = settings(dir.path());
+    let stores = tally::Stores::open(&settings).await.unwrap();
+    stores.refresh_pricing().await.unwrap();
+    tally_projector::rebuild(
+        stores.log.clone(),
+        stores.analytics.clone(),
+        tally::startup::projector_config(&settings, &stores),
+    )
+    .await
+    .unwrap();
+    drop(stores);
+    let app = TestApp::start(dir.path()).await;
+    app.wait_projected().await;
+    assert_eq!(spending_by_model_day(&app).await, expected);
     app.stop().await;
 }

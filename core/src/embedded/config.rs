@@ -17,7 +17,7 @@ use crate::config::{
     Assignment, AuditEntry, AuditSpec, Budget, BudgetPeriod, BudgetScope, BudgetSpec, DeploySpec,
     Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Feature, FeatureSpec,
     FeatureStatus, Model, ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent, PromptSpec,
-    PromptStatus, PromptVersion, Provider, ProviderSpec,
+    PromptStatus, PromptVersion, Provider, ProviderSpec, Reprice, RepriceSpec,
 };
 use crate::embedded::{blocking, open};
 use crate::store::{ConfigStore, StoreError, StoreResult};
@@ -421,6 +421,51 @@ impl ConfigStore for SqliteConfigStore {
                 )));
             }
             Ok(c.query_row(&format!("{PRICE_SELECT} WHERE x.id = ?1"), params![id], price_row)?)
+        })
+        .await
+    }
+
+    async fn add_reprice(&self, spec: RepriceSpec) -> StoreResult<Reprice> {
+        spec.check()?;
+        self.with(move |c| {
+            let id = Uuid::new_v4();
+            c.execute(
+                "INSERT INTO model_reprices (id, provider, model, from_at, requested_at, requested_by, prices) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    id.to_string(),
+                    spec.provider,
+                    spec.model,
+                    ts(spec.from),
+                    ts(spec.requested_at),
+                    spec.requested_by,
+                    json_text(&spec.prices)?
+                ],
+            )?;
+            Ok(spec.into_reprice(id))
+        })
+        .await
+    }
+
+    async fn list_reprices(&self) -> StoreResult<Vec<Reprice>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, provider, model, from_at, requested_at, requested_by, prices FROM model_reprices",
+            )?;
+            let mut rows = stmt
+                .query_map([], |r| {
+                    Ok(Reprice {
+                        id: parse_uuid(&r.get::<_, String>(0)?)?,
+                        provider: r.get(1)?,
+                        model: r.get(2)?,
+                        from: parse_ts(&r.get::<_, String>(3)?)?,
+                        requested_at: parse_ts(&r.get::<_, String>(4)?)?,
+                        requested_by: r.get(5)?,
+                        prices: json_column(&r.get::<_, String>(6)?, "reprice prices")?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.sort_by_key(|r| (r.requested_at, r.id));
+            Ok(rows)
         })
         .await
     }

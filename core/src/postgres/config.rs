@@ -14,7 +14,7 @@ use crate::config::{
     Assignment, AuditEntry, AuditSpec, Budget, BudgetPeriod, BudgetScope, BudgetSpec, DeploySpec,
     Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Feature, FeatureSpec,
     FeatureStatus, Model, ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent, PromptSpec,
-    PromptStatus, PromptVersion, Provider, ProviderSpec,
+    PromptStatus, PromptVersion, Provider, ProviderSpec, Reprice, RepriceSpec,
 };
 use crate::store::{ConfigStore, StoreError, StoreResult};
 use crate::upsert::{taken, Write};
@@ -374,6 +374,47 @@ impl ConfigStore for PostgresConfigStore {
             .fetch_one(&mut *conn)
             .await?;
         price_row(&row)
+    }
+
+    async fn add_reprice(&self, spec: RepriceSpec) -> StoreResult<Reprice> {
+        spec.check()?;
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO model_reprices (id, provider, model, from_at, requested_at, requested_by, prices) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(&spec.provider)
+        .bind(&spec.model)
+        .bind(spec.from)
+        .bind(spec.requested_at)
+        .bind(&spec.requested_by)
+        .bind(Json(&spec.prices))
+        .execute(&self.pool)
+        .await?;
+        Ok(spec.into_reprice(id))
+    }
+
+    async fn list_reprices(&self) -> StoreResult<Vec<Reprice>> {
+        let mut rows = all(
+            sqlx::query(
+                "SELECT id, provider, model, from_at, requested_at, requested_by, prices FROM model_reprices",
+            )
+            .fetch_all(&self.pool)
+            .await?,
+            |r| {
+                Ok(Reprice {
+                    id: r.try_get("id")?,
+                    provider: r.try_get("provider")?,
+                    model: r.try_get("model")?,
+                    from: r.try_get("from_at")?,
+                    requested_at: r.try_get("requested_at")?,
+                    requested_by: r.try_get("requested_by")?,
+                    prices: r.try_get::<Json<Vec<ModelPrice>>, _>("prices")?.0,
+                })
+            },
+        )?;
+        rows.sort_by_key(|r| (r.requested_at, r.id));
+        Ok(rows)
     }
 
     async fn list_prices(&self) -> StoreResult<Vec<ModelPrice>> {

@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "audit",
         include_str!("../../../migrations/postgres/0004_audit.sql"),
     ),
+    (
+        5,
+        "reprices",
+        include_str!("../../../migrations/postgres/0005_reprices.sql"),
+    ),
 ];
 
 /// Advisory-lock key serialising migrations ("tally" in ASCII).

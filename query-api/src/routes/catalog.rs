@@ -795,13 +795,24 @@ impl From<ModelPrice> for PriceView {
 }
 
 async fn prices_of(state: &QueryState, model: &Model) -> Result<Vec<PriceView>, ApiError> {
+    Ok(model_prices(state, model)
+        .await?
+        .into_iter()
+        .map(PriceView::from)
+        .collect())
+}
+
+/// The model's prices, oldest `effective_from` first.
+pub(crate) async fn model_prices(
+    state: &QueryState,
+    model: &Model,
+) -> Result<Vec<ModelPrice>, ApiError> {
     Ok(state
         .config
         .list_prices()
         .await?
         .into_iter()
         .filter(|p| p.provider == model.provider && p.model == model.name)
-        .map(PriceView::from)
         .collect())
 }
 

@@ -11,6 +11,7 @@ mod overview;
 mod prompt_metrics;
 mod prompt_test;
 mod prompts;
+mod reprice;
 mod status;
 mod stream;
 
@@ -42,6 +43,7 @@ pub fn router(state: QueryState) -> (Router, Vec<RouteInfo>) {
     let r = prompts::routes(r);
     let r = prompt_test::routes(r);
     let r = prompt_metrics::routes(r);
+    let r = reprice::routes(r);
     let r = budgets::routes(r);
     let r = experiments::routes(r);
     let r = status::routes(r);

@@ -297,11 +297,17 @@ impl Sent {
 
     /// Expected cost in pico-dollars, computed from the price table by hand; `None` = unpriced.
     pub fn expected_pico(&self) -> Option<i128> {
+        self.expected_pico_with(&price_table())
+    }
+
+    /// [`Sent::expected_pico`] with another price table.
+    pub fn expected_pico_with(&self, table: &[PriceRow]) -> Option<i128> {
         if let Some(p) = self.reported_pico {
             return Some(p);
         }
-        let price = price_table()
-            .into_iter()
+        let price = table
+            .iter()
+            .copied()
             .filter(|(p, m, from, ..)| *p == self.provider && *m == self.model && *from <= self.at)
             .max_by_key(|(_, _, from, ..)| *from)?;
         let (_, _, _, input, output, cached) = price;
@@ -366,7 +372,8 @@ pub fn corpus(n: usize, seed: u64) -> Vec<Sent> {
                     .then(|| rng.gen_range(1..50_000_000_000i128)),
                 // From the index, not the generator, so the rest of the corpus is unchanged:
                 // a quarter name no prompt, the rest one of three versions of `greeter`.
-                prompt: (i % 4 != 0).then(|| ("greeter".to_string(), (i % 3 + 1).to_string())),
+                prompt: (!i.is_multiple_of(4))
+                    .then(|| ("greeter".to_string(), (i % 3 + 1).to_string())),
             }
         })
         .collect()
