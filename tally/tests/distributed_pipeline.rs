@@ -80,6 +80,7 @@ async fn distributed_mode_gives_the_same_answers_as_embedded_for_100k_events() {
         }
         let app = TestApp::start_with(s).await;
         seed_config(&app.stores).await;
+        reprice_gpt_4o(&app).await;
         send_with_duplicates(&app, &events, 2_000).await;
         app.wait_consumed(sent).await;
         let mut answers = answers(&app).await;
@@ -107,6 +108,35 @@ async fn distributed_mode_gives_the_same_answers_as_embedded_for_100k_events() {
         results[1][1].to_string().len() > 1000,
         "the comparison covered real data"
     );
+}
+
+/// A reprice request over the last 20 hours of the corpus, with a table cheaper than the one
+/// ingest prices by: both projections must count those events at the request's prices.
+async fn reprice_gpt_4o(app: &TestApp) {
+    use tally_core::config::RepriceSpec;
+    let config = app.stores.config.as_ref();
+    let mut prices: Vec<_> = config
+        .list_prices()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.model == "gpt-4o")
+        .collect();
+    for p in &mut prices {
+        p.input_per_mtok_micros /= 2;
+    }
+    config
+        .add_reprice(RepriceSpec {
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            from: now() - chrono::Duration::hours(20),
+            requested_at: now(),
+            requested_by: None,
+            prices,
+        })
+        .await
+        .unwrap();
+    app.stores.refresh_pricing().await.unwrap();
 }
 
 /// Deterministic events around `now`, priced at the source (so both projections agree without a
