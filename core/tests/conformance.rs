@@ -97,9 +97,10 @@ async fn sqlite_analytics_store_upgrades_rollups_without_prompt_dimensions() {
         )
         .expect("the older table");
         let cost = 123i128.to_le_bytes();
+        let empty = tally_core::rollup::Rollup::default();
         conn.execute(
             "INSERT INTO rollups VALUES (86400, 'chatbot', 1767225600, 'gpt-4o', 'openai', 'production', 7, 1, 0, 700, 70, 7, 0, ?1, 0, ?2, ?3)",
-            rusqlite::params![&cost[..], empty_sketch(), empty_users()],
+            rusqlite::params![&cost[..], empty.encode_latency(), empty.encode_users()],
         )
         .expect("an older row");
     }
@@ -122,12 +123,4 @@ async fn sqlite_analytics_store_upgrades_rollups_without_prompt_dimensions() {
             ("", "", 7, 1, 123)
         );
     }
-}
-
-fn empty_sketch() -> Vec<u8> {
-    tally_core::rollup::Rollup::default().encode_latency()
-}
-
-fn empty_users() -> Vec<u8> {
-    tally_core::rollup::Rollup::default().encode_users()
 }

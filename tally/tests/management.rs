@@ -63,52 +63,23 @@ async fn the_catalog_is_managed_with_clear_errors_and_an_audit_trail() {
         201,
     );
     assert_eq!(created["status"], "active", "status defaults to active");
-    refused(
-        app.send(
-            "POST",
-            &m("/features"),
-            Some(json!({"name": "photo-tagging"})),
-        )
-        .await,
-        409,
-        None,
-    );
-    refused(
-        app.send(
-            "POST",
-            &m("/features"),
-            Some(json!({"name": "Photo Tagging"})),
-        )
-        .await,
-        422,
-        Some("name"),
-    );
-    refused(
-        app.send("POST", &m("/features"), Some(json!({"display_name": "x"})))
-            .await,
-        422,
-        Some("name"),
-    );
-    refused(
-        app.send(
-            "POST",
-            &m("/features"),
-            Some(json!({"name": "x", "colour": "red"})),
-        )
-        .await,
-        422,
-        Some("colour"),
-    );
-    refused(
-        app.send(
-            "POST",
-            &m("/features"),
-            Some(json!({"name": "x", "status": "broken"})),
-        )
-        .await,
-        422,
-        Some("status"),
-    );
+    for (body, status, field) in [
+        (json!({"name": "photo-tagging"}), 409, None),
+        (json!({"name": "Photo Tagging"}), 422, Some("name")),
+        (json!({"display_name": "x"}), 422, Some("name")),
+        (json!({"name": "x", "colour": "red"}), 422, Some("colour")),
+        (
+            json!({"name": "x", "status": "broken"}),
+            422,
+            Some("status"),
+        ),
+    ] {
+        refused(
+            app.send("POST", &m("/features"), Some(body)).await,
+            status,
+            field,
+        );
+    }
     let (status, _) = app
         .client
         .post(app.url(&m("/features")))
@@ -158,46 +129,27 @@ async fn the_catalog_is_managed_with_clear_errors_and_an_audit_trail() {
     let acme = json!({"name": "acme", "type": "custom", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "ACME_KEY"});
     let provider = ok(app.send("POST", &m("/providers"), Some(acme)).await, 201);
     assert_eq!(provider["api_key_env"], "ACME_KEY");
-    refused(
-        app.send(
-            "POST",
-            &m("/providers"),
-            Some(json!({"name": "leaky", "type": "openai", "api_key": "sk-live-123"})),
-        )
-        .await,
-        422,
-        Some("api_key"),
-    );
-    refused(
-        app.send(
-            "POST",
-            &m("/providers"),
-            Some(json!({"name": "leaky", "type": "openai", "api_key_env": "sk-live-123"})),
-        )
-        .await,
-        422,
-        Some("api_key_env"),
-    );
-    refused(
-        app.send(
-            "POST",
-            &m("/providers"),
-            Some(json!({"name": "leaky", "type": "azure"})),
-        )
-        .await,
-        422,
-        Some("type"),
-    );
-    refused(
-        app.send(
-            "POST",
-            &m("/providers"),
-            Some(json!({"name": "leaky", "type": "openai", "base_url": "ftp://x"})),
-        )
-        .await,
-        422,
-        Some("base_url"),
-    );
+    for (body, field) in [
+        (
+            json!({"name": "leaky", "type": "openai", "api_key": "sk-live-123"}),
+            "api_key",
+        ),
+        (
+            json!({"name": "leaky", "type": "openai", "api_key_env": "sk-live-123"}),
+            "api_key_env",
+        ),
+        (json!({"name": "leaky", "type": "azure"}), "type"),
+        (
+            json!({"name": "leaky", "type": "openai", "base_url": "ftp://x"}),
+            "base_url",
+        ),
+    ] {
+        refused(
+            app.send("POST", &m("/providers"), Some(body)).await,
+            422,
+            Some(field),
+        );
+    }
     ok(
         app.send(
             "POST",
@@ -222,31 +174,15 @@ async fn the_catalog_is_managed_with_clear_errors_and_an_audit_trail() {
         .send("GET", &m("/providers?sort=-name&limit=1&offset=1"), None)
         .await;
     assert_eq!(names(&page["data"]), vec!["acme"]);
-    refused(
-        app.send("GET", &m("/providers?type=azure"), None).await,
-        400,
-        Some("type"),
-    );
-    refused(
-        app.send("GET", &m("/providers?sort=colour"), None).await,
-        400,
-        Some("sort"),
-    );
-    refused(
-        app.send("GET", &m("/providers?limit=0"), None).await,
-        400,
-        Some("limit"),
-    );
-    refused(
-        app.send("GET", &m("/providers?colour=red"), None).await,
-        400,
-        Some("colour"),
-    );
-    refused(
-        app.send("GET", &m("/providers/leaky"), None).await,
-        404,
-        None,
-    );
+    for (query, status, field) in [
+        ("/providers?type=azure", 400, Some("type")),
+        ("/providers?sort=colour", 400, Some("sort")),
+        ("/providers?limit=0", 400, Some("limit")),
+        ("/providers?colour=red", 400, Some("colour")),
+        ("/providers/leaky", 404, None),
+    ] {
+        refused(app.send("GET", &m(query), None).await, status, field);
+    }
     let (_, every) = app.send("GET", &m("/providers"), None).await;
     assert_eq!(names(&every["data"]), vec!["acme", "zeta"]);
     assert!(
@@ -757,46 +693,34 @@ async fn prompts_budgets_and_experiments_follow_their_rules() {
         (Some(1_500_500_000), Some("1500.50"), Some("UTC"))
     );
     assert_eq!(budget["thresholds_percent"], json!([80, 100]));
-    refused(
-        app.send("POST", &m("/budgets"), Some(json!({"name": "b", "scope": "global", "period": "monthly", "amount_usd": 5, "time_zone": "Mars/Olympus"}))).await,
-        422,
-        Some("time_zone"),
-    );
-    refused(
-        app.send(
-            "POST",
-            &m("/budgets"),
-            Some(json!({"name": "b", "scope": "feature", "period": "monthly", "amount_usd": 5})),
-        )
-        .await,
-        422,
-        Some("scope_value"),
-    );
-    refused(
-        app.send(
-            "POST",
-            &m("/budgets"),
-            Some(json!({"name": "b", "scope": "global", "period": "hourly", "amount_usd": 5})),
-        )
-        .await,
-        422,
-        Some("period"),
-    );
-    refused(
-        app.send(
-            "POST",
-            &m("/budgets"),
-            Some(json!({"name": "b", "scope": "global", "period": "daily", "amount_usd": 0})),
-        )
-        .await,
-        422,
-        Some("amount_usd"),
-    );
-    refused(
-        app.send("POST", &m("/budgets"), Some(json!({"name": "b", "scope": "global", "period": "daily", "amount_usd": 5, "thresholds_percent": [100, 80]}))).await,
-        422,
-        Some("thresholds_percent"),
-    );
+    for (body, field) in [
+        (
+            json!({"name": "b", "scope": "global", "period": "monthly", "amount_usd": 5, "time_zone": "Mars/Olympus"}),
+            "time_zone",
+        ),
+        (
+            json!({"name": "b", "scope": "feature", "period": "monthly", "amount_usd": 5}),
+            "scope_value",
+        ),
+        (
+            json!({"name": "b", "scope": "global", "period": "hourly", "amount_usd": 5}),
+            "period",
+        ),
+        (
+            json!({"name": "b", "scope": "global", "period": "daily", "amount_usd": 0}),
+            "amount_usd",
+        ),
+        (
+            json!({"name": "b", "scope": "global", "period": "daily", "amount_usd": 5, "thresholds_percent": [100, 80]}),
+            "thresholds_percent",
+        ),
+    ] {
+        refused(
+            app.send("POST", &m("/budgets"), Some(body)).await,
+            422,
+            Some(field),
+        );
+    }
     let bid = budget["id"].as_str().unwrap().to_string();
     let berlin = ok(
         app.send(

@@ -91,20 +91,21 @@ fn upgrade_layout(conn: &mut Connection) -> StoreResult<()> {
         [],
         |r| r.get::<_, i64>(0).map(|n| n > 0),
     )?;
-    if had_rollups && !has_column(&tx, "rollups", "prompt_id")? {
-        // Rows written before rollups had prompt dimensions keep empty ones (a rebuild fills
-        // them in from the log).
+    // Rows written before rollups had prompt dimensions keep empty ones (a rebuild fills
+    // them in from the log).
+    let without_prompts = had_rollups && !has_column(&tx, "rollups", "prompt_id")?;
+    if without_prompts {
         tx.execute_batch(
             "ALTER TABLE rollups RENAME TO rollups_without_prompts;
              DROP INDEX IF EXISTS rollups_by_time;",
         )?;
-        tx.execute_batch(ROLLUPS_TABLE)?;
+    }
+    tx.execute_batch(ROLLUPS_TABLE)?;
+    if without_prompts {
         tx.execute_batch(
             "INSERT INTO rollups SELECT resolution, feature, bucket, model, provider, environment, '', '', requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users FROM rollups_without_prompts;
              DROP TABLE rollups_without_prompts;",
         )?;
-    } else {
-        tx.execute_batch(ROLLUPS_TABLE)?;
     }
     if !has_column(&tx, "dedup_chunks", "log_partition")? {
         tx.execute_batch(
