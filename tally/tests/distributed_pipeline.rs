@@ -499,13 +499,19 @@ async fn two_projectors_split_the_partitions_and_each_survives_sigkill() {
     wait_for(kill_a).await;
     a.kill().unwrap();
     a.wait().unwrap();
-    // The rest of the stream keeps arriving while projectors die and join.
-    let rest = rest.to_vec();
-    let feeding = tokio::spawn(async move {
-        for chunk in rest.chunks(2_000) {
-            producer.append(chunk.to_vec()).await.unwrap();
-        }
-    });
+    // The rest of the stream keeps arriving while projectors die and join. Its last 30% is
+    // held back until B is dead, so B (killed at 40–60%) always dies mid-stream, however
+    // fast the projectors run.
+    let (middle, tail) = rest.split_at(rest.len() - stream.len() * 3 / 10);
+    let feed = |events: Vec<UsageEvent>| {
+        let producer = producer.clone();
+        tokio::spawn(async move {
+            for chunk in events.chunks(2_000) {
+                producer.append(chunk.to_vec()).await.unwrap();
+            }
+        })
+    };
+    let feeding = feed(middle.to_vec());
     // As in the single-projector test: tansu 0.6 evicts a dead member only when another
     // joins, after its session timeout (10 s).
     tokio::time::sleep(Duration::from_secs(11)).await;
@@ -515,6 +521,8 @@ async fn two_projectors_split_the_partitions_and_each_survives_sigkill() {
     assert!(done < total, "B was killed after the end of the stream");
     b.kill().unwrap();
     b.wait().unwrap();
+    feeding.await.unwrap();
+    let feeding = feed(tail.to_vec());
     tokio::time::sleep(Duration::from_secs(11)).await;
     let mut d = spawn(3);
     wait_split(&[dirs[2].path(), dirs[3].path()], 6).await;
