@@ -4,7 +4,7 @@
 //! It is shown once, when the key is created; stores keep only its SHA-256 (a fast hash is
 //! enough for secrets of this entropy: there is nothing to guess) and a short prefix to tell
 //! keys apart in listings. A revoked key stays listed, with the time it was revoked. Creating
-//! and revoking keys through [`create_key`] and [`revoke_key`] records both in the audit log.
+//! and revoking keys is audited by the store, like every configuration change.
 
 use chrono::{DateTime, Utc};
 use rand::RngCore;
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::audit::{self, Actor};
+use crate::audit::Change;
 use crate::store::{ConfigStore, StoreError, StoreResult};
 
 /// What a key may do.
@@ -118,74 +118,24 @@ pub struct CreatedKey {
     pub key: String,
 }
 
-/// Creates a key named `name` (1 to 100 characters) with a fresh random secret, and audits it.
+/// Creates a key named `name` (1 to 100 characters) with a fresh random secret, made at
+/// `change.at` and audited as `change.actor`'s.
 pub async fn create_key(
     config: &dyn ConfigStore,
     name: &str,
     role: Role,
-    now: DateTime<Utc>,
-    actor: &Actor,
+    change: &Change,
 ) -> StoreResult<CreatedKey> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(StoreError::invalid("name", "must be 1 to 100 characters"));
     }
-    let (secret, spec) = new_key(name, role, now);
-    let api_key = config.create_api_key(spec).await?;
-    audit_created(config, &api_key, actor, now).await;
+    let (secret, spec) = new_key(name, role, change.at);
+    let api_key = config.create_api_key(spec, change).await?;
     Ok(CreatedKey {
         api_key,
         key: secret,
     })
-}
-
-/// Revokes the key `id`, and audits it when this call revoked it (revoking twice records
-/// nothing new).
-pub async fn revoke_key(
-    config: &dyn ConfigStore,
-    id: Uuid,
-    now: DateTime<Utc>,
-    actor: &Actor,
-) -> StoreResult<ApiKey> {
-    let (revoked, changed) = config.revoke_api_key(id, now).await?;
-    if changed {
-        let before = ApiKey {
-            revoked_at: None,
-            ..revoked.clone()
-        };
-        let resource = format!("api_key:{id}");
-        audit::record(
-            config,
-            actor,
-            "api_key.revoke",
-            resource,
-            Some(&before),
-            Some(&revoked),
-            now,
-        )
-        .await;
-    }
-    Ok(revoked)
-}
-
-/// Audits a key that was just created.
-pub async fn audit_created(
-    config: &dyn ConfigStore,
-    key: &ApiKey,
-    actor: &Actor,
-    now: DateTime<Utc>,
-) {
-    let resource = format!("api_key:{}", key.id);
-    audit::record(
-        config,
-        actor,
-        "api_key.create",
-        resource,
-        None,
-        Some(key),
-        now,
-    )
-    .await;
 }
 
 /// The SHA-256 of a secret, in lowercase hex: what stores look keys up by.

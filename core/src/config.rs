@@ -208,8 +208,36 @@ pub struct DeploySpec {
     pub environment: Environment,
     pub provider: String,
     pub model: String,
-    pub assigned_by: Option<String>,
-    pub at: DateTime<Utc>,
+}
+
+/// What a rollback of (feature, environment) deploys, given that pair's assignment history
+/// (newest first): the model of the newest assignment that names another model than the active
+/// one. `Conflict` when nothing is active, or no other model ever served.
+pub fn rollback_target(
+    feature: &str,
+    environment: Environment,
+    history: &[Assignment],
+) -> Result<DeploySpec, crate::store::StoreError> {
+    let conflict = crate::store::StoreError::Conflict;
+    let env = environment.as_str();
+    let current = history
+        .iter()
+        .find(|a| a.is_active)
+        .ok_or_else(|| conflict(format!("feature {feature} has no model deployed in {env}")))?;
+    let previous = history
+        .iter()
+        .find(|a| (&a.provider, &a.model) != (&current.provider, &current.model))
+        .ok_or_else(|| {
+            conflict(format!(
+                "feature {feature} has had no other model in {env} to roll back to"
+            ))
+        })?;
+    Ok(DeploySpec {
+        feature: feature.to_string(),
+        environment,
+        provider: previous.provider.clone(),
+        model: previous.model.clone(),
+    })
 }
 
 /// Defines a string-valued enum with `as_str`, `parse` and `ALL`, serialized as its name.

@@ -6,6 +6,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use tally_schemas::{Environment, UsageEvent};
 
+use crate::audit::Change;
 use crate::config::{
     DeploySpec, FeatureSpec, FeatureStatus, ModelPrice, ModelSpec, PriceSpec, ProviderSpec,
 };
@@ -59,15 +60,18 @@ fn price(model: &str, day: u32, input: i64) -> PriceSpec {
     }
 }
 
-fn deploy(feature: &str, env: Environment, model: &str, day: u32) -> DeploySpec {
+fn deploy(feature: &str, env: Environment, model: &str) -> DeploySpec {
     DeploySpec {
         feature: feature.into(),
         environment: env,
         provider: "openai".into(),
         model: model.into(),
-        assigned_by: Some("tester".into()),
-        at: t(day),
     }
+}
+
+/// A change by `tester` on `day`.
+fn by(day: u32) -> Change {
+    Change::local("tester", t(day))
 }
 
 /// Runs every check against `store`, which must be empty.
@@ -101,7 +105,7 @@ async fn reprices(store: &dyn ConfigStore) {
         requested_by: Some("tester".into()),
         prices: prices.clone(),
     };
-    let backwards = store.add_reprice(spec(12, 12)).await;
+    let backwards = store.add_reprice(spec(12, 12), &by(1)).await;
     assert!(
         matches!(backwards, Err(StoreError::Invalid { ref field, .. }) if field == "from"),
         "{backwards:?}"
@@ -109,12 +113,18 @@ async fn reprices(store: &dyn ConfigStore) {
     let mut foreign = spec(1, 12);
     foreign.model = "gpt-4o-mini".into();
     assert!(
-        store.add_reprice(foreign).await.is_err(),
+        store.add_reprice(foreign, &by(1)).await.is_err(),
         "prices of another model"
     );
     assert!(store.list_reprices().await.expect("list").is_empty());
-    let later = store.add_reprice(spec(3, 20)).await.expect("reprice");
-    let earlier = store.add_reprice(spec(1, 10)).await.expect("reprice");
+    let later = store
+        .add_reprice(spec(3, 20), &by(1))
+        .await
+        .expect("reprice");
+    let earlier = store
+        .add_reprice(spec(1, 10), &by(1))
+        .await
+        .expect("reprice");
     assert_eq!(later.prices, prices);
     let listed = store.list_reprices().await.expect("list");
     assert_eq!(
@@ -124,46 +134,235 @@ async fn reprices(store: &dyn ConfigStore) {
     );
 }
 
+/// Every change of the earlier checks is in the log once; calls that changed nothing are not.
+/// Then a scripted run by another actor: each change's entry, with before and after.
 async fn audit(store: &dyn ConfigStore) {
-    use crate::config::AuditSpec;
-    assert!(store.list_audit(10, None).await.expect("list").is_empty());
-    let key = uuid::Uuid::new_v4();
-    let entry = |day: u32, action: &str, before: Option<serde_json::Value>| AuditSpec {
-        at: t(day),
-        actor: "ops".into(),
-        actor_key_id: Some(key),
-        action: action.into(),
-        resource: "budget:1".into(),
-        before,
-        after: Some(json!({"amount": day})),
-    };
-    let first = store
-        .record_audit(entry(1, "budget.create", None))
-        .await
-        .expect("record");
-    assert_eq!(first.before, None);
-    assert_eq!(first.after, Some(json!({"amount": 1})));
-    assert_eq!((first.actor_key_id, first.at), (Some(key), t(1)));
-    store
-        .record_audit(entry(2, "budget.update", Some(json!({"amount": 1}))))
-        .await
-        .expect("record");
-    store
-        .record_audit(entry(2, "budget.delete", Some(json!({"amount": 2}))))
-        .await
-        .expect("record");
-    let actions = |entries: Vec<crate::config::AuditEntry>| -> Vec<String> {
-        entries.into_iter().map(|e| e.action).collect()
-    };
+    use crate::audit::Actor;
+    use crate::config::{AuditEntry, BudgetPeriod, BudgetScope, BudgetSpec};
+    let everything = store.list_audit(10_000, None).await.expect("list");
+    let count = |action: &str| everything.iter().filter(|e| e.action == action).count();
+    assert!(everything.iter().all(|e| e.actor == "tester"));
+    assert_eq!(count("api_key.revoke"), 1, "revoking twice is one change");
     assert_eq!(
-        actions(store.list_audit(10, None).await.expect("list")),
-        vec!["budget.delete", "budget.update", "budget.create"],
-        "newest first; same instant: last recorded first"
+        count("api_key.create"),
+        2,
+        "the refused duplicate is not audited"
     );
-    assert_eq!(store.list_audit(1, None).await.expect("list").len(), 1);
     assert_eq!(
-        actions(store.list_audit(10, Some(t(2))).await.expect("list")),
-        vec!["budget.create"]
+        count("prompt_version.create"),
+        1,
+        "the same content again is no version"
+    );
+    assert_eq!(count("budget.delete"), 1, "the second delete found nothing");
+    assert_eq!(
+        count("deployment.create"),
+        4,
+        "the deploy to an unknown feature failed"
+    );
+
+    let key = uuid::Uuid::new_v4();
+    let at = |day: u32| {
+        Change::new(
+            Actor {
+                name: "auditor".into(),
+                key_id: Some(key),
+            },
+            t(day),
+        )
+    };
+    let spec = feature("audited", "Audited", FeatureStatus::Active);
+    let created = store
+        .create_feature(spec.clone(), &at(20))
+        .await
+        .expect("create");
+    assert!(store.create_feature(spec.clone(), &at(20)).await.is_err());
+    let same = store
+        .upsert_feature(spec.clone(), &at(21))
+        .await
+        .expect("upsert");
+    assert_eq!(
+        same, created,
+        "an upsert that changes nothing writes nothing"
+    );
+    let renamed = FeatureSpec {
+        display_name: "Audited (renamed)".into(),
+        ..spec.clone()
+    };
+    let updated = store
+        .upsert_feature(renamed, &at(21))
+        .await
+        .expect("upsert");
+    let env = Environment::Production;
+    assert!(matches!(
+        store.rollback("audited", env, &at(22)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.rollback("no-such-feature", env, &at(22)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let first = store
+        .deploy(deploy("audited", env, "gpt-4o"), &at(22))
+        .await
+        .expect("deploy");
+    assert!(matches!(
+        store.rollback("audited", env, &at(22)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let second = store
+        .deploy(deploy("audited", env, "gpt-4o-mini"), &at(23))
+        .await
+        .expect("deploy");
+    let restored = store
+        .rollback("audited", env, &at(24))
+        .await
+        .expect("rollback");
+    assert_eq!(
+        (
+            restored.model.as_str(),
+            restored.is_active,
+            restored.assigned_at,
+            restored.assigned_by.as_deref()
+        ),
+        ("gpt-4o", true, t(24), Some("auditor"))
+    );
+    let history = store
+        .assignment_history(Some("audited"), Some(env))
+        .await
+        .expect("history");
+    assert_eq!(
+        history.iter().map(|a| a.is_active).collect::<Vec<_>>(),
+        vec![true, false, false]
+    );
+    assert!(matches!(
+        store.delete_feature("audited", &at(24)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let budget = BudgetSpec {
+        name: "audited".into(),
+        scope: BudgetScope::Global,
+        scope_value: None,
+        period: BudgetPeriod::Daily,
+        time_zone: "UTC".into(),
+        amount_micros: 1_000_000,
+        thresholds_percent: vec![80, 100],
+        is_active: true,
+    };
+    let b1 = store
+        .create_budget(budget.clone(), &at(25))
+        .await
+        .expect("create");
+    let unchanged = store
+        .update_budget(b1.id, budget.clone(), &at(25))
+        .await
+        .expect("update");
+    assert_eq!(unchanged, b1);
+    let b2 = store
+        .update_budget(
+            b1.id,
+            BudgetSpec {
+                amount_micros: 2_000_000,
+                ..budget.clone()
+            },
+            &at(25),
+        )
+        .await
+        .expect("update");
+    store.delete_budget(b1.id, &at(25)).await.expect("delete");
+
+    fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+        serde_json::to_value(v).expect("json")
+    }
+    let theirs: Vec<AuditEntry> = store
+        .list_audit(10_000, None)
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|e| e.actor == "auditor")
+        .collect();
+    let expected = [
+        ("budget.delete", "budget", Some(json(&b2)), None, 25),
+        (
+            "budget.update",
+            "budget",
+            Some(json(&b1)),
+            Some(json(&b2)),
+            25,
+        ),
+        ("budget.create", "budget", None, Some(json(&b1)), 25),
+        (
+            "deployment.rollback",
+            "feature:audited:production",
+            Some(json(&second)),
+            Some(json(&restored)),
+            24,
+        ),
+        (
+            "deployment.create",
+            "feature:audited:production",
+            Some(json(&first)),
+            Some(json(&second)),
+            23,
+        ),
+        (
+            "deployment.create",
+            "feature:audited:production",
+            None,
+            Some(json(&first)),
+            22,
+        ),
+        (
+            "feature.update",
+            "feature:audited",
+            Some(json(&created)),
+            Some(json(&updated)),
+            21,
+        ),
+        (
+            "feature.create",
+            "feature:audited",
+            None,
+            Some(json(&created)),
+            20,
+        ),
+    ];
+    assert_eq!(theirs.len(), expected.len(), "{theirs:#?}");
+    for (entry, (action, resource, before, after, day)) in theirs.iter().zip(expected) {
+        assert_eq!(
+            entry.action, action,
+            "newest first; same instant: last first"
+        );
+        let resource = match resource {
+            "budget" => format!("budget:{}", b1.id),
+            other => other.to_string(),
+        };
+        assert_eq!(entry.resource, resource, "{action}");
+        assert_eq!(
+            (entry.at, entry.actor_key_id),
+            (t(day), Some(key)),
+            "{action}"
+        );
+        assert_eq!((&entry.before, &entry.after), (&before, &after), "{action}");
+    }
+    let newest = store.list_audit(1, None).await.expect("list");
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0].action, "budget.delete");
+    let older: Vec<String> = store
+        .list_audit(10_000, Some(t(24)))
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|e| e.actor == "auditor")
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        older,
+        vec![
+            "deployment.create",
+            "deployment.create",
+            "feature.update",
+            "feature.create"
+        ]
     );
 }
 
@@ -186,7 +385,7 @@ async fn prompts(store: &dyn ConfigStore) {
         content: content("Hello {{name}}", &["name"], 1),
     };
     let (greeting, v1) = store
-        .create_prompt(spec("greeting", Some("chatbot")))
+        .create_prompt(spec("greeting", Some("chatbot")), &by(1))
         .await
         .expect("create");
     assert_eq!(
@@ -200,19 +399,19 @@ async fn prompts(store: &dyn ConfigStore) {
     );
     assert_eq!(v1.variables, vec!["name".to_string()]);
     assert!(matches!(
-        store.create_prompt(spec("greeting", None)).await,
+        store.create_prompt(spec("greeting", None), &by(1)).await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
         store
-            .create_prompt(spec("other", Some("no-such-feature")))
+            .create_prompt(spec("other", Some("no-such-feature")), &by(1))
             .await,
         Err(StoreError::NotFound { .. })
     ));
 
     // Same content: no new version. New content: version 2; versions never change.
     let (same, created) = store
-        .add_prompt_version(greeting.id, content("Hello {{name}}", &["name"], 2))
+        .add_prompt_version(greeting.id, content("Hello {{name}}", &["name"], 2), &by(1))
         .await
         .expect("same");
     assert_eq!((same.version, created), (1, false));
@@ -220,6 +419,7 @@ async fn prompts(store: &dyn ConfigStore) {
         .add_prompt_version(
             greeting.id,
             content("Hi {{name}}, about {{topic}}", &["name", "topic"], 3),
+            &by(1),
         )
         .await
         .expect("new");
@@ -233,34 +433,34 @@ async fn prompts(store: &dyn ConfigStore) {
 
     // Only an approved version can be active; one active version per feature.
     assert!(matches!(
-        store.activate_prompt_version(greeting.id, 2).await,
+        store.activate_prompt_version(greeting.id, 2, &by(1)).await,
         Err(StoreError::Conflict(_))
     ));
     for status in [PromptStatus::Review, PromptStatus::Approved] {
         store
-            .set_prompt_status(greeting.id, 2, status)
+            .set_prompt_status(greeting.id, 2, status, &by(1))
             .await
             .expect("status");
     }
     store
-        .set_prompt_status(greeting.id, 1, PromptStatus::Approved)
+        .set_prompt_status(greeting.id, 1, PromptStatus::Approved, &by(1))
         .await
         .expect("status");
     let active = store
-        .activate_prompt_version(greeting.id, 2)
+        .activate_prompt_version(greeting.id, 2, &by(1))
         .await
         .expect("activate");
     assert!(active.is_active);
     let (farewell, _) = store
-        .create_prompt(spec("farewell", Some("chatbot")))
+        .create_prompt(spec("farewell", Some("chatbot")), &by(1))
         .await
         .expect("create");
     store
-        .set_prompt_status(farewell.id, 1, PromptStatus::Approved)
+        .set_prompt_status(farewell.id, 1, PromptStatus::Approved, &by(1))
         .await
         .expect("status");
     store
-        .activate_prompt_version(farewell.id, 1)
+        .activate_prompt_version(farewell.id, 1, &by(1))
         .await
         .expect("activate");
     let listed = store.list_prompts().await.expect("list");
@@ -274,20 +474,20 @@ async fn prompts(store: &dyn ConfigStore) {
     assert_eq!(by_name("farewell").active_version, Some(1));
     assert!(matches!(
         store
-            .set_prompt_status(farewell.id, 1, PromptStatus::Archived)
+            .set_prompt_status(farewell.id, 1, PromptStatus::Archived, &by(1))
             .await,
         Err(StoreError::Conflict(_))
     ));
     let (loose, _) = store
-        .create_prompt(spec("loose", None))
+        .create_prompt(spec("loose", None), &by(1))
         .await
         .expect("create");
     store
-        .set_prompt_status(loose.id, 1, PromptStatus::Approved)
+        .set_prompt_status(loose.id, 1, PromptStatus::Approved, &by(1))
         .await
         .expect("status");
     assert!(matches!(
-        store.activate_prompt_version(loose.id, 1).await,
+        store.activate_prompt_version(loose.id, 1, &by(1)).await,
         Err(StoreError::Invalid { .. })
     ));
     assert!(matches!(
@@ -296,7 +496,7 @@ async fn prompts(store: &dyn ConfigStore) {
     ));
     assert!(matches!(
         store
-            .set_prompt_status(greeting.id, 9, PromptStatus::Review)
+            .set_prompt_status(greeting.id, 9, PromptStatus::Review, &by(1))
             .await,
         Err(StoreError::NotFound { .. })
     ));
@@ -315,7 +515,7 @@ async fn budgets(store: &dyn ConfigStore) {
         is_active: true,
     };
     let created = store
-        .create_budget(spec.clone(), t(1))
+        .create_budget(spec.clone(), &by(1))
         .await
         .expect("create");
     assert_eq!(created.spec, spec);
@@ -331,7 +531,7 @@ async fn budgets(store: &dyn ConfigStore) {
         is_active: true,
     };
     store
-        .create_budget(global.clone(), t(2))
+        .create_budget(global.clone(), &by(2))
         .await
         .expect("create");
     for (bad, field) in [
@@ -357,7 +557,7 @@ async fn budgets(store: &dyn ConfigStore) {
             "thresholds_percent",
         ),
     ] {
-        match store.create_budget(bad, t(3)).await {
+        match store.create_budget(bad, &by(3)).await {
             Err(StoreError::Invalid { field: f, .. }) => assert_eq!(f, field),
             other => panic!("{field}: {other:?}"),
         }
@@ -366,14 +566,14 @@ async fn budgets(store: &dyn ConfigStore) {
     changed.amount_micros = 7_500_000_000;
     changed.is_active = false;
     let updated = store
-        .update_budget(created.id, changed.clone(), t(4))
+        .update_budget(created.id, changed.clone(), &by(4))
         .await
         .expect("update");
     assert_eq!(updated.spec, changed);
     assert_eq!((updated.created_at, updated.updated_at), (t(1), t(4)));
     assert!(matches!(
         store
-            .update_budget(uuid::Uuid::new_v4(), changed.clone(), t(4))
+            .update_budget(uuid::Uuid::new_v4(), changed.clone(), &by(4))
             .await,
         Err(StoreError::NotFound { .. })
     ));
@@ -385,9 +585,12 @@ async fn budgets(store: &dyn ConfigStore) {
         .map(|b| b.spec.name)
         .collect();
     assert_eq!(names, vec!["all of it", "chatbot monthly"]);
-    store.delete_budget(created.id).await.expect("delete");
+    store
+        .delete_budget(created.id, &by(1))
+        .await
+        .expect("delete");
     assert!(matches!(
-        store.delete_budget(created.id).await,
+        store.delete_budget(created.id, &by(1)).await,
         Err(StoreError::NotFound { .. })
     ));
     assert_eq!(store.list_budgets().await.expect("list").len(), 1);
@@ -408,7 +611,7 @@ async fn experiments(store: &dyn ConfigStore) {
         variants: vec![variant("gpt-4o", 50), variant("gpt-4o-mini", 50)],
     };
     let draft = store
-        .create_experiment(spec.clone(), t(1))
+        .create_experiment(spec.clone(), &by(1))
         .await
         .expect("create");
     assert_eq!(draft.spec, spec);
@@ -421,7 +624,7 @@ async fn experiments(store: &dyn ConfigStore) {
         ..spec.clone()
     };
     assert!(matches!(
-        store.create_experiment(uneven, t(1)).await,
+        store.create_experiment(uneven, &by(1)).await,
         Err(StoreError::Invalid { .. })
     ));
     let elsewhere = ExperimentSpec {
@@ -429,22 +632,22 @@ async fn experiments(store: &dyn ConfigStore) {
         ..spec.clone()
     };
     assert!(matches!(
-        store.create_experiment(elsewhere, t(1)).await,
+        store.create_experiment(elsewhere, &by(1)).await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(matches!(
         store
-            .transition_experiment(draft.id, ExperimentStatus::Completed, t(2))
+            .transition_experiment(draft.id, ExperimentStatus::Completed, &by(2))
             .await,
         Err(StoreError::Conflict(_))
     ));
     let running = store
-        .transition_experiment(draft.id, ExperimentStatus::Running, t(2))
+        .transition_experiment(draft.id, ExperimentStatus::Running, &by(2))
         .await
         .expect("start");
     assert_eq!((running.started_at, running.ended_at), (Some(t(2)), None));
     let done = store
-        .transition_experiment(draft.id, ExperimentStatus::Completed, t(5))
+        .transition_experiment(draft.id, ExperimentStatus::Completed, &by(5))
         .await
         .expect("complete");
     assert_eq!(
@@ -453,16 +656,16 @@ async fn experiments(store: &dyn ConfigStore) {
     );
     assert!(matches!(
         store
-            .transition_experiment(draft.id, ExperimentStatus::Running, t(6))
+            .transition_experiment(draft.id, ExperimentStatus::Running, &by(6))
             .await,
         Err(StoreError::Conflict(_))
     ));
     let second = store
-        .create_experiment(spec.clone(), t(3))
+        .create_experiment(spec.clone(), &by(3))
         .await
         .expect("create");
     let cancelled = store
-        .transition_experiment(second.id, ExperimentStatus::Cancelled, t(4))
+        .transition_experiment(second.id, ExperimentStatus::Cancelled, &by(4))
         .await
         .expect("cancel");
     assert_eq!(
@@ -483,7 +686,10 @@ async fn api_keys(store: &dyn ConfigStore) {
     use crate::access::{hash, new_key, Role};
     assert!(store.list_api_keys().await.expect("list").is_empty());
     let (secret, spec) = new_key("ci admin", Role::PlatformAdmin, t(3));
-    let admin = store.create_api_key(spec.clone()).await.expect("create");
+    let admin = store
+        .create_api_key(spec.clone(), &by(1))
+        .await
+        .expect("create");
     assert_eq!(
         (
             admin.name.as_str(),
@@ -494,13 +700,13 @@ async fn api_keys(store: &dyn ConfigStore) {
         ("ci admin", Role::PlatformAdmin, t(3), None)
     );
     assert_eq!(admin.prefix, secret[..14]);
-    let again = store.create_api_key(spec).await;
+    let again = store.create_api_key(spec, &by(1)).await;
     assert!(
         matches!(again, Err(StoreError::Conflict(_))),
         "the same secret twice: {again:?}"
     );
     let (viewer_secret, viewer) = new_key("dashboards", Role::Viewer, t(4));
-    let viewer = store.create_api_key(viewer).await.expect("create");
+    let viewer = store.create_api_key(viewer, &by(1)).await.expect("create");
     assert_eq!(
         store.api_key_by_hash(&hash(&secret)).await.expect("find"),
         Some(admin.clone())
@@ -512,9 +718,15 @@ async fn api_keys(store: &dyn ConfigStore) {
             .expect("find"),
         None
     );
-    let (revoked, changed) = store.revoke_api_key(viewer.id, t(5)).await.expect("revoke");
+    let (revoked, changed) = store
+        .revoke_api_key(viewer.id, &by(5))
+        .await
+        .expect("revoke");
     assert_eq!((revoked.revoked_at, changed), (Some(t(5)), true));
-    let (twice, changed) = store.revoke_api_key(viewer.id, t(6)).await.expect("revoke");
+    let (twice, changed) = store
+        .revoke_api_key(viewer.id, &by(6))
+        .await
+        .expect("revoke");
     assert_eq!(
         (twice.revoked_at, changed),
         (Some(t(5)), false),
@@ -529,7 +741,7 @@ async fn api_keys(store: &dyn ConfigStore) {
         Some(t(5)),
         "a revoked key is still found, and shows it is revoked"
     );
-    let unknown = store.revoke_api_key(uuid::Uuid::new_v4(), t(6)).await;
+    let unknown = store.revoke_api_key(uuid::Uuid::new_v4(), &by(6)).await;
     assert!(
         matches!(unknown, Err(StoreError::NotFound { .. })),
         "{unknown:?}"
@@ -547,19 +759,21 @@ async fn features(store: &dyn ConfigStore) {
         "store must start empty"
     );
     let created = store
-        .upsert_feature(feature("chatbot", "Chatbot", FeatureStatus::Active))
+        .upsert_feature(feature("chatbot", "Chatbot", FeatureStatus::Active), &by(1))
         .await
         .expect("create");
     store
-        .upsert_feature(feature(
-            "ai-search",
-            "AI Search",
-            FeatureStatus::Maintenance,
-        ))
+        .upsert_feature(
+            feature("ai-search", "AI Search", FeatureStatus::Maintenance),
+            &by(1),
+        )
         .await
         .expect("create");
     let updated = store
-        .upsert_feature(feature("chatbot", "Chat Bot", FeatureStatus::Inactive))
+        .upsert_feature(
+            feature("chatbot", "Chat Bot", FeatureStatus::Inactive),
+            &by(1),
+        )
         .await
         .expect("update");
     assert_eq!(
@@ -585,7 +799,7 @@ async fn features(store: &dyn ConfigStore) {
         "features are listed by name"
     );
     let dup = store
-        .create_feature(feature("chatbot", "Other", FeatureStatus::Active))
+        .create_feature(feature("chatbot", "Other", FeatureStatus::Active), &by(1))
         .await;
     assert!(
         matches!(dup, Err(StoreError::Conflict(_))),
@@ -597,13 +811,13 @@ async fn features(store: &dyn ConfigStore) {
         "a refused create changes nothing"
     );
     let temp = store
-        .create_feature(feature("temp", "Temp", FeatureStatus::Active))
+        .create_feature(feature("temp", "Temp", FeatureStatus::Active), &by(1))
         .await
         .expect("create");
     assert_eq!(temp.display_name, "Temp");
-    let deleted = store.delete_feature("temp").await.expect("delete");
+    let deleted = store.delete_feature("temp", &by(1)).await.expect("delete");
     assert_eq!(deleted.id, temp.id);
-    let again = store.delete_feature("temp").await;
+    let again = store.delete_feature("temp", &by(1)).await;
     assert!(
         matches!(again, Err(StoreError::NotFound { .. })),
         "{again:?}"
@@ -612,13 +826,13 @@ async fn features(store: &dyn ConfigStore) {
 }
 
 async fn providers_models_prices(store: &dyn ConfigStore) {
-    let missing = store.upsert_model(model("nobody", "m")).await;
+    let missing = store.upsert_model(model("nobody", "m"), &by(1)).await;
     assert!(
         matches!(missing, Err(StoreError::NotFound { .. })),
         "a model needs its provider: {missing:?}"
     );
     let p = store
-        .upsert_provider(provider("openai"))
+        .upsert_provider(provider("openai"), &by(1))
         .await
         .expect("provider");
     assert_eq!(
@@ -626,40 +840,40 @@ async fn providers_models_prices(store: &dyn ConfigStore) {
         (Some("http://127.0.0.1:1"), Some("KEY_VAR"))
     );
     store
-        .upsert_provider(provider("anthropic"))
+        .upsert_provider(provider("anthropic"), &by(1))
         .await
         .expect("provider");
     assert_eq!(store.list_providers().await.expect("list").len(), 2);
     let m = store
-        .upsert_model(model("openai", "gpt-4o"))
+        .upsert_model(model("openai", "gpt-4o"), &by(1))
         .await
         .expect("model");
     assert_eq!((m.provider.as_str(), m.capabilities.len()), ("openai", 2));
     store
-        .upsert_model(model("openai", "gpt-4o-mini"))
+        .upsert_model(model("openai", "gpt-4o-mini"), &by(1))
         .await
         .expect("model");
     let again = store
-        .upsert_model(model("openai", "gpt-4o"))
+        .upsert_model(model("openai", "gpt-4o"), &by(1))
         .await
         .expect("model upsert");
     assert_eq!(again.id, m.id);
     assert_eq!(store.list_models().await.expect("list").len(), 2);
 
-    let missing = store.add_price(price("no-such-model", 1, 1)).await;
+    let missing = store.add_price(price("no-such-model", 1, 1), &by(1)).await;
     assert!(
         matches!(missing, Err(StoreError::NotFound { .. })),
         "{missing:?}"
     );
     store
-        .add_price(price("gpt-4o", 10, 2_000_000))
+        .add_price(price("gpt-4o", 10, 2_000_000), &by(1))
         .await
         .expect("price");
     store
-        .add_price(price("gpt-4o", 1, 2_500_000))
+        .add_price(price("gpt-4o", 1, 2_500_000), &by(1))
         .await
         .expect("price");
-    let dup = store.add_price(price("gpt-4o", 10, 9)).await;
+    let dup = store.add_price(price("gpt-4o", 10, 9), &by(1)).await;
     assert!(
         matches!(dup, Err(StoreError::Conflict(_))),
         "one price per model and instant: {dup:?}"
@@ -670,32 +884,39 @@ async fn providers_models_prices(store: &dyn ConfigStore) {
     assert_eq!(prices[0].cached_input_per_mtok_micros, Some(1_250_000));
     assert_eq!(prices[1].output_per_mtok_micros, 8_000_000);
 
-    let dup = store.create_model(model("openai", "gpt-4o")).await;
+    let dup = store.create_model(model("openai", "gpt-4o"), &by(1)).await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
-    let dup = store.create_provider(provider("openai")).await;
+    let dup = store.create_provider(provider("openai"), &by(1)).await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
-    let busy = store.delete_provider("openai").await;
+    let busy = store.delete_provider("openai", &by(1)).await;
     assert!(
         matches!(busy, Err(StoreError::Conflict(_))),
         "a provider with models stays: {busy:?}"
     );
     store
-        .create_provider(provider("spare"))
+        .create_provider(provider("spare"), &by(1))
         .await
         .expect("create");
     let temp = store
-        .create_model(model("spare", "temp"))
+        .create_model(model("spare", "temp"), &by(1))
         .await
         .expect("create");
     store
-        .add_price(PriceSpec {
-            provider: "spare".into(),
-            ..price("temp", 1, 7)
-        })
+        .add_price(
+            PriceSpec {
+                provider: "spare".into(),
+                ..price("temp", 1, 7)
+            },
+            &by(1),
+        )
         .await
         .expect("price");
     assert_eq!(
-        store.delete_model(temp.id).await.expect("delete").id,
+        store
+            .delete_model(temp.id, &by(1))
+            .await
+            .expect("delete")
+            .id,
         temp.id
     );
     let prices = store.list_prices().await.expect("prices");
@@ -703,30 +924,39 @@ async fn providers_models_prices(store: &dyn ConfigStore) {
         prices.iter().all(|p| p.model != "temp"),
         "a deleted model's prices go with it"
     );
-    store.delete_provider("spare").await.expect("delete");
-    let gone = store.delete_model(temp.id).await;
+    store
+        .delete_provider("spare", &by(1))
+        .await
+        .expect("delete");
+    let gone = store.delete_model(temp.id, &by(1)).await;
     assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
     assert_eq!(store.list_providers().await.expect("list").len(), 2);
 }
 
 async fn deployments(store: &dyn ConfigStore) {
     let unknown = store
-        .deploy(deploy("nope", Environment::Production, "gpt-4o", 2))
+        .deploy(deploy("nope", Environment::Production, "gpt-4o"), &by(2))
         .await;
     assert!(
         matches!(unknown, Err(StoreError::NotFound { .. })),
         "{unknown:?}"
     );
     store
-        .deploy(deploy("chatbot", Environment::Production, "gpt-4o", 2))
+        .deploy(deploy("chatbot", Environment::Production, "gpt-4o"), &by(2))
         .await
         .expect("deploy");
     store
-        .deploy(deploy("chatbot", Environment::Staging, "gpt-4o-mini", 3))
+        .deploy(
+            deploy("chatbot", Environment::Staging, "gpt-4o-mini"),
+            &by(3),
+        )
         .await
         .expect("deploy");
     let second = store
-        .deploy(deploy("chatbot", Environment::Production, "gpt-4o-mini", 4))
+        .deploy(
+            deploy("chatbot", Environment::Production, "gpt-4o-mini"),
+            &by(4),
+        )
         .await
         .expect("deploy");
     assert!(second.is_active);
@@ -763,7 +993,7 @@ async fn deployments(store: &dyn ConfigStore) {
             .len(),
         3
     );
-    let busy = store.delete_feature("chatbot").await;
+    let busy = store.delete_feature("chatbot", &by(1)).await;
     assert!(
         matches!(busy, Err(StoreError::Conflict(_))),
         "a deployed feature keeps its history: {busy:?}"
@@ -774,7 +1004,7 @@ async fn deployments(store: &dyn ConfigStore) {
         .iter()
         .find(|m| m.name == deployed.model)
         .expect("gpt-4o");
-    let busy = store.delete_model(gpt4o.id).await;
+    let busy = store.delete_model(gpt4o.id, &by(1)).await;
     assert!(
         matches!(busy, Err(StoreError::Conflict(_))),
         "a model deployed in the past stays: {busy:?}"
@@ -789,7 +1019,7 @@ async fn deployments(store: &dyn ConfigStore) {
         "refused deletes change nothing"
     );
     store
-        .deploy(deploy("ai-search", Environment::Staging, "gpt-4o", 5))
+        .deploy(deploy("ai-search", Environment::Staging, "gpt-4o"), &by(5))
         .await
         .expect("deploy");
     let everything: Vec<(String, DateTime<Utc>)> = store
@@ -817,6 +1047,290 @@ async fn deployments(store: &dyn ConfigStore) {
             .len(),
         3,
         "one feature's history is only its own"
+    );
+}
+
+/// Every configuration in `store` as JSON: what a failed change must leave as it was.
+async fn snapshot(store: &dyn ConfigStore, prompt: uuid::Uuid) -> serde_json::Value {
+    fn v<T: serde::Serialize>(x: T) -> serde_json::Value {
+        serde_json::to_value(x).expect("json")
+    }
+    json!({
+        "features": v(store.list_features().await.expect("features")),
+        "providers": v(store.list_providers().await.expect("providers")),
+        "models": v(store.list_models().await.expect("models")),
+        "prices": v(store.list_prices().await.expect("prices")),
+        "reprices": v(store.list_reprices().await.expect("reprices")),
+        "assignments": v(store.assignment_history(None, None).await.expect("assignments")),
+        "prompts": v(store.list_prompts().await.expect("prompts")),
+        "versions": v(store.prompt_versions(prompt).await.expect("versions")),
+        "budgets": v(store.list_budgets().await.expect("budgets")),
+        "experiments": v(store.list_experiments().await.expect("experiments")),
+        "api_keys": v(store.list_api_keys().await.expect("keys")),
+        "audit": v(store.list_audit(10_000, None).await.expect("audit")),
+    })
+}
+
+/// A change and its audit entry commit together: in an empty `store`, seeds one of everything,
+/// then calls `refuse_audit`, after which the backend must refuse every audit entry with an
+/// error that says `audit log refused`. Every kind of change must then fail with that error
+/// and leave everything as it was.
+pub async fn changes_fail_without_their_audit_entry<F>(store: &dyn ConfigStore, refuse_audit: F)
+where
+    F: std::future::Future<Output = ()>,
+{
+    use crate::access::{new_key, Role};
+    use crate::config::{
+        BudgetPeriod, BudgetScope, BudgetSpec, ExperimentSpec, ExperimentStatus, ExperimentType,
+        PromptSpec, PromptStatus, RepriceSpec, Variant,
+    };
+    let c = by(1);
+    let env = Environment::Production;
+    for name in ["chatbot", "spare"] {
+        let spec = feature(name, name, FeatureStatus::Active);
+        store.create_feature(spec, &c).await.expect("feature");
+    }
+    for name in ["openai", "spare"] {
+        store
+            .create_provider(provider(name), &c)
+            .await
+            .expect("provider");
+    }
+    for name in ["gpt-4o", "gpt-4o-mini", "spare"] {
+        store
+            .create_model(model("openai", name), &c)
+            .await
+            .expect("model");
+    }
+    store
+        .add_price(price("gpt-4o", 1, 100), &c)
+        .await
+        .expect("price");
+    for m in ["gpt-4o", "gpt-4o-mini"] {
+        store
+            .deploy(deploy("chatbot", env, m), &c)
+            .await
+            .expect("deploy");
+    }
+    let prompt_spec = |name: &str| PromptSpec {
+        name: name.into(),
+        description: None,
+        feature: Some("chatbot".into()),
+        tags: vec![],
+        content: content("Hello {{name}}", &["name"], 1),
+    };
+    let (prompt, _) = store
+        .create_prompt(prompt_spec("greeting"), &c)
+        .await
+        .expect("prompt");
+    store
+        .set_prompt_status(prompt.id, 1, PromptStatus::Approved, &c)
+        .await
+        .expect("approve");
+    let budget_spec = BudgetSpec {
+        name: "daily".into(),
+        scope: BudgetScope::Global,
+        scope_value: None,
+        period: BudgetPeriod::Daily,
+        time_zone: "UTC".into(),
+        amount_micros: 1_000_000,
+        thresholds_percent: vec![80, 100],
+        is_active: true,
+    };
+    let budget = store
+        .create_budget(budget_spec.clone(), &c)
+        .await
+        .expect("budget");
+    let experiment_spec = ExperimentSpec {
+        name: "ab".into(),
+        description: None,
+        feature: "chatbot".into(),
+        experiment_type: ExperimentType::ModelComparison,
+        variants: vec![
+            Variant {
+                name: "a".into(),
+                traffic_percent: 50,
+                config: json!({}),
+            },
+            Variant {
+                name: "b".into(),
+                traffic_percent: 50,
+                config: json!({}),
+            },
+        ],
+    };
+    let experiment = store
+        .create_experiment(experiment_spec.clone(), &c)
+        .await
+        .expect("experiment");
+    let (_, key_spec) = new_key("ops", Role::Viewer, t(1));
+    let key = store.create_api_key(key_spec, &c).await.expect("key");
+    let spare_model = store
+        .list_models()
+        .await
+        .expect("models")
+        .into_iter()
+        .find(|m| m.name == "spare")
+        .expect("spare model");
+    let gpt_4o_prices: Vec<ModelPrice> = store.list_prices().await.expect("prices");
+
+    let before = snapshot(store, prompt.id).await;
+    refuse_audit.await;
+    let c = by(2);
+    let renamed = |name: &str| FeatureSpec {
+        display_name: "renamed".into(),
+        ..feature(name, name, FeatureStatus::Active)
+    };
+    let changed_provider = ProviderSpec {
+        status: "inactive".into(),
+        ..provider("openai")
+    };
+    let changed_model = ModelSpec {
+        status: "beta".into(),
+        ..model("openai", "gpt-4o")
+    };
+    let bigger = BudgetSpec {
+        amount_micros: 2_000_000,
+        ..budget_spec.clone()
+    };
+    let (_, another_key) = new_key("another", Role::Viewer, t(2));
+    let reprice = RepriceSpec {
+        provider: "openai".into(),
+        model: "gpt-4o".into(),
+        from: t(1),
+        requested_at: t(2),
+        requested_by: None,
+        prices: gpt_4o_prices,
+    };
+    let attempts: Vec<(&str, Result<(), StoreError>)> = vec![
+        (
+            "create_feature",
+            store.create_feature(renamed("new"), &c).await.map(drop),
+        ),
+        (
+            "upsert_feature",
+            store.upsert_feature(renamed("chatbot"), &c).await.map(drop),
+        ),
+        (
+            "delete_feature",
+            store.delete_feature("spare", &c).await.map(drop),
+        ),
+        (
+            "create_provider",
+            store.create_provider(provider("new"), &c).await.map(drop),
+        ),
+        (
+            "upsert_provider",
+            store.upsert_provider(changed_provider, &c).await.map(drop),
+        ),
+        (
+            "delete_provider",
+            store.delete_provider("spare", &c).await.map(drop),
+        ),
+        (
+            "create_model",
+            store
+                .create_model(model("openai", "new"), &c)
+                .await
+                .map(drop),
+        ),
+        (
+            "upsert_model",
+            store.upsert_model(changed_model, &c).await.map(drop),
+        ),
+        (
+            "delete_model",
+            store.delete_model(spare_model.id, &c).await.map(drop),
+        ),
+        (
+            "add_price",
+            store.add_price(price("gpt-4o", 2, 50), &c).await.map(drop),
+        ),
+        (
+            "add_reprice",
+            store.add_reprice(reprice, &c).await.map(drop),
+        ),
+        (
+            "deploy",
+            store
+                .deploy(deploy("spare", env, "gpt-4o"), &c)
+                .await
+                .map(drop),
+        ),
+        (
+            "rollback",
+            store.rollback("chatbot", env, &c).await.map(drop),
+        ),
+        (
+            "create_prompt",
+            store
+                .create_prompt(prompt_spec("other"), &c)
+                .await
+                .map(drop),
+        ),
+        (
+            "add_prompt_version",
+            store
+                .add_prompt_version(prompt.id, content("Hi {{name}}", &["name"], 2), &c)
+                .await
+                .map(drop),
+        ),
+        (
+            "set_prompt_status",
+            store
+                .set_prompt_status(prompt.id, 1, PromptStatus::Archived, &c)
+                .await
+                .map(drop),
+        ),
+        (
+            "activate_prompt_version",
+            store
+                .activate_prompt_version(prompt.id, 1, &c)
+                .await
+                .map(drop),
+        ),
+        (
+            "create_budget",
+            store.create_budget(budget_spec, &c).await.map(drop),
+        ),
+        (
+            "update_budget",
+            store.update_budget(budget.id, bigger, &c).await.map(drop),
+        ),
+        (
+            "delete_budget",
+            store.delete_budget(budget.id, &c).await.map(drop),
+        ),
+        (
+            "create_experiment",
+            store.create_experiment(experiment_spec, &c).await.map(drop),
+        ),
+        (
+            "transition_experiment",
+            store
+                .transition_experiment(experiment.id, ExperimentStatus::Running, &c)
+                .await
+                .map(drop),
+        ),
+        (
+            "create_api_key",
+            store.create_api_key(another_key, &c).await.map(drop),
+        ),
+        (
+            "revoke_api_key",
+            store.revoke_api_key(key.id, &c).await.map(drop),
+        ),
+    ];
+    for (what, result) in attempts {
+        match result {
+            Err(e) if e.to_string().contains("audit log refused") => {}
+            other => panic!("{what} without its audit entry: {other:?}"),
+        }
+    }
+    assert_eq!(
+        snapshot(store, prompt.id).await,
+        before,
+        "a change whose audit entry failed left a trace"
     );
 }
 

@@ -20,8 +20,9 @@ use tally_schemas::{Environment, UsageEvent};
 use uuid::Uuid;
 
 use crate::access::{ApiKey, ApiKeySpec};
+use crate::audit::Change;
 use crate::config::{
-    Assignment, AuditEntry, AuditSpec, Budget, BudgetSpec, DeploySpec, Experiment, ExperimentSpec,
+    Assignment, AuditEntry, Budget, BudgetSpec, DeploySpec, Experiment, ExperimentSpec,
     ExperimentStatus, Feature, FeatureSpec, Model, ModelPrice, ModelSpec, PriceSpec, Prompt,
     PromptContent, PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec, Reprice,
     RepriceSpec,
@@ -341,43 +342,60 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     }
 }
 
+/// The configuration store. Every method that changes something takes the [`Change`] (who,
+/// when) and writes its audit entry in the same transaction (see [`crate::audit`]): the change
+/// and its entry commit together or not at all.
 #[async_trait]
 pub trait ConfigStore: Send + Sync + 'static {
     /// By name.
     async fn list_features(&self) -> StoreResult<Vec<Feature>>;
-    /// Creates the feature, or updates every field but its name and id.
-    async fn upsert_feature(&self, spec: FeatureSpec) -> StoreResult<Feature>;
+    /// Creates the feature, or updates every field but its name and id. An upsert that changes
+    /// nothing is not written (nor audited) and returns the feature as it was.
+    async fn upsert_feature(&self, spec: FeatureSpec, change: &Change) -> StoreResult<Feature>;
     /// `Conflict` when the name is taken.
-    async fn create_feature(&self, spec: FeatureSpec) -> StoreResult<Feature>;
+    async fn create_feature(&self, spec: FeatureSpec, change: &Change) -> StoreResult<Feature>;
     /// Deletes a feature nothing refers to, returning it: `Conflict` while any assignment
     /// (current or past), prompt or experiment refers to it (history is never cascaded away),
     /// `NotFound` when there is none.
-    async fn delete_feature(&self, name: &str) -> StoreResult<Feature>;
+    async fn delete_feature(&self, name: &str, change: &Change) -> StoreResult<Feature>;
     /// By name.
     async fn list_providers(&self) -> StoreResult<Vec<Provider>>;
-    async fn upsert_provider(&self, spec: ProviderSpec) -> StoreResult<Provider>;
+    /// Like [`upsert_feature`](Self::upsert_feature).
+    async fn upsert_provider(&self, spec: ProviderSpec, change: &Change) -> StoreResult<Provider>;
     /// `Conflict` when the name is taken.
-    async fn create_provider(&self, spec: ProviderSpec) -> StoreResult<Provider>;
+    async fn create_provider(&self, spec: ProviderSpec, change: &Change) -> StoreResult<Provider>;
     /// Deletes a provider without models, returning it; `Conflict` while it has models.
-    async fn delete_provider(&self, name: &str) -> StoreResult<Provider>;
+    async fn delete_provider(&self, name: &str, change: &Change) -> StoreResult<Provider>;
     /// By provider, then name.
     async fn list_models(&self) -> StoreResult<Vec<Model>>;
-    async fn upsert_model(&self, spec: ModelSpec) -> StoreResult<Model>;
+    /// Like [`upsert_feature`](Self::upsert_feature).
+    async fn upsert_model(&self, spec: ModelSpec, change: &Change) -> StoreResult<Model>;
     /// `Conflict` when the provider already has a model of that name, `NotFound` for an
     /// unknown provider.
-    async fn create_model(&self, spec: ModelSpec) -> StoreResult<Model>;
+    async fn create_model(&self, spec: ModelSpec, change: &Change) -> StoreResult<Model>;
     /// Deletes a model that was never deployed (with its prices), returning it; `Conflict`
     /// when an assignment, current or past, names it.
-    async fn delete_model(&self, id: Uuid) -> StoreResult<Model>;
-    async fn add_price(&self, spec: PriceSpec) -> StoreResult<ModelPrice>;
+    async fn delete_model(&self, id: Uuid, change: &Change) -> StoreResult<Model>;
+    /// `Conflict` when the model has a price effective from the same instant.
+    async fn add_price(&self, spec: PriceSpec, change: &Change) -> StoreResult<ModelPrice>;
     async fn list_prices(&self) -> StoreResult<Vec<ModelPrice>>;
     /// Records a reprice request (`Invalid` when `from` is not before `requested_at`).
-    async fn add_reprice(&self, spec: RepriceSpec) -> StoreResult<Reprice>;
+    async fn add_reprice(&self, spec: RepriceSpec, change: &Change) -> StoreResult<Reprice>;
     /// Every reprice request, oldest first.
     async fn list_reprices(&self) -> StoreResult<Vec<Reprice>>;
     /// Makes the model the active one for (feature, environment), deactivating the previous
-    /// assignment in the same transaction.
-    async fn deploy(&self, spec: DeploySpec) -> StoreResult<Assignment>;
+    /// assignment in the same transaction. The assignment is made at `change.at`, by
+    /// `change.actor`.
+    async fn deploy(&self, spec: DeploySpec, change: &Change) -> StoreResult<Assignment>;
+    /// Restores, as a new assignment, the model that served (feature, environment) before the
+    /// current one: the newest earlier assignment of another model, in one transaction.
+    /// `Conflict` when nothing is deployed or no other model ever was.
+    async fn rollback(
+        &self,
+        feature: &str,
+        environment: Environment,
+        change: &Change,
+    ) -> StoreResult<Assignment>;
     async fn active_assignments(&self) -> StoreResult<Vec<Assignment>>;
     /// Every assignment of `feature` (of every feature when `None`), newest first.
     async fn assignment_history(
@@ -387,7 +405,11 @@ pub trait ConfigStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<Assignment>>;
     /// Creates a prompt with its first version (a draft). `Conflict` when the name is taken,
     /// `NotFound` for an unknown feature.
-    async fn create_prompt(&self, spec: PromptSpec) -> StoreResult<(Prompt, PromptVersion)>;
+    async fn create_prompt(
+        &self,
+        spec: PromptSpec,
+        change: &Change,
+    ) -> StoreResult<(Prompt, PromptVersion)>;
     /// By name.
     async fn list_prompts(&self) -> StoreResult<Vec<Prompt>>;
     /// Versions are immutable: a content or variable list that differs from the latest version
@@ -396,6 +418,7 @@ pub trait ConfigStore: Send + Sync + 'static {
         &self,
         prompt: Uuid,
         content: PromptContent,
+        change: &Change,
     ) -> StoreResult<(PromptVersion, bool)>;
     /// Oldest first.
     async fn prompt_versions(&self, prompt: Uuid) -> StoreResult<Vec<PromptVersion>>;
@@ -405,6 +428,7 @@ pub trait ConfigStore: Send + Sync + 'static {
         prompt: Uuid,
         version: i32,
         status: PromptStatus,
+        change: &Change,
     ) -> StoreResult<PromptVersion>;
     /// Makes an `approved` version the active one of its prompt's feature, deactivating the
     /// feature's previously active version (of any prompt) in the same transaction.
@@ -412,16 +436,18 @@ pub trait ConfigStore: Send + Sync + 'static {
         &self,
         prompt: Uuid,
         version: i32,
+        change: &Change,
     ) -> StoreResult<PromptVersion>;
     /// `Invalid` when [`BudgetSpec::validate`] fails.
-    async fn create_budget(&self, spec: BudgetSpec, at: DateTime<Utc>) -> StoreResult<Budget>;
+    async fn create_budget(&self, spec: BudgetSpec, change: &Change) -> StoreResult<Budget>;
     async fn update_budget(
         &self,
         id: Uuid,
         spec: BudgetSpec,
-        at: DateTime<Utc>,
+        change: &Change,
     ) -> StoreResult<Budget>;
-    async fn delete_budget(&self, id: Uuid) -> StoreResult<()>;
+    /// Deletes the budget, returning it.
+    async fn delete_budget(&self, id: Uuid, change: &Change) -> StoreResult<Budget>;
     /// By name, then creation.
     async fn list_budgets(&self) -> StoreResult<Vec<Budget>>;
     /// A draft experiment. `Invalid` when [`ExperimentSpec::validate`] fails, `NotFound` for
@@ -429,20 +455,18 @@ pub trait ConfigStore: Send + Sync + 'static {
     async fn create_experiment(
         &self,
         spec: ExperimentSpec,
-        at: DateTime<Utc>,
+        change: &Change,
     ) -> StoreResult<Experiment>;
     /// Newest first.
     async fn list_experiments(&self) -> StoreResult<Vec<Experiment>>;
     /// Only [`ExperimentStatus::can_become`] transitions (`Conflict` otherwise); entering
-    /// `running` sets `started_at`, leaving it sets `ended_at`.
+    /// `running` sets `started_at`, leaving it sets `ended_at` (both `change.at`).
     async fn transition_experiment(
         &self,
         id: Uuid,
         to: ExperimentStatus,
-        at: DateTime<Utc>,
+        change: &Change,
     ) -> StoreResult<Experiment>;
-    /// Appends to the audit log.
-    async fn record_audit(&self, spec: AuditSpec) -> StoreResult<AuditEntry>;
     /// Newest first: at most `limit` entries older than `before` (all when absent).
     async fn list_audit(
         &self,
@@ -450,12 +474,13 @@ pub trait ConfigStore: Send + Sync + 'static {
         before: Option<DateTime<Utc>>,
     ) -> StoreResult<Vec<AuditEntry>>;
     /// Stores a new API key: its hash, never the secret. `Conflict` when the hash exists.
-    async fn create_api_key(&self, spec: ApiKeySpec) -> StoreResult<ApiKey>;
+    async fn create_api_key(&self, spec: ApiKeySpec, change: &Change) -> StoreResult<ApiKey>;
     /// Every key, revoked ones included, oldest first.
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
     /// The key whose secret hashes to `hash`, revoked or not.
     async fn api_key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKey>>;
-    /// Revokes a key; revoking it again keeps the first time. Returns the key and whether this
-    /// call revoked it. `NotFound` for an unknown id.
-    async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<(ApiKey, bool)>;
+    /// Revokes a key at `change.at`; revoking it again keeps the first time (and is not
+    /// audited). Returns the key and whether this call revoked it. `NotFound` for an unknown
+    /// id.
+    async fn revoke_api_key(&self, id: Uuid, change: &Change) -> StoreResult<(ApiKey, bool)>;
 }

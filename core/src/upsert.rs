@@ -1,6 +1,9 @@
 //! What the two configuration stores share when writing rows keyed by a name: create (never
-//! overwriting) or upsert, as one `INSERT … ON CONFLICT` statement in either SQL dialect.
+//! overwriting) or upsert, as one `INSERT … ON CONFLICT` statement in either SQL dialect, and
+//! the audit entry such a write makes.
 
+use crate::audit::{Audited, Change};
+use crate::config::AuditSpec;
 use crate::store::StoreError;
 
 /// Whether a write may replace an existing row of the same name.
@@ -23,6 +26,22 @@ impl Write {
                     .collect();
                 format!("DO UPDATE SET {}", sets.join(", "))
             }
+        }
+    }
+}
+
+impl Write {
+    /// The audit entry of a write that turned `before` into `after`: `None` for an upsert that
+    /// changed nothing (which the store then rolls back).
+    pub(crate) fn audit<T: Audited>(
+        self,
+        change: &Change,
+        before: Option<&T>,
+        after: &T,
+    ) -> Option<AuditSpec> {
+        match self {
+            Write::Create => Some(change.on("create", None, Some(after))),
+            Write::Upsert => change.upserted(before, after),
         }
     }
 }

@@ -7,6 +7,23 @@ async fn sqlite_config_store_conforms() {
     tally_core::conformance::config_store(&store).await;
 }
 
+/// A trigger makes `audit_log` refuse inserts: every change must then fail and leave nothing.
+#[tokio::test]
+async fn sqlite_changes_fail_without_their_audit_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = tally_core::embedded::SqliteConfigStore::open(dir.path()).expect("open");
+    let path = dir.path().join("config.db");
+    let refuse = async move {
+        let conn = rusqlite::Connection::open(path).expect("open config.db");
+        conn.execute_batch(
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log
+             BEGIN SELECT RAISE(ABORT, 'audit log refused'); END;",
+        )
+        .expect("trigger");
+    };
+    tally_core::conformance::changes_fail_without_their_audit_entry(&store, refuse).await;
+}
+
 #[tokio::test]
 async fn sqlite_analytics_store_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");

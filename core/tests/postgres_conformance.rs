@@ -1,13 +1,14 @@
 //! Service tier: the config-store conformance suite against a real Postgres.
 //! Run with `TALLY_TEST_DATABASE_URL=postgres://… cargo test -- --ignored` (`.ci/run` does).
 
-#[tokio::test]
-#[ignore = "service tier: needs TALLY_TEST_DATABASE_URL"]
-async fn postgres_config_store_conforms() {
+use sqlx::PgPool;
+
+/// A migrated, empty schema of its own (so that runs can repeat), and a pool on the database
+/// to drop it with.
+async fn fresh_schema() -> (PgPool, PgPool, String) {
     let url = std::env::var("TALLY_TEST_DATABASE_URL")
         .expect("TALLY_TEST_DATABASE_URL must point at a Postgres database");
     let pool = tally_core::postgres::connect(&url).await.expect("connect");
-    // A fresh schema per run, so the suite starts empty and runs can repeat.
     let schema = format!("conformance_{}", uuid::Uuid::new_v4().simple());
     sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
         .execute(&pool)
@@ -33,11 +34,43 @@ async fn postgres_config_store_conforms() {
         0,
         "migrations are idempotent"
     );
-    let store = tally_core::postgres::PostgresConfigStore::new(scoped.clone());
-    tally_core::conformance::config_store(&store).await;
+    (pool, scoped, schema)
+}
+
+async fn drop_schema(pool: PgPool, scoped: PgPool, schema: String) {
     scoped.close().await;
     sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&pool)
         .await
         .expect("drop");
+}
+
+#[tokio::test]
+#[ignore = "service tier: needs TALLY_TEST_DATABASE_URL"]
+async fn postgres_config_store_conforms() {
+    let (pool, scoped, schema) = fresh_schema().await;
+    let store = tally_core::postgres::PostgresConfigStore::new(scoped.clone());
+    tally_core::conformance::config_store(&store).await;
+    drop_schema(pool, scoped, schema).await;
+}
+
+/// A trigger makes `audit_log` refuse inserts: every change must then fail and leave nothing.
+#[tokio::test]
+#[ignore = "service tier: needs TALLY_TEST_DATABASE_URL"]
+async fn postgres_changes_fail_without_their_audit_entry() {
+    let (pool, scoped, schema) = fresh_schema().await;
+    let store = tally_core::postgres::PostgresConfigStore::new(scoped.clone());
+    let refuse = async {
+        sqlx::raw_sql(
+            "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql
+                 AS $$ BEGIN RAISE EXCEPTION 'audit log refused'; END $$;
+             CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log
+                 FOR EACH ROW EXECUTE FUNCTION refuse_audit();",
+        )
+        .execute(&scoped)
+        .await
+        .expect("trigger");
+    };
+    tally_core::conformance::changes_fail_without_their_audit_entry(&store, refuse).await;
+    drop_schema(pool, scoped, schema).await;
 }

@@ -22,7 +22,8 @@ use tower::ServiceExt;
 async fn app(dir: &std::path::Path, state: IngestState) -> (axum::Router, String) {
     let config = Arc::new(SqliteConfigStore::open(dir).unwrap());
     let (secret, spec) = tally_core::access::new_key("test", Role::Ingest, chrono::Utc::now());
-    config.create_api_key(spec).await.unwrap();
+    let change = tally_core::audit::Change::local("test", chrono::Utc::now());
+    config.create_api_key(spec, &change).await.unwrap();
     (
         router(state, Gate::new(config)).0,
         format!("Bearer {secret}"),

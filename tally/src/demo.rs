@@ -15,6 +15,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal, Pareto};
 use serde_json::{json, Value};
+use tally_core::audit::Change;
 use tally_core::config::{
     DeploySpec, FeatureSpec, FeatureStatus, ModelSpec, PriceSpec, ProviderSpec,
 };
@@ -109,19 +110,23 @@ const FEATURES: &[(&str, &str, &str)] = &[
 /// Seeds configuration (idempotent) and returns when prices are loaded.
 pub async fn seed(stores: &Stores, now: DateTime<Utc>) -> anyhow::Result<()> {
     let config = stores.config.as_ref();
+    let change = Change::local("demo", now);
     for (name, kind) in [
         ("openai", "openai"),
         ("anthropic", "anthropic"),
         ("google", "google"),
     ] {
         config
-            .upsert_provider(ProviderSpec {
-                name: name.into(),
-                provider_type: kind.into(),
-                status: "active".into(),
-                base_url: None,
-                api_key_env: Some(format!("{}_API_KEY", name.to_uppercase())),
-            })
+            .upsert_provider(
+                ProviderSpec {
+                    name: name.into(),
+                    provider_type: kind.into(),
+                    status: "active".into(),
+                    base_url: None,
+                    api_key_env: Some(format!("{}_API_KEY", name.to_uppercase())),
+                },
+                &change,
+            )
             .await?;
     }
     let since = Utc
@@ -130,14 +135,17 @@ pub async fn seed(stores: &Stores, now: DateTime<Utc>) -> anyhow::Result<()> {
         .context("date")?;
     for &(provider, model, kind, input, output, cached) in MODELS {
         config
-            .upsert_model(ModelSpec {
-                name: model.into(),
-                provider: provider.into(),
-                model_type: kind.into(),
-                version: None,
-                capabilities: vec![kind.to_string()],
-                status: "available".into(),
-            })
+            .upsert_model(
+                ModelSpec {
+                    name: model.into(),
+                    provider: provider.into(),
+                    model_type: kind.into(),
+                    version: None,
+                    capabilities: vec![kind.to_string()],
+                    status: "available".into(),
+                },
+                &change,
+            )
             .await?;
         let price = PriceSpec {
             provider: provider.into(),
@@ -147,20 +155,23 @@ pub async fn seed(stores: &Stores, now: DateTime<Utc>) -> anyhow::Result<()> {
             output_per_mtok_micros: output,
             cached_input_per_mtok_micros: cached,
         };
-        if let Err(err) = config.add_price(price).await {
+        if let Err(err) = config.add_price(price, &change).await {
             // Already seeded by an earlier run.
             tracing::debug!(error = %err, "price exists");
         }
     }
     for &(name, display, description) in FEATURES {
         config
-            .upsert_feature(FeatureSpec {
-                name: name.into(),
-                display_name: display.into(),
-                description: Some(description.into()),
-                status: FeatureStatus::Active,
-                config: json!({}),
-            })
+            .upsert_feature(
+                FeatureSpec {
+                    name: name.into(),
+                    display_name: display.into(),
+                    description: Some(description.into()),
+                    status: FeatureStatus::Active,
+                    config: json!({}),
+                },
+                &change,
+            )
             .await?;
     }
     if config.active_assignments().await?.is_empty() {
@@ -175,14 +186,16 @@ pub async fn seed(stores: &Stores, now: DateTime<Utc>) -> anyhow::Result<()> {
         for (feature, provider, model, at) in plan {
             for environment in Environment::ALL {
                 config
-                    .deploy(DeploySpec {
-                        feature: feature.into(),
-                        environment,
-                        provider: provider.into(),
-                        model: model.into(),
-                        assigned_by: Some("demo".into()),
-                        at,
-                    })
+                    .deploy(
+                        DeploySpec {
+                            feature: feature.into(),
+                            environment,
+                            provider: provider.into(),
+                            model: model.into(),
+                        },
+                        // The demo's history: each assignment audited when it was made.
+                        &Change::local("demo", at),
+                    )
                     .await?;
             }
         }

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use tally_core::access::{self, ApiKey, CreatedKey, Role};
-use tally_core::audit::Actor;
+use tally_core::audit::Change;
 use tally_core::store::{ConfigStore, StoreError, StoreResult};
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -18,12 +18,15 @@ pub async fn create(
     role: Role,
     now: DateTime<Utc>,
 ) -> StoreResult<CreatedKey> {
-    access::create_key(config, name, role, now, &Actor::local("cli")).await
+    access::create_key(config, name, role, &Change::local("cli", now)).await
 }
 
 /// Revokes the key `id` (audited as done by `cli`).
 pub async fn revoke(config: &dyn ConfigStore, id: Uuid, now: DateTime<Utc>) -> StoreResult<ApiKey> {
-    access::revoke_key(config, id, now, &Actor::local("cli")).await
+    let (key, _) = config
+        .revoke_api_key(id, &Change::local("cli", now))
+        .await?;
+    Ok(key)
 }
 
 /// Makes sure a `platform_admin` key with `secret` exists; returns it when it was created now.
@@ -41,10 +44,12 @@ pub async fn ensure_bootstrap_admin(
         return Ok(None);
     }
     let spec = access::spec_for(secret, "bootstrap admin", Role::PlatformAdmin, now);
-    match config.create_api_key(spec).await {
+    match config
+        .create_api_key(spec, &Change::local("bootstrap", now))
+        .await
+    {
         Ok(key) => {
             info!(id = %key.id, prefix = %key.prefix, "created the bootstrap platform_admin API key");
-            access::audit_created(config, &key, &Actor::local("bootstrap"), now).await;
             Ok(Some(key))
         }
         Err(StoreError::Conflict(_)) => Ok(None),

@@ -126,14 +126,17 @@ async fn reprice_gpt_4o(app: &TestApp) {
         p.input_per_mtok_micros /= 2;
     }
     config
-        .add_reprice(RepriceSpec {
-            provider: "openai".into(),
-            model: "gpt-4o".into(),
-            from: now() - chrono::Duration::hours(20),
-            requested_at: now(),
-            requested_by: None,
-            prices,
-        })
+        .add_reprice(
+            RepriceSpec {
+                provider: "openai".into(),
+                model: "gpt-4o".into(),
+                from: now() - chrono::Duration::hours(20),
+                requested_at: now(),
+                requested_by: None,
+                prices,
+            },
+            &tally_core::audit::Change::local("test", now()),
+        )
         .await
         .unwrap();
     app.stores.refresh_pricing().await.unwrap();

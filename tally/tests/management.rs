@@ -518,6 +518,44 @@ async fn the_catalog_is_managed_with_clear_errors_and_an_audit_trail() {
         ),
         (Some("acme-2"), Some("acme-1"))
     );
+
+    // ---- a change whose audit entry cannot be written does not happen ----
+    let config_db = rusqlite::Connection::open(dir.path().join("config.db")).unwrap();
+    config_db
+        .execute_batch(
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log
+             BEGIN SELECT RAISE(ABORT, 'audit log refused'); END;",
+        )
+        .unwrap();
+    let feature = app.data(&m("/features/photo-tagging")).await;
+    let (status, body) = app
+        .send(
+            "PUT",
+            &m("/features/photo-tagging"),
+            Some(json!({"status": "active"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (500, &json!("internal")),
+        "{body}"
+    );
+    assert_eq!(app.data(&m("/features/photo-tagging")).await, feature);
+    assert_eq!(app.data(&m("/audit?limit=1000")).await, audit);
+    config_db
+        .execute_batch("DROP TRIGGER refuse_audit")
+        .unwrap();
+    ok(
+        app.send(
+            "PUT",
+            &m("/features/photo-tagging"),
+            Some(json!({"status": "active"})),
+        )
+        .await,
+        200,
+    );
+    let latest = app.data(&m("/audit?limit=1")).await;
+    assert_eq!(latest[0]["action"], "feature.update");
     app.stop().await;
 }
 

@@ -13,11 +13,12 @@ use tally_schemas::Environment;
 use uuid::Uuid;
 
 use crate::access::{ApiKey, ApiKeySpec, Role};
+use crate::audit::{prompt_created, Audited, Change};
 use crate::config::{
-    Assignment, AuditEntry, AuditSpec, Budget, BudgetPeriod, BudgetScope, BudgetSpec, DeploySpec,
-    Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Feature, FeatureSpec,
-    FeatureStatus, Model, ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent, PromptSpec,
-    PromptStatus, PromptVersion, Provider, ProviderSpec, Reprice, RepriceSpec,
+    rollback_target, Assignment, AuditEntry, AuditSpec, Budget, BudgetPeriod, BudgetScope,
+    BudgetSpec, DeploySpec, Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Feature,
+    FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent,
+    PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec, Reprice, RepriceSpec,
 };
 use crate::embedded::{blocking, open};
 use crate::store::{ConfigStore, StoreError, StoreResult};
@@ -36,6 +37,32 @@ impl SqliteConfigStore {
         Ok(SqliteConfigStore {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// A create or upsert of a named row, audited (see [`write_audited`]).
+    async fn write_named<S, T>(
+        &self,
+        change: &Change,
+        mode: Write,
+        spec: S,
+        read: fn(&Connection, &S) -> StoreResult<Option<T>>,
+        write: fn(&Connection, &S, Write) -> StoreResult<T>,
+    ) -> StoreResult<T>
+    where
+        S: Send + 'static,
+        T: Audited + Send + 'static,
+    {
+        let change = change.clone();
+        self.with(move |c| {
+            write_audited(
+                c,
+                &change,
+                mode,
+                |c| read(c, &spec),
+                |c| write(c, &spec, mode),
+            )
+        })
+        .await
     }
 
     async fn with<T, F>(&self, f: F) -> StoreResult<T>
@@ -159,7 +186,7 @@ fn assignment_row(r: &Row) -> rusqlite::Result<Assignment> {
 const FEATURE_SELECT: &str = "SELECT id, name, display_name, description, status, config, created_at, updated_at FROM ai_features";
 const PROVIDER_SELECT: &str = "SELECT id, name, type, status, base_url, api_key_env, created_at, updated_at FROM ai_providers";
 
-fn write_feature(c: &Connection, spec: &FeatureSpec, mode: Write) -> StoreResult<Feature> {
+fn put_feature(c: &Connection, spec: &FeatureSpec, mode: Write) -> StoreResult<Feature> {
     let sql = format!(
         "INSERT INTO ai_features (id, name, display_name, description, status, config, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (name) {}",
@@ -187,7 +214,7 @@ fn write_feature(c: &Connection, spec: &FeatureSpec, mode: Write) -> StoreResult
     )?)
 }
 
-fn write_provider(c: &Connection, spec: &ProviderSpec, mode: Write) -> StoreResult<Provider> {
+fn put_provider(c: &Connection, spec: &ProviderSpec, mode: Write) -> StoreResult<Provider> {
     let sql = format!(
         "INSERT INTO ai_providers (id, name, type, status, base_url, api_key_env, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (name) {}",
@@ -215,7 +242,7 @@ fn write_provider(c: &Connection, spec: &ProviderSpec, mode: Write) -> StoreResu
     )?)
 }
 
-fn write_model(c: &Connection, spec: &ModelSpec, mode: Write) -> StoreResult<Model> {
+fn put_model(c: &Connection, spec: &ModelSpec, mode: Write) -> StoreResult<Model> {
     let provider_id: String = c
         .query_row(
             "SELECT id FROM ai_providers WHERE name = ?1",
@@ -252,6 +279,120 @@ fn write_model(c: &Connection, spec: &ModelSpec, mode: Write) -> StoreResult<Mod
     )?)
 }
 
+/// Deactivates the active assignment of (feature, environment) and inserts the new one, in
+/// the caller's transaction; returns both.
+fn deploy_in(
+    tx: &Connection,
+    spec: &DeploySpec,
+    change: &Change,
+) -> StoreResult<(Option<Assignment>, Assignment)> {
+    let feature_id = feature_id(tx, &spec.feature)?;
+    let model_id = model_id(tx, &spec.provider, &spec.model)?;
+    let env = spec.environment.as_str();
+    let before = tx
+        .query_row(
+            &format!("{ASSIGNMENT_SELECT} WHERE a.feature_id = ?1 AND a.environment = ?2 AND a.is_active = 1"),
+            params![feature_id, env],
+            assignment_row,
+        )
+        .optional()?;
+    let at = ts(change.at);
+    tx.execute(
+        "UPDATE feature_model_assignments SET is_active = 0, deactivated_at = ?3 WHERE feature_id = ?1 AND environment = ?2 AND is_active = 1",
+        params![feature_id, env, at],
+    )?;
+    let id = Uuid::new_v4().to_string();
+    tx.execute(
+        "INSERT INTO feature_model_assignments (id, feature_id, model_id, environment, is_active, assigned_at, assigned_by) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)",
+        params![id, feature_id, model_id, env, at, change.actor.name],
+    )?;
+    let after = tx.query_row(
+        &format!("{ASSIGNMENT_SELECT} WHERE a.id = ?1"),
+        params![id],
+        assignment_row,
+    )?;
+    Ok((before, after))
+}
+
+fn budget(c: &Connection, id: Uuid) -> StoreResult<Budget> {
+    c.query_row(
+        &format!("{BUDGET_SELECT} WHERE id = ?1"),
+        params![id.to_string()],
+        budget_row,
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::not_found(format!("budget {id}")))
+}
+
+/// Appends an audit entry, in the caller's transaction.
+fn insert_audit(c: &Connection, spec: &AuditSpec) -> StoreResult<()> {
+    let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+    c.execute(
+        "INSERT INTO audit_log (id, at, actor, actor_key_id, action, resource, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            Uuid::now_v7().to_string(),
+            ts(spec.at),
+            spec.actor,
+            spec.actor_key_id.map(|k| k.to_string()),
+            spec.action,
+            spec.resource,
+            json(&spec.before),
+            json(&spec.after)
+        ],
+    )?;
+    Ok(())
+}
+
+/// A create or upsert of a named row with its audit entry, in one transaction: `read` finds
+/// the row as it was, `write` writes it. An upsert that changes nothing is rolled back (the
+/// row keeps its `updated_at`) and returns the row as it was.
+fn write_audited<T: Audited>(
+    c: &mut Connection,
+    change: &Change,
+    mode: Write,
+    read: impl FnOnce(&Connection) -> StoreResult<Option<T>>,
+    write: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    let tx = c.transaction()?;
+    let before = read(&tx)?;
+    let after = write(&tx)?;
+    match mode.audit(change, before.as_ref(), &after) {
+        Some(entry) => {
+            insert_audit(&tx, &entry)?;
+            tx.commit()?;
+            Ok(after)
+        }
+        None => Ok(before.unwrap_or(after)),
+    }
+}
+
+fn find_feature(c: &Connection, name: &str) -> StoreResult<Option<Feature>> {
+    Ok(c.query_row(
+        &format!("{FEATURE_SELECT} WHERE name = ?1"),
+        params![name],
+        feature_row,
+    )
+    .optional()?)
+}
+
+fn find_provider(c: &Connection, name: &str) -> StoreResult<Option<Provider>> {
+    Ok(c.query_row(
+        &format!("{PROVIDER_SELECT} WHERE name = ?1"),
+        params![name],
+        provider_row,
+    )
+    .optional()?)
+}
+
+fn find_model(c: &Connection, provider: &str, name: &str) -> StoreResult<Option<Model>> {
+    Ok(c.query_row(
+        &format!("{MODEL_SELECT} WHERE p.name = ?1 AND m.name = ?2"),
+        params![provider, name],
+        model_row,
+    )
+    .optional()?)
+}
+
 fn model_id(conn: &Connection, provider: &str, model: &str) -> StoreResult<String> {
     conn.query_row(
         "SELECT m.id FROM ai_models m JOIN ai_providers p ON p.id = m.provider_id WHERE p.name = ?1 AND m.name = ?2",
@@ -275,23 +416,24 @@ impl ConfigStore for SqliteConfigStore {
         .await
     }
 
-    async fn upsert_feature(&self, spec: FeatureSpec) -> StoreResult<Feature> {
-        self.with(move |c| write_feature(c, &spec, Write::Upsert))
+    async fn upsert_feature(&self, spec: FeatureSpec, change: &Change) -> StoreResult<Feature> {
+        let find = |c: &Connection, s: &FeatureSpec| find_feature(c, &s.name);
+        self.write_named(change, Write::Upsert, spec, find, put_feature)
             .await
     }
 
-    async fn create_feature(&self, spec: FeatureSpec) -> StoreResult<Feature> {
-        self.with(move |c| write_feature(c, &spec, Write::Create))
+    async fn create_feature(&self, spec: FeatureSpec, change: &Change) -> StoreResult<Feature> {
+        let find = |c: &Connection, s: &FeatureSpec| find_feature(c, &s.name);
+        self.write_named(change, Write::Create, spec, find, put_feature)
             .await
     }
 
-    async fn delete_feature(&self, name: &str) -> StoreResult<Feature> {
+    async fn delete_feature(&self, name: &str, change: &Change) -> StoreResult<Feature> {
         let name = name.to_string();
+        let change = change.clone();
         self.with(move |c| {
             let tx = c.transaction()?;
-            let feature = tx
-                .query_row(&format!("{FEATURE_SELECT} WHERE name = ?1"), params![name], feature_row)
-                .optional()?
+            let feature = find_feature(&tx, &name)?
                 .ok_or_else(|| StoreError::not_found(format!("feature {name}")))?;
             let id = feature.id.to_string();
             let refs: i64 = tx.query_row(
@@ -307,6 +449,7 @@ impl ConfigStore for SqliteConfigStore {
                 )));
             }
             tx.execute("DELETE FROM ai_features WHERE id = ?1", params![id])?;
+            insert_audit(&tx, &change.on("delete", Some(&feature), None))?;
             tx.commit()?;
             Ok(feature)
         })
@@ -324,23 +467,24 @@ impl ConfigStore for SqliteConfigStore {
         .await
     }
 
-    async fn upsert_provider(&self, spec: ProviderSpec) -> StoreResult<Provider> {
-        self.with(move |c| write_provider(c, &spec, Write::Upsert))
+    async fn upsert_provider(&self, spec: ProviderSpec, change: &Change) -> StoreResult<Provider> {
+        let find = |c: &Connection, s: &ProviderSpec| find_provider(c, &s.name);
+        self.write_named(change, Write::Upsert, spec, find, put_provider)
             .await
     }
 
-    async fn create_provider(&self, spec: ProviderSpec) -> StoreResult<Provider> {
-        self.with(move |c| write_provider(c, &spec, Write::Create))
+    async fn create_provider(&self, spec: ProviderSpec, change: &Change) -> StoreResult<Provider> {
+        let find = |c: &Connection, s: &ProviderSpec| find_provider(c, &s.name);
+        self.write_named(change, Write::Create, spec, find, put_provider)
             .await
     }
 
-    async fn delete_provider(&self, name: &str) -> StoreResult<Provider> {
+    async fn delete_provider(&self, name: &str, change: &Change) -> StoreResult<Provider> {
         let name = name.to_string();
+        let change = change.clone();
         self.with(move |c| {
             let tx = c.transaction()?;
-            let provider = tx
-                .query_row(&format!("{PROVIDER_SELECT} WHERE name = ?1"), params![name], provider_row)
-                .optional()?
+            let provider = find_provider(&tx, &name)?
                 .ok_or_else(|| StoreError::not_found(format!("provider {name}")))?;
             let models: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM ai_models WHERE provider_id = ?1",
@@ -353,6 +497,7 @@ impl ConfigStore for SqliteConfigStore {
                 )));
             }
             tx.execute("DELETE FROM ai_providers WHERE id = ?1", params![provider.id.to_string()])?;
+            insert_audit(&tx, &change.on("delete", Some(&provider), None))?;
             tx.commit()?;
             Ok(provider)
         })
@@ -370,17 +515,20 @@ impl ConfigStore for SqliteConfigStore {
         .await
     }
 
-    async fn upsert_model(&self, spec: ModelSpec) -> StoreResult<Model> {
-        self.with(move |c| write_model(c, &spec, Write::Upsert))
+    async fn upsert_model(&self, spec: ModelSpec, change: &Change) -> StoreResult<Model> {
+        let find = |c: &Connection, s: &ModelSpec| find_model(c, &s.provider, &s.name);
+        self.write_named(change, Write::Upsert, spec, find, put_model)
             .await
     }
 
-    async fn create_model(&self, spec: ModelSpec) -> StoreResult<Model> {
-        self.with(move |c| write_model(c, &spec, Write::Create))
+    async fn create_model(&self, spec: ModelSpec, change: &Change) -> StoreResult<Model> {
+        let find = |c: &Connection, s: &ModelSpec| find_model(c, &s.provider, &s.name);
+        self.write_named(change, Write::Create, spec, find, put_model)
             .await
     }
 
-    async fn delete_model(&self, id: Uuid) -> StoreResult<Model> {
+    async fn delete_model(&self, id: Uuid, change: &Change) -> StoreResult<Model> {
+        let change = change.clone();
         self.with(move |c| {
             let tx = c.transaction()?;
             let model = tx
@@ -399,17 +547,20 @@ impl ConfigStore for SqliteConfigStore {
                 )));
             }
             tx.execute("DELETE FROM ai_models WHERE id = ?1", params![id.to_string()])?;
+            insert_audit(&tx, &change.on("delete", Some(&model), None))?;
             tx.commit()?;
             Ok(model)
         })
         .await
     }
 
-    async fn add_price(&self, spec: PriceSpec) -> StoreResult<ModelPrice> {
+    async fn add_price(&self, spec: PriceSpec, change: &Change) -> StoreResult<ModelPrice> {
+        let change = change.clone();
         self.with(move |c| {
-            let model_id = model_id(c, &spec.provider, &spec.model)?;
+            let tx = c.transaction()?;
+            let model_id = model_id(&tx, &spec.provider, &spec.model)?;
             let id = Uuid::new_v4().to_string();
-            let inserted = c.execute(
+            let inserted = tx.execute(
                 "INSERT INTO ai_model_prices (id, model_id, effective_from, input_per_mtok_micros, output_per_mtok_micros, cached_input_per_mtok_micros, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (model_id, effective_from) DO NOTHING",
                 params![id, model_id, ts(spec.effective_from), spec.input_per_mtok_micros, spec.output_per_mtok_micros, spec.cached_input_per_mtok_micros, ts(Utc::now())],
@@ -420,16 +571,22 @@ impl ConfigStore for SqliteConfigStore {
                     spec.provider, spec.model, ts(spec.effective_from)
                 )));
             }
-            Ok(c.query_row(&format!("{PRICE_SELECT} WHERE x.id = ?1"), params![id], price_row)?)
+            let price = tx.query_row(&format!("{PRICE_SELECT} WHERE x.id = ?1"), params![id], price_row)?;
+            insert_audit(&tx, &change.entry("model_price.create", format!("model:{model_id}"), None, Some(&price)))?;
+            tx.commit()?;
+            Ok(price)
         })
         .await
     }
 
-    async fn add_reprice(&self, spec: RepriceSpec) -> StoreResult<Reprice> {
+    async fn add_reprice(&self, spec: RepriceSpec, change: &Change) -> StoreResult<Reprice> {
         spec.check()?;
+        let change = change.clone();
         self.with(move |c| {
+            let tx = c.transaction()?;
+            let model_id = model_id(&tx, &spec.provider, &spec.model)?;
             let id = Uuid::new_v4();
-            c.execute(
+            tx.execute(
                 "INSERT INTO model_reprices (id, provider, model, from_at, requested_at, requested_by, prices) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     id.to_string(),
@@ -441,7 +598,10 @@ impl ConfigStore for SqliteConfigStore {
                     json_text(&spec.prices)?
                 ],
             )?;
-            Ok(spec.into_reprice(id))
+            let reprice = spec.into_reprice(id);
+            insert_audit(&tx, &change.entry("model.reprice", format!("model:{model_id}"), None, Some(&reprice)))?;
+            tx.commit()?;
+            Ok(reprice)
         })
         .await
     }
@@ -483,27 +643,43 @@ impl ConfigStore for SqliteConfigStore {
         .await
     }
 
-    async fn deploy(&self, spec: DeploySpec) -> StoreResult<Assignment> {
+    async fn deploy(&self, spec: DeploySpec, change: &Change) -> StoreResult<Assignment> {
+        let change = change.clone();
         self.with(move |c| {
             let tx = c.transaction()?;
-            let feature_id: String = tx
-                .query_row("SELECT id FROM ai_features WHERE name = ?1", params![spec.feature], |r| r.get(0))
-                .optional()?
-                .ok_or_else(|| StoreError::not_found(format!("feature {}", spec.feature)))?;
-            let model_id = model_id(&tx, &spec.provider, &spec.model)?;
-            let at = ts(spec.at);
-            tx.execute(
-                "UPDATE feature_model_assignments SET is_active = 0, deactivated_at = ?3 WHERE feature_id = ?1 AND environment = ?2 AND is_active = 1",
-                params![feature_id, spec.environment.as_str(), at],
-            )?;
-            let id = Uuid::new_v4().to_string();
-            tx.execute(
-                "INSERT INTO feature_model_assignments (id, feature_id, model_id, environment, is_active, assigned_at, assigned_by) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)",
-                params![id, feature_id, model_id, spec.environment.as_str(), at, spec.assigned_by],
-            )?;
-            let assignment = tx.query_row(&format!("{ASSIGNMENT_SELECT} WHERE a.id = ?1"), params![id], assignment_row)?;
+            let (before, after) = deploy_in(&tx, &spec, &change)?;
+            insert_audit(&tx, &change.on("create", before.as_ref(), Some(&after)))?;
             tx.commit()?;
-            Ok(assignment)
+            Ok(after)
+        })
+        .await
+    }
+
+    async fn rollback(
+        &self,
+        feature: &str,
+        environment: Environment,
+        change: &Change,
+    ) -> StoreResult<Assignment> {
+        let feature = feature.to_string();
+        let change = change.clone();
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            feature_id(&tx, &feature)?;
+            let history = {
+                let mut stmt = tx.prepare(&format!(
+                    "{ASSIGNMENT_SELECT} WHERE f.name = ?1 AND a.environment = ?2 ORDER BY a.assigned_at DESC, a.rowid DESC"
+                ))?;
+                let rows = stmt
+                    .query_map(params![feature, environment.as_str()], assignment_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows
+            };
+            let spec = rollback_target(&feature, environment, &history)?;
+            let (before, after) = deploy_in(&tx, &spec, &change)?;
+            insert_audit(&tx, &change.on("rollback", before.as_ref(), Some(&after)))?;
+            tx.commit()?;
+            Ok(after)
         })
         .await
     }
@@ -539,7 +715,12 @@ impl ConfigStore for SqliteConfigStore {
         .await
     }
 
-    async fn create_prompt(&self, spec: PromptSpec) -> StoreResult<(Prompt, PromptVersion)> {
+    async fn create_prompt(
+        &self,
+        spec: PromptSpec,
+        change: &Change,
+    ) -> StoreResult<(Prompt, PromptVersion)> {
+        let change = change.clone();
         self.with(move |c| {
             let tx = c.transaction()?;
             let taken: Option<String> = tx
@@ -558,6 +739,7 @@ impl ConfigStore for SqliteConfigStore {
             insert_version(&tx, &id, 1, &spec.content, feature_id.as_deref())?;
             let prompt = tx.query_row(&format!("{PROMPT_SELECT} WHERE p.id = ?1"), params![id], prompt_row)?;
             let version = tx.query_row(&format!("{VERSION_SELECT} WHERE prompt_id = ?1 AND version = 1"), params![id], version_row)?;
+            insert_audit(&tx, &prompt_created(&change, &prompt, &version))?;
             tx.commit()?;
             Ok((prompt, version))
         })
@@ -579,7 +761,9 @@ impl ConfigStore for SqliteConfigStore {
         &self,
         prompt: Uuid,
         content: PromptContent,
+        change: &Change,
     ) -> StoreResult<(PromptVersion, bool)> {
+        let change = change.clone();
         self.with(move |c| {
             let tx = c.transaction()?;
             let id = prompt.to_string();
@@ -610,6 +794,7 @@ impl ConfigStore for SqliteConfigStore {
                 params![id, next],
                 version_row,
             )?;
+            insert_audit(&tx, &change.on("create", None, Some(&version)))?;
             tx.commit()?;
             Ok((version, true))
         })
@@ -637,7 +822,9 @@ impl ConfigStore for SqliteConfigStore {
         prompt: Uuid,
         version: i32,
         status: PromptStatus,
+        change: &Change,
     ) -> StoreResult<PromptVersion> {
+        let change = change.clone();
         self.with(move |c| {
             let tx = c.transaction()?;
             let current = prompt_version(&tx, prompt, version)?;
@@ -651,6 +838,10 @@ impl ConfigStore for SqliteConfigStore {
                 params![current.id.to_string(), status.as_str()],
             )?;
             let updated = prompt_version(&tx, prompt, version)?;
+            if updated == current {
+                return Ok(updated);
+            }
+            insert_audit(&tx, &change.on("status", Some(&current), Some(&updated)))?;
             tx.commit()?;
             Ok(updated)
         })
@@ -661,7 +852,9 @@ impl ConfigStore for SqliteConfigStore {
         &self,
         prompt: Uuid,
         version: i32,
+        change: &Change,
     ) -> StoreResult<PromptVersion> {
+        let change = change.clone();
         self.with(move |c| {
             let tx = c.transaction()?;
             let current = prompt_version(&tx, prompt, version)?;
@@ -687,22 +880,31 @@ impl ConfigStore for SqliteConfigStore {
                 params![current.id.to_string(), feature_id],
             )?;
             let updated = prompt_version(&tx, prompt, version)?;
+            if updated == current {
+                return Ok(updated);
+            }
+            insert_audit(&tx, &change.on("activate", Some(&current), Some(&updated)))?;
             tx.commit()?;
             Ok(updated)
         })
         .await
     }
 
-    async fn create_budget(&self, spec: BudgetSpec, at: DateTime<Utc>) -> StoreResult<Budget> {
+    async fn create_budget(&self, spec: BudgetSpec, change: &Change) -> StoreResult<Budget> {
         spec.validate()?;
+        let change = change.clone();
         self.with(move |c| {
+            let tx = c.transaction()?;
             let id = Uuid::now_v7().to_string();
-            c.execute(
+            tx.execute(
                 "INSERT INTO ai_spending_budgets (id, name, scope, scope_value, period_type, time_zone, amount_micros, thresholds, is_active, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-                params![id, spec.name, spec.scope.as_str(), spec.scope_value, spec.period.as_str(), spec.time_zone, spec.amount_micros, json_text(&spec.thresholds_percent)?, spec.is_active, ts(at)],
+                params![id, spec.name, spec.scope.as_str(), spec.scope_value, spec.period.as_str(), spec.time_zone, spec.amount_micros, json_text(&spec.thresholds_percent)?, spec.is_active, ts(change.at)],
             )?;
-            Ok(c.query_row(&format!("{BUDGET_SELECT} WHERE id = ?1"), params![id], budget_row)?)
+            let budget = tx.query_row(&format!("{BUDGET_SELECT} WHERE id = ?1"), params![id], budget_row)?;
+            insert_audit(&tx, &change.on("create", None, Some(&budget)))?;
+            tx.commit()?;
+            Ok(budget)
         })
         .await
     }
@@ -711,32 +913,42 @@ impl ConfigStore for SqliteConfigStore {
         &self,
         id: Uuid,
         spec: BudgetSpec,
-        at: DateTime<Utc>,
+        change: &Change,
     ) -> StoreResult<Budget> {
         spec.validate()?;
+        let change = change.clone();
         self.with(move |c| {
-            let updated = c.execute(
+            let tx = c.transaction()?;
+            let before = budget(&tx, id)?;
+            tx.execute(
                 "UPDATE ai_spending_budgets SET name = ?2, scope = ?3, scope_value = ?4, period_type = ?5, time_zone = ?6, amount_micros = ?7, thresholds = ?8, is_active = ?9, updated_at = ?10 WHERE id = ?1",
-                params![id.to_string(), spec.name, spec.scope.as_str(), spec.scope_value, spec.period.as_str(), spec.time_zone, spec.amount_micros, json_text(&spec.thresholds_percent)?, spec.is_active, ts(at)],
+                params![id.to_string(), spec.name, spec.scope.as_str(), spec.scope_value, spec.period.as_str(), spec.time_zone, spec.amount_micros, json_text(&spec.thresholds_percent)?, spec.is_active, ts(change.at)],
             )?;
-            if updated == 0 {
-                return Err(StoreError::not_found(format!("budget {id}")));
+            let after = budget(&tx, id)?;
+            match change.upserted(Some(&before), &after) {
+                Some(entry) => {
+                    insert_audit(&tx, &entry)?;
+                    tx.commit()?;
+                    Ok(after)
+                }
+                None => Ok(before),
             }
-            Ok(c.query_row(&format!("{BUDGET_SELECT} WHERE id = ?1"), params![id.to_string()], budget_row)?)
         })
         .await
     }
 
-    async fn delete_budget(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_budget(&self, id: Uuid, change: &Change) -> StoreResult<Budget> {
+        let change = change.clone();
         self.with(move |c| {
-            let deleted = c.execute(
+            let tx = c.transaction()?;
+            let before = budget(&tx, id)?;
+            tx.execute(
                 "DELETE FROM ai_spending_budgets WHERE id = ?1",
                 params![id.to_string()],
             )?;
-            if deleted == 0 {
-                return Err(StoreError::not_found(format!("budget {id}")));
-            }
-            Ok(())
+            insert_audit(&tx, &change.on("delete", Some(&before), None))?;
+            tx.commit()?;
+            Ok(before)
         })
         .await
     }
@@ -756,18 +968,23 @@ impl ConfigStore for SqliteConfigStore {
     async fn create_experiment(
         &self,
         spec: ExperimentSpec,
-        at: DateTime<Utc>,
+        change: &Change,
     ) -> StoreResult<Experiment> {
         spec.validate()?;
+        let change = change.clone();
         self.with(move |c| {
-            let feature_id = feature_id(c, &spec.feature)?;
+            let tx = c.transaction()?;
+            let feature_id = feature_id(&tx, &spec.feature)?;
             let id = Uuid::now_v7().to_string();
-            c.execute(
+            tx.execute(
                 "INSERT INTO ai_experiments (id, name, description, feature_id, experiment_type, variants, status, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'draft', ?7, ?7)",
-                params![id, spec.name, spec.description, feature_id, spec.experiment_type.as_str(), json_text(&spec.variants)?, ts(at)],
+                params![id, spec.name, spec.description, feature_id, spec.experiment_type.as_str(), json_text(&spec.variants)?, ts(change.at)],
             )?;
-            Ok(c.query_row(&format!("{EXPERIMENT_SELECT} WHERE e.id = ?1"), params![id], experiment_row)?)
+            let created = tx.query_row(&format!("{EXPERIMENT_SELECT} WHERE e.id = ?1"), params![id], experiment_row)?;
+            insert_audit(&tx, &change.on("create", None, Some(&created)))?;
+            tx.commit()?;
+            Ok(created)
         })
         .await
     }
@@ -789,8 +1006,10 @@ impl ConfigStore for SqliteConfigStore {
         &self,
         id: Uuid,
         to: ExperimentStatus,
-        at: DateTime<Utc>,
+        change: &Change,
     ) -> StoreResult<Experiment> {
+        let change = change.clone();
+        let at = change.at;
         self.with(move |c| {
             let tx = c.transaction()?;
             let current = tx
@@ -803,21 +1022,9 @@ impl ConfigStore for SqliteConfigStore {
                 params![id.to_string(), to.as_str(), started.map(ts), ended.map(ts), ts(at)],
             )?;
             let updated = tx.query_row(&format!("{EXPERIMENT_SELECT} WHERE e.id = ?1"), params![id.to_string()], experiment_row)?;
+            insert_audit(&tx, &change.on("status", Some(&current), Some(&updated)))?;
             tx.commit()?;
             Ok(updated)
-        })
-        .await
-    }
-
-    async fn record_audit(&self, spec: AuditSpec) -> StoreResult<AuditEntry> {
-        self.with(move |c| {
-            let id = Uuid::now_v7().to_string();
-            let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
-            c.execute(
-                "INSERT INTO audit_log (id, at, actor, actor_key_id, action, resource, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![id, ts(spec.at), spec.actor, spec.actor_key_id.map(|k| k.to_string()), spec.action, spec.resource, json(&spec.before), json(&spec.after)],
-            )?;
-            Ok(c.query_row(&format!("{AUDIT_SELECT} WHERE id = ?1"), params![id], audit_row)?)
         })
         .await
     }
@@ -839,7 +1046,8 @@ impl ConfigStore for SqliteConfigStore {
         .await
     }
 
-    async fn create_api_key(&self, spec: ApiKeySpec) -> StoreResult<ApiKey> {
+    async fn create_api_key(&self, spec: ApiKeySpec, change: &Change) -> StoreResult<ApiKey> {
+        let change = change.clone();
         self.with(move |c| {
             let tx = c.transaction()?;
             let taken: Option<String> = tx
@@ -871,6 +1079,7 @@ impl ConfigStore for SqliteConfigStore {
                     ts(key.created_at)
                 ],
             )?;
+            insert_audit(&tx, &change.on("create", None, Some(&key)))?;
             tx.commit()?;
             Ok(key)
         })
@@ -901,12 +1110,13 @@ impl ConfigStore for SqliteConfigStore {
         .await
     }
 
-    async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<(ApiKey, bool)> {
+    async fn revoke_api_key(&self, id: Uuid, change: &Change) -> StoreResult<(ApiKey, bool)> {
+        let change = change.clone();
         self.with(move |c| {
             let tx = c.transaction()?;
             let revoked = tx.execute(
                 "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                params![id.to_string(), ts(at)],
+                params![id.to_string(), ts(change.at)],
             )?;
             let key = tx
                 .query_row(
@@ -916,6 +1126,13 @@ impl ConfigStore for SqliteConfigStore {
                 )
                 .optional()?
                 .ok_or_else(|| StoreError::not_found(format!("API key {id}")))?;
+            if revoked == 1 {
+                let before = ApiKey {
+                    revoked_at: None,
+                    ..key.clone()
+                };
+                insert_audit(&tx, &change.on("revoke", Some(&before), Some(&key)))?;
+            }
             tx.commit()?;
             Ok((key, revoked == 1))
         })

@@ -10,11 +10,12 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::access::{ApiKey, ApiKeySpec, Role};
+use crate::audit::{prompt_created, Audited, Change};
 use crate::config::{
-    Assignment, AuditEntry, AuditSpec, Budget, BudgetPeriod, BudgetScope, BudgetSpec, DeploySpec,
-    Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Feature, FeatureSpec,
-    FeatureStatus, Model, ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent, PromptSpec,
-    PromptStatus, PromptVersion, Provider, ProviderSpec, Reprice, RepriceSpec,
+    rollback_target, Assignment, AuditEntry, AuditSpec, Budget, BudgetPeriod, BudgetScope,
+    BudgetSpec, DeploySpec, Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Feature,
+    FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent,
+    PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec, Reprice, RepriceSpec,
 };
 use crate::store::{ConfigStore, StoreError, StoreResult};
 use crate::upsert::{taken, Write};
@@ -28,6 +29,42 @@ impl PostgresConfigStore {
     /// Wraps a pool whose database has been migrated ([`super::migrate`]).
     pub fn new(pool: PgPool) -> Self {
         PostgresConfigStore { pool }
+    }
+
+    async fn write_feature(
+        &self,
+        spec: FeatureSpec,
+        change: &Change,
+        mode: Write,
+    ) -> StoreResult<Feature> {
+        let mut tx = self.pool.begin().await?;
+        let before = find_feature(&mut tx, &spec.name).await?;
+        let after = put_feature(&mut tx, &spec, mode).await?;
+        finish_write(tx, change, mode, before, after).await
+    }
+
+    async fn write_provider(
+        &self,
+        spec: ProviderSpec,
+        change: &Change,
+        mode: Write,
+    ) -> StoreResult<Provider> {
+        let mut tx = self.pool.begin().await?;
+        let before = find_provider(&mut tx, &spec.name).await?;
+        let after = put_provider(&mut tx, &spec, mode).await?;
+        finish_write(tx, change, mode, before, after).await
+    }
+
+    async fn write_model(
+        &self,
+        spec: ModelSpec,
+        change: &Change,
+        mode: Write,
+    ) -> StoreResult<Model> {
+        let mut tx = self.pool.begin().await?;
+        let before = find_model(&mut tx, &spec.provider, &spec.name).await?;
+        let after = put_model(&mut tx, &spec, mode).await?;
+        finish_write(tx, change, mode, before, after).await
     }
 }
 
@@ -119,7 +156,7 @@ fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default()
 }
 
-async fn write_feature(pool: &PgPool, spec: &FeatureSpec, mode: Write) -> StoreResult<Feature> {
+async fn put_feature(tx: &mut Tx, spec: &FeatureSpec, mode: Write) -> StoreResult<Feature> {
     let row = sqlx::query(&format!(
         "INSERT INTO ai_features (id, name, display_name, description, status, config, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (name) {} RETURNING *",
@@ -132,13 +169,13 @@ async fn write_feature(pool: &PgPool, spec: &FeatureSpec, mode: Write) -> StoreR
     .bind(spec.status.as_str())
     .bind(&spec.config)
     .bind(now())
-    .fetch_optional(pool)
+    .fetch_optional(&mut **tx)
     .await?
     .ok_or_else(|| taken("feature", &spec.name))?;
     feature_row(&row)
 }
 
-async fn write_provider(pool: &PgPool, spec: &ProviderSpec, mode: Write) -> StoreResult<Provider> {
+async fn put_provider(tx: &mut Tx, spec: &ProviderSpec, mode: Write) -> StoreResult<Provider> {
     let row = sqlx::query(&format!(
         "INSERT INTO ai_providers (id, name, type, status, base_url, api_key_env, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (name) {} RETURNING *",
@@ -151,16 +188,16 @@ async fn write_provider(pool: &PgPool, spec: &ProviderSpec, mode: Write) -> Stor
     .bind(&spec.base_url)
     .bind(&spec.api_key_env)
     .bind(now())
-    .fetch_optional(pool)
+    .fetch_optional(&mut **tx)
     .await?
     .ok_or_else(|| taken("provider", &spec.name))?;
     provider_row(&row)
 }
 
-async fn write_model(pool: &PgPool, spec: &ModelSpec, mode: Write) -> StoreResult<Model> {
+async fn put_model(tx: &mut Tx, spec: &ModelSpec, mode: Write) -> StoreResult<Model> {
     let provider_id: Uuid = sqlx::query_scalar("SELECT id FROM ai_providers WHERE name = $1")
         .bind(&spec.provider)
-        .fetch_optional(pool)
+        .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| StoreError::not_found(format!("provider {}", spec.provider)))?;
     let written = sqlx::query(&format!(
@@ -176,24 +213,163 @@ async fn write_model(pool: &PgPool, spec: &ModelSpec, mode: Write) -> StoreResul
     .bind(serde_json::json!(spec.capabilities))
     .bind(&spec.status)
     .bind(now())
-    .execute(pool)
+    .execute(&mut **tx)
     .await?;
     if written.rows_affected() == 0 {
         return Err(taken("model", &format!("{}/{}", spec.provider, spec.name)));
     }
-    let row = sqlx::query(&format!("{MODEL_SELECT} WHERE p.name = $1 AND m.name = $2"))
-        .bind(&spec.provider)
-        .bind(&spec.name)
-        .fetch_one(pool)
-        .await?;
-    model_row(&row)
+    find_model(tx, &spec.provider, &spec.name)
+        .await?
+        .ok_or_else(|| StoreError::Backend("a written model is gone".into()))
 }
 
-async fn model_id(conn: &mut sqlx::PgConnection, provider: &str, model: &str) -> StoreResult<Uuid> {
+async fn find_feature(tx: &mut Tx, name: &str) -> StoreResult<Option<Feature>> {
+    sqlx::query("SELECT * FROM ai_features WHERE name = $1 FOR UPDATE")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?
+        .as_ref()
+        .map(feature_row)
+        .transpose()
+}
+
+async fn find_provider(tx: &mut Tx, name: &str) -> StoreResult<Option<Provider>> {
+    sqlx::query("SELECT * FROM ai_providers WHERE name = $1 FOR UPDATE")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?
+        .as_ref()
+        .map(provider_row)
+        .transpose()
+}
+
+async fn find_model(tx: &mut Tx, provider: &str, name: &str) -> StoreResult<Option<Model>> {
+    sqlx::query(&format!(
+        "{MODEL_SELECT} WHERE p.name = $1 AND m.name = $2 FOR UPDATE OF m"
+    ))
+    .bind(provider)
+    .bind(name)
+    .fetch_optional(&mut **tx)
+    .await?
+    .as_ref()
+    .map(model_row)
+    .transpose()
+}
+
+/// Appends an audit entry, in the caller's transaction.
+async fn insert_audit(tx: &mut Tx, spec: &AuditSpec) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (id, at, actor, actor_key_id, action, resource, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(spec.at)
+    .bind(&spec.actor)
+    .bind(spec.actor_key_id)
+    .bind(&spec.action)
+    .bind(&spec.resource)
+    .bind(&spec.before)
+    .bind(&spec.after)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Ends a create or upsert that turned `before` into `after`: commits it with its audit entry,
+/// or rolls back an upsert that changed nothing (the row keeps its `updated_at`) and returns
+/// the row as it was.
+async fn finish_write<T: Audited>(
+    mut tx: Tx,
+    change: &Change,
+    mode: Write,
+    before: Option<T>,
+    after: T,
+) -> StoreResult<T> {
+    match mode.audit(change, before.as_ref(), &after) {
+        Some(entry) => {
+            insert_audit(&mut tx, &entry).await?;
+            tx.commit().await?;
+            Ok(after)
+        }
+        None => Ok(before.unwrap_or(after)),
+    }
+}
+
+/// Audits `verb` on a resource and commits.
+async fn commit_audited<T: Audited>(
+    mut tx: Tx,
+    change: &Change,
+    verb: &str,
+    before: Option<&T>,
+    after: Option<&T>,
+) -> StoreResult<()> {
+    insert_audit(&mut tx, &change.on(verb, before, after)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Deactivates the active assignment of (feature, environment) and inserts the new one, in
+/// the caller's transaction; returns both.
+async fn deploy_in(
+    tx: &mut Tx,
+    spec: &DeploySpec,
+    change: &Change,
+) -> StoreResult<(Option<Assignment>, Assignment)> {
+    let feature_id: Uuid =
+        sqlx::query_scalar("SELECT id FROM ai_features WHERE name = $1 FOR UPDATE")
+            .bind(&spec.feature)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("feature {}", spec.feature)))?;
+    let model_id = model_id(tx, &spec.provider, &spec.model).await?;
+    let before = sqlx::query(&format!(
+        "{ASSIGNMENT_SELECT} WHERE a.feature_id = $1 AND a.environment = $2 AND a.is_active"
+    ))
+    .bind(feature_id)
+    .bind(spec.environment.as_str())
+    .fetch_optional(&mut **tx)
+    .await?
+    .as_ref()
+    .map(assignment_row)
+    .transpose()?;
+    sqlx::query("UPDATE feature_model_assignments SET is_active = FALSE, deactivated_at = $3 WHERE feature_id = $1 AND environment = $2 AND is_active")
+        .bind(feature_id)
+        .bind(spec.environment.as_str())
+        .bind(change.at)
+        .execute(&mut **tx)
+        .await?;
+    let id = Uuid::new_v4();
+    sqlx::query("INSERT INTO feature_model_assignments (id, feature_id, model_id, environment, is_active, assigned_at, assigned_by) VALUES ($1, $2, $3, $4, TRUE, $5, $6)")
+        .bind(id)
+        .bind(feature_id)
+        .bind(model_id)
+        .bind(spec.environment.as_str())
+        .bind(change.at)
+        .bind(&change.actor.name)
+        .execute(&mut **tx)
+        .await?;
+    let row = sqlx::query(&format!("{ASSIGNMENT_SELECT} WHERE a.id = $1"))
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((before, assignment_row(&row)?))
+}
+
+async fn budget(tx: &mut Tx, id: Uuid) -> StoreResult<Budget> {
+    let row = sqlx::query(&format!(
+        "SELECT {BUDGET_COLUMNS} FROM ai_spending_budgets WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| StoreError::not_found(format!("budget {id}")))?;
+    budget_row(&row)
+}
+
+async fn model_id(tx: &mut Tx, provider: &str, model: &str) -> StoreResult<Uuid> {
     sqlx::query_scalar("SELECT m.id FROM ai_models m JOIN ai_providers p ON p.id = m.provider_id WHERE p.name = $1 AND m.name = $2")
         .bind(provider)
         .bind(model)
-        .fetch_optional(conn)
+        .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| StoreError::not_found(format!("model {provider}/{model}")))
 }
@@ -210,24 +386,21 @@ impl ConfigStore for PostgresConfigStore {
     }
 
     #[instrument(name = "config.upsert_feature", skip_all, fields(feature = %spec.name), err)]
-    async fn upsert_feature(&self, spec: FeatureSpec) -> StoreResult<Feature> {
-        write_feature(&self.pool, &spec, Write::Upsert).await
+    async fn upsert_feature(&self, spec: FeatureSpec, change: &Change) -> StoreResult<Feature> {
+        self.write_feature(spec, change, Write::Upsert).await
     }
 
     #[instrument(name = "config.create_feature", skip_all, fields(feature = %spec.name), err)]
-    async fn create_feature(&self, spec: FeatureSpec) -> StoreResult<Feature> {
-        write_feature(&self.pool, &spec, Write::Create).await
+    async fn create_feature(&self, spec: FeatureSpec, change: &Change) -> StoreResult<Feature> {
+        self.write_feature(spec, change, Write::Create).await
     }
 
-    #[instrument(name = "config.delete_feature", skip(self), err)]
-    async fn delete_feature(&self, name: &str) -> StoreResult<Feature> {
+    #[instrument(name = "config.delete_feature", skip(self, change), err)]
+    async fn delete_feature(&self, name: &str, change: &Change) -> StoreResult<Feature> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT * FROM ai_features WHERE name = $1 FOR UPDATE")
-            .bind(name)
-            .fetch_optional(&mut *tx)
+        let feature = find_feature(&mut tx, name)
             .await?
             .ok_or_else(|| StoreError::not_found(format!("feature {name}")))?;
-        let feature = feature_row(&row)?;
         let refs: i64 = sqlx::query_scalar(
             "SELECT (SELECT COUNT(*) FROM feature_model_assignments WHERE feature_id = $1)
                   + (SELECT COUNT(*) FROM ai_prompts WHERE feature_id = $1)
@@ -245,7 +418,7 @@ impl ConfigStore for PostgresConfigStore {
             .bind(feature.id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        commit_audited(tx, change, "delete", Some(&feature), None).await?;
         Ok(feature)
     }
 
@@ -258,23 +431,22 @@ impl ConfigStore for PostgresConfigStore {
         )
     }
 
-    async fn upsert_provider(&self, spec: ProviderSpec) -> StoreResult<Provider> {
-        write_provider(&self.pool, &spec, Write::Upsert).await
+    #[instrument(name = "config.upsert_provider", skip_all, fields(provider = %spec.name), err)]
+    async fn upsert_provider(&self, spec: ProviderSpec, change: &Change) -> StoreResult<Provider> {
+        self.write_provider(spec, change, Write::Upsert).await
     }
 
-    async fn create_provider(&self, spec: ProviderSpec) -> StoreResult<Provider> {
-        write_provider(&self.pool, &spec, Write::Create).await
+    #[instrument(name = "config.create_provider", skip_all, fields(provider = %spec.name), err)]
+    async fn create_provider(&self, spec: ProviderSpec, change: &Change) -> StoreResult<Provider> {
+        self.write_provider(spec, change, Write::Create).await
     }
 
-    #[instrument(name = "config.delete_provider", skip(self), err)]
-    async fn delete_provider(&self, name: &str) -> StoreResult<Provider> {
+    #[instrument(name = "config.delete_provider", skip(self, change), err)]
+    async fn delete_provider(&self, name: &str, change: &Change) -> StoreResult<Provider> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT * FROM ai_providers WHERE name = $1 FOR UPDATE")
-            .bind(name)
-            .fetch_optional(&mut *tx)
+        let provider = find_provider(&mut tx, name)
             .await?
             .ok_or_else(|| StoreError::not_found(format!("provider {name}")))?;
-        let provider = provider_row(&row)?;
         let models: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM ai_models WHERE provider_id = $1")
                 .bind(provider.id)
@@ -289,7 +461,7 @@ impl ConfigStore for PostgresConfigStore {
             .bind(provider.id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        commit_audited(tx, change, "delete", Some(&provider), None).await?;
         Ok(provider)
     }
 
@@ -302,16 +474,18 @@ impl ConfigStore for PostgresConfigStore {
         )
     }
 
-    async fn upsert_model(&self, spec: ModelSpec) -> StoreResult<Model> {
-        write_model(&self.pool, &spec, Write::Upsert).await
+    #[instrument(name = "config.upsert_model", skip_all, fields(model = %spec.name), err)]
+    async fn upsert_model(&self, spec: ModelSpec, change: &Change) -> StoreResult<Model> {
+        self.write_model(spec, change, Write::Upsert).await
     }
 
-    async fn create_model(&self, spec: ModelSpec) -> StoreResult<Model> {
-        write_model(&self.pool, &spec, Write::Create).await
+    #[instrument(name = "config.create_model", skip_all, fields(model = %spec.name), err)]
+    async fn create_model(&self, spec: ModelSpec, change: &Change) -> StoreResult<Model> {
+        self.write_model(spec, change, Write::Create).await
     }
 
-    #[instrument(name = "config.delete_model", skip(self), err)]
-    async fn delete_model(&self, id: Uuid) -> StoreResult<Model> {
+    #[instrument(name = "config.delete_model", skip(self, change), err)]
+    async fn delete_model(&self, id: Uuid, change: &Change) -> StoreResult<Model> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT id FROM ai_models WHERE id = $1 FOR UPDATE")
             .bind(id)
@@ -339,13 +513,14 @@ impl ConfigStore for PostgresConfigStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        commit_audited(tx, change, "delete", Some(&model), None).await?;
         Ok(model)
     }
 
-    async fn add_price(&self, spec: PriceSpec) -> StoreResult<ModelPrice> {
-        let mut conn = self.pool.acquire().await?;
-        let model_id = model_id(&mut conn, &spec.provider, &spec.model).await?;
+    #[instrument(name = "config.add_price", skip_all, fields(model = %spec.model), err)]
+    async fn add_price(&self, spec: PriceSpec, change: &Change) -> StoreResult<ModelPrice> {
+        let mut tx = self.pool.begin().await?;
+        let model_id = model_id(&mut tx, &spec.provider, &spec.model).await?;
         let id = Uuid::new_v4();
         let inserted = sqlx::query(
             "INSERT INTO ai_model_prices (id, model_id, effective_from, input_per_mtok_micros, output_per_mtok_micros, cached_input_per_mtok_micros, created_at)
@@ -358,7 +533,7 @@ impl ConfigStore for PostgresConfigStore {
         .bind(spec.output_per_mtok_micros)
         .bind(spec.cached_input_per_mtok_micros)
         .bind(now())
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if inserted == 0 {
@@ -371,13 +546,25 @@ impl ConfigStore for PostgresConfigStore {
         }
         let row = sqlx::query(&format!("{PRICE_SELECT} WHERE x.id = $1"))
             .bind(id)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut *tx)
             .await?;
-        price_row(&row)
+        let price = price_row(&row)?;
+        let entry = change.entry(
+            "model_price.create",
+            format!("model:{model_id}"),
+            None,
+            Some(&price),
+        );
+        insert_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(price)
     }
 
-    async fn add_reprice(&self, spec: RepriceSpec) -> StoreResult<Reprice> {
+    #[instrument(name = "config.add_reprice", skip_all, fields(model = %spec.model), err)]
+    async fn add_reprice(&self, spec: RepriceSpec, change: &Change) -> StoreResult<Reprice> {
         spec.check()?;
+        let mut tx = self.pool.begin().await?;
+        let model_id = model_id(&mut tx, &spec.provider, &spec.model).await?;
         let id = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO model_reprices (id, provider, model, from_at, requested_at, requested_by, prices) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -389,9 +576,18 @@ impl ConfigStore for PostgresConfigStore {
         .bind(spec.requested_at)
         .bind(&spec.requested_by)
         .bind(Json(&spec.prices))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(spec.into_reprice(id))
+        let reprice = spec.into_reprice(id);
+        let entry = change.entry(
+            "model.reprice",
+            format!("model:{model_id}"),
+            None,
+            Some(&reprice),
+        );
+        insert_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(reprice)
     }
 
     async fn list_reprices(&self) -> StoreResult<Vec<Reprice>> {
@@ -429,36 +625,37 @@ impl ConfigStore for PostgresConfigStore {
     }
 
     #[instrument(name = "config.deploy", skip_all, fields(feature = %spec.feature, environment = spec.environment.as_str()), err)]
-    async fn deploy(&self, spec: DeploySpec) -> StoreResult<Assignment> {
+    async fn deploy(&self, spec: DeploySpec, change: &Change) -> StoreResult<Assignment> {
         let mut tx = self.pool.begin().await?;
-        let feature_id: Uuid = sqlx::query_scalar("SELECT id FROM ai_features WHERE name = $1")
-            .bind(&spec.feature)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::not_found(format!("feature {}", spec.feature)))?;
-        let model_id = model_id(&mut tx, &spec.provider, &spec.model).await?;
-        sqlx::query("UPDATE feature_model_assignments SET is_active = FALSE, deactivated_at = $3 WHERE feature_id = $1 AND environment = $2 AND is_active")
-            .bind(feature_id)
-            .bind(spec.environment.as_str())
-            .bind(spec.at)
-            .execute(&mut *tx)
-            .await?;
-        let id = Uuid::new_v4();
-        sqlx::query("INSERT INTO feature_model_assignments (id, feature_id, model_id, environment, is_active, assigned_at, assigned_by) VALUES ($1, $2, $3, $4, TRUE, $5, $6)")
-            .bind(id)
-            .bind(feature_id)
-            .bind(model_id)
-            .bind(spec.environment.as_str())
-            .bind(spec.at)
-            .bind(&spec.assigned_by)
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query(&format!("{ASSIGNMENT_SELECT} WHERE a.id = $1"))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        assignment_row(&row)
+        let (before, after) = deploy_in(&mut tx, &spec, change).await?;
+        commit_audited(tx, change, "create", before.as_ref(), Some(&after)).await?;
+        Ok(after)
+    }
+
+    #[instrument(name = "config.rollback", skip(self, change), fields(environment = environment.as_str()), err)]
+    async fn rollback(
+        &self,
+        feature: &str,
+        environment: Environment,
+        change: &Change,
+    ) -> StoreResult<Assignment> {
+        let mut tx = self.pool.begin().await?;
+        // Locks the feature: concurrent deploys and rollbacks of it queue behind this one.
+        feature_id_for_update(&mut tx, feature).await?;
+        let history = all(
+            sqlx::query(&format!(
+                "{ASSIGNMENT_SELECT} WHERE f.name = $1 AND a.environment = $2 ORDER BY a.assigned_at DESC, a.seq DESC"
+            ))
+            .bind(feature)
+            .bind(environment.as_str())
+            .fetch_all(&mut *tx)
+            .await?,
+            assignment_row,
+        )?;
+        let spec = rollback_target(feature, environment, &history)?;
+        let (before, after) = deploy_in(&mut tx, &spec, change).await?;
+        commit_audited(tx, change, "rollback", before.as_ref(), Some(&after)).await?;
+        Ok(after)
     }
 
     async fn active_assignments(&self) -> StoreResult<Vec<Assignment>> {
@@ -488,7 +685,11 @@ impl ConfigStore for PostgresConfigStore {
     }
 
     #[instrument(name = "postgres.create_prompt", skip_all, fields(prompt = %spec.name), err)]
-    async fn create_prompt(&self, spec: PromptSpec) -> StoreResult<(Prompt, PromptVersion)> {
+    async fn create_prompt(
+        &self,
+        spec: PromptSpec,
+        change: &Change,
+    ) -> StoreResult<(Prompt, PromptVersion)> {
         let mut tx = self.pool.begin().await?;
         let taken: Option<Uuid> = sqlx::query_scalar("SELECT id FROM ai_prompts WHERE name = $1")
             .bind(&spec.name)
@@ -522,6 +723,7 @@ impl ConfigStore for PostgresConfigStore {
                 .await?,
         )?;
         let version = prompt_version(&mut tx, id, 1).await?;
+        insert_audit(&mut tx, &prompt_created(change, &prompt, &version)).await?;
         tx.commit().await?;
         Ok((prompt, version))
     }
@@ -540,6 +742,7 @@ impl ConfigStore for PostgresConfigStore {
         &self,
         prompt: Uuid,
         content: PromptContent,
+        change: &Change,
     ) -> StoreResult<(PromptVersion, bool)> {
         let mut tx = self.pool.begin().await?;
         let feature_id: Option<Uuid> =
@@ -567,7 +770,7 @@ impl ConfigStore for PostgresConfigStore {
             .execute(&mut *tx)
             .await?;
         let version = prompt_version(&mut tx, prompt, next).await?;
-        tx.commit().await?;
+        commit_audited(tx, change, "create", None, Some(&version)).await?;
         Ok((version, true))
     }
 
@@ -593,8 +796,10 @@ impl ConfigStore for PostgresConfigStore {
         prompt: Uuid,
         version: i32,
         status: PromptStatus,
+        change: &Change,
     ) -> StoreResult<PromptVersion> {
         let mut tx = self.pool.begin().await?;
+        lock_prompt(&mut tx, prompt).await?;
         let current = prompt_version(&mut tx, prompt, version).await?;
         if current.is_active && status != PromptStatus::Approved {
             return Err(StoreError::Conflict(
@@ -607,7 +812,9 @@ impl ConfigStore for PostgresConfigStore {
             .execute(&mut *tx)
             .await?;
         let updated = prompt_version(&mut tx, prompt, version).await?;
-        tx.commit().await?;
+        if updated != current {
+            commit_audited(tx, change, "status", Some(&current), Some(&updated)).await?;
+        }
         Ok(updated)
     }
 
@@ -616,8 +823,10 @@ impl ConfigStore for PostgresConfigStore {
         &self,
         prompt: Uuid,
         version: i32,
+        change: &Change,
     ) -> StoreResult<PromptVersion> {
         let mut tx = self.pool.begin().await?;
+        lock_prompt(&mut tx, prompt).await?;
         let current = prompt_version(&mut tx, prompt, version).await?;
         let feature_id: Option<Uuid> =
             sqlx::query_scalar("SELECT feature_id FROM ai_prompts WHERE id = $1")
@@ -646,13 +855,16 @@ impl ConfigStore for PostgresConfigStore {
         .execute(&mut *tx)
         .await?;
         let updated = prompt_version(&mut tx, prompt, version).await?;
-        tx.commit().await?;
+        if updated != current {
+            commit_audited(tx, change, "activate", Some(&current), Some(&updated)).await?;
+        }
         Ok(updated)
     }
 
     #[instrument(name = "postgres.create_budget", skip_all, err)]
-    async fn create_budget(&self, spec: BudgetSpec, at: DateTime<Utc>) -> StoreResult<Budget> {
+    async fn create_budget(&self, spec: BudgetSpec, change: &Change) -> StoreResult<Budget> {
         spec.validate()?;
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO ai_spending_budgets (id, name, scope, scope_value, period_type, time_zone, amount_micros, thresholds, is_active, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {BUDGET_COLUMNS}"
@@ -666,10 +878,12 @@ impl ConfigStore for PostgresConfigStore {
         .bind(spec.amount_micros)
         .bind(Json(&spec.thresholds_percent))
         .bind(spec.is_active)
-        .bind(at)
-        .fetch_one(&self.pool)
+        .bind(change.at)
+        .fetch_one(&mut *tx)
         .await?;
-        budget_row(&row)
+        let created = budget_row(&row)?;
+        commit_audited(tx, change, "create", None, Some(&created)).await?;
+        Ok(created)
     }
 
     #[instrument(name = "postgres.update_budget", skip_all, err)]
@@ -677,9 +891,11 @@ impl ConfigStore for PostgresConfigStore {
         &self,
         id: Uuid,
         spec: BudgetSpec,
-        at: DateTime<Utc>,
+        change: &Change,
     ) -> StoreResult<Budget> {
         spec.validate()?;
+        let mut tx = self.pool.begin().await?;
+        let before = budget(&mut tx, id).await?;
         let row = sqlx::query(&format!(
             "UPDATE ai_spending_budgets SET name = $2, scope = $3, scope_value = $4, period_type = $5, time_zone = $6, amount_micros = $7, thresholds = $8, is_active = $9, updated_at = $10
              WHERE id = $1 RETURNING {BUDGET_COLUMNS}"
@@ -693,24 +909,23 @@ impl ConfigStore for PostgresConfigStore {
         .bind(spec.amount_micros)
         .bind(Json(&spec.thresholds_percent))
         .bind(spec.is_active)
-        .bind(at)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| StoreError::not_found(format!("budget {id}")))?;
-        budget_row(&row)
+        .bind(change.at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let after = budget_row(&row)?;
+        finish_write(tx, change, Write::Upsert, Some(before), after).await
     }
 
     #[instrument(name = "postgres.delete_budget", skip_all, err)]
-    async fn delete_budget(&self, id: Uuid) -> StoreResult<()> {
-        let deleted = sqlx::query("DELETE FROM ai_spending_budgets WHERE id = $1")
+    async fn delete_budget(&self, id: Uuid, change: &Change) -> StoreResult<Budget> {
+        let mut tx = self.pool.begin().await?;
+        let before = budget(&mut tx, id).await?;
+        sqlx::query("DELETE FROM ai_spending_budgets WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(StoreError::not_found(format!("budget {id}")));
-        }
-        Ok(())
+            .execute(&mut *tx)
+            .await?;
+        commit_audited(tx, change, "delete", Some(&before), None).await?;
+        Ok(before)
     }
 
     async fn list_budgets(&self) -> StoreResult<Vec<Budget>> {
@@ -728,7 +943,7 @@ impl ConfigStore for PostgresConfigStore {
     async fn create_experiment(
         &self,
         spec: ExperimentSpec,
-        at: DateTime<Utc>,
+        change: &Change,
     ) -> StoreResult<Experiment> {
         spec.validate()?;
         let mut tx = self.pool.begin().await?;
@@ -744,11 +959,11 @@ impl ConfigStore for PostgresConfigStore {
         .bind(feature_id)
         .bind(spec.experiment_type.as_str())
         .bind(Json(&spec.variants))
-        .bind(at)
+        .bind(change.at)
         .execute(&mut *tx)
         .await?;
         let experiment = experiment(&mut tx, id).await?;
-        tx.commit().await?;
+        commit_audited(tx, change, "create", None, Some(&experiment)).await?;
         Ok(experiment)
     }
 
@@ -768,8 +983,9 @@ impl ConfigStore for PostgresConfigStore {
         &self,
         id: Uuid,
         to: ExperimentStatus,
-        at: DateTime<Utc>,
+        change: &Change,
     ) -> StoreResult<Experiment> {
+        let at = change.at;
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT id FROM ai_experiments WHERE id = $1 FOR UPDATE")
             .bind(id)
@@ -786,26 +1002,8 @@ impl ConfigStore for PostgresConfigStore {
             .execute(&mut *tx)
             .await?;
         let updated = experiment(&mut tx, id).await?;
-        tx.commit().await?;
+        commit_audited(tx, change, "status", Some(&current), Some(&updated)).await?;
         Ok(updated)
-    }
-
-    #[instrument(name = "postgres.record_audit", skip_all, fields(action = %spec.action), err)]
-    async fn record_audit(&self, spec: AuditSpec) -> StoreResult<AuditEntry> {
-        let row = sqlx::query(&format!(
-            "INSERT INTO audit_log (id, at, actor, actor_key_id, action, resource, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {AUDIT_COLUMNS}"
-        ))
-        .bind(Uuid::now_v7())
-        .bind(spec.at)
-        .bind(&spec.actor)
-        .bind(spec.actor_key_id)
-        .bind(&spec.action)
-        .bind(&spec.resource)
-        .bind(&spec.before)
-        .bind(&spec.after)
-        .fetch_one(&self.pool)
-        .await?;
-        audit_row(&row)
     }
 
     async fn list_audit(
@@ -826,7 +1024,8 @@ impl ConfigStore for PostgresConfigStore {
     }
 
     #[instrument(name = "postgres.create_api_key", skip_all, err)]
-    async fn create_api_key(&self, spec: ApiKeySpec) -> StoreResult<ApiKey> {
+    async fn create_api_key(&self, spec: ApiKeySpec, change: &Change) -> StoreResult<ApiKey> {
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO api_keys (id, name, role, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {API_KEY_COLUMNS}"
         ))
@@ -836,7 +1035,7 @@ impl ConfigStore for PostgresConfigStore {
         .bind(&spec.hash)
         .bind(&spec.prefix)
         .bind(spec.created_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| match StoreError::from(e) {
             StoreError::Conflict(_) => {
@@ -844,7 +1043,9 @@ impl ConfigStore for PostgresConfigStore {
             }
             other => other,
         })?;
-        api_key_row(&row)
+        let key = api_key_row(&row)?;
+        commit_audited(tx, change, "create", None, Some(&key)).await?;
+        Ok(key)
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
@@ -867,17 +1068,25 @@ impl ConfigStore for PostgresConfigStore {
     }
 
     #[instrument(name = "postgres.revoke_api_key", skip_all, err)]
-    async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<(ApiKey, bool)> {
+    async fn revoke_api_key(&self, id: Uuid, change: &Change) -> StoreResult<(ApiKey, bool)> {
+        let mut tx = self.pool.begin().await?;
         let revoked = sqlx::query(&format!(
             "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING {API_KEY_COLUMNS}"
         ))
         .bind(id)
-        .bind(at)
-        .fetch_optional(&self.pool)
+        .bind(change.at)
+        .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = revoked {
-            return Ok((api_key_row(&row)?, true));
+            let key = api_key_row(&row)?;
+            let before = ApiKey {
+                revoked_at: None,
+                ..key.clone()
+            };
+            commit_audited(tx, change, "revoke", Some(&before), Some(&key)).await?;
+            return Ok((key, true));
         }
+        drop(tx);
         let row = sqlx::query(&format!(
             "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"
         ))
@@ -904,6 +1113,25 @@ fn api_key_row(r: &PgRow) -> StoreResult<ApiKey> {
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// The feature's id, its row locked until the transaction ends.
+async fn feature_id_for_update(tx: &mut Tx, name: &str) -> StoreResult<Uuid> {
+    sqlx::query_scalar("SELECT id FROM ai_features WHERE name = $1 FOR UPDATE")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found(format!("feature {name}")))
+}
+
+/// Locks the prompt's row: changes to its versions queue behind this transaction.
+async fn lock_prompt(tx: &mut Tx, prompt: Uuid) -> StoreResult<()> {
+    sqlx::query("SELECT id FROM ai_prompts WHERE id = $1 FOR UPDATE")
+        .bind(prompt)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found(format!("prompt {prompt}")))?;
+    Ok(())
+}
 
 async fn feature_id(tx: &mut Tx, name: &str) -> StoreResult<Uuid> {
     sqlx::query_scalar("SELECT id FROM ai_features WHERE name = $1")

@@ -14,12 +14,11 @@ use axum::Extension;
 use chrono::{DateTime, Utc};
 use tally_core::access::{self, Role};
 use tally_core::access::{ApiKey, CreatedKey};
-use tally_core::audit::Actor;
 use tally_core::auth::{Access, Caller, Routes};
 use tally_core::config::AuditEntry;
 use tally_core::http::{data, ApiError, Body, Data};
 
-use super::{parse_id, API_BASE};
+use super::{change, parse_id, API_BASE};
 use crate::params::Params;
 use crate::state::QueryState;
 
@@ -73,8 +72,7 @@ async fn create_key(
         state.config.as_ref(),
         &body.name,
         body.role,
-        state.clock.now(),
-        &Actor::from(&caller),
+        &change(&state, &caller),
     )
     .await?;
     Ok((StatusCode::CREATED, data(created)))
@@ -86,13 +84,10 @@ async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
-    let revoked = access::revoke_key(
-        state.config.as_ref(),
-        id,
-        state.clock.now(),
-        &Actor::from(&caller),
-    )
-    .await?;
+    let (revoked, _) = state
+        .config
+        .revoke_api_key(id, &change(&state, &caller))
+        .await?;
     Ok(data(revoked))
 }
 

@@ -19,7 +19,7 @@ use tally_core::auth::{Access, Caller, Routes};
 use tally_core::config::{Budget, BudgetPeriod, BudgetScope, BudgetSpec};
 use tally_core::http::{data, invalid, ApiError, Body, Data};
 
-use super::{audit, parse_id, API_BASE};
+use super::{change, parse_id, API_BASE};
 use crate::dollars::{micros_from_json, usd_of_micros};
 use crate::listing::{ListQuery, ListSpec, Listing};
 use crate::state::QueryState;
@@ -197,17 +197,8 @@ async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let created = state
         .config
-        .create_budget(body.spec(None)?, state.clock.now())
+        .create_budget(body.spec(None)?, &change(&state, &caller))
         .await?;
-    audit(
-        &state,
-        &caller,
-        "budget.create",
-        format!("budget:{}", created.id),
-        None,
-        Some(&created),
-    )
-    .await;
     Ok((StatusCode::CREATED, data(BudgetView::from(created))))
 }
 
@@ -220,17 +211,12 @@ async fn update(
     let before = find(&state, &id).await?;
     let updated = state
         .config
-        .update_budget(before.id, body.spec(Some(&before.spec))?, state.clock.now())
+        .update_budget(
+            before.id,
+            body.spec(Some(&before.spec))?,
+            &change(&state, &caller),
+        )
         .await?;
-    audit(
-        &state,
-        &caller,
-        "budget.update",
-        format!("budget:{}", before.id),
-        Some(&before),
-        Some(&updated),
-    )
-    .await;
     Ok(data(BudgetView::from(updated)))
 }
 
@@ -239,16 +225,10 @@ async fn remove(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let before = find(&state, &id).await?;
-    state.config.delete_budget(before.id).await?;
-    audit(
-        &state,
-        &caller,
-        "budget.delete",
-        format!("budget:{}", before.id),
-        Some(&before),
-        None,
-    )
-    .await;
-    Ok(data(BudgetView::from(before)))
+    let id = find(&state, &id).await?.id;
+    let deleted = state
+        .config
+        .delete_budget(id, &change(&state, &caller))
+        .await?;
+    Ok(data(BudgetView::from(deleted)))
 }

@@ -36,7 +36,7 @@ use tally_core::http::{data, invalid, ApiError, Body, Data};
 use tally_schemas::validate::check_slug;
 use tally_schemas::Environment;
 
-use super::{audit, parse_id, API_BASE};
+use super::{change, parse_id, API_BASE};
 use crate::dollars::{micros_from_json, usd_of_micros};
 use crate::listing::{ListQuery, ListSpec, Listing};
 use crate::params::Params;
@@ -321,16 +321,10 @@ async fn create_feature(
     Extension(caller): Extension<Caller>,
     Body(body): Body<FeatureBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let created = state.config.create_feature(body.spec(None)?).await?;
-    audit(
-        &state,
-        &caller,
-        "feature.create",
-        format!("feature:{}", created.name),
-        None,
-        Some(&created),
-    )
-    .await;
+    let created = state
+        .config
+        .create_feature(body.spec(None)?, &change(&state, &caller))
+        .await?;
     Ok((StatusCode::CREATED, data(created)))
 }
 
@@ -343,17 +337,8 @@ async fn update_feature(
     let before = find_feature(&state, &name).await?;
     let updated = state
         .config
-        .upsert_feature(body.spec(Some(&before))?)
+        .upsert_feature(body.spec(Some(&before))?, &change(&state, &caller))
         .await?;
-    audit(
-        &state,
-        &caller,
-        "feature.update",
-        format!("feature:{name}"),
-        Some(&before),
-        Some(&updated),
-    )
-    .await;
     Ok(data(updated))
 }
 
@@ -362,16 +347,10 @@ async fn delete_feature(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let deleted = state.config.delete_feature(&name).await?;
-    audit(
-        &state,
-        &caller,
-        "feature.delete",
-        format!("feature:{name}"),
-        Some(&deleted),
-        None,
-    )
-    .await;
+    let deleted = state
+        .config
+        .delete_feature(&name, &change(&state, &caller))
+        .await?;
     Ok(data(deleted))
 }
 
@@ -404,50 +383,10 @@ async fn rollback(
     Path(name): Path<String>,
     Body(body): Body<RollbackBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    find_feature(&state, &name).await?;
-    let history = state
-        .config
-        .assignment_history(Some(&name), Some(body.environment))
-        .await?;
-    let conflict = |m: String| ApiError::new(StatusCode::CONFLICT, "conflict", m);
-    let current = history.iter().find(|a| a.is_active).ok_or_else(|| {
-        conflict(format!(
-            "feature {name} has no model deployed in {}",
-            body.environment.as_str()
-        ))
-    })?;
-    let previous = history
-        .iter()
-        .find(|a| {
-            (a.provider.as_str(), a.model.as_str())
-                != (current.provider.as_str(), current.model.as_str())
-        })
-        .ok_or_else(|| {
-            conflict(format!(
-                "feature {name} has had no other model in {} to roll back to",
-                body.environment.as_str()
-            ))
-        })?;
     let restored = state
         .config
-        .deploy(DeploySpec {
-            feature: name.clone(),
-            environment: body.environment,
-            provider: previous.provider.clone(),
-            model: previous.model.clone(),
-            assigned_by: Some(caller.key_name.clone()),
-            at: state.clock.now(),
-        })
+        .rollback(&name, body.environment, &change(&state, &caller))
         .await?;
-    audit(
-        &state,
-        &caller,
-        "deployment.rollback",
-        format!("feature:{name}:{}", body.environment.as_str()),
-        Some(current),
-        Some(&restored),
-    )
-    .await;
     Ok((StatusCode::CREATED, data(restored)))
 }
 
@@ -600,16 +539,10 @@ async fn create_provider(
 ) -> Result<impl IntoResponse, ApiError> {
     no_secrets(&body)?;
     let body: ProviderBody = tally_core::http::parse_body(body)?;
-    let created = state.config.create_provider(body.spec(None)?).await?;
-    audit(
-        &state,
-        &caller,
-        "provider.create",
-        format!("provider:{}", created.name),
-        None,
-        Some(&created),
-    )
-    .await;
+    let created = state
+        .config
+        .create_provider(body.spec(None)?, &change(&state, &caller))
+        .await?;
     Ok((StatusCode::CREATED, data(created)))
 }
 
@@ -624,17 +557,8 @@ async fn update_provider(
     let before = find_provider(&state, &name).await?;
     let updated = state
         .config
-        .upsert_provider(body.spec(Some(&before))?)
+        .upsert_provider(body.spec(Some(&before))?, &change(&state, &caller))
         .await?;
-    audit(
-        &state,
-        &caller,
-        "provider.update",
-        format!("provider:{name}"),
-        Some(&before),
-        Some(&updated),
-    )
-    .await;
     Ok(data(updated))
 }
 
@@ -643,16 +567,10 @@ async fn delete_provider(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let deleted = state.config.delete_provider(&name).await?;
-    audit(
-        &state,
-        &caller,
-        "provider.delete",
-        format!("provider:{name}"),
-        Some(&deleted),
-        None,
-    )
-    .await;
+    let deleted = state
+        .config
+        .delete_provider(&name, &change(&state, &caller))
+        .await?;
     Ok(data(deleted))
 }
 
@@ -872,16 +790,10 @@ async fn create_model(
     find_provider(&state, &spec.provider)
         .await
         .map_err(|_| invalid("provider", format!("no provider named {}", spec.provider)))?;
-    let created = state.config.create_model(spec).await?;
-    audit(
-        &state,
-        &caller,
-        "model.create",
-        format!("model:{}", created.id),
-        None,
-        Some(&created),
-    )
-    .await;
+    let created = state
+        .config
+        .create_model(spec, &change(&state, &caller))
+        .await?;
     Ok((StatusCode::CREATED, data(created)))
 }
 
@@ -892,16 +804,10 @@ async fn update_model(
     Body(body): Body<ModelBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let before = find_model(&state, &id).await?;
-    let updated = state.config.upsert_model(body.spec(Some(&before))?).await?;
-    audit(
-        &state,
-        &caller,
-        "model.update",
-        format!("model:{}", before.id),
-        Some(&before),
-        Some(&updated),
-    )
-    .await;
+    let updated = state
+        .config
+        .upsert_model(body.spec(Some(&before))?, &change(&state, &caller))
+        .await?;
     Ok(data(updated))
 }
 
@@ -910,16 +816,10 @@ async fn delete_model(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let deleted = state.config.delete_model(parse_id(&id)?).await?;
-    audit(
-        &state,
-        &caller,
-        "model.delete",
-        format!("model:{}", deleted.id),
-        Some(&deleted),
-        None,
-    )
-    .await;
+    let deleted = state
+        .config
+        .delete_model(parse_id(&id)?, &change(&state, &caller))
+        .await?;
     Ok(data(deleted))
 }
 
@@ -960,16 +860,10 @@ async fn add_price(
             .map(|v| micros_from_json("cached_input_usd_per_mtok", v))
             .transpose()?,
     };
-    let created = state.config.add_price(spec).await?;
-    audit(
-        &state,
-        &caller,
-        "model_price.create",
-        format!("model:{}", model.id),
-        None,
-        Some(&created),
-    )
-    .await;
+    let created = state
+        .config
+        .add_price(spec, &change(&state, &caller))
+        .await?;
     Ok((StatusCode::CREATED, data(PriceView::from(created))))
 }
 
@@ -999,32 +893,18 @@ async fn deploy(
             format!("model {}/{} is unavailable", model.provider, model.name),
         ));
     }
-    let before = state
-        .config
-        .active_assignments()
-        .await?
-        .into_iter()
-        .find(|a| a.feature == body.feature && a.environment == body.environment);
     let deployed = state
         .config
-        .deploy(DeploySpec {
-            feature: body.feature.clone(),
-            environment: body.environment,
-            provider: model.provider.clone(),
-            model: model.name.clone(),
-            assigned_by: Some(caller.key_name.clone()),
-            at: state.clock.now(),
-        })
+        .deploy(
+            DeploySpec {
+                feature: body.feature.clone(),
+                environment: body.environment,
+                provider: model.provider.clone(),
+                model: model.name.clone(),
+            },
+            &change(&state, &caller),
+        )
         .await?;
-    audit(
-        &state,
-        &caller,
-        "deployment.create",
-        format!("feature:{}:{}", body.feature, body.environment.as_str()),
-        before.as_ref(),
-        Some(&deployed),
-    )
-    .await;
     Ok((StatusCode::CREATED, data(deployed)))
 }
 

@@ -19,7 +19,7 @@ use tally_core::config::{Experiment, ExperimentSpec, ExperimentStatus, Experimen
 use tally_core::http::{data, invalid, ApiError, Body, Data};
 
 use super::catalog::find_feature;
-use super::{audit, parse_id, API_BASE};
+use super::{change, parse_id, API_BASE};
 use crate::listing::{ListQuery, ListSpec, Listing};
 use crate::state::QueryState;
 
@@ -130,17 +130,8 @@ async fn create(
     };
     let created = state
         .config
-        .create_experiment(spec, state.clock.now())
+        .create_experiment(spec, &change(&state, &caller))
         .await?;
-    audit(
-        &state,
-        &caller,
-        "experiment.create",
-        format!("experiment:{}", created.id),
-        None,
-        Some(&created),
-    )
-    .await;
     Ok((StatusCode::CREATED, data(created)))
 }
 
@@ -178,16 +169,7 @@ async fn transition(
     let before = find(&state, &id).await?;
     let after = state
         .config
-        .transition_experiment(before.id, body.status, state.clock.now())
+        .transition_experiment(before.id, body.status, &change(&state, &caller))
         .await?;
-    audit(
-        &state,
-        &caller,
-        "experiment.status",
-        format!("experiment:{}", before.id),
-        Some(&before),
-        Some(&after),
-    )
-    .await;
     Ok(data(after))
 }

@@ -16,8 +16,7 @@ mod status;
 mod stream;
 
 use axum::Router;
-use serde::Serialize;
-use tally_core::audit::{self, Actor};
+use tally_core::audit::{Actor, Change};
 use tally_core::auth::{Caller, Gate, RouteInfo, Routes};
 
 use crate::state::QueryState;
@@ -57,23 +56,7 @@ pub(crate) fn parse_id(id: &str) -> Result<uuid::Uuid, tally_core::http::ApiErro
         .map_err(|_| tally_core::http::ApiError::bad_param("id", "must be a UUID"))
 }
 
-/// Records a configuration change made by `caller` in the audit log.
-pub(crate) async fn audit<T: Serialize>(
-    state: &QueryState,
-    caller: &Caller,
-    action: &str,
-    resource: String,
-    before: Option<&T>,
-    after: Option<&T>,
-) {
-    audit::record(
-        state.config.as_ref(),
-        &Actor::from(caller),
-        action,
-        resource,
-        before,
-        after,
-        state.clock.now(),
-    )
-    .await;
+/// A configuration change by `caller`, now: what the config store audits it as.
+pub(crate) fn change(state: &QueryState, caller: &Caller) -> Change {
+    Change::new(Actor::from(caller), state.clock.now())
 }

@@ -24,7 +24,7 @@ use tally_core::http::{data, invalid, ApiError, Body, Data};
 use tally_schemas::validate::check_slug;
 
 use super::catalog::find_feature;
-use super::{audit, parse_id, API_BASE};
+use super::{change, parse_id, API_BASE};
 use crate::listing::{ListQuery, ListSpec, Listing};
 use crate::state::QueryState;
 
@@ -204,29 +204,23 @@ async fn create(
     let variables = variables(&body.content, body.variables)?;
     let (prompt, version) = state
         .config
-        .create_prompt(PromptSpec {
-            name: body.name,
-            description: body.description.filter(|d| !d.trim().is_empty()),
-            feature: body.feature,
-            tags: body.tags,
-            content: PromptContent {
-                content: body.content,
-                variables,
-                created_by: Some(caller.key_name.clone()),
-                at: state.clock.now(),
+        .create_prompt(
+            PromptSpec {
+                name: body.name,
+                description: body.description.filter(|d| !d.trim().is_empty()),
+                feature: body.feature,
+                tags: body.tags,
+                content: PromptContent {
+                    content: body.content,
+                    variables,
+                    created_by: Some(caller.key_name.clone()),
+                    at: state.clock.now(),
+                },
             },
-        })
+            &change(&state, &caller),
+        )
         .await?;
     let created = Created { prompt, version };
-    audit(
-        &state,
-        &caller,
-        "prompt.create",
-        format!("prompt:{}", created.prompt.id),
-        None,
-        Some(&created),
-    )
-    .await;
     Ok((StatusCode::CREATED, data(created)))
 }
 
@@ -296,21 +290,15 @@ async fn new_version(
                 created_by: Some(caller.key_name.clone()),
                 at: state.clock.now(),
             },
+            &change(&state, &caller),
         )
         .await?;
-    if !created {
-        return Ok((StatusCode::OK, data(version)));
-    }
-    audit(
-        &state,
-        &caller,
-        "prompt_version.create",
-        format!("prompt:{}:{}", prompt.id, version.version),
-        None,
-        Some(&version),
-    )
-    .await;
-    Ok((StatusCode::CREATED, data(version)))
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, data(version)))
 }
 
 async fn versions(
@@ -360,17 +348,13 @@ async fn set_status(
     let before = version_of(&state, &id, &version).await?;
     let after = state
         .config
-        .set_prompt_status(before.prompt_id, before.version, body.status)
+        .set_prompt_status(
+            before.prompt_id,
+            before.version,
+            body.status,
+            &change(&state, &caller),
+        )
         .await?;
-    audit(
-        &state,
-        &caller,
-        "prompt_version.status",
-        format!("prompt:{}:{}", before.prompt_id, before.version),
-        Some(&before),
-        Some(&after),
-    )
-    .await;
     Ok(data(after))
 }
 
@@ -382,17 +366,8 @@ async fn activate(
     let before = version_of(&state, &id, &version).await?;
     let after = state
         .config
-        .activate_prompt_version(before.prompt_id, before.version)
+        .activate_prompt_version(before.prompt_id, before.version, &change(&state, &caller))
         .await?;
-    audit(
-        &state,
-        &caller,
-        "prompt_version.activate",
-        format!("prompt:{}:{}", before.prompt_id, before.version),
-        Some(&before),
-        Some(&after),
-    )
-    .await;
     Ok(data(after))
 }
 

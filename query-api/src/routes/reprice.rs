@@ -28,7 +28,7 @@ use tally_core::config::{Reprice, RepriceSpec};
 use tally_core::http::{data, ApiError, Data};
 
 use super::catalog::{find_model, model_prices};
-use super::{audit, API_BASE};
+use super::{change, API_BASE};
 use crate::params::Params;
 use crate::state::QueryState;
 
@@ -91,24 +91,18 @@ async fn reprice(
     let prices = model_prices(&state, &model).await?;
     let recorded = state
         .config
-        .add_reprice(RepriceSpec {
-            provider: model.provider.clone(),
-            model: model.name.clone(),
-            from,
-            requested_at: state.clock.now(),
-            requested_by: Some(caller.key_name.clone()),
-            prices,
-        })
+        .add_reprice(
+            RepriceSpec {
+                provider: model.provider.clone(),
+                model: model.name.clone(),
+                from,
+                requested_at: state.clock.now(),
+                requested_by: Some(caller.key_name.clone()),
+                prices,
+            },
+            &change(&state, &caller),
+        )
         .await?;
-    audit(
-        &state,
-        &caller,
-        "model.reprice",
-        format!("model:{}", model.id),
-        None,
-        Some(&recorded),
-    )
-    .await;
     state.reprices.refresh(state.config.as_ref()).await?;
     let replay = match &state.replay {
         Some(replay) => {

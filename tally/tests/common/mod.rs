@@ -12,6 +12,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tally::{Application, Settings, Stores};
+use tally_core::audit::Change;
 use tally_core::clock::{Clock, ManualClock};
 use tally_core::config::{FeatureSpec, FeatureStatus, ModelSpec, PriceSpec, ProviderSpec};
 use tokio::sync::oneshot;
@@ -199,49 +200,64 @@ pub fn price_table() -> Vec<PriceRow> {
 
 pub async fn seed_config(stores: &Stores) {
     let c = stores.config.as_ref();
+    // Seeded before any test's clock starts (the price table's first prices).
+    let seeded_at = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single().unwrap();
+    let change = Change::local("test", seeded_at);
     for p in ["openai", "anthropic"] {
-        c.upsert_provider(ProviderSpec {
-            name: p.into(),
-            provider_type: p.into(),
-            status: "active".into(),
-            base_url: None,
-            api_key_env: None,
-        })
+        c.upsert_provider(
+            ProviderSpec {
+                name: p.into(),
+                provider_type: p.into(),
+                status: "active".into(),
+                base_url: None,
+                api_key_env: None,
+            },
+            &change,
+        )
         .await
         .unwrap();
     }
     for (p, m) in [("openai", "gpt-4o"), ("anthropic", "claude-3-5-sonnet")] {
-        c.upsert_model(ModelSpec {
-            name: m.into(),
-            provider: p.into(),
-            model_type: "llm".into(),
-            version: None,
-            capabilities: vec![],
-            status: "available".into(),
-        })
+        c.upsert_model(
+            ModelSpec {
+                name: m.into(),
+                provider: p.into(),
+                model_type: "llm".into(),
+                version: None,
+                capabilities: vec![],
+                status: "available".into(),
+            },
+            &change,
+        )
         .await
         .unwrap();
     }
     for (p, m, from, i, o, cached) in price_table() {
-        c.add_price(PriceSpec {
-            provider: p.into(),
-            model: m.into(),
-            effective_from: from,
-            input_per_mtok_micros: i,
-            output_per_mtok_micros: o,
-            cached_input_per_mtok_micros: cached,
-        })
+        c.add_price(
+            PriceSpec {
+                provider: p.into(),
+                model: m.into(),
+                effective_from: from,
+                input_per_mtok_micros: i,
+                output_per_mtok_micros: o,
+                cached_input_per_mtok_micros: cached,
+            },
+            &change,
+        )
         .await
         .unwrap();
     }
     for f in ["chatbot", "photo-tagging"] {
-        c.upsert_feature(FeatureSpec {
-            name: f.into(),
-            display_name: f.to_uppercase(),
-            description: None,
-            status: FeatureStatus::Active,
-            config: json!({}),
-        })
+        c.upsert_feature(
+            FeatureSpec {
+                name: f.into(),
+                display_name: f.to_uppercase(),
+                description: None,
+                status: FeatureStatus::Active,
+                config: json!({}),
+            },
+            &change,
+        )
         .await
         .unwrap();
     }
