@@ -3,7 +3,7 @@
 //! Configuration is small (hundreds of rows), so a listing reads everything from the store and
 //! narrows it here, one way for every resource: `?<filter>=value` (exact match on a field),
 //! `q=` (case-insensitive substring of the name), `sort=field` or `sort=-field` (descending;
-//! ties keep the store's order), `limit` (1–1000, default 100) and `offset`. The answer is
+//! ties keep the store's order; `a.b` names a nested field), `limit` (1–1000, default 100) and `offset`. The answer is
 //! `{"data": [...], "pagination": {"total", "limit", "offset"}}`, `total` counting every match.
 //! Unknown parameters, fields and values are a `400` naming the parameter.
 
@@ -137,7 +137,7 @@ impl ListQuery {
             }
         }
         rows.sort_by(|a, b| {
-            let order = compare(&a[self.sort], &b[self.sort]);
+            let order = compare(field(a, self.sort), field(b, self.sort));
             if self.descending {
                 order.reverse()
             } else {
@@ -175,6 +175,11 @@ impl ListQuery {
         });
         filtered && found
     }
+}
+
+/// A field of a listed item: `name`, or `metrics.error_rate` for a nested one.
+fn field<'a>(value: &'a Value, path: &str) -> &'a Value {
+    path.split('.').fold(value, |v, key| &v[key])
 }
 
 fn number(key: &str, value: &str, min: usize, max: usize) -> Result<usize, ApiError> {
@@ -232,7 +237,7 @@ mod tests {
 
     const SPEC: ListSpec = ListSpec {
         filters: &[("status", "status", &["on", "off"]), ("tag", "tags", &[])],
-        sorts: &["name", "size", "at"],
+        sorts: &["name", "size", "at", "m.n"],
     };
 
     fn query(pairs: &[(&str, &str)]) -> Result<ListQuery, ApiError> {
@@ -247,9 +252,9 @@ mod tests {
 
     fn items() -> Vec<Value> {
         vec![
-            json!({"name": "beta", "status": "on", "size": 10, "tags": ["x"], "at": "2026-01-01T00:00:00.5Z"}),
-            json!({"name": "Alpha", "status": "off", "size": 2, "tags": []}),
-            json!({"name": "gamma", "status": "on", "size": 7, "tags": ["x", "y"], "at": "2026-01-01T00:00:00Z"}),
+            json!({"name": "beta", "status": "on", "size": 10, "tags": ["x"], "at": "2026-01-01T00:00:00.5Z", "m": {"n": 3}}),
+            json!({"name": "Alpha", "status": "off", "size": 2, "tags": [], "m": {"n": 1}}),
+            json!({"name": "gamma", "status": "on", "size": 7, "tags": ["x", "y"], "at": "2026-01-01T00:00:00Z", "m": {"n": 2}}),
         ]
     }
 
@@ -289,6 +294,14 @@ mod tests {
             names(&page),
             vec!["beta", "gamma", "Alpha"],
             "times sort as times (not as text); a missing one is last descending"
+        );
+        let page = query(&[("sort", "-m.n")])
+            .and_then(|q| q.apply(&items()))
+            .expect("page");
+        assert_eq!(
+            names(&page),
+            vec!["beta", "gamma", "Alpha"],
+            "a nested field"
         );
         let page = query(&[("sort", "size"), ("limit", "1"), ("offset", "1")])
             .and_then(|q| q.apply(&items()))

@@ -306,6 +306,52 @@ async fn analytics_breakdowns_match_the_events_sent() {
         .count();
     assert_eq!(unregistered["metrics"]["total_requests"], search_count);
 
+    // ... narrowed, ordered and paged like every listing
+    let mut busiest: Vec<(usize, &str)> = ["chatbot", "photo-tagging", "search-x"]
+        .into_iter()
+        .map(|f| {
+            let n = within(&events, wf, wt)
+                .iter()
+                .filter(|e| e.feature == f)
+                .count();
+            (n, f)
+        })
+        .collect();
+    busiest.sort_unstable_by(|a, b| b.cmp(a));
+    assert!(
+        busiest[0].0 > busiest[1].0 && busiest[1].0 > busiest[2].0,
+        "distinct counts, so the order is the counts' alone: {busiest:?}"
+    );
+    let names_of = |page: &Value| -> Vec<String> {
+        page["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, page) = app
+        .get(&format!(
+            "{API}/features?time_range=24h&sort=-metrics.total_requests&limit=2&offset=1"
+        ))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        page["pagination"],
+        serde_json::json!({"total": 3, "limit": 2, "offset": 1})
+    );
+    assert_eq!(
+        names_of(&page["data"]),
+        vec![busiest[1].1, busiest[2].1],
+        "{busiest:?}"
+    );
+    let unregistered = app
+        .data(&format!("{API}/features?time_range=24h&registered=false"))
+        .await;
+    assert_eq!(names_of(&unregistered), vec!["search-x"]);
+    let searched = app.data(&format!("{API}/features?q=PHOTO")).await;
+    assert_eq!(names_of(&searched), vec!["photo-tagging"]);
+
     let o = app.data(&format!("{API}/overview")).await;
     assert_eq!(o["kpis"]["requests_24h"], within(&events, wf, wt).len());
     assert_eq!(
@@ -336,6 +382,11 @@ async fn invalid_query_parameters_are_named() {
         ("/analytics/spending?group_by=feature,colour", "group_by"),
         ("/analytics/usage?environment=prod", "environment"),
         ("/analytics/usage?group_by=hour,day", "group_by"),
+        ("/features?sort=colour", "sort"),
+        ("/features?registered=maybe", "registered"),
+        ("/features?limit=0", "limit"),
+        ("/features?colour=red", "colour"),
+        ("/features?time_range=2w&sort=name", "time_range"),
     ] {
         let (status, body) = app.get(&format!("{API}{path}")).await;
         assert_eq!(status, 400, "{path}: {body}");

@@ -1,4 +1,7 @@
 //! `GET /features` and `GET /features/{name}/metrics`: the per-feature dashboards.
+//!
+//! The listing takes the configuration listings' filters, search, sort and pagination
+//! ([`crate::listing`]) over its computed items, besides `environment` and the time window.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -15,6 +18,7 @@ use tally_core::store::{Filter, ScanRequest, Span};
 use tally_schemas::validate::check_slug;
 
 use crate::aggregate::{mean_latency_ms, merge_all, pct, usd, HealthNumbers, Percentiles};
+use crate::listing::{ListQuery, ListSpec, Pagination};
 use crate::params::{accepted, Params};
 use crate::state::QueryState;
 use axum::http::Method;
@@ -31,8 +35,8 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
         get(list),
     )
     .doc("Every feature (registered or seen in events) with its health and current models")
-    .query(accepted(&["environment"], true, false))
-    .returns::<Data<Value>>(200)
+    .query(list_params())
+    .returns::<FeaturePage>(200)
     .route(
         Method::GET,
         &format!("{API_BASE}/features/{{name}}/metrics"),
@@ -87,11 +91,77 @@ struct FeatureListItem {
     current_models: BTreeMap<&'static str, Value>,
 }
 
+/// The listing's filters and sorts (besides `environment` and the time window, which choose
+/// the events its numbers come from).
+const FEATURE_LIST: ListSpec = ListSpec {
+    filters: &[
+        (
+            "status",
+            "status",
+            &["active", "inactive", "maintenance", "unregistered"],
+        ),
+        (
+            "health",
+            "health",
+            &["healthy", "degraded", "unhealthy", "idle"],
+        ),
+        ("registered", "registered", &["true", "false"]),
+    ],
+    sorts: &[
+        "name",
+        "display_name",
+        "status",
+        "health",
+        "metrics.total_requests",
+        "metrics.error_rate",
+        "metrics.response_time",
+        "metrics.cost_per_request",
+    ],
+};
+
+fn window_params() -> Vec<&'static str> {
+    accepted(&["environment"], true, false)
+}
+
+fn list_params() -> Vec<&'static str> {
+    let mut names = window_params();
+    names.extend(FEATURE_LIST.params());
+    names
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct FeatureList {
+    time_range: Option<String>,
+    window: WindowInfo,
+    /// The page of features asked for.
+    #[schemars(with = "Vec<FeatureListItem>")]
+    features: Vec<Value>,
+}
+
+/// The listing: `data.features` is one page; `pagination.total` counts every match.
+#[derive(Serialize, schemars::JsonSchema)]
+struct FeaturePage {
+    data: FeatureList,
+    pagination: Pagination,
+}
+
 async fn list(
     State(state): State<QueryState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let params = Params::new(q, &accepted(&["environment"], true, false))?;
+    let all = list_params();
+    if let Some(unknown) = q.keys().find(|k| !all.contains(&k.as_str())) {
+        return Err(ApiError::bad_param(
+            unknown,
+            format!("unknown parameter; accepted: {}", all.join(", ")),
+        ));
+    }
+    let window_names = window_params();
+    let (window_q, list_q): (HashMap<_, _>, HashMap<_, _>) = q
+        .into_iter()
+        .partition(|(k, _)| window_names.contains(&k.as_str()));
+    let listing = ListQuery::parse(list_q, &FEATURE_LIST)?;
+    let params = Params::new(window_q, &window_names)?;
     let (window, range) = params.window(state.clock.now(), "24h")?;
     let filter = Filter {
         environment: params.filter()?.environment,
@@ -140,9 +210,15 @@ async fn list(
             }
         })
         .collect();
-    Ok(data(
-        json!({"time_range": range, "window": window.info(), "features": items}),
-    ))
+    let page = listing.apply(&items)?;
+    Ok(axum::Json(FeaturePage {
+        data: FeatureList {
+            time_range: range,
+            window: window.info(),
+            features: page.data,
+        },
+        pagination: page.pagination,
+    }))
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
