@@ -1,6 +1,7 @@
-//! The conformance suites every storage implementation must pass: [`config_store`] (embedded
-//! SQLite in the default test run, Postgres in the service tier) and [`analytics_store`].
-//! Each starts from an empty store and panics with a description on the first deviation.
+//! The conformance suites every storage implementation must pass: [`config_store`] and
+//! [`changes_fail_without_their_audit_entry`] (embedded SQLite in the default test run,
+//! Postgres in the service tier) and [`analytics_store`]. Each starts from an empty store and
+//! panics with a description on the first deviation.
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
