@@ -60,10 +60,19 @@ pub struct ListQuery {
     sort: &'static str,
     descending: bool,
     limit: usize,
+    /// No `limit` was given and the listing answers every match by default.
+    unbounded: bool,
     offset: usize,
 }
 
 impl ListQuery {
+    /// Without a `limit` parameter, answers every match (listings whose clients have always
+    /// received everything); `pagination.limit` is then the number of matches.
+    pub fn all_by_default(mut self, query_had_limit: bool) -> ListQuery {
+        self.unbounded = !query_had_limit;
+        self
+    }
+
     pub fn parse(query: HashMap<String, String>, spec: &ListSpec) -> Result<ListQuery, ApiError> {
         let default = spec.sorts.first().copied().unwrap_or("name");
         let mut parsed = ListQuery {
@@ -72,6 +81,7 @@ impl ListQuery {
             sort: default.trim_start_matches('-'),
             descending: default.starts_with('-'),
             limit: 100,
+            unbounded: false,
             offset: 0,
         };
         for (key, value) in query {
@@ -145,16 +155,13 @@ impl ListQuery {
             }
         });
         let total = rows.len();
-        let data = rows
-            .into_iter()
-            .skip(self.offset)
-            .take(self.limit)
-            .collect();
+        let limit = if self.unbounded { total } else { self.limit };
+        let data = rows.into_iter().skip(self.offset).take(limit).collect();
         Ok(Page {
             data,
             pagination: Pagination {
                 total,
-                limit: self.limit,
+                limit,
                 offset: self.offset,
             },
         })
@@ -314,6 +321,25 @@ mod tests {
                 offset: 1
             }
         );
+        let everything: Vec<Value> = (0..250)
+            .map(|i| json!({"name": format!("f{i:03}")}))
+            .collect();
+        let page = query(&[])
+            .map(|q| q.all_by_default(false))
+            .and_then(|q| q.apply(&everything))
+            .expect("page");
+        assert_eq!((page.data.len(), page.pagination.limit), (250, 250));
+        let page = query(&[("limit", "2")])
+            .map(|q| q.all_by_default(true))
+            .and_then(|q| q.apply(&everything))
+            .expect("page");
+        assert_eq!(
+            names(&page),
+            vec!["f000", "f001"],
+            "an explicit limit still pages"
+        );
+        let page = query(&[]).and_then(|q| q.apply(&everything)).expect("page");
+        assert_eq!(page.data.len(), 100, "other listings: 100 by default");
     }
 
     #[test]

@@ -160,7 +160,9 @@ async fn list(
     let (window_q, list_q): (HashMap<_, _>, HashMap<_, _>) = q
         .into_iter()
         .partition(|(k, _)| window_names.contains(&k.as_str()));
-    let listing = ListQuery::parse(list_q, &FEATURE_LIST)?;
+    // Dashboards have always received every feature: pages only when asked to.
+    let paged = list_q.contains_key("limit");
+    let listing = ListQuery::parse(list_q, &FEATURE_LIST)?.all_by_default(paged);
     let params = Params::new(window_q, &window_names)?;
     let (window, range) = params.window(state.clock.now(), "24h")?;
     let filter = Filter {
