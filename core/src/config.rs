@@ -136,22 +136,18 @@ pub struct PriceSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Reprice {
     pub id: Uuid,
-    pub provider: String,
-    pub model: String,
-    pub from: DateTime<Utc>,
-    pub requested_at: DateTime<Utc>,
-    pub requested_by: Option<String>,
-    /// The model's prices when the request was made, by `effective_from`.
-    pub prices: Vec<ModelPrice>,
+    #[serde(flatten)]
+    pub spec: RepriceSpec,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RepriceSpec {
     pub provider: String,
     pub model: String,
     pub from: DateTime<Utc>,
     pub requested_at: DateTime<Utc>,
     pub requested_by: Option<String>,
+    /// The model's prices when the request was made, by `effective_from`.
     pub prices: Vec<ModelPrice>,
 }
 
@@ -175,18 +171,6 @@ impl RepriceSpec {
             ));
         }
         Ok(())
-    }
-
-    pub fn into_reprice(self, id: Uuid) -> Reprice {
-        Reprice {
-            id,
-            provider: self.provider,
-            model: self.model,
-            from: self.from,
-            requested_at: self.requested_at,
-            requested_by: self.requested_by,
-            prices: self.prices,
-        }
     }
 }
 

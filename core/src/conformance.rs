@@ -126,7 +126,7 @@ async fn reprices(store: &dyn ConfigStore) {
         .add_reprice(spec(1, 10), &by(1))
         .await
         .expect("reprice");
-    assert_eq!(later.prices, prices);
+    assert_eq!(later.spec.prices, prices);
     let listed = store.list_reprices().await.expect("list");
     assert_eq!(
         listed,

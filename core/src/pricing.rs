@@ -130,9 +130,9 @@ pub struct Repricing {
 impl Repricing {
     /// `requests` in any order; they are applied newest first (by request time, then id).
     pub fn new(mut requests: Vec<crate::config::Reprice>) -> Repricing {
-        requests.sort_by_key(|r| (r.requested_at, r.id));
+        requests.sort_by_key(|r| (r.spec.requested_at, r.id));
         let mut map: HashMap<String, HashMap<String, Vec<Window>>> = HashMap::new();
-        for r in requests {
+        for crate::config::Reprice { spec: r, .. } in requests {
             map.entry(r.provider)
                 .or_default()
                 .entry(r.model)
@@ -274,12 +274,14 @@ mod tests {
         };
         crate::config::Reprice {
             id: uuid::Uuid::new_v4(),
-            provider: "openai".into(),
-            model: "gpt-4o".into(),
-            from: day(from_day),
-            requested_at: day(requested_day),
-            requested_by: None,
-            prices,
+            spec: crate::config::RepriceSpec {
+                provider: "openai".into(),
+                model: "gpt-4o".into(),
+                from: day(from_day),
+                requested_at: day(requested_day),
+                requested_by: None,
+                prices,
+            },
         }
     }
 

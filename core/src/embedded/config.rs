@@ -598,7 +598,7 @@ impl ConfigStore for SqliteConfigStore {
                     json_text(&spec.prices)?
                 ],
             )?;
-            let reprice = spec.into_reprice(id);
+            let reprice = Reprice { id, spec };
             insert_audit(&tx, &change.entry("model.reprice", format!("model:{model_id}"), None, Some(&reprice)))?;
             tx.commit()?;
             Ok(reprice)
@@ -615,16 +615,18 @@ impl ConfigStore for SqliteConfigStore {
                 .query_map([], |r| {
                     Ok(Reprice {
                         id: parse_uuid(&r.get::<_, String>(0)?)?,
-                        provider: r.get(1)?,
-                        model: r.get(2)?,
-                        from: parse_ts(&r.get::<_, String>(3)?)?,
-                        requested_at: parse_ts(&r.get::<_, String>(4)?)?,
-                        requested_by: r.get(5)?,
-                        prices: json_column(&r.get::<_, String>(6)?, "reprice prices")?,
+                        spec: RepriceSpec {
+                            provider: r.get(1)?,
+                            model: r.get(2)?,
+                            from: parse_ts(&r.get::<_, String>(3)?)?,
+                            requested_at: parse_ts(&r.get::<_, String>(4)?)?,
+                            requested_by: r.get(5)?,
+                            prices: json_column(&r.get::<_, String>(6)?, "reprice prices")?,
+                        },
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            rows.sort_by_key(|r| (r.requested_at, r.id));
+            rows.sort_by_key(|r| (r.spec.requested_at, r.id));
             Ok(rows)
         })
         .await

@@ -578,7 +578,7 @@ impl ConfigStore for PostgresConfigStore {
         .bind(Json(&spec.prices))
         .execute(&mut *tx)
         .await?;
-        let reprice = spec.into_reprice(id);
+        let reprice = Reprice { id, spec };
         let entry = change.entry(
             "model.reprice",
             format!("model:{model_id}"),
@@ -600,16 +600,18 @@ impl ConfigStore for PostgresConfigStore {
             |r| {
                 Ok(Reprice {
                     id: r.try_get("id")?,
-                    provider: r.try_get("provider")?,
-                    model: r.try_get("model")?,
-                    from: r.try_get("from_at")?,
-                    requested_at: r.try_get("requested_at")?,
-                    requested_by: r.try_get("requested_by")?,
-                    prices: r.try_get::<Json<Vec<ModelPrice>>, _>("prices")?.0,
+                    spec: RepriceSpec {
+                        provider: r.try_get("provider")?,
+                        model: r.try_get("model")?,
+                        from: r.try_get("from_at")?,
+                        requested_at: r.try_get("requested_at")?,
+                        requested_by: r.try_get("requested_by")?,
+                        prices: r.try_get::<Json<Vec<ModelPrice>>, _>("prices")?.0,
+                    },
                 })
             },
         )?;
-        rows.sort_by_key(|r| (r.requested_at, r.id));
+        rows.sort_by_key(|r| (r.spec.requested_at, r.id));
         Ok(rows)
     }
 

@@ -130,7 +130,7 @@ async fn list(
         .list_reprices()
         .await?
         .into_iter()
-        .filter(|r| r.provider == model.provider && r.model == model.name)
+        .filter(|r| r.spec.provider == model.provider && r.spec.model == model.name)
         .collect();
     Ok(data(requests))
 }
