@@ -1051,6 +1051,29 @@ async fn deployments(store: &dyn ConfigStore) {
     );
 }
 
+/// After an upgrade that added the prompt dimensions, `store` holds the one day row written in
+/// the older layout (7 requests, 1 error, 123 pico-dollars), now with empty prompt dimensions.
+pub async fn older_rollup_has_no_prompt(store: &dyn AnalyticsStore, with_sketches: bool) {
+    use crate::rollup::Resolution;
+    use crate::store::ScanRequest;
+    let rows = store
+        .scan(ScanRequest::everything(&[Resolution::Day], with_sketches))
+        .await
+        .expect("scan");
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(
+        (
+            row.key.dims.prompt_id.as_str(),
+            row.key.dims.prompt_version.as_str(),
+            row.rollup.requests,
+            row.rollup.errors,
+            row.rollup.cost.0
+        ),
+        ("", "", 7, 1, 123)
+    );
+}
+
 /// Every configuration in `store` as JSON: what a failed change must leave as it was.
 async fn snapshot(store: &dyn ConfigStore, prompt: uuid::Uuid) -> serde_json::Value {
     fn v<T: serde::Serialize>(x: T) -> serde_json::Value {
