@@ -464,14 +464,16 @@ impl Projector {
     }
 }
 
-/// Requests to start a projection over, each answered once the projection was dropped.
-pub type Replays =
-    tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<Result<(), StoreError>>>;
+/// Where a replay request is answered, once the projection was dropped.
+type ReplayReply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
+
+/// Requests to start a projection over.
+pub type Replays = tokio::sync::mpsc::Receiver<ReplayReply>;
 
 /// Asks a [`Projector::run_replayable`] to start over.
 #[derive(Clone)]
 pub struct ReplayHandle {
-    requests: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), StoreError>>>,
+    requests: tokio::sync::mpsc::Sender<ReplayReply>,
 }
 
 impl ReplayHandle {
