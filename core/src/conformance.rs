@@ -1432,10 +1432,12 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
             }
         };
     let commit1 = ProjectionCommit {
+        epoch: 0,
         partitions: [(0, part(&first, 0, 10_000, 0, 50))].into_iter().collect(),
     };
     store.commit(commit1.clone()).await.expect("commit 1");
     let commit2 = ProjectionCommit {
+        epoch: 0,
         partitions: [
             (
                 0,
@@ -1676,4 +1678,273 @@ fn sample_event(i: u32, at_s: i64, feature: &str, environment: Environment) -> U
         prompt_version: (!i.is_multiple_of(5)).then(|| (1 + i % 2).to_string()),
         ..UsageEvent::example()
     }
+}
+
+/// Log bindings and adoption, against an empty store: a store binds once and learns an id,
+/// commits land only in the current epoch, an adoption keeps the rollups and starts every
+/// adopted partition at offset 0 with the dedup memory it names, and reset forgets it all.
+pub async fn log_bindings(store: &dyn AnalyticsStore) {
+    use std::collections::BTreeMap;
+
+    use crate::log_binding::{plan_adoption, LogBinding, LogDescription, LogIdentity, Watermarks};
+    use crate::rollup::{fold, Resolution};
+    use crate::store::{
+        LogPosition, PartitionCommit, PartitionState, Partitions, ProjectionCommit, ScanRequest,
+    };
+
+    let identity = |name: &str, id: Option<&str>| LogIdentity {
+        name: name.into(),
+        id: id.map(String::from),
+    };
+    let binding = |epoch: u32, log: LogIdentity| LogBinding {
+        epoch,
+        log,
+        bound_at: t(1),
+        retired: None,
+    };
+    let described = |log: LogIdentity, partitions: i32| LogDescription {
+        identity: log,
+        partitions: (0..partitions)
+            .map(|p| (p, Watermarks { low: 0, high: 1000 }))
+            .collect(),
+    };
+    assert!(store.bindings().await.expect("bindings").is_empty());
+    assert_eq!(
+        store.positions(&Partitions::All).await.expect("positions"),
+        LogPosition::default()
+    );
+
+    // The first binding sticks; a later one of another log changes nothing; an id is learned
+    // once.
+    let a = identity("usage-a", None);
+    assert_eq!(
+        store.bind(binding(0, a.clone())).await.expect("bind"),
+        binding(0, a.clone())
+    );
+    assert_eq!(
+        store
+            .bind(binding(0, identity("usage-b", Some("B"))))
+            .await
+            .expect("bind"),
+        binding(0, a.clone()),
+        "another log does not replace the binding"
+    );
+    let a = identity("usage-a", Some("A1"));
+    assert_eq!(
+        store.bind(binding(0, a.clone())).await.expect("bind"),
+        binding(0, a.clone())
+    );
+    assert_eq!(
+        store
+            .bind(binding(0, identity("usage-a", Some("A2"))))
+            .await
+            .expect("bind"),
+        binding(0, a.clone()),
+        "a recorded id is never overwritten"
+    );
+
+    // Epoch 0: partition 0 gets events 0..20 (clock 10,000 s), partition 1 events 20..30
+    // (clock 12,000 s).
+    let base = 1_767_225_600;
+    let events: Vec<UsageEvent> = (0..40)
+        .map(|i| {
+            sample_event(
+                i,
+                base + i64::from(i) * 60,
+                "chatbot",
+                Environment::Production,
+            )
+        })
+        .collect();
+    let fps = |events: &[UsageEvent], seen_s: u32| -> Vec<(u64, u32)> {
+        events
+            .iter()
+            .map(|e| (crate::event_fingerprint(&e.event_id), seen_s))
+            .collect()
+    };
+    let part = |events: &[UsageEvent], base_offset: i64, seen_s: u32| PartitionCommit {
+        base_offset,
+        deltas: fold(events),
+        dedup_new: fps(events, seen_s),
+        dedup_horizon_s: 0,
+        state: PartitionState {
+            next_offset: base_offset + events.len() as i64,
+            last_received_ms: i64::from(seen_s) * 1000,
+            events_applied: events.len() as u64,
+            duplicates_dropped: 0,
+            dedup: Vec::new(),
+        },
+        raw: Vec::new(),
+    };
+    let (p0, p1, later) = (&events[..20], &events[20..30], &events[30..]);
+    store
+        .commit(ProjectionCommit {
+            epoch: 0,
+            partitions: [(0, part(p0, 0, 10_000)), (1, part(p1, 0, 12_000))]
+                .into_iter()
+                .collect(),
+        })
+        .await
+        .expect("commit in epoch 0");
+    let retired_position: BTreeMap<i32, i64> = [(0, 20), (1, 10)].into_iter().collect();
+    assert_eq!(
+        store
+            .positions(&Partitions::All)
+            .await
+            .expect("positions")
+            .0,
+        retired_position
+    );
+
+    // Adopt usage-b (same two partitions: each keeps its namesake's dedup memory).
+    let b = identity("usage-b", Some("B1"));
+    let plan = plan_adoption(
+        Some(&binding(0, a.clone())),
+        &retired_position,
+        &described(b.clone(), 2),
+        t(2),
+    )
+    .expect("adoptable");
+    let mut stale = plan.clone();
+    stale.retired_epoch = 7;
+    assert!(
+        matches!(
+            store.adopt(&stale, 3600).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "an adoption planned on another epoch is refused"
+    );
+    let mut moved = plan.clone();
+    moved.retired_position.insert(0, 19);
+    assert!(
+        matches!(
+            store.adopt(&moved, 3600).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "an adoption planned on other checkpoints is refused"
+    );
+    assert_eq!(store.bindings().await.expect("bindings").len(), 1);
+    store.adopt(&plan, 3600).await.expect("adopt");
+
+    let bindings = store.bindings().await.expect("bindings");
+    assert_eq!(bindings.len(), 2, "{bindings:?}");
+    assert_eq!(
+        (
+            bindings[0].epoch,
+            &bindings[0].log,
+            bindings[0].retired.as_ref().map(|r| (&r.position, r.at))
+        ),
+        (0, &a, Some((&retired_position, t(2))))
+    );
+    assert_eq!(
+        bindings[1],
+        LogBinding {
+            bound_at: t(2),
+            ..binding(1, b.clone())
+        }
+    );
+    let state = store
+        .load_state(3600, &Partitions::All)
+        .await
+        .expect("load");
+    assert_eq!(state.epoch, 1);
+    assert_eq!(
+        state.position().0,
+        [(0, 0), (1, 0)].into_iter().collect::<BTreeMap<_, _>>(),
+        "every adopted partition starts at its beginning"
+    );
+    let sorted = |mut v: Vec<(u64, u32)>| {
+        v.sort_unstable();
+        v
+    };
+    for (partition, events, clock) in [(0, p0, 10_000u32), (1, p1, 12_000)] {
+        let s = &state.partitions[&partition];
+        assert_eq!(
+            (s.last_received_ms, s.events_applied, s.duplicates_dropped),
+            (i64::from(clock) * 1000, 0, 0)
+        );
+        assert_eq!(
+            sorted(s.dedup.clone()),
+            sorted(fps(events, clock)),
+            "partition {partition} keeps its namesake's fingerprints"
+        );
+    }
+
+    // Commits of the retired epoch are refused; the adopted one's add to the same rollups.
+    let refused = store
+        .commit(ProjectionCommit {
+            epoch: 0,
+            partitions: [(0, part(later, 20, 13_000))].into_iter().collect(),
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "a commit of the retired epoch is refused, got {refused:?}"
+    );
+    store
+        .commit(ProjectionCommit {
+            epoch: 1,
+            partitions: [(0, part(later, 0, 13_000))].into_iter().collect(),
+        })
+        .await
+        .expect("commit in epoch 1");
+    let rows: BTreeMap<_, _> = store
+        .scan(ScanRequest::everything(&Resolution::ALL, true))
+        .await
+        .expect("scan")
+        .into_iter()
+        .map(|r| (r.key, r.rollup))
+        .collect();
+    assert_eq!(
+        rows,
+        fold(&events),
+        "the retired log's counts stay and the adopted log's are added"
+    );
+
+    // A third log with three partitions: each starts with every partition's fingerprints.
+    let c = identity("usage-c", Some("C1"));
+    let position_b: BTreeMap<i32, i64> = [(0, 10), (1, 0)].into_iter().collect();
+    let plan = plan_adoption(
+        Some(&binding(1, b.clone())),
+        &position_b,
+        &described(c.clone(), 3),
+        t(3),
+    )
+    .expect("adoptable");
+    store.adopt(&plan, 3600).await.expect("adopt");
+    let state = store
+        .load_state(3600, &Partitions::All)
+        .await
+        .expect("load");
+    assert_eq!(state.epoch, 2);
+    let mut everything: Vec<(u64, u32)> = fps(p0, 10_000);
+    everything.extend(fps(p1, 12_000));
+    everything.extend(fps(later, 13_000));
+    for partition in 0..3 {
+        let s = &state.partitions[&partition];
+        assert_eq!(s.last_received_ms, 13_000_000, "the latest source clock");
+        assert_eq!(sorted(s.dedup.clone()), sorted(everything.clone()));
+    }
+    assert_eq!(
+        store
+            .load_state(3600, &Partitions::Only([2].into_iter().collect()))
+            .await
+            .expect("load")
+            .partitions
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
+
+    store.reset().await.expect("reset");
+    assert!(store.bindings().await.expect("bindings").is_empty());
+    assert_eq!(
+        store
+            .load_state(3600, &Partitions::All)
+            .await
+            .expect("load")
+            .epoch,
+        0
+    );
 }

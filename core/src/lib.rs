@@ -2,7 +2,7 @@
 //!
 //! What several services need and none owns: the rollup model ([`rollup`]) with its mergeable
 //! sketches ([`sketch`], [`hll`]), pricing ([`pricing`]) over the configuration model
-//! ([`config`]), the storage seams ([`store`]) and their embedded SQLite implementations
+//! ([`config`]), the storage seams ([`store`]) with the rule that binds checkpoints to their log ([`log_binding`]) and their embedded SQLite implementations
 //! ([`embedded`]) and the Postgres config store ([`postgres`]), the ClickHouse analytics store ([`clickhouse`]), the Kafka event log ([`kafka`]), the one HTTP error shape ([`http`]), the log record codec ([`codec`]) and the injected clock ([`clock`]).
 
 pub mod access;
@@ -17,6 +17,7 @@ pub mod embedded;
 pub mod hll;
 pub mod http;
 pub mod kafka;
+pub mod log_binding;
 pub mod openapi;
 pub mod postgres;
 pub mod pricing;

@@ -7,7 +7,9 @@
 //!   exactly where its last commit left off.
 //! - [`AnalyticsStore`]: rollups plus the projector's checkpoint and dedup memory. `commit` is
 //!   atomic: rollup deltas, new dedup fingerprints and the new log position become visible
-//!   together or not at all, so a crash never double-counts or skips.
+//!   together or not at all, so a crash never double-counts or skips. Its checkpoints belong
+//!   to one log, the one it is bound to ([`crate::log_binding`]): a commit lands only in the
+//!   store's current epoch.
 //! - [`ConfigStore`]: features, providers, models, effective-dated prices and assignments.
 
 use std::collections::BTreeMap;
@@ -22,11 +24,12 @@ use uuid::Uuid;
 use crate::access::{ApiKey, ApiKeySpec};
 use crate::audit::Change;
 use crate::config::{
-    Assignment, AuditEntry, Budget, BudgetSpec, DeploySpec, Experiment, ExperimentSpec,
+    Assignment, AuditEntry, AuditSpec, Budget, BudgetSpec, DeploySpec, Experiment, ExperimentSpec,
     ExperimentStatus, Feature, FeatureSpec, Model, ModelPrice, ModelSpec, PriceSpec, Prompt,
     PromptContent, PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec, Reprice,
     RepriceSpec,
 };
+use crate::log_binding::{Adoption, LogBinding, LogDescription};
 use crate::rollup::{Resolution, Rollup, RollupKey, RollupRow};
 
 /// Storage failures, shared by every adapter.
@@ -110,6 +113,10 @@ pub trait EventLog: Send + Sync + 'static {
     /// Per non-empty partition, the offset after its newest record (what a full replay must
     /// reach).
     async fn end(&self) -> StoreResult<LogPosition>;
+    /// What this log is (for Kafka: the topic's name and id) and every partition's
+    /// watermarks, empty partitions included: what checkpoints are checked against before
+    /// anything is read ([`crate::log_binding::check`]).
+    async fn describe(&self) -> StoreResult<LogDescription>;
     /// Events appended since the log was created (for lag reporting).
     fn appended_events(&self) -> u64;
     /// The partitions this reader owns, and when that changes. The default owns every
@@ -173,6 +180,8 @@ pub struct PartitionState {
 /// never been committed is absent (it starts at offset 0 with empty state).
 #[derive(Debug, Clone, Default)]
 pub struct ProjectorState {
+    /// The epoch these checkpoints belong to: the store's current binding (0 when none).
+    pub epoch: u32,
     pub partitions: BTreeMap<i32, PartitionState>,
     /// Per log partition, the `next_offset` of the oldest commit whose rollup rows partly
     /// landed while its checkpoint did not (only stores whose commits are not one atomic write
@@ -253,6 +262,10 @@ pub struct RawEvent {
 /// One atomic projector commit: every partition's effect becomes visible together or not at all.
 #[derive(Debug, Clone, Default)]
 pub struct ProjectionCommit {
+    /// The epoch the commit's checkpoints belong to ([`ProjectorState::epoch`]). A store whose
+    /// current epoch is another (an adoption happened meanwhile) refuses the commit
+    /// ([`StoreError::Conflict`]).
+    pub epoch: u32,
     pub partitions: BTreeMap<i32, PartitionCommit>,
 }
 
@@ -321,14 +334,33 @@ pub trait AnalyticsStore: Send + Sync + 'static {
         dedup_window_s: u32,
         partitions: &Partitions,
     ) -> StoreResult<ProjectorState>;
+    /// The current epoch's stored next offset of each partition in `partitions`, without the
+    /// dedup memory: what a projector checks against the log before it reads.
+    async fn positions(&self, partitions: &Partitions) -> StoreResult<LogPosition>;
+    /// Every log this store has been bound to, oldest first; the last is the one its
+    /// checkpoints belong to. Empty until a projector first binds it.
+    async fn bindings(&self) -> StoreResult<Vec<LogBinding>>;
+    /// Binds the store to `binding.log` when it has no binding yet (as epoch 0), or records
+    /// the id of the current binding's log when it was recorded without one (same epoch and
+    /// name); writes nothing otherwise. Returns the current binding as stored afterwards,
+    /// which the caller checks again (another projector may have bound the store first).
+    async fn bind(&self, binding: LogBinding) -> StoreResult<LogBinding>;
+    /// Carries out an [`Adoption`]: `Conflict` unless the current epoch is still the one it
+    /// retires and that epoch's last commit finished; then every adopted partition starts at
+    /// offset 0 with the dedup fingerprints of the partitions [`Adoption::dedup_from`] names
+    /// (those seen within `dedup_window_s` of each source partition's log clock, which it
+    /// takes over), the retired binding records its final position, and the adopted log is
+    /// bound as the next epoch. Rollups are untouched. Atomic, or made visible by its last
+    /// write (a retry after a failure redoes it).
+    async fn adopt(&self, adoption: &Adoption, dedup_window_s: u32) -> StoreResult<()>;
     /// Applies a commit with an exactly-once effect, or refuses it with
     /// [`StoreError::Conflict`] when a partition's stored `next_offset` is not the commit's
-    /// `base_offset`. Either the commit is atomic, or a partly applied one is reported by the
+    /// `base_offset`, or the store's current epoch is not the commit's. Either the commit is atomic, or a partly applied one is reported by the
     /// next [`load_state`](Self::load_state) in [`ProjectorState::unfinished`].
     async fn commit(&self, commit: ProjectionCommit) -> StoreResult<()>;
     /// Rows matching the request, in no particular order.
     async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>>;
-    /// Drops every rollup, the checkpoint and the dedup memory (for rebuild).
+    /// Drops every rollup, the checkpoints, the dedup memory and the bindings (for rebuild).
     async fn reset(&self) -> StoreResult<()>;
     /// Retention: deletes the rollup rows of every UTC day that ended at or before `before_s`
     /// (whole days, so that a store may drop day partitions). Returns rows deleted, when the
@@ -467,6 +499,11 @@ pub trait ConfigStore: Send + Sync + 'static {
         to: ExperimentStatus,
         change: &Change,
     ) -> StoreResult<Experiment>;
+    /// Records an operation on something this store does not hold (the analytics store's log
+    /// bindings: an adoption, a start from scratch), which cannot share its transaction. The
+    /// caller writes the entry first and then carries the operation out, so nothing is done
+    /// unaudited; an operation that then fails says so, and repeating it completes it.
+    async fn record_operation(&self, entry: AuditSpec) -> StoreResult<()>;
     /// Newest first: at most `limit` entries older than `before` (all when absent).
     async fn list_audit(
         &self,

@@ -1,11 +1,32 @@
-//! Service tier: the analytics-store conformance suite against a real ClickHouse.
-//! Run with `TALLY_TEST_CLICKHOUSE_URL=http://127.0.0.1:8123 cargo test -- --ignored`.
+//! Service tier: the analytics-store conformance suites against a real ClickHouse.
+//! Run with `TALLY_TEST_CLICKHOUSE_URL=http://127.0.0.1:8123 cargo test -- --ignored`; with
+//! `TALLY_TEST_CLICKHOUSE_CURRENT_URL` set too (ClickHouse 26.9 through chDB in CI), every test
+//! runs against both.
+
+/// Every ClickHouse to test against: `TALLY_TEST_CLICKHOUSE_URL` (Debian's 18.16 in CI) and,
+/// when set, `TALLY_TEST_CLICKHOUSE_CURRENT_URL` (a current engine).
+fn clickhouse_urls() -> Vec<String> {
+    let mut urls = vec![std::env::var("TALLY_TEST_CLICKHOUSE_URL")
+        .expect("TALLY_TEST_CLICKHOUSE_URL must point at ClickHouse's HTTP port")];
+    match std::env::var("TALLY_TEST_CLICKHOUSE_CURRENT_URL") {
+        Ok(current) => urls.push(current),
+        Err(_) => eprintln!(
+            "TALLY_TEST_CLICKHOUSE_CURRENT_URL is not set: only {} is tried",
+            urls[0]
+        ),
+    }
+    urls
+}
 
 #[tokio::test]
 #[ignore = "service tier: needs TALLY_TEST_CLICKHOUSE_URL"]
 async fn clickhouse_analytics_store_conforms() {
-    let url = std::env::var("TALLY_TEST_CLICKHOUSE_URL")
-        .expect("TALLY_TEST_CLICKHOUSE_URL must point at ClickHouse's HTTP port");
+    for url in clickhouse_urls() {
+        clickhouse_analytics_store_conforms_on(url).await;
+    }
+}
+
+async fn clickhouse_analytics_store_conforms_on(url: String) {
     let database = format!("tally_conformance_{}", uuid::Uuid::new_v4().simple());
     tally_core::clickhouse::migrate(&url, &database)
         .await
@@ -67,6 +88,12 @@ async fn clickhouse_analytics_store_conforms() {
 #[tokio::test]
 #[ignore = "service tier: needs TALLY_TEST_CLICKHOUSE_URL"]
 async fn an_unfinished_commit_is_finished_without_double_counting() {
+    for url in clickhouse_urls() {
+        an_unfinished_commit_is_finished_without_double_counting_on(url).await;
+    }
+}
+
+async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String) {
     use std::collections::BTreeMap;
     use tally_core::rollup::{fold, Resolution};
     use tally_core::store::{
@@ -75,8 +102,6 @@ async fn an_unfinished_commit_is_finished_without_double_counting() {
     };
     use tally_schemas::UsageEvent;
 
-    let url = std::env::var("TALLY_TEST_CLICKHOUSE_URL")
-        .expect("TALLY_TEST_CLICKHOUSE_URL must point at ClickHouse's HTTP port");
     let database = format!("tally_unfinished_{}", uuid::Uuid::new_v4().simple());
     tally_core::clickhouse::migrate(&url, &database)
         .await
@@ -100,6 +125,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting() {
         })
         .collect();
     let commit = |from: usize, to: usize| ProjectionCommit {
+        epoch: 0,
         partitions: [(
             0,
             PartitionCommit {
@@ -151,6 +177,30 @@ async fn an_unfinished_commit_is_finished_without_double_counting() {
         .await
         .expect("load");
     assert!(only_other.unfinished.is_empty());
+
+    // An adoption would leave the unfinished commit half counted: refused, nothing changed.
+    let another = tally_core::log_binding::LogDescription {
+        identity: tally_core::log_binding::LogIdentity {
+            name: "another".into(),
+            id: Some("X".into()),
+        },
+        partitions: [(0, tally_core::log_binding::Watermarks { low: 0, high: 5 })]
+            .into_iter()
+            .collect(),
+    };
+    let plan = tally_core::log_binding::plan_adoption(
+        None,
+        &BTreeMap::from([(0, 10)]),
+        &another,
+        chrono::Utc::now(),
+    )
+    .expect("plan");
+    let refused = store.adopt(&plan, 3_600).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict(m)) if m.contains("did not finish")),
+        "{refused:?}"
+    );
+    assert!(store.bindings().await.expect("bindings").is_empty());
 
     // Running past the unfinished commit's end cannot tell what is included: refused.
     let refused = store.commit(commit(10, 25)).await;
@@ -211,7 +261,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting() {
     // `migrate`, idempotently.
     let client = tally_core::clickhouse::client(&url, &database);
     for sql in [
-        "INSERT INTO tally_projection SELECT 0, resolution, feature, bucket, model, provider, environment, log_partition, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users, '' FROM tally_rollups",
+        "INSERT INTO tally_projection (kind, resolution, feature, bucket, model, provider, environment, log_partition, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users, payload) SELECT 0, resolution, feature, bucket, model, provider, environment, log_partition, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users, '' FROM tally_rollups",
         "TRUNCATE TABLE tally_rollups",
     ] {
         client.query(sql).execute().await.expect(sql);
@@ -244,8 +294,12 @@ async fn an_unfinished_commit_is_finished_without_double_counting() {
 #[tokio::test]
 #[ignore = "service tier: needs TALLY_TEST_CLICKHOUSE_URL"]
 async fn migrate_adds_the_prompt_dimensions_to_an_older_schema() {
-    let url = std::env::var("TALLY_TEST_CLICKHOUSE_URL")
-        .expect("TALLY_TEST_CLICKHOUSE_URL must point at ClickHouse's HTTP port");
+    for url in clickhouse_urls() {
+        migrate_adds_the_prompt_dimensions_to_an_older_schema_on(url).await;
+    }
+}
+
+async fn migrate_adds_the_prompt_dimensions_to_an_older_schema_on(url: String) {
     let database = format!("tally_upgrade_{}", uuid::Uuid::new_v4().simple());
     let admin = clickhouse::Client::default().with_url(&url);
     admin
@@ -279,4 +333,26 @@ async fn migrate_adds_the_prompt_dimensions_to_an_older_schema() {
         .execute()
         .await
         .expect("drop");
+}
+
+#[tokio::test]
+#[ignore = "service tier: needs TALLY_TEST_CLICKHOUSE_URL"]
+async fn clickhouse_log_bindings_conform() {
+    for url in clickhouse_urls() {
+        let database = format!("tally_bindings_{}", uuid::Uuid::new_v4().simple());
+        tally_core::clickhouse::migrate(&url, &database)
+            .await
+            .expect("migrate");
+        let store = tally_core::clickhouse::ClickHouseAnalyticsStore::new(
+            tally_core::clickhouse::client(&url, &database),
+        );
+        tally_core::conformance::log_bindings(&store).await;
+        clickhouse::Client::default()
+            .with_url(&url)
+            .with_compression(clickhouse::Compression::None)
+            .query(&format!("DROP DATABASE {database}"))
+            .execute()
+            .await
+            .expect("drop");
+    }
 }

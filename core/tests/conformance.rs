@@ -31,6 +31,13 @@ async fn sqlite_analytics_store_conforms() {
     tally_core::conformance::analytics_store(&store).await;
 }
 
+#[tokio::test]
+async fn sqlite_log_bindings_conform() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = tally_core::embedded::SqliteAnalyticsStore::open(dir.path()).expect("open");
+    tally_core::conformance::log_bindings(&store).await;
+}
+
 /// Retention never deletes what the projector has not consumed, nor the newest record.
 #[tokio::test]
 async fn sqlite_log_prune_keeps_unconsumed_and_newest_records() {

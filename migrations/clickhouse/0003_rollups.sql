@@ -5,7 +5,8 @@
 -- every row is complete, and rows ahead of it are recognised by their version.
 -- One partition per UTC day of the bucket: retention drops whole partitions.
 -- `tally migrate` then adds the prompt dimensions (prompt_id, prompt_version after
--- environment, appended to the sorting key): core/src/clickhouse/mod.rs, add_prompt_dimensions.
+-- environment) and the log epoch (log_epoch after log_partition), each appended to the sorting
+-- key: core/src/clickhouse/mod.rs, add_later_columns.
 CREATE TABLE IF NOT EXISTS tally_rollups (
     day                 Date,
     resolution          UInt32,

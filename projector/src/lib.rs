@@ -25,12 +25,21 @@
 //! whose base is stale (another projector moved the partition), and the projector reloads.
 //! Dedup is per partition, which is exact when every copy of an event is in one partition
 //! (the Kafka log keys messages by `event_id`).
+//!
+//! Logs: checkpoints are offsets of one log, the one the analytics store is bound to. Before a
+//! session reads anything it checks that the log it is given is that log and still holds what
+//! was projected ([`guard`]); otherwise it reads nothing, reports why, and waits for an
+//! operator's way out. Commits carry the binding's epoch, so a store re-bound meanwhile refuses
+//! them.
 
 mod dedup;
+mod guard;
 mod metrics;
 mod projector;
 
 pub use dedup::Dedup;
+pub use guard::{guard_rebuild, plan_adoption, AdoptionError};
 pub use projector::{
-    rebuild, Projector, ProjectorConfig, ProjectorStatus, RebuildReport, ReplayHandle, Replays,
+    rebuild, start_clean, Projector, ProjectorConfig, ProjectorStatus, RebuildReport, ReplayHandle,
+    Replays,
 };

@@ -9,6 +9,7 @@ pub const LAG_EVENTS: &str = "tally_projector_lag_events";
 pub const DEDUP_ENTRIES: &str = "tally_projector_dedup_entries";
 pub const REBALANCES: &str = "tally_projector_rebalances_total";
 pub const FENCED: &str = "tally_projector_fenced_total";
+pub const CHECKPOINT_MISMATCH: &str = "tally_projector_checkpoint_mismatch";
 
 pub fn describe() {
     metrics::describe_counter!(
@@ -37,6 +38,10 @@ pub fn describe() {
         "Commits refused because another projector had moved the partition."
     );
     metrics::describe_gauge!(LAG_EVENTS, "Events in the log not yet projected.");
+    metrics::describe_gauge!(
+        CHECKPOINT_MISMATCH,
+        "1 while the projector refuses to read because the analytics store's checkpoints belong to another log (or lie beyond its end); 0 otherwise."
+    );
     metrics::describe_gauge!(
         DEDUP_ENTRIES,
         "Event-id fingerprints held in the dedup memory."

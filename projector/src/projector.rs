@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use std::collections::BTreeMap;
 
 use tally_core::event_fingerprint;
+use tally_core::log_binding::{LogBinding, Mismatch};
 use tally_core::pricing::{PriceBook, PriceCache, RepriceCache, Repricing};
 use tally_core::rollup::fold;
 use tally_core::store::{
@@ -14,9 +15,10 @@ use tally_core::store::{
 };
 use tally_schemas::event::Cost;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::dedup::Dedup;
+use crate::guard::{self, Admission};
 use crate::metrics as m;
 
 #[derive(Debug, Clone)]
@@ -30,6 +32,9 @@ pub struct ProjectorConfig {
     pub idle_wait: Duration,
     /// Upper bound of the retry backoff after a storage failure.
     pub max_backoff: Duration,
+    /// How often a running projector checks that its log is still the one its checkpoints
+    /// belong to, and a refusing one checks again whether it may read.
+    pub log_check_every: Duration,
     /// Prices for events that reach the log unpriced (produced straight to the broker without
     /// `cost_usd`); ingest prices everything it appends, so the embedded pipeline needs none.
     pub prices: Option<Arc<PriceCache>>,
@@ -46,6 +51,7 @@ impl Default for ProjectorConfig {
             max_batch_events: 50_000,
             idle_wait: Duration::from_millis(250),
             max_backoff: Duration::from_secs(5),
+            log_check_every: Duration::from_secs(10),
             prices: None,
             reprices: None,
         }
@@ -67,6 +73,9 @@ pub struct ProjectorStatus {
     pub position: LogPosition,
     /// Ownership generation of the running session (changes on every rebalance).
     pub generation: u64,
+    /// Set while the projector refuses to read: why, with the ways out
+    /// ([`tally_core::log_binding::Mismatch`]).
+    pub checkpoint_mismatch: Option<String>,
 }
 
 impl ProjectorStatus {
@@ -82,6 +91,8 @@ pub struct Projector {
     store: Arc<dyn AnalyticsStore>,
     config: ProjectorConfig,
     status: Arc<watch::Sender<ProjectorStatus>>,
+    /// The cause of the last refusal logged, so a refusal is logged once, not at every check.
+    refusal_logged: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// One partition's progress since the last load of its checkpoint.
@@ -97,6 +108,8 @@ struct PartitionSession {
 
 /// In-memory progress since the last load of the checkpoint.
 struct Session {
+    /// The log binding the checkpoints belong to; commits carry its epoch.
+    binding: LogBinding,
     owned: Partitions,
     partitions: BTreeMap<i32, PartitionSession>,
     window_s: u32,
@@ -107,7 +120,12 @@ fn seconds(ms: i64) -> u32 {
 }
 
 impl Session {
-    fn resume(mut state: ProjectorState, owned: Partitions, window_s: u32) -> Session {
+    fn resume(
+        mut state: ProjectorState,
+        binding: LogBinding,
+        owned: Partitions,
+        window_s: u32,
+    ) -> Session {
         // A partition whose first commit is unfinished has rows but no checkpoint yet.
         for p in state.unfinished.keys() {
             state.partitions.entry(*p).or_default();
@@ -133,6 +151,7 @@ impl Session {
             })
             .collect();
         Session {
+            binding,
             owned,
             partitions,
             window_s,
@@ -146,6 +165,14 @@ impl Session {
                 .map(|(p, s)| (*p, s.state.next_offset))
                 .collect(),
         )
+    }
+
+    /// The position of the last commit that landed, per partition.
+    fn committed_position(&self) -> BTreeMap<i32, i64> {
+        self.partitions
+            .iter()
+            .map(|(p, s)| (*p, s.committed))
+            .collect()
     }
 
     fn applied(&self) -> u64 {
@@ -188,7 +215,10 @@ impl Session {
                     .push(record);
             }
         }
-        let mut commit = ProjectionCommit::default();
+        let mut commit = ProjectionCommit {
+            epoch: self.binding.epoch,
+            ..ProjectionCommit::default()
+        };
         let (mut applied, mut duplicates) = (0u64, 0u64);
         for (partition, mut records) in by_partition {
             let ps = self
@@ -278,6 +308,8 @@ enum SessionEnd {
     Shutdown,
     /// The log's partition ownership changed: reload state for the new partitions.
     Rebalanced,
+    /// The log is no longer the one the checkpoints belong to: check again before reading.
+    LogChanged,
 }
 
 /// Resolves when ownership changes; never, for a log whose ownership is fixed.
@@ -301,6 +333,7 @@ impl Projector {
                 store,
                 config,
                 status: Arc::new(status),
+                refusal_logged: Arc::default(),
             },
             rx,
         )
@@ -329,7 +362,10 @@ impl Projector {
             let _ = task.await;
             let Some(reply) = request else { return };
             info!("replay requested: dropping the projection and projecting the log again");
-            let result = self.store.reset().await;
+            let result = match guard::guard_rebuild(self.log.as_ref(), self.store.as_ref()).await {
+                Ok(()) => self.store.reset().await,
+                Err(refused) => Err(refused),
+            };
             if result.is_ok() {
                 self.status.send_replace(ProjectorStatus::default());
             }
@@ -352,6 +388,7 @@ impl Projector {
                     info!("partition ownership changed; reloading checkpoints");
                     metrics::counter!(m::REBALANCES).increment(1);
                 }
+                Ok(SessionEnd::LogChanged) => {}
                 Err(err) => {
                     if matches!(err, StoreError::Conflict(_)) {
                         warn!(error = %err, "another projector moved a partition; reloading");
@@ -372,6 +409,39 @@ impl Projector {
         }
     }
 
+    /// Reports a mismatch and reads nothing until the next check is due (or shutdown, or a
+    /// rebalance, which check at once).
+    async fn refuse(
+        &self,
+        mismatch: Mismatch,
+        shutdown: &mut watch::Receiver<bool>,
+        ownership: &mut watch::Receiver<Ownership>,
+    ) -> SessionEnd {
+        // Logged once per cause (the offsets in the message move while events arrive).
+        let cause = format!(
+            "{:?} {:?} {:?}",
+            mismatch.reason, mismatch.stored, mismatch.current.identity
+        );
+        let logged = self
+            .refusal_logged
+            .lock()
+            .map(|mut last| last.replace(cause.clone()) == Some(cause))
+            .unwrap_or(false);
+        if !logged {
+            error!(%mismatch, "projector refuses to read");
+        }
+        metrics::gauge!(m::CHECKPOINT_MISMATCH).set(1.0);
+        self.status.send_modify(|s| {
+            s.started = false;
+            s.checkpoint_mismatch = Some(mismatch.to_string());
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(self.config.log_check_every) => SessionEnd::LogChanged,
+            _ = shutdown.changed() => SessionEnd::Shutdown,
+            _ = ownership_changed(ownership) => SessionEnd::Rebalanced,
+        }
+    }
+
     /// One pass from the stored checkpoint until shutdown, a rebalance or a storage error.
     async fn run_session(
         &self,
@@ -379,27 +449,68 @@ impl Projector {
     ) -> Result<SessionEnd, StoreError> {
         let mut ownership = self.log.ownership();
         let owned = ownership.borrow_and_update().clone();
+        let admission = tokio::select! {
+            a = guard::admit(self.log.as_ref(), self.store.as_ref()) => a?,
+            _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
+        };
+        let binding = match admission {
+            Admission::Admitted(binding) => binding,
+            Admission::Refused(mismatch) => {
+                return Ok(self.refuse(mismatch, shutdown, &mut ownership).await)
+            }
+        };
         let state = tokio::select! {
             s = self.store.load_state(self.config.dedup_window_s, &owned.partitions) => s?,
             _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
         };
-        let mut session = Session::resume(state, owned.partitions, self.config.dedup_window_s);
+        if state.epoch != binding.epoch {
+            // Re-bound between the check and the load: check again.
+            return Ok(SessionEnd::LogChanged);
+        }
+        let mut session =
+            Session::resume(state, binding, owned.partitions, self.config.dedup_window_s);
         info!(
             generation = owned.generation,
+            log = %session.binding.log,
+            epoch = session.binding.epoch,
             partitions = session.partitions.len(),
             events_applied = session.applied(),
             dedup_entries = session.dedup_len(),
             "projector resumed from checkpoint"
         );
+        metrics::gauge!(m::CHECKPOINT_MISMATCH).set(0.0);
+        if let Ok(mut logged) = self.refusal_logged.lock() {
+            *logged = None;
+        }
         self.status.send_modify(|s| {
             s.events_applied = session.applied();
             s.duplicates_dropped = session.duplicates();
             s.started = true;
             s.position = session.position();
             s.generation = owned.generation;
+            s.checkpoint_mismatch = None;
         });
         let mut batch = self.config.max_batch_events;
+        let mut next_log_check = Instant::now() + self.config.log_check_every;
         loop {
+            if Instant::now() >= next_log_check {
+                next_log_check = Instant::now() + self.config.log_check_every;
+                let committed = session.committed_position();
+                let fits = guard::still_fits(
+                    self.log.as_ref(),
+                    self.store.as_ref(),
+                    &session.binding,
+                    &committed,
+                );
+                match fits.await {
+                    Ok(None) => {}
+                    Ok(Some(why)) => {
+                        warn!(%why, "the projector stops reading and checks its log again");
+                        return Ok(SessionEnd::LogChanged);
+                    }
+                    Err(err) => warn!(error = %err, "could not check the log's identity"),
+                }
+            }
             let position = session.position();
             let records = tokio::select! {
                 r = self.log.read(&position, batch, self.config.idle_wait) => r?,
@@ -501,7 +612,21 @@ pub struct RebuildReport {
 
 /// Drops every projection and replays the whole log; returns once the replay has caught up with
 /// the log as it was when the rebuild started. The result equals the live projection exactly.
+/// Refused (`Conflict`, nothing dropped) when the store's checkpoints belong to another log or
+/// it also holds what retired logs counted ([`crate::guard_rebuild`]): [`start_clean`] is the
+/// explicit way to drop those.
 pub async fn rebuild(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn AnalyticsStore>,
+    config: ProjectorConfig,
+) -> Result<RebuildReport, StoreError> {
+    guard::guard_rebuild(log.as_ref(), store.as_ref()).await?;
+    start_clean(log, store, config).await
+}
+
+/// [`rebuild`] without its guard: drops everything the store holds, whatever log it came from
+/// (the bindings too), binds the store to `log` and projects it alone from its beginning.
+pub async fn start_clean(
     log: Arc<dyn EventLog>,
     store: Arc<dyn AnalyticsStore>,
     config: ProjectorConfig,
@@ -514,11 +639,12 @@ pub async fn rebuild(
     let task = tokio::spawn(projector.run(stop_rx));
     let done = status
         .wait_for(|s| {
-            s.started
-                && target
-                    .0
-                    .iter()
-                    .all(|(p, end)| s.position.next_offset(*p) >= *end)
+            s.checkpoint_mismatch.is_some()
+                || s.started
+                    && target
+                        .0
+                        .iter()
+                        .all(|(p, end)| s.position.next_offset(*p) >= *end)
         })
         .await
         .map(|s| s.clone())
@@ -526,6 +652,10 @@ pub async fn rebuild(
     let _ = stop.send(true);
     let _ = task.await;
     let done = done?;
+    if let Some(mismatch) = done.checkpoint_mismatch {
+        // The log changed while it was replayed (another projector re-bound the store).
+        return Err(StoreError::Conflict(mismatch));
+    }
     Ok(RebuildReport {
         events_applied: done.events_applied,
         duplicates_dropped: done.duplicates_dropped,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use proptest::prelude::*;
 use tally_core::embedded::{SqliteAnalyticsStore, SqliteEventLog};
+use tally_core::log_binding::{Adoption, LogBinding};
 use tally_core::rollup::{Dims, Resolution, Rollup, RollupKey};
 use tally_core::store::*;
 use tally_projector::{Projector, ProjectorConfig};
@@ -212,6 +213,18 @@ impl AnalyticsStore for Flaky {
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }
+    async fn positions(&self, p: &Partitions) -> StoreResult<LogPosition> {
+        self.inner.positions(p).await
+    }
+    async fn bindings(&self) -> StoreResult<Vec<LogBinding>> {
+        self.inner.bindings().await
+    }
+    async fn bind(&self, b: LogBinding) -> StoreResult<LogBinding> {
+        self.inner.bind(b).await
+    }
+    async fn adopt(&self, a: &Adoption, w: u32) -> StoreResult<()> {
+        self.inner.adopt(a, w).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,6 +306,18 @@ impl AnalyticsStore for Unfinished {
     }
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
+    }
+    async fn positions(&self, p: &Partitions) -> StoreResult<LogPosition> {
+        self.inner.positions(p).await
+    }
+    async fn bindings(&self) -> StoreResult<Vec<LogBinding>> {
+        self.inner.bindings().await
+    }
+    async fn bind(&self, b: LogBinding) -> StoreResult<LogBinding> {
+        self.inner.bind(b).await
+    }
+    async fn adopt(&self, a: &Adoption, w: u32) -> StoreResult<()> {
+        self.inner.adopt(a, w).await
     }
 }
 

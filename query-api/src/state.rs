@@ -16,6 +16,9 @@ pub struct PipelineStatus {
     pub duplicates_dropped: u64,
     pub lag_events: u64,
     pub last_error: Option<String>,
+    /// Set while the projector refuses to read because the analytics store's checkpoints
+    /// belong to another log: why, and the ways out.
+    pub checkpoint_mismatch: Option<String>,
 }
 
 pub type PipelineProbe = Arc<dyn Fn() -> PipelineStatus + Send + Sync>;

@@ -1,5 +1,5 @@
 //! The `tally` command line: `demo`, `serve`, `ingest`, `projector`, `query-api`, `rebuild`,
-//! `migrate`, `keys`, `loadgen`, `bench-query`.
+//! `adopt-topic`, `migrate`, `keys`, `loadgen`, `bench-query`.
 
 use std::path::PathBuf;
 
@@ -65,8 +65,20 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Drop all projections and replay the event log (run while the server is stopped).
+    /// Drop all projections and replay the event log (run while the server or the projectors
+    /// are stopped). Refused when the analytics store's checkpoints belong to another topic or
+    /// it also holds retired topics' counts, unless --start-clean.
     Rebuild {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Also drop what other topics counted, and project the configured topic alone.
+        #[arg(long)]
+        start_clean: bool,
+    },
+    /// When the projector refuses a new or recreated topic: project it from its beginning into
+    /// the same rollups, keeping what the previous topic counted (ids seen in both count once
+    /// within the dedup window). Waiting projectors start within 10 s.
+    AdoptTopic {
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -201,22 +213,34 @@ async fn main() -> anyhow::Result<()> {
             traffic.abort();
             result
         }
-        Command::Rebuild { server } => {
+        Command::Rebuild {
+            server,
+            start_clean,
+        } => {
             let s = settings(&server)?;
             telemetry::init_logging(&s.log_format);
             let stores = startup::Stores::open(&s).await?;
-            stores.refresh_pricing().await?;
-            let report = tally_projector::rebuild(
-                stores.log.clone(),
-                stores.analytics.clone(),
-                startup::projector_config(&s, &stores),
-            )
-            .await?;
+            let report = tally::projection::rebuild(&stores, &s, start_clean).await?;
             println!(
                 "rebuilt: {} events applied, {} duplicates dropped, in {:.1} s",
                 report.events_applied,
                 report.duplicates_dropped,
                 report.elapsed.as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::AdoptTopic { server } => {
+            let s = settings(&server)?;
+            telemetry::init_logging(&s.log_format);
+            let stores = startup::Stores::open(&s).await?;
+            let plan = tally::projection::adopt_topic(&stores, &s).await?;
+            println!(
+                "adopted log {} as epoch {} with {} partition(s), each projected from its beginning; log {} (epoch {}) is retired and what it counted stays",
+                plan.adopted.log,
+                plan.adopted.epoch,
+                plan.dedup_from.len(),
+                plan.retired_log,
+                plan.retired_epoch
             );
             Ok(())
         }

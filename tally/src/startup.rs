@@ -385,7 +385,8 @@ fn pipeline_probe(
         let consumed = s.events_consumed();
         let lag = log.backlog(&s.position, consumed);
         PipelineStatus {
-            ready: s.started || !projects,
+            ready: (s.started && s.checkpoint_mismatch.is_none()) || !projects,
+            checkpoint_mismatch: s.checkpoint_mismatch,
             events_in_log: consumed + lag,
             events_projected: s.events_applied,
             duplicates_dropped: s.duplicates_dropped,

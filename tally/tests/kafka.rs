@@ -22,15 +22,6 @@ use tally_schemas::event::{Cost, Status};
 use tally_schemas::UsageEvent;
 use tokio::sync::watch;
 
-fn kafka_settings(dir: &std::path::Path, brokers: &str, topic: &str) -> tally::Settings {
-    let mut s = settings(dir);
-    s.kafka_brokers = Some(brokers.to_string());
-    s.kafka_topic = topic.to_string();
-    s.kafka_group = format!("tally-test-{}", uuid::Uuid::new_v4().simple());
-    s.kafka_produce_timeout_ms = 3_000;
-    s
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_log_gives_the_same_answers_as_the_embedded_log() {
     let cluster = MockCluster::new(3).unwrap();

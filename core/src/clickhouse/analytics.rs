@@ -11,21 +11,30 @@ use tally_schemas::{Environment, Pico};
 use tracing::instrument;
 
 use crate::hll::Hll;
+use crate::log_binding::{Adoption, LogBinding};
 use crate::rollup::{Dims, Resolution, Rollup, RollupKey, RollupRow};
 use crate::sketch::LatencySketch;
 use crate::store::{
-    AnalyticsStore, PartitionState, Partitions, ProjectionCommit, ProjectorState, ScanRequest,
-    StoreError, StoreResult,
+    AnalyticsStore, LogPosition, PartitionState, Partitions, ProjectionCommit, ProjectorState,
+    ScanRequest, StoreError, StoreResult,
 };
 
 /// Checkpoints and dedup chunks (unpartitioned: one commit's are one atomic insert).
-const TABLE: &str = "tally_projection";
+pub(super) const TABLE: &str = "tally_projection";
 /// Rollup rows, one partition per UTC day.
 pub(super) const ROLLUPS: &str = "tally_rollups";
 /// Rollup rows of the first schema lived in [`TABLE`] with this kind; `migrate` moves them.
 const KIND_LEGACY_ROLLUP: u8 = 0;
 const KIND_CHECKPOINT: u8 = 1;
 const KIND_DEDUP: u8 = 2;
+/// A log binding (payload: the [`LogBinding`] as JSON; `log_epoch` its epoch). `version` is
+/// its revision: bound, then id learned, then retired.
+const KIND_BINDING: u8 = 3;
+const BINDING_BOUND: u64 = 1;
+const BINDING_ID_LEARNED: u64 = 2;
+const BINDING_RETIRED: u64 = 3;
+/// Entries per dedup chunk written by an adoption.
+const ADOPTED_CHUNK: usize = 1 << 20;
 /// Days (ClickHouse partitions) per rollup insert: below the `max_partitions_per_insert_block`
 /// (100) of current servers.
 const DAYS_PER_INSERT: usize = 50;
@@ -43,6 +52,7 @@ struct ProjectionRow {
     provider: String,
     environment: String,
     log_partition: i32,
+    log_epoch: u32,
     version: u64,
     requests: u64,
     errors: u64,
@@ -61,7 +71,7 @@ struct ProjectionRow {
     payload: Vec<u8>,
 }
 
-const COLUMNS: &str = "kind, resolution, feature, bucket, model, provider, environment, log_partition, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced";
+const COLUMNS: &str = "kind, resolution, feature, bucket, model, provider, environment, log_partition, log_epoch, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced";
 
 /// A row of [`ROLLUPS`]: one key's merged state from one log partition's records before
 /// offset `version`.
@@ -78,6 +88,8 @@ struct RollupDbRow {
     prompt_id: String,
     prompt_version: String,
     log_partition: i32,
+    /// The epoch of the log binding whose partition this row belongs to.
+    log_epoch: u32,
     version: u64,
     requests: u64,
     errors: u64,
@@ -94,7 +106,7 @@ struct RollupDbRow {
     users: Vec<u8>,
 }
 
-const ROLLUP_COLUMNS: &str = "day, resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, log_partition, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced";
+const ROLLUP_COLUMNS: &str = "day, resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, log_partition, log_epoch, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced";
 
 pub struct ClickHouseAnalyticsStore {
     client: Client,
@@ -136,11 +148,68 @@ impl ClickHouseAnalyticsStore {
         Ok(self.client.query(sql).fetch_all::<T>().await?)
     }
 
-    /// Stored `next_offset` per partition (absent: never committed).
-    async fn stored_offsets(&self, partitions: &[i32]) -> StoreResult<BTreeMap<i32, i64>> {
+    /// The epoch of the newest binding (0 when there is none: checkpoints from before
+    /// bindings were recorded).
+    async fn current_epoch(&self) -> StoreResult<u32> {
+        let sql = format!("SELECT max(log_epoch) FROM {TABLE} WHERE kind = {KIND_BINDING}");
+        Ok(self.client.query(&sql).fetch_one::<u32>().await?)
+    }
+
+    /// The checkpoints of `epoch` in `partitions`, with their dedup fingerprints seen within
+    /// `dedup_window_s` of each partition's log clock, and unfinished commits.
+    async fn load_epoch(
+        &self,
+        epoch: u32,
+        dedup_window_s: u32,
+        partitions: &Partitions,
+    ) -> StoreResult<ProjectorState> {
+        let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_CHECKPOINT} AND log_epoch = {epoch}");
+        let mut state = ProjectorState {
+            epoch,
+            ..ProjectorState::default()
+        };
+        for row in self.rows::<ProjectionRow>(&sql).await? {
+            if !partitions.contains(row.log_partition) {
+                continue;
+            }
+            let ps: PartitionState = serde_json::from_slice(&row.payload)
+                .map_err(|e| StoreError::Corrupt(format!("checkpoint: {e}")))?;
+            state.partitions.insert(row.log_partition, ps);
+        }
+        for (partition, ps) in &mut state.partitions {
+            let since_s = ((ps.last_received_ms / 1000) as u32).saturating_sub(dedup_window_s);
+            // Chunks beyond the checkpoint cannot exist: each was inserted with its checkpoint.
+            let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_DEDUP} AND log_partition = {partition} AND log_epoch = {epoch} AND bucket >= {since_s} AND version <= {}", ps.next_offset);
+            for chunk in self.rows::<ProjectionRow>(&sql).await? {
+                crate::codec::decode_dedup_chunk(&chunk.payload, since_s, &mut ps.dedup)?;
+            }
+        }
+        let checkpoints: BTreeMap<i32, i64> = state
+            .partitions
+            .iter()
+            .map(|(p, s)| (*p, s.next_offset))
+            .collect();
+        state.unfinished = self.unfinished(epoch, partitions, &checkpoints).await?;
+        Ok(state)
+    }
+
+    /// Stored `next_offset` per partition of `epoch` in `partitions` (absent: never
+    /// committed).
+    async fn stored_offsets(
+        &self,
+        epoch: u32,
+        partitions: &Partitions,
+    ) -> StoreResult<BTreeMap<i32, i64>> {
+        let only = match partitions {
+            Partitions::All => String::new(),
+            Partitions::Only(set) if set.is_empty() => return Ok(BTreeMap::new()),
+            Partitions::Only(set) => format!(
+                " AND log_partition IN ({})",
+                list(&set.iter().copied().collect::<Vec<_>>())
+            ),
+        };
         let sql = format!(
-            "SELECT log_partition, max(version) FROM {TABLE} WHERE kind = {KIND_CHECKPOINT} AND log_partition IN ({}) GROUP BY log_partition",
-            list(partitions)
+            "SELECT log_partition, max(version) FROM {TABLE} WHERE kind = {KIND_CHECKPOINT} AND log_epoch = {epoch}{only} GROUP BY log_partition"
         );
         let rows = self.client.query(&sql).fetch_all::<(i32, u64)>().await?;
         Ok(rows.into_iter().map(|(p, v)| (p, v as i64)).collect())
@@ -177,9 +246,10 @@ impl ClickHouseAnalyticsStore {
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
-                "SELECT {ROLLUP_COLUMNS}, latency, users FROM {ROLLUPS} FINAL WHERE resolution = {} AND bucket >= {min} AND bucket <= {max} AND feature IN ({features}) AND log_partition IN ({})",
+                "SELECT {ROLLUP_COLUMNS}, latency, users FROM {ROLLUPS} FINAL WHERE resolution = {} AND bucket >= {min} AND bucket <= {max} AND feature IN ({features}) AND log_partition IN ({}) AND log_epoch = {}",
                 resolution.seconds(),
                 list(&partitions),
+                commit.epoch,
             );
             for row in self.rows::<RollupDbRow>(&sql).await? {
                 let partition = row.log_partition;
@@ -207,17 +277,20 @@ impl ClickHouseAnalyticsStore {
         Ok(out)
     }
 
-    /// Per partition in `partitions` (checkpointed at `checkpoints`), the lowest version of a
-    /// rollup row past its checkpoint: the end of the oldest unfinished commit.
+    /// Per partition of `epoch` in `partitions` (checkpointed at `checkpoints`), the lowest
+    /// version of a rollup row past its checkpoint: the end of the oldest unfinished commit.
     async fn unfinished(
         &self,
+        epoch: u32,
         partitions: &Partitions,
         checkpoints: &BTreeMap<i32, i64>,
     ) -> StoreResult<BTreeMap<i32, i64>> {
-        let mut conditions: Vec<String> = checkpoints
-            .iter()
-            .map(|(p, at)| format!("(log_partition != {p} OR version > {at})"))
-            .collect();
+        let mut conditions: Vec<String> = vec![format!("log_epoch = {epoch}")];
+        conditions.extend(
+            checkpoints
+                .iter()
+                .map(|(p, at)| format!("(log_partition != {p} OR version > {at})")),
+        );
         if let Partitions::Only(set) = partitions {
             let set: Vec<i32> = set.iter().copied().collect();
             if set.is_empty() {
@@ -225,13 +298,9 @@ impl ClickHouseAnalyticsStore {
             }
             conditions.push(format!("log_partition IN ({})", list(&set)));
         }
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
         let sql = format!(
-            "SELECT log_partition, min(version) FROM {ROLLUPS}{filter} GROUP BY log_partition"
+            "SELECT log_partition, min(version) FROM {ROLLUPS} WHERE {} GROUP BY log_partition",
+            conditions.join(" AND ")
         );
         let rows = self.client.query(&sql).fetch_all::<(i32, u64)>().await?;
         Ok(rows.into_iter().map(|(p, v)| (p, v as i64)).collect())
@@ -287,6 +356,36 @@ impl ClickHouseAnalyticsStore {
         self.client.query(&delete).execute().await?;
         Ok(moved)
     }
+}
+
+/// A partition's checkpoint row in [`TABLE`].
+fn checkpoint_row(
+    partition: i32,
+    epoch: u32,
+    state: &PartitionState,
+) -> StoreResult<ProjectionRow> {
+    Ok(ProjectionRow {
+        kind: KIND_CHECKPOINT,
+        log_partition: partition,
+        log_epoch: epoch,
+        version: u64::try_from(state.next_offset)
+            .map_err(|_| StoreError::invalid("offset", "is negative"))?,
+        cost_pico: "0".into(),
+        payload: serde_json::to_vec(state).map_err(|e| StoreError::Backend(e.to_string()))?,
+        ..ProjectionRow::default()
+    })
+}
+
+/// A binding's row in [`TABLE`], at `revision`.
+fn binding_row(binding: &LogBinding, revision: u64) -> StoreResult<ProjectionRow> {
+    Ok(ProjectionRow {
+        kind: KIND_BINDING,
+        log_epoch: binding.epoch,
+        version: revision,
+        cost_pico: "0".into(),
+        payload: serde_json::to_vec(binding).map_err(|e| StoreError::Backend(e.to_string()))?,
+        ..ProjectionRow::default()
+    })
 }
 
 fn list(partitions: &[i32]) -> String {
@@ -357,6 +456,7 @@ fn from_legacy(row: ProjectionRow) -> RollupDbRow {
         prompt_id: String::new(),
         prompt_version: String::new(),
         log_partition: row.log_partition,
+        log_epoch: 0,
         version: row.version,
         requests: row.requests,
         errors: row.errors,
@@ -377,7 +477,7 @@ fn day_of(bucket: i64) -> u16 {
     bucket.div_euclid(86_400).clamp(0, i64::from(u16::MAX)) as u16
 }
 
-fn encode(key: &RollupKey, r: &Rollup, partition: i32, version: u64) -> RollupDbRow {
+fn encode(key: &RollupKey, r: &Rollup, partition: i32, epoch: u32, version: u64) -> RollupDbRow {
     RollupDbRow {
         day: day_of(key.bucket),
         resolution: key.resolution.seconds() as u32,
@@ -389,6 +489,7 @@ fn encode(key: &RollupKey, r: &Rollup, partition: i32, version: u64) -> RollupDb
         prompt_id: key.dims.prompt_id.clone(),
         prompt_version: key.dims.prompt_version.clone(),
         log_partition: partition,
+        log_epoch: epoch,
         version,
         requests: r.requests,
         errors: r.errors,
@@ -412,31 +513,134 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
         dedup_window_s: u32,
         partitions: &Partitions,
     ) -> StoreResult<ProjectorState> {
-        let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_CHECKPOINT}");
-        let mut state = ProjectorState::default();
-        for row in self.rows::<ProjectionRow>(&sql).await? {
-            if !partitions.contains(row.log_partition) {
-                continue;
-            }
-            let ps: PartitionState = serde_json::from_slice(&row.payload)
-                .map_err(|e| StoreError::Corrupt(format!("checkpoint: {e}")))?;
-            state.partitions.insert(row.log_partition, ps);
-        }
-        for (partition, ps) in &mut state.partitions {
-            let since_s = ((ps.last_received_ms / 1000) as u32).saturating_sub(dedup_window_s);
-            // Chunks beyond the checkpoint cannot exist: each was inserted with its checkpoint.
-            let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_DEDUP} AND log_partition = {partition} AND bucket >= {since_s} AND version <= {}", ps.next_offset);
-            for chunk in self.rows::<ProjectionRow>(&sql).await? {
-                crate::codec::decode_dedup_chunk(&chunk.payload, since_s, &mut ps.dedup)?;
-            }
-        }
-        let checkpoints: BTreeMap<i32, i64> = state
-            .partitions
+        let epoch = self.current_epoch().await?;
+        self.load_epoch(epoch, dedup_window_s, partitions).await
+    }
+
+    async fn positions(&self, partitions: &Partitions) -> StoreResult<LogPosition> {
+        let epoch = self.current_epoch().await?;
+        Ok(LogPosition(self.stored_offsets(epoch, partitions).await?))
+    }
+
+    async fn bindings(&self) -> StoreResult<Vec<LogBinding>> {
+        let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_BINDING} ORDER BY log_epoch");
+        self.rows::<ProjectionRow>(&sql)
+            .await?
             .iter()
-            .map(|(p, s)| (*p, s.next_offset))
-            .collect();
-        state.unfinished = self.unfinished(partitions, &checkpoints).await?;
-        Ok(state)
+            .map(|row| {
+                serde_json::from_slice(&row.payload)
+                    .map_err(|e| StoreError::Corrupt(format!("log binding: {e}")))
+            })
+            .collect()
+    }
+
+    async fn bind(&self, binding: LogBinding) -> StoreResult<LogBinding> {
+        let revision = match self.bindings().await?.pop() {
+            None if binding.epoch == 0 => Some(BINDING_BOUND),
+            Some(current)
+                if current.epoch == binding.epoch
+                    && current.log.name == binding.log.name
+                    && current.log.id.is_none()
+                    && binding.log.id.is_some() =>
+            {
+                Some(BINDING_ID_LEARNED)
+            }
+            _ => None,
+        };
+        if let Some(revision) = revision {
+            let mut insert = self.client.insert::<ProjectionRow>(TABLE).await?;
+            insert.write(&binding_row(&binding, revision)?).await?;
+            insert.end().await?;
+        }
+        self.bindings()
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Conflict("the store has no binding".into()))
+    }
+
+    /// Refuses while the retired epoch has an unfinished commit (its rows would stay half
+    /// counted); then writes, in one insert into the unpartitioned projection table (atomic),
+    /// the adopted partitions' checkpoints and dedup chunks, the retired binding's final
+    /// revision and the adopted binding. Until that insert lands nothing changed; repeating
+    /// it writes identical rows.
+    #[instrument(name = "clickhouse.adopt", skip_all, fields(epoch = a.adopted.epoch), err)]
+    async fn adopt(&self, a: &Adoption, dedup_window_s: u32) -> StoreResult<()> {
+        let mut bindings = self.bindings().await?;
+        let epoch = bindings.last().map_or(0, |b| b.epoch);
+        if epoch != a.retired_epoch {
+            return Err(StoreError::Conflict(format!(
+                "the store is at epoch {epoch}, not {}: it changed since the adoption was planned",
+                a.retired_epoch
+            )));
+        }
+        let stored = self
+            .load_epoch(epoch, dedup_window_s, &Partitions::All)
+            .await?;
+        if stored.position().0 != a.retired_position {
+            return Err(StoreError::Conflict(
+                "the checkpoints moved since the adoption was planned (is a projector still reading the old log?)".into(),
+            ));
+        }
+        if let Some((partition, end)) = stored.unfinished.iter().next() {
+            return Err(StoreError::Conflict(format!(
+                "the last commit of log partition {partition} (up to offset {end}) did not finish: let a projector on the retired log finish it, or start clean (`tally rebuild --start-clean`)"
+            )));
+        }
+        let mut rows = Vec::new();
+        for (partition, sources) in &a.dedup_from {
+            let from: Vec<&PartitionState> = sources
+                .iter()
+                .filter_map(|p| stored.partitions.get(p))
+                .collect();
+            let state = PartitionState {
+                last_received_ms: from.iter().map(|s| s.last_received_ms).max().unwrap_or(0),
+                ..PartitionState::default()
+            };
+            let mut entries: Vec<(u64, u32)> =
+                from.iter().flat_map(|s| s.dedup.iter().copied()).collect();
+            // An id remembered by several sources is kept with its latest sighting.
+            entries.sort_unstable_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)));
+            entries.dedup_by_key(|(fp, _)| *fp);
+            for (i, chunk) in entries.chunks(ADOPTED_CHUNK).enumerate() {
+                rows.push(ProjectionRow {
+                    kind: KIND_DEDUP,
+                    feature: format!("adopted-{i}"),
+                    bucket: i64::from(chunk.iter().map(|(_, s)| *s).max().unwrap_or(0)),
+                    log_partition: *partition,
+                    log_epoch: a.adopted.epoch,
+                    cost_pico: "0".into(),
+                    payload: crate::codec::encode_dedup_chunk(chunk),
+                    ..ProjectionRow::default()
+                });
+            }
+            rows.push(checkpoint_row(*partition, a.adopted.epoch, &state)?);
+        }
+        let mut retired = bindings.pop().unwrap_or(LogBinding {
+            epoch: a.retired_epoch,
+            log: a.retired_log.clone(),
+            bound_at: chrono::DateTime::UNIX_EPOCH,
+            retired: None,
+        });
+        retired.retired = Some(crate::log_binding::Retirement {
+            at: a.adopted.bound_at,
+            position: a.retired_position.clone(),
+        });
+        rows.push(binding_row(&retired, BINDING_RETIRED)?);
+        rows.push(binding_row(&a.adopted, BINDING_BOUND)?);
+        let mut insert = self.client.insert::<ProjectionRow>(TABLE).await?;
+        for row in &rows {
+            insert.write(row).await?;
+        }
+        insert.end().await?;
+        // The retired epoch's fingerprints were copied; its checkpoints stay as its record.
+        let sql = format!(
+            "ALTER TABLE {TABLE} DELETE WHERE kind = {KIND_DEDUP} AND log_epoch = {}",
+            a.retired_epoch
+        );
+        if let Err(err) = self.client.query(&sql).execute().await {
+            tracing::warn!(error = %err, "failed to schedule deletion of the retired epoch's dedup chunks");
+        }
+        Ok(())
     }
 
     /// In this order: fencing check, raw events, rollup rows (a day partition per part), and
@@ -445,8 +649,15 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
     /// `load_state` reports them as an unfinished commit.
     #[instrument(name = "clickhouse.commit", skip_all, fields(rows = c.rows()), err)]
     async fn commit(&self, c: ProjectionCommit) -> StoreResult<()> {
-        let partitions: Vec<i32> = c.partitions.keys().copied().collect();
-        let stored = self.stored_offsets(&partitions).await?;
+        let epoch = self.current_epoch().await?;
+        if epoch != c.epoch {
+            return Err(StoreError::Conflict(format!(
+                "the store was bound to another log (epoch {epoch}) since this projector loaded epoch {}",
+                c.epoch
+            )));
+        }
+        let partitions = Partitions::Only(c.partitions.keys().copied().collect());
+        let stored = self.stored_offsets(epoch, &partitions).await?;
         for (partition, pc) in &c.partitions {
             let at = stored.get(partition).copied().unwrap_or(0);
             if at != pc.base_offset {
@@ -473,7 +684,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
                     None => Rollup::default(),
                 };
                 row.merge(delta);
-                rows.push(encode(key, &row, *partition, version));
+                rows.push(encode(key, &row, *partition, epoch, version));
             }
         }
         drop(stored);
@@ -488,6 +699,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
                         feature: format!("chunk-{version}"),
                         bucket: i64::from(max_seen),
                         log_partition: *partition,
+                        log_epoch: epoch,
                         version,
                         cost_pico: "0".into(),
                         payload: crate::codec::encode_dedup_chunk(&pc.dedup_new),
@@ -496,15 +708,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
                     .await?;
             }
             insert
-                .write(&ProjectionRow {
-                    kind: KIND_CHECKPOINT,
-                    log_partition: *partition,
-                    version,
-                    cost_pico: "0".into(),
-                    payload: serde_json::to_vec(&pc.state)
-                        .map_err(|e| StoreError::Backend(e.to_string()))?,
-                    ..ProjectionRow::default()
-                })
+                .write(&checkpoint_row(*partition, epoch, &pc.state)?)
                 .await?;
         }
         insert.end().await?;
@@ -513,7 +717,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
         {
             for (partition, pc) in &c.partitions {
                 let sql = format!(
-                    "ALTER TABLE {TABLE} DELETE WHERE kind = {KIND_DEDUP} AND log_partition = {partition} AND bucket < {}",
+                    "ALTER TABLE {TABLE} DELETE WHERE kind = {KIND_DEDUP} AND log_partition = {partition} AND log_epoch = {epoch} AND bucket < {}",
                     pc.dedup_horizon_s
                 );
                 if let Err(err) = self.client.query(&sql).execute().await {

@@ -22,6 +22,13 @@
 //! versions of a row are never counted. No materialized views: every duplicate delivery would
 //! be counted forever.
 //!
+//! **Log epochs.** Rows of both tables carry the epoch of the log binding they belong to
+//! ([`crate::log_binding`]): checkpoints, dedup chunks and rollup rows of a retired topic keep
+//! their epoch and are never written again, while the adopted topic's partitions start again
+//! at offset 0 in rows of the next epoch. Versions and fencing are per (epoch, partition);
+//! queries sum rows across epochs and partitions, so what a retired topic counted stays
+//! counted. Bindings are rows of `tally_projection` (kind 3).
+//!
 //! **Several projectors.** Rows are kept per log partition (`log_partition` is part of the
 //! key), so only the partition's owner writes them; queries merge partitions in Rust. A row's
 //! `version` is its partition's next offset after the commit that wrote it, and its content is
@@ -91,27 +98,56 @@ pub fn client(url: &str, database: &str) -> Client {
         .with_validation(false)
 }
 
-/// Rollup rows gained the prompt dimensions after `0003_rollups.sql`: added (empty for rows
-/// already stored) and appended to the sorting key, unless already there. `ADD COLUMN IF NOT
-/// EXISTS` is not understood by ClickHouse 18.16, hence the look at `system.columns`.
-async fn add_prompt_dimensions(db: &Client) -> Result<(), StoreError> {
+/// Adds columns to `table` with `alter` (an `ALTER TABLE … ADD COLUMN …, MODIFY ORDER BY …`)
+/// unless `column` is already there. `ADD COLUMN IF NOT EXISTS` is not understood by
+/// ClickHouse 18.16, hence the look at `system.columns`.
+async fn add_columns(
+    db: &Client,
+    table: &str,
+    column: &str,
+    alter: &str,
+) -> Result<(), StoreError> {
     let present: u64 = db
         .query(&format!(
-            "SELECT count() FROM system.columns WHERE database = currentDatabase() AND table = '{}' AND name = 'prompt_id'",
-            analytics::ROLLUPS
+            "SELECT count() FROM system.columns WHERE database = currentDatabase() AND table = '{table}' AND name = '{column}'"
         ))
         .fetch_one()
         .await?;
     if present == 0 {
-        db.query(&format!(
-            "ALTER TABLE {} ADD COLUMN prompt_id String AFTER environment, ADD COLUMN prompt_version String AFTER prompt_id, MODIFY ORDER BY (resolution, feature, bucket, model, provider, environment, log_partition, prompt_id, prompt_version)",
-            analytics::ROLLUPS
-        ))
-        .execute()
-        .await?;
-        info!("added the prompt dimensions to tally_rollups");
+        db.query(&format!("ALTER TABLE {table} {alter}"))
+            .execute()
+            .await?;
+        info!(table, column, "added columns to the sorting key");
     }
     Ok(())
+}
+
+/// Columns added after the first schemas (rows already stored get empty values): the prompt
+/// dimensions of rollup rows (after `0003_rollups.sql`), and the log epoch of rollup and
+/// projection rows (rows from before log bindings belong to epoch 0). Each is appended to its
+/// table's sorting key.
+async fn add_later_columns(db: &Client) -> Result<(), StoreError> {
+    add_columns(
+        db,
+        analytics::ROLLUPS,
+        "prompt_id",
+        "ADD COLUMN prompt_id String AFTER environment, ADD COLUMN prompt_version String AFTER prompt_id, MODIFY ORDER BY (resolution, feature, bucket, model, provider, environment, log_partition, prompt_id, prompt_version)",
+    )
+    .await?;
+    add_columns(
+        db,
+        analytics::ROLLUPS,
+        "log_epoch",
+        "ADD COLUMN log_epoch UInt32 AFTER log_partition, MODIFY ORDER BY (resolution, feature, bucket, model, provider, environment, log_partition, prompt_id, prompt_version, log_epoch)",
+    )
+    .await?;
+    add_columns(
+        db,
+        analytics::TABLE,
+        "log_epoch",
+        "ADD COLUMN log_epoch UInt32 AFTER log_partition, MODIFY ORDER BY (kind, resolution, feature, bucket, model, provider, environment, log_partition, log_epoch)",
+    )
+    .await
 }
 
 /// Creates the database (if missing) and applies the schema; returns statements applied.
@@ -137,7 +173,7 @@ pub async fn migrate(url: &str, database: &str) -> Result<usize, StoreError> {
         db.query(sql).execute().await?;
         info!(version, database, "applied clickhouse schema");
     }
-    add_prompt_dimensions(&db).await?;
+    add_later_columns(&db).await?;
     let moved = ClickHouseAnalyticsStore::new(db)
         .move_legacy_rollups()
         .await?;

@@ -13,6 +13,11 @@
 //! tagged with their partition. A commit whose `base_offset` differs from the stored offset is
 //! refused inside the transaction (a real compare-and-set). One projector writes a data
 //! directory, so rollup rows merge all partitions.
+//!
+//! `log_bindings` holds one row per log the store was bound to ([`crate::log_binding`]); the
+//! checkpoints and dedup chunks are those of the newest. An adoption replaces them in one
+//! transaction (rollup rows, merged across partitions, need no change), and a commit checks
+//! inside its transaction that its epoch is still the newest.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -24,6 +29,7 @@ use tracing::instrument;
 
 use crate::embedded::{blocking, open_with};
 use crate::hll::Hll;
+use crate::log_binding::{Adoption, LogBinding, LogIdentity, Retirement};
 use crate::rollup::{Dims, Rollup, RollupKey, RollupRow};
 use crate::sketch::LatencySketch;
 use crate::store::{
@@ -72,6 +78,14 @@ CREATE TABLE IF NOT EXISTS dedup_chunks (
     log_partition INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS dedup_chunks_by_time ON dedup_chunks (max_seen_s);
+CREATE TABLE IF NOT EXISTS log_bindings (
+    epoch INTEGER PRIMARY KEY,
+    log_name TEXT NOT NULL,
+    log_id TEXT,
+    bound_at_ms INTEGER NOT NULL,
+    retired_at_ms INTEGER,
+    retired_position TEXT
+);
 ";
 
 /// Data directories written before checkpoints were kept per log partition had one
@@ -173,6 +187,24 @@ impl SqliteAnalyticsStore {
             Some(conn) => Ok(conn),
             None => open_with(&self.path, 64, PAGE_SIZE),
         }
+    }
+
+    /// Runs `f` on a pooled reader connection, off the async runtime (readers never wait for
+    /// the projector's writer).
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = self.reader()?;
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&conn);
+            (conn, result)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?;
+        self.give_back(conn);
+        result
     }
 
     fn give_back(&self, conn: Connection) {
@@ -290,7 +322,10 @@ fn load_state(
     window_s: u32,
     partitions: &Partitions,
 ) -> StoreResult<ProjectorState> {
-    let mut state = ProjectorState::default();
+    let mut state = ProjectorState {
+        epoch: current_epoch(conn)?,
+        ..ProjectorState::default()
+    };
     let mut stmt = conn.prepare("SELECT log_partition, next_offset, last_received_ms, events_applied, duplicates_dropped FROM projector_partitions")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
@@ -323,6 +358,13 @@ fn load_state(
 
 fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> StoreResult<()> {
     let tx = conn.transaction()?;
+    let epoch = current_epoch(&tx)?;
+    if epoch != c.epoch {
+        return Err(StoreError::Conflict(format!(
+            "the store was bound to another log (epoch {epoch}) since this projector loaded epoch {}",
+            c.epoch
+        )));
+    }
     for (partition, pc) in &c.partitions {
         let stored: i64 = tx
             .query_row(
@@ -375,6 +417,158 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> StoreResult<()> {
             ],
         )?;
     }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The epoch of the newest binding (0 when there is none: checkpoints from before bindings).
+fn current_epoch(conn: &Connection) -> StoreResult<u32> {
+    let epoch: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(epoch), 0) FROM log_bindings",
+        [],
+        |r| r.get(0),
+    )?;
+    u32::try_from(epoch).map_err(|_| StoreError::Corrupt(format!("log binding epoch {epoch}")))
+}
+
+fn positions(conn: &Connection, partitions: &Partitions) -> StoreResult<LogPosition> {
+    let mut stmt = conn.prepare("SELECT log_partition, next_offset FROM projector_partitions")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i32>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut position = LogPosition::default();
+    for row in rows {
+        let (partition, next) = row?;
+        if partitions.contains(partition) {
+            position.0.insert(partition, next);
+        }
+    }
+    Ok(position)
+}
+
+fn millis(at: chrono::DateTime<chrono::Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn time_of(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn bindings(conn: &Connection) -> StoreResult<Vec<LogBinding>> {
+    let mut stmt = conn.prepare(
+        "SELECT epoch, log_name, log_id, bound_at_ms, retired_at_ms, retired_position FROM log_bindings ORDER BY epoch",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let retired = match (r.get::<_, Option<i64>>(4)?, r.get::<_, Option<String>>(5)?) {
+            (Some(at), Some(position)) => Some(Retirement {
+                at: time_of(at),
+                position: serde_json::from_str(&position)
+                    .map_err(|e| StoreError::Corrupt(format!("retired position: {e}")))?,
+            }),
+            _ => None,
+        };
+        out.push(LogBinding {
+            epoch: r.get(0)?,
+            log: LogIdentity {
+                name: r.get(1)?,
+                id: r.get(2)?,
+            },
+            bound_at: time_of(r.get(3)?),
+            retired,
+        });
+    }
+    Ok(out)
+}
+
+fn insert_binding(conn: &Connection, b: &LogBinding) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO log_bindings (epoch, log_name, log_id, bound_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![b.epoch, b.log.name, b.log.id, millis(b.bound_at)],
+    )?;
+    Ok(())
+}
+
+fn bind(conn: &mut Connection, binding: &LogBinding) -> StoreResult<LogBinding> {
+    let tx = conn.transaction()?;
+    match bindings(&tx)?.pop() {
+        None if binding.epoch == 0 => insert_binding(&tx, binding)?,
+        Some(current)
+            if current.epoch == binding.epoch
+                && current.log.name == binding.log.name
+                && current.log.id.is_none() =>
+        {
+            tx.execute(
+                "UPDATE log_bindings SET log_id = ?1 WHERE epoch = ?2",
+                params![binding.log.id, current.epoch],
+            )?;
+        }
+        _ => {}
+    }
+    let current = bindings(&tx)?.pop();
+    tx.commit()?;
+    current.ok_or_else(|| StoreError::Conflict("the store has no binding".into()))
+}
+
+/// Entries per dedup chunk written by an adoption.
+const ADOPTED_CHUNK: usize = 1 << 20;
+
+fn adopt(conn: &mut Connection, a: &Adoption, window_s: u32) -> StoreResult<()> {
+    let tx = conn.transaction()?;
+    let epoch = current_epoch(&tx)?;
+    if epoch != a.retired_epoch {
+        return Err(StoreError::Conflict(format!(
+            "the store is at epoch {epoch}, not {}: it changed since the adoption was planned",
+            a.retired_epoch
+        )));
+    }
+    let stored = load_state(&tx, window_s, &Partitions::All)?;
+    if stored.position().0 != a.retired_position {
+        return Err(StoreError::Conflict(
+            "the checkpoints moved since the adoption was planned (is a projector still reading the old log?)".into(),
+        ));
+    }
+    tx.execute_batch("DELETE FROM projector_partitions; DELETE FROM dedup_chunks;")?;
+    for (partition, sources) in &a.dedup_from {
+        let from: Vec<&PartitionState> = sources
+            .iter()
+            .filter_map(|p| stored.partitions.get(p))
+            .collect();
+        let clock = from.iter().map(|s| s.last_received_ms).max().unwrap_or(0);
+        let mut entries: Vec<(u64, u32)> =
+            from.iter().flat_map(|s| s.dedup.iter().copied()).collect();
+        // An id remembered by several sources is kept with its latest sighting.
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        entries.dedup_by_key(|(fp, _)| *fp);
+        for chunk in entries.chunks(ADOPTED_CHUNK) {
+            let max_seen = chunk.iter().map(|(_, s)| *s).max().unwrap_or(0);
+            tx.execute(
+                "INSERT INTO dedup_chunks (max_seen_s, entries, log_partition) VALUES (?1, ?2, ?3)",
+                params![max_seen, crate::codec::encode_dedup_chunk(chunk), partition],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO projector_partitions VALUES (?1, 0, ?2, 0, 0)",
+            params![partition, clock],
+        )?;
+    }
+    let position = serde_json::to_string(&a.retired_position)
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    if bindings(&tx)?.is_empty() {
+        insert_binding(
+            &tx,
+            &LogBinding {
+                epoch: a.retired_epoch,
+                log: a.retired_log.clone(),
+                bound_at: chrono::DateTime::UNIX_EPOCH,
+                retired: None,
+            },
+        )?;
+    }
+    tx.execute(
+        "UPDATE log_bindings SET retired_at_ms = ?1, retired_position = ?2 WHERE epoch = ?3",
+        params![millis(a.adopted.bound_at), position, a.retired_epoch],
+    )?;
+    insert_binding(&tx, &a.adopted)?;
     tx.commit()?;
     Ok(())
 }
@@ -462,6 +656,34 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         .await
     }
 
+    async fn positions(&self, partitions: &Partitions) -> StoreResult<LogPosition> {
+        let partitions = partitions.clone();
+        self.read(move |conn| positions(conn, &partitions)).await
+    }
+
+    async fn bindings(&self) -> StoreResult<Vec<LogBinding>> {
+        self.read(bindings).await
+    }
+
+    async fn bind(&self, binding: LogBinding) -> StoreResult<LogBinding> {
+        let writer = self.writer.clone();
+        blocking(move || bind(&mut *writer.lock().map_err(|_| poisoned())?, &binding)).await
+    }
+
+    #[instrument(name = "analytics.adopt", skip_all, fields(epoch = adoption.adopted.epoch), err)]
+    async fn adopt(&self, adoption: &Adoption, dedup_window_s: u32) -> StoreResult<()> {
+        let writer = self.writer.clone();
+        let adoption = adoption.clone();
+        blocking(move || {
+            adopt(
+                &mut *writer.lock().map_err(|_| poisoned())?,
+                &adoption,
+                dedup_window_s,
+            )
+        })
+        .await
+    }
+
     #[instrument(name = "analytics.commit", skip_all, fields(rows = c.rows(), dedup = c.dedup_entries()), err)]
     async fn commit(&self, c: ProjectionCommit) -> StoreResult<()> {
         let writer = self.writer.clone();
@@ -469,29 +691,17 @@ impl AnalyticsStore for SqliteAnalyticsStore {
     }
 
     async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>> {
-        let conn = self.reader()?;
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let result = scan(&conn, &request);
-            (conn, result)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("scan task failed: {e}")))?;
-        self.give_back(conn);
-        result
+        self.read(move |conn| scan(conn, &request)).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        let conn = self.reader()?;
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let result = conn.query_row("SELECT count(*) FROM projector_partitions", [], |r| {
+        self.read(|conn| {
+            conn.query_row("SELECT count(*) FROM projector_partitions", [], |r| {
                 r.get::<_, i64>(0)
-            });
-            (conn, result)
+            })?;
+            Ok(())
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("ping task failed: {e}")))?;
-        self.give_back(conn);
-        result.map(|_| ()).map_err(StoreError::from)
     }
 
     #[instrument(name = "analytics.prune", skip_all, err)]
@@ -515,7 +725,7 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         let writer = self.writer.clone();
         blocking(move || {
             let conn = writer.lock().map_err(|_| poisoned())?;
-            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; COMMIT;")?;
+            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM log_bindings; COMMIT;")?;
             Ok(())
         })
         .await

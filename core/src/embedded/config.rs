@@ -1031,6 +1031,10 @@ impl ConfigStore for SqliteConfigStore {
         .await
     }
 
+    async fn record_operation(&self, entry: AuditSpec) -> StoreResult<()> {
+        self.with(move |c| insert_audit(c, &entry)).await
+    }
+
     async fn list_audit(
         &self,
         limit: u32,

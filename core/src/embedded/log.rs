@@ -5,6 +5,10 @@
 //! transaction and answers each request only after `COMMIT` returned (fsynced, WAL mode,
 //! `synchronous=FULL`). A request that was never answered with success was never acknowledged.
 //! `received_at_ms` is stamped by the writer and never goes backwards.
+//!
+//! The log's identity ([`EventLog::describe`]) is `embedded` and an id written when `events.db`
+//! was created (`log_meta`): an analytics store whose checkpoints came from another log file
+//! (a deleted and recreated `events.db`, one restored from an older backup) is then told apart.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +23,7 @@ use tracing::{error, instrument};
 
 use crate::codec;
 use crate::embedded::{blocking, open};
+use crate::log_binding::{LogDescription, LogIdentity, Watermarks};
 use crate::store::{AppendReceipt, EventLog, LogPosition, LogRecord, StoreError, StoreResult};
 
 const SCHEMA: &str = "
@@ -28,7 +33,14 @@ CREATE TABLE IF NOT EXISTS log (
     event_count    INTEGER NOT NULL,
     events_total   INTEGER NOT NULL,
     payload        BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log_meta (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    log_id TEXT NOT NULL
 );";
+
+/// The name of the embedded log in its identity.
+pub const EMBEDDED_LOG: &str = "embedded";
 
 /// Most append requests grouped into one transaction.
 const MAX_GROUP: usize = 512;
@@ -51,6 +63,8 @@ pub struct SqliteEventLog {
     reader: Arc<Mutex<Connection>>,
     head: watch::Receiver<Head>,
     appended: Arc<AtomicU64>,
+    /// Written when the file was created; see the module docs.
+    log_id: String,
 }
 
 impl SqliteEventLog {
@@ -60,6 +74,12 @@ impl SqliteEventLog {
         let path = dir.join("events.db");
         let writer = open(&path, 4)?;
         writer.execute_batch(SCHEMA)?;
+        writer.execute(
+            "INSERT OR IGNORE INTO log_meta (id, log_id) VALUES (1, ?1)",
+            params![uuid::Uuid::new_v4().to_string()],
+        )?;
+        let log_id: String =
+            writer.query_row("SELECT log_id FROM log_meta WHERE id = 1", [], |r| r.get(0))?;
         let head = writer.query_row(
             "SELECT COALESCE(MAX(record_offset) + 1, 0), COALESCE(MAX(events_total), 0) FROM log",
             [],
@@ -89,6 +109,7 @@ impl SqliteEventLog {
             reader: Arc::new(Mutex::new(reader)),
             head: head_rx,
             appended,
+            log_id,
         })
     }
 }
@@ -244,6 +265,37 @@ impl EventLog for SqliteEventLog {
         } else {
             Default::default()
         }))
+    }
+
+    async fn describe(&self) -> StoreResult<LogDescription> {
+        let high = self.head.borrow().next_offset;
+        let reader = self.reader.clone();
+        let low = blocking(move || {
+            let conn = reader
+                .lock()
+                .map_err(|_| StoreError::Backend("log reader poisoned".into()))?;
+            Ok(
+                conn.query_row("SELECT MIN(record_offset) FROM log", [], |r| {
+                    r.get::<_, Option<i64>>(0)
+                })?,
+            )
+        })
+        .await?;
+        Ok(LogDescription {
+            identity: LogIdentity {
+                name: EMBEDDED_LOG.into(),
+                id: Some(self.log_id.clone()),
+            },
+            partitions: [(
+                0,
+                Watermarks {
+                    low: low.unwrap_or(high).min(high),
+                    high,
+                },
+            )]
+            .into_iter()
+            .collect(),
+        })
     }
 
     #[instrument(name = "log.prune", skip_all, err)]

@@ -1008,6 +1008,14 @@ impl ConfigStore for PostgresConfigStore {
         Ok(updated)
     }
 
+    #[instrument(name = "postgres.record_operation", skip_all, err)]
+    async fn record_operation(&self, entry: AuditSpec) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn list_audit(
         &self,
         limit: u32,

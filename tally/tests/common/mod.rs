@@ -50,6 +50,16 @@ pub fn settings(dir: &Path) -> Settings {
     }
 }
 
+/// [`settings`] with the event log on a Kafka topic (a consumer group of its own).
+pub fn kafka_settings(dir: &Path, brokers: &str, topic: &str) -> Settings {
+    let mut s = settings(dir);
+    s.kafka_brokers = Some(brokers.to_string());
+    s.kafka_topic = topic.to_string();
+    s.kafka_group = format!("tally-test-{}", uuid::Uuid::new_v4().simple());
+    s.kafka_produce_timeout_ms = 3_000;
+    s
+}
+
 /// An HTTP client that sends `key` as a bearer token on every request.
 pub fn client_with_key(key: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();

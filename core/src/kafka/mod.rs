@@ -26,6 +26,13 @@
 //! position the projector asks for whenever the consumer is elsewhere (first fetch after an
 //! assignment, a projector that reloaded its checkpoint). Committed offsets are only a mirror
 //! for standard lag tooling ([`EventLog::projected`]).
+//!
+//! **Identity.** [`EventLog::describe`] names the topic with its id (KIP-516, from librdkafka's
+//! `DescribeTopics`: [`topic_id`]) and every partition's watermarks, so the projector can tell
+//! whether its checkpoints belong to this topic before it seeks anywhere
+//! ([`crate::log_binding`]).
+
+mod topic_id;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +56,7 @@ use tokio::sync::{watch, OnceCell};
 use tracing::{info, instrument, warn};
 
 use crate::clock::Clock;
+use crate::log_binding::{LogDescription, LogIdentity, Watermarks};
 use crate::store::{
     AppendReceipt, EventLog, LogPosition, LogRecord, Ownership, Partitions, StoreError, StoreResult,
 };
@@ -178,6 +186,10 @@ pub struct KafkaLog {
     clock: Arc<dyn Clock>,
     producer: FutureProducer,
     consumer: OnceCell<Arc<StreamConsumer<GroupContext>>>,
+    /// For [`EventLog::describe`]: a client outside the group whose metadata requests never
+    /// create the topic (a producer's may, on brokers that auto-create topics). Made on first
+    /// use.
+    describer: Mutex<Option<Arc<BaseConsumer>>>,
     ownership: watch::Sender<Ownership>,
     read_state: Mutex<ReadState>,
     produced: AtomicU64,
@@ -220,6 +232,7 @@ impl KafkaLog {
             clock,
             producer,
             consumer: OnceCell::new(),
+            describer: Mutex::new(None),
             ownership,
             read_state: Mutex::new(ReadState::default()),
             produced: AtomicU64::new(0),
@@ -253,6 +266,25 @@ impl KafkaLog {
                 Ok(Arc::new(consumer))
             })
             .await
+    }
+
+    fn describer(&self) -> StoreResult<Arc<BaseConsumer>> {
+        let mut describer = self
+            .describer
+            .lock()
+            .map_err(|_| StoreError::Backend("kafka describer poisoned".into()))?;
+        if let Some(client) = describer.as_ref() {
+            return Ok(client.clone());
+        }
+        let client: Arc<BaseConsumer> = Arc::new(
+            ClientConfig::new()
+                .set("bootstrap.servers", &self.settings.brokers)
+                .set("allow.auto.create.topics", "false")
+                .create()
+                .map_err(kafka_error)?,
+        );
+        *describer = Some(client.clone());
+        Ok(client)
     }
 
     fn state(&self) -> StoreResult<std::sync::MutexGuard<'_, ReadState>> {
@@ -417,6 +449,53 @@ impl KafkaLog {
     }
 }
 
+/// The topic's identity and every partition's watermarks (blocking: metadata, `DescribeTopics`
+/// and one offsets request per partition).
+fn describe_topic<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> StoreResult<LogDescription> {
+    let metadata = client
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(kafka_error)?;
+    let described = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| StoreError::Unavailable(format!("kafka: no metadata for topic {topic}")))?;
+    if let Some(err) = described.error() {
+        return Err(StoreError::Unavailable(format!(
+            "kafka: topic {topic}: {}",
+            rdkafka::types::RDKafkaErrorCode::from(err)
+        )));
+    }
+    // Any broker answers; the one leading the first partition is known to be up.
+    let broker = described
+        .partitions()
+        .iter()
+        .map(|p| p.leader())
+        .find(|leader| *leader >= 0)
+        .or_else(|| metadata.brokers().first().map(|b| b.id()))
+        .ok_or_else(|| StoreError::Unavailable(format!("kafka: no broker for topic {topic}")))?;
+    let id = topic_id::describe_topic_id(client, topic, broker, timeout)
+        .map_err(|e| StoreError::Unavailable(format!("kafka: {e}")))?;
+    let mut partitions = BTreeMap::new();
+    for p in described.partitions() {
+        let (low, high) = client
+            .fetch_watermarks(topic, p.id(), timeout)
+            .map_err(kafka_error)?;
+        partitions.insert(p.id(), Watermarks { low, high });
+    }
+    Ok(LogDescription {
+        identity: LogIdentity {
+            name: topic.to_string(),
+            id,
+        },
+        partitions,
+    })
+}
+
 /// The event in one message, or why it is not one.
 pub fn decode_message(
     value: Option<&[u8]>,
@@ -552,6 +631,16 @@ impl EventLog for KafkaLog {
             }
         }
         Ok(LogPosition(end))
+    }
+
+    #[instrument(name = "kafka.describe", skip_all, err)]
+    async fn describe(&self) -> StoreResult<LogDescription> {
+        let describer = self.describer()?;
+        let topic = self.settings.topic.clone();
+        let timeout = self.settings.produce_timeout;
+        tokio::task::spawn_blocking(move || describe_topic(describer.client(), &topic, timeout))
+            .await
+            .map_err(|e| StoreError::Backend(format!("describe task failed: {e}")))?
     }
 
     fn appended_events(&self) -> u64 {

@@ -1,0 +1,158 @@
+//! The check a projector makes before it reads anything: do the analytics store's checkpoints
+//! belong to the log it is given? ([`tally_core::log_binding`] has the rule.) Every session
+//! passes through [`admit`] (the first, each one after a rebalance or a failure) and so does a
+//! rebuild ([`guard_rebuild`]); an adoption is planned here ([`plan_adoption`]) and carried out
+//! by the store.
+//!
+//! Invariant: a projector whose checkpoints do not fit its log reads nothing. It reports the
+//! mismatch (status, `tally_projector_checkpoint_mismatch`, the log) and checks again from time
+//! to time, so an operator's way out (an adoption, a start from scratch, the right topic back)
+//! takes effect without a restart.
+
+use chrono::Utc;
+use tally_core::log_binding::{
+    self, Adoption, AdoptionRefused, LogBinding, LogDescription, Mismatch, Verdict,
+};
+use tally_core::store::{AnalyticsStore, EventLog, Partitions, StoreError};
+use tracing::info;
+
+/// What the store and the log said, and what follows from it.
+pub(crate) enum Admission {
+    /// Read under this binding.
+    Admitted(LogBinding),
+    Refused(Mismatch),
+}
+
+/// Checks the store's checkpoints against the log, binding the store first when nothing is
+/// bound yet (or recording the id of its log when it was bound without one). Every
+/// partition's checkpoint is checked, not only those this projector owns: the verdict is the
+/// store's, the same for every projector of a group (and one that owns nothing yet, before its
+/// group assigns it partitions, still names every stored offset when it refuses).
+pub(crate) async fn admit(
+    log: &dyn EventLog,
+    store: &dyn AnalyticsStore,
+) -> Result<Admission, StoreError> {
+    // A bind or a learned id is checked once more, as stored.
+    for _ in 0..3 {
+        let description = log.describe().await?;
+        let bindings = store.bindings().await?;
+        let current = bindings.last();
+        let position = store.positions(&Partitions::All).await?;
+        match log_binding::check(current, &position.0, &description) {
+            Verdict::Resume => {
+                if let Some(binding) = current {
+                    return Ok(Admission::Admitted(binding.clone()));
+                }
+            }
+            Verdict::Refuse(mismatch) => return Ok(Admission::Refused(mismatch)),
+            Verdict::Bind => {
+                let bound = store.bind(first_binding(&description)).await?;
+                info!(log = %bound.log, epoch = bound.epoch, "bound the analytics store to its log");
+            }
+            Verdict::LearnId => {
+                if let Some(binding) = current {
+                    let learned = LogBinding {
+                        log: description.identity.clone(),
+                        ..binding.clone()
+                    };
+                    let bound = store.bind(learned).await?;
+                    info!(log = %bound.log, epoch = bound.epoch, "recorded the id of the analytics store's log");
+                }
+            }
+        }
+    }
+    Err(StoreError::Conflict(
+        "the analytics store's binding keeps changing; is another projector binding it to another log?".into(),
+    ))
+}
+
+fn first_binding(description: &LogDescription) -> LogBinding {
+    LogBinding {
+        epoch: 0,
+        log: description.identity.clone(),
+        bound_at: Utc::now(),
+        retired: None,
+    }
+}
+
+/// Whether a projector reading under `binding`, at `position` of its owned partitions, may go
+/// on: `Some(why)` when the store was bound to another log meanwhile (an adoption), or the log
+/// changed under it (a topic deleted and created again while it ran). Checked from time to
+/// time while a session runs.
+pub(crate) async fn still_fits(
+    log: &dyn EventLog,
+    store: &dyn AnalyticsStore,
+    binding: &LogBinding,
+    position: &std::collections::BTreeMap<i32, i64>,
+) -> Result<Option<String>, StoreError> {
+    if let Some(current) = store.bindings().await?.pop() {
+        if current.epoch != binding.epoch {
+            return Ok(Some(format!(
+                "the analytics store was bound to log {} (epoch {}) meanwhile",
+                current.log, current.epoch
+            )));
+        }
+    }
+    let description = log.describe().await?;
+    Ok(
+        match log_binding::check(Some(binding), position, &description) {
+            Verdict::Refuse(mismatch) => Some(mismatch.to_string()),
+            Verdict::Resume | Verdict::Bind | Verdict::LearnId => None,
+        },
+    )
+}
+
+/// Why an adoption cannot be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptionError {
+    #[error(transparent)]
+    Refused(#[from] AdoptionRefused),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Plans the adoption of the log as it is now by the store (every partition of its current
+/// epoch is retired): what [`AnalyticsStore::adopt`] then carries out. Only a log the store's
+/// checkpoints do not fit can be adopted.
+pub async fn plan_adoption(
+    log: &dyn EventLog,
+    store: &dyn AnalyticsStore,
+) -> Result<Adoption, AdoptionError> {
+    let description = log.describe().await?;
+    let bindings = store.bindings().await?;
+    let position = store.positions(&Partitions::All).await?;
+    Ok(log_binding::plan_adoption(
+        bindings.last(),
+        &position.0,
+        &description,
+        Utc::now(),
+    )?)
+}
+
+/// A rebuild replays the log into an emptied store: refused (`Conflict`, saying why and what
+/// to do) when the store's checkpoints do not fit the log, or when it also holds what retired
+/// logs counted — the replay would silently drop those counts. Starting clean
+/// ([`crate::start_clean`]) is the explicit way to drop them.
+pub async fn guard_rebuild(
+    log: &dyn EventLog,
+    store: &dyn AnalyticsStore,
+) -> Result<(), StoreError> {
+    let bindings = store.bindings().await?;
+    let retired: Vec<String> = bindings
+        .iter()
+        .filter(|b| b.retired.is_some())
+        .map(|b| b.log.to_string())
+        .collect();
+    if !retired.is_empty() {
+        return Err(StoreError::Conflict(format!(
+            "the analytics store also holds what retired logs counted ({}): a rebuild replays only the current log and would drop those counts. `tally rebuild --start-clean` drops them on purpose.",
+            retired.join(", ")
+        )));
+    }
+    let description = log.describe().await?;
+    let position = store.positions(&Partitions::All).await?;
+    match log_binding::check(bindings.last(), &position.0, &description) {
+        Verdict::Refuse(mismatch) => Err(StoreError::Conflict(mismatch.to_string())),
+        Verdict::Resume | Verdict::Bind | Verdict::LearnId => Ok(()),
+    }
+}
