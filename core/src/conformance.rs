@@ -1418,6 +1418,7 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
                     last_received_ms: i64::from(seen_s) * 1000,
                     events_applied: applied,
                     duplicates_dropped: 1,
+                    anchor: 1_000 + base_offset as u64 + events.len() as u64,
                     dedup: Vec::new(),
                 },
                 raw: events
@@ -1483,9 +1484,15 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
         (
             p0.last_received_ms,
             p0.events_applied,
-            p0.duplicates_dropped
+            p0.duplicates_dropped,
+            p0.anchor
         ),
-        (20_000_000, 50 + second_p0.len() as u64, 1)
+        (
+            20_000_000,
+            50 + second_p0.len() as u64,
+            1,
+            1_000 + 50 + second_p0.len() as u64
+        )
     );
     assert_eq!(state.events_applied(), 80);
     let fingerprints = |events: &[UsageEvent]| {
@@ -1686,7 +1693,7 @@ fn sample_event(i: u32, at_s: i64, feature: &str, environment: Environment) -> U
 pub async fn log_bindings(store: &dyn AnalyticsStore) {
     use std::collections::BTreeMap;
 
-    use crate::log_binding::{plan_adoption, LogBinding, LogDescription, LogIdentity, Watermarks};
+    use crate::log_binding::{check, LogBinding, LogDescription, LogIdentity, Watermarks};
     use crate::rollup::{fold, Resolution};
     use crate::store::{
         LogPosition, PartitionCommit, PartitionState, Partitions, ProjectionCommit, ScanRequest,
@@ -1702,6 +1709,12 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
         bound_at: t(1),
         retired: None,
     };
+    let plan_adoption = |bound: Option<&LogBinding>,
+                         position: &BTreeMap<i32, i64>,
+                         log: &LogDescription,
+                         at| {
+        crate::log_binding::plan_adoption(&check(bound, position, log), bound, position, log, at)
+    };
     let described = |log: LogIdentity, partitions: i32| LogDescription {
         identity: log,
         partitions: (0..partitions)
@@ -1710,7 +1723,11 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
     };
     assert!(store.bindings().await.expect("bindings").is_empty());
     assert_eq!(
-        store.positions(&Partitions::All).await.expect("positions"),
+        store
+            .checkpoints(&Partitions::All)
+            .await
+            .expect("checkpoints")
+            .position(),
         LogPosition::default()
     );
 
@@ -1772,6 +1789,7 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
             last_received_ms: i64::from(seen_s) * 1000,
             events_applied: events.len() as u64,
             duplicates_dropped: 0,
+            anchor: 77,
             dedup: Vec::new(),
         },
         raw: Vec::new(),
@@ -1789,9 +1807,10 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
     let retired_position: BTreeMap<i32, i64> = [(0, 20), (1, 10)].into_iter().collect();
     assert_eq!(
         store
-            .positions(&Partitions::All)
+            .checkpoints(&Partitions::All)
             .await
-            .expect("positions")
+            .expect("checkpoints")
+            .position()
             .0,
         retired_position
     );
@@ -1860,8 +1879,14 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
     for (partition, events, clock) in [(0, p0, 10_000u32), (1, p1, 12_000)] {
         let s = &state.partitions[&partition];
         assert_eq!(
-            (s.last_received_ms, s.events_applied, s.duplicates_dropped),
-            (i64::from(clock) * 1000, 0, 0)
+            (
+                s.last_received_ms,
+                s.events_applied,
+                s.duplicates_dropped,
+                s.anchor
+            ),
+            (i64::from(clock) * 1000, 0, 0, 0),
+            "no record of the adopted log is known yet"
         );
         assert_eq!(
             sorted(s.dedup.clone()),

@@ -19,12 +19,16 @@
 //! partition (the high watermark). Otherwise it refuses with a [`Mismatch`] that names the stored
 //! log and offsets, the current ones, and the ways out; it never consumes on a guess.
 //!
-//! **Identity without an id.** Brokers before Kafka 2.8 report no topic id. The name and the
-//! high-watermark rule then remain: a recreated topic starts at offset 0 in every partition, so
-//! any partition where the store had projected more than the new topic holds is caught. A
-//! recreated topic that has already received more messages than the store had projected in
-//! every partition is not; the broker must report ids for that (every Kafka since 2.8 does, and
-//! so do the brokers Tally is tested against).
+//! **Identity without an id.** Brokers before Kafka 2.8 report no topic id. Then each
+//! checkpoint's *anchor* stands in for it: the fingerprint of the last record projected
+//! (message key, timestamp and value), compared with the record the log now holds at that
+//! offset ([`anchors_to_compare`]). A recreated topic starts again at offset 0, so at that
+//! offset it holds another record (an event id is unique, and so is its key) or none: a
+//! partition where the store had projected more than the new topic holds fails the
+//! high-watermark rule, and one where the new topic already holds more fails the anchor. What
+//! passes both is the same record at the same offset: a faithful copy, from which resuming is
+//! right. Where the record was deleted by retention the anchor cannot be compared; that is the
+//! one case an id alone can tell.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -124,6 +128,9 @@ pub enum Reason {
         stored: i64,
         high: Option<i64>,
     },
+    /// The record the store projected last in a partition is not the one the log holds at
+    /// that offset now: the topic was recreated (and no id says so).
+    RecordsDiffer { partition: i32, offset: i64 },
 }
 
 /// A refusal, with everything an operator needs to decide what to do.
@@ -194,6 +201,10 @@ impl fmt::Display for Mismatch {
                     "the analytics store has projected log {current} up to offset {offset} in partition {partition}, but {end}: the log no longer holds what was projected (recreated, truncated, or an unclean leader election)"
                 )?
             }
+            Reason::RecordsDiffer { partition, offset } => write!(
+                f,
+                "log {current} holds another record at offset {offset} of partition {partition} than the one the analytics store projected there: it was recreated"
+            )?,
         }
         write!(
             f,
@@ -247,6 +258,59 @@ pub fn check(
     }
 }
 
+/// What a checkpoint knows of the last record it projected: its offset and fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    pub partition: i32,
+    pub offset: i64,
+    /// 0: not known (checkpoints written before anchors were kept).
+    pub fingerprint: u64,
+}
+
+/// The anchors to compare with the log's records before resuming: none where topic ids were
+/// compared ([`check`]), else every known anchor whose record the log still holds.
+pub fn anchors_to_compare(
+    bound: Option<&LogBinding>,
+    anchors: &[Anchor],
+    log: &LogDescription,
+) -> Vec<Anchor> {
+    let ids_compared = bound.and_then(|b| b.log.id.as_ref()).is_some() && log.identity.id.is_some();
+    if ids_compared {
+        return Vec::new();
+    }
+    anchors
+        .iter()
+        .filter(|a| {
+            a.fingerprint != 0
+                && log
+                    .partitions
+                    .get(&a.partition)
+                    .is_some_and(|w| w.low <= a.offset && a.offset < w.high)
+        })
+        .copied()
+        .collect()
+}
+
+/// The refusal when the log holds `found` (another fingerprint, or no record) where `anchor`
+/// was projected; `None` when it is the same record.
+pub fn compare_anchor(
+    bound: Option<&LogBinding>,
+    position: &BTreeMap<i32, i64>,
+    log: &LogDescription,
+    anchor: Anchor,
+    found: Option<u64>,
+) -> Option<Mismatch> {
+    (found != Some(anchor.fingerprint)).then(|| Mismatch {
+        reason: Reason::RecordsDiffer {
+            partition: anchor.partition,
+            offset: anchor.offset,
+        },
+        stored: bound.map(|b| b.log.clone()),
+        stored_position: position.clone(),
+        current: log.clone(),
+    })
+}
+
 /// How a store moves from its current log to another one: the current binding is retired
 /// (everything it counted stays), the adopted log is bound as the next epoch, and every one of
 /// its partitions starts at offset 0 with the dedup memory of the retired partitions it names.
@@ -274,8 +338,9 @@ pub enum AdoptionRefused {
 }
 
 /// Plans the adoption of `log` by a store whose current binding is `bound` with checkpoints at
-/// `position` (every partition of the current epoch). Only a log the store could not resume on
-/// can be adopted.
+/// `position` (every partition of the current epoch), given the `verdict` on them ([`check`],
+/// and [`compare_anchor`] where ids cannot be compared). Only a log the store could not resume
+/// on can be adopted.
 ///
 /// Dedup memory: copies of one event land in one partition because producers key messages by
 /// event id. When both logs have the same partitions, the same producers put an id seen in
@@ -283,6 +348,7 @@ pub enum AdoptionRefused {
 /// memory of its namesake. Otherwise an id may move to any partition, and each adopted
 /// partition starts with the memory of every retired one (more memory, for one window).
 pub fn plan_adoption(
+    verdict: &Verdict,
     bound: Option<&LogBinding>,
     position: &BTreeMap<i32, i64>,
     log: &LogDescription,
@@ -291,7 +357,7 @@ pub fn plan_adoption(
     if bound.is_none() && position.is_empty() {
         return Err(AdoptionRefused::NothingProjected(log.identity.clone()));
     }
-    if !matches!(check(bound, position, log), Verdict::Refuse(_)) {
+    if !matches!(verdict, Verdict::Refuse(_)) {
         return Err(AdoptionRefused::Resumable(log.identity.clone()));
     }
     let retired: Vec<i32> = position.keys().copied().collect();
@@ -359,6 +425,16 @@ mod tests {
             .enumerate()
             .map(|(p, &o)| (p as i32, o))
             .collect()
+    }
+
+    /// [`plan_adoption`] given [`check`]'s verdict.
+    fn plan(
+        bound: Option<&LogBinding>,
+        position: &BTreeMap<i32, i64>,
+        log: &LogDescription,
+        at: DateTime<Utc>,
+    ) -> Result<Adoption, AdoptionRefused> {
+        plan_adoption(&check(bound, position, log), bound, position, log, at)
     }
 
     fn reason(v: Verdict) -> Reason {
@@ -464,6 +540,76 @@ mod tests {
     }
 
     #[test]
+    fn without_ids_the_last_projected_records_are_compared() {
+        let anchors = [
+            Anchor {
+                partition: 0,
+                offset: 9,
+                fingerprint: 111,
+            },
+            Anchor {
+                partition: 1,
+                offset: 4,
+                fingerprint: 222,
+            },
+            // Not known (an older checkpoint), and deleted by retention.
+            Anchor {
+                partition: 2,
+                offset: 4,
+                fingerprint: 0,
+            },
+            Anchor {
+                partition: 3,
+                offset: 4,
+                fingerprint: 333,
+            },
+        ];
+        let mut now = log(id("usage", None), &[20, 20, 20, 20]);
+        now.partitions.insert(3, Watermarks { low: 5, high: 20 });
+        let without_id = bound(id("usage", None));
+        let compared: Vec<i32> = anchors_to_compare(Some(&without_id), &anchors, &now)
+            .iter()
+            .map(|a| a.partition)
+            .collect();
+        assert_eq!(compared, vec![0, 1]);
+        // A store that recorded an id, on a broker that reports none (refused by `check`
+        // anyway), and the reverse: compared too.
+        assert_eq!(
+            anchors_to_compare(Some(&bound(id("usage", Some("A")))), &anchors, &now).len(),
+            2
+        );
+        let mut with_id = log(id("usage", Some("A")), &[20, 20, 20, 20]);
+        with_id.partitions.insert(3, Watermarks { low: 5, high: 20 });
+        assert_eq!(
+            anchors_to_compare(Some(&without_id), &anchors, &with_id).len(),
+            2,
+            "an id being learned is checked against the records first"
+        );
+        assert!(
+            anchors_to_compare(Some(&bound(id("usage", Some("A")))), &anchors, &with_id).is_empty()
+        );
+
+        let position = at(&[10, 5, 5, 5]);
+        assert_eq!(
+            compare_anchor(Some(&without_id), &position, &now, anchors[0], Some(111)),
+            None,
+            "the same record: resume"
+        );
+        for found in [Some(112), None] {
+            let m = compare_anchor(Some(&without_id), &position, &now, anchors[0], found)
+                .expect("refused");
+            assert_eq!(
+                m.reason,
+                Reason::RecordsDiffer {
+                    partition: 0,
+                    offset: 9
+                }
+            );
+            assert!(m.to_string().contains("it was recreated"), "{m}");
+        }
+    }
+
+    #[test]
     fn a_refusal_names_both_logs_their_offsets_and_the_ways_out() {
         let b = bound(id("usage-a", Some("AAA")));
         let Verdict::Refuse(m) = check(
@@ -489,7 +635,7 @@ mod tests {
     #[test]
     fn adoption_carries_dedup_memory_by_partition_number_or_to_every_partition() {
         let b = bound(id("usage-a", Some("AAA")));
-        let same = plan_adoption(
+        let same = plan(
             Some(&b),
             &at(&[1000, 1000, 1000]),
             &log(id("usage-b", Some("BBB")), &[5, 5, 5]),
@@ -504,7 +650,7 @@ mod tests {
                 .into_iter()
                 .collect()
         );
-        let fewer = plan_adoption(
+        let fewer = plan(
             Some(&b),
             &at(&[1000, 1000, 1000]),
             &log(id("usage-b", Some("BBB")), &[5, 5]),
@@ -518,7 +664,7 @@ mod tests {
                 .collect()
         );
         // Checkpoints from before bindings were recorded retire as epoch 0.
-        let legacy = plan_adoption(
+        let legacy = plan(
             None,
             &at(&[50]),
             &log(id("usage", Some("NEW")), &[3]),
@@ -539,7 +685,7 @@ mod tests {
     fn only_a_refused_log_can_be_adopted() {
         let a = id("usage-a", Some("AAA"));
         assert_eq!(
-            plan_adoption(
+            plan(
                 Some(&bound(a.clone())),
                 &at(&[10]),
                 &log(a.clone(), &[10]),
@@ -548,7 +694,7 @@ mod tests {
             Err(AdoptionRefused::Resumable(a.clone()))
         );
         assert_eq!(
-            plan_adoption(
+            plan(
                 None,
                 &BTreeMap::new(),
                 &log(a.clone(), &[10]),

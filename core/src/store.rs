@@ -89,6 +89,10 @@ pub struct LogRecord {
     /// deduplicates exactly as the live projection did.
     pub received_at_ms: i64,
     pub events: Vec<UsageEvent>,
+    /// Identifies the record's content (a hash of what the log stored: for Kafka the message's
+    /// key, timestamp and value). The same record read again gives the same fingerprint; a
+    /// different record at the same offset (a recreated topic) another one.
+    pub fingerprint: u64,
 }
 
 /// Where an append landed.
@@ -113,6 +117,13 @@ pub trait EventLog: Send + Sync + 'static {
     /// Per non-empty partition, the offset after its newest record (what a full replay must
     /// reach).
     async fn end(&self) -> StoreResult<LogPosition>;
+    /// The [`LogRecord::fingerprint`] of the record at `offset` of `partition`, where the log
+    /// can fetch one record on its own: `None` when it cannot, or the record is gone. Used to
+    /// tell a recreated topic apart where the broker reports no topic id.
+    async fn fingerprint_at(&self, partition: i32, offset: i64) -> StoreResult<Option<u64>> {
+        let _ = (partition, offset);
+        Ok(None)
+    }
     /// What this log is (for Kafka: the topic's name and id) and every partition's
     /// watermarks, empty partitions included: what checkpoints are checked against before
     /// anything is read ([`crate::log_binding::check`]).
@@ -170,6 +181,10 @@ pub struct PartitionState {
     pub last_received_ms: i64,
     pub events_applied: u64,
     pub duplicates_dropped: u64,
+    /// The [`LogRecord::fingerprint`] of the record before `next_offset` (0: not known, as for
+    /// checkpoints written before it was kept).
+    #[serde(default)]
+    pub anchor: u64,
     /// Fingerprints of event ids seen within the dedup window, with the second they were seen.
     /// Not serialized with the checkpoint; stores keep them as chunks.
     #[serde(skip)]
@@ -334,9 +349,9 @@ pub trait AnalyticsStore: Send + Sync + 'static {
         dedup_window_s: u32,
         partitions: &Partitions,
     ) -> StoreResult<ProjectorState>;
-    /// The current epoch's stored next offset of each partition in `partitions`, without the
-    /// dedup memory: what a projector checks against the log before it reads.
-    async fn positions(&self, partitions: &Partitions) -> StoreResult<LogPosition>;
+    /// The current epoch's checkpoints of `partitions`, without the dedup memory nor
+    /// unfinished commits: what a projector checks against the log before it reads.
+    async fn checkpoints(&self, partitions: &Partitions) -> StoreResult<ProjectorState>;
     /// Every log this store has been bound to, oldest first; the last is the one its
     /// checkpoints belong to. Empty until a projector first binds it.
     async fn bindings(&self) -> StoreResult<Vec<LogBinding>>;

@@ -141,6 +141,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
                     last_received_ms: 1_000_000,
                     events_applied: to as u64,
                     duplicates_dropped: 0,
+                    anchor: to as u64,
                     dedup: Vec::new(),
                 },
                 raw: Vec::new(),
@@ -188,9 +189,12 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
             .into_iter()
             .collect(),
     };
+    let stored = BTreeMap::from([(0, 10)]);
+    let verdict = tally_core::log_binding::check(None, &stored, &another);
     let plan = tally_core::log_binding::plan_adoption(
+        &verdict,
         None,
-        &BTreeMap::from([(0, 10)]),
+        &stored,
         &another,
         chrono::Utc::now(),
     )

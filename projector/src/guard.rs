@@ -2,7 +2,7 @@
 //! belong to the log it is given? ([`tally_core::log_binding`] has the rule.) Every session
 //! passes through [`admit`] (the first, each one after a rebalance or a failure) and so does a
 //! rebuild ([`guard_rebuild`]); an adoption is planned here ([`plan_adoption`]) and carried out
-//! by the store.
+//! by the store. All three judge by one [`assess`]ment.
 //!
 //! Invariant: a projector whose checkpoints do not fit its log reads nothing. It reports the
 //! mismatch (status, `tally_projector_checkpoint_mismatch`, the log) and checks again from time
@@ -11,10 +11,66 @@
 
 use chrono::Utc;
 use tally_core::log_binding::{
-    self, Adoption, AdoptionRefused, LogBinding, LogDescription, Mismatch, Verdict,
+    self, Adoption, AdoptionRefused, Anchor, LogBinding, LogDescription, Mismatch, Verdict,
 };
-use tally_core::store::{AnalyticsStore, EventLog, Partitions, StoreError};
+use tally_core::store::{AnalyticsStore, EventLog, Partitions, ProjectorState, StoreError};
 use tracing::info;
+
+/// The store and the log as they are now, and the verdict on them.
+struct Assessment {
+    log: LogDescription,
+    bindings: Vec<LogBinding>,
+    /// Every partition's checkpoint of the current epoch (no dedup memory).
+    checkpoints: ProjectorState,
+    verdict: Verdict,
+}
+
+impl Assessment {
+    fn current(&self) -> Option<&LogBinding> {
+        self.bindings.last()
+    }
+}
+
+/// Judges every partition's checkpoint, not only those a projector owns: the verdict is the
+/// store's, the same for every projector of a group (and one that owns nothing yet, before
+/// its group assigns it partitions, still names every stored offset when it refuses). Where
+/// topic ids cannot be compared, the record each checkpoint projected last is compared with
+/// the one the log holds at that offset now ([`log_binding::anchors_to_compare`]).
+async fn assess(log: &dyn EventLog, store: &dyn AnalyticsStore) -> Result<Assessment, StoreError> {
+    let description = log.describe().await?;
+    let bindings = store.bindings().await?;
+    let checkpoints = store.checkpoints(&Partitions::All).await?;
+    let position = checkpoints.position();
+    let current = bindings.last();
+    let mut verdict = log_binding::check(current, &position.0, &description);
+    if !matches!(verdict, Verdict::Refuse(_)) {
+        let anchors: Vec<Anchor> = checkpoints
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.next_offset > 0)
+            .map(|(p, s)| Anchor {
+                partition: *p,
+                offset: s.next_offset - 1,
+                fingerprint: s.anchor,
+            })
+            .collect();
+        for anchor in log_binding::anchors_to_compare(current, &anchors, &description) {
+            let found = log.fingerprint_at(anchor.partition, anchor.offset).await?;
+            if let Some(mismatch) =
+                log_binding::compare_anchor(current, &position.0, &description, anchor, found)
+            {
+                verdict = Verdict::Refuse(mismatch);
+                break;
+            }
+        }
+    }
+    Ok(Assessment {
+        log: description,
+        bindings,
+        checkpoints,
+        verdict,
+    })
+}
 
 /// What the store and the log said, and what follows from it.
 pub(crate) enum Admission {
@@ -23,41 +79,36 @@ pub(crate) enum Admission {
     Refused(Mismatch),
 }
 
-/// Checks the store's checkpoints against the log, binding the store first when nothing is
-/// bound yet (or recording the id of its log when it was bound without one). Every
-/// partition's checkpoint is checked, not only those this projector owns: the verdict is the
-/// store's, the same for every projector of a group (and one that owns nothing yet, before its
-/// group assigns it partitions, still names every stored offset when it refuses).
+/// Checks the store's checkpoints against the log ([`assess`]), binding the store first when
+/// nothing is bound yet (or recording the id of its log when it was bound without one).
 pub(crate) async fn admit(
     log: &dyn EventLog,
     store: &dyn AnalyticsStore,
 ) -> Result<Admission, StoreError> {
     // A bind or a learned id is checked once more, as stored.
     for _ in 0..3 {
-        let description = log.describe().await?;
-        let bindings = store.bindings().await?;
-        let current = bindings.last();
-        let position = store.positions(&Partitions::All).await?;
-        match log_binding::check(current, &position.0, &description) {
-            Verdict::Resume => {
-                if let Some(binding) = current {
-                    return Ok(Admission::Admitted(binding.clone()));
-                }
+        let assessment = assess(log, store).await?;
+        let current = assessment.current().cloned();
+        match (assessment.verdict, current) {
+            (Verdict::Refuse(mismatch), _) => return Ok(Admission::Refused(mismatch)),
+            (Verdict::Resume, Some(binding)) => return Ok(Admission::Admitted(binding)),
+            (Verdict::LearnId, Some(binding)) => {
+                let learned = LogBinding {
+                    log: assessment.log.identity,
+                    ..binding
+                };
+                let bound = store.bind(learned).await?;
+                info!(log = %bound.log, epoch = bound.epoch, "recorded the id of the analytics store's log");
             }
-            Verdict::Refuse(mismatch) => return Ok(Admission::Refused(mismatch)),
-            Verdict::Bind => {
-                let bound = store.bind(first_binding(&description)).await?;
+            (Verdict::Bind | Verdict::Resume | Verdict::LearnId, _) => {
+                let first = LogBinding {
+                    epoch: 0,
+                    log: assessment.log.identity,
+                    bound_at: Utc::now(),
+                    retired: None,
+                };
+                let bound = store.bind(first).await?;
                 info!(log = %bound.log, epoch = bound.epoch, "bound the analytics store to its log");
-            }
-            Verdict::LearnId => {
-                if let Some(binding) = current {
-                    let learned = LogBinding {
-                        log: description.identity.clone(),
-                        ..binding.clone()
-                    };
-                    let bound = store.bind(learned).await?;
-                    info!(log = %bound.log, epoch = bound.epoch, "recorded the id of the analytics store's log");
-                }
             }
         }
     }
@@ -66,19 +117,10 @@ pub(crate) async fn admit(
     ))
 }
 
-fn first_binding(description: &LogDescription) -> LogBinding {
-    LogBinding {
-        epoch: 0,
-        log: description.identity.clone(),
-        bound_at: Utc::now(),
-        retired: None,
-    }
-}
-
 /// Whether a projector reading under `binding`, at `position` of its owned partitions, may go
 /// on: `Some(why)` when the store was bound to another log meanwhile (an adoption), or the log
 /// changed under it (a topic deleted and created again while it ran). Checked from time to
-/// time while a session runs.
+/// time while a session runs; cheap (no record is fetched).
 pub(crate) async fn still_fits(
     log: &dyn EventLog,
     store: &dyn AnalyticsStore,
@@ -118,13 +160,12 @@ pub async fn plan_adoption(
     log: &dyn EventLog,
     store: &dyn AnalyticsStore,
 ) -> Result<Adoption, AdoptionError> {
-    let description = log.describe().await?;
-    let bindings = store.bindings().await?;
-    let position = store.positions(&Partitions::All).await?;
+    let a = assess(log, store).await?;
     Ok(log_binding::plan_adoption(
-        bindings.last(),
-        &position.0,
-        &description,
+        &a.verdict,
+        a.current(),
+        &a.checkpoints.position().0,
+        &a.log,
         Utc::now(),
     )?)
 }
@@ -137,8 +178,9 @@ pub async fn guard_rebuild(
     log: &dyn EventLog,
     store: &dyn AnalyticsStore,
 ) -> Result<(), StoreError> {
-    let bindings = store.bindings().await?;
-    let retired: Vec<String> = bindings
+    let a = assess(log, store).await?;
+    let retired: Vec<String> = a
+        .bindings
         .iter()
         .filter(|b| b.retired.is_some())
         .map(|b| b.log.to_string())
@@ -149,9 +191,7 @@ pub async fn guard_rebuild(
             retired.join(", ")
         )));
     }
-    let description = log.describe().await?;
-    let position = store.positions(&Partitions::All).await?;
-    match log_binding::check(bindings.last(), &position.0, &description) {
+    match a.verdict {
         Verdict::Refuse(mismatch) => Err(StoreError::Conflict(mismatch.to_string())),
         Verdict::Resume | Verdict::Bind | Verdict::LearnId => Ok(()),
     }

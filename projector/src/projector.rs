@@ -243,6 +243,7 @@ impl Session {
                     // Read again after the commit that reaches the unfinished one's end.
                     break;
                 }
+                let fingerprint = record.fingerprint;
                 let now_ms = ps.state.last_received_ms.max(record.received_at_ms);
                 let now_s = seconds(now_ms);
                 for mut event in record.events {
@@ -266,6 +267,7 @@ impl Session {
                 }
                 ps.state.next_offset = record.offset + 1;
                 ps.state.last_received_ms = now_ms;
+                ps.state.anchor = fingerprint;
             }
             let now_s = seconds(ps.state.last_received_ms);
             ps.dedup.evict(now_s, 1);

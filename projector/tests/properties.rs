@@ -213,8 +213,8 @@ impl AnalyticsStore for Flaky {
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }
-    async fn positions(&self, p: &Partitions) -> StoreResult<LogPosition> {
-        self.inner.positions(p).await
+    async fn checkpoints(&self, p: &Partitions) -> StoreResult<ProjectorState> {
+        self.inner.checkpoints(p).await
     }
     async fn bindings(&self) -> StoreResult<Vec<LogBinding>> {
         self.inner.bindings().await
@@ -307,8 +307,8 @@ impl AnalyticsStore for Unfinished {
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }
-    async fn positions(&self, p: &Partitions) -> StoreResult<LogPosition> {
-        self.inner.positions(p).await
+    async fn checkpoints(&self, p: &Partitions) -> StoreResult<ProjectorState> {
+        self.inner.checkpoints(p).await
     }
     async fn bindings(&self) -> StoreResult<Vec<LogBinding>> {
         self.inner.bindings().await

@@ -11,14 +11,13 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::topics::*;
 use common::*;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use serde_json::Value;
 use tally::settings::Secret;
 use tally::Stores;
 use tally_core::kafka::KafkaSettings;
@@ -47,56 +46,6 @@ async fn delete_topic(brokers: &str, topic: &str) {
         .unwrap();
     for r in results {
         r.unwrap();
-    }
-}
-
-fn expected(events: &[&Sent]) -> (u64, u64, String) {
-    let mut seen = HashSet::new();
-    let distinct: Vec<&&Sent> = events.iter().filter(|e| seen.insert(&e.id)).collect();
-    (
-        distinct.len() as u64,
-        distinct.iter().map(|e| e.input).sum(),
-        usd_text(distinct.iter().filter_map(|e| e.expected_pico()).sum()),
-    )
-}
-
-async fn counted(app: &TestApp) -> (u64, u64, String) {
-    let usage = app
-        .data(&format!(
-            "{API}/analytics/usage?time_range=7d&group_by=feature"
-        ))
-        .await;
-    let spending = app
-        .data(&format!("{API}/analytics/spending?time_range=7d"))
-        .await;
-    (
-        usage["totals"]["requests"].as_u64().unwrap(),
-        usage["totals"]["input_tokens"].as_u64().unwrap(),
-        spending["total_cost_usd"].as_str().unwrap().to_string(),
-    )
-}
-
-async fn send(app: &TestApp, events: &[Sent]) {
-    let payload: Vec<Value> = events.iter().map(Sent::json).collect();
-    for chunk in payload.chunks(1_000) {
-        let (status, body) = app.post(chunk).await;
-        assert_eq!(status, 200, "{body}");
-    }
-}
-
-async fn refusal(app: &TestApp) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, body) = app.get("/readyz").await;
-        if let Some(message) = body["pipeline"]["checkpoint_mismatch"].as_str() {
-            assert_eq!(status, 503, "{body}");
-            return message.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the projector never refused: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -135,7 +84,8 @@ async fn scenario(clickhouse_url: &str, engine: &str) {
     events_b.extend(events_a[..300].iter().cloned());
     let app = TestApp::start_with(on(&topic_b)).await;
     send(&app, &events_b).await;
-    let message = refusal(&app).await;
+    let body = refusal(&app).await;
+    let message = body["pipeline"]["checkpoint_mismatch"].as_str().unwrap();
     for part in [
         format!("\"{topic_a}\" (id "),
         format!("\"{topic_b}\" (id "),
@@ -169,7 +119,8 @@ async fn scenario(clickhouse_url: &str, engine: &str) {
     let events_c = corpus(1_000, 103);
     let app = TestApp::start_with(on(&topic_b)).await;
     send(&app, &events_c).await;
-    let message = refusal(&app).await;
+    let body = refusal(&app).await;
+    let message = body["pipeline"]["checkpoint_mismatch"].as_str().unwrap();
     assert!(message.contains("was recreated"), "{engine}: {message}");
     assert_eq!(counted(&app).await, expected(&a_and_b), "{engine}");
     app.stop().await;

@@ -1,12 +1,12 @@
 //! A new or recreated Kafka topic against an analytics store that projected another one
 //! (librdkafka's mock cluster, the SQLite analytics store): the projector refuses to read and
-//! says why and what to do (`/readyz`, `tally_projector_checkpoint_mismatch`); each documented
-//! way out leaves exact counts, checked against the events sent.
-//! - another topic, then `tally adopt-topic`: the first topic's events count once, the second's
-//!   once, and ids sent to both once (within the dedup window);
+//! says why and what to do (`/readyz`); each documented way out leaves exact counts, checked
+//! against the events sent. (Another topic then `tally adopt-topic`: `topic_switch.rs`.)
 //! - the same topic name on a new cluster (a recreated topic, with more messages than were
 //!   projected, so only its id tells), then `tally rebuild --start-clean`: the new topic alone;
-//! - a broker that reports no topic ids: stored offsets beyond the new topic's end refuse;
+//! - a broker that reports no topic ids: the same topic resumes; a recreated one is refused
+//!   when it holds fewer messages than were projected, and when it holds more (the records at
+//!   the checkpoints differ);
 //! - two projectors of one consumer group on another topic both refuse, read after the
 //!   adoption, and refuse again when the store adopts a third topic while they run;
 //! - `tally rebuild` refuses to drop another topic's counts.
@@ -14,247 +14,19 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::topics::*;
 use common::*;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::RDKafkaApiKey;
-use serde_json::Value;
 use tally::Stores;
 use tally_core::embedded::SqliteAnalyticsStore;
 use tally_core::kafka::{KafkaLog, KafkaSettings};
 use tally_core::store::{AnalyticsStore, EventLog, Partitions};
 use tally_projector::{Projector, ProjectorConfig, ProjectorStatus};
 use tokio::sync::watch;
-
-fn kafka(dir: &std::path::Path, brokers: &str, topic: &str, group: &str) -> tally::Settings {
-    let mut s = kafka_settings(dir, brokers, topic);
-    s.kafka_group = group.to_string();
-    s
-}
-
-/// What the API must answer for `events` (each distinct id counted once): requests, input
-/// tokens and the exact cost as text.
-fn expected(events: &[&Sent]) -> (u64, u64, String) {
-    let mut seen = HashSet::new();
-    let distinct: Vec<&&Sent> = events.iter().filter(|e| seen.insert(&e.id)).collect();
-    (
-        distinct.len() as u64,
-        distinct.iter().map(|e| e.input).sum(),
-        usd_text(distinct.iter().filter_map(|e| e.expected_pico()).sum()),
-    )
-}
-
-async fn counted(app: &TestApp) -> (u64, u64, String) {
-    let usage = app
-        .data(&format!(
-            "{API}/analytics/usage?time_range=7d&group_by=feature"
-        ))
-        .await;
-    let spending = app
-        .data(&format!("{API}/analytics/spending?time_range=7d"))
-        .await;
-    (
-        usage["totals"]["requests"].as_u64().unwrap(),
-        usage["totals"]["input_tokens"].as_u64().unwrap(),
-        spending["total_cost_usd"].as_str().unwrap().to_string(),
-    )
-}
-
-/// Sends `events` in batches; every batch must be acknowledged.
-async fn send(app: &TestApp, events: &[Sent]) {
-    let payload: Vec<Value> = events.iter().map(Sent::json).collect();
-    for chunk in payload.chunks(400) {
-        let (status, body) = app.post(chunk).await;
-        assert_eq!(status, 200, "{body}");
-    }
-}
-
-/// Waits until the projector refuses, and returns `/readyz`'s body.
-async fn refusal(app: &TestApp) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = app.get("/readyz").await;
-        if body["pipeline"]["checkpoint_mismatch"].is_string() {
-            assert_eq!(status, 503, "a refusing projector is not ready: {body}");
-            assert_eq!(body["status"], "not_ready", "{body}");
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the projector never refused: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn metric(app: &TestApp, name: &str) -> Option<String> {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .map(String::from)
-}
-
-/// The message must name both logs, the stored and current offsets and the ways out.
-fn assert_names(message: &str, parts: &[&str]) {
-    for part in parts {
-        assert!(message.contains(part), "{part:?} missing from: {message}");
-    }
-}
-
-/// The analytics store's checkpoints: per partition, the next offset to read.
-async fn stored_offsets(stores: &Stores) -> BTreeMap<i32, i64> {
-    stores
-        .analytics
-        .positions(&Partitions::All)
-        .await
-        .unwrap()
-        .0
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_topic_is_refused_until_adopted_and_then_every_event_counts_once() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("usage-a", 3, 1).unwrap();
-    cluster.create_topic("usage-b", 3, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    let group = format!("g-{}", uuid::Uuid::new_v4().simple());
-    let dir = tempfile::tempdir().unwrap();
-    let on_a = kafka(dir.path(), &brokers, "usage-a", &group);
-    let on_b = kafka(dir.path(), &brokers, "usage-b", &group);
-
-    // Topic a: 1,500 events.
-    let events_a = corpus(1_500, 71);
-    let app = TestApp::start_with(on_a.clone()).await;
-    seed_config(&app.stores).await;
-    send(&app, &events_a).await;
-    app.wait_consumed(1_500).await;
-    let all_a: Vec<&Sent> = events_a.iter().collect();
-    assert_eq!(counted(&app).await, expected(&all_a));
-    let position_a = stored_offsets(&app.stores).await;
-    assert_eq!(position_a.values().sum::<i64>(), 1_500);
-    app.stop().await;
-
-    // Topic b: 2,000 new events plus 300 of topic a's sent again (a producer that retried
-    // across the switch). Ingest acknowledges them; the projector reads none.
-    let mut events_b = corpus(2_000, 72);
-    events_b.extend(events_a[..300].iter().cloned());
-    let app = TestApp::start_with(on_b.clone()).await;
-    send(&app, &events_b).await;
-    let body = refusal(&app).await;
-    let message = body["pipeline"]["checkpoint_mismatch"].as_str().unwrap();
-    let stored: Vec<String> = position_a.iter().map(|(p, o)| format!("{p}:{o}")).collect();
-    assert_names(
-        message,
-        &[
-            "\"usage-a\" (id ",
-            "\"usage-b\" (id ",
-            &stored.join(" "),
-            "tally adopt-topic",
-            "tally rebuild --start-clean",
-        ],
-    );
-    assert_eq!(
-        metric(&app, "tally_projector_checkpoint_mismatch").await,
-        Some("tally_projector_checkpoint_mismatch 1".into())
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(body["pipeline"]["events_projected"], 0, "{body}");
-    assert_eq!(
-        counted(&app).await,
-        expected(&all_a),
-        "nothing of topic b was counted, nothing of topic a lost"
-    );
-    assert_eq!(
-        stored_offsets(&app.stores).await,
-        position_a,
-        "checkpoints untouched"
-    );
-    app.stop().await;
-
-    // A rebuild would drop topic a's counts: refused, nothing dropped.
-    let stores = Stores::open(&on_b).await.unwrap();
-    let refused = tally::projection::rebuild(&stores, &on_b, false)
-        .await
-        .expect_err("a rebuild on another topic is refused");
-    assert!(
-        refused.to_string().contains("tally adopt-topic"),
-        "{refused}"
-    );
-    assert_eq!(stored_offsets(&stores).await, position_a);
-
-    // The way out: adopt topic b.
-    let plan = tally::projection::adopt_topic(&stores, &on_b)
-        .await
-        .unwrap();
-    assert_eq!(plan.adopted.log.name, "usage-b");
-    assert_eq!(
-        plan.dedup_from,
-        (0..3).map(|p| (p, vec![p])).collect(),
-        "same partitions: each keeps its namesake's dedup memory"
-    );
-    let audit = stores.config.list_audit(10, None).await.unwrap();
-    let entry = audit
-        .iter()
-        .find(|e| e.action == "projection.adopt_log")
-        .expect("the adoption is audited");
-    assert_eq!(
-        (entry.actor.as_str(), entry.resource.as_str()),
-        ("cli", "log:usage-b")
-    );
-    assert_eq!(entry.before.as_ref().unwrap()["log"]["name"], "usage-a");
-    let again = tally::projection::adopt_topic(&stores, &on_b).await;
-    assert!(
-        again.is_err(),
-        "adopting the bound topic again is refused: nothing to adopt"
-    );
-    drop(stores);
-
-    let app = TestApp::start_with(on_b.clone()).await;
-    app.wait_consumed(events_b.len() as u64).await;
-    let (status, body) = app.get("/readyz").await;
-    assert_eq!(status, 200, "{body}");
-    assert!(body["pipeline"]["checkpoint_mismatch"].is_null(), "{body}");
-    assert_eq!(
-        body["pipeline"]["duplicates_dropped"], 300,
-        "the 300 ids of topic a sent again are duplicates: {body}"
-    );
-    assert_eq!(
-        metric(&app, "tally_projector_checkpoint_mismatch").await,
-        Some("tally_projector_checkpoint_mismatch 0".into())
-    );
-    let everything: Vec<&Sent> = events_a.iter().chain(&events_b).collect();
-    assert_eq!(counted(&app).await, expected(&everything));
-    let adopted_answers = serde_json::json!(answers(&app).await);
-    app.stop().await;
-
-    // The same events through one embedded log give the same answers.
-    let reference_dir = tempfile::tempdir().unwrap();
-    let reference = TestApp::start(reference_dir.path()).await;
-    seed_config(&reference.stores).await;
-    send(&reference, &events_a).await;
-    send(&reference, &events_b).await;
-    reference
-        .wait_consumed((events_a.len() + events_b.len()) as u64)
-        .await;
-    let want = serde_json::json!(answers(&reference).await);
-    reference.stop().await;
-    assert!(
-        adopted_answers == want,
-        "answers differ: {}",
-        first_difference(&adopted_answers, &want, String::new())
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recreated_topic_is_refused_by_its_id_and_a_clean_start_counts_it_alone() {
@@ -305,7 +77,7 @@ async fn a_recreated_topic_is_refused_by_its_id_and_a_clean_start_counts_it_alon
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_topic_ids_offsets_beyond_the_end_are_refused() {
+async fn without_topic_ids_the_last_projected_records_tell_a_recreated_topic() {
     let dir = tempfile::tempdir().unwrap();
     let group = format!("g-{}", uuid::Uuid::new_v4().simple());
     // Metadata before version 10 carries no topic ids (brokers before Kafka 2.8).
@@ -319,7 +91,7 @@ async fn without_topic_ids_offsets_beyond_the_end_are_refused() {
     };
     let first = old_broker("usage");
     let on_first = kafka(dir.path(), &first.bootstrap_servers(), "usage", &group);
-    let app = TestApp::start_with(on_first).await;
+    let app = TestApp::start_with(on_first.clone()).await;
     seed_config(&app.stores).await;
     send(&app, &corpus(400, 91)).await;
     app.wait_consumed(400).await;
@@ -328,10 +100,17 @@ async fn without_topic_ids_offsets_beyond_the_end_are_refused() {
     assert_eq!(bindings[0].log.id, None, "the broker reported no id");
     app.stop().await;
 
+    // The same topic again: its records at the checkpoints are the ones projected.
+    let app = TestApp::start_with(on_first).await;
+    send(&app, &corpus(40, 92)).await;
+    app.wait_consumed(440).await;
+    app.stop().await;
+
+    // Recreated with fewer messages than were projected: beyond the end.
     let second = old_broker("usage");
     let on_second = kafka(dir.path(), &second.bootstrap_servers(), "usage", &group);
     let app = TestApp::start_with(on_second).await;
-    send(&app, &corpus(40, 92)).await;
+    send(&app, &corpus(40, 93)).await;
     let body = refusal(&app).await;
     let message = body["pipeline"]["checkpoint_mismatch"].as_str().unwrap();
     assert_names(
@@ -343,6 +122,34 @@ async fn without_topic_ids_offsets_beyond_the_end_are_refused() {
         ],
     );
     app.stop().await;
+
+    // Recreated and already holding more than was projected in every partition: the records
+    // at the checkpoints are other ones.
+    let third = old_broker("usage");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let producer = TestApp::start_with(kafka_settings(
+        elsewhere.path(),
+        &third.bootstrap_servers(),
+        "usage",
+    ))
+    .await;
+    send(&producer, &corpus(1_200, 94)).await;
+    producer.stop().await;
+    let on_third = kafka(dir.path(), &third.bootstrap_servers(), "usage", &group);
+    let app = TestApp::start_with(on_third.clone()).await;
+    let body = refusal(&app).await;
+    let message = body["pipeline"]["checkpoint_mismatch"].as_str().unwrap();
+    assert_names(
+        message,
+        &["holds another record at offset", "it was recreated"],
+    );
+    assert_eq!(body["pipeline"]["events_projected"], 0, "{body}");
+    app.stop().await;
+    let stores = Stores::open(&on_third).await.unwrap();
+    let plan = tally::projection::adopt_topic(&stores, &on_third)
+        .await
+        .unwrap();
+    assert_eq!(plan.adopted.epoch, 1);
 }
 
 fn kafka_log(brokers: &str, topic: &str, group: &str) -> Arc<dyn EventLog> {
@@ -491,7 +298,12 @@ async fn projectors_of_one_group_refuse_another_topic_at_every_session() {
         "nothing of topic new counted any more"
     );
     assert_eq!(
-        store.positions(&Partitions::All).await.unwrap().0,
+        store
+            .checkpoints(&Partitions::All)
+            .await
+            .unwrap()
+            .position()
+            .0,
         (0..4).map(|p| (p, 0)).collect(),
         "the third topic's checkpoints are untouched"
     );

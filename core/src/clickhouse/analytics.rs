@@ -15,8 +15,8 @@ use crate::log_binding::{Adoption, LogBinding};
 use crate::rollup::{Dims, Resolution, Rollup, RollupKey, RollupRow};
 use crate::sketch::LatencySketch;
 use crate::store::{
-    AnalyticsStore, LogPosition, PartitionState, Partitions, ProjectionCommit, ProjectorState,
-    ScanRequest, StoreError, StoreResult,
+    AnalyticsStore, PartitionState, Partitions, ProjectionCommit, ProjectorState, ScanRequest,
+    StoreError, StoreResult,
 };
 
 /// Checkpoints and dedup chunks (unpartitioned: one commit's are one atomic insert).
@@ -156,11 +156,12 @@ impl ClickHouseAnalyticsStore {
     }
 
     /// The checkpoints of `epoch` in `partitions`, with their dedup fingerprints seen within
-    /// `dedup_window_s` of each partition's log clock, and unfinished commits.
+    /// `dedup_window_s` of each partition's log clock, and unfinished commits (checkpoints
+    /// alone when `dedup_window_s` is `None`).
     async fn load_epoch(
         &self,
         epoch: u32,
-        dedup_window_s: u32,
+        dedup_window_s: Option<u32>,
         partitions: &Partitions,
     ) -> StoreResult<ProjectorState> {
         let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_CHECKPOINT} AND log_epoch = {epoch}");
@@ -176,6 +177,9 @@ impl ClickHouseAnalyticsStore {
                 .map_err(|e| StoreError::Corrupt(format!("checkpoint: {e}")))?;
             state.partitions.insert(row.log_partition, ps);
         }
+        let Some(dedup_window_s) = dedup_window_s else {
+            return Ok(state);
+        };
         for (partition, ps) in &mut state.partitions {
             let since_s = ((ps.last_received_ms / 1000) as u32).saturating_sub(dedup_window_s);
             // Chunks beyond the checkpoint cannot exist: each was inserted with its checkpoint.
@@ -514,12 +518,13 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
         partitions: &Partitions,
     ) -> StoreResult<ProjectorState> {
         let epoch = self.current_epoch().await?;
-        self.load_epoch(epoch, dedup_window_s, partitions).await
+        self.load_epoch(epoch, Some(dedup_window_s), partitions)
+            .await
     }
 
-    async fn positions(&self, partitions: &Partitions) -> StoreResult<LogPosition> {
+    async fn checkpoints(&self, partitions: &Partitions) -> StoreResult<ProjectorState> {
         let epoch = self.current_epoch().await?;
-        Ok(LogPosition(self.stored_offsets(epoch, partitions).await?))
+        self.load_epoch(epoch, None, partitions).await
     }
 
     async fn bindings(&self) -> StoreResult<Vec<LogBinding>> {
@@ -574,7 +579,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
             )));
         }
         let stored = self
-            .load_epoch(epoch, dedup_window_s, &Partitions::All)
+            .load_epoch(epoch, Some(dedup_window_s), &Partitions::All)
             .await?;
         if stored.position().0 != a.retired_position {
             return Err(StoreError::Conflict(

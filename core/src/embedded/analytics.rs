@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS projector_partitions (
     next_offset INTEGER NOT NULL,
     last_received_ms INTEGER NOT NULL,
     events_applied INTEGER NOT NULL,
-    duplicates_dropped INTEGER NOT NULL
+    duplicates_dropped INTEGER NOT NULL,
+    anchor INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS dedup_chunks (
     id INTEGER PRIMARY KEY,
@@ -121,6 +122,11 @@ fn upgrade_layout(conn: &mut Connection) -> StoreResult<()> {
              DROP TABLE rollups_without_prompts;",
         )?;
     }
+    if !has_column(&tx, "projector_partitions", "anchor")? {
+        tx.execute_batch(
+            "ALTER TABLE projector_partitions ADD COLUMN anchor INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
     if !has_column(&tx, "dedup_chunks", "log_partition")? {
         tx.execute_batch(
             "ALTER TABLE dedup_chunks ADD COLUMN log_partition INTEGER NOT NULL DEFAULT 0",
@@ -145,7 +151,7 @@ fn upgrade_layout(conn: &mut Connection) -> StoreResult<()> {
             for (i, (partition, next)) in position.0.iter().enumerate() {
                 let (a, d) = if i == 0 { (applied, dups) } else { (0, 0) };
                 tx.execute(
-                    "INSERT OR REPLACE INTO projector_partitions VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT OR REPLACE INTO projector_partitions VALUES (?1, ?2, ?3, ?4, ?5, 0)",
                     params![partition, next, last_ms, a, d],
                 )?;
             }
@@ -317,16 +323,18 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Sto
     Ok(())
 }
 
+/// The checkpoints of `partitions`, with the dedup fingerprints seen within `window_s` of each
+/// partition's log clock (none when `window_s` is `None`).
 fn load_state(
     conn: &Connection,
-    window_s: u32,
+    window_s: Option<u32>,
     partitions: &Partitions,
 ) -> StoreResult<ProjectorState> {
     let mut state = ProjectorState {
         epoch: current_epoch(conn)?,
         ..ProjectorState::default()
     };
-    let mut stmt = conn.prepare("SELECT log_partition, next_offset, last_received_ms, events_applied, duplicates_dropped FROM projector_partitions")?;
+    let mut stmt = conn.prepare("SELECT log_partition, next_offset, last_received_ms, events_applied, duplicates_dropped, anchor FROM projector_partitions")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let partition: i32 = r.get(0)?;
@@ -338,10 +346,14 @@ fn load_state(
             last_received_ms: r.get(2)?,
             events_applied: r.get::<_, i64>(3)? as u64,
             duplicates_dropped: r.get::<_, i64>(4)? as u64,
+            anchor: r.get::<_, i64>(5)? as u64,
             dedup: Vec::new(),
         };
         state.partitions.insert(partition, ps);
     }
+    let Some(window_s) = window_s else {
+        return Ok(state);
+    };
     let mut stmt = conn.prepare(
         "SELECT entries FROM dedup_chunks WHERE log_partition = ?1 AND max_seen_s >= ?2 ORDER BY id",
     )?;
@@ -407,13 +419,14 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> StoreResult<()> {
         )?;
         let s = &pc.state;
         tx.execute(
-            "INSERT OR REPLACE INTO projector_partitions VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR REPLACE INTO projector_partitions VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 partition,
                 s.next_offset,
                 s.last_received_ms,
                 s.events_applied as i64,
-                s.duplicates_dropped as i64
+                s.duplicates_dropped as i64,
+                s.anchor as i64
             ],
         )?;
     }
@@ -429,19 +442,6 @@ fn current_epoch(conn: &Connection) -> StoreResult<u32> {
         |r| r.get(0),
     )?;
     u32::try_from(epoch).map_err(|_| StoreError::Corrupt(format!("log binding epoch {epoch}")))
-}
-
-fn positions(conn: &Connection, partitions: &Partitions) -> StoreResult<LogPosition> {
-    let mut stmt = conn.prepare("SELECT log_partition, next_offset FROM projector_partitions")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, i32>(0)?, r.get::<_, i64>(1)?)))?;
-    let mut position = LogPosition::default();
-    for row in rows {
-        let (partition, next) = row?;
-        if partitions.contains(partition) {
-            position.0.insert(partition, next);
-        }
-    }
-    Ok(position)
 }
 
 fn millis(at: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -521,7 +521,7 @@ fn adopt(conn: &mut Connection, a: &Adoption, window_s: u32) -> StoreResult<()> 
             a.retired_epoch
         )));
     }
-    let stored = load_state(&tx, window_s, &Partitions::All)?;
+    let stored = load_state(&tx, Some(window_s), &Partitions::All)?;
     if stored.position().0 != a.retired_position {
         return Err(StoreError::Conflict(
             "the checkpoints moved since the adoption was planned (is a projector still reading the old log?)".into(),
@@ -547,7 +547,7 @@ fn adopt(conn: &mut Connection, a: &Adoption, window_s: u32) -> StoreResult<()> 
             )?;
         }
         tx.execute(
-            "INSERT INTO projector_partitions VALUES (?1, 0, ?2, 0, 0)",
+            "INSERT INTO projector_partitions VALUES (?1, 0, ?2, 0, 0, 0)",
             params![partition, clock],
         )?;
     }
@@ -649,16 +649,17 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         blocking(move || {
             load_state(
                 &*writer.lock().map_err(|_| poisoned())?,
-                dedup_window_s,
+                Some(dedup_window_s),
                 &partitions,
             )
         })
         .await
     }
 
-    async fn positions(&self, partitions: &Partitions) -> StoreResult<LogPosition> {
+    async fn checkpoints(&self, partitions: &Partitions) -> StoreResult<ProjectorState> {
         let partitions = partitions.clone();
-        self.read(move |conn| positions(conn, &partitions)).await
+        self.read(move |conn| load_state(conn, None, &partitions))
+            .await
     }
 
     async fn bindings(&self) -> StoreResult<Vec<LogBinding>> {

@@ -196,11 +196,13 @@ fn read_records(conn: &Connection, from: i64, max_events: usize) -> StoreResult<
     let mut events = 0usize;
     while let Some(row) = rows.next()? {
         let payload: Vec<u8> = row.get(3)?;
+        let received_at_ms: i64 = row.get(1)?;
         let record = LogRecord {
             partition: 0,
             offset: row.get(0)?,
-            received_at_ms: row.get(1)?,
+            received_at_ms,
             events: codec::decode_events(&payload)?,
+            fingerprint: xxhash_rust::xxh3::xxh3_64_with_seed(&payload, received_at_ms as u64),
         };
         events += record.events.len();
         out.push(record);

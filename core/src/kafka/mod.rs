@@ -280,6 +280,9 @@ impl KafkaLog {
             ClientConfig::new()
                 .set("bootstrap.servers", &self.settings.brokers)
                 .set("allow.auto.create.topics", "false")
+                // Assigning a partition needs a group id; this client never joins nor commits.
+                .set("group.id", format!("{}-describe", self.settings.group_id))
+                .set("enable.auto.commit", "false")
                 .create()
                 .map_err(kafka_error)?,
         );
@@ -355,6 +358,7 @@ impl KafkaLog {
                 offset,
                 received_at_ms,
                 events,
+                fingerprint: fingerprint(&m),
             });
         Ok(())
     }
@@ -496,6 +500,19 @@ fn describe_topic<C: ClientContext>(
     })
 }
 
+/// A message's [`LogRecord::fingerprint`]: its key, timestamp and value. Another message at
+/// the same offset (a recreated topic) differs in one of them unless it is a faithful copy.
+fn fingerprint<M: Message>(m: &M) -> u64 {
+    let mut hash = xxhash_rust::xxh3::Xxh3::new();
+    for part in [m.key(), m.payload()] {
+        let bytes = part.unwrap_or_default();
+        hash.update(&(bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    }
+    hash.update(&m.timestamp().to_millis().unwrap_or(0).to_le_bytes());
+    hash.digest()
+}
+
 /// The event in one message, or why it is not one.
 pub fn decode_message(
     value: Option<&[u8]>,
@@ -631,6 +648,56 @@ impl EventLog for KafkaLog {
             }
         }
         Ok(LogPosition(end))
+    }
+
+    /// One fetch outside the group: the describing client is assigned the partition at
+    /// `offset` and polled until that message arrives (`Some`) or a later one does, or the
+    /// offset is out of range (`None`: not there). Anything else, a timeout included, is an
+    /// error, never a `None`: a projector must not refuse a topic for a record it could not
+    /// fetch.
+    #[instrument(
+        name = "kafka.fingerprint_at",
+        skip_all,
+        fields(partition, offset),
+        err
+    )]
+    async fn fingerprint_at(&self, partition: i32, offset: i64) -> StoreResult<Option<u64>> {
+        let describer = self.describer()?;
+        let topic = self.settings.topic.clone();
+        let timeout = self.settings.produce_timeout;
+        tokio::task::spawn_blocking(move || {
+            let mut assignment = TopicPartitionList::new();
+            assignment
+                .add_partition_offset(&topic, partition, Offset::Offset(offset))
+                .map_err(kafka_error)?;
+            describer.assign(&assignment).map_err(kafka_error)?;
+            let deadline = std::time::Instant::now() + timeout;
+            let found = loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break Err(StoreError::Unavailable(format!(
+                        "kafka: no answer fetching offset {offset} of partition {partition} within {timeout:?}"
+                    )));
+                }
+                match describer.poll(left) {
+                    Some(Ok(m)) if m.partition() == partition && m.offset() == offset => {
+                        break Ok(Some(fingerprint(&m)))
+                    }
+                    Some(Ok(m)) if m.partition() == partition && m.offset() > offset => {
+                        break Ok(None)
+                    }
+                    Some(Ok(_)) | None => {}
+                    Some(Err(rdkafka::error::KafkaError::MessageConsumption(
+                        rdkafka::types::RDKafkaErrorCode::OffsetOutOfRange,
+                    ))) => break Ok(None),
+                    Some(Err(e)) => break Err(kafka_error(e)),
+                }
+            };
+            let _ = describer.unassign();
+            found
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("fingerprint task failed: {e}")))?
     }
 
     #[instrument(name = "kafka.describe", skip_all, err)]

@@ -18,6 +18,8 @@ use tally_core::config::{FeatureSpec, FeatureStatus, ModelSpec, PriceSpec, Provi
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod topics;
+
 pub const API: &str = "/api/platform/ai-management";
 
 /// The fixed "now" of the tests: 2026-03-10T12:00:30Z.
