@@ -579,7 +579,9 @@ mod tests {
             2
         );
         let mut with_id = log(id("usage", Some("A")), &[20, 20, 20, 20]);
-        with_id.partitions.insert(3, Watermarks { low: 5, high: 20 });
+        with_id
+            .partitions
+            .insert(3, Watermarks { low: 5, high: 20 });
         assert_eq!(
             anchors_to_compare(Some(&without_id), &anchors, &with_id).len(),
             2,

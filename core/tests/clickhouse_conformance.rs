@@ -18,6 +18,31 @@ fn clickhouse_urls() -> Vec<String> {
     urls
 }
 
+/// A freshly migrated database `<prefix>_<random>` on `url`, and a store on it.
+async fn migrated(
+    url: &str,
+    prefix: &str,
+) -> (tally_core::clickhouse::ClickHouseAnalyticsStore, String) {
+    let database = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    tally_core::clickhouse::migrate(url, &database)
+        .await
+        .expect("migrate");
+    let store = tally_core::clickhouse::ClickHouseAnalyticsStore::new(
+        tally_core::clickhouse::client(url, &database),
+    );
+    (store, database)
+}
+
+async fn drop_database(url: &str, database: &str) {
+    clickhouse::Client::default()
+        .with_url(url)
+        .with_compression(clickhouse::Compression::None)
+        .query(&format!("DROP DATABASE {database}"))
+        .execute()
+        .await
+        .expect("drop");
+}
+
 #[tokio::test]
 #[ignore = "service tier: needs TALLY_TEST_CLICKHOUSE_URL"]
 async fn clickhouse_analytics_store_conforms() {
@@ -27,13 +52,7 @@ async fn clickhouse_analytics_store_conforms() {
 }
 
 async fn clickhouse_analytics_store_conforms_on(url: String) {
-    let database = format!("tally_conformance_{}", uuid::Uuid::new_v4().simple());
-    tally_core::clickhouse::migrate(&url, &database)
-        .await
-        .expect("migrate");
-    let store = tally_core::clickhouse::ClickHouseAnalyticsStore::new(
-        tally_core::clickhouse::client(&url, &database),
-    );
+    let (store, database) = migrated(&url, "tally_conformance").await;
     tally_core::conformance::analytics_store(&store).await;
 
     // Raw events: a re-insert (crash between the raw insert and the projection commit)
@@ -72,14 +91,7 @@ async fn clickhouse_analytics_store_conforms_on(url: String) {
         5,
         "the first day's partition is dropped, the second kept"
     );
-    let admin = clickhouse::Client::default()
-        .with_url(&url)
-        .with_compression(clickhouse::Compression::None);
-    admin
-        .query(&format!("DROP DATABASE {database}"))
-        .execute()
-        .await
-        .expect("drop");
+    drop_database(&url, &database).await;
 }
 
 /// A commit whose rollup rows partly landed (the projector died between day inserts, before its
@@ -102,13 +114,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
     };
     use tally_schemas::UsageEvent;
 
-    let database = format!("tally_unfinished_{}", uuid::Uuid::new_v4().simple());
-    tally_core::clickhouse::migrate(&url, &database)
-        .await
-        .expect("migrate");
-    let store = tally_core::clickhouse::ClickHouseAnalyticsStore::new(
-        tally_core::clickhouse::client(&url, &database),
-    );
+    let (store, database) = migrated(&url, "tally_unfinished").await;
 
     // 30 events on partition 0, offsets 0..30, spread over three UTC days, each feature
     // touched on every day.
@@ -282,13 +288,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
     assert_eq!(moved.len(), left.len());
     assert_eq!(moved.iter().map(|r| r.rollup.requests).sum::<u64>(), 20);
 
-    clickhouse::Client::default()
-        .with_url(&url)
-        .with_compression(clickhouse::Compression::None)
-        .query(&format!("DROP DATABASE {database}"))
-        .execute()
-        .await
-        .expect("drop");
+    drop_database(&url, &database).await;
 }
 
 /// A database migrated before rollups had prompt dimensions: `migrate` adds them (once), and
@@ -332,31 +332,15 @@ async fn migrate_adds_the_prompt_dimensions_to_an_older_schema_on(url: String) {
     }
     let store = tally_core::clickhouse::ClickHouseAnalyticsStore::new(client);
     tally_core::conformance::older_rollup_has_no_prompt(&store, false).await;
-    admin
-        .query(&format!("DROP DATABASE {database}"))
-        .execute()
-        .await
-        .expect("drop");
+    drop_database(&url, &database).await;
 }
 
 #[tokio::test]
 #[ignore = "service tier: needs TALLY_TEST_CLICKHOUSE_URL"]
 async fn clickhouse_log_bindings_conform() {
     for url in clickhouse_urls() {
-        let database = format!("tally_bindings_{}", uuid::Uuid::new_v4().simple());
-        tally_core::clickhouse::migrate(&url, &database)
-            .await
-            .expect("migrate");
-        let store = tally_core::clickhouse::ClickHouseAnalyticsStore::new(
-            tally_core::clickhouse::client(&url, &database),
-        );
+        let (store, database) = migrated(&url, "tally_bindings").await;
         tally_core::conformance::log_bindings(&store).await;
-        clickhouse::Client::default()
-            .with_url(&url)
-            .with_compression(clickhouse::Compression::None)
-            .query(&format!("DROP DATABASE {database}"))
-            .execute()
-            .await
-            .expect("drop");
+        drop_database(&url, &database).await;
     }
 }

@@ -44,21 +44,10 @@ async fn kafka_log_gives_the_same_answers_as_the_embedded_log() {
         results.push(serde_json::json!(answers(&app).await));
         if kafka {
             // Everything is projected: the exported consumer lag says so.
-            let metrics = app
-                .client
-                .get(app.url("/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            assert!(
-                metrics.lines().any(|l| l == "tally_projector_lag_events 0"),
-                "lag gauge after catching up: {:?}",
-                metrics
-                    .lines()
-                    .find(|l| l.starts_with("tally_projector_lag"))
+            assert_eq!(
+                app.metric("tally_projector_lag_events").await.as_deref(),
+                Some("tally_projector_lag_events 0"),
+                "lag gauge after catching up"
             );
         }
         app.stop().await;

@@ -56,7 +56,7 @@ async fn another_topic_is_refused_until_adopted_and_then_every_event_counts_once
         ],
     );
     assert_eq!(
-        metric(&app, "tally_projector_checkpoint_mismatch").await,
+        app.metric("tally_projector_checkpoint_mismatch").await,
         Some("tally_projector_checkpoint_mismatch 1".into())
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -121,7 +121,7 @@ async fn another_topic_is_refused_until_adopted_and_then_every_event_counts_once
         "the 300 ids of topic a sent again are duplicates: {body}"
     );
     assert_eq!(
-        metric(&app, "tally_projector_checkpoint_mismatch").await,
+        app.metric("tally_projector_checkpoint_mismatch").await,
         Some("tally_projector_checkpoint_mismatch 0".into())
     );
     let everything: Vec<&Sent> = events_a.iter().chain(&events_b).collect();

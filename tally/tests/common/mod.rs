@@ -166,6 +166,22 @@ impl TestApp {
         }
     }
 
+    /// The line of metric `name` (without labels) on `/metrics`, if any.
+    pub async fn metric(&self, name: &str) -> Option<String> {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .map(String::from)
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

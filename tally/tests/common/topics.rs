@@ -71,21 +71,6 @@ pub async fn refusal(app: &TestApp) -> Value {
     }
 }
 
-pub async fn metric(app: &TestApp, name: &str) -> Option<String> {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .map(String::from)
-}
-
 /// The message must name both logs, the stored and current offsets and the ways out.
 pub fn assert_names(message: &str, parts: &[&str]) {
     for part in parts {
