@@ -1929,19 +1929,28 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
     // A third log with three partitions: each starts with every partition's fingerprints.
     let c = identity("usage-c", Some("C1"));
     let position_b: BTreeMap<i32, i64> = [(0, 10), (1, 0)].into_iter().collect();
-    let plan = plan_adoption(
+    let mut plan = plan_adoption(
         Some(&binding(1, b.clone())),
         &position_b,
         &described(c.clone(), 3),
         t(3),
     )
     .expect("adoptable");
+    // A partition may start past its beginning (a topic that lost records goes on from its
+    // end).
+    plan.start.insert(2, 7);
     store.adopt(&plan, 3600).await.expect("adopt");
     let state = store
         .load_state(3600, &Partitions::All)
         .await
         .expect("load");
     assert_eq!(state.epoch, 2);
+    assert_eq!(
+        state.position().0,
+        [(0, 0), (1, 0), (2, 7)]
+            .into_iter()
+            .collect::<BTreeMap<_, _>>()
+    );
     let mut everything: Vec<(u64, u32)> = fps(p0, 10_000);
     everything.extend(fps(p1, 12_000));
     everything.extend(fps(later, 13_000));
@@ -1972,4 +1981,26 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
             .epoch,
         0
     );
+    // A store started from scratch is bound again at the next epoch, so that a projector
+    // still holding an earlier one is refused.
+    assert_eq!(
+        store.bind(binding(3, c.clone())).await.expect("bind"),
+        binding(3, c.clone())
+    );
+    assert_eq!(
+        store
+            .load_state(3600, &Partitions::All)
+            .await
+            .expect("load")
+            .epoch,
+        3
+    );
+    let stale = store
+        .commit(ProjectionCommit {
+            epoch: 2,
+            partitions: [(0, part(later, 0, 13_000))].into_iter().collect(),
+        })
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    store.reset().await.expect("reset");
 }

@@ -208,10 +208,25 @@ impl fmt::Display for Mismatch {
         }
         write!(
             f,
-            ". Stored offsets: {}; the log's offsets now: {}. Not consuming: resuming would skip or count again events without saying so. Ways out: `tally adopt-topic` projects {current} from its beginning into the same rollups, keeping what was counted before (ids seen in both are deduplicated within the dedup window); `tally rebuild --start-clean` drops every projection and projects {current} alone; or point the projector back at the log it was reading.",
+            ". Stored offsets: {}; the log's offsets now: {}. Not consuming: resuming would skip or count again events without saying so. ",
             offsets(&self.stored_position),
             ends(&self.current.partitions),
-        )
+        )?;
+        let same_log = self
+            .stored
+            .as_ref()
+            .is_some_and(|s| s.id.is_some() && s == current);
+        if same_log {
+            write!(
+                f,
+                "Ways out: `tally adopt-topic` accepts the loss: every partition goes on from the lower of its checkpoint and the log's end, and what was counted stays counted; `tally rebuild --start-clean` drops every projection and projects {current} alone from what it still holds."
+            )
+        } else {
+            write!(
+                f,
+                "Ways out: `tally adopt-topic` projects {current} from its beginning into the same rollups, keeping what was counted before (ids seen in both are deduplicated within the dedup window); `tally rebuild --start-clean` drops every projection and projects {current} alone; or point the projector back at the log it was reading."
+            )
+        }
     }
 }
 
@@ -323,6 +338,10 @@ pub struct Adoption {
     /// Every partition's next offset in the retired epoch.
     pub retired_position: BTreeMap<i32, i64>,
     pub adopted: LogBinding,
+    /// Where each partition of the adopted log starts: at its beginning (0), unless the
+    /// adopted log is the retired one itself (same id) that lost records: then at the lower of
+    /// its checkpoint and the log's end, so what it still holds is not counted twice.
+    pub start: BTreeMap<i32, i64>,
     /// For each partition of the adopted log, the retired partitions whose dedup memory it
     /// starts with.
     pub dedup_from: BTreeMap<i32, Vec<i32>>,
@@ -362,6 +381,19 @@ pub fn plan_adoption(
     }
     let retired: Vec<i32> = position.keys().copied().collect();
     let adopted: Vec<i32> = log.partitions.keys().copied().collect();
+    let same_log = bound.is_some_and(|b| b.log.id.is_some() && b.log == log.identity);
+    let start = log
+        .partitions
+        .iter()
+        .map(|(p, w)| {
+            let at = if same_log {
+                position.get(p).copied().unwrap_or(0).min(w.high)
+            } else {
+                0
+            };
+            (*p, at)
+        })
+        .collect();
     let dedup_from = adopted
         .iter()
         .map(|&p| {
@@ -384,6 +416,7 @@ pub fn plan_adoption(
             bound_at: at,
             retired: None,
         },
+        start,
         dedup_from,
     })
 }
@@ -681,6 +714,39 @@ mod tests {
             ),
             (0, 1, unrecorded())
         );
+    }
+
+    #[test]
+    fn the_same_topic_that_lost_records_goes_on_from_its_end() {
+        let a = id("usage", Some("AAA"));
+        let stored = at(&[100, 60, 0]);
+        let truncated = log(a.clone(), &[80, 70, 5]);
+        let verdict = check(Some(&bound(a.clone())), &stored, &truncated);
+        let Verdict::Refuse(m) = &verdict else {
+            panic!("refused: {verdict:?}")
+        };
+        assert!(
+            m.to_string().contains("accepts the loss"),
+            "the ways out fit a truncated topic: {m}"
+        );
+        let same = plan_adoption(
+            &verdict,
+            Some(&bound(a.clone())),
+            &stored,
+            &truncated,
+            DateTime::<Utc>::UNIX_EPOCH,
+        )
+        .expect("adoptable");
+        assert_eq!(same.start, at(&[80, 60, 0]));
+        // Another topic, or the same name without ids to prove it the same: from the start.
+        let other = plan(
+            Some(&bound(id("usage", None))),
+            &stored,
+            &log(id("usage", None), &[80, 70, 5]),
+            DateTime::<Utc>::UNIX_EPOCH,
+        )
+        .expect("adoptable");
+        assert_eq!(other.start, at(&[0, 0, 0]));
     }
 
     #[test]

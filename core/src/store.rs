@@ -95,6 +95,17 @@ pub struct LogRecord {
     pub fingerprint: u64,
 }
 
+/// What a log holds at one offset ([`EventLog::fingerprint_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordAt {
+    /// A record, with its [`LogRecord::fingerprint`].
+    Fingerprint(u64),
+    /// No record: the offset is past the end, or was removed.
+    Missing,
+    /// The log cannot fetch single records: nothing to compare.
+    Unknown,
+}
+
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendReceipt {
@@ -117,12 +128,13 @@ pub trait EventLog: Send + Sync + 'static {
     /// Per non-empty partition, the offset after its newest record (what a full replay must
     /// reach).
     async fn end(&self) -> StoreResult<LogPosition>;
-    /// The [`LogRecord::fingerprint`] of the record at `offset` of `partition`, where the log
-    /// can fetch one record on its own: `None` when it cannot, or the record is gone. Used to
-    /// tell a recreated topic apart where the broker reports no topic id.
-    async fn fingerprint_at(&self, partition: i32, offset: i64) -> StoreResult<Option<u64>> {
+    /// What the log holds at `offset` of `partition` now, where it can fetch one record on
+    /// its own (the default cannot: [`RecordAt::Unknown`]). Used to tell a recreated topic
+    /// apart where the broker reports no topic id. A record it failed to fetch is an error,
+    /// never `Missing`.
+    async fn fingerprint_at(&self, partition: i32, offset: i64) -> StoreResult<RecordAt> {
         let _ = (partition, offset);
-        Ok(None)
+        Ok(RecordAt::Unknown)
     }
     /// What this log is (for Kafka: the topic's name and id) and every partition's
     /// watermarks, empty partitions included: what checkpoints are checked against before
@@ -355,14 +367,16 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     /// Every log this store has been bound to, oldest first; the last is the one its
     /// checkpoints belong to. Empty until a projector first binds it.
     async fn bindings(&self) -> StoreResult<Vec<LogBinding>>;
-    /// Binds the store to `binding.log` when it has no binding yet (as epoch 0), or records
-    /// the id of the current binding's log when it was recorded without one (same epoch and
-    /// name); writes nothing otherwise. Returns the current binding as stored afterwards,
+    /// Binds the store to `binding.log` when it has no binding yet (at `binding.epoch`: 0 for
+    /// a new store, the next one after a start from scratch), or records the id of the current
+    /// binding's log when it was recorded without one (same epoch and name); writes nothing
+    /// otherwise. Returns the current binding as stored afterwards,
     /// which the caller checks again (another projector may have bound the store first).
     async fn bind(&self, binding: LogBinding) -> StoreResult<LogBinding>;
     /// Carries out an [`Adoption`]: `Conflict` unless the current epoch is still the one it
     /// retires and that epoch's last commit finished; then every adopted partition starts at
-    /// offset 0 with the dedup fingerprints of the partitions [`Adoption::dedup_from`] names
+    /// its [`Adoption::start`] with the dedup fingerprints of the partitions
+    /// [`Adoption::dedup_from`] names
     /// (those seen within `dedup_window_s` of each source partition's log clock, which it
     /// takes over), the retired binding records its final position, and the adopted log is
     /// bound as the next epoch. Rollups are untouched. Atomic, or made visible by its last

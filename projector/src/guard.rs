@@ -13,7 +13,9 @@ use chrono::Utc;
 use tally_core::log_binding::{
     self, Adoption, AdoptionRefused, Anchor, LogBinding, LogDescription, Mismatch, Verdict,
 };
-use tally_core::store::{AnalyticsStore, EventLog, Partitions, ProjectorState, StoreError};
+use tally_core::store::{
+    AnalyticsStore, EventLog, Partitions, ProjectorState, RecordAt, StoreError,
+};
 use tracing::info;
 
 /// The store and the log as they are now, and the verdict on them.
@@ -55,7 +57,11 @@ async fn assess(log: &dyn EventLog, store: &dyn AnalyticsStore) -> Result<Assess
             })
             .collect();
         for anchor in log_binding::anchors_to_compare(current, &anchors, &description) {
-            let found = log.fingerprint_at(anchor.partition, anchor.offset).await?;
+            let found = match log.fingerprint_at(anchor.partition, anchor.offset).await? {
+                RecordAt::Fingerprint(found) => Some(found),
+                RecordAt::Missing => None,
+                RecordAt::Unknown => continue,
+            };
             if let Some(mismatch) =
                 log_binding::compare_anchor(current, &position.0, &description, anchor, found)
             {
@@ -128,10 +134,10 @@ pub(crate) async fn still_fits(
     position: &std::collections::BTreeMap<i32, i64>,
 ) -> Result<Option<String>, StoreError> {
     if let Some(current) = store.bindings().await?.pop() {
-        if current.epoch != binding.epoch {
+        if current.epoch != binding.epoch || current.log.name != binding.log.name {
             return Ok(Some(format!(
-                "the analytics store was bound to log {} (epoch {}) meanwhile",
-                current.log, current.epoch
+                "the analytics store is bound to log {} (epoch {}), not to {} (epoch {})",
+                current.log, current.epoch, binding.log, binding.epoch
             )));
         }
     }
@@ -168,6 +174,27 @@ pub async fn plan_adoption(
         &a.log,
         Utc::now(),
     )?)
+}
+
+/// Drops everything the store holds and binds it to `log` as it is now, at the epoch after its
+/// last one: a projector still running under an earlier epoch is refused at its next commit.
+pub(crate) async fn reset_and_bind(
+    log: &dyn EventLog,
+    store: &dyn AnalyticsStore,
+) -> Result<(), StoreError> {
+    let next = store.bindings().await?.last().map_or(0, |b| b.epoch + 1);
+    let identity = log.describe().await?.identity;
+    store.reset().await?;
+    let bound = store
+        .bind(LogBinding {
+            epoch: next,
+            log: identity,
+            bound_at: Utc::now(),
+            retired: None,
+        })
+        .await?;
+    info!(log = %bound.log, epoch = bound.epoch, "emptied the analytics store and bound it to its log");
+    Ok(())
 }
 
 /// A rebuild replays the log into an emptied store: refused (`Conflict`, saying why and what

@@ -364,8 +364,9 @@ impl Projector {
             let _ = task.await;
             let Some(reply) = request else { return };
             info!("replay requested: dropping the projection and projecting the log again");
-            let result = match guard::guard_rebuild(self.log.as_ref(), self.store.as_ref()).await {
-                Ok(()) => self.store.reset().await,
+            let (log, store) = (self.log.as_ref(), self.store.as_ref());
+            let result = match guard::guard_rebuild(log, store).await {
+                Ok(()) => guard::reset_and_bind(log, store).await,
                 Err(refused) => Err(refused),
             };
             if result.is_ok() {
@@ -634,7 +635,7 @@ pub async fn start_clean(
     config: ProjectorConfig,
 ) -> Result<RebuildReport, StoreError> {
     let started = Instant::now();
-    store.reset().await?;
+    guard::reset_and_bind(log.as_ref(), store.as_ref()).await?;
     let target = log.end().await?;
     let (projector, mut status) = Projector::new(log, store, config);
     let (stop, stop_rx) = watch::channel(false);

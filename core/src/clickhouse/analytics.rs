@@ -28,7 +28,10 @@ const KIND_LEGACY_ROLLUP: u8 = 0;
 const KIND_CHECKPOINT: u8 = 1;
 const KIND_DEDUP: u8 = 2;
 /// A log binding (payload: the [`LogBinding`] as JSON; `log_epoch` its epoch). `version` is
-/// its revision: bound, then id learned, then retired.
+/// its revision (bound, then id learned, then retired) in the high bits, and in the low bits
+/// the earlier binding wins: ClickHouse has no compare-and-set, so when projectors given
+/// different logs bind an empty store at once, every reader settles on the same row (the first
+/// bound), and the others, checking again after their bind, refuse.
 const KIND_BINDING: u8 = 3;
 const BINDING_BOUND: u64 = 1;
 const BINDING_ID_LEARNED: u64 = 2;
@@ -380,12 +383,14 @@ fn checkpoint_row(
     })
 }
 
-/// A binding's row in [`TABLE`], at `revision`.
+/// A binding's row in [`TABLE`], at `revision` (see [`KIND_BINDING`] for its version).
 fn binding_row(binding: &LogBinding, revision: u64) -> StoreResult<ProjectionRow> {
+    const LOW: u64 = (1 << 48) - 1;
+    let bound_ms = u64::try_from(binding.bound_at.timestamp_millis()).unwrap_or(0);
     Ok(ProjectionRow {
         kind: KIND_BINDING,
         log_epoch: binding.epoch,
-        version: revision,
+        version: (revision << 48) | (LOW - bound_ms.min(LOW)),
         cost_pico: "0".into(),
         payload: serde_json::to_vec(binding).map_err(|e| StoreError::Backend(e.to_string()))?,
         ..ProjectionRow::default()
@@ -541,7 +546,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
 
     async fn bind(&self, binding: LogBinding) -> StoreResult<LogBinding> {
         let revision = match self.bindings().await?.pop() {
-            None if binding.epoch == 0 => Some(BINDING_BOUND),
+            None => Some(BINDING_BOUND),
             Some(current)
                 if current.epoch == binding.epoch
                     && current.log.name == binding.log.name
@@ -598,6 +603,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
                 .filter_map(|p| stored.partitions.get(p))
                 .collect();
             let state = PartitionState {
+                next_offset: a.start.get(partition).copied().unwrap_or(0),
                 last_received_ms: from.iter().map(|s| s.last_received_ms).max().unwrap_or(0),
                 ..PartitionState::default()
             };

@@ -491,7 +491,7 @@ fn insert_binding(conn: &Connection, b: &LogBinding) -> StoreResult<()> {
 fn bind(conn: &mut Connection, binding: &LogBinding) -> StoreResult<LogBinding> {
     let tx = conn.transaction()?;
     match bindings(&tx)?.pop() {
-        None if binding.epoch == 0 => insert_binding(&tx, binding)?,
+        None => insert_binding(&tx, binding)?,
         Some(current)
             if current.epoch == binding.epoch
                 && current.log.name == binding.log.name
@@ -547,8 +547,12 @@ fn adopt(conn: &mut Connection, a: &Adoption, window_s: u32) -> StoreResult<()> 
             )?;
         }
         tx.execute(
-            "INSERT INTO projector_partitions VALUES (?1, 0, ?2, 0, 0, 0)",
-            params![partition, clock],
+            "INSERT INTO projector_partitions VALUES (?1, ?2, ?3, 0, 0, 0)",
+            params![
+                partition,
+                a.start.get(partition).copied().unwrap_or(0),
+                clock
+            ],
         )?;
     }
     let position = serde_json::to_string(&a.retired_position)

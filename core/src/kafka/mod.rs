@@ -58,7 +58,8 @@ use tracing::{info, instrument, warn};
 use crate::clock::Clock;
 use crate::log_binding::{LogDescription, LogIdentity, Watermarks};
 use crate::store::{
-    AppendReceipt, EventLog, LogPosition, LogRecord, Ownership, Partitions, StoreError, StoreResult,
+    AppendReceipt, EventLog, LogPosition, LogRecord, Ownership, Partitions, RecordAt, StoreError,
+    StoreResult,
 };
 
 const COST_HEADER: &str = "tally-cost";
@@ -283,6 +284,7 @@ impl KafkaLog {
                 // Assigning a partition needs a group id; this client never joins nor commits.
                 .set("group.id", format!("{}-describe", self.settings.group_id))
                 .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "error")
                 .create()
                 .map_err(kafka_error)?,
         );
@@ -651,17 +653,16 @@ impl EventLog for KafkaLog {
     }
 
     /// One fetch outside the group: the describing client is assigned the partition at
-    /// `offset` and polled until that message arrives (`Some`) or a later one does, or the
-    /// offset is out of range (`None`: not there). Anything else, a timeout included, is an
-    /// error, never a `None`: a projector must not refuse a topic for a record it could not
-    /// fetch.
+    /// `offset` and polled until that message arrives, or a later one does (`Missing`).
+    /// Anything else, a timeout included, is an error: a projector must not refuse a topic
+    /// for a record it could not fetch.
     #[instrument(
         name = "kafka.fingerprint_at",
         skip_all,
         fields(partition, offset),
         err
     )]
-    async fn fingerprint_at(&self, partition: i32, offset: i64) -> StoreResult<Option<u64>> {
+    async fn fingerprint_at(&self, partition: i32, offset: i64) -> StoreResult<RecordAt> {
         let describer = self.describer()?;
         let topic = self.settings.topic.clone();
         let timeout = self.settings.produce_timeout;
@@ -681,15 +682,18 @@ impl EventLog for KafkaLog {
                 }
                 match describer.poll(left) {
                     Some(Ok(m)) if m.partition() == partition && m.offset() == offset => {
-                        break Ok(Some(fingerprint(&m)))
+                        break Ok(RecordAt::Fingerprint(fingerprint(&m)))
                     }
                     Some(Ok(m)) if m.partition() == partition && m.offset() > offset => {
-                        break Ok(None)
+                        break Ok(RecordAt::Missing)
                     }
                     Some(Ok(_)) | None => {}
+                    // The describer's `auto.offset.reset` is `error`: an offset outside the
+                    // partition is reported, not silently replaced.
                     Some(Err(rdkafka::error::KafkaError::MessageConsumption(
-                        rdkafka::types::RDKafkaErrorCode::OffsetOutOfRange,
-                    ))) => break Ok(None),
+                        rdkafka::types::RDKafkaErrorCode::OffsetOutOfRange
+                        | rdkafka::types::RDKafkaErrorCode::AutoOffsetReset,
+                    ))) => break Ok(RecordAt::Missing),
                     Some(Err(e)) => break Err(kafka_error(e)),
                 }
             };
@@ -705,9 +709,14 @@ impl EventLog for KafkaLog {
         let describer = self.describer()?;
         let topic = self.settings.topic.clone();
         let timeout = self.settings.produce_timeout;
-        tokio::task::spawn_blocking(move || describe_topic(describer.client(), &topic, timeout))
-            .await
-            .map_err(|e| StoreError::Backend(format!("describe task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            // Serve what the client queued since it was last used (errors of a broker that
+            // went away, …), so nothing piles up between checks.
+            while describer.poll(Duration::ZERO).is_some() {}
+            describe_topic(describer.client(), &topic, timeout)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("describe task failed: {e}")))?
     }
 
     fn appended_events(&self) -> u64 {
