@@ -1731,34 +1731,28 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
         LogPosition::default()
     );
 
-    // The first binding sticks; a later one of another log changes nothing; an id is learned
-    // once.
-    let a = identity("usage-a", None);
-    assert_eq!(
-        store.bind(binding(0, a.clone())).await.expect("bind"),
-        binding(0, a.clone())
-    );
-    assert_eq!(
-        store
-            .bind(binding(0, identity("usage-b", Some("B"))))
-            .await
-            .expect("bind"),
-        binding(0, a.clone()),
-        "another log does not replace the binding"
-    );
+    let unnamed = identity("usage-a", None);
     let a = identity("usage-a", Some("A1"));
-    assert_eq!(
-        store.bind(binding(0, a.clone())).await.expect("bind"),
-        binding(0, a.clone())
-    );
-    assert_eq!(
-        store
-            .bind(binding(0, identity("usage-a", Some("A2"))))
-            .await
-            .expect("bind"),
-        binding(0, a.clone()),
-        "a recorded id is never overwritten"
-    );
+    for (bound, stored, why) in [
+        (unnamed.clone(), unnamed.clone(), "the first binding sticks"),
+        (
+            identity("usage-b", Some("B")),
+            unnamed,
+            "another log does not replace it",
+        ),
+        (a.clone(), a.clone(), "an id is learned"),
+        (
+            identity("usage-a", Some("A2")),
+            a.clone(),
+            "a recorded id is never overwritten",
+        ),
+    ] {
+        assert_eq!(
+            store.bind(binding(0, bound)).await.expect("bind"),
+            binding(0, stored),
+            "{why}"
+        );
+    }
 
     // Epoch 0: partition 0 gets events 0..20 (clock 10,000 s), partition 1 events 20..30
     // (clock 12,000 s).
