@@ -12,7 +12,6 @@ pub mod clickhouse;
 pub mod clock;
 pub mod codec;
 pub mod config;
-pub mod conformance;
 pub mod embedded;
 pub mod hll;
 pub mod http;

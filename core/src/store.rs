@@ -1,6 +1,6 @@
 //! The three storage seams. The projector and the query API only see these traits; the embedded
 //! (SQLite) and distributed (Kafka / ClickHouse / Postgres) adapters implement them, and one
-//! conformance suite runs against each implementation.
+//! conformance suite (`tally-conformance`) runs against each implementation.
 //!
 //! - [`EventLog`]: the append-only source of truth. `append` returns only once the events are
 //!   durable; positions are per-partition "next offset to read", so a projector can resume from

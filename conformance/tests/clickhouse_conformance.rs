@@ -53,7 +53,7 @@ async fn clickhouse_analytics_store_conforms() {
 
 async fn clickhouse_analytics_store_conforms_on(url: String) {
     let (store, database) = migrated(&url, "tally_conformance").await;
-    tally_core::conformance::analytics_store(&store).await;
+    tally_conformance::analytics_store(&store).await;
 
     // Raw events: a re-insert (crash between the raw insert and the projection commit)
     // collapses; retention drops whole days.
@@ -331,7 +331,7 @@ async fn migrate_adds_the_prompt_dimensions_to_an_older_schema_on(url: String) {
             .expect("migrate (twice: it is idempotent)");
     }
     let store = tally_core::clickhouse::ClickHouseAnalyticsStore::new(client);
-    tally_core::conformance::older_rollup_has_no_prompt(&store, false).await;
+    tally_conformance::older_rollup_has_no_prompt(&store, false).await;
     drop_database(&url, &database).await;
 }
 
@@ -340,7 +340,7 @@ async fn migrate_adds_the_prompt_dimensions_to_an_older_schema_on(url: String) {
 async fn clickhouse_log_bindings_conform() {
     for url in clickhouse_urls() {
         let (store, database) = migrated(&url, "tally_bindings").await;
-        tally_core::conformance::log_bindings(&store).await;
+        tally_conformance::log_bindings(&store).await;
         drop_database(&url, &database).await;
     }
 }

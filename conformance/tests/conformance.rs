@@ -4,7 +4,7 @@
 async fn sqlite_config_store_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = tally_core::embedded::SqliteConfigStore::open(dir.path()).expect("open");
-    tally_core::conformance::config_store(&store).await;
+    tally_conformance::config_store(&store).await;
 }
 
 /// A trigger makes `audit_log` refuse inserts: every change must then fail and leave nothing.
@@ -21,21 +21,21 @@ async fn sqlite_changes_fail_without_their_audit_entry() {
         )
         .expect("trigger");
     };
-    tally_core::conformance::changes_fail_without_their_audit_entry(&store, refuse).await;
+    tally_conformance::changes_fail_without_their_audit_entry(&store, refuse).await;
 }
 
 #[tokio::test]
 async fn sqlite_analytics_store_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = tally_core::embedded::SqliteAnalyticsStore::open(dir.path()).expect("open");
-    tally_core::conformance::analytics_store(&store).await;
+    tally_conformance::analytics_store(&store).await;
 }
 
 #[tokio::test]
 async fn sqlite_log_bindings_conform() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = tally_core::embedded::SqliteAnalyticsStore::open(dir.path()).expect("open");
-    tally_core::conformance::log_bindings(&store).await;
+    tally_conformance::log_bindings(&store).await;
 }
 
 /// Retention never deletes what the projector has not consumed, nor the newest record.
@@ -128,6 +128,6 @@ async fn sqlite_analytics_store_upgrades_rollups_without_prompt_dimensions() {
     }
     for _ in 0..2 {
         let store = tally_core::embedded::SqliteAnalyticsStore::open(dir.path()).expect("open");
-        tally_core::conformance::older_rollup_has_no_prompt(&store, true).await;
+        tally_conformance::older_rollup_has_no_prompt(&store, true).await;
     }
 }

@@ -50,7 +50,7 @@ async fn drop_schema(pool: PgPool, scoped: PgPool, schema: String) {
 async fn postgres_config_store_conforms() {
     let (pool, scoped, schema) = fresh_schema().await;
     let store = tally_core::postgres::PostgresConfigStore::new(scoped.clone());
-    tally_core::conformance::config_store(&store).await;
+    tally_conformance::config_store(&store).await;
     drop_schema(pool, scoped, schema).await;
 }
 
@@ -71,6 +71,6 @@ async fn postgres_changes_fail_without_their_audit_entry() {
         .await
         .expect("trigger");
     };
-    tally_core::conformance::changes_fail_without_their_audit_entry(&store, refuse).await;
+    tally_conformance::changes_fail_without_their_audit_entry(&store, refuse).await;
     drop_schema(pool, scoped, schema).await;
 }

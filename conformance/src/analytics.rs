@@ -1,0 +1,677 @@
+//! The analytics-store suites: [`analytics_store`] (commits, fencing, dedup memory, scans,
+//! retention, reset), [`log_bindings`] (the log a store's checkpoints belong to, and
+//! adoption) and [`older_rollup_has_no_prompt`] (an upgraded store). Each starts from an empty
+//! store and panics with a description on the first deviation.
+
+use tally_core::store::{AnalyticsStore, StoreError};
+use tally_schemas::{Environment, UsageEvent};
+
+use crate::t;
+
+/// After an upgrade that added the prompt dimensions, `store` holds the one day row written in
+/// the older layout (7 requests, 1 error, 123 pico-dollars), now with empty prompt dimensions.
+pub async fn older_rollup_has_no_prompt(store: &dyn AnalyticsStore, with_sketches: bool) {
+    use tally_core::rollup::Resolution;
+    use tally_core::store::ScanRequest;
+    let rows = store
+        .scan(ScanRequest::everything(&[Resolution::Day], with_sketches))
+        .await
+        .expect("scan");
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(
+        (
+            row.key.dims.prompt_id.as_str(),
+            row.key.dims.prompt_version.as_str(),
+            row.rollup.requests,
+            row.rollup.errors,
+            row.rollup.cost.0
+        ),
+        ("", "", 7, 1, 123)
+    );
+}
+
+/// Runs every analytics-store check against `store`, which must be empty.
+pub async fn analytics_store(store: &dyn AnalyticsStore) {
+    use tally_core::rollup::{fold, Resolution};
+    use tally_core::store::{
+        Filter, LogPosition, PartitionCommit, PartitionState, Partitions, ProjectionCommit,
+        ScanRequest, Span, StoreError,
+    };
+
+    let state = store
+        .load_state(3600, &Partitions::All)
+        .await
+        .expect("load");
+    assert!(
+        state.partitions.is_empty(),
+        "an empty store starts at the beginning"
+    );
+
+    let base = 1_767_225_600; // 2026-01-01T00:00:00Z
+                              // Every fourth event of the first batch happened the day before (for retention below).
+    let first: Vec<UsageEvent> = (0..50)
+        .map(|i| {
+            sample_event(
+                i,
+                base + i64::from(i) * 7 - if i % 4 == 0 { 86_400 } else { 0 },
+                "chatbot",
+                Environment::Production,
+            )
+        })
+        .collect();
+    let second: Vec<UsageEvent> = (50..80)
+        .map(|i| {
+            sample_event(
+                i,
+                base + i64::from(i) * 7,
+                if i % 2 == 0 { "chatbot" } else { "search" },
+                Environment::Staging,
+            )
+        })
+        .collect();
+    // The second batch is split over log partitions 0 and 3, so rows of one key come from
+    // both partitions and must be merged by the store.
+    let (second_p3, second_p0): (Vec<UsageEvent>, Vec<UsageEvent>) = second
+        .iter()
+        .cloned()
+        .partition(|e| e.output_tokens % 5 < 2);
+    let part =
+        |events: &[UsageEvent], base_offset: i64, seen_s: u32, horizon: u32, applied: u64| {
+            PartitionCommit {
+                base_offset,
+                deltas: fold(events),
+                dedup_new: events
+                    .iter()
+                    .map(|e| (tally_core::event_fingerprint(&e.event_id), seen_s))
+                    .collect(),
+                dedup_horizon_s: horizon,
+                state: PartitionState {
+                    next_offset: base_offset + events.len() as i64,
+                    last_received_ms: i64::from(seen_s) * 1000,
+                    events_applied: applied,
+                    duplicates_dropped: 1,
+                    anchor: 1_000 + base_offset as u64 + events.len() as u64,
+                    dedup: Vec::new(),
+                },
+                raw: events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| tally_core::store::RawEvent {
+                        event: e.clone(),
+                        offset: base_offset + i as i64,
+                        received_at_ms: i64::from(seen_s) * 1000,
+                    })
+                    .collect(),
+            }
+        };
+    let commit1 = ProjectionCommit {
+        epoch: 0,
+        partitions: [(0, part(&first, 0, 10_000, 0, 50))].into_iter().collect(),
+    };
+    store.commit(commit1.clone()).await.expect("commit 1");
+    let commit2 = ProjectionCommit {
+        epoch: 0,
+        partitions: [
+            (
+                0,
+                part(&second_p0, 50, 20_000, 15_000, 50 + second_p0.len() as u64),
+            ),
+            (
+                3,
+                part(&second_p3, 0, 20_000, 15_000, second_p3.len() as u64),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    store.commit(commit2.clone()).await.expect("commit 2");
+
+    // A commit built on a stale checkpoint (another projector moved the partition) is refused
+    // and changes nothing.
+    let refused = store.commit(commit1).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "stale base offset must be refused, got {refused:?}"
+    );
+    let refused = store.commit(commit2).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))));
+
+    let state = store
+        .load_state(5_000, &Partitions::All)
+        .await
+        .expect("load");
+    assert_eq!(
+        state.position(),
+        LogPosition(
+            [
+                (0, 50 + second_p0.len() as i64),
+                (3, second_p3.len() as i64)
+            ]
+            .into_iter()
+            .collect()
+        )
+    );
+    let p0 = &state.partitions[&0];
+    assert_eq!(
+        (
+            p0.last_received_ms,
+            p0.events_applied,
+            p0.duplicates_dropped,
+            p0.anchor
+        ),
+        (
+            20_000_000,
+            50 + second_p0.len() as u64,
+            1,
+            1_000 + 50 + second_p0.len() as u64
+        )
+    );
+    assert_eq!(state.events_applied(), 80);
+    let fingerprints = |events: &[UsageEvent]| {
+        let mut v: Vec<u64> = events
+            .iter()
+            .map(|e| tally_core::event_fingerprint(&e.event_id))
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    for (partition, events) in [(0, &second_p0), (3, &second_p3)] {
+        let mut seen: Vec<u64> = state.partitions[&partition]
+            .dedup
+            .iter()
+            .map(|(fp, _)| *fp)
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            fingerprints(events),
+            "partition {partition}: only its fingerprints inside the window come back"
+        );
+    }
+    let only3 = store
+        .load_state(5_000, &Partitions::Only([3].into_iter().collect()))
+        .await
+        .expect("load");
+    assert_eq!(
+        only3.partitions.keys().copied().collect::<Vec<_>>(),
+        vec![3]
+    );
+
+    let everything = |with_sketches| ScanRequest::everything(&Resolution::ALL, with_sketches);
+    let mut expected = fold(&first);
+    tally_core::rollup::apply(&mut expected, fold(&second));
+    let rows = store.scan(everything(true)).await.expect("scan");
+    let got: std::collections::BTreeMap<_, _> =
+        rows.into_iter().map(|r| (r.key, r.rollup)).collect();
+    assert_eq!(got, expected, "commits merge into the stored rows exactly");
+
+    let sums_only = store.scan(everything(false)).await.expect("scan");
+    assert!(
+        sums_only
+            .iter()
+            .all(|r| r.rollup.latency.is_empty() && r.rollup.users.is_empty()),
+        "no sketches unless asked"
+    );
+    let total: u64 = sums_only
+        .iter()
+        .filter(|r| r.key.resolution == Resolution::Hour)
+        .map(|r| r.rollup.requests)
+        .sum();
+    assert_eq!(total, 80);
+
+    let filtered = store
+        .scan(ScanRequest {
+            filter: Filter {
+                feature: Some("chatbot".into()),
+                environment: Some(Environment::Staging),
+                ..Filter::default()
+            },
+            spans: vec![Span {
+                resolution: Resolution::Minute,
+                from: base + 60,
+                to: base + 540,
+            }],
+            with_sketches: false,
+        })
+        .await
+        .expect("scan");
+    let want = second
+        .iter()
+        .filter(|e| {
+            e.feature == "chatbot" && (base + 60..base + 540).contains(&e.occurred_at_secs())
+        })
+        .count();
+    assert_eq!(
+        filtered.iter().map(|r| r.rollup.requests).sum::<u64>(),
+        want as u64
+    );
+    assert!(filtered.iter().all(|r| r.key.dims.feature == "chatbot"
+        && r.key.resolution == Resolution::Minute
+        && r.key.bucket >= base + 60
+        && r.key.bucket < base + 540));
+
+    // Rows keep the prompt dimensions, and a scan filters by them.
+    let version_2 = store
+        .scan(ScanRequest {
+            filter: Filter {
+                prompt_id: Some("greeter".into()),
+                prompt_version: Some("2".into()),
+                ..Filter::default()
+            },
+            spans: vec![Span {
+                resolution: Resolution::Day,
+                from: base - 86_400,
+                to: base + 86_400,
+            }],
+            with_sketches: false,
+        })
+        .await
+        .expect("scan");
+    let want = first
+        .iter()
+        .chain(&second)
+        .filter(|e| e.prompt_version.as_deref() == Some("2"))
+        .count();
+    assert!(want > 0);
+    assert_eq!(
+        version_2.iter().map(|r| r.rollup.requests).sum::<u64>(),
+        want as u64
+    );
+    assert!(version_2
+        .iter()
+        .all(|r| r.key.dims.prompt_id == "greeter" && r.key.dims.prompt_version == "2"));
+
+    // Retention works in whole UTC days: a cutoff two minutes into 2026-01-01 removes every
+    // row of 2025-12-31 (all resolutions) and nothing of 2026-01-01.
+    let before = store.scan(everything(false)).await.expect("scan").len();
+    store.prune(base + 120).await.expect("prune");
+    let after = store.scan(everything(false)).await.expect("scan");
+    let gone = expected.keys().filter(|k| k.bucket < base).count();
+    assert!(gone > 0 && gone < before);
+    assert_eq!(
+        after.len(),
+        before - gone,
+        "prune drops exactly the rows of the days that ended before the cutoff"
+    );
+    assert!(after.iter().all(|r| r.key.bucket >= base));
+    let requests_left: u64 = after
+        .iter()
+        .filter(|r| r.key.resolution == Resolution::Day)
+        .map(|r| r.rollup.requests)
+        .sum();
+    assert_eq!(
+        requests_left,
+        80 - 13,
+        "13 of the first batch were on the day before"
+    );
+
+    store.reset().await.expect("reset");
+    assert!(store
+        .scan(everything(false))
+        .await
+        .expect("scan")
+        .is_empty());
+    assert!(store
+        .load_state(3600, &Partitions::All)
+        .await
+        .expect("load")
+        .partitions
+        .is_empty());
+}
+
+fn sample_event(i: u32, at_s: i64, feature: &str, environment: Environment) -> UsageEvent {
+    use tally_schemas::event::{Cost, Operation, Status};
+    UsageEvent {
+        event_id: format!("conformance-{i}"),
+        occurred_at_us: at_s * 1_000_000,
+        feature: feature.into(),
+        model: if i.is_multiple_of(3) {
+            "gpt-4o".into()
+        } else {
+            "claude".into()
+        },
+        provider: if i.is_multiple_of(3) {
+            "openai".into()
+        } else {
+            "anthropic".into()
+        },
+        environment,
+        operation: Operation::Chat,
+        status: if i.is_multiple_of(10) {
+            Status::Error
+        } else {
+            Status::Success
+        },
+        latency_us: u64::from(i) * 12_345,
+        input_tokens: u64::from(i) * 10,
+        output_tokens: u64::from(i),
+        cached_input_tokens: u64::from(i),
+        cost: if i.is_multiple_of(7) {
+            Cost::Unpriced
+        } else {
+            Cost::Computed(i64::from(i) * 1_000_003)
+        },
+        user_id: Some(format!("user-{}", i % 9)),
+        // Every fifth names no prompt; the rest one of two versions.
+        prompt_id: (!i.is_multiple_of(5)).then(|| "greeter".to_string()),
+        prompt_version: (!i.is_multiple_of(5)).then(|| (1 + i % 2).to_string()),
+        ..UsageEvent::example()
+    }
+}
+
+/// Log bindings and adoption, against an empty store: a store binds once and learns an id,
+/// commits land only in the current epoch, an adoption keeps the rollups and starts every
+/// adopted partition at offset 0 with the dedup memory it names, and reset forgets it all.
+pub async fn log_bindings(store: &dyn AnalyticsStore) {
+    use std::collections::BTreeMap;
+
+    use tally_core::log_binding::{check, LogBinding, LogDescription, LogIdentity, Watermarks};
+    use tally_core::rollup::{fold, Resolution};
+    use tally_core::store::{
+        LogPosition, PartitionCommit, PartitionState, Partitions, ProjectionCommit, ScanRequest,
+    };
+
+    let identity = |name: &str, id: Option<&str>| LogIdentity {
+        name: name.into(),
+        id: id.map(String::from),
+    };
+    let binding = |epoch: u32, log: LogIdentity| LogBinding {
+        epoch,
+        log,
+        bound_at: t(1),
+        retired: None,
+    };
+    let plan_adoption =
+        |bound: Option<&LogBinding>, position: &BTreeMap<i32, i64>, log: &LogDescription, at| {
+            tally_core::log_binding::plan_adoption(
+                &check(bound, position, log),
+                bound,
+                position,
+                log,
+                at,
+            )
+        };
+    let described = |log: LogIdentity, partitions: i32| LogDescription {
+        identity: log,
+        partitions: (0..partitions)
+            .map(|p| (p, Watermarks { low: 0, high: 1000 }))
+            .collect(),
+    };
+    assert!(store.bindings().await.expect("bindings").is_empty());
+    assert_eq!(
+        store
+            .checkpoints(&Partitions::All)
+            .await
+            .expect("checkpoints")
+            .position(),
+        LogPosition::default()
+    );
+
+    let unnamed = identity("usage-a", None);
+    let a = identity("usage-a", Some("A1"));
+    for (bound, stored, why) in [
+        (unnamed.clone(), unnamed.clone(), "the first binding sticks"),
+        (
+            identity("usage-b", Some("B")),
+            unnamed,
+            "another log does not replace it",
+        ),
+        (a.clone(), a.clone(), "an id is learned"),
+        (
+            identity("usage-a", Some("A2")),
+            a.clone(),
+            "a recorded id is never overwritten",
+        ),
+    ] {
+        assert_eq!(
+            store.bind(binding(0, bound)).await.expect("bind"),
+            binding(0, stored),
+            "{why}"
+        );
+    }
+
+    // Epoch 0: partition 0 gets events 0..20 (clock 10,000 s), partition 1 events 20..30
+    // (clock 12,000 s).
+    let base = 1_767_225_600;
+    let events: Vec<UsageEvent> = (0..40)
+        .map(|i| {
+            sample_event(
+                i,
+                base + i64::from(i) * 60,
+                "chatbot",
+                Environment::Production,
+            )
+        })
+        .collect();
+    let fps = |events: &[UsageEvent], seen_s: u32| -> Vec<(u64, u32)> {
+        events
+            .iter()
+            .map(|e| (tally_core::event_fingerprint(&e.event_id), seen_s))
+            .collect()
+    };
+    let part = |events: &[UsageEvent], base_offset: i64, seen_s: u32| PartitionCommit {
+        base_offset,
+        deltas: fold(events),
+        dedup_new: fps(events, seen_s),
+        dedup_horizon_s: 0,
+        state: PartitionState {
+            next_offset: base_offset + events.len() as i64,
+            last_received_ms: i64::from(seen_s) * 1000,
+            events_applied: events.len() as u64,
+            duplicates_dropped: 0,
+            anchor: 77,
+            dedup: Vec::new(),
+        },
+        raw: Vec::new(),
+    };
+    let (p0, p1, later) = (&events[..20], &events[20..30], &events[30..]);
+    store
+        .commit(ProjectionCommit {
+            epoch: 0,
+            partitions: [(0, part(p0, 0, 10_000)), (1, part(p1, 0, 12_000))]
+                .into_iter()
+                .collect(),
+        })
+        .await
+        .expect("commit in epoch 0");
+    let retired_position: BTreeMap<i32, i64> = [(0, 20), (1, 10)].into_iter().collect();
+    assert_eq!(
+        store
+            .checkpoints(&Partitions::All)
+            .await
+            .expect("checkpoints")
+            .position()
+            .0,
+        retired_position
+    );
+
+    // Adopt usage-b (same two partitions: each keeps its namesake's dedup memory).
+    let b = identity("usage-b", Some("B1"));
+    let plan = plan_adoption(
+        Some(&binding(0, a.clone())),
+        &retired_position,
+        &described(b.clone(), 2),
+        t(2),
+    )
+    .expect("adoptable");
+    let mut stale = plan.clone();
+    stale.retired_epoch = 7;
+    assert!(
+        matches!(
+            store.adopt(&stale, 3600).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "an adoption planned on another epoch is refused"
+    );
+    let mut moved = plan.clone();
+    moved.retired_position.insert(0, 19);
+    assert!(
+        matches!(
+            store.adopt(&moved, 3600).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "an adoption planned on other checkpoints is refused"
+    );
+    assert_eq!(store.bindings().await.expect("bindings").len(), 1);
+    store.adopt(&plan, 3600).await.expect("adopt");
+
+    let bindings = store.bindings().await.expect("bindings");
+    assert_eq!(bindings.len(), 2, "{bindings:?}");
+    assert_eq!(
+        (
+            bindings[0].epoch,
+            &bindings[0].log,
+            bindings[0].retired.as_ref().map(|r| (&r.position, r.at))
+        ),
+        (0, &a, Some((&retired_position, t(2))))
+    );
+    assert_eq!(
+        bindings[1],
+        LogBinding {
+            bound_at: t(2),
+            ..binding(1, b.clone())
+        }
+    );
+    let state = store
+        .load_state(3600, &Partitions::All)
+        .await
+        .expect("load");
+    assert_eq!(state.epoch, 1);
+    assert_eq!(
+        state.position().0,
+        [(0, 0), (1, 0)].into_iter().collect::<BTreeMap<_, _>>(),
+        "every adopted partition starts at its beginning"
+    );
+    let sorted = |mut v: Vec<(u64, u32)>| {
+        v.sort_unstable();
+        v
+    };
+    for (partition, events, clock) in [(0, p0, 10_000u32), (1, p1, 12_000)] {
+        let s = &state.partitions[&partition];
+        assert_eq!(
+            (
+                s.last_received_ms,
+                s.events_applied,
+                s.duplicates_dropped,
+                s.anchor
+            ),
+            (i64::from(clock) * 1000, 0, 0, 0),
+            "no record of the adopted log is known yet"
+        );
+        assert_eq!(
+            sorted(s.dedup.clone()),
+            sorted(fps(events, clock)),
+            "partition {partition} keeps its namesake's fingerprints"
+        );
+    }
+
+    // Commits of the retired epoch are refused; the adopted one's add to the same rollups.
+    let refused = store
+        .commit(ProjectionCommit {
+            epoch: 0,
+            partitions: [(0, part(later, 20, 13_000))].into_iter().collect(),
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "a commit of the retired epoch is refused, got {refused:?}"
+    );
+    store
+        .commit(ProjectionCommit {
+            epoch: 1,
+            partitions: [(0, part(later, 0, 13_000))].into_iter().collect(),
+        })
+        .await
+        .expect("commit in epoch 1");
+    let rows: BTreeMap<_, _> = store
+        .scan(ScanRequest::everything(&Resolution::ALL, true))
+        .await
+        .expect("scan")
+        .into_iter()
+        .map(|r| (r.key, r.rollup))
+        .collect();
+    assert_eq!(
+        rows,
+        fold(&events),
+        "the retired log's counts stay and the adopted log's are added"
+    );
+
+    // A third log with three partitions: each starts with every partition's fingerprints.
+    let c = identity("usage-c", Some("C1"));
+    let position_b: BTreeMap<i32, i64> = [(0, 10), (1, 0)].into_iter().collect();
+    let mut plan = plan_adoption(
+        Some(&binding(1, b.clone())),
+        &position_b,
+        &described(c.clone(), 3),
+        t(3),
+    )
+    .expect("adoptable");
+    // A partition may start past its beginning (a topic that lost records goes on from its
+    // end).
+    plan.start.insert(2, 7);
+    store.adopt(&plan, 3600).await.expect("adopt");
+    let state = store
+        .load_state(3600, &Partitions::All)
+        .await
+        .expect("load");
+    assert_eq!(state.epoch, 2);
+    assert_eq!(
+        state.position().0,
+        [(0, 0), (1, 0), (2, 7)]
+            .into_iter()
+            .collect::<BTreeMap<_, _>>()
+    );
+    let mut everything: Vec<(u64, u32)> = fps(p0, 10_000);
+    everything.extend(fps(p1, 12_000));
+    everything.extend(fps(later, 13_000));
+    for partition in 0..3 {
+        let s = &state.partitions[&partition];
+        assert_eq!(s.last_received_ms, 13_000_000, "the latest source clock");
+        assert_eq!(sorted(s.dedup.clone()), sorted(everything.clone()));
+    }
+    assert_eq!(
+        store
+            .load_state(3600, &Partitions::Only([2].into_iter().collect()))
+            .await
+            .expect("load")
+            .partitions
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
+
+    store.reset().await.expect("reset");
+    assert!(store.bindings().await.expect("bindings").is_empty());
+    assert_eq!(
+        store
+            .load_state(3600, &Partitions::All)
+            .await
+            .expect("load")
+            .epoch,
+        0
+    );
+    // A store started from scratch is bound again at the next epoch, so that a projector
+    // still holding an earlier one is refused.
+    assert_eq!(
+        store.bind(binding(3, c.clone())).await.expect("bind"),
+        binding(3, c.clone())
+    );
+    assert_eq!(
+        store
+            .load_state(3600, &Partitions::All)
+            .await
+            .expect("load")
+            .epoch,
+        3
+    );
+    let stale = store
+        .commit(ProjectionCommit {
+            epoch: 2,
+            partitions: [(0, part(later, 0, 13_000))].into_iter().collect(),
+        })
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    store.reset().await.expect("reset");
+}

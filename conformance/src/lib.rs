@@ -1,0 +1,22 @@
+//! The conformance suites every storage implementation must pass, in a crate of their own that
+//! only tests depend on (none of it ships in the services). The runners are in `tests/`:
+//! embedded SQLite in the default run, Postgres and ClickHouse (Debian's 18.16, and a current
+//! engine when `TALLY_TEST_CLICKHOUSE_CURRENT_URL` is set) in the service tier.
+//!
+//! - [`config`]: the configuration store (SQLite, Postgres);
+//! - [`analytics`]: the analytics store (SQLite, ClickHouse).
+
+pub mod analytics;
+pub mod config;
+
+pub use analytics::{analytics_store, log_bindings, older_rollup_has_no_prompt};
+pub use config::{changes_fail_without_their_audit_entry, config_store};
+
+use chrono::{DateTime, TimeZone, Utc};
+
+/// Midnight UTC of `day` January 2026: the suites' clock.
+pub(crate) fn t(day: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
