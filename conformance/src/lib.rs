@@ -3,14 +3,18 @@
 //! embedded SQLite in the default run, Postgres and ClickHouse (Debian's 18.16, and a current
 //! engine when `TALLY_TEST_CLICKHOUSE_CURRENT_URL` is set) in the service tier.
 //!
+//! - [`log`]: the event log (SQLite; Kafka on librdkafka's mock cluster, and on a real broker
+//!   in the service tier);
 //! - [`config`]: the configuration store (SQLite, Postgres);
 //! - [`analytics`]: the analytics store (SQLite, ClickHouse).
 
 pub mod analytics;
 pub mod config;
+pub mod log;
 
 pub use analytics::{analytics_store, log_bindings, older_rollup_has_no_prompt};
 pub use config::{changes_fail_without_their_audit_entry, config_store};
+pub use log::event_log;
 
 use chrono::{DateTime, TimeZone, Utc};
 

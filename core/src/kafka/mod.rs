@@ -382,6 +382,7 @@ impl KafkaLog {
         let ReadState {
             buffer,
             delivered_next,
+            sought,
             ..
         } = &mut *state;
         for (partition, queue) in buffer.iter_mut() {
@@ -405,6 +406,23 @@ impl KafkaLog {
                 };
                 delivered_next.insert(*partition, record.offset + 1);
                 out.push(record);
+            }
+        }
+        if out.is_empty() && seeks.is_empty() {
+            // Nothing buffered continues the caller: where the consumer already stands past the
+            // caller's position (a projector that reloaded its checkpoint while no new message
+            // arrives to reveal the gap), seek back now rather than wait for the next message.
+            let positions = consumer.position().map_err(kafka_error)?;
+            for element in positions.elements_for_topic(&self.settings.topic) {
+                let partition = element.partition();
+                let Offset::Offset(at) = element.offset() else {
+                    continue;
+                };
+                let expected = from.next_offset(partition);
+                let idle = buffer.get(&partition).is_none_or(|q| q.is_empty());
+                if idle && at > expected && !sought.contains_key(&partition) {
+                    seeks.push((partition, expected, at));
+                }
             }
         }
         for (partition, expected, received) in seeks {
