@@ -18,16 +18,16 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.bench_function("fold", |b| {
-        b.iter(|| tally_core::rollup::fold(&events).len())
+        b.iter(|| tally_domain::rollup::fold(&events).len())
     });
     g.bench_function("encode_log_record", |b| {
-        b.iter(|| tally_core::codec::encode_events(&events).map(|v| v.len()))
+        b.iter(|| tally_storage::codec::encode_events(&events).map(|v| v.len()))
     });
-    let encoded = tally_core::codec::encode_events(&events).unwrap_or_default();
+    let encoded = tally_storage::codec::encode_events(&events).unwrap_or_default();
     g.bench_function("decode_log_record", |b| {
         b.iter_batched(
             || encoded.clone(),
-            |e| tally_core::codec::decode_events(&e).map(|v| v.len()),
+            |e| tally_storage::codec::decode_events(&e).map(|v| v.len()),
             BatchSize::SmallInput,
         )
     });

@@ -3,7 +3,7 @@
 //! adoption) and [`older_rollup_has_no_prompt`] (an upgraded store). Each starts from an empty
 //! store and panics with a description on the first deviation.
 
-use tally_core::store::{AnalyticsStore, StoreError};
+use tally_domain::store::{AnalyticsStore, StoreError};
 use tally_schemas::{Environment, UsageEvent};
 
 use crate::t;
@@ -11,8 +11,8 @@ use crate::t;
 /// After an upgrade that added the prompt dimensions, `store` holds the one day row written in
 /// the older layout (7 requests, 1 error, 123 pico-dollars), now with empty prompt dimensions.
 pub async fn older_rollup_has_no_prompt(store: &dyn AnalyticsStore, with_sketches: bool) {
-    use tally_core::rollup::Resolution;
-    use tally_core::store::ScanRequest;
+    use tally_domain::rollup::Resolution;
+    use tally_domain::store::ScanRequest;
     let rows = store
         .scan(ScanRequest::everything(&[Resolution::Day], with_sketches))
         .await
@@ -33,8 +33,8 @@ pub async fn older_rollup_has_no_prompt(store: &dyn AnalyticsStore, with_sketche
 
 /// Runs every analytics-store check against `store`, which must be empty.
 pub async fn analytics_store(store: &dyn AnalyticsStore) {
-    use tally_core::rollup::{fold, Resolution};
-    use tally_core::store::{
+    use tally_domain::rollup::{fold, Resolution};
+    use tally_domain::store::{
         Filter, LogPosition, PartitionCommit, PartitionState, Partitions, ProjectionCommit,
         ScanRequest, Span, StoreError,
     };
@@ -83,7 +83,7 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
                 deltas: fold(events),
                 dedup_new: events
                     .iter()
-                    .map(|e| (tally_core::event_fingerprint(&e.event_id), seen_s))
+                    .map(|e| (tally_domain::event_fingerprint(&e.event_id), seen_s))
                     .collect(),
                 dedup_horizon_s: horizon,
                 state: PartitionState {
@@ -97,7 +97,7 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
                 raw: events
                     .iter()
                     .enumerate()
-                    .map(|(i, e)| tally_core::store::RawEvent {
+                    .map(|(i, e)| tally_domain::store::RawEvent {
                         event: e.clone(),
                         offset: base_offset + i as i64,
                         received_at_ms: i64::from(seen_s) * 1000,
@@ -171,7 +171,7 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
     let fingerprints = |events: &[UsageEvent]| {
         let mut v: Vec<u64> = events
             .iter()
-            .map(|e| tally_core::event_fingerprint(&e.event_id))
+            .map(|e| tally_domain::event_fingerprint(&e.event_id))
             .collect();
         v.sort_unstable();
         v
@@ -200,7 +200,7 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
 
     let everything = |with_sketches| ScanRequest::everything(&Resolution::ALL, with_sketches);
     let mut expected = fold(&first);
-    tally_core::rollup::apply(&mut expected, fold(&second));
+    tally_domain::rollup::apply(&mut expected, fold(&second));
     let rows = store.scan(everything(true)).await.expect("scan");
     let got: std::collections::BTreeMap<_, _> =
         rows.into_iter().map(|r| (r.key, r.rollup)).collect();
@@ -366,9 +366,9 @@ fn sample_event(i: u32, at_s: i64, feature: &str, environment: Environment) -> U
 pub async fn log_bindings(store: &dyn AnalyticsStore) {
     use std::collections::BTreeMap;
 
-    use tally_core::log_binding::{check, LogBinding, LogDescription, LogIdentity, Watermarks};
-    use tally_core::rollup::{fold, Resolution};
-    use tally_core::store::{
+    use tally_domain::log_binding::{check, LogBinding, LogDescription, LogIdentity, Watermarks};
+    use tally_domain::rollup::{fold, Resolution};
+    use tally_domain::store::{
         LogPosition, PartitionCommit, PartitionState, Partitions, ProjectionCommit, ScanRequest,
     };
 
@@ -384,7 +384,7 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
     };
     let plan_adoption =
         |bound: Option<&LogBinding>, position: &BTreeMap<i32, i64>, log: &LogDescription, at| {
-            tally_core::log_binding::plan_adoption(
+            tally_domain::log_binding::plan_adoption(
                 &check(bound, position, log),
                 bound,
                 position,
@@ -447,7 +447,7 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
     let fps = |events: &[UsageEvent], seen_s: u32| -> Vec<(u64, u32)> {
         events
             .iter()
-            .map(|e| (tally_core::event_fingerprint(&e.event_id), seen_s))
+            .map(|e| (tally_domain::event_fingerprint(&e.event_id), seen_s))
             .collect()
     };
     let part = |events: &[UsageEvent], base_offset: i64, seen_s: u32| PartitionCommit {

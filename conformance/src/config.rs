@@ -5,11 +5,11 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tally_core::audit::Change;
-use tally_core::config::{
+use tally_domain::audit::Change;
+use tally_domain::config::{
     DeploySpec, FeatureSpec, FeatureStatus, ModelPrice, ModelSpec, PriceSpec, ProviderSpec,
 };
-use tally_core::store::{ConfigStore, StoreError};
+use tally_domain::store::{ConfigStore, StoreError};
 use tally_schemas::Environment;
 
 use crate::t;
@@ -84,7 +84,7 @@ pub async fn config_store(store: &dyn ConfigStore) {
 }
 
 async fn reprices(store: &dyn ConfigStore) {
-    use tally_core::config::RepriceSpec;
+    use tally_domain::config::RepriceSpec;
     let prices: Vec<ModelPrice> = store
         .list_prices()
         .await
@@ -133,8 +133,8 @@ async fn reprices(store: &dyn ConfigStore) {
 /// Every change of the earlier checks is in the log once; calls that changed nothing are not.
 /// Then a scripted run by another actor: each change's entry, with before and after.
 async fn audit(store: &dyn ConfigStore) {
-    use tally_core::audit::Actor;
-    use tally_core::config::{AuditEntry, BudgetPeriod, BudgetScope, BudgetSpec};
+    use tally_domain::audit::Actor;
+    use tally_domain::config::{AuditEntry, BudgetPeriod, BudgetScope, BudgetSpec};
     let everything = store.list_audit(10_000, None).await.expect("list");
     let count = |action: &str| everything.iter().filter(|e| e.action == action).count();
     assert!(everything.iter().all(|e| e.actor == "tester"));
@@ -362,8 +362,8 @@ async fn audit(store: &dyn ConfigStore) {
     );
 }
 
-fn content(text: &str, variables: &[&str], day: u32) -> tally_core::config::PromptContent {
-    tally_core::config::PromptContent {
+fn content(text: &str, variables: &[&str], day: u32) -> tally_domain::config::PromptContent {
+    tally_domain::config::PromptContent {
         content: text.into(),
         variables: variables.iter().map(|v| v.to_string()).collect(),
         created_by: Some("tester".into()),
@@ -372,7 +372,7 @@ fn content(text: &str, variables: &[&str], day: u32) -> tally_core::config::Prom
 }
 
 async fn prompts(store: &dyn ConfigStore) {
-    use tally_core::config::{PromptSpec, PromptStatus};
+    use tally_domain::config::{PromptSpec, PromptStatus};
     let spec = |name: &str, feature: Option<&str>| PromptSpec {
         name: name.into(),
         description: Some("greets".into()),
@@ -499,7 +499,7 @@ async fn prompts(store: &dyn ConfigStore) {
 }
 
 async fn budgets(store: &dyn ConfigStore) {
-    use tally_core::config::{BudgetPeriod, BudgetScope, BudgetSpec};
+    use tally_domain::config::{BudgetPeriod, BudgetScope, BudgetSpec};
     let spec = BudgetSpec {
         name: "chatbot monthly".into(),
         scope: BudgetScope::Feature,
@@ -593,7 +593,7 @@ async fn budgets(store: &dyn ConfigStore) {
 }
 
 async fn experiments(store: &dyn ConfigStore) {
-    use tally_core::config::{ExperimentSpec, ExperimentStatus, ExperimentType, Variant};
+    use tally_domain::config::{ExperimentSpec, ExperimentStatus, ExperimentType, Variant};
     let variant = |name: &str, share: u32| Variant {
         name: name.into(),
         traffic_percent: share,
@@ -679,7 +679,7 @@ async fn experiments(store: &dyn ConfigStore) {
 }
 
 async fn api_keys(store: &dyn ConfigStore) {
-    use tally_core::access::{hash, new_key, Role};
+    use tally_domain::access::{hash, new_key, Role};
     assert!(store.list_api_keys().await.expect("list").is_empty());
     let (secret, spec) = new_key("ci admin", Role::PlatformAdmin, t(3));
     let admin = store
@@ -1075,8 +1075,8 @@ pub async fn changes_fail_without_their_audit_entry<F>(store: &dyn ConfigStore, 
 where
     F: std::future::Future<Output = ()>,
 {
-    use tally_core::access::{new_key, Role};
-    use tally_core::config::{
+    use tally_domain::access::{new_key, Role};
+    use tally_domain::config::{
         BudgetPeriod, BudgetScope, BudgetSpec, ExperimentSpec, ExperimentStatus, ExperimentType,
         PromptSpec, PromptStatus, RepriceSpec, Variant,
     };

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use tally_core::store::{EventLog, LogPosition, LogRecord, RecordAt};
+use tally_domain::store::{EventLog, LogPosition, LogRecord, RecordAt};
 use tally_schemas::UsageEvent;
 
 /// Events of the suite: unique ids, content that differs per event, `occurred_at` in the

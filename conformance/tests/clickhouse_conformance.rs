@@ -19,16 +19,13 @@ fn clickhouse_urls() -> Vec<String> {
 }
 
 /// A freshly migrated database `<prefix>_<random>` on `url`, and a store on it.
-async fn migrated(
-    url: &str,
-    prefix: &str,
-) -> (tally_core::clickhouse::ClickHouseAnalyticsStore, String) {
+async fn migrated(url: &str, prefix: &str) -> (tally_storage::ClickHouseAnalyticsStore, String) {
     let database = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-    tally_core::clickhouse::migrate(url, &database)
+    tally_storage::analytics::clickhouse::migrate(url, &database)
         .await
         .expect("migrate");
-    let store = tally_core::clickhouse::ClickHouseAnalyticsStore::new(
-        tally_core::clickhouse::client(url, &database),
+    let store = tally_storage::ClickHouseAnalyticsStore::new(
+        tally_storage::analytics::clickhouse::client(url, &database),
     );
     (store, database)
 }
@@ -57,8 +54,8 @@ async fn clickhouse_analytics_store_conforms_on(url: String) {
 
     // Raw events: a re-insert (crash between the raw insert and the projection commit)
     // collapses; retention drops whole days.
-    use tally_core::store::{AnalyticsStore, RawEvent};
-    let client = tally_core::clickhouse::client(&url, &database);
+    use tally_domain::store::{AnalyticsStore, RawEvent};
+    let client = tally_storage::analytics::clickhouse::client(&url, &database);
     let day = 86_400_000_000i64;
     let base = 20_454 * day; // 2026-01-01
     let raw: Vec<RawEvent> = (0..10)
@@ -73,19 +70,19 @@ async fn clickhouse_analytics_store_conforms_on(url: String) {
         })
         .collect();
     for _ in 0..2 {
-        tally_core::clickhouse::events::insert(&client, 0, &raw)
+        tally_storage::analytics::clickhouse::events::insert(&client, 0, &raw)
             .await
             .expect("insert");
     }
     assert_eq!(
-        tally_core::clickhouse::events::count(&client)
+        tally_storage::analytics::clickhouse::events::count(&client)
             .await
             .expect("count"),
         10
     );
     store.prune((base + day) / 1_000_000).await.expect("prune");
     assert_eq!(
-        tally_core::clickhouse::events::count(&client)
+        tally_storage::analytics::clickhouse::events::count(&client)
             .await
             .expect("count"),
         5,
@@ -107,8 +104,8 @@ async fn an_unfinished_commit_is_finished_without_double_counting() {
 
 async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String) {
     use std::collections::BTreeMap;
-    use tally_core::rollup::{fold, Resolution};
-    use tally_core::store::{
+    use tally_domain::rollup::{fold, Resolution};
+    use tally_domain::store::{
         AnalyticsStore, PartitionCommit, PartitionState, Partitions, ProjectionCommit, ScanRequest,
         StoreError,
     };
@@ -139,7 +136,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
                 deltas: fold(&events[from..to]),
                 dedup_new: events[from..to]
                     .iter()
-                    .map(|e| (tally_core::event_fingerprint(&e.event_id), 1_000))
+                    .map(|e| (tally_domain::event_fingerprint(&e.event_id), 1_000))
                     .collect(),
                 dedup_horizon_s: 0,
                 state: PartitionState {
@@ -186,18 +183,18 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
     assert!(only_other.unfinished.is_empty());
 
     // An adoption would leave the unfinished commit half counted: refused, nothing changed.
-    let another = tally_core::log_binding::LogDescription {
-        identity: tally_core::log_binding::LogIdentity {
+    let another = tally_domain::log_binding::LogDescription {
+        identity: tally_domain::log_binding::LogIdentity {
             name: "another".into(),
             id: Some("X".into()),
         },
-        partitions: [(0, tally_core::log_binding::Watermarks { low: 0, high: 5 })]
+        partitions: [(0, tally_domain::log_binding::Watermarks { low: 0, high: 5 })]
             .into_iter()
             .collect(),
     };
     let stored = BTreeMap::from([(0, 10)]);
-    let verdict = tally_core::log_binding::check(None, &stored, &another);
-    let plan = tally_core::log_binding::plan_adoption(
+    let verdict = tally_domain::log_binding::check(None, &stored, &another);
+    let plan = tally_domain::log_binding::plan_adoption(
         &verdict,
         None,
         &stored,
@@ -235,7 +232,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
         .await
         .expect("scan");
     for resolution in Resolution::ALL {
-        let of = |r: &&tally_core::rollup::RollupRow| r.key.resolution == resolution;
+        let of = |r: &&tally_domain::rollup::RollupRow| r.key.resolution == resolution;
         assert_eq!(
             rows.iter()
                 .filter(of)
@@ -269,7 +266,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
 
     // Rollup rows of the first schema (kind 0 rows of tally_projection) are moved over by
     // `migrate`, idempotently.
-    let client = tally_core::clickhouse::client(&url, &database);
+    let client = tally_storage::analytics::clickhouse::client(&url, &database);
     for sql in [
         "INSERT INTO tally_projection (kind, resolution, feature, bucket, model, provider, environment, log_partition, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users, payload) SELECT 0, resolution, feature, bucket, model, provider, environment, log_partition, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users, '' FROM tally_rollups",
         "TRUNCATE TABLE tally_rollups",
@@ -277,7 +274,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
         client.query(sql).execute().await.expect(sql);
     }
     for _ in 0..2 {
-        tally_core::clickhouse::migrate(&url, &database)
+        tally_storage::analytics::clickhouse::migrate(&url, &database)
             .await
             .expect("migrate");
     }
@@ -311,7 +308,7 @@ async fn migrate_adds_the_prompt_dimensions_to_an_older_schema_on(url: String) {
         .execute()
         .await
         .expect("database");
-    let client = tally_core::clickhouse::client(&url, &database);
+    let client = tally_storage::analytics::clickhouse::client(&url, &database);
     client
         .query(include_str!("../../migrations/clickhouse/0003_rollups.sql"))
         .execute()
@@ -326,11 +323,11 @@ async fn migrate_adds_the_prompt_dimensions_to_an_older_schema_on(url: String) {
         .await
         .expect("an older row");
     for _ in 0..2 {
-        tally_core::clickhouse::migrate(&url, &database)
+        tally_storage::analytics::clickhouse::migrate(&url, &database)
             .await
             .expect("migrate (twice: it is idempotent)");
     }
-    let store = tally_core::clickhouse::ClickHouseAnalyticsStore::new(client);
+    let store = tally_storage::ClickHouseAnalyticsStore::new(client);
     tally_conformance::older_rollup_has_no_prompt(&store, false).await;
     drop_database(&url, &database).await;
 }

@@ -3,7 +3,7 @@
 #[tokio::test]
 async fn sqlite_config_store_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = tally_core::embedded::SqliteConfigStore::open(dir.path()).expect("open");
+    let store = tally_storage::SqliteConfigStore::open(dir.path()).expect("open");
     tally_conformance::config_store(&store).await;
 }
 
@@ -11,7 +11,7 @@ async fn sqlite_config_store_conforms() {
 #[tokio::test]
 async fn sqlite_changes_fail_without_their_audit_entry() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = tally_core::embedded::SqliteConfigStore::open(dir.path()).expect("open");
+    let store = tally_storage::SqliteConfigStore::open(dir.path()).expect("open");
     let path = dir.path().join("config.db");
     let refuse = async move {
         let conn = rusqlite::Connection::open(path).expect("open config.db");
@@ -27,14 +27,14 @@ async fn sqlite_changes_fail_without_their_audit_entry() {
 #[tokio::test]
 async fn sqlite_analytics_store_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = tally_core::embedded::SqliteAnalyticsStore::open(dir.path()).expect("open");
+    let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");
     tally_conformance::analytics_store(&store).await;
 }
 
 #[tokio::test]
 async fn sqlite_log_bindings_conform() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = tally_core::embedded::SqliteAnalyticsStore::open(dir.path()).expect("open");
+    let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");
     tally_conformance::log_bindings(&store).await;
 }
 
@@ -42,9 +42,9 @@ async fn sqlite_log_bindings_conform() {
 #[tokio::test]
 async fn sqlite_log_prune_keeps_unconsumed_and_newest_records() {
     use std::time::Duration;
-    use tally_core::store::{EventLog, LogPosition};
+    use tally_domain::store::{EventLog, LogPosition};
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = tally_core::embedded::SqliteEventLog::open(dir.path(), 8).expect("open");
+    let log = tally_storage::SqliteEventLog::open(dir.path(), 8).expect("open");
     for i in 0..5 {
         log.append(vec![sample(i)]).await.expect("append");
     }
@@ -67,7 +67,7 @@ async fn sqlite_log_prune_keeps_unconsumed_and_newest_records() {
         .expect("read");
     assert_eq!(left.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![4]);
     drop(log);
-    let reopened = tally_core::embedded::SqliteEventLog::open(dir.path(), 8).expect("reopen");
+    let reopened = tally_storage::SqliteEventLog::open(dir.path(), 8).expect("reopen");
     assert_eq!(
         reopened.appended_events(),
         5,
@@ -119,7 +119,7 @@ async fn sqlite_analytics_store_upgrades_rollups_without_prompt_dimensions() {
         )
         .expect("the older table");
         let cost = 123i128.to_le_bytes();
-        let empty = tally_core::rollup::Rollup::default();
+        let empty = tally_domain::rollup::Rollup::default();
         conn.execute(
             "INSERT INTO rollups VALUES (86400, 'chatbot', 1767225600, 'gpt-4o', 'openai', 'production', 7, 1, 0, 700, 70, 7, 0, ?1, 0, ?2, ?3)",
             rusqlite::params![&cost[..], empty.encode_latency(), empty.encode_users()],
@@ -127,7 +127,7 @@ async fn sqlite_analytics_store_upgrades_rollups_without_prompt_dimensions() {
         .expect("an older row");
     }
     for _ in 0..2 {
-        let store = tally_core::embedded::SqliteAnalyticsStore::open(dir.path()).expect("open");
+        let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");
         tally_conformance::older_rollup_has_no_prompt(&store, true).await;
     }
 }

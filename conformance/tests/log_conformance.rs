@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use tally_core::clock::SystemClock;
-use tally_core::kafka::{KafkaLog, KafkaSettings};
+use tally_domain::clock::SystemClock;
+use tally_storage::{KafkaLog, KafkaSettings};
 
 fn kafka_log(brokers: &str, topic: &str) -> KafkaLog {
     let mut settings = KafkaSettings::new(brokers, topic);
@@ -18,7 +18,7 @@ fn kafka_log(brokers: &str, topic: &str) -> KafkaLog {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_event_log_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = tally_core::embedded::SqliteEventLog::open(dir.path(), 64).expect("open");
+    let log = tally_storage::SqliteEventLog::open(dir.path(), 64).expect("open");
     tally_conformance::event_log(&log).await;
 }
 
@@ -36,9 +36,10 @@ async fn kafka_event_log_conforms_on_a_real_broker() {
     let brokers = std::env::var("TALLY_TEST_KAFKA_BROKERS")
         .expect("TALLY_TEST_KAFKA_BROKERS must point at a Kafka-protocol broker");
     let topic = format!("log_conformance_{}", uuid::Uuid::new_v4().simple());
-    let created = tally_core::kafka::create_topic(&KafkaSettings::new(&brokers, &topic), 3, 1)
-        .await
-        .expect("create topic");
+    let created =
+        tally_storage::log::kafka::create_topic(&KafkaSettings::new(&brokers, &topic), 3, 1)
+            .await
+            .expect("create topic");
     assert!(created);
     tally_conformance::event_log(&kafka_log(&brokers, &topic)).await;
 }

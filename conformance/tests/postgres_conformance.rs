@@ -8,7 +8,9 @@ use sqlx::PgPool;
 async fn fresh_schema() -> (PgPool, PgPool, String) {
     let url = std::env::var("TALLY_TEST_DATABASE_URL")
         .expect("TALLY_TEST_DATABASE_URL must point at a Postgres database");
-    let pool = tally_core::postgres::connect(&url).await.expect("connect");
+    let pool = tally_storage::config::postgres::connect(&url)
+        .await
+        .expect("connect");
     let schema = format!("conformance_{}", uuid::Uuid::new_v4().simple());
     sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
         .execute(&pool)
@@ -21,14 +23,14 @@ async fn fresh_schema() -> (PgPool, PgPool, String) {
         .await
         .expect("connect scoped");
     assert_eq!(
-        tally_core::postgres::migrate(&scoped)
+        tally_storage::config::postgres::migrate(&scoped)
             .await
             .expect("migrate"),
         5,
         "config, api_keys, prompts_budgets_experiments, audit, reprices"
     );
     assert_eq!(
-        tally_core::postgres::migrate(&scoped)
+        tally_storage::config::postgres::migrate(&scoped)
             .await
             .expect("migrate again"),
         0,
@@ -49,7 +51,7 @@ async fn drop_schema(pool: PgPool, scoped: PgPool, schema: String) {
 #[ignore = "service tier: needs TALLY_TEST_DATABASE_URL"]
 async fn postgres_config_store_conforms() {
     let (pool, scoped, schema) = fresh_schema().await;
-    let store = tally_core::postgres::PostgresConfigStore::new(scoped.clone());
+    let store = tally_storage::PostgresConfigStore::new(scoped.clone());
     tally_conformance::config_store(&store).await;
     drop_schema(pool, scoped, schema).await;
 }
@@ -59,7 +61,7 @@ async fn postgres_config_store_conforms() {
 #[ignore = "service tier: needs TALLY_TEST_DATABASE_URL"]
 async fn postgres_changes_fail_without_their_audit_entry() {
     let (pool, scoped, schema) = fresh_schema().await;
-    let store = tally_core::postgres::PostgresConfigStore::new(scoped.clone());
+    let store = tally_storage::PostgresConfigStore::new(scoped.clone());
     let refuse = async {
         sqlx::raw_sql(
             "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql

@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
-use tally_core::auth::{Access, Gate, RouteInfo, Routes};
-use tally_core::clock::Clock;
-use tally_core::http::{data, ApiError};
-use tally_core::pricing::PriceCache;
-use tally_core::store::EventLog;
+use tally_domain::clock::Clock;
+use tally_domain::pricing::PriceCache;
+use tally_domain::store::EventLog;
+use tally_http::auth::{Access, Gate, RouteInfo, Routes};
+use tally_http::http::{data, ApiError};
 use tally_schemas::validate::{parse_batch, BodyError, BodyFormat, EventError, Limits};
 use tally_schemas::UsageEvent;
 use tokio::sync::Semaphore;
@@ -83,7 +83,7 @@ impl IngestState {
 }
 
 /// `POST /v1/events` (keys with the `ingest` or `platform_admin` role) and the event schema
-/// (any key); see [`tally_core::auth`].
+/// (any key); see [`tally_http::auth`].
 pub fn router(state: IngestState, gate: Gate) -> (Router, Vec<RouteInfo>) {
     Routes::new(gate)
         .route(
@@ -92,7 +92,7 @@ pub fn router(state: IngestState, gate: Gate) -> (Router, Vec<RouteInfo>) {
             Access::Ingest,
             post(post_events),
         )
-.doc("Send usage events: a JSON array (or NDJSON, one event per line); answered once every accepted event is durable; rejected events are listed with their field and reason").accepts::<Vec<tally_schemas::wire::UsageEventV1>>().returns::<tally_core::http::Data<IngestSummary>>(200)
+.doc("Send usage events: a JSON array (or NDJSON, one event per line); answered once every accepted event is durable; rejected events are listed with their field and reason").accepts::<Vec<tally_schemas::wire::UsageEventV1>>().returns::<tally_http::http::Data<IngestSummary>>(200)
         .route(
             Method::GET,
             "/v1/schema/usage-event",

@@ -7,22 +7,22 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use tally_core::access::Role;
-use tally_core::auth::Gate;
-use tally_core::clock::SystemClock;
-use tally_core::embedded::{SqliteConfigStore, SqliteEventLog};
-use tally_core::pricing::PriceCache;
-use tally_core::store::ConfigStore;
-use tally_core::store::EventLog;
+use tally_domain::access::Role;
+use tally_domain::clock::SystemClock;
+use tally_domain::pricing::PriceCache;
+use tally_domain::store::ConfigStore;
+use tally_domain::store::EventLog;
+use tally_http::auth::Gate;
 use tally_ingest::{router, IngestConfig, IngestState};
+use tally_storage::{SqliteConfigStore, SqliteEventLog};
 use tower::ServiceExt;
 
 /// The ingest router over `state`, checking keys against a config store in `dir`, and an
 /// `ingest` key for it.
 async fn app(dir: &std::path::Path, state: IngestState) -> (axum::Router, String) {
     let config = Arc::new(SqliteConfigStore::open(dir).unwrap());
-    let (secret, spec) = tally_core::access::new_key("test", Role::Ingest, chrono::Utc::now());
-    let change = tally_core::audit::Change::local("test", chrono::Utc::now());
+    let (secret, spec) = tally_domain::access::new_key("test", Role::Ingest, chrono::Utc::now());
+    let change = tally_domain::audit::Change::local("test", chrono::Utc::now());
     config.create_api_key(spec, &change).await.unwrap();
     (
         router(state, Gate::new(config)).0,

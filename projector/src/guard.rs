@@ -1,5 +1,5 @@
 //! The check a projector makes before it reads anything: do the analytics store's checkpoints
-//! belong to the log it is given? ([`tally_core::log_binding`] has the rule.) Every session
+//! belong to the log it is given? ([`tally_domain::log_binding`] has the rule.) Every session
 //! passes through [`admit`] (the first, each one after a rebalance or a failure) and so does a
 //! rebuild ([`guard_rebuild`]); an adoption is planned here ([`plan_adoption`]) and carried out
 //! by the store. All three judge by one [`assess`]ment.
@@ -10,10 +10,10 @@
 //! takes effect without a restart.
 
 use chrono::Utc;
-use tally_core::log_binding::{
+use tally_domain::log_binding::{
     self, Adoption, AdoptionRefused, Anchor, LogBinding, LogDescription, Mismatch, Verdict,
 };
-use tally_core::store::{
+use tally_domain::store::{
     AnalyticsStore, EventLog, Partitions, ProjectorState, RecordAt, StoreError,
 };
 use tracing::info;

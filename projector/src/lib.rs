@@ -7,7 +7,7 @@
 //! store writes rollup rows that are each correct for the offset they carry and the checkpoint
 //! last; a commit that died midway is reported on load (`ProjectorState::unfinished`), and the
 //! projector then commits up to exactly its end before going further, which lets the store tell
-//! per row whether the events are already in it (`tally_core::clickhouse` has the details).
+//! per row whether the events are already in it (`tally_storage::analytics::clickhouse` has the details).
 //! Whatever was folded but not committed is simply folded again; whatever was committed is never
 //! re-read.
 //!

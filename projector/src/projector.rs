@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use tally_core::event_fingerprint;
-use tally_core::log_binding::{LogBinding, Mismatch};
-use tally_core::pricing::{PriceBook, PriceCache, RepriceCache, Repricing};
-use tally_core::rollup::fold;
-use tally_core::store::{
+use tally_domain::event_fingerprint;
+use tally_domain::log_binding::{LogBinding, Mismatch};
+use tally_domain::pricing::{PriceBook, PriceCache, RepriceCache, Repricing};
+use tally_domain::rollup::fold;
+use tally_domain::store::{
     AnalyticsStore, EventLog, LogPosition, LogRecord, Ownership, PartitionCommit, PartitionState,
     Partitions, ProjectionCommit, ProjectorState, RawEvent, StoreError,
 };
@@ -74,7 +74,7 @@ pub struct ProjectorStatus {
     /// Ownership generation of the running session (changes on every rebalance).
     pub generation: u64,
     /// Set while the projector refuses to read: why, with the ways out
-    /// ([`tally_core::log_binding::Mismatch`]).
+    /// ([`tally_domain::log_binding::Mismatch`]).
     pub checkpoint_mismatch: Option<String>,
 }
 

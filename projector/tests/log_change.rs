@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tally_core::embedded::{SqliteAnalyticsStore, SqliteEventLog};
-use tally_core::log_binding::LogDescription;
-use tally_core::rollup::Resolution;
-use tally_core::store::*;
+use tally_domain::log_binding::LogDescription;
+use tally_domain::rollup::Resolution;
+use tally_domain::store::*;
 use tally_projector::{Projector, ProjectorConfig, ProjectorStatus};
 use tally_schemas::UsageEvent;
+use tally_storage::{SqliteAnalyticsStore, SqliteEventLog};
 use tokio::sync::watch;
 
 /// The embedded log, reporting the id it is told to.

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use proptest::prelude::*;
-use tally_core::embedded::{SqliteAnalyticsStore, SqliteEventLog};
-use tally_core::log_binding::{Adoption, LogBinding};
-use tally_core::rollup::{Dims, Resolution, Rollup, RollupKey};
-use tally_core::store::*;
+use tally_domain::log_binding::{Adoption, LogBinding};
+use tally_domain::rollup::{Dims, Resolution, Rollup, RollupKey};
+use tally_domain::store::*;
 use tally_projector::{Projector, ProjectorConfig};
 use tally_schemas::event::{Cost, Operation, Status};
 use tally_schemas::{Environment, UsageEvent};
+use tally_storage::{SqliteAnalyticsStore, SqliteEventLog};
 
 fn event(
     id: u32,
@@ -201,7 +201,7 @@ impl AnalyticsStore for Flaky {
             _ => self.inner.commit(c).await,
         }
     }
-    async fn scan(&self, r: ScanRequest) -> StoreResult<Vec<tally_core::rollup::RollupRow>> {
+    async fn scan(&self, r: ScanRequest) -> StoreResult<Vec<tally_domain::rollup::RollupRow>> {
         self.inner.scan(r).await
     }
     async fn reset(&self) -> StoreResult<()> {
@@ -295,7 +295,7 @@ impl AnalyticsStore for Unfinished {
         }
         self.inner.commit(c).await
     }
-    async fn scan(&self, r: ScanRequest) -> StoreResult<Vec<tally_core::rollup::RollupRow>> {
+    async fn scan(&self, r: ScanRequest) -> StoreResult<Vec<tally_domain::rollup::RollupRow>> {
         self.inner.scan(r).await
     }
     async fn reset(&self) -> StoreResult<()> {

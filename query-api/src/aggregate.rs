@@ -5,7 +5,7 @@
 //! (`*_usd`, for finance). Averages of money divide exact totals once, at the end.
 
 use serde::Serialize;
-use tally_core::rollup::{Rollup, RollupRow};
+use tally_domain::rollup::{Rollup, RollupRow};
 use tally_schemas::Pico;
 
 /// Merges every row (sums and sketches).

@@ -16,7 +16,7 @@
 //! events: no score, `idle`.
 
 use serde::Serialize;
-use tally_core::rollup::Rollup;
+use tally_domain::rollup::Rollup;
 
 use crate::aggregate::pct;
 

@@ -3,7 +3,7 @@
 //! as exact decimal text.
 
 use serde_json::Value;
-use tally_core::http::{invalid, ApiError};
+use tally_http::http::{invalid, ApiError};
 use tally_schemas::Pico;
 
 /// `value` (dollars, at most 6 decimal places, not negative) in micro-dollars; a `422` naming

@@ -14,7 +14,7 @@ use chrono::DateTime;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
-use tally_core::http::ApiError;
+use tally_http::http::ApiError;
 
 /// What a resource's listing accepts.
 pub struct ListSpec {

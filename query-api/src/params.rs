@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
-use tally_core::http::ApiError;
-use tally_core::store::Filter;
+use tally_domain::store::Filter;
+use tally_http::http::ApiError;
 use tally_schemas::Environment;
 
 use crate::window::{named_range, Window};

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use tally_core::clock::Clock;
-use tally_core::store::{AnalyticsStore, ConfigStore, EventLog};
+use tally_domain::clock::Clock;
+use tally_domain::store::{AnalyticsStore, ConfigStore, EventLog};
 
 /// A snapshot of the pipeline, for readiness and overviews.
 #[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
@@ -25,7 +25,7 @@ pub type PipelineProbe = Arc<dyn Fn() -> PipelineStatus + Send + Sync>;
 
 /// Drops the projection and starts projecting the log again; resolves once the replay began.
 pub type Replayer = Arc<
-    dyn Fn() -> futures::future::BoxFuture<'static, Result<(), tally_core::store::StoreError>>
+    dyn Fn() -> futures::future::BoxFuture<'static, Result<(), tally_domain::store::StoreError>>
         + Send
         + Sync,
 >;
@@ -42,7 +42,7 @@ pub struct QueryState {
     /// end then, so the graceful shutdown completes.
     pub closing: tokio::sync::watch::Receiver<bool>,
     /// Reprice requests as the projector of this process sees them (reloaded after a new one).
-    pub reprices: Arc<tally_core::pricing::RepriceCache>,
+    pub reprices: Arc<tally_domain::pricing::RepriceCache>,
     /// Present when this process runs the only projector of its store (the embedded log):
     /// a reprice request then replays the log at once. Otherwise `tally rebuild` applies it.
     pub replay: Option<Replayer>,

@@ -9,9 +9,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use tally_core::http::ApiError;
-use tally_core::rollup::Resolution;
-use tally_core::store::Span;
+use tally_domain::rollup::Resolution;
+use tally_domain::store::Span;
+use tally_http::http::ApiError;
 
 const MINUTE: i64 = 60;
 const HOUR: i64 = 3_600;

@@ -15,14 +15,14 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal, Pareto};
 use serde_json::{json, Value};
-use tally_core::audit::Change;
-use tally_core::config::{
+use tally_domain::audit::Change;
+use tally_domain::config::{
     DeploySpec, FeatureSpec, FeatureStatus, ModelSpec, PriceSpec, ProviderSpec,
 };
 use tally_schemas::Environment;
 use tracing::{info, warn};
 
-use crate::startup::Stores;
+use crate::stores::Stores;
 
 /// (provider, model, type, input $/1M, output $/1M, cached input $/1M) in micro-dollars.
 type ModelRow = (

@@ -2,12 +2,13 @@
 //! (`TALLY_BOOTSTRAP_ADMIN_KEY`).
 //!
 //! Keys live in the configuration store (SQLite in the data directory, or Postgres). A secret is
-//! printed once, when its key is created, and never stored: see `tally_core::access`.
+//! printed once, when its key is created, and never stored: see `tally_domain::access`.
 
 use chrono::{DateTime, Utc};
-use tally_core::access::{self, ApiKey, CreatedKey, Role};
-use tally_core::audit::Change;
-use tally_core::store::{ConfigStore, StoreError, StoreResult};
+use tally_domain::access::{self, ApiKey, Role};
+use tally_domain::audit::Change;
+use tally_domain::keys::{self, CreatedKey};
+use tally_domain::store::{ConfigStore, StoreError, StoreResult};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -18,7 +19,7 @@ pub async fn create(
     role: Role,
     now: DateTime<Utc>,
 ) -> StoreResult<CreatedKey> {
-    access::create_key(config, name, role, &Change::local("cli", now)).await
+    keys::create_key(config, name, role, &Change::local("cli", now)).await
 }
 
 /// Revokes the key `id` (audited as done by `cli`).

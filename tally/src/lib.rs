@@ -1,5 +1,5 @@
 //! The `tally` application: composes the stores, projector, ingest and query API into one
-//! process ([`startup`]), with layered [`settings`], [`telemetry`], the operator commands on the [`projection`], synthetic [`demo`] traffic
+//! process ([`startup`], over the adapters [`stores`] opens), with layered [`settings`], [`telemetry`], the operator commands on the [`projection`], synthetic [`demo`] traffic
 //! and the [`loadgen`] benchmarks. `main.rs` only parses the command line and waits for a
 //! signal.
 
@@ -10,7 +10,9 @@ pub mod projection;
 pub mod retention;
 pub mod settings;
 pub mod startup;
+pub mod stores;
 pub mod telemetry;
 
 pub use settings::Settings;
-pub use startup::{Application, Stores};
+pub use startup::Application;
+pub use stores::Stores;

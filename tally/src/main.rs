@@ -8,9 +8,9 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use tally::startup::Role as ProcessRole;
-use tally::{demo, loadgen, startup, telemetry, Application, Settings};
-use tally_core::access::Role;
-use tally_core::clock::SystemClock;
+use tally::{demo, loadgen, stores, telemetry, Application, Settings};
+use tally_domain::access::Role;
+use tally_domain::clock::SystemClock;
 
 #[derive(Parser)]
 #[command(name = "tally", version, about = "Event-sourced AI usage analytics")]
@@ -108,7 +108,7 @@ enum KeysAction {
         name: String,
         /// platform_admin | viewer | finance | ingest
         #[arg(long, value_parser = parse_role)]
-        role: tally_core::access::Role,
+        role: tally_domain::access::Role,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -125,8 +125,8 @@ enum KeysAction {
     },
 }
 
-fn parse_role(s: &str) -> Result<tally_core::access::Role, String> {
-    tally_core::access::Role::parse(s)
+fn parse_role(s: &str) -> Result<tally_domain::access::Role, String> {
+    tally_domain::access::Role::parse(s)
         .ok_or_else(|| "must be one of platform_admin, viewer, finance, ingest".to_string())
 }
 
@@ -136,7 +136,7 @@ async fn keys(action: KeysAction) -> anyhow::Result<()> {
         | KeysAction::List { server }
         | KeysAction::Revoke { server, .. } => server,
     };
-    let config = startup::open_config_store(&settings(server)?).await?;
+    let config = stores::open_config_store(&settings(server)?).await?;
     let now = chrono::Utc::now();
     let out = match action {
         KeysAction::Create { name, role, .. } => {
@@ -219,7 +219,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let s = settings(&server)?;
             telemetry::init_logging(&s.log_format);
-            let stores = startup::Stores::open(&s).await?;
+            let stores = stores::Stores::open(&s).await?;
             let report = tally::projection::rebuild(&stores, &s, start_clean).await?;
             println!(
                 "rebuilt: {} events applied, {} duplicates dropped, in {:.1} s",
@@ -232,7 +232,7 @@ async fn main() -> anyhow::Result<()> {
         Command::AdoptTopic { server } => {
             let s = settings(&server)?;
             telemetry::init_logging(&s.log_format);
-            let stores = startup::Stores::open(&s).await?;
+            let stores = stores::Stores::open(&s).await?;
             let plan = tally::projection::adopt_topic(&stores, &s).await?;
             println!(
                 "adopted log {} as epoch {} with {} partition(s), each projected from its beginning; log {} (epoch {}) is retired and what it counted stays",
@@ -248,14 +248,14 @@ async fn main() -> anyhow::Result<()> {
             let s = settings(&server)?;
             telemetry::init_logging(&s.log_format);
             if let Some(url) = &s.database_url {
-                let pool = tally_core::postgres::connect(url.expose())
+                let pool = tally_storage::config::postgres::connect(url.expose())
                     .await
                     .context("connecting to Postgres")?;
-                let applied = tally_core::postgres::migrate(&pool).await?;
+                let applied = tally_storage::config::postgres::migrate(&pool).await?;
                 println!("postgres: {applied} migration(s) applied");
             }
             if let Some(url) = &s.clickhouse_url {
-                tally_core::clickhouse::migrate(url.expose(), &s.clickhouse_database)
+                tally_storage::analytics::clickhouse::migrate(url.expose(), &s.clickhouse_database)
                     .await
                     .context("migrating ClickHouse")?;
                 println!(
@@ -264,11 +264,14 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             if let Some(brokers) = &s.kafka_brokers {
-                let k = startup::kafka_settings(&s, brokers);
-                let created =
-                    tally_core::kafka::create_topic(&k, s.kafka_partitions, s.kafka_replication)
-                        .await
-                        .context("creating the Kafka topic")?;
+                let k = stores::kafka_settings(&s, brokers);
+                let created = tally_storage::log::kafka::create_topic(
+                    &k,
+                    s.kafka_partitions,
+                    s.kafka_replication,
+                )
+                .await
+                .context("creating the Kafka topic")?;
                 println!(
                     "kafka: topic {} {}",
                     s.kafka_topic,

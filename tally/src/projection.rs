@@ -12,12 +12,13 @@
 use anyhow::Context;
 use chrono::Utc;
 use serde_json::json;
-use tally_core::audit::Change;
-use tally_core::log_binding::Adoption;
+use tally_domain::audit::Change;
+use tally_domain::log_binding::Adoption;
 use tally_projector::RebuildReport;
 
 use crate::settings::Settings;
-use crate::startup::{projector_config, Stores};
+use crate::startup::projector_config;
+use crate::stores::Stores;
 
 fn change() -> Change {
     Change::local("cli", Utc::now())
@@ -58,7 +59,7 @@ pub async fn rebuild(
 }
 
 /// Adopts the log as it is now: the store keeps everything it counted, and the projectors
-/// project the adopted log from its beginning (see [`tally_core::log_binding`]).
+/// project the adopted log from its beginning (see [`tally_domain::log_binding`]).
 pub async fn adopt_topic(stores: &Stores, settings: &Settings) -> anyhow::Result<Adoption> {
     let plan =
         tally_projector::plan_adoption(stores.log.as_ref(), stores.analytics.as_ref()).await?;

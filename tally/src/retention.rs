@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tally_core::store::{LogPosition, StoreResult};
+use tally_domain::store::{LogPosition, StoreResult};
 use tracing::{info, warn};
 
-use crate::startup::Stores;
+use crate::stores::Stores;
 
 /// What one pass deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub async fn prune_once(
 /// Runs [`prune_once`] every `every` until `stop` turns true.
 pub async fn run(
     stores: Stores,
-    clock: std::sync::Arc<dyn tally_core::clock::Clock>,
+    clock: std::sync::Arc<dyn tally_domain::clock::Clock>,
     retention: chrono::Duration,
     status: tokio::sync::watch::Receiver<tally_projector::ProjectorStatus>,
     every: Duration,

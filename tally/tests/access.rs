@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use common::*;
 use serde_json::Value;
-use tally_core::access::Role;
+use tally_domain::access::Role;
 
 /// Who may call each route; `None`: anyone, without a key.
 fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {

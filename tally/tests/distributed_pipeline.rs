@@ -22,15 +22,15 @@ use common::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tally::settings::Secret;
-use tally_core::clickhouse::ClickHouseAnalyticsStore;
-use tally_core::clock::SystemClock;
-use tally_core::embedded::{SqliteAnalyticsStore, SqliteEventLog};
-use tally_core::kafka::{KafkaLog, KafkaSettings};
-use tally_core::rollup::{Resolution, Rollup, RollupKey};
-use tally_core::store::{AnalyticsStore, EventLog, Partitions, ScanRequest};
+use tally_domain::clock::SystemClock;
+use tally_domain::rollup::{Resolution, Rollup, RollupKey};
+use tally_domain::store::{AnalyticsStore, EventLog, Partitions, ScanRequest};
 use tally_projector::{Projector, ProjectorConfig};
 use tally_schemas::event::{Cost, Status};
 use tally_schemas::UsageEvent;
+use tally_storage::ClickHouseAnalyticsStore;
+use tally_storage::{KafkaLog, KafkaSettings};
+use tally_storage::{SqliteAnalyticsStore, SqliteEventLog};
 use tokio::sync::watch;
 
 fn env(name: &str) -> String {
@@ -43,7 +43,7 @@ fn unique(prefix: &str) -> String {
 
 async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     let k = KafkaSettings::new(brokers, topic);
-    assert!(tally_core::kafka::create_topic(&k, partitions, 1)
+    assert!(tally_storage::log::kafka::create_topic(&k, partitions, 1)
         .await
         .unwrap());
 }
@@ -113,7 +113,7 @@ async fn distributed_mode_gives_the_same_answers_as_embedded_for_100k_events() {
 /// A reprice request over the last 20 hours of the corpus, with a table cheaper than the one
 /// ingest prices by: both projections must count those events at the request's prices.
 async fn reprice_gpt_4o(app: &TestApp) {
-    use tally_core::config::RepriceSpec;
+    use tally_domain::config::RepriceSpec;
     let config = app.stores.config.as_ref();
     let mut prices: Vec<_> = config
         .list_prices()
@@ -135,7 +135,7 @@ async fn reprice_gpt_4o(app: &TestApp) {
                 requested_by: None,
                 prices,
             },
-            &tally_core::audit::Change::local("test", now()),
+            &tally_domain::audit::Change::local("test", now()),
         )
         .await
         .unwrap();
@@ -232,8 +232,11 @@ impl Rig {
         create_topic(&brokers, &topic, partitions).await;
         let url = env("TALLY_TEST_CLICKHOUSE_URL");
         let db = unique(&format!("tally_{name}"));
-        tally_core::clickhouse::migrate(&url, &db).await.unwrap();
-        let store = ClickHouseAnalyticsStore::new(tally_core::clickhouse::client(&url, &db));
+        tally_storage::analytics::clickhouse::migrate(&url, &db)
+            .await
+            .unwrap();
+        let store =
+            ClickHouseAnalyticsStore::new(tally_storage::analytics::clickhouse::client(&url, &db));
         Rig {
             brokers,
             topic,
@@ -259,9 +262,9 @@ impl Rig {
             .map(|e| e.event_id.as_str())
             .collect::<std::collections::HashSet<_>>()
             .len() as u64;
-        let client = tally_core::clickhouse::client(&self.url, &self.db);
+        let client = tally_storage::analytics::clickhouse::client(&self.url, &self.db);
         assert_eq!(
-            tally_core::clickhouse::events::count(&client)
+            tally_storage::analytics::clickhouse::events::count(&client)
                 .await
                 .unwrap(),
             distinct,
@@ -613,11 +616,11 @@ async fn clickhouse_stopped_for_30_seconds_loses_nothing() {
     let mut clickhouse = OwnClickHouse::start(tempfile::tempdir().unwrap(), 18_460);
     clickhouse.wait_up().await;
     let db = "tally_outage";
-    tally_core::clickhouse::migrate(&clickhouse.url(), db)
+    tally_storage::analytics::clickhouse::migrate(&clickhouse.url(), db)
         .await
         .unwrap();
     let store: Arc<dyn AnalyticsStore> = Arc::new(ClickHouseAnalyticsStore::new(
-        tally_core::clickhouse::client(&clickhouse.url(), db),
+        tally_storage::analytics::clickhouse::client(&clickhouse.url(), db),
     ));
     let mut consumer = KafkaSettings::new(&brokers, &topic);
     consumer.group_id = unique("group");

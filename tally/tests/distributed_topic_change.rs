@@ -20,7 +20,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use tally::settings::Secret;
 use tally::Stores;
-use tally_core::kafka::KafkaSettings;
+use tally_storage::KafkaSettings;
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set for the service tier"))
@@ -32,7 +32,9 @@ fn unique(prefix: &str) -> String {
 
 async fn create_topic(brokers: &str, topic: &str) {
     let k = KafkaSettings::new(brokers, topic);
-    assert!(tally_core::kafka::create_topic(&k, 6, 1).await.unwrap());
+    assert!(tally_storage::log::kafka::create_topic(&k, 6, 1)
+        .await
+        .unwrap());
 }
 
 async fn delete_topic(brokers: &str, topic: &str) {

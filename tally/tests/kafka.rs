@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rdkafka::mocking::MockCluster;
-use tally_core::clock::SystemClock;
-use tally_core::embedded::SqliteAnalyticsStore;
-use tally_core::kafka::{KafkaLog, KafkaSettings};
-use tally_core::rollup::Resolution;
-use tally_core::store::{AnalyticsStore, EventLog, LogPosition, Partitions, ScanRequest};
+use tally_domain::clock::SystemClock;
+use tally_domain::rollup::Resolution;
+use tally_domain::store::{AnalyticsStore, EventLog, LogPosition, Partitions, ScanRequest};
 use tally_projector::{Projector, ProjectorConfig};
 use tally_schemas::event::{Cost, Status};
 use tally_schemas::UsageEvent;
+use tally_storage::SqliteAnalyticsStore;
+use tally_storage::{KafkaLog, KafkaSettings};
 use tokio::sync::watch;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

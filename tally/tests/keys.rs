@@ -9,9 +9,9 @@ use std::process::{Command, Output};
 use common::*;
 use serde_json::Value;
 use tally::settings::Secret;
-use tally_core::access::{hash, Role};
-use tally_core::embedded::SqliteConfigStore;
-use tally_core::store::ConfigStore;
+use tally_domain::access::{hash, Role};
+use tally_domain::store::ConfigStore;
+use tally_storage::SqliteConfigStore;
 
 fn tally(dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tally"))

@@ -789,7 +789,7 @@ async fn prompts_budgets_and_experiments_follow_their_rules() {
     let finance = tally::keys::create(
         app.stores.config.as_ref(),
         "fin",
-        tally_core::access::Role::Finance,
+        tally_domain::access::Role::Finance,
         now(),
     )
     .await

@@ -459,7 +459,7 @@ async fn retention_prunes_old_data_and_the_pipeline_carries_on() {
     let consumed = app
         .stores
         .analytics
-        .load_state(0, &tally_core::store::Partitions::All)
+        .load_state(0, &tally_domain::store::Partitions::All)
         .await
         .unwrap()
         .position();

@@ -22,10 +22,10 @@ use common::*;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::RDKafkaApiKey;
 use tally::Stores;
-use tally_core::embedded::SqliteAnalyticsStore;
-use tally_core::kafka::{KafkaLog, KafkaSettings};
-use tally_core::store::{AnalyticsStore, EventLog, Partitions};
+use tally_domain::store::{AnalyticsStore, EventLog, Partitions};
 use tally_projector::{Projector, ProjectorConfig, ProjectorStatus};
+use tally_storage::SqliteAnalyticsStore;
+use tally_storage::{KafkaLog, KafkaSettings};
 use tokio::sync::watch;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +170,7 @@ fn kafka_log(brokers: &str, topic: &str, group: &str) -> Arc<dyn EventLog> {
     let mut k = KafkaSettings::new(brokers, topic);
     k.group_id = group.to_string();
     k.limits.retention = chrono::Duration::days(36_500);
-    Arc::new(KafkaLog::new(k, Arc::new(tally_core::clock::SystemClock)).unwrap())
+    Arc::new(KafkaLog::new(k, Arc::new(tally_domain::clock::SystemClock)).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,8 +200,8 @@ async fn projectors_of_one_group_refuse_another_topic_at_every_session() {
     };
     let totals = || async {
         let rows = store
-            .scan(tally_core::store::ScanRequest::everything(
-                &[tally_core::rollup::Resolution::Day],
+            .scan(tally_domain::store::ScanRequest::everything(
+                &[tally_domain::rollup::Resolution::Day],
                 false,
             ))
             .await
@@ -291,7 +291,7 @@ async fn projectors_of_one_group_refuse_another_topic_at_every_session() {
     let joiner = kafka_log(&brokers, "new", &group);
     let _ = joiner
         .read(
-            &tally_core::store::LogPosition::default(),
+            &tally_domain::store::LogPosition::default(),
             1,
             Duration::from_secs(2),
         )

@@ -2,7 +2,7 @@
 //! `GET|POST /api-keys`, `DELETE /api-keys/{id}` (revokes), `GET /audit?limit=&before=`.
 //!
 //! A created key's secret is answered once, in `key`; listings never carry secrets. Every
-//! change is recorded in the audit log ([`tally_core::audit`]) as made by the calling key.
+//! change is recorded in the audit log ([`tally_domain::audit`]) as made by the calling key.
 
 use std::collections::HashMap;
 
@@ -12,11 +12,12 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::Extension;
 use chrono::{DateTime, Utc};
-use tally_core::access::{self, Role};
-use tally_core::access::{ApiKey, CreatedKey};
-use tally_core::auth::{Access, Caller, Routes};
-use tally_core::config::AuditEntry;
-use tally_core::http::{data, ApiError, Body, Data};
+use tally_domain::access::ApiKey;
+use tally_domain::access::Role;
+use tally_domain::config::AuditEntry;
+use tally_domain::keys::{self, CreatedKey};
+use tally_http::auth::{Access, Caller, Routes};
+use tally_http::http::{data, ApiError, Body, Data};
 
 use super::{change, parse_id, API_BASE};
 use crate::params::Params;
@@ -68,7 +69,7 @@ async fn create_key(
     Extension(caller): Extension<Caller>,
     Body(body): Body<KeyBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let created = access::create_key(
+    let created = keys::create_key(
         state.config.as_ref(),
         &body.name,
         body.role,

@@ -7,8 +7,8 @@ use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::{json, Map, Value};
-use tally_core::http::{data, ApiError, Data};
-use tally_core::rollup::Rollup;
+use tally_domain::rollup::Rollup;
+use tally_http::http::{data, ApiError, Data};
 
 use crate::aggregate::{
     group_rows, mean_latency_ms, merge_all, pct, priced_requests, usd, usd_per, Percentiles,
@@ -17,7 +17,7 @@ use crate::params::{accepted, GroupKey, Params};
 use crate::routes::features::{merge_sums, scan};
 use crate::state::QueryState;
 use axum::http::Method;
-use tally_core::auth::{Access, Routes};
+use tally_http::auth::{Access, Routes};
 
 use super::API_BASE;
 use crate::window::Window;
@@ -47,7 +47,7 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
 }
 
 /// The rows to read for a grouping: hour groups need hour-or-finer rows.
-fn spans_for(window: &Window, keys: &[GroupKey]) -> Vec<tally_core::store::Span> {
+fn spans_for(window: &Window, keys: &[GroupKey]) -> Vec<tally_domain::store::Span> {
     if keys.contains(&GroupKey::Hour) {
         window.hour_spans()
     } else {

@@ -15,9 +15,9 @@ use axum::routing::{delete, get, post, put};
 use axum::Extension;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tally_core::auth::{Access, Caller, Routes};
-use tally_core::config::{Budget, BudgetPeriod, BudgetScope, BudgetSpec};
-use tally_core::http::{data, invalid, ApiError, Body, Data};
+use tally_domain::config::{Budget, BudgetPeriod, BudgetScope, BudgetSpec};
+use tally_http::auth::{Access, Caller, Routes};
+use tally_http::http::{data, invalid, ApiError, Body, Data};
 
 use super::{change, parse_id, API_BASE};
 use crate::dollars::{micros_from_json, usd_of_micros};
@@ -158,7 +158,7 @@ impl BudgetBody {
         };
         // The store enforces the same rules; checking here names the API's field.
         spec.validate().map_err(|e| match e {
-            tally_core::store::StoreError::Invalid { field, reason } => {
+            tally_domain::store::StoreError::Invalid { field, reason } => {
                 let field = if field == "amount" {
                     "amount_usd".to_string()
                 } else {

@@ -27,12 +27,12 @@ use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tally_core::auth::{Access, Caller, Routes};
-use tally_core::config::{
+use tally_domain::config::{
     Assignment, DeploySpec, Feature, FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec,
     PriceSpec, Provider, ProviderSpec,
 };
-use tally_core::http::{data, invalid, ApiError, Body, Data};
+use tally_http::auth::{Access, Caller, Routes};
+use tally_http::http::{data, invalid, ApiError, Body, Data};
 use tally_schemas::validate::check_slug;
 use tally_schemas::Environment;
 
@@ -538,7 +538,7 @@ async fn create_provider(
     Body(body): Body<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
     no_secrets(&body)?;
-    let body: ProviderBody = tally_core::http::parse_body(body)?;
+    let body: ProviderBody = tally_http::http::parse_body(body)?;
     let created = state
         .config
         .create_provider(body.spec(None)?, &change(&state, &caller))
@@ -553,7 +553,7 @@ async fn update_provider(
     Body(body): Body<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
     no_secrets(&body)?;
-    let body: ProviderBody = tally_core::http::parse_body(body)?;
+    let body: ProviderBody = tally_http::http::parse_body(body)?;
     let before = find_provider(&state, &name).await?;
     let updated = state
         .config

@@ -14,9 +14,9 @@ use axum::routing::{get, post};
 use axum::Extension;
 use serde::Deserialize;
 use serde_json::Value;
-use tally_core::auth::{Access, Caller, Routes};
-use tally_core::config::{Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Variant};
-use tally_core::http::{data, invalid, ApiError, Body, Data};
+use tally_domain::config::{Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Variant};
+use tally_http::auth::{Access, Caller, Routes};
+use tally_http::http::{data, invalid, ApiError, Body, Data};
 
 use super::catalog::find_feature;
 use super::{change, parse_id, API_BASE};

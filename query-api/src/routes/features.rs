@@ -11,10 +11,10 @@ use axum::routing::get;
 use chrono::DateTime;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tally_core::config::{Assignment, Feature};
-use tally_core::http::{data, ApiError, Data};
-use tally_core::rollup::{Rollup, RollupRow};
-use tally_core::store::{Filter, ScanRequest, Span};
+use tally_domain::config::{Assignment, Feature};
+use tally_domain::rollup::{Rollup, RollupRow};
+use tally_domain::store::{Filter, ScanRequest, Span};
+use tally_http::http::{data, ApiError, Data};
 use tally_schemas::validate::check_slug;
 
 use crate::aggregate::{mean_latency_ms, merge_all, pct, usd, HealthNumbers, Percentiles};
@@ -22,7 +22,7 @@ use crate::listing::{ListQuery, ListSpec, Pagination};
 use crate::params::{accepted, Params};
 use crate::state::QueryState;
 use axum::http::Method;
-use tally_core::auth::{Access, Routes};
+use tally_http::auth::{Access, Routes};
 
 use super::API_BASE;
 use crate::window::{step_for, Window, WindowInfo};

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::state::QueryState;
 use axum::http::Method;
-use tally_core::auth::{Access, Routes};
+use tally_http::auth::{Access, Routes};
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     r.route(Method::GET, "/healthz", Access::Public, get(healthz))

@@ -16,8 +16,8 @@ mod status;
 mod stream;
 
 use axum::Router;
-use tally_core::audit::{Actor, Change};
-use tally_core::auth::{Caller, Gate, RouteInfo, Routes};
+use tally_domain::audit::{Actor, Change};
+use tally_http::auth::{Caller, Gate, RouteInfo, Routes};
 
 use crate::state::QueryState;
 
@@ -31,7 +31,7 @@ pub fn health_router(state: QueryState) -> (Router, Vec<RouteInfo>) {
 }
 
 /// The dashboards, spending and model comparison, and the health checks; each route checks
-/// the caller's API key ([`tally_core::auth`]).
+/// the caller's API key ([`tally_http::auth`]).
 pub fn router(state: QueryState) -> (Router, Vec<RouteInfo>) {
     let r = Routes::new(Gate::new(state.config.clone()));
     let r = features::routes(r);
@@ -51,9 +51,9 @@ pub fn router(state: QueryState) -> (Router, Vec<RouteInfo>) {
 }
 
 /// The `{id}` of a path, as a UUID (`400` naming `id` otherwise).
-pub(crate) fn parse_id(id: &str) -> Result<uuid::Uuid, tally_core::http::ApiError> {
+pub(crate) fn parse_id(id: &str) -> Result<uuid::Uuid, tally_http::http::ApiError> {
     uuid::Uuid::parse_str(id)
-        .map_err(|_| tally_core::http::ApiError::bad_param("id", "must be a UUID"))
+        .map_err(|_| tally_http::http::ApiError::bad_param("id", "must be a UUID"))
 }
 
 /// A configuration change by `caller`, now: what the config store audits it as.

@@ -8,15 +8,15 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use chrono::{Datelike, Duration, TimeZone, Utc};
 use serde_json::{json, Value};
-use tally_core::http::{data, ApiError, Data};
-use tally_core::rollup::Rollup;
-use tally_core::store::Filter;
+use tally_domain::rollup::Rollup;
+use tally_domain::store::Filter;
+use tally_http::http::{data, ApiError, Data};
 
 use crate::aggregate::{health_label, merge_all, usd, HealthNumbers, Percentiles};
 use crate::routes::features::{merge_sums, scan};
 use crate::state::QueryState;
 use axum::http::Method;
-use tally_core::auth::{Access, Routes};
+use tally_http::auth::{Access, Routes};
 
 use super::API_BASE;
 use crate::window::Window;

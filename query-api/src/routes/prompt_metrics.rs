@@ -16,10 +16,10 @@ use axum::http::Method;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Serialize;
-use tally_core::auth::{Access, Routes};
-use tally_core::http::{data, ApiError, Data};
-use tally_core::rollup::Rollup;
-use tally_core::store::Filter;
+use tally_domain::rollup::Rollup;
+use tally_domain::store::Filter;
+use tally_http::auth::{Access, Routes};
+use tally_http::http::{data, ApiError, Data};
 
 use super::features::scan;
 use super::{prompts, API_BASE};
@@ -134,7 +134,7 @@ async fn metrics(
 
 fn numbers(
     version: String,
-    stored: Option<&tally_core::config::PromptVersion>,
+    stored: Option<&tally_domain::config::PromptVersion>,
     r: &Rollup,
 ) -> VersionMetrics {
     VersionMetrics {

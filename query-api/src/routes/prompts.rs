@@ -18,9 +18,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Extension;
 use serde::{Deserialize, Serialize};
-use tally_core::auth::{Access, Caller, Routes};
-use tally_core::config::{Prompt, PromptContent, PromptSpec, PromptStatus, PromptVersion};
-use tally_core::http::{data, invalid, ApiError, Body, Data};
+use tally_domain::config::{Prompt, PromptContent, PromptSpec, PromptStatus, PromptVersion};
+use tally_http::auth::{Access, Caller, Routes};
+use tally_http::http::{data, invalid, ApiError, Body, Data};
 use tally_schemas::validate::check_slug;
 
 use super::catalog::find_feature;

@@ -5,7 +5,7 @@
 //! admin asks for it here. The request records the model's current price table and the period
 //! `[from, now)`; from then on every projection counts the model's events of that period that
 //! were priced from the table (not those whose client reported `cost_usd`) at what the
-//! recorded table says ([`tally_core::pricing::Repricing`]). The log itself is never
+//! recorded table says ([`tally_domain::pricing::Repricing`]). The log itself is never
 //! rewritten, so a rebuild reproduces the same numbers.
 //!
 //! The affected rollups are recomputed by replaying the log: at once (`"replay": "started"`)
@@ -23,9 +23,9 @@ use axum::routing::{get, post};
 use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tally_core::auth::{Access, Caller, Routes};
-use tally_core::config::{Reprice, RepriceSpec};
-use tally_core::http::{data, ApiError, Data};
+use tally_domain::config::{Reprice, RepriceSpec};
+use tally_http::auth::{Access, Caller, Routes};
+use tally_http::http::{data, ApiError, Data};
 
 use super::catalog::{find_model, model_prices};
 use super::{change, API_BASE};

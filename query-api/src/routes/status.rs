@@ -9,10 +9,10 @@ use axum::http::Method;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Serialize;
-use tally_core::auth::{Access, Routes};
-use tally_core::http::{data, ApiError, Data};
-use tally_core::rollup::Rollup;
-use tally_core::store::Filter;
+use tally_domain::rollup::Rollup;
+use tally_domain::store::Filter;
+use tally_http::auth::{Access, Routes};
+use tally_http::http::{data, ApiError, Data};
 
 use super::features::scan;
 use super::API_BASE;

@@ -25,10 +25,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
-use tally_core::auth::{Access, Routes};
-use tally_core::http::ApiError;
-use tally_core::rollup::Rollup;
-use tally_core::store::Filter;
+use tally_domain::rollup::Rollup;
+use tally_domain::store::Filter;
+use tally_http::auth::{Access, Routes};
+use tally_http::http::ApiError;
 
 use super::features::scan;
 use super::API_BASE;

@@ -12,9 +12,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tally::{Application, Settings, Stores};
-use tally_core::audit::Change;
-use tally_core::clock::{Clock, ManualClock};
-use tally_core::config::{FeatureSpec, FeatureStatus, ModelSpec, PriceSpec, ProviderSpec};
+use tally_domain::audit::Change;
+use tally_domain::clock::{Clock, ManualClock};
+use tally_domain::config::{FeatureSpec, FeatureStatus, ModelSpec, PriceSpec, ProviderSpec};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -34,7 +34,7 @@ pub struct TestApp {
     /// Sends [`ADMIN_KEY`].
     pub client: reqwest::Client,
     /// Every route the app serves, with the access it needs.
-    pub routes: Vec<tally_core::auth::RouteInfo>,
+    pub routes: Vec<tally_http::auth::RouteInfo>,
     pub stores: Stores,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -557,7 +557,7 @@ pub fn sent_with_duplicates(n: usize) -> u64 {
 /// and a URL whose connections use that schema.
 pub async fn scoped_postgres(url: &str, prefix: &str) -> (sqlx::PgPool, String, String) {
     let schema = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-    let pool = tally_core::postgres::connect(url).await.unwrap();
+    let pool = tally_storage::config::postgres::connect(url).await.unwrap();
     sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
         .execute(&pool)
         .await

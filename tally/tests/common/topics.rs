@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tally::Stores;
-use tally_core::store::Partitions;
+use tally_domain::store::Partitions;
 
 use super::*;
 

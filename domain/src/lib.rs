@@ -1,0 +1,36 @@
+//! Tally's domain: what the numbers are and the rules they obey, with no I/O.
+//!
+//! - The rollup model ([`rollup`]) with its mergeable sketches ([`sketch`], [`hll`]): what a
+//!   projection adds up, so that merging in any order and replaying the log give the same
+//!   numbers.
+//! - Money: pricing usage at the price in effect when it happened ([`pricing`]).
+//! - The configuration model ([`config`]): features, providers, models and prices,
+//!   assignments, prompts, budgets, experiments, and the rules on them; API keys and roles
+//!   ([`access`], [`keys`]); the audit trail's entries ([`audit`]).
+//! - The storage seams ([`store`]): the event log, the analytics store and the configuration
+//!   store as traits, so that every service programs against them without linking an adapter
+//!   (`tally-storage` implements them), and the rule that binds checkpoints to the log they
+//!   came from ([`log_binding`]).
+//! - The injected clock ([`clock`]).
+//!
+//! Invariant: nothing here performs I/O or depends on a database, broker or HTTP crate; a
+//! test (`tally/tests/dependency_rules.rs`) keeps it so.
+
+pub mod access;
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod hll;
+pub mod keys;
+pub mod log_binding;
+pub mod pricing;
+pub mod rollup;
+pub mod sketch;
+pub mod store;
+mod varint;
+
+/// Stable 64-bit fingerprint of an event id, used by the projector's dedup memory.
+pub fn event_fingerprint(event_id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(event_id.as_bytes(), 0x7a11_7e57)
+}

@@ -1,0 +1,840 @@
+//! [`AnalyticsStore`] on ClickHouse. See the module docs of [`super`] for why a
+//! commit has an exactly-once effect although only its last insert is atomic.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use clickhouse::{Client, Row};
+use serde::{Deserialize, Serialize};
+use tally_schemas::{Environment, Pico};
+use tracing::instrument;
+
+use crate::failure::{seam, Failure, Result};
+use tally_domain::hll::Hll;
+use tally_domain::log_binding::{Adoption, LogBinding};
+use tally_domain::rollup::{Dims, Resolution, Rollup, RollupKey, RollupRow};
+use tally_domain::sketch::LatencySketch;
+use tally_domain::store::{
+    AnalyticsStore, PartitionState, Partitions, ProjectionCommit, ProjectorState, ScanRequest,
+    StoreResult,
+};
+
+/// Checkpoints and dedup chunks (unpartitioned: one commit's are one atomic insert).
+pub(super) const TABLE: &str = "tally_projection";
+/// Rollup rows, one partition per UTC day.
+pub(super) const ROLLUPS: &str = "tally_rollups";
+/// Rollup rows of the first schema lived in [`TABLE`] with this kind; `migrate` moves them.
+const KIND_LEGACY_ROLLUP: u8 = 0;
+const KIND_CHECKPOINT: u8 = 1;
+const KIND_DEDUP: u8 = 2;
+/// A log binding (payload: the [`LogBinding`] as JSON; `log_epoch` its epoch). `version` is
+/// its revision (bound, then id learned, then retired) in the high bits, and in the low bits
+/// the earlier binding wins: ClickHouse has no compare-and-set, so when projectors given
+/// different logs bind an empty store at once, every reader settles on the same row (the first
+/// bound), and the others, checking again after their bind, refuse.
+const KIND_BINDING: u8 = 3;
+const BINDING_BOUND: u64 = 1;
+const BINDING_ID_LEARNED: u64 = 2;
+const BINDING_RETIRED: u64 = 3;
+/// Entries per dedup chunk written by an adoption.
+const ADOPTED_CHUNK: usize = 1 << 20;
+/// Days (ClickHouse partitions) per rollup insert: below the `max_partitions_per_insert_block`
+/// (100) of current servers.
+const DAYS_PER_INSERT: usize = 50;
+/// Expired dedup chunks are deleted (an asynchronous mutation) every this many commits.
+const DEDUP_CLEANUP_EVERY: u64 = 200;
+
+/// A checkpoint or dedup chunk in [`TABLE`] (the rollup columns are left empty).
+#[derive(Debug, Clone, Default, Row, Serialize, Deserialize)]
+struct ProjectionRow {
+    kind: u8,
+    resolution: u32,
+    feature: String,
+    bucket: i64,
+    model: String,
+    provider: String,
+    environment: String,
+    log_partition: i32,
+    log_epoch: u32,
+    version: u64,
+    requests: u64,
+    errors: u64,
+    timeouts: u64,
+    latency_sum_us: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cached_input_tokens: u64,
+    cost_pico: String,
+    unpriced: u64,
+    #[serde(with = "serde_bytes")]
+    latency: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    users: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    payload: Vec<u8>,
+}
+
+const COLUMNS: &str = "kind, resolution, feature, bucket, model, provider, environment, log_partition, log_epoch, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced";
+
+/// A row of [`ROLLUPS`]: one key's merged state from one log partition's records before
+/// offset `version`.
+#[derive(Debug, Clone, Default, Row, Serialize, Deserialize)]
+struct RollupDbRow {
+    /// UTC day of `bucket`, in days since the Unix epoch (ClickHouse `Date`).
+    day: u16,
+    resolution: u32,
+    feature: String,
+    bucket: i64,
+    model: String,
+    provider: String,
+    environment: String,
+    prompt_id: String,
+    prompt_version: String,
+    log_partition: i32,
+    /// The epoch of the log binding whose partition this row belongs to.
+    log_epoch: u32,
+    version: u64,
+    requests: u64,
+    errors: u64,
+    timeouts: u64,
+    latency_sum_us: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cached_input_tokens: u64,
+    cost_pico: String,
+    unpriced: u64,
+    #[serde(with = "serde_bytes")]
+    latency: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    users: Vec<u8>,
+}
+
+const ROLLUP_COLUMNS: &str = "day, resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, log_partition, log_epoch, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced";
+
+pub struct ClickHouseAnalyticsStore {
+    client: Client,
+    commits: AtomicU64,
+    /// Fault injection for tests: the next commit fails after this many rollup days landed.
+    fail_after_days: AtomicUsize,
+}
+
+/// Rollup rows of one commit that landed ahead of the checkpoint: already included.
+enum Stored {
+    /// The row's state at a version at or before the commit's base: merge the delta into it.
+    Before(Rollup),
+    /// The row already holds the commit's events (an unfinished commit wrote it).
+    Included,
+}
+
+impl ClickHouseAnalyticsStore {
+    /// Wraps a client of a migrated database ([`super::migrate`]).
+    pub fn new(client: Client) -> Self {
+        ClickHouseAnalyticsStore {
+            client,
+            commits: AtomicU64::new(0),
+            fail_after_days: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// For fault tests: the next commit inserts its rollup rows one day at a time and fails
+    /// (`Unavailable`) once `days` days have landed, before its checkpoint — what a projector
+    /// killed mid-commit leaves behind.
+    #[doc(hidden)]
+    pub fn fail_next_commit_after_days(&self, days: usize) {
+        self.fail_after_days.store(days, Ordering::SeqCst);
+    }
+
+    async fn rows<T: clickhouse::RowOwned + clickhouse::RowRead>(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<T>> {
+        Ok(self.client.query(sql).fetch_all::<T>().await?)
+    }
+
+    /// The epoch of the newest binding (0 when there is none: checkpoints from before
+    /// bindings were recorded).
+    async fn current_epoch(&self) -> Result<u32> {
+        let sql = format!("SELECT max(log_epoch) FROM {TABLE} WHERE kind = {KIND_BINDING}");
+        Ok(self.client.query(&sql).fetch_one::<u32>().await?)
+    }
+
+    /// The checkpoints of `epoch` in `partitions`, with their dedup fingerprints seen within
+    /// `dedup_window_s` of each partition's log clock, and unfinished commits (checkpoints
+    /// alone when `dedup_window_s` is `None`).
+    async fn load_epoch(
+        &self,
+        epoch: u32,
+        dedup_window_s: Option<u32>,
+        partitions: &Partitions,
+    ) -> Result<ProjectorState> {
+        let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_CHECKPOINT} AND log_epoch = {epoch}");
+        let mut state = ProjectorState {
+            epoch,
+            ..ProjectorState::default()
+        };
+        for row in self.rows::<ProjectionRow>(&sql).await? {
+            if !partitions.contains(row.log_partition) {
+                continue;
+            }
+            let ps: PartitionState = serde_json::from_slice(&row.payload)
+                .map_err(|e| Failure::Corrupt(format!("checkpoint: {e}")))?;
+            state.partitions.insert(row.log_partition, ps);
+        }
+        let Some(dedup_window_s) = dedup_window_s else {
+            return Ok(state);
+        };
+        for (partition, ps) in &mut state.partitions {
+            let since_s = ((ps.last_received_ms / 1000) as u32).saturating_sub(dedup_window_s);
+            // Chunks beyond the checkpoint cannot exist: each was inserted with its checkpoint.
+            let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_DEDUP} AND log_partition = {partition} AND log_epoch = {epoch} AND bucket >= {since_s} AND version <= {}", ps.next_offset);
+            for chunk in self.rows::<ProjectionRow>(&sql).await? {
+                crate::codec::decode_dedup_chunk(&chunk.payload, since_s, &mut ps.dedup)?;
+            }
+        }
+        let checkpoints: BTreeMap<i32, i64> = state
+            .partitions
+            .iter()
+            .map(|(p, s)| (*p, s.next_offset))
+            .collect();
+        state.unfinished = self.unfinished(epoch, partitions, &checkpoints).await?;
+        Ok(state)
+    }
+
+    /// Stored `next_offset` per partition of `epoch` in `partitions` (absent: never
+    /// committed).
+    async fn stored_offsets(
+        &self,
+        epoch: u32,
+        partitions: &Partitions,
+    ) -> Result<BTreeMap<i32, i64>> {
+        let only = match partitions {
+            Partitions::All => String::new(),
+            Partitions::Only(set) if set.is_empty() => return Ok(BTreeMap::new()),
+            Partitions::Only(set) => format!(
+                " AND log_partition IN ({})",
+                list(&set.iter().copied().collect::<Vec<_>>())
+            ),
+        };
+        let sql = format!(
+            "SELECT log_partition, max(version) FROM {TABLE} WHERE kind = {KIND_CHECKPOINT} AND log_epoch = {epoch}{only} GROUP BY log_partition"
+        );
+        let rows = self.client.query(&sql).fetch_all::<(i32, u64)>().await?;
+        Ok(rows.into_iter().map(|(p, v)| (p, v as i64)).collect())
+    }
+
+    /// The stored rows for the keys of `commit`, per partition, fetched per resolution over
+    /// the touched buckets and features (then matched exactly in memory). A row whose version
+    /// is past the commit's base was written by an unfinished commit: if it already holds
+    /// this commit's events it is [`Stored::Included`]; if it holds only some, the commit
+    /// did not stop where the unfinished one did, and is refused (`Conflict`).
+    async fn existing(
+        &self,
+        commit: &ProjectionCommit,
+    ) -> Result<BTreeMap<(i32, RollupKey), Stored>> {
+        let mut out = BTreeMap::new();
+        let partitions: Vec<i32> = commit.partitions.keys().copied().collect();
+        for resolution in Resolution::ALL {
+            let keys: Vec<&RollupKey> = commit
+                .partitions
+                .values()
+                .flat_map(|p| p.deltas.keys())
+                .filter(|k| k.resolution == resolution)
+                .collect();
+            let (Some(min), Some(max)) = (
+                keys.iter().map(|k| k.bucket).min(),
+                keys.iter().map(|k| k.bucket).max(),
+            ) else {
+                continue;
+            };
+            let features: BTreeSet<&str> = keys.iter().map(|k| k.dims.feature.as_str()).collect();
+            let features = features
+                .iter()
+                .map(|f| quote(f))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT {ROLLUP_COLUMNS}, latency, users FROM {ROLLUPS} FINAL WHERE resolution = {} AND bucket >= {min} AND bucket <= {max} AND feature IN ({features}) AND log_partition IN ({}) AND log_epoch = {}",
+                resolution.seconds(),
+                list(&partitions),
+                commit.epoch,
+            );
+            for row in self.rows::<RollupDbRow>(&sql).await? {
+                let partition = row.log_partition;
+                let version = row.version as i64;
+                let (key, rollup) = decode(row, true)?;
+                let Some(pc) = commit.partitions.get(&partition) else {
+                    continue;
+                };
+                if !pc.deltas.contains_key(&key) {
+                    continue;
+                }
+                let stored = if version <= pc.base_offset {
+                    Stored::Before(rollup)
+                } else if version >= pc.state.next_offset {
+                    Stored::Included
+                } else {
+                    return Err(Failure::Conflict(format!(
+                        "log partition {partition}: a rollup row is at offset {version}, inside this commit ({}..{}); reload and stop at the unfinished commit",
+                        pc.base_offset, pc.state.next_offset
+                    )));
+                };
+                out.insert((partition, key), stored);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Per partition of `epoch` in `partitions` (checkpointed at `checkpoints`), the lowest
+    /// version of a rollup row past its checkpoint: the end of the oldest unfinished commit.
+    async fn unfinished(
+        &self,
+        epoch: u32,
+        partitions: &Partitions,
+        checkpoints: &BTreeMap<i32, i64>,
+    ) -> Result<BTreeMap<i32, i64>> {
+        let mut conditions: Vec<String> = vec![format!("log_epoch = {epoch}")];
+        conditions.extend(
+            checkpoints
+                .iter()
+                .map(|(p, at)| format!("(log_partition != {p} OR version > {at})")),
+        );
+        if let Partitions::Only(set) = partitions {
+            let set: Vec<i32> = set.iter().copied().collect();
+            if set.is_empty() {
+                return Ok(BTreeMap::new());
+            }
+            conditions.push(format!("log_partition IN ({})", list(&set)));
+        }
+        let sql = format!(
+            "SELECT log_partition, min(version) FROM {ROLLUPS} WHERE {} GROUP BY log_partition",
+            conditions.join(" AND ")
+        );
+        let rows = self.client.query(&sql).fetch_all::<(i32, u64)>().await?;
+        Ok(rows.into_iter().map(|(p, v)| (p, v as i64)).collect())
+    }
+
+    /// Inserts rollup rows, at most [`DAYS_PER_INSERT`] day partitions per insert (one per
+    /// insert when a fault is injected).
+    async fn insert_rollups(&self, rows: Vec<RollupDbRow>) -> Result<()> {
+        let fail_after = self.fail_after_days.swap(usize::MAX, Ordering::SeqCst);
+        let days_per_insert = if fail_after == usize::MAX {
+            DAYS_PER_INSERT
+        } else {
+            1
+        };
+        let mut by_day: BTreeMap<u16, Vec<RollupDbRow>> = BTreeMap::new();
+        for row in rows {
+            by_day.entry(row.day).or_default().push(row);
+        }
+        let days: Vec<Vec<RollupDbRow>> = by_day.into_values().collect();
+        for (landed, chunk) in days.chunks(days_per_insert).enumerate() {
+            if landed >= fail_after {
+                return Err(Failure::Unavailable(format!(
+                    "injected fault after {landed} rollup days"
+                )));
+            }
+            let mut insert = self.client.insert::<RollupDbRow>(ROLLUPS).await?;
+            for row in chunk.iter().flatten() {
+                insert.write(row).await?;
+            }
+            insert.end().await?;
+        }
+        Ok(())
+    }
+
+    /// Moves rollup rows of the first schema (in [`TABLE`], kind 0) to [`ROLLUPS`]; returns
+    /// rows moved. Idempotent: a move interrupted and repeated re-inserts identical rows, which
+    /// collapse.
+    pub(super) async fn move_legacy_rollups(&self) -> Result<u64> {
+        let count = format!("SELECT count() FROM {TABLE} WHERE kind = {KIND_LEGACY_ROLLUP}");
+        if self.client.query(&count).fetch_one::<u64>().await? == 0 {
+            return Ok(0);
+        }
+        let sql = format!("SELECT {COLUMNS}, latency, users, '' FROM {TABLE} FINAL WHERE kind = {KIND_LEGACY_ROLLUP}");
+        let mut cursor = self.client.query(&sql).fetch::<ProjectionRow>()?;
+        let mut insert = self.client.insert::<RollupDbRow>(ROLLUPS).await?;
+        let mut moved = 0u64;
+        while let Some(row) = cursor.next().await? {
+            insert.write(&from_legacy(row)).await?;
+            moved += 1;
+        }
+        insert.end().await?;
+        let delete = format!("ALTER TABLE {TABLE} DELETE WHERE kind = {KIND_LEGACY_ROLLUP}");
+        self.client.query(&delete).execute().await?;
+        Ok(moved)
+    }
+}
+
+/// A partition's checkpoint row in [`TABLE`].
+fn checkpoint_row(partition: i32, epoch: u32, state: &PartitionState) -> Result<ProjectionRow> {
+    Ok(ProjectionRow {
+        kind: KIND_CHECKPOINT,
+        log_partition: partition,
+        log_epoch: epoch,
+        version: u64::try_from(state.next_offset)
+            .map_err(|_| Failure::invalid("offset", "is negative"))?,
+        cost_pico: "0".into(),
+        payload: serde_json::to_vec(state).map_err(|e| Failure::Backend(e.to_string()))?,
+        ..ProjectionRow::default()
+    })
+}
+
+/// A binding's row in [`TABLE`], at `revision` (see [`KIND_BINDING`] for its version).
+fn binding_row(binding: &LogBinding, revision: u64) -> Result<ProjectionRow> {
+    const LOW: u64 = (1 << 48) - 1;
+    let bound_ms = u64::try_from(binding.bound_at.timestamp_millis()).unwrap_or(0);
+    Ok(ProjectionRow {
+        kind: KIND_BINDING,
+        log_epoch: binding.epoch,
+        version: (revision << 48) | (LOW - bound_ms.min(LOW)),
+        cost_pico: "0".into(),
+        payload: serde_json::to_vec(binding).map_err(|e| Failure::Backend(e.to_string()))?,
+        ..ProjectionRow::default()
+    })
+}
+
+fn list(partitions: &[i32]) -> String {
+    partitions
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A ClickHouse string literal.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn decode(row: RollupDbRow, with_sketches: bool) -> Result<(RollupKey, Rollup)> {
+    let resolution = Resolution::from_seconds(i64::from(row.resolution))
+        .ok_or_else(|| Failure::Corrupt(format!("resolution {}", row.resolution)))?;
+    let environment = Environment::parse(&row.environment)
+        .ok_or_else(|| Failure::Corrupt(format!("environment {}", row.environment)))?;
+    let cost: i128 = row
+        .cost_pico
+        .parse()
+        .map_err(|_| Failure::Corrupt("cost".into()))?;
+    let mut rollup = Rollup {
+        requests: row.requests,
+        errors: row.errors,
+        timeouts: row.timeouts,
+        latency_sum_us: row.latency_sum_us,
+        input_tokens: row.input_tokens,
+        output_tokens: row.output_tokens,
+        cached_input_tokens: row.cached_input_tokens,
+        cost: Pico(cost),
+        unpriced: row.unpriced,
+        ..Rollup::default()
+    };
+    if with_sketches {
+        rollup.latency = LatencySketch::decode(&mut row.latency.as_slice())
+            .ok_or_else(|| Failure::Corrupt("latency sketch".into()))?;
+        rollup.users = Hll::decode(&mut row.users.as_slice())
+            .ok_or_else(|| Failure::Corrupt("user sketch".into()))?;
+    }
+    let key = RollupKey {
+        resolution,
+        bucket: row.bucket,
+        dims: Dims {
+            feature: row.feature,
+            model: row.model,
+            provider: row.provider,
+            environment,
+            prompt_id: row.prompt_id,
+            prompt_version: row.prompt_version,
+        },
+    };
+    Ok((key, rollup))
+}
+
+/// A rollup row of the first schema, as a row of [`ROLLUPS`] (same columns, plus its day).
+fn from_legacy(row: ProjectionRow) -> RollupDbRow {
+    RollupDbRow {
+        day: day_of(row.bucket),
+        resolution: row.resolution,
+        feature: row.feature,
+        bucket: row.bucket,
+        model: row.model,
+        provider: row.provider,
+        environment: row.environment,
+        prompt_id: String::new(),
+        prompt_version: String::new(),
+        log_partition: row.log_partition,
+        log_epoch: 0,
+        version: row.version,
+        requests: row.requests,
+        errors: row.errors,
+        timeouts: row.timeouts,
+        latency_sum_us: row.latency_sum_us,
+        input_tokens: row.input_tokens,
+        output_tokens: row.output_tokens,
+        cached_input_tokens: row.cached_input_tokens,
+        cost_pico: row.cost_pico,
+        unpriced: row.unpriced,
+        latency: row.latency,
+        users: row.users,
+    }
+}
+
+/// Days since the Unix epoch of the UTC day holding `bucket` (ClickHouse `Date`).
+fn day_of(bucket: i64) -> u16 {
+    bucket.div_euclid(86_400).clamp(0, i64::from(u16::MAX)) as u16
+}
+
+fn encode(key: &RollupKey, r: &Rollup, partition: i32, epoch: u32, version: u64) -> RollupDbRow {
+    RollupDbRow {
+        day: day_of(key.bucket),
+        resolution: key.resolution.seconds() as u32,
+        feature: key.dims.feature.clone(),
+        bucket: key.bucket,
+        model: key.dims.model.clone(),
+        provider: key.dims.provider.clone(),
+        environment: key.dims.environment.as_str().to_string(),
+        prompt_id: key.dims.prompt_id.clone(),
+        prompt_version: key.dims.prompt_version.clone(),
+        log_partition: partition,
+        log_epoch: epoch,
+        version,
+        requests: r.requests,
+        errors: r.errors,
+        timeouts: r.timeouts,
+        latency_sum_us: r.latency_sum_us,
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        cached_input_tokens: r.cached_input_tokens,
+        cost_pico: r.cost.0.to_string(),
+        unpriced: r.unpriced,
+        latency: r.encode_latency(),
+        users: r.encode_users(),
+    }
+}
+
+#[async_trait]
+impl AnalyticsStore for ClickHouseAnalyticsStore {
+    #[instrument(name = "clickhouse.load_state", skip_all, err)]
+    async fn load_state(
+        &self,
+        dedup_window_s: u32,
+        partitions: &Partitions,
+    ) -> StoreResult<ProjectorState> {
+        seam(async || -> Result<ProjectorState> {
+            let epoch = self.current_epoch().await?;
+            self.load_epoch(epoch, Some(dedup_window_s), partitions)
+                .await
+        })
+        .await
+    }
+
+    async fn checkpoints(&self, partitions: &Partitions) -> StoreResult<ProjectorState> {
+        seam(async || -> Result<ProjectorState> {
+            let epoch = self.current_epoch().await?;
+            self.load_epoch(epoch, None, partitions).await
+        })
+        .await
+    }
+
+    async fn bindings(&self) -> StoreResult<Vec<LogBinding>> {
+        seam(async || -> Result<Vec<LogBinding>> {
+            let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_BINDING} ORDER BY log_epoch");
+            self.rows::<ProjectionRow>(&sql)
+                .await?
+                .iter()
+                .map(|row| {
+                    serde_json::from_slice(&row.payload)
+                        .map_err(|e| Failure::Corrupt(format!("log binding: {e}")))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn bind(&self, binding: LogBinding) -> StoreResult<LogBinding> {
+        seam(async || -> Result<LogBinding> {
+            let revision = match self.bindings().await?.pop() {
+                None => Some(BINDING_BOUND),
+                Some(current)
+                    if current.epoch == binding.epoch
+                        && current.log.name == binding.log.name
+                        && current.log.id.is_none()
+                        && binding.log.id.is_some() =>
+                {
+                    Some(BINDING_ID_LEARNED)
+                }
+                _ => None,
+            };
+            if let Some(revision) = revision {
+                let mut insert = self.client.insert::<ProjectionRow>(TABLE).await?;
+                insert.write(&binding_row(&binding, revision)?).await?;
+                insert.end().await?;
+            }
+            self.bindings()
+                .await?
+                .pop()
+                .ok_or_else(|| Failure::Conflict("the store has no binding".into()))
+        })
+        .await
+    }
+
+    /// Refuses while the retired epoch has an unfinished commit (its rows would stay half
+    /// counted); then writes, in one insert into the unpartitioned projection table (atomic),
+    /// the adopted partitions' checkpoints and dedup chunks, the retired binding's final
+    /// revision and the adopted binding. Until that insert lands nothing changed; repeating
+    /// it writes identical rows.
+    #[instrument(name = "clickhouse.adopt", skip_all, fields(epoch = a.adopted.epoch), err)]
+    async fn adopt(&self, a: &Adoption, dedup_window_s: u32) -> StoreResult<()> {
+        seam(async || -> Result<()> {
+            let mut bindings = self.bindings().await?;
+            let epoch = bindings.last().map_or(0, |b| b.epoch);
+            if epoch != a.retired_epoch {
+                return Err(Failure::Conflict(format!(
+                    "the store is at epoch {epoch}, not {}: it changed since the adoption was planned",
+                    a.retired_epoch
+                )));
+            }
+            let stored = self
+                .load_epoch(epoch, Some(dedup_window_s), &Partitions::All)
+                .await?;
+            if stored.position().0 != a.retired_position {
+                return Err(Failure::Conflict(
+                    "the checkpoints moved since the adoption was planned (is a projector still reading the old log?)".into(),
+                ));
+            }
+            if let Some((partition, end)) = stored.unfinished.iter().next() {
+                return Err(Failure::Conflict(format!(
+                    "the last commit of log partition {partition} (up to offset {end}) did not finish: let a projector on the retired log finish it, or start clean (`tally rebuild --start-clean`)"
+                )));
+            }
+            let mut rows = Vec::new();
+            for (partition, sources) in &a.dedup_from {
+                let from: Vec<&PartitionState> = sources
+                    .iter()
+                    .filter_map(|p| stored.partitions.get(p))
+                    .collect();
+                let state = PartitionState {
+                    next_offset: a.start.get(partition).copied().unwrap_or(0),
+                    last_received_ms: from.iter().map(|s| s.last_received_ms).max().unwrap_or(0),
+                    ..PartitionState::default()
+                };
+                let mut entries: Vec<(u64, u32)> =
+                    from.iter().flat_map(|s| s.dedup.iter().copied()).collect();
+                // An id remembered by several sources is kept with its latest sighting.
+                entries.sort_unstable_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)));
+                entries.dedup_by_key(|(fp, _)| *fp);
+                for (i, chunk) in entries.chunks(ADOPTED_CHUNK).enumerate() {
+                    rows.push(ProjectionRow {
+                        kind: KIND_DEDUP,
+                        feature: format!("adopted-{i}"),
+                        bucket: i64::from(chunk.iter().map(|(_, s)| *s).max().unwrap_or(0)),
+                        log_partition: *partition,
+                        log_epoch: a.adopted.epoch,
+                        cost_pico: "0".into(),
+                        payload: crate::codec::encode_dedup_chunk(chunk),
+                        ..ProjectionRow::default()
+                    });
+                }
+                rows.push(checkpoint_row(*partition, a.adopted.epoch, &state)?);
+            }
+            let mut retired = bindings.pop().unwrap_or(LogBinding {
+                epoch: a.retired_epoch,
+                log: a.retired_log.clone(),
+                bound_at: chrono::DateTime::UNIX_EPOCH,
+                retired: None,
+            });
+            retired.retired = Some(tally_domain::log_binding::Retirement {
+                at: a.adopted.bound_at,
+                position: a.retired_position.clone(),
+            });
+            rows.push(binding_row(&retired, BINDING_RETIRED)?);
+            rows.push(binding_row(&a.adopted, BINDING_BOUND)?);
+            let mut insert = self.client.insert::<ProjectionRow>(TABLE).await?;
+            for row in &rows {
+                insert.write(row).await?;
+            }
+            insert.end().await?;
+            // The retired epoch's fingerprints were copied; its checkpoints stay as its record.
+            let sql = format!(
+                "ALTER TABLE {TABLE} DELETE WHERE kind = {KIND_DEDUP} AND log_epoch = {}",
+                a.retired_epoch
+            );
+            if let Err(err) = self.client.query(&sql).execute().await {
+                tracing::warn!(error = %err, "failed to schedule deletion of the retired epoch's dedup chunks");
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// In this order: fencing check, raw events, rollup rows (a day partition per part), and
+    /// last the checkpoint with its dedup chunk in one atomic insert. A failure anywhere
+    /// before the last insert leaves rows that are each correct for their version; the next
+    /// `load_state` reports them as an unfinished commit.
+    #[instrument(name = "clickhouse.commit", skip_all, fields(rows = c.rows()), err)]
+    async fn commit(&self, c: ProjectionCommit) -> StoreResult<()> {
+        seam(async || -> Result<()> {
+            let epoch = self.current_epoch().await?;
+            if epoch != c.epoch {
+                return Err(Failure::Conflict(format!(
+                    "the store was bound to another log (epoch {epoch}) since this projector loaded epoch {}",
+                    c.epoch
+                )));
+            }
+            let partitions = Partitions::Only(c.partitions.keys().copied().collect());
+            let stored = self.stored_offsets(epoch, &partitions).await?;
+            for (partition, pc) in &c.partitions {
+                let at = stored.get(partition).copied().unwrap_or(0);
+                if at != pc.base_offset {
+                    return Err(Failure::Conflict(format!(
+                        "log partition {partition} is at offset {at}, not {}: another projector moved it",
+                        pc.base_offset
+                    )));
+                }
+            }
+            // Raw events first: if the projection insert below never lands, a replay re-inserts the
+            // same rows, which collapse (same sorting key).
+            for (partition, pc) in &c.partitions {
+                super::events::insert(&self.client, *partition, &pc.raw).await?;
+            }
+            let mut stored = self.existing(&c).await?;
+            let mut rows = Vec::with_capacity(c.rows());
+            for (partition, pc) in &c.partitions {
+                let version = u64::try_from(pc.state.next_offset)
+                    .map_err(|_| Failure::invalid("offset", "is negative"))?;
+                for (key, delta) in &pc.deltas {
+                    let mut row = match stored.remove(&(*partition, key.clone())) {
+                        Some(Stored::Included) => continue,
+                        Some(Stored::Before(row)) => row,
+                        None => Rollup::default(),
+                    };
+                    row.merge(delta);
+                    rows.push(encode(key, &row, *partition, epoch, version));
+                }
+            }
+            drop(stored);
+            self.insert_rollups(rows).await?;
+            let mut insert = self.client.insert::<ProjectionRow>(TABLE).await?;
+            for (partition, pc) in &c.partitions {
+                let version = pc.state.next_offset as u64;
+                if let Some(max_seen) = pc.dedup_new.iter().map(|(_, s)| *s).max() {
+                    insert
+                        .write(&ProjectionRow {
+                            kind: KIND_DEDUP,
+                            feature: format!("chunk-{version}"),
+                            bucket: i64::from(max_seen),
+                            log_partition: *partition,
+                            log_epoch: epoch,
+                            version,
+                            cost_pico: "0".into(),
+                            payload: crate::codec::encode_dedup_chunk(&pc.dedup_new),
+                            ..ProjectionRow::default()
+                        })
+                        .await?;
+                }
+                insert
+                    .write(&checkpoint_row(*partition, epoch, &pc.state)?)
+                    .await?;
+            }
+            insert.end().await?;
+            if self.commits.fetch_add(1, Ordering::Relaxed) % DEDUP_CLEANUP_EVERY
+                == DEDUP_CLEANUP_EVERY - 1
+            {
+                for (partition, pc) in &c.partitions {
+                    let sql = format!(
+                        "ALTER TABLE {TABLE} DELETE WHERE kind = {KIND_DEDUP} AND log_partition = {partition} AND log_epoch = {epoch} AND bucket < {}",
+                        pc.dedup_horizon_s
+                    );
+                    if let Err(err) = self.client.query(&sql).execute().await {
+                        tracing::warn!(error = %err, "failed to schedule deletion of expired dedup chunks");
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>> {
+        let f = &request.filter;
+        let mut filters = String::new();
+        for (column, value) in [
+            ("feature", &f.feature),
+            ("model", &f.model),
+            ("provider", &f.provider),
+            ("prompt_id", &f.prompt_id),
+            ("prompt_version", &f.prompt_version),
+        ] {
+            if let Some(v) = value {
+                filters.push_str(&format!(" AND {column} = {}", quote(v)));
+            }
+        }
+        if let Some(env) = f.environment {
+            filters.push_str(&format!(" AND environment = {}", quote(env.as_str())));
+        }
+        let sketches = if request.with_sketches {
+            "latency, users"
+        } else {
+            "'', ''"
+        };
+        // One row per (key, log partition): partitions are merged here, so callers see one
+        // row per key exactly as from the embedded store.
+        let mut out: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
+        for span in request.spans.iter().filter(|s| s.from < s.to) {
+            let sql = format!(
+                "SELECT {ROLLUP_COLUMNS}, {sketches} FROM {ROLLUPS} FINAL WHERE resolution = {} AND bucket >= {} AND bucket < {}{filters}",
+                span.resolution.seconds(),
+                span.from,
+                span.to
+            );
+            for row in self.rows::<RollupDbRow>(&sql).await? {
+                let (key, rollup) = decode(row, request.with_sketches)?;
+                match out.get_mut(&key) {
+                    Some(existing) => existing.merge(&rollup),
+                    None => {
+                        out.insert(key, rollup);
+                    }
+                }
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|(key, rollup)| RollupRow { key, rollup })
+            .collect())
+    }
+
+    fn keeps_raw_events(&self) -> bool {
+        true
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        seam(async || -> Result<()> {
+            let sql = format!("SELECT count() FROM {TABLE} WHERE kind = {KIND_CHECKPOINT}");
+            self.client.query(&sql).fetch_one::<u64>().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Drops the day partitions of raw events and rollups that ended at or before
+    /// `before_s`. The count of rows is not reported (0).
+    #[instrument(name = "clickhouse.prune", skip_all, err)]
+    async fn prune(&self, before_s: i64) -> StoreResult<u64> {
+        super::events::drop_days_before(&self.client, super::events::EVENTS_TABLE, before_s)
+            .await?;
+        super::events::drop_days_before(&self.client, ROLLUPS, before_s).await?;
+        Ok(0)
+    }
+
+    async fn reset(&self) -> StoreResult<()> {
+        seam(async || -> Result<()> {
+            for table in [TABLE, ROLLUPS, super::events::EVENTS_TABLE] {
+                self.client
+                    .query(&format!("TRUNCATE TABLE {table}"))
+                    .execute()
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}

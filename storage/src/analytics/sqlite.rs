@@ -1,0 +1,741 @@
+//! The embedded analytics store: rollup rows, the projector checkpoint and the dedup memory in
+//! one SQLite file, so one transaction covers all three (exactly-once effect of a commit).
+//!
+//! Rollup rows are keyed `(resolution, feature, bucket, model, provider, environment, prompt_id,
+//! prompt_version)`; the feature-first key serves the per-feature dashboards, and an index on `(resolution, bucket)`
+//! serves the cross-feature views. Cost is a 16-byte little-endian `i128` of pico-dollars.
+//! Dedup fingerprints are stored as append-only chunks (8-byte fingerprint + 4-byte second per
+//! event, about 12 bytes on disk per event in the window); chunks entirely older than the window
+//! are deleted in the same commit. Pages are 16 KiB and the writer's page cache may grow to
+//! 256 MiB (readers 64 MiB): the cache only fills up to the rows actually touched.
+//!
+//! The checkpoint is one row per log partition (`projector_partitions`), and dedup chunks are
+//! tagged with their partition. A commit whose `base_offset` differs from the stored offset is
+//! refused inside the transaction (a real compare-and-set). One projector writes a data
+//! directory, so rollup rows merge all partitions.
+//!
+//! `log_bindings` holds one row per log the store was bound to ([`tally_domain::log_binding`]); the
+//! checkpoints and dedup chunks are those of the newest. An adoption replaces them in one
+//! transaction (rollup rows, merged across partitions, need no change), and a commit checks
+//! inside its transaction that its epoch is still the newest.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use tally_schemas::{Environment, Pico};
+use tracing::instrument;
+
+use crate::failure::{seam_sync, Failure, Result};
+use crate::sqlite::{blocking, open_with};
+use tally_domain::hll::Hll;
+use tally_domain::log_binding::{Adoption, LogBinding, LogIdentity, Retirement};
+use tally_domain::rollup::{Dims, Rollup, RollupKey, RollupRow};
+use tally_domain::sketch::LatencySketch;
+use tally_domain::store::{
+    AnalyticsStore, LogPosition, PartitionState, Partitions, ProjectionCommit, ProjectorState,
+    ScanRequest, StoreError, StoreResult,
+};
+
+const ROLLUPS_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS rollups (
+    resolution   INTEGER NOT NULL,
+    feature      TEXT NOT NULL,
+    bucket       INTEGER NOT NULL,
+    model        TEXT NOT NULL,
+    provider     TEXT NOT NULL,
+    environment  TEXT NOT NULL,
+    prompt_id    TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    requests     INTEGER NOT NULL,
+    errors       INTEGER NOT NULL,
+    timeouts     INTEGER NOT NULL,
+    latency_sum_us INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL,
+    cost_pico    BLOB NOT NULL,
+    unpriced     INTEGER NOT NULL,
+    latency      BLOB NOT NULL,
+    users        BLOB NOT NULL,
+    PRIMARY KEY (resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollups_by_time ON rollups (resolution, bucket);
+";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS projector_partitions (
+    log_partition INTEGER PRIMARY KEY,
+    next_offset INTEGER NOT NULL,
+    last_received_ms INTEGER NOT NULL,
+    events_applied INTEGER NOT NULL,
+    duplicates_dropped INTEGER NOT NULL,
+    anchor INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS dedup_chunks (
+    id INTEGER PRIMARY KEY,
+    max_seen_s INTEGER NOT NULL,
+    entries BLOB NOT NULL,
+    log_partition INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS dedup_chunks_by_time ON dedup_chunks (max_seen_s);
+CREATE TABLE IF NOT EXISTS log_bindings (
+    epoch INTEGER PRIMARY KEY,
+    log_name TEXT NOT NULL,
+    log_id TEXT,
+    bound_at_ms INTEGER NOT NULL,
+    retired_at_ms INTEGER,
+    retired_position TEXT
+);
+";
+
+/// Data directories written before checkpoints were kept per log partition had one
+/// `projector_meta` row and partition-less dedup chunks (all of partition 0, the only partition
+/// of the embedded log). Converted in one transaction on open.
+fn upgrade_layout(conn: &mut Connection) -> Result<()> {
+    let has_column = |conn: &Connection, table: &str, column: &str| -> Result<bool> {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(1))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(names.iter().any(|n| n == column))
+    };
+    let tx = conn.transaction()?;
+    let had_rollups: bool = tx.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'rollups'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    // Rows written before rollups had prompt dimensions keep empty ones (a rebuild fills
+    // them in from the log).
+    let without_prompts = had_rollups && !has_column(&tx, "rollups", "prompt_id")?;
+    if without_prompts {
+        tx.execute_batch(
+            "ALTER TABLE rollups RENAME TO rollups_without_prompts;
+             DROP INDEX IF EXISTS rollups_by_time;",
+        )?;
+    }
+    tx.execute_batch(ROLLUPS_TABLE)?;
+    if without_prompts {
+        tx.execute_batch(
+            "INSERT INTO rollups SELECT resolution, feature, bucket, model, provider, environment, '', '', requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users FROM rollups_without_prompts;
+             DROP TABLE rollups_without_prompts;",
+        )?;
+    }
+    if !has_column(&tx, "projector_partitions", "anchor")? {
+        tx.execute_batch(
+            "ALTER TABLE projector_partitions ADD COLUMN anchor INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    if !has_column(&tx, "dedup_chunks", "log_partition")? {
+        tx.execute_batch(
+            "ALTER TABLE dedup_chunks ADD COLUMN log_partition INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    let old_meta: bool = tx.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'projector_meta'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if old_meta {
+        let row = tx
+            .query_row(
+                "SELECT position, last_received_ms, events_applied, duplicates_dropped FROM projector_meta WHERE id = 1",
+                [],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)),
+            )
+            .optional()?;
+        if let Some((position, last_ms, applied, dups)) = row {
+            let position: LogPosition = serde_json::from_str(&position)
+                .map_err(|e| Failure::Corrupt(format!("checkpoint: {e}")))?;
+            for (i, (partition, next)) in position.0.iter().enumerate() {
+                let (a, d) = if i == 0 { (applied, dups) } else { (0, 0) };
+                tx.execute(
+                    "INSERT OR REPLACE INTO projector_partitions VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+                    params![partition, next, last_ms, a, d],
+                )?;
+            }
+        }
+        tx.execute_batch("DROP TABLE projector_meta")?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Rows carry sketch blobs of a few hundred bytes to 16 KiB; 16 KiB pages keep most of them off
+/// overflow chains.
+const PAGE_SIZE: u32 = 16_384;
+
+const COLUMNS: &str = "resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users";
+
+pub struct SqliteAnalyticsStore {
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: std::path::PathBuf,
+}
+
+impl SqliteAnalyticsStore {
+    pub fn open(dir: &Path) -> StoreResult<SqliteAnalyticsStore> {
+        seam_sync(|| -> Result<SqliteAnalyticsStore> {
+            let path = dir.join("analytics.db");
+            let mut writer = open_with(&path, 256, PAGE_SIZE)?;
+            writer.execute_batch(SCHEMA)?;
+            upgrade_layout(&mut writer)?;
+            Ok(SqliteAnalyticsStore {
+                writer: Arc::new(Mutex::new(writer)),
+                readers: Arc::new(Mutex::new(Vec::new())),
+                path,
+            })
+        })
+    }
+
+    fn reader(&self) -> Result<Connection> {
+        let pooled = self.readers.lock().map_err(|_| poisoned())?.pop();
+        match pooled {
+            Some(conn) => Ok(conn),
+            None => open_with(&self.path, 64, PAGE_SIZE),
+        }
+    }
+
+    /// Runs `f` on a pooled reader connection, off the async runtime (readers never wait for
+    /// the projector's writer).
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.reader()?;
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&conn);
+            (conn, result)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?;
+        self.give_back(conn);
+        Ok(result?)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+        }
+    }
+}
+
+fn poisoned() -> Failure {
+    Failure::Backend("analytics connection lock poisoned".into())
+}
+
+fn i128_blob(v: i128) -> [u8; 16] {
+    v.to_le_bytes()
+}
+
+fn blob_i128(b: &[u8]) -> Result<i128> {
+    let arr: [u8; 16] = b
+        .try_into()
+        .map_err(|_| Failure::Corrupt("cost column".into()))?;
+    Ok(i128::from_le_bytes(arr))
+}
+
+fn env_of(text: &str) -> Result<Environment> {
+    Environment::parse(text).ok_or_else(|| Failure::Corrupt(format!("environment {text}")))
+}
+
+/// Reads the measure columns starting at `first` (requests … users).
+fn measures(row: &Row, first: usize, with_sketches: bool) -> Result<Rollup> {
+    let get_u64 = |i: usize| -> Result<u64> { Ok(row.get::<_, i64>(first + i)? as u64) };
+    let cost: Vec<u8> = row.get(first + 7)?;
+    let mut rollup = Rollup {
+        requests: get_u64(0)?,
+        errors: get_u64(1)?,
+        timeouts: get_u64(2)?,
+        latency_sum_us: get_u64(3)?,
+        input_tokens: get_u64(4)?,
+        output_tokens: get_u64(5)?,
+        cached_input_tokens: get_u64(6)?,
+        cost: Pico(blob_i128(&cost)?),
+        unpriced: get_u64(8)?,
+        ..Rollup::default()
+    };
+    if with_sketches {
+        let latency: Vec<u8> = row.get(first + 9)?;
+        let users: Vec<u8> = row.get(first + 10)?;
+        rollup.latency = LatencySketch::decode(&mut latency.as_slice())
+            .ok_or_else(|| Failure::Corrupt("latency sketch".into()))?;
+        rollup.users = Hll::decode(&mut users.as_slice())
+            .ok_or_else(|| Failure::Corrupt("user sketch".into()))?;
+    }
+    Ok(rollup)
+}
+
+fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Result<()> {
+    let d = &key.dims;
+    let env = d.environment.as_str();
+    let res = key.resolution.seconds();
+    let existing = {
+        let mut select = tx.prepare_cached(
+            "SELECT requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users
+             FROM rollups WHERE resolution = ?1 AND feature = ?2 AND bucket = ?3 AND model = ?4 AND provider = ?5 AND environment = ?6 AND prompt_id = ?7 AND prompt_version = ?8",
+        )?;
+        select
+            .query_row(
+                params![
+                    res,
+                    d.feature,
+                    key.bucket,
+                    d.model,
+                    d.provider,
+                    env,
+                    d.prompt_id,
+                    d.prompt_version
+                ],
+                |row| Ok(measures(row, 0, true)),
+            )
+            .optional()?
+            .transpose()?
+    };
+    let mut merged = existing.unwrap_or_default();
+    merged.merge(delta);
+    let mut upsert = tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO rollups ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+    ))?;
+    upsert.execute(params![
+        res,
+        d.feature,
+        key.bucket,
+        d.model,
+        d.provider,
+        env,
+        d.prompt_id,
+        d.prompt_version,
+        merged.requests as i64,
+        merged.errors as i64,
+        merged.timeouts as i64,
+        merged.latency_sum_us as i64,
+        merged.input_tokens as i64,
+        merged.output_tokens as i64,
+        merged.cached_input_tokens as i64,
+        &i128_blob(merged.cost.0)[..],
+        merged.unpriced as i64,
+        merged.encode_latency(),
+        merged.encode_users(),
+    ])?;
+    Ok(())
+}
+
+/// The checkpoints of `partitions`, with the dedup fingerprints seen within `window_s` of each
+/// partition's log clock (none when `window_s` is `None`).
+fn load_state(
+    conn: &Connection,
+    window_s: Option<u32>,
+    partitions: &Partitions,
+) -> Result<ProjectorState> {
+    let mut state = ProjectorState {
+        epoch: current_epoch(conn)?,
+        ..ProjectorState::default()
+    };
+    let mut stmt = conn.prepare("SELECT log_partition, next_offset, last_received_ms, events_applied, duplicates_dropped, anchor FROM projector_partitions")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let partition: i32 = r.get(0)?;
+        if !partitions.contains(partition) {
+            continue;
+        }
+        let ps = PartitionState {
+            next_offset: r.get(1)?,
+            last_received_ms: r.get(2)?,
+            events_applied: r.get::<_, i64>(3)? as u64,
+            duplicates_dropped: r.get::<_, i64>(4)? as u64,
+            anchor: r.get::<_, i64>(5)? as u64,
+            dedup: Vec::new(),
+        };
+        state.partitions.insert(partition, ps);
+    }
+    let Some(window_s) = window_s else {
+        return Ok(state);
+    };
+    let mut stmt = conn.prepare(
+        "SELECT entries FROM dedup_chunks WHERE log_partition = ?1 AND max_seen_s >= ?2 ORDER BY id",
+    )?;
+    for (partition, ps) in &mut state.partitions {
+        let since_s = ((ps.last_received_ms / 1000) as u32).saturating_sub(window_s);
+        let mut rows = stmt.query(params![partition, since_s])?;
+        while let Some(row) = rows.next()? {
+            let bytes: Vec<u8> = row.get(0)?;
+            crate::codec::decode_dedup_chunk(&bytes, since_s, &mut ps.dedup)?;
+        }
+    }
+    Ok(state)
+}
+
+fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
+    let tx = conn.transaction()?;
+    let epoch = current_epoch(&tx)?;
+    if epoch != c.epoch {
+        return Err(Failure::Conflict(format!(
+            "the store was bound to another log (epoch {epoch}) since this projector loaded epoch {}",
+            c.epoch
+        )));
+    }
+    for (partition, pc) in &c.partitions {
+        let stored: i64 = tx
+            .query_row(
+                "SELECT next_offset FROM projector_partitions WHERE log_partition = ?1",
+                params![partition],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        if stored != pc.base_offset {
+            return Err(Failure::Conflict(format!(
+                "log partition {partition} is at offset {stored}, not {}: another projector moved it",
+                pc.base_offset
+            )));
+        }
+    }
+    // One projector writes this store, so rows are not kept per partition: the partitions'
+    // deltas are merged before they touch a row.
+    let mut deltas = std::collections::BTreeMap::new();
+    for pc in c.partitions.values_mut() {
+        tally_domain::rollup::apply(&mut deltas, std::mem::take(&mut pc.deltas));
+    }
+    for (key, delta) in &deltas {
+        merge_row(&tx, key, delta)?;
+    }
+    for (partition, pc) in &c.partitions {
+        if let Some(max_seen) = pc.dedup_new.iter().map(|(_, s)| *s).max() {
+            tx.execute(
+                "INSERT INTO dedup_chunks (max_seen_s, entries, log_partition) VALUES (?1, ?2, ?3)",
+                params![
+                    max_seen,
+                    crate::codec::encode_dedup_chunk(&pc.dedup_new),
+                    partition
+                ],
+            )?;
+        }
+        tx.execute(
+            "DELETE FROM dedup_chunks WHERE log_partition = ?1 AND max_seen_s < ?2",
+            params![partition, pc.dedup_horizon_s],
+        )?;
+        let s = &pc.state;
+        tx.execute(
+            "INSERT OR REPLACE INTO projector_partitions VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                partition,
+                s.next_offset,
+                s.last_received_ms,
+                s.events_applied as i64,
+                s.duplicates_dropped as i64,
+                s.anchor as i64
+            ],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The epoch of the newest binding (0 when there is none: checkpoints from before bindings).
+fn current_epoch(conn: &Connection) -> Result<u32> {
+    let epoch: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(epoch), 0) FROM log_bindings",
+        [],
+        |r| r.get(0),
+    )?;
+    u32::try_from(epoch).map_err(|_| Failure::Corrupt(format!("log binding epoch {epoch}")))
+}
+
+fn millis(at: chrono::DateTime<chrono::Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn time_of(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn bindings(conn: &Connection) -> Result<Vec<LogBinding>> {
+    let mut stmt = conn.prepare(
+        "SELECT epoch, log_name, log_id, bound_at_ms, retired_at_ms, retired_position FROM log_bindings ORDER BY epoch",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let retired = match (r.get::<_, Option<i64>>(4)?, r.get::<_, Option<String>>(5)?) {
+            (Some(at), Some(position)) => Some(Retirement {
+                at: time_of(at),
+                position: serde_json::from_str(&position)
+                    .map_err(|e| Failure::Corrupt(format!("retired position: {e}")))?,
+            }),
+            _ => None,
+        };
+        out.push(LogBinding {
+            epoch: r.get(0)?,
+            log: LogIdentity {
+                name: r.get(1)?,
+                id: r.get(2)?,
+            },
+            bound_at: time_of(r.get(3)?),
+            retired,
+        });
+    }
+    Ok(out)
+}
+
+fn insert_binding(conn: &Connection, b: &LogBinding) -> Result<()> {
+    conn.execute(
+        "INSERT INTO log_bindings (epoch, log_name, log_id, bound_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![b.epoch, b.log.name, b.log.id, millis(b.bound_at)],
+    )?;
+    Ok(())
+}
+
+fn bind(conn: &mut Connection, binding: &LogBinding) -> Result<LogBinding> {
+    let tx = conn.transaction()?;
+    match bindings(&tx)?.pop() {
+        None => insert_binding(&tx, binding)?,
+        Some(current)
+            if current.epoch == binding.epoch
+                && current.log.name == binding.log.name
+                && current.log.id.is_none() =>
+        {
+            tx.execute(
+                "UPDATE log_bindings SET log_id = ?1 WHERE epoch = ?2",
+                params![binding.log.id, current.epoch],
+            )?;
+        }
+        _ => {}
+    }
+    let current = bindings(&tx)?.pop();
+    tx.commit()?;
+    current.ok_or_else(|| Failure::Conflict("the store has no binding".into()))
+}
+
+/// Entries per dedup chunk written by an adoption.
+const ADOPTED_CHUNK: usize = 1 << 20;
+
+fn adopt(conn: &mut Connection, a: &Adoption, window_s: u32) -> Result<()> {
+    let tx = conn.transaction()?;
+    let epoch = current_epoch(&tx)?;
+    if epoch != a.retired_epoch {
+        return Err(Failure::Conflict(format!(
+            "the store is at epoch {epoch}, not {}: it changed since the adoption was planned",
+            a.retired_epoch
+        )));
+    }
+    let stored = load_state(&tx, Some(window_s), &Partitions::All)?;
+    if stored.position().0 != a.retired_position {
+        return Err(Failure::Conflict(
+            "the checkpoints moved since the adoption was planned (is a projector still reading the old log?)".into(),
+        ));
+    }
+    tx.execute_batch("DELETE FROM projector_partitions; DELETE FROM dedup_chunks;")?;
+    for (partition, sources) in &a.dedup_from {
+        let from: Vec<&PartitionState> = sources
+            .iter()
+            .filter_map(|p| stored.partitions.get(p))
+            .collect();
+        let clock = from.iter().map(|s| s.last_received_ms).max().unwrap_or(0);
+        let mut entries: Vec<(u64, u32)> =
+            from.iter().flat_map(|s| s.dedup.iter().copied()).collect();
+        // An id remembered by several sources is kept with its latest sighting.
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        entries.dedup_by_key(|(fp, _)| *fp);
+        for chunk in entries.chunks(ADOPTED_CHUNK) {
+            let max_seen = chunk.iter().map(|(_, s)| *s).max().unwrap_or(0);
+            tx.execute(
+                "INSERT INTO dedup_chunks (max_seen_s, entries, log_partition) VALUES (?1, ?2, ?3)",
+                params![max_seen, crate::codec::encode_dedup_chunk(chunk), partition],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO projector_partitions VALUES (?1, ?2, ?3, 0, 0, 0)",
+            params![
+                partition,
+                a.start.get(partition).copied().unwrap_or(0),
+                clock
+            ],
+        )?;
+    }
+    let position =
+        serde_json::to_string(&a.retired_position).map_err(|e| Failure::Backend(e.to_string()))?;
+    if bindings(&tx)?.is_empty() {
+        insert_binding(
+            &tx,
+            &LogBinding {
+                epoch: a.retired_epoch,
+                log: a.retired_log.clone(),
+                bound_at: chrono::DateTime::UNIX_EPOCH,
+                retired: None,
+            },
+        )?;
+    }
+    tx.execute(
+        "UPDATE log_bindings SET retired_at_ms = ?1, retired_position = ?2 WHERE epoch = ?3",
+        params![millis(a.adopted.bound_at), position, a.retired_epoch],
+    )?;
+    insert_binding(&tx, &a.adopted)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn scan(conn: &Connection, req: &ScanRequest) -> Result<Vec<RollupRow>> {
+    let f = &req.filter;
+    let sketch_cols = if req.with_sketches {
+        "latency, users"
+    } else {
+        "x'', x''"
+    };
+    let mut sql = format!(
+        "SELECT feature, bucket, model, provider, environment, prompt_id, prompt_version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, {sketch_cols}
+         FROM rollups WHERE resolution = ?1 AND bucket >= ?2 AND bucket < ?3"
+    );
+    let mut extra: Vec<String> = Vec::new();
+    for (col, val) in [
+        ("feature", &f.feature),
+        ("model", &f.model),
+        ("provider", &f.provider),
+        ("prompt_id", &f.prompt_id),
+        ("prompt_version", &f.prompt_version),
+    ] {
+        if let Some(v) = val {
+            sql.push_str(&format!(" AND {col} = ?{}", 4 + extra.len()));
+            extra.push(v.clone());
+        }
+    }
+    if let Some(env) = f.environment {
+        sql.push_str(&format!(" AND environment = ?{}", 4 + extra.len()));
+        extra.push(env.as_str().to_string());
+    }
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut out = Vec::new();
+    for span in &req.spans {
+        if span.from >= span.to {
+            continue;
+        }
+        let mut values: Vec<rusqlite::types::Value> = vec![
+            span.resolution.seconds().into(),
+            span.from.into(),
+            span.to.into(),
+        ];
+        values.extend(extra.iter().cloned().map(rusqlite::types::Value::from));
+        let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+        while let Some(row) = rows.next()? {
+            let env: String = row.get(4)?;
+            let key = RollupKey {
+                resolution: span.resolution,
+                bucket: row.get(1)?,
+                dims: Dims {
+                    feature: row.get(0)?,
+                    model: row.get(2)?,
+                    provider: row.get(3)?,
+                    environment: env_of(&env)?,
+                    prompt_id: row.get(5)?,
+                    prompt_version: row.get(6)?,
+                },
+            };
+            out.push(RollupRow {
+                key,
+                rollup: measures(row, 7, req.with_sketches)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl AnalyticsStore for SqliteAnalyticsStore {
+    async fn load_state(
+        &self,
+        dedup_window_s: u32,
+        partitions: &Partitions,
+    ) -> StoreResult<ProjectorState> {
+        let writer = self.writer.clone();
+        let partitions = partitions.clone();
+        blocking(move || {
+            load_state(
+                &*writer.lock().map_err(|_| poisoned())?,
+                Some(dedup_window_s),
+                &partitions,
+            )
+        })
+        .await
+    }
+
+    async fn checkpoints(&self, partitions: &Partitions) -> StoreResult<ProjectorState> {
+        let partitions = partitions.clone();
+        self.read(move |conn| load_state(conn, None, &partitions))
+            .await
+    }
+
+    async fn bindings(&self) -> StoreResult<Vec<LogBinding>> {
+        self.read(bindings).await
+    }
+
+    async fn bind(&self, binding: LogBinding) -> StoreResult<LogBinding> {
+        let writer = self.writer.clone();
+        blocking(move || bind(&mut *writer.lock().map_err(|_| poisoned())?, &binding)).await
+    }
+
+    #[instrument(name = "analytics.adopt", skip_all, fields(epoch = adoption.adopted.epoch), err)]
+    async fn adopt(&self, adoption: &Adoption, dedup_window_s: u32) -> StoreResult<()> {
+        let writer = self.writer.clone();
+        let adoption = adoption.clone();
+        blocking(move || {
+            adopt(
+                &mut *writer.lock().map_err(|_| poisoned())?,
+                &adoption,
+                dedup_window_s,
+            )
+        })
+        .await
+    }
+
+    #[instrument(name = "analytics.commit", skip_all, fields(rows = c.rows(), dedup = c.dedup_entries()), err)]
+    async fn commit(&self, c: ProjectionCommit) -> StoreResult<()> {
+        let writer = self.writer.clone();
+        blocking(move || commit(&mut *writer.lock().map_err(|_| poisoned())?, c)).await
+    }
+
+    async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>> {
+        self.read(move |conn| scan(conn, &request)).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| {
+            conn.query_row("SELECT count(*) FROM projector_partitions", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    #[instrument(name = "analytics.prune", skip_all, err)]
+    async fn prune(&self, before_s: i64) -> StoreResult<u64> {
+        let writer = self.writer.clone();
+        // Whole UTC days, exactly like the ClickHouse store's partition drops. Every
+        // resolution divides a day, so a row's bucket lies in the day the row belongs to.
+        let first_kept_day = before_s.div_euclid(86_400) * 86_400;
+        blocking(move || {
+            let conn = writer.lock().map_err(|_| poisoned())?;
+            let deleted = conn.execute(
+                "DELETE FROM rollups WHERE bucket < ?1",
+                params![first_kept_day],
+            )?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
+    async fn reset(&self) -> StoreResult<()> {
+        let writer = self.writer.clone();
+        blocking(move || {
+            let conn = writer.lock().map_err(|_| poisoned())?;
+            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM log_bindings; COMMIT;")?;
+            Ok(())
+        })
+        .await
+    }
+}

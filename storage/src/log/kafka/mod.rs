@@ -1,0 +1,902 @@
+//! [`EventLog`] on a Kafka topic (distributed mode).
+//!
+//! **Message format** (what application services may also produce directly):
+//! - key: the `event_id` (UTF-8), so every copy of an event lands in one partition and the
+//!   projector's per-partition dedup sees it;
+//! - value: one usage event, schema v1 JSON (`GET /v1/schema/usage-event`);
+//! - headers (optional): `tally-schema: usage-event/1`, and `tally-cost` = `unpriced` or
+//!   `computed:<pico-dollars>` when ingest priced the event. An event with neither `cost_usd`
+//!   nor `tally-cost` is priced by the projector with the price in force at `occurred_at`;
+//! - timestamp: the log clock of the dedup window and of the event rules applied to the
+//!   message (CreateTime, which ingest sets to its clock; or the broker's LogAppendTime when
+//!   the topic is configured so).
+//!
+//! A message that is not a valid event is skipped (counted in
+//! `tally_log_invalid_messages_total` and logged with its partition and offset); it still
+//! advances the position, so it never blocks a partition.
+//!
+//! **Producing.** An idempotent producer (`enable.idempotence`, `acks=all`); `append` returns
+//! only after the broker acknowledged every event of the request, and fails (`Unavailable`)
+//! if any was not acknowledged within `produce_timeout`: the caller answers 503, never 2xx,
+//! and a retry is deduplicated by event id.
+//!
+//! **Consuming.** Projectors join one consumer group; the group assigns partitions, and
+//! [`EventLog::ownership`] reports each assignment with a new generation. Positions come from
+//! the analytics store, not from the group's committed offsets: `read` seeks a partition to the
+//! position the projector asks for whenever the consumer is elsewhere (first fetch after an
+//! assignment, a projector that reloaded its checkpoint). Committed offsets are only a mirror
+//! for standard lag tooling ([`EventLog::projected`]).
+//!
+//! **Identity.** [`EventLog::describe`] names the topic with its id (KIP-516, from librdkafka's
+//! `DescribeTopics`: [`topic_id`]) and every partition's watermarks, so the projector can tell
+//! whether its checkpoints belong to this topic before it seeks anywhere
+//! ([`tally_domain::log_binding`]).
+
+mod topic_id;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use tally_schemas::event::Cost;
+use tally_schemas::{Limits, UsageEvent, UsageEventV1};
+use tokio::sync::{watch, OnceCell};
+use tracing::{info, instrument, warn};
+
+use tally_domain::clock::Clock;
+use tally_domain::log_binding::{LogDescription, LogIdentity, Watermarks};
+use tally_domain::store::{
+    AppendReceipt, EventLog, LogPosition, LogRecord, Ownership, Partitions, RecordAt, StoreError,
+    StoreResult,
+};
+
+const COST_HEADER: &str = "tally-cost";
+const SCHEMA_HEADER: &str = "tally-schema";
+const SCHEMA_VALUE: &str = "usage-event/1";
+const INVALID_MESSAGES: &str = "tally_log_invalid_messages_total";
+const CONSUMER_ERRORS: &str = "tally_log_consumer_errors_total";
+
+/// How to reach the topic.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers`, e.g. `kafka:9092`.
+    pub brokers: String,
+    pub topic: String,
+    /// The projectors' consumer group.
+    pub group_id: String,
+    /// How long `append` waits for the broker's acknowledgement before failing.
+    pub produce_timeout: Duration,
+    /// Event rules applied to messages (retention, future skew), evaluated at the message
+    /// timestamp so a replay decides exactly as the first read did.
+    pub limits: Limits,
+    /// Most messages per produced record batch (`batch.num.messages`); `None` keeps
+    /// librdkafka's default. `Some(1)` is for brokers that cannot serve a fetch starting
+    /// inside a batch (tansu 0.6, the service tier's broker).
+    pub batch_messages: Option<u32>,
+}
+
+impl KafkaSettings {
+    pub fn new(brokers: &str, topic: &str) -> KafkaSettings {
+        KafkaSettings {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            group_id: "tally-projector".to_string(),
+            produce_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+            batch_messages: None,
+        }
+    }
+}
+
+fn kafka_error(e: rdkafka::error::KafkaError) -> StoreError {
+    StoreError::Unavailable(format!("kafka: {e}"))
+}
+
+/// Tracks the group's assignment and the brokers' high watermarks.
+struct GroupContext {
+    topic: String,
+    ownership: watch::Sender<Ownership>,
+    high_watermarks: Mutex<HashMap<i32, i64>>,
+}
+
+impl GroupContext {
+    fn publish(&self, partitions: Partitions) {
+        self.ownership.send_modify(|o| {
+            o.generation += 1;
+            o.partitions = partitions;
+        });
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        if let Some(topic) = statistics.topics.get(&self.topic) {
+            if let Ok(mut hw) = self.high_watermarks.lock() {
+                for (p, s) in &topic.partitions {
+                    if *p >= 0 && s.hi_offset >= 0 {
+                        hw.insert(*p, s.hi_offset);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            // Stop projecting before the partitions move on.
+            self.publish(Partitions::Only(Default::default()));
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let owned = list
+                .elements()
+                .iter()
+                .filter(|e| e.topic() == self.topic)
+                .map(|e| e.partition())
+                .collect();
+            info!(partitions = ?owned, "consumer group assigned partitions");
+            self.publish(Partitions::Only(owned));
+        }
+    }
+}
+
+/// Received records not yet handed out, and where each partition's consumer stands. Reset
+/// when the ownership generation changes (records of a revoked partition are re-read by its
+/// next owner from that owner's checkpoint).
+#[derive(Debug, Default)]
+struct ReadState {
+    generation: u64,
+    buffer: BTreeMap<i32, VecDeque<LogRecord>>,
+    /// Per partition, the offset after the last record handed out.
+    delivered_next: HashMap<i32, i64>,
+    /// Per partition after a seek: (the caller's position, the offset sought). Until a
+    /// message at the sought offset arrives, others were fetched before the seek.
+    sought: HashMap<i32, (i64, i64)>,
+}
+
+impl ReadState {
+    fn sync(&mut self, generation: u64) {
+        if self.generation != generation {
+            *self = ReadState {
+                generation,
+                ..ReadState::default()
+            };
+        }
+    }
+}
+
+pub struct KafkaLog {
+    settings: KafkaSettings,
+    /// Stamps produced messages (the log clock of the dedup window and of event rules).
+    clock: Arc<dyn Clock>,
+    producer: FutureProducer,
+    consumer: OnceCell<Arc<StreamConsumer<GroupContext>>>,
+    /// For [`EventLog::describe`]: a client outside the group whose metadata requests never
+    /// create the topic (a producer's may, on brokers that auto-create topics). Made on first
+    /// use.
+    describer: Mutex<Option<Arc<BaseConsumer>>>,
+    ownership: watch::Sender<Ownership>,
+    read_state: Mutex<ReadState>,
+    produced: AtomicU64,
+}
+
+impl KafkaLog {
+    /// Creates the producer (no broker round trip yet); the consumer joins the group on the
+    /// first `read`, so an ingest-only process never becomes a group member.
+    pub fn new(settings: KafkaSettings, clock: Arc<dyn Clock>) -> StoreResult<KafkaLog> {
+        metrics::describe_counter!(
+            INVALID_MESSAGES,
+            "Messages on the events topic that are not valid usage events (skipped)."
+        );
+        metrics::describe_counter!(
+            CONSUMER_ERRORS,
+            "Errors the Kafka consumer reported (the client reconnects by itself)."
+        );
+        let mut config = ClientConfig::new();
+        if let Some(n) = settings.batch_messages {
+            config.set("batch.num.messages", n.to_string());
+        }
+        let producer: FutureProducer = config
+            .set("bootstrap.servers", &settings.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set(
+                "message.timeout.ms",
+                settings.produce_timeout.as_millis().to_string(),
+            )
+            .set("queue.buffering.max.messages", "1000000")
+            .create()
+            .map_err(kafka_error)?;
+        let (ownership, _) = watch::channel(Ownership {
+            generation: 0,
+            partitions: Partitions::Only(Default::default()),
+        });
+        Ok(KafkaLog {
+            settings,
+            clock,
+            producer,
+            consumer: OnceCell::new(),
+            describer: Mutex::new(None),
+            ownership,
+            read_state: Mutex::new(ReadState::default()),
+            produced: AtomicU64::new(0),
+        })
+    }
+
+    async fn consumer(&self) -> StoreResult<&Arc<StreamConsumer<GroupContext>>> {
+        self.consumer
+            .get_or_try_init(|| async {
+                let context = GroupContext {
+                    topic: self.settings.topic.clone(),
+                    ownership: self.ownership.clone(),
+                    high_watermarks: Mutex::new(HashMap::new()),
+                };
+                let consumer: StreamConsumer<GroupContext> = ClientConfig::new()
+                    .set("bootstrap.servers", &self.settings.brokers)
+                    .set("group.id", &self.settings.group_id)
+                    .set("enable.auto.commit", "false")
+                    .set("enable.auto.offset.store", "false")
+                    .set("auto.offset.reset", "earliest")
+                    .set("session.timeout.ms", "10000")
+                    .set("heartbeat.interval.ms", "1000")
+                    .set("statistics.interval.ms", "2000")
+                    .set("partition.assignment.strategy", "range")
+                    .create_with_context(context)
+                    .map_err(kafka_error)?;
+                consumer
+                    .subscribe(&[&self.settings.topic])
+                    .map_err(kafka_error)?;
+                info!(topic = %self.settings.topic, group = %self.settings.group_id, "joined the projector consumer group");
+                Ok(Arc::new(consumer))
+            })
+            .await
+    }
+
+    fn describer(&self) -> StoreResult<Arc<BaseConsumer>> {
+        let mut describer = self
+            .describer
+            .lock()
+            .map_err(|_| StoreError::Backend("kafka describer poisoned".into()))?;
+        if let Some(client) = describer.as_ref() {
+            return Ok(client.clone());
+        }
+        let client: Arc<BaseConsumer> = Arc::new(
+            ClientConfig::new()
+                .set("bootstrap.servers", &self.settings.brokers)
+                .set("allow.auto.create.topics", "false")
+                // Assigning a partition needs a group id; this client never joins nor commits.
+                .set("group.id", format!("{}-describe", self.settings.group_id))
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "error")
+                .create()
+                .map_err(kafka_error)?,
+        );
+        *describer = Some(client.clone());
+        Ok(client)
+    }
+
+    fn state(&self) -> StoreResult<std::sync::MutexGuard<'_, ReadState>> {
+        self.read_state
+            .lock()
+            .map_err(|_| StoreError::Backend("kafka read state poisoned".into()))
+    }
+
+    /// Records waiting in the buffer.
+    fn buffered(&self) -> usize {
+        self.read_state
+            .lock()
+            .map(|s| s.buffer.values().map(|q| q.len()).sum())
+            .unwrap_or(0)
+    }
+
+    /// Decodes one received message into the buffer (or drops it: not owned any more, or
+    /// fetched before a seek).
+    fn buffer_message(
+        &self,
+        message: Result<rdkafka::message::BorrowedMessage<'_>, rdkafka::error::KafkaError>,
+    ) -> StoreResult<()> {
+        let m = match message {
+            Ok(m) => m,
+            Err(e) => {
+                // Broker and transport errors are reported here and recovered from by the
+                // client itself; positions are unaffected.
+                warn!(error = %e, "kafka consumer error");
+                metrics::counter!(CONSUMER_ERRORS).increment(1);
+                return Ok(());
+            }
+        };
+        let (partition, offset) = (m.partition(), m.offset());
+        let ownership = self.ownership.borrow().clone();
+        let mut state = self.state()?;
+        state.sync(ownership.generation);
+        if !ownership.partitions.contains(partition) {
+            return Ok(());
+        }
+        if let Some((_, target)) = state.sought.get(&partition) {
+            if offset != *target {
+                // Fetched before the seek; the partition is being re-read from `target`.
+                return Ok(());
+            }
+            state.sought.remove(&partition);
+        }
+        let received_at_ms = m.timestamp().to_millis().unwrap_or(0);
+        let cost = m.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == COST_HEADER)
+                .and_then(|h| h.value)
+        });
+        let events = match decode_message(m.payload(), cost, received_at_ms, &self.settings.limits)
+        {
+            Ok(event) => vec![event],
+            Err(reason) => {
+                warn!(partition, offset, %reason, "skipping a message that is not a valid usage event");
+                metrics::counter!(INVALID_MESSAGES).increment(1);
+                Vec::new()
+            }
+        };
+        state
+            .buffer
+            .entry(partition)
+            .or_default()
+            .push_back(LogRecord {
+                partition,
+                offset,
+                received_at_ms,
+                events,
+                fingerprint: fingerprint(&m),
+            });
+        Ok(())
+    }
+
+    /// Hands out buffered records that continue `from`, at most `max_events`. A partition whose
+    /// buffer starts past the caller's position (the consumer is ahead: a projector that
+    /// reloaded its checkpoint, a store that was reset) is sought back to that position.
+    fn hand_out(
+        &self,
+        consumer: &StreamConsumer<GroupContext>,
+        from: &LogPosition,
+        max_events: usize,
+    ) -> StoreResult<Vec<LogRecord>> {
+        let generation = self.ownership.borrow().generation;
+        let mut state = self.state()?;
+        state.sync(generation);
+        let mut out = Vec::new();
+        let mut seeks = Vec::new();
+        let ReadState {
+            buffer,
+            delivered_next,
+            sought,
+            ..
+        } = &mut *state;
+        for (partition, queue) in buffer.iter_mut() {
+            let expected = from.next_offset(*partition);
+            while queue.front().is_some_and(|r| r.offset < expected) {
+                queue.pop_front();
+            }
+            let Some(front) = queue.front() else { continue };
+            // Within one continuous fetch offsets may skip (transaction markers); anywhere
+            // else only the exact next offset continues the caller's position.
+            let continues =
+                front.offset == expected || delivered_next.get(partition) == Some(&expected);
+            if !continues {
+                seeks.push((*partition, expected, front.offset));
+                queue.clear();
+                continue;
+            }
+            while out.len() < max_events {
+                let Some(record) = queue.pop_front() else {
+                    break;
+                };
+                delivered_next.insert(*partition, record.offset + 1);
+                out.push(record);
+            }
+        }
+        if out.is_empty() && seeks.is_empty() {
+            // Nothing buffered continues the caller: where the consumer already stands past the
+            // caller's position (a projector that reloaded its checkpoint while no new message
+            // arrives to reveal the gap), seek back now rather than wait for the next message.
+            let positions = consumer.position().map_err(kafka_error)?;
+            for element in positions.elements_for_topic(&self.settings.topic) {
+                let partition = element.partition();
+                let Offset::Offset(at) = element.offset() else {
+                    continue;
+                };
+                let expected = from.next_offset(partition);
+                let idle = buffer.get(&partition).is_none_or(|q| q.is_empty());
+                if idle && at > expected && !sought.contains_key(&partition) {
+                    seeks.push((partition, expected, at));
+                }
+            }
+        }
+        for (partition, expected, received) in seeks {
+            let (low, _) = consumer
+                .fetch_watermarks(&self.settings.topic, partition, Duration::from_secs(5))
+                .map_err(kafka_error)?;
+            let target = expected.max(low);
+            info!(
+                partition,
+                received,
+                seek_to = target,
+                "consumer is away from the projector's position; seeking"
+            );
+            consumer
+                .seek(
+                    &self.settings.topic,
+                    partition,
+                    Offset::Offset(target),
+                    Duration::from_secs(5),
+                )
+                .map_err(kafka_error)?;
+            state.sought.insert(partition, (expected, target));
+            state.delivered_next.remove(&partition);
+        }
+        Ok(out)
+    }
+
+    /// The message for one event.
+    fn encode(event: &UsageEvent) -> StoreResult<(Vec<u8>, OwnedHeaders)> {
+        let value = serde_json::to_vec(&UsageEventV1::from(event))
+            .map_err(|e| StoreError::Backend(format!("encode event: {e}")))?;
+        let cost = match event.cost {
+            Cost::Computed(p) => Some(format!("computed:{p}")),
+            Cost::Unpriced => Some("unpriced".to_string()),
+            Cost::Reported(_) | Cost::Pending => None,
+        };
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: SCHEMA_HEADER,
+            value: Some(SCHEMA_VALUE),
+        });
+        if let Some(cost) = &cost {
+            headers = headers.insert(Header {
+                key: COST_HEADER,
+                value: Some(cost.as_str()),
+            });
+        }
+        Ok((value, headers))
+    }
+}
+
+/// The topic's identity and every partition's watermarks (blocking: metadata, `DescribeTopics`
+/// and one offsets request per partition).
+fn describe_topic<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> StoreResult<LogDescription> {
+    let metadata = client
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(kafka_error)?;
+    let described = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| StoreError::Unavailable(format!("kafka: no metadata for topic {topic}")))?;
+    if let Some(err) = described.error() {
+        return Err(StoreError::Unavailable(format!(
+            "kafka: topic {topic}: {}",
+            rdkafka::types::RDKafkaErrorCode::from(err)
+        )));
+    }
+    // Any broker answers; the one leading the first partition is known to be up.
+    let broker = described
+        .partitions()
+        .iter()
+        .map(|p| p.leader())
+        .find(|leader| *leader >= 0)
+        .or_else(|| metadata.brokers().first().map(|b| b.id()))
+        .ok_or_else(|| StoreError::Unavailable(format!("kafka: no broker for topic {topic}")))?;
+    let id = topic_id::describe_topic_id(client, topic, broker, timeout)
+        .map_err(|e| StoreError::Unavailable(format!("kafka: {e}")))?;
+    let mut partitions = BTreeMap::new();
+    for p in described.partitions() {
+        let (low, high) = client
+            .fetch_watermarks(topic, p.id(), timeout)
+            .map_err(kafka_error)?;
+        partitions.insert(p.id(), Watermarks { low, high });
+    }
+    Ok(LogDescription {
+        identity: LogIdentity {
+            name: topic.to_string(),
+            id,
+        },
+        partitions,
+    })
+}
+
+/// A message's [`LogRecord::fingerprint`]: its key, timestamp and value. Another message at
+/// the same offset (a recreated topic) differs in one of them unless it is a faithful copy.
+fn fingerprint<M: Message>(m: &M) -> u64 {
+    let mut hash = xxhash_rust::xxh3::Xxh3::new();
+    for part in [m.key(), m.payload()] {
+        let bytes = part.unwrap_or_default();
+        hash.update(&(bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    }
+    hash.update(&m.timestamp().to_millis().unwrap_or(0).to_le_bytes());
+    hash.digest()
+}
+
+/// The event in one message, or why it is not one.
+pub fn decode_message(
+    value: Option<&[u8]>,
+    cost_header: Option<&[u8]>,
+    timestamp_ms: i64,
+    limits: &Limits,
+) -> Result<UsageEvent, String> {
+    let value = value.ok_or("empty message")?;
+    let wire: UsageEventV1 = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+    let at = chrono::DateTime::from_timestamp_millis(timestamp_ms).ok_or("bad timestamp")?;
+    let mut event = tally_schemas::validate::validate(wire, limits, at)
+        .map_err(|e| format!("{}: {}", e.field, e.reason))?;
+    if event.cost == Cost::Pending {
+        match cost_header.map(std::str::from_utf8) {
+            None => {}
+            Some(Ok("unpriced")) => event.cost = Cost::Unpriced,
+            Some(Ok(text)) => {
+                let picos = text
+                    .strip_prefix("computed:")
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .ok_or_else(|| format!("{COST_HEADER} header {text:?} is not understood"))?;
+                event.cost = Cost::Computed(picos);
+            }
+            Some(Err(_)) => return Err(format!("{COST_HEADER} header is not UTF-8")),
+        }
+    }
+    Ok(event)
+}
+
+#[async_trait]
+impl EventLog for KafkaLog {
+    #[instrument(name = "kafka.produce", skip_all, fields(events = events.len()), err)]
+    async fn append(&self, events: Vec<UsageEvent>) -> StoreResult<AppendReceipt> {
+        let deadline = tokio::time::Instant::now() + self.settings.produce_timeout;
+        let mut deliveries = Vec::with_capacity(events.len());
+        let timestamp = self.clock.now().timestamp_millis();
+        for event in &events {
+            let (value, headers) = Self::encode(event)?;
+            loop {
+                let record = FutureRecord::to(&self.settings.topic)
+                    .key(event.event_id.as_bytes())
+                    .payload(&value)
+                    .timestamp(timestamp)
+                    .headers(headers.clone());
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull,
+                        ),
+                        _,
+                    )) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(kafka_error(e)),
+                }
+            }
+        }
+        let mut receipt = AppendReceipt {
+            partition: 0,
+            offset: 0,
+        };
+        let mut failure = None;
+        for delivery in futures::future::join_all(deliveries).await {
+            match delivery {
+                Ok(Ok(d)) => {
+                    receipt = AppendReceipt {
+                        partition: d.partition,
+                        offset: d.offset,
+                    }
+                }
+                Ok(Err((e, _))) => failure = Some(kafka_error(e)),
+                Err(_) => {
+                    failure = Some(StoreError::Unavailable(
+                        "kafka producer dropped a delivery".into(),
+                    ))
+                }
+            }
+        }
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        self.produced
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        Ok(receipt)
+    }
+
+    async fn read(
+        &self,
+        from: &LogPosition,
+        max_events: usize,
+        wait: Duration,
+    ) -> StoreResult<Vec<LogRecord>> {
+        let consumer = self.consumer().await?;
+        // Every received message goes straight into the buffer (no await in between), so a
+        // caller that drops this future (shutdown, rebalance) loses nothing.
+        let first = self.hand_out(consumer, from, max_events)?;
+        if !first.is_empty() {
+            return Ok(first);
+        }
+        match tokio::time::timeout(wait, consumer.recv()).await {
+            Err(_) => return Ok(Vec::new()),
+            Ok(m) => self.buffer_message(m)?,
+        }
+        while self.buffered() < max_events {
+            match consumer.recv().now_or_never() {
+                Some(m) => self.buffer_message(m)?,
+                None => break,
+            }
+        }
+        self.hand_out(consumer, from, max_events)
+    }
+
+    async fn end(&self) -> StoreResult<LogPosition> {
+        let client = self.producer.client();
+        let topic = self.settings.topic.clone();
+        let timeout = self.settings.produce_timeout;
+        let metadata = client
+            .fetch_metadata(Some(&topic), timeout)
+            .map_err(kafka_error)?;
+        let mut end = BTreeMap::new();
+        for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+            for p in t.partitions() {
+                let (low, high) = client
+                    .fetch_watermarks(&topic, p.id(), timeout)
+                    .map_err(kafka_error)?;
+                if high > low {
+                    end.insert(p.id(), high);
+                }
+            }
+        }
+        Ok(LogPosition(end))
+    }
+
+    /// One fetch outside the group: the describing client is assigned the partition at
+    /// `offset` and polled until that message arrives, or a later one does (`Missing`).
+    /// Anything else, a timeout included, is an error: a projector must not refuse a topic
+    /// for a record it could not fetch.
+    #[instrument(
+        name = "kafka.fingerprint_at",
+        skip_all,
+        fields(partition, offset),
+        err
+    )]
+    async fn fingerprint_at(&self, partition: i32, offset: i64) -> StoreResult<RecordAt> {
+        let describer = self.describer()?;
+        let topic = self.settings.topic.clone();
+        let timeout = self.settings.produce_timeout;
+        tokio::task::spawn_blocking(move || {
+            let mut assignment = TopicPartitionList::new();
+            assignment
+                .add_partition_offset(&topic, partition, Offset::Offset(offset))
+                .map_err(kafka_error)?;
+            describer.assign(&assignment).map_err(kafka_error)?;
+            let deadline = std::time::Instant::now() + timeout;
+            let found = loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break Err(StoreError::Unavailable(format!(
+                        "kafka: no answer fetching offset {offset} of partition {partition} within {timeout:?}"
+                    )));
+                }
+                match describer.poll(left) {
+                    Some(Ok(m)) if m.partition() == partition && m.offset() == offset => {
+                        break Ok(RecordAt::Fingerprint(fingerprint(&m)))
+                    }
+                    Some(Ok(m)) if m.partition() == partition && m.offset() > offset => {
+                        break Ok(RecordAt::Missing)
+                    }
+                    Some(Ok(_)) | None => {}
+                    // The describer's `auto.offset.reset` is `error`: an offset outside the
+                    // partition is reported, not silently replaced.
+                    Some(Err(rdkafka::error::KafkaError::MessageConsumption(
+                        rdkafka::types::RDKafkaErrorCode::OffsetOutOfRange
+                        | rdkafka::types::RDKafkaErrorCode::AutoOffsetReset,
+                    ))) => break Ok(RecordAt::Missing),
+                    Some(Err(e)) => break Err(kafka_error(e)),
+                }
+            };
+            let _ = describer.unassign();
+            found
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("fingerprint task failed: {e}")))?
+    }
+
+    #[instrument(name = "kafka.describe", skip_all, err)]
+    async fn describe(&self) -> StoreResult<LogDescription> {
+        let describer = self.describer()?;
+        let topic = self.settings.topic.clone();
+        let timeout = self.settings.produce_timeout;
+        tokio::task::spawn_blocking(move || {
+            // Serve what the client queued since it was last used (errors of a broker that
+            // went away, …), so nothing piles up between checks.
+            while describer.poll(Duration::ZERO).is_some() {}
+            describe_topic(describer.client(), &topic, timeout)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("describe task failed: {e}")))?
+    }
+
+    fn appended_events(&self) -> u64 {
+        self.produced.load(Ordering::Relaxed)
+    }
+
+    fn ownership(&self) -> watch::Receiver<Ownership> {
+        self.ownership.subscribe()
+    }
+
+    fn lag(&self, position: &LogPosition) -> Option<u64> {
+        let consumer = self.consumer.get()?;
+        let owned = self.ownership.borrow().partitions.clone();
+        let hw = consumer.context().high_watermarks.lock().ok()?;
+        Some(
+            hw.iter()
+                .filter(|(p, _)| owned.contains(**p))
+                .map(|(p, high)| (high - position.next_offset(*p)).max(0) as u64)
+                .sum(),
+        )
+    }
+
+    async fn projected(&self, position: &LogPosition) {
+        let Some(consumer) = self.consumer.get() else {
+            return;
+        };
+        let mut list = TopicPartitionList::new();
+        for (p, next) in &position.0 {
+            if list
+                .add_partition_offset(&self.settings.topic, *p, Offset::Offset(*next))
+                .is_err()
+            {
+                return;
+            }
+        }
+        if let Err(e) = consumer.commit(&list, CommitMode::Async) {
+            warn!(error = %e, "could not mirror projected offsets to the consumer group");
+        }
+    }
+}
+
+impl Drop for KafkaLog {
+    fn drop(&mut self) {
+        // Deliver what is queued (already acknowledged requests were delivered before their
+        // acknowledgement; this only shortens shutdown of in-flight ones).
+        let _ = self.producer.flush(Duration::from_secs(1));
+    }
+}
+
+/// Creates the events topic unless it exists (`tally migrate`); `true` when it was created.
+/// More partitions let more projectors share the work (one partition is never split).
+pub async fn create_topic(
+    settings: &KafkaSettings,
+    partitions: i32,
+    replication: i32,
+) -> StoreResult<bool> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .create()
+        .map_err(kafka_error)?;
+    let topic = NewTopic::new(
+        &settings.topic,
+        partitions,
+        TopicReplication::Fixed(replication),
+    );
+    let options = AdminOptions::new().operation_timeout(Some(settings.produce_timeout));
+    let results = admin
+        .create_topics([&topic], &options)
+        .await
+        .map_err(kafka_error)?;
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(true),
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
+        Some(Err((name, code))) => Err(StoreError::Unavailable(format!(
+            "creating topic {name}: {code}"
+        ))),
+        None => Err(StoreError::Backend("no answer to CreateTopics".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_schemas::event::Cost;
+
+    const NOW_MS: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    fn value(extra: &str) -> Vec<u8> {
+        format!(
+            r#"{{"event_id":"e1","occurred_at":"2025-12-31T23:59:00Z","feature":"chatbot","model":"gpt-4o","provider":"openai","environment":"production","operation":"chat","status":"success","latency_ms":12.5,"input_tokens":100,"output_tokens":7{extra}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn messages_decode_with_the_cost_ingest_computed() {
+        let limits = Limits::default();
+        let e = decode_message(Some(&value("")), Some(b"computed:1234"), NOW_MS, &limits)
+            .expect("valid");
+        assert_eq!(
+            (e.event_id.as_str(), e.latency_us, e.cost),
+            ("e1", 12_500, Cost::Computed(1234))
+        );
+        let e =
+            decode_message(Some(&value("")), Some(b"unpriced"), NOW_MS, &limits).expect("valid");
+        assert_eq!(e.cost, Cost::Unpriced);
+        let e = decode_message(Some(&value("")), None, NOW_MS, &limits).expect("valid");
+        assert_eq!(e.cost, Cost::Pending, "priced by the projector");
+        let e = decode_message(
+            Some(&value(r#","cost_usd":"0.000001""#)),
+            Some(b"computed:99"),
+            NOW_MS,
+            &limits,
+        )
+        .expect("valid");
+        assert_eq!(
+            e.cost,
+            Cost::Reported(1_000_000),
+            "a reported cost wins over the header"
+        );
+    }
+
+    #[test]
+    fn invalid_messages_say_why() {
+        let limits = Limits::default();
+        let err = decode_message(Some(b"not json"), None, NOW_MS, &limits).expect_err("invalid");
+        assert!(!err.is_empty());
+        let err = decode_message(Some(&value("")), Some(b"free"), NOW_MS, &limits)
+            .expect_err("bad header");
+        assert!(err.contains("tally-cost"), "{err}");
+        // Rules are applied at the message timestamp: a year later the event is too old.
+        let err = decode_message(Some(&value("")), None, NOW_MS + 365 * 86_400_000, &limits)
+            .expect_err("outside retention");
+        assert!(err.starts_with("occurred_at"), "{err}");
+        assert!(decode_message(None, None, NOW_MS, &limits).is_err());
+    }
+
+    #[test]
+    fn the_wire_form_round_trips_through_validation() {
+        let limits = Limits::default();
+        let mut event = UsageEvent {
+            event_id: "rt".into(),
+            occurred_at_us: (NOW_MS - 60_000) * 1000 + 123,
+            latency_us: 86_399_999_999,
+            input_tokens: 10,
+            cached_input_tokens: 4,
+            cost: Cost::Reported(123_456_789_012),
+            user_id: Some("u".into()),
+            prompt_version: Some("7".into()),
+            attributes: vec![("a".into(), "1".into()), ("b".into(), "2".into())],
+            ..UsageEvent::example()
+        };
+        let (value, _) = KafkaLog::encode(&event).expect("encode");
+        let back = decode_message(Some(&value), None, NOW_MS, &limits).expect("decode");
+        assert_eq!(back, event);
+        event.cost = Cost::Computed(5);
+        let (value, _) = KafkaLog::encode(&event).expect("encode");
+        let back =
+            decode_message(Some(&value), Some(b"computed:5"), NOW_MS, &limits).expect("decode");
+        assert_eq!(back, event);
+    }
+}

@@ -1,0 +1,46 @@
+//! What the three embedded stores share: opening a SQLite file (bundled; nothing to install)
+//! with Tally's durability settings, and running blocking work off the async runtime.
+//!
+//! Each store has its own database file in the data directory (`events.db`, `analytics.db`,
+//! `config.db`) so that the log's writer, the projector's writer and configuration changes never
+//! wait on one another. All files run in WAL mode with `synchronous=FULL`: a committed
+//! transaction has been fsynced, and after a crash SQLite's WAL checksums discard a torn tail.
+//! Readers never block the writer.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use tally_domain::store::StoreError;
+
+use crate::failure::Result;
+
+/// Opens a database file with Tally's durability settings and a page cache of `cache_mib`.
+/// `page_size` only takes effect when the file is created.
+pub(crate) fn open_with(path: &Path, cache_mib: i64, page_size: u32) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "page_size", page_size)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -1024 * cache_mib)?;
+    Ok(conn)
+}
+
+/// [`open_with`] and SQLite's default 4 KiB pages.
+pub(crate) fn open(path: &Path, cache_mib: i64) -> Result<Connection> {
+    open_with(path, cache_mib, 4096)
+}
+
+/// Runs blocking SQLite work off the async runtime.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
+        .map_err(StoreError::from)
+}
