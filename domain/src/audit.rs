@@ -16,7 +16,8 @@ use uuid::Uuid;
 use crate::access::ApiKey;
 use crate::access::Caller;
 use crate::config::{
-    Assignment, AuditSpec, Budget, Experiment, Feature, Model, Prompt, PromptVersion, Provider,
+    Assignment, AuditSpec, Budget, Experiment, Feature, Model, ModelPrice, Prompt, PromptVersion,
+    Provider, Reprice,
 };
 
 /// Who made a change: an API key, or a local command (`cli`, `bootstrap`, `demo`).
@@ -109,6 +110,41 @@ pub fn prompt_created(change: &Change, prompt: &Prompt, version: &PromptVersion)
         None,
         Some(&created),
     )
+}
+
+/// The entry of a price added to the model `model_id`.
+pub fn price_added(
+    change: &Change,
+    model_id: impl std::fmt::Display,
+    price: &ModelPrice,
+) -> AuditSpec {
+    change.entry(
+        "model_price.create",
+        format!("model:{model_id}"),
+        None,
+        Some(price),
+    )
+}
+
+/// The entry of a reprice request for the model `model_id`.
+pub fn repriced(change: &Change, model_id: impl std::fmt::Display, reprice: &Reprice) -> AuditSpec {
+    change.entry(
+        "model.reprice",
+        format!("model:{model_id}"),
+        None,
+        Some(reprice),
+    )
+}
+
+/// The entry of a change to an existing row (`verb`: status, activate, …), or none when the
+/// write changed nothing: such a write is not audited.
+pub fn changed<T: Audited + PartialEq>(
+    change: &Change,
+    verb: &str,
+    before: &T,
+    after: &T,
+) -> Option<AuditSpec> {
+    (before != after).then(|| change.on(verb, Some(before), Some(after)))
 }
 
 /// Whether two versions of a resource differ in nothing but `updated_at`.
@@ -237,5 +273,24 @@ mod tests {
         assert_eq!(updated.action, "feature.update");
         assert_eq!(updated.before.expect("before")["description"], "old");
         assert_eq!(updated.after.expect("after")["description"], "new");
+    }
+
+    #[test]
+    fn a_change_that_changed_nothing_is_not_audited() {
+        let change = Change::local(
+            "cli",
+            Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0)
+                .single()
+                .expect("date"),
+        );
+        let old = feature("old", 1);
+        assert!(changed(&change, "status", &old, &old.clone()).is_none());
+        let entry = changed(&change, "status", &old, &feature("new", 1)).expect("a change");
+        assert_eq!(
+            (entry.action.as_str(), entry.resource.as_str()),
+            ("feature.status", "feature:chatbot")
+        );
+        assert_eq!(entry.before.expect("before")["description"], "old");
+        assert_eq!(entry.after.expect("after")["description"], "new");
     }
 }

@@ -3,10 +3,12 @@
 //! - The rollup model ([`rollup`]) with its mergeable sketches ([`sketch`], [`hll`]): what a
 //!   projection adds up, so that merging in any order and replaying the log give the same
 //!   numbers.
-//! - Money: pricing usage at the price in effect when it happened ([`pricing`]).
+//! - Money: pricing usage at the price in effect when it happened ([`pricing`]), and the one
+//!   way events enter the log, priced ([`recording`]).
 //! - The configuration model ([`config`]): features, providers, models and prices,
-//!   assignments, prompts, budgets, experiments, and the rules on them; API keys and roles
-//!   ([`access`], [`keys`]); the audit trail's entries ([`audit`]).
+//!   assignments, prompts, budgets, experiments; the rules that depend on what is stored
+//!   ([`rules`]: delete guards, prompt version status and activation, what is taken or
+//!   missing); API keys and roles ([`access`], [`keys`]); the audit trail's entries ([`audit`]).
 //! - The storage seams ([`store`]): the event log, the analytics store and the configuration
 //!   store as traits, so that every service programs against them without linking an adapter
 //!   (`tally-storage` implements them), and the rule that binds checkpoints to the log they
@@ -25,7 +27,9 @@ pub mod hll;
 pub mod keys;
 pub mod log_binding;
 pub mod pricing;
+pub mod recording;
 pub mod rollup;
+pub mod rules;
 pub mod sketch;
 pub mod store;
 mod varint;

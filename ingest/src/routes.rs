@@ -12,8 +12,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
 use tally_domain::clock::Clock;
-use tally_domain::pricing::PriceCache;
-use tally_domain::store::EventLog;
+use tally_domain::recording::Recorder;
 use tally_http::auth::{Access, Gate, RouteInfo, Routes};
 use tally_http::http::{data, ApiError};
 use tally_schemas::validate::{parse_batch, BodyError, BodyFormat, EventError, Limits};
@@ -51,8 +50,7 @@ pub struct IngestState {
 }
 
 struct Inner {
-    log: Arc<dyn EventLog>,
-    prices: Arc<PriceCache>,
+    recorder: Recorder,
     clock: Arc<dyn Clock>,
     config: IngestConfig,
     in_flight: Semaphore,
@@ -61,8 +59,7 @@ struct Inner {
 
 impl IngestState {
     pub fn new(
-        log: Arc<dyn EventLog>,
-        prices: Arc<PriceCache>,
+        recorder: Recorder,
         clock: Arc<dyn Clock>,
         config: IngestConfig,
         lag: LagProbe,
@@ -71,8 +68,7 @@ impl IngestState {
         let in_flight = Semaphore::new(config.max_in_flight.max(1));
         IngestState {
             inner: Arc::new(Inner {
-                log,
-                prices,
+                recorder,
                 clock,
                 config,
                 in_flight,
@@ -147,18 +143,10 @@ async fn post_events(
     let bytes = read_body(body, &headers, inner.config.max_body_bytes).await?;
     let limits = inner.config.limits.clone();
     let now = inner.clock.now();
-    let book = inner.prices.current();
-    let parsed = tokio::task::spawn_blocking(move || {
-        parse_batch(&bytes, format, &limits, now).map(|mut batch| {
-            for (_, event) in &mut batch.events {
-                book.price(event);
-            }
-            batch
-        })
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(body_error)?;
+    let parsed = tokio::task::spawn_blocking(move || parse_batch(&bytes, format, &limits, now))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(body_error)?;
     let events: Vec<UsageEvent> = parsed.events.into_iter().map(|(_, e)| e).collect();
     let summary = IngestSummary {
         accepted: events.len(),
@@ -170,7 +158,7 @@ async fn post_events(
         m::request("rejected");
         return Ok(all_rejected(summary));
     }
-    inner.log.append(events).await.map_err(|err| {
+    inner.recorder.record(events).await.map_err(|err| {
         m::request("failed");
         ApiError::from(err)
     })?;

@@ -10,6 +10,7 @@ use axum::http::{Request, StatusCode};
 use tally_domain::access::Role;
 use tally_domain::clock::SystemClock;
 use tally_domain::pricing::PriceCache;
+use tally_domain::recording::Recorder;
 use tally_domain::store::ConfigStore;
 use tally_domain::store::EventLog;
 use tally_http::auth::Gate;
@@ -48,8 +49,7 @@ async fn projection_backlog_answers_429_with_retry_after() {
         ..IngestConfig::default()
     };
     let state = IngestState::new(
-        log.clone(),
-        Arc::new(PriceCache::default()),
+        Recorder::new(log.clone(), Arc::new(PriceCache::default())),
         Arc::new(SystemClock),
         config,
         Arc::new(move || probe.load(Ordering::SeqCst)),
@@ -94,8 +94,7 @@ async fn a_refused_large_upload_still_gets_its_answer() {
         ..IngestConfig::default()
     };
     let state = IngestState::new(
-        log,
-        Arc::new(PriceCache::default()),
+        Recorder::new(log, Arc::new(PriceCache::default())),
         Arc::new(SystemClock),
         config,
         Arc::new(|| 1),

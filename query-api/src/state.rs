@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tally_domain::clock::Clock;
-use tally_domain::store::{AnalyticsStore, ConfigStore, EventLog};
+use tally_domain::recording::Recorder;
+use tally_domain::store::{AnalyticsStore, ConfigStore};
 
 /// A snapshot of the pipeline, for readiness and overviews.
 #[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
@@ -34,8 +35,9 @@ pub type Replayer = Arc<
 pub struct QueryState {
     pub analytics: Arc<dyn AnalyticsStore>,
     pub config: Arc<dyn ConfigStore>,
-    /// Where prompt tests record their calls (appends only; this process never reads it).
-    pub log: Arc<dyn EventLog>,
+    /// How prompt tests record their calls: priced and appended to the event log exactly as
+    /// `POST /v1/events` records events (this process never reads the log).
+    pub recorder: Recorder,
     pub clock: Arc<dyn Clock>,
     pub pipeline: PipelineProbe,
     /// Turns true when the server begins shutting down: long-lived answers (event streams)

@@ -5,8 +5,6 @@
 use tally_domain::audit::{Audited, Change};
 use tally_domain::config::AuditSpec;
 
-use crate::failure::Failure;
-
 /// Whether a write may replace an existing row of the same name.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Write {
@@ -45,9 +43,4 @@ impl Write {
             Write::Upsert => change.upserted(before, after),
         }
     }
-}
-
-/// A create refused because the name is taken.
-pub(crate) fn taken(what: &str, name: &str) -> Failure {
-    Failure::Conflict(format!("a {what} named {name} exists"))
 }

@@ -18,6 +18,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use tally_domain::clock::{Clock, SystemClock};
+use tally_domain::recording::Recorder;
 use tally_domain::store::EventLog;
 use tally_http::auth::{Access, Gate, RouteInfo, Routes};
 use tally_ingest::{IngestConfig, IngestState};
@@ -253,9 +254,9 @@ fn build_router(
 ) -> (Router, Vec<RouteInfo>) {
     let probe = pipeline_probe(stores.log.clone(), status, role.projects());
     let lag_probe = probe.clone();
+    let recorder = Recorder::new(stores.log.clone(), stores.prices.clone());
     let ingest = IngestState::new(
-        stores.log.clone(),
-        stores.prices.clone(),
+        recorder.clone(),
         clock.clone(),
         IngestConfig {
             limits: limits(settings),
@@ -268,7 +269,7 @@ fn build_router(
     let query = QueryState {
         analytics: stores.analytics.clone(),
         config: stores.config.clone(),
-        log: stores.log.clone(),
+        recorder,
         clock,
         pipeline: probe,
         closing,

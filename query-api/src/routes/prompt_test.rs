@@ -11,7 +11,8 @@
 //!   `{base_url}/chat/completions` (60 s timeout). The answer carries the output, tokens, latency
 //!   and exact cost (the model's price in force now), and the call is recorded as a usage event
 //!   of environment `development` with the prompt's id and version — failed calls too, as
-//!   `error` or `timeout`. The key is read from the environment per call and never stored or
+//!   `error` or `timeout` — priced and appended by the same
+//!   [`Recorder`](tally_domain::recording::Recorder) as `POST /v1/events`. The key is read from the environment per call and never stored or
 //!   returned.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,7 +26,6 @@ use axum::Extension;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tally_domain::config::{Model, PromptVersion};
-use tally_domain::pricing::PriceBook;
 use tally_http::auth::{Access, Caller, Routes};
 use tally_http::http::{data, invalid, ApiError, Body, Data};
 use tally_schemas::event::{Cost, Operation, Status};
@@ -252,7 +252,7 @@ async fn test_prompt(
         Err(Failure::Error(message)) => (Status::Error, Some(message.clone())),
     };
     let answer = call.unwrap_or_default();
-    let mut event = UsageEvent {
+    let event = UsageEvent {
         event_id: format!("prompt-test-{}", Uuid::now_v7()),
         occurred_at_us: state.clock.now().timestamp_micros(),
         feature: prompt
@@ -281,7 +281,6 @@ async fn test_prompt(
         variant: None,
         attributes: vec![("source".into(), "prompt-test".into())],
     };
-    PriceBook::new(state.config.list_prices().await?).price(&mut event);
     result.event_id = Some(event.event_id.clone());
     result.sent = true;
     result.status = Some(status);
@@ -291,11 +290,11 @@ async fn test_prompt(
     result.output_tokens = Some(event.output_tokens);
     result.cached_input_tokens = Some(event.cached_input_tokens);
     result.latency_ms = Some(latency.as_secs_f64() * 1000.0);
-    result.cost_usd = event
-        .cost
-        .picos()
+    let costs = state.recorder.record(vec![event]).await?;
+    result.cost_usd = costs
+        .first()
+        .and_then(|cost| cost.picos())
         .map(|p| Pico(i128::from(p)).to_decimal_string());
-    state.log.append(vec![event]).await?;
     Ok(data(result))
 }
 

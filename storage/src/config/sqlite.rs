@@ -14,15 +14,16 @@ use uuid::Uuid;
 
 use crate::failure::{seam_sync, Failure, Result};
 use crate::sqlite::{blocking, open};
-use crate::upsert::{taken, Write};
+use crate::upsert::Write;
 use tally_domain::access::{ApiKey, ApiKeySpec, Role};
-use tally_domain::audit::{prompt_created, Audited, Change};
+use tally_domain::audit::{changed, price_added, prompt_created, repriced, Audited, Change};
 use tally_domain::config::{
     rollback_target, Assignment, AuditEntry, AuditSpec, Budget, BudgetPeriod, BudgetScope,
     BudgetSpec, DeploySpec, Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Feature,
     FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent,
     PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec, Reprice, RepriceSpec,
 };
+use tally_domain::rules::{self, missing};
 use tally_domain::store::{ConfigStore, StoreResult};
 
 const SCHEMA: &str = include_str!("../../../migrations/sqlite/config.sql");
@@ -208,7 +209,7 @@ fn put_feature(c: &Connection, spec: &FeatureSpec, mode: Write) -> Result<Featur
         ],
     )?;
     if written == 0 {
-        return Err(taken("feature", &spec.name));
+        return Err(rules::name_taken("feature", &spec.name).into());
     }
     Ok(c.query_row(
         &format!("{FEATURE_SELECT} WHERE name = ?1"),
@@ -236,7 +237,7 @@ fn put_provider(c: &Connection, spec: &ProviderSpec, mode: Write) -> Result<Prov
         ],
     )?;
     if written == 0 {
-        return Err(taken("provider", &spec.name));
+        return Err(rules::name_taken("provider", &spec.name).into());
     }
     Ok(c.query_row(
         &format!("{PROVIDER_SELECT} WHERE name = ?1"),
@@ -253,7 +254,7 @@ fn put_model(c: &Connection, spec: &ModelSpec, mode: Write) -> Result<Model> {
             |r| r.get(0),
         )
         .optional()?
-        .ok_or_else(|| Failure::not_found(format!("provider {}", spec.provider)))?;
+        .ok_or_else(|| missing::provider(&spec.provider))?;
     let sql = format!(
         "INSERT INTO ai_models (id, name, provider_id, model_type, version, capabilities, status, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) ON CONFLICT (provider_id, name) {}",
@@ -273,7 +274,7 @@ fn put_model(c: &Connection, spec: &ModelSpec, mode: Write) -> Result<Model> {
         ],
     )?;
     if written == 0 {
-        return Err(taken("model", &format!("{}/{}", spec.provider, spec.name)));
+        return Err(rules::name_taken("model", &format!("{}/{}", spec.provider, spec.name)).into());
     }
     Ok(c.query_row(
         &format!("{MODEL_SELECT} WHERE p.name = ?1 AND m.name = ?2"),
@@ -324,7 +325,7 @@ fn budget(c: &Connection, id: Uuid) -> Result<Budget> {
         budget_row,
     )
     .optional()?
-    .ok_or_else(|| Failure::not_found(format!("budget {id}")))
+    .ok_or_else(|| missing::budget(id).into())
 }
 
 /// Appends an audit entry, in the caller's transaction.
@@ -403,7 +404,7 @@ fn model_id(conn: &Connection, provider: &str, model: &str) -> Result<String> {
         |r| r.get(0),
     )
     .optional()?
-    .ok_or_else(|| Failure::not_found(format!("model {provider}/{model}")))
+    .ok_or_else(|| missing::model_named(provider, model).into())
 }
 
 #[async_trait]
@@ -436,8 +437,7 @@ impl ConfigStore for SqliteConfigStore {
         let change = change.clone();
         self.with(move |c| {
             let tx = c.transaction()?;
-            let feature = find_feature(&tx, &name)?
-                .ok_or_else(|| Failure::not_found(format!("feature {name}")))?;
+            let feature = find_feature(&tx, &name)?.ok_or_else(|| missing::feature(&name))?;
             let id = feature.id.to_string();
             let refs: i64 = tx.query_row(
                 "SELECT (SELECT COUNT(*) FROM feature_model_assignments WHERE feature_id = ?1)
@@ -446,11 +446,7 @@ impl ConfigStore for SqliteConfigStore {
                 params![id],
                 |r| r.get(0),
             )?;
-            if refs > 0 {
-                return Err(Failure::Conflict(format!(
-                    "feature {name} has deployments, prompts or experiments; set its status to inactive instead"
-                )));
-            }
+            rules::feature_deletable(&name, refs)?;
             tx.execute("DELETE FROM ai_features WHERE id = ?1", params![id])?;
             insert_audit(&tx, &change.on("delete", Some(&feature), None))?;
             tx.commit()?;
@@ -487,19 +483,17 @@ impl ConfigStore for SqliteConfigStore {
         let change = change.clone();
         self.with(move |c| {
             let tx = c.transaction()?;
-            let provider = find_provider(&tx, &name)?
-                .ok_or_else(|| Failure::not_found(format!("provider {name}")))?;
+            let provider = find_provider(&tx, &name)?.ok_or_else(|| missing::provider(&name))?;
             let models: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM ai_models WHERE provider_id = ?1",
                 params![provider.id.to_string()],
                 |r| r.get(0),
             )?;
-            if models > 0 {
-                return Err(Failure::Conflict(format!(
-                    "provider {name} has {models} model(s); delete them first or set its status to inactive"
-                )));
-            }
-            tx.execute("DELETE FROM ai_providers WHERE id = ?1", params![provider.id.to_string()])?;
+            rules::provider_deletable(&name, models)?;
+            tx.execute(
+                "DELETE FROM ai_providers WHERE id = ?1",
+                params![provider.id.to_string()],
+            )?;
             insert_audit(&tx, &change.on("delete", Some(&provider), None))?;
             tx.commit()?;
             Ok(provider)
@@ -535,21 +529,23 @@ impl ConfigStore for SqliteConfigStore {
         self.with(move |c| {
             let tx = c.transaction()?;
             let model = tx
-                .query_row(&format!("{MODEL_SELECT} WHERE m.id = ?1"), params![id.to_string()], model_row)
+                .query_row(
+                    &format!("{MODEL_SELECT} WHERE m.id = ?1"),
+                    params![id.to_string()],
+                    model_row,
+                )
                 .optional()?
-                .ok_or_else(|| Failure::not_found(format!("model {id}")))?;
+                .ok_or_else(|| missing::model(id))?;
             let deployments: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM feature_model_assignments WHERE model_id = ?1",
                 params![id.to_string()],
                 |r| r.get(0),
             )?;
-            if deployments > 0 {
-                return Err(Failure::Conflict(format!(
-                    "model {}/{} has been deployed; set its status to deprecated or unavailable instead",
-                    model.provider, model.name
-                )));
-            }
-            tx.execute("DELETE FROM ai_models WHERE id = ?1", params![id.to_string()])?;
+            rules::model_deletable(&model, deployments)?;
+            tx.execute(
+                "DELETE FROM ai_models WHERE id = ?1",
+                params![id.to_string()],
+            )?;
             insert_audit(&tx, &change.on("delete", Some(&model), None))?;
             tx.commit()?;
             Ok(model)
@@ -569,13 +565,10 @@ impl ConfigStore for SqliteConfigStore {
                 params![id, model_id, ts(spec.effective_from), spec.input_per_mtok_micros, spec.output_per_mtok_micros, spec.cached_input_per_mtok_micros, ts(Utc::now())],
             )?;
             if inserted == 0 {
-                return Err(Failure::Conflict(format!(
-                    "model {}/{} already has a price effective from {}",
-                    spec.provider, spec.model, ts(spec.effective_from)
-                )));
+                return Err(rules::price_taken(&spec.provider, &spec.model, spec.effective_from).into());
             }
             let price = tx.query_row(&format!("{PRICE_SELECT} WHERE x.id = ?1"), params![id], price_row)?;
-            insert_audit(&tx, &change.entry("model_price.create", format!("model:{model_id}"), None, Some(&price)))?;
+            insert_audit(&tx, &price_added(&change, &model_id, &price))?;
             tx.commit()?;
             Ok(price)
         })
@@ -602,7 +595,7 @@ impl ConfigStore for SqliteConfigStore {
                 ],
             )?;
             let reprice = Reprice { id, spec };
-            insert_audit(&tx, &change.entry("model.reprice", format!("model:{model_id}"), None, Some(&reprice)))?;
+            insert_audit(&tx, &repriced(&change, &model_id, &reprice))?;
             tx.commit()?;
             Ok(reprice)
         })
@@ -732,7 +725,7 @@ impl ConfigStore for SqliteConfigStore {
                 .query_row("SELECT id FROM ai_prompts WHERE name = ?1", params![spec.name], |r| r.get(0))
                 .optional()?;
             if taken.is_some() {
-                return Err(Failure::Conflict(format!("a prompt named {} exists", spec.name)));
+                return Err(rules::name_taken("prompt", &spec.name).into());
             }
             let feature_id = spec.feature.as_deref().map(|f| feature_id(&tx, f)).transpose()?;
             let id = Uuid::now_v7().to_string();
@@ -779,7 +772,7 @@ impl ConfigStore for SqliteConfigStore {
                     |r| r.get(0),
                 )
                 .optional()?
-                .ok_or_else(|| Failure::not_found(format!("prompt {prompt}")))?;
+                .ok_or_else(|| missing::prompt(prompt))?;
             let latest = tx.query_row(
                 &format!("{VERSION_SELECT} WHERE prompt_id = ?1 ORDER BY version DESC LIMIT 1"),
                 params![id],
@@ -815,7 +808,7 @@ impl ConfigStore for SqliteConfigStore {
                 .query_map(params![prompt.to_string()], version_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             if rows.is_empty() {
-                return Err(Failure::not_found(format!("prompt {prompt}")));
+                return Err(missing::prompt(prompt).into());
             }
             Ok(rows)
         })
@@ -833,21 +826,16 @@ impl ConfigStore for SqliteConfigStore {
         self.with(move |c| {
             let tx = c.transaction()?;
             let current = prompt_version(&tx, prompt, version)?;
-            if current.is_active && status != PromptStatus::Approved {
-                return Err(Failure::Conflict(
-                    "the active version must stay approved: activate another version first".into(),
-                ));
-            }
+            rules::status_settable(&current, status)?;
             tx.execute(
                 "UPDATE ai_prompt_versions SET status = ?2 WHERE id = ?1",
                 params![current.id.to_string(), status.as_str()],
             )?;
             let updated = prompt_version(&tx, prompt, version)?;
-            if updated == current {
-                return Ok(updated);
+            if let Some(entry) = changed(&change, "status", &current, &updated) {
+                insert_audit(&tx, &entry)?;
+                tx.commit()?;
             }
-            insert_audit(&tx, &change.on("status", Some(&current), Some(&updated)))?;
-            tx.commit()?;
             Ok(updated)
         })
         .await
@@ -868,14 +856,7 @@ impl ConfigStore for SqliteConfigStore {
                 params![prompt.to_string()],
                 |r| r.get(0),
             )?;
-            let feature_id = feature_id
-                .ok_or_else(|| Failure::invalid("feature", "the prompt belongs to no feature"))?;
-            if current.status != PromptStatus::Approved {
-                return Err(Failure::Conflict(format!(
-                    "only an approved version can be active; version {version} is {}",
-                    current.status.as_str()
-                )));
-            }
+            let feature_id = rules::activatable(&current, feature_id)?;
             tx.execute(
                 "UPDATE ai_prompt_versions SET is_active = 0 WHERE feature_id = ?1 AND is_active = 1",
                 params![feature_id],
@@ -885,11 +866,10 @@ impl ConfigStore for SqliteConfigStore {
                 params![current.id.to_string(), feature_id],
             )?;
             let updated = prompt_version(&tx, prompt, version)?;
-            if updated == current {
-                return Ok(updated);
+            if let Some(entry) = changed(&change, "activate", &current, &updated) {
+                insert_audit(&tx, &entry)?;
+                tx.commit()?;
             }
-            insert_audit(&tx, &change.on("activate", Some(&current), Some(&updated)))?;
-            tx.commit()?;
             Ok(updated)
         })
         .await
@@ -1020,7 +1000,7 @@ impl ConfigStore for SqliteConfigStore {
             let current = tx
                 .query_row(&format!("{EXPERIMENT_SELECT} WHERE e.id = ?1"), params![id.to_string()], experiment_row)
                 .optional()?
-                .ok_or_else(|| Failure::not_found(format!("experiment {id}")))?;
+                .ok_or_else(|| missing::experiment(id))?;
             let (started, ended) = current.moved_to(to, at)?;
             tx.execute(
                 "UPDATE ai_experiments SET status = ?2, start_date = ?3, end_date = ?4, updated_at = ?5 WHERE id = ?1",
@@ -1067,7 +1047,7 @@ impl ConfigStore for SqliteConfigStore {
                 )
                 .optional()?;
             if taken.is_some() {
-                return Err(Failure::Conflict("an API key with this secret exists".into()));
+                return Err(rules::secret_taken().into());
             }
             let key = ApiKey {
                 id: Uuid::now_v7(),
@@ -1134,7 +1114,7 @@ impl ConfigStore for SqliteConfigStore {
                     api_key_row,
                 )
                 .optional()?
-                .ok_or_else(|| Failure::not_found(format!("API key {id}")))?;
+                .ok_or_else(|| missing::api_key(id))?;
             if revoked == 1 {
                 let before = ApiKey {
                     revoked_at: None,
@@ -1179,7 +1159,7 @@ fn feature_id(conn: &Connection, name: &str) -> Result<String> {
         |r| r.get(0),
     )
     .optional()?
-    .ok_or_else(|| Failure::not_found(format!("feature {name}")))
+    .ok_or_else(|| missing::feature(name).into())
 }
 
 fn insert_version(
@@ -1213,7 +1193,7 @@ fn prompt_version(conn: &Connection, prompt: Uuid, version: i32) -> Result<Promp
         version_row,
     )
     .optional()?
-    .ok_or_else(|| Failure::not_found(format!("prompt {prompt} version {version}")))
+    .ok_or_else(|| missing::prompt_version(prompt, version).into())
 }
 
 const PROMPT_SELECT: &str = "SELECT p.id, p.name, p.description, f.name, p.tags,

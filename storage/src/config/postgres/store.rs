@@ -10,16 +10,17 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::failure::{seam, Failure, Result};
-use crate::upsert::{taken, Write};
+use crate::upsert::Write;
 use sqlx::types::Json;
 use tally_domain::access::{ApiKey, ApiKeySpec, Role};
-use tally_domain::audit::{prompt_created, Audited, Change};
+use tally_domain::audit::{changed, price_added, prompt_created, repriced, Audited, Change};
 use tally_domain::config::{
     rollback_target, Assignment, AuditEntry, AuditSpec, Budget, BudgetPeriod, BudgetScope,
     BudgetSpec, DeploySpec, Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Feature,
     FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent,
     PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec, Reprice, RepriceSpec,
 };
+use tally_domain::rules::{self, missing};
 use tally_domain::store::{ConfigStore, StoreResult};
 
 pub struct PostgresConfigStore {
@@ -167,7 +168,7 @@ async fn put_feature(tx: &mut Tx, spec: &FeatureSpec, mode: Write) -> Result<Fea
     .bind(now())
     .fetch_optional(&mut **tx)
     .await?
-    .ok_or_else(|| taken("feature", &spec.name))?;
+    .ok_or_else(|| rules::name_taken("feature", &spec.name))?;
     feature_row(&row)
 }
 
@@ -186,7 +187,7 @@ async fn put_provider(tx: &mut Tx, spec: &ProviderSpec, mode: Write) -> Result<P
     .bind(now())
     .fetch_optional(&mut **tx)
     .await?
-    .ok_or_else(|| taken("provider", &spec.name))?;
+    .ok_or_else(|| rules::name_taken("provider", &spec.name))?;
     provider_row(&row)
 }
 
@@ -195,7 +196,7 @@ async fn put_model(tx: &mut Tx, spec: &ModelSpec, mode: Write) -> Result<Model> 
         .bind(&spec.provider)
         .fetch_optional(&mut **tx)
         .await?
-        .ok_or_else(|| Failure::not_found(format!("provider {}", spec.provider)))?;
+        .ok_or_else(|| missing::provider(&spec.provider))?;
     let written = sqlx::query(&format!(
         "INSERT INTO ai_models (id, name, provider_id, model_type, version, capabilities, status, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (provider_id, name) {}",
@@ -212,7 +213,7 @@ async fn put_model(tx: &mut Tx, spec: &ModelSpec, mode: Write) -> Result<Model> 
     .execute(&mut **tx)
     .await?;
     if written.rows_affected() == 0 {
-        return Err(taken("model", &format!("{}/{}", spec.provider, spec.name)));
+        return Err(rules::name_taken("model", &format!("{}/{}", spec.provider, spec.name)).into());
     }
     find_model(tx, &spec.provider, &spec.name)
         .await?
@@ -315,7 +316,7 @@ async fn deploy_in(
             .bind(&spec.feature)
             .fetch_optional(&mut **tx)
             .await?
-            .ok_or_else(|| Failure::not_found(format!("feature {}", spec.feature)))?;
+            .ok_or_else(|| missing::feature(&spec.feature))?;
     let model_id = model_id(tx, &spec.provider, &spec.model).await?;
     let before = sqlx::query(&format!(
         "{ASSIGNMENT_SELECT} WHERE a.feature_id = $1 AND a.environment = $2 AND a.is_active"
@@ -357,7 +358,7 @@ async fn budget(tx: &mut Tx, id: Uuid) -> Result<Budget> {
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?
-    .ok_or_else(|| Failure::not_found(format!("budget {id}")))?;
+    .ok_or_else(|| missing::budget(id))?;
     budget_row(&row)
 }
 
@@ -367,7 +368,7 @@ async fn model_id(tx: &mut Tx, provider: &str, model: &str) -> Result<Uuid> {
         .bind(model)
         .fetch_optional(&mut **tx)
         .await?
-        .ok_or_else(|| Failure::not_found(format!("model {provider}/{model}")))
+        .ok_or_else(|| missing::model_named(provider, model).into())
 }
 
 #[async_trait]
@@ -402,7 +403,7 @@ impl ConfigStore for PostgresConfigStore {
             let mut tx = self.pool.begin().await?;
             let feature = find_feature(&mut tx, name)
                 .await?
-                .ok_or_else(|| Failure::not_found(format!("feature {name}")))?;
+                .ok_or_else(|| missing::feature(name))?;
             let refs: i64 = sqlx::query_scalar(
                 "SELECT (SELECT COUNT(*) FROM feature_model_assignments WHERE feature_id = $1)
                       + (SELECT COUNT(*) FROM ai_prompts WHERE feature_id = $1)
@@ -411,11 +412,7 @@ impl ConfigStore for PostgresConfigStore {
             .bind(feature.id)
             .fetch_one(&mut *tx)
             .await?;
-            if refs > 0 {
-                return Err(Failure::Conflict(format!(
-                    "feature {name} has deployments, prompts or experiments; set its status to inactive instead"
-                )));
-            }
+            rules::feature_deletable(name, refs)?;
             sqlx::query("DELETE FROM ai_features WHERE id = $1")
                 .bind(feature.id)
                 .execute(&mut *tx)
@@ -460,17 +457,13 @@ impl ConfigStore for PostgresConfigStore {
             let mut tx = self.pool.begin().await?;
             let provider = find_provider(&mut tx, name)
                 .await?
-                .ok_or_else(|| Failure::not_found(format!("provider {name}")))?;
+                .ok_or_else(|| missing::provider(name))?;
             let models: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM ai_models WHERE provider_id = $1")
                     .bind(provider.id)
                     .fetch_one(&mut *tx)
                     .await?;
-            if models > 0 {
-                return Err(Failure::Conflict(format!(
-                    "provider {name} has {models} model(s); delete them first or set its status to inactive"
-                )));
-            }
+            rules::provider_deletable(name, models)?;
             sqlx::query("DELETE FROM ai_providers WHERE id = $1")
                 .bind(provider.id)
                 .execute(&mut *tx)
@@ -513,7 +506,7 @@ impl ConfigStore for PostgresConfigStore {
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?
-                .ok_or_else(|| Failure::not_found(format!("model {id}")))?;
+                .ok_or_else(|| missing::model(id))?;
             let row = sqlx::query(&format!("{MODEL_SELECT} WHERE m.id = $1"))
                 .bind(id)
                 .fetch_one(&mut *tx)
@@ -525,12 +518,7 @@ impl ConfigStore for PostgresConfigStore {
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-            if deployments > 0 {
-                return Err(Failure::Conflict(format!(
-                    "model {}/{} has been deployed; set its status to deprecated or unavailable instead",
-                    model.provider, model.name
-                )));
-            }
+            rules::model_deletable(&model, deployments)?;
             sqlx::query("DELETE FROM ai_models WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
@@ -562,24 +550,14 @@ impl ConfigStore for PostgresConfigStore {
             .await?
             .rows_affected();
             if inserted == 0 {
-                return Err(Failure::Conflict(format!(
-                    "model {}/{} already has a price effective from {}",
-                    spec.provider,
-                    spec.model,
-                    spec.effective_from.to_rfc3339()
-                )));
+                return Err(rules::price_taken(&spec.provider, &spec.model, spec.effective_from).into());
             }
             let row = sqlx::query(&format!("{PRICE_SELECT} WHERE x.id = $1"))
                 .bind(id)
                 .fetch_one(&mut *tx)
                 .await?;
             let price = price_row(&row)?;
-            let entry = change.entry(
-                "model_price.create",
-                format!("model:{model_id}"),
-                None,
-                Some(&price),
-            );
+            let entry = price_added(change, model_id, &price);
             insert_audit(&mut tx, &entry).await?;
             tx.commit().await?;
             Ok(price)
@@ -607,12 +585,7 @@ impl ConfigStore for PostgresConfigStore {
             .execute(&mut *tx)
             .await?;
             let reprice = Reprice { id, spec };
-            let entry = change.entry(
-                "model.reprice",
-                format!("model:{model_id}"),
-                None,
-                Some(&reprice),
-            );
+            let entry = repriced(change, model_id, &reprice);
             insert_audit(&mut tx, &entry).await?;
             tx.commit().await?;
             Ok(reprice)
@@ -747,10 +720,7 @@ impl ConfigStore for PostgresConfigStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if taken.is_some() {
-                return Err(Failure::Conflict(format!(
-                    "a prompt named {} exists",
-                    spec.name
-                )));
+                return Err(rules::name_taken("prompt", &spec.name).into());
             }
             let feature_id = match &spec.feature {
                 Some(f) => Some(feature_id(&mut tx, f).await?),
@@ -807,7 +777,7 @@ impl ConfigStore for PostgresConfigStore {
                     .bind(prompt)
                     .fetch_optional(&mut *tx)
                     .await?
-                    .ok_or_else(|| Failure::not_found(format!("prompt {prompt}")))?;
+                    .ok_or_else(|| missing::prompt(prompt))?;
             let latest = version_row(
                 &sqlx::query(&format!(
                     "{VERSION_SELECT} WHERE prompt_id = $1 ORDER BY version DESC LIMIT 1"
@@ -845,7 +815,7 @@ impl ConfigStore for PostgresConfigStore {
                 version_row,
             )?;
             if rows.is_empty() {
-                return Err(Failure::not_found(format!("prompt {prompt}")));
+                return Err(missing::prompt(prompt).into());
             }
             Ok(rows)
         })
@@ -864,19 +834,16 @@ impl ConfigStore for PostgresConfigStore {
             let mut tx = self.pool.begin().await?;
             lock_prompt(&mut tx, prompt).await?;
             let current = prompt_version(&mut tx, prompt, version).await?;
-            if current.is_active && status != PromptStatus::Approved {
-                return Err(Failure::Conflict(
-                    "the active version must stay approved: activate another version first".into(),
-                ));
-            }
+            rules::status_settable(&current, status)?;
             sqlx::query("UPDATE ai_prompt_versions SET status = $2 WHERE id = $1")
                 .bind(current.id)
                 .bind(status.as_str())
                 .execute(&mut *tx)
                 .await?;
             let updated = prompt_version(&mut tx, prompt, version).await?;
-            if updated != current {
-                commit_audited(tx, change, "status", Some(&current), Some(&updated)).await?;
+            if let Some(entry) = changed(change, "status", &current, &updated) {
+                insert_audit(&mut tx, &entry).await?;
+                tx.commit().await?;
             }
             Ok(updated)
         })
@@ -899,14 +866,7 @@ impl ConfigStore for PostgresConfigStore {
                     .bind(prompt)
                     .fetch_one(&mut *tx)
                     .await?;
-            let feature_id = feature_id
-                .ok_or_else(|| Failure::invalid("feature", "the prompt belongs to no feature"))?;
-            if current.status != PromptStatus::Approved {
-                return Err(Failure::Conflict(format!(
-                    "only an approved version can be active; version {version} is {}",
-                    current.status.as_str()
-                )));
-            }
+            let feature_id = rules::activatable(&current, feature_id)?;
             sqlx::query(
                 "UPDATE ai_prompt_versions SET is_active = false WHERE feature_id = $1 AND is_active",
             )
@@ -921,8 +881,9 @@ impl ConfigStore for PostgresConfigStore {
             .execute(&mut *tx)
             .await?;
             let updated = prompt_version(&mut tx, prompt, version).await?;
-            if updated != current {
-                commit_audited(tx, change, "activate", Some(&current), Some(&updated)).await?;
+            if let Some(entry) = changed(change, "activate", &current, &updated) {
+                insert_audit(&mut tx, &entry).await?;
+                tx.commit().await?;
             }
             Ok(updated)
         })
@@ -1142,9 +1103,7 @@ impl ConfigStore for PostgresConfigStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| match Failure::from(e) {
-                Failure::Conflict(_) => {
-                    Failure::Conflict("an API key with this secret exists".into())
-                }
+                Failure::Conflict(_) => rules::secret_taken().into(),
                 other => other,
             })?;
             let key = api_key_row(&row)?;
@@ -1206,7 +1165,7 @@ impl ConfigStore for PostgresConfigStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| Failure::not_found(format!("API key {id}")))?;
+            .ok_or_else(|| missing::api_key(id))?;
             Ok((api_key_row(&row)?, false))
         })
         .await
@@ -1235,7 +1194,7 @@ async fn feature_id_for_update(tx: &mut Tx, name: &str) -> Result<Uuid> {
         .bind(name)
         .fetch_optional(&mut **tx)
         .await?
-        .ok_or_else(|| Failure::not_found(format!("feature {name}")))
+        .ok_or_else(|| missing::feature(name).into())
 }
 
 /// Locks the prompt's row: changes to its versions queue behind this transaction.
@@ -1244,7 +1203,7 @@ async fn lock_prompt(tx: &mut Tx, prompt: Uuid) -> Result<()> {
         .bind(prompt)
         .fetch_optional(&mut **tx)
         .await?
-        .ok_or_else(|| Failure::not_found(format!("prompt {prompt}")))?;
+        .ok_or_else(|| missing::prompt(prompt))?;
     Ok(())
 }
 
@@ -1253,7 +1212,7 @@ async fn feature_id(tx: &mut Tx, name: &str) -> Result<Uuid> {
         .bind(name)
         .fetch_optional(&mut **tx)
         .await?
-        .ok_or_else(|| Failure::not_found(format!("feature {name}")))
+        .ok_or_else(|| missing::feature(name).into())
 }
 
 async fn insert_version(
@@ -1288,7 +1247,7 @@ async fn prompt_version(tx: &mut Tx, prompt: Uuid, version: i32) -> Result<Promp
     .bind(version)
     .fetch_optional(&mut **tx)
     .await?
-    .ok_or_else(|| Failure::not_found(format!("prompt {prompt} version {version}")))?;
+    .ok_or_else(|| missing::prompt_version(prompt, version))?;
     version_row(&row)
 }
 
@@ -1297,7 +1256,7 @@ async fn experiment(tx: &mut Tx, id: Uuid) -> Result<Experiment> {
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?
-        .ok_or_else(|| Failure::not_found(format!("experiment {id}")))?;
+        .ok_or_else(|| missing::experiment(id))?;
     experiment_row(&row)
 }
 
