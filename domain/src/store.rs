@@ -10,7 +10,9 @@
 //!   together or not at all, so a crash never double-counts or skips. Its checkpoints belong
 //!   to one log, the one it is bound to ([`crate::log_binding`]): a commit lands only in the
 //!   store's current epoch.
-//! - [`ConfigStore`]: features, providers, models, effective-dated prices and assignments.
+//! - [`ConfigStore`]: the configuration, one trait per resource group ([`CatalogStore`],
+//!   [`DeploymentStore`], [`PromptStore`], [`BudgetStore`], [`ExperimentStore`], [`KeyStore`],
+//!   [`AuditTrail`]); every change is written with its audit entry.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -373,11 +375,9 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     }
 }
 
-/// The configuration store. Every method that changes something takes the [`Change`] (who,
-/// when) and writes its audit entry in the same transaction (see [`crate::audit`]): the change
-/// and its entry commit together or not at all.
+/// The catalog: features, providers, models, their effective-dated prices and reprice requests.
 #[async_trait]
-pub trait ConfigStore: Send + Sync + 'static {
+pub trait CatalogStore: Send + Sync + 'static {
     /// By name.
     async fn list_features(&self) -> StoreResult<Vec<Feature>>;
     /// Creates the feature, or updates every field but its name and id. An upsert that changes
@@ -414,6 +414,11 @@ pub trait ConfigStore: Send + Sync + 'static {
     async fn add_reprice(&self, spec: RepriceSpec, change: &Change) -> StoreResult<Reprice>;
     /// Every reprice request, oldest first.
     async fn list_reprices(&self) -> StoreResult<Vec<Reprice>>;
+}
+
+/// Which model serves each feature in each environment, with the history of assignments.
+#[async_trait]
+pub trait DeploymentStore: Send + Sync + 'static {
     /// Makes the model the active one for (feature, environment), deactivating the previous
     /// assignment in the same transaction. The assignment is made at `change.at`, by
     /// `change.actor`.
@@ -434,6 +439,11 @@ pub trait ConfigStore: Send + Sync + 'static {
         feature: Option<&str>,
         environment: Option<Environment>,
     ) -> StoreResult<Vec<Assignment>>;
+}
+
+/// Prompts and their immutable versions, through review to the active one.
+#[async_trait]
+pub trait PromptStore: Send + Sync + 'static {
     /// Creates a prompt with its first version (a draft). `Conflict` when the name is taken,
     /// `NotFound` for an unknown feature.
     async fn create_prompt(
@@ -469,6 +479,11 @@ pub trait ConfigStore: Send + Sync + 'static {
         version: i32,
         change: &Change,
     ) -> StoreResult<PromptVersion>;
+}
+
+/// Spending budgets.
+#[async_trait]
+pub trait BudgetStore: Send + Sync + 'static {
     /// `Invalid` when [`BudgetSpec::validate`] fails.
     async fn create_budget(&self, spec: BudgetSpec, change: &Change) -> StoreResult<Budget>;
     async fn update_budget(
@@ -481,6 +496,11 @@ pub trait ConfigStore: Send + Sync + 'static {
     async fn delete_budget(&self, id: Uuid, change: &Change) -> StoreResult<Budget>;
     /// By name, then creation.
     async fn list_budgets(&self) -> StoreResult<Vec<Budget>>;
+}
+
+/// Experiments and their transitions.
+#[async_trait]
+pub trait ExperimentStore: Send + Sync + 'static {
     /// A draft experiment. `Invalid` when [`ExperimentSpec::validate`] fails, `NotFound` for
     /// an unknown feature.
     async fn create_experiment(
@@ -498,6 +518,11 @@ pub trait ConfigStore: Send + Sync + 'static {
         to: ExperimentStatus,
         change: &Change,
     ) -> StoreResult<Experiment>;
+}
+
+/// The audit trail: every change, and operations on what this store does not hold.
+#[async_trait]
+pub trait AuditTrail: Send + Sync + 'static {
     /// Records an operation on something this store does not hold (the analytics store's log
     /// bindings: an adoption, a start from scratch), which cannot share its transaction. The
     /// caller writes the entry first and then carries the operation out, so nothing is done
@@ -509,6 +534,11 @@ pub trait ConfigStore: Send + Sync + 'static {
         limit: u32,
         before: Option<DateTime<Utc>>,
     ) -> StoreResult<Vec<AuditEntry>>;
+}
+
+/// API keys (hashes only).
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
     /// Stores a new API key: its hash, never the secret. `Conflict` when the hash exists.
     async fn create_api_key(&self, spec: ApiKeySpec, change: &Change) -> StoreResult<ApiKey>;
     /// Every key, revoked ones included, oldest first.
@@ -519,4 +549,36 @@ pub trait ConfigStore: Send + Sync + 'static {
     /// audited). Returns the key and whether this call revoked it. `NotFound` for an unknown
     /// id.
     async fn revoke_api_key(&self, id: Uuid, change: &Change) -> StoreResult<(ApiKey, bool)>;
+}
+
+/// The configuration store. Every method that changes something takes the [`Change`] (who,
+/// when) and writes its audit entry in the same transaction (see [`crate::audit`]): the change
+/// and its entry commit together or not at all.
+///
+/// One trait per resource group, so each adapter keeps each group in a file of its own; every
+/// configuration store implements them all, and `dyn ConfigStore` offers every method (with the
+/// group's trait in scope, or all of them with `use tally_domain::store::prelude::*`).
+pub trait ConfigStore:
+    CatalogStore + DeploymentStore + PromptStore + BudgetStore + ExperimentStore + AuditTrail + KeyStore
+{
+}
+
+impl<
+        T: CatalogStore
+            + DeploymentStore
+            + PromptStore
+            + BudgetStore
+            + ExperimentStore
+            + AuditTrail
+            + KeyStore,
+    > ConfigStore for T
+{
+}
+
+/// Every storage trait, to bring all their methods into scope at once.
+pub mod prelude {
+    pub use super::{
+        AnalyticsStore, AuditTrail, BudgetStore, CatalogStore, ConfigStore, DeploymentStore,
+        EventLog, ExperimentStore, KeyStore,
+    };
 }

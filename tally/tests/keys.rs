@@ -10,7 +10,7 @@ use common::*;
 use serde_json::Value;
 use tally::settings::Secret;
 use tally_domain::access::{hash, Role};
-use tally_domain::store::ConfigStore;
+use tally_domain::store::KeyStore;
 use tally_storage::SqliteConfigStore;
 
 fn tally(dir: &std::path::Path, args: &[&str]) -> Output {

@@ -1,0 +1,53 @@
+//! The audit trail, on Postgres ([`AuditTrail`]).
+
+use super::*;
+use tally_domain::store::AuditTrail;
+
+#[async_trait]
+impl AuditTrail for PostgresConfigStore {
+    #[instrument(name = "postgres.record_operation", skip_all, err)]
+    async fn record_operation(&self, entry: AuditSpec) -> StoreResult<()> {
+        seam(async || -> Result<()> {
+            let mut tx = self.pool.begin().await?;
+            insert_audit(&mut tx, &entry).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_audit(
+        &self,
+        limit: u32,
+        before: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        seam(async || -> Result<Vec<AuditEntry>> {
+            all(
+                sqlx::query(&format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE ($1::timestamptz IS NULL OR at < $1) ORDER BY at DESC, seq DESC LIMIT $2"
+                ))
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?,
+                audit_row,
+            )
+        })
+        .await
+    }
+}
+
+const AUDIT_COLUMNS: &str = "id, at, actor, actor_key_id, action, resource, before, after";
+
+fn audit_row(r: &PgRow) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        actor_key_id: r.try_get("actor_key_id")?,
+        action: r.try_get("action")?,
+        resource: r.try_get("resource")?,
+        before: r.try_get("before")?,
+        after: r.try_get("after")?,
+    })
+}
