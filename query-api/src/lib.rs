@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod assessment;
 pub mod dollars;
 pub mod listing;
+pub mod lookup;
 pub mod params;
 mod routes;
 pub mod state;

@@ -226,3 +226,9 @@ pub fn accepted(own: &[&'static str], window: bool, filters: bool) -> Vec<&'stat
 pub fn range_seconds(name: &str) -> Option<i64> {
     named_range(name).map(|d: Duration| d.num_seconds())
 }
+
+/// The `{id}` of a path, as a UUID (`400` naming `id` otherwise).
+pub fn parse_id(id: &str) -> Result<uuid::Uuid, tally_http::http::ApiError> {
+    uuid::Uuid::parse_str(id)
+        .map_err(|_| tally_http::http::ApiError::bad_param("id", "must be a UUID"))
+}

@@ -50,11 +50,7 @@ pub fn router(state: QueryState) -> (Router, Vec<RouteInfo>) {
     health::routes(r).finish(state)
 }
 
-/// The `{id}` of a path, as a UUID (`400` naming `id` otherwise).
-pub(crate) fn parse_id(id: &str) -> Result<uuid::Uuid, tally_http::http::ApiError> {
-    uuid::Uuid::parse_str(id)
-        .map_err(|_| tally_http::http::ApiError::bad_param("id", "must be a UUID"))
-}
+pub(crate) use crate::params::parse_id;
 
 /// A configuration change by `caller`, now: what the config store audits it as.
 pub(crate) fn change(state: &QueryState, caller: &Caller) -> Change {

@@ -32,8 +32,8 @@ use tally_schemas::event::{Cost, Operation, Status};
 use tally_schemas::{Environment, Pico, UsageEvent};
 use uuid::Uuid;
 
-use super::catalog::{find_model, find_provider};
 use super::API_BASE;
+use crate::lookup::{find_model, find_provider};
 use crate::state::QueryState;
 
 /// Features of prompts that belong to none are recorded under this name.

@@ -23,9 +23,9 @@ use tally_http::auth::{Access, Caller, Routes};
 use tally_http::http::{data, invalid, ApiError, Body, Data};
 use tally_schemas::validate::check_slug;
 
-use super::catalog::find_feature;
 use super::{change, parse_id, API_BASE};
 use crate::listing::{ListQuery, ListSpec, Listing};
+use crate::lookup::find_feature;
 use crate::state::QueryState;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {

@@ -27,8 +27,8 @@ use tally_domain::config::{Reprice, RepriceSpec};
 use tally_http::auth::{Access, Caller, Routes};
 use tally_http::http::{data, ApiError, Data};
 
-use super::catalog::{find_model, model_prices};
 use super::{change, API_BASE};
+use crate::lookup::{find_model, model_prices};
 use crate::params::Params;
 use crate::state::QueryState;
 

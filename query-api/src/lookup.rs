@@ -1,0 +1,50 @@
+//! Lookups the routes share: a catalog row by the name or id a URL gives, answered as the API
+//! answers a missing one (`404` naming what is missing), so every route finds things the same way.
+
+use tally_domain::config::{Feature, Model, ModelPrice, Provider};
+use tally_http::http::ApiError;
+
+use crate::params::parse_id;
+use crate::state::QueryState;
+
+pub async fn find_feature(state: &QueryState, name: &str) -> Result<Feature, ApiError> {
+    state
+        .config
+        .list_features()
+        .await?
+        .into_iter()
+        .find(|f| f.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("feature {name} not found")))
+}
+
+pub async fn find_provider(state: &QueryState, name: &str) -> Result<Provider, ApiError> {
+    state
+        .config
+        .list_providers()
+        .await?
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("provider {name} not found")))
+}
+
+pub async fn find_model(state: &QueryState, id: &str) -> Result<Model, ApiError> {
+    let id = parse_id(id)?;
+    state
+        .config
+        .list_models()
+        .await?
+        .into_iter()
+        .find(|m| m.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("model {id} not found")))
+}
+
+/// The model's prices, oldest `effective_from` first.
+pub async fn model_prices(state: &QueryState, model: &Model) -> Result<Vec<ModelPrice>, ApiError> {
+    Ok(state
+        .config
+        .list_prices()
+        .await?
+        .into_iter()
+        .filter(|p| p.provider == model.provider && p.model == model.name)
+        .collect())
+}

@@ -1,0 +1,202 @@
+//! Features: `POST /features`, `GET|PUT|DELETE /features/{name}` (the listing with metrics is
+//! [`crate::routes::features`]), `GET /features/{name}/deployments?environment=`,
+//! `POST /features/{name}/rollback {environment}`.
+
+use super::*;
+
+pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
+    let features = format!("{API_BASE}/features");
+    let feature = format!("{features}/{{name}}");
+    r.route(Method::POST, &features, Access::Admin, post(create_feature))
+        .doc("Register a feature")
+        .accepts::<FeatureBody>()
+        .returns::<Data<Feature>>(201)
+        .route(Method::GET, &feature, Access::ReadConfig, get(get_feature))
+        .doc("A feature with its current model per environment")
+        .returns::<Data<FeatureDetail>>(200)
+        .route(Method::PUT, &feature, Access::Admin, put(update_feature))
+        .doc("Change a feature (fields given; the rest kept)")
+        .accepts::<FeatureBody>()
+        .returns::<Data<Feature>>(200)
+        .route(
+            Method::DELETE,
+            &feature,
+            Access::Admin,
+            delete(delete_feature),
+        )
+        .doc("Delete a feature nothing refers to (409 otherwise)")
+        .returns::<Data<Feature>>(200)
+        .route(
+            Method::GET,
+            &format!("{feature}/deployments"),
+            Access::ReadConfig,
+            get(feature_deployments),
+        )
+        .doc("A feature's deployment history, newest first")
+        .query(["environment"])
+        .returns::<Data<Vec<Assignment>>>(200)
+        .route(
+            Method::POST,
+            &format!("{feature}/rollback"),
+            Access::Admin,
+            post(rollback),
+        )
+        .doc("Restore the model that served before the current one")
+        .accepts::<RollbackBody>()
+        .returns::<Data<Assignment>>(201)
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct FeatureBody {
+    name: Option<String>,
+    display_name: Option<String>,
+    description: Option<String>,
+    status: Option<FeatureStatus>,
+    config: Option<Value>,
+}
+
+impl FeatureBody {
+    /// The feature after applying this body to `current` (or to nothing, when creating).
+    fn spec(self, current: Option<&Feature>) -> Result<FeatureSpec, ApiError> {
+        let name = match current {
+            Some(f) => {
+                same_name(self.name.as_deref(), &f.name)?;
+                f.name.clone()
+            }
+            None => {
+                let name = self
+                    .name
+                    .ok_or_else(|| invalid("name", "is required (a slug such as photo-tagging)"))?;
+                slug("name", &name)?;
+                name
+            }
+        };
+        let display_name = self
+            .display_name
+            .or_else(|| current.map(|f| f.display_name.clone()))
+            .unwrap_or_else(|| name.clone());
+        if display_name.trim().is_empty() || display_name.chars().count() > 200 {
+            return Err(invalid("display_name", "must be 1 to 200 characters"));
+        }
+        let config = match self.config {
+            Some(c @ Value::Object(_)) => c,
+            Some(_) => return Err(invalid("config", "must be a JSON object")),
+            None => current.map_or_else(|| Value::Object(Default::default()), |f| f.config.clone()),
+        };
+        Ok(FeatureSpec {
+            description: optional_text(
+                self.description,
+                current.and_then(|f| f.description.clone()),
+            ),
+            status: self
+                .status
+                .or(current.map(|f| f.status))
+                .unwrap_or(FeatureStatus::Active),
+            name,
+            display_name,
+            config,
+        })
+    }
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct FeatureDetail {
+    #[serde(flatten)]
+    feature: Feature,
+    /// The active assignment per environment.
+    current_models: BTreeMap<&'static str, Assignment>,
+}
+
+async fn get_feature(
+    State(state): State<QueryState>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let feature = find_feature(&state, &name).await?;
+    let current_models = state
+        .config
+        .active_assignments()
+        .await?
+        .into_iter()
+        .filter(|a| a.feature == name)
+        .map(|a| (a.environment.as_str(), a))
+        .collect();
+    Ok(data(FeatureDetail {
+        feature,
+        current_models,
+    }))
+}
+
+async fn create_feature(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Body(body): Body<FeatureBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let created = state
+        .config
+        .create_feature(body.spec(None)?, &change(&state, &caller))
+        .await?;
+    Ok((StatusCode::CREATED, data(created)))
+}
+
+async fn update_feature(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Body(body): Body<FeatureBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let before = find_feature(&state, &name).await?;
+    let updated = state
+        .config
+        .upsert_feature(body.spec(Some(&before))?, &change(&state, &caller))
+        .await?;
+    Ok(data(updated))
+}
+
+async fn delete_feature(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let deleted = state
+        .config
+        .delete_feature(&name, &change(&state, &caller))
+        .await?;
+    Ok(data(deleted))
+}
+
+async fn feature_deployments(
+    State(state): State<QueryState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let environment = Params::new(q, &["environment"])?.filter()?.environment;
+    find_feature(&state, &name).await?;
+    Ok(data(
+        state
+            .config
+            .assignment_history(Some(&name), environment)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    environment: Environment,
+}
+
+/// Restores, as a new assignment, the model that served before the current one (the newest
+/// earlier assignment of another model). `409` when there is none.
+async fn rollback(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Body(body): Body<RollbackBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let restored = state
+        .config
+        .rollback(&name, body.environment, &change(&state, &caller))
+        .await?;
+    Ok((StatusCode::CREATED, data(restored)))
+}

@@ -1,0 +1,298 @@
+//! Models: `GET|POST /models`, `GET|PUT|DELETE /models/{id}`, `GET|POST /models/{id}/prices`.
+//! Prices are only ever added.
+
+use super::*;
+
+pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
+    let models = format!("{API_BASE}/models");
+    let model = format!("{models}/{{id}}");
+    r.route(Method::GET, &models, Access::ReadConfig, get(list_models))
+        .doc("Models")
+        .query(MODEL_LIST.params())
+        .returns::<Listing<Model>>(200)
+        .route(Method::POST, &models, Access::Admin, post(create_model))
+        .doc("Register a model")
+        .accepts::<ModelBody>()
+        .returns::<Data<Model>>(201)
+        .route(Method::GET, &model, Access::ReadConfig, get(get_model))
+        .doc("A model with its prices and where it serves")
+        .returns::<Data<ModelDetail>>(200)
+        .route(Method::PUT, &model, Access::Admin, put(update_model))
+        .doc("Change a model (fields given; the rest kept)")
+        .accepts::<ModelBody>()
+        .returns::<Data<Model>>(200)
+        .route(Method::DELETE, &model, Access::Admin, delete(delete_model))
+        .doc("Delete a model that was never deployed (409 otherwise)")
+        .returns::<Data<Model>>(200)
+        .route(
+            Method::GET,
+            &format!("{model}/prices"),
+            Access::ReadConfig,
+            get(list_prices),
+        )
+        .doc("A model's prices, oldest first")
+        .returns::<Data<Vec<PriceView>>>(200)
+        .route(
+            Method::POST,
+            &format!("{model}/prices"),
+            Access::Admin,
+            post(add_price),
+        )
+        .doc("Add an effective-dated price (never rewrites past costs)")
+        .accepts::<PriceBody>()
+        .returns::<Data<PriceView>>(201)
+}
+
+const MODEL_TYPES: &[&str] = &["llm", "vision", "embedding", "custom"];
+const MODEL_STATUSES: &[&str] = &["available", "beta", "deprecated", "unavailable"];
+
+pub(super) const MODEL_LIST: ListSpec = ListSpec {
+    filters: &[
+        ("provider", "provider", &[]),
+        ("type", "model_type", MODEL_TYPES),
+        ("status", "status", MODEL_STATUSES),
+        ("capability", "capabilities", &[]),
+    ],
+    sorts: &[
+        "name",
+        "provider",
+        "model_type",
+        "status",
+        "created_at",
+        "updated_at",
+    ],
+};
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ModelBody {
+    name: Option<String>,
+    provider: Option<String>,
+    model_type: Option<String>,
+    version: Option<String>,
+    capabilities: Option<Vec<String>>,
+    status: Option<String>,
+}
+
+impl ModelBody {
+    fn spec(self, current: Option<&Model>) -> Result<ModelSpec, ApiError> {
+        let (name, provider) = match current {
+            Some(m) => {
+                same_name(self.name.as_deref(), &m.name)?;
+                if self.provider.as_deref().is_some_and(|p| p != m.provider) {
+                    return Err(invalid(
+                        "provider",
+                        "cannot be changed; create the model under the other provider",
+                    ));
+                }
+                (m.name.clone(), m.provider.clone())
+            }
+            None => {
+                let name = self.name.ok_or_else(|| invalid("name", "is required"))?;
+                slug("name", &name)?;
+                let provider = self
+                    .provider
+                    .ok_or_else(|| invalid("provider", "is required"))?;
+                (name, provider)
+            }
+        };
+        let model_type = self
+            .model_type
+            .or_else(|| current.map(|m| m.model_type.clone()))
+            .unwrap_or_else(|| "llm".into());
+        one_of("model_type", &model_type, MODEL_TYPES)?;
+        let status = self
+            .status
+            .or_else(|| current.map(|m| m.status.clone()))
+            .unwrap_or_else(|| "available".into());
+        one_of("status", &status, MODEL_STATUSES)?;
+        let capabilities = self
+            .capabilities
+            .or_else(|| current.map(|m| m.capabilities.clone()))
+            .unwrap_or_default();
+        if capabilities
+            .iter()
+            .any(|c| check_slug("capabilities", c).is_err())
+        {
+            return Err(invalid(
+                "capabilities",
+                "must be slugs such as chat, vision or tools",
+            ));
+        }
+        Ok(ModelSpec {
+            version: optional_text(self.version, current.and_then(|m| m.version.clone())),
+            name,
+            provider,
+            model_type,
+            capabilities,
+            status,
+        })
+    }
+}
+
+/// A price with its amounts as exact decimal dollars too.
+#[derive(Clone, Serialize, schemars::JsonSchema)]
+struct PriceView {
+    #[serde(flatten)]
+    price: ModelPrice,
+    input_usd_per_mtok: String,
+    output_usd_per_mtok: String,
+    cached_input_usd_per_mtok: Option<String>,
+}
+
+impl From<ModelPrice> for PriceView {
+    fn from(price: ModelPrice) -> PriceView {
+        PriceView {
+            input_usd_per_mtok: usd_of_micros(price.input_per_mtok_micros),
+            output_usd_per_mtok: usd_of_micros(price.output_per_mtok_micros),
+            cached_input_usd_per_mtok: price.cached_input_per_mtok_micros.map(usd_of_micros),
+            price,
+        }
+    }
+}
+
+async fn prices_of(state: &QueryState, model: &Model) -> Result<Vec<PriceView>, ApiError> {
+    Ok(model_prices(state, model)
+        .await?
+        .into_iter()
+        .map(PriceView::from)
+        .collect())
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct ModelDetail {
+    #[serde(flatten)]
+    model: Model,
+    /// Oldest first.
+    prices: Vec<PriceView>,
+    /// The price in force now.
+    current_price: Option<PriceView>,
+    /// Where it serves now.
+    deployments: Vec<Assignment>,
+}
+
+async fn list_models(
+    State(state): State<QueryState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let query = ListQuery::parse(q, &MODEL_LIST)?;
+    Ok(axum::Json(query.apply(&state.config.list_models().await?)?))
+}
+
+async fn get_model(
+    State(state): State<QueryState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let model = find_model(&state, &id).await?;
+    let prices = prices_of(&state, &model).await?;
+    let now = state.clock.now();
+    let current_price = prices
+        .iter()
+        .rev()
+        .find(|p| p.price.effective_from <= now)
+        .cloned();
+    let deployments = state
+        .config
+        .active_assignments()
+        .await?
+        .into_iter()
+        .filter(|a| a.provider == model.provider && a.model == model.name)
+        .collect();
+    Ok(data(ModelDetail {
+        model,
+        prices,
+        current_price,
+        deployments,
+    }))
+}
+
+async fn create_model(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Body(body): Body<ModelBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let spec = body.spec(None)?;
+    find_provider(&state, &spec.provider)
+        .await
+        .map_err(|_| invalid("provider", format!("no provider named {}", spec.provider)))?;
+    let created = state
+        .config
+        .create_model(spec, &change(&state, &caller))
+        .await?;
+    Ok((StatusCode::CREATED, data(created)))
+}
+
+async fn update_model(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(body): Body<ModelBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let before = find_model(&state, &id).await?;
+    let updated = state
+        .config
+        .upsert_model(body.spec(Some(&before))?, &change(&state, &caller))
+        .await?;
+    Ok(data(updated))
+}
+
+async fn delete_model(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let deleted = state
+        .config
+        .delete_model(parse_id(&id)?, &change(&state, &caller))
+        .await?;
+    Ok(data(deleted))
+}
+
+async fn list_prices(
+    State(state): State<QueryState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let model = find_model(&state, &id).await?;
+    Ok(data(prices_of(&state, &model).await?))
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct PriceBody {
+    effective_from: DateTime<Utc>,
+    /// Dollars per million tokens, as a JSON number or a decimal string.
+    input_usd_per_mtok: Value,
+    output_usd_per_mtok: Value,
+    cached_input_usd_per_mtok: Option<Value>,
+}
+
+async fn add_price(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Body(body): Body<PriceBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let model = find_model(&state, &id).await?;
+    let spec = PriceSpec {
+        provider: model.provider.clone(),
+        model: model.name.clone(),
+        effective_from: body.effective_from,
+        input_per_mtok_micros: micros_from_json("input_usd_per_mtok", &body.input_usd_per_mtok)?,
+        output_per_mtok_micros: micros_from_json("output_usd_per_mtok", &body.output_usd_per_mtok)?,
+        cached_input_per_mtok_micros: body
+            .cached_input_usd_per_mtok
+            .as_ref()
+            .map(|v| micros_from_json("cached_input_usd_per_mtok", v))
+            .transpose()?,
+    };
+    let created = state
+        .config
+        .add_price(spec, &change(&state, &caller))
+        .await?;
+    // Events this process records from now on are priced with it at once (other processes
+    // reload within seconds). The price is stored either way; a failed reload only delays it.
+    if let Err(err) = state.recorder.reload_prices(state.config.as_ref()).await {
+        tracing::warn!(error = %err, "reloading prices after a new one; it applies at the next periodic reload");
+    }
+    Ok((StatusCode::CREATED, data(PriceView::from(created))))
+}

@@ -1,0 +1,247 @@
+//! Providers: `GET|POST /providers`, `GET|PUT|DELETE /providers/{name}`,
+//! `GET /providers/{name}/models`. A provider names the *environment variable* holding its API
+//! key (`api_key_env`); a secret is never accepted, stored or returned.
+
+use super::models::MODEL_LIST;
+use super::*;
+
+pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
+    let providers = format!("{API_BASE}/providers");
+    let provider = format!("{providers}/{{name}}");
+    r.route(
+        Method::GET,
+        &providers,
+        Access::ReadConfig,
+        get(list_providers),
+    )
+    .doc("Providers")
+    .query(PROVIDER_LIST.params())
+    .returns::<Listing<Provider>>(200)
+    .route(
+        Method::POST,
+        &providers,
+        Access::Admin,
+        post(create_provider),
+    )
+    .doc("Register a provider (the name of its key's environment variable, never the key)")
+    .accepts::<ProviderBody>()
+    .returns::<Data<Provider>>(201)
+    .route(
+        Method::GET,
+        &provider,
+        Access::ReadConfig,
+        get(get_provider),
+    )
+    .doc("A provider")
+    .returns::<Data<Provider>>(200)
+    .route(Method::PUT, &provider, Access::Admin, put(update_provider))
+    .doc("Change a provider (fields given; the rest kept)")
+    .accepts::<ProviderBody>()
+    .returns::<Data<Provider>>(200)
+    .route(
+        Method::DELETE,
+        &provider,
+        Access::Admin,
+        delete(delete_provider),
+    )
+    .doc("Delete a provider without models (409 otherwise)")
+    .returns::<Data<Provider>>(200)
+    .route(
+        Method::GET,
+        &format!("{provider}/models"),
+        Access::ReadConfig,
+        get(provider_models),
+    )
+    .doc("A provider's models")
+    .query(MODEL_LIST.params())
+    .returns::<Listing<Model>>(200)
+}
+
+const PROVIDER_TYPES: &[&str] = &["openai", "google", "anthropic", "custom"];
+const PROVIDER_STATUSES: &[&str] = &["active", "inactive", "error"];
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ProviderBody {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    provider_type: Option<String>,
+    status: Option<String>,
+    base_url: Option<String>,
+    api_key_env: Option<String>,
+}
+
+fn check_base_url(url: &str) -> Result<(), ApiError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !url.contains(char::is_whitespace) => {
+            Ok(())
+        }
+        _ => Err(invalid("base_url", "must be an http:// or https:// URL")),
+    }
+}
+
+fn check_env_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "api_key_env",
+            "must be the name of an environment variable (A-Z, 0-9 and _), not the key itself",
+        ))
+    }
+}
+
+impl ProviderBody {
+    fn spec(self, current: Option<&Provider>) -> Result<ProviderSpec, ApiError> {
+        let name = match current {
+            Some(p) => {
+                same_name(self.name.as_deref(), &p.name)?;
+                p.name.clone()
+            }
+            None => {
+                let name = self.name.ok_or_else(|| invalid("name", "is required"))?;
+                slug("name", &name)?;
+                name
+            }
+        };
+        let provider_type = self
+            .provider_type
+            .or_else(|| current.map(|p| p.provider_type.clone()))
+            .ok_or_else(|| {
+                invalid(
+                    "type",
+                    "is required: one of openai, google, anthropic, custom",
+                )
+            })?;
+        one_of("type", &provider_type, PROVIDER_TYPES)?;
+        let status = self
+            .status
+            .or_else(|| current.map(|p| p.status.clone()))
+            .unwrap_or_else(|| "active".into());
+        one_of("status", &status, PROVIDER_STATUSES)?;
+        let base_url = optional_text(self.base_url, current.and_then(|p| p.base_url.clone()));
+        if let Some(url) = &base_url {
+            check_base_url(url)?;
+        }
+        let api_key_env = optional_text(
+            self.api_key_env,
+            current.and_then(|p| p.api_key_env.clone()),
+        );
+        if let Some(env) = &api_key_env {
+            check_env_name(env)?;
+        }
+        Ok(ProviderSpec {
+            name,
+            provider_type,
+            status,
+            base_url,
+            api_key_env,
+        })
+    }
+}
+
+/// Refuses a secret before the body is read, with a message saying what to do instead.
+fn no_secrets(body: &Value) -> Result<(), ApiError> {
+    for field in ["api_key", "key", "secret", "token"] {
+        if body.get(field).is_some() {
+            return Err(invalid(
+                field,
+                "secrets are never stored: put the key in an environment variable of the servers and send its name as api_key_env",
+            ));
+        }
+    }
+    Ok(())
+}
+
+const PROVIDER_LIST: ListSpec = ListSpec {
+    filters: &[
+        ("type", "type", PROVIDER_TYPES),
+        ("status", "status", PROVIDER_STATUSES),
+    ],
+    sorts: &["name", "type", "status", "created_at", "updated_at"],
+};
+
+async fn list_providers(
+    State(state): State<QueryState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let query = ListQuery::parse(q, &PROVIDER_LIST)?;
+    Ok(axum::Json(
+        query.apply(&state.config.list_providers().await?)?,
+    ))
+}
+
+async fn get_provider(
+    State(state): State<QueryState>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(data(find_provider(&state, &name).await?))
+}
+
+async fn create_provider(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Body(body): Body<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    no_secrets(&body)?;
+    let body: ProviderBody = tally_http::http::parse_body(body)?;
+    let created = state
+        .config
+        .create_provider(body.spec(None)?, &change(&state, &caller))
+        .await?;
+    Ok((StatusCode::CREATED, data(created)))
+}
+
+async fn update_provider(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Body(body): Body<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    no_secrets(&body)?;
+    let body: ProviderBody = tally_http::http::parse_body(body)?;
+    let before = find_provider(&state, &name).await?;
+    let updated = state
+        .config
+        .upsert_provider(body.spec(Some(&before))?, &change(&state, &caller))
+        .await?;
+    Ok(data(updated))
+}
+
+async fn delete_provider(
+    State(state): State<QueryState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let deleted = state
+        .config
+        .delete_provider(&name, &change(&state, &caller))
+        .await?;
+    Ok(data(deleted))
+}
+
+async fn provider_models(
+    State(state): State<QueryState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let query = ListQuery::parse(q, &MODEL_LIST)?;
+    find_provider(&state, &name).await?;
+    let models: Vec<Model> = state
+        .config
+        .list_models()
+        .await?
+        .into_iter()
+        .filter(|m| m.provider == name)
+        .collect();
+    Ok(axum::Json(query.apply(&models)?))
+}
