@@ -15,9 +15,9 @@ use tally_domain::clock::Clock;
 use tally_domain::recording::Recorder;
 use tally_http::auth::{Access, Gate, RouteInfo, Routes};
 use tally_http::http::{data, ApiError};
-use tally_schemas::validate::{parse_batch, BodyError, BodyFormat, EventError, Limits};
+use tally_schemas::validate::{parse_batch, BatchParse, BodyError, BodyFormat, EventError, Limits};
 use tally_schemas::UsageEvent;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::instrument;
 
 use crate::metrics as m;
@@ -111,6 +111,7 @@ struct IngestSummary {
     errors: Vec<EventError>,
 }
 
+/// `POST /v1/events`: admit → parse (and validate) → record (price and append) → answer.
 #[instrument(name = "ingest.post_events", skip_all, err(Debug))]
 async fn post_events(
     State(state): State<IngestState>,
@@ -119,34 +120,8 @@ async fn post_events(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let inner = &state.inner;
-    let Ok(_permit) = inner.in_flight.try_acquire() else {
-        m::request("overloaded");
-        drain(body, inner.config.max_body_bytes).await;
-        return Err(ApiError::unavailable(
-            "too many ingest requests in flight; retry shortly",
-            1,
-        ));
-    };
-    if (inner.lag)() > inner.config.max_lag_events {
-        m::request("backlog");
-        drain(body, inner.config.max_body_bytes).await;
-        return Err(ApiError {
-            retry_after_s: Some(2),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "projection_backlog",
-                "the projector is behind; retry shortly",
-            )
-        });
-    }
-    let format = body_format(&headers)?;
-    let bytes = read_body(body, &headers, inner.config.max_body_bytes).await?;
-    let limits = inner.config.limits.clone();
-    let now = inner.clock.now();
-    let parsed = tokio::task::spawn_blocking(move || parse_batch(&bytes, format, &limits, now))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(body_error)?;
+    let (_permit, body) = admit(inner, body).await?;
+    let parsed = parse(inner, &headers, body).await?;
     let events: Vec<UsageEvent> = parsed.events.into_iter().map(|(_, e)| e).collect();
     let summary = IngestSummary {
         accepted: events.len(),
@@ -158,14 +133,62 @@ async fn post_events(
         m::request("rejected");
         return Ok(all_rejected(summary));
     }
+    record(inner, events, started).await?;
+    m::request("accepted");
+    Ok((StatusCode::OK, data(summary)).into_response())
+}
+
+/// Takes one of the in-flight slots, or refuses the request: `503` when every slot is taken,
+/// `429` while the projector is too far behind. A refused body is drained (with the slot
+/// still held, so draining counts against the limit) before the answer.
+async fn admit(inner: &Inner, body: Body) -> Result<(SemaphorePermit<'_>, Body), ApiError> {
+    let Ok(permit) = inner.in_flight.try_acquire() else {
+        let full = ApiError::unavailable("too many ingest requests in flight; retry shortly", 1);
+        return Err(refuse(inner, body, "overloaded", full).await);
+    };
+    if (inner.lag)() > inner.config.max_lag_events {
+        let behind = ApiError {
+            retry_after_s: Some(2),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "projection_backlog",
+                "the projector is behind; retry shortly",
+            )
+        };
+        return Err(refuse(inner, body, "backlog", behind).await);
+    }
+    Ok((permit, body))
+}
+
+/// Counts a refusal as `outcome` and drains the body; answers `error`.
+async fn refuse(inner: &Inner, body: Body, outcome: &'static str, error: ApiError) -> ApiError {
+    m::request(outcome);
+    drain(body, inner.config.max_body_bytes).await;
+    error
+}
+
+/// Reads the body (at most `max_body_bytes`) and validates its events off the async runtime.
+async fn parse(inner: &Inner, headers: &HeaderMap, body: Body) -> Result<BatchParse, ApiError> {
+    let format = body_format(headers)?;
+    let bytes = read_body(body, headers, inner.config.max_body_bytes).await?;
+    let limits = inner.config.limits.clone();
+    let now = inner.clock.now();
+    tokio::task::spawn_blocking(move || parse_batch(&bytes, format, &limits, now))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(body_error)
+}
+
+/// Prices and appends the accepted events; returns once they are durable.
+async fn record(inner: &Inner, events: Vec<UsageEvent>, started: Instant) -> Result<(), ApiError> {
+    let accepted = events.len() as u64;
     inner.recorder.record(events).await.map_err(|err| {
         m::request("failed");
         ApiError::from(err)
     })?;
-    metrics::counter!(m::EVENTS_ACCEPTED).increment(summary.accepted as u64);
+    metrics::counter!(m::EVENTS_ACCEPTED).increment(accepted);
     metrics::histogram!(m::APPEND_SECONDS).record(started.elapsed().as_secs_f64());
-    m::request("accepted");
-    Ok((StatusCode::OK, data(summary)).into_response())
+    Ok(())
 }
 
 /// Reads and discards a refused request's body (at most `max` bytes, nothing kept), so the

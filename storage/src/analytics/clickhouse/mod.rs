@@ -53,6 +53,7 @@
 //! The client uses RowBinary without compression (18.16 mis-answers LZ4-compressed selects).
 
 pub mod events;
+mod rows;
 mod store;
 
 pub use store::ClickHouseAnalyticsStore;

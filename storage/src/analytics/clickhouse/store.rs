@@ -5,16 +5,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use clickhouse::{Client, Row};
-use serde::{Deserialize, Serialize};
-use tally_schemas::{Environment, Pico};
+use clickhouse::Client;
 use tracing::instrument;
 
+use super::rows::{
+    binding_row, checkpoint_row, decode, encode, from_legacy, ProjectionRow, RollupDbRow,
+    BINDING_BOUND, BINDING_ID_LEARNED, BINDING_RETIRED, COLUMNS, KIND_BINDING, KIND_CHECKPOINT,
+    KIND_DEDUP, KIND_LEGACY_ROLLUP, ROLLUP_COLUMNS,
+};
 use crate::failure::{seam, Failure, Result};
-use tally_domain::hll::Hll;
 use tally_domain::log_binding::{Adoption, LogBinding};
-use tally_domain::rollup::{Dims, Resolution, Rollup, RollupKey, RollupRow};
-use tally_domain::sketch::LatencySketch;
+use tally_domain::rollup::{Resolution, Rollup, RollupKey, RollupRow};
 use tally_domain::store::{
     AnalyticsStore, PartitionState, Partitions, ProjectionCommit, ProjectorState, ScanRequest,
     StoreResult,
@@ -24,19 +25,6 @@ use tally_domain::store::{
 pub(super) const TABLE: &str = "tally_projection";
 /// Rollup rows, one partition per UTC day.
 pub(super) const ROLLUPS: &str = "tally_rollups";
-/// Rollup rows of the first schema lived in [`TABLE`] with this kind; `migrate` moves them.
-const KIND_LEGACY_ROLLUP: u8 = 0;
-const KIND_CHECKPOINT: u8 = 1;
-const KIND_DEDUP: u8 = 2;
-/// A log binding (payload: the [`LogBinding`] as JSON; `log_epoch` its epoch). `version` is
-/// its revision (bound, then id learned, then retired) in the high bits, and in the low bits
-/// the earlier binding wins: ClickHouse has no compare-and-set, so when projectors given
-/// different logs bind an empty store at once, every reader settles on the same row (the first
-/// bound), and the others, checking again after their bind, refuse.
-const KIND_BINDING: u8 = 3;
-const BINDING_BOUND: u64 = 1;
-const BINDING_ID_LEARNED: u64 = 2;
-const BINDING_RETIRED: u64 = 3;
 /// Entries per dedup chunk written by an adoption.
 const ADOPTED_CHUNK: usize = 1 << 20;
 /// Days (ClickHouse partitions) per rollup insert: below the `max_partitions_per_insert_block`
@@ -44,73 +32,6 @@ const ADOPTED_CHUNK: usize = 1 << 20;
 const DAYS_PER_INSERT: usize = 50;
 /// Expired dedup chunks are deleted (an asynchronous mutation) every this many commits.
 const DEDUP_CLEANUP_EVERY: u64 = 200;
-
-/// A checkpoint or dedup chunk in [`TABLE`] (the rollup columns are left empty).
-#[derive(Debug, Clone, Default, Row, Serialize, Deserialize)]
-struct ProjectionRow {
-    kind: u8,
-    resolution: u32,
-    feature: String,
-    bucket: i64,
-    model: String,
-    provider: String,
-    environment: String,
-    log_partition: i32,
-    log_epoch: u32,
-    version: u64,
-    requests: u64,
-    errors: u64,
-    timeouts: u64,
-    latency_sum_us: u64,
-    input_tokens: u64,
-    output_tokens: u64,
-    cached_input_tokens: u64,
-    cost_pico: String,
-    unpriced: u64,
-    #[serde(with = "serde_bytes")]
-    latency: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    users: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    payload: Vec<u8>,
-}
-
-const COLUMNS: &str = "kind, resolution, feature, bucket, model, provider, environment, log_partition, log_epoch, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced";
-
-/// A row of [`ROLLUPS`]: one key's merged state from one log partition's records before
-/// offset `version`.
-#[derive(Debug, Clone, Default, Row, Serialize, Deserialize)]
-struct RollupDbRow {
-    /// UTC day of `bucket`, in days since the Unix epoch (ClickHouse `Date`).
-    day: u16,
-    resolution: u32,
-    feature: String,
-    bucket: i64,
-    model: String,
-    provider: String,
-    environment: String,
-    prompt_id: String,
-    prompt_version: String,
-    log_partition: i32,
-    /// The epoch of the log binding whose partition this row belongs to.
-    log_epoch: u32,
-    version: u64,
-    requests: u64,
-    errors: u64,
-    timeouts: u64,
-    latency_sum_us: u64,
-    input_tokens: u64,
-    output_tokens: u64,
-    cached_input_tokens: u64,
-    cost_pico: String,
-    unpriced: u64,
-    #[serde(with = "serde_bytes")]
-    latency: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    users: Vec<u8>,
-}
-
-const ROLLUP_COLUMNS: &str = "day, resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, log_partition, log_epoch, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced";
 
 pub struct ClickHouseAnalyticsStore {
     client: Client,
@@ -366,34 +287,6 @@ impl ClickHouseAnalyticsStore {
     }
 }
 
-/// A partition's checkpoint row in [`TABLE`].
-fn checkpoint_row(partition: i32, epoch: u32, state: &PartitionState) -> Result<ProjectionRow> {
-    Ok(ProjectionRow {
-        kind: KIND_CHECKPOINT,
-        log_partition: partition,
-        log_epoch: epoch,
-        version: u64::try_from(state.next_offset)
-            .map_err(|_| Failure::invalid("offset", "is negative"))?,
-        cost_pico: "0".into(),
-        payload: serde_json::to_vec(state).map_err(|e| Failure::Backend(e.to_string()))?,
-        ..ProjectionRow::default()
-    })
-}
-
-/// A binding's row in [`TABLE`], at `revision` (see [`KIND_BINDING`] for its version).
-fn binding_row(binding: &LogBinding, revision: u64) -> Result<ProjectionRow> {
-    const LOW: u64 = (1 << 48) - 1;
-    let bound_ms = u64::try_from(binding.bound_at.timestamp_millis()).unwrap_or(0);
-    Ok(ProjectionRow {
-        kind: KIND_BINDING,
-        log_epoch: binding.epoch,
-        version: (revision << 48) | (LOW - bound_ms.min(LOW)),
-        cost_pico: "0".into(),
-        payload: serde_json::to_vec(binding).map_err(|e| Failure::Backend(e.to_string()))?,
-        ..ProjectionRow::default()
-    })
-}
-
 fn list(partitions: &[i32]) -> String {
     partitions
         .iter()
@@ -405,110 +298,6 @@ fn list(partitions: &[i32]) -> String {
 /// A ClickHouse string literal.
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-fn decode(row: RollupDbRow, with_sketches: bool) -> Result<(RollupKey, Rollup)> {
-    let resolution = Resolution::from_seconds(i64::from(row.resolution))
-        .ok_or_else(|| Failure::Corrupt(format!("resolution {}", row.resolution)))?;
-    let environment = Environment::parse(&row.environment)
-        .ok_or_else(|| Failure::Corrupt(format!("environment {}", row.environment)))?;
-    let cost: i128 = row
-        .cost_pico
-        .parse()
-        .map_err(|_| Failure::Corrupt("cost".into()))?;
-    let mut rollup = Rollup {
-        requests: row.requests,
-        errors: row.errors,
-        timeouts: row.timeouts,
-        latency_sum_us: row.latency_sum_us,
-        input_tokens: row.input_tokens,
-        output_tokens: row.output_tokens,
-        cached_input_tokens: row.cached_input_tokens,
-        cost: Pico(cost),
-        unpriced: row.unpriced,
-        ..Rollup::default()
-    };
-    if with_sketches {
-        rollup.latency = LatencySketch::decode(&mut row.latency.as_slice())
-            .ok_or_else(|| Failure::Corrupt("latency sketch".into()))?;
-        rollup.users = Hll::decode(&mut row.users.as_slice())
-            .ok_or_else(|| Failure::Corrupt("user sketch".into()))?;
-    }
-    let key = RollupKey {
-        resolution,
-        bucket: row.bucket,
-        dims: Dims {
-            feature: row.feature,
-            model: row.model,
-            provider: row.provider,
-            environment,
-            prompt_id: row.prompt_id,
-            prompt_version: row.prompt_version,
-        },
-    };
-    Ok((key, rollup))
-}
-
-/// A rollup row of the first schema, as a row of [`ROLLUPS`] (same columns, plus its day).
-fn from_legacy(row: ProjectionRow) -> RollupDbRow {
-    RollupDbRow {
-        day: day_of(row.bucket),
-        resolution: row.resolution,
-        feature: row.feature,
-        bucket: row.bucket,
-        model: row.model,
-        provider: row.provider,
-        environment: row.environment,
-        prompt_id: String::new(),
-        prompt_version: String::new(),
-        log_partition: row.log_partition,
-        log_epoch: 0,
-        version: row.version,
-        requests: row.requests,
-        errors: row.errors,
-        timeouts: row.timeouts,
-        latency_sum_us: row.latency_sum_us,
-        input_tokens: row.input_tokens,
-        output_tokens: row.output_tokens,
-        cached_input_tokens: row.cached_input_tokens,
-        cost_pico: row.cost_pico,
-        unpriced: row.unpriced,
-        latency: row.latency,
-        users: row.users,
-    }
-}
-
-/// Days since the Unix epoch of the UTC day holding `bucket` (ClickHouse `Date`).
-fn day_of(bucket: i64) -> u16 {
-    bucket.div_euclid(86_400).clamp(0, i64::from(u16::MAX)) as u16
-}
-
-fn encode(key: &RollupKey, r: &Rollup, partition: i32, epoch: u32, version: u64) -> RollupDbRow {
-    RollupDbRow {
-        day: day_of(key.bucket),
-        resolution: key.resolution.seconds() as u32,
-        feature: key.dims.feature.clone(),
-        bucket: key.bucket,
-        model: key.dims.model.clone(),
-        provider: key.dims.provider.clone(),
-        environment: key.dims.environment.as_str().to_string(),
-        prompt_id: key.dims.prompt_id.clone(),
-        prompt_version: key.dims.prompt_version.clone(),
-        log_partition: partition,
-        log_epoch: epoch,
-        version,
-        requests: r.requests,
-        errors: r.errors,
-        timeouts: r.timeouts,
-        latency_sum_us: r.latency_sum_us,
-        input_tokens: r.input_tokens,
-        output_tokens: r.output_tokens,
-        cached_input_tokens: r.cached_input_tokens,
-        cost_pico: r.cost.0.to_string(),
-        unpriced: r.unpriced,
-        latency: r.encode_latency(),
-        users: r.encode_users(),
-    }
 }
 
 #[async_trait]

@@ -32,7 +32,17 @@
 //! whether its checkpoints belong to this topic before it seeks anywhere
 //! ([`tally_domain::log_binding`]).
 
+mod admin;
+mod group;
+mod message;
 mod topic_id;
+
+pub use admin::create_topic;
+pub use message::decode_message;
+
+use admin::describe_topic;
+use group::GroupContext;
+use message::{fingerprint, COST_HEADER, SCHEMA_HEADER, SCHEMA_VALUE};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,29 +52,22 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::ClientContext;
 use tally_schemas::event::Cost;
 use tally_schemas::{Limits, UsageEvent, UsageEventV1};
 use tokio::sync::{watch, OnceCell};
 use tracing::{info, instrument, warn};
 
 use tally_domain::clock::Clock;
-use tally_domain::log_binding::{LogDescription, LogIdentity, Watermarks};
+use tally_domain::log_binding::LogDescription;
 use tally_domain::store::{
     AppendReceipt, EventLog, LogPosition, LogRecord, Ownership, Partitions, RecordAt, StoreError,
     StoreResult,
 };
 
-const COST_HEADER: &str = "tally-cost";
-const SCHEMA_HEADER: &str = "tally-schema";
-const SCHEMA_VALUE: &str = "usage-event/1";
 const INVALID_MESSAGES: &str = "tally_log_invalid_messages_total";
 const CONSUMER_ERRORS: &str = "tally_log_consumer_errors_total";
 
@@ -102,58 +105,6 @@ impl KafkaSettings {
 
 fn kafka_error(e: rdkafka::error::KafkaError) -> StoreError {
     StoreError::Unavailable(format!("kafka: {e}"))
-}
-
-/// Tracks the group's assignment and the brokers' high watermarks.
-struct GroupContext {
-    topic: String,
-    ownership: watch::Sender<Ownership>,
-    high_watermarks: Mutex<HashMap<i32, i64>>,
-}
-
-impl GroupContext {
-    fn publish(&self, partitions: Partitions) {
-        self.ownership.send_modify(|o| {
-            o.generation += 1;
-            o.partitions = partitions;
-        });
-    }
-}
-
-impl ClientContext for GroupContext {
-    fn stats(&self, statistics: Statistics) {
-        if let Some(topic) = statistics.topics.get(&self.topic) {
-            if let Ok(mut hw) = self.high_watermarks.lock() {
-                for (p, s) in &topic.partitions {
-                    if *p >= 0 && s.hi_offset >= 0 {
-                        hw.insert(*p, s.hi_offset);
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(_) = rebalance {
-            // Stop projecting before the partitions move on.
-            self.publish(Partitions::Only(Default::default()));
-        }
-    }
-
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            let owned = list
-                .elements()
-                .iter()
-                .filter(|e| e.topic() == self.topic)
-                .map(|e| e.partition())
-                .collect();
-            info!(partitions = ?owned, "consumer group assigned partitions");
-            self.publish(Partitions::Only(owned));
-        }
-    }
 }
 
 /// Received records not yet handed out, and where each partition's consumer stands. Reset
@@ -473,95 +424,6 @@ impl KafkaLog {
     }
 }
 
-/// The topic's identity and every partition's watermarks (blocking: metadata, `DescribeTopics`
-/// and one offsets request per partition).
-fn describe_topic<C: ClientContext>(
-    client: &rdkafka::client::Client<C>,
-    topic: &str,
-    timeout: Duration,
-) -> StoreResult<LogDescription> {
-    let metadata = client
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(kafka_error)?;
-    let described = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or_else(|| StoreError::Unavailable(format!("kafka: no metadata for topic {topic}")))?;
-    if let Some(err) = described.error() {
-        return Err(StoreError::Unavailable(format!(
-            "kafka: topic {topic}: {}",
-            rdkafka::types::RDKafkaErrorCode::from(err)
-        )));
-    }
-    // Any broker answers; the one leading the first partition is known to be up.
-    let broker = described
-        .partitions()
-        .iter()
-        .map(|p| p.leader())
-        .find(|leader| *leader >= 0)
-        .or_else(|| metadata.brokers().first().map(|b| b.id()))
-        .ok_or_else(|| StoreError::Unavailable(format!("kafka: no broker for topic {topic}")))?;
-    let id = topic_id::describe_topic_id(client, topic, broker, timeout)
-        .map_err(|e| StoreError::Unavailable(format!("kafka: {e}")))?;
-    let mut partitions = BTreeMap::new();
-    for p in described.partitions() {
-        let (low, high) = client
-            .fetch_watermarks(topic, p.id(), timeout)
-            .map_err(kafka_error)?;
-        partitions.insert(p.id(), Watermarks { low, high });
-    }
-    Ok(LogDescription {
-        identity: LogIdentity {
-            name: topic.to_string(),
-            id,
-        },
-        partitions,
-    })
-}
-
-/// A message's [`LogRecord::fingerprint`]: its key, timestamp and value. Another message at
-/// the same offset (a recreated topic) differs in one of them unless it is a faithful copy.
-fn fingerprint<M: Message>(m: &M) -> u64 {
-    let mut hash = xxhash_rust::xxh3::Xxh3::new();
-    for part in [m.key(), m.payload()] {
-        let bytes = part.unwrap_or_default();
-        hash.update(&(bytes.len() as u64).to_le_bytes());
-        hash.update(bytes);
-    }
-    hash.update(&m.timestamp().to_millis().unwrap_or(0).to_le_bytes());
-    hash.digest()
-}
-
-/// The event in one message, or why it is not one.
-pub fn decode_message(
-    value: Option<&[u8]>,
-    cost_header: Option<&[u8]>,
-    timestamp_ms: i64,
-    limits: &Limits,
-) -> Result<UsageEvent, String> {
-    let value = value.ok_or("empty message")?;
-    let wire: UsageEventV1 = serde_json::from_slice(value).map_err(|e| e.to_string())?;
-    let at = chrono::DateTime::from_timestamp_millis(timestamp_ms).ok_or("bad timestamp")?;
-    let mut event = tally_schemas::validate::validate(wire, limits, at)
-        .map_err(|e| format!("{}: {}", e.field, e.reason))?;
-    if event.cost == Cost::Pending {
-        match cost_header.map(std::str::from_utf8) {
-            None => {}
-            Some(Ok("unpriced")) => event.cost = Cost::Unpriced,
-            Some(Ok(text)) => {
-                let picos = text
-                    .strip_prefix("computed:")
-                    .and_then(|n| n.parse::<i64>().ok())
-                    .ok_or_else(|| format!("{COST_HEADER} header {text:?} is not understood"))?;
-                event.cost = Cost::Computed(picos);
-            }
-            Some(Err(_)) => return Err(format!("{COST_HEADER} header is not UTF-8")),
-        }
-    }
-    Ok(event)
-}
-
 #[async_trait]
 impl EventLog for KafkaLog {
     #[instrument(name = "kafka.produce", skip_all, fields(events = events.len()), err)]
@@ -781,40 +643,6 @@ impl Drop for KafkaLog {
         // Deliver what is queued (already acknowledged requests were delivered before their
         // acknowledgement; this only shortens shutdown of in-flight ones).
         let _ = self.producer.flush(Duration::from_secs(1));
-    }
-}
-
-/// Creates the events topic unless it exists (`tally migrate`); `true` when it was created.
-/// More partitions let more projectors share the work (one partition is never split).
-pub async fn create_topic(
-    settings: &KafkaSettings,
-    partitions: i32,
-    replication: i32,
-) -> StoreResult<bool> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::types::RDKafkaErrorCode;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .create()
-        .map_err(kafka_error)?;
-    let topic = NewTopic::new(
-        &settings.topic,
-        partitions,
-        TopicReplication::Fixed(replication),
-    );
-    let options = AdminOptions::new().operation_timeout(Some(settings.produce_timeout));
-    let results = admin
-        .create_topics([&topic], &options)
-        .await
-        .map_err(kafka_error)?;
-    match results.into_iter().next() {
-        Some(Ok(_)) => Ok(true),
-        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
-        Some(Err((name, code))) => Err(StoreError::Unavailable(format!(
-            "creating topic {name}: {code}"
-        ))),
-        None => Err(StoreError::Backend("no answer to CreateTopics".into())),
     }
 }
 

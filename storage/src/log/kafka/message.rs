@@ -1,0 +1,54 @@
+//! One Kafka message per usage event: the headers that carry its schema and its cost, reading a
+//! message back into an event, and a message's fingerprint.
+
+use rdkafka::message::Message;
+use tally_schemas::event::Cost;
+use tally_schemas::{Limits, UsageEvent, UsageEventV1};
+
+pub(super) const COST_HEADER: &str = "tally-cost";
+
+pub(super) const SCHEMA_HEADER: &str = "tally-schema";
+
+pub(super) const SCHEMA_VALUE: &str = "usage-event/1";
+
+/// A message's [`LogRecord::fingerprint`]: its key, timestamp and value. Another message at
+/// the same offset (a recreated topic) differs in one of them unless it is a faithful copy.
+pub(super) fn fingerprint<M: Message>(m: &M) -> u64 {
+    let mut hash = xxhash_rust::xxh3::Xxh3::new();
+    for part in [m.key(), m.payload()] {
+        let bytes = part.unwrap_or_default();
+        hash.update(&(bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    }
+    hash.update(&m.timestamp().to_millis().unwrap_or(0).to_le_bytes());
+    hash.digest()
+}
+
+/// The event in one message, or why it is not one.
+pub fn decode_message(
+    value: Option<&[u8]>,
+    cost_header: Option<&[u8]>,
+    timestamp_ms: i64,
+    limits: &Limits,
+) -> Result<UsageEvent, String> {
+    let value = value.ok_or("empty message")?;
+    let wire: UsageEventV1 = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+    let at = chrono::DateTime::from_timestamp_millis(timestamp_ms).ok_or("bad timestamp")?;
+    let mut event = tally_schemas::validate::validate(wire, limits, at)
+        .map_err(|e| format!("{}: {}", e.field, e.reason))?;
+    if event.cost == Cost::Pending {
+        match cost_header.map(std::str::from_utf8) {
+            None => {}
+            Some(Ok("unpriced")) => event.cost = Cost::Unpriced,
+            Some(Ok(text)) => {
+                let picos = text
+                    .strip_prefix("computed:")
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .ok_or_else(|| format!("{COST_HEADER} header {text:?} is not understood"))?;
+                event.cost = Cost::Computed(picos);
+            }
+            Some(Err(_)) => return Err(format!("{COST_HEADER} header is not UTF-8")),
+        }
+    }
+    Ok(event)
+}
