@@ -36,6 +36,7 @@ mod dedup;
 mod guard;
 mod metrics;
 mod projector;
+mod session;
 
 pub use dedup::Dedup;
 pub use guard::{guard_rebuild, plan_adoption, AdoptionError};

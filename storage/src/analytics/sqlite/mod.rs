@@ -19,6 +19,12 @@
 //! transaction (rollup rows, merged across partitions, need no change), and a commit checks
 //! inside its transaction that its epoch is still the newest.
 
+mod bindings;
+mod schema;
+
+use bindings::{adopt, bind, bindings, current_epoch};
+use schema::{upgrade_layout, SCHEMA};
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -30,138 +36,13 @@ use tracing::instrument;
 use crate::failure::{seam_sync, Failure, Result};
 use crate::sqlite::{blocking, open_with};
 use tally_domain::hll::Hll;
-use tally_domain::log_binding::{Adoption, LogBinding, LogIdentity, Retirement};
+use tally_domain::log_binding::{Adoption, LogBinding};
 use tally_domain::rollup::{Dims, Rollup, RollupKey, RollupRow};
 use tally_domain::sketch::LatencySketch;
 use tally_domain::store::{
-    AnalyticsStore, LogPosition, PartitionState, Partitions, ProjectionCommit, ProjectorState,
-    ScanRequest, StoreError, StoreResult,
+    AnalyticsStore, PartitionState, Partitions, ProjectionCommit, ProjectorState, ScanRequest,
+    StoreError, StoreResult,
 };
-
-const ROLLUPS_TABLE: &str = "
-CREATE TABLE IF NOT EXISTS rollups (
-    resolution   INTEGER NOT NULL,
-    feature      TEXT NOT NULL,
-    bucket       INTEGER NOT NULL,
-    model        TEXT NOT NULL,
-    provider     TEXT NOT NULL,
-    environment  TEXT NOT NULL,
-    prompt_id    TEXT NOT NULL,
-    prompt_version TEXT NOT NULL,
-    requests     INTEGER NOT NULL,
-    errors       INTEGER NOT NULL,
-    timeouts     INTEGER NOT NULL,
-    latency_sum_us INTEGER NOT NULL,
-    input_tokens INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL,
-    cached_input_tokens INTEGER NOT NULL,
-    cost_pico    BLOB NOT NULL,
-    unpriced     INTEGER NOT NULL,
-    latency      BLOB NOT NULL,
-    users        BLOB NOT NULL,
-    PRIMARY KEY (resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS rollups_by_time ON rollups (resolution, bucket);
-";
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS projector_partitions (
-    log_partition INTEGER PRIMARY KEY,
-    next_offset INTEGER NOT NULL,
-    last_received_ms INTEGER NOT NULL,
-    events_applied INTEGER NOT NULL,
-    duplicates_dropped INTEGER NOT NULL,
-    anchor INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS dedup_chunks (
-    id INTEGER PRIMARY KEY,
-    max_seen_s INTEGER NOT NULL,
-    entries BLOB NOT NULL,
-    log_partition INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS dedup_chunks_by_time ON dedup_chunks (max_seen_s);
-CREATE TABLE IF NOT EXISTS log_bindings (
-    epoch INTEGER PRIMARY KEY,
-    log_name TEXT NOT NULL,
-    log_id TEXT,
-    bound_at_ms INTEGER NOT NULL,
-    retired_at_ms INTEGER,
-    retired_position TEXT
-);
-";
-
-/// Data directories written before checkpoints were kept per log partition had one
-/// `projector_meta` row and partition-less dedup chunks (all of partition 0, the only partition
-/// of the embedded log). Converted in one transaction on open.
-fn upgrade_layout(conn: &mut Connection) -> Result<()> {
-    let has_column = |conn: &Connection, table: &str, column: &str| -> Result<bool> {
-        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
-        let names = stmt
-            .query_map([], |r| r.get::<_, String>(1))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(names.iter().any(|n| n == column))
-    };
-    let tx = conn.transaction()?;
-    let had_rollups: bool = tx.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'rollups'",
-        [],
-        |r| r.get::<_, i64>(0).map(|n| n > 0),
-    )?;
-    // Rows written before rollups had prompt dimensions keep empty ones (a rebuild fills
-    // them in from the log).
-    let without_prompts = had_rollups && !has_column(&tx, "rollups", "prompt_id")?;
-    if without_prompts {
-        tx.execute_batch(
-            "ALTER TABLE rollups RENAME TO rollups_without_prompts;
-             DROP INDEX IF EXISTS rollups_by_time;",
-        )?;
-    }
-    tx.execute_batch(ROLLUPS_TABLE)?;
-    if without_prompts {
-        tx.execute_batch(
-            "INSERT INTO rollups SELECT resolution, feature, bucket, model, provider, environment, '', '', requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users FROM rollups_without_prompts;
-             DROP TABLE rollups_without_prompts;",
-        )?;
-    }
-    if !has_column(&tx, "projector_partitions", "anchor")? {
-        tx.execute_batch(
-            "ALTER TABLE projector_partitions ADD COLUMN anchor INTEGER NOT NULL DEFAULT 0",
-        )?;
-    }
-    if !has_column(&tx, "dedup_chunks", "log_partition")? {
-        tx.execute_batch(
-            "ALTER TABLE dedup_chunks ADD COLUMN log_partition INTEGER NOT NULL DEFAULT 0",
-        )?;
-    }
-    let old_meta: bool = tx.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'projector_meta'",
-        [],
-        |r| r.get::<_, i64>(0).map(|n| n > 0),
-    )?;
-    if old_meta {
-        let row = tx
-            .query_row(
-                "SELECT position, last_received_ms, events_applied, duplicates_dropped FROM projector_meta WHERE id = 1",
-                [],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)),
-            )
-            .optional()?;
-        if let Some((position, last_ms, applied, dups)) = row {
-            let position: LogPosition = serde_json::from_str(&position)
-                .map_err(|e| Failure::Corrupt(format!("checkpoint: {e}")))?;
-            for (i, (partition, next)) in position.0.iter().enumerate() {
-                let (a, d) = if i == 0 { (applied, dups) } else { (0, 0) };
-                tx.execute(
-                    "INSERT OR REPLACE INTO projector_partitions VALUES (?1, ?2, ?3, ?4, ?5, 0)",
-                    params![partition, next, last_ms, a, d],
-                )?;
-            }
-        }
-        tx.execute_batch("DROP TABLE projector_meta")?;
-    }
-    tx.commit()?;
-    Ok(())
-}
 
 /// Rows carry sketch blobs of a few hundred bytes to 16 KiB; 16 KiB pages keep most of them off
 /// overflow chains.
@@ -328,7 +209,7 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Res
 
 /// The checkpoints of `partitions`, with the dedup fingerprints seen within `window_s` of each
 /// partition's log clock (none when `window_s` is `None`).
-fn load_state(
+pub(super) fn load_state(
     conn: &Connection,
     window_s: Option<u32>,
     partitions: &Partitions,
@@ -433,149 +314,6 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
             ],
         )?;
     }
-    tx.commit()?;
-    Ok(())
-}
-
-/// The epoch of the newest binding (0 when there is none: checkpoints from before bindings).
-fn current_epoch(conn: &Connection) -> Result<u32> {
-    let epoch: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(epoch), 0) FROM log_bindings",
-        [],
-        |r| r.get(0),
-    )?;
-    u32::try_from(epoch).map_err(|_| Failure::Corrupt(format!("log binding epoch {epoch}")))
-}
-
-fn millis(at: chrono::DateTime<chrono::Utc>) -> i64 {
-    at.timestamp_millis()
-}
-
-fn time_of(ms: i64) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-fn bindings(conn: &Connection) -> Result<Vec<LogBinding>> {
-    let mut stmt = conn.prepare(
-        "SELECT epoch, log_name, log_id, bound_at_ms, retired_at_ms, retired_position FROM log_bindings ORDER BY epoch",
-    )?;
-    let mut rows = stmt.query([])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        let retired = match (r.get::<_, Option<i64>>(4)?, r.get::<_, Option<String>>(5)?) {
-            (Some(at), Some(position)) => Some(Retirement {
-                at: time_of(at),
-                position: serde_json::from_str(&position)
-                    .map_err(|e| Failure::Corrupt(format!("retired position: {e}")))?,
-            }),
-            _ => None,
-        };
-        out.push(LogBinding {
-            epoch: r.get(0)?,
-            log: LogIdentity {
-                name: r.get(1)?,
-                id: r.get(2)?,
-            },
-            bound_at: time_of(r.get(3)?),
-            retired,
-        });
-    }
-    Ok(out)
-}
-
-fn insert_binding(conn: &Connection, b: &LogBinding) -> Result<()> {
-    conn.execute(
-        "INSERT INTO log_bindings (epoch, log_name, log_id, bound_at_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![b.epoch, b.log.name, b.log.id, millis(b.bound_at)],
-    )?;
-    Ok(())
-}
-
-fn bind(conn: &mut Connection, binding: &LogBinding) -> Result<LogBinding> {
-    let tx = conn.transaction()?;
-    match bindings(&tx)?.pop() {
-        None => insert_binding(&tx, binding)?,
-        Some(current)
-            if current.epoch == binding.epoch
-                && current.log.name == binding.log.name
-                && current.log.id.is_none() =>
-        {
-            tx.execute(
-                "UPDATE log_bindings SET log_id = ?1 WHERE epoch = ?2",
-                params![binding.log.id, current.epoch],
-            )?;
-        }
-        _ => {}
-    }
-    let current = bindings(&tx)?.pop();
-    tx.commit()?;
-    current.ok_or_else(|| Failure::Conflict("the store has no binding".into()))
-}
-
-/// Entries per dedup chunk written by an adoption.
-const ADOPTED_CHUNK: usize = 1 << 20;
-
-fn adopt(conn: &mut Connection, a: &Adoption, window_s: u32) -> Result<()> {
-    let tx = conn.transaction()?;
-    let epoch = current_epoch(&tx)?;
-    if epoch != a.retired_epoch {
-        return Err(Failure::Conflict(format!(
-            "the store is at epoch {epoch}, not {}: it changed since the adoption was planned",
-            a.retired_epoch
-        )));
-    }
-    let stored = load_state(&tx, Some(window_s), &Partitions::All)?;
-    if stored.position().0 != a.retired_position {
-        return Err(Failure::Conflict(
-            "the checkpoints moved since the adoption was planned (is a projector still reading the old log?)".into(),
-        ));
-    }
-    tx.execute_batch("DELETE FROM projector_partitions; DELETE FROM dedup_chunks;")?;
-    for (partition, sources) in &a.dedup_from {
-        let from: Vec<&PartitionState> = sources
-            .iter()
-            .filter_map(|p| stored.partitions.get(p))
-            .collect();
-        let clock = from.iter().map(|s| s.last_received_ms).max().unwrap_or(0);
-        let mut entries: Vec<(u64, u32)> =
-            from.iter().flat_map(|s| s.dedup.iter().copied()).collect();
-        // An id remembered by several sources is kept with its latest sighting.
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        entries.dedup_by_key(|(fp, _)| *fp);
-        for chunk in entries.chunks(ADOPTED_CHUNK) {
-            let max_seen = chunk.iter().map(|(_, s)| *s).max().unwrap_or(0);
-            tx.execute(
-                "INSERT INTO dedup_chunks (max_seen_s, entries, log_partition) VALUES (?1, ?2, ?3)",
-                params![max_seen, crate::codec::encode_dedup_chunk(chunk), partition],
-            )?;
-        }
-        tx.execute(
-            "INSERT INTO projector_partitions VALUES (?1, ?2, ?3, 0, 0, 0)",
-            params![
-                partition,
-                a.start.get(partition).copied().unwrap_or(0),
-                clock
-            ],
-        )?;
-    }
-    let position =
-        serde_json::to_string(&a.retired_position).map_err(|e| Failure::Backend(e.to_string()))?;
-    if bindings(&tx)?.is_empty() {
-        insert_binding(
-            &tx,
-            &LogBinding {
-                epoch: a.retired_epoch,
-                log: a.retired_log.clone(),
-                bound_at: chrono::DateTime::UNIX_EPOCH,
-                retired: None,
-            },
-        )?;
-    }
-    tx.execute(
-        "UPDATE log_bindings SET retired_at_ms = ?1, retired_position = ?2 WHERE epoch = ?3",
-        params![millis(a.adopted.bound_at), position, a.retired_epoch],
-    )?;
-    insert_binding(&tx, &a.adopted)?;
     tx.commit()?;
     Ok(())
 }

@@ -1,0 +1,132 @@
+//! The tables of `analytics.db` and the upgrade of a data directory written by an earlier version
+//! to the current layout.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tally_domain::store::LogPosition;
+
+use crate::failure::{Failure, Result};
+
+pub(super) const ROLLUPS_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS rollups (
+    resolution   INTEGER NOT NULL,
+    feature      TEXT NOT NULL,
+    bucket       INTEGER NOT NULL,
+    model        TEXT NOT NULL,
+    provider     TEXT NOT NULL,
+    environment  TEXT NOT NULL,
+    prompt_id    TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    requests     INTEGER NOT NULL,
+    errors       INTEGER NOT NULL,
+    timeouts     INTEGER NOT NULL,
+    latency_sum_us INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL,
+    cost_pico    BLOB NOT NULL,
+    unpriced     INTEGER NOT NULL,
+    latency      BLOB NOT NULL,
+    users        BLOB NOT NULL,
+    PRIMARY KEY (resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollups_by_time ON rollups (resolution, bucket);
+";
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS projector_partitions (
+    log_partition INTEGER PRIMARY KEY,
+    next_offset INTEGER NOT NULL,
+    last_received_ms INTEGER NOT NULL,
+    events_applied INTEGER NOT NULL,
+    duplicates_dropped INTEGER NOT NULL,
+    anchor INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS dedup_chunks (
+    id INTEGER PRIMARY KEY,
+    max_seen_s INTEGER NOT NULL,
+    entries BLOB NOT NULL,
+    log_partition INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS dedup_chunks_by_time ON dedup_chunks (max_seen_s);
+CREATE TABLE IF NOT EXISTS log_bindings (
+    epoch INTEGER PRIMARY KEY,
+    log_name TEXT NOT NULL,
+    log_id TEXT,
+    bound_at_ms INTEGER NOT NULL,
+    retired_at_ms INTEGER,
+    retired_position TEXT
+);
+";
+
+/// Data directories written before checkpoints were kept per log partition had one
+/// `projector_meta` row and partition-less dedup chunks (all of partition 0, the only partition
+/// of the embedded log). Converted in one transaction on open.
+pub(super) fn upgrade_layout(conn: &mut Connection) -> Result<()> {
+    let has_column = |conn: &Connection, table: &str, column: &str| -> Result<bool> {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(1))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(names.iter().any(|n| n == column))
+    };
+    let tx = conn.transaction()?;
+    let had_rollups: bool = tx.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'rollups'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    // Rows written before rollups had prompt dimensions keep empty ones (a rebuild fills
+    // them in from the log).
+    let without_prompts = had_rollups && !has_column(&tx, "rollups", "prompt_id")?;
+    if without_prompts {
+        tx.execute_batch(
+            "ALTER TABLE rollups RENAME TO rollups_without_prompts;
+             DROP INDEX IF EXISTS rollups_by_time;",
+        )?;
+    }
+    tx.execute_batch(ROLLUPS_TABLE)?;
+    if without_prompts {
+        tx.execute_batch(
+            "INSERT INTO rollups SELECT resolution, feature, bucket, model, provider, environment, '', '', requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users FROM rollups_without_prompts;
+             DROP TABLE rollups_without_prompts;",
+        )?;
+    }
+    if !has_column(&tx, "projector_partitions", "anchor")? {
+        tx.execute_batch(
+            "ALTER TABLE projector_partitions ADD COLUMN anchor INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    if !has_column(&tx, "dedup_chunks", "log_partition")? {
+        tx.execute_batch(
+            "ALTER TABLE dedup_chunks ADD COLUMN log_partition INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    let old_meta: bool = tx.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'projector_meta'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if old_meta {
+        let row = tx
+            .query_row(
+                "SELECT position, last_received_ms, events_applied, duplicates_dropped FROM projector_meta WHERE id = 1",
+                [],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)),
+            )
+            .optional()?;
+        if let Some((position, last_ms, applied, dups)) = row {
+            let position: LogPosition = serde_json::from_str(&position)
+                .map_err(|e| Failure::Corrupt(format!("checkpoint: {e}")))?;
+            for (i, (partition, next)) in position.0.iter().enumerate() {
+                let (a, d) = if i == 0 { (applied, dups) } else { (0, 0) };
+                tx.execute(
+                    "INSERT OR REPLACE INTO projector_partitions VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+                    params![partition, next, last_ms, a, d],
+                )?;
+            }
+        }
+        tx.execute_batch("DROP TABLE projector_meta")?;
+    }
+    tx.commit()?;
+    Ok(())
+}
