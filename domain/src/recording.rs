@@ -1,20 +1,21 @@
 //! The one way usage events enter the log: priced with the price in force when each call
-//! happened ([`crate::pricing::PriceBook::price`]), then appended as one durable record. `POST /v1/events` and
-//! the prompt test route both record through a [`Recorder`], so an event costs the same
-//! whichever way it arrived; the projector prices what reaches the log unpriced (produced
-//! straight to the broker) with the same function.
+//! happened ([`PriceBook::price`]), then appended as one durable record. `POST /v1/events` and
+//! the prompt test route both go through a [`Recorder`], so an event costs the same whichever
+//! way it arrived; the projector prices what reaches the log unpriced (produced straight to the
+//! broker) with the same [`PriceBook::price`].
 //!
-//! Prices come from the shared [`PriceCache`], which is reloaded every few seconds and at
-//! once after this process changes a price ([`Recorder::reload_prices`]).
+//! Two price sources, one pricing function: ingest prices with the shared [`PriceCache`]
+//! (reloaded every few seconds; synchronous, so it runs where ingest parses, off the async
+//! runtime), the prompt test with the prices the configuration store holds at that instant
+//! (it answers with the cost, so it must not be seconds stale).
 
 use std::sync::Arc;
 
-use tally_schemas::event::Cost;
 use tally_schemas::UsageEvent;
 
 use crate::error::StoreResult;
-use crate::pricing::PriceCache;
-use crate::store::{ConfigStore, EventLog};
+use crate::pricing::{PriceBook, PriceCache};
+use crate::store::{AppendReceipt, ConfigStore, EventLog};
 
 /// Prices and appends usage events; cheap to clone.
 #[derive(Clone)]
@@ -28,22 +29,30 @@ impl Recorder {
         Recorder { log, prices }
     }
 
-    /// Prices `events` and appends them as one record; returns, once they are durable, what
-    /// each event was found to cost, in order.
-    pub async fn record(&self, mut events: Vec<UsageEvent>) -> StoreResult<Vec<Cost>> {
-        let book = self.prices.current();
-        for event in &mut events {
-            book.price(event);
-        }
-        let costs = events.iter().map(|e| e.cost).collect();
-        self.log.append(events).await?;
-        Ok(costs)
+    /// Prices `events` with the cached prices.
+    pub fn price<'a>(&self, events: impl IntoIterator<Item = &'a mut UsageEvent>) {
+        price_with(&self.prices.current(), events);
     }
 
-    /// Reloads the prices from `config`, so a price this process just added applies to the
-    /// next event it records.
-    pub async fn reload_prices(&self, config: &dyn ConfigStore) -> StoreResult<()> {
-        self.prices.refresh(config).await
+    /// Prices `events` with the prices the configuration store holds now.
+    pub async fn price_now<'a>(
+        &self,
+        config: &dyn ConfigStore,
+        events: impl IntoIterator<Item = &'a mut UsageEvent>,
+    ) -> StoreResult<()> {
+        price_with(&PriceBook::new(config.list_prices().await?), events);
+        Ok(())
+    }
+
+    /// Appends priced events as one record; returns once they are durable.
+    pub async fn append(&self, priced: Vec<UsageEvent>) -> StoreResult<AppendReceipt> {
+        self.log.append(priced).await
+    }
+}
+
+fn price_with<'a>(book: &PriceBook, events: impl IntoIterator<Item = &'a mut UsageEvent>) {
+    for event in events {
+        book.price(event);
     }
 }
 
@@ -58,8 +67,8 @@ mod tests {
     use super::*;
     use crate::config::ModelPrice;
     use crate::log_binding::{LogDescription, LogIdentity};
-    use crate::pricing::PriceBook;
-    use crate::store::{AppendReceipt, LogPosition, LogRecord};
+    use crate::store::{LogPosition, LogRecord};
+    use tally_schemas::event::Cost;
 
     /// A log that keeps what it is given.
     #[derive(Default)]
@@ -143,12 +152,12 @@ mod tests {
         let log = Arc::new(Kept::default());
         let recorder = Recorder::new(log.clone(), prices);
         let reported = Cost::Reported(7);
-        let costs = recorder
-            .record(vec![event("a", Cost::Pending), event("b", reported)])
-            .await
-            .expect("recorded");
+        let mut events = vec![event("a", Cost::Pending), event("b", reported)];
+        recorder.price(&mut events);
+        let costs: Vec<Cost> = events.iter().map(|e| e.cost).collect();
         // 1,000 × $1/M + 500 × $2/M = $0.002 = 2,000,000,000 pico-dollars; a reported cost stays.
         assert_eq!(costs, vec![Cost::Computed(2_000_000_000), reported]);
+        recorder.append(events).await.expect("appended");
         let kept = log.0.lock().expect("lock");
         assert_eq!(kept.len(), 1, "one record");
         let appended: Vec<Cost> = kept[0].iter().map(|e| e.cost).collect();

@@ -111,7 +111,7 @@ struct IngestSummary {
     errors: Vec<EventError>,
 }
 
-/// `POST /v1/events`: admit → parse (and validate) → record (price and append) → answer.
+/// `POST /v1/events`: admit → parse (validate and price) → record (append) → answer.
 #[instrument(name = "ingest.post_events", skip_all, err(Debug))]
 async fn post_events(
     State(state): State<IngestState>,
@@ -167,22 +167,29 @@ async fn refuse(inner: &Inner, body: Body, outcome: &'static str, error: ApiErro
     error
 }
 
-/// Reads the body (at most `max_body_bytes`) and validates its events off the async runtime.
+/// Reads the body (at most `max_body_bytes`), validates its events and prices the accepted ones,
+/// off the async runtime.
 async fn parse(inner: &Inner, headers: &HeaderMap, body: Body) -> Result<BatchParse, ApiError> {
     let format = body_format(headers)?;
     let bytes = read_body(body, headers, inner.config.max_body_bytes).await?;
     let limits = inner.config.limits.clone();
     let now = inner.clock.now();
-    tokio::task::spawn_blocking(move || parse_batch(&bytes, format, &limits, now))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(body_error)
+    let recorder = inner.recorder.clone();
+    tokio::task::spawn_blocking(move || {
+        parse_batch(&bytes, format, &limits, now).map(|mut batch| {
+            recorder.price(batch.events.iter_mut().map(|(_, event)| event));
+            batch
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(body_error)
 }
 
-/// Prices and appends the accepted events; returns once they are durable.
+/// Appends the accepted (priced) events; returns once they are durable.
 async fn record(inner: &Inner, events: Vec<UsageEvent>, started: Instant) -> Result<(), ApiError> {
     let accepted = events.len() as u64;
-    inner.recorder.record(events).await.map_err(|err| {
+    inner.recorder.append(events).await.map_err(|err| {
         m::request("failed");
         ApiError::from(err)
     })?;

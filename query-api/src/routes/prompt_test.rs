@@ -252,7 +252,7 @@ async fn test_prompt(
         Err(Failure::Error(message)) => (Status::Error, Some(message.clone())),
     };
     let answer = call.unwrap_or_default();
-    let event = UsageEvent {
+    let mut event = UsageEvent {
         event_id: format!("prompt-test-{}", Uuid::now_v7()),
         occurred_at_us: state.clock.now().timestamp_micros(),
         feature: prompt
@@ -281,6 +281,10 @@ async fn test_prompt(
         variant: None,
         attributes: vec![("source".into(), "prompt-test".into())],
     };
+    state
+        .recorder
+        .price_now(state.config.as_ref(), std::iter::once(&mut event))
+        .await?;
     result.event_id = Some(event.event_id.clone());
     result.sent = true;
     result.status = Some(status);
@@ -290,11 +294,11 @@ async fn test_prompt(
     result.output_tokens = Some(event.output_tokens);
     result.cached_input_tokens = Some(event.cached_input_tokens);
     result.latency_ms = Some(latency.as_secs_f64() * 1000.0);
-    let costs = state.recorder.record(vec![event]).await?;
-    result.cost_usd = costs
-        .first()
-        .and_then(|cost| cost.picos())
+    result.cost_usd = event
+        .cost
+        .picos()
         .map(|p| Pico(i128::from(p)).to_decimal_string());
+    state.recorder.append(vec![event]).await?;
     Ok(data(result))
 }
 

@@ -289,10 +289,5 @@ async fn add_price(
         .config
         .add_price(spec, &change(&state, &caller))
         .await?;
-    // Events this process records from now on are priced with it at once (other processes
-    // reload within seconds). The price is stored either way; a failed reload only delays it.
-    if let Err(err) = state.recorder.reload_prices(state.config.as_ref()).await {
-        tracing::warn!(error = %err, "reloading prices after a new one; it applies at the next periodic reload");
-    }
     Ok((StatusCode::CREATED, data(PriceView::from(created))))
 }
