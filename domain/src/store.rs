@@ -556,8 +556,7 @@ pub trait KeyStore: Send + Sync + 'static {
 /// and its entry commit together or not at all.
 ///
 /// One trait per resource group, so each adapter keeps each group in a file of its own; every
-/// configuration store implements them all, and `dyn ConfigStore` offers every method (with the
-/// group's trait in scope, or all of them with `use tally_domain::store::prelude::*`).
+/// configuration store implements them all, and `dyn ConfigStore` offers every method.
 pub trait ConfigStore:
     CatalogStore + DeploymentStore + PromptStore + BudgetStore + ExperimentStore + AuditTrail + KeyStore
 {
@@ -573,12 +572,4 @@ impl<
             + KeyStore,
     > ConfigStore for T
 {
-}
-
-/// Every storage trait, to bring all their methods into scope at once.
-pub mod prelude {
-    pub use super::{
-        AnalyticsStore, AuditTrail, BudgetStore, CatalogStore, ConfigStore, DeploymentStore,
-        EventLog, ExperimentStore, KeyStore,
-    };
 }

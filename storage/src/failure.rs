@@ -25,9 +25,6 @@ impl Failure {
     pub fn invalid(field: &str, reason: impl Into<String>) -> Failure {
         StoreError::invalid(field, reason).into()
     }
-    pub fn not_found(what: impl Into<String>) -> Failure {
-        StoreError::not_found(what).into()
-    }
 }
 
 /// What adapter code returns inside the storage crate.
