@@ -3,8 +3,9 @@
 //! - [`http`]: the one error shape ([`http::ApiError`], its one `IntoResponse`, and the single
 //!   mapping from [`tally_domain::store::StoreError`]), the JSON extractors whose rejections
 //!   name the field, and the `{"data": …}` envelope.
-//! - [`auth`]: the API-key gate and the route registry that pairs every route with the access
-//!   it needs and the documentation it carries.
+//! - [`auth`]: the API-key gate.
+//! - [`route`]: the route catalog: each route declared once with its method, path, access,
+//!   handler, typed parameters and bodies.
 //! - [`openapi`]: the OpenAPI document, built from that registry, so it lists exactly the
 //!   routes a process serves.
 //!
@@ -14,3 +15,4 @@
 pub mod auth;
 pub mod http;
 pub mod openapi;
+pub mod route;

@@ -1,15 +1,18 @@
 //! The API contract: an OpenAPI 3.1 document generated from the route catalog
-//! ([`crate::auth::Routes`]), so it lists exactly the routes a process serves, with the access
+//! ([`crate::route::Routes`]), so it lists exactly the routes a process serves, with the access
 //! each needs, and the JSON Schemas (2020-12 compatible, from the Rust types via `schemars`) of
 //! the bodies each reads and answers. Every error answer is the shared `Error` schema.
 
 use std::collections::BTreeMap;
 
 use schemars::gen::SchemaSettings;
+use schemars::schema::Schema;
+use schemars::visit::{ReplaceBoolSchemas, Visitor};
 use serde_json::{json, Map, Value};
 
-use crate::auth::{Access, RouteInfo};
+use crate::auth::Access;
 use crate::http::ErrorBody;
+use crate::route::{Param, RouteInfo};
 
 /// The document for `routes`, titled with the build's `version`.
 pub fn document(routes: &[RouteInfo], version: &str) -> Value {
@@ -28,31 +31,25 @@ pub fn document(routes: &[RouteInfo], version: &str) -> Value {
             "operationId".into(),
             json!(operation_id(&method, &route.path)),
         );
-        let mut parameters: Vec<Value> = path_params(&route.path)
-            .into_iter()
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        let mut responses = Map::new();
-        if let Some(doc) = &route.doc {
-            op.insert("summary".into(), json!(doc.summary));
-            parameters.extend(doc.query.iter().map(|name| {
-                json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}})
-            }));
-            if let Some(request) = doc.request {
-                let schema = request(&mut generator);
-                op.insert(
-                    "requestBody".into(),
-                    json!({"required": true, "content": {"application/json": {"schema": schema}}}),
-                );
-            }
-            let mut ok = json!({"description": doc.summary});
-            if let Some(response) = doc.response {
-                ok["content"] = json!({doc.content_type: {"schema": response(&mut generator)}});
-            } else if doc.content_type != "application/json" {
-                ok["content"] = json!({doc.content_type: {"schema": {"type": "string"}}});
-            }
-            responses.insert(doc.status.to_string(), ok);
+        let doc = &route.doc;
+        op.insert("summary".into(), json!(doc.summary));
+        let mut parameters: Vec<Value> = doc.path.iter().map(|p| parameter(p, "path")).collect();
+        parameters.extend(doc.query.iter().map(|p| parameter(p, "query")));
+        if let Some(request) = doc.request {
+            let schema = plain(request(&mut generator));
+            op.insert(
+                "requestBody".into(),
+                json!({"required": true, "content": {"application/json": {"schema": schema}}}),
+            );
         }
+        let mut responses = Map::new();
+        let mut ok = json!({"description": doc.summary});
+        if let Some(response) = doc.response {
+            ok["content"] = json!({doc.content_type: {"schema": plain(response(&mut generator))}});
+        } else if doc.content_type != "application/json" {
+            ok["content"] = json!({doc.content_type: {"schema": {"type": "string"}}});
+        }
+        responses.insert(doc.status.to_string(), ok);
         if route.access != Access::Public {
             op.insert("security".into(), json!([{"bearer": []}]));
             responses.insert("401".into(), error_response("No valid API key"));
@@ -85,14 +82,9 @@ pub fn document(routes: &[RouteInfo], version: &str) -> Value {
             .insert(method, Value::Object(op));
     }
     let schemas: Map<String, Value> = generator
-        .definitions()
-        .iter()
-        .map(|(name, schema)| {
-            (
-                name.clone(),
-                serde_json::to_value(schema).unwrap_or(Value::Null),
-            )
-        })
+        .take_definitions()
+        .into_iter()
+        .map(|(name, schema)| (name, plain(schema)))
         .collect();
     json!({
         "openapi": "3.1.0",
@@ -110,11 +102,30 @@ pub fn document(routes: &[RouteInfo], version: &str) -> Value {
     })
 }
 
-/// The `{name}` placeholders of a path.
-fn path_params(path: &str) -> Vec<&str> {
-    path.split('/')
-        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .collect()
+/// A parameter object; lists are comma-separated (`style: form, explode: false`).
+fn parameter(param: &Param, location: &str) -> Value {
+    let required = location == "path" || param.required;
+    let mut p =
+        json!({"name": param.name, "in": location, "required": required, "schema": param.schema});
+    if let Some(description) = &param.description {
+        p["description"] = json!(description);
+    }
+    if param.list {
+        p["style"] = json!("form");
+        p["explode"] = json!(false);
+    }
+    p
+}
+
+/// `schema` as JSON with boolean subschemas (`true` for "any JSON") written as objects (`{}`):
+/// the same meaning, and what tools that walk schemas as objects (OpenAPI fuzzers, generators)
+/// expect. `additionalProperties: false` stays as it is.
+fn plain(mut schema: Schema) -> Value {
+    ReplaceBoolSchemas {
+        skip_additional_properties: true,
+    }
+    .visit_schema(&mut schema);
+    serde_json::to_value(schema).unwrap_or(Value::Null)
 }
 
 /// `get /api/x/{id}/y` → `get_api_x_id_y`.
@@ -135,8 +146,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_and_parameters_come_from_the_path() {
+    fn ids_come_from_the_path_and_lists_are_comma_separated() {
         assert_eq!(operation_id("get", "/api/x/{id}/y-z"), "get_api_x_id_y_z");
-        assert_eq!(path_params("/a/{id}/b/{version}"), vec!["id", "version"]);
+        let list = parameter(&Param::list_of("group_by", &["a", "b"]), "query");
+        assert_eq!(list["style"], "form");
+        assert_eq!(list["explode"], false);
+        assert_eq!(list["schema"]["items"]["enum"], json!(["a", "b"]));
     }
 }

@@ -5,16 +5,15 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::Method;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
 use tally_domain::clock::Clock;
 use tally_domain::recording::Recorder;
-use tally_http::auth::{Access, Gate, RouteInfo, Routes};
+use tally_http::auth::{Access, Gate};
 use tally_http::http::{data, ApiError};
+use tally_http::route::{Route, RouteInfo, Routes};
 use tally_schemas::validate::{parse_batch, BatchParse, BodyError, BodyFormat, EventError, Limits};
 use tally_schemas::UsageEvent;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -79,24 +78,29 @@ impl IngestState {
 }
 
 /// `POST /v1/events` (keys with the `ingest` or `platform_admin` role) and the event schema
-/// (any key); see [`tally_http::auth`].
+/// (any key); see [`tally_http::route`].
 pub fn router(state: IngestState, gate: Gate) -> (Router, Vec<RouteInfo>) {
     Routes::new(gate)
-        .route(
-            Method::POST,
+    .serve(
+        Route::post(
             "/v1/events",
             Access::Ingest,
-            post(post_events),
+            "Send usage events: a JSON array (or NDJSON, one event per line); answered once every accepted event is durable; rejected events are listed with their field and reason",
+            post_events,
         )
-.doc("Send usage events: a JSON array (or NDJSON, one event per line); answered once every accepted event is durable; rejected events are listed with their field and reason").accepts::<Vec<tally_schemas::wire::UsageEventV1>>().returns::<tally_http::http::Data<IngestSummary>>(200)
-        .route(
-            Method::GET,
+        .accepts::<Vec<tally_schemas::wire::UsageEventV1>>()
+        .returns::<tally_http::http::Data<IngestSummary>>(200),
+    )
+    .serve(
+        Route::get(
             "/v1/schema/usage-event",
             Access::AnyKey,
-            get(schema),
+            "The JSON Schema of a usage event",
+            schema,
         )
-.doc("The JSON Schema of a usage event").returns::<serde_json::Value>(200)
-        .finish(state)
+        .returns::<serde_json::Value>(200),
+    )
+    .finish(state)
 }
 
 async fn schema() -> impl IntoResponse {

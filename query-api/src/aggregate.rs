@@ -17,6 +17,15 @@ pub fn merge_all<'a>(rows: impl IntoIterator<Item = &'a RollupRow>) -> Rollup {
     total
 }
 
+/// Merges every row's sums (counts, tokens, money), leaving the sketches out.
+pub fn merge_sums(rows: &[RollupRow]) -> Rollup {
+    let mut total = Rollup::default();
+    for row in rows {
+        total.merge_sums(&row.rollup);
+    }
+    total
+}
+
 pub fn pct(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0

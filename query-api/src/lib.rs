@@ -10,6 +10,7 @@ pub mod dollars;
 pub mod listing;
 pub mod lookup;
 pub mod params;
+pub mod rollups;
 mod routes;
 pub mod state;
 pub mod window;

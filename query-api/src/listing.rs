@@ -15,6 +15,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 use tally_http::http::ApiError;
+use tally_http::route::Param;
 
 /// What a resource's listing accepts.
 pub struct ListSpec {
@@ -44,12 +45,41 @@ pub struct Listing<T> {
     pub pagination: Pagination,
 }
 
+/// The most a page holds.
+const MAX_LIMIT: usize = 1000;
+
 impl ListSpec {
-    /// Every query parameter the listing takes.
-    pub fn params(&self) -> Vec<&'static str> {
+    fn param_names(&self) -> Vec<&'static str> {
         let mut names: Vec<&'static str> = self.filters.iter().map(|(p, _, _)| *p).collect();
         names.extend(["q", "sort", "limit", "offset"]);
         names
+    }
+
+    /// Every query parameter the listing takes, typed as [`ListQuery::parse`] accepts them.
+    pub fn params(&self) -> Vec<Param> {
+        let mut params: Vec<Param> = self
+            .filters
+            .iter()
+            .map(|(name, _, allowed)| match allowed {
+                [] => Param::text(name),
+                values => Param::one_of(name, values),
+            })
+            .collect();
+        let sorts: Vec<String> = self
+            .sorts
+            .iter()
+            .map(|s| s.trim_start_matches('-'))
+            .flat_map(|s| [s.to_string(), format!("-{s}")])
+            .collect();
+        let sorts: Vec<&str> = sorts.iter().map(String::as_str).collect();
+        params.extend([
+            Param::text("q").describe("Case-insensitive substring of the name"),
+            Param::one_of("sort", &sorts)
+                .describe("The field to order by; prefix - for descending"),
+            Param::integer("limit", 1, Some(MAX_LIMIT as u64)),
+            Param::integer("offset", 0, Some(usize::MAX as u64)),
+        ]);
+        params
     }
 }
 
@@ -108,7 +138,7 @@ impl ListQuery {
                     })?;
                     parsed.descending = descending;
                 }
-                "limit" => parsed.limit = number(&key, &value, 1, 1000)?,
+                "limit" => parsed.limit = number(&key, &value, 1, MAX_LIMIT)?,
                 "offset" => parsed.offset = number(&key, &value, 0, usize::MAX)?,
                 _ => {
                     let (_, field, allowed) = spec
@@ -120,7 +150,7 @@ impl ListQuery {
                                 &key,
                                 format!(
                                     "unknown parameter; accepted: {}",
-                                    spec.params().join(", ")
+                                    spec.param_names().join(", ")
                                 ),
                             )
                         })?;

@@ -1,7 +1,7 @@
 //! Lookups the routes share: a catalog row by the name or id a URL gives, answered as the API
 //! answers a missing one (`404` naming what is missing), so every route finds things the same way.
 
-use tally_domain::config::{Feature, Model, ModelPrice, Provider};
+use tally_domain::config::{Feature, Model, ModelPrice, Prompt, Provider};
 use tally_http::http::ApiError;
 
 use crate::params::parse_id;
@@ -47,4 +47,16 @@ pub async fn model_prices(state: &QueryState, model: &Model) -> Result<Vec<Model
         .into_iter()
         .filter(|p| p.provider == model.provider && p.model == model.name)
         .collect())
+}
+
+/// A prompt by the `{id}` of a URL.
+pub async fn find_prompt(state: &QueryState, id: &str) -> Result<Prompt, ApiError> {
+    let id = parse_id(id)?;
+    state
+        .config
+        .list_prompts()
+        .await?
+        .into_iter()
+        .find(|p| p.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("prompt {id} not found")))
 }

@@ -1,16 +1,21 @@
-//! Query-string parsing with errors that name the parameter.
+//! Query parameters: what each route declares it takes ([`tally_http::route::Param`], typed as
+//! the parsing here accepts them, so the API contract and the server agree), and their parsing
+//! with errors that name the parameter.
 //!
 //! Unknown parameters are rejected (a misspelt `time_range` would otherwise silently fall back
-//! to the default window).
+//! to the default window). A route passes the same declaration to its contract and to
+//! [`Params::new`], so the names accepted and the names documented are one list.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Duration, Utc};
 use tally_domain::store::Filter;
 use tally_http::http::ApiError;
+use tally_http::route::Param;
 use tally_schemas::Environment;
 
-use crate::window::{named_range, Window};
+use crate::window::{named_range, Window, MAX_WINDOW_DAYS, RANGES};
 
 pub struct Params(HashMap<String, String>);
 
@@ -28,15 +33,6 @@ pub enum GroupKey {
 }
 
 impl GroupKey {
-    /// The dimensions (everything but the time keys).
-    pub const DIMENSIONS: [GroupKey; 6] = [
-        GroupKey::Feature,
-        GroupKey::Provider,
-        GroupKey::Model,
-        GroupKey::Environment,
-        GroupKey::PromptId,
-        GroupKey::PromptVersion,
-    ];
     pub const ALL: [GroupKey; 8] = [
         GroupKey::Feature,
         GroupKey::Provider,
@@ -66,35 +62,97 @@ impl GroupKey {
     }
 }
 
-const FILTERS: [&str; 6] = [
-    "feature",
-    "model",
-    "provider",
-    "environment",
-    "prompt_id",
-    "prompt_version",
-];
-const WINDOW: [&str; 4] = ["time_range", "timeRange", "from", "to"];
+/// `time_range` (and its alias `timeRange`): a window ending now.
+pub fn range_params() -> Vec<Param> {
+    let names: Vec<&str> = RANGES.iter().map(|(name, _)| *name).collect();
+    vec![
+        Param::one_of("time_range", &names).describe(
+            "The window ending now (the route's default when no window is given); not with from/to",
+        ),
+        Param::one_of("timeRange", &names).describe("Alias of time_range"),
+    ]
+}
+
+/// The window: [`range_params`], or `from` (and `to`, default now) as RFC 3339 instants.
+pub fn window_params() -> Vec<Param> {
+    let mut params = range_params();
+    params.extend([
+        Param::instant("from").describe(format!(
+            "Start of the window (inclusive), earlier than to; the window spans at most \
+             {MAX_WINDOW_DAYS} days and is widened to whole minutes; not with time_range"
+        )),
+        Param::instant("to").describe("End of the window (exclusive; default now); needs from"),
+    ]);
+    params
+}
+
+/// `environment`.
+pub fn environment_param() -> Param {
+    let names: Vec<&str> = Environment::ALL.iter().map(|e| e.as_str()).collect();
+    Param::one_of("environment", &names)
+}
+
+/// `environment` and the window: the routes that read one environment's recent events.
+pub static ENVIRONMENT_WINDOW: LazyLock<Vec<Param>> =
+    LazyLock::new(|| joined([vec![environment_param()], window_params()]));
+
+/// The dimension filters: exact matches on the events' fields.
+pub fn filter_params() -> Vec<Param> {
+    vec![
+        Param::text("feature"),
+        Param::text("model"),
+        Param::text("provider"),
+        environment_param(),
+        Param::text("prompt_id"),
+        Param::text("prompt_version"),
+    ]
+}
+
+/// `group_by`: a comma-separated list of `allowed` keys (hour and day not together).
+pub fn group_by_param(allowed: &[GroupKey]) -> Param {
+    let names: Vec<&str> = allowed.iter().map(|k| k.name()).collect();
+    let mut param = Param::list_of("group_by", &names);
+    if allowed.contains(&GroupKey::Hour) && allowed.contains(&GroupKey::Day) {
+        param.schema["not"] = serde_json::json!({"allOf": [
+            {"contains": {"const": "hour"}},
+            {"contains": {"const": "day"}},
+        ]});
+    }
+    param
+}
+
+/// `limit`: 1 to `max`.
+pub fn limit_param(max: u64) -> Param {
+    Param::integer("limit", 1, Some(max))
+}
+
+/// Concatenates parameter lists.
+pub fn joined(parts: impl IntoIterator<Item = Vec<Param>>) -> Vec<Param> {
+    parts.into_iter().flatten().collect()
+}
+
+/// A `400` naming the first parameter of `query` that the route does not declare.
+pub fn refuse_unknown(query: &HashMap<String, String>, declared: &[Param]) -> Result<(), ApiError> {
+    match query
+        .keys()
+        .find(|k| !declared.iter().any(|p| p.name == k.as_str()))
+    {
+        Some(unknown) => {
+            let names: Vec<&str> = declared.iter().map(|p| p.name.as_str()).collect();
+            Err(ApiError::bad_param(
+                unknown,
+                format!("unknown parameter; accepted: {}", names.join(", ")),
+            ))
+        }
+        None => Ok(()),
+    }
+}
 
 impl Params {
-    /// Wraps the query map, rejecting any parameter not in `allowed` (window and filter
-    /// parameters are added by the callers that take them).
-    pub fn new(query: HashMap<String, String>, allowed: &[&str]) -> Result<Params, ApiError> {
-        if let Some(unknown) = query.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(ApiError::bad_param(
-                unknown,
-                format!("unknown parameter; accepted: {}", allowed.join(", ")),
-            ));
-        }
+    /// Wraps the query map, rejecting any parameter the route does not declare.
+    pub fn new(query: HashMap<String, String>, declared: &[Param]) -> Result<Params, ApiError> {
+        refuse_unknown(&query, declared)?;
         Ok(Params(query))
-    }
-
-    pub fn window_names() -> &'static [&'static str] {
-        &WINDOW
-    }
-
-    pub fn filter_names() -> &'static [&'static str] {
-        &FILTERS
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -208,18 +266,6 @@ impl Params {
                 }),
         }
     }
-}
-
-/// The accepted names for a route: its own plus window and filter parameters.
-pub fn accepted(own: &[&'static str], window: bool, filters: bool) -> Vec<&'static str> {
-    let mut names = own.to_vec();
-    if window {
-        names.extend_from_slice(&WINDOW);
-    }
-    if filters {
-        names.extend_from_slice(&FILTERS);
-    }
-    names
 }
 
 /// The span of a named range in seconds, for callers that need it.

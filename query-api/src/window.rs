@@ -47,17 +47,22 @@ fn ceil(t: i64, unit: i64) -> i64 {
     -floor(-t, unit)
 }
 
-/// Named ranges the dashboards use.
+/// Named ranges the dashboards use, with their length in minutes.
+pub const RANGES: [(&str, i64); 6] = [
+    ("5m", 5),
+    ("15m", 15),
+    ("1h", 60),
+    ("24h", 24 * 60),
+    ("7d", 7 * 24 * 60),
+    ("30d", 30 * 24 * 60),
+];
+
+/// The length of a named range.
 pub fn named_range(name: &str) -> Option<Duration> {
-    match name {
-        "5m" => Some(Duration::minutes(5)),
-        "15m" => Some(Duration::minutes(15)),
-        "1h" => Some(Duration::hours(1)),
-        "24h" => Some(Duration::hours(24)),
-        "7d" => Some(Duration::days(7)),
-        "30d" => Some(Duration::days(30)),
-        _ => None,
-    }
+    RANGES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, minutes)| Duration::minutes(*minutes))
 }
 
 impl Window {

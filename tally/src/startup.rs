@@ -13,14 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::http::Method;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use axum::Router;
 use tally_domain::clock::{Clock, SystemClock};
 use tally_domain::recording::Recorder;
 use tally_domain::store::EventLog;
-use tally_http::auth::{Access, Gate, RouteInfo, Routes};
+use tally_http::auth::{Access, Gate};
+use tally_http::route::{Route, RouteInfo, Routes};
 use tally_ingest::{IngestConfig, IngestState};
 use tally_projector::{Projector, ProjectorConfig, ProjectorStatus, ReplayHandle};
 use tally_query_api::{PipelineProbe, PipelineStatus, QueryState};
@@ -292,20 +291,22 @@ fn build_router(
     let contract: Arc<std::sync::OnceLock<serde_json::Value>> = Arc::default();
     let served = contract.clone();
     let (mut router, mut routes) = Routes::new(gate.clone())
-        .route(Method::GET, "/metrics", metrics_access, get(metrics))
-        .doc("Prometheus metrics")
-        .media("text/plain; version=0.0.4")
-        .route(
-            Method::GET,
-            "/openapi.json",
-            Access::Public,
-            get(move || {
-                let served = served.clone();
-                async move { axum::Json(served.get().cloned().unwrap_or_default()) }
-            }),
+        .serve(
+            Route::get("/metrics", metrics_access, "Prometheus metrics", metrics)
+                .media("text/plain; version=0.0.4"),
         )
-        .doc("This API's contract (OpenAPI 3.1)")
-        .returns::<serde_json::Value>(200)
+        .serve(
+            Route::get(
+                "/openapi.json",
+                Access::Public,
+                "This API's contract (OpenAPI 3.1)",
+                move || {
+                    let served = served.clone();
+                    async move { axum::Json(served.get().cloned().unwrap_or_default()) }
+                },
+            )
+            .returns::<serde_json::Value>(200),
+        )
         .finish(());
     let mut add = |(r, catalog): (Router, Vec<RouteInfo>)| {
         router = std::mem::take(&mut router).merge(r);

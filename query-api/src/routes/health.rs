@@ -4,20 +4,26 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use serde_json::json;
 
 use crate::state::QueryState;
-use axum::http::Method;
-use tally_http::auth::{Access, Routes};
+use tally_http::auth::Access;
+use tally_http::route::{Route, Routes};
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
-    r.route(Method::GET, "/healthz", Access::Public, get(healthz))
-        .doc("Liveness")
-        .returns::<serde_json::Value>(200)
-        .route(Method::GET, "/readyz", Access::Public, get(readyz))
-        .doc("Readiness: the analytics store answers and the projector runs (503 otherwise)")
-        .returns::<serde_json::Value>(200)
+    r.serve(
+        Route::get("/healthz", Access::Public, "Liveness", healthz)
+            .returns::<serde_json::Value>(200),
+    )
+    .serve(
+        Route::get(
+            "/readyz",
+            Access::Public,
+            "Readiness: the analytics store answers and the projector runs (503 otherwise)",
+            readyz,
+        )
+        .returns::<serde_json::Value>(200),
+    )
 }
 
 async fn healthz() -> impl IntoResponse {

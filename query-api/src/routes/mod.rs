@@ -1,23 +1,17 @@
-//! One module per route group, mirroring the URLs under `/api/platform/ai-management`.
+//! The routes under `/api/platform/ai-management`, in two sections: [`dashboards`] reads
+//! (dashboards, analytics, status, stream: rollups only) and [`manage`] changes and lists the
+//! configuration (catalog, prompts, budgets, experiments, keys, audit). Each file mirrors the
+//! URLs it serves; shared helpers are named modules of the crate (`rollups`, `aggregate`,
+//! `lookup`, `params`, `listing`), never a sibling route file.
 
-mod admin;
-mod analytics;
-mod budgets;
-mod catalog;
-mod experiments;
-mod features;
+mod dashboards;
 mod health;
-mod overview;
-mod prompt_metrics;
-mod prompt_test;
-mod prompts;
-mod reprice;
-mod status;
-mod stream;
+mod manage;
 
 use axum::Router;
 use tally_domain::audit::{Actor, Change};
-use tally_http::auth::{Caller, Gate, RouteInfo, Routes};
+use tally_http::auth::{Caller, Gate};
+use tally_http::route::{RouteInfo, Routes};
 
 use crate::state::QueryState;
 
@@ -34,19 +28,8 @@ pub fn health_router(state: QueryState) -> (Router, Vec<RouteInfo>) {
 /// the caller's API key ([`tally_http::auth`]).
 pub fn router(state: QueryState) -> (Router, Vec<RouteInfo>) {
     let r = Routes::new(Gate::new(state.config.clone()));
-    let r = features::routes(r);
-    let r = analytics::routes(r);
-    let r = overview::routes(r);
-    let r = admin::routes(r);
-    let r = catalog::routes(r);
-    let r = prompts::routes(r);
-    let r = prompt_test::routes(r);
-    let r = prompt_metrics::routes(r);
-    let r = reprice::routes(r);
-    let r = budgets::routes(r);
-    let r = experiments::routes(r);
-    let r = status::routes(r);
-    let r = stream::routes(r);
+    let r = dashboards::routes(r);
+    let r = manage::routes(r);
     health::routes(r).finish(state)
 }
 

@@ -34,7 +34,7 @@ pub struct TestApp {
     /// Sends [`ADMIN_KEY`].
     pub client: reqwest::Client,
     /// Every route the app serves, with the access it needs.
-    pub routes: Vec<tally_http::auth::RouteInfo>,
+    pub routes: Vec<tally_http::route::RouteInfo>,
     pub stores: Stores,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,

@@ -1,33 +1,44 @@
-//! The catalog platform admins manage: features, providers, models with their effective-dated
-//! prices, and deployments (which model serves a feature in an environment).
+//! Managing: the configuration platform admins keep — features, providers, models with their
+//! effective-dated prices and reprices, deployments, prompts and their tests, budgets,
+//! experiments, API keys — and the audit log of every change. One file per resource, named as
+//! its URL:
 //!
-//! - Features: `POST /features`, `GET|PUT|DELETE /features/{name}` (the listing with metrics is
-//!   [`super::features`]), `GET /features/{name}/deployments?environment=`,
-//!   `POST /features/{name}/rollback {environment}`.
-//! - Providers: `GET|POST /providers`, `GET|PUT|DELETE /providers/{name}`,
+//! - `features`: `POST /features`, `GET|PUT|DELETE /features/{name}`,
+//!   `GET /features/{name}/deployments?environment=`, `POST /features/{name}/rollback`.
+//! - `providers`: `GET|POST /providers`, `GET|PUT|DELETE /providers/{name}`,
 //!   `GET /providers/{name}/models`. A provider names the *environment variable* holding its API
 //!   key (`api_key_env`); a secret is never accepted, stored or returned.
-//! - Models: `GET|POST /models`, `GET|PUT|DELETE /models/{id}`, `GET|POST /models/{id}/prices`,
-//!   `POST /models/{id}/deploy {feature, environment}`.
-//! - `GET /deployments`: every assignment ever made, newest first.
+//! - `models`: `GET|POST /models`, `GET|PUT|DELETE /models/{id}`, `GET|POST /models/{id}/prices`;
+//!   `reprices`: `POST /models/{id}/reprice`, `GET /models/{id}/reprices`.
+//! - `deployments`: `POST /models/{id}/deploy`, `GET /deployments` (every assignment, newest
+//!   first).
+//! - `prompts`: `/prompts…` and their versions; `prompt_tests`: `POST /prompts/{id}/test`.
+//! - `budgets`, `experiments`, `keys` (`/api-keys…`), `audit` (`/audit`).
 //!
 //! `PUT` updates the fields it is given and keeps the others; names are identities and cannot
 //! change. Deleting what history refers to (a deployed model or feature, a provider with models)
 //! is a `409`: set a status instead. Prices are only ever added: a new price applies to events
 //! ingested from then on whose `occurred_at` is on or after its `effective_from`; events already
-//! accepted keep their cost. Every change is recorded in the audit log.
+//! accepted keep their cost. Every change is recorded in the audit log. The rules themselves
+//! live in the domain (`tally_domain::rules`); these handlers parse, call the store and answer.
 
+mod audit;
+mod budgets;
 mod deployments;
+mod experiments;
 mod features;
+mod keys;
 mod models;
+mod prompt_tests;
+mod prompts;
 mod providers;
+mod reprices;
 
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post, put};
 use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -36,8 +47,9 @@ use tally_domain::config::{
     Assignment, DeploySpec, Feature, FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec,
     PriceSpec, Provider, ProviderSpec,
 };
-use tally_http::auth::{Access, Caller, Routes};
+use tally_http::auth::{Access, Caller};
 use tally_http::http::{data, invalid, ApiError, Body, Data};
+use tally_http::route::{Route, Routes};
 use tally_schemas::validate::check_slug;
 use tally_schemas::Environment;
 
@@ -45,14 +57,22 @@ use super::{change, parse_id, API_BASE};
 use crate::dollars::{micros_from_json, usd_of_micros};
 use crate::listing::{ListQuery, ListSpec, Listing};
 use crate::lookup::{find_feature, find_model, find_provider, model_prices};
-use crate::params::Params;
+use crate::params::{environment_param, Params};
 use crate::state::QueryState;
 
+/// Every managing route.
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let r = features::routes(r);
     let r = providers::routes(r);
     let r = models::routes(r);
-    deployments::routes(r)
+    let r = reprices::routes(r);
+    let r = deployments::routes(r);
+    let r = prompts::routes(r);
+    let r = prompt_tests::routes(r);
+    let r = budgets::routes(r);
+    let r = experiments::routes(r);
+    let r = keys::routes(r);
+    audit::routes(r)
 }
 
 fn slug(field: &'static str, value: &str) -> Result<(), ApiError> {
@@ -89,3 +109,24 @@ fn optional_text(given: Option<String>, current: Option<String>) -> Option<Strin
         None => current,
     }
 }
+
+const MODEL_TYPES: &[&str] = &["llm", "vision", "embedding", "custom"];
+const MODEL_STATUSES: &[&str] = &["available", "beta", "deprecated", "unavailable"];
+
+/// The model listing: `GET /models` and `GET /providers/{name}/models`.
+pub(super) const MODEL_LIST: ListSpec = ListSpec {
+    filters: &[
+        ("provider", "provider", &[]),
+        ("type", "model_type", MODEL_TYPES),
+        ("status", "status", MODEL_STATUSES),
+        ("capability", "capabilities", &[]),
+    ],
+    sorts: &[
+        "name",
+        "provider",
+        "model_type",
+        "status",
+        "created_at",
+        "updated_at",
+    ],
+};

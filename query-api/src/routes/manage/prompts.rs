@@ -13,65 +13,88 @@
 use std::collections::{BTreeSet, HashMap};
 
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
 use axum::Extension;
 use serde::{Deserialize, Serialize};
 use tally_domain::config::{Prompt, PromptContent, PromptSpec, PromptStatus, PromptVersion};
-use tally_http::auth::{Access, Caller, Routes};
+use tally_http::auth::{Access, Caller};
 use tally_http::http::{data, invalid, ApiError, Body, Data};
+use tally_http::route::{Route, Routes};
 use tally_schemas::validate::check_slug;
 
-use super::{change, parse_id, API_BASE};
 use crate::listing::{ListQuery, ListSpec, Listing};
 use crate::lookup::find_feature;
+use crate::lookup::find_prompt;
+use crate::routes::{change, API_BASE};
 use crate::state::QueryState;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let prompts = format!("{API_BASE}/prompts");
     let prompt = format!("{prompts}/{{id}}");
     let version = format!("{prompt}/versions/{{version}}");
-    r.route(Method::GET, &prompts, Access::ReadConfig, get(list))
-        .doc("Prompts")
-        .query(LIST.params())
-        .returns::<Listing<Prompt>>(200)
-        .route(Method::POST, &prompts, Access::Admin, post(create))
-        .doc("Create a prompt with its first version (a draft)")
+    r.serve(
+        Route::get(&prompts, Access::ReadConfig, "Prompts", list)
+            .query(LIST.params())
+            .returns::<Listing<Prompt>>(200),
+    )
+    .serve(
+        Route::post(
+            &prompts,
+            Access::Admin,
+            "Create a prompt with its first version (a draft)",
+            create,
+        )
         .accepts::<CreateBody>()
-        .returns::<Data<Created>>(201)
-        .route(Method::GET, &prompt, Access::ReadConfig, get(detail))
-        .doc("A prompt with its latest and active versions")
-        .returns::<Data<Detail>>(200)
-        .route(Method::PUT, &prompt, Access::Admin, put(new_version))
-        .doc("New content: a new version (201); the same content again: the latest (200)")
-        .accepts::<VersionBody>()
-        .returns::<Data<PromptVersion>>(201)
-        .route(
-            Method::GET,
-            &format!("{prompt}/versions"),
+        .returns::<Data<Created>>(201),
+    )
+    .serve(
+        Route::get(
+            &prompt,
             Access::ReadConfig,
-            get(versions),
+            "A prompt with its latest and active versions",
+            detail,
         )
-        .doc("A prompt's versions, oldest first")
-        .returns::<Data<Vec<PromptVersion>>>(200)
-        .route(
-            Method::POST,
-            &format!("{version}/status"),
+        .returns::<Data<Detail>>(200),
+    )
+    .serve(
+        Route::put(
+            &prompt,
             Access::Admin,
-            post(set_status),
+            "New content: a new version (201); the same content again: the latest (200)",
+            new_version,
         )
-        .doc("Move a version through review")
+        .accepts::<VersionBody>()
+        .returns::<Data<PromptVersion>>(201),
+    )
+    .serve(
+        Route::get(
+            format!("{prompt}/versions"),
+            Access::ReadConfig,
+            "A prompt's versions, oldest first",
+            versions,
+        )
+        .returns::<Data<Vec<PromptVersion>>>(200),
+    )
+    .serve(
+        Route::post(
+            format!("{version}/status"),
+            Access::Admin,
+            "Move a version through review",
+            set_status,
+        )
         .accepts::<StatusBody>()
-        .returns::<Data<PromptVersion>>(200)
-        .route(
-            Method::POST,
-            &format!("{version}/activate"),
+        .returns::<Data<PromptVersion>>(200),
+    )
+    .serve(
+        Route::post(
+            format!("{version}/activate"),
             Access::Admin,
-            post(activate),
+            "Make an approved version its feature's active one",
+            activate,
         )
-        .doc("Make an approved version its feature's active one")
-        .returns::<Data<PromptVersion>>(200)
+        .returns::<Data<PromptVersion>>(200),
+    )
 }
 
 /// The `{{name}}` placeholders of `content`, in order of first use. `Err` names a malformed
@@ -224,17 +247,6 @@ async fn create(
     Ok((StatusCode::CREATED, data(created)))
 }
 
-pub(crate) async fn find(state: &QueryState, id: &str) -> Result<Prompt, ApiError> {
-    let id = parse_id(id)?;
-    state
-        .config
-        .list_prompts()
-        .await?
-        .into_iter()
-        .find(|p| p.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("prompt {id} not found")))
-}
-
 #[derive(Serialize, schemars::JsonSchema)]
 #[schemars(rename = "PromptDetail")]
 struct Detail {
@@ -250,7 +262,7 @@ async fn detail(
     State(state): State<QueryState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let prompt = find(&state, &id).await?;
+    let prompt = find_prompt(&state, &id).await?;
     let versions = state.config.prompt_versions(prompt.id).await?;
     let active = versions.iter().find(|v| v.is_active).cloned();
     let latest = versions
@@ -278,7 +290,7 @@ async fn new_version(
     Path(id): Path<String>,
     Body(body): Body<VersionBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let prompt = find(&state, &id).await?;
+    let prompt = find_prompt(&state, &id).await?;
     let variables = variables(&body.content, body.variables)?;
     let (version, created) = state
         .config
@@ -305,7 +317,7 @@ async fn versions(
     State(state): State<QueryState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let prompt = find(&state, &id).await?;
+    let prompt = find_prompt(&state, &id).await?;
     Ok(data(state.config.prompt_versions(prompt.id).await?))
 }
 
@@ -314,7 +326,7 @@ async fn version_of(
     id: &str,
     version: &str,
 ) -> Result<PromptVersion, ApiError> {
-    let prompt = find(state, id).await?;
+    let prompt = find_prompt(state, id).await?;
     let number: i32 = version
         .parse()
         .map_err(|_| ApiError::bad_param("version", "must be a version number"))?;

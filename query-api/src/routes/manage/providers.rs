@@ -2,59 +2,59 @@
 //! `GET /providers/{name}/models`. A provider names the *environment variable* holding its API
 //! key (`api_key_env`); a secret is never accepted, stored or returned.
 
-use super::models::MODEL_LIST;
 use super::*;
 
 pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let providers = format!("{API_BASE}/providers");
     let provider = format!("{providers}/{{name}}");
-    r.route(
-        Method::GET,
-        &providers,
-        Access::ReadConfig,
-        get(list_providers),
+    r.serve(
+        Route::get(&providers, Access::ReadConfig, "Providers", list_providers)
+            .query(PROVIDER_LIST.params())
+            .returns::<Listing<Provider>>(200),
     )
-    .doc("Providers")
-    .query(PROVIDER_LIST.params())
-    .returns::<Listing<Provider>>(200)
-    .route(
-        Method::POST,
-        &providers,
-        Access::Admin,
-        post(create_provider),
+    .serve(
+        Route::post(
+            &providers,
+            Access::Admin,
+            "Register a provider (the name of its key's environment variable, never the key)",
+            create_provider,
+        )
+        .accepts::<ProviderBody>()
+        .returns::<Data<Provider>>(201),
     )
-    .doc("Register a provider (the name of its key's environment variable, never the key)")
-    .accepts::<ProviderBody>()
-    .returns::<Data<Provider>>(201)
-    .route(
-        Method::GET,
-        &provider,
-        Access::ReadConfig,
-        get(get_provider),
+    .serve(
+        Route::get(&provider, Access::ReadConfig, "A provider", get_provider)
+            .returns::<Data<Provider>>(200),
     )
-    .doc("A provider")
-    .returns::<Data<Provider>>(200)
-    .route(Method::PUT, &provider, Access::Admin, put(update_provider))
-    .doc("Change a provider (fields given; the rest kept)")
-    .accepts::<ProviderBody>()
-    .returns::<Data<Provider>>(200)
-    .route(
-        Method::DELETE,
-        &provider,
-        Access::Admin,
-        delete(delete_provider),
+    .serve(
+        Route::put(
+            &provider,
+            Access::Admin,
+            "Change a provider (fields given; the rest kept)",
+            update_provider,
+        )
+        .accepts::<ProviderBody>()
+        .returns::<Data<Provider>>(200),
     )
-    .doc("Delete a provider without models (409 otherwise)")
-    .returns::<Data<Provider>>(200)
-    .route(
-        Method::GET,
-        &format!("{provider}/models"),
-        Access::ReadConfig,
-        get(provider_models),
+    .serve(
+        Route::delete(
+            &provider,
+            Access::Admin,
+            "Delete a provider without models (409 otherwise)",
+            delete_provider,
+        )
+        .returns::<Data<Provider>>(200),
     )
-    .doc("A provider's models")
-    .query(MODEL_LIST.params())
-    .returns::<Listing<Model>>(200)
+    .serve(
+        Route::get(
+            format!("{provider}/models"),
+            Access::ReadConfig,
+            "A provider's models",
+            provider_models,
+        )
+        .query(MODEL_LIST.params())
+        .returns::<Listing<Model>>(200),
+    )
 }
 
 const PROVIDER_TYPES: &[&str] = &["openai", "google", "anthropic", "custom"];

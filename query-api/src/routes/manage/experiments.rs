@@ -8,44 +8,58 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use axum::Extension;
 use serde::Deserialize;
 use serde_json::Value;
 use tally_domain::config::{Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Variant};
-use tally_http::auth::{Access, Caller, Routes};
+use tally_http::auth::{Access, Caller};
 use tally_http::http::{data, invalid, ApiError, Body, Data};
+use tally_http::route::{Route, Routes};
 
-use super::{change, parse_id, API_BASE};
 use crate::listing::{ListQuery, ListSpec, Listing};
 use crate::lookup::find_feature;
+use crate::routes::{change, parse_id, API_BASE};
 use crate::state::QueryState;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let experiments = format!("{API_BASE}/experiments");
     let experiment = format!("{experiments}/{{id}}");
-    r.route(Method::GET, &experiments, Access::ReadConfig, get(list))
-        .doc("Experiments, newest first")
-        .query(LIST.params())
-        .returns::<Listing<Experiment>>(200)
-        .route(Method::POST, &experiments, Access::Admin, post(create))
-        .doc("Create an experiment (a draft)")
-        .accepts::<CreateBody>()
-        .returns::<Data<Experiment>>(201)
-        .route(Method::GET, &experiment, Access::ReadConfig, get(detail))
-        .doc("An experiment")
-        .returns::<Data<Experiment>>(200)
-        .route(
-            Method::POST,
-            &format!("{experiment}/status"),
-            Access::Admin,
-            post(transition),
+    r.serve(
+        Route::get(
+            &experiments,
+            Access::ReadConfig,
+            "Experiments, newest first",
+            list,
         )
-        .doc("Move an experiment: draft → running → completed, or cancelled")
+        .query(LIST.params())
+        .returns::<Listing<Experiment>>(200),
+    )
+    .serve(
+        Route::post(
+            &experiments,
+            Access::Admin,
+            "Create an experiment (a draft)",
+            create,
+        )
+        .accepts::<CreateBody>()
+        .returns::<Data<Experiment>>(201),
+    )
+    .serve(
+        Route::get(&experiment, Access::ReadConfig, "An experiment", detail)
+            .returns::<Data<Experiment>>(200),
+    )
+    .serve(
+        Route::post(
+            format!("{experiment}/status"),
+            Access::Admin,
+            "Move an experiment: draft → running → completed, or cancelled",
+            transition,
+        )
         .accepts::<StatusBody>()
-        .returns::<Data<Experiment>>(200)
+        .returns::<Data<Experiment>>(200),
+    )
 }
 
 const LIST: ListSpec = ListSpec {

@@ -17,40 +17,44 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tally_domain::config::{Reprice, RepriceSpec};
-use tally_http::auth::{Access, Caller, Routes};
+use tally_http::auth::{Access, Caller};
 use tally_http::http::{data, ApiError, Data};
+use tally_http::route::{Param, Route, Routes};
 
-use super::{change, API_BASE};
 use crate::lookup::{find_model, model_prices};
 use crate::params::Params;
+use crate::routes::{change, API_BASE};
 use crate::state::QueryState;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let model = format!("{API_BASE}/models/{{id}}");
-    r.route(
-        Method::POST,
-        &format!("{model}/reprice"),
-        Access::Admin,
-        post(reprice),
+    r.serve(
+        Route::post(
+            format!("{model}/reprice"),
+            Access::Admin,
+            "Price the model's events since from again with its current prices, and replay",
+            reprice,
+        )
+        .query([Param::instant("from")
+            .required()
+            .describe("Reprice the model's events that occurred at or after this instant")])
+        .returns::<Data<RepriceAnswer>>(202),
     )
-    .doc("Price the model's events since from again with its current prices, and replay")
-    .query(["from"])
-    .returns::<Data<RepriceAnswer>>(202)
-    .route(
-        Method::GET,
-        &format!("{model}/reprices"),
-        Access::ReadConfig,
-        get(list),
+    .serve(
+        Route::get(
+            format!("{model}/reprices"),
+            Access::ReadConfig,
+            "The model's reprice requests, oldest first",
+            list,
+        )
+        .returns::<Data<Vec<Reprice>>>(200),
     )
-    .doc("The model's reprice requests, oldest first")
-    .returns::<Data<Vec<Reprice>>>(200)
 }
 
 /// How the affected rollups get recomputed.
@@ -75,7 +79,7 @@ async fn reprice(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let params = Params::new(q, &["from"])?;
+    let params = Params::new(q, &[Param::instant("from")])?;
     let model = find_model(&state, &id).await?;
     let from = params
         .get("from")

@@ -5,38 +5,43 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, Query, State};
-use axum::http::Method;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use serde::Serialize;
 use tally_domain::rollup::Rollup;
 use tally_domain::store::Filter;
-use tally_http::auth::{Access, Routes};
+use tally_http::auth::Access;
 use tally_http::http::{data, ApiError, Data};
+use tally_http::route::{Route, Routes};
 
-use super::features::scan;
-use super::API_BASE;
 use crate::aggregate::merge_all;
 use crate::assessment::{feature_status, provider_health, Signals};
-use crate::params::{accepted, Params};
+use crate::params::{Params, ENVIRONMENT_WINDOW};
+use crate::rollups::scan;
+use crate::routes::API_BASE;
 use crate::state::QueryState;
 use crate::window::{Window, WindowInfo};
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
-    r.route(
-        Method::GET,
-        &format!("{API_BASE}/features/{{name}}/status"),
-        Access::ReadMetrics,
-        get(feature),
+    r.serve(
+        Route::get(
+            format!("{API_BASE}/features/{{name}}/status"),
+            Access::ReadMetrics,
+            "A feature's status from its recent events, with the reasons",
+            feature,
+        )
+        .query(ENVIRONMENT_WINDOW.clone())
+        .returns::<Data<FeatureStatus>>(200),
     )
-.doc("A feature's status from its recent events, with the reasons").query(accepted(&["environment"], true, false)).returns::<Data<FeatureStatus>>(200)
-    .route(
-        Method::GET,
-        &format!("{API_BASE}/providers/{{name}}/health"),
-        Access::ReadMetrics,
-        get(provider),
+    .serve(
+        Route::get(
+            format!("{API_BASE}/providers/{{name}}/health"),
+            Access::ReadMetrics,
+            "A provider's health score from its recent events against its own baseline, with the reasons",
+            provider,
+        )
+        .query(ENVIRONMENT_WINDOW.clone())
+        .returns::<Data<ProviderHealth>>(200),
     )
-.doc("A provider's health score from its recent events against its own baseline, with the reasons").query(accepted(&["environment"], true, false)).returns::<Data<ProviderHealth>>(200)
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -59,7 +64,7 @@ async fn feature(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let params = Params::new(q, &accepted(&["environment"], true, false))?;
+    let params = Params::new(q, &ENVIRONMENT_WINDOW)?;
     let (window, range) = params.window(state.clock.now(), "15m")?;
     let filter = Filter {
         feature: Some(name.clone()),
@@ -114,7 +119,7 @@ async fn provider(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let params = Params::new(q, &accepted(&["environment"], true, false))?;
+    let params = Params::new(q, &ENVIRONMENT_WINDOW)?;
     let (window, range) = params.window(state.clock.now(), "15m")?;
     let baseline_window = Window {
         from: window.from - 86_400,

@@ -4,64 +4,52 @@
 //! ([`crate::listing`]) over its computed items, besides `environment` and the time window.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::LazyLock;
 
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use chrono::DateTime;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tally_domain::config::{Assignment, Feature};
 use tally_domain::rollup::{Rollup, RollupRow};
-use tally_domain::store::{Filter, ScanRequest, Span};
+use tally_domain::store::Filter;
 use tally_http::http::{data, ApiError, Data};
 use tally_schemas::validate::check_slug;
 
+use crate::aggregate::merge_sums;
 use crate::aggregate::{mean_latency_ms, merge_all, pct, usd, HealthNumbers, Percentiles};
 use crate::listing::{ListQuery, ListSpec, Pagination};
-use crate::params::{accepted, Params};
+use crate::params::{environment_param, joined, refuse_unknown, window_params, Params};
+use crate::rollups::scan;
 use crate::state::QueryState;
-use axum::http::Method;
-use tally_http::auth::{Access, Routes};
+use tally_http::auth::Access;
+use tally_http::route::{Param, Route, Routes};
 
-use super::API_BASE;
+use crate::routes::API_BASE;
 use crate::window::{step_for, Window, WindowInfo};
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
-    r.route(
-        Method::GET,
-        &format!("{API_BASE}/features"),
-        Access::ReadMetrics,
-        get(list),
+    r.serve(
+        Route::get(
+            format!("{API_BASE}/features"),
+            Access::ReadMetrics,
+            "Every feature (registered or seen in events) with its health and current models",
+            list,
+        )
+        .query(LIST.clone())
+        .returns::<FeaturePage>(200),
     )
-    .doc("Every feature (registered or seen in events) with its health and current models")
-    .query(list_params())
-    .returns::<FeaturePage>(200)
-    .route(
-        Method::GET,
-        &format!("{API_BASE}/features/{{name}}/metrics"),
-        Access::ReadMetrics,
-        get(metrics),
+    .serve(
+        Route::get(
+            format!("{API_BASE}/features/{{name}}/metrics"),
+            Access::ReadMetrics,
+            "A feature's dashboard: realtime health, percentiles, history, usage and costs",
+            metrics,
+        )
+        .query(METRICS.clone())
+        .returns::<Data<FeatureMetrics>>(200),
     )
-    .doc("A feature's dashboard: realtime health, percentiles, history, usage and costs")
-    .query(accepted(&["environment", "model", "provider"], true, false))
-    .returns::<Data<FeatureMetrics>>(200)
-}
-
-pub(crate) async fn scan(
-    state: &QueryState,
-    filter: &Filter,
-    spans: Vec<Span>,
-    with_sketches: bool,
-) -> Result<Vec<RollupRow>, ApiError> {
-    Ok(state
-        .analytics
-        .scan(ScanRequest {
-            filter: filter.clone(),
-            spans,
-            with_sketches,
-        })
-        .await?)
 }
 
 /// The current model per environment, keyed by environment name.
@@ -119,15 +107,21 @@ const FEATURE_LIST: ListSpec = ListSpec {
     ],
 };
 
-fn window_params() -> Vec<&'static str> {
-    accepted(&["environment"], true, false)
-}
-
-fn list_params() -> Vec<&'static str> {
-    let mut names = window_params();
-    names.extend(FEATURE_LIST.params());
-    names
-}
+/// `environment` and the window: the events the listing's numbers come from.
+static LIST_WINDOW: LazyLock<Vec<Param>> =
+    LazyLock::new(|| joined([vec![environment_param()], window_params()]));
+static LIST: LazyLock<Vec<Param>> =
+    LazyLock::new(|| joined([LIST_WINDOW.clone(), FEATURE_LIST.params()]));
+static METRICS: LazyLock<Vec<Param>> = LazyLock::new(|| {
+    joined([
+        vec![
+            environment_param(),
+            Param::text("model"),
+            Param::text("provider"),
+        ],
+        window_params(),
+    ])
+});
 
 #[derive(Serialize, schemars::JsonSchema)]
 struct FeatureList {
@@ -149,21 +143,14 @@ async fn list(
     State(state): State<QueryState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let all = list_params();
-    if let Some(unknown) = q.keys().find(|k| !all.contains(&k.as_str())) {
-        return Err(ApiError::bad_param(
-            unknown,
-            format!("unknown parameter; accepted: {}", all.join(", ")),
-        ));
-    }
-    let window_names = window_params();
+    refuse_unknown(&q, &LIST)?;
     let (window_q, list_q): (HashMap<_, _>, HashMap<_, _>) = q
         .into_iter()
-        .partition(|(k, _)| window_names.contains(&k.as_str()));
+        .partition(|(k, _)| LIST_WINDOW.iter().any(|p| p.name == k.as_str()));
     // Dashboards have always received every feature: pages only when asked to.
     let paged = list_q.contains_key("limit");
     let listing = ListQuery::parse(list_q, &FEATURE_LIST)?.all_by_default(paged);
-    let params = Params::new(window_q, &window_names)?;
+    let params = Params::new(window_q, &LIST_WINDOW)?;
     let (window, range) = params.window(state.clock.now(), "24h")?;
     let filter = Filter {
         environment: params.filter()?.environment,
@@ -295,10 +282,7 @@ async fn metrics(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_slug("name", &name).map_err(|e| ApiError::bad_param("name", e.reason))?;
-    let params = Params::new(
-        q,
-        &accepted(&["environment", "model", "provider"], true, false),
-    )?;
+    let params = Params::new(q, &METRICS)?;
     let (window, range) = params.window(state.clock.now(), "24h")?;
     let filter = Filter {
         feature: Some(name.clone()),
@@ -353,14 +337,6 @@ async fn metrics(
         costs: costs(&total, &previous, &rows),
     };
     Ok(data(body))
-}
-
-pub(crate) fn merge_sums(rows: &[RollupRow]) -> Rollup {
-    let mut total = Rollup::default();
-    for row in rows {
-        total.merge_sums(&row.rollup);
-    }
-    total
 }
 
 fn history(window: &Window, step: i64, rows: &[RollupRow]) -> Vec<HistoryPoint> {

@@ -2,49 +2,87 @@
 //! breakdowns and the model comparison.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use serde_json::{json, Map, Value};
 use tally_domain::rollup::Rollup;
 use tally_http::http::{data, ApiError, Data};
 
+use crate::aggregate::merge_sums;
 use crate::aggregate::{
     group_rows, mean_latency_ms, merge_all, pct, priced_requests, usd, usd_per, Percentiles,
 };
-use crate::params::{accepted, GroupKey, Params};
-use crate::routes::features::{merge_sums, scan};
+use crate::params::{filter_params, group_by_param, joined, window_params, GroupKey, Params};
+use crate::rollups::scan;
 use crate::state::QueryState;
-use axum::http::Method;
-use tally_http::auth::{Access, Routes};
+use tally_http::auth::Access;
+use tally_http::route::{Param, Route, Routes};
 
-use super::API_BASE;
+use crate::routes::API_BASE;
 use crate::window::Window;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
-    r.route(
-        Method::GET,
-        &format!("{API_BASE}/analytics/spending"),
-        Access::ReadSpending,
-        get(spending),
+    r.serve(
+        Route::get(
+            format!("{API_BASE}/analytics/spending"),
+            Access::ReadSpending,
+            "Spending: exact totals and breakdowns by feature, provider, model, environment, hour or day",
+            spending,
+        )
+        .query(SPENDING.clone())
+        .returns::<Data<Value>>(200),
     )
-.doc("Spending: exact totals and breakdowns by feature, provider, model, environment, hour or day").query(accepted(&["group_by"], true, true)).returns::<Data<Value>>(200)
-    .route(
-        Method::GET,
-        &format!("{API_BASE}/analytics/usage"),
-        Access::ReadMetrics,
-        get(usage),
+    .serve(
+        Route::get(
+            format!("{API_BASE}/analytics/usage"),
+            Access::ReadMetrics,
+            "Usage: requests, tokens and users, grouped",
+            usage,
+        )
+        .query(USAGE.clone())
+        .returns::<Data<Value>>(200),
     )
-.doc("Usage: requests, tokens and users, grouped").query(accepted(&["group_by"], true, true)).returns::<Data<Value>>(200)
-    .route(
-        Method::GET,
-        &format!("{API_BASE}/analytics/performance"),
-        Access::ReadMetrics,
-        get(performance),
+    .serve(
+        Route::get(
+            format!("{API_BASE}/analytics/performance"),
+            Access::ReadMetrics,
+            "Performance: latency percentiles, error and timeout rates, by model",
+            performance,
+        )
+        .query(PERFORMANCE.clone())
+        .returns::<Data<Value>>(200),
     )
-.doc("Performance: latency percentiles, error and timeout rates, by model").query(accepted(&[], true, true)).returns::<Data<Value>>(200)
 }
+
+/// What spending can be grouped by: the dimensions and the day.
+const SPENDING_KEYS: [GroupKey; 7] = [
+    GroupKey::Feature,
+    GroupKey::Provider,
+    GroupKey::Model,
+    GroupKey::Environment,
+    GroupKey::PromptId,
+    GroupKey::PromptVersion,
+    GroupKey::Day,
+];
+
+static SPENDING: LazyLock<Vec<Param>> = LazyLock::new(|| {
+    joined([
+        vec![group_by_param(&SPENDING_KEYS)],
+        window_params(),
+        filter_params(),
+    ])
+});
+static USAGE: LazyLock<Vec<Param>> = LazyLock::new(|| {
+    joined([
+        vec![group_by_param(&GroupKey::ALL)],
+        window_params(),
+        filter_params(),
+    ])
+});
+static PERFORMANCE: LazyLock<Vec<Param>> =
+    LazyLock::new(|| joined([window_params(), filter_params()]));
 
 /// The rows to read for a grouping: hour groups need hour-or-finer rows.
 fn spans_for(window: &Window, keys: &[GroupKey]) -> Vec<tally_domain::store::Span> {
@@ -72,14 +110,10 @@ async fn spending(
     State(state): State<QueryState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let params = Params::new(q, &accepted(&["group_by"], true, true))?;
+    let params = Params::new(q, &SPENDING)?;
     let (window, range) = params.window(state.clock.now(), "30d")?;
-    let spending_keys: Vec<GroupKey> = GroupKey::DIMENSIONS
-        .into_iter()
-        .chain([GroupKey::Day])
-        .collect();
     let keys = params.group_by(
-        &spending_keys,
+        &SPENDING_KEYS,
         &[GroupKey::Feature, GroupKey::Provider, GroupKey::Model],
     )?;
     let rows = scan(&state, &params.filter()?, spans_for(&window, &keys), false).await?;
@@ -151,7 +185,7 @@ async fn usage(
     State(state): State<QueryState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let params = Params::new(q, &accepted(&["group_by"], true, true))?;
+    let params = Params::new(q, &USAGE)?;
     let (window, range) = params.window(state.clock.now(), "7d")?;
     let keys = params.group_by(&GroupKey::ALL, &[GroupKey::Day])?;
     let rows = scan(&state, &params.filter()?, spans_for(&window, &keys), true).await?;
@@ -182,7 +216,7 @@ async fn performance(
     State(state): State<QueryState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let params = Params::new(q, &accepted(&[], true, true))?;
+    let params = Params::new(q, &PERFORMANCE)?;
     let (window, range) = params.window(state.clock.now(), "7d")?;
     let rows = scan(&state, &params.filter()?, window.spans(), true).await?;
     let models = state.config.list_models().await?;

@@ -5,31 +5,32 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use chrono::{Datelike, Duration, TimeZone, Utc};
 use serde_json::{json, Value};
 use tally_domain::rollup::Rollup;
 use tally_domain::store::Filter;
 use tally_http::http::{data, ApiError, Data};
 
+use crate::aggregate::merge_sums;
 use crate::aggregate::{health_label, merge_all, usd, HealthNumbers, Percentiles};
-use crate::routes::features::{merge_sums, scan};
+use crate::rollups::scan;
 use crate::state::QueryState;
-use axum::http::Method;
-use tally_http::auth::{Access, Routes};
+use tally_http::auth::Access;
+use tally_http::route::{Route, Routes};
 
-use super::API_BASE;
+use crate::routes::API_BASE;
 use crate::window::Window;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
-    r.route(
-        Method::GET,
-        &format!("{API_BASE}/overview"),
-        Access::ReadMetrics,
-        get(overview),
+    r.serve(
+        Route::get(
+            format!("{API_BASE}/overview"),
+            Access::ReadMetrics,
+            "The platform at a glance: totals, features, providers, recent activity and alerts",
+            overview,
+        )
+        .returns::<Data<Value>>(200),
     )
-    .doc("The platform at a glance: totals, features, providers, recent activity and alerts")
-    .returns::<Data<Value>>(200)
 }
 
 async fn cost_between(state: &QueryState, from: i64, to: i64) -> Result<Rollup, ApiError> {

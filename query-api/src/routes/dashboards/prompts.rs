@@ -12,32 +12,33 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, Query, State};
-use axum::http::Method;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use serde::Serialize;
 use tally_domain::rollup::Rollup;
 use tally_domain::store::Filter;
-use tally_http::auth::{Access, Routes};
+use tally_http::auth::Access;
 use tally_http::http::{data, ApiError, Data};
+use tally_http::route::{Route, Routes};
 
-use super::features::scan;
-use super::{prompts, API_BASE};
 use crate::aggregate::{mean_latency_ms, pct, priced_requests, usd, usd_per, Percentiles};
-use crate::params::{accepted, Params};
+use crate::lookup::find_prompt;
+use crate::params::{Params, ENVIRONMENT_WINDOW};
+use crate::rollups::scan;
+use crate::routes::API_BASE;
 use crate::state::QueryState;
 use crate::window::WindowInfo;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
-    r.route(
-        Method::GET,
-        &format!("{API_BASE}/prompts/{{id}}/metrics"),
-        Access::ReadMetrics,
-        get(metrics),
+    r.serve(
+        Route::get(
+            format!("{API_BASE}/prompts/{{id}}/metrics"),
+            Access::ReadMetrics,
+            "Per-version metrics of a prompt, from the usage events that name it",
+            metrics,
+        )
+        .query(ENVIRONMENT_WINDOW.clone())
+        .returns::<Data<PromptMetrics>>(200),
     )
-    .doc("Per-version metrics of a prompt, from the usage events that name it")
-    .query(accepted(&["environment"], true, false))
-    .returns::<Data<PromptMetrics>>(200)
 }
 
 /// One version's numbers in the window.
@@ -86,8 +87,8 @@ async fn metrics(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let params = Params::new(q, &accepted(&["environment"], true, false))?;
-    let prompt = prompts::find(&state, &id).await?;
+    let params = Params::new(q, &ENVIRONMENT_WINDOW)?;
+    let prompt = find_prompt(&state, &id).await?;
     let (window, range) = params.window(state.clock.now(), "24h")?;
     let environment = params.filter()?.environment;
     let stored = state.config.prompt_versions(prompt.id).await?;

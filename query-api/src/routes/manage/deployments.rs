@@ -6,24 +6,26 @@ use super::*;
 pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let models = format!("{API_BASE}/models");
     let model = format!("{models}/{{id}}");
-    r.route(
-        Method::POST,
-        &format!("{model}/deploy"),
-        Access::Admin,
-        post(deploy),
+    r.serve(
+        Route::post(
+            format!("{model}/deploy"),
+            Access::Admin,
+            "Make the model the active one of a feature in an environment",
+            deploy,
+        )
+        .accepts::<DeployBody>()
+        .returns::<Data<Assignment>>(201),
     )
-    .doc("Make the model the active one of a feature in an environment")
-    .accepts::<DeployBody>()
-    .returns::<Data<Assignment>>(201)
-    .route(
-        Method::GET,
-        &format!("{API_BASE}/deployments"),
-        Access::ReadConfig,
-        get(list_deployments),
+    .serve(
+        Route::get(
+            format!("{API_BASE}/deployments"),
+            Access::ReadConfig,
+            "Every deployment, newest first",
+            list_deployments,
+        )
+        .query(DEPLOYMENT_LIST.params())
+        .returns::<Listing<Assignment>>(200),
     )
-    .doc("Every deployment, newest first")
-    .query(DEPLOYMENT_LIST.params())
-    .returns::<Listing<Assignment>>(200)
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

@@ -7,43 +7,64 @@ use super::*;
 pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let features = format!("{API_BASE}/features");
     let feature = format!("{features}/{{name}}");
-    r.route(Method::POST, &features, Access::Admin, post(create_feature))
-        .doc("Register a feature")
+    r.serve(
+        Route::post(
+            &features,
+            Access::Admin,
+            "Register a feature",
+            create_feature,
+        )
         .accepts::<FeatureBody>()
-        .returns::<Data<Feature>>(201)
-        .route(Method::GET, &feature, Access::ReadConfig, get(get_feature))
-        .doc("A feature with its current model per environment")
-        .returns::<Data<FeatureDetail>>(200)
-        .route(Method::PUT, &feature, Access::Admin, put(update_feature))
-        .doc("Change a feature (fields given; the rest kept)")
-        .accepts::<FeatureBody>()
-        .returns::<Data<Feature>>(200)
-        .route(
-            Method::DELETE,
+        .returns::<Data<Feature>>(201),
+    )
+    .serve(
+        Route::get(
+            &feature,
+            Access::ReadConfig,
+            "A feature with its current model per environment",
+            get_feature,
+        )
+        .returns::<Data<FeatureDetail>>(200),
+    )
+    .serve(
+        Route::put(
             &feature,
             Access::Admin,
-            delete(delete_feature),
+            "Change a feature (fields given; the rest kept)",
+            update_feature,
         )
-        .doc("Delete a feature nothing refers to (409 otherwise)")
-        .returns::<Data<Feature>>(200)
-        .route(
-            Method::GET,
-            &format!("{feature}/deployments"),
-            Access::ReadConfig,
-            get(feature_deployments),
-        )
-        .doc("A feature's deployment history, newest first")
-        .query(["environment"])
-        .returns::<Data<Vec<Assignment>>>(200)
-        .route(
-            Method::POST,
-            &format!("{feature}/rollback"),
+        .accepts::<FeatureBody>()
+        .returns::<Data<Feature>>(200),
+    )
+    .serve(
+        Route::delete(
+            &feature,
             Access::Admin,
-            post(rollback),
+            "Delete a feature nothing refers to (409 otherwise)",
+            delete_feature,
         )
-        .doc("Restore the model that served before the current one")
+        .returns::<Data<Feature>>(200),
+    )
+    .serve(
+        Route::get(
+            format!("{feature}/deployments"),
+            Access::ReadConfig,
+            "A feature's deployment history, newest first",
+            feature_deployments,
+        )
+        .query([environment_param()])
+        .returns::<Data<Vec<Assignment>>>(200),
+    )
+    .serve(
+        Route::post(
+            format!("{feature}/rollback"),
+            Access::Admin,
+            "Restore the model that served before the current one",
+            rollback,
+        )
         .accepts::<RollbackBody>()
-        .returns::<Data<Assignment>>(201)
+        .returns::<Data<Assignment>>(201),
+    )
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -170,7 +191,9 @@ async fn feature_deployments(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let environment = Params::new(q, &["environment"])?.filter()?.environment;
+    let environment = Params::new(q, &[environment_param()])?
+        .filter()?
+        .environment;
     find_feature(&state, &name).await?;
     Ok(data(
         state

@@ -16,24 +16,24 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::Method;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use tally_domain::rollup::Rollup;
 use tally_domain::store::Filter;
-use tally_http::auth::{Access, Routes};
+use tally_http::auth::Access;
 use tally_http::http::ApiError;
+use tally_http::route::{Param, Route, Routes};
 
-use super::features::scan;
-use super::API_BASE;
 use crate::assessment::{feature_status, Signals};
-use crate::params::{accepted, Params};
+use crate::params::{environment_param, joined, range_params, Params};
+use crate::rollups::scan;
+use crate::routes::API_BASE;
 use crate::state::QueryState;
 use crate::window::Window;
 
@@ -42,20 +42,29 @@ pub const MAX_STREAMS: usize = 64;
 
 static OPEN_STREAMS: AtomicUsize = AtomicUsize::new(0);
 
+/// A stream follows the present: a named range (each tick looks back that far), no `from`/`to`.
+static STREAM: LazyLock<Vec<Param>> = LazyLock::new(|| {
+    joined([
+        vec![
+            Param::text("feature"),
+            environment_param(),
+            Param::integer("interval", 1, Some(60)).describe("Seconds between updates (default 5)"),
+        ],
+        range_params(),
+    ])
+});
+
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
-    r.route(
-        Method::GET,
-        &format!("{API_BASE}/events/stream"),
-        Access::ReadMetrics,
-        get(stream_events),
+    r.serve(
+        Route::get(
+            format!("{API_BASE}/events/stream"),
+            Access::ReadMetrics,
+            "Server-Sent Events: feature_metrics updates and alert state changes",
+            stream_events,
+        )
+        .query(STREAM.clone())
+        .media("text/event-stream"),
     )
-    .doc("Server-Sent Events: feature_metrics updates and alert state changes")
-    .query(accepted(
-        &["feature", "environment", "interval"],
-        true,
-        false,
-    ))
-    .media("text/event-stream")
 }
 
 /// One feature's numbers in a `feature_metrics` event.
@@ -190,16 +199,13 @@ async fn stream_events(
     State(state): State<QueryState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let params = Params::new(
-        q,
-        &accepted(&["feature", "environment", "interval"], true, false),
-    )?;
-    if params.get("from").is_some() || params.get("to").is_some() {
+    if q.contains_key("from") || q.contains_key("to") {
         return Err(ApiError::bad_param(
             "from",
             "a stream follows the present; use time_range",
         ));
     }
+    let params = Params::new(q, &STREAM)?;
     // The window's length; each tick then looks back that far from its own now.
     let (window, _) = params.window(state.clock.now(), "15m")?;
     let range = chrono::Duration::seconds(window.len_s());

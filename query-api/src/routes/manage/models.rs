@@ -6,62 +6,64 @@ use super::*;
 pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let models = format!("{API_BASE}/models");
     let model = format!("{models}/{{id}}");
-    r.route(Method::GET, &models, Access::ReadConfig, get(list_models))
-        .doc("Models")
-        .query(MODEL_LIST.params())
-        .returns::<Listing<Model>>(200)
-        .route(Method::POST, &models, Access::Admin, post(create_model))
-        .doc("Register a model")
-        .accepts::<ModelBody>()
-        .returns::<Data<Model>>(201)
-        .route(Method::GET, &model, Access::ReadConfig, get(get_model))
-        .doc("A model with its prices and where it serves")
-        .returns::<Data<ModelDetail>>(200)
-        .route(Method::PUT, &model, Access::Admin, put(update_model))
-        .doc("Change a model (fields given; the rest kept)")
-        .accepts::<ModelBody>()
-        .returns::<Data<Model>>(200)
-        .route(Method::DELETE, &model, Access::Admin, delete(delete_model))
-        .doc("Delete a model that was never deployed (409 otherwise)")
-        .returns::<Data<Model>>(200)
-        .route(
-            Method::GET,
-            &format!("{model}/prices"),
+    r.serve(
+        Route::get(&models, Access::ReadConfig, "Models", list_models)
+            .query(MODEL_LIST.params())
+            .returns::<Listing<Model>>(200),
+    )
+    .serve(
+        Route::post(&models, Access::Admin, "Register a model", create_model)
+            .accepts::<ModelBody>()
+            .returns::<Data<Model>>(201),
+    )
+    .serve(
+        Route::get(
+            &model,
             Access::ReadConfig,
-            get(list_prices),
+            "A model with its prices and where it serves",
+            get_model,
         )
-        .doc("A model's prices, oldest first")
-        .returns::<Data<Vec<PriceView>>>(200)
-        .route(
-            Method::POST,
-            &format!("{model}/prices"),
+        .returns::<Data<ModelDetail>>(200),
+    )
+    .serve(
+        Route::put(
+            &model,
             Access::Admin,
-            post(add_price),
+            "Change a model (fields given; the rest kept)",
+            update_model,
         )
-        .doc("Add an effective-dated price (never rewrites past costs)")
+        .accepts::<ModelBody>()
+        .returns::<Data<Model>>(200),
+    )
+    .serve(
+        Route::delete(
+            &model,
+            Access::Admin,
+            "Delete a model that was never deployed (409 otherwise)",
+            delete_model,
+        )
+        .returns::<Data<Model>>(200),
+    )
+    .serve(
+        Route::get(
+            format!("{model}/prices"),
+            Access::ReadConfig,
+            "A model's prices, oldest first",
+            list_prices,
+        )
+        .returns::<Data<Vec<PriceView>>>(200),
+    )
+    .serve(
+        Route::post(
+            format!("{model}/prices"),
+            Access::Admin,
+            "Add an effective-dated price (never rewrites past costs)",
+            add_price,
+        )
         .accepts::<PriceBody>()
-        .returns::<Data<PriceView>>(201)
+        .returns::<Data<PriceView>>(201),
+    )
 }
-
-const MODEL_TYPES: &[&str] = &["llm", "vision", "embedding", "custom"];
-const MODEL_STATUSES: &[&str] = &["available", "beta", "deprecated", "unavailable"];
-
-pub(super) const MODEL_LIST: ListSpec = ListSpec {
-    filters: &[
-        ("provider", "provider", &[]),
-        ("type", "model_type", MODEL_TYPES),
-        ("status", "status", MODEL_STATUSES),
-        ("capability", "capabilities", &[]),
-    ],
-    sorts: &[
-        "name",
-        "provider",
-        "model_type",
-        "status",
-        "created_at",
-        "updated_at",
-    ],
-};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -9,42 +9,52 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post, put};
 use axum::Extension;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tally_domain::config::{Budget, BudgetPeriod, BudgetScope, BudgetSpec};
-use tally_http::auth::{Access, Caller, Routes};
+use tally_http::auth::{Access, Caller};
 use tally_http::http::{data, invalid, ApiError, Body, Data};
+use tally_http::route::{Route, Routes};
 
-use super::{change, parse_id, API_BASE};
 use crate::dollars::{micros_from_json, usd_of_micros};
 use crate::listing::{ListQuery, ListSpec, Listing};
+use crate::routes::{change, parse_id, API_BASE};
 use crate::state::QueryState;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let budgets = format!("{API_BASE}/budgets");
     let budget = format!("{budgets}/{{id}}");
-    r.route(Method::GET, &budgets, Access::ReadBudgets, get(list))
-        .doc("Budgets")
-        .query(LIST.params())
-        .returns::<Listing<BudgetView>>(200)
-        .route(Method::POST, &budgets, Access::Admin, post(create))
-        .doc("Create a budget")
+    r.serve(
+        Route::get(&budgets, Access::ReadBudgets, "Budgets", list)
+            .query(LIST.params())
+            .returns::<Listing<BudgetView>>(200),
+    )
+    .serve(
+        Route::post(&budgets, Access::Admin, "Create a budget", create)
+            .accepts::<BudgetBody>()
+            .returns::<Data<BudgetView>>(201),
+    )
+    .serve(
+        Route::get(&budget, Access::ReadBudgets, "A budget", detail)
+            .returns::<Data<BudgetView>>(200),
+    )
+    .serve(
+        Route::put(
+            &budget,
+            Access::Admin,
+            "Change a budget (fields given; the rest kept)",
+            update,
+        )
         .accepts::<BudgetBody>()
-        .returns::<Data<BudgetView>>(201)
-        .route(Method::GET, &budget, Access::ReadBudgets, get(detail))
-        .doc("A budget")
-        .returns::<Data<BudgetView>>(200)
-        .route(Method::PUT, &budget, Access::Admin, put(update))
-        .doc("Change a budget (fields given; the rest kept)")
-        .accepts::<BudgetBody>()
-        .returns::<Data<BudgetView>>(200)
-        .route(Method::DELETE, &budget, Access::Admin, delete(remove))
-        .doc("Delete a budget")
-        .returns::<Data<BudgetView>>(200)
+        .returns::<Data<BudgetView>>(200),
+    )
+    .serve(
+        Route::delete(&budget, Access::Admin, "Delete a budget", remove)
+            .returns::<Data<BudgetView>>(200),
+    )
 }
 
 /// A budget with its amount as exact decimal dollars.

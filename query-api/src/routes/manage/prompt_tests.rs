@@ -19,36 +19,37 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
-use axum::http::Method;
 use axum::response::IntoResponse;
-use axum::routing::post;
 use axum::Extension;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tally_domain::config::{Model, PromptVersion};
-use tally_http::auth::{Access, Caller, Routes};
+use tally_http::auth::{Access, Caller};
 use tally_http::http::{data, invalid, ApiError, Body, Data};
+use tally_http::route::{Route, Routes};
 use tally_schemas::event::{Cost, Operation, Status};
 use tally_schemas::{Environment, Pico, UsageEvent};
 use uuid::Uuid;
 
-use super::API_BASE;
+use crate::lookup::find_prompt;
 use crate::lookup::{find_model, find_provider};
+use crate::routes::API_BASE;
 use crate::state::QueryState;
 
 /// Features of prompts that belong to none are recorded under this name.
 pub const UNASSIGNED_FEATURE: &str = "prompt-test";
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
-    r.route(
-        Method::POST,
-        &format!("{API_BASE}/prompts/{{id}}/test"),
-        Access::Admin,
-        post(test_prompt),
+    r.serve(
+        Route::post(
+            format!("{API_BASE}/prompts/{{id}}/test"),
+            Access::Admin,
+            "Render a prompt version with variables and try it on a model (recorded as a development usage event)",
+            test_prompt,
+        )
+        .accepts::<TestBody>()
+        .returns::<Data<TestResult>>(200),
     )
-    .doc("Render a prompt version with variables and try it on a model (recorded as a development usage event)")
-    .accepts::<TestBody>()
-    .returns::<Data<TestResult>>(200)
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -174,7 +175,7 @@ async fn test_prompt(
     Path(id): Path<String>,
     Body(body): Body<TestBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let prompt = super::prompts::find(&state, &id).await?;
+    let prompt = find_prompt(&state, &id).await?;
     let prompt_id = prompt.id;
     let versions = state.config.prompt_versions(prompt.id).await?;
     let version = match body.version {

@@ -1,0 +1,31 @@
+//! Reading: the dashboards, analytics, status and live stream — every number computed from
+//! rollup rows ([`crate::rollups`]) by the shared arithmetic of [`crate::aggregate`], so a number
+//! is the same wherever it is shown. One file per URL family:
+//!
+//! - `overview`: `GET /overview`.
+//! - `features`: `GET /features` (with health and metrics), `GET /features/{name}/metrics`.
+//! - `status`: `GET /features/{name}/status`, `GET /providers/{name}/health`.
+//! - `prompts`: `GET /prompts/{id}/metrics`.
+//! - `analytics`: `GET /analytics/spending|usage|performance`.
+//! - `stream`: `GET /events/stream` (Server-Sent Events).
+
+mod analytics;
+mod features;
+mod overview;
+mod prompts;
+mod status;
+mod stream;
+
+use tally_http::route::Routes;
+
+use crate::state::QueryState;
+
+/// Every reading route.
+pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
+    let r = overview::routes(r);
+    let r = features::routes(r);
+    let r = status::routes(r);
+    let r = prompts::routes(r);
+    let r = analytics::routes(r);
+    stream::routes(r)
+}
