@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tally_domain::audit::Change;
 use tally_domain::config::{
-    DeploySpec, FeatureSpec, FeatureStatus, ModelPrice, ModelSpec, PriceSpec, ProviderSpec,
+    DeploySpec, FeatureSpec, FeatureStatus, ModelPrice, ModelSpec, ModelStatus, ModelType,
+    PriceSpec, ProviderSpec, ProviderStatus, ProviderType,
 };
 use tally_domain::store::{ConfigStore, StoreError};
 use tally_schemas::Environment;
@@ -27,8 +28,8 @@ fn feature(name: &str, display: &str, status: FeatureStatus) -> FeatureSpec {
 fn provider(name: &str) -> ProviderSpec {
     ProviderSpec {
         name: name.into(),
-        provider_type: "openai".into(),
-        status: "active".into(),
+        provider_type: ProviderType::Openai,
+        status: ProviderStatus::Active,
         base_url: Some("http://127.0.0.1:1".into()),
         api_key_env: Some("KEY_VAR".into()),
     }
@@ -38,10 +39,10 @@ fn model(provider: &str, name: &str) -> ModelSpec {
     ModelSpec {
         name: name.into(),
         provider: provider.into(),
-        model_type: "llm".into(),
+        model_type: ModelType::Llm,
         version: Some("1".into()),
         capabilities: vec!["chat".into(), "tools".into()],
-        status: "available".into(),
+        status: ModelStatus::Available,
     }
 }
 
@@ -1178,11 +1179,11 @@ where
         ..feature(name, name, FeatureStatus::Active)
     };
     let changed_provider = ProviderSpec {
-        status: "inactive".into(),
+        status: ProviderStatus::Inactive,
         ..provider("openai")
     };
     let changed_model = ModelSpec {
-        status: "beta".into(),
+        status: ModelStatus::Beta,
         ..model("openai", "gpt-4o")
     };
     let bigger = BudgetSpec {

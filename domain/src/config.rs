@@ -9,6 +9,76 @@ use serde::{Deserialize, Serialize};
 use tally_schemas::Environment;
 use uuid::Uuid;
 
+/// A closed set of words, stored and answered as text: the enum, its words (`NAMES`, in
+/// declaration order), and `as_str` / `parse` between them.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+            pub fn parse(s: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// Who runs a provider's API.
+    ProviderType {
+        Openai => "openai",
+        Google => "google",
+        Anthropic => "anthropic",
+        Custom => "custom",
+    }
+);
+
+named_enum!(
+    /// Whether a provider is in use.
+    ProviderStatus {
+        Active => "active",
+        Inactive => "inactive",
+        Error => "error",
+    }
+);
+
+named_enum!(
+    /// What a model does.
+    ModelType {
+        Llm => "llm",
+        Vision => "vision",
+        Embedding => "embedding",
+        Custom => "custom",
+    }
+);
+
+named_enum!(
+    /// Whether a model may be used.
+    ModelStatus {
+        Available => "available",
+        Beta => "beta",
+        Deprecated => "deprecated",
+        Unavailable => "unavailable",
+    }
+);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FeatureStatus {
@@ -57,11 +127,9 @@ pub struct FeatureSpec {
 pub struct Provider {
     pub id: Uuid,
     pub name: String,
-    /// openai | google | anthropic | custom
     #[serde(rename = "type", alias = "provider_type")]
-    pub provider_type: String,
-    /// active | inactive | error
-    pub status: String,
+    pub provider_type: ProviderType,
+    pub status: ProviderStatus,
     pub base_url: Option<String>,
     /// Name of the environment variable holding the API key; the key itself is never stored.
     pub api_key_env: Option<String>,
@@ -73,8 +141,8 @@ pub struct Provider {
 pub struct ProviderSpec {
     pub name: String,
     #[serde(rename = "type", alias = "provider_type")]
-    pub provider_type: String,
-    pub status: String,
+    pub provider_type: ProviderType,
+    pub status: ProviderStatus,
     pub base_url: Option<String>,
     pub api_key_env: Option<String>,
 }
@@ -84,12 +152,10 @@ pub struct Model {
     pub id: Uuid,
     pub name: String,
     pub provider: String,
-    /// llm | vision | embedding | custom
-    pub model_type: String,
+    pub model_type: ModelType,
     pub version: Option<String>,
     pub capabilities: Vec<String>,
-    /// available | beta | deprecated | unavailable
-    pub status: String,
+    pub status: ModelStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -98,10 +164,10 @@ pub struct Model {
 pub struct ModelSpec {
     pub name: String,
     pub provider: String,
-    pub model_type: String,
+    pub model_type: ModelType,
     pub version: Option<String>,
     pub capabilities: Vec<String>,
-    pub status: String,
+    pub status: ModelStatus,
 }
 
 /// A price in force from `effective_from` until the next price of the same model.
@@ -224,29 +290,6 @@ pub fn rollback_target(
     })
 }
 
-/// Defines a string-valued enum with `as_str`, `parse` and `ALL`, serialized as its name.
-macro_rules! named_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-        pub enum $name {
-            $(#[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-            pub fn parse(s: &str) -> Option<$name> {
-                Self::ALL.iter().copied().find(|v| v.as_str() == s)
-            }
-        }
-    };
-}
-
 named_enum!(
     /// Where a prompt version stands in review.
     PromptStatus { Draft => "draft", Review => "review", Approved => "approved", Archived => "archived" }
@@ -324,6 +367,11 @@ pub struct BudgetSpec {
     /// Percentages of the amount that raise a warning, ascending (default 80 and 100).
     pub thresholds_percent: Vec<u32>,
     pub is_active: bool,
+}
+
+/// The IANA time zone names a budget may use (`time_zone`).
+pub fn time_zone_names() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
 }
 
 impl BudgetSpec {

@@ -36,7 +36,15 @@ pub fn document(routes: &[RouteInfo], version: &str) -> Value {
         let mut parameters: Vec<Value> = doc.path.iter().map(|p| parameter(p, "path")).collect();
         parameters.extend(doc.query.iter().map(|p| parameter(p, "query")));
         if let Some(request) = doc.request {
-            let schema = plain(request(&mut generator));
+            let mut schema = plain(request(&mut generator));
+            if !doc.request_requires.is_empty() {
+                let not_null: Map<String, Value> = doc
+                    .request_requires
+                    .iter()
+                    .map(|f| (f.to_string(), json!({"not": {"type": "null"}})))
+                    .collect();
+                schema = json!({"allOf": [schema], "required": doc.request_requires, "properties": not_null});
+            }
             op.insert(
                 "requestBody".into(),
                 json!({"required": true, "content": {"application/json": {"schema": schema}}}),

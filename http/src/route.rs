@@ -28,6 +28,10 @@ pub fn schema_of<T: schemars::JsonSchema>(
     generator.subschema_for::<T>()
 }
 
+/// A slug: 1–128 characters of `a-z 0-9 - _ . : /`, starting with a letter or digit — what
+/// `tally_schemas::validate::check_slug` accepts (a test there holds them together).
+pub const SLUG_PATTERN: &str = "^[a-z0-9][a-z0-9._:/-]{0,127}$";
+
 /// A path or query parameter and the values it takes, as a JSON Schema.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Param {
@@ -85,13 +89,9 @@ impl Param {
         Param::with(name, schema)
     }
 
-    /// A slug: 1–128 characters of `a-z 0-9 - _ . : /`, starting with a letter or digit
-    /// (`tally_schemas::validate::check_slug`).
+    /// A slug ([`SLUG_PATTERN`]).
     pub fn slug(name: &str) -> Param {
-        Param::with(
-            name,
-            json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9._:/-]{0,127}$"}),
-        )
+        Param::with(name, json!({"type": "string", "pattern": SLUG_PATTERN}))
     }
 
     /// A comma-separated list of distinct `values`.
@@ -133,6 +133,9 @@ pub struct Doc {
     pub query: Vec<Param>,
     /// The JSON body it reads, when it reads one.
     pub request: Option<SchemaFn>,
+    /// Fields of that body this route cannot do without although the type makes them optional
+    /// (a create sharing its body type with an update).
+    pub request_requires: &'static [&'static str],
     /// The status of a successful answer.
     pub status: u16,
     /// The JSON body of a successful answer; `None` for answers that are not JSON.
@@ -224,6 +227,7 @@ impl<S: Clone + Send + Sync + 'static> Route<S> {
                     path: placeholders,
                     query: Vec::new(),
                     request: None,
+                    request_requires: &[],
                     status: 200,
                     response: None,
                     content_type: "application/json",
@@ -259,6 +263,16 @@ impl<S: Clone + Send + Sync + 'static> Route<S> {
     /// It reads a `T` body.
     pub fn accepts<T: schemars::JsonSchema>(mut self) -> Route<S> {
         self.info.doc.request = Some(schema_of::<T>);
+        self
+    }
+
+    /// It reads a `T` body in which `fields` are required (and not `null`).
+    pub fn accepts_requiring<T: schemars::JsonSchema>(
+        mut self,
+        fields: &'static [&'static str],
+    ) -> Route<S> {
+        self.info.doc.request = Some(schema_of::<T>);
+        self.info.doc.request_requires = fields;
         self
     }
 

@@ -17,7 +17,8 @@ use rand_distr::{Distribution, LogNormal, Pareto};
 use serde_json::{json, Value};
 use tally_domain::audit::Change;
 use tally_domain::config::{
-    DeploySpec, FeatureSpec, FeatureStatus, ModelSpec, PriceSpec, ProviderSpec,
+    DeploySpec, FeatureSpec, FeatureStatus, ModelSpec, ModelStatus, ModelType, PriceSpec,
+    ProviderSpec, ProviderStatus, ProviderType,
 };
 use tally_schemas::Environment;
 use tracing::{info, warn};
@@ -25,20 +26,13 @@ use tracing::{info, warn};
 use crate::stores::Stores;
 
 /// (provider, model, type, input $/1M, output $/1M, cached input $/1M) in micro-dollars.
-type ModelRow = (
-    &'static str,
-    &'static str,
-    &'static str,
-    i64,
-    i64,
-    Option<i64>,
-);
+type ModelRow = (&'static str, &'static str, ModelType, i64, i64, Option<i64>);
 
 const MODELS: &[ModelRow] = &[
     (
         "openai",
         "gpt-4o",
-        "llm",
+        ModelType::Llm,
         2_500_000,
         10_000_000,
         Some(1_250_000),
@@ -46,7 +40,7 @@ const MODELS: &[ModelRow] = &[
     (
         "openai",
         "gpt-4o-mini",
-        "llm",
+        ModelType::Llm,
         150_000,
         600_000,
         Some(75_000),
@@ -54,7 +48,7 @@ const MODELS: &[ModelRow] = &[
     (
         "openai",
         "text-embedding-3-small",
-        "embedding",
+        ModelType::Embedding,
         20_000,
         0,
         None,
@@ -62,7 +56,7 @@ const MODELS: &[ModelRow] = &[
     (
         "anthropic",
         "claude-3-5-sonnet",
-        "llm",
+        ModelType::Llm,
         3_000_000,
         15_000_000,
         Some(300_000),
@@ -70,7 +64,7 @@ const MODELS: &[ModelRow] = &[
     (
         "anthropic",
         "claude-3-5-haiku",
-        "llm",
+        ModelType::Llm,
         800_000,
         4_000_000,
         Some(80_000),
@@ -78,7 +72,7 @@ const MODELS: &[ModelRow] = &[
     (
         "google",
         "gemini-1.5-flash",
-        "vision",
+        ModelType::Vision,
         75_000,
         300_000,
         Some(18_750),
@@ -86,7 +80,7 @@ const MODELS: &[ModelRow] = &[
     (
         "google",
         "gemini-1.5-pro",
-        "llm",
+        ModelType::Llm,
         1_250_000,
         5_000_000,
         Some(312_500),
@@ -112,16 +106,16 @@ pub async fn seed(stores: &Stores, now: DateTime<Utc>) -> anyhow::Result<()> {
     let config = stores.config.as_ref();
     let change = Change::local("demo", now);
     for (name, kind) in [
-        ("openai", "openai"),
-        ("anthropic", "anthropic"),
-        ("google", "google"),
+        ("openai", ProviderType::Openai),
+        ("anthropic", ProviderType::Anthropic),
+        ("google", ProviderType::Google),
     ] {
         config
             .upsert_provider(
                 ProviderSpec {
                     name: name.into(),
-                    provider_type: kind.into(),
-                    status: "active".into(),
+                    provider_type: kind,
+                    status: ProviderStatus::Active,
                     base_url: None,
                     api_key_env: Some(format!("{}_API_KEY", name.to_uppercase())),
                 },
@@ -139,10 +133,10 @@ pub async fn seed(stores: &Stores, now: DateTime<Utc>) -> anyhow::Result<()> {
                 ModelSpec {
                     name: model.into(),
                     provider: provider.into(),
-                    model_type: kind.into(),
+                    model_type: kind,
                     version: None,
-                    capabilities: vec![kind.to_string()],
-                    status: "available".into(),
+                    capabilities: vec![kind.as_str().to_string()],
+                    status: ModelStatus::Available,
                 },
                 &change,
             )

@@ -14,7 +14,10 @@ use serde_json::{json, Value};
 use tally::{Application, Settings, Stores};
 use tally_domain::audit::Change;
 use tally_domain::clock::{Clock, ManualClock};
-use tally_domain::config::{FeatureSpec, FeatureStatus, ModelSpec, PriceSpec, ProviderSpec};
+use tally_domain::config::{
+    FeatureSpec, FeatureStatus, ModelSpec, ModelStatus, ModelType, PriceSpec, ProviderSpec,
+    ProviderStatus, ProviderType,
+};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -235,8 +238,8 @@ pub async fn seed_config(stores: &Stores) {
         c.upsert_provider(
             ProviderSpec {
                 name: p.into(),
-                provider_type: p.into(),
-                status: "active".into(),
+                provider_type: ProviderType::parse(p).unwrap(),
+                status: ProviderStatus::Active,
                 base_url: None,
                 api_key_env: None,
             },
@@ -250,10 +253,10 @@ pub async fn seed_config(stores: &Stores) {
             ModelSpec {
                 name: m.into(),
                 provider: p.into(),
-                model_type: "llm".into(),
+                model_type: ModelType::Llm,
                 version: None,
                 capabilities: vec![],
-                status: "available".into(),
+                status: ModelStatus::Available,
             },
             &change,
         )

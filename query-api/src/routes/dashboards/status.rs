@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 use serde::Serialize;
+use tally_domain::config::ProviderStatus;
 use tally_domain::rollup::Rollup;
 use tally_domain::store::Filter;
 use tally_http::auth::Access;
@@ -103,7 +104,7 @@ struct ProviderHealth {
     status: &'static str,
     score: Option<u32>,
     reasons: Vec<String>,
-    configured_status: Option<String>,
+    configured_status: Option<ProviderStatus>,
     time_range: Option<String>,
     window: WindowInfo,
     recent: Signals,

@@ -34,7 +34,7 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     )
     .serve(
         Route::post(&budgets, Access::Admin, "Create a budget", create)
-            .accepts::<BudgetBody>()
+            .accepts_requiring::<BudgetBody>(&["name", "scope", "period", "amount_usd"])
             .returns::<Data<BudgetView>>(201),
     )
     .serve(
@@ -110,14 +110,23 @@ async fn list(
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct BudgetBody {
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::text")]
     name: Option<String>,
     scope: Option<BudgetScope>,
     /// `null` clears it (for a global budget).
     #[serde(default, deserialize_with = "present")]
     scope_value: Option<Option<String>>,
     period: Option<BudgetPeriod>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::time_zone")]
     time_zone: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::positive_dollars")]
     amount_usd: Option<Value>,
+    /// Ascending percentages of the amount, each from 1 to 1000 (default `[80, 100]`).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::thresholds")]
     thresholds_percent: Option<Vec<u32>>,
     is_active: Option<bool>,
 }

@@ -31,6 +31,7 @@ pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct DeployBody {
+    #[schemars(schema_with = "crate::fields::slug")]
     feature: String,
     environment: Environment,
 }
@@ -45,7 +46,7 @@ async fn deploy(
     find_feature(&state, &body.feature)
         .await
         .map_err(|_| invalid("feature", format!("no feature named {}", body.feature)))?;
-    if model.status == "unavailable" {
+    if model.status == ModelStatus::Unavailable {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",

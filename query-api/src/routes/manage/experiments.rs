@@ -92,9 +92,12 @@ async fn list(
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct VariantBody {
+    #[schemars(schema_with = "crate::fields::text")]
     name: String,
+    #[schemars(range(min = 0, max = 100))]
     traffic_percent: u32,
     #[serde(default)]
+    #[schemars(schema_with = "crate::fields::object")]
     config: Option<Value>,
 }
 
@@ -102,10 +105,14 @@ struct VariantBody {
 #[schemars(rename = "ExperimentCreate")]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    #[schemars(schema_with = "crate::fields::text")]
     name: String,
     description: Option<String>,
+    #[schemars(schema_with = "crate::fields::slug")]
     feature: String,
     experiment_type: ExperimentType,
+    /// At least two, with distinct names; their traffic shares sum to 100.
+    #[schemars(length(min = 2))]
     variants: Vec<VariantBody>,
 }
 

@@ -70,10 +70,16 @@ pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct FeatureBody {
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::slug")]
     name: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::display_name")]
     display_name: Option<String>,
     description: Option<String>,
     status: Option<FeatureStatus>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::object")]
     config: Option<Value>,
 }
 

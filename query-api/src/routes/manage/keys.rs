@@ -58,6 +58,7 @@ async fn list_keys(State(state): State<QueryState>) -> Result<impl IntoResponse,
 #[serde(deny_unknown_fields)]
 struct KeyBody {
     /// 1 to 100 characters.
+    #[schemars(schema_with = "crate::fields::key_name")]
     name: String,
     role: Role,
 }

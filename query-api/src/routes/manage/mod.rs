@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tally_domain::config::{
     Assignment, DeploySpec, Feature, FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec,
-    PriceSpec, Provider, ProviderSpec,
+    ModelStatus, ModelType, PriceSpec, Provider, ProviderSpec, ProviderStatus, ProviderType,
 };
 use tally_http::auth::{Access, Caller};
 use tally_http::http::{data, invalid, ApiError, Body, Data};
@@ -79,17 +79,6 @@ fn slug(field: &'static str, value: &str) -> Result<(), ApiError> {
     check_slug(field, value).map_err(|e| invalid(field, e.reason))
 }
 
-fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<(), ApiError> {
-    if allowed.contains(&value) {
-        Ok(())
-    } else {
-        Err(invalid(
-            field,
-            format!("must be one of {}", allowed.join(", ")),
-        ))
-    }
-}
-
 /// Names are identities: a body may repeat the path's name, never change it.
 fn same_name(given: Option<&str>, current: &str) -> Result<(), ApiError> {
     match given {
@@ -110,15 +99,12 @@ fn optional_text(given: Option<String>, current: Option<String>) -> Option<Strin
     }
 }
 
-const MODEL_TYPES: &[&str] = &["llm", "vision", "embedding", "custom"];
-const MODEL_STATUSES: &[&str] = &["available", "beta", "deprecated", "unavailable"];
-
 /// The model listing: `GET /models` and `GET /providers/{name}/models`.
 pub(super) const MODEL_LIST: ListSpec = ListSpec {
     filters: &[
         ("provider", "provider", &[]),
-        ("type", "model_type", MODEL_TYPES),
-        ("status", "status", MODEL_STATUSES),
+        ("type", "model_type", ModelType::NAMES),
+        ("status", "status", ModelStatus::NAMES),
         ("capability", "capabilities", &[]),
     ],
     sorts: &[

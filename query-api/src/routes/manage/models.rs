@@ -13,7 +13,7 @@ pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     )
     .serve(
         Route::post(&models, Access::Admin, "Register a model", create_model)
-            .accepts::<ModelBody>()
+            .accepts_requiring::<ModelBody>(&["name", "provider"])
             .returns::<Data<Model>>(201),
     )
     .serve(
@@ -68,12 +68,18 @@ pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ModelBody {
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::slug")]
     name: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::slug")]
     provider: Option<String>,
-    model_type: Option<String>,
+    model_type: Option<ModelType>,
     version: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::slugs")]
     capabilities: Option<Vec<String>>,
-    status: Option<String>,
+    status: Option<ModelStatus>,
 }
 
 impl ModelBody {
@@ -100,14 +106,12 @@ impl ModelBody {
         };
         let model_type = self
             .model_type
-            .or_else(|| current.map(|m| m.model_type.clone()))
-            .unwrap_or_else(|| "llm".into());
-        one_of("model_type", &model_type, MODEL_TYPES)?;
+            .or_else(|| current.map(|m| m.model_type))
+            .unwrap_or(ModelType::Llm);
         let status = self
             .status
-            .or_else(|| current.map(|m| m.status.clone()))
-            .unwrap_or_else(|| "available".into());
-        one_of("status", &status, MODEL_STATUSES)?;
+            .or_else(|| current.map(|m| m.status))
+            .unwrap_or(ModelStatus::Available);
         let capabilities = self
             .capabilities
             .or_else(|| current.map(|m| m.capabilities.clone()))
@@ -263,8 +267,12 @@ async fn list_prices(
 struct PriceBody {
     effective_from: DateTime<Utc>,
     /// Dollars per million tokens, as a JSON number or a decimal string.
+    #[schemars(schema_with = "crate::fields::dollars")]
     input_usd_per_mtok: Value,
+    #[schemars(schema_with = "crate::fields::dollars")]
     output_usd_per_mtok: Value,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::dollars")]
     cached_input_usd_per_mtok: Option<Value>,
 }
 

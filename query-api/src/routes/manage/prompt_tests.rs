@@ -58,10 +58,13 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
 struct TestBody {
     /// Values of the version's variables.
     #[serde(default)]
+    #[schemars(schema_with = "crate::fields::variable_values")]
     variables: BTreeMap<String, Value>,
     /// The version to render; the active one, else the latest, when absent.
+    #[schemars(range(min = 1))]
     version: Option<i32>,
     /// A model id; the feature's `development` deployment when absent.
+    #[schemars(with = "Option<Uuid>")]
     model: Option<String>,
 }
 

@@ -194,12 +194,20 @@ async fn list(
 #[schemars(rename = "PromptCreate")]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    #[schemars(schema_with = "crate::fields::slug")]
     name: String,
     description: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::slug")]
     feature: Option<String>,
     #[serde(default)]
+    #[schemars(schema_with = "crate::fields::slugs")]
     tags: Vec<String>,
+    #[schemars(schema_with = "crate::fields::prompt_content")]
     content: String,
+    /// The variables `content` uses, each once (read from `content` when absent).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::variable_names")]
     variables: Option<Vec<String>>,
 }
 
@@ -280,7 +288,11 @@ async fn detail(
 #[schemars(rename = "PromptVersionBody")]
 #[serde(deny_unknown_fields)]
 struct VersionBody {
+    #[schemars(schema_with = "crate::fields::prompt_content")]
     content: String,
+    /// The variables `content` uses, each once (read from `content` when absent).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::variable_names")]
     variables: Option<Vec<String>>,
 }
 

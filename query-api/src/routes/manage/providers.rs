@@ -19,7 +19,7 @@ pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
             "Register a provider (the name of its key's environment variable, never the key)",
             create_provider,
         )
-        .accepts::<ProviderBody>()
+        .accepts_requiring::<ProviderBody>(&["name", "type"])
         .returns::<Data<Provider>>(201),
     )
     .serve(
@@ -57,17 +57,20 @@ pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     )
 }
 
-const PROVIDER_TYPES: &[&str] = &["openai", "google", "anthropic", "custom"];
-const PROVIDER_STATUSES: &[&str] = &["active", "inactive", "error"];
-
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ProviderBody {
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::slug")]
     name: Option<String>,
     #[serde(rename = "type")]
-    provider_type: Option<String>,
-    status: Option<String>,
+    provider_type: Option<ProviderType>,
+    status: Option<ProviderStatus>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::http_url")]
     base_url: Option<String>,
+    #[serde(default)]
+    #[schemars(schema_with = "crate::fields::env_name")]
     api_key_env: Option<String>,
 }
 
@@ -115,19 +118,17 @@ impl ProviderBody {
         };
         let provider_type = self
             .provider_type
-            .or_else(|| current.map(|p| p.provider_type.clone()))
+            .or_else(|| current.map(|p| p.provider_type))
             .ok_or_else(|| {
                 invalid(
                     "type",
-                    "is required: one of openai, google, anthropic, custom",
+                    format!("is required: one of {}", ProviderType::NAMES.join(", ")),
                 )
             })?;
-        one_of("type", &provider_type, PROVIDER_TYPES)?;
         let status = self
             .status
-            .or_else(|| current.map(|p| p.status.clone()))
-            .unwrap_or_else(|| "active".into());
-        one_of("status", &status, PROVIDER_STATUSES)?;
+            .or_else(|| current.map(|p| p.status))
+            .unwrap_or(ProviderStatus::Active);
         let base_url = optional_text(self.base_url, current.and_then(|p| p.base_url.clone()));
         if let Some(url) = &base_url {
             check_base_url(url)?;
@@ -164,8 +165,8 @@ fn no_secrets(body: &Value) -> Result<(), ApiError> {
 
 const PROVIDER_LIST: ListSpec = ListSpec {
     filters: &[
-        ("type", "type", PROVIDER_TYPES),
-        ("status", "status", PROVIDER_STATUSES),
+        ("type", "type", ProviderType::NAMES),
+        ("status", "status", ProviderStatus::NAMES),
     ],
     sorts: &["name", "type", "status", "created_at", "updated_at"],
 };

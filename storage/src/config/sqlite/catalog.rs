@@ -253,12 +253,22 @@ fn feature_row(r: &Row) -> rusqlite::Result<Feature> {
     })
 }
 
+/// A text column holding one of an enum's words.
+fn word<T>(
+    r: &Row,
+    column: usize,
+    what: &'static str,
+    parse: fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    parse(&r.get::<_, String>(column)?).ok_or_else(|| conversion(what))
+}
+
 fn provider_row(r: &Row) -> rusqlite::Result<Provider> {
     Ok(Provider {
         id: parse_uuid(&r.get::<_, String>(0)?)?,
         name: r.get(1)?,
-        provider_type: r.get(2)?,
-        status: r.get(3)?,
+        provider_type: word(r, 2, "provider type", ProviderType::parse)?,
+        status: word(r, 3, "provider status", ProviderStatus::parse)?,
         base_url: r.get(4)?,
         api_key_env: r.get(5)?,
         created_at: parse_ts(&r.get::<_, String>(6)?)?,
@@ -274,10 +284,10 @@ fn model_row(r: &Row) -> rusqlite::Result<Model> {
         id: parse_uuid(&r.get::<_, String>(0)?)?,
         name: r.get(1)?,
         provider: r.get(2)?,
-        model_type: r.get(3)?,
+        model_type: word(r, 3, "model type", ModelType::parse)?,
         version: r.get(4)?,
         capabilities: serde_json::from_str(&caps).map_err(|_| conversion("capabilities"))?,
-        status: r.get(6)?,
+        status: word(r, 6, "model status", ModelStatus::parse)?,
         created_at: parse_ts(&r.get::<_, String>(7)?)?,
         updated_at: parse_ts(&r.get::<_, String>(8)?)?,
     })
@@ -341,8 +351,8 @@ fn put_provider(c: &Connection, spec: &ProviderSpec, mode: Write) -> Result<Prov
         params![
             Uuid::new_v4().to_string(),
             spec.name,
-            spec.provider_type,
-            spec.status,
+            spec.provider_type.as_str(),
+            spec.status.as_str(),
             spec.base_url,
             spec.api_key_env,
             ts(Utc::now())
@@ -378,10 +388,10 @@ fn put_model(c: &Connection, spec: &ModelSpec, mode: Write) -> Result<Model> {
             Uuid::new_v4().to_string(),
             spec.name,
             provider_id,
-            spec.model_type,
+            spec.model_type.as_str(),
             spec.version,
             json_text(&spec.capabilities)?,
-            spec.status,
+            spec.status.as_str(),
             ts(Utc::now())
         ],
     )?;

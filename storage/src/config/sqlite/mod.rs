@@ -28,8 +28,9 @@ use tally_domain::audit::{changed, price_added, prompt_created, repriced, Audite
 use tally_domain::config::{
     rollback_target, Assignment, AuditEntry, AuditSpec, Budget, BudgetPeriod, BudgetScope,
     BudgetSpec, DeploySpec, Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Feature,
-    FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent,
-    PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec, Reprice, RepriceSpec,
+    FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec, ModelStatus, ModelType, PriceSpec,
+    Prompt, PromptContent, PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec,
+    ProviderStatus, ProviderType, Reprice, RepriceSpec,
 };
 use tally_domain::rules::{self, missing};
 use tally_domain::store::StoreResult;

@@ -25,8 +25,9 @@ use tally_domain::audit::{changed, price_added, prompt_created, repriced, Audite
 use tally_domain::config::{
     rollback_target, Assignment, AuditEntry, AuditSpec, Budget, BudgetPeriod, BudgetScope,
     BudgetSpec, DeploySpec, Experiment, ExperimentSpec, ExperimentStatus, ExperimentType, Feature,
-    FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec, PriceSpec, Prompt, PromptContent,
-    PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec, Reprice, RepriceSpec,
+    FeatureSpec, FeatureStatus, Model, ModelPrice, ModelSpec, ModelStatus, ModelType, PriceSpec,
+    Prompt, PromptContent, PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec,
+    ProviderStatus, ProviderType, Reprice, RepriceSpec,
 };
 use tally_domain::rules::{self, missing};
 use tally_domain::store::StoreResult;
@@ -91,12 +92,18 @@ fn feature_row(r: &PgRow) -> Result<Feature> {
     })
 }
 
+/// A text column holding one of an enum's words.
+fn word<T>(r: &PgRow, column: &'static str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    let text: String = r.try_get(column)?;
+    parse(&text).ok_or_else(|| corrupt(column))
+}
+
 fn provider_row(r: &PgRow) -> Result<Provider> {
     Ok(Provider {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
-        provider_type: r.try_get("type")?,
-        status: r.try_get("status")?,
+        provider_type: word(r, "type", ProviderType::parse)?,
+        status: word(r, "status", ProviderStatus::parse)?,
         base_url: r.try_get("base_url")?,
         api_key_env: r.try_get("api_key_env")?,
         created_at: r.try_get("created_at")?,
@@ -112,10 +119,10 @@ fn model_row(r: &PgRow) -> Result<Model> {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
         provider: r.try_get("provider")?,
-        model_type: r.try_get("model_type")?,
+        model_type: word(r, "model_type", ModelType::parse)?,
         version: r.try_get("version")?,
         capabilities: serde_json::from_value(caps).map_err(|_| corrupt("capabilities"))?,
-        status: r.try_get("status")?,
+        status: word(r, "status", ModelStatus::parse)?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -157,8 +164,8 @@ async fn put_provider(tx: &mut Tx, spec: &ProviderSpec, mode: Write) -> Result<P
     ))
     .bind(Uuid::new_v4())
     .bind(&spec.name)
-    .bind(&spec.provider_type)
-    .bind(&spec.status)
+    .bind(spec.provider_type.as_str())
+    .bind(spec.status.as_str())
     .bind(&spec.base_url)
     .bind(&spec.api_key_env)
     .bind(now())
@@ -182,10 +189,10 @@ async fn put_model(tx: &mut Tx, spec: &ModelSpec, mode: Write) -> Result<Model> 
     .bind(Uuid::new_v4())
     .bind(&spec.name)
     .bind(provider_id)
-    .bind(&spec.model_type)
+    .bind(spec.model_type.as_str())
     .bind(&spec.version)
     .bind(serde_json::json!(spec.capabilities))
-    .bind(&spec.status)
+    .bind(spec.status.as_str())
     .bind(now())
     .execute(&mut **tx)
     .await?;
