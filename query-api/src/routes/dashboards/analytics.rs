@@ -235,7 +235,7 @@ async fn performance(
                     "id": known.map(|m| m.id.to_string()),
                     "name": model,
                     "provider_name": provider,
-                    "model_type": known.map(|m| m.model_type.clone()),
+                    "model_type": known.map(|m| m.model_type),
                     "registered": known.is_some(),
                     "usage_count": r.requests,
                     "avg_latency": mean_latency_ms(r),
