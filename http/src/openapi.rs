@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::Access;
 use crate::http::ErrorBody;
-use crate::route::{Param, RouteInfo};
+use crate::route::{Doc, Param, RouteInfo};
 
 /// The document for `routes`, titled with the build's `version`.
 pub fn document(routes: &[RouteInfo], version: &str) -> Value {
@@ -37,13 +37,11 @@ pub fn document(routes: &[RouteInfo], version: &str) -> Value {
         parameters.extend(doc.query.iter().map(|p| parameter(p, "query")));
         if let Some(request) = doc.request {
             let mut schema = plain(request(&mut generator));
-            if !doc.request_requires.is_empty() {
-                let not_null: Map<String, Value> = doc
-                    .request_requires
-                    .iter()
-                    .map(|f| (f.to_string(), json!({"not": {"type": "null"}})))
-                    .collect();
-                schema = json!({"allOf": [schema], "required": doc.request_requires, "properties": not_null});
+            if !doc.request_requires.is_empty()
+                || !doc.request_omits.is_empty()
+                || !doc.request_rules.is_empty()
+            {
+                schema = narrowed(schema, doc);
             }
             op.insert(
                 "requestBody".into(),
@@ -108,6 +106,29 @@ pub fn document(routes: &[RouteInfo], version: &str) -> Value {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API key: tally keys create --role …"}},
         },
     })
+}
+
+/// `schema` with the route's required fields present and not null, its omitted fields absent,
+/// and its further rules.
+fn narrowed(schema: Value, doc: &Doc) -> Value {
+    let (requires, omits) = (doc.request_requires, doc.request_omits);
+    let mut all = json!({"allOf": [schema]});
+    if let Some(rules) = all["allOf"].as_array_mut() {
+        rules.extend(doc.request_rules.iter().cloned());
+    }
+    if !requires.is_empty() {
+        let not_null: Map<String, Value> = requires
+            .iter()
+            .map(|f| (f.to_string(), json!({"not": {"type": "null"}})))
+            .collect();
+        all["required"] = json!(requires);
+        all["properties"] = Value::Object(not_null);
+    }
+    if !omits.is_empty() {
+        let present: Vec<Value> = omits.iter().map(|f| json!({"required": [f]})).collect();
+        all["not"] = json!({"anyOf": present});
+    }
+    all
 }
 
 /// A parameter object; lists are comma-separated (`style: form, explode: false`).

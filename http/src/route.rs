@@ -28,9 +28,7 @@ pub fn schema_of<T: schemars::JsonSchema>(
     generator.subschema_for::<T>()
 }
 
-/// A slug: 1–128 characters of `a-z 0-9 - _ . : /`, starting with a letter or digit — what
-/// `tally_schemas::validate::check_slug` accepts (a test there holds them together).
-pub const SLUG_PATTERN: &str = "^[a-z0-9][a-z0-9._:/-]{0,127}$";
+pub use tally_schemas::wire::SLUG_PATTERN;
 
 /// A path or query parameter and the values it takes, as a JSON Schema.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +134,11 @@ pub struct Doc {
     /// Fields of that body this route cannot do without although the type makes them optional
     /// (a create sharing its body type with an update).
     pub request_requires: &'static [&'static str],
+    /// Fields of that body this route is documented without (an update, where they name what
+    /// cannot change: the server takes them only when equal to the current values).
+    pub request_omits: &'static [&'static str],
+    /// Further JSON Schema rules the body meets (relations between its fields).
+    pub request_rules: Vec<Value>,
     /// The status of a successful answer.
     pub status: u16,
     /// The JSON body of a successful answer; `None` for answers that are not JSON.
@@ -228,6 +231,8 @@ impl<S: Clone + Send + Sync + 'static> Route<S> {
                     query: Vec::new(),
                     request: None,
                     request_requires: &[],
+                    request_omits: &[],
+                    request_rules: Vec::new(),
                     status: 200,
                     response: None,
                     content_type: "application/json",
@@ -273,6 +278,22 @@ impl<S: Clone + Send + Sync + 'static> Route<S> {
     ) -> Route<S> {
         self.info.doc.request = Some(schema_of::<T>);
         self.info.doc.request_requires = fields;
+        self
+    }
+
+    /// It reads a `T` body, documented without `fields`.
+    pub fn accepts_omitting<T: schemars::JsonSchema>(
+        mut self,
+        fields: &'static [&'static str],
+    ) -> Route<S> {
+        self.info.doc.request = Some(schema_of::<T>);
+        self.info.doc.request_omits = fields;
+        self
+    }
+
+    /// The body also meets `rule`, a JSON Schema (a relation between fields, e.g. `if`/`then`).
+    pub fn body_rule(mut self, rule: Value) -> Route<S> {
+        self.info.doc.request_rules.push(rule);
         self
     }
 

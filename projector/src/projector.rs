@@ -324,12 +324,25 @@ impl Projector {
             }
             let book = self.config.prices.as_ref().map(|p| p.current());
             let reprices = self.config.reprices.as_ref().map(|r| r.current());
-            let commit = session.fold(
-                records,
-                book.as_deref(),
-                reprices.as_deref().filter(|r| !r.is_empty()),
-                self.store.keeps_raw_events(),
-            );
+            let keep_raw = self.store.keeps_raw_events();
+            // Folding is CPU work: it runs on a blocking thread, with the session moved there
+            // and back, so the runtime keeps serving requests meanwhile.
+            let folded = tokio::task::spawn_blocking(move || {
+                let commit = session.fold(
+                    records,
+                    book.as_deref(),
+                    reprices.as_deref().filter(|r| !r.is_empty()),
+                    keep_raw,
+                );
+                (session, commit)
+            })
+            .await;
+            let commit;
+            (session, commit) = match folded {
+                Ok(folded) => folded,
+                Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                Err(_) => return Ok(SessionEnd::Shutdown),
+            };
             if commit.partitions.is_empty() {
                 continue;
             }

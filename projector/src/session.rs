@@ -121,6 +121,7 @@ impl Session {
     ///
     /// Per partition, the result depends only on the partition's records in offset order: the
     /// dedup clock is the running maximum of `received_at`, so it never goes backwards.
+    /// CPU-bound: the projector runs it off the async runtime.
     pub(super) fn fold(
         &mut self,
         records: Vec<LogRecord>,
@@ -128,7 +129,27 @@ impl Session {
         reprices: Option<&Repricing>,
         keep_raw: bool,
     ) -> ProjectionCommit {
-        let window_s = self.window_s;
+        let mut commit = ProjectionCommit {
+            epoch: self.binding.epoch,
+            ..ProjectionCommit::default()
+        };
+        let (mut applied, mut duplicates) = (0u64, 0u64);
+        for (partition, records) in self.owned_by_partition(records) {
+            let ps = self.partition(partition);
+            let read = ps.read(records, prices, reprices);
+            applied += read.fresh.len() as u64;
+            duplicates += read.duplicates;
+            commit
+                .partitions
+                .insert(partition, ps.commit_part(read, keep_raw));
+        }
+        metrics::counter!(m::EVENTS_APPLIED).increment(applied);
+        metrics::counter!(m::DUPLICATES).increment(duplicates);
+        commit
+    }
+
+    /// The records of owned partitions, each partition's in offset order.
+    fn owned_by_partition(&self, records: Vec<LogRecord>) -> BTreeMap<i32, Vec<LogRecord>> {
         let mut by_partition: BTreeMap<i32, Vec<LogRecord>> = BTreeMap::new();
         for record in records {
             if self.owned.contains(record.partition) {
@@ -138,81 +159,23 @@ impl Session {
                     .push(record);
             }
         }
-        let mut commit = ProjectionCommit {
-            epoch: self.binding.epoch,
-            ..ProjectionCommit::default()
-        };
-        let (mut applied, mut duplicates) = (0u64, 0u64);
-        for (partition, mut records) in by_partition {
-            let ps = self
-                .partitions
-                .entry(partition)
-                .or_insert_with(|| PartitionSession {
-                    committed: 0,
-                    stop_at: None,
-                    state: PartitionState::default(),
-                    dedup: Dedup::new(window_s, []),
-                });
+        for records in by_partition.values_mut() {
             records.sort_by_key(|r| r.offset);
-            // First sightings with where they sit in the log (kept for stores that want them).
-            let mut fresh: Vec<RawEvent> = Vec::new();
-            let mut dedup_new = Vec::new();
-            let mut dups = 0u64;
-            for record in records {
-                if record.offset < ps.state.next_offset {
-                    continue;
-                }
-                if ps.stop_at.is_some_and(|end| record.offset >= end) {
-                    // Read again after the commit that reaches the unfinished one's end.
-                    break;
-                }
-                let fingerprint = record.fingerprint;
-                let now_ms = ps.state.last_received_ms.max(record.received_at_ms);
-                let now_s = seconds(now_ms);
-                for mut event in record.events {
-                    let fp = event_fingerprint(&event.event_id);
-                    if ps.dedup.first_sighting(fp, now_s) {
-                        if let (Cost::Pending, Some(book)) = (event.cost, prices) {
-                            book.price(&mut event);
-                        }
-                        if let Some(reprices) = reprices {
-                            reprices.apply(&mut event);
-                        }
-                        fresh.push(RawEvent {
-                            event,
-                            offset: record.offset,
-                            received_at_ms: record.received_at_ms,
-                        });
-                        dedup_new.push((fp, now_s));
-                    } else {
-                        dups += 1;
-                    }
-                }
-                ps.state.next_offset = record.offset + 1;
-                ps.state.last_received_ms = now_ms;
-                ps.state.anchor = fingerprint;
-            }
-            let now_s = seconds(ps.state.last_received_ms);
-            ps.dedup.evict(now_s, 1);
-            ps.state.events_applied += fresh.len() as u64;
-            ps.state.duplicates_dropped += dups;
-            applied += fresh.len() as u64;
-            duplicates += dups;
-            commit.partitions.insert(
-                partition,
-                PartitionCommit {
-                    base_offset: ps.committed,
-                    deltas: fold(fresh.iter().map(|r| &r.event)),
-                    dedup_new,
-                    dedup_horizon_s: ps.dedup.horizon(now_s),
-                    state: ps.state.clone(),
-                    raw: if keep_raw { fresh } else { Vec::new() },
-                },
-            );
         }
-        metrics::counter!(m::EVENTS_APPLIED).increment(applied);
-        metrics::counter!(m::DUPLICATES).increment(duplicates);
-        commit
+        by_partition
+    }
+
+    /// A partition's session, started empty the first time it is seen.
+    fn partition(&mut self, partition: i32) -> &mut PartitionSession {
+        let window_s = self.window_s;
+        self.partitions
+            .entry(partition)
+            .or_insert_with(|| PartitionSession {
+                committed: 0,
+                stop_at: None,
+                state: PartitionState::default(),
+                dedup: Dedup::new(window_s, []),
+            })
     }
 
     /// Marks a commit (per partition, its new `next_offset`) as landed.
@@ -224,6 +187,84 @@ impl Session {
                     ps.stop_at = None;
                 }
             }
+        }
+    }
+}
+
+/// What reading a partition's records yielded.
+struct Read {
+    /// First sightings with where they sit in the log.
+    fresh: Vec<RawEvent>,
+    /// Their fingerprints and dedup times, for the store's dedup memory.
+    dedup_new: Vec<(u64, u32)>,
+    duplicates: u64,
+}
+
+impl PartitionSession {
+    /// Reads `records` (in offset order) from this partition's position: each event seen for
+    /// the first time in the dedup window is priced (when pending) and repriced, the others
+    /// counted as duplicates; the position, the dedup clock and the anchor advance.
+    fn read(
+        &mut self,
+        records: Vec<LogRecord>,
+        prices: Option<&PriceBook>,
+        reprices: Option<&Repricing>,
+    ) -> Read {
+        let mut read = Read {
+            fresh: Vec::new(),
+            dedup_new: Vec::new(),
+            duplicates: 0,
+        };
+        for record in records {
+            if record.offset < self.state.next_offset {
+                continue;
+            }
+            if self.stop_at.is_some_and(|end| record.offset >= end) {
+                // Read again after the commit that reaches the unfinished one's end.
+                break;
+            }
+            let now_ms = self.state.last_received_ms.max(record.received_at_ms);
+            let now_s = seconds(now_ms);
+            for mut event in record.events {
+                let fp = event_fingerprint(&event.event_id);
+                if !self.dedup.first_sighting(fp, now_s) {
+                    read.duplicates += 1;
+                    continue;
+                }
+                if let (Cost::Pending, Some(book)) = (event.cost, prices) {
+                    book.price(&mut event);
+                }
+                if let Some(reprices) = reprices {
+                    reprices.apply(&mut event);
+                }
+                read.fresh.push(RawEvent {
+                    event,
+                    offset: record.offset,
+                    received_at_ms: record.received_at_ms,
+                });
+                read.dedup_new.push((fp, now_s));
+            }
+            self.state.next_offset = record.offset + 1;
+            self.state.last_received_ms = now_ms;
+            self.state.anchor = record.fingerprint;
+        }
+        read
+    }
+
+    /// This partition's part of the commit: the rollup deltas of what was read, the new dedup
+    /// entries and horizon, and the state to checkpoint.
+    fn commit_part(&mut self, read: Read, keep_raw: bool) -> PartitionCommit {
+        let now_s = seconds(self.state.last_received_ms);
+        self.dedup.evict(now_s, 1);
+        self.state.events_applied += read.fresh.len() as u64;
+        self.state.duplicates_dropped += read.duplicates;
+        PartitionCommit {
+            base_offset: self.committed,
+            deltas: fold(read.fresh.iter().map(|r| &r.event)),
+            dedup_new: read.dedup_new,
+            dedup_horizon_s: self.dedup.horizon(now_s),
+            state: self.state.clone(),
+            raw: if keep_raw { read.fresh } else { Vec::new() },
         }
     }
 }

@@ -55,19 +55,20 @@ pub fn object(_: &mut SchemaGenerator) -> Schema {
     schema(json!({"type": "object"}))
 }
 
-/// Dollars, at most 6 decimal places: a decimal string, or a whole number.
+/// Dollars below a million, at most 6 decimal places: a decimal string, or a whole number.
+/// (The server's exact amounts end at about 9.2 million dollars.)
 pub fn dollars(_: &mut SchemaGenerator) -> Schema {
     schema(json!({"anyOf": [
-        {"type": "string", "pattern": "^[0-9]{1,12}(\\.[0-9]{1,6})?$"},
-        {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_i64},
+        {"type": "string", "pattern": "^[0-9]{1,6}(\\.[0-9]{1,6})?$"},
+        {"type": "integer", "minimum": 0, "maximum": 999_999},
     ]}))
 }
 
-/// Dollars greater than zero, at most 6 decimal places.
+/// Dollars greater than zero and below a million, at most 6 decimal places.
 pub fn positive_dollars(_: &mut SchemaGenerator) -> Schema {
     schema(json!({"anyOf": [
-        {"type": "string", "pattern": "^([1-9][0-9]{0,11}(\\.[0-9]{1,6})?|0\\.[0-9]{0,5}[1-9])$"},
-        {"type": "integer", "minimum": 1, "maximum": 999_999_999_999_i64},
+        {"type": "string", "pattern": "^([1-9][0-9]{0,5}(\\.[0-9]{1,6})?|0\\.[0-9]{0,5}[1-9])$"},
+        {"type": "integer", "minimum": 1, "maximum": 999_999},
     ]}))
 }
 
@@ -109,22 +110,10 @@ mod tests {
     use super::*;
     use schemars::gen::SchemaSettings;
 
-    use proptest::prelude::*;
-    use tally_schemas::validate::check_slug;
-
     fn pattern(f: fn(&mut SchemaGenerator) -> Schema) -> regex::Regex {
         let mut generator = SchemaSettings::draft2019_09().into_generator();
         let value = serde_json::to_value(f(&mut generator)).unwrap();
         regex::Regex::new(value["pattern"].as_str().unwrap()).unwrap()
-    }
-
-    proptest! {
-        /// The documented slug pattern and the server's check agree on every string.
-        #[test]
-        fn the_slug_pattern_is_check_slug(text in "[a-zA-Z0-9._:/ -]{0,130}") {
-            let documented = regex::Regex::new(SLUG_PATTERN).unwrap();
-            prop_assert_eq!(documented.is_match(&text), check_slug("name", &text).is_ok());
-        }
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! - [`event`]: the validated [`UsageEvent`] that lives in the event log. Once an event is a
 //!   `UsageEvent` every field is known-good (slugs, bounded strings, token arithmetic).
 //! - [`money`]: exact money as integer pico-dollars (1e-12 USD); no floats on any cost path.
+//! - [`whole`]: integers as JSON Schema means them (`3.0` is `3`).
 //! - [`validate`]: turning raw request bodies into events, with one error per rejected event
 //!   naming its index, field and reason.
 
 pub mod event;
 pub mod money;
 pub mod validate;
+pub mod whole;
 pub mod wire;
 
 pub use event::{Environment, Operation, Status, UsageEvent};

@@ -351,7 +351,8 @@ fn check_opt(field: &'static str, value: Option<&str>, max_chars: usize) -> Resu
     value.map_or(Ok(()), |v| check_text(field, v, max_chars))
 }
 
-/// Slugs: 1–128 characters of `a-z 0-9 - _ . : /`, starting with a letter or digit.
+/// Slugs: 1–128 characters of `a-z 0-9 - _ . : /`, starting with a letter or digit (as the
+/// contract states it: [`crate::wire::SLUG_PATTERN`]).
 pub fn check_slug(field: &'static str, value: &str) -> Result<(), FieldError> {
     if value.is_empty() || value.len() > 128 {
         return Err(FieldError::new(field, "must be 1 to 128 characters"));
@@ -397,6 +398,23 @@ fn check_attributes(
 mod tests {
     use super::*;
     use crate::event::{Environment, Status};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The documented slug pattern and the server's check agree on every string.
+        #[test]
+        fn the_slug_pattern_is_check_slug(text in "[a-zA-Z0-9._:/ -]{0,130}") {
+            let documented = regex::Regex::new(crate::wire::SLUG_PATTERN).unwrap();
+            prop_assert_eq!(documented.is_match(&text), check_slug("name", &text).is_ok());
+        }
+
+        /// The documented text fields' pattern refuses exactly the control characters.
+        #[test]
+        fn the_text_pattern_refuses_control_characters(c in any::<char>()) {
+            let documented = crate::wire::tests_support::no_control();
+            prop_assert_eq!(documented.is_match(&c.to_string()), !c.is_control());
+        }
+    }
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")

@@ -22,52 +22,123 @@ use crate::event::{Environment, Operation, Status};
 )]
 pub struct UsageEventV1 {
     /// Schema version; 1 when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::whole_opt"
+    )]
+    #[schemars(range(min = 1, max = 1))]
     pub schema_version: Option<u32>,
     /// Client-chosen idempotency key (1–128 characters). Resending the same id within the dedup
     /// window counts once.
+    #[schemars(schema_with = "text_128")]
     pub event_id: String,
     /// When the call happened (RFC 3339). At most 5 minutes in the future and not older than the
     /// retention window.
     pub occurred_at: DateTime<Utc>,
     /// Feature slug, e.g. `photo-tagging`.
+    #[schemars(schema_with = "slug")]
     pub feature: String,
     /// Model slug, e.g. `gpt-4o-mini`.
+    #[schemars(schema_with = "slug")]
     pub model: String,
     /// Provider slug, e.g. `openai`.
+    #[schemars(schema_with = "slug")]
     pub provider: String,
     pub environment: Environment,
     pub operation: Operation,
     pub status: Status,
     /// Provider or client error class, e.g. `rate_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "text_128")]
     pub error_type: Option<String>,
-    /// Wall-clock latency of the call in milliseconds (fractions allowed).
+    /// Wall-clock latency of the call in milliseconds (fractions allowed), at most a day.
+    #[schemars(range(min = 0, max = 86_400_000))]
     pub latency_ms: f64,
     /// Input (prompt) tokens, including cached input tokens.
+    #[serde(deserialize_with = "crate::whole::whole")]
+    #[schemars(range(max = 1_000_000_000))]
     pub input_tokens: u64,
     /// Output (completion) tokens.
+    #[serde(deserialize_with = "crate::whole::whole")]
+    #[schemars(range(max = 1_000_000_000))]
     pub output_tokens: u64,
-    /// Input tokens served from the provider's prompt cache; counted inside `input_tokens`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Input tokens served from the provider's prompt cache; counted inside `input_tokens`
+    /// (so never more than it).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::whole_opt"
+    )]
+    #[schemars(range(max = 1_000_000_000))]
     pub cached_input_tokens: Option<u64>,
     /// Cost in US dollars as billed, kept exactly as sent. When absent it is computed from the
     /// model price in force at `occurred_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<CostUsd>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "text_256")]
     pub user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "text_128")]
     pub prompt_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_version: Option<PromptVersion>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "text_128")]
     pub experiment_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "text_128")]
     pub variant: Option<String>,
     /// Small free-form string map (at most 32 entries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "attributes")]
     pub attributes: Option<BTreeMap<String, String>>,
+}
+
+/// What `validate::check_slug` accepts, as a JSON Schema (ECMA-262) pattern, for the contract.
+pub const SLUG_PATTERN: &str = "^[a-z0-9][a-z0-9._:/-]{0,127}$";
+
+/// Text without control characters (`char::is_control`: U+0000–U+001F, U+007F–U+009F).
+const NO_CONTROL: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// The documented no-control-characters pattern, compiled.
+    pub fn no_control() -> regex::Regex {
+        regex::Regex::new(super::NO_CONTROL).unwrap()
+    }
+}
+
+fn schema(value: serde_json::Value) -> schemars::schema::Schema {
+    serde_json::from_value(value).unwrap_or(schemars::schema::Schema::Bool(true))
+}
+
+fn text(max: usize) -> schemars::schema::Schema {
+    schema(
+        serde_json::json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": NO_CONTROL}),
+    )
+}
+
+fn text_128(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    text(128)
+}
+
+fn text_256(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    text(256)
+}
+
+fn slug(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    schema(serde_json::json!({"type": "string", "pattern": SLUG_PATTERN}))
+}
+
+fn attributes(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+    schema(serde_json::json!({
+        "type": "object",
+        "maxProperties": 32,
+        "propertyNames": {"minLength": 1, "maxLength": 64},
+        "additionalProperties": {"type": "string", "maxLength": 512},
+    }))
 }
 
 /// A cost as it was written in the request: a JSON number or a decimal string. The raw text is

@@ -13,11 +13,12 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Extension;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tally_domain::config::{Budget, BudgetPeriod, BudgetScope, BudgetSpec};
 use tally_http::auth::{Access, Caller};
 use tally_http::http::{data, invalid, ApiError, Body, Data};
 use tally_http::route::{Route, Routes};
+use tally_schemas::Environment;
 
 use crate::dollars::{micros_from_json, usd_of_micros};
 use crate::listing::{ListQuery, ListSpec, Listing};
@@ -35,6 +36,7 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     .serve(
         Route::post(&budgets, Access::Admin, "Create a budget", create)
             .accepts_requiring::<BudgetBody>(&["name", "scope", "period", "amount_usd"])
+            .body_rule(scope_value_rule())
             .returns::<Data<BudgetView>>(201),
     )
     .serve(
@@ -107,6 +109,23 @@ async fn list(
     Ok(axum::Json(query.apply(&views)?))
 }
 
+/// A new budget's `scope_value`: absent for a global budget, an environment's name for an
+/// environment budget, the name of what it covers otherwise ([`BudgetSpec::validate`]).
+fn scope_value_rule() -> Value {
+    let environments: Vec<&str> = Environment::ALL.iter().map(|e| e.as_str()).collect();
+    json!({"allOf": [
+        {
+            "if": {"properties": {"scope": {"const": "global"}}},
+            "then": {"properties": {"scope_value": {"type": "null"}}},
+            "else": {"required": ["scope_value"], "properties": {"scope_value": {"type": "string"}}},
+        },
+        {
+            "if": {"properties": {"scope": {"const": "environment"}}},
+            "then": {"properties": {"scope_value": {"enum": environments}}},
+        },
+    ]})
+}
+
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct BudgetBody {
@@ -125,7 +144,7 @@ struct BudgetBody {
     #[schemars(schema_with = "crate::fields::positive_dollars")]
     amount_usd: Option<Value>,
     /// Ascending percentages of the amount, each from 1 to 1000 (default `[80, 100]`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tally_schemas::whole::whole_vec")]
     #[schemars(schema_with = "crate::fields::thresholds")]
     thresholds_percent: Option<Vec<u32>>,
     is_active: Option<bool>,

@@ -94,6 +94,7 @@ async fn list(
 struct VariantBody {
     #[schemars(schema_with = "crate::fields::text")]
     name: String,
+    #[serde(deserialize_with = "tally_schemas::whole::whole")]
     #[schemars(range(min = 0, max = 100))]
     traffic_percent: u32,
     #[serde(default)]

@@ -1,5 +1,5 @@
 //! Features: `POST /features`, `GET|PUT|DELETE /features/{name}` (the listing with metrics is
-//! [`crate::routes::features`]), `GET /features/{name}/deployments?environment=`,
+//! `routes::dashboards::features`), `GET /features/{name}/deployments?environment=`,
 //! `POST /features/{name}/rollback {environment}`.
 
 use super::*;
@@ -14,7 +14,7 @@ pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
             "Register a feature",
             create_feature,
         )
-        .accepts::<FeatureBody>()
+        .accepts_requiring::<FeatureBody>(&["name"])
         .returns::<Data<Feature>>(201),
     )
     .serve(
@@ -33,7 +33,7 @@ pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
             "Change a feature (fields given; the rest kept)",
             update_feature,
         )
-        .accepts::<FeatureBody>()
+        .accepts_omitting::<FeatureBody>(&["name"])
         .returns::<Data<Feature>>(200),
     )
     .serve(

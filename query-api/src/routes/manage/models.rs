@@ -32,7 +32,7 @@ pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
             "Change a model (fields given; the rest kept)",
             update_model,
         )
-        .accepts::<ModelBody>()
+        .accepts_omitting::<ModelBody>(&["name", "provider"])
         .returns::<Data<Model>>(200),
     )
     .serve(

@@ -61,6 +61,7 @@ struct TestBody {
     #[schemars(schema_with = "crate::fields::variable_values")]
     variables: BTreeMap<String, Value>,
     /// The version to render; the active one, else the latest, when absent.
+    #[serde(default, deserialize_with = "tally_schemas::whole::whole_opt")]
     #[schemars(range(min = 1))]
     version: Option<i32>,
     /// A model id; the feature's `development` deployment when absent.

@@ -33,7 +33,7 @@ pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
             "Change a provider (fields given; the rest kept)",
             update_provider,
         )
-        .accepts::<ProviderBody>()
+        .accepts_omitting::<ProviderBody>(&["name"])
         .returns::<Data<Provider>>(200),
     )
     .serve(

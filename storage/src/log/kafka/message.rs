@@ -1,7 +1,8 @@
 //! One Kafka message per usage event: the headers that carry its schema and its cost, reading a
 //! message back into an event, and a message's fingerprint.
 
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use tally_domain::store::{StoreError, StoreResult};
 use tally_schemas::event::Cost;
 use tally_schemas::{Limits, UsageEvent, UsageEventV1};
 
@@ -22,6 +23,28 @@ pub(super) fn fingerprint<M: Message>(m: &M) -> u64 {
     }
     hash.update(&m.timestamp().to_millis().unwrap_or(0).to_le_bytes());
     hash.digest()
+}
+
+/// The message for one event: its value and headers.
+pub(super) fn encode_message(event: &UsageEvent) -> StoreResult<(Vec<u8>, OwnedHeaders)> {
+    let value = serde_json::to_vec(&UsageEventV1::from(event))
+        .map_err(|e| StoreError::Backend(format!("encode event: {e}")))?;
+    let cost = match event.cost {
+        Cost::Computed(p) => Some(format!("computed:{p}")),
+        Cost::Unpriced => Some("unpriced".to_string()),
+        Cost::Reported(_) | Cost::Pending => None,
+    };
+    let mut headers = OwnedHeaders::new().insert(Header {
+        key: SCHEMA_HEADER,
+        value: Some(SCHEMA_VALUE),
+    });
+    if let Some(cost) = &cost {
+        headers = headers.insert(Header {
+            key: COST_HEADER,
+            value: Some(cost.as_str()),
+        });
+    }
+    Ok((value, headers))
 }
 
 /// The event in one message, or why it is not one.

@@ -1,0 +1,209 @@
+//! The analytics seam: the projector's state and commits, rollup scans ([`AnalyticsStore`]).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tally_schemas::{Environment, UsageEvent};
+
+use super::log::{LogPosition, Partitions};
+use crate::error::StoreResult;
+use crate::log_binding::{Adoption, LogBinding};
+use crate::rollup::{Resolution, Rollup, RollupKey, RollupRow};
+
+/// What the projector needs to resume one log partition. Everything here is a deterministic
+/// function of the partition's records before `next_offset`, so two projectors that projected
+/// the same prefix hold identical state (the basis of the ClickHouse fencing rule).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// The next offset to read (everything before it is projected).
+    pub next_offset: i64,
+    /// Highest `received_at` among the applied records (Unix ms): the partition's log clock,
+    /// which never runs backwards even when a producer's clock does.
+    pub last_received_ms: i64,
+    pub events_applied: u64,
+    pub duplicates_dropped: u64,
+    /// The [`LogRecord::fingerprint`] of the record before `next_offset` (0: not known, as for
+    /// checkpoints written before it was kept).
+    #[serde(default)]
+    pub anchor: u64,
+    /// Fingerprints of event ids seen within the dedup window, with the second they were seen.
+    /// Not serialized with the checkpoint; stores keep them as chunks.
+    #[serde(skip)]
+    pub dedup: Vec<(u64, u32)>,
+}
+
+/// What the projector needs to resume: per log partition, its state. A partition that has
+/// never been committed is absent (it starts at offset 0 with empty state).
+#[derive(Debug, Clone, Default)]
+pub struct ProjectorState {
+    /// The epoch these checkpoints belong to: the store's current binding (0 when none).
+    pub epoch: u32,
+    pub partitions: BTreeMap<i32, PartitionState>,
+    /// Per log partition, the `next_offset` of the oldest commit whose rollup rows partly
+    /// landed while its checkpoint did not (only stores whose commits are not one atomic write
+    /// report any). Those rows already hold every event before that offset, so the projector
+    /// must not commit the partition *past* it until its checkpoint has reached it: a commit
+    /// ending there (or earlier) lets the store tell, per row, what is already included.
+    pub unfinished: BTreeMap<i32, i64>,
+}
+
+impl ProjectorState {
+    pub fn position(&self) -> LogPosition {
+        LogPosition(
+            self.partitions
+                .iter()
+                .map(|(p, s)| (*p, s.next_offset))
+                .collect(),
+        )
+    }
+    pub fn events_applied(&self) -> u64 {
+        self.partitions.values().map(|s| s.events_applied).sum()
+    }
+    pub fn duplicates_dropped(&self) -> u64 {
+        self.partitions.values().map(|s| s.duplicates_dropped).sum()
+    }
+}
+
+/// The effect of one batch on one partition.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionCommit {
+    /// The `next_offset` this commit builds on. A store refuses the commit with
+    /// [`StoreError::Conflict`] when its checkpoint for the partition says otherwise (another
+    /// projector moved it: this one is fenced off and must reload).
+    pub base_offset: i64,
+    pub deltas: BTreeMap<RollupKey, Rollup>,
+    pub dedup_new: Vec<(u64, u32)>,
+    /// Fingerprints seen before this second may be forgotten.
+    pub dedup_horizon_s: u32,
+    /// The partition's state after the commit (`dedup` left empty).
+    pub state: PartitionState,
+    /// The events this commit counted (duplicates excluded), for stores that keep raw events
+    /// ([`AnalyticsStore::keeps_raw_events`]); empty otherwise.
+    pub raw: Vec<RawEvent>,
+}
+
+/// A counted event with where it sits in the log.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    pub event: UsageEvent,
+    pub offset: i64,
+    pub received_at_ms: i64,
+}
+
+/// One atomic projector commit: every partition's effect becomes visible together or not at all.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectionCommit {
+    /// The epoch the commit's checkpoints belong to ([`ProjectorState::epoch`]). A store whose
+    /// current epoch is another (an adoption happened meanwhile) refuses the commit
+    /// ([`StoreError::Conflict`]).
+    pub epoch: u32,
+    pub partitions: BTreeMap<i32, PartitionCommit>,
+}
+
+impl ProjectionCommit {
+    /// Rollup rows touched, summed over partitions.
+    pub fn rows(&self) -> usize {
+        self.partitions.values().map(|p| p.deltas.len()).sum()
+    }
+    pub fn dedup_entries(&self) -> usize {
+        self.partitions.values().map(|p| p.dedup_new.len()).sum()
+    }
+}
+
+/// Which rows a query wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub feature: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub environment: Option<Environment>,
+    /// Rows of this `prompt_id` (empty: rows of events that named no prompt).
+    pub prompt_id: Option<String>,
+    pub prompt_version: Option<String>,
+}
+
+/// Rows of one resolution with bucket start in `[from, to)` (Unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub resolution: Resolution,
+    pub from: i64,
+    pub to: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScanRequest {
+    pub filter: Filter,
+    pub spans: Vec<Span>,
+    /// Whether latency and user sketches are needed (they are the expensive part).
+    pub with_sketches: bool,
+}
+
+impl ScanRequest {
+    /// Every stored row of `resolutions`, unfiltered (comparisons and exports).
+    pub fn everything(resolutions: &[Resolution], with_sketches: bool) -> ScanRequest {
+        ScanRequest {
+            filter: Filter::default(),
+            spans: resolutions
+                .iter()
+                .map(|&resolution| Span {
+                    resolution,
+                    from: 0,
+                    to: i64::MAX / 2,
+                })
+                .collect(),
+            with_sketches,
+        }
+    }
+}
+
+#[async_trait]
+pub trait AnalyticsStore: Send + Sync + 'static {
+    /// The checkpoint of each stored partition in `partitions`, with the dedup fingerprints
+    /// seen within `dedup_window_s` of that partition's log clock.
+    async fn load_state(
+        &self,
+        dedup_window_s: u32,
+        partitions: &Partitions,
+    ) -> StoreResult<ProjectorState>;
+    /// The current epoch's checkpoints of `partitions`, without the dedup memory nor
+    /// unfinished commits: what a projector checks against the log before it reads.
+    async fn checkpoints(&self, partitions: &Partitions) -> StoreResult<ProjectorState>;
+    /// Every log this store has been bound to, oldest first; the last is the one its
+    /// checkpoints belong to. Empty until a projector first binds it.
+    async fn bindings(&self) -> StoreResult<Vec<LogBinding>>;
+    /// Binds the store to `binding.log` when it has no binding yet (at `binding.epoch`: 0 for
+    /// a new store, the next one after a start from scratch), or records the id of the current
+    /// binding's log when it was recorded without one (same epoch and name); writes nothing
+    /// otherwise. Returns the current binding as stored afterwards,
+    /// which the caller checks again (another projector may have bound the store first).
+    async fn bind(&self, binding: LogBinding) -> StoreResult<LogBinding>;
+    /// Carries out an [`Adoption`]: `Conflict` unless the current epoch is still the one it
+    /// retires and that epoch's last commit finished; then every adopted partition starts at
+    /// its [`Adoption::start`] with the dedup fingerprints of the partitions
+    /// [`Adoption::dedup_from`] names
+    /// (those seen within `dedup_window_s` of each source partition's log clock, which it
+    /// takes over), the retired binding records its final position, and the adopted log is
+    /// bound as the next epoch. Rollups are untouched. Atomic, or made visible by its last
+    /// write (a retry after a failure redoes it).
+    async fn adopt(&self, adoption: &Adoption, dedup_window_s: u32) -> StoreResult<()>;
+    /// Applies a commit with an exactly-once effect, or refuses it with
+    /// [`StoreError::Conflict`] when a partition's stored `next_offset` is not the commit's
+    /// `base_offset`, or the store's current epoch is not the commit's. Either the commit is atomic, or a partly applied one is reported by the
+    /// next [`load_state`](Self::load_state) in [`ProjectorState::unfinished`].
+    async fn commit(&self, commit: ProjectionCommit) -> StoreResult<()>;
+    /// Rows matching the request, in no particular order.
+    async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>>;
+    /// Drops every rollup, the checkpoints, the dedup memory and the bindings (for rebuild).
+    async fn reset(&self) -> StoreResult<()>;
+    /// Retention: deletes the rollup rows of every UTC day that ended at or before `before_s`
+    /// (whole days, so that a store may drop day partitions). Returns rows deleted, when the
+    /// store knows.
+    async fn prune(&self, before_s: i64) -> StoreResult<u64>;
+    /// A round trip to the backend (for readiness).
+    async fn ping(&self) -> StoreResult<()>;
+    /// Whether commits should carry the counted events themselves ([`PartitionCommit::raw`]).
+    fn keeps_raw_events(&self) -> bool {
+        false
+    }
+}
