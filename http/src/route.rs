@@ -141,6 +141,8 @@ pub struct Doc {
     pub request_rules: Vec<Value>,
     /// The status of a successful answer.
     pub status: u16,
+    /// Other statuses of successful answers, with the same body.
+    pub also: Vec<u16>,
     /// The JSON body of a successful answer; `None` for answers that are not JSON.
     pub response: Option<SchemaFn>,
     /// The media type of a successful answer.
@@ -234,6 +236,7 @@ impl<S: Clone + Send + Sync + 'static> Route<S> {
                     request_omits: &[],
                     request_rules: Vec::new(),
                     status: 200,
+                    also: Vec::new(),
                     response: None,
                     content_type: "application/json",
                 },
@@ -301,6 +304,12 @@ impl<S: Clone + Send + Sync + 'static> Route<S> {
     pub fn returns<T: schemars::JsonSchema>(mut self, status: u16) -> Route<S> {
         self.info.doc.status = status;
         self.info.doc.response = Some(schema_of::<T>);
+        self
+    }
+
+    /// It may also answer `status` with the same body (e.g. `200` for a repeat of a create).
+    pub fn or_status(mut self, status: u16) -> Route<S> {
+        self.info.doc.also.push(status);
         self
     }
 

@@ -45,9 +45,10 @@ pub fn env_name(_: &mut SchemaGenerator) -> Schema {
     schema(json!({"type": "string", "pattern": "^[A-Z_][A-Z0-9_]{0,127}$"}))
 }
 
-/// An `http://` or `https://` URL with a host, without whitespace.
+/// An `http://` or `https://` URL with a host, without whitespace (Rust's `char::is_whitespace`
+/// also counts U+0085, which ECMA-262's `\s` does not).
 pub fn http_url(_: &mut SchemaGenerator) -> Schema {
-    schema(json!({"type": "string", "pattern": "^https?://[^/\\s]\\S*$"}))
+    schema(json!({"type": "string", "pattern": "^https?://[^/\\s\\u0085][^\\s\\u0085]*$"}))
 }
 
 /// Any JSON object.
@@ -125,6 +126,7 @@ mod tests {
         assert!(url.is_match("https://api.example.com/v1") && url.is_match("http://h"));
         assert!(!url.is_match("https://") && !url.is_match("https:///x"));
         assert!(!url.is_match("ftp://h") && !url.is_match("http://a b"));
+        assert!(!url.is_match("http://a\u{85}b") && !url.is_match("http://\u{85}"));
         let key = pattern(key_name);
         assert!(key.is_match("ci") && key.is_match("a b"));
         assert!(!key.is_match(" a") && !key.is_match("a "));

@@ -222,13 +222,25 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
         .call("POST", &a("/prompts"), &[], Some(json!({"name": "contract-prompt", "feature": "contract-feature", "content": "Hi {{who}}"})))
         .await;
     let pid = p["data"]["prompt"]["id"].as_str().unwrap().to_string();
-    c.call(
-        "PUT",
-        &a("/prompts/{id}"),
-        &[("id", &pid)],
-        Some(json!({"content": "Hello {{who}}"})),
-    )
-    .await;
+    let (created, _) = c
+        .call(
+            "PUT",
+            &a("/prompts/{id}"),
+            &[("id", &pid)],
+            Some(json!({"content": "Hello {{who}}"})),
+        )
+        .await;
+    assert_eq!(created, 201, "new content is a new version");
+    // The same content again answers the latest version with 200, a documented answer too.
+    let (again, body) = c
+        .call(
+            "PUT",
+            &a("/prompts/{id}"),
+            &[("id", &pid)],
+            Some(json!({"content": "Hello {{who}}"})),
+        )
+        .await;
+    assert_eq!((again, &body["data"]["version"]), (200, &json!(2)));
     c.call(
         "POST",
         &a("/prompts/{id}/versions/{version}/status"),
@@ -490,4 +502,136 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
         "routes never answered successfully here: {missed:?}"
     );
     c.app.stop().await;
+}
+
+/// The parameters' types as documented, for a few routes, written out by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_are_documented_with_their_real_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    let doc: Value = reqwest::get(app.url("/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let param = |method: &str, path: &str, name: &str| -> Value {
+        doc["paths"][format!("{API}{path}")][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{method} {path}: no parameter {name}"))
+            .clone()
+    };
+    let spending = |name: &str| param("get", "/analytics/spending", name);
+    assert_eq!(
+        spending("time_range")["schema"]["enum"],
+        json!(["5m", "15m", "1h", "24h", "7d", "30d"])
+    );
+    assert_eq!(spending("from")["schema"]["format"], "date-time");
+    assert_eq!(spending("to")["schema"]["format"], "date-time");
+    assert_eq!(
+        spending("environment")["schema"]["enum"],
+        json!(["development", "staging", "production"])
+    );
+    let group_by = spending("group_by");
+    assert_eq!(group_by["style"], "form");
+    assert_eq!(group_by["explode"], false);
+    assert_eq!(
+        group_by["schema"]["items"]["enum"],
+        json!([
+            "feature",
+            "provider",
+            "model",
+            "environment",
+            "prompt_id",
+            "prompt_version",
+            "day"
+        ])
+    );
+    let limit = param("get", "/models", "limit");
+    assert_eq!(
+        (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+        (&json!(1), &json!(1000))
+    );
+    let sort = param("get", "/models", "sort")["schema"]["enum"].clone();
+    for s in ["name", "-name", "created_at", "-created_at"] {
+        assert!(sort.as_array().unwrap().contains(&json!(s)), "{s}: {sort}");
+    }
+    assert_eq!(
+        param("get", "/features", "registered")["schema"]["enum"],
+        json!(["true", "false"])
+    );
+    assert_eq!(
+        param("get", "/models/{id}", "id")["schema"]["format"],
+        "uuid"
+    );
+    let slug = param("get", "/features/{name}/metrics", "name")["schema"]["pattern"].clone();
+    assert_eq!(slug, "^[a-z0-9][a-z0-9._:/-]{0,127}$");
+    assert_eq!(
+        param("post", "/models/{id}/reprice", "from")["required"],
+        true
+    );
+    app.stop().await;
+}
+
+/// What the contract declares, the server takes: every documented value of every enumerated
+/// query parameter, and both bounds of every bounded integer one, sent alone to each JSON route
+/// without path parameters, are answered without a 400 — and one past an upper bound is a 400
+/// naming the parameter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_parameter_value_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    seed_config(&app.stores).await;
+    let doc: Value = reqwest::get(app.url("/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut tried = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let Some(op) = ops.get("get") else { continue };
+        let json_answer = op["responses"]["200"]["content"]
+            .get("application/json")
+            .is_some();
+        if path.contains('{') || !json_answer {
+            continue;
+        }
+        for p in op["parameters"].as_array().cloned().unwrap_or_default() {
+            let name = p["name"].as_str().unwrap();
+            let schema = &p["schema"];
+            let mut values: Vec<(String, bool)> = Vec::new();
+            let listed = schema["enum"]
+                .as_array()
+                .or_else(|| schema["items"]["enum"].as_array());
+            for v in listed.into_iter().flatten() {
+                values.push((v.as_str().unwrap().to_string(), true));
+            }
+            if schema["type"] == "integer" {
+                if let Some(min) = schema["minimum"].as_u64() {
+                    values.push((min.to_string(), true));
+                }
+                if let Some(max) = schema["maximum"].as_u64().filter(|m| *m < 1 << 53) {
+                    values.push((max.to_string(), true));
+                    values.push(((max + 1).to_string(), false));
+                }
+            }
+            for (value, valid) in values {
+                let url = format!("{path}?{name}={value}");
+                let (status, body) = app.send("GET", &url, None).await;
+                tried += 1;
+                if valid {
+                    assert_ne!(status, 400, "GET {url}: documented as valid: {body}");
+                } else {
+                    assert_eq!(status, 400, "GET {url}: beyond the documented bound");
+                    assert_eq!(body["error"]["field"], name, "GET {url}: {body}");
+                }
+            }
+        }
+    }
+    assert!(tried > 100, "only {tried} requests");
+    app.stop().await;
 }

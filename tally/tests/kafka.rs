@@ -1,6 +1,8 @@
-//! The Kafka event log against librdkafka's in-process mock cluster (real Kafka protocol over
-//! loopback): the same events give the same answers as the embedded log; projectors in one
-//! consumer group split the partitions and count every event exactly once across a member
+//! What only the Kafka event log has, on librdkafka's in-process mock cluster (real Kafka
+//! protocol over loopback). The log's own semantics (appends, reads from a position, identity)
+//! are the event-log conformance suite's (`conformance/tests/log_conformance.rs`), run against
+//! both logs; here: the whole application answers the same through either log; projectors in
+//! one consumer group split the partitions and count every event exactly once across a member
 //! leaving; consumer lag is the brokers' high watermarks less the position; with the brokers
 //! down ingest answers 503 and acknowledges nothing.
 #![allow(clippy::unwrap_used)]

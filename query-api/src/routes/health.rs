@@ -22,7 +22,8 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
             "Readiness: the analytics store answers and the projector runs (503 otherwise)",
             readyz,
         )
-        .returns::<serde_json::Value>(200),
+        .returns::<serde_json::Value>(200)
+        .or_status(503),
     )
 }
 

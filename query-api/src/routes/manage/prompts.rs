@@ -65,7 +65,8 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
             new_version,
         )
         .accepts::<VersionBody>()
-        .returns::<Data<PromptVersion>>(201),
+        .returns::<Data<PromptVersion>>(201)
+        .or_status(200),
     )
     .serve(
         Route::get(
