@@ -58,11 +58,6 @@ impl Param {
         Param::with(name, json!({"type": "string"}))
     }
 
-    /// Text up to `max` characters.
-    pub fn text_up_to(name: &str, max: usize) -> Param {
-        Param::with(name, json!({"type": "string", "maxLength": max}))
-    }
-
     /// One of `values`.
     pub fn one_of(name: &str, values: &[&str]) -> Param {
         Param::with(name, json!({"type": "string", "enum": values}))

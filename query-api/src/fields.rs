@@ -113,8 +113,8 @@ mod tests {
 
     fn pattern(f: fn(&mut SchemaGenerator) -> Schema) -> regex::Regex {
         let mut generator = SchemaSettings::draft2019_09().into_generator();
-        let value = serde_json::to_value(f(&mut generator)).unwrap();
-        regex::Regex::new(value["pattern"].as_str().unwrap()).unwrap()
+        let value = serde_json::to_value(f(&mut generator)).expect("a schema");
+        regex::Regex::new(value["pattern"].as_str().expect("a pattern")).expect("a regex")
     }
 
     #[test]

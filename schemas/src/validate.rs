@@ -404,7 +404,7 @@ mod tests {
         /// The documented slug pattern and the server's check agree on every string.
         #[test]
         fn the_slug_pattern_is_check_slug(text in "[a-zA-Z0-9._:/ -]{0,130}") {
-            let documented = regex::Regex::new(crate::wire::SLUG_PATTERN).unwrap();
+            let documented = regex::Regex::new(crate::wire::SLUG_PATTERN).expect("a regex");
             prop_assert_eq!(documented.is_match(&text), check_slug("name", &text).is_ok());
         }
 

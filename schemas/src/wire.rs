@@ -106,7 +106,7 @@ const NO_CONTROL: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
 pub(crate) mod tests_support {
     /// The documented no-control-characters pattern, compiled.
     pub fn no_control() -> regex::Regex {
-        regex::Regex::new(super::NO_CONTROL).unwrap()
+        regex::Regex::new(super::NO_CONTROL).expect("a regex")
     }
 }
 

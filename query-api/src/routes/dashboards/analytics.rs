@@ -57,19 +57,16 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
 }
 
 /// What spending can be grouped by: the dimensions and the day.
-const SPENDING_KEYS: [GroupKey; 7] = [
-    GroupKey::Feature,
-    GroupKey::Provider,
-    GroupKey::Model,
-    GroupKey::Environment,
-    GroupKey::PromptId,
-    GroupKey::PromptVersion,
-    GroupKey::Day,
-];
+fn spending_keys() -> Vec<GroupKey> {
+    GroupKey::ALL
+        .into_iter()
+        .filter(|k| *k != GroupKey::Hour)
+        .collect()
+}
 
 static SPENDING: LazyLock<Vec<Param>> = LazyLock::new(|| {
     joined([
-        vec![group_by_param(&SPENDING_KEYS)],
+        vec![group_by_param(&spending_keys())],
         window_params(),
         filter_params(),
     ])
@@ -113,7 +110,7 @@ async fn spending(
     let params = Params::new(q, &SPENDING)?;
     let (window, range) = params.window(state.clock.now(), "30d")?;
     let keys = params.group_by(
-        &SPENDING_KEYS,
+        &spending_keys(),
         &[GroupKey::Feature, GroupKey::Provider, GroupKey::Model],
     )?;
     let rows = scan(&state, &params.filter()?, spans_for(&window, &keys), false).await?;
