@@ -11,6 +11,13 @@ use schemars::schema::Schema;
 use serde_json::{json, Value};
 use tally_http::route::SLUG_PATTERN;
 
+/// Holds a character that is whitespace neither to ECMA-262's `\s` nor to Rust's `trim` (which
+/// also counts U+0085).
+const NOT_BLANK: &str = "[^\\s\\u0085]";
+
+/// Starts and ends with such a character: text that `trim` leaves as it is.
+const TRIMMED: &str = "^[^\\s\\u0085]([\\s\\S]*[^\\s\\u0085])?$";
+
 fn schema(value: Value) -> Schema {
     serde_json::from_value(value).unwrap_or(Schema::Bool(true))
 }
@@ -27,17 +34,17 @@ pub fn slugs(_: &mut SchemaGenerator) -> Schema {
 
 /// A display name: 1 to 200 characters, not all blank.
 pub fn display_name(_: &mut SchemaGenerator) -> Schema {
-    schema(json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}))
+    schema(json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": NOT_BLANK}))
 }
 
 /// An API key's name: 1 to 100 characters once trimmed.
 pub fn key_name(_: &mut SchemaGenerator) -> Schema {
-    schema(json!({"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^\\S(.*\\S)?$"}))
+    schema(json!({"type": "string", "minLength": 1, "maxLength": 100, "pattern": TRIMMED}))
 }
 
 /// Text that is not blank (a budget's or experiment's name).
 pub fn text(_: &mut SchemaGenerator) -> Schema {
-    schema(json!({"type": "string", "minLength": 1, "pattern": "\\S"}))
+    schema(json!({"type": "string", "minLength": 1, "pattern": NOT_BLANK}))
 }
 
 /// The name of an environment variable: `A-Z 0-9 _`, not starting with a digit, ≤ 128.
@@ -82,7 +89,7 @@ pub fn time_zone(_: &mut SchemaGenerator) -> Schema {
 /// Prompt content: 1 to 100,000 characters, not all blank; `{{name}}` marks a variable.
 pub fn prompt_content(_: &mut SchemaGenerator) -> Schema {
     schema(json!({
-        "type": "string", "minLength": 1, "maxLength": 100_000, "pattern": "\\S",
+        "type": "string", "minLength": 1, "maxLength": 100_000, "pattern": NOT_BLANK,
         "description": "{{name}} marks a variable (letters, digits and _, not starting with a digit); every {{ needs its }}",
     }))
 }
@@ -128,7 +135,9 @@ mod tests {
         assert!(!url.is_match("ftp://h") && !url.is_match("http://a b"));
         assert!(!url.is_match("http://a\u{85}b") && !url.is_match("http://\u{85}"));
         let key = pattern(key_name);
-        assert!(key.is_match("ci") && key.is_match("a b"));
-        assert!(!key.is_match(" a") && !key.is_match("a "));
+        assert!(key.is_match("ci") && key.is_match("a b") && key.is_match("a\nb"));
+        assert!(!key.is_match(" a") && !key.is_match("a ") && !key.is_match("a\u{85}"));
+        let blank = pattern(display_name);
+        assert!(blank.is_match(" x ") && !blank.is_match(" \u{85}\t"));
     }
 }

@@ -77,7 +77,7 @@ impl ListSpec {
             Param::one_of("sort", &sorts)
                 .describe("The field to order by; prefix - for descending"),
             Param::integer("limit", 1, Some(MAX_LIMIT as u64)),
-            Param::integer("offset", 0, Some(usize::MAX as u64)),
+            Param::integer("offset", 0, None),
         ]);
         params
     }

@@ -22,11 +22,7 @@ use crate::event::{Environment, Operation, Status};
 )]
 pub struct UsageEventV1 {
     /// Schema version; 1 when absent.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::whole::whole_opt"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1))]
     pub schema_version: Option<u32>,
     /// Client-chosen idempotency key (1–128 characters). Resending the same id within the dedup
@@ -55,21 +51,17 @@ pub struct UsageEventV1 {
     /// Wall-clock latency of the call in milliseconds (fractions allowed), at most a day.
     #[schemars(range(min = 0, max = 86_400_000))]
     pub latency_ms: f64,
-    /// Input (prompt) tokens, including cached input tokens.
-    #[serde(deserialize_with = "crate::whole::whole")]
+    /// Input (prompt) tokens, including cached input tokens. Token counts are written as
+    /// integers without a fraction (`100`, not `100.0`): the log keeps what was sent, and a
+    /// replay decides exactly as the first read did.
     #[schemars(range(max = 1_000_000_000))]
     pub input_tokens: u64,
     /// Output (completion) tokens.
-    #[serde(deserialize_with = "crate::whole::whole")]
     #[schemars(range(max = 1_000_000_000))]
     pub output_tokens: u64,
     /// Input tokens served from the provider's prompt cache; counted inside `input_tokens`
     /// (so never more than it).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::whole::whole_opt"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 1_000_000_000))]
     pub cached_input_tokens: Option<u64>,
     /// Cost in US dollars as billed, kept exactly as sent. When absent it is computed from the
@@ -233,7 +225,10 @@ impl JsonSchema for PromptVersion {
     }
     fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
         serde_json::from_value(serde_json::json!({
-            "oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "maxLength": 64}]
+            "oneOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "minLength": 1, "maxLength": 64, "pattern": NO_CONTROL}
+            ]
         }))
         .unwrap_or(schemars::schema::Schema::Bool(true))
     }

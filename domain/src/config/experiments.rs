@@ -63,7 +63,13 @@ impl ExperimentSpec {
                 "names must be non-empty and distinct",
             ));
         }
-        if self.variants.iter().map(|v| v.traffic_percent).sum::<u32>() != 100 {
+        // Summed wide: shares near u32::MAX must not wrap around to 100.
+        let total: u64 = self
+            .variants
+            .iter()
+            .map(|v| u64::from(v.traffic_percent))
+            .sum();
+        if total != 100 {
             return Err(StoreError::invalid(
                 "variants",
                 "traffic_percent must sum to 100",
@@ -108,5 +114,36 @@ impl Experiment {
             ExperimentStatus::Running => (Some(at), None),
             _ => (self.started_at, Some(at)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(shares: &[u32]) -> ExperimentSpec {
+        ExperimentSpec {
+            name: "e".into(),
+            description: None,
+            feature: "f".into(),
+            experiment_type: ExperimentType::ModelComparison,
+            variants: shares
+                .iter()
+                .enumerate()
+                .map(|(i, &traffic_percent)| Variant {
+                    name: format!("v{i}"),
+                    traffic_percent,
+                    config: serde_json::json!({}),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn traffic_shares_sum_to_exactly_100() {
+        assert!(spec(&[50, 50]).validate().is_ok());
+        assert!(spec(&[50, 49]).validate().is_err());
+        // 4294967295 + 101 is 100 in u32 arithmetic: refused, not wrapped.
+        assert!(spec(&[u32::MAX, 101]).validate().is_err());
     }
 }

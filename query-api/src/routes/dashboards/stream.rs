@@ -31,7 +31,7 @@ use tally_http::http::ApiError;
 use tally_http::route::{Param, Route, Routes};
 
 use crate::assessment::{feature_status, Signals};
-use crate::params::{environment_param, joined, range_params, Params};
+use crate::params::{environment_param, joined, range_params, refuse_unknown, Params};
 use crate::rollups::scan;
 use crate::routes::API_BASE;
 use crate::state::QueryState;
@@ -51,6 +51,14 @@ static STREAM: LazyLock<Vec<Param>> = LazyLock::new(|| {
             Param::integer("interval", 1, Some(60)).describe("Seconds between updates (default 5)"),
         ],
         range_params(),
+    ])
+});
+
+/// The names a stream request may carry: its own and the window's (`from`/`to` to refuse them).
+static STREAM_OR_WINDOW: LazyLock<Vec<Param>> = LazyLock::new(|| {
+    joined([
+        STREAM.clone(),
+        vec![Param::instant("from"), Param::instant("to")],
     ])
 });
 
@@ -199,6 +207,8 @@ async fn stream_events(
     State(state): State<QueryState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // `from`/`to` are known here (and refused below, with the reason), not unknown.
+    refuse_unknown(&q, &STREAM_OR_WINDOW)?;
     if q.contains_key("from") || q.contains_key("to") {
         return Err(ApiError::bad_param(
             "from",

@@ -79,6 +79,16 @@ fn slug(field: &'static str, value: &str) -> Result<(), ApiError> {
     check_slug(field, value).map_err(|e| invalid(field, e.reason))
 }
 
+/// One of a closed set's words, or a 422 naming `field` and the words it may be.
+fn word<T>(
+    field: &str,
+    text: &str,
+    parse: fn(&str) -> Option<T>,
+    names: &[&str],
+) -> Result<T, ApiError> {
+    parse(text).ok_or_else(|| invalid(field, format!("must be one of {}", names.join(", "))))
+}
+
 /// Names are identities: a body may repeat the path's name, never change it.
 fn same_name(given: Option<&str>, current: &str) -> Result<(), ApiError> {
     match given {

@@ -74,12 +74,14 @@ struct ModelBody {
     #[serde(default)]
     #[schemars(schema_with = "crate::fields::slug")]
     provider: Option<String>,
-    model_type: Option<ModelType>,
+    #[schemars(with = "Option<ModelType>")]
+    model_type: Option<String>,
     version: Option<String>,
     #[serde(default)]
     #[schemars(schema_with = "crate::fields::slugs")]
     capabilities: Option<Vec<String>>,
-    status: Option<ModelStatus>,
+    #[schemars(with = "Option<ModelStatus>")]
+    status: Option<String>,
 }
 
 impl ModelBody {
@@ -104,14 +106,14 @@ impl ModelBody {
                 (name, provider)
             }
         };
-        let model_type = self
-            .model_type
-            .or_else(|| current.map(|m| m.model_type))
-            .unwrap_or(ModelType::Llm);
-        let status = self
-            .status
-            .or_else(|| current.map(|m| m.status))
-            .unwrap_or(ModelStatus::Available);
+        let model_type = match self.model_type {
+            Some(text) => word("model_type", &text, ModelType::parse, ModelType::NAMES)?,
+            None => current.map_or(ModelType::Llm, |m| m.model_type),
+        };
+        let status = match self.status {
+            Some(text) => word("status", &text, ModelStatus::parse, ModelStatus::NAMES)?,
+            None => current.map_or(ModelStatus::Available, |m| m.status),
+        };
         let capabilities = self
             .capabilities
             .or_else(|| current.map(|m| m.capabilities.clone()))

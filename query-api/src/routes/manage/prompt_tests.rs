@@ -62,7 +62,7 @@ struct TestBody {
     variables: BTreeMap<String, Value>,
     /// The version to render; the active one, else the latest, when absent.
     #[serde(default, deserialize_with = "tally_schemas::whole::whole_opt")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 2_147_483_647))]
     version: Option<i32>,
     /// A model id; the feature's `development` deployment when absent.
     #[schemars(with = "Option<Uuid>")]

@@ -64,8 +64,10 @@ struct ProviderBody {
     #[schemars(schema_with = "crate::fields::slug")]
     name: Option<String>,
     #[serde(rename = "type")]
-    provider_type: Option<ProviderType>,
-    status: Option<ProviderStatus>,
+    #[schemars(with = "Option<ProviderType>")]
+    provider_type: Option<String>,
+    #[schemars(with = "Option<ProviderStatus>")]
+    status: Option<String>,
     #[serde(default)]
     #[schemars(schema_with = "crate::fields::http_url")]
     base_url: Option<String>,
@@ -116,19 +118,24 @@ impl ProviderBody {
                 name
             }
         };
-        let provider_type = self
-            .provider_type
-            .or_else(|| current.map(|p| p.provider_type))
-            .ok_or_else(|| {
+        let provider_type = match self.provider_type {
+            Some(text) => word("type", &text, ProviderType::parse, ProviderType::NAMES)?,
+            None => current.map(|p| p.provider_type).ok_or_else(|| {
                 invalid(
                     "type",
                     format!("is required: one of {}", ProviderType::NAMES.join(", ")),
                 )
-            })?;
-        let status = self
-            .status
-            .or_else(|| current.map(|p| p.status))
-            .unwrap_or(ProviderStatus::Active);
+            })?,
+        };
+        let status = match self.status {
+            Some(text) => word(
+                "status",
+                &text,
+                ProviderStatus::parse,
+                ProviderStatus::NAMES,
+            )?,
+            None => current.map_or(ProviderStatus::Active, |p| p.status),
+        };
         let base_url = optional_text(self.base_url, current.and_then(|p| p.base_url.clone()));
         if let Some(url) = &base_url {
             check_base_url(url)?;
