@@ -9,16 +9,22 @@
 //!   assignments, prompts, budgets, experiments; the rules that depend on what is stored
 //!   ([`rules`]: delete guards, prompt version status and activation, what is taken or
 //!   missing); API keys and roles ([`access`], [`keys`]); the audit trail's entries ([`audit`]).
+//! - Budgets measured against their period's spending, the way alerts decide ([`alerting`]).
 //! - The storage seams ([`store`]): the event log, the analytics store and the configuration
 //!   store as traits, so that every service programs against them without linking an adapter
 //!   (`tally-storage` implements them), and the rule that binds checkpoints to the log they
 //!   came from ([`log_binding`]).
+//! - Time windows and the fewest rollup rows that cover them ([`window`]).
 //! - The injected clock ([`clock`]).
 //!
 //! Invariant: nothing here performs I/O or depends on a database, broker or HTTP crate; a
 //! test (`tally/tests/dependency_rules.rs`) keeps it so.
 
+#[macro_use]
+mod named_enum;
+
 pub mod access;
+pub mod alerting;
 pub mod audit;
 pub mod clock;
 pub mod config;
@@ -33,6 +39,7 @@ pub mod rules;
 pub mod sketch;
 pub mod store;
 mod varint;
+pub mod window;
 
 /// Stable 64-bit fingerprint of an event id, used by the projector's dedup memory.
 pub fn event_fingerprint(event_id: &str) -> u64 {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tracing::error;
 
 use tally_domain::store::StoreError;
+use tally_domain::window::WindowError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -63,6 +64,12 @@ impl ApiError {
             "internal",
             "internal error; see server logs",
         )
+    }
+}
+
+impl From<WindowError> for ApiError {
+    fn from(err: WindowError) -> Self {
+        ApiError::bad_param(err.param, err.reason)
     }
 }
 

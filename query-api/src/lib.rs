@@ -2,7 +2,7 @@
 //!
 //! Every answer is `{"data": …}`; every error is `{"error": {"code", "message", "field"?}}`.
 //! Counts are exact, costs exact to the micro-dollar (and exact to the pico-dollar in the `*_usd`
-//! strings). Windows are whole UTC minutes ([`window`]). Handlers never scan raw events.
+//! strings). Windows are whole UTC minutes (`tally_domain::window`). Handlers never scan raw events.
 
 pub mod aggregate;
 pub mod assessment;
@@ -14,7 +14,6 @@ pub mod params;
 pub mod rollups;
 mod routes;
 pub mod state;
-pub mod window;
 
 pub use routes::{health_router, router};
 pub use state::{PipelineProbe, PipelineStatus, QueryState, Replayer};

@@ -1,7 +1,7 @@
 //! Lookups the routes share: a catalog row by the name or id a URL gives, answered as the API
 //! answers a missing one (`404` naming what is missing), so every route finds things the same way.
 
-use tally_domain::config::{Feature, Model, ModelPrice, Prompt, Provider};
+use tally_domain::config::{Budget, Feature, Model, ModelPrice, Prompt, Provider};
 use tally_http::http::ApiError;
 
 use crate::params::parse_id;
@@ -59,4 +59,16 @@ pub async fn find_prompt(state: &QueryState, id: &str) -> Result<Prompt, ApiErro
         .into_iter()
         .find(|p| p.id == id)
         .ok_or_else(|| ApiError::not_found(format!("prompt {id} not found")))
+}
+
+/// A budget by the `{id}` of a URL.
+pub async fn find_budget(state: &QueryState, id: &str) -> Result<Budget, ApiError> {
+    let id = parse_id(id)?;
+    state
+        .config
+        .list_budgets()
+        .await?
+        .into_iter()
+        .find(|b| b.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("budget {id} not found")))
 }

@@ -15,7 +15,7 @@ use tally_http::http::ApiError;
 use tally_http::route::Param;
 use tally_schemas::Environment;
 
-use crate::window::{named_range, Window, MAX_WINDOW_DAYS, RANGES};
+use tally_domain::window::{named_range, Window, MAX_WINDOW_DAYS, RANGES};
 
 pub struct Params(HashMap<String, String>);
 
@@ -170,6 +170,23 @@ impl Params {
                             "must be an RFC 3339 instant, e.g. 2026-01-31T00:00:00Z",
                         )
                     })
+            })
+            .transpose()
+    }
+
+    /// The value of `name` read by `parse` (a closed set of words), `None` when absent; a
+    /// `400` naming `name` and the accepted words otherwise.
+    pub fn word<T>(
+        &self,
+        name: &str,
+        words: &[&str],
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, ApiError> {
+        self.get(name)
+            .map(|v| {
+                parse(v).ok_or_else(|| {
+                    ApiError::bad_param(name, format!("must be one of {}", words.join(", ")))
+                })
             })
             .transpose()
     }

@@ -83,6 +83,16 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
         ("GET", "/budgets/{id}", vec![PlatformAdmin, Viewer, Finance]),
         ("PUT", "/budgets/{id}", admin.clone()),
         ("DELETE", "/budgets/{id}", admin.clone()),
+        (
+            "GET",
+            "/budgets/{id}/status",
+            vec![PlatformAdmin, Viewer, Finance],
+        ),
+        (
+            "GET",
+            "/analytics/budgets",
+            vec![PlatformAdmin, Viewer, Finance],
+        ),
         // experiments
         ("GET", "/experiments", readers.clone()),
         ("POST", "/experiments", admin.clone()),

@@ -381,6 +381,11 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
             "/api/platform/ai-management/budgets/{id}",
             vec![("id", &bid)],
         ),
+        (
+            "/api/platform/ai-management/budgets/{id}/status",
+            vec![("id", &bid)],
+        ),
+        ("/api/platform/ai-management/analytics/budgets", vec![]),
         ("/api/platform/ai-management/experiments", vec![]),
         (
             "/api/platform/ai-management/experiments/{id}",

@@ -39,6 +39,8 @@ pub struct TestApp {
     /// Every route the app serves, with the access it needs.
     pub routes: Vec<tally_http::route::RouteInfo>,
     pub stores: Stores,
+    /// The app's clock, starting at [`now`]; tests move it.
+    pub clock: Arc<ManualClock>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -84,8 +86,8 @@ impl TestApp {
     }
 
     pub async fn start_with(settings: Settings) -> TestApp {
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(now()));
-        let app = Application::build_with_clock(settings, clock)
+        let clock = Arc::new(ManualClock::new(now()));
+        let app = Application::build_with_clock(settings, clock.clone() as Arc<dyn Clock>)
             .await
             .unwrap();
         let addr = app.local_addr();
@@ -100,6 +102,7 @@ impl TestApp {
             routes,
             client: client_with_key(ADMIN_KEY),
             stores,
+            clock,
             stop: Some(stop),
             task: Some(task),
         }

@@ -21,7 +21,7 @@ use tally_http::auth::Access;
 use tally_http::route::{Param, Route, Routes};
 
 use crate::routes::API_BASE;
-use crate::window::Window;
+use tally_domain::window::Window;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     r.serve(

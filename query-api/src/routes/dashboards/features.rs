@@ -27,7 +27,7 @@ use tally_http::auth::Access;
 use tally_http::route::{Param, Route, Routes};
 
 use crate::routes::API_BASE;
-use crate::window::{step_for, Window, WindowInfo};
+use tally_domain::window::{step_for, Window, WindowInfo};
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     r.serve(

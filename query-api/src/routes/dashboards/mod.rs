@@ -7,9 +7,11 @@
 //! - `status`: `GET /features/{name}/status`, `GET /providers/{name}/health`.
 //! - `prompts`: `GET /prompts/{id}/metrics`.
 //! - `analytics`: `GET /analytics/spending|usage|performance`.
+//! - `budgets`: `GET /analytics/budgets`, `GET /budgets/{id}/status`.
 //! - `stream`: `GET /events/stream` (Server-Sent Events).
 
 mod analytics;
+mod budgets;
 mod features;
 mod overview;
 mod prompts;
@@ -27,5 +29,6 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let r = status::routes(r);
     let r = prompts::routes(r);
     let r = analytics::routes(r);
+    let r = budgets::routes(r);
     stream::routes(r)
 }

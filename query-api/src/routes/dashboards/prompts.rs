@@ -26,7 +26,7 @@ use crate::params::{Params, ENVIRONMENT_WINDOW};
 use crate::rollups::scan;
 use crate::routes::API_BASE;
 use crate::state::QueryState;
-use crate::window::WindowInfo;
+use tally_domain::window::WindowInfo;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     r.serve(

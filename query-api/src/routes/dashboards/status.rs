@@ -20,7 +20,7 @@ use crate::params::{Params, ENVIRONMENT_WINDOW};
 use crate::rollups::scan;
 use crate::routes::API_BASE;
 use crate::state::QueryState;
-use crate::window::{Window, WindowInfo};
+use tally_domain::window::{Window, WindowInfo};
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     r.serve(

@@ -35,7 +35,7 @@ use crate::params::{environment_param, joined, range_params, refuse_unknown, Par
 use crate::rollups::scan;
 use crate::routes::API_BASE;
 use crate::state::QueryState;
-use crate::window::Window;
+use tally_domain::window::Window;
 
 /// Streams one process serves at once.
 pub const MAX_STREAMS: usize = 64;

@@ -22,7 +22,8 @@ use tally_schemas::Environment;
 
 use crate::dollars::{micros_from_json, usd_of_micros};
 use crate::listing::{ListQuery, ListSpec, Listing};
-use crate::routes::{change, parse_id, API_BASE};
+use crate::lookup::find_budget;
+use crate::routes::{change, API_BASE};
 use crate::state::QueryState;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
@@ -210,22 +211,11 @@ impl BudgetBody {
     }
 }
 
-async fn find(state: &QueryState, id: &str) -> Result<Budget, ApiError> {
-    let id = parse_id(id)?;
-    state
-        .config
-        .list_budgets()
-        .await?
-        .into_iter()
-        .find(|b| b.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("budget {id} not found")))
-}
-
 async fn detail(
     State(state): State<QueryState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(data(BudgetView::from(find(&state, &id).await?)))
+    Ok(data(BudgetView::from(find_budget(&state, &id).await?)))
 }
 
 async fn create(
@@ -246,7 +236,7 @@ async fn update(
     Path(id): Path<String>,
     Body(body): Body<BudgetBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let before = find(&state, &id).await?;
+    let before = find_budget(&state, &id).await?;
     let updated = state
         .config
         .update_budget(
@@ -263,7 +253,7 @@ async fn remove(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = find(&state, &id).await?.id;
+    let id = find_budget(&state, &id).await?.id;
     let deleted = state
         .config
         .delete_budget(id, &change(&state, &caller))

@@ -9,15 +9,23 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use tally_domain::rollup::Resolution;
-use tally_domain::store::Span;
-use tally_http::http::ApiError;
+
+use crate::rollup::Resolution;
+use crate::store::Span;
 
 const MINUTE: i64 = 60;
 const HOUR: i64 = 3_600;
 const DAY: i64 = 86_400;
 /// Longest window a query may ask for.
 pub const MAX_WINDOW_DAYS: i64 = 400;
+
+/// A window that cannot be asked for: the query parameter at fault and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{param}: {reason}")]
+pub struct WindowError {
+    pub param: &'static str,
+    pub reason: String,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
@@ -77,15 +85,18 @@ impl Window {
     }
 
     /// `[from, to)` widened outward to whole minutes.
-    pub fn between(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Window, ApiError> {
+    pub fn between(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Window, WindowError> {
         if from >= to {
-            return Err(ApiError::bad_param("from", "must be earlier than to"));
+            return Err(WindowError {
+                param: "from",
+                reason: "must be earlier than to".into(),
+            });
         }
         if to - from > Duration::days(MAX_WINDOW_DAYS) {
-            return Err(ApiError::bad_param(
-                "from",
-                format!("the window may span at most {MAX_WINDOW_DAYS} days"),
-            ));
+            return Err(WindowError {
+                param: "from",
+                reason: format!("the window may span at most {MAX_WINDOW_DAYS} days"),
+            });
         }
         let exact_from = from.timestamp_micros();
         let exact_to = to.timestamp_micros();
