@@ -82,6 +82,7 @@ pub async fn config_store(store: &dyn ConfigStore) {
     api_keys(store).await;
     audit(store).await;
     reprices(store).await;
+    crate::alerting::alerting(store).await;
 }
 
 async fn reprices(store: &dyn ConfigStore) {
@@ -244,6 +245,7 @@ async fn audit(store: &dyn ConfigStore) {
         amount_micros: 1_000_000,
         thresholds_percent: vec![80, 100],
         is_active: true,
+        channels: vec![],
     };
     let b1 = store
         .create_budget(budget.clone(), &at(25))
@@ -510,6 +512,7 @@ async fn budgets(store: &dyn ConfigStore) {
         amount_micros: 5_000_000_000,
         thresholds_percent: vec![80, 100],
         is_active: true,
+        channels: vec![],
     };
     let created = store
         .create_budget(spec.clone(), &by(1))
@@ -526,6 +529,7 @@ async fn budgets(store: &dyn ConfigStore) {
         amount_micros: 90_000_000_000,
         thresholds_percent: vec![50, 80, 100],
         is_active: true,
+        channels: vec![],
     };
     store
         .create_budget(global.clone(), &by(2))
@@ -1133,6 +1137,7 @@ where
         amount_micros: 1_000_000,
         thresholds_percent: vec![80, 100],
         is_active: true,
+        channels: vec![],
     };
     let budget = store
         .create_budget(budget_spec.clone(), &c)

@@ -5,9 +5,11 @@
 //!
 //! - [`log`]: the event log (SQLite; Kafka on librdkafka's mock cluster, and on a real broker
 //!   in the service tier);
-//! - [`config`]: the configuration store (SQLite, Postgres);
+//! - [`config`]: the configuration store (SQLite, Postgres), with [`alerting`] its channels,
+//!   alert rules and alerts;
 //! - [`analytics`]: the analytics store (SQLite, ClickHouse).
 
+pub mod alerting;
 pub mod analytics;
 pub mod config;
 pub mod log;

@@ -26,8 +26,8 @@ async fn fresh_schema() -> (PgPool, PgPool, String) {
         tally_storage::config::postgres::migrate(&scoped)
             .await
             .expect("migrate"),
-        5,
-        "config, api_keys, prompts_budgets_experiments, audit, reprices"
+        6,
+        "config, api_keys, prompts_budgets_experiments, audit, reprices, alerting"
     );
     assert_eq!(
         tally_storage::config::postgres::migrate(&scoped)
@@ -74,5 +74,33 @@ async fn postgres_changes_fail_without_their_audit_entry() {
         .expect("trigger");
     };
     tally_conformance::changes_fail_without_their_audit_entry(&store, refuse).await;
+    drop_schema(pool, scoped, schema).await;
+}
+
+/// Two processes sharing one Postgres: one holds the evaluator's lease, the other does not;
+/// when the holder dies (its connection closes), the other takes over.
+#[tokio::test]
+#[ignore = "service tier: needs TALLY_TEST_DATABASE_URL"]
+async fn postgres_elects_one_evaluator_and_fails_over() {
+    use tally_domain::store::AlertStore;
+    let (pool, scoped, schema) = fresh_schema().await;
+    let url = std::env::var("TALLY_TEST_DATABASE_URL").expect("url");
+    let first_pool = tally_storage::config::postgres::connect(&url)
+        .await
+        .expect("connect");
+    let first = tally_storage::PostgresConfigStore::new(first_pool.clone());
+    let second = tally_storage::PostgresConfigStore::new(scoped.clone());
+    assert!(first.hold_evaluator_lease().await.expect("lease"));
+    assert!(first.hold_evaluator_lease().await.expect("lease"), "kept");
+    assert!(!second.hold_evaluator_lease().await.expect("lease"));
+    // The holder dies: its sessions end and the lock with them.
+    drop(first);
+    first_pool.close().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !second.hold_evaluator_lease().await.expect("lease") {
+        assert!(std::time::Instant::now() < deadline, "no fail-over");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(second);
     drop_schema(pool, scoped, schema).await;
 }

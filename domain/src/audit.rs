@@ -16,8 +16,8 @@ use uuid::Uuid;
 use crate::access::ApiKey;
 use crate::access::Caller;
 use crate::config::{
-    Assignment, AuditSpec, Budget, Experiment, Feature, Model, ModelPrice, Prompt, PromptVersion,
-    Provider, Reprice,
+    Alert, AlertRule, Assignment, AuditSpec, Budget, Channel, Experiment, Feature, Model,
+    ModelPrice, Prompt, PromptVersion, Provider, Reprice,
 };
 
 /// Who made a change: an API key, or a local command (`cli`, `bootstrap`, `demo`).
@@ -199,6 +199,28 @@ impl Audited for PromptVersion {
     const KIND: &'static str = "prompt_version";
     fn resource(&self) -> String {
         format!("prompt:{}:{}", self.prompt_id, self.version)
+    }
+}
+
+impl Audited for Channel {
+    const KIND: &'static str = "notification_channel";
+    fn resource(&self) -> String {
+        format!("notification_channel:{}", self.id)
+    }
+}
+
+impl Audited for AlertRule {
+    const KIND: &'static str = "alert_rule";
+    fn resource(&self) -> String {
+        format!("alert_rule:{}", self.id)
+    }
+}
+
+/// Acknowledging an alert is audited like a configuration change.
+impl Audited for Alert {
+    const KIND: &'static str = "alert";
+    fn resource(&self) -> String {
+        format!("alert:{}", self.id)
     }
 }
 

@@ -3,6 +3,8 @@
 //! - The rollup model ([`rollup`]) with its mergeable sketches ([`sketch`], [`hll`]): what a
 //!   projection adds up, so that merging in any order and replaying the log give the same
 //!   numbers.
+//! - The arithmetic from summed rollups to rates, latencies and money per request
+//!   ([`measures`]), shared by the dashboards and the alert rules.
 //! - Money: pricing usage at the price in effect when it happened ([`pricing`]), and the one
 //!   way events enter the log, priced ([`recording`]).
 //! - The configuration model ([`config`]): features, providers, models and prices,
@@ -32,6 +34,7 @@ pub mod error;
 pub mod hll;
 pub mod keys;
 pub mod log_binding;
+pub mod measures;
 pub mod pricing;
 pub mod recording;
 pub mod rollup;

@@ -1,5 +1,5 @@
 //! The configuration rules that depend on what is stored: when a feature, provider or model may
-//! be deleted, which prompt versions may change status or become active, and what is said
+//! be deleted (and a notification channel), which channels a rule or budget may name, which prompt versions may change status or become active, and what is said
 //! when a name, price or secret is taken or a row is missing.
 //!
 //! A store reads the facts inside its transaction (how many rows refer to a feature, the
@@ -71,6 +71,33 @@ pub fn activatable<F>(current: &PromptVersion, feature: Option<F>) -> StoreResul
     Ok(feature)
 }
 
+/// A notification channel may be deleted only while no alert rule or budget names it
+/// (`users`: how many do).
+pub fn channel_deletable(id: impl std::fmt::Display, users: i64) -> StoreResult<()> {
+    if users > 0 {
+        return Err(StoreError::Conflict(format!(
+            "notification channel {id} is named by {users} alert rule(s) or budget(s); remove it from them first"
+        )));
+    }
+    Ok(())
+}
+
+/// Every channel a rule or budget names must exist (`exists` answers for one).
+pub fn channels_exist<E>(
+    named: &[uuid::Uuid],
+    mut exists: impl FnMut(&uuid::Uuid) -> Result<bool, E>,
+) -> Result<Result<(), StoreError>, E> {
+    for id in named {
+        if !exists(id)? {
+            return Ok(Err(StoreError::invalid(
+                "channels",
+                format!("notification channel {id} does not exist"),
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// A named row (`what`: feature, provider, model, prompt) exists under `name` already.
 pub fn name_taken(what: &str, name: &str) -> StoreError {
     StoreError::Conflict(format!("a {what} named {name} exists"))
@@ -120,6 +147,15 @@ pub mod missing {
     }
     pub fn experiment(id: impl Display) -> StoreError {
         StoreError::not_found(format!("experiment {id}"))
+    }
+    pub fn channel(id: impl Display) -> StoreError {
+        StoreError::not_found(format!("notification channel {id}"))
+    }
+    pub fn alert_rule(id: impl Display) -> StoreError {
+        StoreError::not_found(format!("alert rule {id}"))
+    }
+    pub fn alert(id: impl Display) -> StoreError {
+        StoreError::not_found(format!("alert {id}"))
     }
     pub fn api_key(id: impl Display) -> StoreError {
         StoreError::not_found(format!("API key {id}"))

@@ -155,3 +155,79 @@ CREATE TABLE IF NOT EXISTS model_reprices (
     requested_by TEXT,
     prices       TEXT NOT NULL
 );
+
+-- Where alerts are told: webhooks (optionally signed) and Slack incoming webhooks.
+CREATE TABLE IF NOT EXISTS notification_channels (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    channel_type TEXT NOT NULL CHECK (channel_type IN ('webhook', 'slack')),
+    url          TEXT NOT NULL,
+    secret_env   TEXT,
+    created_at   TEXT NOT NULL
+);
+
+-- Alert rules: a metric of a scope (JSON) compared with a threshold over a window; the
+-- channels they notify as a JSON array of channel ids.
+CREATE TABLE IF NOT EXISTS alert_rules (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    metric       TEXT NOT NULL,
+    scope        TEXT NOT NULL,
+    comparator   TEXT NOT NULL CHECK (comparator IN ('gt', 'lt')),
+    threshold    REAL NOT NULL,
+    window_name  TEXT NOT NULL,
+    min_requests INTEGER NOT NULL,
+    for_seconds  INTEGER NOT NULL,
+    severity     TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+    channels     TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL
+);
+
+-- Alerts raised by rules and budgets; at most one unresolved alert per key.
+CREATE TABLE IF NOT EXISTS alerts (
+    id              TEXT PRIMARY KEY,
+    kind            TEXT NOT NULL CHECK (kind IN ('rule', 'budget')),
+    rule_id         TEXT,
+    budget_id       TEXT,
+    alert_key       TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'firing', 'resolved')),
+    severity        TEXT NOT NULL,
+    labels          TEXT NOT NULL,
+    value           REAL NOT NULL,
+    threshold       REAL NOT NULL,
+    summary         TEXT NOT NULL,
+    started_at      TEXT NOT NULL,
+    firing_at       TEXT,
+    resolved_at     TEXT,
+    acknowledged_by TEXT,
+    acknowledged_at TEXT,
+    updated_at      TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_open_alert_per_key ON alerts (alert_key) WHERE state <> 'resolved';
+CREATE INDEX IF NOT EXISTS alerts_by_update ON alerts (updated_at);
+
+-- Every transition of every alert: the state entered, the value then, when.
+CREATE TABLE IF NOT EXISTS alert_transitions (
+    alert_id TEXT NOT NULL REFERENCES alerts(id),
+    state    TEXT NOT NULL,
+    value    REAL NOT NULL,
+    at       TEXT NOT NULL,
+    PRIMARY KEY (alert_id, state)
+);
+
+-- Transitions on their way to channels (the outbox): every attempt kept as JSON.
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    id              TEXT PRIMARY KEY,
+    alert_id        TEXT NOT NULL REFERENCES alerts(id),
+    channel_id      TEXT NOT NULL,
+    transition      TEXT NOT NULL,
+    dedup_key       TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts        TEXT NOT NULL,
+    next_attempt_at TEXT,
+    created_at      TEXT NOT NULL,
+    UNIQUE (dedup_key, channel_id)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON alert_deliveries (status, next_attempt_at);

@@ -8,6 +8,8 @@ use serde::Serialize;
 use tally_domain::rollup::{Rollup, RollupRow};
 use tally_schemas::Pico;
 
+pub use tally_domain::measures::{error_rate, mean_latency_ms, pct, priced_requests, usd_per};
+
 /// Merges every row (sums and sketches).
 pub fn merge_all<'a>(rows: impl IntoIterator<Item = &'a RollupRow>) -> Rollup {
     let mut total = Rollup::default();
@@ -26,38 +28,8 @@ pub fn merge_sums(rows: &[RollupRow]) -> Rollup {
     total
 }
 
-pub fn pct(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
-}
-
-/// Mean latency in milliseconds (0 when there were no requests).
-pub fn mean_latency_ms(r: &Rollup) -> f64 {
-    if r.requests == 0 {
-        0.0
-    } else {
-        r.latency_sum_us as f64 / r.requests as f64 / 1000.0
-    }
-}
-
 pub fn usd(p: Pico) -> f64 {
     p.to_usd_f64_micro_rounded()
-}
-
-/// Exact cost divided by a count, in US dollars (display only).
-pub fn usd_per(p: Pico, count: u64) -> f64 {
-    if count == 0 {
-        0.0
-    } else {
-        p.0 as f64 / count as f64 / 1e12
-    }
-}
-
-pub fn priced_requests(r: &Rollup) -> u64 {
-    r.requests - r.unpriced
 }
 
 /// The health numbers shared by every per-feature and per-model summary.

@@ -159,7 +159,7 @@ impl Params {
         self.0.get(name).map(String::as_str)
     }
 
-    fn instant(&self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    pub fn instant(&self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         self.get(name)
             .map(|v| {
                 DateTime::parse_from_rfc3339(v)

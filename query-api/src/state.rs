@@ -48,4 +48,8 @@ pub struct QueryState {
     /// Present when this process runs the only projector of its store (the embedded log):
     /// a reprice request then replays the log at once. Otherwise `tally rebuild` applies it.
     pub replay: Option<Replayer>,
+    /// Sends test notifications (`POST /notification-channels/{id}/test`).
+    pub notifier: tally_alerting::Sender,
+    /// The console's public address, for links in notifications.
+    pub public_url: String,
 }

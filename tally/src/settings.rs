@@ -86,6 +86,18 @@ pub struct Settings {
     pub bootstrap_admin_key: Option<Secret>,
     /// Serve `/metrics` without an API key (for scrapers that cannot send one).
     pub metrics_public: bool,
+    /// The address people reach the console at, for links in notifications.
+    pub public_url: String,
+    /// Time between alert evaluation rounds (each also sends the notifications due).
+    pub alert_interval_ms: u64,
+    /// Attempts per notification (the first included) before it is given up as `failed`.
+    pub notification_max_attempts: u32,
+    /// The first retry's wait; each further retry doubles it (less up to a fifth at random).
+    pub notification_backoff_ms: u64,
+    /// The longest wait between two attempts.
+    pub notification_backoff_max_ms: u64,
+    /// How long a receiver may take to answer one attempt.
+    pub notification_timeout_ms: u64,
 }
 
 impl Default for Settings {
@@ -114,6 +126,12 @@ impl Default for Settings {
             kafka_batch_messages: None,
             bootstrap_admin_key: None,
             metrics_public: false,
+            public_url: "http://127.0.0.1:8080".into(),
+            alert_interval_ms: 1_000,
+            notification_max_attempts: 12,
+            notification_backoff_ms: 2_000,
+            notification_backoff_max_ms: 600_000,
+            notification_timeout_ms: 5_000,
         }
     }
 }
@@ -197,6 +215,12 @@ impl Settings {
             "KAFKA_REPLICATION" => self.kafka_replication = num(name, value)?,
             "KAFKA_BATCH_MESSAGES" => self.kafka_batch_messages = Some(num(name, value)?),
             "METRICS_PUBLIC" => self.metrics_public = num(name, value)?,
+            "PUBLIC_URL" => self.public_url = value.to_string(),
+            "ALERT_INTERVAL_MS" => self.alert_interval_ms = num(name, value)?,
+            "NOTIFICATION_MAX_ATTEMPTS" => self.notification_max_attempts = num(name, value)?,
+            "NOTIFICATION_BACKOFF_MS" => self.notification_backoff_ms = num(name, value)?,
+            "NOTIFICATION_BACKOFF_MAX_MS" => self.notification_backoff_max_ms = num(name, value)?,
+            "NOTIFICATION_TIMEOUT_MS" => self.notification_timeout_ms = num(name, value)?,
             "BOOTSTRAP_ADMIN_KEY" => {
                 self.bootstrap_admin_key = Some(Secret::new(value)).filter(|s| !s.0.is_empty())
             }
@@ -224,6 +248,17 @@ impl Settings {
             ("kafka_produce_timeout_ms", self.kafka_produce_timeout_ms),
             ("kafka_partitions", self.kafka_partitions.max(0) as u64),
             ("kafka_replication", self.kafka_replication.max(0) as u64),
+            ("alert_interval_ms", self.alert_interval_ms),
+            (
+                "notification_max_attempts",
+                u64::from(self.notification_max_attempts),
+            ),
+            ("notification_backoff_ms", self.notification_backoff_ms),
+            (
+                "notification_backoff_max_ms",
+                self.notification_backoff_max_ms,
+            ),
+            ("notification_timeout_ms", self.notification_timeout_ms),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(SettingsError::Invalid {
@@ -241,6 +276,12 @@ impl Settings {
                 });
             }
         }
+        if tally_domain::config::http_url("public_url", &self.public_url).is_err() {
+            return Err(SettingsError::Invalid {
+                key: "public_url",
+                message: "must be an http:// or https:// URL".into(),
+            });
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(SettingsError::Invalid {
                 key: "log_format",
@@ -248,6 +289,25 @@ impl Settings {
             });
         }
         Ok(())
+    }
+}
+
+impl Settings {
+    /// How notifications are retried.
+    pub fn retry_policy(&self) -> tally_alerting::RetryPolicy {
+        let ms = |v: u64| chrono::Duration::milliseconds(i64::try_from(v).unwrap_or(i64::MAX));
+        tally_alerting::RetryPolicy {
+            max_attempts: self.notification_max_attempts,
+            base: ms(self.notification_backoff_ms),
+            cap: ms(self.notification_backoff_max_ms),
+        }
+    }
+
+    /// What sends notifications.
+    pub fn notifier(&self) -> tally_alerting::Sender {
+        tally_alerting::Sender::new(std::time::Duration::from_millis(
+            self.notification_timeout_ms,
+        ))
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::response::IntoResponse;
 use axum::Router;
+use tally_alerting::{Deliverer, Evaluator};
 use tally_domain::clock::{Clock, SystemClock};
 use tally_domain::recording::Recorder;
 use tally_domain::store::EventLog;
@@ -54,6 +55,24 @@ impl Role {
     }
     fn queries(self) -> bool {
         matches!(self, Role::All | Role::QueryApi)
+    }
+}
+
+/// The alert evaluator of a projecting process (one per deployment evaluates at a time: the
+/// evaluator's lease, see `tally_alerting::evaluator`).
+fn evaluator(settings: &Settings, stores: &Stores, clock: Arc<dyn Clock>) -> Evaluator {
+    Evaluator {
+        config: stores.config.clone(),
+        analytics: stores.analytics.clone(),
+        clock: clock.clone(),
+        deliverer: Deliverer {
+            config: stores.config.clone(),
+            clock,
+            sender: settings.notifier(),
+            retry: settings.retry_policy(),
+            public_url: settings.public_url.clone(),
+        },
+        interval: Duration::from_millis(settings.alert_interval_ms),
     }
 }
 
@@ -132,6 +151,9 @@ impl Application {
                 Duration::from_secs(3600),
                 stop_rx.clone(),
             )));
+            background.push(tokio::spawn(
+                evaluator(&settings, &stores, clock.clone()).run(stop_rx.clone()),
+            ));
             if settings.kafka_brokers.is_none() {
                 // The embedded log has one projector, this one: it may start over on request.
                 let (handle, requests) = ReplayHandle::new();
@@ -279,6 +301,8 @@ fn build_router(
                 Box::pin(async move { handle.replay().await })
             })
         }),
+        notifier: settings.notifier(),
+        public_url: settings.public_url.clone(),
     };
     let gate = Gate::new(stores.config.clone());
     let metrics_access = if settings.metrics_public {

@@ -93,6 +93,23 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
             "/analytics/budgets",
             vec![PlatformAdmin, Viewer, Finance],
         ),
+        // alerts: finance reads budget alerts
+        (
+            "GET",
+            "/analytics/alerts",
+            vec![PlatformAdmin, Viewer, Finance],
+        ),
+        ("POST", "/alerts/{id}/acknowledge", admin.clone()),
+        ("GET", "/alert-rules", readers.clone()),
+        ("POST", "/alert-rules", admin.clone()),
+        ("GET", "/alert-rules/{id}", readers.clone()),
+        ("PUT", "/alert-rules/{id}", admin.clone()),
+        ("DELETE", "/alert-rules/{id}", admin.clone()),
+        // channel URLs often carry secrets: admins only
+        ("GET", "/notification-channels", admin.clone()),
+        ("POST", "/notification-channels", admin.clone()),
+        ("DELETE", "/notification-channels/{id}", admin.clone()),
+        ("POST", "/notification-channels/{id}/test", admin.clone()),
         // experiments
         ("GET", "/experiments", readers.clone()),
         ("POST", "/experiments", admin.clone()),

@@ -460,7 +460,120 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
     );
     assert!(wrong.is_empty(), "{wrong:?}");
 
+    // Alerting: a channel (its test answers how the unreachable receiver took it), a rule, and
+    // an alert recorded as the evaluator records one.
+    let (_, ch) = c
+        .call(
+            "POST",
+            &a("/notification-channels"),
+            &[],
+            Some(json!({"name": "contract", "type": "webhook", "url": "http://127.0.0.1:9/hook"})),
+        )
+        .await;
+    let chid = ch["data"]["id"].as_str().unwrap().to_string();
+    let (status, tried) = c
+        .call(
+            "POST",
+            &a("/notification-channels/{id}/test"),
+            &[("id", &chid)],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, tried["data"]["delivered"].clone()),
+        (200, json!(false))
+    );
+    c.call("GET", &a("/notification-channels"), &[], None).await;
+    let (_, rule) = c
+        .call(
+            "POST",
+            &a("/alert-rules"),
+            &[],
+            Some(
+                json!({"name": "contract", "metric": "latency_p95_ms", "comparator": "gt",
+                        "threshold": 2500, "window": "15m", "channels": [chid]}),
+            ),
+        )
+        .await;
+    let rid = rule["data"]["id"].as_str().unwrap().to_string();
+    c.call("GET", &a("/alert-rules"), &[], None).await;
+    c.call("GET", &a("/alert-rules/{id}"), &[("id", &rid)], None)
+        .await;
+    c.call(
+        "PUT",
+        &a("/alert-rules/{id}"),
+        &[("id", &rid)],
+        Some(json!({"for_seconds": 300, "severity": "critical"})),
+    )
+    .await;
+    let alert = {
+        use tally_domain::alerting::{Alert, AlertKind, AlertState, Transition};
+        let now = chrono::Utc::now();
+        let alert = Alert {
+            id: uuid::Uuid::now_v7(),
+            kind: AlertKind::Rule,
+            rule_id: Some(rid.parse().unwrap()),
+            budget_id: None,
+            key: "contract".into(),
+            name: "contract".into(),
+            state: AlertState::Firing,
+            severity: tally_domain::config::Severity::Critical,
+            labels: [("rule".to_string(), "contract".to_string())].into(),
+            value: 3000.0,
+            threshold: 2500.0,
+            summary: "latency_p95_ms is 3000".into(),
+            started_at: now,
+            firing_at: Some(now),
+            resolved_at: None,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            updated_at: now,
+            deliveries: vec![],
+        };
+        let recorded = c
+            .app
+            .stores
+            .config
+            .record_transition(&Transition {
+                alert: alert.clone(),
+                from: None,
+                deliver_to: vec![chid.parse().unwrap()],
+            })
+            .await
+            .unwrap();
+        assert!(recorded);
+        alert.id.to_string()
+    };
+    let (_, listed) = c
+        .call(
+            "GET",
+            &a("/analytics/alerts?state=firing&limit=5"),
+            &[],
+            None,
+        )
+        .await;
+    assert!(!listed["data"][0]["deliveries"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    c.call(
+        "POST",
+        &a("/alerts/{id}/acknowledge"),
+        &[("id", &alert)],
+        None,
+    )
+    .await;
+
     // Deletes last.
+    c.call("DELETE", &a("/alert-rules/{id}"), &[("id", &rid)], None)
+        .await;
+    c.call(
+        "DELETE",
+        &a("/notification-channels/{id}"),
+        &[("id", &chid)],
+        None,
+    )
+    .await;
     c.call("DELETE", &a("/budgets/{id}"), &[("id", &bid)], None)
         .await;
     c.call("DELETE", &a("/api-keys/{id}"), &[("id", &kid)], None)

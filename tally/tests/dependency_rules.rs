@@ -2,9 +2,10 @@
 //! crate layout described in ARCHITECTURE.md cannot erode silently:
 //!
 //! - the domain links no database, broker or HTTP crate;
-//! - the services (ingest, projector, query API) link no storage driver: they program against
+//! - the services (ingest, projector, query API, alerting) link no storage driver: they program against
 //!   the seams in `tally-domain`, and only the binary (`tally`) wires adapters in;
-//! - the projector links no HTTP server;
+//! - the projector links no HTTP server; the alert evaluator (`tally-alerting`) no storage
+//!   driver and no HTTP server (it is an HTTP client of webhooks only);
 //! - within each of the project's library crates, no two top-level modules use each other,
 //!   directly or through others (no import cycle).
 //!
@@ -47,6 +48,10 @@ const RULES: &[(&str, &[&str])] = &[
     (
         "tally-query-api",
         &["rdkafka", "sqlx", "clickhouse", "rusqlite"],
+    ),
+    (
+        "tally-alerting",
+        &["rdkafka", "sqlx", "clickhouse", "rusqlite", "axum"],
     ),
 ];
 

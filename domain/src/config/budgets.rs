@@ -32,6 +32,9 @@ pub struct BudgetSpec {
     /// Percentages of the amount that raise a warning, ascending (default 80 and 100).
     pub thresholds_percent: Vec<u32>,
     pub is_active: bool,
+    /// Notification channels the budget's alerts go to.
+    #[serde(default)]
+    pub channels: Vec<Uuid>,
 }
 
 /// The IANA time zone names a budget may use (`time_zone`).
@@ -86,7 +89,7 @@ impl BudgetSpec {
                 "must be ascending percentages between 1 and 1000",
             ));
         }
-        Ok(())
+        super::distinct_channels(&self.channels)
     }
 }
 

@@ -2,12 +2,16 @@
 //! resource group, re-exported here. Words that name a closed set (types, statuses, scopes) are
 //! enums stored and answered as their text (`named_enum!`).
 
+mod alerting;
+mod alerts;
 mod audit_log;
 mod budgets;
 mod catalog;
 mod experiments;
 mod prompts;
 
+pub use alerting::*;
+pub use alerts::*;
 pub use audit_log::*;
 pub use budgets::*;
 pub use catalog::*;

@@ -8,10 +8,11 @@ use uuid::Uuid;
 use crate::access::{ApiKey, ApiKeySpec};
 use crate::audit::Change;
 use crate::config::{
-    Assignment, AuditEntry, AuditSpec, Budget, BudgetSpec, DeploySpec, Experiment, ExperimentSpec,
-    ExperimentStatus, Feature, FeatureSpec, Model, ModelPrice, ModelSpec, PriceSpec, Prompt,
-    PromptContent, PromptSpec, PromptStatus, PromptVersion, Provider, ProviderSpec, Reprice,
-    RepriceSpec,
+    Alert, AlertKind, AlertRule, AlertRuleSpec, AlertState, Assignment, Attempt, AuditEntry,
+    AuditSpec, Budget, BudgetSpec, Channel, ChannelSpec, Delivery, DeliveryStatus, DeploySpec,
+    Experiment, ExperimentSpec, ExperimentStatus, Feature, FeatureSpec, Model, ModelPrice,
+    ModelSpec, PriceSpec, Prompt, PromptContent, PromptSpec, PromptStatus, PromptVersion, Provider,
+    ProviderSpec, Reprice, RepriceSpec, Severity, Transition,
 };
 use crate::error::StoreResult;
 
@@ -124,7 +125,7 @@ pub trait PromptStore: Send + Sync + 'static {
 /// Spending budgets.
 #[async_trait]
 pub trait BudgetStore: Send + Sync + 'static {
-    /// `Invalid` when [`BudgetSpec::validate`] fails.
+    /// `Invalid` when [`BudgetSpec::validate`] fails or a channel does not exist.
     async fn create_budget(&self, spec: BudgetSpec, change: &Change) -> StoreResult<Budget>;
     async fn update_budget(
         &self,
@@ -136,6 +137,72 @@ pub trait BudgetStore: Send + Sync + 'static {
     async fn delete_budget(&self, id: Uuid, change: &Change) -> StoreResult<Budget>;
     /// By name, then creation.
     async fn list_budgets(&self) -> StoreResult<Vec<Budget>>;
+}
+
+/// Which alerts to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertQuery {
+    /// Only this alert.
+    pub id: Option<Uuid>,
+    /// Alerts in any of these states (all when empty).
+    pub states: Vec<AlertState>,
+    pub severity: Option<Severity>,
+    pub kind: Option<AlertKind>,
+    /// Alerts updated at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    pub limit: Option<u32>,
+}
+
+/// Notification channels, alert rules, the alerts they raise and the deliveries of their
+/// transitions.
+#[async_trait]
+pub trait AlertStore: Send + Sync + 'static {
+    /// By name, then creation.
+    async fn list_channels(&self) -> StoreResult<Vec<Channel>>;
+    /// `Invalid` when [`ChannelSpec::validate`] fails.
+    async fn create_channel(&self, spec: ChannelSpec, change: &Change) -> StoreResult<Channel>;
+    /// Deletes the channel, returning it; `Conflict` while a rule or budget names it.
+    async fn delete_channel(&self, id: Uuid, change: &Change) -> StoreResult<Channel>;
+    /// By name, then creation.
+    async fn list_alert_rules(&self) -> StoreResult<Vec<AlertRule>>;
+    /// `Invalid` when [`AlertRuleSpec::validate`] fails or a channel does not exist.
+    async fn create_alert_rule(
+        &self,
+        spec: AlertRuleSpec,
+        change: &Change,
+    ) -> StoreResult<AlertRule>;
+    async fn update_alert_rule(
+        &self,
+        id: Uuid,
+        spec: AlertRuleSpec,
+        change: &Change,
+    ) -> StoreResult<AlertRule>;
+    /// Deletes the rule, returning it; its alerts stay (the evaluator resolves open ones).
+    async fn delete_alert_rule(&self, id: Uuid, change: &Change) -> StoreResult<AlertRule>;
+    /// Records `t` in one transaction: the alert row, the transition, and one pending delivery
+    /// per channel (due at once). `false`, with nothing written, when the alert is no longer in
+    /// `t.from` (another evaluator recorded a transition first).
+    async fn record_transition(&self, t: &Transition) -> StoreResult<bool>;
+    /// Newest (`updated_at`) first, each with its deliveries.
+    async fn list_alerts(&self, query: &AlertQuery) -> StoreResult<Vec<Alert>>;
+    /// Records who acknowledged the alert and when (the first acknowledgement stays).
+    async fn acknowledge_alert(&self, id: Uuid, change: &Change) -> StoreResult<Alert>;
+    /// Pending deliveries due at `now`, the earliest due first.
+    async fn due_deliveries(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Delivery>>;
+    /// Appends `attempt` to a pending delivery and moves it to `status` (`Pending`: due again
+    /// at `next_attempt_at`). Nothing happens to a delivery that is no longer pending.
+    async fn record_attempt(
+        &self,
+        id: Uuid,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<()>;
+    /// Whether this process is the one that evaluates alerts and delivers notifications.
+    /// A store several processes share elects one holder, which keeps the role until it dies
+    /// (its lease lapses and another process takes over); a store only one process opens
+    /// always answers `true`.
+    async fn hold_evaluator_lease(&self) -> StoreResult<bool>;
 }
 
 /// Experiments and their transitions.
@@ -198,7 +265,14 @@ pub trait KeyStore: Send + Sync + 'static {
 /// One trait per resource group, so each adapter keeps each group in a file of its own; every
 /// configuration store implements them all, and `dyn ConfigStore` offers every method.
 pub trait ConfigStore:
-    CatalogStore + DeploymentStore + PromptStore + BudgetStore + ExperimentStore + AuditTrail + KeyStore
+    CatalogStore
+    + DeploymentStore
+    + PromptStore
+    + BudgetStore
+    + AlertStore
+    + ExperimentStore
+    + AuditTrail
+    + KeyStore
 {
 }
 
@@ -207,6 +281,7 @@ impl<
             + DeploymentStore
             + PromptStore
             + BudgetStore
+            + AlertStore
             + ExperimentStore
             + AuditTrail
             + KeyStore,

@@ -7,9 +7,11 @@
 //! - `status`: `GET /features/{name}/status`, `GET /providers/{name}/health`.
 //! - `prompts`: `GET /prompts/{id}/metrics`.
 //! - `analytics`: `GET /analytics/spending|usage|performance`.
+//! - `alerts`: `GET /analytics/alerts`, `POST /alerts/{id}/acknowledge`.
 //! - `budgets`: `GET /analytics/budgets`, `GET /budgets/{id}/status`.
 //! - `stream`: `GET /events/stream` (Server-Sent Events).
 
+mod alerts;
 mod analytics;
 mod budgets;
 mod features;
@@ -30,5 +32,6 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let r = prompts::routes(r);
     let r = analytics::routes(r);
     let r = budgets::routes(r);
+    let r = alerts::routes(r);
     stream::routes(r)
 }

@@ -9,12 +9,15 @@
 //! - `alert` when a feature's status enters `degraded` or `unhealthy` (`state: firing`, also
 //!   sent on the first tick for features already there) or leaves them (`state: resolved`),
 //!   with the reasons.
+//! - `alert` for every transition an alert rule's or a budget's alert makes while the stream is
+//!   open (the stored alert as `GET /analytics/alerts` lists it, without its deliveries; it has
+//!   a `kind` of `rule` or `budget`), narrowed by `feature` and `environment` when given.
 //!
 //! Each event carries an increasing `id`. Idle connections get keep-alive comments. A process
 //! serves at most [`MAX_STREAMS`] streams at once; one more is a `503`. Streams end when the
 //! server begins shutting down (clients reconnect), so a graceful shutdown never waits on them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -24,8 +27,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
+use tally_domain::alerting::AlertState;
 use tally_domain::rollup::Rollup;
-use tally_domain::store::Filter;
+use tally_domain::store::{AlertQuery, Filter};
 use tally_http::auth::Access;
 use tally_http::http::ApiError;
 use tally_http::route::{Param, Route, Routes};
@@ -116,6 +120,9 @@ struct Watch {
     last: BTreeMap<String, FeatureUpdate>,
     next_id: u64,
     first: bool,
+    /// Stored alert transitions already sent (alert id, state), and when the stream began.
+    told: HashSet<(uuid::Uuid, AlertState)>,
+    since: chrono::DateTime<chrono::Utc>,
     _slot: Slot,
 }
 
@@ -189,8 +196,38 @@ impl Watch {
             }
             self.last.insert(name, update);
         }
+        self.stored_alerts(&mut events).await;
         self.first = false;
         events
+    }
+
+    /// The transitions of stored alerts since the stream began that it has not sent yet.
+    async fn stored_alerts(&mut self, events: &mut Vec<Event>) {
+        let query = AlertQuery {
+            since: Some(self.since),
+            limit: Some(1000),
+            ..AlertQuery::default()
+        };
+        let Ok(mut alerts) = self.state.config.list_alerts(&query).await else {
+            return;
+        };
+        alerts.reverse();
+        for mut alert in alerts {
+            let label = |name: &str| alert.labels.get(name).map(String::as_str);
+            let wanted = self
+                .filter
+                .feature
+                .as_deref()
+                .is_none_or(|f| label("feature") == Some(f))
+                && self
+                    .filter
+                    .environment
+                    .is_none_or(|e| label("environment") == Some(e.as_str()));
+            if wanted && self.told.insert((alert.id, alert.state)) {
+                alert.deliveries.clear();
+                events.push(self.event("alert", &alert));
+            }
+        }
     }
 
     fn event<T: Serialize>(&mut self, kind: &str, payload: &T) -> Event {
@@ -239,6 +276,7 @@ async fn stream_events(
             5,
         ));
     }
+    let state_now = state.clock.now();
     let watch = Watch {
         filter,
         state,
@@ -247,6 +285,8 @@ async fn stream_events(
         last: BTreeMap::new(),
         next_id: 0,
         first: true,
+        told: HashSet::new(),
+        since: state_now,
         _slot: Slot,
     };
     let mut closing = watch.state.closing.clone();

@@ -3,7 +3,8 @@
 //! Readable by finance as well as viewers; changed by platform admins only. Amounts are exact
 //! decimal dollars (`amount_usd`, a JSON number or string with at most 6 decimal places, stored
 //! as micro-dollars); the period (daily, weekly, monthly, quarterly) runs in the budget's IANA
-//! `time_zone` (default `UTC`); warning thresholds default to 80 % and 100 %. `PUT` updates the
+//! `time_zone` (default `UTC`); warning thresholds default to 80 % and 100 %; `channels` names
+//! the notification channels its alerts go to. `PUT` updates the
 //! fields given and keeps the others.
 
 use std::collections::HashMap;
@@ -149,6 +150,8 @@ struct BudgetBody {
     #[schemars(schema_with = "crate::fields::thresholds")]
     thresholds_percent: Option<Vec<u32>>,
     is_active: Option<bool>,
+    /// Notification channel ids the budget's alerts go to.
+    channels: Option<Vec<uuid::Uuid>>,
 }
 
 /// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
@@ -194,6 +197,10 @@ impl BudgetBody {
                 .is_active
                 .or(current.map(|c| c.is_active))
                 .unwrap_or(true),
+            channels: self
+                .channels
+                .or_else(|| current.map(|c| c.channels.clone()))
+                .unwrap_or_default(),
         };
         // The store enforces the same rules; checking here names the API's field.
         spec.validate().map_err(|e| match e {

@@ -14,6 +14,7 @@
 //!   first).
 //! - `prompts`: `/prompts…` and their versions; `prompt_tests`: `POST /prompts/{id}/test`.
 //! - `budgets`, `experiments`, `keys` (`/api-keys…`), `audit` (`/audit`).
+//! - `alert_rules` (`/alert-rules…`), `channels` (`/notification-channels…`).
 //!
 //! `PUT` updates the fields it is given and keeps the others; names are identities and cannot
 //! change. Deleting what history refers to (a deployed model or feature, a provider with models)
@@ -22,8 +23,10 @@
 //! accepted keep their cost. Every change is recorded in the audit log. The rules themselves
 //! live in the domain (`tally_domain::rules`); these handlers parse, call the store and answer.
 
+mod alert_rules;
 mod audit;
 mod budgets;
+mod channels;
 mod deployments;
 mod experiments;
 mod features;
@@ -70,6 +73,8 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let r = prompts::routes(r);
     let r = prompt_tests::routes(r);
     let r = budgets::routes(r);
+    let r = alert_rules::routes(r);
+    let r = channels::routes(r);
     let r = experiments::routes(r);
     let r = keys::routes(r);
     audit::routes(r)

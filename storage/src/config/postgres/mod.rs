@@ -42,6 +42,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "reprices",
         include_str!("../../../../migrations/postgres/0005_reprices.sql"),
     ),
+    (
+        6,
+        "alerting",
+        include_str!("../../../../migrations/postgres/0006_alerting.sql"),
+    ),
 ];
 
 /// Advisory-lock key serialising migrations ("tally" in ASCII).

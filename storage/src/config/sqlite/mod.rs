@@ -3,6 +3,7 @@
 //! assignment and activates the new one atomically (a partial unique index enforces one active
 //! assignment per feature and environment).
 
+mod alerts;
 mod audit;
 mod budgets;
 mod catalog;
@@ -46,6 +47,7 @@ impl SqliteConfigStore {
         seam_sync(|| -> Result<SqliteConfigStore> {
             let conn = open(&dir.join("config.db"), 2)?;
             conn.execute_batch(SCHEMA)?;
+            upgrade(&conn)?;
             Ok(SqliteConfigStore {
                 conn: Arc::new(Mutex::new(conn)),
             })
@@ -92,6 +94,22 @@ impl SqliteConfigStore {
         })
         .await
     }
+}
+
+/// Columns added after a table was first created (`CREATE TABLE IF NOT EXISTS` leaves an
+/// older table as it was).
+fn upgrade(conn: &Connection) -> Result<()> {
+    let has_channels: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('ai_spending_budgets') WHERE name = 'channels'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_channels {
+        conn.execute_batch(
+            "ALTER TABLE ai_spending_budgets ADD COLUMN channels TEXT NOT NULL DEFAULT '[]'",
+        )?;
+    }
+    Ok(())
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -200,7 +218,7 @@ fn feature_id(conn: &Connection, name: &str) -> Result<String> {
     .ok_or_else(|| missing::feature(name).into())
 }
 
-const BUDGET_SELECT: &str = "SELECT id, name, scope, scope_value, period_type, time_zone, amount_micros, thresholds, is_active, created_at, updated_at FROM ai_spending_budgets";
+const BUDGET_SELECT: &str = "SELECT id, name, scope, scope_value, period_type, time_zone, amount_micros, thresholds, is_active, created_at, updated_at, channels FROM ai_spending_budgets";
 
 fn budget_row(r: &Row) -> rusqlite::Result<Budget> {
     let scope: String = r.get(2)?;
@@ -216,6 +234,7 @@ fn budget_row(r: &Row) -> rusqlite::Result<Budget> {
             amount_micros: r.get(6)?,
             thresholds_percent: json_column(&r.get::<_, String>(7)?, "budget thresholds")?,
             is_active: r.get(8)?,
+            channels: json_column(&r.get::<_, String>(11)?, "budget channels")?,
         },
         created_at: parse_ts(&r.get::<_, String>(9)?)?,
         updated_at: parse_ts(&r.get::<_, String>(10)?)?,

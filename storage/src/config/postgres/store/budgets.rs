@@ -1,5 +1,6 @@
 //! Spending budgets, on Postgres ([`BudgetStore`]).
 
+use super::alerts;
 use super::*;
 use tally_domain::store::BudgetStore;
 
@@ -10,9 +11,10 @@ impl BudgetStore for PostgresConfigStore {
         seam(async || -> Result<Budget> {
             spec.validate()?;
             let mut tx = self.pool.begin().await?;
+            alerts::channels_exist(&mut tx, &spec.channels).await?;
             let row = sqlx::query(&format!(
-                "INSERT INTO ai_spending_budgets (id, name, scope, scope_value, period_type, time_zone, amount_micros, thresholds, is_active, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING {BUDGET_COLUMNS}"
+                "INSERT INTO ai_spending_budgets (id, name, scope, scope_value, period_type, time_zone, amount_micros, thresholds, is_active, created_at, updated_at, channels)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING {BUDGET_COLUMNS}"
             ))
             .bind(Uuid::now_v7())
             .bind(&spec.name)
@@ -24,6 +26,7 @@ impl BudgetStore for PostgresConfigStore {
             .bind(Json(&spec.thresholds_percent))
             .bind(spec.is_active)
             .bind(change.at)
+            .bind(Json(&spec.channels))
             .fetch_one(&mut *tx)
             .await?;
             let created = budget_row(&row)?;
@@ -44,8 +47,9 @@ impl BudgetStore for PostgresConfigStore {
             spec.validate()?;
             let mut tx = self.pool.begin().await?;
             let before = budget(&mut tx, id).await?;
+            alerts::channels_exist(&mut tx, &spec.channels).await?;
             let row = sqlx::query(&format!(
-                "UPDATE ai_spending_budgets SET name = $2, scope = $3, scope_value = $4, period_type = $5, time_zone = $6, amount_micros = $7, thresholds = $8, is_active = $9, updated_at = $10
+                "UPDATE ai_spending_budgets SET name = $2, scope = $3, scope_value = $4, period_type = $5, time_zone = $6, amount_micros = $7, thresholds = $8, is_active = $9, updated_at = $10, channels = $11
                  WHERE id = $1 RETURNING {BUDGET_COLUMNS}"
             ))
             .bind(id)
@@ -58,6 +62,7 @@ impl BudgetStore for PostgresConfigStore {
             .bind(Json(&spec.thresholds_percent))
             .bind(spec.is_active)
             .bind(change.at)
+            .bind(Json(&spec.channels))
             .fetch_one(&mut *tx)
             .await?;
             let after = budget_row(&row)?;

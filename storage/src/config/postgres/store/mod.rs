@@ -1,6 +1,7 @@
 //! The configuration store on Postgres; behaviour identical to the SQLite store (the
 //! conformance suite in `tally-conformance` runs against both).
 
+mod alerts;
 mod audit;
 mod budgets;
 mod catalog;
@@ -34,12 +35,17 @@ use tally_domain::store::StoreResult;
 
 pub struct PostgresConfigStore {
     pool: PgPool,
+    /// The evaluator's lease, while this process holds it ([`alerts`]).
+    lease: alerts::Lease,
 }
 
 impl PostgresConfigStore {
     /// Wraps a pool whose database has been migrated ([`super::migrate`]).
     pub fn new(pool: PgPool) -> Self {
-        PostgresConfigStore { pool }
+        PostgresConfigStore {
+            pool,
+            lease: alerts::Lease::default(),
+        }
     }
 
     async fn write_feature(
@@ -327,7 +333,7 @@ async fn experiment(tx: &mut Tx, id: Uuid) -> Result<Experiment> {
     experiment_row(&row)
 }
 
-const BUDGET_COLUMNS: &str = "id, name, scope, scope_value, period_type, time_zone, amount_micros, thresholds, is_active, created_at, updated_at";
+const BUDGET_COLUMNS: &str = "id, name, scope, scope_value, period_type, time_zone, amount_micros, thresholds, is_active, created_at, updated_at, channels";
 
 fn budget_row(r: &PgRow) -> Result<Budget> {
     let scope: String = r.try_get("scope")?;
@@ -343,6 +349,7 @@ fn budget_row(r: &PgRow) -> Result<Budget> {
             amount_micros: r.try_get("amount_micros")?,
             thresholds_percent: r.try_get::<Json<Vec<u32>>, _>("thresholds")?.0,
             is_active: r.try_get("is_active")?,
+            channels: r.try_get::<Json<Vec<Uuid>>, _>("channels")?.0,
         },
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
