@@ -38,6 +38,14 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Describes the delivery counter to the metrics recorder.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        "tally_notifications_total",
+        "Notification attempts by channel type and outcome (delivered, retrying, gave_up)."
+    );
+}
+
 #[derive(Clone)]
 pub struct Deliverer {
     pub config: Arc<dyn ConfigStore>,

@@ -40,6 +40,7 @@ pub struct Evaluator {
 impl Evaluator {
     /// Evaluates and delivers every `interval` until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        crate::delivery::describe_metrics();
         let mut leading = false;
         loop {
             match self.config.hold_evaluator_lease().await {

@@ -198,7 +198,7 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
         vec![3]
     );
 
-    let everything = |with_sketches| ScanRequest::everything(&Resolution::ALL, with_sketches);
+    let everything = |with_sketches| ScanRequest::everything(&Resolution::STORED, with_sketches);
     let mut expected = fold(&first);
     tally_domain::rollup::apply(&mut expected, fold(&second));
     let rows = store.scan(everything(true)).await.expect("scan");
@@ -585,7 +585,7 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
         .await
         .expect("commit in epoch 1");
     let rows: BTreeMap<_, _> = store
-        .scan(ScanRequest::everything(&Resolution::ALL, true))
+        .scan(ScanRequest::everything(&Resolution::STORED, true))
         .await
         .expect("scan")
         .into_iter()

@@ -3,7 +3,9 @@
 //! A rollup row is keyed by (resolution, bucket start, feature, model, provider, environment,
 //! prompt id, prompt version); the prompt fields are empty for events that name no prompt, so
 //! per-prompt-version metrics come from the same rows as everything else.
-//! Buckets are UTC-aligned: minutes, hours and days. Every event contributes to exactly one row
+//! Buckets are UTC-aligned: minutes, hours and days; besides them, running totals since the
+//! projection began ([`Resolution::Total`], without the prompt fields) feed the Prometheus
+//! counters without re-summing days of rows. Every event contributes to exactly one row
 //! per resolution, chosen by its `occurred_at` (not by when it arrived), so late and out-of-order
 //! events land where they belong. All fields are sums, maxima of sketch registers or bucket
 //! counts: merging rows is exact, associative and commutative, which is what makes replay equal
@@ -23,27 +25,49 @@ pub enum Resolution {
     Minute,
     Hour,
     Day,
+    /// Running totals since the projection began: one row per (feature, model, provider,
+    /// environment), prompt fields empty, in the single bucket [`TOTAL_BUCKET`]. Retention never
+    /// drops them (their bucket lies beyond any retention horizon), so what they count only ever
+    /// grows — the source of the Prometheus counters.
+    Total,
 }
 
-impl Resolution {
-    pub const ALL: [Resolution; 3] = [Resolution::Minute, Resolution::Hour, Resolution::Day];
+/// The one bucket of [`Resolution::Total`] rows: 2100-01-01T00:00:00Z, never older than a
+/// retention horizon, and a day every supported ClickHouse names correctly in its day
+/// partitions (18.16's calendar ends in 2105; a 16-bit `Date` in 2149).
+pub const TOTAL_BUCKET: i64 = 4_102_444_800;
 
-    /// Width in seconds (also the stored code of the resolution).
+impl Resolution {
+    /// The time-bucketed resolutions: every event lies in exactly one row of each.
+    pub const ALL: [Resolution; 3] = [Resolution::Minute, Resolution::Hour, Resolution::Day];
+    /// Every kind of row a store keeps: the time buckets and the running totals.
+    pub const STORED: [Resolution; 4] = [
+        Resolution::Minute,
+        Resolution::Hour,
+        Resolution::Day,
+        Resolution::Total,
+    ];
+
+    /// Width in seconds (also the stored code of the resolution); 0 for the running totals.
     pub fn seconds(self) -> i64 {
         match self {
             Resolution::Minute => 60,
             Resolution::Hour => 3_600,
             Resolution::Day => 86_400,
+            Resolution::Total => 0,
         }
     }
 
     pub fn from_seconds(seconds: i64) -> Option<Resolution> {
-        Self::ALL.into_iter().find(|r| r.seconds() == seconds)
+        Self::STORED.into_iter().find(|r| r.seconds() == seconds)
     }
 
-    /// Start (Unix seconds) of the bucket holding `ts`.
+    /// Start (Unix seconds) of the bucket holding `ts` ([`TOTAL_BUCKET`] for the totals).
     pub fn bucket_of(self, ts: i64) -> i64 {
-        ts.div_euclid(self.seconds()) * self.seconds()
+        match self {
+            Resolution::Total => TOTAL_BUCKET,
+            r => ts.div_euclid(r.seconds()) * r.seconds(),
+        }
     }
 }
 
@@ -208,6 +232,18 @@ pub fn fold<'a>(events: impl IntoIterator<Item = &'a UsageEvent>) -> BTreeMap<Ro
                 .or_insert_with(Rollup::default)
                 .merge(&rollup);
         }
+        let totals = RollupKey {
+            resolution: Resolution::Total,
+            bucket: TOTAL_BUCKET,
+            dims: Dims {
+                prompt_id: String::new(),
+                prompt_version: String::new(),
+                ..dims.clone()
+            },
+        };
+        out.entry(totals)
+            .or_insert_with(Rollup::default)
+            .merge(&rollup);
         out.insert(
             RollupKey {
                 resolution: Resolution::Minute,

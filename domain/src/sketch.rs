@@ -155,6 +155,28 @@ impl LatencySketch {
         self.buckets.last().map(|&(i, _)| value_of(i) / 1000.0)
     }
 
+    /// Cumulative counts at each of `bounds_us` (ascending, microseconds): how many latencies
+    /// are at most each bound, as a histogram with those upper bounds reports them. A bucket is
+    /// counted under a bound when its representative value is, so a latency within 2% of a
+    /// bound may be counted on the other side of it (the sketch's resolution); counts are
+    /// otherwise exact.
+    pub fn cumulative_counts(&self, bounds_us: &[f64]) -> Vec<u64> {
+        let mut out = Vec::with_capacity(bounds_us.len());
+        let mut seen = self.zeros;
+        let mut next = self.buckets.iter().peekable();
+        for bound in bounds_us {
+            while let Some(&&(index, count)) = next.peek() {
+                if value_of(index) > *bound {
+                    break;
+                }
+                seen += count;
+                next.next();
+            }
+            out.push(seen);
+        }
+        out
+    }
+
     /// Compact binary form: zeros, bucket count, then (index delta, count) varints.
     pub fn encode(&self, out: &mut Vec<u8>) {
         varint::put(out, self.zeros);
@@ -185,6 +207,18 @@ impl LatencySketch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cumulative_counts_follow_the_bounds() {
+        let mut s = LatencySketch::new();
+        // 0 µs, 5 ms, 15 ms ×2, 90 ms, 3 s (bounds 10 ms, 20 ms, 80 ms, 160 ms, 2.56 s).
+        for us in [0, 5_000, 15_000, 15_000, 90_000, 3_000_000] {
+            s.insert(us);
+        }
+        let bounds = [10_000.0, 20_000.0, 80_000.0, 160_000.0, 2_560_000.0];
+        assert_eq!(s.cumulative_counts(&bounds), vec![2, 4, 4, 5, 5]);
+        assert_eq!(LatencySketch::new().cumulative_counts(&bounds), vec![0; 5]);
+    }
     use proptest::prelude::*;
 
     fn exact_nearest_rank(values: &mut [u64], q: f64) -> f64 {

@@ -7,6 +7,7 @@
 pub mod aggregate;
 pub mod assessment;
 pub mod dollars;
+pub mod exposition;
 pub mod fields;
 pub mod listing;
 pub mod lookup;

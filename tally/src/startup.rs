@@ -314,10 +314,19 @@ fn build_router(
     // catalog is complete.
     let contract: Arc<std::sync::OnceLock<serde_json::Value>> = Arc::default();
     let served = contract.clone();
+    // Business metrics are served where the dashboards are (query-api roles): every replica
+    // serves the same values from the stores, and ingest or projector processes do not repeat
+    // them under other instance labels.
+    let business = role.queries().then(|| query.clone());
     let (mut router, mut routes) = Routes::new(gate.clone())
         .serve(
-            Route::get("/metrics", metrics_access, "Prometheus metrics", metrics)
-                .media("text/plain; version=0.0.4"),
+            Route::get(
+                "/metrics",
+                metrics_access,
+                "Prometheus metrics: the pipeline's own and, on query-api processes, the business's",
+                move || metrics(business.clone()),
+            )
+            .media("text/plain; version=0.0.4"),
         )
         .serve(
             Route::get(
@@ -354,19 +363,26 @@ fn build_router(
     )
 }
 
-async fn metrics() -> impl IntoResponse {
-    match telemetry::prometheus() {
-        Some(handle) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4",
-            )],
-            handle.render(),
-        )
-            .into_response(),
-        None => tally_http::http::ApiError::unavailable("metrics recorder is not installed", 5)
-            .into_response(),
+async fn metrics(business: Option<QueryState>) -> axum::response::Response {
+    let Some(handle) = telemetry::prometheus() else {
+        return tally_http::http::ApiError::unavailable("metrics recorder is not installed", 5)
+            .into_response();
+    };
+    let mut text = handle.render();
+    if let Some(state) = business {
+        match tally_query_api::exposition::render(&state).await {
+            Ok(more) => text.push_str(&more),
+            Err(e) => return tally_http::http::ApiError::from(e).into_response(),
+        }
     }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// Reloads the price book and reprice requests every few seconds so price changes reach

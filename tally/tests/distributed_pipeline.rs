@@ -198,7 +198,7 @@ fn stream_events(n: u64, seed: u64) -> Vec<UsageEvent> {
 
 async fn all_rollups(store: &dyn AnalyticsStore) -> BTreeMap<RollupKey, Rollup> {
     store
-        .scan(ScanRequest::everything(&Resolution::ALL, true))
+        .scan(ScanRequest::everything(&Resolution::STORED, true))
         .await
         .unwrap()
         .into_iter()

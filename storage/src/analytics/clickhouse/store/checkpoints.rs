@@ -95,7 +95,7 @@ impl ClickHouseAnalyticsStore {
     ) -> Result<BTreeMap<(i32, RollupKey), Stored>> {
         let mut out = BTreeMap::new();
         let partitions: Vec<i32> = commit.partitions.keys().copied().collect();
-        for resolution in Resolution::ALL {
+        for resolution in Resolution::STORED {
             let keys: Vec<&RollupKey> = commit
                 .partitions
                 .values()
