@@ -87,23 +87,24 @@ async fn totals(state: &QueryState) -> StoreResult<BTreeMap<LabelSet, Rollup>> {
 }
 
 /// A label value with `\`, `"` and newlines escaped.
-fn escaped(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+fn escaped(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains(['\\', '"', '\n']) {
+        value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .into()
+    } else {
+        value.into()
+    }
 }
 
-fn labels(set: &LabelSet, extra: &[(&str, &str)]) -> String {
-    let names = ["feature", "model", "provider", "environment"];
-    names
-        .iter()
-        .zip(set)
-        .map(|(n, v)| (*n, v.as_str()))
-        .chain(extra.iter().copied())
-        .map(|(n, v)| format!("{n}=\"{}\"", escaped(v)))
-        .collect::<Vec<_>>()
-        .join(",")
+/// The label set as `feature="…",model="…",provider="…",environment="…"`, written once per set.
+fn labels(set: &LabelSet) -> String {
+    let [feature, model, provider, environment] = set.each_ref().map(|v| escaped(v));
+    format!(
+        "feature=\"{feature}\",model=\"{model}\",provider=\"{provider}\",environment=\"{environment}\""
+    )
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -111,14 +112,20 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-fn traffic(out: &mut String, sets: &BTreeMap<LabelSet, Rollup>) {
+/// The running totals of one label set, with its labels written out once.
+struct Series {
+    labels: String,
+    totals: Rollup,
+}
+
+fn traffic(out: &mut String, series: &[Series]) {
     header(
         out,
         "tally_requests_total",
         "counter",
         "AI requests counted, by feature, model, provider, environment and status.",
     );
-    for (set, r) in sets {
+    for Series { labels, totals: r } in series {
         let success = r.requests - r.failures();
         for (status, n) in [
             ("success", success),
@@ -127,8 +134,7 @@ fn traffic(out: &mut String, sets: &BTreeMap<LabelSet, Rollup>) {
         ] {
             let _ = writeln!(
                 out,
-                "tally_requests_total{{{}}} {n}",
-                labels(set, &[("status", status)])
+                "tally_requests_total{{{labels},status=\"{status}\"}} {n}"
             );
         }
     }
@@ -139,55 +145,38 @@ fn traffic(out: &mut String, sets: &BTreeMap<LabelSet, Rollup>) {
         "Latency of AI requests (OpenTelemetry GenAI operation-duration buckets).",
     );
     let bounds_us: Vec<f64> = DURATION_BOUNDS_S.iter().map(|s| s * 1e6).collect();
-    for (set, r) in sets {
+    for Series { labels, totals: r } in series {
+        let name = "tally_request_duration_seconds";
         for (bound, count) in DURATION_BOUNDS_S
             .iter()
             .zip(r.latency.cumulative_counts(&bounds_us))
         {
-            let _ = writeln!(
-                out,
-                "tally_request_duration_seconds_bucket{{{}}} {count}",
-                labels(set, &[("le", &bound.to_string())])
-            );
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
         }
-        let plain = labels(set, &[]);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", r.requests);
         let _ = writeln!(
             out,
-            "tally_request_duration_seconds_bucket{{{}}} {}",
-            labels(set, &[("le", "+Inf")]),
-            r.requests
-        );
-        let _ = writeln!(
-            out,
-            "tally_request_duration_seconds_sum{{{plain}}} {}",
+            "{name}_sum{{{labels}}} {}",
             r.latency_sum_us as f64 / 1e6
         );
-        let _ = writeln!(
-            out,
-            "tally_request_duration_seconds_count{{{plain}}} {}",
-            r.requests
-        );
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", r.requests);
     }
 }
 
-fn usage(out: &mut String, sets: &BTreeMap<LabelSet, Rollup>) {
+fn usage(out: &mut String, series: &[Series]) {
     header(
         out,
         "tally_tokens_total",
         "counter",
         "Tokens of AI requests, by type (input, output, cached_input).",
     );
-    for (set, r) in sets {
+    for Series { labels, totals: r } in series {
         for (kind, n) in [
             ("input", r.input_tokens),
             ("output", r.output_tokens),
             ("cached_input", r.cached_input_tokens),
         ] {
-            let _ = writeln!(
-                out,
-                "tally_tokens_total{{{}}} {n}",
-                labels(set, &[("type", kind)])
-            );
+            let _ = writeln!(out, "tally_tokens_total{{{labels},type=\"{kind}\"}} {n}");
         }
     }
     header(
@@ -196,11 +185,10 @@ fn usage(out: &mut String, sets: &BTreeMap<LabelSet, Rollup>) {
         "counter",
         "Cost of the priced AI requests, US dollars.",
     );
-    for (set, r) in sets {
+    for Series { labels, totals: r } in series {
         let _ = writeln!(
             out,
-            "tally_cost_usd_total{{{}}} {}",
-            labels(set, &[]),
+            "tally_cost_usd_total{{{labels}}} {}",
             r.cost.to_decimal_string()
         );
     }
@@ -210,11 +198,10 @@ fn usage(out: &mut String, sets: &BTreeMap<LabelSet, Rollup>) {
         "counter",
         "AI requests whose cost is unknown (no price at the time and none reported).",
     );
-    for (set, r) in sets {
+    for Series { labels, totals: r } in series {
         let _ = writeln!(
             out,
-            "tally_unpriced_requests_total{{{}}} {}",
-            labels(set, &[]),
+            "tally_unpriced_requests_total{{{labels}}} {}",
             r.unpriced
         );
     }
@@ -292,10 +279,17 @@ async fn alerts(out: &mut String, state: &QueryState) -> StoreResult<()> {
 
 /// Every business metric, in the text exposition format.
 pub async fn render(state: &QueryState) -> StoreResult<String> {
-    let sets = totals(state).await?;
-    let mut out = String::with_capacity(256 * (sets.len() + 1));
-    traffic(&mut out, &sets);
-    usage(&mut out, &sets);
+    let series: Vec<Series> = totals(state)
+        .await?
+        .into_iter()
+        .map(|(set, totals)| Series {
+            labels: labels(&set),
+            totals,
+        })
+        .collect();
+    let mut out = String::with_capacity(4096 * (series.len() + 1));
+    traffic(&mut out, &series);
+    usage(&mut out, &series);
     budgets(&mut out, state).await?;
     alerts(&mut out, state).await?;
     Ok(out)

@@ -76,7 +76,7 @@ pub struct Percentiles {
     pub samples: usize,
 }
 
-fn percentiles(mut v: Vec<f64>) -> Percentiles {
+pub fn percentiles(mut v: Vec<f64>) -> Percentiles {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| {
         v.get(((q * v.len() as f64).ceil() as usize).saturating_sub(1))

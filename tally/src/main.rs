@@ -1,5 +1,5 @@
 //! The `tally` command line: `demo`, `serve`, `ingest`, `projector`, `query-api`, `rebuild`,
-//! `adopt-topic`, `migrate`, `keys`, `loadgen`, `bench-query`.
+//! `adopt-topic`, `migrate`, `keys`, `loadgen`, `bench-query`, `bench-alerts`.
 
 use std::path::PathBuf;
 
@@ -97,6 +97,8 @@ enum Command {
     Loadgen(loadgen::LoadgenArgs),
     /// Measure the latency of one GET against a running server.
     BenchQuery(loadgen::BenchQueryArgs),
+    /// Measure how soon a budget alert reaches its webhook after its event is acknowledged.
+    BenchAlerts(tally::bench_alerts::BenchAlertsArgs),
 }
 
 #[derive(Subcommand)]
@@ -295,6 +297,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::BenchQuery(args) => {
             let report = loadgen::bench_query(args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::BenchAlerts(args) => {
+            let report = tally::bench_alerts::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
