@@ -190,6 +190,62 @@ mod tests {
     use super::*;
 
     #[test]
+    fn slack_gets_a_fallback_line_and_blocks_with_the_numbers_and_a_link() {
+        use std::collections::BTreeMap;
+        use tally_domain::alerting::AlertKind;
+        use tally_domain::config::Severity;
+        let at = DateTime::from_timestamp(1_775_000_000, 0).unwrap_or_default();
+        let alert = Alert {
+            id: uuid::Uuid::from_u128(5),
+            kind: AlertKind::Budget,
+            rule_id: None,
+            budget_id: Some(uuid::Uuid::from_u128(6)),
+            key: "k".into(),
+            name: "chat month".into(),
+            state: AlertState::Firing,
+            severity: Severity::Critical,
+            labels: BTreeMap::from([("budget".to_string(), "chat month".to_string())]),
+            value: 104.5,
+            threshold: 100.0,
+            summary: "Budget chat month is at 104.5%".into(),
+            started_at: at,
+            firing_at: Some(at),
+            resolved_at: None,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            updated_at: at,
+            deliveries: vec![],
+        };
+        let body = body(
+            ChannelType::Slack,
+            &alert,
+            AlertState::Firing,
+            "k:firing",
+            "https://tally.example.com/",
+        );
+        assert_eq!(
+            body["text"],
+            "[FIRING] chat month (critical): Budget chat month is at 104.5%"
+        );
+        let blocks = body["blocks"].as_array().map(Vec::len);
+        assert_eq!(blocks, Some(5));
+        let text = body.to_string();
+        assert!(text.contains("*Value*\\n104.5"), "{text}");
+        assert!(text.contains("*Threshold*\\n100"), "{text}");
+        assert!(text.contains("<https://tally.example.com/platform/ai-management/alerts/00000000-0000-0000-0000-000000000005|Open in Tally>"), "{text}");
+        let hook = super::body(
+            ChannelType::Webhook,
+            &alert,
+            AlertState::Resolved,
+            "k:resolved",
+            "http://x",
+        );
+        assert_eq!(hook["dedup_key"], "k:resolved");
+        assert_eq!(hook["transition"], "resolved");
+        assert_eq!(hook["alert"]["value"], 104.5);
+    }
+
+    #[test]
     fn signatures_are_hmac_sha256_in_hex() {
         // RFC 4231, test case 2.
         assert_eq!(

@@ -139,7 +139,7 @@ impl ListQuery {
                     parsed.descending = descending;
                 }
                 "limit" => parsed.limit = number(&key, &value, 1, MAX_LIMIT)?,
-                "offset" => parsed.offset = number(&key, &value, 0, usize::MAX)?,
+                "offset" => parsed.offset = offset(&value)?,
                 _ => {
                     let (_, field, allowed) = spec
                         .filters
@@ -217,6 +217,19 @@ impl ListQuery {
 /// A field of a listed item: `name`, or `metrics.error_rate` for a nested one.
 fn field<'a>(value: &'a Value, path: &str) -> &'a Value {
     path.split('.').fold(value, |v, key| &v[key])
+}
+
+/// An offset: any whole number; one too large to count is past every list's end.
+fn offset(value: &str) -> Result<usize, ApiError> {
+    let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+    match value.parse::<usize>() {
+        Ok(n) => Ok(n),
+        Err(_) if digits => Ok(usize::MAX),
+        Err(_) => Err(ApiError::bad_param(
+            "offset",
+            "must be a whole number of at least 0",
+        )),
+    }
 }
 
 fn number(key: &str, value: &str, min: usize, max: usize) -> Result<usize, ApiError> {
@@ -370,6 +383,15 @@ mod tests {
         );
         let page = query(&[]).and_then(|q| q.apply(&everything)).expect("page");
         assert_eq!(page.data.len(), 100, "other listings: 100 by default");
+    }
+
+    #[test]
+    fn an_offset_too_large_to_count_is_past_the_end() {
+        let page = query(&[("offset", "707268896905654453925838848")])
+            .and_then(|q| q.apply(&items()))
+            .expect("page");
+        assert!(page.data.is_empty());
+        assert_eq!(page.pagination.total, 3);
     }
 
     #[test]

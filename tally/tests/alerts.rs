@@ -360,3 +360,77 @@ async fn bad_rules_and_channels_are_refused_naming_the_field() {
     );
     app.stop().await;
 }
+
+/// The next server-sent event of `kind` whose data satisfies `pick`, within 20 s.
+async fn next_event(
+    response: &mut reqwest::Response,
+    buffer: &mut String,
+    kind: &str,
+    pick: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut k = "";
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    k = v.trim();
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim());
+                }
+            }
+            if k == kind {
+                let value: Value = serde_json::from_str(&data).unwrap();
+                if pick(&value) {
+                    return value;
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, response.chunk())
+            .await
+            .expect("no such event within 20 s")
+            .unwrap()
+            .expect("the stream ended");
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_transitions_are_streamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start_with(alert_settings(dir.path())).await;
+    app.clock.set(at("2026-03-16T12:00:00Z"));
+    let mut stream = app
+        .client
+        .get(app.url(&format!("{API}/events/stream?interval=1")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    let mut buffer = String::new();
+    let rule = create(
+        &app,
+        "/alert-rules",
+        json!({"name": "spend", "metric": "spend_usd", "comparator": "gt", "threshold": 1,
+               "window": "1h", "for_seconds": 30}),
+    )
+    .await;
+    app.post(&[event("s1", "2026-03-16T11:30:00Z", "success", "1.5")])
+        .await;
+    app.wait_projected().await;
+    let is_rule = |state: &'static str| {
+        let id = rule["id"].clone();
+        move |v: &Value| v["kind"] == "rule" && v["rule_id"] == id && v["state"] == state
+    };
+    let pending = next_event(&mut stream, &mut buffer, "alert", is_rule("pending")).await;
+    assert_eq!(pending["value"], 1.5);
+    assert_eq!(pending["threshold"], 1.0);
+    app.clock.set(at("2026-03-16T12:00:30Z"));
+    let firing = next_event(&mut stream, &mut buffer, "alert", is_rule("firing")).await;
+    assert_eq!(firing["id"], pending["id"]);
+    assert_eq!(firing["firing_at"], "2026-03-16T12:00:30Z");
+    app.stop().await;
+}

@@ -107,10 +107,13 @@ named_enum!(
 #[serde(deny_unknown_fields)]
 pub struct RuleScope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), regex(pattern = "[^\\s\\u0085]"))]
     pub feature: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), regex(pattern = "[^\\s\\u0085]"))]
     pub model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), regex(pattern = "[^\\s\\u0085]"))]
     pub provider: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Environment>,
@@ -118,6 +121,8 @@ pub struct RuleScope {
 
 /// Longest `for_seconds` a rule may wait before firing (a week).
 pub const MAX_FOR_SECONDS: u64 = 7 * 86_400;
+/// Largest `min_requests` a rule may ask for.
+pub const MAX_MIN_REQUESTS: u64 = 1_000_000_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AlertRuleSpec {
@@ -150,6 +155,12 @@ impl AlertRuleSpec {
             return Err(StoreError::invalid(
                 "threshold",
                 "is a percentage of requests for error_rate: 0 to 100",
+            ));
+        }
+        if self.min_requests > MAX_MIN_REQUESTS {
+            return Err(StoreError::invalid(
+                "min_requests",
+                format!("must be at most {MAX_MIN_REQUESTS}"),
             ));
         }
         if self.for_seconds > MAX_FOR_SECONDS {

@@ -33,6 +33,7 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     .serve(
         Route::post(&rules, Access::Admin, "Create an alert rule", create)
             .accepts_requiring::<RuleBody>(&["name", "metric", "comparator", "threshold", "window"])
+            .body_rule(threshold_rule())
             .returns::<Data<AlertRule>>(201),
     )
     .serve(
@@ -47,12 +48,21 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
             update,
         )
         .accepts::<RuleBody>()
+        .body_rule(threshold_rule())
         .returns::<Data<AlertRule>>(200),
     )
     .serve(
         Route::delete(&rule, Access::Admin, "Delete an alert rule", remove)
             .returns::<Data<AlertRule>>(200),
     )
+}
+
+/// An `error_rate` threshold is a percentage ([`AlertRuleSpec::validate`]).
+fn threshold_rule() -> serde_json::Value {
+    serde_json::json!({
+        "if": {"properties": {"metric": {"const": "error_rate"}}, "required": ["metric"]},
+        "then": {"properties": {"threshold": {"maximum": 100}}},
+    })
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -65,11 +75,13 @@ struct RuleBody {
     /// Which traffic: any of `feature`, `model`, `provider`, `environment` (none: all).
     scope: Option<RuleScope>,
     comparator: Option<Comparator>,
-    /// In the metric's unit: percent for `error_rate`, milliseconds, US dollars, requests per
-    /// minute.
+    /// In the metric's unit: percent for `error_rate` (0–100), milliseconds, US dollars,
+    /// requests per minute.
+    #[schemars(range(min = 0))]
     threshold: Option<f64>,
     window: Option<RuleWindow>,
     /// Fewer requests in the window is no data: the rule does not fire (default 1).
+    #[schemars(range(max = 1_000_000_000))]
     min_requests: Option<u64>,
     /// Seconds the condition must hold before the alert fires (default 0: at once).
     #[schemars(range(max = 604_800))]
