@@ -1,7 +1,9 @@
 //! Lookups the routes share: a catalog row by the name or id a URL gives, answered as the API
 //! answers a missing one (`404` naming what is missing), so every route finds things the same way.
 
-use tally_domain::config::{Budget, Feature, Model, ModelPrice, Prompt, Provider};
+use tally_domain::config::{
+    AlertRule, Budget, Channel, Feature, Model, ModelPrice, Prompt, Provider,
+};
 use tally_http::http::ApiError;
 
 use crate::params::parse_id;
@@ -71,4 +73,28 @@ pub async fn find_budget(state: &QueryState, id: &str) -> Result<Budget, ApiErro
         .into_iter()
         .find(|b| b.id == id)
         .ok_or_else(|| ApiError::not_found(format!("budget {id} not found")))
+}
+
+/// An alert rule by the `{id}` of a URL.
+pub async fn find_alert_rule(state: &QueryState, id: &str) -> Result<AlertRule, ApiError> {
+    let id = parse_id(id)?;
+    state
+        .config
+        .list_alert_rules()
+        .await?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("alert rule {id} not found")))
+}
+
+/// A notification channel by the `{id}` of a URL.
+pub async fn find_channel(state: &QueryState, id: &str) -> Result<Channel, ApiError> {
+    let id = parse_id(id)?;
+    state
+        .config
+        .list_channels()
+        .await?
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("notification channel {id} not found")))
 }

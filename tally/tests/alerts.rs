@@ -434,3 +434,40 @@ async fn alert_transitions_are_streamed() {
     assert_eq!(firing["firing_at"], "2026-03-16T12:00:30Z");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_alert_resolves_when_its_period_rolls_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start_with(alert_settings(dir.path())).await;
+    // 23:00 in Berlin on 16 March (UTC+1): the daily period is 16 March 00:00–24:00 local.
+    app.clock.set(at("2026-03-16T22:00:00Z"));
+    create(
+        &app,
+        "/budgets",
+        json!({"name": "berlin day", "scope": "global", "period": "daily",
+               "time_zone": "Europe/Berlin", "amount_usd": "1", "thresholds_percent": [50]}),
+    )
+    .await;
+    // $0.80 at 21:00 local: 80 % crossed; 22 of 24 hours gone, so the forecast is
+    // 0.8 × 24 / 22 = 0.8727…, under the amount: one alert.
+    app.post(&[event("d1", "2026-03-16T20:00:00Z", "success", "0.8")])
+        .await;
+    app.wait_projected().await;
+    let fired = alerts_until(&app, "kind=budget&state=firing", |l| l.len() == 1).await;
+    assert_eq!(fired[0]["labels"]["threshold_percent"], "50");
+    assert_eq!(
+        fired[0]["labels"]["period_start"],
+        "2026-03-16T00:00:00+01:00"
+    );
+    // Midnight in Berlin is 23:00 UTC: the next period starts with nothing spent.
+    app.clock.set(at("2026-03-16T23:00:05Z"));
+    let resolved = alerts_until(&app, "kind=budget&state=resolved", |l| l.len() == 1).await;
+    assert_eq!(resolved[0]["id"], fired[0]["id"]);
+    assert_eq!(resolved[0]["resolved_at"], "2026-03-16T23:00:05Z");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = app
+        .data(&format!("{API}/analytics/alerts?kind=budget"))
+        .await;
+    assert_eq!(all.as_array().unwrap().len(), 1, "nothing new: {all}");
+    app.stop().await;
+}

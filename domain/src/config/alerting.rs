@@ -40,7 +40,7 @@ impl ChannelSpec {
                     "Slack incoming webhooks are not signed; only a webhook channel takes a secret",
                 ));
             }
-            env_name("secret_env", env)?;
+            env_name("secret_env", env, "secret")?;
         }
         Ok(())
     }
@@ -208,7 +208,8 @@ fn not_blank(field: &str, value: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// `url` is an `http://` or `https://` URL with a host and no whitespace.
+/// `url` is an `http://` or `https://` URL with a host and no whitespace (a provider's
+/// `base_url`, a channel's `url`).
 pub fn http_url(field: &str, url: &str) -> Result<(), StoreError> {
     let rest = url
         .strip_prefix("https://")
@@ -224,8 +225,9 @@ pub fn http_url(field: &str, url: &str) -> Result<(), StoreError> {
     }
 }
 
-/// `name` is an environment variable's name (A-Z, 0-9 and _, not starting with a digit).
-pub fn env_name(field: &str, name: &str) -> Result<(), StoreError> {
+/// `name` is an environment variable's name (A-Z, 0-9 and _, not starting with a digit), the
+/// variable holding a `what` (key, secret) — never the `what` itself.
+pub fn env_name(field: &str, name: &str, what: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
@@ -237,7 +239,9 @@ pub fn env_name(field: &str, name: &str) -> Result<(), StoreError> {
     } else {
         Err(StoreError::invalid(
             field,
-            "must be the name of an environment variable (A-Z, 0-9 and _), not the secret itself",
+            format!(
+                "must be the name of an environment variable (A-Z, 0-9 and _), not the {what} itself"
+            ),
         ))
     }
 }

@@ -501,6 +501,33 @@ pub async fn answers(app: &TestApp) -> Vec<serde_json::Value> {
         }
     }
     out.push(features);
+    // The business counters Prometheus scrapes (the pipeline's own metrics differ by process).
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut business: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            [
+                "tally_requests_total{",
+                "tally_request_duration_seconds_",
+                "tally_tokens_total{",
+                "tally_cost_usd_total{",
+                "tally_unpriced_requests_total{",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+        })
+        .collect();
+    assert!(!business.is_empty(), "no business metrics in:\n{text}");
+    business.sort_unstable();
+    out.push(serde_json::json!(business));
     out
 }
 

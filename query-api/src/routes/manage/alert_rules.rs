@@ -20,7 +20,8 @@ use tally_http::http::{data, invalid, ApiError, Body, Data};
 use tally_http::route::{Route, Routes};
 use uuid::Uuid;
 
-use crate::routes::{change, parse_id, API_BASE};
+use crate::lookup::find_alert_rule;
+use crate::routes::{change, API_BASE};
 use crate::state::QueryState;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
@@ -140,17 +141,6 @@ impl RuleBody {
     }
 }
 
-async fn find(state: &QueryState, id: &str) -> Result<AlertRule, ApiError> {
-    let id = parse_id(id)?;
-    state
-        .config
-        .list_alert_rules()
-        .await?
-        .into_iter()
-        .find(|r| r.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("alert rule {id} not found")))
-}
-
 async fn list(State(state): State<QueryState>) -> Result<impl IntoResponse, ApiError> {
     Ok(data(state.config.list_alert_rules().await?))
 }
@@ -159,7 +149,7 @@ async fn detail(
     State(state): State<QueryState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(data(find(&state, &id).await?))
+    Ok(data(find_alert_rule(&state, &id).await?))
 }
 
 async fn create(
@@ -180,7 +170,7 @@ async fn update(
     Path(id): Path<String>,
     Body(body): Body<RuleBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let before = find(&state, &id).await?;
+    let before = find_alert_rule(&state, &id).await?;
     let updated = state
         .config
         .update_alert_rule(
@@ -197,7 +187,7 @@ async fn remove(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = find(&state, &id).await?.id;
+    let id = find_alert_rule(&state, &id).await?.id;
     Ok(data(
         state
             .config

@@ -21,7 +21,8 @@ use tally_http::http::{data, invalid, ApiError, Body, Data};
 use tally_http::route::{Route, Routes};
 use uuid::Uuid;
 
-use crate::routes::{change, parse_id, API_BASE};
+use crate::lookup::find_channel;
+use crate::routes::{change, API_BASE};
 use crate::state::QueryState;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
@@ -109,17 +110,6 @@ struct TestOutcome {
     attempt: Attempt,
 }
 
-async fn find(state: &QueryState, id: &str) -> Result<Channel, ApiError> {
-    let id = parse_id(id)?;
-    state
-        .config
-        .list_channels()
-        .await?
-        .into_iter()
-        .find(|c| c.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("notification channel {id} not found")))
-}
-
 async fn list(State(state): State<QueryState>) -> Result<impl IntoResponse, ApiError> {
     Ok(data(state.config.list_channels().await?))
 }
@@ -141,7 +131,7 @@ async fn remove(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = find(&state, &id).await?.id;
+    let id = find_channel(&state, &id).await?.id;
     Ok(data(
         state
             .config
@@ -155,7 +145,7 @@ async fn test(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let channel = find(&state, &id).await?;
+    let channel = find_channel(&state, &id).await?;
     let now = state.clock.now();
     let sample = Alert {
         id: Uuid::now_v7(),

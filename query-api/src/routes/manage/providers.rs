@@ -76,35 +76,6 @@ struct ProviderBody {
     api_key_env: Option<String>,
 }
 
-fn check_base_url(url: &str) -> Result<(), ApiError> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(r) if !r.is_empty() && !r.starts_with('/') && !url.contains(char::is_whitespace) => {
-            Ok(())
-        }
-        _ => Err(invalid("base_url", "must be an http:// or https:// URL")),
-    }
-}
-
-fn check_env_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            "api_key_env",
-            "must be the name of an environment variable (A-Z, 0-9 and _), not the key itself",
-        ))
-    }
-}
-
 impl ProviderBody {
     fn spec(self, current: Option<&Provider>) -> Result<ProviderSpec, ApiError> {
         let name = match current {
@@ -138,14 +109,14 @@ impl ProviderBody {
         };
         let base_url = optional_text(self.base_url, current.and_then(|p| p.base_url.clone()));
         if let Some(url) = &base_url {
-            check_base_url(url)?;
+            tally_domain::config::http_url("base_url", url)?;
         }
         let api_key_env = optional_text(
             self.api_key_env,
             current.and_then(|p| p.api_key_env.clone()),
         );
         if let Some(env) = &api_key_env {
-            check_env_name(env)?;
+            tally_domain::config::env_name("api_key_env", env, "key")?;
         }
         Ok(ProviderSpec {
             name,
