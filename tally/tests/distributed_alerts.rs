@@ -50,6 +50,27 @@ async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
     (url, got)
 }
 
+/// An evaluator as another process runs it: on `config`, reading `analytics`, its own clock.
+fn evaluator(
+    config: Arc<dyn ConfigStore>,
+    analytics: Arc<dyn tally_domain::store::AnalyticsStore>,
+) -> Evaluator {
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(at("2026-03-16T12:00:00Z")));
+    Evaluator {
+        config: config.clone(),
+        analytics,
+        clock: clock.clone(),
+        deliverer: Deliverer {
+            config,
+            clock,
+            sender: Sender::new(Duration::from_secs(2)),
+            retry: RetryPolicy::default(),
+            public_url: "http://127.0.0.1:8080".into(),
+        },
+        interval: Duration::from_millis(50),
+    }
+}
+
 fn event(id: &str, occurred: &str, status: &str, cost: &str) -> Value {
     json!({
         "event_id": id, "occurred_at": occurred, "feature": "chatbot",
@@ -76,20 +97,7 @@ async fn two_evaluators_on_one_postgres_record_and_notify_once() {
         .await
         .unwrap();
     let other: Arc<dyn ConfigStore> = Arc::new(tally_storage::PostgresConfigStore::new(pool));
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(at("2026-03-16T12:00:00Z")));
-    let second = Evaluator {
-        config: other.clone(),
-        analytics: app.stores.analytics.clone(),
-        clock: clock.clone(),
-        deliverer: Deliverer {
-            config: other.clone(),
-            clock,
-            sender: Sender::new(Duration::from_secs(2)),
-            retry: RetryPolicy::default(),
-            public_url: "http://127.0.0.1:8080".into(),
-        },
-        interval: Duration::from_millis(50),
-    };
+    let second = evaluator(other.clone(), app.stores.analytics.clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // Whoever asks first holds the lease; the app's evaluator has been asking since it started.
     assert!(
@@ -137,20 +145,7 @@ async fn two_evaluators_on_one_postgres_record_and_notify_once() {
         let other = other.clone();
         let analytics = app.stores.analytics.clone();
         tokio::spawn(async move {
-            let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(at("2026-03-16T12:00:00Z")));
-            let bare = Evaluator {
-                config: other.clone(),
-                analytics,
-                clock: clock.clone(),
-                deliverer: Deliverer {
-                    config: other,
-                    clock,
-                    sender: Sender::new(Duration::from_secs(2)),
-                    retry: RetryPolicy::default(),
-                    public_url: "http://127.0.0.1:8080".into(),
-                },
-                interval: Duration::from_millis(50),
-            };
+            let bare = evaluator(other, analytics);
             let deadline = Instant::now() + Duration::from_secs(3);
             let mut recorded = 0;
             while Instant::now() < deadline {

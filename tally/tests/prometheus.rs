@@ -41,9 +41,7 @@ fn event(
 }
 
 async fn scrape(app: &TestApp) -> String {
-    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    r.text().await.unwrap()
+    app.metrics_text().await
 }
 
 /// `name{labels} value` lines of `text` whose name is `name`, as labels → value.

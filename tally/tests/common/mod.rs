@@ -172,17 +172,16 @@ impl TestApp {
         }
     }
 
+    /// The text of `/metrics`, as the admin (which must be served).
+    pub async fn metrics_text(&self) -> String {
+        let r = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "GET /metrics");
+        r.text().await.unwrap()
+    }
+
     /// The line of metric `name` (without labels) on `/metrics`, if any.
     pub async fn metric(&self, name: &str) -> Option<String> {
-        let text = self
-            .client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = self.metrics_text().await;
         text.lines()
             .find(|l| l.starts_with(&format!("{name} ")))
             .map(String::from)
@@ -502,15 +501,7 @@ pub async fn answers(app: &TestApp) -> Vec<serde_json::Value> {
     }
     out.push(features);
     // The business counters Prometheus scrapes (the pipeline's own metrics differ by process).
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let mut business: Vec<&str> = text
         .lines()
         .filter(|l| {
