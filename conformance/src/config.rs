@@ -81,6 +81,7 @@ pub async fn config_store(store: &dyn ConfigStore) {
     experiments(store).await;
     api_keys(store).await;
     audit(store).await;
+    last_admin_and_sessions(store).await;
     reprices(store).await;
     crate::alerting::alerting(store).await;
 }
@@ -751,6 +752,110 @@ async fn api_keys(store: &dyn ConfigStore) {
         store.list_api_keys().await.expect("list"),
         vec![admin, revoked],
         "oldest first, revoked ones included"
+    );
+}
+
+/// The last active admin key cannot be revoked; console sessions are found by their hash with
+/// their key, end on sign-out, and end with their key.
+async fn last_admin_and_sessions(store: &dyn ConfigStore) {
+    use tally_domain::access::{new_key, Role};
+    use tally_domain::sessions::open;
+    let admins: Vec<_> = store
+        .list_api_keys()
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|k| k.role == Role::PlatformAdmin && k.revoked_at.is_none())
+        .collect();
+    assert_eq!(admins.len(), 1, "the api_keys check leaves one admin");
+    let first = admins[0].clone();
+    let refused = store.revoke_api_key(first.id, &by(7)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(ref m)) if m.contains("last active platform_admin")),
+        "{refused:?}"
+    );
+    let (_, spec) = new_key("second admin", Role::PlatformAdmin, t(7));
+    let second = store.create_api_key(spec, &by(7)).await.expect("create");
+    let (gone, changed) = store
+        .revoke_api_key(first.id, &by(8))
+        .await
+        .expect("another admin remains");
+    assert_eq!((gone.revoked_at, changed), (Some(t(8)), true));
+    let (again, changed) = store
+        .revoke_api_key(first.id, &by(9))
+        .await
+        .expect("revoking a revoked key again is no change, whatever remains");
+    assert_eq!((again.revoked_at, changed), (Some(t(8)), false));
+    let refused = store.revoke_api_key(second.id, &by(9)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+
+    // Sessions.
+    let (_, spec) = new_key("console viewer", Role::Viewer, t(9));
+    let viewer = store.create_api_key(spec, &by(9)).await.expect("create");
+    let one = open(&viewer, t(10), chrono::Duration::hours(12));
+    let two = open(&second, t(10), chrono::Duration::hours(1));
+    store
+        .create_session(&one.hash, &one.session)
+        .await
+        .expect("session");
+    store
+        .create_session(&two.hash, &two.session)
+        .await
+        .expect("session");
+    let orphan = open(
+        &tally_domain::access::ApiKey {
+            id: uuid::Uuid::new_v4(),
+            ..viewer.clone()
+        },
+        t(10),
+        chrono::Duration::hours(1),
+    );
+    let missing = store.create_session(&orphan.hash, &orphan.session).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "a session of an unknown key: {missing:?}"
+    );
+    assert_eq!(
+        store.session_by_hash(&one.hash).await.expect("find"),
+        Some((one.session.clone(), viewer.clone()))
+    );
+    assert_eq!(
+        store.session_by_hash(&one.token).await.expect("find"),
+        None,
+        "by hash only"
+    );
+    assert_eq!(
+        store
+            .delete_expired_sessions(t(10) + chrono::Duration::minutes(90))
+            .await
+            .expect("expire"),
+        1,
+        "the one-hour session expired"
+    );
+    assert_eq!(store.session_by_hash(&two.hash).await.expect("find"), None);
+    let (revoked, _) = store
+        .revoke_api_key(viewer.id, &by(11))
+        .await
+        .expect("revoke");
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(
+        store.session_by_hash(&one.hash).await.expect("find"),
+        None,
+        "revoking a key ends its sessions"
+    );
+    let three = open(&second, t(12), chrono::Duration::hours(1));
+    store
+        .create_session(&three.hash, &three.session)
+        .await
+        .expect("session");
+    store.delete_session(&three.hash).await.expect("sign out");
+    store.delete_session(&three.hash).await.expect("twice");
+    assert_eq!(
+        store.session_by_hash(&three.hash).await.expect("find"),
+        None
     );
 }
 

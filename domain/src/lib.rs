@@ -10,7 +10,7 @@
 //! - The configuration model ([`config`]): features, providers, models and prices,
 //!   assignments, prompts, budgets, experiments; the rules that depend on what is stored
 //!   ([`rules`]: delete guards, prompt version status and activation, what is taken or
-//!   missing); API keys and roles ([`access`], [`keys`]); the audit trail's entries ([`audit`]).
+//!   missing); API keys and roles ([`access`], [`keys`]), console sessions ([`sessions`]); the audit trail's entries ([`audit`]).
 //! - Budgets measured against their period's spending, the way alerts decide ([`alerting`]).
 //! - The storage seams ([`store`]): the event log, the analytics store and the configuration
 //!   store as traits, so that every service programs against them without linking an adapter
@@ -39,6 +39,7 @@ pub mod pricing;
 pub mod recording;
 pub mod rollup;
 pub mod rules;
+pub mod sessions;
 pub mod sketch;
 pub mod store;
 mod varint;

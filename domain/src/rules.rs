@@ -1,6 +1,7 @@
 //! The configuration rules that depend on what is stored: when a feature, provider or model may
 //! be deleted (and a notification channel), which channels a rule or budget may name, which prompt versions may change status or become active, and what is said
-//! when a name, price or secret is taken or a row is missing.
+//! when a name, price or secret is taken or a row is missing, and that the last active admin key
+//! stays.
 //!
 //! A store reads the facts inside its transaction (how many rows refer to a feature, the
 //! version's current state) and asks here; it never words a refusal itself. So both
@@ -10,6 +11,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::access::{ApiKey, Role};
 use crate::config::{Model, PromptStatus, PromptVersion};
 use crate::error::{StoreError, StoreResult};
 
@@ -114,6 +116,21 @@ pub fn price_taken(provider: &str, model: &str, effective_from: DateTime<Utc>) -
 /// Another key has the same secret.
 pub fn secret_taken() -> StoreError {
     StoreError::Conflict("an API key with this secret exists".into())
+}
+
+/// Whether `key` may be revoked while `active_admins` active `platform_admin` keys exist (the
+/// store counts them, `key` included, inside the revoking transaction). Revoking the last one
+/// would lock every admin out of the API and the console; the command line can always create
+/// a new key, so the way out is to create one first.
+pub fn revocable(key: &ApiKey, active_admins: i64) -> StoreResult<()> {
+    if key.role == Role::PlatformAdmin && key.revoked_at.is_none() && active_admins <= 1 {
+        return Err(StoreError::Conflict(format!(
+            "API key {} is the last active platform_admin key: create another admin key before \
+             revoking it (`tally keys create` works without one)",
+            key.name
+        )));
+    }
+    Ok(())
 }
 
 /// What is missing, named the same way by every store.

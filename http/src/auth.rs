@@ -7,7 +7,8 @@
 //! Answers: no or malformed header, unknown or revoked key → `401` with
 //! `WWW-Authenticate: Bearer`; a valid key whose role may not use the route → `403`. Both use
 //! the error shape of [`crate::http`]. The authenticated [`Caller`] is put in the request's
-//! extensions for handlers that record who did something.
+//! extensions for handlers that record who did something. The console calls the same routes
+//! in-process for a signed-in session ([`Delegated`]), so it meets the same checks.
 
 use std::sync::Arc;
 
@@ -68,6 +69,12 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     }
 }
 
+/// A caller already authenticated by other means — the console's session — on whose behalf
+/// the server calls its own routes. The gate admits it as it would its API key, with the same
+/// role checks. Only server code can put it in a request's extensions; a client cannot.
+#[derive(Debug, Clone)]
+pub struct Delegated(pub Caller);
+
 pub(crate) async fn check(
     State((gate, access)): State<(Gate, Access)>,
     mut request: Request,
@@ -76,7 +83,12 @@ pub(crate) async fn check(
     if access == Access::Public {
         return next.run(request).await;
     }
-    let caller = match gate.authenticate(request.headers()).await {
+    let delegated = request.extensions().get::<Delegated>().map(|d| d.0.clone());
+    let caller = match delegated {
+        Some(caller) => Ok(caller),
+        None => gate.authenticate(request.headers()).await,
+    };
+    let caller = match caller {
         Ok(caller) => caller,
         Err(err) => {
             let challenge = err.status == StatusCode::UNAUTHORIZED;

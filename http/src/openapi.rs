@@ -55,6 +55,9 @@ pub fn document(routes: &[RouteInfo], version: &str) -> Value {
         } else if doc.content_type != "application/json" {
             ok["content"] = json!({doc.content_type: {"schema": {"type": "string"}}});
         }
+        if let Some(media) = doc.also_media {
+            ok["content"][media] = json!({"schema": {"type": "string"}});
+        }
         for status in &doc.also {
             responses.insert(status.to_string(), ok.clone());
         }

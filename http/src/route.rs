@@ -142,6 +142,8 @@ pub struct Doc {
     pub response: Option<SchemaFn>,
     /// The media type of a successful answer.
     pub content_type: &'static str,
+    /// Another media type it answers in when asked (e.g. `text/csv` for `format=csv`).
+    pub also_media: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Doc {
@@ -234,6 +236,7 @@ impl<S: Clone + Send + Sync + 'static> Route<S> {
                     also: Vec::new(),
                     response: None,
                     content_type: "application/json",
+                    also_media: None,
                 },
             },
             handler,
@@ -305,6 +308,12 @@ impl<S: Clone + Send + Sync + 'static> Route<S> {
     /// It may also answer `status` with the same body (e.g. `200` for a repeat of a create).
     pub fn or_status(mut self, status: u16) -> Route<S> {
         self.info.doc.also.push(status);
+        self
+    }
+
+    /// It can also answer with this media type (text), when a parameter asks for it.
+    pub fn or_media(mut self, content_type: &'static str) -> Route<S> {
+        self.info.doc.also_media = Some(content_type);
         self
     }
 

@@ -319,6 +319,7 @@ async fn serve(server: &ServerArgs, role: ProcessRole) -> anyhow::Result<()> {
 fn print_demo_banner(base: &str, admin_key: &str) {
     let api = format!("{base}/api/platform/ai-management");
     println!("tally demo running on {base} (synthetic traffic; history is being backfilled)");
+    println!("  console:          {base}/  (sign in with the admin API key)");
     println!("  admin API key:    {admin_key}");
     println!("  (send it as `Authorization: Bearer <key>`, e.g. curl -H \"Authorization: Bearer {admin_key}\" {api}/overview)");
     println!("  overview:         {api}/overview");

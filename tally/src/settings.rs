@@ -90,6 +90,8 @@ pub struct Settings {
     pub public_url: String,
     /// Time between alert evaluation rounds (each also sends the notifications due).
     pub alert_interval_ms: u64,
+    /// How long a console session lasts after signing in.
+    pub session_minutes: u64,
     /// Attempts per notification (the first included) before it is given up as `failed`.
     pub notification_max_attempts: u32,
     /// The first retry's wait; each further retry doubles it (less up to a fifth at random).
@@ -128,6 +130,7 @@ impl Default for Settings {
             metrics_public: false,
             public_url: "http://127.0.0.1:8080".into(),
             alert_interval_ms: 1_000,
+            session_minutes: 720,
             notification_max_attempts: 12,
             notification_backoff_ms: 2_000,
             notification_backoff_max_ms: 600_000,
@@ -217,6 +220,7 @@ impl Settings {
             "METRICS_PUBLIC" => self.metrics_public = num(name, value)?,
             "PUBLIC_URL" => self.public_url = value.to_string(),
             "ALERT_INTERVAL_MS" => self.alert_interval_ms = num(name, value)?,
+            "SESSION_MINUTES" => self.session_minutes = num(name, value)?,
             "NOTIFICATION_MAX_ATTEMPTS" => self.notification_max_attempts = num(name, value)?,
             "NOTIFICATION_BACKOFF_MS" => self.notification_backoff_ms = num(name, value)?,
             "NOTIFICATION_BACKOFF_MAX_MS" => self.notification_backoff_max_ms = num(name, value)?,
@@ -249,6 +253,7 @@ impl Settings {
             ("kafka_partitions", self.kafka_partitions.max(0) as u64),
             ("kafka_replication", self.kafka_replication.max(0) as u64),
             ("alert_interval_ms", self.alert_interval_ms),
+            ("session_minutes", self.session_minutes),
             (
                 "notification_max_attempts",
                 u64::from(self.notification_max_attempts),

@@ -349,7 +349,19 @@ fn build_router(
         add(tally_ingest::router(ingest, gate));
     }
     if role.queries() {
-        add(tally_query_api::router(query));
+        let (api, catalog) = tally_query_api::router(query.clone());
+        // The console calls the API's own routes in-process, for its signed-in sessions.
+        let console = tally_console::Console {
+            api: tally_console::api::Api::new(api.clone()),
+            config: query.config.clone(),
+            clock: query.clock.clone(),
+            session_ttl: chrono::Duration::minutes(
+                i64::try_from(settings.session_minutes).unwrap_or(i64::MAX / 60_000),
+            ),
+            secure_cookies: settings.public_url.starts_with("https://"),
+        };
+        add((api, catalog));
+        router = std::mem::take(&mut router).merge(tally_console::router(console));
     } else {
         add(tally_query_api::health_router(query));
     }

@@ -271,3 +271,181 @@ async fn metrics_can_be_served_without_a_key_when_configured() {
     assert_eq!(status, 401, "only /metrics is opened");
     app.stop().await;
 }
+
+/// The console's routes, walked like the API's: with no session, and with a session of each
+/// role (an ingest key cannot open one). A page a role may not open is a 403 page; a form it
+/// may not send is a 403 even with the session's CSRF token. The roles are written out here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_console_route_admits_exactly_its_roles() {
+    use Role::*;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    let config = app.stores.config.as_ref();
+    let base = "/platform/ai-management";
+    let readers = vec![PlatformAdmin, Viewer];
+    let expected = |method: &str, path: &str| -> Option<Vec<Role>> {
+        if path == "/" {
+            // The site root sends browsers to the console.
+            return Some(Vec::new());
+        }
+        let table: Vec<(&str, &str, Vec<Role>)> = vec![
+            ("GET", "/sign-in", vec![]),
+            ("POST", "/sign-in", vec![]),
+            ("GET", "/assets/{file}", vec![]),
+            ("POST", "/sign-out", vec![PlatformAdmin, Viewer, Finance]),
+            // Finance is sent on to Spending (a redirect, not a refusal).
+            ("GET", "/", vec![PlatformAdmin, Viewer, Finance]),
+            ("GET", "/live", readers.clone()),
+            ("GET", "/features", readers.clone()),
+            ("GET", "/features/{name}", readers.clone()),
+            ("GET", "/models", readers.clone()),
+            ("GET", "/experiments", readers.clone()),
+            ("GET", "/spending", vec![PlatformAdmin, Finance]),
+            ("GET", "/spending.csv", vec![PlatformAdmin, Finance]),
+            ("GET", "/budgets", vec![PlatformAdmin, Viewer, Finance]),
+            ("GET", "/api-keys", vec![PlatformAdmin]),
+            ("GET", "/audit", vec![PlatformAdmin]),
+            ("POST", "/features/{name}/deploy", vec![PlatformAdmin]),
+            ("POST", "/features/{name}/rollback", vec![PlatformAdmin]),
+            ("POST", "/features/{name}/settings", vec![PlatformAdmin]),
+            (
+                "POST",
+                "/features/{name}/prompts/{id}/activate",
+                vec![PlatformAdmin],
+            ),
+            ("POST", "/models/{id}/prices", vec![PlatformAdmin]),
+            ("POST", "/models/{id}/deploy", vec![PlatformAdmin]),
+            ("POST", "/alerts/{id}/acknowledge", vec![PlatformAdmin]),
+            ("POST", "/api-keys", vec![PlatformAdmin]),
+            ("POST", "/api-keys/{id}/revoke", vec![PlatformAdmin]),
+        ];
+        table
+            .into_iter()
+            .find(|(m, p, _)| *m == method && path == format!("{base}{p}"))
+            .map(|(_, _, roles)| roles)
+    };
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // A session per role, opened through the sign-in form.
+    let mut sessions = Vec::new();
+    for role in [PlatformAdmin, Viewer, Finance] {
+        let key = tally::keys::create(config, role.as_str(), role, chrono::Utc::now())
+            .await
+            .unwrap()
+            .key;
+        let form = client
+            .get(app.url(&format!("{base}/sign-in")))
+            .send()
+            .await
+            .unwrap();
+        let pre = form.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let body = form.text().await.unwrap();
+        let token = body
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        let signed = client
+            .post(app.url(&format!("{base}/sign-in")))
+            .header("cookie", &pre)
+            .form(&[("csrf", token.as_str()), ("key", key.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed.status(), 303);
+        let cookie = signed
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+            .find(|c| c.starts_with("tally_session="))
+            .unwrap();
+        let page = client
+            .get(app.url(&format!("{base}/budgets")))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        sessions.push((role, cookie, csrf));
+    }
+    let mut console = tally_console::catalog();
+    assert!(console.len() >= 20);
+    // Signing out ends the sessions the walk uses: last.
+    console.sort_by_key(|r| r.path.ends_with("/sign-out"));
+    for route in &console {
+        let method = route.method.as_str();
+        let path = route.path.as_str();
+        let Some(roles) = expected(method, path) else {
+            panic!("{method} {path} is served by the console but has no expectation here");
+        };
+        let url = app.url(
+            &path
+                .replace("{name}", "chatbot")
+                .replace("{id}", "0193a6f0-0000-7000-8000-000000000000")
+                .replace("{file}", "app.css"),
+        );
+        let call = |cookie: Option<&str>, csrf: Option<&str>| {
+            let mut request = match method {
+                "GET" => client.get(&url),
+                _ => client.post(&url).form(&[("csrf", csrf.unwrap_or(""))]),
+            };
+            if let Some(c) = cookie {
+                request = request.header("cookie", c);
+            }
+            request.send()
+        };
+        let anonymous = call(None, None).await.unwrap().status().as_u16();
+        if route.access.is_none() {
+            // Public; the sign-in form's POST refuses (403) a form without its own token.
+            let forged_sign_in = method == "POST" && anonymous == 403;
+            assert!(
+                anonymous != 401 && (anonymous != 403 || forged_sign_in),
+                "{method} {path} is public: {anonymous}"
+            );
+            continue;
+        }
+        match method {
+            "GET" => assert_eq!(anonymous, 303, "{method} {path} without a session"),
+            _ => assert_eq!(anonymous, 401, "{method} {path} without a session"),
+        }
+        for (role, cookie, csrf) in &sessions {
+            let status = call(Some(cookie), Some(csrf))
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            if roles.contains(role) {
+                assert!(
+                    status != 401 && status != 403,
+                    "{method} {path} must admit {}: {status}",
+                    role.as_str()
+                );
+            } else {
+                assert_eq!(status, 403, "{method} {path} must refuse {}", role.as_str());
+            }
+        }
+    }
+    app.stop().await;
+}

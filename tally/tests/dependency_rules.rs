@@ -5,7 +5,9 @@
 //! - the services (ingest, projector, query API, alerting) link no storage driver: they program against
 //!   the seams in `tally-domain`, and only the binary (`tally`) wires adapters in;
 //! - the projector links no HTTP server; the alert evaluator (`tally-alerting`) no storage
-//!   driver and no HTTP server (it is an HTTP client of webhooks only);
+//!   driver and no HTTP server (it is an HTTP client of webhooks only); the console
+//!   (`tally-console`) neither a storage driver nor the query API's code: it reaches the API's
+//!   routes only through the router it is given;
 //! - within each of the project's library crates, no two top-level modules use each other,
 //!   directly or through others (no import cycle).
 //!
@@ -52,6 +54,17 @@ const RULES: &[(&str, &[&str])] = &[
     (
         "tally-alerting",
         &["rdkafka", "sqlx", "clickhouse", "rusqlite", "axum"],
+    ),
+    (
+        "tally-console",
+        &[
+            "rdkafka",
+            "sqlx",
+            "clickhouse",
+            "rusqlite",
+            "tally-query-api",
+            "tally-storage",
+        ],
     ),
 ];
 

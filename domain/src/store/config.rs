@@ -15,6 +15,7 @@ use crate::config::{
     ProviderSpec, Reprice, RepriceSpec, Severity, Transition,
 };
 use crate::error::StoreResult;
+use crate::sessions::Session;
 
 /// The catalog: features, providers, models, their effective-dated prices and reprice requests.
 #[async_trait]
@@ -258,6 +259,20 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn revoke_api_key(&self, id: Uuid, change: &Change) -> StoreResult<(ApiKey, bool)>;
 }
 
+/// Console sessions ([`crate::sessions`]), by the hash of their token. Sessions are not
+/// configuration: they are not audited.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Keeps a new session under `hash`. `NotFound` when its key does not exist.
+    async fn create_session(&self, hash: &str, session: &Session) -> StoreResult<()>;
+    /// The session stored under `hash` and the key it was opened with, expired or not.
+    async fn session_by_hash(&self, hash: &str) -> StoreResult<Option<(Session, ApiKey)>>;
+    /// Ends the session stored under `hash` (signing out); ending it again is no error.
+    async fn delete_session(&self, hash: &str) -> StoreResult<()>;
+    /// Forgets sessions that expired before `now`; returns how many.
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+}
+
 /// The configuration store. Every method that changes something takes the [`Change`] (who,
 /// when) and writes its audit entry in the same transaction (see [`crate::audit`]): the change
 /// and its entry commit together or not at all.
@@ -273,6 +288,7 @@ pub trait ConfigStore:
     + ExperimentStore
     + AuditTrail
     + KeyStore
+    + SessionStore
 {
 }
 
@@ -284,7 +300,8 @@ impl<
             + AlertStore
             + ExperimentStore
             + AuditTrail
-            + KeyStore,
+            + KeyStore
+            + SessionStore,
     > ConfigStore for T
 {
 }

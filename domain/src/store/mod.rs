@@ -12,7 +12,8 @@
 //!   store's current epoch.
 //! - [`ConfigStore`]: the configuration, one trait per resource group ([`CatalogStore`],
 //!   [`DeploymentStore`], [`PromptStore`], [`BudgetStore`], [`ExperimentStore`], [`KeyStore`],
-//!   [`AuditTrail`]); every change is written with its audit entry.
+//!   [`AuditTrail`], [`SessionStore`]); every change is written with its audit entry (console
+//!   sessions are not configuration and are not audited).
 
 mod analytics;
 mod config;

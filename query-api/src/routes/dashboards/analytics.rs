@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use axum::extract::{Query, State};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 use tally_domain::rollup::Rollup;
 use tally_http::http::{data, ApiError, Data};
@@ -32,7 +32,8 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
             spending,
         )
         .query(SPENDING.clone())
-        .returns::<Data<Value>>(200),
+        .returns::<Data<Value>>(200)
+        .or_media(crate::csv::MEDIA),
     )
     .serve(
         Route::get(
@@ -42,7 +43,8 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
             usage,
         )
         .query(USAGE.clone())
-        .returns::<Data<Value>>(200),
+        .returns::<Data<Value>>(200)
+        .or_media(crate::csv::MEDIA),
     )
     .serve(
         Route::get(
@@ -64,16 +66,27 @@ fn spending_keys() -> Vec<GroupKey> {
         .collect()
 }
 
+/// `format=csv`: the rows as RFC 4180 CSV instead of JSON.
+fn format_param() -> Param {
+    Param::one_of("format", &["json", "csv"])
+        .describe("json (default) or csv: the breakdown as RFC 4180 CSV with a header row")
+}
+
+/// Whether the request asked for CSV.
+fn wants_csv(params: &Params) -> bool {
+    params.get("format") == Some("csv")
+}
+
 static SPENDING: LazyLock<Vec<Param>> = LazyLock::new(|| {
     joined([
-        vec![group_by_param(&spending_keys())],
+        vec![group_by_param(&spending_keys()), format_param()],
         window_params(),
         filter_params(),
     ])
 });
 static USAGE: LazyLock<Vec<Param>> = LazyLock::new(|| {
     joined([
-        vec![group_by_param(&GroupKey::ALL)],
+        vec![group_by_param(&GroupKey::ALL), format_param()],
         window_params(),
         filter_params(),
     ])
@@ -106,7 +119,7 @@ fn time_position(keys: &[GroupKey]) -> Option<usize> {
 async fn spending(
     State(state): State<QueryState>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let params = Params::new(q, &SPENDING)?;
     let (window, range) = params.window(state.clock.now(), "30d")?;
     let keys = params.group_by(
@@ -125,6 +138,26 @@ async fn spending(
                 .then(a.0.cmp(&b.0))
         }),
         None => groups.sort_by(|a, b| b.1.cost.cmp(&a.1.cost).then(a.0.cmp(&b.0))),
+    }
+    if wants_csv(&params) {
+        let header: Vec<String> = keys
+            .iter()
+            .map(|k| k.name().to_string())
+            .chain(["cost_usd", "requests", "unpriced_requests"].map(String::from))
+            .collect();
+        let rows: Vec<Vec<String>> = groups
+            .iter()
+            .map(|(values, r)| {
+                let mut row = values.clone();
+                row.extend([
+                    r.cost.to_decimal_string(),
+                    r.requests.to_string(),
+                    r.unpriced.to_string(),
+                ]);
+                row
+            })
+            .collect();
+        return Ok(crate::csv::answer(crate::csv::table(&header, &rows)));
     }
     let breakdown: Vec<Value> = groups
         .iter()
@@ -149,7 +182,7 @@ async fn spending(
             Value::Object(row)
         })
         .collect();
-    Ok(data(json!({
+    Ok(IntoResponse::into_response(data(json!({
         "time_range": range,
         "window": window.info(),
         "group_by": keys.iter().map(|k| k.name()).collect::<Vec<_>>(),
@@ -159,7 +192,7 @@ async fn spending(
         "unpriced_requests": total.unpriced,
         "avg_cost_per_request": usd_per(total.cost, priced_requests(&total)),
         "breakdown": breakdown,
-    })))
+    }))))
 }
 
 fn usage_numbers(r: &Rollup) -> Map<String, Value> {
@@ -181,7 +214,7 @@ fn usage_numbers(r: &Rollup) -> Map<String, Value> {
 async fn usage(
     State(state): State<QueryState>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let params = Params::new(q, &USAGE)?;
     let (window, range) = params.window(state.clock.now(), "7d")?;
     let keys = params.group_by(&GroupKey::ALL, &[GroupKey::Day])?;
@@ -192,6 +225,24 @@ async fn usage(
     if time_position(&keys).is_none() {
         groups.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(&b.0)));
     }
+    if wants_csv(&params) {
+        let names: Vec<String> = usage_numbers(&total).keys().cloned().collect();
+        let header: Vec<String> = keys
+            .iter()
+            .map(|k| k.name().to_string())
+            .chain(names.iter().cloned())
+            .collect();
+        let rows: Vec<Vec<String>> = groups
+            .iter()
+            .map(|(values, r)| {
+                let numbers = usage_numbers(r);
+                let mut row = values.clone();
+                row.extend(names.iter().map(|n| numbers[n].to_string()));
+                row
+            })
+            .collect();
+        return Ok(crate::csv::answer(crate::csv::table(&header, &rows)));
+    }
     let series: Vec<Value> = groups
         .iter()
         .map(|(values, r)| {
@@ -200,13 +251,13 @@ async fn usage(
             Value::Object(row)
         })
         .collect();
-    Ok(data(json!({
+    Ok(IntoResponse::into_response(data(json!({
         "time_range": range,
         "window": window.info(),
         "group_by": keys.iter().map(|k| k.name()).collect::<Vec<_>>(),
         "totals": usage_numbers(&total),
         "series": series,
-    })))
+    }))))
 }
 
 async fn performance(

@@ -222,7 +222,11 @@ struct Realtime {
 #[derive(Serialize, schemars::JsonSchema)]
 struct HistoryPoint {
     timestamp: String,
+    /// Mean latency, ms (0 for a step without requests).
     response_time: f64,
+    /// Latency percentiles of the step (`null` for a step without requests).
+    #[serde(flatten)]
+    percentiles: Percentiles,
     error_rate: f64,
     throughput: u64,
     cost: f64,
@@ -348,7 +352,7 @@ fn history(window: &Window, step: i64, rows: &[RollupRow]) -> Vec<HistoryPoint> 
     for row in rows {
         let idx = usize::try_from((row.key.bucket - first).div_euclid(step)).unwrap_or(0);
         if let Some(slot) = per_step.get_mut(idx) {
-            slot.merge_sums(&row.rollup);
+            slot.merge(&row.rollup);
         }
     }
     starts
@@ -359,6 +363,7 @@ fn history(window: &Window, step: i64, rows: &[RollupRow]) -> Vec<HistoryPoint> 
                 .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default(),
             response_time: mean_latency_ms(&r),
+            percentiles: Percentiles::of(&r),
             error_rate: pct(r.failures(), r.requests),
             throughput: r.requests,
             cost: usd(r.cost),

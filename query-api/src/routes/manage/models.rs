@@ -9,7 +9,7 @@ pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     r.serve(
         Route::get(&models, Access::ReadConfig, "Models", list_models)
             .query(MODEL_LIST.params())
-            .returns::<Listing<Model>>(200),
+            .returns::<Listing<ModelItem>>(200),
     )
     .serve(
         Route::post(&models, Access::Admin, "Register a model", create_model)
@@ -184,7 +184,36 @@ async fn list_models(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let query = ListQuery::parse(q, &MODEL_LIST)?;
-    Ok(axum::Json(query.apply(&state.config.list_models().await?)?))
+    let (models, prices) =
+        tokio::try_join!(state.config.list_models(), state.config.list_prices())?;
+    let now = state.clock.now();
+    let items: Vec<ModelItem> = models
+        .into_iter()
+        .map(|model| {
+            let current_price = prices
+                .iter()
+                .filter(|p| {
+                    p.provider == model.provider && p.model == model.name && p.effective_from <= now
+                })
+                .max_by_key(|p| p.effective_from)
+                .cloned()
+                .map(PriceView::from);
+            ModelItem {
+                model,
+                current_price,
+            }
+        })
+        .collect();
+    Ok(axum::Json(query.apply(&items)?))
+}
+
+/// A model in the listing, with the price in force now (the console's change-model dialog
+/// and model cards show it).
+#[derive(Serialize, schemars::JsonSchema)]
+struct ModelItem {
+    #[serde(flatten)]
+    model: Model,
+    current_price: Option<PriceView>,
 }
 
 async fn get_model(

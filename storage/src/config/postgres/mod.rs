@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "alerting",
         include_str!("../../../../migrations/postgres/0006_alerting.sql"),
     ),
+    (
+        7,
+        "console_sessions",
+        include_str!("../../../../migrations/postgres/0007_console_sessions.sql"),
+    ),
 ];
 
 /// Advisory-lock key serialising migrations ("tally" in ASCII).

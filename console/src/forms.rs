@@ -1,0 +1,350 @@
+//! What the console's forms change. Each form is a `POST` carrying the session's CSRF token;
+//! its handler checks the role and the token, makes the one API call a client would make,
+//! and redirects back (`303`) with a flash: what happened, or the API's error with the field
+//! it names (shown next to that control). Forms work without JavaScript.
+//!
+//! Invariant: no rule is decided here — the API route validates and refuses; the console
+//! translates form fields to the route's JSON body and shows the answer.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use serde_json::{json, Value};
+use tally_domain::access::Access;
+
+use crate::api::{encode, Failure};
+use crate::flash::Flash;
+use crate::session::Signed;
+use crate::{Console, BASE};
+
+type Fields = HashMap<String, String>;
+
+/// Where to return after a form: its `back` field when that is a console page.
+pub fn back(form: &Fields, default: &str) -> String {
+    match form.get("back") {
+        Some(b) if b.starts_with(BASE) && !b.contains("//") && !b.contains('\\') => b.clone(),
+        _ => default.to_string(),
+    }
+}
+
+/// A form field, trimmed; empty is absent.
+pub fn field<'a>(form: &'a Fields, name: &str) -> Option<&'a str> {
+    form.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+/// Checks role and token, calls the API, and redirects to `to` with what happened.
+async fn submit(
+    console: &Console,
+    signed: &Signed,
+    form: &Fields,
+    access: Access,
+    call: (Method, String, Option<Value>),
+    to: String,
+    done: impl FnOnce(&Value) -> String,
+) -> Response {
+    if let Err(refused) = signed.may(access).and_then(|()| signed.check_csrf(form)) {
+        return refused.into_response();
+    }
+    let (method, path, body) = call;
+    match console.api.send(&signed.caller, method, &path, body).await {
+        Ok(answer) => Flash::ok(done(&answer)).redirect(&to),
+        Err(failure) => refuse(failure, &to),
+    }
+}
+
+fn refuse(failure: Failure, to: &str) -> Response {
+    Flash::error(failure.message, failure.field).redirect(to)
+}
+
+fn feature_page(name: &str, tab: &str) -> String {
+    format!("{BASE}/features/{}?tab={tab}", encode(name))
+}
+
+/// `POST /features/{name}/deploy`: the change-model dialog (`model_id`, `environment`).
+pub async fn deploy_to_feature(
+    State(console): State<Console>,
+    signed: Signed,
+    Path(name): Path<String>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let to = back(&form, &feature_page(&name, "models"));
+    if let Err(refused) = signed
+        .may(Access::Admin)
+        .and_then(|()| signed.check_csrf(&form))
+    {
+        return refused.into_response();
+    }
+    let Some(model) = field(&form, "model_id") else {
+        return Flash::error("choose a model", Some("model_id".into())).redirect(&to);
+    };
+    let environment = field(&form, "environment").unwrap_or_default();
+    submit(
+        &console,
+        &signed,
+        &form,
+        Access::Admin,
+        (
+            Method::POST,
+            format!("/models/{}/deploy", encode(model)),
+            Some(json!({"feature": name, "environment": environment})),
+        ),
+        to,
+        |a| {
+            format!(
+                "{} in {} now uses {}/{}",
+                a["feature"].as_str().unwrap_or_default(),
+                a["environment"].as_str().unwrap_or_default(),
+                a["provider"].as_str().unwrap_or_default(),
+                a["model"].as_str().unwrap_or_default()
+            )
+        },
+    )
+    .await
+}
+
+/// `POST /models/{id}/deploy`: deploy from a model's card (`feature`, `environment`).
+pub async fn deploy_model(
+    State(console): State<Console>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let to = back(&form, &format!("{BASE}/models"));
+    let body = json!({
+        "feature": field(&form, "feature").unwrap_or_default(),
+        "environment": field(&form, "environment").unwrap_or_default(),
+    });
+    submit(
+        &console,
+        &signed,
+        &form,
+        Access::Admin,
+        (
+            Method::POST,
+            format!("/models/{}/deploy", encode(&id)),
+            Some(body),
+        ),
+        to,
+        |a| {
+            format!(
+                "deployed {}/{} to {} in {}",
+                a["provider"].as_str().unwrap_or_default(),
+                a["model"].as_str().unwrap_or_default(),
+                a["feature"].as_str().unwrap_or_default(),
+                a["environment"].as_str().unwrap_or_default()
+            )
+        },
+    )
+    .await
+}
+
+/// `POST /features/{name}/rollback` (`environment`).
+pub async fn rollback(
+    State(console): State<Console>,
+    signed: Signed,
+    Path(name): Path<String>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let to = back(&form, &feature_page(&name, "models"));
+    let environment = field(&form, "environment").unwrap_or_default();
+    submit(
+        &console,
+        &signed,
+        &form,
+        Access::Admin,
+        (
+            Method::POST,
+            format!("/features/{}/rollback", encode(&name)),
+            Some(json!({"environment": environment})),
+        ),
+        to,
+        |a| {
+            format!(
+                "rolled back {} in {} to {}/{}",
+                a["feature"].as_str().unwrap_or_default(),
+                a["environment"].as_str().unwrap_or_default(),
+                a["provider"].as_str().unwrap_or_default(),
+                a["model"].as_str().unwrap_or_default()
+            )
+        },
+    )
+    .await
+}
+
+/// `POST /features/{name}/settings` (`display_name`, `description`, `status`): the feature
+/// as it is, with these fields changed (`PUT /features/{name}`).
+pub async fn feature_settings(
+    State(console): State<Console>,
+    signed: Signed,
+    Path(name): Path<String>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let to = back(&form, &feature_page(&name, "settings"));
+    if let Err(refused) = signed
+        .may(Access::Admin)
+        .and_then(|()| signed.check_csrf(&form))
+    {
+        return refused.into_response();
+    }
+    let path = format!("/features/{}", encode(&name));
+    let current = match console.api.get(&signed.caller, &path).await {
+        Ok(current) => current,
+        Err(failure) => return refuse(failure, &to),
+    };
+    let body = json!({
+        "name": name,
+        "display_name": field(&form, "display_name").unwrap_or_default(),
+        "description": field(&form, "description"),
+        "status": field(&form, "status").unwrap_or_default(),
+        "config": current["config"],
+    });
+    match console
+        .api
+        .send(&signed.caller, Method::PUT, &path, Some(body))
+        .await
+    {
+        Ok(_) => Flash::ok(format!("saved the settings of {name}")).redirect(&to),
+        Err(failure) => refuse(failure, &to),
+    }
+}
+
+/// `POST /features/{name}/prompts/{id}/activate` (`version`).
+pub async fn activate_prompt(
+    State(console): State<Console>,
+    signed: Signed,
+    Path((name, id)): Path<(String, String)>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let to = back(&form, &feature_page(&name, "prompts"));
+    let version = field(&form, "version").unwrap_or_default().to_string();
+    submit(
+        &console,
+        &signed,
+        &form,
+        Access::Admin,
+        (
+            Method::POST,
+            format!(
+                "/prompts/{}/versions/{}/activate",
+                encode(&id),
+                encode(&version)
+            ),
+            None,
+        ),
+        to,
+        |a| format!("version {} is now active", a["version"]),
+    )
+    .await
+}
+
+/// `POST /models/{id}/prices` (`effective_from`, dollars per million tokens).
+pub async fn add_price(
+    State(console): State<Console>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let to = back(&form, &format!("{BASE}/models"));
+    // A date alone means its start (UTC); a `datetime-local` value is read as UTC.
+    let effective = field(&form, "effective_from").map(|v| match v.len() {
+        10 => format!("{v}T00:00:00Z"),
+        16 => format!("{v}:00Z"),
+        _ => v.to_string(),
+    });
+    let mut body = json!({
+        "effective_from": effective,
+        "input_usd_per_mtok": field(&form, "input_usd_per_mtok"),
+        "output_usd_per_mtok": field(&form, "output_usd_per_mtok"),
+    });
+    if let Some(cached) = field(&form, "cached_input_usd_per_mtok") {
+        body["cached_input_usd_per_mtok"] = json!(cached);
+    }
+    submit(
+        &console,
+        &signed,
+        &form,
+        Access::Admin,
+        (
+            Method::POST,
+            format!("/models/{}/prices", encode(&id)),
+            Some(body),
+        ),
+        to,
+        |a| {
+            format!(
+                "added a price for {}/{} from {}",
+                a["provider"].as_str().unwrap_or_default(),
+                a["model"].as_str().unwrap_or_default(),
+                a["effective_from"].as_str().unwrap_or_default()
+            )
+        },
+    )
+    .await
+}
+
+/// `POST /alerts/{id}/acknowledge`.
+pub async fn acknowledge(
+    State(console): State<Console>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let to = back(&form, &format!("{BASE}/budgets"));
+    submit(
+        &console,
+        &signed,
+        &form,
+        Access::Admin,
+        (
+            Method::POST,
+            format!("/alerts/{}/acknowledge", encode(&id)),
+            None,
+        ),
+        to,
+        |_| "alert acknowledged".to_string(),
+    )
+    .await
+}
+
+/// `POST /api-keys/{id}/revoke` (`DELETE /api-keys/{id}`).
+pub async fn revoke_key(
+    State(console): State<Console>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let to = back(&form, &format!("{BASE}/api-keys"));
+    submit(
+        &console,
+        &signed,
+        &form,
+        Access::Admin,
+        (Method::DELETE, format!("/api-keys/{}", encode(&id)), None),
+        to,
+        |a| format!("revoked the key {}", a["name"].as_str().unwrap_or_default()),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_return_only_to_console_pages() {
+        let mut form = Fields::new();
+        assert_eq!(back(&form, "/d"), "/d");
+        form.insert("back".into(), "https://evil.example/".into());
+        assert_eq!(back(&form, "/d"), "/d");
+        form.insert("back".into(), format!("{BASE}//evil.example"));
+        assert_eq!(back(&form, "/d"), "/d");
+        let page = format!("{BASE}/features/chatbot?tab=models");
+        form.insert("back".into(), page.clone());
+        assert_eq!(back(&form, "/d"), page);
+        form.insert("x".into(), "  ".into());
+        assert_eq!(field(&form, "x"), None);
+    }
+}

@@ -1,0 +1,56 @@
+//! The audit log (admins): who changed what, when, with the resource before and after;
+//! newest first, a page at a time (`before` pages back). Reads `GET /audit`.
+
+use axum::response::{IntoResponse, Response};
+use maud::html;
+use tally_domain::access::Access;
+
+use super::{items, when};
+use crate::api::encode;
+use crate::document::{failed, Page};
+use crate::format;
+use crate::shell::Ctx;
+
+const PAGE: usize = 100;
+
+/// `GET /audit?before=…`.
+pub async fn page(ctx: Ctx) -> Response {
+    if let Err(refused) = ctx.signed.may(Access::Admin) {
+        return refused.into_response();
+    }
+    let mut path = format!("/audit?limit={PAGE}");
+    if let Some(before) = ctx.view.param("before") {
+        path.push_str(&format!("&before={}", encode(before)));
+    }
+    let answer = ctx.console.api.get(&ctx.signed.caller, &path).await;
+    let now = ctx.console.clock.now();
+    let body = html! {
+        section class="card" {
+            h2 { "Changes, newest first" }
+            @match &answer {
+                Err(f) => (failed("The audit log", f, &ctx.view.with(&[]))),
+                Ok(list) if items(list).is_empty() => p class="empty" { "Nothing changed yet." },
+                Ok(list) => {
+                    div class="table-scroll" { table {
+                        thead { tr { th scope="col" { "When" } th scope="col" { "Actor" } th scope="col" { "Action" } th scope="col" { "Resource" } th scope="col" { "Change" } } }
+                        tbody { @for e in items(list) { tr {
+                            td { (when(&e["at"], now)) }
+                            td { (e["actor"].as_str().unwrap_or_default()) }
+                            td { code { (e["action"].as_str().unwrap_or_default()) } }
+                            td { code { (e["resource"].as_str().unwrap_or_default()) } }
+                            td { details class="data" { summary { "before / after" }
+                                pre { (serde_json::to_string_pretty(&e["before"]).unwrap_or_default()) }
+                                pre { (serde_json::to_string_pretty(&e["after"]).unwrap_or_default()) } } }
+                        } } }
+                    } }
+                    @if items(list).len() == PAGE {
+                        @if let Some(last) = items(list).last().and_then(|e| format::instant(&e["at"])) {
+                            p { a class="button" href=(ctx.view.with(&[("before", Some(&last.to_rfc3339()))])) { "Older entries" } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Page::new(&ctx, "/audit", "Audit log", body).into_response()
+}

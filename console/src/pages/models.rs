@@ -1,0 +1,300 @@
+//! Models and providers: provider health cards (score and its reasons), then the models —
+//! searched, filtered by provider, status and type, sorted by name, performance, cost or
+//! usage — each card with its price in force, its price history (effective dates) and, for
+//! admins, a form to add a price and one to deploy it to a feature.
+//!
+//! Reads `GET /providers`, `GET /providers/{name}/health`, `GET /models` (the filters and
+//! search are the API's), `GET /models/{id}` (prices), `GET /features` and
+//! `GET /analytics/performance` for the window.
+
+use std::cmp::Ordering;
+
+use axum::response::{IntoResponse, Response};
+use maud::{html, Markup};
+use serde_json::Value;
+use tally_domain::access::Access;
+use tally_domain::config::{ModelStatus, ModelType};
+
+use super::{badge_of, cost, items};
+use crate::api::encode;
+use crate::document::{failed, Page};
+use crate::format;
+use crate::shell::{Ctx, ENVIRONMENTS};
+use crate::BASE;
+
+const SORTS: [(&str, &str); 4] = [
+    ("name", "Name"),
+    ("performance", "Performance (p95)"),
+    ("cost", "Cost"),
+    ("usage", "Usage"),
+];
+
+/// `GET /models`.
+pub async fn page(ctx: Ctx) -> Response {
+    if let Err(refused) = ctx.signed.may(Access::ReadConfig) {
+        return refused.into_response();
+    }
+    let api = &ctx.console.api;
+    let caller = &ctx.signed.caller;
+    let mut query = vec!["limit=1000".to_string()];
+    for (param, api_param) in [
+        ("q", "q"),
+        ("provider", "provider"),
+        ("status", "status"),
+        ("type", "type"),
+    ] {
+        if let Some(v) = ctx.view.param(param) {
+            query.push(format!("{api_param}={}", encode(v)));
+        }
+    }
+    let perf_path = format!("/analytics/performance?{}", ctx.view.api_query());
+    let models_path = format!("/models?{}", query.join("&"));
+    let (providers, models, perf, features) = tokio::join!(
+        api.page(caller, "/providers?limit=1000"),
+        api.page(caller, &models_path),
+        api.get(caller, &perf_path),
+        api.get(caller, "/features"),
+    );
+    let provider_list: Vec<Value> = providers
+        .as_ref()
+        .map(|p| items(&p["data"]).to_vec())
+        .unwrap_or_default();
+    let health = futures::future::join_all(provider_list.iter().map(|p| {
+        let name = p["name"].as_str().unwrap_or_default().to_string();
+        async move {
+            api.get(caller, &format!("/providers/{}/health", encode(&name)))
+                .await
+        }
+    }))
+    .await;
+    let mut model_list: Vec<Value> = models
+        .as_ref()
+        .map(|m| items(&m["data"]).to_vec())
+        .unwrap_or_default();
+    let details = futures::future::join_all(model_list.iter().map(|m| {
+        let id = m["id"].as_str().unwrap_or_default().to_string();
+        async move { api.get(caller, &format!("/models/{}", encode(&id))).await }
+    }))
+    .await;
+    let seen = |m: &Value| -> Option<Value> {
+        perf.as_ref().ok().and_then(|p| {
+            items(&p["models"])
+                .iter()
+                .find(|x| x["name"] == m["name"] && x["provider_name"] == m["provider"])
+                .cloned()
+        })
+    };
+    let sort = ctx.view.param("sort").unwrap_or("name");
+    let number = |v: Option<Value>, key: &str| v.and_then(|v| v[key].as_f64());
+    let mut order: Vec<usize> = (0..model_list.len()).collect();
+    let key = |i: usize| -> (Option<f64>, String) {
+        let m = &model_list[i];
+        let name = format!(
+            "{}/{}",
+            m["provider"].as_str().unwrap_or_default(),
+            m["name"].as_str().unwrap_or_default()
+        );
+        let n = match sort {
+            "performance" => number(seen(m), "latency_p95_ms"),
+            "cost" => number(seen(m), "total_cost"),
+            "usage" => number(seen(m), "usage_count"),
+            _ => None,
+        };
+        (n, name)
+    };
+    let keys: Vec<_> = order.iter().map(|&i| key(i)).collect();
+    order.sort_by(|&a, &b| {
+        let (ka, kb) = (&keys[a], &keys[b]);
+        let by_number = match (ka.0, kb.0) {
+            // Fastest first; costliest and busiest first; models without traffic last.
+            (Some(x), Some(y)) if sort == "performance" => x.partial_cmp(&y),
+            (Some(x), Some(y)) => y.partial_cmp(&x),
+            (Some(_), None) => Some(Ordering::Less),
+            (None, Some(_)) => Some(Ordering::Greater),
+            (None, None) => Some(Ordering::Equal),
+        };
+        by_number
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| ka.1.cmp(&kb.1))
+    });
+    let sorted: Vec<(Value, Option<Value>, Option<Value>)> = order
+        .into_iter()
+        .map(|i| {
+            let detail = details[i].as_ref().ok().cloned();
+            let s = seen(&model_list[i]);
+            (model_list[i].take(), detail, s)
+        })
+        .collect();
+    let feature_names: Vec<String> = features
+        .as_ref()
+        .map(|f| {
+            items(&f["features"])
+                .iter()
+                .filter(|f| f["registered"] == true)
+                .filter_map(|f| f["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let back = ctx.view.with(&[]);
+    let body = html! {
+        section class="card" {
+            h2 { "Providers" }
+            @match &providers {
+                Err(f) => (failed("The providers", f, &back)),
+                Ok(_) if provider_list.is_empty() => p class="empty" { "No providers yet — register one with POST /providers." },
+                Ok(_) => div class="grid" {
+                    @for (p, h) in provider_list.iter().zip(&health) {
+                        div class="card" {
+                            h3 { (p["name"].as_str().unwrap_or_default()) " " span class="note" { (p["type"].as_str().unwrap_or_default()) } }
+                            @match h {
+                                Ok(h) => {
+                                    p { (badge_of(&h["status"])) " health score " strong { (h["score"]) } " / 100" }
+                                    @let reasons = items(&h["reasons"]);
+                                    @if reasons.is_empty() { p class="note" { "No deductions in the last 15 minutes." } }
+                                    @else { ul class="note" { @for r in reasons { li { (r.as_str().unwrap_or_default()) } } } }
+                                }
+                                Err(f) => p class="note" { "Health unavailable: " (f.message) },
+                            }
+                            p class="note" { "configured: " (p["status"].as_str().unwrap_or_default()) }
+                        }
+                    }
+                },
+            }
+        }
+        section class="card" {
+            h2 { "Models" }
+            form method="get" class="filters" role="search" {
+                input type="hidden" name="time_range" value=(ctx.view.time_range);
+                @if let Some(e) = &ctx.view.environment { input type="hidden" name="environment" value=(e); }
+                div { label for="q" { "Search" } input id="q" name="q" type="search" value=(ctx.view.param("q").unwrap_or_default()); }
+                div { label for="provider" { "Provider" } select id="provider" name="provider" {
+                    option value="" { "any" }
+                    @for p in &provider_list { @let n = p["name"].as_str().unwrap_or_default();
+                        option value=(n) selected[ctx.view.param("provider") == Some(n)] { (n) } }
+                } }
+                div { label for="status" { "Status" } select id="status" name="status" {
+                    option value="" { "any" }
+                    @for s in ModelStatus::NAMES { option value=(s) selected[ctx.view.param("status") == Some(*s)] { (s) } }
+                } }
+                div { label for="type" { "Type" } select id="type" name="type" {
+                    option value="" { "any" }
+                    @for t in ModelType::NAMES { option value=(t) selected[ctx.view.param("type") == Some(*t)] { (t) } }
+                } }
+                div { label for="sort" { "Sort by" } select id="sort" name="sort" {
+                    @for (s, label) in SORTS { option value=(s) selected[sort == s] { (label) } }
+                } }
+                div { button type="submit" { "Apply" } }
+            }
+            @match &models {
+                Err(f) => (failed("The models", f, &back)),
+                Ok(_) if sorted.is_empty() => p class="empty" { "No model matches — clear the search or filters." },
+                Ok(_) => div class="grid wide" {
+                    @for (m, detail, s) in &sorted { (card(&ctx, m, detail.as_ref(), s.as_ref(), &feature_names, &back)) }
+                },
+            }
+            @if let Err(f) = &perf { (failed("Recent performance", f, &back)) }
+        }
+    };
+    Page::new(&ctx, "/models", "Models & providers", body).into_response()
+}
+
+fn card(
+    ctx: &Ctx,
+    m: &Value,
+    detail: Option<&Value>,
+    seen: Option<&Value>,
+    features: &[String],
+    back: &str,
+) -> Markup {
+    let id = m["id"].as_str().unwrap_or_default();
+    let label = format!(
+        "{}/{}",
+        m["provider"].as_str().unwrap_or_default(),
+        m["name"].as_str().unwrap_or_default()
+    );
+    let slug = id.replace('-', "");
+    let admin = ctx.can(Access::Admin);
+    let price_error = |f: &str| {
+        ctx.field_error(f)
+            .filter(|_| ctx.view.param("model") == Some(id))
+    };
+    html! {
+        article class="card" id={"model-" (slug)} {
+            h3 { (label) " " (badge_of(&m["status"])) " " span class="note" { (m["model_type"].as_str().unwrap_or_default()) } }
+            p { "Price now: "
+                @match m["current_price"].as_object() {
+                    Some(_) => { (format::money_of(&m["current_price"]["input_usd_per_mtok"])) " in · "
+                        (format::money_of(&m["current_price"]["output_usd_per_mtok"])) " out per million tokens" }
+                    None => span class="note" { "none — its requests are unpriced" },
+                }
+            }
+            p class="note" { "Last " (ctx.view.time_range) ": "
+                @match seen {
+                    Some(s) => { (format::count(&s["usage_count"])) " requests · p95 " (format::latency(&s["latency_p95_ms"]))
+                        " · " (format::percent(&s["error_rate"])) " errors · " (cost(&s["total_cost_usd"], &s["unpriced_requests"])) }
+                    None => "no requests",
+                }
+            }
+            @if let Some(d) = detail {
+                @let deployed = items(&d["deployments"]);
+                @if !deployed.is_empty() {
+                    p class="note" { "Serves: " @for (i, a) in deployed.iter().enumerate() { @if i > 0 { ", " } (a["feature"].as_str().unwrap_or_default()) " (" (a["environment"].as_str().unwrap_or_default()) ")" } }
+                }
+                details class="data" {
+                    summary { "Prices (" (items(&d["prices"]).len()) ")" }
+                    div class="table-scroll" { table {
+                        thead { tr { th scope="col" { "Effective from" } th scope="col" class="num" { "Input" } th scope="col" class="num" { "Cached input" } th scope="col" class="num" { "Output" } } }
+                        tbody { @for p in items(&d["prices"]) { tr {
+                            td { (format::instant(&p["effective_from"]).map_or_else(String::new, format::absolute)) }
+                            td class="num" { (format::money_of(&p["input_usd_per_mtok"])) }
+                            td class="num" { (format::money_of(&p["cached_input_usd_per_mtok"])) }
+                            td class="num" { (format::money_of(&p["output_usd_per_mtok"])) }
+                        } } }
+                    } }
+                }
+            }
+            @if admin {
+                @let back_here = format!("{}#model-{slug}", ctx.view.with(&[("model", Some(id))]));
+                details class="dialog" open[price_error("effective_from").or(price_error("input_usd_per_mtok")).or(price_error("output_usd_per_mtok")).is_some()] {
+                    summary { "Add a price…" }
+                    div class="panel" {
+                        form method="post" action={(BASE) "/models/" (encode(id)) "/prices"} {
+                            (ctx.csrf())
+                            input type="hidden" name="back" value=(back_here);
+                            div class="form-grid" {
+                                div { label for={"from-" (slug)} { "Effective from (UTC)" }
+                                    input id={"from-" (slug)} name="effective_from" type="datetime-local" required;
+                                    @if let Some(e) = price_error("effective_from") { p class="field-error" { (e) } } }
+                                div { label for={"in-" (slug)} { "Input $ / M tokens" }
+                                    input id={"in-" (slug)} name="input_usd_per_mtok" inputmode="decimal" required;
+                                    @if let Some(e) = price_error("input_usd_per_mtok") { p class="field-error" { (e) } } }
+                                div { label for={"cached-" (slug)} { "Cached input $ / M tokens" }
+                                    input id={"cached-" (slug)} name="cached_input_usd_per_mtok" inputmode="decimal"; }
+                                div { label for={"out-" (slug)} { "Output $ / M tokens" }
+                                    input id={"out-" (slug)} name="output_usd_per_mtok" inputmode="decimal" required;
+                                    @if let Some(e) = price_error("output_usd_per_mtok") { p class="field-error" { (e) } } }
+                            }
+                            p { button type="submit" class="primary" { "Add price" } }
+                        }
+                    }
+                }
+                details class="dialog" {
+                    summary { "Deploy…" }
+                    div class="panel" {
+                        form method="post" action={(BASE) "/models/" (encode(id)) "/deploy"} data-confirm={"Deploy " (label) " to the chosen feature and environment?"} {
+                            (ctx.csrf())
+                            input type="hidden" name="back" value=(back);
+                            div class="form-grid" {
+                                div { label for={"feature-" (slug)} { "Feature" }
+                                    select id={"feature-" (slug)} name="feature" required { @for f in features { option value=(f) { (f) } } } }
+                                div { label for={"env-" (slug)} { "Environment" }
+                                    select id={"env-" (slug)} name="environment" { @for e in ENVIRONMENTS { option value=(e) { (e) } } } }
+                            }
+                            p { button type="submit" class="primary" { "Deploy " (label) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
