@@ -138,10 +138,59 @@ async fn reprices(store: &dyn ConfigStore) {
 async fn audit(store: &dyn ConfigStore) {
     use tally_domain::audit::Actor;
     use tally_domain::config::{AuditEntry, BudgetPeriod, BudgetScope, BudgetSpec};
-    let everything = store.list_audit(10_000, None).await.expect("list");
+    use tally_domain::store::AuditQuery;
+    let everything = store
+        .list_audit(&tally_domain::store::AuditQuery::newest(10_000))
+        .await
+        .expect("list");
     let count = |action: &str| everything.iter().filter(|e| e.action == action).count();
     assert!(everything.iter().all(|e| e.actor == "tester"));
     assert_eq!(count("api_key.revoke"), 1, "revoking twice is one change");
+    // Filters, applied by the store.
+    let only = |q: AuditQuery| async move { store.list_audit(&q).await.expect("filtered") };
+    let revokes = only(AuditQuery {
+        action: Some("api_key.revoke".into()),
+        ..AuditQuery::newest(10_000)
+    })
+    .await;
+    assert_eq!(revokes.len(), 1);
+    let keys = only(AuditQuery {
+        resource: Some("api_key".into()),
+        ..AuditQuery::newest(10_000)
+    })
+    .await;
+    assert_eq!(
+        keys.len(),
+        everything
+            .iter()
+            .filter(|e| e.resource.starts_with("api_key:"))
+            .count()
+    );
+    assert!(keys.len() >= 3, "two creations and a revocation");
+    let one = only(AuditQuery {
+        resource: Some(revokes[0].resource.clone()),
+        ..AuditQuery::newest(10_000)
+    })
+    .await;
+    assert_eq!(one.len(), 2, "the revoked key: created, revoked");
+    let partial = only(AuditQuery {
+        resource: Some("api_ke".into()),
+        ..AuditQuery::newest(10_000)
+    })
+    .await;
+    assert!(partial.is_empty(), "a type matches whole: {partial:?}");
+    let nobody = only(AuditQuery {
+        actor: Some("someone else".into()),
+        ..AuditQuery::newest(10_000)
+    })
+    .await;
+    assert!(nobody.is_empty());
+    let limited = only(AuditQuery {
+        actor: Some("tester".into()),
+        ..AuditQuery::newest(2)
+    })
+    .await;
+    assert_eq!(limited.len(), 2);
     assert_eq!(
         count("api_key.create"),
         2,
@@ -274,7 +323,7 @@ async fn audit(store: &dyn ConfigStore) {
         serde_json::to_value(v).expect("json")
     }
     let theirs: Vec<AuditEntry> = store
-        .list_audit(10_000, None)
+        .list_audit(&tally_domain::store::AuditQuery::newest(10_000))
         .await
         .expect("list")
         .into_iter()
@@ -344,11 +393,17 @@ async fn audit(store: &dyn ConfigStore) {
         );
         assert_eq!((&entry.before, &entry.after), (&before, &after), "{action}");
     }
-    let newest = store.list_audit(1, None).await.expect("list");
+    let newest = store
+        .list_audit(&tally_domain::store::AuditQuery::newest(1))
+        .await
+        .expect("list");
     assert_eq!(newest.len(), 1);
     assert_eq!(newest[0].action, "budget.delete");
     let older: Vec<String> = store
-        .list_audit(10_000, Some(t(24)))
+        .list_audit(&tally_domain::store::AuditQuery {
+            before: Some(t(24)),
+            ..tally_domain::store::AuditQuery::newest(10_000)
+        })
         .await
         .expect("list")
         .into_iter()
@@ -1173,7 +1228,7 @@ async fn snapshot(store: &dyn ConfigStore, prompt: uuid::Uuid) -> serde_json::Va
         "budgets": v(store.list_budgets().await.expect("budgets")),
         "experiments": v(store.list_experiments().await.expect("experiments")),
         "api_keys": v(store.list_api_keys().await.expect("keys")),
-        "audit": v(store.list_audit(10_000, None).await.expect("audit")),
+        "audit": v(store.list_audit(&tally_domain::store::AuditQuery::newest(10_000)).await.expect("audit")),
     })
 }
 

@@ -194,7 +194,186 @@ pub async fn seed(stores: &Stores, now: DateTime<Utc>) -> anyhow::Result<()> {
             }
         }
     }
+    seed_watchers(stores, &change).await?;
     stores.prices.refresh(config).await?;
+    Ok(())
+}
+
+/// Budgets, alert rules, a prompt with two versions and an experiment, so every screen of the
+/// console has something to show (each created once, by name).
+async fn seed_watchers(stores: &Stores, change: &Change) -> anyhow::Result<()> {
+    use tally_domain::config::{
+        AlertMetric, AlertRuleSpec, BudgetPeriod, BudgetScope, BudgetSpec, Comparator,
+        ExperimentSpec, ExperimentType, PromptContent, PromptSpec, PromptStatus, RuleScope,
+        RuleWindow, Severity, Variant,
+    };
+    let config = stores.config.as_ref();
+    let budgets = config.list_budgets().await?;
+    for (name, scope, value, period, dollars) in [
+        (
+            "Platform, monthly",
+            BudgetScope::Global,
+            None,
+            BudgetPeriod::Monthly,
+            3_000,
+        ),
+        (
+            "Chatbot, daily",
+            BudgetScope::Feature,
+            Some("chatbot"),
+            BudgetPeriod::Daily,
+            150,
+        ),
+        (
+            "Anthropic, weekly",
+            BudgetScope::Provider,
+            Some("anthropic"),
+            BudgetPeriod::Weekly,
+            900,
+        ),
+    ] {
+        if budgets.iter().any(|b| b.spec.name == name) {
+            continue;
+        }
+        config
+            .create_budget(
+                BudgetSpec {
+                    name: name.into(),
+                    scope,
+                    scope_value: value.map(str::to_string),
+                    period,
+                    time_zone: "UTC".into(),
+                    amount_micros: dollars * 1_000_000,
+                    thresholds_percent: vec![50, 80, 100],
+                    is_active: true,
+                    channels: Vec::new(),
+                },
+                change,
+            )
+            .await?;
+    }
+    let rules = config.list_alert_rules().await?;
+    let chatbot = RuleScope {
+        feature: Some("chatbot".into()),
+        model: None,
+        provider: None,
+        environment: None,
+    };
+    for (name, metric, threshold, window, severity) in [
+        (
+            "Chatbot errors",
+            AlertMetric::ErrorRate,
+            5.0,
+            RuleWindow::FiveMinutes,
+            Severity::Critical,
+        ),
+        (
+            "Chatbot slow",
+            AlertMetric::LatencyP95Ms,
+            2_500.0,
+            RuleWindow::FifteenMinutes,
+            Severity::Warning,
+        ),
+    ] {
+        if rules.iter().any(|r| r.spec.name == name) {
+            continue;
+        }
+        config
+            .create_alert_rule(
+                AlertRuleSpec {
+                    name: name.into(),
+                    metric,
+                    scope: chatbot.clone(),
+                    comparator: Comparator::Gt,
+                    threshold,
+                    window,
+                    min_requests: 20,
+                    for_seconds: 60,
+                    severity,
+                    channels: Vec::new(),
+                },
+                change,
+            )
+            .await?;
+    }
+    if !config
+        .list_prompts()
+        .await?
+        .iter()
+        .any(|p| p.name == "chatbot-system")
+    {
+        let content = |text: &str, variables: &[&str]| PromptContent {
+            content: text.into(),
+            variables: variables.iter().map(|v| v.to_string()).collect(),
+            created_by: Some("demo".into()),
+            at: change.at,
+        };
+        let (prompt, first) = config
+            .create_prompt(
+                PromptSpec {
+                    name: "chatbot-system".into(),
+                    description: Some("The chatbot's system prompt.".into()),
+                    feature: Some("chatbot".into()),
+                    tags: vec!["system".into()],
+                    content: content(
+                        "You are the assistant of {{product}}. Be brief.",
+                        &["product"],
+                    ),
+                },
+                change,
+            )
+            .await?;
+        for status in [PromptStatus::Review, PromptStatus::Approved] {
+            config
+                .set_prompt_status(prompt.id, first.version, status, change)
+                .await?;
+        }
+        config
+            .activate_prompt_version(prompt.id, first.version, change)
+            .await?;
+        config
+            .add_prompt_version(
+                prompt.id,
+                content(
+                    "You are the assistant of {{product}}. Be brief; answer in {{language}}.",
+                    &["product", "language"],
+                ),
+                change,
+            )
+            .await?;
+    }
+    if !config
+        .list_experiments()
+        .await?
+        .iter()
+        .any(|e| e.spec.name == "chatbot: gpt-4o vs claude")
+    {
+        config
+            .create_experiment(
+                ExperimentSpec {
+                    name: "chatbot: gpt-4o vs claude".into(),
+                    description: Some(
+                        "Which model answers the chatbot better for the cost?".into(),
+                    ),
+                    feature: "chatbot".into(),
+                    experiment_type: ExperimentType::ModelComparison,
+                    variants: vec![
+                        Variant {
+                            name: "control".into(),
+                            traffic_percent: 50,
+                            config: json!({"provider": "openai", "model": "gpt-4o"}),
+                        },
+                        Variant {
+                            name: "treatment".into(),
+                            traffic_percent: 50,
+                            config: json!({"provider": "anthropic", "model": "claude-3-5-sonnet"}),
+                        },
+                    ],
+                },
+                change,
+            )
+            .await?;
+    }
     Ok(())
 }
 

@@ -359,10 +359,18 @@ pub struct BenchQueryArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 1)]
     pub concurrency: usize,
+    /// The URL is a console page: sign in with the key through the console's form first and
+    /// send the session cookie (the key itself is never sent to the page).
+    #[arg(long)]
+    pub console: bool,
 }
 
 pub async fn bench_query(args: BenchQueryArgs) -> anyhow::Result<Percentiles> {
-    let client = client_with_key(&args.key)?;
+    let client = if args.console {
+        console_client(&args.url, &args.key).await?
+    } else {
+        client_with_key(&args.key)?
+    };
     let first = client.get(&args.url).send().await?;
     anyhow::ensure!(
         first.status().is_success(),
@@ -405,6 +413,53 @@ pub async fn bench_query(args: BenchQueryArgs) -> anyhow::Result<Percentiles> {
     }
     let collected = samples.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(percentiles(collected))
+}
+
+/// A client signed in to the console at `url`'s origin with `key` (it sends the session
+/// cookie on every request).
+pub async fn console_client(url: &str, key: &str) -> anyhow::Result<reqwest::Client> {
+    let origin = url
+        .find("/platform/")
+        .map(|i| &url[..i])
+        .context("a console URL contains /platform/ai-management/")?;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let sign_in = format!("{origin}/platform/ai-management/sign-in");
+    let form = plain.get(&sign_in).send().await?;
+    let first_cookie = |r: &reqwest::Response, name: &str| -> Option<String> {
+        r.headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .find(|kv| kv.starts_with(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    let pre = first_cookie(&form, "tally_sign_in").context("the sign-in form set no cookie")?;
+    let body = form.text().await?;
+    let token = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .context("the sign-in form carries no token")?
+        .to_string();
+    let signed = plain
+        .post(&sign_in)
+        .header(reqwest::header::COOKIE, pre)
+        .form(&[("csrf", token.as_str()), ("key", key)])
+        .send()
+        .await?;
+    let session = first_cookie(&signed, "tally_session")
+        .with_context(|| format!("signing in to the console answered {}", signed.status()))?;
+    let mut value = reqwest::header::HeaderValue::from_str(&session)?;
+    value.set_sensitive(true);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::COOKIE, value);
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?)
 }
 
 /// Headers carrying `key` as a bearer token.

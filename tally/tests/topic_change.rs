@@ -63,7 +63,11 @@ async fn a_recreated_topic_is_refused_by_its_id_and_a_clean_start_counts_it_alon
         .await
         .unwrap();
     assert_eq!(report.events_applied, 1_800);
-    let audit = stores.config.list_audit(10, None).await.unwrap();
+    let audit = stores
+        .config
+        .list_audit(&tally_domain::store::AuditQuery::newest(10))
+        .await
+        .unwrap();
     assert!(
         audit.iter().any(|e| e.action == "projection.start_clean"),
         "the clean start is audited: {audit:?}"

@@ -95,7 +95,11 @@ async fn another_topic_is_refused_until_adopted_and_then_every_event_counts_once
         (0..3).map(|p| (p, vec![p])).collect(),
         "same partitions: each keeps its namesake's dedup memory"
     );
-    let audit = stores.config.list_audit(10, None).await.unwrap();
+    let audit = stores
+        .config
+        .list_audit(&tally_domain::store::AuditQuery::newest(10))
+        .await
+        .unwrap();
     let entry = audit
         .iter()
         .find(|e| e.action == "projection.adopt_log")

@@ -1,5 +1,6 @@
 //! The audit log (admins): who changed what, when, with the resource before and after;
-//! newest first, a page at a time (`before` pages back). Reads `GET /audit`.
+//! newest first, a page at a time (`before` pages back), filtered by actor, action and
+//! resource (the API's filters). Reads `GET /audit`.
 
 use axum::response::{IntoResponse, Response};
 use maud::html;
@@ -19,17 +20,28 @@ pub async fn page(ctx: Ctx) -> Response {
         return refused.into_response();
     }
     let mut path = format!("/audit?limit={PAGE}");
-    if let Some(before) = ctx.view.param("before") {
-        path.push_str(&format!("&before={}", encode(before)));
+    for name in ["before", "actor", "action", "resource"] {
+        if let Some(value) = ctx.view.param(name) {
+            path.push_str(&format!("&{name}={}", encode(value)));
+        }
     }
     let answer = ctx.console.api.get(&ctx.signed.caller, &path).await;
     let now = ctx.console.clock.now();
     let body = html! {
+        form method="get" class="filters" role="search" aria-label="Filter the audit log" {
+            @for (name, label, hint) in [("actor", "Actor", "a key's name, cli"), ("action", "Action", "feature.update"), ("resource", "Resource", "feature or feature:chatbot")] {
+                div { label for=(name) { (label) } input id=(name) name=(name) placeholder=(hint) value=(ctx.view.param(name).unwrap_or_default()); }
+            }
+            div { button type="submit" { "Filter" } }
+            @if ["actor", "action", "resource"].iter().any(|n| ctx.view.param(n).is_some()) {
+                div { a class="button" href=(ctx.view.path) { "Clear" } }
+            }
+        }
         section class="card" {
             h2 { "Changes, newest first" }
             @match &answer {
                 Err(f) => (failed("The audit log", f, &ctx.view.with(&[]))),
-                Ok(list) if items(list).is_empty() => p class="empty" { "Nothing changed yet." },
+                Ok(list) if items(list).is_empty() => p class="empty" { "No change matches." },
                 Ok(list) => {
                     div class="table-scroll" { table {
                         thead { tr { th scope="col" { "When" } th scope="col" { "Actor" } th scope="col" { "Action" } th scope="col" { "Resource" } th scope="col" { "Change" } } }

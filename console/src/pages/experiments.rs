@@ -35,7 +35,7 @@ pub async fn page(ctx: Ctx) -> Response {
                         td { (e["experiment_type"].as_str().unwrap_or_default()) }
                         td { (badge_of(&e["status"])) }
                         td { ul class="plain" { @for v in items(&e["variants"]) {
-                            li { (v["name"].as_str().unwrap_or_default()) @if !v["weight"].is_null() { " · weight " (v["weight"]) } }
+                            li { (v["name"].as_str().unwrap_or_default()) " · " (v["traffic_percent"]) "% of traffic" }
                         } } }
                         td { (when(&e["started_at"], now)) }
                         td { (when(&e["ended_at"], now)) }

@@ -236,12 +236,34 @@ pub trait AuditTrail: Send + Sync + 'static {
     /// caller writes the entry first and then carries the operation out, so nothing is done
     /// unaudited; an operation that then fails says so, and repeating it completes it.
     async fn record_operation(&self, entry: AuditSpec) -> StoreResult<()>;
-    /// Newest first: at most `limit` entries older than `before` (all when absent).
-    async fn list_audit(
-        &self,
-        limit: u32,
-        before: Option<DateTime<Utc>>,
-    ) -> StoreResult<Vec<AuditEntry>>;
+    /// Newest first: at most `query.limit` entries older than `query.before` (all when
+    /// absent) that match its filters.
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>>;
+}
+
+/// Which audit entries to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub limit: u32,
+    /// Only entries made before this instant.
+    pub before: Option<DateTime<Utc>>,
+    /// Only entries by this actor (the key's name, `cli`, …), exactly.
+    pub actor: Option<String>,
+    /// Only this action (`feature.update`), exactly.
+    pub action: Option<String>,
+    /// Only this resource (`feature:chatbot`), or, without a `:`, every resource of this type
+    /// (`feature`).
+    pub resource: Option<String>,
+}
+
+impl AuditQuery {
+    /// The newest `limit` entries, unfiltered.
+    pub fn newest(limit: u32) -> AuditQuery {
+        AuditQuery {
+            limit,
+            ..AuditQuery::default()
+        }
+    }
 }
 
 /// API keys (hashes only).

@@ -1,5 +1,7 @@
-//! The audit log, platform admins only: `GET /audit?limit=&before=`, newest first — who changed
-//! what in the configuration, the resource before and after, and when.
+//! The audit log, platform admins only: `GET /audit?limit=&before=&actor=&action=&resource=`,
+//! newest first — who changed what in the configuration, the resource before and after, and
+//! when. The filters are applied by the store, so a page of `limit` entries is a page of
+//! matching entries.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -8,6 +10,7 @@ use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use tally_domain::config::AuditEntry;
+use tally_domain::store::AuditQuery;
 use tally_http::auth::Access;
 use tally_http::http::{data, ApiError, Data};
 use tally_http::route::{Param, Route, Routes};
@@ -20,6 +23,11 @@ static AUDIT: LazyLock<Vec<Param>> = LazyLock::new(|| {
     vec![
         limit_param(1000).describe("How many entries (default 100)"),
         Param::instant("before").describe("Only entries made before this instant"),
+        Param::text("actor").describe("Only changes by this actor (a key's name, cli, …)"),
+        Param::text("action").describe("Only this action, e.g. feature.update"),
+        Param::text("resource").describe(
+            "Only this resource (feature:chatbot), or every resource of a type (feature)",
+        ),
     ]
 });
 
@@ -50,10 +58,13 @@ async fn audit(
                 .map_err(|_| ApiError::bad_param("before", "must be an RFC 3339 time"))
         })
         .transpose()?;
-    Ok(data(
-        state
-            .config
-            .list_audit(u32::try_from(limit).unwrap_or(u32::MAX), before)
-            .await?,
-    ))
+    let text = |name: &str| params.get(name).map(str::to_string);
+    let query = AuditQuery {
+        limit: u32::try_from(limit).unwrap_or(u32::MAX),
+        before,
+        actor: text("actor"),
+        action: text("action"),
+        resource: text("resource"),
+    };
+    Ok(data(state.config.list_audit(&query).await?))
 }

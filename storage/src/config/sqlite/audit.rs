@@ -1,7 +1,7 @@
 //! The audit trail, on SQLite ([`AuditTrail`]).
 
 use super::*;
-use tally_domain::store::AuditTrail;
+use tally_domain::store::{AuditQuery, AuditTrail};
 
 #[async_trait]
 impl AuditTrail for SqliteConfigStore {
@@ -9,17 +9,20 @@ impl AuditTrail for SqliteConfigStore {
         self.with(move |c| insert_audit(c, &entry)).await
     }
 
-    async fn list_audit(
-        &self,
-        limit: u32,
-        before: Option<DateTime<Utc>>,
-    ) -> StoreResult<Vec<AuditEntry>> {
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        let q = query.clone();
         self.with(move |c| {
             let mut stmt = c.prepare(&format!(
-                "{AUDIT_SELECT} WHERE (?1 IS NULL OR at < ?1) ORDER BY at DESC, rowid DESC LIMIT ?2"
+                "{AUDIT_SELECT} WHERE (?1 IS NULL OR at < ?1) AND (?3 IS NULL OR actor = ?3) \
+                 AND (?4 IS NULL OR action = ?4) \
+                 AND (?5 IS NULL OR resource = ?5 OR (instr(?5, ':') = 0 AND substr(resource, 1, length(?5) + 1) = ?5 || ':')) \
+                 ORDER BY at DESC, rowid DESC LIMIT ?2"
             ))?;
             let rows = stmt
-                .query_map(params![before.map(ts), limit], audit_row)?
+                .query_map(
+                    params![q.before.map(ts), q.limit, q.actor, q.action, q.resource],
+                    audit_row,
+                )?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })

@@ -1,7 +1,7 @@
 //! The audit trail, on Postgres ([`AuditTrail`]).
 
 use super::*;
-use tally_domain::store::AuditTrail;
+use tally_domain::store::{AuditQuery, AuditTrail};
 
 #[async_trait]
 impl AuditTrail for PostgresConfigStore {
@@ -16,18 +16,20 @@ impl AuditTrail for PostgresConfigStore {
         .await
     }
 
-    async fn list_audit(
-        &self,
-        limit: u32,
-        before: Option<DateTime<Utc>>,
-    ) -> StoreResult<Vec<AuditEntry>> {
+    async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
         seam(async || -> Result<Vec<AuditEntry>> {
             all(
                 sqlx::query(&format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE ($1::timestamptz IS NULL OR at < $1) ORDER BY at DESC, seq DESC LIMIT $2"
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE ($1::timestamptz IS NULL OR at < $1) \
+                     AND ($3::text IS NULL OR actor = $3) AND ($4::text IS NULL OR action = $4) \
+                     AND ($5::text IS NULL OR resource = $5 OR (strpos($5, ':') = 0 AND left(resource, length($5) + 1) = $5 || ':')) \
+                     ORDER BY at DESC, seq DESC LIMIT $2"
                 ))
-                .bind(before)
-                .bind(i64::from(limit))
+                .bind(query.before)
+                .bind(i64::from(query.limit))
+                .bind(&query.actor)
+                .bind(&query.action)
+                .bind(&query.resource)
                 .fetch_all(&self.pool)
                 .await?,
                 audit_row,
