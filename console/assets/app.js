@@ -2,7 +2,8 @@
 // - the navigation toggle at narrow widths;
 // - confirmation for destructive forms (data-confirm names what will happen);
 // - live updates: on each pipeline event (debounced), the page is fetched again and every
-//   [data-live] element is replaced in place, so numbers come from the server as before.
+//   [data-live] element is replaced in place, so numbers come from the server as before;
+//   while a refresh loads, the parts it will replace are marked aria-busy (and dimmed).
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
@@ -39,6 +40,8 @@
     pending = null;
     if (refreshing) { return; }
     refreshing = true;
+    var parts = document.querySelectorAll("[data-live]");
+    parts.forEach(function (element) { element.setAttribute("aria-busy", "true"); });
     fetch(window.location.href, { credentials: "same-origin", headers: { "accept": "text/html" } })
       .then(function (response) {
         if (!response.ok) { throw new Error("status " + response.status); }
@@ -54,7 +57,10 @@
         });
       })
       .catch(function () { setState("retry", "live: update failed, retrying"); })
-      .then(function () { refreshing = false; });
+      .then(function () {
+        refreshing = false;
+        parts.forEach(function (element) { element.removeAttribute("aria-busy"); });
+      });
   }
   var source = new EventSource(stream);
   source.addEventListener("open", function () { setState("on", "live"); });

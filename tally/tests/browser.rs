@@ -200,6 +200,32 @@ async fn sign_in(c: &Client, app: &TestApp, key: &str) {
     wait_url(c, &format!("{BASE}/")).await;
 }
 
+/// WCAG checks on the page as rendered: every text's contrast against its background
+/// (≥ 4.5:1), every form control labelled. Returns what fails.
+const A11Y: &str = r#"
+const rgb = s => { const m = s.match(/[\d.]+/g) || []; return m.map(Number); };
+const lum = ([r, g, b]) => { const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); };
+  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+const background = el => { for (let e = el; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor);
+  if (c.length === 3 || (c.length === 4 && c[3] > 0.99)) return c.slice(0, 3); } return [255, 255, 255]; };
+const bad = [];
+for (const el of document.querySelectorAll('body *')) {
+  if (el.closest('svg') || el.closest('details:not([open]) > :not(summary)')) continue;
+  const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+  const style = getComputedStyle(el);
+  if (!own || style.visibility === 'hidden' || style.display === 'none' || el.getClientRects().length === 0) continue;
+  const fg = rgb(style.color).slice(0, 3), bg = background(el);
+  const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+  const ratio = (a + 0.05) / (b + 0.05);
+  if (ratio < 4.5) bad.push(`contrast ${ratio.toFixed(2)} for "${el.textContent.trim().slice(0, 40)}"`);
+}
+for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+  const labelled = (el.id && document.querySelector(`label[for="${el.id}"]`)) || el.closest('label') || el.getAttribute('aria-label');
+  if (!labelled) bad.push(`unlabelled ${el.tagName} ${el.name}`);
+}
+return bad;
+"#;
+
 async fn shoot(c: &Client, dir: &std::path::Path, name: &str) {
     let png = c.screenshot().await.unwrap();
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
@@ -278,6 +304,8 @@ async fn the_console_works_in_a_real_browser() {
                 .as_bool()
                 .unwrap();
             assert!(!overflow, "{path} scrolls sideways at {width} px");
+            let a11y = c.execute(A11Y, vec![]).await.unwrap();
+            assert_eq!(a11y, json!([]), "{path} at {width} px");
             shoot(&c, &shots, &format!("{name}-{width}")).await;
             let found = problems(&c).await;
             assert!(found.is_empty(), "{path} at {width} px: {found:?}");

@@ -230,6 +230,10 @@ async fn overview_tab(ctx: &Ctx, name: &str) -> Markup {
     let pct = |v: f64| format!("{v:.1}%");
     let count = |v: f64| format::grouped(v.round().max(0.0) as u128);
     let usd = |v: f64| format::money(&format!("{v:.6}"));
+    let had_previous = c["previous_period_cost_usd"]
+        .as_str()
+        .and_then(format::pico_dollars)
+        .is_some_and(|p| p != 0);
     html! {
         div class="grid" id="feature-kpis" data-live {
             (kpi("f-uptime", "Uptime", format::percent(&r["uptime"]), Some(html! { (format::count(&r["total_requests"])) " requests" })))
@@ -238,7 +242,7 @@ async fn overview_tab(ctx: &Ctx, name: &str) -> Markup {
             (kpi("f-success", "Success rate", format::percent(&r["success_rate"]), Some(html! { (format::percent(&r["error_rate"])) " errors" })))
             (kpi("f-cpr", "Cost per request", per_request(&r["cost_per_request"]), Some(html! { "total " (cost(&c["total_cost_usd"], &c["unpriced_requests"])) })))
             (kpi("f-users", "Unique users", format::count(&m["usage"]["unique_users"]), None))
-            (kpi("f-cost", "Cost", format::money_of(&c["total_cost_usd"]), Some(trend(&c["cost_trend"]))))
+            (kpi("f-cost", "Cost", format::money_of(&c["total_cost_usd"]), Some(trend(&c["cost_trend"], had_previous))))
         }
         div class="grid wide" id="feature-charts" data-live {
             section class="card" { h2 { "Response time" }

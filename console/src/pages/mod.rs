@@ -73,8 +73,12 @@ pub fn items(value: &Value) -> &[Value] {
     value.as_array().map_or(&[], Vec::as_slice)
 }
 
-/// A change against the previous period, coloured by whether spending rose.
-pub fn trend(percent: &Value) -> Markup {
+/// A change against the previous period, coloured by whether spending rose; `had_previous`
+/// false when the previous period had nothing to compare with.
+pub fn trend(percent: &Value, had_previous: bool) -> Markup {
+    if !had_previous {
+        return html! { "nothing in the previous period to compare with" };
+    }
     let p = percent.as_f64().unwrap_or(0.0);
     let class = if p > 0.05 {
         "trend-up"

@@ -112,7 +112,7 @@ fn spending(s: &Value) -> Markup {
             (kpi("spend-month", "Month to date", format::money_of(&s["month_to_date"]["total_cost_usd"]),
                 Some(cost_note(&s["month_to_date"]))))
             (kpi("spend-30d", "Last 30 days", format::money_of(&s["last_30_days"]["total_cost_usd"]),
-                Some(html! { (trend(&s["trend"])) " " (cost_note(&s["last_30_days"])) })))
+                Some(html! { (cost_note(&s["last_30_days"])) br; (trend(&s["trend"], s["previous_30_days"]["requests"].as_u64().unwrap_or(0) > 0)) })))
         }
     }
 }
