@@ -41,6 +41,12 @@ pub fn metric_value(metric: AlertMetric, r: &Rollup, minutes: i64) -> f64 {
     }
 }
 
+/// Dollars to the cent, for the one line people read (the exact figures are the alert's
+/// value and the budget's status).
+fn cents(exact: &str) -> String {
+    format!("{:.2}", exact.parse::<f64>().unwrap_or(0.0))
+}
+
 /// A new alert of `kind` under `key`; its labels, threshold and summary are the caller's.
 fn template(
     kind: AlertKind,
@@ -135,7 +141,7 @@ pub async fn rule(
         tally_domain::config::Comparator::Lt => "<",
     };
     let summary = format!(
-        "{} is {:.4} ({} {}) over the last {} for {} ({} requests)",
+        "{} is {:.2} ({} {}) over the last {} for {} ({} requests)",
         spec.metric,
         value,
         comparator,
@@ -200,7 +206,11 @@ pub async fn budget(
         labels.insert("threshold_percent".into(), t.to_string());
         let summary = format!(
             "Budget {} ({scope}, {}) is at {percent:.1}% of ${}: ${} spent since {} (threshold {t}%)",
-            budget.spec.name, budget.spec.period, status.amount_usd, status.spend_usd, status.period_start
+            budget.spec.name,
+            budget.spec.period,
+            cents(&status.amount_usd),
+            cents(&status.spend_usd),
+            status.period_start.format("%Y-%m-%d %H:%M %:z")
         );
         out.push(Watched {
             seen: Observation {
@@ -241,10 +251,10 @@ pub async fn budget(
         "Budget {} ({scope}, {}) is forecast to spend ${} by {}, over its ${}: ${} spent so far",
         budget.spec.name,
         budget.spec.period,
-        status.forecast_usd,
-        status.period_end,
-        status.amount_usd,
-        status.spend_usd
+        cents(&status.forecast_usd),
+        status.period_end.format("%Y-%m-%d %H:%M %:z"),
+        cents(&status.amount_usd),
+        cents(&status.spend_usd)
     );
     out.push(Watched {
         seen: Observation {

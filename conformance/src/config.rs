@@ -173,6 +173,33 @@ async fn audit(store: &dyn ConfigStore) {
     })
     .await;
     assert_eq!(one.len(), 2, "the revoked key: created, revoked");
+    // Every resource, and every leading part of one, selects itself and what lies under it.
+    let mut prefixes: Vec<String> = Vec::new();
+    for e in &everything {
+        let parts: Vec<&str> = e.resource.split(':').collect();
+        for n in 1..=parts.len() {
+            let p = parts[..n].join(":");
+            if !prefixes.contains(&p) {
+                prefixes.push(p);
+            }
+        }
+    }
+    assert!(
+        prefixes.iter().any(|p| p.matches(':').count() >= 2),
+        "the log has nested resources (assignments): {prefixes:?}"
+    );
+    for p in &prefixes {
+        let found = only(AuditQuery {
+            resource: Some(p.clone()),
+            ..AuditQuery::newest(10_000)
+        })
+        .await;
+        let expected: Vec<&AuditEntry> = everything
+            .iter()
+            .filter(|e| e.resource == *p || e.resource.starts_with(&format!("{p}:")))
+            .collect();
+        assert_eq!(found.iter().collect::<Vec<_>>(), expected, "resource={p}");
+    }
     let partial = only(AuditQuery {
         resource: Some("api_ke".into()),
         ..AuditQuery::newest(10_000)
@@ -191,6 +218,24 @@ async fn audit(store: &dyn ConfigStore) {
     })
     .await;
     assert_eq!(limited.len(), 2);
+    // Paging by the last entry's id visits every entry once, also entries sharing a time.
+    let mut paged: Vec<AuditEntry> = Vec::new();
+    loop {
+        let page = only(AuditQuery {
+            before_entry: paged.last().map(|e| e.id),
+            ..AuditQuery::newest(3)
+        })
+        .await;
+        if page.is_empty() {
+            break;
+        }
+        paged.extend(page);
+    }
+    assert_eq!(paged, everything, "pages of 3 by before_entry");
+    assert!(
+        everything.windows(2).any(|w| w[0].at == w[1].at),
+        "the log has entries sharing a time, which paging by time alone would skip"
+    );
     assert_eq!(
         count("api_key.create"),
         2,

@@ -104,3 +104,50 @@ async fn postgres_elects_one_evaluator_and_fails_over() {
     drop(second);
     drop_schema(pool, scoped, schema).await;
 }
+
+/// Two admins revoking each other's keys at the same moment, twenty times: each time exactly
+/// one revocation lands and the other is refused, so an active admin key always remains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs TALLY_TEST_DATABASE_URL"]
+async fn postgres_keeps_an_admin_when_admins_revoke_each_other_at_once() {
+    use std::sync::Arc;
+    use tally_domain::access::{new_key, Role};
+    use tally_domain::audit::Change;
+    use tally_domain::store::{ConfigStore, StoreError};
+    let (pool, scoped, schema) = fresh_schema().await;
+    let store: Arc<dyn ConfigStore> =
+        Arc::new(tally_storage::PostgresConfigStore::new(scoped.clone()));
+    let now = chrono::Utc::now();
+    let change = Change::local("tester", now);
+    let (_, spec) = new_key("admin 0", Role::PlatformAdmin, now);
+    let mut survivor = store.create_api_key(spec, &change).await.expect("create");
+    for round in 1..=20 {
+        let (_, spec) = new_key(&format!("admin {round}"), Role::PlatformAdmin, now);
+        let other = store.create_api_key(spec, &change).await.expect("create");
+        let start = Arc::new(tokio::sync::Barrier::new(2));
+        let revoke = |id| {
+            let (store, start, change) = (store.clone(), start.clone(), change.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                store.revoke_api_key(id, &change).await
+            })
+        };
+        let (a, b) = (revoke(survivor.id), revoke(other.id));
+        let (a, b) = (a.await.expect("task"), b.await.expect("task"));
+        let landed = [&a, &b].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(landed, 1, "round {round}: {a:?} {b:?}");
+        for refused in [&a, &b].into_iter().filter_map(|r| r.as_ref().err()) {
+            assert!(matches!(refused, StoreError::Conflict(_)), "{refused:?}");
+        }
+        survivor = if a.is_err() { survivor } else { other };
+        let active = store
+            .list_api_keys()
+            .await
+            .expect("list")
+            .into_iter()
+            .filter(|k| k.role == Role::PlatformAdmin && k.revoked_at.is_none())
+            .count();
+        assert_eq!(active, 1, "round {round}");
+    }
+    drop_schema(pool, scoped, schema).await;
+}

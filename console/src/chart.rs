@@ -8,14 +8,16 @@
 
 use maud::{html, Markup};
 
-/// Series colours: distinguishable, and at least 3:1 against the card background.
-const PALETTE: [&str; 8] = [
+/// Series colours: distinguishable, and at least 3:1 against the card background. A chart
+/// with more series than colours repeats them; its legend and data table still name each.
+const PALETTE: [&str; 12] = [
     "#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2", "#be185d", "#4b5563",
+    "#65a30d", "#9333ea", "#c2410c", "#0f766e",
 ];
 
-const WIDTH: f64 = 640.0;
+const WIDTH: f64 = 520.0;
 const HEIGHT: f64 = 220.0;
-const LEFT: f64 = 64.0;
+const LEFT: f64 = 70.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 12.0;
 const BOTTOM: f64 = 28.0;

@@ -123,7 +123,7 @@ pub fn refused(status: StatusCode, title: &str, why: &str) -> Response {
         main class="problem" {
             h1 { (title) }
             p { (why) }
-            p { a href={(BASE) "/"} { "Back to the overview" } " · " a href={(BASE) "/sign-in"} { "Sign in" } }
+            p { a href={(BASE) "/"} { "Back to the console" } " · " a href={(BASE) "/sign-in"} { "Sign in with another key" } }
         }
     };
     (status, Page::bare(title, body)).into_response()

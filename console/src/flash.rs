@@ -1,5 +1,9 @@
-//! One-shot messages across a form's redirect: what happened, or what failed and the field it
-//! names, carried in a short-lived cookie (`HttpOnly`, `SameSite=Strict`) and cleared once shown.
+//! One-shot messages across a form's redirect: what happened, or what failed, the field it
+//! names and what was typed (so the form comes back filled in), carried in a short-lived
+//! cookie (`HttpOnly`, `SameSite=Strict`) and cleared once shown. Never a secret: the forms
+//! that carry one (sign-in, a new key) answer directly instead of redirecting.
+
+use std::collections::{BTreeMap, HashMap};
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -17,7 +21,13 @@ pub struct Flash {
     pub ok: bool,
     pub message: String,
     pub field: Option<String>,
+    /// The refused form's fields, to fill it in again (never its CSRF token).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, String>,
 }
+
+/// Longest field value kept for refilling a form (a cookie holds about 4 KB in all).
+const MAX_KEPT: usize = 500;
 
 fn decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
@@ -42,6 +52,7 @@ impl Flash {
             ok: true,
             message: message.into(),
             field: None,
+            values: BTreeMap::new(),
         }
     }
 
@@ -50,7 +61,18 @@ impl Flash {
             ok: false,
             message: message.into(),
             field,
+            values: BTreeMap::new(),
         }
+    }
+
+    /// Keeps what the refused form held (but its token and return address) to fill it in again.
+    pub fn keeping(mut self, form: &HashMap<String, String>) -> Flash {
+        self.values = form
+            .iter()
+            .filter(|(k, v)| !["csrf", "back"].contains(&k.as_str()) && v.len() <= MAX_KEPT)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self
     }
 
     /// The flash a request carries, if any.

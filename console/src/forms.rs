@@ -51,12 +51,15 @@ async fn submit(
     let (method, path, body) = call;
     match console.api.send(&signed.caller, method, &path, body).await {
         Ok(answer) => Flash::ok(done(&answer)).redirect(&to),
-        Err(failure) => refuse(failure, &to),
+        Err(failure) => refuse(failure, &to, form),
     }
 }
 
-fn refuse(failure: Failure, to: &str) -> Response {
-    Flash::error(failure.message, failure.field).redirect(to)
+/// Back to the form with the API's refusal, the field it names and what was typed.
+fn refuse(failure: Failure, to: &str, form: &Fields) -> Response {
+    Flash::error(failure.message, failure.field)
+        .keeping(form)
+        .redirect(to)
 }
 
 fn feature_page(name: &str, tab: &str) -> String {
@@ -174,8 +177,9 @@ pub async fn rollback(
     .await
 }
 
-/// `POST /features/{name}/settings` (`display_name`, `description`, `status`): the feature
-/// as it is, with these fields changed (`PUT /features/{name}`).
+/// `POST /features/{name}/settings` (`display_name`, `description`, `status`): a partial
+/// `PUT /features/{name}` — what the form does not name (the config) stays as it is; an
+/// empty description clears it.
 pub async fn feature_settings(
     State(console): State<Console>,
     signed: Signed,
@@ -183,32 +187,30 @@ pub async fn feature_settings(
     Form(form): Form<Fields>,
 ) -> Response {
     let to = back(&form, &feature_page(&name, "settings"));
-    if let Err(refused) = signed
-        .may(Access::Admin)
-        .and_then(|()| signed.check_csrf(&form))
-    {
-        return refused.into_response();
-    }
-    let path = format!("/features/{}", encode(&name));
-    let current = match console.api.get(&signed.caller, &path).await {
-        Ok(current) => current,
-        Err(failure) => return refuse(failure, &to),
-    };
     let body = json!({
-        "name": name,
         "display_name": field(&form, "display_name").unwrap_or_default(),
-        "description": field(&form, "description"),
+        "description": form.get("description").map(|d| d.trim()).unwrap_or_default(),
         "status": field(&form, "status").unwrap_or_default(),
-        "config": current["config"],
     });
-    match console
-        .api
-        .send(&signed.caller, Method::PUT, &path, Some(body))
-        .await
-    {
-        Ok(_) => Flash::ok(format!("saved the settings of {name}")).redirect(&to),
-        Err(failure) => refuse(failure, &to),
-    }
+    submit(
+        &console,
+        &signed,
+        &form,
+        Access::Admin,
+        (
+            Method::PUT,
+            format!("/features/{}", encode(&name)),
+            Some(body),
+        ),
+        to,
+        |a| {
+            format!(
+                "saved the settings of {}",
+                a["name"].as_str().unwrap_or_default()
+            )
+        },
+    )
+    .await
 }
 
 /// `POST /features/{name}/prompts/{id}/activate` (`version`).
@@ -236,6 +238,42 @@ pub async fn activate_prompt(
         ),
         to,
         |a| format!("version {} is now active", a["version"]),
+    )
+    .await
+}
+
+/// `POST /features/{name}/prompts/{id}/status` (`version`, `status`): a review step.
+pub async fn prompt_status(
+    State(console): State<Console>,
+    signed: Signed,
+    Path((name, id)): Path<(String, String)>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let to = back(&form, &feature_page(&name, "prompts"));
+    let version = field(&form, "version").unwrap_or_default().to_string();
+    let status = field(&form, "status").unwrap_or_default().to_string();
+    submit(
+        &console,
+        &signed,
+        &form,
+        Access::Admin,
+        (
+            Method::POST,
+            format!(
+                "/prompts/{}/versions/{}/status",
+                encode(&id),
+                encode(&version)
+            ),
+            Some(json!({ "status": status })),
+        ),
+        to,
+        |a| {
+            format!(
+                "version {} is now {}",
+                a["version"],
+                a["status"].as_str().unwrap_or_default()
+            )
+        },
     )
     .await
 }

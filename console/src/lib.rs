@@ -139,6 +139,12 @@ fn table() -> Vec<(Method, String, Option<Access>, Handler)> {
             post(forms::activate_prompt),
         ),
         (
+            Method::POST,
+            at("/features/{name}/prompts/{id}/status"),
+            Some(Admin),
+            post(forms::prompt_status),
+        ),
+        (
             Method::GET,
             at("/models"),
             Some(ReadConfig),

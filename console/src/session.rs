@@ -18,7 +18,7 @@ use axum::Form;
 use maud::html;
 use serde::Deserialize;
 use tally_domain::access::{hash, Access, Caller, Role};
-use tally_domain::sessions::{open, random_token, Session};
+use tally_domain::sessions::{self, open, random_token, Session};
 
 use crate::api::encode;
 use crate::cookies::{cookie, set_cookie};
@@ -45,6 +45,8 @@ fn over_tls(console: &Console, headers: &HeaderMap) -> bool {
 pub struct Signed {
     pub caller: Caller,
     pub session: Session,
+    /// What the store keeps the session under (to check it again, e.g. during a stream).
+    pub token_hash: String,
 }
 
 impl Signed {
@@ -92,10 +94,10 @@ impl FromRequestParts<Console> for Signed {
             .path_and_query()
             .map_or(BASE, |p| p.as_str())
             .to_string();
-        let ask = |why: Option<&str>| -> Response {
+        let ask = |why: Option<Reason>| -> Response {
             let mut to = format!("{BASE}/sign-in?next={}", encode(&next));
             if let Some(why) = why {
-                to.push_str(&format!("&why={}", encode(why)));
+                to.push_str(&format!("&why={}", why.code()));
             }
             if parts.method == Method::GET {
                 Redirect::to(&to).into_response()
@@ -103,7 +105,7 @@ impl FromRequestParts<Console> for Signed {
                 shell::refused(
                     StatusCode::UNAUTHORIZED,
                     "Sign in first",
-                    why.unwrap_or("This action needs a signed-in session."),
+                    why.map_or("This action needs a signed-in session.", Reason::message),
                 )
             }
         };
@@ -115,13 +117,16 @@ impl FromRequestParts<Console> for Signed {
             .config
             .session_by_hash(&hashed)
             .await
-            .map_err(|e| shell::unavailable(&e.to_string()))?;
+            .map_err(|e| store_failed(&e))?;
         let Some((session, key)) = found else {
-            return Err(ask(Some("your session ended: sign in again")));
+            return Err(ask(Some(Reason::Ended)));
         };
         if let Err(refusal) = session.check(&key, console.clock.now()) {
             let _ = console.config.delete_session(&hashed).await;
-            return Err(ask(Some(refusal.message())));
+            return Err(ask(Some(match refusal {
+                sessions::Refusal::Expired => Reason::Expired,
+                sessions::Refusal::KeyRevoked => Reason::Revoked,
+            })));
         }
         Ok(Signed {
             caller: Caller {
@@ -130,8 +135,56 @@ impl FromRequestParts<Console> for Signed {
                 role: key.role,
             },
             session,
+            token_hash: hashed,
         })
     }
+}
+
+/// Why the sign-in page is shown: a fixed set of codes, so a link cannot put its own words
+/// on the sign-in page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Ended,
+    Expired,
+    Revoked,
+    SignedOut,
+}
+
+impl Reason {
+    const ALL: [Reason; 4] = [
+        Reason::Ended,
+        Reason::Expired,
+        Reason::Revoked,
+        Reason::SignedOut,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Ended => "ended",
+            Reason::Expired => "expired",
+            Reason::Revoked => "revoked",
+            Reason::SignedOut => "signed-out",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Reason::Ended => "Your session ended: sign in again.",
+            Reason::Expired => sessions::Refusal::Expired.message(),
+            Reason::Revoked => sessions::Refusal::KeyRevoked.message(),
+            Reason::SignedOut => "You signed out.",
+        }
+    }
+
+    fn parse(code: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.code() == code)
+    }
+}
+
+/// The store failed: logged in full, answered without its details.
+fn store_failed(error: &tally_domain::store::StoreError) -> Response {
+    tracing::error!(%error, "console session store failed");
+    shell::unavailable("The session store did not answer")
 }
 
 #[derive(Deserialize)]
@@ -191,7 +244,15 @@ pub async fn sign_in_form(
     let next = safe_next(q.next.as_deref());
     let page = Page::bare(
         "Sign in",
-        sign_in_page(&next, &token, None, q.why.as_deref()),
+        sign_in_page(
+            &next,
+            &token,
+            None,
+            q.why
+                .as_deref()
+                .and_then(Reason::parse)
+                .map(Reason::message),
+        ),
     );
     let mut response = page.into_response();
     response.headers_mut().append(
@@ -235,7 +296,7 @@ pub async fn sign_in(
         Ok(Some(key)) if key.revoked_at.is_none() => key,
         Ok(Some(_)) => return again(StatusCode::UNAUTHORIZED, "This API key was revoked."),
         Ok(None) => return again(StatusCode::UNAUTHORIZED, "No API key matches."),
-        Err(e) => return shell::unavailable(&e.to_string()),
+        Err(e) => return store_failed(&e),
     };
     if key.role == Role::Ingest {
         return again(
@@ -251,7 +312,7 @@ pub async fn sign_in(
         .create_session(&opened.hash, &opened.session)
         .await
     {
-        return shell::unavailable(&e.to_string());
+        return store_failed(&e);
     }
     tracing::info!(key = %key.id, role = key.role.as_str(), "console sign-in");
     let mut response = Redirect::to(&next).into_response();
@@ -284,10 +345,11 @@ pub async fn sign_out(
     }
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         if let Err(e) = console.config.delete_session(&hash(token)).await {
-            return shell::unavailable(&e.to_string());
+            return store_failed(&e);
         }
     }
-    let mut response = Redirect::to(&format!("{BASE}/sign-in?why=signed%20out")).into_response();
+    let mut response =
+        Redirect::to(&format!("{BASE}/sign-in?why={}", Reason::SignedOut.code())).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(SESSION_COOKIE, "", 0, over_tls(&console, &headers)),

@@ -191,6 +191,15 @@ impl Ctx {
         access.allows(self.signed.role())
     }
 
+    /// What was typed into `field` of a form that was refused (to fill it in again).
+    pub fn typed(&self, field: &str) -> Option<&str> {
+        self.flash
+            .as_ref()
+            .filter(|f| !f.ok)
+            .and_then(|f| f.values.get(field))
+            .map(String::as_str)
+    }
+
     /// The error to show next to the control named `field`, if the last form failed there.
     pub fn field_error(&self, field: &str) -> Option<&str> {
         self.flash
@@ -212,19 +221,48 @@ pub const NAV: [(&str, &str, Access, bool); 8] = [
     ("Audit log", "/audit", Access::Admin, true),
 ];
 
+/// What a page's top bar offers besides its title.
+#[derive(Debug, Clone, Default)]
+pub struct Chrome {
+    /// The time range and environment selectors (pages whose numbers depend on them).
+    pub view: bool,
+    /// The console URL of the event stream that refreshes the page's `[data-live]` parts.
+    pub stream: Option<String>,
+}
+
 impl Page {
-    /// A page in the shell, for the signed-in `ctx`; `nav` is the path of its navigation item.
+    /// A page in the shell whose numbers follow the view (time range, environment), for the
+    /// signed-in `ctx`; `nav` is the path of its navigation item.
     pub fn new(ctx: &Ctx, nav: &str, title: &str, body: Markup) -> Page {
-        Page::render(ctx, nav, title, body, None)
+        let chrome = Chrome {
+            view: true,
+            stream: None,
+        };
+        Page::render(ctx, nav, title, body, chrome)
     }
 
-    /// A page whose `[data-live]` parts are refreshed when `stream` (a console URL of the
-    /// event stream) reports a change.
+    /// A page whose numbers follow the view and whose `[data-live]` parts are refreshed when
+    /// `stream` (a console URL of the event stream) reports a change.
     pub fn live(ctx: &Ctx, nav: &str, title: &str, body: Markup, stream: String) -> Page {
-        Page::render(ctx, nav, title, body, Some(stream))
+        let chrome = Chrome {
+            view: true,
+            stream: Some(stream),
+        };
+        Page::render(ctx, nav, title, body, chrome)
     }
 
-    fn render(ctx: &Ctx, nav: &str, title: &str, body: Markup, stream: Option<String>) -> Page {
+    /// A page in the shell that does not depend on the time range or environment (they stay
+    /// in its links), with `chrome`'s stream if any.
+    pub fn fixed(ctx: &Ctx, nav: &str, title: &str, body: Markup, stream: Option<String>) -> Page {
+        let chrome = Chrome {
+            view: false,
+            stream,
+        };
+        Page::render(ctx, nav, title, body, chrome)
+    }
+
+    fn render(ctx: &Ctx, nav: &str, title: &str, body: Markup, chrome: Chrome) -> Page {
+        let stream = chrome.stream.clone();
         let view = &ctx.view;
         let signed = &ctx.signed;
         let item = |path: &str| format!("{BASE}{path}");
@@ -259,7 +297,7 @@ impl Page {
                             header class="top" {
                                 button type="button" class="nav-toggle" aria-controls="nav" aria-expanded="false" { "Menu" }
                                 h1 { (title) }
-                                div class="view" {
+                                @if chrome.view { div class="view" {
                                     nav aria-label="Time range" class="segmented" {
                                         @for r in RANGES {
                                             a href=(view.with(&[("time_range", Some(r))])) aria-current=[(view.time_range == r).then_some("true")] { (r) }
@@ -271,8 +309,10 @@ impl Page {
                                             a href=(view.with(&[("environment", Some(e))])) aria-current=[(view.environment.as_deref() == Some(e)).then_some("true")] { (e) }
                                         }
                                     }
+                                } }
+                                @if chrome.stream.is_some() {
+                                    span id="live" class="live" data-state="off" role="status" aria-live="polite" { "live: connecting" }
                                 }
-                                span id="live" class="live" data-state="off" role="status" aria-live="polite" { "live: off" }
                                 div class="who" {
                                     span { (signed.caller.key_name) " · " span class="role" { (signed.role().as_str()) } }
                                     form method="post" action={(BASE) "/sign-out"} {

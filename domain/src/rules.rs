@@ -126,7 +126,7 @@ pub fn revocable(key: &ApiKey, active_admins: i64) -> StoreResult<()> {
     if key.role == Role::PlatformAdmin && key.revoked_at.is_none() && active_admins <= 1 {
         return Err(StoreError::Conflict(format!(
             "API key {} is the last active platform_admin key: create another admin key before \
-             revoking it (`tally keys create` works without one)",
+             revoking it (\"tally keys create\" on the command line works without one)",
             key.name
         )));
     }

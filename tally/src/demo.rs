@@ -199,7 +199,7 @@ pub async fn seed(stores: &Stores, now: DateTime<Utc>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Budgets, alert rules, a prompt with two versions and an experiment, so every screen of the
+/// Budgets, alert rules, a prompt with four versions and an experiment, so every screen of the
 /// console has something to show (each created once, by name).
 async fn seed_watchers(stores: &Stores, change: &Change) -> anyhow::Result<()> {
     use tally_domain::config::{
@@ -323,23 +323,37 @@ async fn seed_watchers(stores: &Stores, change: &Change) -> anyhow::Result<()> {
                 change,
             )
             .await?;
-        for status in [PromptStatus::Review, PromptStatus::Approved] {
-            config
-                .set_prompt_status(prompt.id, first.version, status, change)
+        // The demo's traffic names versions 2 and then 3 (since the chatbot's model switch):
+        // those two were approved in turn, 3 is active; 4 is a draft under way.
+        let mut versions = vec![first.version];
+        for (text, variables) in [
+            (
+                "You are the assistant of {{product}}. Be brief and friendly.",
+                &["product"][..],
+            ),
+            (
+                "You are the assistant of {{product}}. Be brief; answer in {{language}}.",
+                &["product", "language"][..],
+            ),
+            (
+                "You are the assistant of {{product}}. Be brief; answer in {{language}}; cite the help centre.",
+                &["product", "language"][..],
+            ),
+        ] {
+            let (version, _) = config
+                .add_prompt_version(prompt.id, content(text, variables), change)
                 .await?;
+            versions.push(version.version);
+        }
+        for &version in &versions[..3] {
+            for status in [PromptStatus::Review, PromptStatus::Approved] {
+                config
+                    .set_prompt_status(prompt.id, version, status, change)
+                    .await?;
+            }
         }
         config
-            .activate_prompt_version(prompt.id, first.version, change)
-            .await?;
-        config
-            .add_prompt_version(
-                prompt.id,
-                content(
-                    "You are the assistant of {{product}}. Be brief; answer in {{language}}.",
-                    &["product", "language"],
-                ),
-                change,
-            )
+            .activate_prompt_version(prompt.id, versions[2], change)
             .await?;
     }
     if !config

@@ -142,16 +142,24 @@ async fn problems(c: &Client) -> Vec<String> {
     found
 }
 
-/// The text of the first element matching `css`, once there is one (pages load after clicks).
+/// The text of the first element matching `css`, once there is one (pages load after clicks;
+/// a live refresh may replace the element between finding and reading it: then again).
 async fn text(c: &Client, css: &str) -> String {
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap()
+    let mut last = None;
+    for _ in 0..20 {
+        let element = c
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        match element.text().await {
+            Ok(text) => return text,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{css}: {last:?}");
 }
 
 /// Waits until the page shows a success flash containing `expected` (after a form's redirect).
@@ -316,14 +324,59 @@ async fn the_console_works_in_a_real_browser() {
     // The overview's numbers are the API's.
     let overview = app.data(&format!("{API}/overview")).await;
     c.goto(&app.url(&format!("{BASE}/"))).await.unwrap();
-    assert_eq!(
-        text(&c, "#kpi-requests .value").await,
-        tally_console::format::count(&overview["kpis"]["requests_24h"])
-    );
-    assert_eq!(
-        text(&c, "#spend-30d .value").await,
-        tally_console::format::money_of(&overview["spending"]["last_30_days"]["total_cost_usd"])
-    );
+    {
+        let expected = tally_console::format::count(&overview["kpis"]["requests_24h"]);
+        assert_ne!(
+            expected, "—",
+            "the API answered a number for #kpi-requests .value"
+        );
+        assert_eq!(text(&c, "#kpi-requests .value").await, expected);
+    }
+    {
+        let expected = tally_console::format::money_of(
+            &overview["spending"]["last_30_days"]["total_cost_usd"],
+        );
+        assert_ne!(
+            expected, "—",
+            "the API answered a number for #spend-30d .value"
+        );
+        assert_eq!(text(&c, "#spend-30d .value").await, expected);
+    }
+
+    // Live: the stream says the numbers changed, the page updates them in place (no reload:
+    // a marker set on the document survives), and the indicator says it is connected.
+    c.execute("window.__same_page = true;", vec![])
+        .await
+        .unwrap();
+    let before = overview["kpis"]["requests_24h"].as_u64().unwrap();
+    let at = (now() - chrono::Duration::seconds(30)).to_rfc3339();
+    let fresh: Vec<Value> = (0..5)
+        .map(|i| {
+            json!({"event_id": format!("live-{i}"), "occurred_at": at, "feature": "chatbot",
+            "provider": "anthropic", "model": "claude-3-5-sonnet", "environment": "production",
+            "operation": "chat", "status": "success", "latency_ms": 500.0,
+            "input_tokens": 100, "output_tokens": 50})
+        })
+        .collect();
+    assert_eq!(app.post(&fresh).await.0, 200);
+    app.wait_projected().await;
+    let expected = tally_console::format::grouped(u128::from(before + 5));
+    let mut shown = String::new();
+    for _ in 0..300 {
+        shown = text(&c, "#kpi-requests .value").await;
+        if shown == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown, expected, "the KPI updated live within 30 s");
+    assert_eq!(text(&c, "#live").await, "live");
+    let same = c
+        .execute("return window.__same_page === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(same, json!(true), "updated in place, not reloaded");
+    seen.extend(problems(&c).await);
 
     // Switch feature and time range.
     c.goto(&app.url(&format!("{BASE}/features"))).await.unwrap();
@@ -344,14 +397,22 @@ async fn the_console_works_in_a_real_browser() {
     let metrics = app
         .data(&format!("{API}/features/chatbot/metrics?time_range=7d"))
         .await;
-    assert_eq!(
-        text(&c, "#f-cost .value").await,
-        tally_console::format::money_of(&metrics["costs"]["total_cost_usd"])
-    );
-    assert_eq!(
-        text(&c, "#f-success .value").await,
-        tally_console::format::percent(&metrics["realtime"]["success_rate"])
-    );
+    {
+        let expected = tally_console::format::money_of(&metrics["costs"]["total_cost_usd"]);
+        assert_ne!(
+            expected, "—",
+            "the API answered a number for #f-cost .value"
+        );
+        assert_eq!(text(&c, "#f-cost .value").await, expected);
+    }
+    {
+        let expected = tally_console::format::percent(&metrics["realtime"]["success_rate"]);
+        assert_ne!(
+            expected, "—",
+            "the API answered a number for #f-success .value"
+        );
+        assert_eq!(text(&c, "#f-success .value").await, expected);
+    }
 
     // Change the model in staging through the dialog; the history grows; traffic on the new
     // model shows in the per-model split; roll back.

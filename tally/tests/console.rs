@@ -348,7 +348,14 @@ async fn pages_show_the_numbers_of_the_events_and_of_the_api() {
         page.contains("openai/gpt-4o</td><td class=\"num\">2</td><td class=\"num\">$0.018"),
         "{page}"
     );
-    assert!(page.contains("80.0%"), "{page}");
+    assert!(
+        page.contains("$0.018</td><td class=\"num\">80.0%"),
+        "gpt-4o's share: {page}"
+    );
+    assert!(
+        page.contains("$0.0045</td><td class=\"num\">20.0%"),
+        "claude's share: {page}"
+    );
 
     // Spending, as finance: per feature, exact amounts on the rows, the API's total.
     let mut finance = Browser::new(&app);
@@ -462,6 +469,62 @@ async fn sessions_csrf_and_roles_are_enforced_and_refusals_change_nothing() {
         .await;
     assert_eq!(forged.status, 403);
     assert!(!nobody.cookies.contains_key("tally_session"));
+    // A sign-in form posted with another browser's token (the cookie is this browser's).
+    let mut other = Browser::new(&app);
+    other.get(&format!("{BASE}/sign-in")).await;
+    let stolen = hidden(&nobody.get(&format!("{BASE}/sign-in")).await.body, "csrf");
+    let mixed = other
+        .post(
+            &format!("{BASE}/sign-in"),
+            &[("csrf", &stolen), ("key", ADMIN_KEY)],
+        )
+        .await;
+    assert_eq!(mixed.status, 403);
+    assert!(!other.cookies.contains_key("tally_session"));
+    // Behind a TLS proxy the session cookie is Secure.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = plain
+        .get(app.url(&format!("{BASE}/sign-in")))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    let pre = form.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(pre.contains("; Secure"), "{pre}");
+    let token = hidden(&form.text().await.unwrap(), "csrf");
+    let signed = plain
+        .post(app.url(&format!("{BASE}/sign-in")))
+        .header("x-forwarded-proto", "https")
+        .header("cookie", pre.split(';').next().unwrap())
+        .form(&[("csrf", token.as_str()), ("key", ADMIN_KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 303);
+    let session = signed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("tally_session="))
+        .unwrap();
+    assert!(
+        session.contains("; Secure") && session.contains("HttpOnly"),
+        "{session}"
+    );
+    // Sign-in pages say only what the server chose: a link's own words are not shown.
+    let page = nobody
+        .get(&format!(
+            "{BASE}/sign-in?why=Tally%20moved%2C%20paste%20your%20key%20at%20evil"
+        ))
+        .await;
+    assert!(!page.body.contains("Tally moved"));
+    let page = nobody.get(&format!("{BASE}/sign-in?why=signed-out")).await;
+    assert!(page.body.contains("You signed out."));
+
     // Wrong keys.
     let mut wrong = Browser::new(&app);
     let answer = wrong.sign_in("tally_nope").await;
@@ -575,6 +638,46 @@ async fn sessions_csrf_and_roles_are_enforced_and_refusals_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assets_are_served_fingerprinted_and_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    let mut browser = Browser::new(&app);
+    let page = browser.get(&format!("{BASE}/sign-in")).await.body;
+    for (name, file) in [
+        ("app.css", include_str!("../../console/assets/app.css")),
+        ("app.js", include_str!("../../console/assets/app.js")),
+    ] {
+        let url = tally_console::assets::url(name);
+        let (stem, ext) = name.split_once('.').unwrap();
+        assert!(
+            url.starts_with(&format!("{BASE}/assets/{stem}.")) && url.ends_with(ext),
+            "{url}"
+        );
+        assert_ne!(
+            url,
+            format!("{BASE}/assets/{name}"),
+            "named by a fingerprint"
+        );
+        if name == "app.css" {
+            assert!(
+                page.contains(&url),
+                "the page links the fingerprinted stylesheet"
+            );
+        }
+        let served = browser.get(&url).await;
+        assert_eq!(served.status, 200);
+        assert_eq!(served.body, file);
+        assert_eq!(
+            served.headers["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+        let plain = browser.get(&format!("{BASE}/assets/{name}")).await;
+        assert_eq!(plain.status, 404, "only the fingerprinted name is served");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forms_change_what_the_api_changes() {
     let dir = tempfile::tempdir().unwrap();
     let (app, _keys) = started(dir.path()).await;
@@ -640,6 +743,33 @@ async fn forms_change_what_the_api_changes() {
         .data(&format!("{API}/features/chatbot/deployments"))
         .await;
     assert_eq!(history.as_array().unwrap().len(), 3);
+
+    // Settings: a partial update; an empty description clears it, the config stays.
+    let (status, _) = app
+        .send(
+            "PUT",
+            &format!("{API}/features/chatbot"),
+            Some(json!({"description": "old words", "config": {"temperature": 0.2}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let saved = admin
+        .post(
+            &format!("{BASE}/features/chatbot/settings"),
+            &[
+                ("csrf", &token),
+                ("display_name", "Chat"),
+                ("description", ""),
+                ("status", "maintenance"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303);
+    let feature = app.data(&format!("{API}/features/chatbot")).await;
+    assert_eq!(feature["display_name"], "Chat");
+    assert_eq!(feature["status"], "maintenance");
+    assert_eq!(feature["description"], Value::Null);
+    assert_eq!(feature["config"], json!({"temperature": 0.2}));
 
     // A price, and a refused one with its field named on the page.
     let added = admin

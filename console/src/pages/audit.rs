@@ -9,7 +9,6 @@ use tally_domain::access::Access;
 use super::{items, when};
 use crate::api::encode;
 use crate::document::{failed, Page};
-use crate::format;
 use crate::shell::Ctx;
 
 const PAGE: usize = 100;
@@ -20,21 +19,28 @@ pub async fn page(ctx: Ctx) -> Response {
         return refused.into_response();
     }
     let mut path = format!("/audit?limit={PAGE}");
-    for name in ["before", "actor", "action", "resource"] {
+    for (name, api) in [
+        ("before_id", "before_id"),
+        ("actor", "actor"),
+        ("action", "action"),
+        ("resource", "resource"),
+    ] {
         if let Some(value) = ctx.view.param(name) {
-            path.push_str(&format!("&{name}={}", encode(value)));
+            path.push_str(&format!("&{api}={}", encode(value)));
         }
     }
     let answer = ctx.console.api.get(&ctx.signed.caller, &path).await;
     let now = ctx.console.clock.now();
     let body = html! {
         form method="get" class="filters" role="search" aria-label="Filter the audit log" {
+            input type="hidden" name="time_range" value=(ctx.view.time_range);
+            @if let Some(e) = &ctx.view.environment { input type="hidden" name="environment" value=(e); }
             @for (name, label, hint) in [("actor", "Actor", "a key's name, cli"), ("action", "Action", "feature.update"), ("resource", "Resource", "feature or feature:chatbot")] {
                 div { label for=(name) { (label) } input id=(name) name=(name) placeholder=(hint) value=(ctx.view.param(name).unwrap_or_default()); }
             }
             div { button type="submit" { "Filter" } }
             @if ["actor", "action", "resource"].iter().any(|n| ctx.view.param(n).is_some()) {
-                div { a class="button" href=(ctx.view.path) { "Clear" } }
+                div { a class="button" href=(ctx.view.with(&[("actor", None), ("action", None), ("resource", None), ("before_id", None)])) { "Clear" } }
             }
         }
         section class="card" {
@@ -56,13 +62,13 @@ pub async fn page(ctx: Ctx) -> Response {
                         } } }
                     } }
                     @if items(list).len() == PAGE {
-                        @if let Some(last) = items(list).last().and_then(|e| format::instant(&e["at"])) {
-                            p { a class="button" href=(ctx.view.with(&[("before", Some(&last.to_rfc3339()))])) { "Older entries" } }
+                        @if let Some(last) = items(list).last().and_then(|e| e["id"].as_str()) {
+                            p { a class="button" href=(ctx.view.with(&[("before_id", Some(last))])) { "Older entries" } }
                         }
                     }
                 }
             }
         }
     };
-    Page::new(&ctx, "/audit", "Audit log", body).into_response()
+    Page::fixed(&ctx, "/audit", "Audit log", body, None).into_response()
 }

@@ -53,7 +53,7 @@ pub async fn page(ctx: Ctx) -> Response {
             }
         }
     };
-    Page::new(&ctx, "/budgets", "Budgets & alerts", body).into_response()
+    Page::fixed(&ctx, "/budgets", "Budgets & alerts", body, None).into_response()
 }
 
 /// Budget bars; `full` adds the forecast and the thresholds.
@@ -107,9 +107,12 @@ pub fn alert_list(ctx: &Ctx, alerts: &Value, now: DateTime<Utc>, full: bool) -> 
                 td { (badge_of(&a["severity"])) }
                 td { (when(&a["started_at"], now)) }
                 @if full {
-                    td { @for d in items(&a["deliveries"]) {
-                        div { (badge_of(&d["status"])) " " span class="note" { (d["transition"].as_str().unwrap_or_default()) ", " (items(&d["attempts"]).len()) " attempts" } }
-                    } }
+                    td {
+                        @if items(&a["deliveries"]).is_empty() { span class="note" { "none (no channel)" } }
+                        @for d in items(&a["deliveries"]) {
+                            div { (badge_of(&d["status"])) " " span class="note" { (d["transition"].as_str().unwrap_or_default()) ", " (items(&d["attempts"]).len()) " attempts" } }
+                        }
+                    }
                     td {
                         @if let Some(by) = a["acknowledged_by"].as_str() { (by) " " (when(&a["acknowledged_at"], now)) }
                         @else if ctx.can(Access::Admin) && a["state"] != "resolved" {

@@ -44,5 +44,5 @@ pub async fn page(ctx: Ctx) -> Response {
             }
         }
     };
-    Page::new(&ctx, "/experiments", "Experiments", body).into_response()
+    Page::fixed(&ctx, "/experiments", "Experiments", body, None).into_response()
 }

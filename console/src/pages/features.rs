@@ -347,7 +347,6 @@ async fn models_tab(ctx: &Ctx, name: &str, detail: Option<&Value>) -> Markup {
                     None => p class="empty" { "No model is assigned in " (env) " yet." },
                 }
                 @if ctx.can(Access::Admin) {
-                    (change_dialog(ctx, name, &env, current, &models, perf_here, &back))
                     @if let Some(t) = &target {
                         @let question = format!("Roll back {name} in {env} to {}/{}?", t.provider, t.model);
                         form method="post" action={(feature_url(name)) "/rollback"} data-confirm=(question) class="inline" {
@@ -365,6 +364,11 @@ async fn models_tab(ctx: &Ctx, name: &str, detail: Option<&Value>) -> Markup {
                     Some(p) => (model_split(p)),
                     None => p class="empty" { "Performance is unavailable." },
                 }
+            }
+        }
+        @if ctx.can(Access::Admin) {
+            section class="card" id="change-model" {
+                (change_dialog(ctx, name, &env, current, &models, perf_here, &back))
             }
         }
         section class="card" id="environments" data-live {
@@ -441,10 +445,21 @@ fn change_dialog(
     perf: Option<&Value>,
     back: &str,
 ) -> Markup {
-    let list = models
+    let all = models
         .as_ref()
         .map(|m| items(&m["data"]).to_vec())
         .unwrap_or_default();
+    // Candidates do the same kind of work as the current model (an embedding model cannot
+    // answer a chatbot); with nothing assigned yet, every model is a candidate.
+    let kind = all
+        .iter()
+        .find(|m| m["name"] == current["model"] && m["provider"] == current["provider"])
+        .map(|m| m["model_type"].clone());
+    let list: Vec<Value> = all
+        .iter()
+        .filter(|m| kind.as_ref().is_none_or(|k| m["model_type"] == *k))
+        .cloned()
+        .collect();
     let error = ctx.field_error("model_id");
     html! {
         details class="dialog" open[error.is_some()] {
@@ -457,7 +472,9 @@ fn change_dialog(
                     input type="hidden" name="environment" value=(env);
                     input type="hidden" name="back" value=(back);
                     fieldset {
-                        legend { "Candidate models (price per million tokens; performance in " (env) ", last " (ctx.view.time_range) ")" }
+                        legend { "Candidate models"
+                            @if let Some(k) = kind.as_ref().and_then(Value::as_str) { " of type " (k) }
+                            " (price per million tokens; performance in " (env) ", last " (ctx.view.time_range) ")" }
                         div class="table-scroll" { table {
                             thead { tr { th scope="col" { "Model" } th scope="col" class="num" { "Input" } th scope="col" class="num" { "Output" }
                                 th scope="col" class="num" { "Requests" } th scope="col" class="num" { "p95" } th scope="col" class="num" { "Error rate" } } }
@@ -486,6 +503,52 @@ fn change_dialog(
                 }
             }
         }
+    }
+}
+
+/// One row of the Prompts tab: a stored version with its metrics, or a version only events
+/// name (shown after the stored ones, as the API lists them).
+struct VersionRow {
+    label: String,
+    stored: Option<Value>,
+    metrics: Option<Value>,
+}
+
+/// The versions to show: stored versions oldest first, each with its metrics, then versions
+/// only events name (so traffic under an unknown version is never hidden).
+fn version_rows(versions: &Value, metrics: Option<&Value>) -> Vec<VersionRow> {
+    let measured = metrics.map_or(&[][..], |m| items(&m["versions"]));
+    let mut rows: Vec<VersionRow> = items(versions)
+        .iter()
+        .map(|v| {
+            let label = v["version"].to_string();
+            VersionRow {
+                metrics: measured
+                    .iter()
+                    .find(|m| m["version"].as_str() == Some(label.as_str()))
+                    .cloned(),
+                stored: Some(v.clone()),
+                label,
+            }
+        })
+        .collect();
+    for m in measured.iter().filter(|m| m["known"] == false) {
+        rows.push(VersionRow {
+            label: m["version"].as_str().unwrap_or_default().to_string(),
+            stored: None,
+            metrics: Some(m.clone()),
+        });
+    }
+    rows
+}
+
+/// The review step a version's status allows from the console (`draft` → `review` →
+/// `approved`), as (next status, button label).
+fn next_step(status: &str) -> Option<(&'static str, &'static str)> {
+    match status {
+        "draft" => Some(("review", "Send to review")),
+        "review" => Some(("approved", "Approve")),
+        _ => None,
     }
 }
 
@@ -520,26 +583,29 @@ async fn prompts_tab(ctx: &Ctx, name: &str) -> Markup {
     }))
     .await;
     let back = ctx.view.with(&[]);
+    let admin = ctx.can(Access::Admin);
     html! {
         @for (p, (versions, metrics)) in prompts.iter().zip(&details) {
             @let id = p["id"].as_str().unwrap_or_default();
             section class="card" {
                 h2 { (p["name"].as_str().unwrap_or_default()) }
+                @if let Err(f) = metrics { (failed("The versions' metrics", f, &back)) }
                 @match versions {
                     Err(f) => (failed("The versions", f, &back)),
                     Ok(v) => div class="table-scroll" { table {
                         thead { tr { th scope="col" { "Version" } th scope="col" { "Status" } th scope="col" { "Active" }
                             th scope="col" class="num" { "Requests" } th scope="col" class="num" { "Error rate" }
-                            th scope="col" class="num" { "p95" } th scope="col" class="num" { "Cost" } th scope="col" { "" } } }
-                        tbody { @for version in items(v) {
-                            @let number = &version["version"];
-                            @let label = number.to_string();
-                            @let m = metrics.as_ref().ok().and_then(|m| items(&m["versions"]).iter().find(|x| x["version"].as_str() == Some(label.as_str())));
+                            th scope="col" class="num" { "p95" } th scope="col" class="num" { "Cost" }
+                            @if admin { th scope="col" { "Change" } } } }
+                        tbody { @for row in version_rows(v, metrics.as_ref().ok()) {
                             tr {
-                                td { "v" (number) }
-                                td { (badge_of(&version["status"])) }
-                                td { @if version["is_active"] == true { (badge("active")) } }
-                                @match m {
+                                td { @if row.label.is_empty() { "(none named)" } @else { "v" (row.label) } }
+                                td { @match &row.stored {
+                                    Some(stored) => (badge_of(&stored["status"])),
+                                    None => span class="note" { "not a stored version (named by events only)" },
+                                } }
+                                td { @if row.stored.as_ref().is_some_and(|s| s["is_active"] == true) { (badge("active")) } }
+                                @match &row.metrics {
                                     Some(m) => {
                                         td class="num" { (format::count(&m["requests"])) }
                                         td class="num" { (format::percent(&m["error_rate"])) }
@@ -548,13 +614,26 @@ async fn prompts_tab(ctx: &Ctx, name: &str) -> Markup {
                                     }
                                     None => { td class="num" { "0" } td class="num" { "—" } td class="num" { "—" } td class="num" { "—" } }
                                 }
-                                td { @if ctx.can(Access::Admin) && version["status"] == "approved" && version["is_active"] != true {
-                                    form method="post" action={(feature_url(name)) "/prompts/" (encode(id)) "/activate"} class="inline"
-                                        data-confirm={"Make version " (number) " the active prompt of " (name) "?"} {
-                                        (ctx.csrf())
-                                        input type="hidden" name="version" value=(number);
-                                        input type="hidden" name="back" value=(back);
-                                        button type="submit" { "Activate" }
+                                @if admin { td {
+                                    @if let Some(stored) = &row.stored {
+                                        @if let Some((next, label)) = next_step(stored["status"].as_str().unwrap_or_default()) {
+                                            form method="post" action={(feature_url(name)) "/prompts/" (encode(id)) "/status"} class="inline" {
+                                                (ctx.csrf())
+                                                input type="hidden" name="version" value=(row.label);
+                                                input type="hidden" name="status" value=(next);
+                                                input type="hidden" name="back" value=(back);
+                                                button type="submit" { (label) }
+                                            }
+                                        }
+                                        @if stored["status"] == "approved" && stored["is_active"] != true {
+                                            form method="post" action={(feature_url(name)) "/prompts/" (encode(id)) "/activate"} class="inline"
+                                                data-confirm={"Make version " (row.label) " the active prompt of " (name) "?"} {
+                                                (ctx.csrf())
+                                                input type="hidden" name="version" value=(row.label);
+                                                input type="hidden" name="back" value=(back);
+                                                button type="submit" { "Activate" }
+                                            }
+                                        }
                                     }
                                 } }
                             }
@@ -570,36 +649,49 @@ fn settings_tab(ctx: &Ctx, name: &str, detail: Option<&Value>) -> Markup {
     let Some(d) = detail else {
         return html! { p class="empty" { code { (name) } " is not registered; register it with POST /features to give it settings." } };
     };
-    let admin = ctx.can(Access::Admin);
+    if !ctx.can(Access::Admin) {
+        return html! {
+            section class="card" {
+                h2 { "Settings" }
+                dl class="facts" {
+                    dt { "Display name" } dd { (d["display_name"].as_str().unwrap_or_default()) }
+                    dt { "Status" } dd { (badge_of(&d["status"])) }
+                    dt { "Description" } dd { (d["description"].as_str().unwrap_or("—")) }
+                }
+                p class="note" { "Only a platform_admin key can change these." }
+            }
+        };
+    }
     html! {
         section class="card" {
             h2 { "Settings" }
             form method="post" action={(feature_url(name)) "/settings"} {
                 (ctx.csrf())
                 input type="hidden" name="back" value=(ctx.view.with(&[]));
-                fieldset disabled[!admin] {
-                    div class="form-grid" {
-                        div {
-                            label for="display_name" { "Display name" }
-                            input id="display_name" name="display_name" value=(d["display_name"].as_str().unwrap_or_default()) required maxlength="200";
-                            @if let Some(e) = ctx.field_error("display_name") { p class="field-error" { (e) } }
-                        }
-                        div {
-                            label for="status" { "Status" }
-                            select id="status" name="status" {
-                                @for s in ["active", "inactive", "maintenance"] {
-                                    option value=(s) selected[d["status"] == s] { (s) }
-                                }
-                            }
-                            @if let Some(e) = ctx.field_error("status") { p class="field-error" { (e) } }
-                        }
+                div class="form-grid" {
+                    div {
+                        label for="display_name" { "Display name" }
+                        input id="display_name" name="display_name" value=(ctx.typed("display_name").unwrap_or(d["display_name"].as_str().unwrap_or_default())) required maxlength="200"
+                            aria-invalid=[ctx.field_error("display_name").map(|_| "true")] aria-describedby=[ctx.field_error("display_name").map(|_| "display_name-error")];
+                        @if let Some(e) = ctx.field_error("display_name") { p class="field-error" id="display_name-error" { (e) } }
                     }
-                    label for="description" { "Description" }
-                    textarea id="description" name="description" rows="3" { (d["description"].as_str().unwrap_or_default()) }
-                    @if let Some(e) = ctx.field_error("description") { p class="field-error" { (e) } }
-                    @if admin { p { button type="submit" class="primary" { "Save settings" } } }
+                    div {
+                        label for="status" { "Status" }
+                        select id="status" name="status" aria-invalid=[ctx.field_error("status").map(|_| "true")] aria-describedby=[ctx.field_error("status").map(|_| "status-error")] {
+                            @for s in ["active", "inactive", "maintenance"] {
+                                option value=(s) selected[ctx.typed("status").map_or(d["status"] == s, |t| t == s)] { (s) }
+                            }
+                        }
+                        @if let Some(e) = ctx.field_error("status") { p class="field-error" id="status-error" { (e) } }
+                    }
                 }
-                @if !admin { p class="note" { "Only a platform_admin key can change settings." } }
+                label for="description" { "Description" }
+                textarea id="description" name="description" rows="3"
+                    aria-invalid=[ctx.field_error("description").map(|_| "true")] aria-describedby=[ctx.field_error("description").map(|_| "description-error")] {
+                    (ctx.typed("description").unwrap_or(d["description"].as_str().unwrap_or_default()))
+                }
+                @if let Some(e) = ctx.field_error("description") { p class="field-error" id="description-error" { (e) } }
+                p { button type="submit" class="primary" { "Save settings" } }
             }
         }
     }

@@ -62,7 +62,12 @@ async fn render(
                         input id="key-name" name="name" required maxlength="100" aria-invalid=[error_for("name").map(|_| "true")];
                         @if let Some(e) = error_for("name") { p class="field-error" { (e) } } }
                     div { label for="key-role" { "Role" }
-                        select id="key-role" name="role" { @for r in Role::ALL { option value=(r.as_str()) { (r.as_str()) } } }
+                        select id="key-role" name="role" {
+                            // The least powerful role that reads the dashboards comes first.
+                            @for r in [Role::Viewer, Role::Finance, Role::Ingest, Role::PlatformAdmin] {
+                                option value=(r.as_str()) selected[ctx.typed("role").map_or(r == Role::Viewer, |t| t == r.as_str())] { (r.as_str()) }
+                            }
+                        }
                         @if let Some(e) = error_for("role") { p class="field-error" { (e) } } }
                     div { button type="submit" class="primary" { "Create key" } }
                 }
@@ -76,7 +81,7 @@ async fn render(
             }
         }
     };
-    Page::new(ctx, "/api-keys", "API keys", body)
+    Page::fixed(ctx, "/api-keys", "API keys", body, None)
 }
 
 fn table(ctx: &Ctx, list: &Value, now: chrono::DateTime<chrono::Utc>) -> Markup {
@@ -97,6 +102,7 @@ fn table(ctx: &Ctx, list: &Value, now: chrono::DateTime<chrono::Utc>) -> Markup 
                         form method="post" action={(BASE) "/api-keys/" (encode(id)) "/revoke"} class="inline"
                             data-confirm={"Revoke the key " (name) "? Everything using it stops working at once" @if mine { ", including this session" } "."} {
                             (ctx.csrf())
+                            input type="hidden" name="back" value=(ctx.view.with(&[]));
                             button type="submit" class="danger" { "Revoke" }
                         }
                     } }

@@ -148,7 +148,7 @@ pub async fn page(ctx: Ctx) -> Response {
                             h3 { (p["name"].as_str().unwrap_or_default()) " " span class="note" { (p["type"].as_str().unwrap_or_default()) } }
                             @match h {
                                 Ok(h) => {
-                                    p { (badge_of(&h["status"])) " health score " strong { (h["score"]) } " / 100" }
+                                    p { (badge_of(&h["status"])) " health score " strong { (super::overview::score(&h["score"])) } " / 100" }
                                     @let reasons = items(&h["reasons"]);
                                     @if reasons.is_empty() { p class="note" { "No deductions in the last 15 minutes." } }
                                     @else { ul class="note" { @for r in reasons { li { (r.as_str().unwrap_or_default()) } } } }
@@ -194,6 +194,26 @@ pub async fn page(ctx: Ctx) -> Response {
             }
             @if let Err(f) = &perf { (failed("Recent performance", f, &back)) }
         }
+        @if let Ok(p) = &perf {
+            @let unknown: Vec<&Value> = items(&p["models"]).iter().filter(|m| m["registered"] == false).collect();
+            @if !unknown.is_empty() {
+                section class="card" id="unregistered" {
+                    h2 { "Seen in events, not registered" }
+                    p class="note" { "These models served requests in the last " (ctx.view.time_range)
+                        " but are not in the catalog, so they have no price and their requests stay unpriced. "
+                        "Register the provider (POST /providers) and the model (POST /models), then add its price here." }
+                    div class="table-scroll" { table {
+                        thead { tr { th scope="col" { "Model" } th scope="col" class="num" { "Requests" } th scope="col" class="num" { "Unpriced" } th scope="col" class="num" { "p95" } } }
+                        tbody { @for m in unknown { tr {
+                            td { (m["provider_name"].as_str().unwrap_or_default()) "/" (m["name"].as_str().unwrap_or_default()) }
+                            td class="num" { (format::count(&m["usage_count"])) }
+                            td class="num" { (format::count(&m["unpriced_requests"])) }
+                            td class="num" { (format::latency(&m["latency_p95_ms"])) }
+                        } } }
+                    } }
+                }
+            }
+        }
     };
     Page::new(&ctx, "/models", "Models & providers", body).into_response()
 }
@@ -214,10 +234,9 @@ fn card(
     );
     let slug = id.replace('-', "");
     let admin = ctx.can(Access::Admin);
-    let price_error = |f: &str| {
-        ctx.field_error(f)
-            .filter(|_| ctx.view.param("model") == Some(id))
-    };
+    let here = ctx.view.param("model") == Some(id);
+    let price_error = |f: &str| ctx.field_error(f).filter(|_| here);
+    let typed = |f: &str| ctx.typed(f).filter(|_| here);
     html! {
         article class="card" id={"model-" (slug)} {
             h3 { (label) " " (badge_of(&m["status"])) " " span class="note" { (m["model_type"].as_str().unwrap_or_default()) } }
@@ -255,24 +274,28 @@ fn card(
             }
             @if admin {
                 @let back_here = format!("{}#model-{slug}", ctx.view.with(&[("model", Some(id))]));
-                details class="dialog" open[price_error("effective_from").or(price_error("input_usd_per_mtok")).or(price_error("output_usd_per_mtok")).is_some()] {
+                details class="dialog" open[here && ctx.flash.as_ref().is_some_and(|f| !f.ok)] {
                     summary { "Add a price…" }
+                    p class="note" { "Dollars per million tokens; prices are never changed, a new one takes effect from its date." }
                     div class="panel" {
                         form method="post" action={(BASE) "/models/" (encode(id)) "/prices"} {
                             (ctx.csrf())
                             input type="hidden" name="back" value=(back_here);
                             div class="form-grid" {
-                                div { label for={"from-" (slug)} { "Effective from (UTC)" }
-                                    input id={"from-" (slug)} name="effective_from" type="datetime-local" required;
-                                    @if let Some(e) = price_error("effective_from") { p class="field-error" { (e) } } }
-                                div { label for={"in-" (slug)} { "Input $ / M tokens" }
-                                    input id={"in-" (slug)} name="input_usd_per_mtok" inputmode="decimal" required;
-                                    @if let Some(e) = price_error("input_usd_per_mtok") { p class="field-error" { (e) } } }
-                                div { label for={"cached-" (slug)} { "Cached input $ / M tokens" }
-                                    input id={"cached-" (slug)} name="cached_input_usd_per_mtok" inputmode="decimal"; }
-                                div { label for={"out-" (slug)} { "Output $ / M tokens" }
-                                    input id={"out-" (slug)} name="output_usd_per_mtok" inputmode="decimal" required;
-                                    @if let Some(e) = price_error("output_usd_per_mtok") { p class="field-error" { (e) } } }
+                                div { label for={"from-" (slug)} { "From (UTC)" }
+                                    input id={"from-" (slug)} name="effective_from" type="datetime-local" required value=[typed("effective_from")]
+                                        aria-invalid=[price_error("effective_from").map(|_| "true")] aria-describedby=[price_error("effective_from").map(|_| format!("from-{slug}-error"))];
+                                    @if let Some(e) = price_error("effective_from") { p class="field-error" id={"from-" (slug) "-error"} { (e) } } }
+                                div { label for={"in-" (slug)} { "Input $/M" }
+                                    input id={"in-" (slug)} name="input_usd_per_mtok" inputmode="decimal" required value=[typed("input_usd_per_mtok")]
+                                        aria-invalid=[price_error("input_usd_per_mtok").map(|_| "true")] aria-describedby=[price_error("input_usd_per_mtok").map(|_| format!("in-{slug}-error"))];
+                                    @if let Some(e) = price_error("input_usd_per_mtok") { p class="field-error" id={"in-" (slug) "-error"} { (e) } } }
+                                div { label for={"cached-" (slug)} { "Cached $/M" }
+                                    input id={"cached-" (slug)} name="cached_input_usd_per_mtok" inputmode="decimal" value=[typed("cached_input_usd_per_mtok")]; }
+                                div { label for={"out-" (slug)} { "Output $/M" }
+                                    input id={"out-" (slug)} name="output_usd_per_mtok" inputmode="decimal" required value=[typed("output_usd_per_mtok")]
+                                        aria-invalid=[price_error("output_usd_per_mtok").map(|_| "true")] aria-describedby=[price_error("output_usd_per_mtok").map(|_| format!("out-{slug}-error"))];
+                                    @if let Some(e) = price_error("output_usd_per_mtok") { p class="field-error" id={"out-" (slug) "-error"} { (e) } } }
                             }
                             p { button type="submit" class="primary" { "Add price" } }
                         }

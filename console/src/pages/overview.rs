@@ -38,7 +38,7 @@ pub async fn page(ctx: Ctx) -> Response {
         Ok(o) => o,
         Err(f) => {
             let body = failed("The overview", &f, &ctx.view.with(&[]));
-            return Page::new(&ctx, "/", "Overview", body).into_response();
+            return Page::fixed(&ctx, "/", "Overview", body, None).into_response();
         }
     };
     let names: Vec<String> = items(&overview["providers"])
@@ -93,7 +93,7 @@ pub async fn page(ctx: Ctx) -> Response {
         }
         (pipeline(&overview["pipeline"]))
     };
-    Page::live(&ctx, "/", "Overview", body, stream_url(None)).into_response()
+    Page::fixed(&ctx, "/", "Overview", body, Some(stream_url(None))).into_response()
 }
 
 /// The console's event stream URL (for `feature`, or all features).
@@ -112,7 +112,7 @@ fn spending(s: &Value) -> Markup {
             (kpi("spend-month", "Month to date", format::money_of(&s["month_to_date"]["total_cost_usd"]),
                 Some(cost_note(&s["month_to_date"]))))
             (kpi("spend-30d", "Last 30 days", format::money_of(&s["last_30_days"]["total_cost_usd"]),
-                Some(html! { (cost_note(&s["last_30_days"])) br; (trend(&s["trend"], s["previous_30_days"]["requests"].as_u64().unwrap_or(0) > 0)) })))
+                Some(html! { (cost_note(&s["last_30_days"])) br; (trend(&s["trend"], s["previous_30_days"]["total_cost_usd"].as_str().and_then(format::pico_dollars).is_some_and(|p| p != 0))) })))
         }
     }
 }
@@ -180,7 +180,7 @@ fn providers(list: &Value, health: &[Result<Value, crate::api::Failure>]) -> Mar
                 li {
                     strong { (p["name"].as_str().unwrap_or_default()) } " "
                     @match h {
-                        Ok(h) => { (badge_of(&h["status"])) " score " (h["score"]) }
+                        Ok(h) => { (badge_of(&h["status"])) " score " (score(&h["score"])) }
                         Err(f) => { span class="note" { "health unavailable: " (f.message) } }
                     }
                     div class="note" {
@@ -196,6 +196,13 @@ fn providers(list: &Value, health: &[Result<Value, crate::api::Failure>]) -> Mar
     }
 }
 
+/// A provider's health score out of 100 (`—` when it had no traffic to score).
+pub fn score(value: &Value) -> String {
+    value
+        .as_u64()
+        .map_or_else(|| "—".to_string(), |s| s.to_string())
+}
+
 fn pipeline(p: &Value) -> Markup {
     html! {
         p class="note" id="pipeline" data-live {
@@ -206,20 +213,45 @@ fn pipeline(p: &Value) -> Markup {
     }
 }
 
+/// How often an open event stream checks that its session still holds.
+const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `GET /live`: the JSON API's event stream for the signed-in session (`feature` optional).
+/// The stream ends within [`SESSION_RECHECK`] of the session ending (sign-out, expiry, the key
+/// revoked); the browser then reconnects and is asked to sign in.
 pub async fn live(ctx: Ctx) -> Response {
+    use futures::StreamExt;
     if let Err(refused) = ctx.signed.may(Access::ReadMetrics) {
         return refused.into_response();
     }
-    let mut path = format!("{API}/events/stream?time_range=15m");
+    let mut path = format!("{API}/events/stream");
+    let mut sep = '?';
     if let Some(feature) = ctx.view.param("feature") {
-        path.push_str(&format!("&feature={}", encode(feature)));
+        path.push_str(&format!("{sep}feature={}", encode(feature)));
+        sep = '&';
     }
     if let Some(e) = &ctx.view.environment {
-        path.push_str(&format!("&environment={e}"));
+        path.push_str(&format!("{sep}environment={e}"));
     }
-    ctx.console
+    let response = ctx
+        .console
         .api
         .call(&ctx.signed.caller, Method::GET, &path, None)
-        .await
+        .await;
+    let (parts, body) = response.into_parts();
+    let console = ctx.console.clone();
+    let hash = ctx.signed.token_hash.clone();
+    let ended = async move {
+        loop {
+            tokio::time::sleep(SESSION_RECHECK).await;
+            match console.config.session_by_hash(&hash).await {
+                Ok(Some((session, key))) if session.check(&key, console.clock.now()).is_ok() => {}
+                Ok(_) => return,
+                // A store hiccup is no verdict: the next check decides.
+                Err(_) => {}
+            }
+        }
+    };
+    let stream = body.into_data_stream().take_until(ended);
+    Response::from_parts(parts, axum::body::Body::from_stream(stream))
 }

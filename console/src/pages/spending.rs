@@ -103,11 +103,29 @@ pub async fn page(ctx: Ctx) -> Response {
 /// The daily spend, one layer per group value (the API's amounts, stacked as given).
 fn stacked(daily: &Value, g: &str) -> maud::Markup {
     let rows = items(&daily["breakdown"]);
-    let mut days: Vec<String> = rows
-        .iter()
-        .filter_map(|r| r["day"].as_str().map(str::to_string))
-        .collect();
-    days.dedup();
+    // Every UTC day the window touches, so days without spending are gaps, not missing.
+    let mut days: Vec<String> = Vec::new();
+    if let (Some(from), Some(to)) = (
+        format::instant(&daily["window"]["from"]),
+        format::instant(&daily["window"]["to"]),
+    ) {
+        let mut day = from.date_naive();
+        while day <= (to - chrono::Duration::seconds(1)).date_naive() {
+            days.push(day.to_string());
+            day = day.succ_opt().unwrap_or(day);
+            if days.len() > 400 {
+                break;
+            }
+        }
+    }
+    for r in rows {
+        if let Some(d) = r["day"].as_str() {
+            if !days.iter().any(|x| x == d) {
+                days.push(d.to_string());
+            }
+        }
+    }
+    days.sort();
     let mut names: Vec<String> = Vec::new();
     let key = if g == "day" { "day" } else { g };
     for r in rows {

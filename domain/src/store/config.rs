@@ -247,12 +247,16 @@ pub struct AuditQuery {
     pub limit: u32,
     /// Only entries made before this instant.
     pub before: Option<DateTime<Utc>>,
+    /// Only entries older than this entry: earlier, or as early and written before it (a
+    /// cursor that pages through entries sharing a timestamp without skipping any).
+    pub before_entry: Option<Uuid>,
     /// Only entries by this actor (the key's name, `cli`, …), exactly.
     pub actor: Option<String>,
     /// Only this action (`feature.update`), exactly.
     pub action: Option<String>,
-    /// Only this resource (`feature:chatbot`), or, without a `:`, every resource of this type
-    /// (`feature`).
+    /// Only this resource and what lies under it: `feature` matches every feature's entries,
+    /// `feature:chatbot` the chatbot's (and its assignments', `feature:chatbot:staging`);
+    /// whole segments only (`feat` matches nothing).
     pub resource: Option<String>,
 }
 

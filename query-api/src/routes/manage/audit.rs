@@ -23,10 +23,13 @@ static AUDIT: LazyLock<Vec<Param>> = LazyLock::new(|| {
     vec![
         limit_param(1000).describe("How many entries (default 100)"),
         Param::instant("before").describe("Only entries made before this instant"),
+        Param::uuid("before_id").describe(
+            "Only entries older than this entry (the last id of a page: the next page, none skipped)",
+        ),
         Param::text("actor").describe("Only changes by this actor (a key's name, cli, …)"),
         Param::text("action").describe("Only this action, e.g. feature.update"),
         Param::text("resource").describe(
-            "Only this resource (feature:chatbot), or every resource of a type (feature)",
+            "Only this resource and what lies under it: feature, feature:chatbot (its assignments too)",
         ),
     ]
 });
@@ -59,9 +62,14 @@ async fn audit(
         })
         .transpose()?;
     let text = |name: &str| params.get(name).map(str::to_string);
+    let before_entry = params
+        .get("before_id")
+        .map(|id| crate::routes::parse_id(id).map_err(|e| e.with_field("before_id")))
+        .transpose()?;
     let query = AuditQuery {
         limit: u32::try_from(limit).unwrap_or(u32::MAX),
         before,
+        before_entry,
         actor: text("actor"),
         action: text("action"),
         resource: text("resource"),

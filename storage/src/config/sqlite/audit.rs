@@ -15,12 +15,20 @@ impl AuditTrail for SqliteConfigStore {
             let mut stmt = c.prepare(&format!(
                 "{AUDIT_SELECT} WHERE (?1 IS NULL OR at < ?1) AND (?3 IS NULL OR actor = ?3) \
                  AND (?4 IS NULL OR action = ?4) \
-                 AND (?5 IS NULL OR resource = ?5 OR (instr(?5, ':') = 0 AND substr(resource, 1, length(?5) + 1) = ?5 || ':')) \
+                 AND (?5 IS NULL OR resource = ?5 OR substr(resource, 1, length(?5) + 1) = ?5 || ':') \
+                 AND (?6 IS NULL OR (at, rowid) < (SELECT at, rowid FROM audit_log WHERE id = ?6)) \
                  ORDER BY at DESC, rowid DESC LIMIT ?2"
             ))?;
             let rows = stmt
                 .query_map(
-                    params![q.before.map(ts), q.limit, q.actor, q.action, q.resource],
+                    params![
+                        q.before.map(ts),
+                        q.limit,
+                        q.actor,
+                        q.action,
+                        q.resource,
+                        q.before_entry.map(|id| id.to_string())
+                    ],
                     audit_row,
                 )?
                 .collect::<Result<Vec<_>, _>>()?;

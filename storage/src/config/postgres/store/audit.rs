@@ -22,7 +22,8 @@ impl AuditTrail for PostgresConfigStore {
                 sqlx::query(&format!(
                     "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE ($1::timestamptz IS NULL OR at < $1) \
                      AND ($3::text IS NULL OR actor = $3) AND ($4::text IS NULL OR action = $4) \
-                     AND ($5::text IS NULL OR resource = $5 OR (strpos($5, ':') = 0 AND left(resource, length($5) + 1) = $5 || ':')) \
+                     AND ($5::text IS NULL OR resource = $5 OR left(resource, length($5) + 1) = $5 || ':') \
+                     AND ($6::uuid IS NULL OR (at, seq) < (SELECT at, seq FROM audit_log WHERE id = $6)) \
                      ORDER BY at DESC, seq DESC LIMIT $2"
                 ))
                 .bind(query.before)
@@ -30,6 +31,7 @@ impl AuditTrail for PostgresConfigStore {
                 .bind(&query.actor)
                 .bind(&query.action)
                 .bind(&query.resource)
+                .bind(query.before_entry)
                 .fetch_all(&self.pool)
                 .await?,
                 audit_row,
