@@ -191,6 +191,16 @@ async fn wait_url(c: &Client, part: &str) {
     );
 }
 
+/// Clicks the element `locator` finds.
+async fn click(c: &Client, locator: Locator<'_>) {
+    c.find(locator)
+        .await
+        .unwrap_or_else(|e| panic!("{locator:?}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn sign_in(c: &Client, app: &TestApp, key: &str) {
     c.goto(&app.url(&format!("{BASE}/sign-in"))).await.unwrap();
     c.find(Locator::Id("key"))
@@ -199,12 +209,7 @@ async fn sign_in(c: &Client, app: &TestApp, key: &str) {
         .send_keys(key)
         .await
         .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Css("button[type=submit]")).await;
     wait_url(c, &format!("{BASE}/")).await;
 }
 
@@ -380,19 +385,13 @@ async fn the_console_works_in_a_real_browser() {
 
     // Switch feature and time range.
     c.goto(&app.url(&format!("{BASE}/features"))).await.unwrap();
-    c.find(Locator::LinkText("Chatbot"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::LinkText("Chatbot")).await;
     wait_url(&c, "/features/chatbot").await;
-    c.find(Locator::Css("nav[aria-label='Time range'] a:nth-child(3)"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &c,
+        Locator::Css("nav[aria-label='Time range'] a:nth-child(3)"),
+    )
+    .await;
     wait_url(&c, "time_range=7d").await;
     let metrics = app
         .data(&format!("{API}/features/chatbot/metrics?time_range=7d"))
@@ -433,26 +432,13 @@ async fn the_console_works_in_a_real_browser() {
         .as_str()
         .unwrap()
         .to_string();
-    c.find(Locator::Css("details.dialog > summary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Css(&format!(
-        "input[name=model_id][value='{gpt}']"
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
-    c.find(Locator::Css("details.dialog button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css("details.dialog > summary")).await;
+    click(
+        &c,
+        Locator::Css(&format!("input[name=model_id][value='{gpt}']")),
+    )
+    .await;
+    click(&c, Locator::Css("details.dialog button[type=submit]")).await;
     wait_url(&c, "tab=models").await;
     flash(&c, "now uses openai/gpt-4o").await;
     let rows_after = c
@@ -496,12 +482,7 @@ async fn the_console_works_in_a_real_browser() {
         )),
         "{split_after}"
     );
-    c.find(Locator::Css("form[action$='/rollback'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css("form[action$='/rollback'] button")).await;
     c.accept_alert().await.unwrap();
     wait_url(&c, "tab=models").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -548,12 +529,7 @@ async fn the_console_works_in_a_real_browser() {
     c.goto(&app.url(&format!("{BASE}/models?q=gemini")))
         .await
         .unwrap();
-    c.find(Locator::XPath("//summary[contains(., 'Add a price')]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::XPath("//summary[contains(., 'Add a price')]")).await;
     let form = c
         .form(Locator::Css("form[action$='/prices']"))
         .await
@@ -590,14 +566,13 @@ async fn the_console_works_in_a_real_browser() {
         .unwrap()
         .status();
     assert_eq!(status, 200);
-    c.find(Locator::XPath(
-        "//tr[td[starts-with(., 'browser test')]]//form[contains(@action, '/revoke')]//button",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(
+        &c,
+        Locator::XPath(
+            "//tr[td[starts-with(., 'browser test')]]//form[contains(@action, '/revoke')]//button",
+        ),
+    )
+    .await;
     c.accept_alert().await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     flash(&c, "revoked the key browser test").await;
@@ -611,12 +586,7 @@ async fn the_console_works_in_a_real_browser() {
     seen.extend(problems(&c).await);
 
     // A viewer sees no admin control, and a form posted anyway is refused.
-    c.find(Locator::Css(".who button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css(".who button")).await;
     wait_url(&c, "/sign-in").await;
     let viewer = tally::keys::create(app.stores.config.as_ref(), "viewer", Role::Viewer, now())
         .await
