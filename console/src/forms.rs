@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tally_domain::access::Access;
 
 use crate::api::{encode, Failure};
+use crate::document::Refusal;
 use crate::flash::Flash;
 use crate::session::Signed;
 use crate::{Console, BASE};
@@ -40,12 +41,11 @@ async fn submit(
     console: &Console,
     signed: &Signed,
     form: &Fields,
-    access: Access,
     call: (Method, String, Option<Value>),
     to: String,
     done: impl FnOnce(&Value) -> String,
 ) -> Response {
-    if let Err(refused) = signed.may(access).and_then(|()| signed.check_csrf(form)) {
+    if let Err(refused) = allowed(signed, form) {
         return refused.into_response();
     }
     let (method, path, body) = call;
@@ -53,6 +53,19 @@ async fn submit(
         Ok(answer) => Flash::ok(done(&answer)).redirect(&to),
         Err(failure) => refuse(failure, &to, form),
     }
+}
+
+/// Every console form changes configuration, which only admins may: the role, then the
+/// form's CSRF token, are checked before anything else is read or done.
+pub fn allowed(signed: &Signed, form: &Fields) -> Result<(), Refusal> {
+    signed
+        .may(Access::Admin)
+        .and_then(|()| signed.check_csrf(form))
+}
+
+/// A text field of an API answer (empty when absent), for the flash that says what happened.
+fn word<'a>(answer: &'a Value, key: &str) -> &'a str {
+    answer[key].as_str().unwrap_or_default()
 }
 
 /// Back to the form with the API's refusal, the field it names and what was typed.
@@ -74,10 +87,7 @@ pub async fn deploy_to_feature(
     Form(form): Form<Fields>,
 ) -> Response {
     let to = back(&form, &feature_page(&name, "models"));
-    if let Err(refused) = signed
-        .may(Access::Admin)
-        .and_then(|()| signed.check_csrf(&form))
-    {
+    if let Err(refused) = allowed(&signed, &form) {
         return refused.into_response();
     }
     let Some(model) = field(&form, "model_id") else {
@@ -88,7 +98,6 @@ pub async fn deploy_to_feature(
         &console,
         &signed,
         &form,
-        Access::Admin,
         (
             Method::POST,
             format!("/models/{}/deploy", encode(model)),
@@ -98,10 +107,10 @@ pub async fn deploy_to_feature(
         |a| {
             format!(
                 "{} in {} now uses {}/{}",
-                a["feature"].as_str().unwrap_or_default(),
-                a["environment"].as_str().unwrap_or_default(),
-                a["provider"].as_str().unwrap_or_default(),
-                a["model"].as_str().unwrap_or_default()
+                word(a, "feature"),
+                word(a, "environment"),
+                word(a, "provider"),
+                word(a, "model")
             )
         },
     )
@@ -124,7 +133,6 @@ pub async fn deploy_model(
         &console,
         &signed,
         &form,
-        Access::Admin,
         (
             Method::POST,
             format!("/models/{}/deploy", encode(&id)),
@@ -134,10 +142,10 @@ pub async fn deploy_model(
         |a| {
             format!(
                 "deployed {}/{} to {} in {}",
-                a["provider"].as_str().unwrap_or_default(),
-                a["model"].as_str().unwrap_or_default(),
-                a["feature"].as_str().unwrap_or_default(),
-                a["environment"].as_str().unwrap_or_default()
+                word(a, "provider"),
+                word(a, "model"),
+                word(a, "feature"),
+                word(a, "environment")
             )
         },
     )
@@ -157,7 +165,6 @@ pub async fn rollback(
         &console,
         &signed,
         &form,
-        Access::Admin,
         (
             Method::POST,
             format!("/features/{}/rollback", encode(&name)),
@@ -167,10 +174,10 @@ pub async fn rollback(
         |a| {
             format!(
                 "rolled back {} in {} to {}/{}",
-                a["feature"].as_str().unwrap_or_default(),
-                a["environment"].as_str().unwrap_or_default(),
-                a["provider"].as_str().unwrap_or_default(),
-                a["model"].as_str().unwrap_or_default()
+                word(a, "feature"),
+                word(a, "environment"),
+                word(a, "provider"),
+                word(a, "model")
             )
         },
     )
@@ -196,19 +203,13 @@ pub async fn feature_settings(
         &console,
         &signed,
         &form,
-        Access::Admin,
         (
             Method::PUT,
             format!("/features/{}", encode(&name)),
             Some(body),
         ),
         to,
-        |a| {
-            format!(
-                "saved the settings of {}",
-                a["name"].as_str().unwrap_or_default()
-            )
-        },
+        |a| format!("saved the settings of {}", word(a, "name")),
     )
     .await
 }
@@ -226,7 +227,6 @@ pub async fn activate_prompt(
         &console,
         &signed,
         &form,
-        Access::Admin,
         (
             Method::POST,
             format!(
@@ -256,7 +256,6 @@ pub async fn prompt_status(
         &console,
         &signed,
         &form,
-        Access::Admin,
         (
             Method::POST,
             format!(
@@ -267,13 +266,7 @@ pub async fn prompt_status(
             Some(json!({ "status": status })),
         ),
         to,
-        |a| {
-            format!(
-                "version {} is now {}",
-                a["version"],
-                a["status"].as_str().unwrap_or_default()
-            )
-        },
+        |a| format!("version {} is now {}", a["version"], word(a, "status")),
     )
     .await
 }
@@ -304,7 +297,6 @@ pub async fn add_price(
         &console,
         &signed,
         &form,
-        Access::Admin,
         (
             Method::POST,
             format!("/models/{}/prices", encode(&id)),
@@ -314,9 +306,9 @@ pub async fn add_price(
         |a| {
             format!(
                 "added a price for {}/{} from {}",
-                a["provider"].as_str().unwrap_or_default(),
-                a["model"].as_str().unwrap_or_default(),
-                a["effective_from"].as_str().unwrap_or_default()
+                word(a, "provider"),
+                word(a, "model"),
+                word(a, "effective_from")
             )
         },
     )
@@ -335,7 +327,6 @@ pub async fn acknowledge(
         &console,
         &signed,
         &form,
-        Access::Admin,
         (
             Method::POST,
             format!("/alerts/{}/acknowledge", encode(&id)),
@@ -359,10 +350,9 @@ pub async fn revoke_key(
         &console,
         &signed,
         &form,
-        Access::Admin,
         (Method::DELETE, format!("/api-keys/{}", encode(&id)), None),
         to,
-        |a| format!("revoked the key {}", a["name"].as_str().unwrap_or_default()),
+        |a| format!("revoked the key {}", word(a, "name")),
     )
     .await
 }

@@ -422,16 +422,9 @@ async fn the_console_works_in_a_real_browser() {
         .await
         .unwrap()
         .len();
-    let models = app.data(&format!("{API}/models")).await;
-    let gpt = models
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "gpt-4o")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let gpt = app
+        .id_where(&format!("{API}/models"), "name", "gpt-4o")
+        .await;
     click(&c, Locator::Css("details.dialog > summary")).await;
     click(
         &c,
@@ -512,16 +505,10 @@ async fn the_console_works_in_a_real_browser() {
         .await
         .unwrap();
     let api_csv = app
-        .client
-        .get(app.url(&format!(
+        .text(&format!(
             "{API}/analytics/spending?format=csv&group_by=model&time_range=7d"
-        )))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        ))
+        .await;
     assert_eq!(downloaded.as_str().unwrap(), api_csv);
     assert!(api_csv.starts_with("model,cost_usd,requests,unpriced_requests\r\n"));
 

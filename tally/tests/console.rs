@@ -401,16 +401,10 @@ async fn pages_show_the_numbers_of_the_events_and_of_the_api() {
         .starts_with("attachment"));
     assert_eq!(download.body, csv);
     let usage = app
-        .client
-        .get(app.url(&format!(
+        .text(&format!(
             "{API}/analytics/usage?format=csv&group_by=environment&time_range=24h"
-        )))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        ))
+        .await;
     let mut lines = usage.split("\r\n");
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(header[0], "environment");
@@ -534,16 +528,9 @@ async fn sessions_csrf_and_roles_are_enforced_and_refusals_change_nothing() {
     // A session with a wrong CSRF token changes nothing.
     let mut admin = Browser::new(&app);
     admin.sign_in(ADMIN_KEY).await;
-    let models = app.data(&format!("{API}/models")).await;
-    let claude = models
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "claude-3-5-sonnet")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let claude = app
+        .id_where(&format!("{API}/models"), "name", "claude-3-5-sonnet")
+        .await;
     let bad = admin
         .post(
             &format!("{BASE}/features/chatbot/deploy"),
@@ -613,16 +600,8 @@ async fn sessions_csrf_and_roles_are_enforced_and_refusals_change_nothing() {
         "the old cookie is dead"
     );
     let viewer_id = app
-        .data(&format!("{API}/api-keys"))
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["role"] == "viewer")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .id_where(&format!("{API}/api-keys"), "role", "viewer")
+        .await;
     let (status, _) = app
         .send("DELETE", &format!("{API}/api-keys/{viewer_id}"), None)
         .await;
@@ -684,19 +663,9 @@ async fn forms_change_what_the_api_changes() {
     let mut admin = Browser::new(&app);
     admin.sign_in(ADMIN_KEY).await;
     let token = admin.csrf().await;
-    let models = app.data(&format!("{API}/models")).await;
-    let id_of = |name: &str| {
-        models
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == name)
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let (gpt, claude) = (id_of("gpt-4o"), id_of("claude-3-5-sonnet"));
+    let models = format!("{API}/models");
+    let gpt = app.id_where(&models, "name", "gpt-4o").await;
+    let claude = app.id_where(&models, "name", "claude-3-5-sonnet").await;
     let back = format!("{BASE}/features/chatbot?tab=models&environment=production");
     // Deploy gpt-4o, then claude, through the change-model dialog; roll back to gpt-4o.
     for model in [&gpt, &claude] {
@@ -844,16 +813,9 @@ async fn forms_change_what_the_api_changes() {
             .contains(&secret),
         "shown once"
     );
-    let keys = app.data(&format!("{API}/api-keys")).await;
-    let id = keys
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["name"] == "grafana")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = app
+        .id_where(&format!("{API}/api-keys"), "name", "grafana")
+        .await;
     let revoked = admin
         .post(&format!("{BASE}/api-keys/{id}/revoke"), &[("csrf", &token)])
         .await;
@@ -870,16 +832,8 @@ async fn forms_change_what_the_api_changes() {
 
     // The last admin key cannot be revoked: 409 from the API, the reason on the console.
     let admin_id = app
-        .data(&format!("{API}/api-keys"))
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["role"] == "platform_admin")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .id_where(&format!("{API}/api-keys"), "role", "platform_admin")
+        .await;
     let (status, body) = app
         .send("DELETE", &format!("{API}/api-keys/{admin_id}"), None)
         .await;

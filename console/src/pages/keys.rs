@@ -17,7 +17,7 @@ use tally_domain::access::{Access, Role};
 use super::{badge, items, when};
 use crate::api::encode;
 use crate::document::{failed, Page};
-use crate::forms::field;
+use crate::forms::{allowed, field};
 use crate::session::Signed;
 use crate::shell::Ctx;
 use crate::{Console, BASE};
@@ -119,10 +119,7 @@ pub async fn create(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let signed: &Signed = &ctx.signed;
-    if let Err(refused) = signed
-        .may(Access::Admin)
-        .and_then(|()| signed.check_csrf(&form))
-    {
+    if let Err(refused) = allowed(signed, &form) {
         return refused.into_response();
     }
     let body = json!({

@@ -155,6 +155,30 @@ impl TestApp {
         body["data"].clone()
     }
 
+    /// The `id` of the first item of the listing at `path` whose `key` is `value`.
+    pub async fn id_where(&self, path: &str, key: &str, value: &str) -> String {
+        let list = self.data(path).await;
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item[key] == value)
+            .unwrap_or_else(|| panic!("no item of {path} with {key} = {value}: {list}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// GET that must succeed; returns the body as text (CSV, pages).
+    pub async fn text(&self, path: &str) -> String {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.text().await.unwrap()
+    }
+
     /// Waits until the projector has consumed everything in the log.
     pub async fn wait_projected(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
