@@ -1,6 +1,6 @@
 //! The analytics-store suites: [`analytics_store`] (commits, fencing, dedup memory, scans,
 //! retention, reset), [`log_bindings`] (the log a store's checkpoints belong to, and
-//! adoption) and [`older_rollup_has_no_prompt`] (an upgraded store). Each starts from an empty
+//! adoption) and [`older_rollup_keeps_its_numbers`] (an upgraded store). Each starts from an empty
 //! store and panics with a description on the first deviation.
 
 use tally_domain::store::{AnalyticsStore, StoreError};
@@ -8,9 +8,15 @@ use tally_schemas::{Environment, UsageEvent};
 
 use crate::t;
 
-/// After an upgrade that added the prompt dimensions, `store` holds the one day row written in
-/// the older layout (7 requests, 1 error, 123 pico-dollars), now with empty prompt dimensions.
-pub async fn older_rollup_has_no_prompt(store: &dyn AnalyticsStore, with_sketches: bool) {
+/// After an upgrade that added the prompt dimensions, then the experiment dimensions and the
+/// sum of squared costs, `store` holds the one day row written in an older layout (7 requests,
+/// 1 error, 123 pico-dollars), now with empty prompt and experiment dimensions (the prompt ones
+/// as `prompt` says when the older layout had them) and no squared costs.
+pub async fn older_rollup_keeps_its_numbers(
+    store: &dyn AnalyticsStore,
+    with_sketches: bool,
+    prompt: (&str, &str),
+) {
     use tally_domain::rollup::Resolution;
     use tally_domain::store::ScanRequest;
     let rows = store
@@ -23,11 +29,14 @@ pub async fn older_rollup_has_no_prompt(store: &dyn AnalyticsStore, with_sketche
         (
             row.key.dims.prompt_id.as_str(),
             row.key.dims.prompt_version.as_str(),
+            row.key.dims.experiment_id.as_str(),
+            row.key.dims.variant.as_str(),
             row.rollup.requests,
             row.rollup.errors,
-            row.rollup.cost.0
+            row.rollup.cost.0,
+            row.rollup.cost_squares
         ),
-        ("", "", 7, 1, 123)
+        (prompt.0, prompt.1, "", "", 7, 1, 123, 0)
     );
 }
 
@@ -282,6 +291,52 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
         .iter()
         .all(|r| r.key.dims.prompt_id == "greeter" && r.key.dims.prompt_version == "2"));
 
+    // Rows keep the experiment dimensions and the sum of squared costs, and a scan filters by
+    // them.
+    let variant_b = store
+        .scan(ScanRequest {
+            filter: Filter {
+                experiment_id: Some("checkout-test".into()),
+                variant: Some("b".into()),
+                ..Filter::default()
+            },
+            spans: vec![Span {
+                resolution: Resolution::Day,
+                from: base - 86_400,
+                to: base + 86_400,
+            }],
+            with_sketches: false,
+        })
+        .await
+        .expect("scan");
+    let in_b: Vec<&UsageEvent> = first
+        .iter()
+        .chain(&second)
+        .filter(|e| e.variant.as_deref() == Some("b"))
+        .collect();
+    assert!(!in_b.is_empty());
+    assert_eq!(
+        variant_b.iter().map(|r| r.rollup.requests).sum::<u64>(),
+        in_b.len() as u64
+    );
+    let squares: u128 = in_b
+        .iter()
+        .filter_map(|e| e.cost.picos())
+        .map(|p| (p as u128) * (p as u128))
+        .sum();
+    assert!(squares > 0);
+    assert_eq!(
+        variant_b
+            .iter()
+            .map(|r| r.rollup.cost_squares)
+            .sum::<u128>(),
+        squares,
+        "the sum of squared costs of variant b"
+    );
+    assert!(variant_b
+        .iter()
+        .all(|r| r.key.dims.experiment_id == "checkout-test" && r.key.dims.variant == "b"));
+
     // Retention works in whole UTC days: a cutoff two minutes into 2026-01-01 removes every
     // row of 2025-12-31 (all resolutions) and nothing of 2026-01-01.
     let before = store.scan(everything(false)).await.expect("scan").len();
@@ -356,6 +411,11 @@ fn sample_event(i: u32, at_s: i64, feature: &str, environment: Environment) -> U
         // Every fifth names no prompt; the rest one of two versions.
         prompt_id: (!i.is_multiple_of(5)).then(|| "greeter".to_string()),
         prompt_version: (!i.is_multiple_of(5)).then(|| (1 + i % 2).to_string()),
+        // Every third is in an experiment, in one of two variants.
+        experiment_id: i.is_multiple_of(3).then(|| "checkout-test".to_string()),
+        variant: i
+            .is_multiple_of(3)
+            .then(|| ["control", "b"][(i / 3 % 2) as usize].to_string()),
         ..UsageEvent::example()
     }
 }

@@ -14,7 +14,7 @@ pub mod analytics;
 pub mod config;
 pub mod log;
 
-pub use analytics::{analytics_store, log_bindings, older_rollup_has_no_prompt};
+pub use analytics::{analytics_store, log_bindings, older_rollup_keeps_its_numbers};
 pub use config::{changes_fail_without_their_audit_entry, config_store};
 pub use log::event_log;
 

@@ -97,37 +97,51 @@ fn sample(i: u32) -> tally_schemas::UsageEvent {
     }
 }
 
-/// A data directory written before rollups had prompt dimensions: opening it rebuilds the
-/// rollup table with them; the rows keep their numbers, with empty prompt fields.
+/// Data directories written before rollups had prompt dimensions, and before they had
+/// experiment dimensions and the sum of squared costs: opening one rebuilds the rollup table
+/// in the current layout; the row keeps its numbers, with empty new dimensions.
 #[tokio::test]
-async fn sqlite_analytics_store_upgrades_rollups_without_prompt_dimensions() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let conn = rusqlite::Connection::open(dir.path().join("analytics.db")).expect("open");
-        conn.execute_batch(
-            "CREATE TABLE rollups (
-                resolution INTEGER NOT NULL, feature TEXT NOT NULL, bucket INTEGER NOT NULL,
-                model TEXT NOT NULL, provider TEXT NOT NULL, environment TEXT NOT NULL,
-                requests INTEGER NOT NULL, errors INTEGER NOT NULL, timeouts INTEGER NOT NULL,
+async fn sqlite_analytics_store_upgrades_rollups_of_earlier_layouts() {
+    let empty = tally_domain::rollup::Rollup::default();
+    let cost = 123i128.to_le_bytes();
+    let measures = "requests INTEGER NOT NULL, errors INTEGER NOT NULL, timeouts INTEGER NOT NULL,
                 latency_sum_us INTEGER NOT NULL, input_tokens INTEGER NOT NULL,
                 output_tokens INTEGER NOT NULL, cached_input_tokens INTEGER NOT NULL,
                 cost_pico BLOB NOT NULL, unpriced INTEGER NOT NULL, latency BLOB NOT NULL,
-                users BLOB NOT NULL,
-                PRIMARY KEY (resolution, feature, bucket, model, provider, environment)
-             ) WITHOUT ROWID;
-             CREATE INDEX rollups_by_time ON rollups (resolution, bucket);",
-        )
-        .expect("the older table");
-        let cost = 123i128.to_le_bytes();
-        let empty = tally_domain::rollup::Rollup::default();
-        conn.execute(
+                users BLOB NOT NULL";
+    let dims = "resolution INTEGER NOT NULL, feature TEXT NOT NULL, bucket INTEGER NOT NULL,
+                model TEXT NOT NULL, provider TEXT NOT NULL, environment TEXT NOT NULL";
+    let layouts = [
+        (
+            format!("CREATE TABLE rollups ({dims}, {measures},
+                PRIMARY KEY (resolution, feature, bucket, model, provider, environment)) WITHOUT ROWID"),
             "INSERT INTO rollups VALUES (86400, 'chatbot', 1767225600, 'gpt-4o', 'openai', 'production', 7, 1, 0, 700, 70, 7, 0, ?1, 0, ?2, ?3)",
-            rusqlite::params![&cost[..], empty.encode_latency(), empty.encode_users()],
-        )
-        .expect("an older row");
-    }
-    for _ in 0..2 {
-        let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");
-        tally_conformance::older_rollup_has_no_prompt(&store, true).await;
+            ("", ""),
+        ),
+        (
+            format!("CREATE TABLE rollups ({dims}, prompt_id TEXT NOT NULL, prompt_version TEXT NOT NULL, {measures},
+                PRIMARY KEY (resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version)) WITHOUT ROWID"),
+            "INSERT INTO rollups VALUES (86400, 'chatbot', 1767225600, 'gpt-4o', 'openai', 'production', 'greeter', '2', 7, 1, 0, 700, 70, 7, 0, ?1, 0, ?2, ?3)",
+            ("greeter", "2"),
+        ),
+    ];
+    for (table, row, prompt) in layouts {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let conn = rusqlite::Connection::open(dir.path().join("analytics.db")).expect("open");
+            conn.execute_batch(&format!(
+                "{table}; CREATE INDEX rollups_by_time ON rollups (resolution, bucket);"
+            ))
+            .expect("the older table");
+            conn.execute(
+                row,
+                rusqlite::params![&cost[..], empty.encode_latency(), empty.encode_users()],
+            )
+            .expect("an older row");
+        }
+        for _ in 0..2 {
+            let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");
+            tally_conformance::older_rollup_keeps_its_numbers(&store, true, prompt).await;
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! Rollups: what the projector folds events into and the query API reads.
 //!
 //! A rollup row is keyed by (resolution, bucket start, feature, model, provider, environment,
-//! prompt id, prompt version); the prompt fields are empty for events that name no prompt, so
-//! per-prompt-version metrics come from the same rows as everything else.
+//! prompt id, prompt version, experiment id, variant); the prompt and experiment fields are empty
+//! for events that name none, so per-prompt-version and per-variant metrics come from the same
+//! rows as everything else.
 //! Buckets are UTC-aligned: minutes, hours and days; besides them, running totals since the
-//! projection began ([`Resolution::Total`], without the prompt fields) feed the Prometheus
+//! projection began ([`Resolution::Total`], without the prompt and experiment fields) feed the Prometheus
 //! counters without re-summing days of rows. Every event contributes to exactly one row
 //! per resolution, chosen by its `occurred_at` (not by when it arrived), so late and out-of-order
 //! events land where they belong. All fields are sums, maxima of sketch registers or bucket
@@ -26,7 +27,7 @@ pub enum Resolution {
     Hour,
     Day,
     /// Running totals since the projection began: one row per (feature, model, provider,
-    /// environment), prompt fields empty, in the single bucket [`TOTAL_BUCKET`]. Retention never
+    /// environment), prompt and experiment fields empty, in the single bucket [`TOTAL_BUCKET`]. Retention never
     /// drops them (their bucket lies beyond any retention horizon), so what they count only ever
     /// grows — the source of the Prometheus counters.
     Total,
@@ -82,6 +83,10 @@ pub struct Dims {
     pub prompt_id: String,
     /// The event's `prompt_version`, empty when it named none.
     pub prompt_version: String,
+    /// The event's `experiment_id`, empty when it named none.
+    pub experiment_id: String,
+    /// The event's `variant`, empty when it named none.
+    pub variant: String,
 }
 
 /// Identity of a rollup row.
@@ -108,6 +113,10 @@ pub struct Rollup {
     pub cost: Pico,
     /// Requests whose model had no price at `occurred_at` and no reported cost.
     pub unpriced: u64,
+    /// Sum over the priced requests of each one's cost squared (pico-dollars²): with `cost`
+    /// it gives the variance of cost per request. Saturates instead of wrapping (a sum past
+    /// 3.4·10³⁸ would need 10¹⁴ one-dollar requests in one row).
+    pub cost_squares: u128,
     pub latency: LatencySketch,
     pub users: Hll,
 }
@@ -126,7 +135,11 @@ impl Rollup {
         self.output_tokens += e.output_tokens;
         self.cached_input_tokens += e.cached_input_tokens;
         match e.cost {
-            Cost::Reported(p) | Cost::Computed(p) => self.cost += Pico(i128::from(p)),
+            Cost::Reported(p) | Cost::Computed(p) => {
+                self.cost += Pico(i128::from(p));
+                let square = i128::from(p).unsigned_abs().pow(2);
+                self.cost_squares = self.cost_squares.saturating_add(square);
+            }
             Cost::Unpriced | Cost::Pending => self.unpriced += 1,
         }
         self.latency.insert(e.latency_us);
@@ -152,6 +165,7 @@ impl Rollup {
         self.output_tokens += other.output_tokens;
         self.cached_input_tokens += other.cached_input_tokens;
         self.cost += other.cost;
+        self.cost_squares = self.cost_squares.saturating_add(other.cost_squares);
         self.unpriced += other.unpriced;
     }
 
@@ -193,6 +207,8 @@ pub fn fold<'a>(events: impl IntoIterator<Item = &'a UsageEvent>) -> BTreeMap<Ro
         Environment,
         &'e str,
         &'e str,
+        &'e str,
+        &'e str,
     );
     let mut minutes: HashMap<MinuteKey<'a>, Rollup> = HashMap::new();
     for e in events {
@@ -206,13 +222,27 @@ pub fn fold<'a>(events: impl IntoIterator<Item = &'a UsageEvent>) -> BTreeMap<Ro
                 e.environment,
                 e.prompt_id.as_deref().unwrap_or(""),
                 e.prompt_version.as_deref().unwrap_or(""),
+                e.experiment_id.as_deref().unwrap_or(""),
+                e.variant.as_deref().unwrap_or(""),
             ))
             .or_default()
             .add_event(e);
     }
     let mut out = BTreeMap::new();
-    for ((minute, feature, model, provider, environment, prompt_id, prompt_version), rollup) in
-        minutes
+    for (
+        (
+            minute,
+            feature,
+            model,
+            provider,
+            environment,
+            prompt_id,
+            prompt_version,
+            experiment_id,
+            variant,
+        ),
+        rollup,
+    ) in minutes
     {
         let dims = Dims {
             feature: feature.to_string(),
@@ -221,6 +251,8 @@ pub fn fold<'a>(events: impl IntoIterator<Item = &'a UsageEvent>) -> BTreeMap<Ro
             environment,
             prompt_id: prompt_id.to_string(),
             prompt_version: prompt_version.to_string(),
+            experiment_id: experiment_id.to_string(),
+            variant: variant.to_string(),
         };
         for resolution in [Resolution::Hour, Resolution::Day] {
             let key = RollupKey {
@@ -238,6 +270,8 @@ pub fn fold<'a>(events: impl IntoIterator<Item = &'a UsageEvent>) -> BTreeMap<Ro
             dims: Dims {
                 prompt_id: String::new(),
                 prompt_version: String::new(),
+                experiment_id: String::new(),
+                variant: String::new(),
                 ..dims.clone()
             },
         };

@@ -49,6 +49,11 @@ fn event(
         // A third of the events name no prompt; the rest one of two versions of one prompt.
         prompt_id: (!id.is_multiple_of(3)).then(|| "greeting".to_string()),
         prompt_version: (!id.is_multiple_of(3)).then(|| (id % 3).to_string()),
+        // Half the events are in an experiment, split over two variants.
+        experiment_id: id.is_multiple_of(2).then(|| "exp".to_string()),
+        variant: id
+            .is_multiple_of(2)
+            .then(|| ["a", "b"][(id / 2 % 2) as usize].to_string()),
         ..UsageEvent::example()
     }
 }
@@ -98,6 +103,8 @@ fn expected(unique: &[UsageEvent]) -> BTreeMap<RollupKey, Rollup> {
                     environment: e.environment,
                     prompt_id: e.prompt_id.clone().unwrap_or_default(),
                     prompt_version: e.prompt_version.clone().unwrap_or_default(),
+                    experiment_id: e.experiment_id.clone().unwrap_or_default(),
+                    variant: e.variant.clone().unwrap_or_default(),
                 },
             };
             let r = out.entry(key).or_default();
@@ -108,7 +115,10 @@ fn expected(unique: &[UsageEvent]) -> BTreeMap<RollupKey, Rollup> {
             r.input_tokens += e.input_tokens;
             r.output_tokens += e.output_tokens;
             match e.cost.picos() {
-                Some(p) => r.cost.0 += i128::from(p),
+                Some(p) => {
+                    r.cost.0 += i128::from(p);
+                    r.cost_squares += (p as u128) * (p as u128);
+                }
                 None => r.unpriced += 1,
             }
             r.latency.insert(e.latency_us);

@@ -126,6 +126,8 @@ fn key_value(row: &RollupRow, key: crate::params::GroupKey) -> String {
         GroupKey::Environment => d.environment.as_str().to_string(),
         GroupKey::PromptId => d.prompt_id.clone(),
         GroupKey::PromptVersion => d.prompt_version.clone(),
+        GroupKey::ExperimentId => d.experiment_id.clone(),
+        GroupKey::Variant => d.variant.clone(),
         GroupKey::Hour => {
             chrono::DateTime::from_timestamp(row.key.bucket.div_euclid(3600) * 3600, 0)
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))

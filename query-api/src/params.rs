@@ -28,18 +28,22 @@ pub enum GroupKey {
     Environment,
     PromptId,
     PromptVersion,
+    ExperimentId,
+    Variant,
     Hour,
     Day,
 }
 
 impl GroupKey {
-    pub const ALL: [GroupKey; 8] = [
+    pub const ALL: [GroupKey; 10] = [
         GroupKey::Feature,
         GroupKey::Provider,
         GroupKey::Model,
         GroupKey::Environment,
         GroupKey::PromptId,
         GroupKey::PromptVersion,
+        GroupKey::ExperimentId,
+        GroupKey::Variant,
         GroupKey::Hour,
         GroupKey::Day,
     ];
@@ -52,6 +56,8 @@ impl GroupKey {
             GroupKey::Environment => "environment",
             GroupKey::PromptId => "prompt_id",
             GroupKey::PromptVersion => "prompt_version",
+            GroupKey::ExperimentId => "experiment_id",
+            GroupKey::Variant => "variant",
             GroupKey::Hour => "hour",
             GroupKey::Day => "day",
         }
@@ -105,6 +111,8 @@ pub fn filter_params() -> Vec<Param> {
         environment_param(),
         Param::text("prompt_id"),
         Param::text("prompt_version"),
+        Param::text("experiment_id"),
+        Param::text("variant"),
     ]
 }
 
@@ -235,6 +243,8 @@ impl Params {
             environment,
             prompt_id: self.get("prompt_id").map(str::to_string),
             prompt_version: self.get("prompt_version").map(str::to_string),
+            experiment_id: self.get("experiment_id").map(str::to_string),
+            variant: self.get("variant").map(str::to_string),
         })
     }
 

@@ -121,6 +121,9 @@ pub struct Filter {
     /// Rows of this `prompt_id` (empty: rows of events that named no prompt).
     pub prompt_id: Option<String>,
     pub prompt_version: Option<String>,
+    /// Rows of this `experiment_id` (empty: rows of events that named no experiment).
+    pub experiment_id: Option<String>,
+    pub variant: Option<String>,
 }
 
 /// Rows of one resolution with bucket start in `[from, to)` (Unix seconds).

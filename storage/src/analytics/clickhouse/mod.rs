@@ -109,9 +109,11 @@ async fn add_columns(db: &Client, table: &str, column: &str, alter: &str) -> Res
 }
 
 /// Columns added after the first schemas (rows already stored get empty values): the prompt
-/// dimensions of rollup rows (after `0003_rollups.sql`), and the log epoch of rollup and
-/// projection rows (rows from before log bindings belong to epoch 0). Each is appended to its
-/// table's sorting key.
+/// dimensions of rollup rows (after `0003_rollups.sql`), the log epoch of rollup and
+/// projection rows (rows from before log bindings belong to epoch 0), and the experiment
+/// dimensions of rollup rows, each appended to its table's sorting key; then the sum of squared
+/// costs of rollup rows (empty, read as 0, in rows from before it: they hold no experiment's
+/// events, its only reader).
 async fn add_later_columns(db: &Client) -> Result<()> {
     add_columns(
         db,
@@ -132,6 +134,20 @@ async fn add_later_columns(db: &Client) -> Result<()> {
         store::TABLE,
         "log_epoch",
         "ADD COLUMN log_epoch UInt32 AFTER log_partition, MODIFY ORDER BY (kind, resolution, feature, bucket, model, provider, environment, log_partition, log_epoch)",
+    )
+    .await?;
+    add_columns(
+        db,
+        store::ROLLUPS,
+        "experiment_id",
+        "ADD COLUMN experiment_id String AFTER prompt_version, ADD COLUMN variant String AFTER experiment_id, MODIFY ORDER BY (resolution, feature, bucket, model, provider, environment, log_partition, prompt_id, prompt_version, log_epoch, experiment_id, variant)",
+    )
+    .await?;
+    add_columns(
+        db,
+        store::ROLLUPS,
+        "cost_squares",
+        "ADD COLUMN cost_squares String AFTER cost_pico",
     )
     .await
 }

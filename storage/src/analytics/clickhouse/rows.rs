@@ -79,6 +79,8 @@ pub(super) struct RollupDbRow {
     pub(super) environment: String,
     pub(super) prompt_id: String,
     pub(super) prompt_version: String,
+    pub(super) experiment_id: String,
+    pub(super) variant: String,
     pub(super) log_partition: i32,
     /// The epoch of the log binding whose partition this row belongs to.
     pub(super) log_epoch: u32,
@@ -91,6 +93,8 @@ pub(super) struct RollupDbRow {
     pub(super) output_tokens: u64,
     pub(super) cached_input_tokens: u64,
     pub(super) cost_pico: String,
+    /// [`Rollup::cost_squares`] in decimal (empty in rows written before it was kept: 0).
+    pub(super) cost_squares: String,
     pub(super) unpriced: u64,
     #[serde(with = "serde_bytes")]
     pub(super) latency: Vec<u8>,
@@ -98,7 +102,7 @@ pub(super) struct RollupDbRow {
     pub(super) users: Vec<u8>,
 }
 
-pub(super) const ROLLUP_COLUMNS: &str = "day, resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, log_partition, log_epoch, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced";
+pub(super) const ROLLUP_COLUMNS: &str = "day, resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, experiment_id, variant, log_partition, log_epoch, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, cost_squares, unpriced";
 
 /// A partition's checkpoint row in [`TABLE`](super::store::TABLE).
 pub(super) fn checkpoint_row(
@@ -141,6 +145,12 @@ pub(super) fn decode(row: RollupDbRow, with_sketches: bool) -> Result<(RollupKey
         .cost_pico
         .parse()
         .map_err(|_| Failure::Corrupt("cost".into()))?;
+    let cost_squares: u128 = match row.cost_squares.as_str() {
+        "" => 0,
+        text => text
+            .parse()
+            .map_err(|_| Failure::Corrupt("cost_squares".into()))?,
+    };
     let mut rollup = Rollup {
         requests: row.requests,
         errors: row.errors,
@@ -150,6 +160,7 @@ pub(super) fn decode(row: RollupDbRow, with_sketches: bool) -> Result<(RollupKey
         output_tokens: row.output_tokens,
         cached_input_tokens: row.cached_input_tokens,
         cost: Pico(cost),
+        cost_squares,
         unpriced: row.unpriced,
         ..Rollup::default()
     };
@@ -169,6 +180,8 @@ pub(super) fn decode(row: RollupDbRow, with_sketches: bool) -> Result<(RollupKey
             environment,
             prompt_id: row.prompt_id,
             prompt_version: row.prompt_version,
+            experiment_id: row.experiment_id,
+            variant: row.variant,
         },
     };
     Ok((key, rollup))
@@ -186,6 +199,8 @@ pub(super) fn from_legacy(row: ProjectionRow) -> RollupDbRow {
         environment: row.environment,
         prompt_id: String::new(),
         prompt_version: String::new(),
+        experiment_id: String::new(),
+        variant: String::new(),
         log_partition: row.log_partition,
         log_epoch: 0,
         version: row.version,
@@ -197,6 +212,7 @@ pub(super) fn from_legacy(row: ProjectionRow) -> RollupDbRow {
         output_tokens: row.output_tokens,
         cached_input_tokens: row.cached_input_tokens,
         cost_pico: row.cost_pico,
+        cost_squares: String::new(),
         unpriced: row.unpriced,
         latency: row.latency,
         users: row.users,
@@ -225,6 +241,8 @@ pub(super) fn encode(
         environment: key.dims.environment.as_str().to_string(),
         prompt_id: key.dims.prompt_id.clone(),
         prompt_version: key.dims.prompt_version.clone(),
+        experiment_id: key.dims.experiment_id.clone(),
+        variant: key.dims.variant.clone(),
         log_partition: partition,
         log_epoch: epoch,
         version,
@@ -236,6 +254,7 @@ pub(super) fn encode(
         output_tokens: r.output_tokens,
         cached_input_tokens: r.cached_input_tokens,
         cost_pico: r.cost.0.to_string(),
+        cost_squares: r.cost_squares.to_string(),
         unpriced: r.unpriced,
         latency: r.encode_latency(),
         users: r.encode_users(),

@@ -2,8 +2,10 @@
 //! one SQLite file, so one transaction covers all three (exactly-once effect of a commit).
 //!
 //! Rollup rows are keyed `(resolution, feature, bucket, model, provider, environment, prompt_id,
-//! prompt_version)`; the feature-first key serves the per-feature dashboards, and an index on `(resolution, bucket)`
-//! serves the cross-feature views. Cost is a 16-byte little-endian `i128` of pico-dollars.
+//! prompt_version, experiment_id, variant)`; the feature-first key serves the per-feature
+//! dashboards, and an index on `(resolution, bucket)` serves the cross-feature views. Cost is a
+//! 16-byte little-endian `i128` of pico-dollars, the sum of squared costs a 16-byte
+//! little-endian `u128`.
 //! Dedup fingerprints are stored as append-only chunks (8-byte fingerprint + 4-byte second per
 //! event, about 12 bytes on disk per event in the window); chunks entirely older than the window
 //! are deleted in the same commit. Pages are 16 KiB and the writer's page cache may grow to
@@ -48,7 +50,10 @@ use tally_domain::store::{
 /// overflow chains.
 const PAGE_SIZE: u32 = 16_384;
 
-const COLUMNS: &str = "resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users";
+const COLUMNS: &str = "resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, experiment_id, variant, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, cost_squares, unpriced, latency, users";
+
+/// The measure columns, in the order [`measures`] reads them.
+const MEASURES: &str = "requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, cost_squares, unpriced";
 
 pub struct SqliteAnalyticsStore {
     writer: Arc<Mutex<Connection>>,
@@ -110,25 +115,20 @@ fn poisoned() -> Failure {
     Failure::Backend("analytics connection lock poisoned".into())
 }
 
-fn i128_blob(v: i128) -> [u8; 16] {
-    v.to_le_bytes()
-}
-
-fn blob_i128(b: &[u8]) -> Result<i128> {
-    let arr: [u8; 16] = b
-        .try_into()
-        .map_err(|_| Failure::Corrupt("cost column".into()))?;
-    Ok(i128::from_le_bytes(arr))
+fn blob_16(b: &[u8], column: &str) -> Result<[u8; 16]> {
+    b.try_into()
+        .map_err(|_| Failure::Corrupt(format!("{column} column")))
 }
 
 fn env_of(text: &str) -> Result<Environment> {
     Environment::parse(text).ok_or_else(|| Failure::Corrupt(format!("environment {text}")))
 }
 
-/// Reads the measure columns starting at `first` (requests … users).
+/// Reads the measure columns starting at `first` ([`MEASURES`], then latency and users).
 fn measures(row: &Row, first: usize, with_sketches: bool) -> Result<Rollup> {
     let get_u64 = |i: usize| -> Result<u64> { Ok(row.get::<_, i64>(first + i)? as u64) };
     let cost: Vec<u8> = row.get(first + 7)?;
+    let squares: Vec<u8> = row.get(first + 8)?;
     let mut rollup = Rollup {
         requests: get_u64(0)?,
         errors: get_u64(1)?,
@@ -137,13 +137,14 @@ fn measures(row: &Row, first: usize, with_sketches: bool) -> Result<Rollup> {
         input_tokens: get_u64(4)?,
         output_tokens: get_u64(5)?,
         cached_input_tokens: get_u64(6)?,
-        cost: Pico(blob_i128(&cost)?),
-        unpriced: get_u64(8)?,
+        cost: Pico(i128::from_le_bytes(blob_16(&cost, "cost")?)),
+        cost_squares: u128::from_le_bytes(blob_16(&squares, "cost_squares")?),
+        unpriced: get_u64(9)?,
         ..Rollup::default()
     };
     if with_sketches {
-        let latency: Vec<u8> = row.get(first + 9)?;
-        let users: Vec<u8> = row.get(first + 10)?;
+        let latency: Vec<u8> = row.get(first + 10)?;
+        let users: Vec<u8> = row.get(first + 11)?;
         rollup.latency = LatencySketch::decode(&mut latency.as_slice())
             .ok_or_else(|| Failure::Corrupt("latency sketch".into()))?;
         rollup.users = Hll::decode(&mut users.as_slice())
@@ -157,10 +158,10 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Res
     let env = d.environment.as_str();
     let res = key.resolution.seconds();
     let existing = {
-        let mut select = tx.prepare_cached(
-            "SELECT requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users
-             FROM rollups WHERE resolution = ?1 AND feature = ?2 AND bucket = ?3 AND model = ?4 AND provider = ?5 AND environment = ?6 AND prompt_id = ?7 AND prompt_version = ?8",
-        )?;
+        let mut select = tx.prepare_cached(&format!(
+            "SELECT {MEASURES}, latency, users
+             FROM rollups WHERE resolution = ?1 AND feature = ?2 AND bucket = ?3 AND model = ?4 AND provider = ?5 AND environment = ?6 AND prompt_id = ?7 AND prompt_version = ?8 AND experiment_id = ?9 AND variant = ?10",
+        ))?;
         select
             .query_row(
                 params![
@@ -171,7 +172,9 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Res
                     d.provider,
                     env,
                     d.prompt_id,
-                    d.prompt_version
+                    d.prompt_version,
+                    d.experiment_id,
+                    d.variant
                 ],
                 |row| Ok(measures(row, 0, true)),
             )
@@ -181,7 +184,7 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Res
     let mut merged = existing.unwrap_or_default();
     merged.merge(delta);
     let mut upsert = tx.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO rollups ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        "INSERT OR REPLACE INTO rollups ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
     ))?;
     upsert.execute(params![
         res,
@@ -192,6 +195,8 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Res
         env,
         d.prompt_id,
         d.prompt_version,
+        d.experiment_id,
+        d.variant,
         merged.requests as i64,
         merged.errors as i64,
         merged.timeouts as i64,
@@ -199,7 +204,8 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Res
         merged.input_tokens as i64,
         merged.output_tokens as i64,
         merged.cached_input_tokens as i64,
-        &i128_blob(merged.cost.0)[..],
+        &merged.cost.0.to_le_bytes()[..],
+        &merged.cost_squares.to_le_bytes()[..],
         merged.unpriced as i64,
         merged.encode_latency(),
         merged.encode_users(),
@@ -326,7 +332,7 @@ fn scan(conn: &Connection, req: &ScanRequest) -> Result<Vec<RollupRow>> {
         "x'', x''"
     };
     let mut sql = format!(
-        "SELECT feature, bucket, model, provider, environment, prompt_id, prompt_version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, {sketch_cols}
+        "SELECT feature, bucket, model, provider, environment, prompt_id, prompt_version, experiment_id, variant, {MEASURES}, {sketch_cols}
          FROM rollups WHERE resolution = ?1 AND bucket >= ?2 AND bucket < ?3"
     );
     let mut extra: Vec<String> = Vec::new();
@@ -336,6 +342,8 @@ fn scan(conn: &Connection, req: &ScanRequest) -> Result<Vec<RollupRow>> {
         ("provider", &f.provider),
         ("prompt_id", &f.prompt_id),
         ("prompt_version", &f.prompt_version),
+        ("experiment_id", &f.experiment_id),
+        ("variant", &f.variant),
     ] {
         if let Some(v) = val {
             sql.push_str(&format!(" AND {col} = ?{}", 4 + extra.len()));
@@ -371,11 +379,13 @@ fn scan(conn: &Connection, req: &ScanRequest) -> Result<Vec<RollupRow>> {
                     environment: env_of(&env)?,
                     prompt_id: row.get(5)?,
                     prompt_version: row.get(6)?,
+                    experiment_id: row.get(7)?,
+                    variant: row.get(8)?,
                 },
             };
             out.push(RollupRow {
                 key,
-                rollup: measures(row, 7, req.with_sketches)?,
+                rollup: measures(row, 9, req.with_sketches)?,
             });
         }
     }

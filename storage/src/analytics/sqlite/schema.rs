@@ -16,6 +16,8 @@ CREATE TABLE IF NOT EXISTS rollups (
     environment  TEXT NOT NULL,
     prompt_id    TEXT NOT NULL,
     prompt_version TEXT NOT NULL,
+    experiment_id TEXT NOT NULL,
+    variant      TEXT NOT NULL,
     requests     INTEGER NOT NULL,
     errors       INTEGER NOT NULL,
     timeouts     INTEGER NOT NULL,
@@ -24,10 +26,11 @@ CREATE TABLE IF NOT EXISTS rollups (
     output_tokens INTEGER NOT NULL,
     cached_input_tokens INTEGER NOT NULL,
     cost_pico    BLOB NOT NULL,
+    cost_squares BLOB NOT NULL,
     unpriced     INTEGER NOT NULL,
     latency      BLOB NOT NULL,
     users        BLOB NOT NULL,
-    PRIMARY KEY (resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version)
+    PRIMARY KEY (resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, experiment_id, variant)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rollups_by_time ON rollups (resolution, bucket);
 ";
@@ -75,21 +78,27 @@ pub(super) fn upgrade_layout(conn: &mut Connection) -> Result<()> {
         [],
         |r| r.get::<_, i64>(0).map(|n| n > 0),
     )?;
-    // Rows written before rollups had prompt dimensions keep empty ones (a rebuild fills
-    // them in from the log).
-    let without_prompts = had_rollups && !has_column(&tx, "rollups", "prompt_id")?;
-    if without_prompts {
+    // Rows written before rollups had prompt or experiment dimensions keep empty ones, and
+    // rows from before the sum of squared costs keep 0 there (they hold no experiment's
+    // events, the only reader of that sum); a rebuild fills everything in from the log.
+    let earlier = had_rollups && !has_column(&tx, "rollups", "variant")?;
+    let prompts = if earlier && has_column(&tx, "rollups", "prompt_id")? {
+        "prompt_id, prompt_version"
+    } else {
+        "'', ''"
+    };
+    if earlier {
         tx.execute_batch(
-            "ALTER TABLE rollups RENAME TO rollups_without_prompts;
+            "ALTER TABLE rollups RENAME TO rollups_of_an_earlier_layout;
              DROP INDEX IF EXISTS rollups_by_time;",
         )?;
     }
     tx.execute_batch(ROLLUPS_TABLE)?;
-    if without_prompts {
-        tx.execute_batch(
-            "INSERT INTO rollups SELECT resolution, feature, bucket, model, provider, environment, '', '', requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users FROM rollups_without_prompts;
-             DROP TABLE rollups_without_prompts;",
-        )?;
+    if earlier {
+        tx.execute_batch(&format!(
+            "INSERT INTO rollups SELECT resolution, feature, bucket, model, provider, environment, {prompts}, '', '', requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, zeroblob(16), unpriced, latency, users FROM rollups_of_an_earlier_layout;
+             DROP TABLE rollups_of_an_earlier_layout;"
+        ))?;
     }
     if !has_column(&tx, "projector_partitions", "anchor")? {
         tx.execute_batch(

@@ -386,6 +386,8 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
             ("provider", &f.provider),
             ("prompt_id", &f.prompt_id),
             ("prompt_version", &f.prompt_version),
+            ("experiment_id", &f.experiment_id),
+            ("variant", &f.variant),
         ] {
             if let Some(v) = value {
                 filters.push_str(&format!(" AND {column} = {}", quote(v)));
