@@ -8,6 +8,7 @@
 //! Buckets are stored sparsely (index, count); merging is adding counts, so it is exact,
 //! associative and commutative — rollups at any resolution and in any order agree.
 
+use crate::statistics::Moments;
 use crate::varint;
 
 /// Relative accuracy of every reported quantile.
@@ -155,6 +156,38 @@ impl LatencySketch {
         self.buckets.last().map(|&(i, _)| value_of(i) / 1000.0)
     }
 
+    /// Count, mean and sample variance of ln(latency in ms) over the non-zero latencies (a zero
+    /// is an unmeasured latency, and has no logarithm). Each latency is taken as its bucket's
+    /// representative, which is within 1 % of it: within ±0.01 of its logarithm. Computed from
+    /// the integer counts in bucket order, so equal sketches give bit-identical moments.
+    pub fn log_ms_moments(&self) -> Moments {
+        let n: u64 = self.buckets.iter().map(|(_, c)| c).sum();
+        let ln_ms = |index: u16| (value_of(index) / 1000.0).ln();
+        if n == 0 {
+            return Moments {
+                n,
+                mean: 0.0,
+                variance: 0.0,
+            };
+        }
+        let mean = self
+            .buckets
+            .iter()
+            .map(|&(i, c)| c as f64 * ln_ms(i))
+            .sum::<f64>()
+            / n as f64;
+        let variance = if n < 2 {
+            0.0
+        } else {
+            self.buckets
+                .iter()
+                .map(|&(i, c)| c as f64 * (ln_ms(i) - mean).powi(2))
+                .sum::<f64>()
+                / (n - 1) as f64
+        };
+        Moments { n, mean, variance }
+    }
+
     /// Cumulative counts at each of `bounds_us` (ascending, microseconds): how many latencies
     /// are at most each bound, as a histogram with those upper bounds reports them. A bucket is
     /// counted under a bound when its representative value is, so a latency within 2% of a
@@ -236,6 +269,24 @@ mod tests {
             let truth = exact_nearest_rank(&mut sorted, q);
             let est = s.quantile_ms(q).expect("non-empty");
             prop_assert!((est - truth).abs() <= truth * RELATIVE_ACCURACY + 1e-9, "est {est} truth {truth}");
+        }
+
+        #[test]
+        fn log_moments_within_the_sketch_accuracy(values in proptest::collection::vec(1u64..5_000_000_000, 2..300)) {
+            let mut s = LatencySketch::new();
+            for &v in &values { s.insert(v); }
+            s.insert(0);
+            // The exact moments of ln(ms), computed directly from the values.
+            let logs: Vec<f64> = values.iter().map(|&v| (v as f64 / 1000.0).ln()).collect();
+            let n = logs.len() as f64;
+            let mean = logs.iter().sum::<f64>() / n;
+            let var = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (n - 1.0);
+            let m = s.log_ms_moments();
+            prop_assert_eq!(m.n, values.len() as u64, "the zero is left out");
+            // Each logarithm moves by at most ln(1.01) < 0.01: the mean by as much, the
+            // standard deviation by at most that much again.
+            prop_assert!((m.mean - mean).abs() <= 0.01, "mean {} vs {}", m.mean, mean);
+            prop_assert!((m.variance.sqrt() - var.sqrt()).abs() <= 0.01 * (n / (n - 1.0)).sqrt() + 1e-9, "sd {} vs {}", m.variance.sqrt(), var.sqrt());
         }
 
         #[test]
