@@ -592,7 +592,9 @@ mod tests {
         );
         // Katz: RR = 0.4, se(ln RR) = √(1/20 − 1/1000 + 1/50 − 1/1000) = 0.26077,
         // exp(ln 0.4 ∓ 1.95996·0.26077) − 1 = −76.01 % and −33.32 %.
-        let [low, high] = error.relative_difference_interval.expect("relative_difference_interval");
+        let [low, high] = error
+            .relative_difference_interval
+            .expect("relative_difference_interval");
         assert!((low + 76.006).abs() < 0.01 && (high + 33.315).abs() < 0.01);
         assert!((error.relative_difference.expect("relative_difference") + 60.0).abs() < 1e-9);
         // Latency: b's geometric mean √(90·110) is half of √(180·220); the sketch keeps each

@@ -2,7 +2,7 @@
 //! answers a missing one (`404` naming what is missing), so every route finds things the same way.
 
 use tally_domain::config::{
-    AlertRule, Budget, Channel, Feature, Model, ModelPrice, Prompt, Provider,
+    AlertRule, Budget, Channel, Experiment, Feature, Model, ModelPrice, Prompt, Provider,
 };
 use tally_http::http::ApiError;
 
@@ -61,6 +61,18 @@ pub async fn find_prompt(state: &QueryState, id: &str) -> Result<Prompt, ApiErro
         .into_iter()
         .find(|p| p.id == id)
         .ok_or_else(|| ApiError::not_found(format!("prompt {id} not found")))
+}
+
+/// An experiment by the `{id}` of a URL.
+pub async fn find_experiment(state: &QueryState, id: &str) -> Result<Experiment, ApiError> {
+    let id = parse_id(id)?;
+    state
+        .config
+        .list_experiments()
+        .await?
+        .into_iter()
+        .find(|e| e.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("experiment {id} not found")))
 }
 
 /// A budget by the `{id}` of a URL.

@@ -115,6 +115,7 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
         ("POST", "/experiments", admin.clone()),
         ("GET", "/experiments/{id}", readers.clone()),
         ("POST", "/experiments/{id}/status", admin.clone()),
+        ("GET", "/experiments/{id}/results", readers.clone()),
         ("GET", "/events/stream", readers.clone()),
     ];
     if method == "GET" && ["/healthz", "/readyz", "/openapi.json"].contains(&path) {

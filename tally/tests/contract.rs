@@ -391,6 +391,10 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
             "/api/platform/ai-management/experiments/{id}",
             vec![("id", &eid)],
         ),
+        (
+            "/api/platform/ai-management/experiments/{id}/results",
+            vec![("id", &eid)],
+        ),
         ("/api/platform/ai-management/api-keys", vec![]),
         ("/api/platform/ai-management/audit", vec![]),
     ];
@@ -665,6 +669,8 @@ async fn parameters_are_documented_with_their_real_types() {
             "environment",
             "prompt_id",
             "prompt_version",
+            "experiment_id",
+            "variant",
             "day"
         ])
     );

@@ -6,6 +6,7 @@
 //! - `features`: `GET /features` (with health and metrics), `GET /features/{name}/metrics`.
 //! - `status`: `GET /features/{name}/status`, `GET /providers/{name}/health`.
 //! - `prompts`: `GET /prompts/{id}/metrics`.
+//! - `experiments`: `GET /experiments/{id}/results`.
 //! - `analytics`: `GET /analytics/spending|usage|performance`.
 //! - `alerts`: `GET /analytics/alerts`, `POST /alerts/{id}/acknowledge`.
 //! - `budgets`: `GET /analytics/budgets`, `GET /budgets/{id}/status`.
@@ -14,6 +15,7 @@
 mod alerts;
 mod analytics;
 mod budgets;
+mod experiments;
 mod features;
 mod overview;
 mod prompts;
@@ -30,6 +32,7 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let r = features::routes(r);
     let r = status::routes(r);
     let r = prompts::routes(r);
+    let r = experiments::routes(r);
     let r = analytics::routes(r);
     let r = budgets::routes(r);
     let r = alerts::routes(r);

@@ -19,8 +19,8 @@ use tally_http::http::{data, invalid, ApiError, Body, Data};
 use tally_http::route::{Route, Routes};
 
 use crate::listing::{ListQuery, ListSpec, Listing};
-use crate::lookup::find_feature;
-use crate::routes::{change, parse_id, API_BASE};
+use crate::lookup::{find_experiment, find_feature};
+use crate::routes::{change, API_BASE};
 use crate::state::QueryState;
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
@@ -157,22 +157,11 @@ async fn create(
     Ok((StatusCode::CREATED, data(created)))
 }
 
-async fn find(state: &QueryState, id: &str) -> Result<Experiment, ApiError> {
-    let id = parse_id(id)?;
-    state
-        .config
-        .list_experiments()
-        .await?
-        .into_iter()
-        .find(|e| e.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("experiment {id} not found")))
-}
-
 async fn detail(
     State(state): State<QueryState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(data(find(&state, &id).await?))
+    Ok(data(find_experiment(&state, &id).await?))
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -188,7 +177,7 @@ async fn transition(
     Path(id): Path<String>,
     Body(body): Body<StatusBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let before = find(&state, &id).await?;
+    let before = find_experiment(&state, &id).await?;
     let after = state
         .config
         .transition_experiment(before.id, body.status, &change(&state, &caller))
