@@ -47,7 +47,7 @@ async fn results_compare_the_variants_from_the_events_sent() {
             "POST",
             &format!("{API}/experiments"),
             Some(json!({
-                "name": "reply-model", "feature": "chatbot", "experiment_type": "model_comparison",
+                "name": "answer-length", "feature": "chatbot", "experiment_type": "model_comparison",
                 "variants": [
                     {"name": "control", "traffic_percent": 50},
                     {"name": "b", "traffic_percent": 50},
@@ -72,13 +72,20 @@ async fn results_compare_the_variants_from_the_events_sent() {
     // Ten more name a variant the experiment does not have.
     let mut sent = events(
         "control",
-        "reply-model",
+        "answer-length",
         400,
         40,
         [180, 220],
         ["0.001", "0.0012"],
     );
-    let b = events("b", "reply-model", 400, 12, [90, 110], ["0.0008", "0.001"]);
+    let b = events(
+        "b",
+        "answer-length",
+        400,
+        12,
+        [90, 110],
+        ["0.0008", "0.001"],
+    );
     sent.extend(b.into_iter().enumerate().map(|(i, mut e)| {
         if i % 2 == 0 {
             e["experiment_id"] = json!(id);
@@ -87,7 +94,7 @@ async fn results_compare_the_variants_from_the_events_sent() {
     }));
     sent.extend(events(
         "c",
-        "reply-model",
+        "answer-length",
         10,
         0,
         [100, 100],
@@ -103,7 +110,7 @@ async fn results_compare_the_variants_from_the_events_sent() {
     app.wait_projected().await;
 
     let results = app.data(&format!("{API}/experiments/{id}/results")).await;
-    assert_eq!(results["name"], "reply-model");
+    assert_eq!(results["name"], "answer-length");
     assert_eq!(
         results["window"]["from"], "2026-03-10T12:00:00Z",
         "the run's start, widened"

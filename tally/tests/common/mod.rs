@@ -15,8 +15,8 @@ use tally::{Application, Settings, Stores};
 use tally_domain::audit::Change;
 use tally_domain::clock::{Clock, ManualClock};
 use tally_domain::config::{
-    FeatureSpec, FeatureStatus, ModelSpec, ModelStatus, ModelType, PriceSpec, ProviderSpec,
-    ProviderStatus, ProviderType,
+    ExperimentSpec, ExperimentType, FeatureSpec, FeatureStatus, ModelSpec, ModelStatus, ModelType,
+    PriceSpec, ProviderSpec, ProviderStatus, ProviderType, Variant,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -318,8 +318,30 @@ pub async fn seed_config(stores: &Stores) {
         .await
         .unwrap();
     }
+    c.create_experiment(
+        ExperimentSpec {
+            name: EXPERIMENT.into(),
+            description: None,
+            feature: "chatbot".into(),
+            experiment_type: ExperimentType::ModelComparison,
+            variants: ["control", "b"]
+                .into_iter()
+                .map(|name| Variant {
+                    name: name.into(),
+                    traffic_percent: 50,
+                    config: json!({}),
+                })
+                .collect(),
+        },
+        &change,
+    )
+    .await
+    .unwrap();
     stores.prices.refresh(c).await.unwrap();
 }
+
+/// The experiment [`seed_config`] creates, which a third of the [`corpus`] names.
+pub const EXPERIMENT: &str = "reply-model";
 
 /// One sent event as the test knows it.
 #[derive(Debug, Clone)]
@@ -340,6 +362,8 @@ pub struct Sent {
     pub reported_pico: Option<i128>,
     /// `prompt_id` and `prompt_version`, when the event named them.
     pub prompt: Option<(String, String)>,
+    /// `experiment_id` and `variant`, when the event named them.
+    pub experiment: Option<(String, String)>,
 }
 
 impl Sent {
@@ -357,6 +381,10 @@ impl Sent {
         if let Some((id, version)) = &self.prompt {
             v["prompt_id"] = json!(id);
             v["prompt_version"] = json!(version);
+        }
+        if let Some((id, variant)) = &self.experiment {
+            v["experiment_id"] = json!(id);
+            v["variant"] = json!(variant);
         }
         if let Some(p) = self.reported_pico {
             v["cost_usd"] = json!(format!(
@@ -447,6 +475,16 @@ pub fn corpus(n: usize, seed: u64) -> Vec<Sent> {
                 // a quarter name no prompt, the rest one of three versions of `greeter`.
                 prompt: (!i.is_multiple_of(4))
                     .then(|| ("greeter".to_string(), (i % 3 + 1).to_string())),
+                // Every third is in the experiment [`seed_config`] creates, in one of its two
+                // variants or (one in 40) a variant it does not have.
+                experiment: i.is_multiple_of(3).then(|| {
+                    let variant = match i % 120 {
+                        0 => "stray",
+                        r if r % 2 == 0 => "control",
+                        _ => "b",
+                    };
+                    (EXPERIMENT.to_string(), variant.to_string())
+                }),
             }
         })
         .collect()
@@ -524,6 +562,21 @@ pub async fn answers(app: &TestApp) -> Vec<serde_json::Value> {
         }
     }
     out.push(features);
+    // The experiment's results (its id is random per store; everything else must match).
+    let experiment = app
+        .id_where(&format!("{API}/experiments"), "name", EXPERIMENT)
+        .await;
+    let mut results = app
+        .data(&format!(
+            "{API}/experiments/{experiment}/results?time_range=7d"
+        ))
+        .await;
+    assert!(
+        results["variants"][0]["requests"].as_u64().unwrap() > 0,
+        "the experiment had traffic: {results}"
+    );
+    results["experiment_id"] = serde_json::Value::Null;
+    out.push(results);
     // The business counters Prometheus scrapes (the pipeline's own metrics differ by process).
     let text = app.metrics_text().await;
     let mut business: Vec<&str> = text
