@@ -140,3 +140,95 @@ fn key_value(row: &RollupRow, key: crate::params::GroupKey) -> String {
         }
     }
 }
+
+/// One step of a time series.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct HistoryPoint {
+    pub timestamp: String,
+    /// Mean latency, ms (0 for a step without requests).
+    pub response_time: f64,
+    /// Latency percentiles of the step (`null` for a step without requests).
+    #[serde(flatten)]
+    pub percentiles: Percentiles,
+    pub error_rate: f64,
+    pub throughput: u64,
+    pub cost: f64,
+}
+
+/// The window's steps of `step` seconds, each with the rows whose bucket falls in it (rows must
+/// be no coarser than `step`: [`tally_domain::window::Window::stepped_spans`]).
+pub fn history(
+    window: &tally_domain::window::Window,
+    step: i64,
+    rows: &[RollupRow],
+) -> Vec<HistoryPoint> {
+    let starts = window.steps(step);
+    let Some(&first) = starts.first() else {
+        return Vec::new();
+    };
+    let mut per_step = vec![Rollup::default(); starts.len()];
+    for row in rows {
+        let idx = usize::try_from((row.key.bucket - first).div_euclid(step)).unwrap_or(0);
+        if let Some(slot) = per_step.get_mut(idx) {
+            slot.merge(&row.rollup);
+        }
+    }
+    starts
+        .iter()
+        .zip(per_step)
+        .map(|(&t, r)| HistoryPoint {
+            timestamp: chrono::DateTime::from_timestamp(t, 0)
+                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
+            response_time: mean_latency_ms(&r),
+            percentiles: Percentiles::of(&r),
+            error_rate: pct(r.failures(), r.requests),
+            throughput: r.requests,
+            cost: usd(r.cost),
+        })
+        .collect()
+}
+
+/// A model's numbers over a window: the performance view, the model cards and the analytics
+/// performance listing all show these.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ModelNumbers {
+    pub usage_count: u64,
+    /// Mean latency, ms.
+    pub avg_latency: f64,
+    #[serde(flatten)]
+    pub percentiles: Percentiles,
+    pub success_rate: f64,
+    pub error_rate: f64,
+    pub timeout_rate: f64,
+    /// Exact cost over the priced requests, US dollars (display).
+    pub avg_cost_per_request: f64,
+    /// Exact cost rounded to the micro-dollar (charts).
+    pub total_cost: f64,
+    /// Exact cost, decimal US dollars.
+    pub total_cost_usd: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub unpriced_requests: u64,
+    pub unique_users: u64,
+}
+
+impl ModelNumbers {
+    pub fn of(r: &Rollup) -> ModelNumbers {
+        ModelNumbers {
+            usage_count: r.requests,
+            avg_latency: mean_latency_ms(r),
+            percentiles: Percentiles::of(r),
+            success_rate: pct(r.requests - r.failures(), r.requests),
+            error_rate: pct(r.failures(), r.requests),
+            timeout_rate: pct(r.timeouts, r.requests),
+            avg_cost_per_request: usd_per(r.cost, priced_requests(r)),
+            total_cost: usd(r.cost),
+            total_cost_usd: r.cost.to_decimal_string(),
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            unpriced_requests: r.unpriced,
+            unique_users: r.users.estimate(),
+        }
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 pub mod assessment;
+pub mod cards;
 pub mod csv;
 pub mod dollars;
 pub mod exposition;

@@ -38,6 +38,8 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
         ("GET", "/features/{name}/metrics", readers.clone()),
         ("GET", "/features/{name}/deployments", readers.clone()),
         ("POST", "/features/{name}/rollback", admin.clone()),
+        ("GET", "/features/{name}/models", readers.clone()),
+        ("POST", "/features/{name}/models", admin.clone()),
         ("GET", "/features/{name}/status", readers.clone()),
         // providers
         ("GET", "/providers", readers.clone()),
@@ -56,6 +58,7 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
         ("GET", "/models/{id}/prices", readers.clone()),
         ("POST", "/models/{id}/prices", admin.clone()),
         ("POST", "/models/{id}/deploy", admin.clone()),
+        ("GET", "/models/{id}/performance", readers.clone()),
         ("POST", "/models/{id}/reprice", admin.clone()),
         ("GET", "/models/{id}/reprices", readers.clone()),
         ("GET", "/deployments", readers.clone()),

@@ -213,6 +213,13 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
     }
     c.call(
         "POST",
+        &a("/features/{name}/models"),
+        &[("name", "contract-feature")],
+        Some(json!({"model": m1, "environment": "staging"})),
+    )
+    .await;
+    c.call(
+        "POST",
         &a("/features/{name}/rollback"),
         &[("name", "contract-feature")],
         Some(json!({"environment": "production"})),
@@ -327,6 +334,14 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
         (
             "/api/platform/ai-management/features/{name}/metrics",
             vec![("name", "chatbot")],
+        ),
+        (
+            "/api/platform/ai-management/features/{name}/models",
+            vec![("name", "contract-feature")],
+        ),
+        (
+            "/api/platform/ai-management/models/{id}/performance",
+            vec![("id", &m1)],
         ),
         (
             "/api/platform/ai-management/features/{name}/status",

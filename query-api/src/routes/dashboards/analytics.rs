@@ -11,9 +11,7 @@ use tally_domain::rollup::Rollup;
 use tally_http::http::{data, ApiError, Data};
 
 use crate::aggregate::merge_sums;
-use crate::aggregate::{
-    group_rows, mean_latency_ms, merge_all, pct, priced_requests, usd, usd_per, Percentiles,
-};
+use crate::aggregate::{group_rows, merge_all, priced_requests, usd, usd_per, ModelNumbers};
 use crate::params::{filter_params, group_by_param, joined, window_params, GroupKey, Params};
 use crate::rollups::scan;
 use crate::state::QueryState;
@@ -276,32 +274,20 @@ async fn performance(
             let known = models
                 .iter()
                 .find(|m| &m.provider == provider && &m.name == model);
-            let p = Percentiles::of(r);
-            (
-                r.requests,
-                json!({
-                    "id": known.map(|m| m.id.to_string()),
-                    "name": model,
-                    "provider_name": provider,
-                    "model_type": known.map(|m| m.model_type),
-                    "registered": known.is_some(),
-                    "usage_count": r.requests,
-                    "avg_latency": mean_latency_ms(r),
-                    "latency_p50_ms": p.latency_p50_ms,
-                    "latency_p95_ms": p.latency_p95_ms,
-                    "latency_p99_ms": p.latency_p99_ms,
-                    "success_rate": pct(r.requests - r.failures(), r.requests),
-                    "error_rate": pct(r.failures(), r.requests),
-                    "timeout_rate": pct(r.timeouts, r.requests),
-                    "avg_cost_per_request": usd_per(r.cost, priced_requests(r)),
-                    "total_cost": usd(r.cost),
-                    "total_cost_usd": r.cost.to_decimal_string(),
-                    "input_tokens": r.input_tokens,
-                    "output_tokens": r.output_tokens,
-                    "unpriced_requests": r.unpriced,
-                    "unique_users": r.users.estimate(),
-                }),
-            )
+            let mut item = json!({
+                "id": known.map(|m| m.id.to_string()),
+                "name": model,
+                "provider_name": provider,
+                "model_type": known.map(|m| m.model_type),
+                "registered": known.is_some(),
+            });
+            if let (Some(item), Ok(Value::Object(numbers))) = (
+                item.as_object_mut(),
+                serde_json::to_value(ModelNumbers::of(r)),
+            ) {
+                item.extend(numbers);
+            }
+            (r.requests, item)
         })
         .collect();
     out.sort_by_key(|(requests, _)| std::cmp::Reverse(*requests));

@@ -8,7 +8,6 @@ use std::sync::LazyLock;
 
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
-use chrono::DateTime;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tally_domain::config::{Assignment, Feature};
@@ -18,7 +17,7 @@ use tally_http::http::{data, ApiError, Data};
 use tally_schemas::validate::check_slug;
 
 use crate::aggregate::merge_sums;
-use crate::aggregate::{mean_latency_ms, merge_all, pct, usd, HealthNumbers, Percentiles};
+use crate::aggregate::{history, merge_all, usd, HealthNumbers, Percentiles};
 use crate::listing::{ListQuery, ListSpec, Pagination};
 use crate::params::{environment_param, joined, refuse_unknown, window_params, Params};
 use crate::rollups::scan;
@@ -27,7 +26,7 @@ use tally_http::auth::Access;
 use tally_http::route::{Param, Route, Routes};
 
 use crate::routes::API_BASE;
-use tally_domain::window::{step_for, Window, WindowInfo};
+use tally_domain::window::{step_for, WindowInfo};
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     r.serve(
@@ -108,8 +107,17 @@ const FEATURE_LIST: ListSpec = ListSpec {
 };
 
 /// `environment` and the window: the events the listing's numbers come from.
-static LIST_WINDOW: LazyLock<Vec<Param>> =
-    LazyLock::new(|| joined([vec![environment_param()], window_params()]));
+static LIST_WINDOW: LazyLock<Vec<Param>> = LazyLock::new(|| {
+    joined([
+        vec![
+            environment_param(),
+            Param::one_of("include_metrics", &["true", "false"]).describe(
+                "Accepted as the product documents' clients send it; the metrics are always included",
+            ),
+        ],
+        window_params(),
+    ])
+});
 static LIST: LazyLock<Vec<Param>> =
     LazyLock::new(|| joined([LIST_WINDOW.clone(), FEATURE_LIST.params()]));
 static METRICS: LazyLock<Vec<Param>> = LazyLock::new(|| {
@@ -217,19 +225,6 @@ struct Realtime {
     requests_per_minute: f64,
     #[serde(flatten)]
     percentiles: Percentiles,
-}
-
-#[derive(Serialize, schemars::JsonSchema)]
-struct HistoryPoint {
-    timestamp: String,
-    /// Mean latency, ms (0 for a step without requests).
-    response_time: f64,
-    /// Latency percentiles of the step (`null` for a step without requests).
-    #[serde(flatten)]
-    percentiles: Percentiles,
-    error_rate: f64,
-    throughput: u64,
-    cost: f64,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -341,34 +336,6 @@ async fn metrics(
         costs: costs(&total, &previous, &rows),
     };
     Ok(data(body))
-}
-
-fn history(window: &Window, step: i64, rows: &[RollupRow]) -> Vec<HistoryPoint> {
-    let starts = window.steps(step);
-    let Some(&first) = starts.first() else {
-        return Vec::new();
-    };
-    let mut per_step = vec![Rollup::default(); starts.len()];
-    for row in rows {
-        let idx = usize::try_from((row.key.bucket - first).div_euclid(step)).unwrap_or(0);
-        if let Some(slot) = per_step.get_mut(idx) {
-            slot.merge(&row.rollup);
-        }
-    }
-    starts
-        .iter()
-        .zip(per_step)
-        .map(|(&t, r)| HistoryPoint {
-            timestamp: DateTime::from_timestamp(t, 0)
-                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                .unwrap_or_default(),
-            response_time: mean_latency_ms(&r),
-            percentiles: Percentiles::of(&r),
-            error_rate: pct(r.failures(), r.requests),
-            throughput: r.requests,
-            cost: usd(r.cost),
-        })
-        .collect()
 }
 
 /// Usage numbers; `hourly_rows` must be rows no coarser than an hour.

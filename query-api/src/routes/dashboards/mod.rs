@@ -7,6 +7,7 @@
 //! - `status`: `GET /features/{name}/status`, `GET /providers/{name}/health`.
 //! - `prompts`: `GET /prompts/{id}/metrics`.
 //! - `experiments`: `GET /experiments/{id}/results`.
+//! - `models`: `GET /models/{id}/performance`.
 //! - `analytics`: `GET /analytics/spending|usage|performance`.
 //! - `alerts`: `GET /analytics/alerts`, `POST /alerts/{id}/acknowledge`.
 //! - `budgets`: `GET /analytics/budgets`, `GET /budgets/{id}/status`.
@@ -17,6 +18,7 @@ mod analytics;
 mod budgets;
 mod experiments;
 mod features;
+mod models;
 mod overview;
 mod prompts;
 mod status;
@@ -33,6 +35,7 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let r = status::routes(r);
     let r = prompts::routes(r);
     let r = experiments::routes(r);
+    let r = models::routes(r);
     let r = analytics::routes(r);
     let r = budgets::routes(r);
     let r = alerts::routes(r);

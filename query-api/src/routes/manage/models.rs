@@ -7,8 +7,16 @@ pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let models = format!("{API_BASE}/models");
     let model = format!("{models}/{{id}}");
     r.serve(
-        Route::get(&models, Access::ReadConfig, "Models", list_models)
-            .query(MODEL_LIST.params())
+        Route::get(
+            &models,
+            Access::ReadConfig,
+            "Models, each with the price in force (and its recent numbers with include_metrics=true)",
+            list_models,
+        )
+        .query(crate::params::joined([
+            MODEL_LIST.params(),
+            crate::cards::METRICS_PARAMS.clone(),
+        ]))
             .returns::<Listing<ModelItem>>(200),
     )
     .serve(
@@ -183,9 +191,18 @@ async fn list_models(
     State(state): State<QueryState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
+    crate::params::refuse_unknown(
+        &q,
+        &crate::params::joined([MODEL_LIST.params(), crate::cards::METRICS_PARAMS.clone()]),
+    )?;
+    let (metrics, q) = crate::cards::split(&state, q, "24h")?;
     let query = ListQuery::parse(q, &MODEL_LIST)?;
     let (models, prices) =
         tokio::try_join!(state.config.list_models(), state.config.list_prices())?;
+    let cards = match &metrics {
+        Some(asked) => Some(crate::cards::model_cards(&state, asked).await?),
+        None => None,
+    };
     let now = state.clock.now();
     let items: Vec<ModelItem> = models
         .into_iter()
@@ -198,9 +215,16 @@ async fn list_models(
                 .max_by_key(|p| p.effective_from)
                 .cloned()
                 .map(PriceView::from);
+            let performance_metrics = metrics.as_ref().zip(cards.as_ref()).map(|(asked, cards)| {
+                cards
+                    .get(&(model.provider.clone(), model.name.clone()))
+                    .cloned()
+                    .unwrap_or_else(|| crate::cards::model_card(asked, &Default::default()))
+            });
             ModelItem {
                 model,
                 current_price,
+                performance_metrics,
             }
         })
         .collect();
@@ -214,6 +238,9 @@ struct ModelItem {
     #[serde(flatten)]
     model: Model,
     current_price: Option<PriceView>,
+    /// With `include_metrics=true`: the model's numbers over the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    performance_metrics: Option<crate::cards::ModelCard>,
 }
 
 async fn get_model(

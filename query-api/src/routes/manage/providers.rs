@@ -8,9 +8,17 @@ pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let providers = format!("{API_BASE}/providers");
     let provider = format!("{providers}/{{name}}");
     r.serve(
-        Route::get(&providers, Access::ReadConfig, "Providers", list_providers)
-            .query(PROVIDER_LIST.params())
-            .returns::<Listing<Provider>>(200),
+        Route::get(
+            &providers,
+            Access::ReadConfig,
+            "Providers (with their cards' numbers with include_metrics=true)",
+            list_providers,
+        )
+        .query(crate::params::joined([
+            PROVIDER_LIST.params(),
+            crate::cards::METRICS_PARAMS.clone(),
+        ]))
+        .returns::<Listing<ProviderItem>>(200),
     )
     .serve(
         Route::post(
@@ -153,10 +161,43 @@ async fn list_providers(
     State(state): State<QueryState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
+    crate::params::refuse_unknown(
+        &q,
+        &crate::params::joined([PROVIDER_LIST.params(), crate::cards::METRICS_PARAMS.clone()]),
+    )?;
+    // The health route's default window, so a card's score is the score that route shows.
+    let (metrics, q) = crate::cards::split(&state, q, "15m")?;
     let query = ListQuery::parse(q, &PROVIDER_LIST)?;
-    Ok(axum::Json(
-        query.apply(&state.config.list_providers().await?)?,
-    ))
+    let providers = state.config.list_providers().await?;
+    let mut cards = match &metrics {
+        Some(asked) => {
+            let mut models: HashMap<String, usize> = HashMap::new();
+            for m in state.config.list_models().await? {
+                *models.entry(m.provider).or_default() += 1;
+            }
+            let names: Vec<String> = providers.iter().map(|p| p.name.clone()).collect();
+            crate::cards::provider_cards(&state, asked, &models, &names).await?
+        }
+        None => BTreeMap::new(),
+    };
+    let items: Vec<ProviderItem> = providers
+        .into_iter()
+        .map(|provider| ProviderItem {
+            card: cards.remove(&provider.name),
+            provider,
+        })
+        .collect();
+    Ok(axum::Json(query.apply(&items)?))
+}
+
+/// A provider in the listing; with `include_metrics=true`, its card's numbers beside it (as the
+/// product documents' provider cards read them).
+#[derive(Serialize, schemars::JsonSchema)]
+struct ProviderItem {
+    #[serde(flatten)]
+    provider: Provider,
+    #[serde(flatten)]
+    card: Option<crate::cards::ProviderCard>,
 }
 
 async fn get_provider(

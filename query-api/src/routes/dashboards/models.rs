@@ -1,0 +1,122 @@
+//! `GET /models/{id}/performance`: how a registered model performs — latency percentiles,
+//! success rate, cost per request, tokens and requests, in total, per feature and environment,
+//! and as a time series — from the usage events that name its provider and name. The numbers
+//! are [`ModelNumbers`], the same the analytics performance listing and the model cards show.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use serde::Serialize;
+use tally_domain::rollup::Rollup;
+use tally_domain::store::Filter;
+use tally_domain::window::{step_for, WindowInfo};
+use tally_http::auth::Access;
+use tally_http::http::{data, ApiError, Data};
+use tally_http::route::{Route, Routes};
+
+use crate::aggregate::{history, merge_all, HistoryPoint, ModelNumbers};
+use crate::lookup::find_model;
+use crate::params::{Params, ENVIRONMENT_WINDOW};
+use crate::rollups::scan;
+use crate::routes::API_BASE;
+use crate::state::QueryState;
+
+pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
+    r.serve(
+        Route::get(
+            format!("{API_BASE}/models/{{id}}/performance"),
+            Access::ReadMetrics,
+            "A model's latency, success rate, cost and usage: in total, per feature and environment, and over time",
+            performance,
+        )
+        .query(ENVIRONMENT_WINDOW.clone())
+        .returns::<Data<ModelPerformance>>(200),
+    )
+}
+
+/// One feature and environment the model served.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Served {
+    pub feature: String,
+    pub environment: String,
+    #[serde(flatten)]
+    pub numbers: ModelNumbers,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Series {
+    pub step_seconds: i64,
+    pub data: Vec<HistoryPoint>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ModelPerformance {
+    pub model_id: String,
+    pub name: String,
+    pub provider: String,
+    pub time_range: Option<String>,
+    pub window: WindowInfo,
+    pub environment: Option<String>,
+    pub totals: ModelNumbers,
+    /// Per feature and environment, most requests first.
+    pub breakdown: Vec<Served>,
+    pub history: Series,
+}
+
+async fn performance(
+    State(state): State<QueryState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let params = Params::new(q, &ENVIRONMENT_WINDOW)?;
+    let model = find_model(&state, &id).await?;
+    let (window, range) = params.window(state.clock.now(), "24h")?;
+    let environment = params.filter()?.environment;
+    let filter = Filter {
+        provider: Some(model.provider.clone()),
+        model: Some(model.name.clone()),
+        environment,
+        ..Filter::default()
+    };
+    let step = step_for(window.len_s());
+    let rows = scan(&state, &filter, window.stepped_spans(step), true).await?;
+    let mut served: BTreeMap<(String, &'static str), Rollup> = BTreeMap::new();
+    for row in &rows {
+        served
+            .entry((
+                row.key.dims.feature.clone(),
+                row.key.dims.environment.as_str(),
+            ))
+            .or_default()
+            .merge(&row.rollup);
+    }
+    let mut breakdown: Vec<(u64, Served)> = served
+        .into_iter()
+        .map(|((feature, environment), r)| {
+            (
+                r.requests,
+                Served {
+                    feature,
+                    environment: environment.to_string(),
+                    numbers: ModelNumbers::of(&r),
+                },
+            )
+        })
+        .collect();
+    breakdown.sort_by_key(|(requests, _)| std::cmp::Reverse(*requests));
+    Ok(data(ModelPerformance {
+        model_id: model.id.to_string(),
+        name: model.name.clone(),
+        provider: model.provider.clone(),
+        time_range: range,
+        window: window.info(),
+        environment: environment.map(|e| e.as_str().to_string()),
+        totals: ModelNumbers::of(&merge_all(&rows)),
+        breakdown: breakdown.into_iter().map(|(_, s)| s).collect(),
+        history: Series {
+            step_seconds: step,
+            data: history(&window, step, &rows),
+        },
+    }))
+}
