@@ -337,6 +337,10 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
         .iter()
         .all(|r| r.key.dims.experiment_id == "checkout-test" && r.key.dims.variant == "b"));
 
+    // The drill-down returns exactly the counted events, newest first, in pages.
+    let counted: Vec<UsageEvent> = first.iter().chain(&second).cloned().collect();
+    drilldown_returns_the_counted_events(store, &counted).await;
+
     // Retention works in whole UTC days: a cutoff two minutes into 2026-01-01 removes every
     // row of 2025-12-31 (all resolutions) and nothing of 2026-01-01.
     let before = store.scan(everything(false)).await.expect("scan").len();
@@ -350,6 +354,28 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
         "prune drops exactly the rows of the days that ended before the cutoff"
     );
     assert!(after.iter().all(|r| r.key.bucket >= base));
+    // The drill-down drops the same days.
+    let kept = store
+        .events(&tally_domain::drilldown::EventQuery {
+            filter: Default::default(),
+            from_us: 0,
+            to_us: i64::MAX,
+            after: None,
+            limit: 1000,
+        })
+        .await
+        .expect("events");
+    assert_eq!(
+        kept,
+        newest_first(
+            first
+                .iter()
+                .chain(&second)
+                .filter(|e| e.occurred_at_secs() >= base)
+                .cloned()
+        ),
+        "retention drops the raw events of the same days"
+    );
     let requests_left: u64 = after
         .iter()
         .filter(|r| r.key.resolution == Resolution::Day)
@@ -398,6 +424,10 @@ fn sample_event(i: u32, at_s: i64, feature: &str, environment: Environment) -> U
         } else {
             Status::Success
         },
+        error_message: i
+            .is_multiple_of(10)
+            .then(|| format!("upstream refused request {i}\nretry later")),
+        error_message_truncated: i.is_multiple_of(20),
         latency_us: u64::from(i) * 12_345,
         input_tokens: u64::from(i) * 10,
         output_tokens: u64::from(i),
@@ -418,6 +448,115 @@ fn sample_event(i: u32, at_s: i64, feature: &str, environment: Environment) -> U
             .then(|| ["control", "b"][(i / 3 % 2) as usize].to_string()),
         ..UsageEvent::example()
     }
+}
+
+/// `events` sorted newest first (ties: the greater id first), by this suite, not the store.
+fn newest_first(events: impl IntoIterator<Item = UsageEvent>) -> Vec<UsageEvent> {
+    let mut sorted: Vec<UsageEvent> = events.into_iter().collect();
+    sorted.sort_by_key(|e| std::cmp::Reverse((e.occurred_at_us, e.event_id.clone())));
+    sorted
+}
+
+/// Every page of `query` (pages of `limit`, each after the last event of the one before).
+async fn all_pages(
+    store: &dyn AnalyticsStore,
+    mut query: tally_domain::drilldown::EventQuery,
+) -> Vec<UsageEvent> {
+    let mut out: Vec<UsageEvent> = Vec::new();
+    loop {
+        query.after = out.last().map(tally_domain::drilldown::Cursor::of);
+        let page = store.events(&query).await.expect("events");
+        assert!(page.len() <= query.limit, "a page holds at most its limit");
+        let done = page.len() < query.limit;
+        out.extend(page);
+        if done {
+            return out;
+        }
+    }
+}
+
+/// The drill-down against `counted` (every event the store counted): each filter, the window,
+/// and paging without gaps or repeats.
+async fn drilldown_returns_the_counted_events(store: &dyn AnalyticsStore, counted: &[UsageEvent]) {
+    use tally_domain::drilldown::{EventFilter, EventQuery, StatusFilter};
+    let everything = EventQuery {
+        filter: EventFilter::default(),
+        from_us: 0,
+        to_us: i64::MAX,
+        after: None,
+        limit: 7,
+    };
+    assert_eq!(
+        all_pages(store, everything.clone()).await,
+        newest_first(counted.iter().cloned()),
+        "every counted event once, newest first"
+    );
+    let chatbot_errors = EventQuery {
+        filter: EventFilter {
+            feature: Some("chatbot".into()),
+            status: Some(StatusFilter::Failed),
+            ..EventFilter::default()
+        },
+        limit: 2,
+        ..everything.clone()
+    };
+    let want = newest_first(
+        counted
+            .iter()
+            .filter(|e| e.feature == "chatbot" && e.status != tally_schemas::event::Status::Success)
+            .cloned(),
+    );
+    assert!(want.len() > 2, "several pages");
+    assert!(want.iter().all(|e| e.error_message.is_some()));
+    assert_eq!(all_pages(store, chatbot_errors).await, want);
+    // A window, a variant and a user.
+    let (from_us, to_us) = (counted[10].occurred_at_us, counted[45].occurred_at_us);
+    let narrowed = EventQuery {
+        filter: EventFilter {
+            environment: Some(Environment::Production),
+            experiment_id: Some("checkout-test".into()),
+            variant: Some("control".into()),
+            ..EventFilter::default()
+        },
+        from_us,
+        to_us,
+        limit: 3,
+        ..everything.clone()
+    };
+    let want = newest_first(
+        counted
+            .iter()
+            .filter(|e| {
+                e.environment == Environment::Production
+                    && e.variant.as_deref() == Some("control")
+                    && (from_us..to_us).contains(&e.occurred_at_us)
+            })
+            .cloned(),
+    );
+    assert!(!want.is_empty());
+    assert_eq!(all_pages(store, narrowed).await, want);
+    let user = EventQuery {
+        filter: EventFilter {
+            user_id: Some("user-3".into()),
+            model: Some(counted[0].model.clone()),
+            provider: Some(counted[0].provider.clone()),
+            ..EventFilter::default()
+        },
+        limit: 100,
+        ..everything
+    };
+    let want = newest_first(
+        counted
+            .iter()
+            .filter(|e| {
+                e.user_id.as_deref() == Some("user-3")
+                    && e.model == counted[0].model
+                    && e.provider == counted[0].provider
+            })
+            .cloned(),
+    );
+    assert!(!want.is_empty());
+    assert_eq!(store.events(&user).await.expect("events"), want);
 }
 
 /// Log bindings and adoption, against an empty store: a store binds once and learns an id,

@@ -30,6 +30,7 @@ pub mod alerting;
 pub mod audit;
 pub mod clock;
 pub mod config;
+pub mod drilldown;
 pub mod error;
 pub mod experiment_results;
 pub mod hll;

@@ -149,6 +149,37 @@ async fn project_until(log: Arc<dyn EventLog>, store: Arc<dyn AnalyticsStore>, c
     task.await.unwrap();
 }
 
+/// Every counted event through the drill-down, in pages of 7 (each page continuing after the
+/// last event of the one before).
+async fn drill(store: &dyn AnalyticsStore) -> Vec<UsageEvent> {
+    use tally_domain::drilldown::{Cursor, EventFilter, EventQuery};
+    let mut out: Vec<UsageEvent> = Vec::new();
+    loop {
+        let page = store
+            .events(&EventQuery {
+                filter: EventFilter::default(),
+                from_us: 0,
+                to_us: i64::MAX,
+                after: out.last().map(Cursor::of),
+                limit: 7,
+            })
+            .await
+            .unwrap();
+        let done = page.len() < 7;
+        out.extend(page);
+        if done {
+            return out;
+        }
+    }
+}
+
+/// The events newest first, ties by the greater id (sorted here, not by the code under test).
+fn newest_first(events: &[UsageEvent]) -> Vec<UsageEvent> {
+    let mut sorted = events.to_vec();
+    sorted.sort_by_key(|e| std::cmp::Reverse((e.occurred_at_us, e.event_id.clone())));
+    sorted
+}
+
 /// Appends `events` plus every 3rd one again, in chunks of `chunk`; returns events appended.
 async fn append_with_duplicates(log: &dyn EventLog, events: &[UsageEvent], chunk: usize) -> u64 {
     let mut all = events.to_vec();
@@ -179,11 +210,14 @@ proptest! {
             let total = append_with_duplicates(log.as_ref(), &events, chunk).await;
             project_until(log.clone(), store.clone(), total).await;
             prop_assert_eq!(snapshot(store.as_ref()).await, expected(&events));
+            // The drill-down holds each counted event once, newest first, paged without gaps.
+            prop_assert_eq!(drill(store.as_ref()).await, newest_first(&events));
 
             // rebuild equals live
             let report = tally_projector::rebuild(log.clone(), store.clone(), ProjectorConfig::default()).await.unwrap();
             prop_assert_eq!(report.events_applied, events.len() as u64);
             prop_assert_eq!(snapshot(store.as_ref()).await, expected(&events));
+            prop_assert_eq!(drill(store.as_ref()).await, newest_first(&events));
             Ok(())
         })?;
     }
@@ -213,6 +247,12 @@ impl AnalyticsStore for Flaky {
     }
     async fn scan(&self, r: ScanRequest) -> StoreResult<Vec<tally_domain::rollup::RollupRow>> {
         self.inner.scan(r).await
+    }
+    async fn events(
+        &self,
+        q: &tally_domain::drilldown::EventQuery,
+    ) -> StoreResult<Vec<UsageEvent>> {
+        self.inner.events(q).await
     }
     async fn reset(&self) -> StoreResult<()> {
         self.inner.reset().await
@@ -268,6 +308,8 @@ async fn failed_commits_are_retried_from_the_checkpoint() {
     let want = expected(&events);
     assert_eq!(got.len(), want.len());
     assert_eq!(got, want);
+    // Commits that failed after they were applied did not store their events twice.
+    assert_eq!(drill(store.as_ref()).await, newest_first(&events));
     let ids: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     let minute_requests: u64 = got
         .iter()
@@ -307,6 +349,12 @@ impl AnalyticsStore for Unfinished {
     }
     async fn scan(&self, r: ScanRequest) -> StoreResult<Vec<tally_domain::rollup::RollupRow>> {
         self.inner.scan(r).await
+    }
+    async fn events(
+        &self,
+        q: &tally_domain::drilldown::EventQuery,
+    ) -> StoreResult<Vec<UsageEvent>> {
+        self.inner.events(q).await
     }
     async fn reset(&self) -> StoreResult<()> {
         self.inner.reset().await

@@ -91,6 +91,10 @@ pub struct UsageEvent {
     pub operation: Operation,
     pub status: Status,
     pub error_type: Option<String>,
+    /// At most 1 KiB of UTF-8 ([`crate::validate::ERROR_MESSAGE_BYTES`]).
+    pub error_message: Option<String>,
+    /// The message was cut to fit.
+    pub error_message_truncated: bool,
     pub latency_us: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -118,6 +122,8 @@ impl UsageEvent {
             operation: Operation::Chat,
             status: Status::Success,
             error_type: None,
+            error_message: None,
+            error_message_truncated: false,
             latency_us: 0,
             input_tokens: 0,
             output_tokens: 0,

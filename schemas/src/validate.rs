@@ -294,6 +294,14 @@ pub fn validate(
         }
     };
     check_opt("error_type", wire.error_type.as_deref(), 128)?;
+    let (error_message, cut) = match wire.error_message {
+        // An empty message is no message.
+        Some(text) if !text.is_empty() => {
+            let (kept, cut) = truncate_message(text);
+            (Some(kept), cut)
+        }
+        _ => (None, false),
+    };
     check_opt("user_id", wire.user_id.as_deref(), 256)?;
     check_opt("prompt_id", wire.prompt_id.as_deref(), 128)?;
     check_opt(
@@ -314,6 +322,8 @@ pub fn validate(
         operation: wire.operation,
         status: wire.status,
         error_type: wire.error_type,
+        error_message,
+        error_message_truncated: cut || wire.error_message_truncated == Some(true),
         latency_us: (wire.latency_ms * 1000.0).round() as u64,
         input_tokens: wire.input_tokens,
         output_tokens: wire.output_tokens,
@@ -345,6 +355,23 @@ fn check_text(field: &'static str, value: &str, max_chars: usize) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+/// The most of an `error_message` kept, in bytes of UTF-8.
+pub const ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// `text` cut to at most [`ERROR_MESSAGE_BYTES`] bytes at a character boundary, and whether
+/// it was cut.
+pub fn truncate_message(mut text: String) -> (String, bool) {
+    if text.len() <= ERROR_MESSAGE_BYTES {
+        return (text, false);
+    }
+    let mut end = ERROR_MESSAGE_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    (text, true)
 }
 
 fn check_opt(field: &'static str, value: Option<&str>, max_chars: usize) -> Result<(), FieldError> {
@@ -457,6 +484,38 @@ mod tests {
         assert_eq!(e.status, Status::Success);
         assert_eq!(e.cost, Cost::Pending);
         assert_eq!(e.occurred_at_us, now().timestamp_micros() - 60_000_000);
+    }
+
+    #[test]
+    fn error_messages_are_kept_to_one_kibibyte_at_a_character_boundary() {
+        let with = |message: &str, flag: Option<bool>| {
+            let mut e = good();
+            e["status"] = serde_json::json!("error");
+            e["error_message"] = serde_json::json!(message);
+            if let Some(flag) = flag {
+                e["error_message_truncated"] = serde_json::json!(flag);
+            }
+            let out = parse(&[e]);
+            assert!(out.errors.is_empty(), "{:?}", out.errors);
+            let (_, event) = out.events.into_iter().next().expect("one event");
+            (
+                event.error_message.expect("a message"),
+                event.error_message_truncated,
+            )
+        };
+        // Exactly 1024 bytes, with a newline: kept whole.
+        let exact = format!("line one\n{}", "x".repeat(1015));
+        assert_eq!(exact.len(), 1024);
+        assert_eq!(with(&exact, None), (exact.clone(), false));
+        // 600 two-byte characters (1200 bytes): the first 512 (1024 bytes) are kept.
+        let (kept, cut) = with(&"é".repeat(600), None);
+        assert_eq!((kept, cut), ("é".repeat(512), true));
+        // A three-byte character straddling byte 1024 is left out whole: 1023 + 3 bytes.
+        let (kept, cut) = with(&format!("{}€tail", "a".repeat(1023)), None);
+        assert_eq!((kept.len(), cut), (1023, true));
+        // A sender that already cut its message says so, and that is kept.
+        assert_eq!(with("short", Some(true)), ("short".to_string(), true));
+        assert_eq!(with("short", Some(false)), ("short".to_string(), false));
     }
 
     #[test]

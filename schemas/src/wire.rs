@@ -48,6 +48,14 @@ pub struct UsageEventV1 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "text_128")]
     pub error_type: Option<String>,
+    /// What the provider or client said went wrong (any text, newlines allowed). At most
+    /// [`crate::validate::ERROR_MESSAGE_BYTES`] bytes are kept: a longer message is cut at a
+    /// character boundary and `error_message_truncated` set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// Set when `error_message` was cut (by Tally, or by the sender before it was sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message_truncated: Option<bool>,
     /// Wall-clock latency of the call in milliseconds (fractions allowed), at most a day.
     #[schemars(range(min = 0, max = 86_400_000))]
     pub latency_ms: f64,
@@ -258,6 +266,8 @@ impl From<&crate::event::UsageEvent> for UsageEventV1 {
             operation: e.operation,
             status: e.status,
             error_type: e.error_type.clone(),
+            error_message: e.error_message.clone(),
+            error_message_truncated: e.error_message_truncated.then_some(true),
             latency_ms: e.latency_us as f64 / 1000.0,
             input_tokens: e.input_tokens,
             output_tokens: e.output_tokens,

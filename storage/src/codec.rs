@@ -1,29 +1,93 @@
 //! Binary form of an event-log record: the record's events, postcard-encoded, LZ4-compressed.
 //!
-//! The first byte is a format version so old logs stay readable when the event type grows.
+//! The first byte is a format version so old logs stay readable when the event type grows:
+//! version 1 is the event before `error_message` (read into today's event with no message),
+//! version 2 today's event. Records are always written in the newest version.
 
-use tally_schemas::UsageEvent;
+use serde::Deserialize;
+use tally_schemas::event::{Cost, Operation, Status};
+use tally_schemas::{Environment, UsageEvent};
 
 use tally_domain::store::StoreError;
 
 const FORMAT_V1: u8 = 1;
 
+const FORMAT_V2: u8 = 2;
+
+/// A usage event as format 1 stored it (postcard is positional: the fields, in this order).
+#[derive(Deserialize)]
+struct EventV1 {
+    event_id: String,
+    occurred_at_us: i64,
+    feature: String,
+    model: String,
+    provider: String,
+    environment: Environment,
+    operation: Operation,
+    status: Status,
+    error_type: Option<String>,
+    latency_us: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cached_input_tokens: u64,
+    cost: Cost,
+    user_id: Option<String>,
+    prompt_id: Option<String>,
+    prompt_version: Option<String>,
+    experiment_id: Option<String>,
+    variant: Option<String>,
+    attributes: Vec<(String, String)>,
+}
+
+impl From<EventV1> for UsageEvent {
+    fn from(e: EventV1) -> UsageEvent {
+        UsageEvent {
+            event_id: e.event_id,
+            occurred_at_us: e.occurred_at_us,
+            feature: e.feature,
+            model: e.model,
+            provider: e.provider,
+            environment: e.environment,
+            operation: e.operation,
+            status: e.status,
+            error_type: e.error_type,
+            error_message: None,
+            error_message_truncated: false,
+            latency_us: e.latency_us,
+            input_tokens: e.input_tokens,
+            output_tokens: e.output_tokens,
+            cached_input_tokens: e.cached_input_tokens,
+            cost: e.cost,
+            user_id: e.user_id,
+            prompt_id: e.prompt_id,
+            prompt_version: e.prompt_version,
+            experiment_id: e.experiment_id,
+            variant: e.variant,
+            attributes: e.attributes,
+        }
+    }
+}
+
 pub fn encode_events(events: &[UsageEvent]) -> Result<Vec<u8>, StoreError> {
     let plain =
         postcard::to_stdvec(events).map_err(|e| StoreError::Backend(format!("encode: {e}")))?;
     let mut out = Vec::with_capacity(plain.len() / 3 + 8);
-    out.push(FORMAT_V1);
+    out.push(FORMAT_V2);
     out.extend_from_slice(&lz4_flex::compress_prepend_size(&plain));
     Ok(out)
 }
 
 pub fn decode_events(bytes: &[u8]) -> Result<Vec<UsageEvent>, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("log record: {e}"));
     match bytes.split_first() {
+        Some((&FORMAT_V2, rest)) => {
+            let plain = lz4_flex::decompress_size_prepended(rest).map_err(|e| corrupt(&e))?;
+            postcard::from_bytes(&plain).map_err(|e| corrupt(&e))
+        }
         Some((&FORMAT_V1, rest)) => {
-            let plain = lz4_flex::decompress_size_prepended(rest)
-                .map_err(|e| StoreError::Corrupt(format!("log record: {e}")))?;
-            postcard::from_bytes(&plain)
-                .map_err(|e| StoreError::Corrupt(format!("log record: {e}")))
+            let plain = lz4_flex::decompress_size_prepended(rest).map_err(|e| corrupt(&e))?;
+            let old: Vec<EventV1> = postcard::from_bytes(&plain).map_err(|e| corrupt(&e))?;
+            Ok(old.into_iter().map(UsageEvent::from).collect())
         }
         Some((v, _)) => Err(StoreError::Corrupt(format!(
             "unknown log record format {v}"
@@ -60,4 +124,99 @@ pub fn decode_dedup_chunk(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as format 1 wrote it, built by hand here: postcard of the old field list.
+    #[test]
+    fn format_1_records_read_as_events_without_a_message() {
+        #[derive(serde::Serialize)]
+        struct Old<'a> {
+            event_id: &'a str,
+            occurred_at_us: i64,
+            feature: &'a str,
+            model: &'a str,
+            provider: &'a str,
+            environment: Environment,
+            operation: Operation,
+            status: Status,
+            error_type: Option<&'a str>,
+            latency_us: u64,
+            input_tokens: u64,
+            output_tokens: u64,
+            cached_input_tokens: u64,
+            cost: Cost,
+            user_id: Option<&'a str>,
+            prompt_id: Option<&'a str>,
+            prompt_version: Option<&'a str>,
+            experiment_id: Option<&'a str>,
+            variant: Option<&'a str>,
+            attributes: Vec<(&'a str, &'a str)>,
+        }
+        let old = vec![Old {
+            event_id: "e1",
+            occurred_at_us: 1_767_225_600_000_000,
+            feature: "chatbot",
+            model: "gpt-4o",
+            provider: "openai",
+            environment: Environment::Staging,
+            operation: Operation::Chat,
+            status: Status::Error,
+            error_type: Some("rate_limit"),
+            latency_us: 1234,
+            input_tokens: 10,
+            output_tokens: 2,
+            cached_input_tokens: 1,
+            cost: Cost::Computed(99),
+            user_id: Some("u"),
+            prompt_id: None,
+            prompt_version: None,
+            experiment_id: Some("x"),
+            variant: Some("b"),
+            attributes: vec![("k", "v")],
+        }];
+        let plain = postcard::to_stdvec(&old).expect("encode");
+        let mut record = vec![FORMAT_V1];
+        record.extend_from_slice(&lz4_flex::compress_prepend_size(&plain));
+        let events = decode_events(&record).expect("decode");
+        assert_eq!(
+            events,
+            vec![UsageEvent {
+                event_id: "e1".into(),
+                occurred_at_us: 1_767_225_600_000_000,
+                feature: "chatbot".into(),
+                model: "gpt-4o".into(),
+                provider: "openai".into(),
+                environment: Environment::Staging,
+                operation: Operation::Chat,
+                status: Status::Error,
+                error_type: Some("rate_limit".into()),
+                error_message: None,
+                error_message_truncated: false,
+                latency_us: 1234,
+                input_tokens: 10,
+                output_tokens: 2,
+                cached_input_tokens: 1,
+                cost: Cost::Computed(99),
+                user_id: Some("u".into()),
+                prompt_id: None,
+                prompt_version: None,
+                experiment_id: Some("x".into()),
+                variant: Some("b".into()),
+                attributes: vec![("k".into(), "v".into())],
+            }]
+        );
+        // Today's records carry the message.
+        let now = UsageEvent {
+            error_message: Some("quota exceeded".into()),
+            error_message_truncated: true,
+            ..events[0].clone()
+        };
+        let record = encode_events(std::slice::from_ref(&now)).expect("encode");
+        assert_eq!(record[0], FORMAT_V2);
+        assert_eq!(decode_events(&record).expect("decode"), vec![now]);
+    }
 }

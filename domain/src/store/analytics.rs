@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tally_schemas::{Environment, UsageEvent};
 
 use super::log::{LogPosition, Partitions};
+use crate::drilldown::EventQuery;
 use crate::error::StoreResult;
 use crate::log_binding::{Adoption, LogBinding};
 use crate::rollup::{Resolution, Rollup, RollupKey, RollupRow};
@@ -207,6 +208,9 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Whether commits should carry the counted events themselves ([`PartitionCommit::raw`]).
     fn keeps_raw_events(&self) -> bool {
-        false
+        true
     }
+    /// The counted events `query` asks for, newest first ([`crate::drilldown`]), at most
+    /// `query.limit` (every store keeps the events it counted, for this drill-down).
+    async fn events(&self, query: &EventQuery) -> StoreResult<Vec<UsageEvent>>;
 }

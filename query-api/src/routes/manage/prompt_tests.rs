@@ -257,6 +257,13 @@ async fn test_prompt(
         Err(Failure::Error(message)) => (Status::Error, Some(message.clone())),
     };
     let answer = call.unwrap_or_default();
+    let (error_message, error_message_truncated) = match error.clone() {
+        Some(text) => {
+            let (kept, cut) = tally_schemas::validate::truncate_message(text);
+            (Some(kept), cut)
+        }
+        None => (None, false),
+    };
     let mut event = UsageEvent {
         event_id: format!("prompt-test-{}", Uuid::now_v7()),
         occurred_at_us: state.clock.now().timestamp_micros(),
@@ -274,6 +281,8 @@ async fn test_prompt(
             Status::Timeout => Some("timeout".into()),
             Status::Error => Some("provider_error".into()),
         },
+        error_message,
+        error_message_truncated,
         latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
         input_tokens: answer.input_tokens,
         output_tokens: answer.output_tokens,

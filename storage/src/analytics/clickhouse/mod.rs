@@ -113,7 +113,8 @@ async fn add_columns(db: &Client, table: &str, column: &str, alter: &str) -> Res
 /// projection rows (rows from before log bindings belong to epoch 0), and the experiment
 /// dimensions of rollup rows, each appended to its table's sorting key; then the sum of squared
 /// costs of rollup rows (empty, read as 0, in rows from before it: they hold no experiment's
-/// events, its only reader).
+/// events, its only reader); and the error message of raw events (empty in events stored
+/// before it).
 async fn add_later_columns(db: &Client) -> Result<()> {
     add_columns(
         db,
@@ -148,6 +149,13 @@ async fn add_later_columns(db: &Client) -> Result<()> {
         store::ROLLUPS,
         "cost_squares",
         "ADD COLUMN cost_squares String AFTER cost_pico",
+    )
+    .await?;
+    add_columns(
+        db,
+        events::EVENTS_TABLE,
+        "error_message",
+        "ADD COLUMN error_message String AFTER error_type, ADD COLUMN error_message_truncated UInt8 AFTER error_message",
     )
     .await
 }

@@ -22,6 +22,7 @@
 //! inside its transaction that its epoch is still the newest.
 
 mod bindings;
+mod events;
 mod schema;
 
 use bindings::{adopt, bind, bindings, current_epoch};
@@ -32,11 +33,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use tally_schemas::{Environment, Pico};
+use tally_schemas::{Environment, Pico, UsageEvent};
 use tracing::instrument;
 
 use crate::failure::{seam_sync, Failure, Result};
 use crate::sqlite::{blocking, open_with};
+use tally_domain::drilldown::EventQuery;
 use tally_domain::hll::Hll;
 use tally_domain::log_binding::{Adoption, LogBinding};
 use tally_domain::rollup::{Dims, Rollup, RollupKey, RollupRow};
@@ -67,6 +69,7 @@ impl SqliteAnalyticsStore {
             let path = dir.join("analytics.db");
             let mut writer = open_with(&path, 256, PAGE_SIZE)?;
             writer.execute_batch(SCHEMA)?;
+            writer.execute_batch(events::TABLE)?;
             upgrade_layout(&mut writer)?;
             Ok(SqliteAnalyticsStore {
                 writer: Arc::new(Mutex::new(writer)),
@@ -292,6 +295,7 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
     for (key, delta) in &deltas {
         merge_row(&tx, key, delta)?;
     }
+    events::write(&tx, c.partitions.values().flat_map(|pc| &pc.raw))?;
     for (partition, pc) in &c.partitions {
         if let Some(max_seen) = pc.dedup_new.iter().map(|(_, s)| *s).max() {
             tx.execute(
@@ -460,6 +464,12 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         .await
     }
 
+    #[instrument(name = "analytics.events", skip_all, err)]
+    async fn events(&self, query: &EventQuery) -> StoreResult<Vec<UsageEvent>> {
+        let query = query.clone();
+        self.read(move |conn| events::query(conn, &query)).await
+    }
+
     #[instrument(name = "analytics.prune", skip_all, err)]
     async fn prune(&self, before_s: i64) -> StoreResult<u64> {
         let writer = self.writer.clone();
@@ -472,6 +482,7 @@ impl AnalyticsStore for SqliteAnalyticsStore {
                 "DELETE FROM rollups WHERE bucket < ?1",
                 params![first_kept_day],
             )?;
+            events::prune(&conn, first_kept_day)?;
             Ok(deleted as u64)
         })
         .await
@@ -481,7 +492,7 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         let writer = self.writer.clone();
         blocking(move || {
             let conn = writer.lock().map_err(|_| poisoned())?;
-            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM log_bindings; COMMIT;")?;
+            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM event_chunks; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM log_bindings; COMMIT;")?;
             Ok(())
         })
         .await

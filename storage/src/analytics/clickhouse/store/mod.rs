@@ -431,6 +431,14 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
         true
     }
 
+    #[instrument(name = "clickhouse.events", skip_all, err)]
+    async fn events(
+        &self,
+        query: &tally_domain::drilldown::EventQuery,
+    ) -> StoreResult<Vec<tally_schemas::UsageEvent>> {
+        super::events::query(&self.client, query).await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         seam(async || -> Result<()> {
             let sql = format!("SELECT count() FROM {TABLE} WHERE kind = {KIND_CHECKPOINT}");

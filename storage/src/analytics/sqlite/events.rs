@@ -1,0 +1,122 @@
+//! The counted events of the embedded store, for the drill-down (`GET /events`): written in
+//! the projector's commit (so exactly the events the rollups counted, once each, priced as
+//! counted), read newest first.
+//!
+//! Layout: `event_chunks`, one row per chunk of at most [`CHUNK`] events of one feature and one
+//! UTC day from one commit, the events sorted newest first and stored with the log's record
+//! codec (postcard + LZ4), with the chunk's newest and oldest `occurred_at` and its number of
+//! failed events. Writing is one row per chunk (cheap beside the rollups); a query walks the
+//! chunks of its feature (or all) from the newest down, skips those without failures when
+//! only failures are asked for, decodes only what it reads, and stops once no chunk left can
+//! hold an event newer than the oldest it would return. Retention deletes whole days.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{params, Connection, Transaction};
+use tally_domain::drilldown::{newest_first, EventQuery};
+use tally_domain::store::RawEvent;
+use tally_schemas::UsageEvent;
+
+use crate::codec::{decode_events, encode_events};
+use crate::failure::Result;
+
+/// Most events in one chunk.
+pub(super) const CHUNK: usize = 512;
+
+pub(super) const TABLE: &str = "
+CREATE TABLE IF NOT EXISTS event_chunks (
+    id        INTEGER PRIMARY KEY,
+    feature   TEXT NOT NULL,
+    day       INTEGER NOT NULL,
+    newest_us INTEGER NOT NULL,
+    oldest_us INTEGER NOT NULL,
+    events    INTEGER NOT NULL,
+    failures  INTEGER NOT NULL,
+    payload   BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS event_chunks_by_feature ON event_chunks (feature, newest_us);
+CREATE INDEX IF NOT EXISTS event_chunks_by_time ON event_chunks (newest_us);
+";
+
+/// Writes the counted events of a commit as chunks (inside the commit's transaction).
+pub(super) fn write<'a>(
+    tx: &Transaction,
+    raw: impl IntoIterator<Item = &'a RawEvent>,
+) -> Result<()> {
+    let mut groups: BTreeMap<(&str, i64), Vec<&UsageEvent>> = BTreeMap::new();
+    for r in raw {
+        let day = r.event.occurred_at_us.div_euclid(86_400_000_000);
+        groups
+            .entry((r.event.feature.as_str(), day))
+            .or_default()
+            .push(&r.event);
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO event_chunks (feature, day, newest_us, oldest_us, events, failures, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for ((feature, day), mut events) in groups {
+        events.sort_by(|a, b| newest_first(a, b));
+        for chunk in events.chunks(CHUNK) {
+            let owned: Vec<UsageEvent> = chunk.iter().map(|e| (*e).clone()).collect();
+            let failures = owned.iter().filter(|e| e.is_failure()).count();
+            insert.execute(params![
+                feature,
+                day,
+                owned[0].occurred_at_us,
+                owned[owned.len() - 1].occurred_at_us,
+                owned.len() as i64,
+                failures as i64,
+                encode_events(&owned)?,
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// The events `q` asks for, newest first.
+pub(super) fn query(conn: &Connection, q: &EventQuery) -> Result<Vec<UsageEvent>> {
+    let upper = match &q.after {
+        Some(c) => q.to_us.min(c.occurred_at_us + 1),
+        None => q.to_us,
+    };
+    let mut sql = String::from(
+        "SELECT newest_us, payload FROM event_chunks WHERE newest_us >= ?1 AND oldest_us < ?2",
+    );
+    let mut values: Vec<rusqlite::types::Value> = vec![q.from_us.into(), upper.into()];
+    if let Some(feature) = &q.filter.feature {
+        sql.push_str(" AND feature = ?3");
+        values.push(feature.clone().into());
+    }
+    if q.filter.status.is_some_and(|s| s.only_failures()) {
+        sql.push_str(" AND failures > 0");
+    }
+    sql.push_str(" ORDER BY newest_us DESC");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+    let mut kept: Vec<UsageEvent> = Vec::new();
+    while let Some(row) = rows.next()? {
+        let newest: i64 = row.get(0)?;
+        // Every chunk left is at most this new: done once the page is full and the oldest
+        // event kept is newer than all of them.
+        if kept.len() >= q.limit && kept.last().is_some_and(|e| e.occurred_at_us > newest) {
+            break;
+        }
+        let payload: Vec<u8> = row.get(1)?;
+        let events = decode_events(&payload)?;
+        let before = kept.len();
+        kept.extend(events.into_iter().filter(|e| q.admits(e)));
+        if kept.len() > before {
+            kept.sort_by(newest_first);
+            kept.truncate(q.limit);
+        }
+    }
+    Ok(kept)
+}
+
+/// Retention: deletes the chunks of every UTC day before the one starting at `first_kept_day`.
+pub(super) fn prune(conn: &Connection, first_kept_day_s: i64) -> Result<usize> {
+    Ok(conn.execute(
+        "DELETE FROM event_chunks WHERE day < ?1",
+        params![first_kept_day_s.div_euclid(86_400)],
+    )?)
+}
