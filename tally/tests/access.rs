@@ -25,6 +25,7 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
         ("GET", "/analytics/usage", readers.clone()),
         ("GET", "/analytics/performance", readers.clone()),
         ("GET", "/overview", readers.clone()),
+        ("GET", "/events", readers.clone()),
         ("GET", "/api-keys", admin.clone()),
         ("POST", "/api-keys", admin.clone()),
         ("DELETE", "/api-keys/{id}", admin.clone()),

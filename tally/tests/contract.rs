@@ -326,6 +326,7 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
         ("/openapi.json", vec![]),
         ("/v1/schema/usage-event", vec![]),
         ("/api/platform/ai-management/overview", vec![]),
+        ("/api/platform/ai-management/events", vec![]),
         ("/api/platform/ai-management/features", vec![]),
         (
             "/api/platform/ai-management/features/{name}",

@@ -382,6 +382,11 @@ impl Sent {
             v["prompt_id"] = json!(id);
             v["prompt_version"] = json!(version);
         }
+        if self.failed() {
+            // From the event's id, so the rest of the corpus is unchanged.
+            v["error_message"] =
+                json!(format!("the provider refused {}\ntry again later", self.id));
+        }
         if let Some((id, variant)) = &self.experiment {
             v["experiment_id"] = json!(id);
             v["variant"] = json!(variant);
@@ -577,6 +582,25 @@ pub async fn answers(app: &TestApp) -> Vec<serde_json::Value> {
     );
     results["experiment_id"] = serde_json::Value::Null;
     out.push(results);
+    // The drill-down: the newest failed chatbot calls, two pages.
+    let first = app
+        .get(&format!(
+            "{API}/events?feature=chatbot&status=failed&time_range=7d&limit=40"
+        ))
+        .await
+        .1;
+    let cursor = first["pagination"]["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = app
+        .get(&format!(
+            "{API}/events?feature=chatbot&status=failed&time_range=7d&limit=40&cursor={cursor}"
+        ))
+        .await
+        .1;
+    assert_eq!(second["data"].as_array().unwrap().len(), 40, "{second}");
+    out.push(json!([first["data"], second["data"]]));
     // The business counters Prometheus scrapes (the pipeline's own metrics differ by process).
     let text = app.metrics_text().await;
     let mut business: Vec<&str> = text

@@ -11,11 +11,13 @@
 //! - `analytics`: `GET /analytics/spending|usage|performance`.
 //! - `alerts`: `GET /analytics/alerts`, `POST /alerts/{id}/acknowledge`.
 //! - `budgets`: `GET /analytics/budgets`, `GET /budgets/{id}/status`.
+//! - `events`: `GET /events` (drill-down to the counted events).
 //! - `stream`: `GET /events/stream` (Server-Sent Events).
 
 mod alerts;
 mod analytics;
 mod budgets;
+mod events;
 mod experiments;
 mod features;
 mod models;
@@ -39,5 +41,6 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let r = analytics::routes(r);
     let r = budgets::routes(r);
     let r = alerts::routes(r);
+    let r = events::routes(r);
     stream::routes(r)
 }
