@@ -124,10 +124,20 @@ fn batch_body(
             20..=24 => "timeout",
             _ => "success",
         };
+        let seq = first_seq + i as u64;
+        // Failed calls say what went wrong, as real clients' do.
+        let message = match status {
+            "error" => format!(
+                r#","error_type":"server_error","error_message":"upstream answered 500 Internal Server Error for request {run}-{seq}""#
+            ),
+            "timeout" => {
+                r#","error_type":"timeout","error_message":"no answer within 30 s""#.to_string()
+            }
+            _ => String::new(),
+        };
         let _ = write!(
             out,
-            r#"{{"event_id":"{run}-{seq}","occurred_at":"{at}","feature":"{feature}","model":"{model}","provider":"{provider}","environment":"production","operation":"chat","status":"{status}","latency_ms":{lat},"input_tokens":{inp},"output_tokens":{outp},"user_id":"u{user}"}}"#,
-            seq = first_seq + i as u64,
+            r#"{{"event_id":"{run}-{seq}","occurred_at":"{at}","feature":"{feature}","model":"{model}","provider":"{provider}","environment":"production","operation":"chat","status":"{status}"{message},"latency_ms":{lat},"input_tokens":{inp},"output_tokens":{outp},"user_id":"u{user}"}}"#,
             at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             lat = rng.gen_range(20..4000),
             inp = rng.gen_range(10..3000),

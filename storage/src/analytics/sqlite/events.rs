@@ -2,13 +2,14 @@
 //! the projector's commit (so exactly the events the rollups counted, once each, priced as
 //! counted), read newest first.
 //!
-//! Layout: `event_chunks`, one row per chunk of at most [`CHUNK`] events of one feature and one
-//! UTC day from one commit, the events sorted newest first and stored with the log's record
-//! codec (postcard + LZ4), with the chunk's newest and oldest `occurred_at` and its number of
-//! failed events. Writing is one row per chunk (cheap beside the rollups); a query walks the
-//! chunks of its feature (or all) from the newest down, skips those without failures when
-//! only failures are asked for, decodes only what it reads, and stops once no chunk left can
-//! hold an event newer than the oldest it would return. Retention deletes whole days.
+//! Layout: `event_chunks`, one row per chunk of at most [`CHUNK`] events of one feature, one
+//! UTC day and one outcome (failed or not) from one commit, the events sorted newest first and
+//! stored with the log's record codec (postcard + LZ4), with the chunk's newest and oldest
+//! `occurred_at`. Writing is one row per chunk (cheap beside the rollups); a query walks the
+//! chunks of its feature (or all) from the newest down — only failed chunks when only failures
+//! are asked for, the usual drill-down from an error-rate chart — decodes only what it reads,
+//! and stops once no chunk left can hold an event newer than the oldest it would return.
+//! Retention deletes whole days.
 
 use std::collections::BTreeMap;
 
@@ -31,7 +32,7 @@ CREATE TABLE IF NOT EXISTS event_chunks (
     newest_us INTEGER NOT NULL,
     oldest_us INTEGER NOT NULL,
     events    INTEGER NOT NULL,
-    failures  INTEGER NOT NULL,
+    failed    INTEGER NOT NULL,
     payload   BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS event_chunks_by_feature ON event_chunks (feature, newest_us);
@@ -43,29 +44,28 @@ pub(super) fn write<'a>(
     tx: &Transaction,
     raw: impl IntoIterator<Item = &'a RawEvent>,
 ) -> Result<()> {
-    let mut groups: BTreeMap<(&str, i64), Vec<&UsageEvent>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, i64, bool), Vec<&UsageEvent>> = BTreeMap::new();
     for r in raw {
         let day = r.event.occurred_at_us.div_euclid(86_400_000_000);
         groups
-            .entry((r.event.feature.as_str(), day))
+            .entry((r.event.feature.as_str(), day, r.event.is_failure()))
             .or_default()
             .push(&r.event);
     }
     let mut insert = tx.prepare_cached(
-        "INSERT INTO event_chunks (feature, day, newest_us, oldest_us, events, failures, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO event_chunks (feature, day, newest_us, oldest_us, events, failed, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    for ((feature, day), mut events) in groups {
+    for ((feature, day, failed), mut events) in groups {
         events.sort_by(|a, b| newest_first(a, b));
         for chunk in events.chunks(CHUNK) {
             let owned: Vec<UsageEvent> = chunk.iter().map(|e| (*e).clone()).collect();
-            let failures = owned.iter().filter(|e| e.is_failure()).count();
             insert.execute(params![
                 feature,
                 day,
                 owned[0].occurred_at_us,
                 owned[owned.len() - 1].occurred_at_us,
                 owned.len() as i64,
-                failures as i64,
+                failed,
                 encode_events(&owned)?,
             ])?;
         }
@@ -87,8 +87,10 @@ pub(super) fn query(conn: &Connection, q: &EventQuery) -> Result<Vec<UsageEvent>
         sql.push_str(" AND feature = ?3");
         values.push(feature.clone().into());
     }
-    if q.filter.status.is_some_and(|s| s.only_failures()) {
-        sql.push_str(" AND failures > 0");
+    match q.filter.status {
+        Some(s) if s.only_failures() => sql.push_str(" AND failed = 1"),
+        Some(_) => sql.push_str(" AND failed = 0"),
+        None => {}
     }
     sql.push_str(" ORDER BY newest_us DESC");
     let mut stmt = conn.prepare_cached(&sql)?;
