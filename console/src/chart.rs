@@ -46,6 +46,8 @@ pub struct Chart<'a> {
     pub series: &'a [Series],
     /// Writes a y value with its unit (axis ticks and the data table).
     pub format: &'a dyn Fn(f64) -> String,
+    /// Per x position, where its bar leads (the drill-down of that step); bars charts only.
+    pub links: Option<&'a [String]>,
 }
 
 /// The smallest "nice" number (1, 2, 2.5, 5 × 10ⁿ) at or above `max`.
@@ -269,14 +271,21 @@ fn stack(chart: &Chart, all: bool) -> Markup {
                     format!("{:.1}", (y0 - y1).max(0.0)),
                     PALETTE[k % PALETTE.len()],
                     format!("{} · {}: {}", chart.x[i].full, s.name, (chart.format)(v)),
+                    chart.links.and_then(|l| l.get(i)),
                 ));
             }
         }
     }
     let width = format!("{width:.1}");
     let body = html! {
-        @for (x, y, height, colour, label) in &rects {
-            rect x=(x) y=(y) width=(width) height=(height) fill=(colour) { title { (label) } }
+        @for (x, y, height, colour, label, link) in &rects {
+            @if let Some(href) = link {
+                a href=(href) aria-label=(label) {
+                    rect x=(x) y=(y) width=(width) height=(height) fill=(colour) { title { (label) } }
+                }
+            } @else {
+                rect x=(x) y=(y) width=(width) height=(height) fill=(colour) { title { (label) } }
+            }
         }
     };
     html! {
@@ -338,6 +347,7 @@ mod tests {
             x: &x,
             series: &series,
             format: &|v| format!("{v:.0} ms"),
+            links: None,
         };
         let svg = lines(&chart).into_string();
         assert!(svg.contains("<title id=\"latency-title\">Response time</title>"));
@@ -375,6 +385,7 @@ mod tests {
             x: &x,
             series: &series,
             format: &|v| format!("${v:.2}"),
+            links: None,
         };
         let svg = stacked(&chart).into_string();
         // Three rectangles (b has no value at the second position), a legend of two.

@@ -146,9 +146,21 @@ fn table() -> Vec<(Method, String, Option<Access>, Handler)> {
         ),
         (
             Method::GET,
+            at("/events"),
+            Some(ReadMetrics),
+            get(events::page),
+        ),
+        (
+            Method::GET,
             at("/models"),
             Some(ReadConfig),
             get(models::page),
+        ),
+        (
+            Method::GET,
+            at("/models/{id}"),
+            Some(ReadMetrics),
+            get(models::performance),
         ),
         (
             Method::POST,
@@ -191,6 +203,12 @@ fn table() -> Vec<(Method, String, Option<Access>, Handler)> {
             at("/experiments"),
             Some(ReadConfig),
             get(experiments::page),
+        ),
+        (
+            Method::GET,
+            at("/experiments/{id}"),
+            Some(ReadMetrics),
+            get(experiments::results),
         ),
         (Method::GET, at("/api-keys"), Some(Admin), get(keys::page)),
         (

@@ -204,8 +204,8 @@ pub async fn seed(stores: &Stores, now: DateTime<Utc>) -> anyhow::Result<()> {
 async fn seed_watchers(stores: &Stores, change: &Change) -> anyhow::Result<()> {
     use tally_domain::config::{
         AlertMetric, AlertRuleSpec, BudgetPeriod, BudgetScope, BudgetSpec, Comparator,
-        ExperimentSpec, ExperimentType, PromptContent, PromptSpec, PromptStatus, RuleScope,
-        RuleWindow, Severity, Variant,
+        ExperimentSpec, ExperimentStatus, ExperimentType, PromptContent, PromptSpec, PromptStatus,
+        RuleScope, RuleWindow, Severity, Variant,
     };
     let config = stores.config.as_ref();
     let budgets = config.list_budgets().await?;
@@ -360,12 +360,12 @@ async fn seed_watchers(stores: &Stores, change: &Change) -> anyhow::Result<()> {
         .list_experiments()
         .await?
         .iter()
-        .any(|e| e.spec.name == "chatbot: gpt-4o vs claude")
+        .any(|e| e.spec.name == DEMO_EXPERIMENT)
     {
-        config
+        let created = config
             .create_experiment(
                 ExperimentSpec {
-                    name: "chatbot: gpt-4o vs claude".into(),
+                    name: DEMO_EXPERIMENT.into(),
                     description: Some(
                         "Which model answers the chatbot better for the cost?".into(),
                     ),
@@ -387,9 +387,15 @@ async fn seed_watchers(stores: &Stores, change: &Change) -> anyhow::Result<()> {
                 change,
             )
             .await?;
+        config
+            .transition_experiment(created.id, ExperimentStatus::Running, change)
+            .await?;
     }
     Ok(())
 }
+
+/// The experiment the demo runs (its events name it by name).
+pub const DEMO_EXPERIMENT: &str = "chatbot: gpt-4o vs claude";
 
 /// Generates synthetic events.
 pub struct TrafficGenerator {
@@ -457,7 +463,22 @@ impl TrafficGenerator {
             80..=92 => Environment::Staging,
             _ => Environment::Development,
         };
-        let (provider, model) = self.pick_model(feature, env, at);
+        // A third of the chatbot's production calls are in the seeded experiment: half on
+        // gpt-4o (control), half on claude (treatment).
+        let variant =
+            (feature == "chatbot" && env == Environment::Production && self.rng.gen_bool(0.3))
+                .then(|| {
+                    if self.rng.gen_bool(0.5) {
+                        "control"
+                    } else {
+                        "treatment"
+                    }
+                });
+        let (provider, model) = match variant {
+            Some("control") => ("openai", "gpt-4o"),
+            Some(_) => ("anthropic", "claude-3-5-sonnet"),
+            None => self.pick_model(feature, env, at),
+        };
         let (median_ms, input, output, operation) = match (feature, model) {
             ("chatbot", "claude-3-5-sonnet") => (
                 1400.0,
@@ -525,6 +546,16 @@ impl TrafficGenerator {
         });
         if let Some(kind) = error_type {
             event["error_type"] = json!(kind);
+            event["error_message"] = json!(match kind {
+                "rate_limit" => "429 Too Many Requests: rate limit reached for requests per minute",
+                "server_error" => "500 Internal Server Error: the server had an error while processing the request",
+                "invalid_request" => "400 Bad Request: this model's maximum context length was exceeded",
+                _ => "no answer within 30 s",
+            });
+        }
+        if let Some(variant) = variant {
+            event["experiment_id"] = json!(DEMO_EXPERIMENT);
+            event["variant"] = json!(variant);
         }
         if feature == "chatbot" {
             event["prompt_id"] = json!("chatbot-system");

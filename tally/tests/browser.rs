@@ -286,6 +286,18 @@ async fn the_console_works_in_a_real_browser() {
     seen.extend(problems(&c).await);
 
     // Every screen, wide and narrow.
+    let experiment = app
+        .id_where(
+            &format!("{API}/experiments"),
+            "name",
+            tally::demo::DEMO_EXPERIMENT,
+        )
+        .await;
+    let gpt = app
+        .id_where(&format!("{API}/models"), "name", "gpt-4o")
+        .await;
+    let experiment_page = format!("/experiments/{experiment}");
+    let model_page = format!("/models/{gpt}");
     let screens = [
         ("overview", "/"),
         ("features", "/features"),
@@ -297,6 +309,9 @@ async fn the_console_works_in_a_real_browser() {
         ("spending", "/spending?time_range=7d"),
         ("budgets", "/budgets"),
         ("experiments", "/experiments"),
+        ("experiment-results", experiment_page.as_str()),
+        ("model-performance", model_page.as_str()),
+        ("events", "/events?feature=chatbot&status=failed"),
         ("api-keys", "/api-keys"),
         ("audit", "/audit"),
     ];
@@ -325,6 +340,47 @@ async fn the_console_works_in_a_real_browser() {
         }
     }
     c.set_window_size(1280, 900).await.unwrap();
+
+    // The chatbot's error-rate chart leads to its failing calls, newest first with their
+    // messages: the same newest failure the API answers.
+    c.goto(&app.url(&format!("{BASE}/features/chatbot")))
+        .await
+        .unwrap();
+    click(&c, Locator::LinkText("The failing calls of this window →")).await;
+    wait_url(&c, "/events?").await;
+    let newest = app
+        .get(&format!(
+            "{API}/events?feature=chatbot&status=failed&time_range=24h&limit=1"
+        ))
+        .await
+        .1;
+    let newest = &newest["data"][0];
+    let row = text(&c, "#events tbody tr").await;
+    assert!(
+        row.contains(newest["event_id"].as_str().unwrap())
+            && row.contains(newest["error_message"].as_str().unwrap()),
+        "{row} / {newest}"
+    );
+    // The experiment's page shows the API's numbers and verdicts.
+    let results = app
+        .data(&format!("{API}/experiments/{experiment}/results"))
+        .await;
+    c.goto(&app.url(&format!("{BASE}{experiment_page}")))
+        .await
+        .unwrap();
+    let table = text(&c, "#variants").await;
+    for v in results["variants"].as_array().unwrap() {
+        let requests = tally_console::format::count(&v["requests"]);
+        assert!(
+            table.contains(v["variant"].as_str().unwrap()) && table.contains(&requests),
+            "{table} / {v}"
+        );
+    }
+    let body = text(&c, "main").await;
+    for m in results["comparisons"][0]["metrics"].as_array().unwrap() {
+        assert!(body.contains(m["verdict"].as_str().unwrap()), "{m}");
+    }
+    seen.extend(problems(&c).await);
 
     // The overview's numbers are the API's.
     let overview = app.data(&format!("{API}/overview")).await;

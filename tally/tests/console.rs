@@ -141,9 +141,13 @@ fn events() -> Vec<Value> {
              status: &str,
              i: u64,
              o: u64| {
-        json!({"event_id": id, "occurred_at": at, "feature": feature, "provider": provider, "model": model,
+        let mut event = json!({"event_id": id, "occurred_at": at, "feature": feature, "provider": provider, "model": model,
                "environment": env, "operation": "chat", "status": status, "latency_ms": 100.0,
-               "input_tokens": i, "output_tokens": o, "user_id": format!("u-{id}")})
+               "input_tokens": i, "output_tokens": o, "user_id": format!("u-{id}")});
+        if status == "error" {
+            event["error_message"] = json!("rate limited by the provider <retry later>");
+        }
+        event
     };
     vec![
         // 1000 × $2/M + 500 × $8/M = $0.006
@@ -224,6 +228,8 @@ fn pages() -> Vec<(&'static str, Vec<Role>)> {
         ("/spending?group_by=model", vec![PlatformAdmin, Finance]),
         ("/budgets", vec![PlatformAdmin, Viewer, Finance]),
         ("/experiments", readers.clone()),
+        ("/events", readers.clone()),
+        ("/events?feature=chatbot&status=failed", readers.clone()),
         ("/api-keys", vec![PlatformAdmin]),
         ("/audit", vec![PlatformAdmin]),
     ]
@@ -855,5 +861,103 @@ async fn forms_change_what_the_api_changes() {
         "{}",
         page.body
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_down_model_and_experiment_pages_show_what_the_api_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = started(dir.path()).await;
+    let mut admin = Browser::new(&app);
+    assert_eq!(admin.sign_in(ADMIN_KEY).await.status, 303);
+
+    // The chatbot's error-rate chart leads to its failing calls: c3 alone, with its message.
+    let dashboard = admin.get(&format!("{BASE}/features/chatbot")).await.body;
+    let marker = "\">The failing calls of this window";
+    let end = dashboard.find(marker).expect("a link to the failing calls");
+    let start = dashboard[..end].rfind("href=\"").unwrap() + "href=\"".len();
+    let link = dashboard[start..end].replace("&amp;", "&");
+    assert!(link.starts_with(&format!("{BASE}/events?")), "{link}");
+    assert!(
+        link.contains("status=failed") && link.contains("feature=chatbot"),
+        "{link}"
+    );
+    let bars = dashboard
+        .matches(&format!("<a href=\"{BASE}/events?"))
+        .count();
+    assert!(bars > 0, "each error-rate bar links to its step's calls");
+    let failing = admin.get(&link).await;
+    assert_eq!(failing.status, 200);
+    assert_safe(&link, &failing);
+    assert!(failing.body.contains(">c3<"), "{}", failing.body);
+    assert!(!failing.body.contains(">c1<") && !failing.body.contains(">c2<"));
+    assert!(
+        failing
+            .body
+            .contains("rate limited by the provider &lt;retry later&gt;"),
+        "the message, escaped"
+    );
+    // Paging: one event per page, then the next through the cursor link.
+    let first = admin.get(&format!("{BASE}/events?limit=1")).await.body;
+    let newest = app.get(&format!("{API}/events?limit=2")).await.1;
+    assert!(first.contains(&format!(
+        ">{}<",
+        newest["data"][0]["event_id"].as_str().unwrap()
+    )));
+    let next = first.split("rel=\"next\"").next().unwrap();
+    let href = next[next.rfind("href=\"").unwrap() + 6..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let second = admin.get(&href).await.body;
+    assert!(
+        second.contains(&format!(
+            ">{}<",
+            newest["data"][1]["event_id"].as_str().unwrap()
+        )),
+        "{href}"
+    );
+
+    // A model's page shows its performance view: gpt-4o served c1, c2 (chatbot/production) and
+    // p1 (photo-tagging/staging).
+    let gpt = app
+        .id_where(&format!("{API}/models"), "name", "gpt-4o")
+        .await;
+    let page = admin.get(&format!("{BASE}/models/{gpt}")).await;
+    assert_eq!(page.status, 200);
+    assert_safe("/models/{id}", &page);
+    assert!(
+        page.body.contains("Requests</div><div class=\"value\">3<"),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains("Success rate</div><div class=\"value\">100.0%<"));
+    let models = admin.get(&format!("{BASE}/models")).await.body;
+    assert!(
+        models.contains(&format!("{BASE}/models/{gpt}")),
+        "model cards link to it"
+    );
+
+    // The seeded experiment's page shows the API's verdicts and split check.
+    let experiment = app
+        .id_where(&format!("{API}/experiments"), "name", EXPERIMENT)
+        .await;
+    let results = app
+        .data(&format!("{API}/experiments/{experiment}/results"))
+        .await;
+    let page = admin.get(&format!("{BASE}/experiments/{experiment}")).await;
+    assert_eq!(page.status, 200);
+    assert_safe("/experiments/{id}", &page);
+    let verdict = results["sample_ratio"]["verdict"].as_str().unwrap();
+    assert!(page.body.contains(verdict), "{verdict}");
+    for metric in results["comparisons"][0]["metrics"].as_array().unwrap() {
+        let words = metric["verdict"].as_str().unwrap();
+        assert!(page.body.contains(words), "{words}");
+    }
+    let list = admin.get(&format!("{BASE}/experiments")).await.body;
+    assert!(list.contains(&format!("{BASE}/experiments/{experiment}")));
     app.stop().await;
 }

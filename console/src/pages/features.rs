@@ -15,9 +15,8 @@ use serde_json::Value;
 use tally_domain::access::Access;
 use tally_domain::config::{rollback_target, Assignment};
 
-use super::{badge, badge_of, cost, items, kpi, trend, when};
+use super::{badge, badge_of, cost, history, items, kpi, trend, when};
 use crate::api::{encode, Failure};
-use crate::chart::{self, Chart, Series, Tick};
 use crate::document::{failed, Page};
 use crate::format;
 use crate::shell::{Ctx, ENVIRONMENTS};
@@ -182,54 +181,21 @@ async fn overview_tab(ctx: &Ctx, name: &str) -> Markup {
     let c = &m["costs"];
     let points = items(&m["historical"]["data"]);
     let step = m["historical"]["step_seconds"].as_i64().unwrap_or(3600);
-    let ticks: Vec<Tick> = points
-        .iter()
-        .map(|p| {
-            let at = format::instant(&p["timestamp"]);
-            Tick {
-                short: at.map_or_else(String::new, |t| {
-                    if step >= 86_400 {
-                        t.format("%b %d").to_string()
-                    } else {
-                        t.format("%H:%M").to_string()
-                    }
-                }),
-                full: at.map_or_else(String::new, format::absolute),
-            }
-        })
-        .collect();
-    // A step without requests is a gap, not a zero.
-    let served = |p: &Value| p["throughput"].as_u64().unwrap_or(0) > 0;
-    let series = |name: &str, key: &str| Series {
-        name: name.to_string(),
-        values: points
-            .iter()
-            .map(|p| served(p).then(|| p[key].as_f64()).flatten())
-            .collect(),
+    // Each error-rate bar leads to the failing calls of its step (the drill-down).
+    let drill = |from: &Value, to: &Value| {
+        let mut changes: Vec<(&str, Option<&str>)> = vec![
+            ("feature", Some(name)),
+            ("status", Some("failed")),
+            ("from", from.as_str()),
+            ("to", to.as_str()),
+            ("tab", None),
+            ("time_range", None),
+        ];
+        if ctx.view.environment.is_none() {
+            changes.push(("environment", None));
+        }
+        ctx.view.at(&format!("{BASE}/events"), &changes)
     };
-    let latency = [
-        series("p50", "latency_p50_ms"),
-        series("p95", "latency_p95_ms"),
-        series("p99", "latency_p99_ms"),
-    ];
-    let throughput = [Series {
-        name: "requests".into(),
-        values: points.iter().map(|p| p["throughput"].as_f64()).collect(),
-    }];
-    let errors = [series("error rate", "error_rate")];
-    let costs = [Series {
-        name: "cost".into(),
-        values: points.iter().map(|p| p["cost"].as_f64()).collect(),
-    }];
-    let step_words = match step {
-        s if s >= 86_400 => format!("{} day", s / 86_400),
-        s if s >= 3600 => format!("{} h", s / 3600),
-        s => format!("{} min", s / 60),
-    };
-    let ms = |v: f64| format::latency(&Value::from(v));
-    let pct = |v: f64| format!("{v:.1}%");
-    let count = |v: f64| format::grouped(v.round().max(0.0) as u128);
-    let usd = |v: f64| format::money(&format!("{v:.6}"));
     let had_previous = c["previous_period_cost_usd"]
         .as_str()
         .and_then(format::pico_dollars)
@@ -244,20 +210,7 @@ async fn overview_tab(ctx: &Ctx, name: &str) -> Markup {
             (kpi("f-users", "Unique users", format::count(&m["usage"]["unique_users"]), None))
             (kpi("f-cost", "Cost", format::money_of(&c["total_cost_usd"]), Some(trend(&c["cost_trend"], had_previous))))
         }
-        div class="grid wide" id="feature-charts" data-live {
-            section class="card" { h2 { "Response time" }
-                (chart::lines(&Chart { id: "chart-latency", title: "Response time p50, p95 and p99",
-                    description: &format!("Latency percentiles per {step_words}, in ms"), x: &ticks, series: &latency, format: &ms })) }
-            section class="card" { h2 { "Throughput" }
-                (chart::bars(&Chart { id: "chart-throughput", title: "Requests",
-                    description: &format!("Requests per {step_words}"), x: &ticks, series: &throughput, format: &count })) }
-            section class="card" { h2 { "Error rate" }
-                (chart::bars(&Chart { id: "chart-errors", title: "Error rate",
-                    description: &format!("Errors and timeouts as a share of requests, per {step_words}"), x: &ticks, series: &errors, format: &pct })) }
-            section class="card" { h2 { "Cost" }
-                (chart::bars(&Chart { id: "chart-cost", title: "Cost",
-                    description: &format!("Cost in US dollars per {step_words}"), x: &ticks, series: &costs, format: &usd })) }
-        }
+        (history::charts(points, step, "feature", &m["window"], &drill))
         section class="card" id="cost-by-model" data-live {
             h2 { "Cost by model" }
             @let split = items(&c["cost_breakdown"]);

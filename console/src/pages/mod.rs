@@ -5,8 +5,10 @@
 
 pub mod audit;
 pub mod budgets;
+pub mod events;
 pub mod experiments;
 pub mod features;
+pub mod history;
 pub mod keys;
 pub mod models;
 pub mod overview;

@@ -6,16 +6,21 @@
 //! Reads `GET /providers`, `GET /providers/{name}/health`, `GET /models` (the filters and
 //! search are the API's), `GET /models/{id}` (prices), `GET /features` and
 //! `GET /analytics/performance` for the window.
+//!
+//! A model's own page is its performance view (`GET /models/{id}/performance`): its numbers
+//! for the window, per feature and environment, and over time, each error-rate bar leading to
+//! the failing calls of that step.
 
 use std::cmp::Ordering;
 
+use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use serde_json::Value;
 use tally_domain::access::Access;
 use tally_domain::config::{ModelStatus, ModelType};
 
-use super::{badge_of, cost, items};
+use super::{badge_of, cost, history, items, kpi};
 use crate::api::encode;
 use crate::document::{failed, Page};
 use crate::format;
@@ -239,7 +244,7 @@ fn card(
     let typed = |f: &str| ctx.typed(f).filter(|_| here);
     html! {
         article class="card" id={"model-" (slug)} {
-            h3 { (label) " " (badge_of(&m["status"])) " " span class="note" { (m["model_type"].as_str().unwrap_or_default()) } }
+            h3 { a href=(ctx.view.link(&format!("{BASE}/models/{id}"))) { (label) } " " (badge_of(&m["status"])) " " span class="note" { (m["model_type"].as_str().unwrap_or_default()) } }
             p { "Price now: "
                 @match m["current_price"].as_object() {
                     Some(_) => { (format::money_of(&m["current_price"]["input_usd_per_mtok"])) " in · "
@@ -320,4 +325,83 @@ fn card(
             }
         }
     }
+}
+
+/// `GET /models/{id}`: the model's performance view.
+pub async fn performance(ctx: Ctx, Path(id): Path<String>) -> Response {
+    if let Err(refused) = ctx.signed.may(Access::ReadMetrics) {
+        return refused.into_response();
+    }
+    let path = format!(
+        "/models/{}/performance?{}",
+        encode(&id),
+        ctx.view.api_query()
+    );
+    let p = match ctx.console.api.get(&ctx.signed.caller, &path).await {
+        Ok(p) => p,
+        Err(f) => {
+            let body = failed("The model's performance", &f, &ctx.view.with(&[]));
+            return Page::new(&ctx, "/models", "Model", body).into_response();
+        }
+    };
+    let title = format!(
+        "{}/{}",
+        p["provider"].as_str().unwrap_or_default(),
+        p["name"].as_str().unwrap_or_default()
+    );
+    let t = &p["totals"];
+    let (provider, name) = (
+        p["provider"].as_str().unwrap_or_default().to_string(),
+        p["name"].as_str().unwrap_or_default().to_string(),
+    );
+    let drill = |from: &Value, to: &Value| {
+        let mut changes: Vec<(&str, Option<&str>)> = vec![
+            ("provider", Some(provider.as_str())),
+            ("model", Some(name.as_str())),
+            ("status", Some("failed")),
+            ("from", from.as_str()),
+            ("to", to.as_str()),
+            ("time_range", None),
+        ];
+        if ctx.view.environment.is_none() {
+            changes.push(("environment", None));
+        }
+        ctx.view.at(&format!("{BASE}/events"), &changes)
+    };
+    let points = items(&p["history"]["data"]);
+    let step = p["history"]["step_seconds"].as_i64().unwrap_or(3600);
+    let body = html! {
+        div class="grid" id="model-kpis" {
+            (kpi("m-requests", "Requests", format::count(&t["usage_count"]), Some(html! { (format::count(&t["unique_users"])) " users" })))
+            (kpi("m-success", "Success rate", format::percent(&t["success_rate"]), Some(html! { (format::percent(&t["timeout_rate"])) " timeouts" })))
+            (kpi("m-latency", "Latency p95", format::latency(&t["latency_p95_ms"]),
+                Some(html! { "p50 " (format::latency(&t["latency_p50_ms"])) " · p99 " (format::latency(&t["latency_p99_ms"])) " · mean " (format::latency(&t["avg_latency"])) })))
+            (kpi("m-cpr", "Cost per request", format::money(&format!("{:.12}", t["avg_cost_per_request"].as_f64().unwrap_or(0.0))),
+                Some(html! { "total " (cost(&t["total_cost_usd"], &t["unpriced_requests"])) })))
+            (kpi("m-tokens", "Tokens in / out", format!("{} / {}", format::count(&t["input_tokens"]), format::count(&t["output_tokens"])), None))
+        }
+        (history::charts(points, step, "model", &p["window"], &drill))
+        section class="card" id="model-breakdown" {
+            h2 { "Per feature and environment" }
+            @let rows = items(&p["breakdown"]);
+            @if rows.is_empty() { p class="empty" { "No requests in this window." } } @else {
+                div class="table-scroll" { table {
+                    thead { tr {
+                        th scope="col" { "Feature" } th scope="col" { "Environment" } th scope="col" class="num" { "Requests" }
+                        th scope="col" class="num" { "Success rate" } th scope="col" class="num" { "p50 / p95 / p99" }
+                        th scope="col" class="num" { "Cost" }
+                    } }
+                    tbody { @for b in rows { tr {
+                        td { a href=(ctx.view.link(&format!("{BASE}/features/{}", encode(b["feature"].as_str().unwrap_or_default())))) { (b["feature"].as_str().unwrap_or_default()) } }
+                        td { (b["environment"].as_str().unwrap_or_default()) }
+                        td class="num" { (format::count(&b["usage_count"])) }
+                        td class="num" { (format::percent(&b["success_rate"])) }
+                        td class="num" { (format::latency(&b["latency_p50_ms"])) " / " (format::latency(&b["latency_p95_ms"])) " / " (format::latency(&b["latency_p99_ms"])) }
+                        td class="num" { (cost(&b["total_cost_usd"], &b["unpriced_requests"])) }
+                    } } }
+                } }
+            }
+        }
+    };
+    Page::new(&ctx, "/models", &title, body).into_response()
 }

@@ -170,6 +170,7 @@ fn stacked(daily: &Value, g: &str) -> maud::Markup {
         x: &ticks,
         series: &series,
         format: &usd,
+        links: None,
     })
 }
 

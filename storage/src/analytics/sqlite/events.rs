@@ -9,7 +9,10 @@
 //! chunks of its feature (or all) from the newest down — only failed chunks when only failures
 //! are asked for, the usual drill-down from an error-rate chart — decodes only what it reads,
 //! and stops once no chunk left can hold an event newer than the oldest it would return.
-//! Retention deletes whole days.
+//! A chunk covers at most an hour of `occurred_at`, so a window's query reads only the index
+//! entries of chunks whose newest event lies in the window or the hour after it; the indexes
+//! carry both ends of every chunk (and its feature and outcome), so chunks are only read to
+//! be decoded. Retention deletes whole days.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +27,10 @@ use crate::failure::Result;
 /// Most events in one chunk.
 pub(super) const CHUNK: usize = 512;
 
+/// The longest stretch of `occurred_at` one chunk covers (an hour, in µs): a query for a
+/// window ending at `to` need not look at chunks whose newest event is an hour or more past it.
+const SPAN_US: i64 = 3_600_000_000;
+
 pub(super) const TABLE: &str = "
 CREATE TABLE IF NOT EXISTS event_chunks (
     id        INTEGER PRIMARY KEY,
@@ -35,8 +42,10 @@ CREATE TABLE IF NOT EXISTS event_chunks (
     failed    INTEGER NOT NULL,
     payload   BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS event_chunks_by_feature ON event_chunks (feature, newest_us);
-CREATE INDEX IF NOT EXISTS event_chunks_by_time ON event_chunks (newest_us);
+CREATE INDEX IF NOT EXISTS event_chunks_by_feature ON event_chunks (feature, newest_us, oldest_us);
+CREATE INDEX IF NOT EXISTS event_chunks_by_feature_outcome ON event_chunks (feature, failed, newest_us, oldest_us);
+CREATE INDEX IF NOT EXISTS event_chunks_by_time ON event_chunks (newest_us, oldest_us);
+CREATE INDEX IF NOT EXISTS event_chunks_by_outcome ON event_chunks (failed, newest_us, oldest_us);
 ";
 
 /// Writes the counted events of a commit as chunks (inside the commit's transaction).
@@ -57,7 +66,19 @@ pub(super) fn write<'a>(
     )?;
     for ((feature, day, failed), mut events) in groups {
         events.sort_by(|a, b| newest_first(a, b));
-        for chunk in events.chunks(CHUNK) {
+        // Cut where a chunk would hold CHUNK events or span SPAN_US.
+        let mut chunks: Vec<&[&UsageEvent]> = Vec::new();
+        let mut start = 0;
+        for i in 1..=events.len() {
+            let full = i - start == CHUNK;
+            let spans = i < events.len()
+                && events[start].occurred_at_us - events[i].occurred_at_us >= SPAN_US;
+            if i == events.len() || full || spans {
+                chunks.push(&events[start..i]);
+                start = i;
+            }
+        }
+        for chunk in chunks {
             let owned: Vec<UsageEvent> = chunk.iter().map(|e| (*e).clone()).collect();
             insert.execute(params![
                 feature,
@@ -80,11 +101,15 @@ pub(super) fn query(conn: &Connection, q: &EventQuery) -> Result<Vec<UsageEvent>
         None => q.to_us,
     };
     let mut sql = String::from(
-        "SELECT newest_us, payload FROM event_chunks WHERE newest_us >= ?1 AND oldest_us < ?2",
+        "SELECT newest_us, payload FROM event_chunks WHERE newest_us >= ?1 AND newest_us < ?2 AND oldest_us < ?3",
     );
-    let mut values: Vec<rusqlite::types::Value> = vec![q.from_us.into(), upper.into()];
+    let mut values: Vec<rusqlite::types::Value> = vec![
+        q.from_us.into(),
+        upper.saturating_add(SPAN_US).into(),
+        upper.into(),
+    ];
     if let Some(feature) = &q.filter.feature {
-        sql.push_str(" AND feature = ?3");
+        sql.push_str(" AND feature = ?4");
         values.push(feature.clone().into());
     }
     match q.filter.status {
