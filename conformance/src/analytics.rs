@@ -543,8 +543,20 @@ async fn drilldown_returns_the_counted_events(store: &dyn AnalyticsStore, counte
             ..EventFilter::default()
         },
         limit: 100,
+        ..everything.clone()
+    };
+    // An empty value asks for the events that named none.
+    let no_prompt = EventQuery {
+        filter: EventFilter {
+            prompt_id: Some(String::new()),
+            ..EventFilter::default()
+        },
+        limit: 100,
         ..everything
     };
+    let want = newest_first(counted.iter().filter(|e| e.prompt_id.is_none()).cloned());
+    assert!(!want.is_empty());
+    assert_eq!(store.events(&no_prompt).await.expect("events"), want);
     let want = newest_first(
         counted
             .iter()

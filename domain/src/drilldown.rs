@@ -56,7 +56,8 @@ impl StatusFilter {
     }
 }
 
-/// Exact matches on the events' fields; `None` matches anything.
+/// Exact matches on the events' fields; `None` matches anything, `Some("")` the events that
+/// named none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
     pub feature: Option<String>,
@@ -72,8 +73,10 @@ pub struct EventFilter {
 
 impl EventFilter {
     pub fn matches(&self, e: &UsageEvent) -> bool {
+        // An empty value asks for the events that named none (as the rollup filters do, and
+        // as ClickHouse stores a missing field).
         let same = |want: &Option<String>, have: Option<&str>| {
-            want.as_deref().is_none_or(|w| have == Some(w))
+            want.as_deref().is_none_or(|w| have.unwrap_or("") == w)
         };
         same(&self.feature, Some(&e.feature))
             && same(&self.model, Some(&e.model))

@@ -139,6 +139,8 @@ pub struct Comparison {
 /// Whether the observed split matches the configured traffic shares.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct SampleRatio {
+    /// Requests naming a variant the experiment does not have (or none), left out of the split.
+    pub unknown_variant_requests: u64,
     pub chi_square: Option<f64>,
     pub degrees_of_freedom: Option<f64>,
     pub p_value: Option<f64>,
@@ -369,74 +371,38 @@ fn compare_error_rate(variant: &str, a: &Rollup, b: &Rollup) -> MetricComparison
     }
 }
 
-fn compare_latency(variant: &str, a: &Rollup, b: &Rollup) -> MetricComparison {
-    let (ma, mb) = (a.latency.log_ms_moments(), b.latency.log_ms_moments());
-    let tested = welch(&ma, &mb);
-    let delta = mb.mean - ma.mean;
-    let both = ma.n > 0 && mb.n > 0;
-    let ratio = delta.exp() - 1.0;
-    let called = format!(
-        "is {} {}",
-        percent_word(ratio),
-        if ratio < 0.0 { "faster" } else { "slower" }
-    );
-    let required = sample_size_means(ma.variance, mb.variance, delta);
-    let mut reading = read(
-        variant,
-        tested.as_ref().map(|(t, _)| t),
-        ma.n.min(mb.n),
-        required,
-        called,
-    );
-    reading.when_alike(variant, tested.is_none(), &ma, &mb);
-    MetricComparison {
-        metric: "latency",
-        test: "welch_t_log_latency",
-        control: (ma.n > 0).then(|| ma.mean.exp()),
-        value: (mb.n > 0).then(|| mb.mean.exp()),
-        relative_difference: both.then_some(ratio * 100.0),
-        relative_difference_interval: tested
-            .map(|(_, i)| [(i.low.exp() - 1.0) * 100.0, (i.high.exp() - 1.0) * 100.0]),
-        statistic: tested.map(|(t, _)| t.statistic),
-        degrees_of_freedom: tested.and_then(|(t, _)| t.df),
-        p_value: tested.map(|(t, _)| t.p_value),
-        significant: reading.significant,
-        more_requests_needed: reading.more_requests_needed,
-        verdict: reading.verdict,
-    }
+/// How a Welch comparison of two means is shown: the metric's name, its test's name, how a
+/// group's mean is written in the metric's unit, the relative difference of the variant (a
+/// fraction) and how an interval of the difference of means becomes one of it (in percent).
+struct MeansView {
+    metric: &'static str,
+    test: &'static str,
+    shown: fn(f64) -> f64,
+    relative: Option<f64>,
+    interval: Box<dyn Fn(Interval) -> Bounds>,
+    called: String,
 }
 
-fn compare_cost(variant: &str, a: &Rollup, b: &Rollup) -> MetricComparison {
-    let (ma, mb) = (cost_moments(a), cost_moments(b));
-    let tested = welch(&ma, &mb);
-    let relative = (ma.n > 0 && mb.n > 0 && ma.mean != 0.0).then(|| mb.mean / ma.mean - 1.0);
-    let called = format!(
-        "costs {} {} per request",
-        percent_word(relative.unwrap_or(0.0)),
-        if relative.unwrap_or(0.0) < 0.0 {
-            "less"
-        } else {
-            "more"
-        }
-    );
+fn compare_means(variant: &str, ma: &Moments, mb: &Moments, view: MeansView) -> MetricComparison {
+    let tested = welch(ma, mb);
     let required = sample_size_means(ma.variance, mb.variance, mb.mean - ma.mean);
     let mut reading = read(
         variant,
         tested.as_ref().map(|(t, _)| t),
         ma.n.min(mb.n),
         required,
-        called,
+        view.called,
     );
-    reading.when_alike(variant, tested.is_none(), &ma, &mb);
+    reading.when_alike(variant, tested.is_none(), ma, mb);
     MetricComparison {
-        metric: "cost_per_request",
-        test: "welch_t",
-        control: (ma.n > 0).then_some(ma.mean),
-        value: (mb.n > 0).then_some(mb.mean),
-        relative_difference: relative.map(|r| r * 100.0),
+        metric: view.metric,
+        test: view.test,
+        control: (ma.n > 0).then(|| (view.shown)(ma.mean)),
+        value: (mb.n > 0).then(|| (view.shown)(mb.mean)),
+        relative_difference: view.relative.map(|r| r * 100.0),
         relative_difference_interval: tested
-            .zip(relative)
-            .map(|((_, i), _)| [i.low / ma.mean * 100.0, i.high / ma.mean * 100.0]),
+            .filter(|_| view.relative.is_some())
+            .map(|(_, i)| (view.interval)(i)),
         statistic: tested.map(|(t, _)| t.statistic),
         degrees_of_freedom: tested.and_then(|(t, _)| t.df),
         p_value: tested.map(|(t, _)| t.p_value),
@@ -446,14 +412,71 @@ fn compare_cost(variant: &str, a: &Rollup, b: &Rollup) -> MetricComparison {
     }
 }
 
-fn sample_ratio(configured: &[&VariantTraffic<'_>]) -> SampleRatio {
-    let with_share: Vec<&&VariantTraffic<'_>> = configured
+fn compare_latency(variant: &str, a: &Rollup, b: &Rollup) -> MetricComparison {
+    let (ma, mb) = (a.latency.log_ms_moments(), b.latency.log_ms_moments());
+    // A difference of mean logarithms is a ratio of geometric means.
+    let ratio = (mb.mean - ma.mean).exp() - 1.0;
+    let view = MeansView {
+        metric: "latency",
+        test: "welch_t_log_latency",
+        shown: f64::exp,
+        relative: (ma.n > 0 && mb.n > 0).then_some(ratio),
+        interval: Box::new(|i| [(i.low.exp() - 1.0) * 100.0, (i.high.exp() - 1.0) * 100.0]),
+        called: format!(
+            "is {} {}",
+            percent_word(ratio),
+            if ratio < 0.0 { "faster" } else { "slower" }
+        ),
+    };
+    compare_means(variant, &ma, &mb, view)
+}
+
+fn compare_cost(variant: &str, a: &Rollup, b: &Rollup) -> MetricComparison {
+    let (ma, mb) = (cost_moments(a), cost_moments(b));
+    let relative = (ma.n > 0 && mb.n > 0 && ma.mean != 0.0).then(|| mb.mean / ma.mean - 1.0);
+    let control = ma.mean;
+    let difference = mb.mean - ma.mean;
+    // Against a control that costs nothing, the difference is said in dollars.
+    let called = match relative {
+        Some(r) => format!(
+            "costs {} {} per request",
+            percent_word(r),
+            if r < 0.0 { "less" } else { "more" }
+        ),
+        None => format!(
+            "costs ${:.6} {} per request",
+            difference.abs(),
+            if difference < 0.0 { "less" } else { "more" }
+        ),
+    };
+    let view = MeansView {
+        metric: "cost_per_request",
+        test: "welch_t",
+        shown: |m| m,
+        relative,
+        // Relative to the control's mean, taken as known.
+        interval: Box::new(move |i| [i.low / control * 100.0, i.high / control * 100.0]),
+        called,
+    };
+    compare_means(variant, &ma, &mb, view)
+}
+
+/// The split check over every variant: traffic to a variant configured with 0 % is a mismatch;
+/// requests naming a variant the experiment does not have (misspelt, or none) are counted and
+/// said.
+fn sample_ratio(variants: &[VariantTraffic<'_>]) -> SampleRatio {
+    let with_share: Vec<&VariantTraffic<'_>> = variants
         .iter()
         .filter(|v| v.traffic_percent.unwrap_or(0) > 0)
         .collect();
-    let stray: u64 = configured
+    let stray: u64 = variants
         .iter()
-        .filter(|v| v.traffic_percent.unwrap_or(0) == 0)
+        .filter(|v| v.traffic_percent == Some(0))
+        .map(|v| v.rollup.requests)
+        .sum();
+    let unknown: u64 = variants
+        .iter()
+        .filter(|v| v.traffic_percent.is_none())
         .map(|v| v.rollup.requests)
         .sum();
     let observed: Vec<u64> = with_share.iter().map(|v| v.rollup.requests).collect();
@@ -477,10 +500,13 @@ fn sample_ratio(configured: &[&VariantTraffic<'_>]) -> SampleRatio {
             .collect(),
     );
     let mismatch = stray > 0 || test.is_some_and(|t| t.p_value < SRM_P_VALUE);
-    let verdict = if stray > 0 {
+    let mut verdict = if stray > 0 {
         format!("sample ratio mismatch: {stray} requests went to variants configured with 0% of the traffic")
     } else {
         match test {
+            None if with_share.len() < 2 => {
+                "no split to check: fewer than two variants share the traffic".to_string()
+            }
             None => "not enough data yet: no requests in the experiment's variants".to_string(),
             Some(t) if mismatch => format!(
                 "sample ratio mismatch: observed {observed_text} against the configured {configured_text} ({}); the assignment or the logging is biased, so the comparisons cannot be trusted",
@@ -492,7 +518,13 @@ fn sample_ratio(configured: &[&VariantTraffic<'_>]) -> SampleRatio {
             ),
         }
     };
+    if unknown > 0 {
+        verdict.push_str(&format!(
+            "; {unknown} requests named a variant the experiment does not have (left out of the split)"
+        ));
+    }
     SampleRatio {
+        unknown_variant_requests: unknown,
         chi_square: test.map(|t| t.statistic),
         degrees_of_freedom: test.and_then(|t| t.df),
         p_value: test.map(|t| t.p_value),
@@ -531,7 +563,7 @@ pub fn analyse(variants: &[VariantTraffic<'_>]) -> Analysis {
             .map(|v| summarize(v, all_requests))
             .collect(),
         comparisons,
-        sample_ratio: sample_ratio(&configured),
+        sample_ratio: sample_ratio(variants),
     }
 }
 
@@ -685,6 +717,41 @@ mod tests {
             results.comparisons[0].metrics[0].verdict,
             "no difference detected: no failures in either variant"
         );
+    }
+
+    #[test]
+    fn unknown_variants_are_counted_and_a_free_control_is_compared_in_dollars() {
+        // Control costs nothing; b costs 1 or 3 micro-dollars ($0.000002 on average).
+        let a = rollup(100, 0, &[100, 120], &[0]);
+        let b = rollup(100, 0, &[100, 120], &[1_000_000, 3_000_000]);
+        let typo = rollup(7, 0, &[100], &[0]);
+        let results = analyse(&[
+            traffic("control", 50, &a),
+            traffic("b", 50, &b),
+            VariantTraffic {
+                name: "B",
+                traffic_percent: None,
+                rollup: &typo,
+            },
+        ]);
+        let cost = &results.comparisons[0].metrics[2];
+        assert_eq!(cost.relative_difference, None);
+        assert_eq!(
+            cost.verdict,
+            "variant b costs $0.000002 more per request, p < 0.001"
+        );
+        let srm = &results.sample_ratio;
+        assert_eq!(srm.unknown_variant_requests, 7);
+        assert!(!srm.mismatch, "100/100 against 50/50");
+        assert!(
+            srm.verdict.ends_with(
+                "; 7 requests named a variant the experiment does not have (left out of the split)"
+            ),
+            "{}",
+            srm.verdict
+        );
+        assert_eq!(results.variants[2].variant, "B");
+        assert!(!results.variants[2].known);
     }
 
     #[test]

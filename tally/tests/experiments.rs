@@ -210,9 +210,10 @@ async fn results_compare_the_variants_from_the_events_sent() {
         verdict.starts_with("variant b is ") && verdict.ends_with("% faster, p < 0.001"),
         "{verdict}"
     );
-    // 400/400 against 50/50: no mismatch.
+    // 400/400 against 50/50: no mismatch; the 10 of variant c are left out and said.
     assert_eq!(results["sample_ratio"]["chi_square"], 0.0);
     assert_eq!(results["sample_ratio"]["mismatch"], false);
+    assert_eq!(results["sample_ratio"]["unknown_variant_requests"], 10);
 
     // A window before the events: nothing yet.
     let early = app

@@ -40,7 +40,7 @@ pub async fn page(ctx: Ctx) -> Response {
         .iter()
         .filter_map(|p| ctx.view.param(p).map(|v| format!("{p}={}", encode(v))))
         .collect();
-    if ctx.view.param("from").is_none() {
+    if ctx.view.param("from").is_none() && ctx.view.param("to").is_none() {
         query.push(format!("time_range={}", ctx.view.time_range));
     }
     if ctx.view.param("limit").is_none() {

@@ -68,11 +68,20 @@ pub fn charts(
     let pct = |v: f64| format!("{v:.1}%");
     let count = |v: f64| format::grouped(v.round().max(0.0) as u128);
     let usd = |v: f64| format::money(&format!("{v:.6}"));
+    // Each step's link covers what its bar counted: the step, within the window.
+    let (start, end) = (
+        format::instant(&window["from"]),
+        format::instant(&window["to"]),
+    );
     let failing: Vec<String> = points
         .iter()
         .map(|p| {
-            let from = format::instant(&p["timestamp"]);
-            let to = from.map(|t| t + chrono::Duration::seconds(step));
+            let at = format::instant(&p["timestamp"]);
+            let from = at.map(|t| start.map_or(t, |s| t.max(s)));
+            let to = at.map(|t| {
+                let t = t + chrono::Duration::seconds(step);
+                end.map_or(t, |e| t.min(e))
+            });
             drill(
                 &Value::from(from.map(|t| t.to_rfc3339()).unwrap_or_default()),
                 &Value::from(to.map(|t| t.to_rfc3339()).unwrap_or_default()),

@@ -1,7 +1,8 @@
 //! `GET /experiments/{id}/results`: how an experiment's variants compare, from the usage
 //! events that name it (`experiment_id` and `variant`).
 //!
-//! An event names an experiment by its id or by its name; both count. The window defaults to
+//! An event of the experiment's feature names the experiment by its id or by its name; both
+//! count (events of other features do not, whatever they name). The window defaults to
 //! the experiment's run (from `started_at`, or its creation while a draft, to `ended_at` or
 //! now; at most the longest window the API serves, ending there); `from`/`to` or
 //! `time_range` choose another. The numbers are rollup numbers
@@ -85,7 +86,9 @@ async fn results(
         names.push(experiment.spec.name.clone());
     }
     for name in names {
+        // Within the experiment's feature: names are not unique across features.
         let filter = Filter {
+            feature: Some(experiment.spec.feature.clone()),
             experiment_id: Some(name),
             environment,
             ..Filter::default()

@@ -257,7 +257,7 @@ async fn test_prompt(
         Err(Failure::Error(message)) => (Status::Error, Some(message.clone())),
     };
     let answer = call.unwrap_or_default();
-    let (error_message, error_message_truncated) = match error.clone() {
+    let (error_message, error_message_truncated) = match error.clone().filter(|t| !t.is_empty()) {
         Some(text) => {
             let (kept, cut) = tally_schemas::validate::truncate_message(text);
             (Some(kept), cut)

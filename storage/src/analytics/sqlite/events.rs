@@ -97,7 +97,7 @@ pub(super) fn write<'a>(
 /// The events `q` asks for, newest first.
 pub(super) fn query(conn: &Connection, q: &EventQuery) -> Result<Vec<UsageEvent>> {
     let upper = match &q.after {
-        Some(c) => q.to_us.min(c.occurred_at_us + 1),
+        Some(c) => q.to_us.min(c.occurred_at_us.saturating_add(1)),
         None => q.to_us,
     };
     let mut sql = String::from(
@@ -117,7 +117,8 @@ pub(super) fn query(conn: &Connection, q: &EventQuery) -> Result<Vec<UsageEvent>
         Some(_) => sql.push_str(" AND failed = 0"),
         None => {}
     }
-    sql.push_str(" ORDER BY newest_us DESC");
+    // Newest first; of chunks equally new, the later written first (see below).
+    sql.push_str(" ORDER BY newest_us DESC, id DESC");
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
     let mut kept: Vec<UsageEvent> = Vec::new();
@@ -133,7 +134,13 @@ pub(super) fn query(conn: &Connection, q: &EventQuery) -> Result<Vec<UsageEvent>
         let before = kept.len();
         kept.extend(events.into_iter().filter(|e| q.admits(e)));
         if kept.len() > before {
+            // Two copies of one event (the same id and time re-sent after the dedup window,
+            // counted twice) are listed once, as ClickHouse's `tally_events` collapses them.
             kept.sort_by(newest_first);
+            kept.dedup_by(|b, a| {
+                (a.feature.as_str(), a.occurred_at_us, a.event_id.as_str())
+                    == (b.feature.as_str(), b.occurred_at_us, b.event_id.as_str())
+            });
             kept.truncate(q.limit);
         }
     }
@@ -146,4 +153,68 @@ pub(super) fn prune(conn: &Connection, first_kept_day_s: i64) -> Result<usize> {
         "DELETE FROM event_chunks WHERE day < ?1",
         params![first_kept_day_s.div_euclid(86_400)],
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_domain::drilldown::{Cursor, EventFilter};
+
+    fn raw(id: &str, us: i64) -> RawEvent {
+        RawEvent {
+            event: UsageEvent {
+                event_id: id.into(),
+                occurred_at_us: us,
+                ..UsageEvent::example()
+            },
+            offset: 0,
+            received_at_ms: 0,
+        }
+    }
+
+    fn everything(limit: usize) -> EventQuery {
+        EventQuery {
+            filter: EventFilter::default(),
+            from_us: 0,
+            to_us: i64::MAX,
+            after: None,
+            limit,
+        }
+    }
+
+    #[test]
+    fn an_event_counted_twice_is_listed_once_and_wild_cursors_are_harmless() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(TABLE).expect("schema");
+        // Two commits count "a" (sent again after the dedup window): two chunks hold it.
+        for batch in [
+            vec![raw("a", 10), raw("b", 20)],
+            vec![raw("a", 10), raw("c", 5)],
+        ] {
+            let tx = conn.transaction().expect("tx");
+            write(&tx, &batch).expect("write");
+            tx.commit().expect("commit");
+        }
+        let ids = |q: &EventQuery| -> Vec<String> {
+            query(&conn, q)
+                .expect("query")
+                .into_iter()
+                .map(|e| e.event_id)
+                .collect()
+        };
+        assert_eq!(ids(&everything(10)), ["b", "a", "c"]);
+        assert_eq!(ids(&everything(2)), ["b", "a"]);
+        // A cursor from the far future or past (a client may send any) does not overflow.
+        let mut q = everything(10);
+        q.after = Some(Cursor {
+            occurred_at_us: i64::MAX,
+            event_id: "z".into(),
+        });
+        assert_eq!(ids(&q), ["b", "a", "c"]);
+        q.after = Some(Cursor {
+            occurred_at_us: i64::MIN,
+            event_id: String::new(),
+        });
+        assert!(ids(&q).is_empty());
+    }
 }
