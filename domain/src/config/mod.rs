@@ -9,6 +9,7 @@ mod budgets;
 mod catalog;
 mod experiments;
 mod prompts;
+mod test_cases;
 
 pub use alerting::*;
 pub use alerts::*;
@@ -17,3 +18,4 @@ pub use budgets::*;
 pub use catalog::*;
 pub use experiments::*;
 pub use prompts::*;
+pub use test_cases::*;
