@@ -84,6 +84,141 @@ pub async fn config_store(store: &dyn ConfigStore) {
     last_admin_and_sessions(store).await;
     reprices(store).await;
     crate::alerting::alerting(store).await;
+    test_cases(store).await;
+}
+
+/// Test cases: created for an existing prompt only, with a well-formed check; listed oldest
+/// first with the prompt's feature; updated and deleted, each change audited.
+async fn test_cases(store: &dyn ConfigStore) {
+    use std::collections::BTreeMap;
+    use tally_domain::config::{CheckKind, TestCaseSpec};
+    use tally_domain::store::AuditQuery;
+    let greeting = store
+        .list_prompts()
+        .await
+        .expect("prompts")
+        .into_iter()
+        .find(|p| p.name == "greeting")
+        .expect("the prompts check made greeting");
+    let spec = TestCaseSpec {
+        name: "greets Ada".into(),
+        description: Some("by name".into()),
+        prompt_id: greeting.id,
+        variables: BTreeMap::from([("name".to_string(), "Ada".to_string())]),
+        check: CheckKind::Contains,
+        expected: Some(json!("Ada")),
+    };
+    let first = store
+        .create_test_case(spec.clone(), &by(7))
+        .await
+        .expect("create");
+    assert_eq!(first.spec, spec);
+    assert_eq!(first.feature.as_deref(), Some("chatbot"));
+    assert_eq!((first.created_at, first.updated_at), (t(7), t(7)));
+    let schema = TestCaseSpec {
+        name: "answers JSON".into(),
+        description: None,
+        check: CheckKind::JsonSchema,
+        expected: Some(json!({"type": "object", "required": ["greeting"]})),
+        ..spec.clone()
+    };
+    let second = store
+        .create_test_case(schema.clone(), &by(8))
+        .await
+        .expect("create");
+    assert_eq!(second.spec, schema, "a schema round-trips as JSON");
+    for (bad, field) in [
+        (
+            TestCaseSpec {
+                expected: Some(json!("(unclosed")),
+                check: CheckKind::Regex,
+                ..spec.clone()
+            },
+            "expected",
+        ),
+        (
+            TestCaseSpec {
+                name: "".into(),
+                ..spec.clone()
+            },
+            "name",
+        ),
+    ] {
+        match store.create_test_case(bad, &by(8)).await {
+            Err(StoreError::Invalid { field: got, .. }) => assert_eq!(got, field),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(matches!(
+        store
+            .create_test_case(
+                TestCaseSpec {
+                    prompt_id: uuid::Uuid::now_v7(),
+                    ..spec.clone()
+                },
+                &by(8)
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let listed: Vec<uuid::Uuid> = store
+        .list_test_cases()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(listed, vec![first.id, second.id], "oldest first");
+    let exact = TestCaseSpec {
+        check: CheckKind::Exact,
+        expected: Some(json!("Hello, Ada")),
+        ..spec.clone()
+    };
+    let updated = store
+        .update_test_case(first.id, exact.clone(), &by(9))
+        .await
+        .expect("update");
+    assert_eq!(
+        (updated.spec.clone(), updated.created_at, updated.updated_at),
+        (exact, t(7), t(9))
+    );
+    assert!(matches!(
+        store
+            .update_test_case(uuid::Uuid::now_v7(), spec.clone(), &by(9))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let deleted = store
+        .delete_test_case(second.id, &by(10))
+        .await
+        .expect("delete");
+    assert_eq!(deleted.id, second.id);
+    assert!(matches!(
+        store.delete_test_case(second.id, &by(10)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.list_test_cases().await.expect("list"), vec![updated]);
+    let actions: Vec<String> = store
+        .list_audit(&AuditQuery {
+            limit: 100,
+            resource: Some("test_case".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "test_case.delete",
+            "test_case.update",
+            "test_case.create",
+            "test_case.create"
+        ],
+        "every change audited, newest first"
+    );
 }
 
 async fn reprices(store: &dyn ConfigStore) {
@@ -1272,6 +1407,7 @@ async fn snapshot(store: &dyn ConfigStore, prompt: uuid::Uuid) -> serde_json::Va
         "versions": v(store.prompt_versions(prompt).await.expect("versions")),
         "budgets": v(store.list_budgets().await.expect("budgets")),
         "experiments": v(store.list_experiments().await.expect("experiments")),
+        "test_cases": v(store.list_test_cases().await.expect("test cases")),
         "api_keys": v(store.list_api_keys().await.expect("keys")),
         "audit": v(store.list_audit(&tally_domain::store::AuditQuery::newest(10_000)).await.expect("audit")),
     })
@@ -1370,6 +1506,18 @@ where
         .create_experiment(experiment_spec.clone(), &c)
         .await
         .expect("experiment");
+    let case_spec = tally_domain::config::TestCaseSpec {
+        name: "greets".into(),
+        description: None,
+        prompt_id: prompt.id,
+        variables: Default::default(),
+        check: tally_domain::config::CheckKind::None,
+        expected: None,
+    };
+    let case = store
+        .create_test_case(case_spec.clone(), &c)
+        .await
+        .expect("test case");
     let (_, key_spec) = new_key("ops", Role::Viewer, t(1));
     let key = store.create_api_key(key_spec, &c).await.expect("key");
     let spare_model = store
@@ -1518,6 +1666,24 @@ where
                 .transition_experiment(experiment.id, ExperimentStatus::Running, &c)
                 .await
                 .map(drop),
+        ),
+        (
+            "create_test_case",
+            store
+                .create_test_case(case_spec.clone(), &c)
+                .await
+                .map(drop),
+        ),
+        (
+            "update_test_case",
+            store
+                .update_test_case(case.id, case_spec, &c)
+                .await
+                .map(drop),
+        ),
+        (
+            "delete_test_case",
+            store.delete_test_case(case.id, &c).await.map(drop),
         ),
         (
             "create_api_key",

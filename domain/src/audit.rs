@@ -238,6 +238,13 @@ impl Audited for Experiment {
     }
 }
 
+impl Audited for crate::config::TestCase {
+    const KIND: &'static str = "test_case";
+    fn resource(&self) -> String {
+        format!("test_case:{}", self.id)
+    }
+}
+
 impl Audited for ApiKey {
     const KIND: &'static str = "api_key";
     fn resource(&self) -> String {

@@ -165,6 +165,9 @@ pub mod missing {
     pub fn experiment(id: impl Display) -> StoreError {
         StoreError::not_found(format!("experiment {id}"))
     }
+    pub fn test_case(id: impl Display) -> StoreError {
+        StoreError::not_found(format!("test case {id}"))
+    }
     pub fn channel(id: impl Display) -> StoreError {
         StoreError::not_found(format!("notification channel {id}"))
     }

@@ -131,6 +131,20 @@ CREATE TABLE IF NOT EXISTS ai_experiments (
     updated_at      TEXT NOT NULL
 );
 
+-- Test cases of prompts: the prompt's variables (JSON object) and a check on the output
+-- (expected: JSON text, a string or a JSON Schema object; absent for the none check).
+CREATE TABLE IF NOT EXISTS ai_test_cases (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    description TEXT,
+    prompt_id   TEXT NOT NULL REFERENCES ai_prompts(id) ON DELETE CASCADE,
+    variables   TEXT NOT NULL,
+    check_kind  TEXT NOT NULL CHECK (check_kind IN ('exact', 'contains', 'regex', 'json_schema', 'none')),
+    expected    TEXT,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+
 -- Every configuration change: who, what, before/after (JSON), when.
 CREATE TABLE IF NOT EXISTS audit_log (
     id           TEXT PRIMARY KEY,

@@ -120,6 +120,12 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
         ("GET", "/experiments/{id}", readers.clone()),
         ("POST", "/experiments/{id}/status", admin.clone()),
         ("GET", "/experiments/{id}/results", readers.clone()),
+        // test cases: admins only
+        ("GET", "/test-cases", admin.clone()),
+        ("POST", "/test-cases", admin.clone()),
+        ("GET", "/test-cases/{id}", admin.clone()),
+        ("PUT", "/test-cases/{id}", admin.clone()),
+        ("DELETE", "/test-cases/{id}", admin.clone()),
         ("GET", "/events/stream", readers.clone()),
     ];
     if method == "GET" && ["/healthz", "/readyz", "/openapi.json"].contains(&path) {

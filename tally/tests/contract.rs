@@ -292,6 +292,22 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
         Some(json!({"amount_usd": "12.5"})),
     )
     .await;
+    let (_, tc) = c
+        .call(
+            "POST",
+            &a("/test-cases"),
+            &[],
+            Some(json!({"name": "contract", "prompt_id": pid, "variables": {"name": "Ada"}, "check": "contains", "expected": "Ada"})),
+        )
+        .await;
+    let tcid = tc["data"]["id"].as_str().unwrap().to_string();
+    c.call(
+        "PUT",
+        &a("/test-cases/{id}"),
+        &[("id", &tcid)],
+        Some(json!({"check": "regex", "expected": "^Hi"})),
+    )
+    .await;
     let (_, e) = c
         .call(
             "POST",
@@ -410,6 +426,11 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
         (
             "/api/platform/ai-management/experiments/{id}/results",
             vec![("id", &eid)],
+        ),
+        ("/api/platform/ai-management/test-cases", vec![]),
+        (
+            "/api/platform/ai-management/test-cases/{id}",
+            vec![("id", &tcid)],
         ),
         ("/api/platform/ai-management/api-keys", vec![]),
         ("/api/platform/ai-management/audit", vec![]),
@@ -585,6 +606,8 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
     .await;
 
     // Deletes last.
+    c.call("DELETE", &a("/test-cases/{id}"), &[("id", &tcid)], None)
+        .await;
     c.call("DELETE", &a("/alert-rules/{id}"), &[("id", &rid)], None)
         .await;
     c.call(

@@ -12,7 +12,7 @@ use crate::config::{
     AuditSpec, Budget, BudgetSpec, Channel, ChannelSpec, Delivery, DeliveryStatus, DeploySpec,
     Experiment, ExperimentSpec, ExperimentStatus, Feature, FeatureSpec, Model, ModelPrice,
     ModelSpec, PriceSpec, Prompt, PromptContent, PromptSpec, PromptStatus, PromptVersion, Provider,
-    ProviderSpec, Reprice, RepriceSpec, Severity, Transition,
+    ProviderSpec, Reprice, RepriceSpec, Severity, TestCase, TestCaseSpec, Transition,
 };
 use crate::error::StoreResult;
 use crate::sessions::Session;
@@ -228,6 +228,25 @@ pub trait ExperimentStore: Send + Sync + 'static {
     ) -> StoreResult<Experiment>;
 }
 
+/// Test cases of prompts (their runs are not stored here yet).
+#[async_trait]
+pub trait TestCaseStore: Send + Sync + 'static {
+    /// Oldest first.
+    async fn list_test_cases(&self) -> StoreResult<Vec<TestCase>>;
+    /// `Invalid` when [`TestCaseSpec::validate`] fails, `NotFound` for an unknown prompt.
+    async fn create_test_case(&self, spec: TestCaseSpec, change: &Change) -> StoreResult<TestCase>;
+    /// Replaces every field (as [`create_test_case`](Self::create_test_case) checks them);
+    /// `NotFound` for an unknown case or prompt.
+    async fn update_test_case(
+        &self,
+        id: Uuid,
+        spec: TestCaseSpec,
+        change: &Change,
+    ) -> StoreResult<TestCase>;
+    /// Deletes the case, returning it; `NotFound` when there is none.
+    async fn delete_test_case(&self, id: Uuid, change: &Change) -> StoreResult<TestCase>;
+}
+
 /// The audit trail: every change, and operations on what this store does not hold.
 #[async_trait]
 pub trait AuditTrail: Send + Sync + 'static {
@@ -312,6 +331,7 @@ pub trait ConfigStore:
     + BudgetStore
     + AlertStore
     + ExperimentStore
+    + TestCaseStore
     + AuditTrail
     + KeyStore
     + SessionStore
@@ -325,6 +345,7 @@ impl<
             + BudgetStore
             + AlertStore
             + ExperimentStore
+            + TestCaseStore
             + AuditTrail
             + KeyStore
             + SessionStore,

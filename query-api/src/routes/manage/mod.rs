@@ -13,7 +13,8 @@
 //! - `deployments`: `POST /models/{id}/deploy`, `GET /deployments` (every assignment, newest
 //!   first).
 //! - `prompts`: `/prompts…` and their versions; `prompt_tests`: `POST /prompts/{id}/test`.
-//! - `budgets`, `experiments`, `keys` (`/api-keys…`), `audit` (`/audit`).
+//! - `budgets`, `experiments`, `test_cases` (`/test-cases…`), `keys` (`/api-keys…`), `audit`
+//!   (`/audit`).
 //! - `alert_rules` (`/alert-rules…`), `channels` (`/notification-channels…`).
 //!
 //! `PUT` updates the fields it is given and keeps the others; names are identities and cannot
@@ -36,6 +37,7 @@ mod prompt_tests;
 mod prompts;
 mod providers;
 mod reprices;
+mod test_cases;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -76,6 +78,7 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let r = alert_rules::routes(r);
     let r = channels::routes(r);
     let r = experiments::routes(r);
+    let r = test_cases::routes(r);
     let r = keys::routes(r);
     audit::routes(r)
 }

@@ -52,6 +52,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "console_sessions",
         include_str!("../../../../migrations/postgres/0007_console_sessions.sql"),
     ),
+    (
+        8,
+        "test_cases",
+        include_str!("../../../../migrations/postgres/0008_test_cases.sql"),
+    ),
 ];
 
 /// Advisory-lock key serialising migrations ("tally" in ASCII).

@@ -11,6 +11,7 @@ mod deployments;
 mod experiments;
 mod keys;
 mod prompts;
+mod test_cases;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

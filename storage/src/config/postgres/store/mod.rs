@@ -9,6 +9,7 @@ mod deployments;
 mod experiments;
 mod keys;
 mod prompts;
+mod test_cases;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
