@@ -2,7 +2,7 @@
 //! answers a missing one (`404` naming what is missing), so every route finds things the same way.
 
 use tally_domain::config::{
-    AlertRule, Budget, Channel, Experiment, Feature, Model, ModelPrice, Prompt, Provider,
+    AlertRule, Budget, Channel, Experiment, Feature, Model, ModelPrice, Prompt, Provider, TestCase,
 };
 use tally_http::http::ApiError;
 
@@ -73,6 +73,18 @@ pub async fn find_experiment(state: &QueryState, id: &str) -> Result<Experiment,
         .into_iter()
         .find(|e| e.id == id)
         .ok_or_else(|| ApiError::not_found(format!("experiment {id} not found")))
+}
+
+/// A test case by the `{id}` of a URL.
+pub async fn find_test_case(state: &QueryState, id: &str) -> Result<TestCase, ApiError> {
+    let id = parse_id(id)?;
+    state
+        .config
+        .list_test_cases()
+        .await?
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))
 }
 
 /// A budget by the `{id}` of a URL.

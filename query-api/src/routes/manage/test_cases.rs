@@ -22,8 +22,8 @@ use tally_http::http::{data, invalid, ApiError, Body, Data};
 use tally_http::route::{Route, Routes};
 
 use crate::listing::{ListQuery, ListSpec, Listing};
-use crate::lookup::find_prompt;
-use crate::routes::{change, parse_id, API_BASE};
+use crate::lookup::{find_prompt, find_test_case};
+use crate::routes::{change, API_BASE};
 use crate::state::QueryState;
 
 pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
@@ -145,22 +145,11 @@ async fn known_prompt(state: &QueryState, spec: &TestCaseSpec) -> Result<(), Api
         .map_err(|_| invalid("prompt_id", format!("no prompt {}", spec.prompt_id)))
 }
 
-async fn find(state: &QueryState, id: &str) -> Result<TestCase, ApiError> {
-    let id = parse_id(id)?;
-    state
-        .config
-        .list_test_cases()
-        .await?
-        .into_iter()
-        .find(|c| c.id == id)
-        .ok_or_else(|| ApiError::not_found(format!("test case {id} not found")))
-}
-
 async fn detail(
     State(state): State<QueryState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(data(find(&state, &id).await?))
+    Ok(data(find_test_case(&state, &id).await?))
 }
 
 async fn create(
@@ -183,7 +172,7 @@ async fn update(
     Path(id): Path<String>,
     Body(body): Body<CaseBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let before = find(&state, &id).await?;
+    let before = find_test_case(&state, &id).await?;
     let spec = body.spec(Some(&before.spec))?;
     known_prompt(&state, &spec).await?;
     let updated = state
@@ -198,7 +187,7 @@ async fn remove(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = find(&state, &id).await?.id;
+    let id = find_test_case(&state, &id).await?.id;
     let deleted = state
         .config
         .delete_test_case(id, &change(&state, &caller))
