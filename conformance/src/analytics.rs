@@ -261,13 +261,10 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
         && r.key.bucket < base + 540));
 
     // Rows keep the prompt dimensions, and a scan filters by them.
-    let version_2 = store
-        .scan(ScanRequest {
-            filter: Filter {
-                prompt_id: Some("greeter".into()),
-                prompt_version: Some("2".into()),
-                ..Filter::default()
-            },
+    // The day rows of both days the batches cover that match `filter`.
+    let days = |filter: Filter| {
+        store.scan(ScanRequest {
+            filter,
             spans: vec![Span {
                 resolution: Resolution::Day,
                 from: base - 86_400,
@@ -275,8 +272,14 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
             }],
             with_sketches: false,
         })
-        .await
-        .expect("scan");
+    };
+    let version_2 = days(Filter {
+        prompt_id: Some("greeter".into()),
+        prompt_version: Some("2".into()),
+        ..Filter::default()
+    })
+    .await
+    .expect("scan");
     let want = first
         .iter()
         .chain(&second)
@@ -293,22 +296,13 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
 
     // Rows keep the experiment dimensions and the sum of squared costs, and a scan filters by
     // them.
-    let variant_b = store
-        .scan(ScanRequest {
-            filter: Filter {
-                experiment_id: Some("checkout-test".into()),
-                variant: Some("b".into()),
-                ..Filter::default()
-            },
-            spans: vec![Span {
-                resolution: Resolution::Day,
-                from: base - 86_400,
-                to: base + 86_400,
-            }],
-            with_sketches: false,
-        })
-        .await
-        .expect("scan");
+    let variant_b = days(Filter {
+        experiment_id: Some("checkout-test".into()),
+        variant: Some("b".into()),
+        ..Filter::default()
+    })
+    .await
+    .expect("scan");
     let in_b: Vec<&UsageEvent> = first
         .iter()
         .chain(&second)

@@ -49,8 +49,27 @@ fn prompt_exists(c: &Connection, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-fn expected_text(spec: &TestCaseSpec) -> Result<Option<String>> {
-    spec.expected.as_ref().map(json_text).transpose()
+const INSERT: &str = "INSERT INTO ai_test_cases (id, name, description, prompt_id, variables, check_kind, expected, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)";
+
+const UPDATE: &str = "UPDATE ai_test_cases SET name = ?2, description = ?3, prompt_id = ?4, variables = ?5, check_kind = ?6, expected = ?7, updated_at = ?8 WHERE id = ?1";
+
+/// Runs `sql` ([`INSERT`] or [`UPDATE`]: the same parameters) for the case `id` at `at`.
+fn save(c: &Connection, sql: &str, id: &str, spec: &TestCaseSpec, at: DateTime<Utc>) -> Result<()> {
+    let expected = spec.expected.as_ref().map(json_text).transpose()?;
+    c.execute(
+        sql,
+        params![
+            id,
+            spec.name,
+            spec.description,
+            spec.prompt_id.to_string(),
+            json_text(&spec.variables)?,
+            spec.check.as_str(),
+            expected,
+            ts(at)
+        ],
+    )?;
+    Ok(())
 }
 
 #[async_trait]
@@ -75,11 +94,7 @@ impl TestCaseStore for SqliteConfigStore {
             let tx = c.transaction()?;
             prompt_exists(&tx, spec.prompt_id)?;
             let id = Uuid::now_v7().to_string();
-            tx.execute(
-                "INSERT INTO ai_test_cases (id, name, description, prompt_id, variables, check_kind, expected, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-                params![id, spec.name, spec.description, spec.prompt_id.to_string(), json_text(&spec.variables)?, spec.check.as_str(), expected_text(&spec)?, ts(change.at)],
-            )?;
+            save(&tx, INSERT, &id, &spec, change.at)?;
             let created = test_case(&tx, &id)?.ok_or_else(|| missing::test_case(&id))?;
             insert_audit(&tx, &change.on("create", None, Some(&created)))?;
             tx.commit()?;
@@ -101,10 +116,7 @@ impl TestCaseStore for SqliteConfigStore {
             let key = id.to_string();
             let before = test_case(&tx, &key)?.ok_or_else(|| missing::test_case(id))?;
             prompt_exists(&tx, spec.prompt_id)?;
-            tx.execute(
-                "UPDATE ai_test_cases SET name = ?2, description = ?3, prompt_id = ?4, variables = ?5, check_kind = ?6, expected = ?7, updated_at = ?8 WHERE id = ?1",
-                params![key, spec.name, spec.description, spec.prompt_id.to_string(), json_text(&spec.variables)?, spec.check.as_str(), expected_text(&spec)?, ts(change.at)],
-            )?;
+            save(&tx, UPDATE, &key, &spec, change.at)?;
             let after = test_case(&tx, &key)?.ok_or_else(|| missing::test_case(id))?;
             insert_audit(&tx, &change.on("update", Some(&before), Some(&after)))?;
             tx.commit()?;

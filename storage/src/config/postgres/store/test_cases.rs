@@ -47,6 +47,32 @@ async fn prompt_exists(tx: &mut Tx, id: Uuid) -> Result<()> {
     Ok(())
 }
 
+const INSERT: &str = "INSERT INTO ai_test_cases (id, name, description, prompt_id, variables, check_kind, expected, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)";
+
+const UPDATE: &str = "UPDATE ai_test_cases SET name = $2, description = $3, prompt_id = $4, variables = $5, check_kind = $6, expected = $7, updated_at = $8 WHERE id = $1";
+
+/// Runs `sql` ([`INSERT`] or [`UPDATE`]: the same parameters) for the case `id` at `at`.
+async fn save(
+    tx: &mut Tx,
+    sql: &str,
+    id: Uuid,
+    spec: &TestCaseSpec,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(sql)
+        .bind(id)
+        .bind(&spec.name)
+        .bind(&spec.description)
+        .bind(spec.prompt_id)
+        .bind(Json(&spec.variables))
+        .bind(spec.check.as_str())
+        .bind(spec.expected.as_ref().map(Json))
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl TestCaseStore for PostgresConfigStore {
     async fn list_test_cases(&self) -> StoreResult<Vec<TestCase>> {
@@ -68,20 +94,7 @@ impl TestCaseStore for PostgresConfigStore {
             let mut tx = self.pool.begin().await?;
             prompt_exists(&mut tx, spec.prompt_id).await?;
             let id = Uuid::now_v7();
-            sqlx::query(
-                "INSERT INTO ai_test_cases (id, name, description, prompt_id, variables, check_kind, expected, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-            )
-            .bind(id)
-            .bind(&spec.name)
-            .bind(&spec.description)
-            .bind(spec.prompt_id)
-            .bind(Json(&spec.variables))
-            .bind(spec.check.as_str())
-            .bind(spec.expected.as_ref().map(Json))
-            .bind(change.at)
-            .execute(&mut *tx)
-            .await?;
+            save(&mut tx, INSERT, id, &spec, change.at).await?;
             let created = test_case(&mut tx, id).await?;
             commit_audited(tx, change, "create", None, Some(&created)).await?;
             Ok(created)
@@ -105,19 +118,7 @@ impl TestCaseStore for PostgresConfigStore {
                 .await?;
             let before = test_case(&mut tx, id).await?;
             prompt_exists(&mut tx, spec.prompt_id).await?;
-            sqlx::query(
-                "UPDATE ai_test_cases SET name = $2, description = $3, prompt_id = $4, variables = $5, check_kind = $6, expected = $7, updated_at = $8 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(&spec.name)
-            .bind(&spec.description)
-            .bind(spec.prompt_id)
-            .bind(Json(&spec.variables))
-            .bind(spec.check.as_str())
-            .bind(spec.expected.as_ref().map(Json))
-            .bind(change.at)
-            .execute(&mut *tx)
-            .await?;
+            save(&mut tx, UPDATE, id, &spec, change.at).await?;
             let after = test_case(&mut tx, id).await?;
             commit_audited(tx, change, "update", Some(&before), Some(&after)).await?;
             Ok(after)
