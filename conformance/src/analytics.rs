@@ -112,6 +112,7 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
                         received_at_ms: i64::from(seen_s) * 1000,
                     })
                     .collect(),
+                scores: Vec::new(),
             }
         };
     let commit1 = ProjectionCommit {
@@ -393,6 +394,179 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
         .expect("load")
         .partitions
         .is_empty());
+
+    scores_join_their_events(store).await;
+}
+
+/// Scores are kept once per `score_id` (the first copy in the log) and join the counted events
+/// of the experiment asked for, whichever reached the log first.
+async fn scores_join_their_events(store: &dyn AnalyticsStore) {
+    use tally_domain::rollup::fold;
+    use tally_domain::store::{
+        PartitionCommit, PartitionState, ProjectionCommit, RawEvent, RawScore, ScoreQuery,
+        ScoredEvent,
+    };
+    use tally_schemas::{Score, ScoreValue};
+
+    let base = 1_767_225_600; // 2026-01-01T00:00:00Z
+    let event =
+        |id: &str, minute: i64, feature: &str, experiment: &str, variant: &str| UsageEvent {
+            event_id: id.into(),
+            occurred_at_us: (base + minute * 60) * 1_000_000,
+            feature: feature.into(),
+            experiment_id: Some(experiment.into()),
+            variant: Some(variant.into()),
+            ..UsageEvent::example()
+        };
+    let number =
+        |id: &str, event: &str, name: &str, value: i64| Score::number(id, event, name, value);
+    let label = |id: &str, event: &str, name: &str, label: &str| Score {
+        score_id: id.into(),
+        event_id: event.into(),
+        name: name.into(),
+        value: ScoreValue::Label(label.into()),
+    };
+    // Offset 0 holds scores, offset 1 events (one commit); offset 2 both kinds (another).
+    let commit =
+        |base_offset: i64, next: i64, events: Vec<(i64, UsageEvent)>, scores: Vec<(i64, Score)>| {
+            let counted: Vec<UsageEvent> = events.iter().map(|(_, e)| e.clone()).collect();
+            ProjectionCommit {
+                epoch: 0,
+                partitions: [(
+                    0,
+                    PartitionCommit {
+                        base_offset,
+                        deltas: fold(&counted),
+                        dedup_new: Vec::new(),
+                        dedup_horizon_s: 0,
+                        state: PartitionState {
+                            next_offset: next,
+                            last_received_ms: (base + 3_600) * 1000,
+                            events_applied: counted.len() as u64,
+                            ..PartitionState::default()
+                        },
+                        raw: events
+                            .into_iter()
+                            .map(|(offset, event)| RawEvent {
+                                event,
+                                offset,
+                                received_at_ms: (base + 3_600) * 1000,
+                            })
+                            .collect(),
+                        scores: scores
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, (offset, score))| RawScore {
+                                score,
+                                offset,
+                                position: i as u32,
+                                received_at_ms: (base + 3_600) * 1000,
+                            })
+                            .collect(),
+                    },
+                )]
+                .into_iter()
+                .collect(),
+            }
+        };
+    let staging = UsageEvent {
+        environment: Environment::Staging,
+        ..event("e2", 2, "chat", "x", "b")
+    };
+    store
+        .commit(commit(
+            0,
+            2,
+            vec![
+                (1, event("e1", 1, "chat", "x", "a")),
+                (1, staging),
+                (1, event("e3", 3, "chat", "x", "b")),
+                (1, event("e4", 4, "chat", "y", "a")),
+                (1, event("e5", -5, "chat", "x", "a")),
+                (1, event("e6", 6, "search", "x", "a")),
+            ],
+            vec![
+                (0, number("s1", "e1", "helpfulness", 4_000_000)),
+                (0, number("s2", "e2", "helpfulness", 2_000_000)),
+                (0, label("s3", "late", "thumbs", "up")),
+                (0, number("s1", "e1", "helpfulness", 9_000_000)),
+                (0, number("s4", "e4", "helpfulness", 1_000_000)),
+                (0, number("s5", "e5", "helpfulness", 1_000_000)),
+                (0, number("s6", "e6", "helpfulness", 1_000_000)),
+            ],
+        ))
+        .await
+        .expect("first commit");
+    let query = |environment| ScoreQuery {
+        experiment_id: "x".into(),
+        feature: "chat".into(),
+        environment,
+        from_us: base * 1_000_000,
+        to_us: (base + 3_600) * 1_000_000,
+    };
+    let sorted = |mut v: Vec<ScoredEvent>| {
+        v.sort();
+        v
+    };
+    let scored = |variant: &str, name: &str, value: ScoreValue| ScoredEvent {
+        variant: variant.into(),
+        name: name.into(),
+        value,
+    };
+    // s1's first copy counts; s3 waits for its event; s4 (another experiment), s5 (before the
+    // window) and s6 (another feature) are not the experiment's.
+    assert_eq!(
+        sorted(store.experiment_scores(&query(None)).await.expect("scores")),
+        vec![
+            scored("a", "helpfulness", ScoreValue::Micros(4_000_000)),
+            scored("b", "helpfulness", ScoreValue::Micros(2_000_000)),
+        ]
+    );
+    // The event s3 was waiting for arrives; s1 is sent again, and e3 gets a label.
+    store
+        .commit(commit(
+            2,
+            3,
+            vec![(2, event("late", 7, "chat", "x", "a"))],
+            vec![
+                (2, number("s1", "e1", "helpfulness", 7_000_000)),
+                (2, label("s7", "e3", "thumbs", "down")),
+            ],
+        ))
+        .await
+        .expect("second commit");
+    assert_eq!(
+        sorted(store.experiment_scores(&query(None)).await.expect("scores")),
+        vec![
+            scored("a", "helpfulness", ScoreValue::Micros(4_000_000)),
+            scored("a", "thumbs", ScoreValue::Label("up".into())),
+            scored("b", "helpfulness", ScoreValue::Micros(2_000_000)),
+            scored("b", "thumbs", ScoreValue::Label("down".into())),
+        ],
+        "a score joins its event when the event arrives later; a copy sent again counts once"
+    );
+    // e2 happened in staging.
+    assert_eq!(
+        sorted(
+            store
+                .experiment_scores(&query(Some(Environment::Production)))
+                .await
+                .expect("scores")
+        ),
+        vec![
+            scored("a", "helpfulness", ScoreValue::Micros(4_000_000)),
+            scored("a", "thumbs", ScoreValue::Label("up".into())),
+            scored("b", "thumbs", ScoreValue::Label("down".into())),
+        ]
+    );
+    // Retention past every day drops the events and scores.
+    store.prune(base + 2 * 86_400).await.expect("prune");
+    assert!(store
+        .experiment_scores(&query(None))
+        .await
+        .expect("scores")
+        .is_empty());
+    store.reset().await.expect("reset");
 }
 
 fn sample_event(i: u32, at_s: i64, feature: &str, environment: Environment) -> UsageEvent {
@@ -669,6 +843,7 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
             dedup: Vec::new(),
         },
         raw: Vec::new(),
+        scores: Vec::new(),
     };
     let (p0, p1, later) = (&events[..20], &events[20..30], &events[30..]);
     store

@@ -198,4 +198,44 @@ pub async fn event_log(log: &dyn EventLog) {
     let mut late = late;
     late.sort_by(|a, b| a.event_id.cmp(&b.event_id));
     assert_eq!(by_id(&new), late);
+
+    // Scores are records of their own, read back intact and in order; they do not count as
+    // appended events.
+    let before_scores = log.end().await.expect("end");
+    let scores = vec![
+        tally_schemas::Score::number("s1", "e1", "helpfulness", -2_500_000),
+        tally_schemas::Score {
+            score_id: "s2".into(),
+            event_id: "e1".into(),
+            name: "thumbs".into(),
+            value: tally_schemas::ScoreValue::Label("up".into()),
+        },
+    ];
+    log.append_scores(scores.clone())
+        .await
+        .expect("append scores");
+    assert_eq!(log.appended_events(), 130);
+    let mut position = before_scores.clone();
+    let mut read_back = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read_back.len() < scores.len() {
+        assert!(
+            Instant::now() < deadline,
+            "read {read_back:?} of the scores"
+        );
+        for record in log
+            .read(&position, 100, Duration::from_millis(200))
+            .await
+            .expect("read")
+        {
+            assert!(
+                record.events.is_empty(),
+                "a record of scores holds no events"
+            );
+            position.advance(&record);
+            read_back.extend(record.scores);
+        }
+    }
+    read_back.sort_by(|a, b| a.score_id.cmp(&b.score_id));
+    assert_eq!(read_back, scores, "every score read back once, intact");
 }

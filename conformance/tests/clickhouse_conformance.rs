@@ -148,6 +148,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
                     dedup: Vec::new(),
                 },
                 raw: Vec::new(),
+                scores: Vec::new(),
             },
         )]
         .into_iter()

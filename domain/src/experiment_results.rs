@@ -23,6 +23,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use tally_schemas::Pico;
 
+use crate::experiment_scores::{summaries, NumberSums, ScoreSummary, ScoreSums};
 use crate::measures::{pct, priced_requests};
 use crate::rollup::Rollup;
 use crate::statistics::{
@@ -44,6 +45,8 @@ pub struct VariantTraffic<'a> {
     /// The configured share; `None` for a variant events name but the experiment has not.
     pub traffic_percent: Option<u32>,
     pub rollup: &'a Rollup,
+    /// The scores joined to the variant's events (`None`: none).
+    pub scores: Option<&'a ScoreSums>,
 }
 
 /// `[low, high]`.
@@ -99,13 +102,18 @@ pub struct VariantSummary {
     pub cost_per_request_interval: Option<Bounds>,
     /// Estimated distinct users (HyperLogLog).
     pub unique_users: u64,
+    /// Each score's count and mean (numbers) or label shares, with their intervals.
+    pub scores: Vec<ScoreSummary>,
 }
 
 /// One metric of a variant against the control.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct MetricComparison {
-    /// `error_rate`, `latency` or `cost_per_request`.
+    /// `error_rate`, `latency`, `cost_per_request` or `score` (a numeric score's mean).
     pub metric: &'static str,
+    /// The score's name, for `score`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<String>,
     /// The test: `two_proportion_z`, `welch_t_log_latency` or `welch_t`.
     pub test: &'static str,
     /// The control's value: error rate in percent, geometric mean latency in ms, cost per
@@ -122,8 +130,9 @@ pub struct MetricComparison {
     pub p_value: Option<f64>,
     /// p < 0.05 with at least [`MIN_REQUESTS`] in each group.
     pub significant: bool,
-    /// Requests per variant an 80 %-power test would need at the observed rates, beyond the
-    /// smaller group's (when not significant and within ten times what there is).
+    /// Requests (for a score: scores) per variant an 80 %-power test would need at the
+    /// observed rates, beyond the smaller group's (when not significant and within ten times
+    /// what there is).
     pub more_requests_needed: Option<u64>,
     pub verdict: String,
 }
@@ -219,6 +228,7 @@ fn summarize(v: &VariantTraffic<'_>, all_requests: u64) -> VariantSummary {
         cost_per_request: (cost.n > 0).then_some(cost.mean),
         cost_per_request_interval: cost.mean_interval().map(|i| bounds(i, 1.0)),
         unique_users: r.users.estimate(),
+        scores: v.scores.map(summaries).unwrap_or_default(),
     }
 }
 
@@ -258,10 +268,11 @@ fn read(
     smaller_group: u64,
     required: Option<u64>,
     called: String,
+    unit: &str,
 ) -> Reading {
     let not_yet = |more: u64| {
         format!(
-            "not enough data yet: about {more} more requests per variant for 80% power at the observed rates"
+            "not enough data yet: about {more} more {unit} per variant for 80% power at the observed rates"
         )
     };
     let Some(test) = test else {
@@ -351,12 +362,20 @@ fn compare_error_rate(variant: &str, a: &Rollup, b: &Rollup) -> MetricComparison
         ),
         _ => String::new(),
     };
-    let mut reading = read(variant, test.as_ref(), n1.min(n2), required, called);
+    let mut reading = read(
+        variant,
+        test.as_ref(),
+        n1.min(n2),
+        required,
+        called,
+        "requests",
+    );
     if test.is_none() && n1.min(n2) >= MIN_REQUESTS && k1 + k2 == 0 {
         reading.verdict = "no difference detected: no failures in either variant".into();
     }
     MetricComparison {
         metric: "error_rate",
+        score: None,
         test: "two_proportion_z",
         control: p1.map(|p| p * 100.0),
         value: p2.map(|p| p * 100.0),
@@ -376,6 +395,9 @@ fn compare_error_rate(variant: &str, a: &Rollup, b: &Rollup) -> MetricComparison
 /// fraction) and how an interval of the difference of means becomes one of it (in percent).
 struct MeansView {
     metric: &'static str,
+    score: Option<String>,
+    /// What the groups count: `requests` or `scores`.
+    unit: &'static str,
     test: &'static str,
     shown: fn(f64) -> f64,
     relative: Option<f64>,
@@ -392,10 +414,12 @@ fn compare_means(variant: &str, ma: &Moments, mb: &Moments, view: MeansView) -> 
         ma.n.min(mb.n),
         required,
         view.called,
+        view.unit,
     );
     reading.when_alike(variant, tested.is_none(), ma, mb);
     MetricComparison {
         metric: view.metric,
+        score: view.score,
         test: view.test,
         control: (ma.n > 0).then(|| (view.shown)(ma.mean)),
         value: (mb.n > 0).then(|| (view.shown)(mb.mean)),
@@ -418,6 +442,8 @@ fn compare_latency(variant: &str, a: &Rollup, b: &Rollup) -> MetricComparison {
     let ratio = (mb.mean - ma.mean).exp() - 1.0;
     let view = MeansView {
         metric: "latency",
+        score: None,
+        unit: "requests",
         test: "welch_t_log_latency",
         shown: f64::exp,
         relative: (ma.n > 0 && mb.n > 0).then_some(ratio),
@@ -451,6 +477,8 @@ fn compare_cost(variant: &str, a: &Rollup, b: &Rollup) -> MetricComparison {
     };
     let view = MeansView {
         metric: "cost_per_request",
+        score: None,
+        unit: "requests",
         test: "welch_t",
         shown: |m| m,
         relative,
@@ -459,6 +487,58 @@ fn compare_cost(variant: &str, a: &Rollup, b: &Rollup) -> MetricComparison {
         called,
     };
     compare_means(variant, &ma, &mb, view)
+}
+
+/// A numeric score's mean, the variant's against the control's (Welch's t-test; the relative
+/// difference's interval takes the control's mean as known).
+fn compare_score(variant: &str, name: &str, a: NumberSums, b: NumberSums) -> MetricComparison {
+    let (ma, mb) = (a.moments(), b.moments());
+    let relative = (ma.n > 0 && mb.n > 0 && ma.mean != 0.0).then(|| mb.mean / ma.mean - 1.0);
+    let control = ma.mean;
+    let difference = mb.mean - ma.mean;
+    let called = match relative {
+        Some(r) if control > 0.0 => format!(
+            "scores {} {} on {name}",
+            percent_word(r),
+            if r < 0.0 { "lower" } else { "higher" }
+        ),
+        _ => format!(
+            "scores {:.3} {} on {name}",
+            difference.abs(),
+            if difference < 0.0 { "lower" } else { "higher" }
+        ),
+    };
+    let view = MeansView {
+        metric: "score",
+        score: Some(name.to_string()),
+        unit: "scores",
+        test: "welch_t",
+        shown: |m| m,
+        relative: relative.filter(|_| control > 0.0),
+        interval: Box::new(move |i| [i.low / control * 100.0, i.high / control * 100.0]),
+        called,
+    };
+    compare_means(variant, &ma, &mb, view)
+}
+
+/// The numeric scores either group has, compared by name.
+fn compare_scores(
+    variant: &str,
+    a: Option<&ScoreSums>,
+    b: Option<&ScoreSums>,
+) -> Vec<MetricComparison> {
+    let numbers = |s: Option<&ScoreSums>| s.map(|s| s.numbers.clone()).unwrap_or_default();
+    let (na, nb) = (numbers(a), numbers(b));
+    let names: std::collections::BTreeSet<&String> = na.keys().chain(nb.keys()).collect();
+    names
+        .into_iter()
+        .map(|name| {
+            let get = |m: &std::collections::BTreeMap<String, NumberSums>| {
+                m.get(name).copied().unwrap_or_default()
+            };
+            compare_score(variant, name, get(&na), get(&nb))
+        })
+        .collect()
 }
 
 /// The split check over every variant: traffic to a variant configured with 0 % is a mismatch;
@@ -547,11 +627,14 @@ pub fn analyse(variants: &[VariantTraffic<'_>]) -> Analysis {
             .map(|v| Comparison {
                 variant: v.name.to_string(),
                 control: control.name.to_string(),
-                metrics: vec![
+                metrics: [
                     compare_error_rate(v.name, control.rollup, v.rollup),
                     compare_latency(v.name, control.rollup, v.rollup),
                     compare_cost(v.name, control.rollup, v.rollup),
-                ],
+                ]
+                .into_iter()
+                .chain(compare_scores(v.name, control.scores, v.scores))
+                .collect(),
             })
             .collect(),
         None => Vec::new(),
@@ -600,6 +683,7 @@ mod tests {
             name,
             traffic_percent: Some(percent),
             rollup,
+            scores: None,
         }
     }
 
@@ -668,6 +752,55 @@ mod tests {
     }
 
     #[test]
+    fn a_numeric_score_is_compared_with_the_control() {
+        // Control: 40 scores alternating 3 and 4 (mean 3.5, each 0.5 from it, so
+        // s² = 40·0.25/39 = 0.256410); variant b: 40 alternating 4 and 5 (mean 4.5, the same
+        // s²). Welch: se = √(2·0.256410/40) = 0.113228, t = 1/se = 8.83176 with 78 degrees of
+        // freedom (equal sizes and variances), p < 0.001; b's mean is 4.5/3.5 − 1 = 28.57 %
+        // higher. A label score is summarized but not tested.
+        let r = rollup(40, 0, &[100], &[1000]);
+        let mut a = ScoreSums::default();
+        let mut b = ScoreSums::default();
+        for i in 0..40 {
+            a.add(
+                "helpfulness",
+                &tally_schemas::ScoreValue::Micros(3_000_000 + (i % 2) * 1_000_000),
+            );
+            b.add(
+                "helpfulness",
+                &tally_schemas::ScoreValue::Micros(4_000_000 + (i % 2) * 1_000_000),
+            );
+        }
+        b.add("thumbs", &tally_schemas::ScoreValue::Label("up".into()));
+        let with = |name, scores| VariantTraffic {
+            name,
+            traffic_percent: Some(50),
+            rollup: &r,
+            scores: Some(scores),
+        };
+        let results = analyse(&[with("control", &a), with("b", &b)]);
+        let score = &results.comparisons[0].metrics[3];
+        assert_eq!(results.comparisons[0].metrics.len(), 4);
+        assert_eq!(
+            (score.metric, score.score.as_deref()),
+            ("score", Some("helpfulness"))
+        );
+        assert!((score.statistic.expect("t") - 8.83176).abs() < 1e-4);
+        assert!((score.degrees_of_freedom.expect("df") - 78.0).abs() < 1e-9);
+        assert!((score.relative_difference.expect("relative") - 28.5714).abs() < 1e-3);
+        assert_eq!(
+            score.verdict,
+            "variant b scores 29% higher on helpfulness, p < 0.001"
+        );
+        let b_scores = &results.variants[1].scores;
+        assert_eq!(b_scores.len(), 2);
+        assert_eq!(
+            (b_scores[1].name.as_str(), b_scores[1].count),
+            ("thumbs", 1)
+        );
+    }
+
+    #[test]
     fn a_small_difference_needs_more_requests() {
         // 30/500 against 45/500 failed: z = 1.80090, p = 0.0717 (not significant). An
         // 80 %-power test of 6 % against 9 % needs
@@ -732,6 +865,7 @@ mod tests {
                 name: "B",
                 traffic_percent: None,
                 rollup: &typo,
+                scores: None,
             },
         ]);
         let cost = &results.comparisons[0].metrics[2];

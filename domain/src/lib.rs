@@ -33,6 +33,7 @@ pub mod config;
 pub mod drilldown;
 pub mod error;
 pub mod experiment_results;
+pub mod experiment_scores;
 pub mod hll;
 pub mod keys;
 pub mod log_binding;

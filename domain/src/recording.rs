@@ -1,4 +1,4 @@
-//! The one way usage events enter the log: priced with the price in force when each call
+//! The one way usage events (and scores) enter the log: priced with the price in force when each call
 //! happened ([`PriceBook::price`]), then appended as one durable record. `POST /v1/events` and
 //! the prompt test route both go through a [`Recorder`], so an event costs the same whichever
 //! way it arrived; the projector prices what reaches the log unpriced (produced straight to the
@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use tally_schemas::UsageEvent;
+use tally_schemas::{Score, UsageEvent};
 
 use crate::error::StoreResult;
 use crate::pricing::{PriceBook, PriceCache};
@@ -48,6 +48,12 @@ impl Recorder {
     pub async fn append(&self, priced: Vec<UsageEvent>) -> StoreResult<AppendReceipt> {
         self.log.append(priced).await
     }
+
+    /// Appends scores (`POST /v1/scores`); returns once they are durable. Scores carry no
+    /// money, so nothing is priced.
+    pub async fn append_scores(&self, scores: Vec<Score>) -> StoreResult<AppendReceipt> {
+        self.log.append_scores(scores).await
+    }
 }
 
 fn price_with<'a>(book: &PriceBook, events: impl IntoIterator<Item = &'a mut UsageEvent>) {
@@ -83,6 +89,11 @@ mod tests {
                 partition: 0,
                 offset: kept.len() as i64 - 1,
             })
+        }
+        async fn append_scores(&self, _: Vec<tally_schemas::Score>) -> StoreResult<AppendReceipt> {
+            Err(crate::store::StoreError::Backend(
+                "scores are not kept here".into(),
+            ))
         }
         async fn read(
             &self,

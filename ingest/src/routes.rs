@@ -14,8 +14,11 @@ use tally_domain::recording::Recorder;
 use tally_http::auth::{Access, Gate};
 use tally_http::http::{data, ApiError};
 use tally_http::route::{Route, RouteInfo, Routes};
-use tally_schemas::validate::{parse_batch, BatchParse, BodyError, BodyFormat, EventError, Limits};
-use tally_schemas::UsageEvent;
+use tally_schemas::score::validate_score;
+use tally_schemas::validate::{
+    parse_batch, parse_items, BatchParse, BodyError, BodyFormat, EventError, Limits,
+};
+use tally_schemas::{Score, UsageEvent};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::instrument;
 
@@ -92,6 +95,25 @@ pub fn router(state: IngestState, gate: Gate) -> (Router, Vec<RouteInfo>) {
         .returns::<tally_http::http::Data<IngestSummary>>(200),
     )
     .serve(
+        Route::post(
+            "/v1/scores",
+            Access::Ingest,
+            "Send scores (user feedback or an evaluator's grade) for usage events: a JSON array (or NDJSON), each with a score_id (sending it again counts once), the event_id it grades, a name and a value (number) or label (category); answered once every accepted score is durable",
+            post_scores,
+        )
+        .accepts::<Vec<tally_schemas::ScoreV1>>()
+        .returns::<tally_http::http::Data<IngestSummary>>(200),
+    )
+    .serve(
+        Route::get(
+            "/v1/schema/score",
+            Access::AnyKey,
+            "The JSON Schema of a score",
+            score_schema,
+        )
+        .returns::<serde_json::Value>(200),
+    )
+    .serve(
         Route::get(
             "/v1/schema/usage-event",
             Access::AnyKey,
@@ -107,7 +129,12 @@ async fn schema() -> impl IntoResponse {
     axum::Json(tally_schemas::wire::usage_event_json_schema())
 }
 
-/// What became of a batch: events accepted (durable before this answer) and rejected.
+async fn score_schema() -> impl IntoResponse {
+    axum::Json(tally_schemas::score::score_json_schema())
+}
+
+/// What became of a batch: events (or scores) accepted (durable before this answer) and
+/// rejected.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 struct IngestSummary {
     accepted: usize,
@@ -135,9 +162,47 @@ async fn post_events(
     metrics::counter!(m::EVENTS_REJECTED).increment(summary.rejected as u64);
     if events.is_empty() {
         m::request("rejected");
-        return Ok(all_rejected(summary));
+        return Ok(all_rejected(summary, "events"));
     }
     record(inner, events, started).await?;
+    m::request("accepted");
+    Ok((StatusCode::OK, data(summary)).into_response())
+}
+
+/// `POST /v1/scores`: admit → parse (validate) → append → answer, like events.
+#[instrument(name = "ingest.post_scores", skip_all, err(Debug))]
+async fn post_scores(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let inner = &state.inner;
+    let (_permit, body) = admit(inner, body).await?;
+    let format = body_format(&headers)?;
+    let bytes = read_body(body, &headers, inner.config.max_body_bytes).await?;
+    let max = inner.config.limits.max_events;
+    let parsed = tokio::task::spawn_blocking(move || {
+        parse_items(&bytes, format, max, "score", validate_score)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(body_error)?;
+    let scores: Vec<Score> = parsed.accepted.into_iter().map(|(_, s)| s).collect();
+    let summary = IngestSummary {
+        accepted: scores.len(),
+        rejected: parsed.errors.len(),
+        errors: parsed.errors,
+    };
+    metrics::counter!(m::SCORES_REJECTED).increment(summary.rejected as u64);
+    if scores.is_empty() {
+        m::request("rejected");
+        return Ok(all_rejected(summary, "scores"));
+    }
+    inner.recorder.append_scores(scores).await.map_err(|err| {
+        m::request("failed");
+        ApiError::from(err)
+    })?;
+    metrics::counter!(m::SCORES_ACCEPTED).increment(summary.accepted as u64);
     m::request("accepted");
     Ok((StatusCode::OK, data(summary)).into_response())
 }
@@ -290,13 +355,13 @@ fn body_error(err: BodyError) -> ApiError {
     }
 }
 
-/// 422 with the usual error envelope plus the per-event reasons.
-fn all_rejected(summary: IngestSummary) -> Response {
+/// 422 with the usual error envelope plus the per-item reasons (`what`: events or scores).
+fn all_rejected(summary: IngestSummary, what: &str) -> Response {
     let first = summary.errors.first();
     let body = serde_json::json!({
         "error": {
-            "code": "all_events_rejected",
-            "message": format!("all {} events were rejected; see data.errors", summary.rejected),
+            "code": format!("all_{what}_rejected"),
+            "message": format!("all {} {what} were rejected; see data.errors", summary.rejected),
             "field": first.and_then(|e| e.field.clone()),
         },
         "data": summary,

@@ -11,7 +11,7 @@ use tally_domain::pricing::{PriceBook, Repricing};
 use tally_domain::rollup::fold;
 use tally_domain::store::{
     LogPosition, LogRecord, PartitionCommit, PartitionState, Partitions, ProjectionCommit,
-    ProjectorState, RawEvent,
+    ProjectorState, RawEvent, RawScore,
 };
 use tally_schemas::event::Cost;
 
@@ -198,6 +198,8 @@ struct Read {
     /// Their fingerprints and dedup times, for the store's dedup memory.
     dedup_new: Vec<(u64, u32)>,
     duplicates: u64,
+    /// Every score read (the store keeps the first copy of each).
+    scores: Vec<RawScore>,
 }
 
 impl PartitionSession {
@@ -214,6 +216,7 @@ impl PartitionSession {
             fresh: Vec::new(),
             dedup_new: Vec::new(),
             duplicates: 0,
+            scores: Vec::new(),
         };
         for record in records {
             if record.offset < self.state.next_offset {
@@ -244,6 +247,18 @@ impl PartitionSession {
                 });
                 read.dedup_new.push((fp, now_s));
             }
+            read.scores.extend(
+                record
+                    .scores
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, score)| RawScore {
+                        score,
+                        offset: record.offset,
+                        position: u32::try_from(i).unwrap_or(u32::MAX),
+                        received_at_ms: record.received_at_ms,
+                    }),
+            );
             self.state.next_offset = record.offset + 1;
             self.state.last_received_ms = now_ms;
             self.state.anchor = record.fingerprint;
@@ -265,6 +280,7 @@ impl PartitionSession {
             dedup_horizon_s: self.dedup.horizon(now_s),
             state: self.state.clone(),
             raw: if keep_raw { read.fresh } else { Vec::new() },
+            scores: read.scores,
         }
     }
 }

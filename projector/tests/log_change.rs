@@ -28,6 +28,9 @@ impl EventLog for Switchable {
     async fn append(&self, events: Vec<UsageEvent>) -> StoreResult<AppendReceipt> {
         self.inner.append(events).await
     }
+    async fn append_scores(&self, scores: Vec<tally_schemas::Score>) -> StoreResult<AppendReceipt> {
+        self.inner.append_scores(scores).await
+    }
     async fn read(
         &self,
         from: &LogPosition,

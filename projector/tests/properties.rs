@@ -254,6 +254,9 @@ impl AnalyticsStore for Flaky {
     ) -> StoreResult<Vec<UsageEvent>> {
         self.inner.events(q).await
     }
+    async fn experiment_scores(&self, q: &ScoreQuery) -> StoreResult<Vec<ScoredEvent>> {
+        self.inner.experiment_scores(q).await
+    }
     async fn reset(&self) -> StoreResult<()> {
         self.inner.reset().await
     }
@@ -355,6 +358,9 @@ impl AnalyticsStore for Unfinished {
         q: &tally_domain::drilldown::EventQuery,
     ) -> StoreResult<Vec<UsageEvent>> {
         self.inner.events(q).await
+    }
+    async fn experiment_scores(&self, q: &ScoreQuery) -> StoreResult<Vec<ScoredEvent>> {
+        self.inner.experiment_scores(q).await
     }
     async fn reset(&self) -> StoreResult<()> {
         self.inner.reset().await

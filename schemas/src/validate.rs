@@ -1,6 +1,6 @@
 //! Turning a request body into validated events.
 //!
-//! A body is a JSON array of events or NDJSON (one event per line). The body as a whole is
+//! A body is a JSON array of events (or of scores, [`crate::score`]) or NDJSON (one per line). The body as a whole is
 //! rejected only when it cannot be split into events at all (not JSON, not an array, too many
 //! events); otherwise every event is judged on its own and the good ones are kept, so one bad
 //! event never costs a client the rest of its batch. Each rejection names the event's index
@@ -47,11 +47,11 @@ pub enum BodyFormat {
 pub enum BodyError {
     #[error("request body is not valid JSON: {0}")]
     Malformed(String),
-    #[error("request body must be a JSON array of events (or NDJSON with Content-Type application/x-ndjson)")]
+    #[error("request body must be a JSON array of objects (or NDJSON with Content-Type application/x-ndjson)")]
     NotAnArray,
-    #[error("request body holds {count} events; at most {max} are accepted per request")]
+    #[error("request body holds {count} items; at most {max} are accepted per request")]
     TooManyEvents { count: usize, max: usize },
-    #[error("request body holds no events")]
+    #[error("request body holds nothing: send at least one item")]
     Empty,
     #[error("request body is not UTF-8")]
     NotUtf8,
@@ -81,6 +81,26 @@ pub fn parse_batch(
     limits: &Limits,
     now: DateTime<Utc>,
 ) -> Result<BatchParse, BodyError> {
+    let parsed = parse_items(body, format, limits.max_events, "usage event v1", |wire| {
+        validate(wire, limits, now)
+    })?;
+    Ok(BatchParse {
+        events: parsed.accepted,
+        errors: parsed.errors,
+    })
+}
+
+/// Splits a body into its items (a JSON array or NDJSON), parses each as `W` (unknown fields
+/// are named as not fields of `kind`) and validates it with `check`: the accepted items with
+/// their batch index, and one error per rejected item. The body as a whole is refused only
+/// when it cannot be split (not UTF-8, not JSON, not an array, empty, more than `max` items).
+pub fn parse_items<W: serde::de::DeserializeOwned, T>(
+    body: &[u8],
+    format: BodyFormat,
+    max: usize,
+    kind: &str,
+    check: impl Fn(W) -> Result<T, FieldError>,
+) -> Result<Parsed<T>, BodyError> {
     let text = std::str::from_utf8(body).map_err(|_| BodyError::NotUtf8)?;
     let items: Vec<Result<&str, String>> = match format {
         BodyFormat::JsonArray => split_array(text)?,
@@ -94,16 +114,14 @@ pub fn parse_batch(
     if items.is_empty() {
         return Err(BodyError::Empty);
     }
-    if items.len() > limits.max_events {
+    if items.len() > max {
         return Err(BodyError::TooManyEvents {
             count: items.len(),
-            max: limits.max_events,
+            max,
         });
     }
-    let mut out = BatchParse {
-        events: Vec::with_capacity(items.len()),
-        errors: Vec::new(),
-    };
+    let mut accepted = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
         let parsed = item
             .map_err(|reason| EventError {
@@ -111,14 +129,22 @@ pub fn parse_batch(
                 field: None,
                 reason,
             })
-            .and_then(|raw| parse_one(raw, index))
-            .and_then(|wire| validate(wire, limits, now).map_err(|e| e.at(index)));
+            .and_then(|raw| parse_one::<W>(raw, index, kind))
+            .and_then(|wire| check(wire).map_err(|e| e.at(index)));
         match parsed {
-            Ok(event) => out.events.push((index, event)),
-            Err(err) => out.errors.push(err),
+            Ok(item) => accepted.push((index, item)),
+            Err(err) => errors.push(err),
         }
     }
-    Ok(out)
+    Ok(Parsed { accepted, errors })
+}
+
+/// What [`parse_items`] made of a body: the accepted items with their batch index, and one
+/// error per rejected item.
+#[derive(Debug)]
+pub struct Parsed<T> {
+    pub accepted: Vec<(usize, T)>,
+    pub errors: Vec<EventError>,
 }
 
 fn split_array(text: &str) -> Result<Vec<Result<&str, String>>, BodyError> {
@@ -135,12 +161,16 @@ fn split_array(text: &str) -> Result<Vec<Result<&str, String>>, BodyError> {
     Ok(raws.into_iter().map(|r| Ok(r.get())).collect())
 }
 
-fn parse_one(raw: &str, index: usize) -> Result<UsageEventV1, EventError> {
+fn parse_one<W: serde::de::DeserializeOwned>(
+    raw: &str,
+    index: usize,
+    kind: &str,
+) -> Result<W, EventError> {
     if !raw.trim_start().starts_with('{') {
         return Err(EventError {
             index,
             field: None,
-            reason: "event must be a JSON object".to_string(),
+            reason: "must be a JSON object".to_string(),
         });
     }
     // Fast path: most events are fine. Only a failed event is parsed again with path tracking,
@@ -155,10 +185,7 @@ fn parse_one(raw: &str, index: usize) -> Result<UsageEventV1, EventError> {
         let (field, reason) = match missing_field(&reason) {
             Some(name) => (Some(name.to_string()), "is required".to_string()),
             None => match unknown_field(&reason) {
-                Some(name) => (
-                    Some(name.to_string()),
-                    "is not a field of usage event v1".to_string(),
-                ),
+                Some(name) => (Some(name.to_string()), format!("is not a field of {kind}")),
                 None if path == "." => (None, reason),
                 None => (Some(path), reason),
             },
@@ -195,7 +222,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
         FieldError {
             field,
             reason: reason.into(),
@@ -338,7 +365,7 @@ pub fn validate(
     })
 }
 
-fn check_text(field: &'static str, value: &str, max_chars: usize) -> Result<(), FieldError> {
+pub fn check_text(field: &'static str, value: &str, max_chars: usize) -> Result<(), FieldError> {
     if value.is_empty() {
         return Err(FieldError::new(field, "must not be empty"));
     }
@@ -645,6 +672,6 @@ mod tests {
         )
         .expect("ok");
         assert_eq!(out.errors.len(), 2);
-        assert_eq!(out.errors[0].reason, "event must be a JSON object");
+        assert_eq!(out.errors[0].reason, "must be a JSON object");
     }
 }

@@ -2,17 +2,21 @@
 //!
 //! The first byte is a format version so old logs stay readable when the event type grows:
 //! version 1 is the event before `error_message` (read into today's event with no message),
-//! version 2 today's event. Records are always written in the newest version.
+//! version 2 today's event. Records are always written in the newest version. A record of
+//! scores (`POST /v1/scores`) is format 3: the record's scores, postcard-encoded,
+//! LZ4-compressed. A log record holds events or scores, never both ([`decode_record`]).
 
 use serde::Deserialize;
 use tally_schemas::event::{Cost, Operation, Status};
-use tally_schemas::{Environment, UsageEvent};
+use tally_schemas::{Environment, Score, UsageEvent};
 
 use tally_domain::store::StoreError;
 
 const FORMAT_V1: u8 = 1;
 
 const FORMAT_V2: u8 = 2;
+
+const FORMAT_SCORES_V1: u8 = 3;
 
 /// A usage event as format 1 stored it (postcard is positional: the fields, in this order).
 #[derive(Deserialize)]
@@ -93,6 +97,29 @@ pub fn decode_events(bytes: &[u8]) -> Result<Vec<UsageEvent>, StoreError> {
             "unknown log record format {v}"
         ))),
         None => Err(StoreError::Corrupt("empty log record".into())),
+    }
+}
+
+pub fn encode_scores(scores: &[Score]) -> Result<Vec<u8>, StoreError> {
+    let plain =
+        postcard::to_stdvec(scores).map_err(|e| StoreError::Backend(format!("encode: {e}")))?;
+    let mut out = Vec::with_capacity(plain.len() / 3 + 8);
+    out.push(FORMAT_SCORES_V1);
+    out.extend_from_slice(&lz4_flex::compress_prepend_size(&plain));
+    Ok(out)
+}
+
+/// A log record's content: its events, or its scores.
+pub fn decode_record(bytes: &[u8]) -> Result<(Vec<UsageEvent>, Vec<Score>), StoreError> {
+    match bytes.split_first() {
+        Some((&FORMAT_SCORES_V1, rest)) => {
+            let corrupt =
+                |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("log record: {e}"));
+            let plain = lz4_flex::decompress_size_prepended(rest).map_err(|e| corrupt(&e))?;
+            let scores = postcard::from_bytes(&plain).map_err(|e| corrupt(&e))?;
+            Ok((Vec::new(), scores))
+        }
+        _ => Ok((decode_events(bytes)?, Vec::new())),
     }
 }
 

@@ -62,6 +62,9 @@ async fn distributed_mode_gives_the_same_answers_as_embedded_for_100k_events() {
     }
     events.extend(late);
     let sent = sent_with_duplicates(events.len());
+    let scores = corpus_scores(&events);
+    let joined = joined_quality_scores(&events);
+    assert!(joined > 5_000, "{joined} scores join the experiment");
 
     // Embedded first, then the distributed pipeline on each ClickHouse engine there is: the
     // service tier's 18.16 and, when set, a current engine (26.9 through chDB in CI).
@@ -98,8 +101,13 @@ async fn distributed_mode_gives_the_same_answers_as_embedded_for_100k_events() {
         let app = TestApp::start_with(s).await;
         seed_config(&app.stores).await;
         reprice_gpt_4o(&app).await;
+        // Half the scores reach the log before their events, half after.
+        let (before, after) = scores.split_at(scores.len() / 2);
+        send_scores(&app, before, 1_000).await;
         send_with_duplicates(&app, &events, 2_000).await;
+        send_scores(&app, after, 1_000).await;
         app.wait_consumed(sent).await;
+        wait_scores(&app, joined).await;
         let mut answers = answers(&app).await;
         answers.push(
             app.data(&format!(

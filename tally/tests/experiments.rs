@@ -266,3 +266,176 @@ async fn results_compare_the_variants_from_the_events_sent() {
     assert_eq!(status, 404, "{body}");
     app.stop().await;
 }
+
+/// Scores end to end: sent before or after their events, sent twice, or for events of no
+/// experiment; the results show each variant's scores and compare their means, with numbers
+/// computed here from the scores sent.
+#[tokio::test]
+async fn scores_join_their_events_and_count_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    seed_config(&app.stores).await;
+    let (status, created) = app
+        .send(
+            "POST",
+            &format!("{API}/experiments"),
+            Some(json!({
+                "name": "tone", "feature": "chatbot", "experiment_type": "prompt_testing",
+                "variants": [
+                    {"name": "control", "traffic_percent": 50},
+                    {"name": "b", "traffic_percent": 50},
+                ],
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["data"]["id"].as_str().unwrap().to_string();
+    let (status, body) = app
+        .send(
+            "POST",
+            &format!("{API}/experiments/{id}/status"),
+            Some(json!({"status": "running"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app.clock.set(now() + Duration::hours(1));
+
+    // 40 events per variant; each gets a helpfulness score: control 3 or 4 (alternating),
+    // b 4 or 5. The first 20 of each variant also get a thumbs label: "up" for even events.
+    let score = |variant: &str, i: usize| {
+        let base = if variant == "control" { 3 } else { 4 };
+        json!({"score_id": format!("h-{variant}-{i}"), "event_id": format!("{variant}-{i}"),
+               "name": "helpfulness", "value": base + (i % 2)})
+    };
+    let thumbs = |variant: &str, i: usize| {
+        json!({"score_id": format!("t-{variant}-{i}"), "event_id": format!("{variant}-{i}"),
+               "name": "thumbs", "label": if i.is_multiple_of(2) { "up" } else { "down" }})
+    };
+    let post_scores = |scores: Vec<Value>| {
+        let app = &app;
+        async move { app.send("POST", "/v1/scores", Some(json!(scores))).await }
+    };
+    // Half the scores arrive before their events.
+    let early: Vec<Value> = ["control", "b"]
+        .iter()
+        .flat_map(|v| (0..20).map(move |i| score(v, i)))
+        .collect();
+    let (status, body) = post_scores(early.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["accepted"], 40);
+    let mut sent = events("control", &id, 40, 0, [100, 100], ["0.001", "0.001"]);
+    sent.extend(events("b", &id, 40, 0, [100, 100], ["0.001", "0.001"]));
+    let (status, body) = app.post(&sent).await;
+    assert_eq!(status, 200, "{body}");
+    // The rest after them, with the labels; a score sent again with another value counts
+    // once (the first copy); a score of an unknown event and one of another feature's event
+    // count nowhere. A bad score in the batch is refused alone, naming its field.
+    let mut late: Vec<Value> = ["control", "b"]
+        .iter()
+        .flat_map(|v| (20..40).map(move |i| score(v, i)))
+        .collect();
+    late.extend(
+        ["control", "b"]
+            .iter()
+            .flat_map(|v| (0..20).map(move |i| thumbs(v, i))),
+    );
+    late.push(json!({"score_id": "h-control-0", "event_id": "control-0", "name": "helpfulness", "value": 100}));
+    late.push(
+        json!({"score_id": "ghost", "event_id": "nobody", "name": "helpfulness", "value": 100}),
+    );
+    late.push(json!({"score_id": "bad", "event_id": "control-1", "name": "helpfulness"}));
+    let (status, body) = post_scores(late).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["data"]["accepted"].as_u64(),
+            body["data"]["rejected"].as_u64()
+        ),
+        (Some(82), Some(1))
+    );
+    assert_eq!(body["data"]["errors"][0]["index"], 82);
+    assert_eq!(body["data"]["errors"][0]["field"], "value");
+    // A trailing event makes the projector's catch-up cover every score record before it
+    // (the embedded log is one ordered partition).
+    let (status, _) = app
+        .post(&events(
+            "other",
+            "none",
+            1,
+            0,
+            [100, 100],
+            ["0.001", "0.001"],
+        ))
+        .await;
+    assert_eq!(status, 200);
+    app.wait_projected().await;
+
+    let results = app.data(&format!("{API}/experiments/{id}/results")).await;
+    let variant_scores = |v: usize| results["variants"][v]["scores"].as_array().unwrap().clone();
+    let (control, b) = (variant_scores(0), variant_scores(1));
+    // helpfulness: control 20 × 3 and 20 × 4: mean 3.5; s² = 40 · 0.25 / 39 = 0.256410,
+    // se = 0.080064, t(0.975, 39) = 2.022691, interval 3.5 ∓ 0.161945.
+    assert_eq!(
+        (control[0]["name"].as_str(), control[0]["count"].as_u64()),
+        (Some("helpfulness"), Some(40))
+    );
+    assert_close(
+        control[0]["mean"].as_f64().unwrap(),
+        3.5,
+        1e-12,
+        "control mean",
+    );
+    let interval = control[0]["mean_interval"].as_array().unwrap();
+    assert_close(interval[0].as_f64().unwrap(), 3.5 - 0.161945, 1e-5, "low");
+    assert_close(interval[1].as_f64().unwrap(), 3.5 + 0.161945, 1e-5, "high");
+    assert_close(b[0]["mean"].as_f64().unwrap(), 4.5, 1e-12, "b mean");
+    // thumbs: 10 up and 10 down in each variant.
+    assert_eq!(
+        (
+            control[1]["name"].as_str(),
+            control[1]["kind"].as_str(),
+            control[1]["count"].as_u64()
+        ),
+        (Some("thumbs"), Some("label"), Some(20))
+    );
+    let labels: Vec<(String, u64)> = control[1]["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["label"].as_str().unwrap().to_string(),
+                l["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(labels, [("down".to_string(), 10), ("up".to_string(), 10)]);
+    // b against control: t = 1/√(2 · 0.256410/40) = 8.83176, 78 degrees of freedom.
+    let compared = results["comparisons"][0]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "score")
+        .unwrap()
+        .clone();
+    assert_eq!(compared["score"], "helpfulness");
+    assert_close(compared["statistic"].as_f64().unwrap(), 8.83176, 1e-5, "t");
+    assert_eq!(
+        compared["verdict"],
+        "variant b scores 29% higher on helpfulness, p < 0.001"
+    );
+
+    // Bad bodies are refused whole, naming the field.
+    let (status, body) = post_scores(vec![
+        json!({"score_id": "x", "event_id": "e", "name": "Bad Name", "value": 1}),
+    ])
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "all_scores_rejected");
+    assert_eq!(body["error"]["field"], "name");
+    let (status, body) = app
+        .send("POST", "/v1/scores", Some(json!({"not": "an array"})))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    app.stop().await;
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tally_schemas::{Environment, UsageEvent};
+use tally_schemas::{Environment, Score, ScoreValue, UsageEvent};
 
 use super::log::{LogPosition, Partitions};
 use crate::drilldown::EventQuery;
@@ -82,6 +82,40 @@ pub struct PartitionCommit {
     /// The events this commit counted (duplicates excluded), for stores that keep raw events
     /// ([`AnalyticsStore::keeps_raw_events`]); empty otherwise.
     pub raw: Vec<RawEvent>,
+    /// The scores read (every copy: the store keeps the first of each `score_id`).
+    pub scores: Vec<RawScore>,
+}
+
+/// A score with where it sits in the log: copies of one `score_id` are told apart by
+/// `(offset, position)`, the first one counts.
+#[derive(Debug, Clone)]
+pub struct RawScore {
+    pub score: Score,
+    pub offset: i64,
+    /// Its index within its log record.
+    pub position: u32,
+    pub received_at_ms: i64,
+}
+
+/// Which scores an experiment's results join ([`AnalyticsStore::experiment_scores`]): those
+/// of counted events naming `experiment_id` (of `feature`, in `environment` when given) that
+/// occurred in `[from_us, to_us)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoreQuery {
+    pub experiment_id: String,
+    pub feature: String,
+    pub environment: Option<Environment>,
+    pub from_us: i64,
+    pub to_us: i64,
+}
+
+/// One score joined to its event: the event's variant (empty when it named none), the score's
+/// name and value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ScoredEvent {
+    pub variant: String,
+    pub name: String,
+    pub value: ScoreValue,
 }
 
 /// A counted event with where it sits in the log.
@@ -213,4 +247,9 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     /// The counted events `query` asks for, newest first ([`crate::drilldown`]), at most
     /// `query.limit` (every store keeps the events it counted, for this drill-down).
     async fn events(&self, query: &EventQuery) -> StoreResult<Vec<UsageEvent>>;
+    /// The scores joined to the counted events `query` selects, in no particular order: one
+    /// per `score_id` (its first copy in the log), whenever it arrived — before its event or
+    /// after. An event counted more than once (copies further apart than the dedup window)
+    /// joins its scores once, under the smallest variant its copies name.
+    async fn experiment_scores(&self, query: &ScoreQuery) -> StoreResult<Vec<ScoredEvent>>;
 }

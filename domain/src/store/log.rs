@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tally_schemas::UsageEvent;
+use tally_schemas::{Score, UsageEvent};
 
 use crate::error::StoreResult;
 use crate::log_binding::LogDescription;
@@ -26,7 +26,8 @@ impl LogPosition {
     }
 }
 
-/// One appended unit of the log: the accepted events of one ingest request.
+/// One appended unit of the log: the accepted events of one ingest request, or the accepted
+/// scores of one score request (a record holds one or the other).
 #[derive(Debug, Clone)]
 pub struct LogRecord {
     pub partition: i32,
@@ -35,6 +36,7 @@ pub struct LogRecord {
     /// deduplicates exactly as the live projection did.
     pub received_at_ms: i64,
     pub events: Vec<UsageEvent>,
+    pub scores: Vec<Score>,
     /// Identifies the record's content (a hash of what the log stored: for Kafka the message's
     /// key, timestamp and value). The same record read again gives the same fingerprint; a
     /// different record at the same offset (a recreated topic) another one.
@@ -63,6 +65,9 @@ pub struct AppendReceipt {
 pub trait EventLog: Send + Sync + 'static {
     /// Appends `events` durably as one record; returns once they survive a crash.
     async fn append(&self, events: Vec<UsageEvent>) -> StoreResult<AppendReceipt>;
+    /// Appends `scores` durably (as one record, or one message each); returns once they
+    /// survive a crash.
+    async fn append_scores(&self, scores: Vec<Score>) -> StoreResult<AppendReceipt>;
     /// Records after `from`, about `max_events` events at most (whole records); waits up to
     /// `wait` when nothing is there yet, then returns what there is (possibly nothing).
     async fn read(

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection};
-use tally_schemas::UsageEvent;
+use tally_schemas::{Score, UsageEvent};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, instrument};
 
@@ -196,33 +196,37 @@ fn read_records(conn: &Connection, from: i64, max_events: usize) -> Result<Vec<L
     )?;
     let mut rows = stmt.query(params![from])?;
     let mut out = Vec::new();
-    let mut events = 0usize;
+    let mut items = 0usize;
     while let Some(row) = rows.next()? {
         let payload: Vec<u8> = row.get(3)?;
         let received_at_ms: i64 = row.get(1)?;
+        let (events, scores) = codec::decode_record(&payload)?;
         let record = LogRecord {
             partition: 0,
             offset: row.get(0)?,
             received_at_ms,
-            events: codec::decode_events(&payload)?,
+            events,
+            scores,
             fingerprint: xxhash_rust::xxh3::xxh3_64_with_seed(&payload, received_at_ms as u64),
         };
-        events += record.events.len();
+        items += record.events.len() + record.scores.len();
         out.push(record);
-        if events >= max_events {
+        if items >= max_events {
             break;
         }
     }
     Ok(out)
 }
 
-#[async_trait]
-impl EventLog for SqliteEventLog {
-    #[instrument(name = "log.append", skip_all, fields(events = events.len()), err)]
-    async fn append(&self, events: Vec<UsageEvent>) -> StoreResult<AppendReceipt> {
+impl SqliteEventLog {
+    /// Queues one encoded record (of `count` events) and waits until it is durable.
+    async fn append_payload(
+        &self,
+        payload: StoreResult<Vec<u8>>,
+        count: u64,
+    ) -> StoreResult<AppendReceipt> {
+        let payload = payload?;
         seam(async || -> Result<AppendReceipt> {
-            let count = events.len() as u64;
-            let payload = codec::encode_events(&events)?;
             let (reply, answer) = oneshot::channel();
             self.queue
                 .try_send(AppendRequest {
@@ -236,6 +240,21 @@ impl EventLog for SqliteEventLog {
                 .map_err(|_| Failure::Unavailable("event log writer stopped".into()))?
         })
         .await
+    }
+}
+
+#[async_trait]
+impl EventLog for SqliteEventLog {
+    #[instrument(name = "log.append", skip_all, fields(events = events.len()), err)]
+    async fn append(&self, events: Vec<UsageEvent>) -> StoreResult<AppendReceipt> {
+        let count = events.len() as u64;
+        self.append_payload(codec::encode_events(&events), count)
+            .await
+    }
+
+    #[instrument(name = "log.append_scores", skip_all, fields(scores = scores.len()), err)]
+    async fn append_scores(&self, scores: Vec<Score>) -> StoreResult<AppendReceipt> {
+        self.append_payload(codec::encode_scores(&scores), 0).await
     }
 
     async fn read(

@@ -691,3 +691,73 @@ pub async fn scoped_postgres(url: &str, prefix: &str) -> (sqlx::PgPool, String, 
     let scoped = format!("{url}{separator}options=-c%20search_path%3D{schema}");
     (pool, schema, scoped)
 }
+
+/// Scores for a corpus: every second event gets a numeric `quality` (0 to 5 in halves), every
+/// fifth a `thumbs` label; every fourth score is sent twice (it must count once).
+pub fn corpus_scores(events: &[Sent]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        if i.is_multiple_of(2) {
+            out.push(json!({"score_id": format!("q-{}", e.id), "event_id": e.id,
+                            "name": "quality", "value": (i % 11) as f64 / 2.0}));
+        }
+        if i.is_multiple_of(5) {
+            out.push(json!({"score_id": format!("t-{}", e.id), "event_id": e.id,
+                            "name": "thumbs", "label": if i.is_multiple_of(3) { "up" } else { "down" }}));
+        }
+    }
+    let again: Vec<Value> = out.iter().step_by(4).cloned().collect();
+    out.extend(again);
+    out
+}
+
+/// How many `quality` scores of [`corpus_scores`] join the experiment [`seed_config`]
+/// creates (its feature's events that name it).
+pub fn joined_quality_scores(events: &[Sent]) -> u64 {
+    events
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| i.is_multiple_of(2) && e.experiment.is_some() && e.feature == "chatbot")
+        .count() as u64
+}
+
+/// Posts `scores` in batches, asserting each is accepted whole.
+pub async fn send_scores(app: &TestApp, scores: &[Value], batch: usize) {
+    for chunk in scores.chunks(batch) {
+        let (status, body) = app.send("POST", "/v1/scores", Some(json!(chunk))).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["accepted"], chunk.len(), "{body}");
+    }
+}
+
+/// Waits until the experiment's results (7 days) hold `expected` `quality` scores.
+pub async fn wait_scores(app: &TestApp, expected: u64) {
+    let experiment = app
+        .id_where(&format!("{API}/experiments"), "name", EXPERIMENT)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let results = app
+            .data(&format!(
+                "{API}/experiments/{experiment}/results?time_range=7d"
+            ))
+            .await;
+        let joined: u64 = results["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|v| v["scores"].as_array().unwrap().clone())
+            .filter(|s| s["name"] == "quality")
+            .map(|s| s["count"].as_u64().unwrap())
+            .sum();
+        if joined >= expected {
+            assert_eq!(joined, expected, "more quality scores than were sent");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{joined} of {expected} quality scores joined"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

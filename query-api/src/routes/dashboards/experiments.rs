@@ -8,7 +8,9 @@
 //! `time_range` choose another. The numbers are rollup numbers
 //! ([`tally_domain::experiment_results`] computes every interval, test and verdict from them):
 //! exact counts, tokens and costs; percentiles and log-latency within 1 %; unique users
-//! estimated.
+//! estimated. Scores (`POST /v1/scores`) join the variant's events that occurred in the
+//! window, whenever the scores arrived ([`tally_domain::store::AnalyticsStore::experiment_scores`]),
+//! and are summed exactly ([`tally_domain::experiment_scores`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -17,8 +19,9 @@ use axum::response::IntoResponse;
 use chrono::Duration;
 use serde::Serialize;
 use tally_domain::experiment_results::{analyse, Analysis, VariantTraffic};
+use tally_domain::experiment_scores;
 use tally_domain::rollup::Rollup;
-use tally_domain::store::Filter;
+use tally_domain::store::{Filter, ScoreQuery};
 use tally_domain::window::{Window, WindowInfo, MAX_WINDOW_DAYS};
 use tally_http::auth::Access;
 use tally_http::http::{data, ApiError, Data};
@@ -85,6 +88,22 @@ async fn results(
     if experiment.spec.name != names[0] {
         names.push(experiment.spec.name.clone());
     }
+    let mut scored = Vec::new();
+    for name in &names {
+        scored.extend(
+            state
+                .analytics
+                .experiment_scores(&ScoreQuery {
+                    experiment_id: name.clone(),
+                    feature: experiment.spec.feature.clone(),
+                    environment,
+                    from_us: window.from.saturating_mul(1_000_000),
+                    to_us: window.to.saturating_mul(1_000_000),
+                })
+                .await?,
+        );
+    }
+    let scores = experiment_scores::by_variant(&scored);
     for name in names {
         // Within the experiment's feature: names are not unique across features.
         let filter = Filter {
@@ -109,6 +128,7 @@ async fn results(
             name: &v.name,
             traffic_percent: Some(v.traffic_percent),
             rollup: by_variant.get(&v.name).unwrap_or(&none),
+            scores: scores.get(&v.name),
         })
         .collect();
     variants.extend(
@@ -119,6 +139,7 @@ async fn results(
                 name,
                 traffic_percent: None,
                 rollup,
+                scores: scores.get(name),
             }),
     );
     let analysis = analyse(&variants);

@@ -44,7 +44,11 @@
 //! re-inserts the same rows on replay; they share the sorting key and `ReplacingMergeTree`
 //! collapses them (read with `FINAL`).
 //!
-//! **Retention** drops whole day partitions of `tally_events` and `tally_rollups` (no
+//! **Scores.** Every copy read goes to `tally_scores` (before the checkpoint; a re-insert is
+//! harmless): the first copy of each `score_id` in the log counts, chosen when read, and scores
+//! join the events of `tally_events` by `event_id` only when an experiment's results are read.
+//!
+//! **Retention** drops whole day partitions of `tally_events`, `tally_scores` and `tally_rollups` (no
 //! mutations); the embedded store deletes the same whole days, so both modes keep the same rows.
 //!
 //! Rows are merged in Rust (the sketches are Tally's own, identical to the embedded store), so
@@ -54,6 +58,7 @@
 
 pub mod events;
 mod rows;
+mod scores;
 mod store;
 
 pub use store::ClickHouseAnalyticsStore;
@@ -76,6 +81,10 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (
         3,
         include_str!("../../../../migrations/clickhouse/0003_rollups.sql"),
+    ),
+    (
+        4,
+        include_str!("../../../../migrations/clickhouse/0004_scores.sql"),
     ),
 ];
 

@@ -20,10 +20,14 @@
 //! checkpoints and dedup chunks are those of the newest. An adoption replaces them in one
 //! transaction (rollup rows, merged across partitions, need no change), and a commit checks
 //! inside its transaction that its epoch is still the newest.
+//!
+//! The same transaction writes the counted events for the drill-down (`events`) and the
+//! scores with the experiment events they join (`scores`).
 
 mod bindings;
 mod events;
 mod schema;
+mod scores;
 
 use bindings::{adopt, bind, bindings, current_epoch};
 use schema::{upgrade_layout, SCHEMA};
@@ -45,7 +49,7 @@ use tally_domain::rollup::{Dims, Rollup, RollupKey, RollupRow};
 use tally_domain::sketch::LatencySketch;
 use tally_domain::store::{
     AnalyticsStore, PartitionState, Partitions, ProjectionCommit, ProjectorState, ScanRequest,
-    StoreError, StoreResult,
+    ScoreQuery, ScoredEvent, StoreError, StoreResult,
 };
 
 /// Rows carry sketch blobs of a few hundred bytes to 16 KiB; 16 KiB pages keep most of them off
@@ -70,6 +74,7 @@ impl SqliteAnalyticsStore {
             let mut writer = open_with(&path, 256, PAGE_SIZE)?;
             writer.execute_batch(SCHEMA)?;
             writer.execute_batch(events::TABLE)?;
+            writer.execute_batch(scores::TABLE)?;
             upgrade_layout(&mut writer)?;
             Ok(SqliteAnalyticsStore {
                 writer: Arc::new(Mutex::new(writer)),
@@ -296,6 +301,11 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
         merge_row(&tx, key, delta)?;
     }
     events::write(&tx, c.partitions.values().flat_map(|pc| &pc.raw))?;
+    scores::write(
+        &tx,
+        c.partitions.values().flat_map(|pc| &pc.raw),
+        c.partitions.values().flat_map(|pc| &pc.scores),
+    )?;
     for (partition, pc) in &c.partitions {
         if let Some(max_seen) = pc.dedup_new.iter().map(|(_, s)| *s).max() {
             tx.execute(
@@ -470,6 +480,12 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         self.read(move |conn| events::query(conn, &query)).await
     }
 
+    #[instrument(name = "analytics.experiment_scores", skip_all, err)]
+    async fn experiment_scores(&self, query: &ScoreQuery) -> StoreResult<Vec<ScoredEvent>> {
+        let query = query.clone();
+        self.read(move |conn| scores::query(conn, &query)).await
+    }
+
     #[instrument(name = "analytics.prune", skip_all, err)]
     async fn prune(&self, before_s: i64) -> StoreResult<u64> {
         let writer = self.writer.clone();
@@ -483,6 +499,7 @@ impl AnalyticsStore for SqliteAnalyticsStore {
                 params![first_kept_day],
             )?;
             events::prune(&conn, first_kept_day)?;
+            scores::prune(&conn, first_kept_day)?;
             Ok(deleted as u64)
         })
         .await
@@ -492,7 +509,7 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         let writer = self.writer.clone();
         blocking(move || {
             let conn = writer.lock().map_err(|_| poisoned())?;
-            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM event_chunks; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM log_bindings; COMMIT;")?;
+            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM event_chunks; DELETE FROM scores; DELETE FROM experiment_events; DELETE FROM experiment_arms; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM log_bindings; COMMIT;")?;
             Ok(())
         })
         .await

@@ -1,16 +1,20 @@
-//! One Kafka message per usage event: the headers that carry its schema and its cost, reading a
-//! message back into an event, and a message's fingerprint.
+//! One Kafka message per usage event (or per score): the headers that carry its schema and its
+//! cost, reading a message back into an event or a score, and a message's fingerprint. A
+//! message without a schema header is a usage event (what applications producing straight to
+//! the topic send); scores always carry `tally-schema: score/1`.
 
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use tally_domain::store::{StoreError, StoreResult};
 use tally_schemas::event::Cost;
-use tally_schemas::{Limits, UsageEvent, UsageEventV1};
+use tally_schemas::{Limits, Score, ScoreV1, UsageEvent, UsageEventV1};
 
 pub(super) const COST_HEADER: &str = "tally-cost";
 
 pub(super) const SCHEMA_HEADER: &str = "tally-schema";
 
 pub(super) const SCHEMA_VALUE: &str = "usage-event/1";
+
+pub(super) const SCORE_SCHEMA_VALUE: &str = "score/1";
 
 /// A message's [`LogRecord::fingerprint`]: its key, timestamp and value. Another message at
 /// the same offset (a recreated topic) differs in one of them unless it is a faithful copy.
@@ -74,4 +78,22 @@ pub fn decode_message(
         }
     }
     Ok(event)
+}
+
+/// The message for one score: its value (the score's JSON) and headers.
+pub(super) fn encode_score_message(score: &Score) -> StoreResult<(Vec<u8>, OwnedHeaders)> {
+    let value = serde_json::to_vec(&ScoreV1::from(score))
+        .map_err(|e| StoreError::Backend(format!("encode score: {e}")))?;
+    let headers = OwnedHeaders::new().insert(Header {
+        key: SCHEMA_HEADER,
+        value: Some(SCORE_SCHEMA_VALUE),
+    });
+    Ok((value, headers))
+}
+
+/// The score in one message, or why it is not one.
+pub fn decode_score_message(value: Option<&[u8]>) -> Result<Score, String> {
+    let value = value.ok_or("empty message")?;
+    let wire: ScoreV1 = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+    tally_schemas::score::validate_score(wire).map_err(|e| format!("{}: {}", e.field, e.reason))
 }

@@ -39,11 +39,14 @@ mod reading;
 mod topic_id;
 
 pub use admin::create_topic;
-pub use message::decode_message;
+pub use message::{decode_message, decode_score_message};
 
 use admin::describe_topic;
 use group::GroupContext;
-use message::{encode_message, fingerprint, COST_HEADER};
+use message::{
+    encode_message, encode_score_message, fingerprint, COST_HEADER, SCHEMA_HEADER,
+    SCORE_SCHEMA_VALUE,
+};
 use reading::ReadState;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -58,7 +61,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use tally_schemas::{Limits, UsageEvent};
+use tally_schemas::{Limits, Score, UsageEvent};
 use tokio::sync::{watch, OnceCell};
 use tracing::{info, instrument, warn};
 
@@ -220,19 +223,21 @@ impl KafkaLog {
     }
 }
 
-#[async_trait]
-impl EventLog for KafkaLog {
-    #[instrument(name = "kafka.produce", skip_all, fields(events = events.len()), err)]
-    async fn append(&self, events: Vec<UsageEvent>) -> StoreResult<AppendReceipt> {
+impl KafkaLog {
+    /// Produces `messages` (key, value, headers) and waits for every delivery; the receipt of
+    /// the last one.
+    async fn produce(
+        &self,
+        messages: Vec<(&[u8], Vec<u8>, rdkafka::message::OwnedHeaders)>,
+    ) -> StoreResult<AppendReceipt> {
         let deadline = tokio::time::Instant::now() + self.settings.produce_timeout;
-        let mut deliveries = Vec::with_capacity(events.len());
+        let mut deliveries = Vec::with_capacity(messages.len());
         let timestamp = self.clock.now().timestamp_millis();
-        for event in &events {
-            let (value, headers) = encode_message(event)?;
+        for (key, value, headers) in &messages {
             loop {
                 let record = FutureRecord::to(&self.settings.topic)
-                    .key(event.event_id.as_bytes())
-                    .payload(&value)
+                    .key(*key)
+                    .payload(value)
                     .timestamp(timestamp)
                     .headers(headers.clone());
                 match self.producer.send_result(record) {
@@ -273,12 +278,40 @@ impl EventLog for KafkaLog {
                 }
             }
         }
-        if let Some(err) = failure {
-            return Err(err);
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(receipt),
         }
+    }
+}
+
+#[async_trait]
+impl EventLog for KafkaLog {
+    #[instrument(name = "kafka.produce", skip_all, fields(events = events.len()), err)]
+    async fn append(&self, events: Vec<UsageEvent>) -> StoreResult<AppendReceipt> {
+        let messages = events
+            .iter()
+            .map(|event| {
+                let (value, headers) = encode_message(event)?;
+                Ok((event.event_id.as_bytes(), value, headers))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let receipt = self.produce(messages).await?;
         self.produced
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         Ok(receipt)
+    }
+
+    #[instrument(name = "kafka.produce_scores", skip_all, fields(scores = scores.len()), err)]
+    async fn append_scores(&self, scores: Vec<Score>) -> StoreResult<AppendReceipt> {
+        let messages = scores
+            .iter()
+            .map(|score| {
+                let (value, headers) = encode_score_message(score)?;
+                Ok((score.score_id.as_bytes(), value, headers))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.produce(messages).await
     }
 
     async fn read(

@@ -75,20 +75,33 @@ impl KafkaLog {
             state.sought.remove(&partition);
         }
         let received_at_ms = m.timestamp().to_millis().unwrap_or(0);
-        let cost = m.headers().and_then(|h| {
-            h.iter()
-                .find(|h| h.key == COST_HEADER)
-                .and_then(|h| h.value)
-        });
-        let events = match decode_message(m.payload(), cost, received_at_ms, &self.settings.limits)
-        {
-            Ok(event) => vec![event],
-            Err(reason) => {
-                warn!(partition, offset, %reason, "skipping a message that is not a valid usage event");
-                metrics::counter!(INVALID_MESSAGES).increment(1);
-                Vec::new()
-            }
+        let header = |name: &str| {
+            m.headers()
+                .and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value))
         };
+        let (mut events, mut scores) = (Vec::new(), Vec::new());
+        if header(SCHEMA_HEADER) == Some(SCORE_SCHEMA_VALUE.as_bytes()) {
+            match decode_score_message(m.payload()) {
+                Ok(score) => scores.push(score),
+                Err(reason) => {
+                    warn!(partition, offset, %reason, "skipping a message that is not a valid score");
+                    metrics::counter!(INVALID_MESSAGES).increment(1);
+                }
+            }
+        } else {
+            match decode_message(
+                m.payload(),
+                header(COST_HEADER),
+                received_at_ms,
+                &self.settings.limits,
+            ) {
+                Ok(event) => events.push(event),
+                Err(reason) => {
+                    warn!(partition, offset, %reason, "skipping a message that is not a valid usage event");
+                    metrics::counter!(INVALID_MESSAGES).increment(1);
+                }
+            }
+        }
         state
             .buffer
             .entry(partition)
@@ -98,6 +111,7 @@ impl KafkaLog {
                 offset,
                 received_at_ms,
                 events,
+                scores,
                 fingerprint: fingerprint(&m),
             });
         Ok(())

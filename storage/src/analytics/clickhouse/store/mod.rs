@@ -318,6 +318,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
             // same rows, which collapse (same sorting key).
             for (partition, pc) in &c.partitions {
                 super::events::insert(&self.client, *partition, &pc.raw).await?;
+                super::scores::insert(&self.client, *partition, &pc.scores).await?;
             }
             let mut stored = self.existing(&c).await?;
             let mut rows = Vec::with_capacity(c.rows());
@@ -439,6 +440,14 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
         super::events::query(&self.client, query).await
     }
 
+    #[instrument(name = "clickhouse.experiment_scores", skip_all, err)]
+    async fn experiment_scores(
+        &self,
+        query: &tally_domain::store::ScoreQuery,
+    ) -> StoreResult<Vec<tally_domain::store::ScoredEvent>> {
+        super::scores::query(&self.client, query).await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         seam(async || -> Result<()> {
             let sql = format!("SELECT count() FROM {TABLE} WHERE kind = {KIND_CHECKPOINT}");
@@ -448,19 +457,26 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
         .await
     }
 
-    /// Drops the day partitions of raw events and rollups that ended at or before
+    /// Drops the day partitions of raw events, scores and rollups that ended at or before
     /// `before_s`. The count of rows is not reported (0).
     #[instrument(name = "clickhouse.prune", skip_all, err)]
     async fn prune(&self, before_s: i64) -> StoreResult<u64> {
         super::events::drop_days_before(&self.client, super::events::EVENTS_TABLE, before_s)
             .await?;
         super::events::drop_days_before(&self.client, ROLLUPS, before_s).await?;
+        super::events::drop_days_before(&self.client, super::scores::SCORES_TABLE, before_s)
+            .await?;
         Ok(0)
     }
 
     async fn reset(&self) -> StoreResult<()> {
         seam(async || -> Result<()> {
-            for table in [TABLE, ROLLUPS, super::events::EVENTS_TABLE] {
+            for table in [
+                TABLE,
+                ROLLUPS,
+                super::events::EVENTS_TABLE,
+                super::scores::SCORES_TABLE,
+            ] {
                 self.client
                     .query(&format!("TRUNCATE TABLE {table}"))
                     .execute()
