@@ -565,6 +565,40 @@ impl TrafficGenerator {
     }
 }
 
+impl TrafficGenerator {
+    /// Scores for some of `events` that are in the experiment, as users and an evaluator
+    /// would send them: a `helpfulness` grade from 1 to 5 for about a third (the treatment, on
+    /// claude, a little
+    /// higher on average) and a `thumbs` label for about a fifth (about 80 % up).
+    pub fn scores(&mut self, events: &[Value]) -> Vec<Value> {
+        let mut out = Vec::new();
+        for event in events {
+            let Some(variant) = event["variant"].as_str() else {
+                continue;
+            };
+            let id = event["event_id"].as_str().unwrap_or_default();
+            if self.rng.gen_bool(0.35) {
+                let centre = if variant == "treatment" { 4.0 } else { 3.7 };
+                let grade = (centre + self.rng.gen_range(-1.5..1.5f64))
+                    .round()
+                    .clamp(1.0, 5.0);
+                out.push(
+                    json!({"score_id": format!("{id}-helpfulness"), "event_id": id,
+                                "name": "helpfulness", "value": grade}),
+                );
+            }
+            if self.rng.gen_bool(0.2) {
+                let up = self
+                    .rng
+                    .gen_bool(if variant == "treatment" { 0.84 } else { 0.8 });
+                out.push(json!({"score_id": format!("{id}-thumbs"), "event_id": id,
+                                "name": "thumbs", "label": if up { "up" } else { "down" }}));
+            }
+        }
+        out
+    }
+}
+
 async fn post(client: &reqwest::Client, url: &str, events: &[Value]) -> anyhow::Result<()> {
     let response = client.post(url).json(events).send().await?;
     if !response.status().is_success() {
@@ -575,6 +609,18 @@ async fn post(client: &reqwest::Client, url: &str, events: &[Value]) -> anyhow::
         );
     }
     Ok(())
+}
+
+/// Posts `scores` unless there are none.
+async fn post_scores(
+    client: &reqwest::Client,
+    url: &str,
+    scores: Vec<Value>,
+) -> anyhow::Result<()> {
+    if scores.is_empty() {
+        return Ok(());
+    }
+    post(client, url, &scores).await
 }
 
 /// Backfills `days` of history (~`history_per_minute` events a minute at the daily peak), then
@@ -588,6 +634,7 @@ pub async fn drive(
 ) -> anyhow::Result<()> {
     let client = crate::loadgen::client_with_key(&ingest_key)?;
     let url = format!("{base_url}/v1/events");
+    let scores_url = format!("{base_url}/v1/scores");
     let now = Utc::now();
     let mut generator = TrafficGenerator::new(now);
     let mut batch = Vec::with_capacity(1000);
@@ -602,6 +649,7 @@ pub async fn drive(
             batch.push(generator.event(at));
             if batch.len() == 1000 {
                 post(&client, &url, &batch).await?;
+                post_scores(&client, &scores_url, generator.scores(&batch)).await?;
                 sent += batch.len() as u64;
                 batch.clear();
             }
@@ -611,6 +659,7 @@ pub async fn drive(
     if !batch.is_empty() {
         sent += batch.len() as u64;
         post(&client, &url, &batch).await?;
+        post_scores(&client, &scores_url, generator.scores(&batch)).await?;
         batch.clear();
     }
     info!(events = sent, days, "demo history backfilled");
@@ -622,6 +671,10 @@ pub async fn drive(
         let events: Vec<Value> = (0..n.max(1)).map(|_| generator.event(now)).collect();
         if let Err(err) = post(&client, &url, &events).await {
             warn!(error = %err, "demo traffic batch failed; retrying next tick");
+            continue;
+        }
+        if let Err(err) = post_scores(&client, &scores_url, generator.scores(&events)).await {
+            warn!(error = %err, "demo scores failed");
         }
     }
 }

@@ -21,6 +21,8 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
         ("GET", "/metrics", readers.clone()),
         ("POST", "/v1/events", vec![PlatformAdmin, Ingest]),
         ("GET", "/v1/schema/usage-event", Role::ALL.to_vec()),
+        ("POST", "/v1/scores", vec![PlatformAdmin, Ingest]),
+        ("GET", "/v1/schema/score", Role::ALL.to_vec()),
         ("GET", "/analytics/spending", vec![PlatformAdmin, Finance]),
         ("GET", "/analytics/usage", readers.clone()),
         ("GET", "/analytics/performance", readers.clone()),

@@ -941,7 +941,32 @@ async fn drill_down_model_and_experiment_pages_show_what_the_api_answers() {
         "model cards link to it"
     );
 
-    // The seeded experiment's page shows the API's verdicts and split check.
+    // The seeded experiment's page shows the API's verdicts and split check, and the scores
+    // of its events: one graded 2 in the control, one graded 4.5 and thumbed up in b.
+    let at = (now() - Duration::minutes(20)).to_rfc3339();
+    let scored: Vec<Value> = [("x1", "control"), ("x2", "b")]
+        .iter()
+        .map(|(id, variant)| {
+            json!({"event_id": id, "occurred_at": at, "feature": "chatbot", "provider": "openai",
+                   "model": "gpt-4o", "environment": "production", "operation": "chat",
+                   "status": "success", "latency_ms": 100.0, "input_tokens": 10, "output_tokens": 5,
+                   "experiment_id": EXPERIMENT, "variant": variant})
+        })
+        .collect();
+    let (status, body) = app
+        .send(
+            "POST",
+            "/v1/scores",
+            Some(json!([
+                {"score_id": "g1", "event_id": "x1", "name": "helpfulness", "value": 2},
+                {"score_id": "g2", "event_id": "x2", "name": "helpfulness", "value": 4.5},
+                {"score_id": "g3", "event_id": "x2", "name": "thumbs", "label": "up"},
+            ])),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.post(&scored).await.0, 200);
+    app.wait_projected().await;
     let experiment = app
         .id_where(&format!("{API}/experiments"), "name", EXPERIMENT)
         .await;
@@ -956,6 +981,10 @@ async fn drill_down_model_and_experiment_pages_show_what_the_api_answers() {
     for metric in results["comparisons"][0]["metrics"].as_array().unwrap() {
         let words = metric["verdict"].as_str().unwrap();
         assert!(page.body.contains(words), "{words}");
+    }
+    let table = &page.body[page.body.find("id=\"scores\"").expect("a scores table")..];
+    for shown in ["helpfulness", "2.000", "4.500", "thumbs", "up 100.0%"] {
+        assert!(table.contains(shown), "{shown} in the scores table");
     }
     let list = admin.get(&format!("{BASE}/experiments")).await.body;
     assert!(list.contains(&format!("{BASE}/experiments/{experiment}")));

@@ -127,6 +127,9 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
     let events: Vec<Value> = corpus(300, 7).iter().map(|s| s.json()).collect();
     let (status, _) = c.call("POST", "/v1/events", &[], Some(json!(events))).await;
     assert_eq!(status, 200);
+    let scores = corpus_scores(&corpus(300, 7));
+    let (status, _) = c.call("POST", "/v1/scores", &[], Some(json!(scores))).await;
+    assert_eq!(status, 200);
     c.app.wait_projected().await;
 
     let a = |p: &str| format!("{API}{p}");
@@ -341,6 +344,7 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
         ("/readyz", vec![]),
         ("/openapi.json", vec![]),
         ("/v1/schema/usage-event", vec![]),
+        ("/v1/schema/score", vec![]),
         ("/api/platform/ai-management/overview", vec![]),
         ("/api/platform/ai-management/events", vec![]),
         ("/api/platform/ai-management/features", vec![]),

@@ -89,7 +89,63 @@ fn metric_value(metric: &str, value: &Value) -> String {
     match metric {
         "error_rate" => format::percent(value),
         "latency" => format!("{} (geometric mean)", format::latency(value)),
+        "score" => score(value),
         _ => dollars(value),
+    }
+}
+
+/// A score's mean (or a bound of its interval), to three decimals.
+fn score(value: &Value) -> String {
+    value
+        .as_f64()
+        .map_or_else(|| "—".to_string(), |v| format!("{v:.3}"))
+}
+
+/// A comparison row's name: the metric, or the score it compares.
+fn metric_name(m: &Value) -> String {
+    match m["score"].as_str() {
+        Some(name) => format!("score: {name}"),
+        None => m["metric"].as_str().unwrap_or_default().replace('_', " "),
+    }
+}
+
+/// Each variant's scores: a numeric score's count and mean with its interval, a label
+/// score's shares.
+fn scores_table(variants: &Value) -> Markup {
+    let rows: Vec<(&str, &Value)> = items(variants)
+        .iter()
+        .flat_map(|v| {
+            let name = v["variant"].as_str().unwrap_or_default();
+            items(&v["scores"]).iter().map(move |s| (name, s))
+        })
+        .collect();
+    if rows.is_empty() {
+        return html! {
+            p class="note" { "No scores yet. Send them to " code { "POST /v1/scores" } " with the event_id of the call they grade." }
+        };
+    }
+    html! {
+        div class="table-scroll" { table id="scores" {
+            thead { tr {
+                th scope="col" { "Variant" } th scope="col" { "Score" } th scope="col" class="num" { "Scored" }
+                th scope="col" class="num" { "Mean" } th scope="col" { "Labels" }
+            } }
+            tbody { @for (variant, s) in &rows { tr {
+                th scope="row" { (variant) }
+                td { (s["name"].as_str().unwrap_or_default()) }
+                td class="num" { (format::count(&s["count"])) }
+                td class="num" {
+                    @if s["kind"] == "number" { (score(&s["mean"])) br; (interval(&s["mean_interval"], score)) } @else { "—" }
+                }
+                td {
+                    @for (i, l) in items(&s["labels"]).iter().enumerate() {
+                        @if i > 0 { ", " }
+                        (l["label"].as_str().unwrap_or_default()) " " (format::percent(&l["share"]))
+                        " (" (format::count(&l["count"])) ")"
+                    }
+                }
+            } } }
+        } }
     }
 }
 
@@ -173,6 +229,10 @@ pub async fn results(ctx: Ctx, Path(id): Path<String>) -> Response {
                 } } }
             } }
         }
+        section class="card" {
+            h2 { "Scores" }
+            (scores_table(&r["variants"]))
+        }
         @for c in items(&r["comparisons"]) {
             section class="card" {
                 h2 { (c["variant"].as_str().unwrap_or_default()) " against " (c["control"].as_str().unwrap_or_default()) }
@@ -184,7 +244,7 @@ pub async fn results(ctx: Ctx, Path(id): Path<String>) -> Response {
                     tbody { @for m in items(&c["metrics"]) {
                         @let metric = m["metric"].as_str().unwrap_or_default();
                         tr {
-                            th scope="row" { (metric.replace('_', " ")) }
+                            th scope="row" { (metric_name(m)) }
                             td class="num" { (metric_value(metric, &m["control"])) }
                             td class="num" { (metric_value(metric, &m["value"])) }
                             td class="num" { (signed_percent(&m["relative_difference"])) br; (interval(&m["relative_difference_interval"], signed_percent)) }
@@ -197,7 +257,7 @@ pub async fn results(ctx: Ctx, Path(id): Path<String>) -> Response {
         }
         p class="note" {
             "Intervals are 95%. Error rates: Wilson intervals and the two-proportion z-test. Latency: the mean of log-latency (a typical, geometric-mean latency) and Welch's t-test on it. "
-            "Cost per request: Welch's t-test. A difference is called at p < 0.05 with at least 30 requests per variant; the split is checked with a chi-square test against the configured traffic."
+            "Cost per request and numeric scores: Welch's t-test; label shares: Wilson intervals. A difference is called at p < 0.05 with at least 30 requests per variant; the split is checked with a chi-square test against the configured traffic."
         }
     };
     // The run's own window (a time range only when the URL names one): no view selectors.
