@@ -85,6 +85,94 @@ pub async fn config_store(store: &dyn ConfigStore) {
     reprices(store).await;
     crate::alerting::alerting(store).await;
     test_cases(store).await;
+    test_runs(store).await;
+}
+
+/// Test runs: stored whole, replaced as their calls complete, listed newest first (of one
+/// prompt when asked), at most as many as asked; an id is stored once.
+async fn test_runs(store: &dyn ConfigStore) {
+    use tally_domain::config::{CallOutcome, Grade, RunCall, RunModel, RunStatus, TestRun};
+    use tally_schemas::event::Status;
+    let (p1, p2) = (uuid::Uuid::from_u128(11), uuid::Uuid::from_u128(12));
+    let model = uuid::Uuid::from_u128(21);
+    let run = |id: u128, prompt: uuid::Uuid, minute: u32| TestRun {
+        id: uuid::Uuid::from_u128(id),
+        prompt_id: Some(prompt),
+        models: vec![RunModel {
+            model_id: model,
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+        }],
+        calls: vec![RunCall {
+            test_case_id: uuid::Uuid::from_u128(31),
+            test_case: "greets".into(),
+            model_id: model,
+            prompt_id: prompt,
+            prompt_version: 2,
+            input: "Say hello to Ada".into(),
+            outcome: None,
+        }],
+        status: RunStatus::Running,
+        created_by: "admin".into(),
+        created_at: t(minute),
+        updated_at: t(minute),
+        finished_at: None,
+    };
+    let (a, b, c) = (run(1, p1, 1), run(2, p2, 2), run(3, p1, 3));
+    for r in [&a, &b, &c] {
+        store.create_test_run(r).await.expect("create a run");
+    }
+    assert!(matches!(
+        store.create_test_run(&a).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut done = a.clone();
+    done.calls[0].outcome = Some(CallOutcome {
+        status: Status::Success,
+        output: Some("Hello, Ada".into()),
+        error: None,
+        latency_us: 123_456,
+        input_tokens: 12,
+        output_tokens: 4,
+        cost_pico: Some(56_000_000),
+        grade: Grade {
+            passed: Some(true),
+            reason: "the output equals the expected text".into(),
+        },
+        event_id: "test-run-1".into(),
+    });
+    done.status = RunStatus::Finished;
+    done.finished_at = Some(t(5) + chrono::Duration::microseconds(123_456));
+    store.save_test_run(&done).await.expect("save");
+    assert_eq!(
+        store.test_run(a.id).await.expect("get").as_ref(),
+        Some(&done),
+        "a run reads back as saved"
+    );
+    assert_eq!(
+        store
+            .test_run(uuid::Uuid::from_u128(99))
+            .await
+            .expect("get"),
+        None
+    );
+    assert!(matches!(
+        store.save_test_run(&run(99, p1, 9)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let ids = |runs: Vec<TestRun>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_test_runs(None, 10).await.expect("list")),
+        vec![c.id, b.id, a.id]
+    );
+    assert_eq!(
+        ids(store.list_test_runs(Some(p1), 10).await.expect("list")),
+        vec![c.id, a.id]
+    );
+    assert_eq!(
+        ids(store.list_test_runs(None, 1).await.expect("list")),
+        vec![c.id]
+    );
 }
 
 /// Test cases: created for an existing prompt only, with a well-formed check; listed oldest

@@ -26,8 +26,8 @@ async fn fresh_schema() -> (PgPool, PgPool, String) {
         tally_storage::config::postgres::migrate(&scoped)
             .await
             .expect("migrate"),
-        8,
-        "config, api_keys, prompts_budgets_experiments, audit, reprices, alerting, console_sessions, test_cases"
+        9,
+        "config, api_keys, prompts_budgets_experiments, audit, reprices, alerting, console_sessions, test_cases, test_runs"
     );
     assert_eq!(
         tally_storage::config::postgres::migrate(&scoped)

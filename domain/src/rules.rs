@@ -168,6 +168,9 @@ pub mod missing {
     pub fn test_case(id: impl Display) -> StoreError {
         StoreError::not_found(format!("test case {id}"))
     }
+    pub fn test_run(id: impl Display) -> StoreError {
+        StoreError::not_found(format!("test run {id}"))
+    }
     pub fn channel(id: impl Display) -> StoreError {
         StoreError::not_found(format!("notification channel {id}"))
     }

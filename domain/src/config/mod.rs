@@ -10,6 +10,7 @@ mod catalog;
 mod experiments;
 mod prompts;
 mod test_cases;
+mod test_runs;
 
 pub use alerting::*;
 pub use alerts::*;
@@ -19,3 +20,4 @@ pub use catalog::*;
 pub use experiments::*;
 pub use prompts::*;
 pub use test_cases::*;
+pub use test_runs::*;

@@ -12,7 +12,7 @@ use crate::config::{
     AuditSpec, Budget, BudgetSpec, Channel, ChannelSpec, Delivery, DeliveryStatus, DeploySpec,
     Experiment, ExperimentSpec, ExperimentStatus, Feature, FeatureSpec, Model, ModelPrice,
     ModelSpec, PriceSpec, Prompt, PromptContent, PromptSpec, PromptStatus, PromptVersion, Provider,
-    ProviderSpec, Reprice, RepriceSpec, Severity, TestCase, TestCaseSpec, Transition,
+    ProviderSpec, Reprice, RepriceSpec, Severity, TestCase, TestCaseSpec, TestRun, Transition,
 };
 use crate::error::StoreResult;
 use crate::sessions::Session;
@@ -247,6 +247,23 @@ pub trait TestCaseStore: Send + Sync + 'static {
     async fn delete_test_case(&self, id: Uuid, change: &Change) -> StoreResult<TestCase>;
 }
 
+/// Test runs ([`crate::config::TestRun`]): operations, not configuration, so not audited
+/// (the usage events each call records are their trace).
+#[async_trait]
+pub trait TestRunStore: Send + Sync + 'static {
+    /// Stores a new run; `Conflict` when its id is taken.
+    async fn create_test_run(&self, run: &TestRun) -> StoreResult<()>;
+    /// Replaces a stored run with `run`; `NotFound` when there is none.
+    async fn save_test_run(&self, run: &TestRun) -> StoreResult<()>;
+    async fn test_run(&self, id: Uuid) -> StoreResult<Option<TestRun>>;
+    /// Newest first, at most `limit`, only those of `prompt_id` when given.
+    async fn list_test_runs(
+        &self,
+        prompt_id: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<TestRun>>;
+}
+
 /// The audit trail: every change, and operations on what this store does not hold.
 #[async_trait]
 pub trait AuditTrail: Send + Sync + 'static {
@@ -332,6 +349,7 @@ pub trait ConfigStore:
     + AlertStore
     + ExperimentStore
     + TestCaseStore
+    + TestRunStore
     + AuditTrail
     + KeyStore
     + SessionStore
@@ -346,6 +364,7 @@ impl<
             + AlertStore
             + ExperimentStore
             + TestCaseStore
+            + TestRunStore
             + AuditTrail
             + KeyStore
             + SessionStore,

@@ -57,6 +57,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "test_cases",
         include_str!("../../../../migrations/postgres/0008_test_cases.sql"),
     ),
+    (
+        9,
+        "test_runs",
+        include_str!("../../../../migrations/postgres/0009_test_runs.sql"),
+    ),
 ];
 
 /// Advisory-lock key serialising migrations ("tally" in ASCII).

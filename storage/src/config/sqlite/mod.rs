@@ -12,6 +12,7 @@ mod experiments;
 mod keys;
 mod prompts;
 mod test_cases;
+mod test_runs;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

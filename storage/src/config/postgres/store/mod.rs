@@ -10,6 +10,7 @@ mod experiments;
 mod keys;
 mod prompts;
 mod test_cases;
+mod test_runs;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -1,0 +1,10 @@
+-- Test runs: each run one JSON document (its plan and the calls' outcomes,
+-- domain/src/config/test_runs.rs), replaced as calls complete. Not audited: runs are
+-- operations, traced by the usage events their calls record.
+CREATE TABLE IF NOT EXISTS ai_test_runs (
+    id         UUID PRIMARY KEY,
+    prompt_id  UUID,
+    created_at TIMESTAMPTZ NOT NULL,
+    run        JSONB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS test_runs_by_time ON ai_test_runs (created_at);
