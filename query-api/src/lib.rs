@@ -14,6 +14,7 @@ pub mod fields;
 pub mod listing;
 pub mod lookup;
 pub mod params;
+pub mod prompt_calls;
 pub mod rollups;
 mod routes;
 pub mod state;

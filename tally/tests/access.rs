@@ -128,6 +128,9 @@ fn expected(method: &str, path: &str) -> Option<Option<Vec<Role>>> {
         ("GET", "/test-cases/{id}", admin.clone()),
         ("PUT", "/test-cases/{id}", admin.clone()),
         ("DELETE", "/test-cases/{id}", admin.clone()),
+        ("POST", "/test-cases/execute", admin.clone()),
+        ("GET", "/test-runs", admin.clone()),
+        ("GET", "/test-runs/{id}", admin.clone()),
         ("GET", "/events/stream", readers.clone()),
     ];
     if method == "GET" && ["/healthz", "/readyz", "/openapi.json"].contains(&path) {

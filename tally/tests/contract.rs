@@ -300,7 +300,7 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
             "POST",
             &a("/test-cases"),
             &[],
-            Some(json!({"name": "contract", "prompt_id": pid, "variables": {"name": "Ada"}, "check": "contains", "expected": "Ada"})),
+            Some(json!({"name": "contract", "prompt_id": pid, "variables": {"who": "Ada"}, "check": "contains", "expected": "Ada"})),
         )
         .await;
     let tcid = tc["data"]["id"].as_str().unwrap().to_string();
@@ -311,6 +311,49 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
         Some(json!({"check": "regex", "expected": "^Hi"})),
     )
     .await;
+    // A run of it on a local stand-in provider, followed until it finished.
+    let (base_url, _) = common::standin::stand_in().await;
+    std::env::set_var(common::standin::KEY_VAR, common::standin::KEY);
+    c.call(
+        "POST",
+        &a("/providers"),
+        &[],
+        Some(
+            json!({"name": "contract-standin", "type": "custom", "base_url": base_url,
+                    "api_key_env": common::standin::KEY_VAR}),
+        ),
+    )
+    .await;
+    let (_, standin) = c
+        .call(
+            "POST",
+            &a("/models"),
+            &[],
+            Some(json!({"name": "standin-1", "provider": "contract-standin"})),
+        )
+        .await;
+    let standin = standin["data"]["id"].as_str().unwrap().to_string();
+    let (status, run) = c
+        .call(
+            "POST",
+            &a("/test-cases/execute"),
+            &[],
+            Some(json!({"test_case_ids": [tcid], "models": [standin]})),
+        )
+        .await;
+    assert_eq!(status, 202, "{run}");
+    let run_id = run["data"]["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, run) = c
+            .call("GET", &a("/test-runs/{id}"), &[("id", &run_id)], None)
+            .await;
+        if run["data"]["status"] == "finished" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{run}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let (_, e) = c
         .call(
             "POST",
@@ -432,6 +475,7 @@ async fn the_contract_lists_every_route_and_answers_match_it() {
             vec![("id", &eid)],
         ),
         ("/api/platform/ai-management/test-cases", vec![]),
+        ("/api/platform/ai-management/test-runs", vec![]),
         (
             "/api/platform/ai-management/test-cases/{id}",
             vec![("id", &tcid)],

@@ -21,6 +21,7 @@ use tally_domain::config::{
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod standin;
 pub mod topics;
 
 pub const API: &str = "/api/platform/ai-management";

@@ -38,6 +38,7 @@ mod prompts;
 mod providers;
 mod reprices;
 mod test_cases;
+mod test_runs;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -79,6 +80,7 @@ pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let r = channels::routes(r);
     let r = experiments::routes(r);
     let r = test_cases::routes(r);
+    let r = test_runs::routes(r);
     let r = keys::routes(r);
     audit::routes(r)
 }

@@ -5,7 +5,8 @@
 //! the text or pattern), `json_schema` (`expected` a JSON Schema object) or `none` (recorded,
 //! not graded). The domain decides whether a check is well formed
 //! ([`tally_domain::config::TestCaseSpec::validate`]). `PUT` updates the fields given and
-//! keeps the others. Running cases across models is not served yet.
+//! keeps the others. Running cases across models is `POST /test-cases/execute`
+//! (`test_runs.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 
