@@ -242,6 +242,44 @@ pub async fn activate_prompt(
     .await
 }
 
+/// `POST /features/{name}/prompts/{id}/test-runs` (`model_<id>` checkboxes): runs every test
+/// case of the prompt on the checked models, then shows the run.
+pub async fn run_test_cases(
+    State(console): State<Console>,
+    signed: Signed,
+    Path((name, id)): Path<(String, String)>,
+    Form(form): Form<Fields>,
+) -> Response {
+    if let Err(refused) = allowed(&signed, &form) {
+        return refused.into_response();
+    }
+    let to = back(&form, &feature_page(&name, "prompts"));
+    let mut models: Vec<&str> = form
+        .iter()
+        .filter(|(_, v)| v.as_str() == "on")
+        .filter_map(|(k, _)| k.strip_prefix("model_"))
+        .collect();
+    models.sort_unstable();
+    let body = json!({"prompt_id": id, "models": models});
+    match console
+        .api
+        .send(
+            &signed.caller,
+            Method::POST,
+            "/test-cases/execute",
+            Some(body),
+        )
+        .await
+    {
+        Ok(run) => Flash::ok(format!(
+            "test run started: {} calls",
+            run["calls_total"].as_u64().unwrap_or(0)
+        ))
+        .redirect(&format!("{BASE}/test-runs/{}", encode(word(&run, "id")))),
+        Err(failure) => refuse(failure, &to, &form),
+    }
+}
+
 /// `POST /features/{name}/prompts/{id}/status` (`version`, `status`): a review step.
 pub async fn prompt_status(
     State(console): State<Console>,

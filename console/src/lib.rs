@@ -145,6 +145,18 @@ fn table() -> Vec<(Method, String, Option<Access>, Handler)> {
             post(forms::prompt_status),
         ),
         (
+            Method::POST,
+            at("/features/{name}/prompts/{id}/test-runs"),
+            Some(Admin),
+            post(forms::run_test_cases),
+        ),
+        (
+            Method::GET,
+            at("/test-runs/{id}"),
+            Some(Admin),
+            get(test_runs::page),
+        ),
+        (
             Method::GET,
             at("/events"),
             Some(ReadMetrics),

@@ -990,3 +990,122 @@ async fn drill_down_model_and_experiment_pages_show_what_the_api_answers() {
     assert!(list.contains(&format!("{BASE}/experiments/{experiment}")));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompts_test_cases_run_from_its_page_and_the_run_shows_the_apis_numbers() {
+    let (base_url, _) = common::standin::stand_in().await;
+    std::env::set_var(common::standin::KEY_VAR, common::standin::KEY);
+    let dir = tempfile::tempdir().unwrap();
+    let (app, keys) = started(dir.path()).await;
+    let post = |path: &str, body: Value| {
+        let app = &app;
+        let path = format!("{API}{path}");
+        async move {
+            let (status, answer) = app.send("POST", &path, Some(body)).await;
+            assert!(status < 300, "{path}: {answer}");
+            answer["data"].clone()
+        }
+    };
+    post(
+        "/providers",
+        json!({"name": "standin", "type": "custom", "base_url": base_url,
+                "api_key_env": common::standin::KEY_VAR}),
+    )
+    .await;
+    let model = post(
+        "/models",
+        json!({"name": "standin-1", "provider": "standin"}),
+    )
+    .await;
+    let model = model["id"].as_str().unwrap().to_string();
+    let prompt = post(
+        "/prompts",
+        json!({"name": "greeter", "feature": "chatbot", "content": "Say hello to {{name}}"}),
+    )
+    .await;
+    let pid = prompt["prompt"]["id"].as_str().unwrap().to_string();
+    for (name, who, expected) in [
+        ("exact", "Ada", "echo: Say hello to Ada"),
+        ("contains", "Bob", "Ada"),
+    ] {
+        post(
+            "/test-cases",
+            json!({"name": name, "prompt_id": pid, "variables": {"name": who}, "check": if name == "exact" { "exact" } else { "contains" }, "expected": expected}),
+        )
+        .await;
+    }
+
+    let mut admin = Browser::new(&app);
+    admin.sign_in(ADMIN_KEY).await;
+    let tab = format!("{BASE}/features/chatbot?tab=prompts");
+    let page = admin.get(&tab).await.body;
+    assert!(page.contains("Run 2 test cases"), "{page}");
+    let checkbox = format!("name=\"model_{model}\"");
+    assert!(
+        page.contains(&checkbox),
+        "a checkbox for the stand-in model"
+    );
+    let token = admin.csrf().await;
+    let action = format!("{BASE}/features/chatbot/prompts/{pid}/test-runs");
+    // Nothing checked: the API's refusal comes back to the form, next to the models.
+    let refused = admin
+        .post(&action, &[("csrf", &token), ("back", &tab)])
+        .await;
+    assert_eq!(
+        (refused.status, refused.location.as_deref()),
+        (303, Some(tab.as_str()))
+    );
+    let page = admin.get(&tab).await.body;
+    assert!(
+        page.contains("id=\"models-error\""),
+        "the refusal is shown by the models"
+    );
+    assert!(page.contains("must name 1 to 10 models"));
+    // The stand-in model checked: the run starts and its page shows it.
+    let field = format!("model_{model}");
+    let started = admin
+        .post(
+            &action,
+            &[("csrf", &token), (field.as_str(), "on"), ("back", &tab)],
+        )
+        .await;
+    assert_eq!(started.status, 303);
+    let location = started.location.unwrap();
+    let run = location
+        .strip_prefix(&format!("{BASE}/test-runs/"))
+        .expect("the run's page")
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let answer = loop {
+        let answer = app.data(&format!("{API}/test-runs/{run}")).await;
+        if answer["status"] == "finished" {
+            break answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "{answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let page = admin.get(&location).await;
+    assert_eq!(page.status, 200);
+    assert_safe("/test-runs/{id}", &page);
+    // The exact case passes, the contains case ("Ada" in Bob's greeting) fails: 1 of 2.
+    let summary = &answer["models"][0];
+    assert_eq!(
+        (summary["passed"].as_u64(), summary["graded"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let models_table = &page.body[page.body.find("id=\"run-models\"").unwrap()..];
+    assert!(models_table.contains("50.0%"), "the API's pass rate");
+    assert!(models_table.contains("1 / 2"));
+    let calls_table = &page.body[page.body.find("id=\"run-calls\"").unwrap()..];
+    assert!(calls_table.contains("echo: Say hello to Ada"));
+    assert!(calls_table.contains("passed") && calls_table.contains("failed"));
+    // The prompts tab lists the run; a viewer sees neither the form nor the runs.
+    let page = admin.get(&tab).await.body;
+    assert!(page.contains(&location), "the recent run links to its page");
+    let mut viewer = Browser::new(&app);
+    viewer.sign_in(&keys[&Role::Viewer]).await;
+    let page = viewer.get(&tab).await.body;
+    assert!(!page.contains("Run 2 test cases") && !page.contains(&location));
+    assert_eq!(viewer.get(&location).await.status, 403);
+    app.stop().await;
+}

@@ -535,6 +535,14 @@ async fn prompts_tab(ctx: &Ctx, name: &str) -> Markup {
         (versions, metrics)
     }))
     .await;
+    let sections: std::collections::HashMap<&str, Markup> =
+        futures::future::join_all(prompts.iter().map(|p| async move {
+            let id = p["id"].as_str().unwrap_or_default();
+            (id, super::test_runs::prompt_section(ctx, name, id).await)
+        }))
+        .await
+        .into_iter()
+        .collect();
     let back = ctx.view.with(&[]);
     let admin = ctx.can(Access::Admin);
     html! {
@@ -593,6 +601,7 @@ async fn prompts_tab(ctx: &Ctx, name: &str) -> Markup {
                         } }
                     } },
                 }
+                (sections.get(id).cloned().unwrap_or_default())
             }
         }
     }

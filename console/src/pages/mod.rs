@@ -13,6 +13,7 @@ pub mod keys;
 pub mod models;
 pub mod overview;
 pub mod spending;
+pub mod test_runs;
 
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
