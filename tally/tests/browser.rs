@@ -258,14 +258,24 @@ async fn demo_app(dir: &std::path::Path) -> TestApp {
             batch.push(generator.event(t + chrono::Duration::seconds(k * 15)));
         }
         if batch.len() >= 1000 {
-            assert_eq!(app.post(&batch).await.0, 200);
+            post_with_scores(&app, &mut generator, &batch).await;
             batch.clear();
         }
         t += chrono::Duration::minutes(1);
     }
-    assert_eq!(app.post(&batch).await.0, 200);
+    post_with_scores(&app, &mut generator, &batch).await;
     app.wait_projected().await;
     app
+}
+
+/// Posts `events`, then the demo's scores for them.
+async fn post_with_scores(app: &TestApp, generator: &mut TrafficGenerator, events: &[Value]) {
+    assert_eq!(app.post(events).await.0, 200);
+    let scores = generator.scores(events);
+    if !scores.is_empty() {
+        let (status, body) = app.send("POST", "/v1/scores", Some(json!(scores))).await;
+        assert_eq!(status, 200, "{body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,6 +390,111 @@ async fn the_console_works_in_a_real_browser() {
     for m in results["comparisons"][0]["metrics"].as_array().unwrap() {
         assert!(body.contains(m["verdict"].as_str().unwrap()), "{m}");
     }
+    // Its scores too: each variant's helpfulness mean as the API answers it.
+    let scores = text(&c, "#scores").await;
+    for v in results["variants"].as_array().unwrap() {
+        for score in v["scores"].as_array().unwrap() {
+            if let Some(mean) = score["mean"].as_f64() {
+                assert!(scores.contains(&format!("{mean:.3}")), "{scores} / {score}");
+            }
+        }
+    }
+    assert!(
+        scores.contains("helpfulness") && scores.contains("thumbs"),
+        "{scores}"
+    );
+    seen.extend(problems(&c).await);
+
+    // A prompt's test cases run from its page on a stand-in provider; the run's page shows
+    // the API's numbers per model, wide and narrow.
+    let (standin_url, _) = common::standin::stand_in().await;
+    std::env::set_var(common::standin::KEY_VAR, common::standin::KEY);
+    let make = |path: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            let (status, answer) = app.send("POST", &format!("{API}{path}"), Some(body)).await;
+            assert!(status < 300, "{path}: {answer}");
+            answer["data"].clone()
+        }
+    };
+    make(
+        "/providers",
+        json!({"name": "standin", "type": "custom", "base_url": standin_url,
+                "api_key_env": common::standin::KEY_VAR}),
+    )
+    .await;
+    let standin = make(
+        "/models",
+        json!({"name": "standin-1", "provider": "standin"}),
+    )
+    .await;
+    let standin = standin["id"].as_str().unwrap().to_string();
+    let greeter = make(
+        "/prompts",
+        json!({"name": "greeter", "feature": "chatbot", "content": "Say hello to {{name}}"}),
+    )
+    .await;
+    let greeter = greeter["prompt"]["id"].as_str().unwrap().to_string();
+    for (name, who, check, expected) in [
+        ("greets Ada", "Ada", "exact", "echo: Say hello to Ada"),
+        ("names Bob", "Bob", "contains", "Bob"),
+        ("shouts", "Cy", "regex", "^[A-Z ]+$"),
+    ] {
+        make(
+            "/test-cases",
+            json!({"name": name, "prompt_id": greeter, "variables": {"name": who}, "check": check, "expected": expected}),
+        )
+        .await;
+    }
+    c.goto(&app.url(&format!("{BASE}/features/chatbot?tab=prompts")))
+        .await
+        .unwrap();
+    click(&c, Locator::Css(&format!("input[name='model_{standin}']"))).await;
+    click(
+        &c,
+        Locator::Css(&format!(
+            "form[action$='/prompts/{greeter}/test-runs'] button[type=submit]"
+        )),
+    )
+    .await;
+    wait_url(&c, "/test-runs/").await;
+    flash(&c, "test run started: 3 calls").await;
+    let run_page = c.current_url().await.unwrap().path().to_string();
+    let run_id = run_page.rsplit('/').next().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let run = loop {
+        let run = app.data(&format!("{API}/test-runs/{run_id}")).await;
+        if run["status"] == "finished" {
+            break run;
+        }
+        assert!(std::time::Instant::now() < deadline, "{run}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    c.refresh().await.unwrap();
+    let models = text(&c, "#run-models").await;
+    let expected = tally_console::format::percent(&run["models"][0]["pass_rate"]);
+    assert!(models.contains(&expected), "{models} / {expected}");
+    assert!(text(&c, "#run-calls")
+        .await
+        .contains("echo: Say hello to Ada"));
+    for (width, height) in [(1280u32, 900u32), (390, 844)] {
+        c.set_window_size(width, height).await.unwrap();
+        c.refresh().await.unwrap();
+        let a11y = c.execute(A11Y, vec![]).await.unwrap();
+        assert_eq!(a11y, json!([]), "the run's page at {width} px");
+        let overflow: bool = c
+            .execute(
+                "return document.documentElement.scrollWidth > window.innerWidth + 1;",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_bool()
+            .unwrap();
+        assert!(!overflow, "the run's page scrolls sideways at {width} px");
+        shoot(&c, &shots, &format!("test-run-{width}")).await;
+    }
+    c.set_window_size(1280, 900).await.unwrap();
     seen.extend(problems(&c).await);
 
     // The overview's numbers are the API's.

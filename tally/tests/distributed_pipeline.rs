@@ -62,6 +62,7 @@ async fn distributed_mode_gives_the_same_answers_as_embedded_for_100k_events() {
     }
     events.extend(late);
     let sent = sent_with_duplicates(events.len());
+    let (standin_url, _) = common::standin::stand_in().await;
     let scores = corpus_scores(&events);
     let joined = joined_quality_scores(&events);
     assert!(joined > 5_000, "{joined} scores join the experiment");
@@ -109,6 +110,7 @@ async fn distributed_mode_gives_the_same_answers_as_embedded_for_100k_events() {
         app.wait_consumed(sent).await;
         wait_scores(&app, joined).await;
         let mut answers = answers(&app).await;
+        answers.push(common::standin::test_run_answers(&app, &standin_url).await);
         answers.push(
             app.data(&format!(
                 "{API}/analytics/usage?time_range=7d&group_by=feature,environment,hour"

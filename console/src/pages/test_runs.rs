@@ -9,7 +9,7 @@ use maud::{html, Markup};
 use serde_json::Value;
 use tally_domain::access::Access;
 
-use super::{badge, badge_of, items, when};
+use super::{badge, badge_of, cost, items, when};
 use crate::api::encode;
 use crate::document::{failed, Page};
 use crate::format;
@@ -79,7 +79,7 @@ pub async fn page(ctx: Ctx, Path(id): Path<String>) -> Response {
                     td class="num" { (format::count(&m["failures"])) }
                     td class="num" { (format::latency(&m["latency_p50_ms"])) " / " (format::latency(&m["latency_p95_ms"])) }
                     td class="num" { (format::count(&m["input_tokens"])) " / " (format::count(&m["output_tokens"])) }
-                    td class="num" { (format::money_of(&m["cost_usd"])) }
+                    td class="num" { (cost(&m["cost_usd"], &m["unpriced_calls"])) }
                 } } }
             } }
         }
