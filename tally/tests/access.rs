@@ -337,6 +337,12 @@ async fn every_console_route_admits_exactly_its_roles() {
                 "/features/{name}/prompts/{id}/status",
                 vec![PlatformAdmin],
             ),
+            (
+                "POST",
+                "/features/{name}/prompts/{id}/test-runs",
+                vec![PlatformAdmin],
+            ),
+            ("GET", "/test-runs/{id}", vec![PlatformAdmin]),
             ("POST", "/models/{id}/prices", vec![PlatformAdmin]),
             ("POST", "/models/{id}/deploy", vec![PlatformAdmin]),
             ("POST", "/alerts/{id}/acknowledge", vec![PlatformAdmin]),
