@@ -484,6 +484,7 @@ async fn scores_join_their_events(store: &dyn AnalyticsStore) {
                 (1, event("e4", 4, "chat", "y", "a")),
                 (1, event("e5", -5, "chat", "x", "a")),
                 (1, event("e6", 6, "search", "x", "a")),
+                (1, event("e9", 9, "chat", "x-by-name", "b")),
             ],
             vec![
                 (0, number("s1", "e1", "helpfulness", 4_000_000)),
@@ -493,12 +494,16 @@ async fn scores_join_their_events(store: &dyn AnalyticsStore) {
                 (0, number("s4", "e4", "helpfulness", 1_000_000)),
                 (0, number("s5", "e5", "helpfulness", 1_000_000)),
                 (0, number("s6", "e6", "helpfulness", 1_000_000)),
+                // A score id used again for another event: its first copy (of e4, another
+                // experiment's) decides, so it counts nowhere here.
+                (0, number("s8", "e4", "helpfulness", 1_000_000)),
+                (0, number("s8", "e1", "helpfulness", 5_000_000)),
             ],
         ))
         .await
         .expect("first commit");
     let query = |environment| ScoreQuery {
-        experiment_id: "x".into(),
+        experiment_ids: vec!["x".into(), "x-by-name".into()],
         feature: "chat".into(),
         environment,
         from_us: base * 1_000_000,
@@ -531,6 +536,7 @@ async fn scores_join_their_events(store: &dyn AnalyticsStore) {
             vec![
                 (2, number("s1", "e1", "helpfulness", 7_000_000)),
                 (2, label("s7", "e3", "thumbs", "down")),
+                (2, number("s9", "e9", "helpfulness", 3_000_000)),
             ],
         ))
         .await
@@ -541,9 +547,10 @@ async fn scores_join_their_events(store: &dyn AnalyticsStore) {
             scored("a", "helpfulness", ScoreValue::Micros(4_000_000)),
             scored("a", "thumbs", ScoreValue::Label("up".into())),
             scored("b", "helpfulness", ScoreValue::Micros(2_000_000)),
+            scored("b", "helpfulness", ScoreValue::Micros(3_000_000)),
             scored("b", "thumbs", ScoreValue::Label("down".into())),
         ],
-        "a score joins its event when the event arrives later; a copy sent again counts once"
+        "a score joins its event when the event arrives later; a copy sent again counts once; the experiment's events count under either of its names"
     );
     // e2 happened in staging.
     assert_eq!(
@@ -556,6 +563,7 @@ async fn scores_join_their_events(store: &dyn AnalyticsStore) {
         vec![
             scored("a", "helpfulness", ScoreValue::Micros(4_000_000)),
             scored("a", "thumbs", ScoreValue::Label("up".into())),
+            scored("b", "helpfulness", ScoreValue::Micros(3_000_000)),
             scored("b", "thumbs", ScoreValue::Label("down".into())),
         ]
     );

@@ -160,7 +160,9 @@ async fn test_runs(store: &dyn ConfigStore) {
         store.save_test_run(&run(99, p1, 9)).await,
         Err(StoreError::NotFound { .. })
     ));
-    let ids = |runs: Vec<TestRun>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let ids = |runs: Vec<tally_domain::config::TestRunSummary>| {
+        runs.into_iter().map(|r| r.id).collect::<Vec<_>>()
+    };
     assert_eq!(
         ids(store.list_test_runs(None, 10).await.expect("list")),
         vec![c.id, b.id, a.id]
@@ -173,6 +175,10 @@ async fn test_runs(store: &dyn ConfigStore) {
         ids(store.list_test_runs(None, 1).await.expect("list")),
         vec![c.id]
     );
+    // A listing reads the summary saved with the run.
+    let listed = store.list_test_runs(Some(p1), 10).await.expect("list");
+    assert_eq!(listed[1], done.summary());
+    assert_eq!(listed[1].models[0].passed, 1);
 }
 
 /// Test cases: created for an existing prompt only, with a well-formed check; listed oldest

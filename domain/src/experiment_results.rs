@@ -1,7 +1,9 @@
 //! An experiment's results: each variant's numbers with their intervals, each variant compared
 //! with the control (the first variant), a sample-ratio-mismatch check, and a verdict in plain
-//! words per metric. The input is one merged [`Rollup`] per variant, so the results are a pure
-//! function of the rollup rows — equal in both modes, and rebuilt exactly by a replay.
+//! words per metric. The input is one merged [`Rollup`] per variant and the exact sums of the
+//! scores joined to its events ([`crate::experiment_scores`]), so the results are a pure
+//! function of rollup rows and stored scores — equal in both modes, and rebuilt exactly by a
+//! replay.
 //!
 //! The metrics and their tests:
 //! - **error rate** (errors and timeouts per request): Wilson interval; two-proportion z-test;
@@ -13,6 +15,9 @@
 //! - **cost per request** (over priced requests; exact to the pico-dollar): t interval from the
 //!   exact sums of costs and squared costs; Welch's t-test; the relative difference's interval
 //!   takes the control's mean as known.
+//! - **numeric scores** (each score's name): the mean with its t interval, from exact sums in
+//!   millionths; Welch's t-test; counted in scores rather than requests. Label scores are
+//!   summarized (shares with Wilson intervals), not tested.
 //!
 //! A difference is called only when p < 0.05 and both groups have at least
 //! [`MIN_REQUESTS`]; otherwise the verdict says how many more requests per variant an 80 %-power
@@ -31,7 +36,7 @@ use crate::statistics::{
     z_two_sided, Interval, Moments, Test, CONFIDENCE,
 };
 
-/// Fewest requests per group before a difference is called.
+/// Fewest requests (for a score: scores) per group before a difference is called.
 pub const MIN_REQUESTS: u64 = 30;
 
 /// Below this p-value the observed split is called a sample-ratio mismatch (the customary
@@ -257,7 +262,7 @@ impl Reading {
         if untested && a.n.min(b.n) >= MIN_REQUESTS && a.mean != b.mean {
             self.significant = true;
             self.more_requests_needed = None;
-            self.verdict = format!("variant {variant} {} (every request alike)", self.called);
+            self.verdict = format!("variant {variant} {} (every one alike)", self.called);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The one way usage events (and scores) enter the log: priced with the price in force when each call
-//! happened ([`PriceBook::price`]), then appended as one durable record. `POST /v1/events` and
-//! the prompt test route both go through a [`Recorder`], so an event costs the same whichever
+//! happened ([`PriceBook::price`]), then appended as one durable record. `POST /v1/events`, the
+//! prompt test route and test runs all go through a [`Recorder`], so an event costs the same whichever
 //! way it arrived; the projector prices what reaches the log unpriced (produced straight to the
 //! broker) with the same [`PriceBook::price`].
 //!
@@ -17,7 +17,7 @@ use crate::error::StoreResult;
 use crate::pricing::{PriceBook, PriceCache};
 use crate::store::{AppendReceipt, ConfigStore, EventLog};
 
-/// Prices and appends usage events; cheap to clone.
+/// Prices and appends usage events (and appends scores); cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {
     log: Arc<dyn EventLog>,

@@ -1,9 +1,11 @@
-//! Ingest: `POST /v1/events` and the event schema at `GET /v1/schema/usage-event`.
+//! Ingest: `POST /v1/events` and `POST /v1/scores`, and their schemas at
+//! `GET /v1/schema/usage-event` and `GET /v1/schema/score`.
 //!
-//! Delivery contract: a `200` answer means every accepted event is durable in the event log
-//! (the log's `append` returned after fsync); any other answer means nothing of that request was
-//! acknowledged, and the client should retry with the same `event_id`s (the projector
-//! deduplicates). Events are priced here, before the append, so the log holds final costs.
+//! Delivery contract: a `200` answer means every accepted event (or score) is durable in the
+//! event log (the log's `append` returned after fsync); any other answer means nothing of that
+//! request was acknowledged, and the client should retry with the same `event_id`s (the
+//! projector deduplicates) or `score_id`s (the analytics store keeps the first copy). Events are
+//! priced here, before the append, so the log holds final costs.
 //!
 //! Backpressure keeps memory bounded: at most `max_in_flight` request bodies are held at once
 //! (each at most `max_body_bytes`); beyond that, and when the log's write queue is full, the

@@ -80,8 +80,8 @@ impl IngestState {
     }
 }
 
-/// `POST /v1/events` (keys with the `ingest` or `platform_admin` role) and the event schema
-/// (any key); see [`tally_http::route`].
+/// `POST /v1/events` and `POST /v1/scores` (keys with the `ingest` or `platform_admin` role)
+/// and their schemas (any key); see [`tally_http::route`].
 pub fn router(state: IngestState, gate: Gate) -> (Router, Vec<RouteInfo>) {
     Routes::new(gate)
     .serve(
@@ -176,17 +176,14 @@ async fn post_scores(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let inner = &state.inner;
     let (_permit, body) = admit(inner, body).await?;
-    let format = body_format(&headers)?;
-    let bytes = read_body(body, &headers, inner.config.max_body_bytes).await?;
     let max = inner.config.limits.max_events;
-    let parsed = tokio::task::spawn_blocking(move || {
-        parse_items(&bytes, format, max, "score", validate_score)
+    let parsed = read_and_parse(inner, &headers, body, move |bytes, format| {
+        parse_items(bytes, format, max, "score", validate_score)
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(body_error)?;
+    .await?;
     let scores: Vec<Score> = parsed.accepted.into_iter().map(|(_, s)| s).collect();
     let summary = IngestSummary {
         accepted: scores.len(),
@@ -198,10 +195,7 @@ async fn post_scores(
         m::request("rejected");
         return Ok(all_rejected(summary, "scores"));
     }
-    inner.recorder.append_scores(scores).await.map_err(|err| {
-        m::request("failed");
-        ApiError::from(err)
-    })?;
+    durable(inner.recorder.append_scores(scores), started).await?;
     metrics::counter!(m::SCORES_ACCEPTED).increment(summary.accepted as u64);
     m::request("accepted");
     Ok((StatusCode::OK, data(summary)).into_response())
@@ -239,30 +233,51 @@ async fn refuse(inner: &Inner, body: Body, outcome: &'static str, error: ApiErro
 /// Reads the body (at most `max_body_bytes`), validates its events and prices the accepted ones,
 /// off the async runtime.
 async fn parse(inner: &Inner, headers: &HeaderMap, body: Body) -> Result<BatchParse, ApiError> {
-    let format = body_format(headers)?;
-    let bytes = read_body(body, headers, inner.config.max_body_bytes).await?;
     let limits = inner.config.limits.clone();
     let now = inner.clock.now();
     let recorder = inner.recorder.clone();
-    tokio::task::spawn_blocking(move || {
-        parse_batch(&bytes, format, &limits, now).map(|mut batch| {
+    read_and_parse(inner, headers, body, move |bytes, format| {
+        parse_batch(bytes, format, &limits, now).map(|mut batch| {
             recorder.price(batch.events.iter_mut().map(|(_, event)| event));
             batch
         })
     })
     .await
-    .map_err(ApiError::internal)?
-    .map_err(body_error)
+}
+
+/// Reads the body (its format from `Content-Type`, at most `max_body_bytes`) and parses it
+/// with `parse` off the async runtime; a body that cannot be split into items is refused.
+async fn read_and_parse<T: Send + 'static>(
+    inner: &Inner,
+    headers: &HeaderMap,
+    body: Body,
+    parse: impl FnOnce(&[u8], BodyFormat) -> Result<T, BodyError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let format = body_format(headers)?;
+    let bytes = read_body(body, headers, inner.config.max_body_bytes).await?;
+    tokio::task::spawn_blocking(move || parse(&bytes, format))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(body_error)
 }
 
 /// Appends the accepted (priced) events; returns once they are durable.
 async fn record(inner: &Inner, events: Vec<UsageEvent>, started: Instant) -> Result<(), ApiError> {
     let accepted = events.len() as u64;
-    inner.recorder.append(events).await.map_err(|err| {
+    durable(inner.recorder.append(events), started).await?;
+    metrics::counter!(m::EVENTS_ACCEPTED).increment(accepted);
+    Ok(())
+}
+
+/// Waits for an append to be durable, counting a failure and the time it took.
+async fn durable<T>(
+    append: impl std::future::Future<Output = tally_domain::store::StoreResult<T>>,
+    started: Instant,
+) -> Result<(), ApiError> {
+    append.await.map_err(|err| {
         m::request("failed");
         ApiError::from(err)
     })?;
-    metrics::counter!(m::EVENTS_ACCEPTED).increment(accepted);
     metrics::histogram!(m::APPEND_SECONDS).record(started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -299,7 +314,7 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
         other => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            format!("Content-Type {other} is not accepted; send application/json (an array of events) or application/x-ndjson"),
+            format!("Content-Type {other} is not accepted; send application/json (a JSON array) or application/x-ndjson"),
         )
         .with_field("Content-Type")),
     }

@@ -258,11 +258,13 @@ CREATE INDEX IF NOT EXISTS sessions_by_key ON console_sessions (key_id);
 CREATE INDEX IF NOT EXISTS sessions_by_expiry ON console_sessions (expires_at);
 
 -- Test runs: each run one JSON document (its plan and the calls' outcomes,
--- domain/src/config/test_runs.rs), replaced as calls complete.
+-- domain/src/config/test_runs.rs) and its summary (what listings read), replaced as calls
+-- complete.
 CREATE TABLE IF NOT EXISTS ai_test_runs (
     id         TEXT PRIMARY KEY,
     prompt_id  TEXT,
     created_at TEXT NOT NULL,
-    run        TEXT NOT NULL
+    run        TEXT NOT NULL,
+    summary    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS test_runs_by_time ON ai_test_runs (created_at);

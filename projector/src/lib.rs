@@ -1,4 +1,6 @@
-//! The projector: reads the event log from its checkpoint and folds events into rollups.
+//! The projector: reads the event log from its checkpoint and folds events into rollups; the
+//! scores it reads pass through to the analytics store with the commit (the store keeps the
+//! first copy of each and joins them to events when results are read).
 //!
 //! Delivery semantics: **exactly-once effect**. The log is read at-least-once (after a crash the
 //! projector re-reads from its last committed position, kept in the analytics store, never in

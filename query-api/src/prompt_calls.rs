@@ -5,7 +5,7 @@
 //!   values against what the version declares.
 //! - [`reach`] finds how to call a model: its provider's `base_url` and the key in the
 //!   environment variable `api_key_env` names (read per call, never stored or returned).
-//! - [`call_and_record`] sends the text as one user message to the provider's
+//! - [`call_and_record`] ([`call`], then [`record`]) sends the text as one user message to the provider's
 //!   OpenAI-compatible `{base_url}/chat/completions` (60 s timeout) and records the call as a
 //!   usage event of environment `development` with the prompt's id and version — failed calls
 //!   too, as `error` or `timeout` — priced at the price in force now and appended by the same
@@ -126,14 +126,15 @@ pub async fn reach(state: &QueryState, model: &Model) -> Result<Result<Reach, St
     Ok(Ok(Reach { base_url, key }))
 }
 
-/// A recorded call.
+/// A call made: what the provider said and the usage event that records it (priced, not yet
+/// appended).
 #[derive(Debug, Clone)]
-pub struct Recorded {
+pub struct Called {
     pub status: Status,
     pub error: Option<String>,
     pub output: Option<String>,
     pub latency: Duration,
-    /// The recorded event: tokens as counted, cost as priced.
+    /// The event that records the call: tokens as counted, cost as priced.
     pub event: UsageEvent,
 }
 
@@ -148,18 +149,31 @@ pub struct CallContext<'a> {
     pub attributes: Vec<(String, String)>,
 }
 
-/// Calls the model with `text` and records the call (see the module docs).
+/// Calls the model with `text` and records the call (see the module docs); a failure to
+/// record is the answer's error.
 pub async fn call_and_record(
     state: &QueryState,
     reach: &Reach,
     context: CallContext<'_>,
     text: &str,
-) -> Result<Recorded, ApiError> {
+) -> Result<Called, ApiError> {
+    let called = call(state, reach, context, text).await?;
+    record(state, &called.event).await?;
+    Ok(called)
+}
+
+/// Calls the model with `text`; the call's usage event, priced at the price in force now.
+pub async fn call(
+    state: &QueryState,
+    reach: &Reach,
+    context: CallContext<'_>,
+    text: &str,
+) -> Result<Called, ApiError> {
     let model = context.model;
     let started = Instant::now();
-    let call = chat_completion(&reach.base_url, &reach.key, &model.name, text).await;
+    let answer = chat_completion(&reach.base_url, &reach.key, &model.name, text).await;
     let latency = started.elapsed();
-    let (status, error) = match &call {
+    let (status, error) = match &answer {
         Ok(_) => (Status::Success, None),
         Err(Failure::Timeout) => (
             Status::Timeout,
@@ -170,7 +184,7 @@ pub async fn call_and_record(
         ),
         Err(Failure::Error(message)) => (Status::Error, Some(message.clone())),
     };
-    let answer = call.unwrap_or_default();
+    let answer = answer.unwrap_or_default();
     let (error_message, error_message_truncated) = match error.clone().filter(|t| !t.is_empty()) {
         Some(text) => {
             let (kept, cut) = tally_schemas::validate::truncate_message(text);
@@ -214,14 +228,29 @@ pub async fn call_and_record(
         .recorder
         .price_now(state.config.as_ref(), std::iter::once(&mut event))
         .await?;
-    state.recorder.append(vec![event.clone()]).await?;
-    Ok(Recorded {
+    Ok(Called {
         status,
         error,
         output: answer.output,
         latency,
         event,
     })
+}
+
+/// Appends a call's event, trying again (after 0.2, 1 and 3 s) while the log answers that it
+/// is unavailable (a full queue): the same `event_id` sent again counts once.
+pub async fn record(state: &QueryState, event: &UsageEvent) -> Result<(), ApiError> {
+    let mut waits = [200u64, 1_000, 3_000].into_iter();
+    loop {
+        match state.recorder.append(vec![event.clone()]).await {
+            Ok(_) => return Ok(()),
+            Err(err @ tally_domain::store::StoreError::Unavailable(_)) => match waits.next() {
+                Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                None => return Err(err.into()),
+            },
+            Err(err) => return Err(err.into()),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -264,7 +293,15 @@ async fn chat_completion(
             }
         })?;
     let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let body: Value = match response.json().await {
+        Ok(body) => body,
+        Err(e) if status.is_success() => {
+            return Err(Failure::Error(format!(
+                "the provider's answer could not be read: {e}"
+            )))
+        }
+        Err(_) => Value::Null,
+    };
     if !status.is_success() {
         let detail = body["error"]["message"]
             .as_str()

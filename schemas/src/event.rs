@@ -56,6 +56,17 @@ pub enum Status {
     Timeout,
 }
 
+impl Status {
+    /// The word serde writes for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::Error => "error",
+            Status::Timeout => "timeout",
+        }
+    }
+}
+
 /// Where an event's cost came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Cost {

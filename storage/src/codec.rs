@@ -1,10 +1,12 @@
-//! Binary form of an event-log record: the record's events, postcard-encoded, LZ4-compressed.
+//! Binary form of an event-log record: the record's events (or scores), postcard-encoded,
+//! LZ4-compressed.
 //!
 //! The first byte is a format version so old logs stay readable when the event type grows:
 //! version 1 is the event before `error_message` (read into today's event with no message),
-//! version 2 today's event. Records are always written in the newest version. A record of
-//! scores (`POST /v1/scores`) is format 3: the record's scores, postcard-encoded,
-//! LZ4-compressed. A log record holds events or scores, never both ([`decode_record`]).
+//! version 2 today's event; events are always written in the newest event version. A record
+//! of scores (`POST /v1/scores`) is format 3: the record's scores, postcard-encoded,
+//! LZ4-compressed. A log record holds events or scores, never both ([`decode_record`]); the
+//! next version of the event must take format 4.
 
 use serde::Deserialize;
 use tally_schemas::event::{Cost, Operation, Status};

@@ -239,6 +239,23 @@ for (const el of document.querySelectorAll('input:not([type=hidden]), select, te
 return bad;
 "#;
 
+/// The page at `width` px scrolls sideways nowhere (wide tables scroll inside their cards) and
+/// the accessibility checks find nothing.
+async fn fits_and_reads(c: &Client, page: &str, width: u32) {
+    let overflow: bool = c
+        .execute(
+            "return document.documentElement.scrollWidth > window.innerWidth + 1;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_bool()
+        .unwrap();
+    assert!(!overflow, "{page} scrolls sideways at {width} px");
+    let a11y = c.execute(A11Y, vec![]).await.unwrap();
+    assert_eq!(a11y, json!([]), "{page} at {width} px");
+}
+
 async fn shoot(c: &Client, dir: &std::path::Path, name: &str) {
     let png = c.screenshot().await.unwrap();
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
@@ -332,18 +349,7 @@ async fn the_console_works_in_a_real_browser() {
             let body = text(&c, "main").await;
             assert!(!body.contains("could not be loaded"), "{path}: {body}");
             // Nothing scrolls sideways but wide tables inside their cards.
-            let overflow: bool = c
-                .execute(
-                    "return document.documentElement.scrollWidth > window.innerWidth + 1;",
-                    vec![],
-                )
-                .await
-                .unwrap()
-                .as_bool()
-                .unwrap();
-            assert!(!overflow, "{path} scrolls sideways at {width} px");
-            let a11y = c.execute(A11Y, vec![]).await.unwrap();
-            assert_eq!(a11y, json!([]), "{path} at {width} px");
+            fits_and_reads(&c, path, width).await;
             shoot(&c, &shots, &format!("{name}-{width}")).await;
             let found = problems(&c).await;
             assert!(found.is_empty(), "{path} at {width} px: {found:?}");
@@ -480,18 +486,7 @@ async fn the_console_works_in_a_real_browser() {
     for (width, height) in [(1280u32, 900u32), (390, 844)] {
         c.set_window_size(width, height).await.unwrap();
         c.refresh().await.unwrap();
-        let a11y = c.execute(A11Y, vec![]).await.unwrap();
-        assert_eq!(a11y, json!([]), "the run's page at {width} px");
-        let overflow: bool = c
-            .execute(
-                "return document.documentElement.scrollWidth > window.innerWidth + 1;",
-                vec![],
-            )
-            .await
-            .unwrap()
-            .as_bool()
-            .unwrap();
-        assert!(!overflow, "the run's page scrolls sideways at {width} px");
+        fits_and_reads(&c, "the run's page", width).await;
         shoot(&c, &shots, &format!("test-run-{width}")).await;
     }
     c.set_window_size(1280, 900).await.unwrap();

@@ -37,17 +37,15 @@ fn events(
         .collect()
 }
 
-#[tokio::test]
-async fn results_compare_the_variants_from_the_events_sent() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::start(dir.path()).await;
-    seed_config(&app.stores).await;
+/// Creates an experiment of the chatbot with variants `control` and `b` (50 % each), starts
+/// it, and answers its id.
+async fn running_experiment(app: &TestApp, name: &str, kind: &str) -> String {
     let (status, created) = app
         .send(
             "POST",
             &format!("{API}/experiments"),
             Some(json!({
-                "name": "answer-length", "feature": "chatbot", "experiment_type": "model_comparison",
+                "name": name, "feature": "chatbot", "experiment_type": kind,
                 "variants": [
                     {"name": "control", "traffic_percent": 50},
                     {"name": "b", "traffic_percent": 50},
@@ -65,6 +63,15 @@ async fn results_compare_the_variants_from_the_events_sent() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    id
+}
+
+#[tokio::test]
+async fn results_compare_the_variants_from_the_events_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    seed_config(&app.stores).await;
+    let id = running_experiment(&app, "answer-length", "model_comparison").await;
     app.clock.set(now() + Duration::hours(1));
 
     // Control: 400 requests, 40 failed, 180/220 ms, $0.001/$0.0012, named by the experiment's
@@ -275,29 +282,7 @@ async fn scores_join_their_events_and_count_once() {
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::start(dir.path()).await;
     seed_config(&app.stores).await;
-    let (status, created) = app
-        .send(
-            "POST",
-            &format!("{API}/experiments"),
-            Some(json!({
-                "name": "tone", "feature": "chatbot", "experiment_type": "prompt_testing",
-                "variants": [
-                    {"name": "control", "traffic_percent": 50},
-                    {"name": "b", "traffic_percent": 50},
-                ],
-            })),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["data"]["id"].as_str().unwrap().to_string();
-    let (status, body) = app
-        .send(
-            "POST",
-            &format!("{API}/experiments/{id}/status"),
-            Some(json!({"status": "running"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let id = running_experiment(&app, "tone", "prompt_testing").await;
     app.clock.set(now() + Duration::hours(1));
 
     // 40 events per variant; each gets a helpfulness score: control 3 or 4 (alternating),

@@ -409,9 +409,19 @@ async fn rebuild_equals_live_projection() {
     let app = TestApp::start(dir.path()).await;
     seed_config(&app.stores).await;
     let events = corpus(3000, 3);
+    // Scores too, half of them before their events: the rebuild joins them the same way.
+    let scores = corpus_scores(&events);
+    let (before, after) = scores.split_at(scores.len() / 2);
+    send_scores(&app, before, 500).await;
     send_with_duplicates(&app, &events, 250).await;
+    send_scores(&app, after, 500).await;
     app.wait_projected().await;
+    wait_scores(&app, joined_quality_scores(&events)).await;
+    let experiment = app
+        .id_where(&format!("{API}/experiments"), "name", EXPERIMENT)
+        .await;
     let paths = [
+        format!("{API}/experiments/{experiment}/results?time_range=7d"),
         format!("{API}/features/chatbot/metrics?time_range=24h"),
         format!("{API}/features/photo-tagging/metrics?time_range=7d"),
         format!("{API}/features/search-x/metrics?time_range=1h"),
@@ -441,6 +451,14 @@ async fn rebuild_equals_live_projection() {
 
     let app = TestApp::start(dir.path()).await;
     app.wait_projected().await;
+    assert!(
+        live[0]["variants"][0]["scores"][0]["count"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "the results held scores: {}",
+        live[0]
+    );
     for (p, expected) in paths.iter().zip(&live) {
         let rebuilt: Value = app.data(p).await;
         assert_eq!(&rebuilt, expected, "{p} differs after rebuild");

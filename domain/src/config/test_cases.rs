@@ -110,6 +110,15 @@ pub struct Grade {
     pub reason: String,
 }
 
+/// The grade of a call that gave no output (an error, a timeout): it fails its check, unless
+/// the check grades nothing (`none`).
+pub fn failed_call(check: CheckKind, why: &str) -> Grade {
+    Grade {
+        passed: (check != CheckKind::None).then_some(false),
+        reason: format!("the call failed: {why}"),
+    }
+}
+
 /// Grades `output` against a case's check (`expected` as [`TestCaseSpec::validate`] admits it).
 pub fn grade(check: CheckKind, expected: Option<&Value>, output: &str) -> Grade {
     let text = expected.and_then(Value::as_str).unwrap_or_default();

@@ -7,7 +7,7 @@
 //! calls every time they are shown, never stored: pass rate over graded calls, exact latency
 //! percentiles (nearest rank over the calls' measured latencies), tokens and exact cost.
 //! A run that stopped hearing from its runner (the process ended) for [`STALE_AFTER_S`] is
-//! reported as `interrupted`.
+//! reported as `interrupted`. A listing reads the run's [`TestRunSummary`], stored beside it.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -85,8 +85,42 @@ pub struct TestRun {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// A run without its calls, with its numbers per model: what a listing shows. Stored beside
+/// the run at every save, computed by [`TestRun::summary`] (the same numbers as the run's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TestRunSummary {
+    pub id: Uuid,
+    pub prompt_id: Option<Uuid>,
+    pub status: RunStatus,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub calls_total: usize,
+    pub calls_completed: usize,
+    pub models: Vec<ModelSummary>,
+}
+
+impl TestRunSummary {
+    /// The status as of `now` (see [`TestRun::status_at`]).
+    pub fn status_at(&self, now: DateTime<Utc>) -> RunStatus {
+        status_at(self.status, self.updated_at, now)
+    }
+}
+
+/// A stored status as of `now`: running but not updated for [`STALE_AFTER_S`] is
+/// `interrupted`.
+fn status_at(status: RunStatus, updated_at: DateTime<Utc>, now: DateTime<Utc>) -> RunStatus {
+    match status {
+        RunStatus::Running if (now - updated_at).num_seconds() >= STALE_AFTER_S => {
+            RunStatus::Interrupted
+        }
+        status => status,
+    }
+}
+
 /// One model's numbers in a run.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelSummary {
     pub model_id: Uuid,
     pub provider: String,
@@ -124,11 +158,22 @@ impl TestRun {
     /// The status as of `now`: a running run not updated for [`STALE_AFTER_S`] is
     /// `interrupted`.
     pub fn status_at(&self, now: DateTime<Utc>) -> RunStatus {
-        match self.status {
-            RunStatus::Running if (now - self.updated_at).num_seconds() >= STALE_AFTER_S => {
-                RunStatus::Interrupted
-            }
-            status => status,
+        status_at(self.status, self.updated_at, now)
+    }
+
+    /// The run without its calls, with its numbers per model.
+    pub fn summary(&self) -> TestRunSummary {
+        TestRunSummary {
+            id: self.id,
+            prompt_id: self.prompt_id,
+            status: self.status,
+            created_by: self.created_by.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            finished_at: self.finished_at,
+            calls_total: self.calls.len(),
+            calls_completed: self.calls.iter().filter(|c| c.outcome.is_some()).count(),
+            models: self.summaries(),
         }
     }
 

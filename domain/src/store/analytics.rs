@@ -98,11 +98,11 @@ pub struct RawScore {
 }
 
 /// Which scores an experiment's results join ([`AnalyticsStore::experiment_scores`]): those
-/// of counted events naming `experiment_id` (of `feature`, in `environment` when given) that
-/// occurred in `[from_us, to_us)`.
+/// of counted events naming one of `experiment_ids` (the experiment's id and its name; of
+/// `feature`, in `environment` when given) that occurred in `[from_us, to_us)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScoreQuery {
-    pub experiment_id: String,
+    pub experiment_ids: Vec<String>,
     pub feature: String,
     pub environment: Option<Environment>,
     pub from_us: i64,
@@ -248,8 +248,9 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     /// `query.limit` (every store keeps the events it counted, for this drill-down).
     async fn events(&self, query: &EventQuery) -> StoreResult<Vec<UsageEvent>>;
     /// The scores joined to the counted events `query` selects, in no particular order: one
-    /// per `score_id` (its first copy in the log), whenever it arrived — before its event or
-    /// after. An event counted more than once (copies further apart than the dedup window)
-    /// joins its scores once, under the smallest variant its copies name.
+    /// per `score_id` (its first copy in the log, which names the event it grades), whenever
+    /// it arrived — before its event or after. An event counted more than once (the same id
+    /// sent again after the dedup window) joins its scores once; should its copies name
+    /// different variants, which one it counts under is unspecified.
     async fn experiment_scores(&self, query: &ScoreQuery) -> StoreResult<Vec<ScoredEvent>>;
 }

@@ -12,7 +12,8 @@ use crate::config::{
     AuditSpec, Budget, BudgetSpec, Channel, ChannelSpec, Delivery, DeliveryStatus, DeploySpec,
     Experiment, ExperimentSpec, ExperimentStatus, Feature, FeatureSpec, Model, ModelPrice,
     ModelSpec, PriceSpec, Prompt, PromptContent, PromptSpec, PromptStatus, PromptVersion, Provider,
-    ProviderSpec, Reprice, RepriceSpec, Severity, TestCase, TestCaseSpec, TestRun, Transition,
+    ProviderSpec, Reprice, RepriceSpec, Severity, TestCase, TestCaseSpec, TestRun, TestRunSummary,
+    Transition,
 };
 use crate::error::StoreResult;
 use crate::sessions::Session;
@@ -256,12 +257,13 @@ pub trait TestRunStore: Send + Sync + 'static {
     /// Replaces a stored run with `run`; `NotFound` when there is none.
     async fn save_test_run(&self, run: &TestRun) -> StoreResult<()>;
     async fn test_run(&self, id: Uuid) -> StoreResult<Option<TestRun>>;
-    /// Newest first, at most `limit`, only those of `prompt_id` when given.
+    /// The summaries of the newest runs, newest first, at most `limit`, only those of
+    /// `prompt_id` when given.
     async fn list_test_runs(
         &self,
         prompt_id: Option<Uuid>,
         limit: u32,
-    ) -> StoreResult<Vec<TestRun>>;
+    ) -> StoreResult<Vec<TestRunSummary>>;
 }
 
 /// The audit trail: every change, and operations on what this store does not hold.

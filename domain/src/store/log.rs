@@ -68,7 +68,8 @@ pub trait EventLog: Send + Sync + 'static {
     /// Appends `scores` durably (as one record, or one message each); returns once they
     /// survive a crash.
     async fn append_scores(&self, scores: Vec<Score>) -> StoreResult<AppendReceipt>;
-    /// Records after `from`, about `max_events` events at most (whole records); waits up to
+    /// Records after `from`, about `max_events` events (and scores) at most (whole records; a
+    /// broker log counts messages); waits up to
     /// `wait` when nothing is there yet, then returns what there is (possibly nothing).
     async fn read(
         &self,

@@ -88,21 +88,17 @@ async fn results(
     if experiment.spec.name != names[0] {
         names.push(experiment.spec.name.clone());
     }
-    let mut scored = Vec::new();
-    for name in &names {
-        scored.extend(
-            state
-                .analytics
-                .experiment_scores(&ScoreQuery {
-                    experiment_id: name.clone(),
-                    feature: experiment.spec.feature.clone(),
-                    environment,
-                    from_us: window.from.saturating_mul(1_000_000),
-                    to_us: window.to.saturating_mul(1_000_000),
-                })
-                .await?,
-        );
-    }
+    // One query for both names, so an event is joined once whichever name it used.
+    let scored = state
+        .analytics
+        .experiment_scores(&ScoreQuery {
+            experiment_ids: names.clone(),
+            feature: experiment.spec.feature.clone(),
+            environment,
+            from_us: window.from.saturating_mul(1_000_000),
+            to_us: window.to.saturating_mul(1_000_000),
+        })
+        .await?;
     let scores = experiment_scores::by_variant(&scored);
     for name in names {
         // Within the experiment's feature: names are not unique across features.

@@ -10,9 +10,11 @@
 //! on every model, [`CONCURRENCY`] calls at a time, each through the prompt-test path
 //! ([`crate::prompt_calls::call_and_record`]: 60 s timeout, recorded as a `development` usage
 //! event with attributes `source: test-run`, `test_run_id` and `test_case_id`) and graded by
-//! the case's check ([`tally_domain::config::grade`]; a failed call fails its check). The run
-//! is saved after every call, so `GET /test-runs/{id}` shows it filling in. Its numbers per
-//! model come from [`TestRun::summaries`].
+//! the case's check ([`tally_domain::config::grade`]; a failed call fails its check,
+//! [`tally_domain::config::failed_call`]). The run is saved as calls complete (at most every
+//! second), so `GET /test-runs/{id}` shows it filling in; its numbers per model come from
+//! [`TestRun::summaries`], and `GET /test-runs` reads the summaries stored beside the runs
+//! (the newest 1,000). At most [`PROCESS_CONCURRENCY`] calls of all runs are in flight.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -22,12 +24,10 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Extension;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tally_domain::config::Model;
 use tally_domain::config::{
-    grade, CallOutcome, Grade, ModelSummary, Prompt, PromptVersion, RunCall, RunModel, RunStatus,
-    TestCase, TestRun, MAX_RUN_CALLS,
+    failed_call, grade, CallOutcome, Model, ModelSummary, Prompt, PromptVersion, RunCall,
+    RunModel, RunStatus, TestCase, TestRun, TestRunSummary, MAX_RUN_CALLS,
 };
 use tally_http::auth::{Access, Caller};
 use tally_http::http::{data, invalid, ApiError, Body, Data};
@@ -40,7 +40,7 @@ use uuid::Uuid;
 use crate::listing::{ListQuery, ListSpec, Listing};
 use crate::params::parse_id;
 use crate::prompt_calls::{
-    call_and_record, check_variables, choose_version, reach, render, CallContext, Reach,
+    call, check_variables, choose_version, reach, record, render, CallContext, Reach,
 };
 use crate::routes::API_BASE;
 use crate::state::QueryState;
@@ -50,6 +50,17 @@ pub const MAX_MODELS: usize = 10;
 
 /// Calls of one run in flight at once.
 pub const CONCURRENCY: usize = 4;
+
+/// Calls of all runs of this process in flight at once (runs spend money at the providers).
+pub const PROCESS_CONCURRENCY: usize = 8;
+
+static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PROCESS_CONCURRENCY);
+
+/// A running run is saved at most this often (and once more when it finishes).
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The newest runs a listing reads.
+const LISTED_RUNS: u32 = 1_000;
 
 pub(super) fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     let runs = format!("{API_BASE}/test-runs");
@@ -143,57 +154,59 @@ struct RunView {
 }
 
 impl RunView {
-    fn of(run: &TestRun, now: DateTime<Utc>, with_calls: bool) -> RunView {
-        let models: HashMap<Uuid, &RunModel> = run.models.iter().map(|m| (m.model_id, m)).collect();
-        let calls = with_calls.then(|| {
-            run.calls
-                .iter()
-                .map(|c| {
-                    let m = models.get(&c.model_id);
-                    let o = c.outcome.as_ref();
-                    CallView {
-                        test_case_id: c.test_case_id,
-                        test_case: c.test_case.clone(),
-                        model_id: c.model_id,
-                        provider: m.map(|m| m.provider.clone()).unwrap_or_default(),
-                        model: m.map(|m| m.model.clone()).unwrap_or_default(),
-                        prompt_id: c.prompt_id,
-                        prompt_version: c.prompt_version,
-                        input: c.input.clone(),
-                        status: o
-                            .map_or("pending", |o| match o.status {
-                                Status::Success => "success",
-                                Status::Error => "error",
-                                Status::Timeout => "timeout",
-                            })
-                            .to_string(),
-                        output: o.and_then(|o| o.output.clone()),
-                        error: o.and_then(|o| o.error.clone()),
-                        latency_ms: o.map(|o| o.latency_us as f64 / 1000.0),
-                        input_tokens: o.map(|o| o.input_tokens),
-                        output_tokens: o.map(|o| o.output_tokens),
-                        cost_usd: o
-                            .and_then(|o| o.cost_pico)
-                            .map(|p| Pico(i128::from(p)).to_decimal_string()),
-                        passed: o.and_then(|o| o.grade.passed),
-                        verdict: o.map(|o| o.grade.reason.clone()),
-                        event_id: o.map(|o| o.event_id.clone()).filter(|e| !e.is_empty()),
-                    }
-                })
-                .collect()
-        });
+    /// A listed run: its summary, without calls.
+    fn listed(summary: TestRunSummary, now: DateTime<Utc>) -> RunView {
         RunView {
-            id: run.id,
-            status: run.status_at(now),
-            prompt_id: run.prompt_id,
-            created_by: run.created_by.clone(),
-            created_at: run.created_at,
-            updated_at: run.updated_at,
-            finished_at: run.finished_at,
-            calls_total: run.calls.len(),
-            calls_completed: run.calls.iter().filter(|c| c.outcome.is_some()).count(),
-            models: run.summaries(),
-            calls,
+            id: summary.id,
+            status: summary.status_at(now),
+            prompt_id: summary.prompt_id,
+            created_by: summary.created_by,
+            created_at: summary.created_at,
+            updated_at: summary.updated_at,
+            finished_at: summary.finished_at,
+            calls_total: summary.calls_total,
+            calls_completed: summary.calls_completed,
+            models: summary.models,
+            calls: None,
+        }
+    }
+
+    /// A run with its calls.
+    fn of(run: &TestRun, now: DateTime<Utc>) -> RunView {
+        let models: HashMap<Uuid, &RunModel> = run.models.iter().map(|m| (m.model_id, m)).collect();
+        let calls = run
+            .calls
+            .iter()
+            .map(|c| {
+                let m = models.get(&c.model_id);
+                let o = c.outcome.as_ref();
+                CallView {
+                    test_case_id: c.test_case_id,
+                    test_case: c.test_case.clone(),
+                    model_id: c.model_id,
+                    provider: m.map(|m| m.provider.clone()).unwrap_or_default(),
+                    model: m.map(|m| m.model.clone()).unwrap_or_default(),
+                    prompt_id: c.prompt_id,
+                    prompt_version: c.prompt_version,
+                    input: c.input.clone(),
+                    status: o.map_or("pending", |o| o.status.as_str()).to_string(),
+                    output: o.and_then(|o| o.output.clone()),
+                    error: o.and_then(|o| o.error.clone()),
+                    latency_ms: o.map(|o| o.latency_us as f64 / 1000.0),
+                    input_tokens: o.map(|o| o.input_tokens),
+                    output_tokens: o.map(|o| o.output_tokens),
+                    cost_usd: o
+                        .and_then(|o| o.cost_pico)
+                        .map(|p| Pico(i128::from(p)).to_decimal_string()),
+                    passed: o.and_then(|o| o.grade.passed),
+                    verdict: o.map(|o| o.grade.reason.clone()),
+                    event_id: o.map(|o| o.event_id.clone()).filter(|e| !e.is_empty()),
+                }
+            })
+            .collect();
+        RunView {
+            calls: Some(calls),
+            ..RunView::listed(run.summary(), now)
         }
     }
 }
@@ -210,14 +223,16 @@ async fn list(
     State(state): State<QueryState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // The prompt is chosen by the store; the rest of the listing's rules apply to what it read.
+    let prompt = q.get("prompt_id").map(|p| parse_id(p)).transpose()?;
     let query = ListQuery::parse(q, &LIST)?;
     let now = state.clock.now();
     let runs: Vec<RunView> = state
         .config
-        .list_test_runs(None, 1_000)
+        .list_test_runs(prompt, LISTED_RUNS)
         .await?
-        .iter()
-        .map(|r| RunView::of(r, now, false))
+        .into_iter()
+        .map(|r| RunView::listed(r, now))
         .collect();
     Ok(axum::Json(query.apply(&runs)?))
 }
@@ -232,7 +247,7 @@ async fn detail(
         .test_run(id)
         .await?
         .ok_or_else(|| ApiError::from(tally_domain::rules::missing::test_run(id)))?;
-    Ok(data(RunView::of(&run, state.clock.now(), true)))
+    Ok(data(RunView::of(&run, state.clock.now())))
 }
 
 /// One planned call: what to send where.
@@ -337,8 +352,13 @@ async fn plan(
     let cases = chosen_cases(state, body).await?;
     let models = chosen_models(state, &body.models).await?;
     if cases.len() * models.len() > MAX_RUN_CALLS {
+        let field = if body.test_case_ids.is_some() {
+            "test_case_ids"
+        } else {
+            "prompt_id"
+        };
         return Err(invalid(
-            "test_case_ids",
+            field,
             format!(
                 "{} cases on {} models make {} calls; at most {MAX_RUN_CALLS} per run",
                 cases.len(),
@@ -360,13 +380,12 @@ async fn plan(
         ));
     }
     let mut versions: BTreeMap<Uuid, (Arc<Prompt>, Arc<PromptVersion>)> = BTreeMap::new();
+    let stored = state.config.list_prompts().await?;
     for id in &prompts {
-        let prompt = state
-            .config
-            .list_prompts()
-            .await?
-            .into_iter()
+        let prompt = stored
+            .iter()
             .find(|p| &p.id == id)
+            .cloned()
             .ok_or_else(|| invalid("test_case_ids", format!("prompt {id} does not exist")))?;
         let all = state.config.prompt_versions(*id).await?;
         let version = choose_version(&prompt, &all, body.prompt_version, "prompt_version")?.clone();
@@ -444,38 +463,61 @@ async fn execute(
     };
     state.config.create_test_run(&run).await?;
     info!(run = %run.id, calls = run.calls.len(), "test run started");
-    let view = RunView::of(&run, now, true);
+    let view = RunView::of(&run, now);
     tokio::spawn(carry_out(state, run, planned, caller.key_name.clone()));
     Ok((StatusCode::ACCEPTED, data(view)))
 }
 
-/// Makes every planned call ([`CONCURRENCY`] at a time), saving the run after each.
+/// Makes every planned call — each in a task of its own, at most [`CONCURRENCY`] of the run
+/// and [`PROCESS_CONCURRENCY`] of the process at once, so a call's latency is its own — and
+/// saves the run as the outcomes come in (at most every [`SAVE_EVERY`]), then finished.
 async fn carry_out(state: QueryState, mut run: TestRun, planned: Vec<Planned>, caller: String) {
     let run_id = run.id;
-    let calls = futures::stream::iter(planned.into_iter().map(|p| {
-        let state = state.clone();
-        let caller = caller.clone();
-        async move { (p.index, one_call(&state, run_id, &caller, p).await) }
-    }))
-    .buffer_unordered(CONCURRENCY);
-    futures::pin_mut!(calls);
-    while let Some((index, outcome)) = calls.next().await {
+    let per_run = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let (done, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    for p in planned {
+        let (state, caller, per_run, done) =
+            (state.clone(), caller.clone(), per_run.clone(), done.clone());
+        tokio::spawn(async move {
+            let Ok(_run_slot) = per_run.acquire_owned().await else {
+                return;
+            };
+            let Ok(_process_slot) = IN_FLIGHT.acquire().await else {
+                return;
+            };
+            let index = p.index;
+            let _ = done.send((index, one_call(&state, run_id, &caller, p).await));
+        });
+    }
+    drop(done);
+    let mut saved = std::time::Instant::now();
+    while let Some((index, outcome)) = outcomes.recv().await {
         run.calls[index].outcome = Some(outcome);
         run.updated_at = state.clock.now();
-        if let Err(err) = state.config.save_test_run(&run).await {
-            warn!(run = %run_id, error = %err, "could not save a test run's progress");
+        if saved.elapsed() >= SAVE_EVERY {
+            if let Err(err) = state.config.save_test_run(&run).await {
+                warn!(run = %run_id, error = %err, "could not save a test run's progress");
+            }
+            saved = std::time::Instant::now();
         }
     }
     run.status = RunStatus::Finished;
     run.finished_at = Some(state.clock.now());
     run.updated_at = state.clock.now();
-    match state.config.save_test_run(&run).await {
-        Ok(()) => info!(run = %run_id, "test run finished"),
-        Err(err) => warn!(run = %run_id, error = %err, "could not save a finished test run"),
+    for wait_ms in [0u64, 500, 2_000, 5_000] {
+        tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+        match state.config.save_test_run(&run).await {
+            Ok(()) => {
+                info!(run = %run_id, "test run finished");
+                return;
+            }
+            Err(err) => warn!(run = %run_id, error = %err, "could not save a finished test run"),
+        }
     }
 }
 
-/// One call made, recorded and graded.
+/// One call made, recorded and graded. A call that was made but could not be recorded keeps
+/// what the provider answered, and says it was not recorded.
 async fn one_call(state: &QueryState, run: Uuid, caller: &str, p: Planned) -> CallOutcome {
     let context = CallContext {
         prompt: &p.prompt,
@@ -488,39 +530,13 @@ async fn one_call(state: &QueryState, run: Uuid, caller: &str, p: Planned) -> Ca
             ("test_run_id".into(), run.to_string()),
         ],
     };
-    let graded = |passed: Option<bool>, reason: String| Grade { passed, reason };
     let check = p.case.spec.check;
-    let failed = |why: String| {
-        graded(
-            (check != tally_domain::config::CheckKind::None).then_some(false),
-            format!("the call failed: {why}"),
-        )
-    };
-    match call_and_record(state, &p.reach, context, &p.text).await {
-        Ok(recorded) => {
-            let grade = match (recorded.status, &recorded.output) {
-                (Status::Success, output) => grade(
-                    check,
-                    p.case.spec.expected.as_ref(),
-                    output.as_deref().unwrap_or(""),
-                ),
-                _ => failed(recorded.error.clone().unwrap_or_default()),
-            };
-            CallOutcome {
-                status: recorded.status,
-                output: recorded.output,
-                error: recorded.error,
-                latency_us: recorded.event.latency_us,
-                input_tokens: recorded.event.input_tokens,
-                output_tokens: recorded.event.output_tokens,
-                cost_pico: recorded.event.cost.picos(),
-                grade,
-                event_id: recorded.event.event_id,
-            }
-        }
+    let called = match call(state, &p.reach, context, &p.text).await {
+        Ok(called) => called,
         Err(err) => {
-            let why = format!("the call could not be recorded: {}", err.message);
-            CallOutcome {
+            // Pricing needs the configuration store; without it nothing was sent.
+            let why = format!("the call could not be made: {}", err.message);
+            return CallOutcome {
                 status: Status::Error,
                 output: None,
                 error: Some(why.clone()),
@@ -528,9 +544,44 @@ async fn one_call(state: &QueryState, run: Uuid, caller: &str, p: Planned) -> Ca
                 input_tokens: 0,
                 output_tokens: 0,
                 cost_pico: None,
-                grade: failed(why),
+                grade: failed_call(check, &why),
                 event_id: String::new(),
-            }
+            };
         }
+    };
+    let grade = match called.status {
+        Status::Success => grade(
+            check,
+            p.case.spec.expected.as_ref(),
+            called.output.as_deref().unwrap_or(""),
+        ),
+        _ => failed_call(check, called.error.as_deref().unwrap_or_default()),
+    };
+    let (error, event_id) = match record(state, &called.event).await {
+        Ok(()) => (called.error, called.event.event_id.clone()),
+        Err(err) => {
+            let note = format!(
+                "the call was made but could not be recorded: {}",
+                err.message
+            );
+            (
+                Some(match called.error {
+                    Some(e) => format!("{e}; {note}"),
+                    None => note,
+                }),
+                String::new(),
+            )
+        }
+    };
+    CallOutcome {
+        status: called.status,
+        output: called.output,
+        error,
+        latency_us: called.event.latency_us,
+        input_tokens: called.event.input_tokens,
+        output_tokens: called.event.output_tokens,
+        cost_pico: called.event.cost.picos(),
+        grade,
+        event_id,
     }
 }

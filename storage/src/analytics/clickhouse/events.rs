@@ -45,6 +45,12 @@ struct EventRow<'a> {
     received_at_ms: i64,
 }
 
+/// The ClickHouse `Date` (days since the Unix epoch, clamped to its range) of the instant
+/// `us` (Unix microseconds).
+pub(super) fn date_of_us(us: i64) -> u16 {
+    us.div_euclid(86_400_000_000).clamp(0, i64::from(u16::MAX)) as u16
+}
+
 /// The lowercase name serde gives a unit enum variant.
 fn label<T: Serialize>(value: &T) -> String {
     serde_json::to_value(value)
@@ -67,13 +73,9 @@ pub async fn insert(client: &Client, partition: i32, events: &[RawEvent]) -> Sto
                 Cost::Computed(p) => ("computed", p),
                 Cost::Unpriced | Cost::Pending => ("unpriced", 0),
             };
-            let day = e
-                .occurred_at_us
-                .div_euclid(86_400_000_000)
-                .clamp(0, i64::from(u16::MAX));
             insert
                 .write(&EventRow {
-                    occurred_day: day as u16,
+                    occurred_day: date_of_us(e.occurred_at_us),
                     feature: &e.feature,
                     occurred_at_us: e.occurred_at_us,
                     event_id: &e.event_id,

@@ -2,7 +2,8 @@
 //!
 //! **Exactly-once effect.** ClickHouse has no transactions: only an insert into one partition
 //! is atomic. A projector commit is therefore written so that *any prefix* of it is harmless:
-//! 1. the counted raw events (`tally_events`), which collapse when re-inserted;
+//! 1. the counted raw events (`tally_events`), which collapse when re-inserted, and every score
+//!    read (`tally_scores`; a repeated copy changes nothing, the first copy counts);
 //! 2. the full merged state of every touched rollup row (`tally_rollups`, one partition per
 //!    UTC day, several inserts for a commit spanning many days). A row for (key, log
 //!    partition) with `version` v holds exactly that key's events among the partition's

@@ -38,13 +38,9 @@ pub(super) async fn insert(client: &Client, partition: i32, scores: &[RawScore])
             ScoreValue::Micros(m) => (*m, None),
             ScoreValue::Label(l) => (0, Some(l.as_str())),
         };
-        let day = r
-            .received_at_ms
-            .div_euclid(86_400_000)
-            .clamp(0, i64::from(u16::MAX));
         insert
             .write(&ScoreRow {
-                received_day: day as u16,
+                received_day: super::events::date_of_us(r.received_at_ms.saturating_mul(1000)),
                 event_id: &s.event_id,
                 score_id: &s.score_id,
                 log_partition: partition,
@@ -76,17 +72,23 @@ struct Joined {
 /// shadow a column (ClickHouse 18.16 mis-answers that).
 pub(super) async fn query(client: &Client, q: &ScoreQuery) -> StoreResult<Vec<ScoredEvent>> {
     seam(async || -> Result<Vec<ScoredEvent>> {
+        if q.experiment_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let environment = if q.environment.is_some() {
             " AND environment = ?"
         } else {
             ""
         };
+        let ids = vec!["?"; q.experiment_ids.len()].join(", ");
         let events = format!(
             "SELECT event_id AS joined_event, min(variant) AS arm FROM {events} \
-             WHERE feature = ? AND experiment_id = ? AND occurred_at_us >= ? AND occurred_at_us < ?{environment} \
+             WHERE feature = ? AND experiment_id IN ({ids}) AND occurred_at_us >= ? AND occurred_at_us < ?{environment} \
              GROUP BY event_id",
             events = super::events::EVENTS_TABLE,
         );
+        // The first copy of every score that has any copy naming one of these events (the
+        // first copy decides which event a score grades, as in the embedded store).
         let first = "(log_partition, log_offset, position)";
         let sql = format!(
             "SELECT arm, score_name, score_number, score_is_label, score_label FROM ({events}) AS scored_events \
@@ -94,16 +96,18 @@ pub(super) async fn query(client: &Client, q: &ScoreQuery) -> StoreResult<Vec<Sc
                SELECT argMin(event_id, {first}) AS joined_event, argMin(name, {first}) AS score_name, \
                       argMin(number, {first}) AS score_number, argMin(is_label, {first}) AS score_is_label, \
                       argMin(label, {first}) AS score_label \
-               FROM {SCORES_TABLE} WHERE event_id IN (SELECT joined_event FROM ({events})) GROUP BY score_id\
+               FROM {SCORES_TABLE} WHERE score_id IN (\
+                 SELECT score_id FROM {SCORES_TABLE} WHERE event_id IN (SELECT joined_event FROM ({events}))\
+               ) GROUP BY score_id\
              ) AS first_scores USING joined_event"
         );
         let mut query = client.query(&sql);
         for _ in 0..2 {
-            query = query
-                .bind(q.feature.as_str())
-                .bind(q.experiment_id.as_str())
-                .bind(q.from_us)
-                .bind(q.to_us);
+            query = query.bind(q.feature.as_str());
+            for id in &q.experiment_ids {
+                query = query.bind(id.as_str());
+            }
+            query = query.bind(q.from_us).bind(q.to_us);
             if let Some(env) = q.environment {
                 query = query.bind(env.as_str());
             }

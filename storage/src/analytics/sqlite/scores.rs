@@ -116,20 +116,25 @@ pub(super) fn write<'a>(
 
 /// The scores joined to the experiment events `q` selects.
 pub(super) fn query(conn: &Connection, q: &ScoreQuery) -> Result<Vec<ScoredEvent>> {
+    if q.experiment_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut values: Vec<rusqlite::types::Value> =
+        vec![q.feature.clone().into(), q.from_us.into(), q.to_us.into()];
     let mut sql = String::from(
         "SELECT e.variant, s.name, s.number, s.label FROM (
              SELECT x.event_id AS event_id, MIN(a.variant) AS variant
              FROM experiment_arms a JOIN experiment_events x ON x.arm = a.id
-             WHERE a.experiment_id = ?1 AND a.feature = ?2 AND x.occurred_us >= ?3 AND x.occurred_us < ?4",
+             WHERE a.feature = ? AND x.occurred_us >= ? AND x.occurred_us < ?",
     );
-    let mut values: Vec<rusqlite::types::Value> = vec![
-        q.experiment_id.clone().into(),
-        q.feature.clone().into(),
-        q.from_us.into(),
-        q.to_us.into(),
-    ];
+    sql.push_str(" AND a.experiment_id IN (");
+    for (i, id) in q.experiment_ids.iter().enumerate() {
+        sql.push_str(if i == 0 { "?" } else { ", ?" });
+        values.push(id.clone().into());
+    }
+    sql.push(')');
     if let Some(env) = q.environment {
-        sql.push_str(" AND a.environment = ?5");
+        sql.push_str(" AND a.environment = ?");
         values.push(env.as_str().to_string().into());
     }
     sql.push_str(" GROUP BY x.event_id) e JOIN scores s ON s.event_id = e.event_id");

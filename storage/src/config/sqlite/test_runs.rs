@@ -1,26 +1,24 @@
-//! Test runs, on SQLite ([`TestRunStore`]): one JSON document per run.
+//! Test runs, on SQLite ([`TestRunStore`]): one JSON document per run, and its summary beside
+//! it for listings.
 
 use super::*;
-use tally_domain::config::TestRun;
+use tally_domain::config::{TestRun, TestRunSummary};
 use tally_domain::store::TestRunStore;
-
-fn run_column(r: &Row) -> rusqlite::Result<TestRun> {
-    json_column(&r.get::<_, String>(0)?, "test run")
-}
 
 #[async_trait]
 impl TestRunStore for SqliteConfigStore {
     async fn create_test_run(&self, run: &TestRun) -> StoreResult<()> {
-        let (id, prompt, at, doc) = (
+        let (id, prompt, at) = (
             run.id.to_string(),
             run.prompt_id.map(|p| p.to_string()),
             ts(run.created_at),
-            json_text(run),
         );
+        let docs = json_text(run).and_then(|r| Ok((r, json_text(&run.summary())?)));
         self.with(move |c| {
+            let (doc, summary) = docs?;
             let inserted = c.execute(
-                "INSERT OR IGNORE INTO ai_test_runs (id, prompt_id, created_at, run) VALUES (?1, ?2, ?3, ?4)",
-                params![id, prompt, at, doc?],
+                "INSERT OR IGNORE INTO ai_test_runs (id, prompt_id, created_at, run, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, prompt, at, doc, summary],
             )?;
             if inserted == 0 {
                 return Err(Failure::Conflict(format!("test run {id} exists")));
@@ -31,11 +29,13 @@ impl TestRunStore for SqliteConfigStore {
     }
 
     async fn save_test_run(&self, run: &TestRun) -> StoreResult<()> {
-        let (id, doc) = (run.id.to_string(), json_text(run));
+        let id = run.id.to_string();
+        let docs = json_text(run).and_then(|r| Ok((r, json_text(&run.summary())?)));
         self.with(move |c| {
+            let (doc, summary) = docs?;
             let updated = c.execute(
-                "UPDATE ai_test_runs SET run = ?2 WHERE id = ?1",
-                params![id, doc?],
+                "UPDATE ai_test_runs SET run = ?2, summary = ?3 WHERE id = ?1",
+                params![id, doc, summary],
             )?;
             if updated == 0 {
                 return Err(missing::test_run(&id).into());
@@ -50,7 +50,7 @@ impl TestRunStore for SqliteConfigStore {
             Ok(c.query_row(
                 "SELECT run FROM ai_test_runs WHERE id = ?1",
                 params![id.to_string()],
-                run_column,
+                |r| json_column(&r.get::<_, String>(0)?, "test run"),
             )
             .optional()?)
         })
@@ -61,13 +61,15 @@ impl TestRunStore for SqliteConfigStore {
         &self,
         prompt_id: Option<Uuid>,
         limit: u32,
-    ) -> StoreResult<Vec<TestRun>> {
+    ) -> StoreResult<Vec<TestRunSummary>> {
         self.with(move |c| {
             let mut stmt = c.prepare(
-                "SELECT run FROM ai_test_runs WHERE ?1 IS NULL OR prompt_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+                "SELECT summary FROM ai_test_runs WHERE ?1 IS NULL OR prompt_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
             )?;
             let rows = stmt
-                .query_map(params![prompt_id.map(|p| p.to_string()), limit], run_column)?
+                .query_map(params![prompt_id.map(|p| p.to_string()), limit], |r| {
+                    json_column(&r.get::<_, String>(0)?, "test run summary")
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })

@@ -11,14 +11,17 @@
 //!   message (CreateTime, which ingest sets to its clock; or the broker's LogAppendTime when
 //!   the topic is configured so).
 //!
-//! A message that is not a valid event is skipped (counted in
+//! A score (`POST /v1/scores`) is one message too: key the `score_id`, value the score's JSON,
+//! header `tally-schema: score/1` (required: without it a message is read as a usage event).
+//!
+//! A message that is not a valid event (or score) is skipped (counted in
 //! `tally_log_invalid_messages_total` and logged with its partition and offset); it still
 //! advances the position, so it never blocks a partition.
 //!
 //! **Producing.** An idempotent producer (`enable.idempotence`, `acks=all`); `append` returns
 //! only after the broker acknowledged every event of the request, and fails (`Unavailable`)
 //! if any was not acknowledged within `produce_timeout`: the caller answers 503, never 2xx,
-//! and a retry is deduplicated by event id.
+//! and a retry is deduplicated by event id (scores: the first copy of a score id counts).
 //!
 //! **Consuming.** Projectors join one consumer group; the group assigns partitions, and
 //! [`EventLog::ownership`] reports each assignment with a new generation. Positions come from

@@ -1,24 +1,22 @@
-//! Test runs, on Postgres ([`TestRunStore`]): one JSONB document per run.
+//! Test runs, on Postgres ([`TestRunStore`]): one JSONB document per run, and its summary
+//! beside it for listings.
 
 use super::*;
-use tally_domain::config::TestRun;
+use tally_domain::config::{TestRun, TestRunSummary};
 use tally_domain::store::TestRunStore;
-
-fn run_row(r: &PgRow) -> Result<TestRun> {
-    Ok(r.try_get::<Json<TestRun>, _>("run")?.0)
-}
 
 #[async_trait]
 impl TestRunStore for PostgresConfigStore {
     async fn create_test_run(&self, run: &TestRun) -> StoreResult<()> {
         seam(async || -> Result<()> {
             let inserted = sqlx::query(
-                "INSERT INTO ai_test_runs (id, prompt_id, created_at, run) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO ai_test_runs (id, prompt_id, created_at, run, summary) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
             )
             .bind(run.id)
             .bind(run.prompt_id)
             .bind(run.created_at)
             .bind(Json(run))
+            .bind(Json(run.summary()))
             .execute(&self.pool)
             .await?
             .rows_affected();
@@ -32,12 +30,14 @@ impl TestRunStore for PostgresConfigStore {
 
     async fn save_test_run(&self, run: &TestRun) -> StoreResult<()> {
         seam(async || -> Result<()> {
-            let updated = sqlx::query("UPDATE ai_test_runs SET run = $2 WHERE id = $1")
-                .bind(run.id)
-                .bind(Json(run))
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+            let updated =
+                sqlx::query("UPDATE ai_test_runs SET run = $2, summary = $3 WHERE id = $1")
+                    .bind(run.id)
+                    .bind(Json(run))
+                    .bind(Json(run.summary()))
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
             if updated == 0 {
                 return Err(missing::test_run(run.id).into());
             }
@@ -52,8 +52,7 @@ impl TestRunStore for PostgresConfigStore {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?
-                .as_ref()
-                .map(run_row)
+                .map(|r| Ok(r.try_get::<Json<TestRun>, _>("run")?.0))
                 .transpose()
         })
         .await
@@ -63,16 +62,18 @@ impl TestRunStore for PostgresConfigStore {
         &self,
         prompt_id: Option<Uuid>,
         limit: u32,
-    ) -> StoreResult<Vec<TestRun>> {
-        seam(async || -> Result<Vec<TestRun>> {
+    ) -> StoreResult<Vec<TestRunSummary>> {
+        seam(async || -> Result<Vec<TestRunSummary>> {
             let rows = sqlx::query(
-                "SELECT run FROM ai_test_runs WHERE $1::uuid IS NULL OR prompt_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+                "SELECT summary FROM ai_test_runs WHERE $1::uuid IS NULL OR prompt_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
             )
             .bind(prompt_id)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-            all(rows, run_row)
+            rows.iter()
+                .map(|r| Ok(r.try_get::<Json<TestRunSummary>, _>("summary")?.0))
+                .collect()
         })
         .await
     }
