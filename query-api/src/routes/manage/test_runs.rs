@@ -26,8 +26,8 @@ use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tally_domain::config::{
-    failed_call, grade, CallOutcome, Model, ModelSummary, Prompt, PromptVersion, RunCall,
-    RunModel, RunStatus, TestCase, TestRun, TestRunSummary, MAX_RUN_CALLS,
+    failed_call, grade, CallOutcome, Model, ModelSummary, Prompt, PromptVersion, RunCall, RunModel,
+    RunStatus, TestCase, TestRun, TestRunSummary, MAX_RUN_CALLS,
 };
 use tally_http::auth::{Access, Caller};
 use tally_http::http::{data, invalid, ApiError, Body, Data};
