@@ -18,7 +18,7 @@ use tally_schemas::score::validate_score;
 use tally_schemas::validate::{
     parse_batch, parse_items, BatchParse, BodyError, BodyFormat, EventError, Limits,
 };
-use tally_schemas::{Score, UsageEvent};
+
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::instrument;
 
@@ -142,7 +142,7 @@ struct IngestSummary {
     errors: Vec<EventError>,
 }
 
-/// `POST /v1/events`: admit → parse (validate and price) → record (append) → answer.
+/// `POST /v1/events`: admit → parse (validate and price) → append → answer.
 #[instrument(name = "ingest.post_events", skip_all, err(Debug))]
 async fn post_events(
     State(state): State<IngestState>,
@@ -153,20 +153,11 @@ async fn post_events(
     let inner = &state.inner;
     let (_permit, body) = admit(inner, body).await?;
     let parsed = parse(inner, &headers, body).await?;
-    let events: Vec<UsageEvent> = parsed.events.into_iter().map(|(_, e)| e).collect();
-    let summary = IngestSummary {
-        accepted: events.len(),
-        rejected: parsed.errors.len(),
-        errors: parsed.errors,
-    };
-    metrics::counter!(m::EVENTS_REJECTED).increment(summary.rejected as u64);
-    if events.is_empty() {
-        m::request("rejected");
-        return Ok(all_rejected(summary, "events"));
-    }
-    record(inner, events, started).await?;
-    m::request("accepted");
-    Ok((StatusCode::OK, data(summary)).into_response())
+    let recorder = &inner.recorder;
+    settle(parsed.events, parsed.errors, &EVENTS, started, |events| {
+        recorder.append(events)
+    })
+    .await
 }
 
 /// `POST /v1/scores`: admit → parse (validate) → append → answer, like events.
@@ -184,19 +175,65 @@ async fn post_scores(
         parse_items(bytes, format, max, "score", validate_score)
     })
     .await?;
-    let scores: Vec<Score> = parsed.accepted.into_iter().map(|(_, s)| s).collect();
+    let recorder = &inner.recorder;
+    settle(parsed.accepted, parsed.errors, &SCORES, started, |scores| {
+        recorder.append_scores(scores)
+    })
+    .await
+}
+
+/// What a batch route takes: the word for its items and the counters of its outcomes.
+struct Items {
+    noun: &'static str,
+    accepted: &'static str,
+    rejected: &'static str,
+}
+
+const EVENTS: Items = Items {
+    noun: "events",
+    accepted: m::EVENTS_ACCEPTED,
+    rejected: m::EVENTS_REJECTED,
+};
+
+const SCORES: Items = Items {
+    noun: "scores",
+    accepted: m::SCORES_ACCEPTED,
+    rejected: m::SCORES_REJECTED,
+};
+
+/// Counts the rejected items, appends the accepted ones with `append` (durable before the
+/// answer; a failure counted and answered as the store's error) and answers the batch's
+/// summary, or `422` when nothing was accepted.
+async fn settle<T, F, Fut>(
+    accepted: Vec<(usize, T)>,
+    errors: Vec<EventError>,
+    items: &Items,
+    started: Instant,
+    append: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(Vec<T>) -> Fut,
+    Fut: std::future::Future<
+        Output = tally_domain::store::StoreResult<tally_domain::store::AppendReceipt>,
+    >,
+{
+    let accepted: Vec<T> = accepted.into_iter().map(|(_, item)| item).collect();
     let summary = IngestSummary {
-        accepted: scores.len(),
-        rejected: parsed.errors.len(),
-        errors: parsed.errors,
+        accepted: accepted.len(),
+        rejected: errors.len(),
+        errors,
     };
-    metrics::counter!(m::SCORES_REJECTED).increment(summary.rejected as u64);
-    if scores.is_empty() {
+    metrics::counter!(items.rejected).increment(summary.rejected as u64);
+    if accepted.is_empty() {
         m::request("rejected");
-        return Ok(all_rejected(summary, "scores"));
+        return Ok(all_rejected(summary, items.noun));
     }
-    durable(inner.recorder.append_scores(scores), started).await?;
-    metrics::counter!(m::SCORES_ACCEPTED).increment(summary.accepted as u64);
+    append(accepted).await.map_err(|err| {
+        m::request("failed");
+        ApiError::from(err)
+    })?;
+    metrics::histogram!(m::APPEND_SECONDS).record(started.elapsed().as_secs_f64());
+    metrics::counter!(items.accepted).increment(summary.accepted as u64);
     m::request("accepted");
     Ok((StatusCode::OK, data(summary)).into_response())
 }
@@ -259,27 +296,6 @@ async fn read_and_parse<T: Send + 'static>(
         .await
         .map_err(ApiError::internal)?
         .map_err(body_error)
-}
-
-/// Appends the accepted (priced) events; returns once they are durable.
-async fn record(inner: &Inner, events: Vec<UsageEvent>, started: Instant) -> Result<(), ApiError> {
-    let accepted = events.len() as u64;
-    durable(inner.recorder.append(events), started).await?;
-    metrics::counter!(m::EVENTS_ACCEPTED).increment(accepted);
-    Ok(())
-}
-
-/// Waits for an append to be durable, counting a failure and the time it took.
-async fn durable<T>(
-    append: impl std::future::Future<Output = tally_domain::store::StoreResult<T>>,
-    started: Instant,
-) -> Result<(), ApiError> {
-    append.await.map_err(|err| {
-        m::request("failed");
-        ApiError::from(err)
-    })?;
-    metrics::histogram!(m::APPEND_SECONDS).record(started.elapsed().as_secs_f64());
-    Ok(())
 }
 
 /// Reads and discards a refused request's body (at most `max` bytes, nothing kept), so the

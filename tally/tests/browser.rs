@@ -423,18 +423,9 @@ async fn the_console_works_in_a_real_browser() {
             answer["data"].clone()
         }
     };
-    make(
-        "/providers",
-        json!({"name": "standin", "type": "custom", "base_url": standin_url,
-                "api_key_env": common::standin::KEY_VAR}),
-    )
-    .await;
-    let standin = make(
-        "/models",
-        json!({"name": "standin-1", "provider": "standin"}),
-    )
-    .await;
-    let standin = standin["id"].as_str().unwrap().to_string();
+    let standin = common::standin::register(&app, &standin_url, &["standin-1"], None)
+        .await
+        .remove(0);
     let greeter = make(
         "/prompts",
         json!({"name": "greeter", "feature": "chatbot", "content": "Say hello to {{name}}"}),

@@ -1006,18 +1006,9 @@ async fn a_prompts_test_cases_run_from_its_page_and_the_run_shows_the_apis_numbe
             answer["data"].clone()
         }
     };
-    post(
-        "/providers",
-        json!({"name": "standin", "type": "custom", "base_url": base_url,
-                "api_key_env": common::standin::KEY_VAR}),
-    )
-    .await;
-    let model = post(
-        "/models",
-        json!({"name": "standin-1", "provider": "standin"}),
-    )
-    .await;
-    let model = model["id"].as_str().unwrap().to_string();
+    let model = common::standin::register(&app, &base_url, &["standin-1"], None)
+        .await
+        .remove(0);
     let prompt = post(
         "/prompts",
         json!({"name": "greeter", "feature": "chatbot", "content": "Say hello to {{name}}"}),

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::standin::{stand_in, KEY, KEY_VAR};
+use common::standin::{register, stand_in};
 use common::*;
 use serde_json::{json, Value};
 
@@ -31,8 +31,6 @@ async fn finished(app: &TestApp, id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cases_run_on_every_model_are_graded_counted_and_summed() {
-    // The only test of this binary, and set before anything reads the environment.
-    std::env::set_var(KEY_VAR, KEY);
     let (base_url, seen) = stand_in().await;
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::start(dir.path()).await;
@@ -42,36 +40,11 @@ async fn cases_run_on_every_model_are_graded_counted_and_summed() {
         async move { app.send("POST", &path, Some(body)).await }
     };
     assert_eq!(post("/features", json!({"name": "chat"})).await.0, 201);
-    let provider =
-        json!({"name": "standin", "type": "custom", "base_url": base_url, "api_key_env": KEY_VAR});
-    assert_eq!(post("/providers", provider).await.0, 201);
-    let id_of = |body: &Value| body["data"]["id"].as_str().unwrap().to_string();
-    let good = id_of(
-        &post(
-            "/models",
-            json!({"name": "standin-1", "provider": "standin"}),
-        )
-        .await
-        .1,
-    );
-    let broken = id_of(
-        &post(
-            "/models",
-            json!({"name": "standin-2", "provider": "standin"}),
-        )
-        .await
-        .1,
-    );
     // $1 / $2 / $0.50 per million input / output / cached input tokens, for both models.
     let price = json!({"effective_from": "2026-01-01T00:00:00Z", "input_usd_per_mtok": 1, "output_usd_per_mtok": 2, "cached_input_usd_per_mtok": "0.5"});
-    for model in [&good, &broken] {
-        assert_eq!(
-            post(&format!("/models/{model}/prices"), price.clone())
-                .await
-                .0,
-            201
-        );
-    }
+    let models = register(&app, &base_url, &["standin-1", "standin-2"], Some(price)).await;
+    let (good, broken) = (models[0].clone(), models[1].clone());
+    let id_of = |body: &Value| body["data"]["id"].as_str().unwrap().to_string();
     let (status, p) = post(
         "/prompts",
         json!({"name": "greeter", "feature": "chat", "content": "Say hello to {{name}}"}),

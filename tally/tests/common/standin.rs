@@ -52,6 +52,43 @@ pub async fn stand_in() -> (String, Seen) {
     (format!("http://{addr}/v1"), seen)
 }
 
+/// Registers the stand-in at `base_url` as provider `standin` (its key in [`KEY_VAR`], set
+/// here) with the models `names`, each priced at `price` when given (the body of
+/// `POST /models/{id}/prices`); answers the models' ids.
+pub async fn register(
+    app: &super::TestApp,
+    base_url: &str,
+    names: &[&str],
+    price: Option<Value>,
+) -> Vec<String> {
+    use super::API;
+    std::env::set_var(KEY_VAR, KEY);
+    let post = |path: String, body: Value| async move {
+        let (status, answer) = app.send("POST", &format!("{API}{path}"), Some(body)).await;
+        assert!(status < 300, "{path}: {answer}");
+        answer["data"].clone()
+    };
+    post(
+        "/providers".into(),
+        json!({"name": "standin", "type": "custom", "base_url": base_url, "api_key_env": KEY_VAR}),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for name in names {
+        let model = post(
+            "/models".into(),
+            json!({"name": name, "provider": "standin"}),
+        )
+        .await;
+        let id = model["id"].as_str().unwrap().to_string();
+        if let Some(price) = &price {
+            post(format!("/models/{id}/prices"), price.clone()).await;
+        }
+        ids.push(id);
+    }
+    ids
+}
+
 /// Runs two test cases of a new prompt (feature `runs`) on the stand-in at `base_url` — on
 /// `standin-1`, which answers, and `standin-2`, which fails — and answers the run and the
 /// usage its calls recorded, without what differs from one run to the next (ids, times,
@@ -65,26 +102,8 @@ pub async fn test_run_answers(app: &super::TestApp, base_url: &str) -> Value {
         answer["data"].clone()
     };
     post("/features".into(), json!({"name": "runs"})).await;
-    post(
-        "/providers".into(),
-        json!({"name": "standin", "type": "custom", "base_url": base_url, "api_key_env": KEY_VAR}),
-    )
-    .await;
-    let mut models = Vec::new();
-    for name in ["standin-1", "standin-2"] {
-        let model = post(
-            "/models".into(),
-            json!({"name": name, "provider": "standin"}),
-        )
-        .await;
-        let id = model["id"].as_str().unwrap().to_string();
-        post(
-            format!("/models/{id}/prices"),
-            json!({"effective_from": "2026-01-01T00:00:00Z", "input_usd_per_mtok": 3, "output_usd_per_mtok": 15}),
-        )
-        .await;
-        models.push(id);
-    }
+    let price = json!({"effective_from": "2026-01-01T00:00:00Z", "input_usd_per_mtok": 3, "output_usd_per_mtok": 15});
+    let models = register(app, base_url, &["standin-1", "standin-2"], Some(price)).await;
     let prompt = post(
         "/prompts".into(),
         json!({"name": "runs-greeter", "feature": "runs", "content": "Greet {{name}}"}),
