@@ -16,6 +16,7 @@
 //!   store as traits, so that every service programs against them without linking an adapter
 //!   (`tally-storage` implements them), and the rule that binds checkpoints to the log they
 //!   came from ([`log_binding`]).
+//! - The binary forms every store shares: log records and dedup chunks ([`codec`]).
 //! - Time windows and the fewest rollup rows that cover them ([`window`]).
 //! - The injected clock ([`clock`]).
 //!
@@ -29,6 +30,7 @@ pub mod access;
 pub mod alerting;
 pub mod audit;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod drilldown;
 pub mod error;

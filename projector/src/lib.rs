@@ -43,6 +43,6 @@ mod session;
 pub use dedup::Dedup;
 pub use guard::{guard_rebuild, plan_adoption, AdoptionError};
 pub use projector::{
-    rebuild, start_clean, Projector, ProjectorConfig, ProjectorStatus, RebuildReport, ReplayHandle,
-    Replays,
+    rebuild, start_clean, start_clean_watching, Projector, ProjectorConfig, ProjectorStatus,
+    RebuildReport, ReplayHandle, Replays,
 };

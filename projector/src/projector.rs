@@ -429,24 +429,43 @@ pub async fn start_clean(
     store: Arc<dyn AnalyticsStore>,
     config: ProjectorConfig,
 ) -> Result<RebuildReport, StoreError> {
+    start_clean_watching(log, store, config, |_| {}).await
+}
+
+/// [`start_clean`], calling `observe` with the projector's status after every commit (for a
+/// progress report; it runs on the waiting task and must not block).
+pub async fn start_clean_watching(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn AnalyticsStore>,
+    config: ProjectorConfig,
+    mut observe: impl FnMut(&ProjectorStatus),
+) -> Result<RebuildReport, StoreError> {
     let started = Instant::now();
     guard::reset_and_bind(log.as_ref(), store.as_ref()).await?;
     let target = log.end().await?;
     let (projector, mut status) = Projector::new(log, store, config);
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(projector.run(stop_rx));
-    let done = status
-        .wait_for(|s| {
-            s.checkpoint_mismatch.is_some()
-                || s.started
-                    && target
-                        .0
-                        .iter()
-                        .all(|(p, end)| s.position.next_offset(*p) >= *end)
-        })
-        .await
-        .map(|s| s.clone())
-        .map_err(|_| StoreError::Backend("projector stopped during rebuild".into()));
+    let finished = |s: &ProjectorStatus| {
+        s.checkpoint_mismatch.is_some()
+            || s.started
+                && target
+                    .0
+                    .iter()
+                    .all(|(p, end)| s.position.next_offset(*p) >= *end)
+    };
+    let done = loop {
+        let now = status.borrow_and_update().clone();
+        observe(&now);
+        if finished(&now) {
+            break Ok(now);
+        }
+        if status.changed().await.is_err() {
+            break Err(StoreError::Backend(
+                "projector stopped during rebuild".into(),
+            ));
+        }
+    };
     let _ = stop.send(true);
     let _ = task.await;
     let done = done?;

@@ -13,7 +13,9 @@
 //! conformance suite (`tally-conformance`). Driver errors are classified once ([`failure`]).
 
 pub mod analytics;
-pub mod codec;
+/// The binary forms every store shares (kept in the domain crate, where they can be fuzzed
+/// without the adapters).
+pub use tally_domain::codec;
 pub mod config;
 pub mod failure;
 pub mod log;

@@ -23,6 +23,7 @@ use tally_domain::config::{
 use tally_schemas::Environment;
 use tracing::{info, warn};
 
+use crate::progress::Progress;
 use crate::stores::Stores;
 
 /// (provider, model, type, input $/1M, output $/1M, cached input $/1M) in micro-dollars.
@@ -639,12 +640,16 @@ pub async fn drive(
     let mut generator = TrafficGenerator::new(now);
     let mut batch = Vec::with_capacity(1000);
     // Newest first, so the short windows fill up before the long ones.
-    let mut t = now - chrono::Duration::minutes(2);
+    let newest = now - chrono::Duration::minutes(2);
     let oldest = now - chrono::Duration::days(days);
+    let per_minute = |t| (history_per_minute * TrafficGenerator::rhythm(t)).round() as u32;
+    let minutes = std::iter::successors(Some(newest), |t| Some(*t - chrono::Duration::minutes(1)))
+        .take_while(|t| *t > oldest);
+    let total = minutes.clone().map(|t| u64::from(per_minute(t))).sum();
+    let mut progress = Progress::new("demo backfill", "events", total);
     let mut sent = 0u64;
-    while t > oldest {
-        let n = (history_per_minute * TrafficGenerator::rhythm(t)).round() as u32;
-        for _ in 0..n {
+    for t in minutes {
+        for _ in 0..per_minute(t) {
             let at = t + chrono::Duration::milliseconds(generator.rng.gen_range(0..60_000));
             batch.push(generator.event(at));
             if batch.len() == 1000 {
@@ -652,9 +657,9 @@ pub async fn drive(
                 post_scores(&client, &scores_url, generator.scores(&batch)).await?;
                 sent += batch.len() as u64;
                 batch.clear();
+                progress.set(sent, "");
             }
         }
-        t -= chrono::Duration::minutes(1);
     }
     if !batch.is_empty() {
         sent += batch.len() as u64;
@@ -662,6 +667,7 @@ pub async fn drive(
         post_scores(&client, &scores_url, generator.scores(&batch)).await?;
         batch.clear();
     }
+    progress.finish(sent, "");
     info!(events = sent, days, "demo history backfilled");
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {

@@ -1,5 +1,5 @@
 //! The `tally` application: composes the stores, projector, ingest and query API into one
-//! process ([`startup`], over the adapters [`stores`] opens), with layered [`settings`], [`telemetry`], the operator commands on the [`projection`], synthetic [`demo`] traffic
+//! process ([`startup`], over the adapters [`stores`] opens), with layered [`settings`], [`telemetry`], the operator commands on the [`projection`] (with [`progress`] reports), synthetic [`demo`] traffic
 //! and the benchmarks ([`loadgen`], [`bench_alerts`]). `main.rs` only parses the command line and waits for a
 //! signal.
 
@@ -7,6 +7,7 @@ pub mod bench_alerts;
 pub mod demo;
 pub mod keys;
 pub mod loadgen;
+pub mod progress;
 pub mod projection;
 pub mod retention;
 pub mod settings;

@@ -18,6 +18,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::progress::Progress;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadgenArgs {
     /// Base URL of the server.
@@ -191,6 +193,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
             total,
         ))
     });
+    let progress = tokio::spawn(report_progress(shared.clone(), total));
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
         let (client, shared, next_batch, args, feature, run_id) = (
@@ -243,6 +246,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
     }
     shared.finished.store(true, Ordering::Release);
     let seconds = started.elapsed().as_secs_f64();
+    progress.await.context("progress")?;
     let freshness_ms = match freshness {
         Some(task) => Some(task.await.context("freshness probe")?),
         None => None,
@@ -300,6 +304,25 @@ async fn send_with_retry(client: &reqwest::Client, url: &str, body: Vec<u8>) -> 
         }
     }
     false
+}
+
+/// Shows the events acknowledged so far until the senders are done.
+async fn report_progress(shared: Arc<Shared>, total: u64) {
+    let mut progress = Progress::new("loadgen", "events acked", total);
+    let note = |shared: &Shared| {
+        let failed = shared.failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            format!("{failed} requests failed")
+        } else {
+            String::new()
+        }
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    while !shared.finished.load(Ordering::Acquire) {
+        tick.tick().await;
+        progress.set(shared.acked.load(Ordering::Acquire), &note(&shared));
+    }
+    progress.finish(shared.acked.load(Ordering::Acquire), &note(&shared));
 }
 
 /// Polls the feature's total until everything is visible; freshness of each ack is the first

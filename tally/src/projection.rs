@@ -9,6 +9,8 @@
 //! projectors refuse to read (they all do until it is done): they take it up at their next
 //! check.
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
 use chrono::Utc;
 use serde_json::json;
@@ -16,6 +18,7 @@ use tally_domain::audit::Change;
 use tally_domain::log_binding::Adoption;
 use tally_projector::RebuildReport;
 
+use crate::progress::{grouped, Progress};
 use crate::settings::Settings;
 use crate::startup::projector_config;
 use crate::stores::Stores;
@@ -55,7 +58,37 @@ pub async fn rebuild(
         .context("recording the rebuild in the audit log")?;
     stores.refresh_pricing().await?;
     let config = projector_config(settings, stores);
-    Ok(tally_projector::start_clean(log, analytics, config).await?)
+    // Progress is counted in log records (the log knows how many there are; a record holds one
+    // accepted batch of events).
+    let described = log.describe().await?;
+    let low: BTreeMap<i32, i64> = described
+        .partitions
+        .iter()
+        .map(|(p, w)| (*p, w.low))
+        .collect();
+    let total: u64 = described
+        .partitions
+        .values()
+        .map(|w| (w.high - w.low).max(0) as u64)
+        .sum();
+    let mut progress = Progress::new("rebuild", "log records", total);
+    let mut last = (0, String::new());
+    let report = tally_projector::start_clean_watching(log, analytics, config, |status| {
+        let done: u64 = low
+            .iter()
+            .map(|(p, low)| (status.position.next_offset(*p) - low).max(0) as u64)
+            .sum();
+        let note = format!(
+            "{} events, {} duplicates",
+            grouped(status.events_applied),
+            grouped(status.duplicates_dropped)
+        );
+        progress.set(done, &note);
+        last = (done, note);
+    })
+    .await;
+    progress.finish(last.0, &last.1);
+    Ok(report?)
 }
 
 /// Adopts the log as it is now: the store keeps everything it counted, and the projectors

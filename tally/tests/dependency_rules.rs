@@ -68,9 +68,25 @@ const RULES: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The machine's target triple (what the build links for).
+fn host() -> String {
+    let out = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc -vV runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc names its host")
+        .to_string()
+}
+
+/// The workspace's dependency graph as built on this machine (other platforms' dependencies,
+/// which a build never downloads, are left out).
 fn metadata() -> Value {
     let out = Command::new(env!("CARGO"))
         .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["--filter-platform", &host()])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");

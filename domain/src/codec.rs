@@ -7,12 +7,15 @@
 //! of scores (`POST /v1/scores`) is format 3: the record's scores, postcard-encoded,
 //! LZ4-compressed. A log record holds events or scores, never both ([`decode_record`]); the
 //! next version of the event must take format 4.
+//!
+//! Reading never trusts a record: a size field the compressed block cannot hold, or content
+//! above [`MAX_PLAIN_BYTES`], is refused as corrupt before anything is allocated for it.
 
 use serde::Deserialize;
 use tally_schemas::event::{Cost, Operation, Status};
 use tally_schemas::{Environment, Score, UsageEvent};
 
-use tally_domain::store::StoreError;
+use crate::store::StoreError;
 
 const FORMAT_V1: u8 = 1;
 
@@ -74,6 +77,28 @@ impl From<EventV1> for UsageEvent {
     }
 }
 
+/// The most a record's content may decompress to. A record holds one accepted request
+/// (ingest reads at most 10 MiB of JSON, which encodes smaller), so this is far above any
+/// real record, and a corrupt size field cannot make a reader allocate gigabytes.
+pub const MAX_PLAIN_BYTES: usize = 64 * 1024 * 1024;
+
+/// LZ4 turns one byte of a block into at most 255 (a run-length byte), so a size field
+/// claiming more than this per compressed byte is corrupt whatever the data.
+const LZ4_MAX_RATIO: usize = 255;
+
+/// Decompresses a size-prefixed LZ4 block after checking that its size field is plausible.
+fn unpack(compressed: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("log record: {e}"));
+    let (size, block) = lz4_flex::block::uncompressed_size(compressed).map_err(|e| corrupt(&e))?;
+    if size > MAX_PLAIN_BYTES || size > block.len().saturating_mul(LZ4_MAX_RATIO) + 16 {
+        return Err(corrupt(&format!(
+            "content size {size} is impossible for {} compressed bytes",
+            block.len()
+        )));
+    }
+    lz4_flex::block::decompress(block, size).map_err(|e| corrupt(&e))
+}
+
 pub fn encode_events(events: &[UsageEvent]) -> Result<Vec<u8>, StoreError> {
     let plain =
         postcard::to_stdvec(events).map_err(|e| StoreError::Backend(format!("encode: {e}")))?;
@@ -87,11 +112,11 @@ pub fn decode_events(bytes: &[u8]) -> Result<Vec<UsageEvent>, StoreError> {
     let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("log record: {e}"));
     match bytes.split_first() {
         Some((&FORMAT_V2, rest)) => {
-            let plain = lz4_flex::decompress_size_prepended(rest).map_err(|e| corrupt(&e))?;
+            let plain = unpack(rest)?;
             postcard::from_bytes(&plain).map_err(|e| corrupt(&e))
         }
         Some((&FORMAT_V1, rest)) => {
-            let plain = lz4_flex::decompress_size_prepended(rest).map_err(|e| corrupt(&e))?;
+            let plain = unpack(rest)?;
             let old: Vec<EventV1> = postcard::from_bytes(&plain).map_err(|e| corrupt(&e))?;
             Ok(old.into_iter().map(UsageEvent::from).collect())
         }
@@ -117,7 +142,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(Vec<UsageEvent>, Vec<Score>), Stor
         Some((&FORMAT_SCORES_V1, rest)) => {
             let corrupt =
                 |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("log record: {e}"));
-            let plain = lz4_flex::decompress_size_prepended(rest).map_err(|e| corrupt(&e))?;
+            let plain = unpack(rest)?;
             let scores = postcard::from_bytes(&plain).map_err(|e| corrupt(&e))?;
             Ok((Vec::new(), scores))
         }
@@ -158,6 +183,19 @@ pub fn decode_dedup_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_size_field_beyond_what_the_block_can_hold_is_refused_before_allocating() {
+        // Format 2, size field 0xFFFF_FFFF (4 GiB), one byte of block.
+        let record = [FORMAT_V2, 0xFF, 0xFF, 0xFF, 0xFF, 0x00];
+        let err = decode_events(&record).expect_err("a 4 GiB claim from one byte");
+        assert!(err.to_string().contains("impossible"), "{err}");
+        // 300 zero bytes compress to a handful; the true size passes the check.
+        let plain = vec![0u8; 300];
+        let mut packed = vec![FORMAT_V2];
+        packed.extend_from_slice(&lz4_flex::compress_prepend_size(&plain));
+        assert_eq!(unpack(&packed[1..]).expect("a true size"), plain);
+    }
 
     /// A record as format 1 wrote it, built by hand here: postcard of the old field list.
     #[test]
