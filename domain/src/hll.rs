@@ -194,8 +194,13 @@ impl Hll {
                 }
                 let mut hashes = Vec::with_capacity(len);
                 let mut prev = 0u64;
-                for _ in 0..len {
-                    prev = prev.checked_add(varint::get(input)?)?;
+                for i in 0..len {
+                    let delta = varint::get(input)?;
+                    if i > 0 && delta == 0 {
+                        // Hashes are distinct: a repeated one would be counted twice.
+                        return None;
+                    }
+                    prev = prev.checked_add(delta)?;
                     hashes.push(prev);
                 }
                 Some(Hll::Sparse(hashes))
@@ -221,6 +226,10 @@ impl Hll {
                     return None;
                 }
                 let (regs, rest) = input.split_at(M);
+                if regs.iter().any(|&rank| u32::from(rank) > Q + 1) {
+                    // No hash has a rank above Q + 1 (see `split`).
+                    return None;
+                }
                 *input = rest;
                 Some(Hll::Dense(regs.to_vec().into_boxed_slice()))
             }
@@ -308,6 +317,25 @@ fn ertl_estimate(histogram: &[u32]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_sparse_sketch_with_a_repeated_hash_is_refused() {
+        // Found by the log_record fuzz target: legacy tag 0, two hashes, deltas 2 then 0.
+        assert!(Hll::decode(&mut &[0u8, 2, 2, 0][..]).is_none());
+        let decoded = Hll::decode(&mut &[0u8, 2, 2, 1][..]).expect("hashes 2 and 3");
+        assert_eq!(decoded.estimate(), 2);
+    }
+
+    #[test]
+    fn a_stored_dense_sketch_with_an_impossible_rank_is_refused() {
+        // Found by the log_record fuzz target: a register of rank 64 (at most Q + 1 = 51).
+        let mut bytes = vec![1u8];
+        bytes.extend(std::iter::repeat_n(0u8, M));
+        bytes[1] = 64;
+        assert!(Hll::decode(&mut &bytes[..]).is_none());
+        bytes[1] = 51;
+        assert!(Hll::decode(&mut &bytes[..]).is_some());
+    }
     use proptest::prelude::*;
 
     #[test]

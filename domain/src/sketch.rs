@@ -224,13 +224,21 @@ impl LatencySketch {
 
     pub fn decode(input: &mut &[u8]) -> Option<LatencySketch> {
         let zeros = varint::get(input)?;
+        // The total count must fit in a u64 (`count` and merges add them up).
+        let mut total = zeros;
         let len = usize::try_from(varint::get(input)?).ok()?;
         let mut buckets = Vec::with_capacity(len.min(4096));
         let mut prev = 0u64;
-        for _ in 0..len {
-            prev += varint::get(input)?;
+        for i in 0..len {
+            let delta = varint::get(input)?;
+            if i > 0 && delta == 0 {
+                // Bucket indexes strictly increase: a repeated one is a corrupt sketch.
+                return None;
+            }
+            prev = prev.checked_add(delta)?;
             let index = u16::try_from(prev).ok()?;
             let count = varint::get(input)?;
+            total = total.checked_add(count)?;
             buckets.push((index, count));
         }
         Some(LatencySketch { zeros, buckets })
@@ -240,6 +248,23 @@ impl LatencySketch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_sketch_with_a_repeated_or_overflowing_index_is_refused() {
+        // zeros 0, two buckets: index 5 (count 1), then delta 0 (index 5 again).
+        assert!(LatencySketch::decode(&mut &[0u8, 2, 5, 1, 0, 1][..]).is_none());
+        // Index 5, then a delta of u64::MAX: the running index would overflow.
+        let mut bytes = vec![0u8, 2, 5, 1];
+        bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        bytes.push(1);
+        assert!(LatencySketch::decode(&mut &bytes[..]).is_none());
+        // Counts whose total overflows (1 zero, then u64::MAX in bucket 5).
+        let mut bytes = vec![1u8, 1, 5];
+        bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        assert!(LatencySketch::decode(&mut &bytes[..]).is_none());
+        let ok = LatencySketch::decode(&mut &[0u8, 2, 5, 1, 1, 3][..]).expect("indexes 5, 6");
+        assert_eq!(ok.count(), 4);
+    }
 
     #[test]
     fn cumulative_counts_follow_the_bounds() {

@@ -351,20 +351,25 @@ async fn probe_freshness(
             _ => 0,
         };
         let now = Instant::now();
-        let acks = shared.acks.lock().map(|a| a.clone()).unwrap_or_default();
-        let mut max_covered = 0;
-        for (i, (_, cumulative)) in acks.iter().enumerate() {
-            if *cumulative <= visible {
-                max_covered = i + 1;
+        // Acks are recorded in order of their cumulative count, but concurrent senders may
+        // record them slightly out of order: an ack counts as visible once every ack recorded
+        // up to it is covered. Only the acks not yet sampled are looked at (a long run records
+        // hundreds of thousands).
+        let recorded = {
+            let Ok(acks) = shared.acks.lock() else { break };
+            let covered = acks[next_ack..]
+                .iter()
+                .rposition(|(_, cumulative)| *cumulative <= visible)
+                .map_or(next_ack, |i| next_ack + i + 1);
+            for (at, _) in &acks[next_ack..covered] {
+                samples.push((now - *at).as_secs_f64() * 1000.0);
             }
-        }
-        while next_ack < max_covered {
-            samples.push((now - acks[next_ack].0).as_secs_f64() * 1000.0);
-            next_ack += 1;
-        }
+            next_ack = covered;
+            acks.len()
+        };
         let acked = shared.acked.load(Ordering::Acquire);
         let done = shared.finished.load(Ordering::Acquire);
-        if visible >= total || (done && visible >= acked && next_ack >= acks.len()) {
+        if visible >= total || (done && visible >= acked && next_ack >= recorded) {
             break;
         }
     }
