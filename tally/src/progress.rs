@@ -143,17 +143,9 @@ pub fn line(
     out
 }
 
-/// `1234567` → `1,234,567`.
+/// `1234567` → `1,234,567` (the console's number format).
 pub fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    tally_console::format::grouped(u128::from(n))
 }
 
 #[cfg(test)]
