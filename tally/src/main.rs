@@ -12,6 +12,12 @@ use tally::{demo, loadgen, stores, telemetry, Application, Settings};
 use tally_domain::access::Role;
 use tally_domain::clock::SystemClock;
 
+/// mimalloc instead of glibc's malloc: the pipeline allocates and frees millions of small
+/// strings a second across the runtime's and the blocking pool's threads, where glibc's
+/// per-thread arenas keep freed memory (RSS) and spend a tenth of the CPU in malloc/free.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "tally", version, about = "Event-sourced AI usage analytics")]
 struct Cli {
