@@ -86,9 +86,12 @@ pub const MAX_PLAIN_BYTES: usize = 64 * 1024 * 1024;
 /// claiming more than this per compressed byte is corrupt whatever the data.
 const LZ4_MAX_RATIO: usize = 255;
 
+fn corrupt(e: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("log record: {e}"))
+}
+
 /// Decompresses a size-prefixed LZ4 block after checking that its size field is plausible.
 fn unpack(compressed: &[u8]) -> Result<Vec<u8>, StoreError> {
-    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("log record: {e}"));
     let (size, block) = lz4_flex::block::uncompressed_size(compressed).map_err(|e| corrupt(&e))?;
     if size > MAX_PLAIN_BYTES || size > block.len().saturating_mul(LZ4_MAX_RATIO) + 16 {
         return Err(corrupt(&format!(
@@ -99,25 +102,30 @@ fn unpack(compressed: &[u8]) -> Result<Vec<u8>, StoreError> {
     lz4_flex::block::decompress(block, size).map_err(|e| corrupt(&e))
 }
 
-pub fn encode_events(events: &[UsageEvent]) -> Result<Vec<u8>, StoreError> {
+/// A record of `format`: the format byte, then `content` postcard-encoded and LZ4-compressed.
+fn pack(format: u8, content: &impl serde::Serialize) -> Result<Vec<u8>, StoreError> {
     let plain =
-        postcard::to_stdvec(events).map_err(|e| StoreError::Backend(format!("encode: {e}")))?;
+        postcard::to_stdvec(content).map_err(|e| StoreError::Backend(format!("encode: {e}")))?;
     let mut out = Vec::with_capacity(plain.len() / 3 + 8);
-    out.push(FORMAT_V2);
+    out.push(format);
     out.extend_from_slice(&lz4_flex::compress_prepend_size(&plain));
     Ok(out)
 }
 
+/// The content of a record after its format byte.
+fn unpack_as<T: serde::de::DeserializeOwned>(rest: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(&unpack(rest)?).map_err(|e| corrupt(&e))
+}
+
+pub fn encode_events(events: &[UsageEvent]) -> Result<Vec<u8>, StoreError> {
+    pack(FORMAT_V2, &events)
+}
+
 pub fn decode_events(bytes: &[u8]) -> Result<Vec<UsageEvent>, StoreError> {
-    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("log record: {e}"));
     match bytes.split_first() {
-        Some((&FORMAT_V2, rest)) => {
-            let plain = unpack(rest)?;
-            postcard::from_bytes(&plain).map_err(|e| corrupt(&e))
-        }
+        Some((&FORMAT_V2, rest)) => unpack_as(rest),
         Some((&FORMAT_V1, rest)) => {
-            let plain = unpack(rest)?;
-            let old: Vec<EventV1> = postcard::from_bytes(&plain).map_err(|e| corrupt(&e))?;
+            let old: Vec<EventV1> = unpack_as(rest)?;
             Ok(old.into_iter().map(UsageEvent::from).collect())
         }
         Some((v, _)) => Err(StoreError::Corrupt(format!(
@@ -128,24 +136,13 @@ pub fn decode_events(bytes: &[u8]) -> Result<Vec<UsageEvent>, StoreError> {
 }
 
 pub fn encode_scores(scores: &[Score]) -> Result<Vec<u8>, StoreError> {
-    let plain =
-        postcard::to_stdvec(scores).map_err(|e| StoreError::Backend(format!("encode: {e}")))?;
-    let mut out = Vec::with_capacity(plain.len() / 3 + 8);
-    out.push(FORMAT_SCORES_V1);
-    out.extend_from_slice(&lz4_flex::compress_prepend_size(&plain));
-    Ok(out)
+    pack(FORMAT_SCORES_V1, &scores)
 }
 
 /// A log record's content: its events, or its scores.
 pub fn decode_record(bytes: &[u8]) -> Result<(Vec<UsageEvent>, Vec<Score>), StoreError> {
     match bytes.split_first() {
-        Some((&FORMAT_SCORES_V1, rest)) => {
-            let corrupt =
-                |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("log record: {e}"));
-            let plain = unpack(rest)?;
-            let scores = postcard::from_bytes(&plain).map_err(|e| corrupt(&e))?;
-            Ok((Vec::new(), scores))
-        }
+        Some((&FORMAT_SCORES_V1, rest)) => Ok((Vec::new(), unpack_as(rest)?)),
         _ => Ok((decode_events(bytes)?, Vec::new())),
     }
 }
