@@ -30,6 +30,10 @@ use tokio::sync::watch;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recreated_topic_is_refused_by_its_id_and_a_clean_start_counts_it_alone() {
+    let _dog = Watchdog::new(
+        "a_recreated_topic_is_refused_by_its_id_and_a_clean_start_counts_it_alone",
+        Duration::from_secs(240),
+    );
     let dir = tempfile::tempdir().unwrap();
     let group = format!("g-{}", uuid::Uuid::new_v4().simple());
     let first = MockCluster::new(1).unwrap();
@@ -82,6 +86,10 @@ async fn a_recreated_topic_is_refused_by_its_id_and_a_clean_start_counts_it_alon
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_topic_ids_the_last_projected_records_tell_a_recreated_topic() {
+    let _dog = Watchdog::new(
+        "without_topic_ids_the_last_projected_records_tell_a_recreated_topic",
+        Duration::from_secs(240),
+    );
     let dir = tempfile::tempdir().unwrap();
     let group = format!("g-{}", uuid::Uuid::new_v4().simple());
     // Metadata before version 10 carries no topic ids (brokers before Kafka 2.8).
@@ -179,6 +187,10 @@ fn kafka_log(brokers: &str, topic: &str, group: &str) -> Arc<dyn EventLog> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projectors_of_one_group_refuse_another_topic_at_every_session() {
+    let dog = Watchdog::new(
+        "projectors_of_one_group_refuse_another_topic_at_every_session",
+        Duration::from_secs(240),
+    );
     let cluster = MockCluster::new(1).unwrap();
     for topic in ["old", "new", "newer"] {
         cluster.create_topic(topic, 4, 1).unwrap();
@@ -216,6 +228,7 @@ async fn projectors_of_one_group_refuse_another_topic_at_every_session() {
         )
     };
     // The store projects topic "old" to its end.
+    dog.stage("project the old topic");
     let old_log = kafka_log(&brokers, "old", "old-group");
     old_log.append(events("old", 800)).await.unwrap();
     tally_projector::rebuild(old_log.clone(), store.clone(), config.clone())
@@ -224,6 +237,7 @@ async fn projectors_of_one_group_refuse_another_topic_at_every_session() {
     drop(old_log);
 
     // Two members of a group on topic "new": neither reads.
+    dog.stage("two members refuse the new topic");
     let producer = kafka_log(&brokers, "new", "unused");
     producer.append(events("new", 1_200)).await.unwrap();
     let group = format!("g-{}", uuid::Uuid::new_v4().simple());
@@ -252,6 +266,7 @@ async fn projectors_of_one_group_refuse_another_topic_at_every_session() {
 
     // Adopted while they wait: they take it up at their next check, split the partitions and
     // count every event of the new topic once.
+    dog.stage("adopt the new topic, the group reads it");
     let plan = tally_projector::plan_adoption(producer.as_ref(), store.as_ref())
         .await
         .unwrap();
@@ -286,6 +301,7 @@ async fn projectors_of_one_group_refuse_another_topic_at_every_session() {
     // The store adopts a third topic while the members run: whatever they are assigned at
     // their next session (a member joining forces a rebalance), they refuse, and what reaches
     // their topic now is not counted.
+    dog.stage("adopt a third topic while the members run");
     let newer = kafka_log(&brokers, "newer", "unused");
     newer.append(events("newer", 10)).await.unwrap();
     let plan = tally_projector::plan_adoption(newer.as_ref(), store.as_ref())
@@ -301,6 +317,7 @@ async fn projectors_of_one_group_refuse_another_topic_at_every_session() {
         )
         .await;
     producer.append(events("late", 300)).await.unwrap();
+    dog.stage("both members refuse the third topic");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !all_refuse(&members) {
         assert!(
@@ -325,7 +342,9 @@ async fn projectors_of_one_group_refuse_another_topic_at_every_session() {
         (0..4).map(|p| (p, 0)).collect(),
         "the third topic's checkpoints are untouched"
     );
+    dog.stage("close the joiner");
     drop(joiner);
+    dog.stage("stop the members");
     for (task, stop, _, log) in members {
         stop.send(true).unwrap();
         task.await.unwrap();

@@ -88,3 +88,45 @@ pub async fn stored_offsets(stores: &Stores) -> BTreeMap<i32, i64> {
         .position()
         .0
 }
+
+/// Fails a test that stalls (a Kafka call or a consumer's close that never returns) with the
+/// stage it was in, instead of hanging the whole test run: after `limit` it prints the stage
+/// and exits the test process with a failure. Dropping it disarms it.
+pub struct Watchdog {
+    stage: std::sync::Arc<std::sync::Mutex<&'static str>>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watchdog {
+    pub fn new(test: &'static str, limit: Duration) -> Self {
+        let stage = std::sync::Arc::new(std::sync::Mutex::new("starting"));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, d) = (stage.clone(), done.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + limit;
+            while Instant::now() < deadline {
+                if d.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            eprintln!(
+                "{test}: stalled for {limit:?} at stage {:?}",
+                *s.lock().unwrap_or_else(|p| p.into_inner())
+            );
+            std::process::exit(101);
+        });
+        Self { stage, done }
+    }
+
+    pub fn stage(&self, name: &'static str) {
+        eprintln!("stage: {name}");
+        *self.stage.lock().unwrap_or_else(|p| p.into_inner()) = name;
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
