@@ -95,6 +95,7 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
                     .map(|e| (tally_domain::event_fingerprint(&e.event_id), seen_s))
                     .collect(),
                 dedup_horizon_s: horizon,
+                seal: None,
                 state: PartitionState {
                     next_offset: base_offset + events.len() as i64,
                     last_received_ms: i64::from(seen_s) * 1000,
@@ -102,6 +103,7 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
                     duplicates_dropped: 1,
                     anchor: 1_000 + base_offset as u64 + events.len() as u64,
                     dedup: Vec::new(),
+                    generations: Vec::new(),
                 },
                 raw: events
                     .iter()
@@ -439,6 +441,7 @@ async fn scores_join_their_events(store: &dyn AnalyticsStore) {
                         deltas: fold(&counted),
                         dedup_new: Vec::new(),
                         dedup_horizon_s: 0,
+                        seal: None,
                         state: PartitionState {
                             next_offset: next,
                             last_received_ms: (base + 3_600) * 1000,
@@ -842,6 +845,7 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
         deltas: fold(events),
         dedup_new: fps(events, seen_s),
         dedup_horizon_s: 0,
+        seal: None,
         state: PartitionState {
             next_offset: base_offset + events.len() as i64,
             last_received_ms: i64::from(seen_s) * 1000,
@@ -849,6 +853,7 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
             duplicates_dropped: 0,
             anchor: 77,
             dedup: Vec::new(),
+            generations: Vec::new(),
         },
         raw: Vec::new(),
         scores: Vec::new(),
@@ -1062,4 +1067,126 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
         .await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
     store.reset().await.expect("reset");
+}
+
+/// Sealed dedup generations ([`AnalyticsStore::seals_dedup`]): a seal replaces the open
+/// chunks before it, its blocks read back as written, a generation is no longer loaded once
+/// the window passes its newest entry, and reset forgets it. A store that does not seal refuses
+/// block reads.
+pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
+    use tally_domain::dedup::GenerationSummary;
+    use tally_domain::store::{
+        DedupGeneration, DedupSeal, PartitionCommit, PartitionState, Partitions, ProjectionCommit,
+    };
+
+    if !store.seals_dedup() {
+        assert!(store.dedup_blocks(0, &[(1, 0)]).await.is_err());
+        return;
+    }
+    let fp = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let commit = |base: i64, new: Vec<(u64, u32)>, seal: Option<DedupSeal>, horizon: u32| {
+        let seen_s = new.iter().map(|(_, s)| *s).max().unwrap_or(horizon);
+        ProjectionCommit {
+            epoch: 0,
+            partitions: [(
+                0,
+                PartitionCommit {
+                    base_offset: base,
+                    dedup_horizon_s: horizon,
+                    state: PartitionState {
+                        next_offset: base + new.len().max(1) as i64,
+                        last_received_ms: i64::from(seen_s) * 1000,
+                        events_applied: 0,
+                        ..PartitionState::default()
+                    },
+                    dedup_new: new,
+                    seal,
+                    ..PartitionCommit::default()
+                },
+            )]
+            .into_iter()
+            .collect(),
+        }
+    };
+    let load = || async {
+        let state = store
+            .load_state(86_400, &Partitions::All)
+            .await
+            .expect("load");
+        let p0 = state.partitions.get(&0).cloned().unwrap_or_default();
+        let mut open = p0.dedup.clone();
+        open.sort_unstable();
+        (open, p0.generations)
+    };
+
+    // Three ids in an open chunk, then two more sealed together with them.
+    store
+        .commit(commit(
+            0,
+            (1..=3).map(|i| (fp(i), 1_000)).collect(),
+            None,
+            0,
+        ))
+        .await
+        .expect("commit 1");
+    let mut sealed: Vec<(u64, u32)> = (1..=3)
+        .map(|i| (fp(i), 1_000))
+        .chain((4..=5).map(|i| (fp(i), 1_100)))
+        .collect();
+    sealed.sort_unstable();
+    let keys: Vec<u64> = sealed.iter().map(|(f, _)| *f).collect();
+    let generation = DedupGeneration {
+        id: 0xDEAD_BEEF_0000_0001,
+        max_seen_s: 1_100,
+        entries: 5,
+        summary: GenerationSummary::build(&keys).expect("summary").encode(),
+    };
+    let seal = DedupSeal {
+        generation: generation.clone(),
+        blocks: vec![sealed[..3].to_vec(), sealed[3..].to_vec()],
+    };
+    store
+        .commit(commit(
+            3,
+            (4..=5).map(|i| (fp(i), 1_100)).collect(),
+            Some(seal.clone()),
+            0,
+        ))
+        .await
+        .expect("commit 2 seals");
+    store
+        .commit(commit(5, vec![(fp(6), 1_200)], None, 0))
+        .await
+        .expect("commit 3");
+    assert_eq!(
+        load().await,
+        (vec![(fp(6), 1_200)], vec![generation.clone()]),
+        "the seal replaced the open chunks before it"
+    );
+    let id = generation.id;
+    assert_eq!(
+        store
+            .dedup_blocks(0, &[(id, 1), (id, 0)])
+            .await
+            .expect("blocks"),
+        vec![seal.blocks[1].clone(), seal.blocks[0].clone()],
+        "blocks in the order asked"
+    );
+    assert!(store.dedup_blocks(0, &[(id, 2)]).await.is_err());
+    assert!(store.dedup_blocks(1, &[(id, 0)]).await.is_err());
+
+    // A day later the window has passed everything before: the generation is not loaded
+    // any more (a store may keep its rows a while; loads never return it).
+    store
+        .commit(commit(6, vec![(fp(7), 100_000)], None, 100_000 - 86_400))
+        .await
+        .expect("commit 4");
+    assert_eq!(
+        load().await,
+        (vec![(fp(7), 100_000)], Vec::new()),
+        "the generation and the open chunk before the window expired"
+    );
+
+    store.reset().await.expect("reset");
+    assert_eq!(load().await, (Vec::new(), Vec::new()));
 }

@@ -51,6 +51,8 @@ async fn clickhouse_analytics_store_conforms() {
 async fn clickhouse_analytics_store_conforms_on(url: String) {
     let (store, database) = migrated(&url, "tally_conformance").await;
     tally_conformance::analytics_store(&store).await;
+    store.reset().await.expect("reset");
+    tally_conformance::sealed_dedup(&store).await;
 
     // Raw events: a re-insert (crash between the raw insert and the projection commit)
     // collapses; retention drops whole days.
@@ -139,6 +141,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
                     .map(|e| (tally_domain::event_fingerprint(&e.event_id), 1_000))
                     .collect(),
                 dedup_horizon_s: 0,
+                seal: None,
                 state: PartitionState {
                     next_offset: to as i64,
                     last_received_ms: 1_000_000,
@@ -146,6 +149,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
                     duplicates_dropped: 0,
                     anchor: to as u64,
                     dedup: Vec::new(),
+                    generations: Vec::new(),
                 },
                 raw: Vec::new(),
                 scores: Vec::new(),

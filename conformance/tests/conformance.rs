@@ -32,6 +32,13 @@ async fn sqlite_analytics_store_conforms() {
 }
 
 #[tokio::test]
+async fn sqlite_sealed_dedup_conforms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");
+    tally_conformance::sealed_dedup(&store).await;
+}
+
+#[tokio::test]
 async fn sqlite_log_bindings_conform() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");

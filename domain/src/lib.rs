@@ -16,7 +16,8 @@
 //!   store as traits, so that every service programs against them without linking an adapter
 //!   (`tally-storage` implements them), and the rule that binds checkpoints to the log they
 //!   came from ([`log_binding`]).
-//! - The binary forms every store shares: log records and dedup chunks ([`codec`]).
+//! - The binary forms every store shares: log records and dedup chunks ([`codec`]), and the
+//!   dedup memory's sealed generations ([`dedup`]).
 //! - Time windows and the fewest rollup rows that cover them ([`window`]).
 //! - The injected clock ([`clock`]).
 //!
@@ -32,6 +33,7 @@ pub mod audit;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod dedup;
 pub mod drilldown;
 pub mod error;
 pub mod experiment_results;

@@ -113,7 +113,8 @@ pub fn batch(body: &[u8], format: BodyFormat) {
 }
 
 /// Bytes read back from storage. Whatever decodes re-encodes to something that decodes to the
-/// same value; a dedup chunk decodes only when whole.
+/// same value; a dedup chunk decodes only when whole; a sealed generation's summary that decodes
+/// answers lookups.
 pub fn stored(bytes: &[u8]) {
     if let Ok((events, scores)) = codec::decode_record(bytes) {
         if scores.is_empty() {
@@ -142,6 +143,19 @@ pub fn stored(bytes: &[u8]) {
                 .expect("a quantile of a non-empty sketch");
             assert!(p50 <= p99, "p50 {p50} above p99 {p99}");
         }
+    }
+    if let Ok(summary) = tally_domain::dedup::GenerationSummary::decode(bytes) {
+        // A shape that passed validation answers lookups without reading out of bounds.
+        let _ = summary.block_of(u64::from_le_bytes(
+            bytes
+                .get(..8)
+                .map_or([0; 8], |b| b.try_into().unwrap_or([0; 8])),
+        ));
+        let _ = summary.block_of(0);
+        assert_eq!(
+            tally_domain::dedup::GenerationSummary::decode(&summary.encode()).ok(),
+            Some(summary)
+        );
     }
     if let Some(hll) = Hll::decode(&mut &bytes[..]) {
         let mut out = Vec::new();

@@ -1,15 +1,29 @@
-//! The dedup memory: fingerprints of event ids seen within the window, with the second each was
-//! first seen (log clock).
+//! The dedup memory of one log partition: which event fingerprints were seen within the window,
+//! and when (log clock).
 //!
-//! Cost: about 20–30 bytes of memory per distinct event in the window (a 64-bit fingerprint and a
-//! 32-bit second in 16-byte slots of hash tables kept between 7/16 and 7/8 full), and 12 bytes on
-//! disk in the analytics store. 10 million events a day with the default 24 h window is
-//! ~250–300 MB of memory; size the window to the rate (`TALLY_DEDUP_WINDOW_SECS`). Fingerprints are 64-bit XXH3:
-//! the chance that two different ids collide among n in the window is about n²/2⁶⁵
-//! (3 × 10⁻⁶ at 10 million).
+//! Two tiers ([`tally_domain::dedup`]):
+//! - the **open set**, exact and in memory: a hash table of 64-bit fingerprint → second, about
+//!   20–30 bytes per entry (16-byte slots kept between 7/16 and 7/8 full), persisted as 12-byte
+//!   chunks with each commit;
+//! - **sealed generations**: when the open set reaches its cap, the commit seals it. Its entries
+//!   go to the store sorted, in blocks of 1,024 (12 bytes per entry on disk); memory keeps a
+//!   binary fuse filter (≈ 2.25 bytes per entry) and the first fingerprint of each block.
+//!   A generation is forgotten whole once its newest entry leaves the window.
+//!
+//! Exactness: a fingerprint the open set holds within the window is a duplicate. Otherwise each
+//! sealed generation whose filter reports it names the one block that would hold it; the
+//! projector reads those blocks (one batched store read per commit, [`Suspects`]) and only a
+//! fingerprint found there, seen within the window, is a duplicate. A false positive of the
+//! filter (≈ 1 in 65,536 per generation) costs a block read and nothing else.
+//!
+//! Fingerprints are 64-bit XXH3: the chance that two different ids collide among n in the
+//! window is about n²/2⁶⁵ (3 × 10⁻⁶ at 10 million).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
+
+use tally_domain::dedup::{find_in_block, GenerationSummary};
+use tally_domain::store::{DedupGeneration, DedupSeal, StoreError};
 
 /// Fingerprints are already uniform; hashing them again is wasted work.
 #[derive(Default)]
@@ -39,50 +53,107 @@ fn shard_of(fp: u64) -> usize {
     ((fp >> 32) & (SHARDS as u64 - 1)) as usize
 }
 
-/// The dedup memory, split into 256 independently growing shards: no single rehash ever copies
-/// the whole window (which would double peak memory and stall the projector), and expiry sweeps
-/// one shard per call.
+/// A sealed generation as the projector holds it.
+struct Sealed {
+    /// Opaque to the projector: the name stores keep it under.
+    id: u64,
+    max_seen_s: u32,
+    entries: u64,
+    summary: GenerationSummary,
+}
+
+/// The dedup memory: the open set, split into 256 independently growing shards (no single
+/// rehash ever copies the whole set, which would double peak memory and stall the projector;
+/// expiry sweeps one shard per call), and the sealed generations, oldest first.
 pub struct Dedup {
     shards: Vec<Shard>,
     window_s: u32,
     next_sweep: usize,
-    len: usize,
+    open_len: usize,
+    sealed: Vec<Sealed>,
+    /// Open entries that make the next commit seal them; `None`: never (the store keeps no
+    /// sealed generations).
+    seal_at: Option<usize>,
 }
 
 impl Dedup {
-    pub fn new(window_s: u32, entries: impl IntoIterator<Item = (u64, u32)>) -> Dedup {
-        let mut dedup = Dedup {
+    /// An empty memory.
+    pub fn empty(window_s: u32, seal_at: Option<usize>) -> Dedup {
+        Dedup {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             window_s,
             next_sweep: 0,
-            len: 0,
-        };
+            open_len: 0,
+            sealed: Vec::new(),
+            seal_at,
+        }
+    }
+
+    /// The memory as stored: the open set's `entries` and the sealed `generations`.
+    pub fn new(
+        window_s: u32,
+        seal_at: Option<usize>,
+        entries: impl IntoIterator<Item = (u64, u32)>,
+        generations: Vec<DedupGeneration>,
+    ) -> Result<Dedup, StoreError> {
+        let mut dedup = Dedup::empty(window_s, seal_at);
         for (fp, s) in entries {
             let shard = &mut dedup.shards[shard_of(fp)];
             match shard.get_mut(&fp) {
                 Some(slot) => *slot = (*slot).max(s),
                 None => {
                     shard.insert(fp, s);
-                    dedup.len += 1;
+                    dedup.open_len += 1;
                 }
             }
         }
-        dedup
+        for g in generations {
+            dedup.sealed.push(Sealed {
+                id: g.id,
+                max_seen_s: g.max_seen_s,
+                entries: g.entries,
+                summary: GenerationSummary::decode(&g.summary)?,
+            });
+        }
+        Ok(dedup)
     }
 
     /// Records `fp` as seen at `now_s`; `true` when it is new (not seen within the window).
-    pub fn first_sighting(&mut self, fp: u64, now_s: u32) -> bool {
+    /// `sealed_seen` is the newest second the sealed generations hold for `fp`, as read from
+    /// their blocks ([`Suspects::resolve`]); `None` when no block holds it.
+    pub fn first_sighting(&mut self, fp: u64, now_s: u32, sealed_seen: Option<u32>) -> bool {
+        let window_s = self.window_s;
+        let within = |seen_s: u32| now_s.saturating_sub(seen_s) <= window_s;
         let shard = &mut self.shards[shard_of(fp)];
         match shard.get_mut(&fp) {
-            Some(seen_s) if now_s.saturating_sub(*seen_s) <= self.window_s => false,
+            Some(seen_s) if within(*seen_s) => false,
+            _ if sealed_seen.is_some_and(within) => false,
             Some(seen_s) => {
                 *seen_s = now_s;
                 true
             }
             None => {
                 shard.insert(fp, now_s);
-                self.len += 1;
+                self.open_len += 1;
                 true
+            }
+        }
+    }
+
+    /// Whether any sealed generation is held (lookups then go through [`Suspects`]).
+    pub fn has_sealed(&self) -> bool {
+        !self.sealed.is_empty()
+    }
+
+    /// The stored blocks `(generation, block)` that may hold `fp` among generations that can
+    /// still hold an entry within the window at `now_s` or later.
+    pub fn suspects(&self, fp: u64, now_s: u32, out: &mut Vec<(u64, u32)>) {
+        let horizon = self.horizon(now_s);
+        for g in &self.sealed {
+            if g.max_seen_s >= horizon {
+                if let Some(block) = g.summary.block_of(fp) {
+                    out.push((g.id, block));
+                }
             }
         }
     }
@@ -92,8 +163,9 @@ impl Dedup {
         now_s.saturating_sub(self.window_s)
     }
 
-    /// Forgets expired fingerprints in the next `shards` shards (memory only; answers do not
-    /// depend on when, or whether, this runs).
+    /// Forgets expired fingerprints: the open set's in the next `shards` shards, and every
+    /// sealed generation wholly before the horizon (memory only; answers do not depend on
+    /// when, or whether, this runs).
     pub fn evict(&mut self, now_s: u32, shards: usize) {
         let horizon = self.horizon(now_s);
         for _ in 0..shards.min(SHARDS) {
@@ -103,17 +175,140 @@ impl Dedup {
             if shard.len() * 4 < shard.capacity() && shard.capacity() > 1024 {
                 shard.shrink_to_fit();
             }
-            self.len -= before - shard.len();
+            self.open_len -= before - shard.len();
             self.next_sweep = (self.next_sweep + 1) % SHARDS;
         }
+        self.sealed.retain(|g| g.max_seen_s >= horizon);
     }
 
+    /// Seals the open set when it has reached its cap: its entries within the window at
+    /// `now_s`, sorted by fingerprint, become the next generation (its summary kept here, its
+    /// blocks returned for the store) and the open set starts empty.
+    pub fn seal_if_full(&mut self, now_s: u32) -> Option<DedupSeal> {
+        if self.seal_at.is_none_or(|cap| self.open_len < cap.max(1)) {
+            return None;
+        }
+        let horizon = self.horizon(now_s);
+        let mut entries: Vec<(u64, u32)> = Vec::with_capacity(self.open_len);
+        for shard in &self.shards {
+            entries.extend(
+                shard
+                    .iter()
+                    .filter(|(_, s)| **s >= horizon)
+                    .map(|(f, s)| (*f, *s)),
+            );
+        }
+        entries.sort_unstable_by_key(|(fp, _)| *fp);
+        let fps: Vec<u64> = entries.iter().map(|(fp, _)| *fp).collect();
+        let summary = GenerationSummary::build(&fps);
+        drop(fps);
+        let Some(summary) = summary else {
+            if entries.is_empty() {
+                // Everything open had expired: nothing to keep.
+                self.clear_open();
+            }
+            return None;
+        };
+        let encoded = summary.encode();
+        // Named by its content: generations sealed by different projectors (a fenced one
+        // racing the next) never share a name in the store.
+        let id = xxhash_rust::xxh3::xxh3_64(&encoded);
+        let generation = DedupGeneration {
+            id,
+            max_seen_s: entries.iter().map(|(_, s)| *s).max().unwrap_or(0),
+            entries: entries.len() as u64,
+            summary: encoded,
+        };
+        self.clear_open();
+        let blocks = entries
+            .chunks(tally_domain::dedup::BLOCK_ENTRIES)
+            .map(<[(u64, u32)]>::to_vec)
+            .collect();
+        self.sealed.push(Sealed {
+            id,
+            max_seen_s: generation.max_seen_s,
+            entries: generation.entries,
+            summary,
+        });
+        Some(DedupSeal { generation, blocks })
+    }
+
+    fn clear_open(&mut self) {
+        for shard in &mut self.shards {
+            *shard = Shard::default();
+        }
+        self.open_len = 0;
+    }
+
+    /// Entries held: the open set's and the sealed generations'.
     pub fn len(&self) -> usize {
-        self.len
+        self.open_len
+            + self
+                .sealed
+                .iter()
+                .map(|g| g.entries as usize)
+                .sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    /// Bytes of memory held (hash table slots counted at capacity, with their control bytes).
+    pub fn memory_bytes(&self) -> usize {
+        let open: usize = self.shards.iter().map(|s| s.capacity() * 17).sum();
+        open + self
+            .sealed
+            .iter()
+            .map(|g| g.summary.memory_bytes())
+            .sum::<usize>()
+    }
+}
+
+/// The fingerprints of a batch that sealed generations may hold, per partition, and the blocks
+/// to read to settle them.
+#[derive(Default)]
+pub struct Suspects {
+    /// Per partition, per suspected fingerprint, the blocks that may hold it.
+    pub by_partition: BTreeMap<i32, HashMap<u64, Vec<(u64, u32)>>>,
+}
+
+impl Suspects {
+    /// The distinct blocks to read for `partition`.
+    pub fn blocks(&self, partition: i32) -> Vec<(u64, u32)> {
+        let mut wanted: Vec<(u64, u32)> = self
+            .by_partition
+            .get(&partition)
+            .into_iter()
+            .flat_map(|m| m.values().flatten().copied())
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        wanted
+    }
+
+    /// Settles `partition`'s suspects against the blocks read (`blocks[i]` is `wanted[i]`):
+    /// the newest second each fingerprint is stored with, for those that are there.
+    pub fn resolve(
+        &self,
+        partition: i32,
+        wanted: &[(u64, u32)],
+        blocks: &[Vec<(u64, u32)>],
+    ) -> HashMap<u64, u32> {
+        let read: HashMap<(u64, u32), &Vec<(u64, u32)>> =
+            wanted.iter().copied().zip(blocks.iter()).collect();
+        let mut seen = HashMap::new();
+        for (fp, places) in self.by_partition.get(&partition).into_iter().flatten() {
+            let newest = places
+                .iter()
+                .filter_map(|place| read.get(place))
+                .filter_map(|block| find_in_block(block, *fp))
+                .max();
+            if let Some(s) = newest {
+                seen.insert(*fp, s);
+            }
+        }
+        seen
     }
 }
 
@@ -121,25 +316,130 @@ impl Dedup {
 mod tests {
     use super::*;
 
+    fn open(window_s: u32, entries: &[(u64, u32)]) -> Dedup {
+        Dedup::new(window_s, None, entries.iter().copied(), Vec::new()).expect("valid")
+    }
+
     #[test]
     fn duplicates_within_the_window_count_once() {
-        let mut d = Dedup::new(100, []);
-        assert!(d.first_sighting(7, 1_000));
-        assert!(!d.first_sighting(7, 1_050));
-        assert!(!d.first_sighting(7, 1_100));
+        let mut d = open(100, &[]);
+        assert!(d.first_sighting(7, 1_000, None));
+        assert!(!d.first_sighting(7, 1_050, None));
+        assert!(!d.first_sighting(7, 1_100, None));
         assert!(
-            d.first_sighting(7, 1_101),
+            d.first_sighting(7, 1_101, None),
             "outside the window it is a new event"
         );
-        assert!(!d.first_sighting(7, 1_150));
+        assert!(!d.first_sighting(7, 1_150, None));
     }
 
     #[test]
     fn eviction_does_not_change_answers() {
-        let mut d = Dedup::new(100, [(1, 1_000), (2, 1_090)]);
+        let mut d = open(100, &[(1, 1_000), (2, 1_090)]);
         d.evict(1_150, SHARDS);
         assert_eq!(d.len(), 1);
-        assert!(d.first_sighting(1, 1_150));
-        assert!(!d.first_sighting(2, 1_150));
+        assert!(d.first_sighting(1, 1_150, None));
+        assert!(!d.first_sighting(2, 1_150, None));
+    }
+
+    /// Seals 3,000 fingerprints (odd multiples of a constant) seen at second 1,000.
+    fn sealed(window_s: u32) -> (Dedup, DedupSeal, Vec<u64>) {
+        let fps: Vec<u64> = (0..3_000u64)
+            .map(|i| (2 * i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
+        let mut d = Dedup::new(window_s, Some(3_000), Vec::new(), Vec::new()).expect("valid");
+        for fp in &fps {
+            assert!(d.first_sighting(*fp, 1_000, None));
+        }
+        let seal = d
+            .seal_if_full(1_000)
+            .expect("3,000 open entries reach the cap");
+        (d, seal, fps)
+    }
+
+    /// What the projector does: the suspects' blocks read from the seal, then the sighting.
+    fn sighting(d: &mut Dedup, seal: &DedupSeal, fp: u64, now_s: u32) -> bool {
+        let mut places = Vec::new();
+        d.suspects(fp, now_s, &mut places);
+        let mut suspects = Suspects::default();
+        suspects
+            .by_partition
+            .entry(0)
+            .or_default()
+            .insert(fp, places);
+        let wanted = suspects.blocks(0);
+        let blocks: Vec<Vec<(u64, u32)>> = wanted
+            .iter()
+            .map(|(_, b)| seal.blocks[*b as usize].clone())
+            .collect();
+        let seen = suspects.resolve(0, &wanted, &blocks);
+        d.first_sighting(fp, now_s, seen.get(&fp).copied())
+    }
+
+    #[test]
+    fn a_sealed_generation_keeps_its_entries_exactly() {
+        let (mut d, seal, fps) = sealed(100);
+        assert_eq!(seal.generation.entries, 3_000);
+        assert_eq!(seal.blocks.len(), 3, "blocks of 1,024");
+        assert!(seal.blocks.concat().windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(d.len(), 3_000, "all of them now sealed");
+        for fp in &fps[1..] {
+            assert!(!sighting(&mut d, &seal, *fp, 1_050), "a duplicate");
+        }
+        assert!(
+            sighting(&mut d, &seal, fps[1], 1_101),
+            "outside the window it is new again"
+        );
+    }
+
+    #[test]
+    fn a_filter_false_positive_is_not_a_duplicate() {
+        let (mut d, seal, fps) = sealed(100);
+        let members: std::collections::HashSet<u64> = fps.iter().copied().collect();
+        // Even multiples are never members; search them for ones the filter reports anyway
+        // (about 1 in 65,536).
+        let mut found = 0;
+        for i in 1..2_000_000u64 {
+            let fp = (2 * i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            assert!(!members.contains(&fp));
+            let mut places = Vec::new();
+            d.suspects(fp, 1_050, &mut places);
+            if places.is_empty() {
+                continue;
+            }
+            found += 1;
+            assert!(
+                sighting(&mut d, &seal, fp, 1_050),
+                "a filter hit the block does not confirm is a new event"
+            );
+            assert!(
+                !sighting(&mut d, &seal, fp, 1_051),
+                "and is remembered as one"
+            );
+        }
+        assert!(found > 0, "two million probes found no false positive");
+    }
+
+    #[test]
+    fn generations_expire_whole_once_their_newest_entry_leaves_the_window() {
+        let (mut d, seal, fps) = sealed(100);
+        let stored = seal.generation.clone();
+        d.evict(1_100, SHARDS);
+        assert!(
+            d.has_sealed(),
+            "its newest entry is still within the window"
+        );
+        d.evict(1_101, SHARDS);
+        assert!(!d.has_sealed());
+        assert!(d.first_sighting(fps[0], 1_101, None));
+        // Loaded back from the store, it answers as before sealing.
+        let mut back = Dedup::new(100, Some(3_000), Vec::new(), vec![stored]).expect("valid");
+        assert!(!sighting(&mut back, &seal, fps[7], 1_020));
+    }
+
+    #[test]
+    fn without_a_cap_nothing_is_sealed() {
+        let mut d = open(100, &[(1, 1_000), (2, 1_000)]);
+        assert!(d.seal_if_full(1_000).is_none());
     }
 }

@@ -7,6 +7,8 @@ pub const COMMIT_FAILURES: &str = "tally_projector_commit_failures_total";
 pub const COMMIT_SECONDS: &str = "tally_projector_commit_seconds";
 pub const LAG_EVENTS: &str = "tally_projector_lag_events";
 pub const DEDUP_ENTRIES: &str = "tally_projector_dedup_entries";
+pub const DEDUP_MEMORY_BYTES: &str = "tally_projector_dedup_memory_bytes";
+pub const DEDUP_BLOCK_READS: &str = "tally_projector_dedup_block_reads_total";
 pub const REBALANCES: &str = "tally_projector_rebalances_total";
 pub const FENCED: &str = "tally_projector_fenced_total";
 pub const CHECKPOINT_MISMATCH: &str = "tally_projector_checkpoint_mismatch";
@@ -44,6 +46,14 @@ pub fn describe() {
     );
     metrics::describe_gauge!(
         DEDUP_ENTRIES,
-        "Event-id fingerprints held in the dedup memory."
+        "Event-id fingerprints within the dedup window: the open set's and the sealed generations'."
+    );
+    metrics::describe_gauge!(
+        DEDUP_MEMORY_BYTES,
+        "Bytes of memory the dedup memory holds: the open set's hash tables and the sealed generations' filters and block indexes."
+    );
+    metrics::describe_counter!(
+        DEDUP_BLOCK_READS,
+        "Stored blocks of sealed dedup generations read to settle a filter hit (a duplicate, or a false positive of the filter)."
     );
 }

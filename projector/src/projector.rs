@@ -5,18 +5,25 @@ use std::time::{Duration, Instant};
 
 use tally_domain::log_binding::Mismatch;
 use tally_domain::pricing::{PriceCache, RepriceCache};
-use tally_domain::store::{AnalyticsStore, EventLog, LogPosition, Ownership, StoreError};
+use tally_domain::store::{
+    AnalyticsStore, EventLog, LogPosition, LogRecord, Ownership, StoreError,
+};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::guard::{self, Admission};
 use crate::metrics as m;
-use crate::session::Session;
+use crate::session::{Confirmed, Session};
 
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
     /// How long an event id is remembered, in seconds of log time.
     pub dedup_window_s: u32,
+    /// Open dedup entries per partition that make a commit seal them into a generation kept
+    /// in the store with a compact filter in memory ([`crate::dedup`]); the open set is the
+    /// dedup memory's only part that costs 20–30 bytes per entry. Stores that keep no sealed
+    /// generations never seal.
+    pub dedup_open_entries: usize,
     /// Events folded into one commit while caught up (up to 4× this while catching up).
     /// Larger batches amortise the commit; smaller ones make results visible sooner.
     pub max_batch_events: usize,
@@ -40,6 +47,7 @@ impl Default for ProjectorConfig {
     fn default() -> Self {
         ProjectorConfig {
             dedup_window_s: 24 * 3600,
+            dedup_open_entries: 2_000_000,
             max_batch_events: 50_000,
             idle_wait: Duration::from_millis(250),
             max_backoff: Duration::from_secs(5),
@@ -227,6 +235,41 @@ impl Projector {
         }
     }
 
+    /// Reads the stored blocks that may hold fingerprints of `records` which sealed dedup
+    /// generations report, and settles them: per partition, the newest second each is stored
+    /// with ([`crate::dedup`]). Nothing to read (no sealed generation, or no filter hit) costs
+    /// no store round trip. `None` when the runtime is shutting down.
+    async fn confirm(
+        &self,
+        session: Session,
+        records: Vec<LogRecord>,
+    ) -> Result<Option<(Session, Vec<LogRecord>, Confirmed)>, StoreError> {
+        if !session.has_sealed() {
+            return Ok(Some((session, records, Confirmed::new())));
+        }
+        let found = tokio::task::spawn_blocking(move || {
+            let suspects = session.suspects(&records);
+            (session, records, suspects)
+        })
+        .await;
+        let (session, records, suspects) = match found {
+            Ok(found) => found,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(_) => return Ok(None),
+        };
+        let mut confirmed = Confirmed::new();
+        for partition in suspects.by_partition.keys() {
+            let wanted = suspects.blocks(*partition);
+            if wanted.is_empty() {
+                continue;
+            }
+            let blocks = self.store.dedup_blocks(*partition, &wanted).await?;
+            metrics::counter!(m::DEDUP_BLOCK_READS).increment(wanted.len() as u64);
+            confirmed.insert(*partition, suspects.resolve(*partition, &wanted, &blocks));
+        }
+        Ok(Some((session, records, confirmed)))
+    }
+
     /// One pass from the stored checkpoint until shutdown, a rebalance or a storage error.
     async fn run_session(
         &self,
@@ -252,8 +295,17 @@ impl Projector {
             // Re-bound between the check and the load: check again.
             return Ok(SessionEnd::LogChanged);
         }
-        let mut session =
-            Session::resume(state, binding, owned.partitions, self.config.dedup_window_s);
+        let seal_at = self
+            .store
+            .seals_dedup()
+            .then_some(self.config.dedup_open_entries);
+        let mut session = Session::resume(
+            state,
+            binding,
+            owned.partitions,
+            self.config.dedup_window_s,
+            seal_at,
+        )?;
         info!(
             generation = owned.generation,
             log = %session.binding.log,
@@ -325,6 +377,10 @@ impl Projector {
             let book = self.config.prices.as_ref().map(|p| p.current());
             let reprices = self.config.reprices.as_ref().map(|r| r.current());
             let keep_raw = self.store.keeps_raw_events();
+            let Some((settled, records, confirmed)) = self.confirm(session, records).await? else {
+                return Ok(SessionEnd::Shutdown);
+            };
+            session = settled;
             // Folding is CPU work: it runs on a blocking thread, with the session moved there
             // and back, so the runtime keeps serving requests meanwhile.
             let folded = tokio::task::spawn_blocking(move || {
@@ -333,6 +389,7 @@ impl Projector {
                     book.as_deref(),
                     reprices.as_deref().filter(|r| !r.is_empty()),
                     keep_raw,
+                    &confirmed,
                 );
                 (session, commit)
             })
@@ -357,6 +414,7 @@ impl Projector {
             metrics::histogram!(m::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
             metrics::counter!(m::COMMITS).increment(1);
             metrics::gauge!(m::DEDUP_ENTRIES).set(session.dedup_len() as f64);
+            metrics::gauge!(m::DEDUP_MEMORY_BYTES).set(session.dedup_memory_bytes() as f64);
             let position = session.position();
             // Lag as of this commit, before anyone sees its status.
             let consumed = session.applied() + session.duplicates();

@@ -3,7 +3,7 @@
 //! which commits landed are its only changes; everything in it is rebuilt from the store's
 //! checkpoints when a session starts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use tally_domain::event_fingerprint;
 use tally_domain::log_binding::LogBinding;
@@ -11,11 +11,11 @@ use tally_domain::pricing::{PriceBook, Repricing};
 use tally_domain::rollup::fold;
 use tally_domain::store::{
     LogPosition, LogRecord, PartitionCommit, PartitionState, Partitions, ProjectionCommit,
-    ProjectorState, RawEvent, RawScore,
+    ProjectorState, RawEvent, RawScore, StoreError,
 };
 use tally_schemas::event::Cost;
 
-use crate::dedup::Dedup;
+use crate::dedup::{Dedup, Suspects};
 use crate::metrics as m;
 
 /// One partition's progress since the last load of its checkpoint.
@@ -36,7 +36,14 @@ pub(super) struct Session {
     pub(super) owned: Partitions,
     pub(super) partitions: BTreeMap<i32, PartitionSession>,
     pub(super) window_s: u32,
+    /// Open dedup entries that make a commit seal them (`None`: the store keeps no sealed
+    /// generations).
+    pub(super) seal_at: Option<usize>,
 }
+
+/// Per partition, the newest second sealed generations hold for the batch's suspected
+/// fingerprints, as read from their blocks ([`Suspects::resolve`]).
+pub(super) type Confirmed = BTreeMap<i32, HashMap<u64, u32>>;
 
 pub(super) fn seconds(ms: i64) -> u32 {
     u32::try_from(ms.max(0) / 1000).unwrap_or(u32::MAX)
@@ -48,7 +55,8 @@ impl Session {
         binding: LogBinding,
         owned: Partitions,
         window_s: u32,
-    ) -> Session {
+        seal_at: Option<usize>,
+    ) -> Result<Session, StoreError> {
         // A partition whose first commit is unfinished has rows but no checkpoint yet.
         for p in state.unfinished.keys() {
             state.partitions.entry(*p).or_default();
@@ -58,7 +66,12 @@ impl Session {
             .into_iter()
             .filter(|(p, _)| owned.contains(*p))
             .map(|(p, mut s)| {
-                let dedup = Dedup::new(window_s, std::mem::take(&mut s.dedup));
+                let dedup = Dedup::new(
+                    window_s,
+                    seal_at,
+                    std::mem::take(&mut s.dedup),
+                    std::mem::take(&mut s.generations),
+                )?;
                 let stop_at = state
                     .unfinished
                     .get(&p)
@@ -70,15 +83,16 @@ impl Session {
                     state: s,
                     dedup,
                 };
-                (p, session)
+                Ok((p, session))
             })
-            .collect();
-        Session {
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Session {
             binding,
             owned,
             partitions,
             window_s,
-        }
+            seal_at,
+        })
     }
 
     pub(super) fn position(&self) -> LogPosition {
@@ -116,6 +130,50 @@ impl Session {
         self.partitions.values().map(|s| s.dedup.len()).sum()
     }
 
+    pub(super) fn dedup_memory_bytes(&self) -> usize {
+        self.partitions
+            .values()
+            .map(|s| s.dedup.memory_bytes())
+            .sum()
+    }
+
+    /// Whether some partition holds sealed dedup generations ([`Self::suspects`] is needed).
+    pub(super) fn has_sealed(&self) -> bool {
+        self.partitions.values().any(|s| s.dedup.has_sealed())
+    }
+
+    /// The fingerprints of `records` that sealed generations may hold, with the blocks to read
+    /// to settle them. CPU-bound, like [`Self::fold`].
+    pub(super) fn suspects(&self, records: &[LogRecord]) -> Suspects {
+        let mut suspects = Suspects::default();
+        let mut places = Vec::new();
+        for record in records {
+            let Some(ps) = self.partitions.get(&record.partition) else {
+                continue;
+            };
+            if !ps.dedup.has_sealed() || record.offset < ps.state.next_offset {
+                continue;
+            }
+            // The partition's clock before the batch: the earliest horizon any of its events
+            // is judged at, so no generation that may still matter is left out.
+            let now_s = seconds(ps.state.last_received_ms);
+            for event in &record.events {
+                let fp = event_fingerprint(&event.event_id);
+                ps.dedup.suspects(fp, now_s, &mut places);
+                if !places.is_empty() {
+                    suspects
+                        .by_partition
+                        .entry(record.partition)
+                        .or_default()
+                        .entry(fp)
+                        .or_default()
+                        .append(&mut places);
+                }
+            }
+        }
+        suspects
+    }
+
     /// Prices, deduplicates and folds `records` into one commit (not yet applied). Records of
     /// partitions not owned, or before a partition's position, are skipped.
     ///
@@ -128,6 +186,7 @@ impl Session {
         prices: Option<&PriceBook>,
         reprices: Option<&Repricing>,
         keep_raw: bool,
+        confirmed: &Confirmed,
     ) -> ProjectionCommit {
         let mut commit = ProjectionCommit {
             epoch: self.binding.epoch,
@@ -136,7 +195,9 @@ impl Session {
         let (mut applied, mut duplicates) = (0u64, 0u64);
         for (partition, records) in self.owned_by_partition(records) {
             let ps = self.partition(partition);
-            let read = ps.read(records, prices, reprices);
+            let none = HashMap::new();
+            let sealed_seen = confirmed.get(&partition).unwrap_or(&none);
+            let read = ps.read(records, prices, reprices, sealed_seen);
             applied += read.fresh.len() as u64;
             duplicates += read.duplicates;
             commit
@@ -167,14 +228,14 @@ impl Session {
 
     /// A partition's session, started empty the first time it is seen.
     fn partition(&mut self, partition: i32) -> &mut PartitionSession {
-        let window_s = self.window_s;
+        let (window_s, seal_at) = (self.window_s, self.seal_at);
         self.partitions
             .entry(partition)
             .or_insert_with(|| PartitionSession {
                 committed: 0,
                 stop_at: None,
                 state: PartitionState::default(),
-                dedup: Dedup::new(window_s, []),
+                dedup: Dedup::empty(window_s, seal_at),
             })
     }
 
@@ -211,6 +272,7 @@ impl PartitionSession {
         records: Vec<LogRecord>,
         prices: Option<&PriceBook>,
         reprices: Option<&Repricing>,
+        sealed_seen: &HashMap<u64, u32>,
     ) -> Read {
         let mut read = Read {
             fresh: Vec::new(),
@@ -230,7 +292,10 @@ impl PartitionSession {
             let now_s = seconds(now_ms);
             for mut event in record.events {
                 let fp = event_fingerprint(&event.event_id);
-                if !self.dedup.first_sighting(fp, now_s) {
+                if !self
+                    .dedup
+                    .first_sighting(fp, now_s, sealed_seen.get(&fp).copied())
+                {
                     read.duplicates += 1;
                     continue;
                 }
@@ -271,12 +336,14 @@ impl PartitionSession {
     fn commit_part(&mut self, read: Read, keep_raw: bool) -> PartitionCommit {
         let now_s = seconds(self.state.last_received_ms);
         self.dedup.evict(now_s, 1);
+        let seal = self.dedup.seal_if_full(now_s);
         self.state.events_applied += read.fresh.len() as u64;
         self.state.duplicates_dropped += read.duplicates;
         PartitionCommit {
             base_offset: self.committed,
             deltas: fold(read.fresh.iter().map(|r| &r.event)),
             dedup_new: read.dedup_new,
+            seal,
             dedup_horizon_s: self.dedup.horizon(now_s),
             state: self.state.clone(),
             raw: if keep_raw { read.fresh } else { Vec::new() },

@@ -45,6 +45,9 @@ pub struct Settings {
     pub retention_days: u32,
     /// How long an event id is remembered for deduplication (seconds of log time).
     pub dedup_window_secs: u32,
+    /// Event ids per log partition the dedup memory keeps exactly in memory before it seals
+    /// them into a generation held in the analytics store behind a compact filter.
+    pub dedup_open_entries: usize,
     /// Most events per ingest request.
     pub max_batch_events: usize,
     /// Largest ingest request body.
@@ -109,6 +112,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./data"),
             retention_days: 90,
             dedup_window_secs: 24 * 3600,
+            dedup_open_entries: 2_000_000,
             max_batch_events: 10_000,
             max_body_bytes: 10 * 1024 * 1024,
             max_in_flight: 32,
@@ -194,6 +198,7 @@ impl Settings {
             "DATA_DIR" => self.data_dir = PathBuf::from(value),
             "RETENTION_DAYS" => self.retention_days = num(name, value)?,
             "DEDUP_WINDOW_SECS" => self.dedup_window_secs = num(name, value)?,
+            "DEDUP_OPEN_ENTRIES" => self.dedup_open_entries = num(name, value)?,
             "MAX_BATCH_EVENTS" => self.max_batch_events = num(name, value)?,
             "MAX_BODY_BYTES" => self.max_body_bytes = num(name, value)?,
             "MAX_IN_FLIGHT" => self.max_in_flight = num(name, value)?,

@@ -79,6 +79,7 @@ fn evaluator(settings: &Settings, stores: &Stores, clock: Arc<dyn Clock>) -> Eva
 pub fn projector_config(settings: &Settings, stores: &Stores) -> ProjectorConfig {
     ProjectorConfig {
         dedup_window_s: settings.dedup_window_secs,
+        dedup_open_entries: settings.dedup_open_entries,
         max_batch_events: settings.projector_batch_events,
         prices: Some(stores.prices.clone()),
         reprices: Some(stores.reprices.clone()),

@@ -3,6 +3,8 @@
 //! Each batch carries its own feature name, so per-feature counts show per-batch outcomes: an
 //! acknowledged batch must count fully, an unacknowledged one fully or not at all (a record is
 //! atomic). Re-sending everything afterwards must change nothing for batches already counted.
+//! The dedup memory seals a generation every 1,000 ids, so kills land around seals too and the
+//! re-sent ids are mostly found through sealed generations' stored blocks.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -24,6 +26,7 @@ fn start(dir: &std::path::Path) -> (Child, String) {
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .env("TALLY_LOG", "warn")
+        .env("TALLY_DEDUP_OPEN_ENTRIES", "1000")
         .env("TALLY_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

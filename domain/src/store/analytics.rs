@@ -28,10 +28,37 @@ pub struct PartitionState {
     /// checkpoints written before it was kept).
     #[serde(default)]
     pub anchor: u64,
-    /// Fingerprints of event ids seen within the dedup window, with the second they were seen.
-    /// Not serialized with the checkpoint; stores keep them as chunks.
+    /// The dedup memory's open set: fingerprints of event ids seen within the dedup window, with
+    /// the second they were seen, not yet sealed. Not serialized with the checkpoint; stores
+    /// keep them as chunks.
     #[serde(skip)]
     pub dedup: Vec<(u64, u32)>,
+    /// The dedup memory's sealed generations that may still hold fingerprints within the
+    /// window ([`crate::dedup`]), oldest first. Not serialized with the checkpoint.
+    #[serde(skip)]
+    pub generations: Vec<DedupGeneration>,
+}
+
+/// A sealed generation of a partition's dedup memory ([`crate::dedup`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupGeneration {
+    /// Increasing per partition.
+    pub id: u64,
+    /// The newest second among its entries: the generation is forgotten, whole, once the
+    /// dedup horizon passes it.
+    pub max_seen_s: u32,
+    pub entries: u64,
+    /// [`crate::dedup::GenerationSummary::encode`]; opaque to stores.
+    pub summary: Vec<u8>,
+}
+
+/// Sealing a partition's open dedup set ([`PartitionCommit::seal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupSeal {
+    pub generation: DedupGeneration,
+    /// Its entries sorted by fingerprint, [`crate::dedup::BLOCK_ENTRIES`] per block (the last
+    /// may hold fewer); block numbers start at 0.
+    pub blocks: Vec<Vec<(u64, u32)>>,
 }
 
 /// What the projector needs to resume: per log partition, its state. A partition that has
@@ -75,8 +102,13 @@ pub struct PartitionCommit {
     pub base_offset: i64,
     pub deltas: BTreeMap<RollupKey, Rollup>,
     pub dedup_new: Vec<(u64, u32)>,
-    /// Fingerprints seen before this second may be forgotten.
+    /// Fingerprints seen before this second may be forgotten (chunks, and sealed generations
+    /// whose `max_seen_s` is before it).
     pub dedup_horizon_s: u32,
+    /// The open dedup set sealed by this commit (it includes `dedup_new`): the store replaces
+    /// every open chunk of the partition by this generation and its blocks, in the commit's
+    /// atomic effect. Only sent to stores that [`seal_dedup`](AnalyticsStore::seals_dedup).
+    pub seal: Option<DedupSeal>,
     /// The partition's state after the commit (`dedup` left empty).
     pub state: PartitionState,
     /// The events this commit counted (duplicates excluded), for stores that keep raw events
@@ -240,6 +272,24 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     async fn prune(&self, before_s: i64) -> StoreResult<u64>;
     /// A round trip to the backend (for readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// Whether the store keeps sealed dedup generations ([`PartitionCommit::seal`],
+    /// [`dedup_blocks`](Self::dedup_blocks)). A store that does not keeps every fingerprint of
+    /// the window as chunks, and the projector holds them all in memory.
+    fn seals_dedup(&self) -> bool {
+        false
+    }
+    /// The blocks `(generation id, block number)` of `partition`'s sealed dedup generations,
+    /// in the order asked; `NotFound` when one is not stored (an expired generation).
+    async fn dedup_blocks(
+        &self,
+        partition: i32,
+        wanted: &[(u64, u32)],
+    ) -> StoreResult<Vec<Vec<(u64, u32)>>> {
+        let _ = (partition, wanted);
+        Err(crate::error::StoreError::Unavailable(
+            "this store keeps no sealed dedup generations".into(),
+        ))
+    }
     /// Whether commits should carry the counted events themselves ([`PartitionCommit::raw`]).
     fn keeps_raw_events(&self) -> bool {
         true

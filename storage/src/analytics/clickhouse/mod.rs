@@ -40,6 +40,15 @@
 //! checkpoint is refused (`Conflict`), and the projector reloads. Rebuild truncates the tables:
 //! stop the projectors first.
 //!
+//! **Sealed dedup generations.** When a projector seals its open dedup set
+//! ([`tally_domain::dedup`]), the generation (kind 4: its summary) and its blocks (kind 5) land
+//! in the same atomic insert as the checkpoint, named by a hash of their content. Where a
+//! partition's batches end depends on timing, so two projectors may seal differently; every
+//! generation holds only true sightings of the partition's records before its version, so a
+//! load takes every generation up to the checkpoint, and the chunks after the newest seal
+//! (which held everything seen before it). The chunks a seal replaced, and expired
+//! generations, are deleted by a mutation after the seal (disk only: loads already skip them).
+//!
 //! **Raw events.** The events a commit counted (duplicates excluded) go to `tally_events`, one
 //! partition per UTC day, in an `INSERT` before the rollups. A crash before the checkpoint
 //! re-inserts the same rows on replay; they share the sorting key and `ReplacingMergeTree`

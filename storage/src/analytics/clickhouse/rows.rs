@@ -1,6 +1,7 @@
 //! The rows the ClickHouse analytics store writes, and how rollups, checkpoints and log
 //! bindings are encoded in them: one `tally_projection` row shape (kinds: legacy rollup,
-//! checkpoint, dedup chunk, binding) and one `tally_rollups` row shape.
+//! checkpoint, dedup chunk, binding, sealed dedup generation and its blocks) and one
+//! `tally_rollups` row shape.
 
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,27 @@ pub(super) const KIND_LEGACY_ROLLUP: u8 = 0;
 pub(super) const KIND_CHECKPOINT: u8 = 1;
 
 pub(super) const KIND_DEDUP: u8 = 2;
+
+/// A sealed dedup generation: `feature` names it (`gen-` and its id in hex), `bucket` is its
+/// newest entry's second, `requests` its entry count, `version` the `next_offset` of the
+/// commit that sealed it, `payload` its summary.
+pub(super) const KIND_DEDUP_GENERATION: u8 = 4;
+
+/// A block of a sealed dedup generation: `feature` names the generation, `resolution` is the
+/// block number, `bucket` the generation's newest second, `payload` the entries.
+pub(super) const KIND_DEDUP_BLOCK: u8 = 5;
+
+/// The `feature` value that names a sealed dedup generation.
+pub(super) fn generation_name(id: u64) -> String {
+    format!("gen-{id:016x}")
+}
+
+/// The generation id a `feature` value names.
+pub(super) fn generation_id(name: &str) -> Result<u64> {
+    name.strip_prefix("gen-")
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| Failure::Corrupt(format!("dedup generation name {name:?}")))
+}
 
 /// A log binding (payload: the [`LogBinding`] as JSON; `log_epoch` its epoch). `version` is
 /// its revision (bound, then id learned, then retired) in the high bits, and in the low bits

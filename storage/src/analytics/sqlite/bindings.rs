@@ -95,13 +95,19 @@ pub(super) fn adopt(conn: &mut Connection, a: &Adoption, window_s: u32) -> Resul
             a.retired_epoch
         )));
     }
-    let stored = load_state(&tx, Some(window_s), &Partitions::All)?;
+    let mut stored = load_state(&tx, Some(window_s), &Partitions::All)?;
+    // The sealed generations' entries join the open ones: an adoption hands the whole
+    // dedup memory over as chunks (the new partitions' projector seals them again).
+    for (partition, ps) in &mut stored.partitions {
+        let since_s = ((ps.last_received_ms / 1000) as u32).saturating_sub(window_s);
+        super::sealed_entries(&tx, *partition, since_s, &mut ps.dedup)?;
+    }
     if stored.position().0 != a.retired_position {
         return Err(Failure::Conflict(
             "the checkpoints moved since the adoption was planned (is a projector still reading the old log?)".into(),
         ));
     }
-    tx.execute_batch("DELETE FROM projector_partitions; DELETE FROM dedup_chunks;")?;
+    tx.execute_batch("DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM dedup_blocks; DELETE FROM dedup_generations;")?;
     for (partition, sources) in &a.dedup_from {
         let from: Vec<&PartitionState> = sources
             .iter()

@@ -48,8 +48,8 @@ use tally_domain::log_binding::{Adoption, LogBinding};
 use tally_domain::rollup::{Dims, Rollup, RollupKey, RollupRow};
 use tally_domain::sketch::LatencySketch;
 use tally_domain::store::{
-    AnalyticsStore, PartitionState, Partitions, ProjectionCommit, ProjectorState, ScanRequest,
-    ScoreQuery, ScoredEvent, StoreError, StoreResult,
+    AnalyticsStore, DedupGeneration, DedupSeal, PartitionState, Partitions, ProjectionCommit,
+    ProjectorState, ScanRequest, ScoreQuery, ScoredEvent, StoreError, StoreResult,
 };
 
 /// Rows carry sketch blobs of a few hundred bytes to 16 KiB; 16 KiB pages keep most of them off
@@ -246,6 +246,7 @@ pub(super) fn load_state(
             duplicates_dropped: r.get::<_, i64>(4)? as u64,
             anchor: r.get::<_, i64>(5)? as u64,
             dedup: Vec::new(),
+            generations: Vec::new(),
         };
         state.partitions.insert(partition, ps);
     }
@@ -255,6 +256,9 @@ pub(super) fn load_state(
     let mut stmt = conn.prepare(
         "SELECT entries FROM dedup_chunks WHERE log_partition = ?1 AND max_seen_s >= ?2 ORDER BY id",
     )?;
+    let mut generations = conn.prepare(
+        "SELECT id, max_seen_s, entries, summary FROM dedup_generations WHERE log_partition = ?1 AND max_seen_s >= ?2 ORDER BY id",
+    )?;
     for (partition, ps) in &mut state.partitions {
         let since_s = ((ps.last_received_ms / 1000) as u32).saturating_sub(window_s);
         let mut rows = stmt.query(params![partition, since_s])?;
@@ -262,8 +266,87 @@ pub(super) fn load_state(
             let bytes: Vec<u8> = row.get(0)?;
             crate::codec::decode_dedup_chunk(&bytes, since_s, &mut ps.dedup)?;
         }
+        let mut rows = generations.query(params![partition, since_s])?;
+        while let Some(row) = rows.next()? {
+            ps.generations.push(DedupGeneration {
+                id: row.get::<_, i64>(0)? as u64,
+                max_seen_s: row.get(1)?,
+                entries: row.get::<_, i64>(2)? as u64,
+                summary: row.get(3)?,
+            });
+        }
     }
     Ok(state)
+}
+
+/// Appends the entries of `partition`'s sealed generations seen at or after `since_s` to
+/// `out` (an adoption hands the whole dedup memory over as chunks).
+pub(super) fn sealed_entries(
+    conn: &Connection,
+    partition: i32,
+    since_s: u32,
+    out: &mut Vec<(u64, u32)>,
+) -> Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT b.entries FROM dedup_blocks b JOIN dedup_generations g ON g.log_partition = b.log_partition AND g.id = b.generation WHERE b.log_partition = ?1 AND g.max_seen_s >= ?2 ORDER BY b.generation, b.block",
+    )?;
+    let mut rows = stmt.query(params![partition, since_s])?;
+    while let Some(row) = rows.next()? {
+        let bytes: Vec<u8> = row.get(0)?;
+        crate::codec::decode_dedup_chunk(&bytes, since_s, out)?;
+    }
+    Ok(())
+}
+
+/// The blocks `wanted` of `partition`'s sealed generations, in order.
+fn dedup_blocks(
+    conn: &Connection,
+    partition: i32,
+    wanted: &[(u64, u32)],
+) -> Result<Vec<Vec<(u64, u32)>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT entries FROM dedup_blocks WHERE log_partition = ?1 AND generation = ?2 AND block = ?3",
+    )?;
+    let mut out = Vec::with_capacity(wanted.len());
+    for (generation, block) in wanted {
+        let bytes: Vec<u8> = stmt
+            .query_row(params![partition, *generation as i64, block], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| Failure::NotFound {
+                what: format!(
+                    "dedup block {block} of generation {generation} (partition {partition})"
+                ),
+            })?;
+        let mut entries = Vec::with_capacity(bytes.len() / 12);
+        crate::codec::decode_dedup_chunk(&bytes, 0, &mut entries)?;
+        out.push(entries);
+    }
+    Ok(out)
+}
+
+/// Writes a sealed generation in place of the partition's open chunks.
+fn seal(tx: &Connection, partition: i32, seal: &DedupSeal) -> Result<()> {
+    tx.execute(
+        "DELETE FROM dedup_chunks WHERE log_partition = ?1",
+        params![partition],
+    )?;
+    let g = &seal.generation;
+    tx.execute(
+        "INSERT INTO dedup_generations (log_partition, id, max_seen_s, entries, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![partition, g.id as i64, g.max_seen_s, g.entries as i64, g.summary],
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO dedup_blocks (log_partition, generation, block, entries) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (i, block) in seal.blocks.iter().enumerate() {
+        insert.execute(params![
+            partition,
+            g.id as i64,
+            i as i64,
+            crate::codec::encode_dedup_chunk(block)
+        ])?;
+    }
+    Ok(())
 }
 
 fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
@@ -307,7 +390,9 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
         c.partitions.values().flat_map(|pc| &pc.scores),
     )?;
     for (partition, pc) in &c.partitions {
-        if let Some(max_seen) = pc.dedup_new.iter().map(|(_, s)| *s).max() {
+        if let Some(sealed) = &pc.seal {
+            seal(&tx, *partition, sealed)?;
+        } else if let Some(max_seen) = pc.dedup_new.iter().map(|(_, s)| *s).max() {
             tx.execute(
                 "INSERT INTO dedup_chunks (max_seen_s, entries, log_partition) VALUES (?1, ?2, ?3)",
                 params![
@@ -319,6 +404,14 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
         }
         tx.execute(
             "DELETE FROM dedup_chunks WHERE log_partition = ?1 AND max_seen_s < ?2",
+            params![partition, pc.dedup_horizon_s],
+        )?;
+        tx.execute(
+            "DELETE FROM dedup_blocks WHERE log_partition = ?1 AND generation IN (SELECT id FROM dedup_generations WHERE log_partition = ?1 AND max_seen_s < ?2)",
+            params![partition, pc.dedup_horizon_s],
+        )?;
+        tx.execute(
+            "DELETE FROM dedup_generations WHERE log_partition = ?1 AND max_seen_s < ?2",
             params![partition, pc.dedup_horizon_s],
         )?;
         let s = &pc.state;
@@ -464,6 +557,21 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         self.read(move |conn| scan(conn, &request)).await
     }
 
+    fn seals_dedup(&self) -> bool {
+        true
+    }
+
+    #[instrument(name = "analytics.dedup_blocks", skip_all, fields(blocks = wanted.len()), err)]
+    async fn dedup_blocks(
+        &self,
+        partition: i32,
+        wanted: &[(u64, u32)],
+    ) -> StoreResult<Vec<Vec<(u64, u32)>>> {
+        let wanted = wanted.to_vec();
+        self.read(move |conn| dedup_blocks(conn, partition, &wanted))
+            .await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.read(|conn| {
             conn.query_row("SELECT count(*) FROM projector_partitions", [], |r| {
@@ -509,7 +617,7 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         let writer = self.writer.clone();
         blocking(move || {
             let conn = writer.lock().map_err(|_| poisoned())?;
-            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM event_chunks; DELETE FROM scores; DELETE FROM experiment_events; DELETE FROM experiment_arms; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM log_bindings; COMMIT;")?;
+            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM event_chunks; DELETE FROM scores; DELETE FROM experiment_events; DELETE FROM experiment_arms; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM dedup_blocks; DELETE FROM dedup_generations; DELETE FROM log_bindings; COMMIT;")?;
             Ok(())
         })
         .await

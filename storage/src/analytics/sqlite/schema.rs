@@ -51,6 +51,21 @@ CREATE TABLE IF NOT EXISTS dedup_chunks (
     log_partition INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS dedup_chunks_by_time ON dedup_chunks (max_seen_s);
+CREATE TABLE IF NOT EXISTS dedup_generations (
+    log_partition INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    max_seen_s INTEGER NOT NULL,
+    entries INTEGER NOT NULL,
+    summary BLOB NOT NULL,
+    PRIMARY KEY (log_partition, id)
+);
+CREATE TABLE IF NOT EXISTS dedup_blocks (
+    log_partition INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    block INTEGER NOT NULL,
+    entries BLOB NOT NULL,
+    PRIMARY KEY (log_partition, generation, block)
+);
 CREATE TABLE IF NOT EXISTS log_bindings (
     epoch INTEGER PRIMARY KEY,
     log_name TEXT NOT NULL,

@@ -13,6 +13,25 @@ pub(super) enum Stored {
 }
 
 impl ClickHouseAnalyticsStore {
+    /// Every stored block of `partition`'s sealed generations `ids` (a block may come twice
+    /// before the table's merges collapse it; both copies are equal).
+    pub(super) async fn generation_blocks(
+        &self,
+        partition: i32,
+        ids: &[u64],
+    ) -> Result<Vec<ProjectionRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = ids
+            .iter()
+            .map(|id| format!("'{}'", generation_name(*id)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} WHERE kind = {KIND_DEDUP_BLOCK} AND log_partition = {partition} AND feature IN ({names})");
+        self.rows::<ProjectionRow>(&sql).await
+    }
+
     /// The epoch of the newest binding (0 when there is none: checkpoints from before
     /// bindings were recorded).
     pub(super) async fn current_epoch(&self) -> Result<u32> {
@@ -47,8 +66,30 @@ impl ClickHouseAnalyticsStore {
         };
         for (partition, ps) in &mut state.partitions {
             let since_s = ((ps.last_received_ms / 1000) as u32).saturating_sub(dedup_window_s);
+            let upto = ps.next_offset;
+            // Sealed generations up to the checkpoint (each was inserted with the checkpoint of
+            // the commit that sealed it). Every one holds true sightings of this log's prefix,
+            // so one left by a fenced projector is harmless; the newest seal held everything
+            // seen before it, so only chunks after it are still open.
+            let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_DEDUP_GENERATION} AND log_partition = {partition} AND log_epoch = {epoch} AND bucket >= {since_s} AND version <= {upto} ORDER BY version");
+            for g in self.rows::<ProjectionRow>(&sql).await? {
+                ps.generations.push(DedupGeneration {
+                    id: generation_id(&g.feature)?,
+                    max_seen_s: u32::try_from(g.bucket).unwrap_or(0),
+                    entries: g.requests,
+                    summary: g.payload,
+                });
+            }
+            let sql = format!("SELECT count(), max(version) FROM {TABLE} WHERE kind = {KIND_DEDUP_GENERATION} AND log_partition = {partition} AND log_epoch = {epoch} AND version <= {upto}");
+            let (seals, sealed_at) = self.client.query(&sql).fetch_one::<(u64, u64)>().await?;
+            // Without a seal every chunk is open (an adoption's are at version 0).
+            let after = if seals == 0 {
+                String::new()
+            } else {
+                format!(" AND version > {sealed_at}")
+            };
             // Chunks beyond the checkpoint cannot exist: each was inserted with its checkpoint.
-            let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_DEDUP} AND log_partition = {partition} AND log_epoch = {epoch} AND bucket >= {since_s} AND version <= {}", ps.next_offset);
+            let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_DEDUP} AND log_partition = {partition} AND log_epoch = {epoch} AND bucket >= {since_s}{after} AND version <= {upto}");
             for chunk in self.rows::<ProjectionRow>(&sql).await? {
                 crate::codec::decode_dedup_chunk(&chunk.payload, since_s, &mut ps.dedup)?;
             }

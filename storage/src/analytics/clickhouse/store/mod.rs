@@ -13,16 +13,17 @@ use tracing::instrument;
 use checkpoints::Stored;
 
 use super::rows::{
-    binding_row, checkpoint_row, decode, encode, from_legacy, ProjectionRow, RollupDbRow,
-    BINDING_BOUND, BINDING_ID_LEARNED, BINDING_RETIRED, COLUMNS, KIND_BINDING, KIND_CHECKPOINT,
-    KIND_DEDUP, KIND_LEGACY_ROLLUP, ROLLUP_COLUMNS,
+    binding_row, checkpoint_row, decode, encode, from_legacy, generation_id, generation_name,
+    ProjectionRow, RollupDbRow, BINDING_BOUND, BINDING_ID_LEARNED, BINDING_RETIRED, COLUMNS,
+    KIND_BINDING, KIND_CHECKPOINT, KIND_DEDUP, KIND_DEDUP_BLOCK, KIND_DEDUP_GENERATION,
+    KIND_LEGACY_ROLLUP, ROLLUP_COLUMNS,
 };
 use crate::failure::{seam, Failure, Result};
 use tally_domain::log_binding::{Adoption, LogBinding};
 use tally_domain::rollup::{Resolution, Rollup, RollupKey, RollupRow};
 use tally_domain::store::{
-    AnalyticsStore, PartitionState, Partitions, ProjectionCommit, ProjectorState, ScanRequest,
-    StoreResult,
+    AnalyticsStore, DedupGeneration, PartitionState, Partitions, ProjectionCommit, ProjectorState,
+    ScanRequest, StoreResult,
 };
 
 /// Checkpoints and dedup chunks (unpartitioned: one commit's are one atomic insert).
@@ -216,9 +217,19 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
                     a.retired_epoch
                 )));
             }
-            let stored = self
+            let mut stored = self
                 .load_epoch(epoch, Some(dedup_window_s), &Partitions::All)
                 .await?;
+            // The sealed generations' entries join the open ones: an adoption hands the whole
+            // dedup memory over as chunks (the new partitions' projector seals them again).
+            for (partition, ps) in &mut stored.partitions {
+                let since_s =
+                    ((ps.last_received_ms / 1000) as u32).saturating_sub(dedup_window_s);
+                let ids: Vec<u64> = ps.generations.iter().map(|g| g.id).collect();
+                for block in self.generation_blocks(*partition, &ids).await? {
+                    crate::codec::decode_dedup_chunk(&block.payload, since_s, &mut ps.dedup)?;
+                }
+            }
             if stored.position().0 != a.retired_position {
                 return Err(Failure::Conflict(
                     "the checkpoints moved since the adoption was planned (is a projector still reading the old log?)".into(),
@@ -278,7 +289,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
             insert.end().await?;
             // The retired epoch's fingerprints were copied; its checkpoints stay as its record.
             let sql = format!(
-                "ALTER TABLE {TABLE} DELETE WHERE kind = {KIND_DEDUP} AND log_epoch = {}",
+                "ALTER TABLE {TABLE} DELETE WHERE kind IN ({KIND_DEDUP}, {KIND_DEDUP_GENERATION}, {KIND_DEDUP_BLOCK}) AND log_epoch = {}",
                 a.retired_epoch
             );
             if let Err(err) = self.client.query(&sql).execute().await {
@@ -340,7 +351,44 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
             let mut insert = self.client.insert::<ProjectionRow>(TABLE).await?;
             for (partition, pc) in &c.partitions {
                 let version = pc.state.next_offset as u64;
-                if let Some(max_seen) = pc.dedup_new.iter().map(|(_, s)| *s).max() {
+                if let Some(seal) = &pc.seal {
+                    // The generation and its blocks land with the checkpoint (one insert into
+                    // an unpartitioned table: atomic); the open chunks before it are skipped
+                    // by every later load.
+                    let g = &seal.generation;
+                    let name = generation_name(g.id);
+                    insert
+                        .write(&ProjectionRow {
+                            kind: KIND_DEDUP_GENERATION,
+                            feature: name.clone(),
+                            bucket: i64::from(g.max_seen_s),
+                            log_partition: *partition,
+                            log_epoch: epoch,
+                            version,
+                            requests: g.entries,
+                            cost_pico: "0".into(),
+                            payload: g.summary.clone(),
+                            ..ProjectionRow::default()
+                        })
+                        .await?;
+                    for (block, entries) in seal.blocks.iter().enumerate() {
+                        insert
+                            .write(&ProjectionRow {
+                                kind: KIND_DEDUP_BLOCK,
+                                resolution: u32::try_from(block)
+                                    .map_err(|_| Failure::invalid("seal", "too many blocks"))?,
+                                feature: name.clone(),
+                                bucket: i64::from(g.max_seen_s),
+                                log_partition: *partition,
+                                log_epoch: epoch,
+                                version,
+                                cost_pico: "0".into(),
+                                payload: crate::codec::encode_dedup_chunk(entries),
+                                ..ProjectionRow::default()
+                            })
+                            .await?;
+                    }
+                } else if let Some(max_seen) = pc.dedup_new.iter().map(|(_, s)| *s).max() {
                     insert
                         .write(&ProjectionRow {
                             kind: KIND_DEDUP,
@@ -360,6 +408,20 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
                     .await?;
             }
             insert.end().await?;
+            for (partition, pc) in &c.partitions {
+                if pc.seal.is_some() {
+                    // Disk only (loads already skip them): the chunks the seal replaced, and
+                    // generations wholly before the horizon but the newest.
+                    let version = pc.state.next_offset;
+                    let sql = format!(
+                        "ALTER TABLE {TABLE} DELETE WHERE log_partition = {partition} AND log_epoch = {epoch} AND ((kind = {KIND_DEDUP} AND version <= {version}) OR (kind IN ({KIND_DEDUP_GENERATION}, {KIND_DEDUP_BLOCK}) AND bucket < {} AND version < {version}))",
+                        pc.dedup_horizon_s
+                    );
+                    if let Err(err) = self.client.query(&sql).execute().await {
+                        tracing::warn!(error = %err, "failed to schedule deletion of sealed dedup chunks");
+                    }
+                }
+            }
             if self.commits.fetch_add(1, Ordering::Relaxed) % DEDUP_CLEANUP_EVERY
                 == DEDUP_CLEANUP_EVERY - 1
             {
@@ -374,6 +436,48 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
                 }
             }
             Ok(())
+        })
+        .await
+    }
+
+    fn seals_dedup(&self) -> bool {
+        true
+    }
+
+    #[instrument(name = "clickhouse.dedup_blocks", skip_all, fields(blocks = wanted.len()), err)]
+    async fn dedup_blocks(
+        &self,
+        partition: i32,
+        wanted: &[(u64, u32)],
+    ) -> StoreResult<Vec<Vec<(u64, u32)>>> {
+        seam(async || -> Result<Vec<Vec<(u64, u32)>>> {
+            let mut ids: Vec<u64> = wanted.iter().map(|(g, _)| *g).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let numbers: BTreeSet<u32> = wanted.iter().map(|(_, b)| *b).collect();
+            let mut found: BTreeMap<(u64, u32), Vec<(u64, u32)>> = BTreeMap::new();
+            for row in self.generation_blocks(partition, &ids).await? {
+                if !numbers.contains(&row.resolution) {
+                    continue;
+                }
+                let key = (generation_id(&row.feature)?, row.resolution);
+                let mut entries = Vec::with_capacity(row.payload.len() / 12);
+                crate::codec::decode_dedup_chunk(&row.payload, 0, &mut entries)?;
+                found.insert(key, entries);
+            }
+            wanted
+                .iter()
+                .map(|(g, b)| {
+                    found
+                        .get(&(*g, *b))
+                        .cloned()
+                        .ok_or_else(|| Failure::NotFound {
+                            what: format!(
+                                "dedup block {b} of generation {g:016x} (partition {partition})"
+                            ),
+                        })
+                })
+                .collect()
         })
         .await
     }

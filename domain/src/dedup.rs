@@ -1,0 +1,255 @@
+//! Sealed generations of the dedup memory: what a store keeps of one, and the summary the
+//! projector holds in memory to tell which stored block may hold a fingerprint.
+//!
+//! A partition's dedup memory is an exact *open* set of recent fingerprints (in memory) plus
+//! *sealed* generations. Sealing sorts the open set's entries by fingerprint and stores them as
+//! blocks of [`BLOCK_ENTRIES`] entries (12 bytes each, the dedup chunk format); the projector keeps
+//! only a [`GenerationSummary`]: a binary fuse filter with 16-bit fingerprints over the
+//! generation's event fingerprints (≈ 18 bits, 2.25 bytes per entry) and the first fingerprint of
+//! each block (8 bytes per 1,024 entries).
+//!
+//! Invariants:
+//! - The filter has no false negatives: a fingerprint in the generation is always reported as
+//!   possibly present, with the one block that holds it when it is there.
+//! - A filter hit is never a duplicate on its own: the projector reads the block and looks the
+//!   fingerprint up exactly (false positives, ≈ 1 in 65,536 per generation, cost one block read).
+//! - Decoding a summary from storage validates its shape before any lookup, so corrupt bytes are
+//!   a [`StoreError::Corrupt`], never an out-of-bounds read.
+
+use xorf::{BinaryFuse16, BinaryFuse16Ref, DmaSerializable, Filter, FilterRef};
+
+use crate::error::StoreError;
+
+/// Entries per stored block of a sealed generation.
+pub const BLOCK_ENTRIES: usize = 1024;
+
+/// Summary format version (first byte of [`GenerationSummary::encode`]).
+const FORMAT_V1: u8 = 1;
+/// xorf's binary fuse descriptor: seed (u64), segment length, its mask and the segment count
+/// length (u32 each), little-endian.
+const DESCRIPTOR_LEN: usize = 20;
+
+/// What the projector keeps in memory of one sealed generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationSummary {
+    descriptor: [u8; DESCRIPTOR_LEN],
+    fingerprints: Vec<u16>,
+    /// The first event fingerprint of each block, ascending.
+    index: Vec<u64>,
+}
+
+impl GenerationSummary {
+    /// The summary of a generation whose entries' fingerprints are `sorted` (ascending, no
+    /// repeats), stored in blocks of [`BLOCK_ENTRIES`]. `None` when the filter cannot be built
+    /// (no keys, or a repeated one).
+    pub fn build(sorted: &[u64]) -> Option<GenerationSummary> {
+        if sorted.is_empty() || sorted.windows(2).any(|w| w[0] >= w[1]) {
+            return None;
+        }
+        let filter = BinaryFuse16::try_from(sorted).ok()?;
+        let mut descriptor = [0u8; DESCRIPTOR_LEN];
+        filter.dma_copy_descriptor_to(&mut descriptor);
+        Some(GenerationSummary {
+            descriptor,
+            fingerprints: filter.fingerprints.to_vec(),
+            index: sorted.iter().step_by(BLOCK_ENTRIES).copied().collect(),
+        })
+    }
+
+    /// The block that would hold `fp`, when the filter says it may be in the generation.
+    pub fn block_of(&self, fp: u64) -> Option<u32> {
+        let filter =
+            BinaryFuse16Ref::from_dma(&self.descriptor, bytemuck::cast_slice(&self.fingerprints));
+        if !filter.contains(&fp) {
+            return None;
+        }
+        let block = self
+            .index
+            .partition_point(|first| *first <= fp)
+            .checked_sub(1)?;
+        u32::try_from(block).ok()
+    }
+
+    /// Bytes held in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.fingerprints.len() * 2 + self.index.len() * 8 + DESCRIPTOR_LEN
+    }
+
+    pub fn blocks(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(1 + DESCRIPTOR_LEN + 8 + self.memory_bytes() + self.index.len());
+        out.push(FORMAT_V1);
+        out.extend_from_slice(&self.descriptor);
+        out.extend_from_slice(&(self.fingerprints.len() as u32).to_le_bytes());
+        for f in &self.fingerprints {
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.index.len() as u32).to_le_bytes());
+        for first in &self.index {
+            out.extend_from_slice(&first.to_le_bytes());
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<GenerationSummary, StoreError> {
+        let corrupt = |why: &str| StoreError::Corrupt(format!("dedup generation summary: {why}"));
+        let mut r = Reader(bytes);
+        if r.take(1).ok_or_else(|| corrupt("empty"))? != [FORMAT_V1] {
+            return Err(corrupt("unknown format"));
+        }
+        let mut descriptor = [0u8; DESCRIPTOR_LEN];
+        descriptor.copy_from_slice(r.take(DESCRIPTOR_LEN).ok_or_else(|| corrupt("short"))?);
+        let n = r.u32().ok_or_else(|| corrupt("short"))? as usize;
+        let raw = r
+            .take(n.checked_mul(2).ok_or_else(|| corrupt("length"))?)
+            .ok_or_else(|| corrupt("fingerprints cut short"))?;
+        let fingerprints: Vec<u16> = raw
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let m = r.u32().ok_or_else(|| corrupt("short"))? as usize;
+        let raw = r
+            .take(m.checked_mul(8).ok_or_else(|| corrupt("length"))?)
+            .ok_or_else(|| corrupt("index cut short"))?;
+        let index: Vec<u64> = raw
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        if !r.0.is_empty() {
+            return Err(corrupt("trailing bytes"));
+        }
+        if index.is_empty() || index.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(corrupt("block index not ascending"));
+        }
+        // Every index the filter's lookup computes stays below `segment_count_length + 2 ×
+        // segment_length` when the segment length is a power of two, the mask is one less and
+        // the segment count length is a multiple of it: require exactly that shape.
+        let word = |at: usize| {
+            u32::from_le_bytes([
+                descriptor[at],
+                descriptor[at + 1],
+                descriptor[at + 2],
+                descriptor[at + 3],
+            ]) as usize
+        };
+        let (length, mask, count_length) = (word(8), word(12), word(16));
+        let shaped = length.is_power_of_two()
+            && mask == length - 1
+            && count_length.is_multiple_of(length)
+            && count_length
+                .checked_add(2 * length)
+                .is_some_and(|want| want == fingerprints.len());
+        if !shaped {
+            return Err(corrupt("filter shape"));
+        }
+        Ok(GenerationSummary {
+            descriptor,
+            fingerprints,
+            index,
+        })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+/// The seen-second of `fp` in a block's entries (sorted by fingerprint), if it is there.
+pub fn find_in_block(block: &[(u64, u32)], fp: u64) -> Option<u32> {
+    block
+        .binary_search_by_key(&fp, |(f, _)| *f)
+        .ok()
+        .map(|i| block[i].1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(n: u64, step: u64) -> Vec<u64> {
+        (1..=n).map(|i| i.wrapping_mul(step)).collect::<Vec<_>>()
+    }
+
+    #[test]
+    fn every_member_is_found_in_the_block_that_holds_it() {
+        let mut sorted = keys(5_000, 0x9E37_79B9_7F4A_7C15);
+        sorted.sort_unstable();
+        let summary = GenerationSummary::build(&sorted).expect("built");
+        assert_eq!(summary.blocks(), 5, "5,000 entries in blocks of 1,024");
+        for (i, fp) in sorted.iter().enumerate() {
+            assert_eq!(summary.block_of(*fp), Some((i / BLOCK_ENTRIES) as u32));
+        }
+    }
+
+    #[test]
+    fn non_members_are_rarely_suspected() {
+        let mut sorted = keys(100_000, 0x9E37_79B9_7F4A_7C15);
+        sorted.sort_unstable();
+        let summary = GenerationSummary::build(&sorted).expect("built");
+        let members: std::collections::HashSet<u64> = sorted.iter().copied().collect();
+        let probes = (0..1_000_000u64)
+            .map(|i| i.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ 0x5555)
+            .filter(|k| !members.contains(k));
+        let hits = probes.filter(|k| summary.block_of(*k).is_some()).count();
+        // 16-bit fingerprints: about 1 in 65,536, so ~15 of a million; far below 100.
+        assert!(hits < 100, "{hits} false positives in a million");
+        // ≈ 18 bits per entry plus the block index.
+        let per_entry = summary.memory_bytes() as f64 / 100_000.0;
+        assert!(per_entry < 2.5, "{per_entry} bytes per entry");
+    }
+
+    #[test]
+    fn a_summary_reads_back_as_written_and_corrupt_ones_are_refused() {
+        let mut sorted = keys(3_000, 0x2545_F491_4F6C_DD1D);
+        sorted.sort_unstable();
+        let summary = GenerationSummary::build(&sorted).expect("built");
+        let bytes = summary.encode();
+        assert_eq!(GenerationSummary::decode(&bytes).expect("valid"), summary);
+        for cut in [0, 1, 10, 25, bytes.len() - 1] {
+            assert!(
+                GenerationSummary::decode(&bytes[..cut]).is_err(),
+                "cut {cut}"
+            );
+        }
+        // A segment length that is not a power of two, and a mask that lets an index escape.
+        let mut bad = bytes.clone();
+        bad[1 + 8] ^= 0x01;
+        assert!(GenerationSummary::decode(&bad).is_err());
+        let mut bad = bytes.clone();
+        bad[1 + 12..1 + 16].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(GenerationSummary::decode(&bad).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(GenerationSummary::decode(&longer).is_err());
+    }
+
+    #[test]
+    fn nothing_or_repeats_build_no_summary() {
+        assert!(GenerationSummary::build(&[]).is_none());
+        assert!(GenerationSummary::build(&[3, 3, 4]).is_none());
+    }
+
+    #[test]
+    fn blocks_are_searched_exactly() {
+        let block = [(10, 1), (20, 2), (30, 3)];
+        assert_eq!(find_in_block(&block, 20), Some(2));
+        assert_eq!(find_in_block(&block, 25), None);
+    }
+}
