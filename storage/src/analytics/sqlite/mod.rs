@@ -6,10 +6,13 @@
 //! dashboards, and an index on `(resolution, bucket)` serves the cross-feature views. Cost is a
 //! 16-byte little-endian `i128` of pico-dollars, the sum of squared costs a 16-byte
 //! little-endian `u128`.
-//! Dedup fingerprints are stored as append-only chunks (8-byte fingerprint + 4-byte second per
-//! event, about 12 bytes on disk per event in the window); chunks entirely older than the window
-//! are deleted in the same commit. Pages are 16 KiB and the writer's page cache may grow to
-//! 256 MiB (readers 64 MiB): the cache only fills up to the rows actually touched.
+//! Dedup fingerprints of the open set are stored as append-only chunks (8-byte fingerprint +
+//! 4-byte second per event, about 12 bytes on disk per event); a seal replaces them with a
+//! sealed generation (`dedup_generations`: its summary) and its sorted blocks (`dedup_blocks`),
+//! in the same commit. Chunks and generations entirely older than the window are deleted in the
+//! commit that passes them. Pages are 16 KiB and the writer's page cache may grow to 64 MiB
+//! (readers 64 MiB): the writer touches recent rows, and the OS page cache serves the rest
+//! (256 MiB measured no faster under load, and cost 240 MiB of peak RSS).
 //!
 //! The checkpoint is one row per log partition (`projector_partitions`), and dedup chunks are
 //! tagged with their partition. A commit whose `base_offset` differs from the stored offset is
@@ -71,7 +74,7 @@ impl SqliteAnalyticsStore {
     pub fn open(dir: &Path) -> StoreResult<SqliteAnalyticsStore> {
         seam_sync(|| -> Result<SqliteAnalyticsStore> {
             let path = dir.join("analytics.db");
-            let mut writer = open_with(&path, 256, PAGE_SIZE)?;
+            let mut writer = open_with(&path, 64, PAGE_SIZE)?;
             writer.execute_batch(SCHEMA)?;
             writer.execute_batch(events::TABLE)?;
             writer.execute_batch(scores::TABLE)?;
