@@ -95,7 +95,7 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
                     .map(|e| (tally_domain::event_fingerprint(&e.event_id), seen_s))
                     .collect(),
                 dedup_horizon_s: horizon,
-                seal: None,
+                seals: Vec::new(),
                 state: PartitionState {
                     next_offset: base_offset + events.len() as i64,
                     last_received_ms: i64::from(seen_s) * 1000,
@@ -441,7 +441,7 @@ async fn scores_join_their_events(store: &dyn AnalyticsStore) {
                         deltas: fold(&counted),
                         dedup_new: Vec::new(),
                         dedup_horizon_s: 0,
-                        seal: None,
+                        seals: Vec::new(),
                         state: PartitionState {
                             next_offset: next,
                             last_received_ms: (base + 3_600) * 1000,
@@ -845,7 +845,7 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
         deltas: fold(events),
         dedup_new: fps(events, seen_s),
         dedup_horizon_s: 0,
-        seal: None,
+        seals: Vec::new(),
         state: PartitionState {
             next_offset: base_offset + events.len() as i64,
             last_received_ms: i64::from(seen_s) * 1000,
@@ -1084,7 +1084,7 @@ pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
         return;
     }
     let fp = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let commit = |base: i64, new: Vec<(u64, u32)>, seal: Option<DedupSeal>, horizon: u32| {
+    let commit = |base: i64, new: Vec<(u64, u32)>, seals: Vec<DedupSeal>, horizon: u32| {
         let seen_s = new.iter().map(|(_, s)| *s).max().unwrap_or(horizon);
         ProjectionCommit {
             epoch: 0,
@@ -1100,7 +1100,7 @@ pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
                         ..PartitionState::default()
                     },
                     dedup_new: new,
-                    seal,
+                    seals,
                     ..PartitionCommit::default()
                 },
             )]
@@ -1119,48 +1119,40 @@ pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
         (open, p0.generations)
     };
 
-    // Three ids in an open chunk, then two more sealed together with them.
+    // 1,024 ids in an open chunk, then two more sealed together with them: two blocks
+    // (1,024 entries and 2).
+    let first: Vec<(u64, u32)> = (1..=1_024).map(|i| (fp(i), 1_000)).collect();
     store
-        .commit(commit(
-            0,
-            (1..=3).map(|i| (fp(i), 1_000)).collect(),
-            None,
-            0,
-        ))
+        .commit(commit(0, first.clone(), Vec::new(), 0))
         .await
         .expect("commit 1");
-    let mut sealed: Vec<(u64, u32)> = (1..=3)
-        .map(|i| (fp(i), 1_000))
-        .chain((4..=5).map(|i| (fp(i), 1_100)))
-        .collect();
+    let second: Vec<(u64, u32)> = (1_025..=1_026).map(|i| (fp(i), 1_100)).collect();
+    let mut sealed: Vec<(u64, u32)> = first.iter().chain(&second).copied().collect();
     sealed.sort_unstable();
     let keys: Vec<u64> = sealed.iter().map(|(f, _)| *f).collect();
     let generation = DedupGeneration {
         id: 0xDEAD_BEEF_0000_0001,
         max_seen_s: 1_100,
-        entries: 5,
+        entries: 1_026,
         summary: GenerationSummary::build(&keys).expect("summary").encode(),
     };
     let seal = DedupSeal {
         generation: generation.clone(),
-        blocks: vec![sealed[..3].to_vec(), sealed[3..].to_vec()],
+        entries: sealed.clone(),
     };
+    let blocks: Vec<Vec<(u64, u32)>> = seal.blocks().map(<[_]>::to_vec).collect();
+    assert_eq!(blocks.len(), 2);
     store
-        .commit(commit(
-            3,
-            (4..=5).map(|i| (fp(i), 1_100)).collect(),
-            Some(seal.clone()),
-            0,
-        ))
+        .commit(commit(1_024, second, vec![seal.clone()], 0))
         .await
         .expect("commit 2 seals");
     store
-        .commit(commit(5, vec![(fp(6), 1_200)], None, 0))
+        .commit(commit(1_026, vec![(fp(6_000), 1_200)], Vec::new(), 0))
         .await
         .expect("commit 3");
     assert_eq!(
         load().await,
-        (vec![(fp(6), 1_200)], vec![generation.clone()]),
+        (vec![(fp(6_000), 1_200)], vec![generation.clone()]),
         "the seal replaced the open chunks before it"
     );
     let id = generation.id;
@@ -1169,7 +1161,7 @@ pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
             .dedup_blocks(0, &[(id, 1), (id, 0)])
             .await
             .expect("blocks"),
-        vec![seal.blocks[1].clone(), seal.blocks[0].clone()],
+        vec![blocks[1].clone(), blocks[0].clone()],
         "blocks in the order asked"
     );
     assert!(store.dedup_blocks(0, &[(id, 2)]).await.is_err());
@@ -1178,12 +1170,17 @@ pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
     // A day later the window has passed everything before: the generation is not loaded
     // any more (a store may keep its rows a while; loads never return it).
     store
-        .commit(commit(6, vec![(fp(7), 100_000)], None, 100_000 - 86_400))
+        .commit(commit(
+            1_027,
+            vec![(fp(7_000), 100_000)],
+            Vec::new(),
+            100_000 - 86_400,
+        ))
         .await
         .expect("commit 4");
     assert_eq!(
         load().await,
-        (vec![(fp(7), 100_000)], Vec::new()),
+        (vec![(fp(7_000), 100_000)], Vec::new()),
         "the generation and the open chunk before the window expired"
     );
 

@@ -141,7 +141,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
                     .map(|e| (tally_domain::event_fingerprint(&e.event_id), 1_000))
                     .collect(),
                 dedup_horizon_s: 0,
-                seal: None,
+                seals: Vec::new(),
                 state: PartitionState {
                     next_offset: to as i64,
                     last_received_ms: 1_000_000,

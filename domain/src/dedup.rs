@@ -103,21 +103,15 @@ impl GenerationSummary {
         }
         let mut descriptor = [0u8; DESCRIPTOR_LEN];
         descriptor.copy_from_slice(r.take(DESCRIPTOR_LEN).ok_or_else(|| corrupt("short"))?);
-        let n = r.u32().ok_or_else(|| corrupt("short"))? as usize;
-        let raw = r
-            .take(n.checked_mul(2).ok_or_else(|| corrupt("length"))?)
-            .ok_or_else(|| corrupt("fingerprints cut short"))?;
-        let fingerprints: Vec<u16> = raw
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        let fingerprints: Vec<u16> = r
+            .array::<2>()
+            .ok_or_else(|| corrupt("fingerprints cut short"))?
+            .map(u16::from_le_bytes)
             .collect();
-        let m = r.u32().ok_or_else(|| corrupt("short"))? as usize;
-        let raw = r
-            .take(m.checked_mul(8).ok_or_else(|| corrupt("length"))?)
-            .ok_or_else(|| corrupt("index cut short"))?;
-        let index: Vec<u64> = raw
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        let index: Vec<u64> = r
+            .array::<8>()
+            .ok_or_else(|| corrupt("index cut short"))?
+            .map(u64::from_le_bytes)
             .collect();
         if !r.0.is_empty() {
             return Err(corrupt("trailing bytes"));
@@ -127,7 +121,8 @@ impl GenerationSummary {
         }
         // Every index the filter's lookup computes stays below `segment_count_length + 2 ×
         // segment_length` when the segment length is a power of two, the mask is one less and
-        // the segment count length is a multiple of it: require exactly that shape.
+        // the segment count length is a non-zero multiple of it (the lookup maps a hash into
+        // `[0, segment_count_length)`, which must not be empty): require exactly that shape.
         let word = |at: usize| {
             u32::from_le_bytes([
                 descriptor[at],
@@ -139,6 +134,7 @@ impl GenerationSummary {
         let (length, mask, count_length) = (word(8), word(12), word(16));
         let shaped = length.is_power_of_two()
             && mask == length - 1
+            && count_length >= length
             && count_length.is_multiple_of(length)
             && count_length
                 .checked_add(2 * length)
@@ -168,6 +164,16 @@ impl<'a> Reader<'a> {
     fn u32(&mut self) -> Option<u32> {
         self.take(4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    /// A `u32` count, then that many `N`-byte items.
+    fn array<const N: usize>(&mut self) -> Option<impl Iterator<Item = [u8; N]> + 'a> {
+        let n = self.u32()? as usize;
+        let bytes = self.take(n.checked_mul(N)?)?;
+        Some(
+            bytes
+                .chunks_exact(N)
+                .map(|c| <[u8; N]>::try_from(c).unwrap_or([0; N])),
+        )
     }
 }
 
@@ -238,6 +244,17 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(GenerationSummary::decode(&longer).is_err());
+        // No segment at all (length 1, mask 0, count length 0, two fingerprints): a lookup
+        // would index past the fingerprints.
+        let mut empty = vec![1u8];
+        empty.extend_from_slice(&7u64.to_le_bytes());
+        for word in [1u32, 0, 0, 2] {
+            empty.extend_from_slice(&word.to_le_bytes());
+        }
+        empty.extend_from_slice(&[0, 0, 0, 0]);
+        empty.extend_from_slice(&1u32.to_le_bytes());
+        empty.extend_from_slice(&5u64.to_le_bytes());
+        assert!(GenerationSummary::decode(&empty).is_err());
     }
 
     #[test]

@@ -182,62 +182,79 @@ impl Dedup {
     }
 
     /// Seals the open set when it has reached its cap: its entries within the window at
-    /// `now_s`, sorted by fingerprint, become the next generation (its summary kept here, its
-    /// blocks returned for the store) and the open set starts empty.
-    pub fn seal_if_full(&mut self, now_s: u32) -> Option<DedupSeal> {
-        if self.seal_at.is_none_or(|cap| self.open_len < cap.max(1)) {
-            return None;
+    /// `now_s`, sorted by fingerprint, become new generations of at most the cap each (one,
+    /// unless a loaded or adopted open set was larger), their summaries kept here and their
+    /// entries returned for the store; the open set starts empty. `salt` (the partition's
+    /// position) makes each seal's name unique even when the same ids are sealed again later.
+    pub fn seal_if_full(&mut self, now_s: u32, salt: i64) -> Vec<DedupSeal> {
+        let Some(cap) = self.seal_at.map(|cap| cap.max(1)) else {
+            return Vec::new();
+        };
+        if self.open_len < cap {
+            return Vec::new();
         }
         let horizon = self.horizon(now_s);
+        // Each shard is freed as soon as it is copied out: the peak is the open set plus
+        // one shard, then the entries (16 bytes each) plus one generation's filter build.
         let mut entries: Vec<(u64, u32)> = Vec::with_capacity(self.open_len);
-        for shard in &self.shards {
+        for shard in &mut self.shards {
             entries.extend(
-                shard
-                    .iter()
-                    .filter(|(_, s)| **s >= horizon)
-                    .map(|(f, s)| (*f, *s)),
+                std::mem::take(shard)
+                    .into_iter()
+                    .filter(|(_, s)| *s >= horizon),
             );
         }
-        entries.sort_unstable_by_key(|(fp, _)| *fp);
-        let fps: Vec<u64> = entries.iter().map(|(fp, _)| *fp).collect();
-        let summary = GenerationSummary::build(&fps);
-        drop(fps);
-        let Some(summary) = summary else {
-            if entries.is_empty() {
-                // Everything open had expired: nothing to keep.
-                self.clear_open();
-            }
-            return None;
-        };
-        let encoded = summary.encode();
-        // Named by its content: generations sealed by different projectors (a fenced one
-        // racing the next) never share a name in the store.
-        let id = xxhash_rust::xxh3::xxh3_64(&encoded);
-        let generation = DedupGeneration {
-            id,
-            max_seen_s: entries.iter().map(|(_, s)| *s).max().unwrap_or(0),
-            entries: entries.len() as u64,
-            summary: encoded,
-        };
-        self.clear_open();
-        let blocks = entries
-            .chunks(tally_domain::dedup::BLOCK_ENTRIES)
-            .map(<[(u64, u32)]>::to_vec)
-            .collect();
-        self.sealed.push(Sealed {
-            id,
-            max_seen_s: generation.max_seen_s,
-            entries: generation.entries,
-            summary,
-        });
-        Some(DedupSeal { generation, blocks })
-    }
-
-    fn clear_open(&mut self) {
-        for shard in &mut self.shards {
-            *shard = Shard::default();
-        }
         self.open_len = 0;
+        entries.sort_unstable_by_key(|(fp, _)| *fp);
+        let mut built = Vec::new();
+        for part in (0..entries.len().div_ceil(cap)).rev() {
+            let part = if part == 0 {
+                std::mem::take(&mut entries)
+            } else {
+                entries.split_off(part * cap)
+            };
+            let fps: Vec<u64> = part.iter().map(|(fp, _)| *fp).collect();
+            let summary = GenerationSummary::build(&fps);
+            built.push((part, summary));
+        }
+        if built.iter().any(|(_, summary)| summary.is_none()) {
+            // Not buildable (xorf refuses repeated keys, which a set cannot hold): nothing
+            // is sealed, everything stays open.
+            for (fp, s) in built.into_iter().flat_map(|(part, _)| part) {
+                self.shards[shard_of(fp)].insert(fp, s);
+                self.open_len += 1;
+            }
+            return Vec::new();
+        }
+        let mut seals = Vec::with_capacity(built.len());
+        for (part, summary) in built {
+            let Some(summary) = summary else { continue };
+            let encoded = summary.encode();
+            let max_seen_s = part.iter().map(|(_, s)| *s).max().unwrap_or(0);
+            // Named by content, salt and newest second: seals by different projectors (a
+            // fenced one racing the next), or of the same ids a window apart, never share a
+            // name in the store.
+            let mut named = encoded.clone();
+            named.extend_from_slice(&salt.to_le_bytes());
+            named.extend_from_slice(&max_seen_s.to_le_bytes());
+            let id = xxhash_rust::xxh3::xxh3_64(&named);
+            self.sealed.push(Sealed {
+                id,
+                max_seen_s,
+                entries: part.len() as u64,
+                summary,
+            });
+            seals.push(DedupSeal {
+                generation: DedupGeneration {
+                    id,
+                    max_seen_s,
+                    entries: part.len() as u64,
+                    summary: encoded,
+                },
+                entries: part,
+            });
+        }
+        seals
     }
 
     /// Entries held: the open set's and the sealed generations'.
@@ -351,10 +368,13 @@ mod tests {
         for fp in &fps {
             assert!(d.first_sighting(*fp, 1_000, None));
         }
-        let seal = d
-            .seal_if_full(1_000)
-            .expect("3,000 open entries reach the cap");
-        (d, seal, fps)
+        let mut seals = d.seal_if_full(1_000, 7);
+        assert_eq!(
+            seals.len(),
+            1,
+            "3,000 open entries reach the cap: one generation"
+        );
+        (d, seals.remove(0), fps)
     }
 
     /// What the projector does: the suspects' blocks read from the seal, then the sighting.
@@ -370,7 +390,7 @@ mod tests {
         let wanted = suspects.blocks(0);
         let blocks: Vec<Vec<(u64, u32)>> = wanted
             .iter()
-            .map(|(_, b)| seal.blocks[*b as usize].clone())
+            .map(|(_, b)| seal.blocks().nth(*b as usize).unwrap_or_default().to_vec())
             .collect();
         let seen = suspects.resolve(0, &wanted, &blocks);
         d.first_sighting(fp, now_s, seen.get(&fp).copied())
@@ -380,8 +400,8 @@ mod tests {
     fn a_sealed_generation_keeps_its_entries_exactly() {
         let (mut d, seal, fps) = sealed(100);
         assert_eq!(seal.generation.entries, 3_000);
-        assert_eq!(seal.blocks.len(), 3, "blocks of 1,024");
-        assert!(seal.blocks.concat().windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(seal.blocks().count(), 3, "blocks of 1,024");
+        assert!(seal.entries.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(d.len(), 3_000, "all of them now sealed");
         for fp in &fps[1..] {
             assert!(!sighting(&mut d, &seal, *fp, 1_050), "a duplicate");
@@ -438,8 +458,49 @@ mod tests {
     }
 
     #[test]
+    fn an_open_set_loaded_beyond_the_cap_seals_into_generations_of_the_cap() {
+        // 2,500 ids loaded as open chunks (an adoption, or a store from before sealing) with
+        // a cap of 1,000: three generations of 1,000, 1,000 and 500 ids, together exact.
+        let entries: Vec<(u64, u32)> = (1..=2_500u64)
+            .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15), 1_000))
+            .collect();
+        let mut d = Dedup::new(100, Some(1_000), entries.clone(), Vec::new()).expect("valid");
+        let seals = d.seal_if_full(1_000, 1);
+        let mut sizes: Vec<u64> = seals.iter().map(|s| s.generation.entries).collect();
+        sizes.sort_unstable();
+        assert_eq!(sizes, [500, 1_000, 1_000]);
+        let mut ids: Vec<u64> = seals.iter().map(|s| s.generation.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 3, "each generation has its own name");
+        let mut all: Vec<(u64, u32)> = seals.iter().flat_map(|s| s.entries.clone()).collect();
+        all.sort_unstable();
+        let mut want = entries;
+        want.sort_unstable();
+        assert_eq!(all, want, "every id sealed once");
+        for seal in &seals {
+            for (fp, _) in seal.entries.iter().step_by(97) {
+                assert!(!sighting(&mut d, seal, *fp, 1_050));
+            }
+        }
+        assert_eq!(d.len(), 2_500);
+    }
+
+    #[test]
+    fn the_same_ids_sealed_again_get_another_name() {
+        let (_, first, fps) = sealed(100);
+        let mut d = Dedup::new(100, Some(3_000), Vec::new(), Vec::new()).expect("valid");
+        for fp in &fps {
+            assert!(d.first_sighting(*fp, 1_000, None));
+        }
+        let again = d.seal_if_full(1_000, 8);
+        assert_ne!(again[0].generation.id, first.generation.id);
+        assert_eq!(again[0].generation.summary, first.generation.summary);
+    }
+
+    #[test]
     fn without_a_cap_nothing_is_sealed() {
         let mut d = open(100, &[(1, 1_000), (2, 1_000)]);
-        assert!(d.seal_if_full(1_000).is_none());
+        assert!(d.seal_if_full(1_000, 0).is_empty());
     }
 }

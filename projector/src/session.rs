@@ -336,14 +336,14 @@ impl PartitionSession {
     fn commit_part(&mut self, read: Read, keep_raw: bool) -> PartitionCommit {
         let now_s = seconds(self.state.last_received_ms);
         self.dedup.evict(now_s, 1);
-        let seal = self.dedup.seal_if_full(now_s);
+        let seals = self.dedup.seal_if_full(now_s, self.state.next_offset);
         self.state.events_applied += read.fresh.len() as u64;
         self.state.duplicates_dropped += read.duplicates;
         PartitionCommit {
             base_offset: self.committed,
             deltas: fold(read.fresh.iter().map(|r| &r.event)),
             dedup_new: read.dedup_new,
-            seal,
+            seals,
             dedup_horizon_s: self.dedup.horizon(now_s),
             state: self.state.clone(),
             raw: if keep_raw { read.fresh } else { Vec::new() },

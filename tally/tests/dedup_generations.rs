@@ -61,18 +61,9 @@ async fn sealed_generations_count_every_event_once_live_and_in_replay() {
     app.stop().await;
 
     // Replay from the log: the same decisions.
-    let settings = sealing(dir.path());
-    let stores = tally::Stores::open(&settings).await.unwrap();
-    let report = tally_projector::rebuild(
-        stores.log.clone(),
-        stores.analytics.clone(),
-        tally::startup::projector_config(&settings, &stores),
-    )
-    .await
-    .unwrap();
+    let report = rebuild_offline(&sealing(dir.path())).await;
     assert_eq!(report.events_applied, 3_000);
     assert_eq!(report.duplicates_dropped, sent - 3_000 + 3_000);
-    drop(stores);
     let app = TestApp::start_with(sealing(dir.path())).await;
     app.wait_projected().await;
     assert_eq!(counted(&app).await, want, "after the rebuild");

@@ -436,18 +436,9 @@ async fn rebuild_equals_live_projection() {
     }
     app.stop().await;
 
-    let settings = settings(dir.path());
-    let stores = tally::Stores::open(&settings).await.unwrap();
-    let report = tally_projector::rebuild(
-        stores.log.clone(),
-        stores.analytics.clone(),
-        tally::startup::projector_config(&settings, &stores),
-    )
-    .await
-    .unwrap();
+    let report = rebuild_offline(&settings(dir.path())).await;
     assert_eq!(report.events_applied, events.len() as u64);
     assert_eq!(report.duplicates_dropped, events.len().div_ceil(7) as u64);
-    drop(stores);
 
     let app = TestApp::start(dir.path()).await;
     app.wait_projected().await;
@@ -787,17 +778,7 @@ async fn a_reprice_recomputes_past_costs_by_replay_and_a_rebuild_agrees() {
     app.stop().await;
 
     // A rebuild from the log applies the same request: the same numbers.
-    let settings = settings(dir.path());
-    let stores = tally::Stores::open(&settings).await.unwrap();
-    stores.refresh_pricing().await.unwrap();
-    tally_projector::rebuild(
-        stores.log.clone(),
-        stores.analytics.clone(),
-        tally::startup::projector_config(&settings, &stores),
-    )
-    .await
-    .unwrap();
-    drop(stores);
+    rebuild_offline(&settings(dir.path())).await;
     let app = TestApp::start(dir.path()).await;
     app.wait_projected().await;
     assert_eq!(spending_by_model_day(&app).await, expected);

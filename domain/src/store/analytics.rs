@@ -52,13 +52,20 @@ pub struct DedupGeneration {
     pub summary: Vec<u8>,
 }
 
-/// Sealing a partition's open dedup set ([`PartitionCommit::seal`]).
+/// One generation sealed from a partition's open dedup set ([`PartitionCommit::seals`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DedupSeal {
     pub generation: DedupGeneration,
-    /// Its entries sorted by fingerprint, [`crate::dedup::BLOCK_ENTRIES`] per block (the last
-    /// may hold fewer); block numbers start at 0.
-    pub blocks: Vec<Vec<(u64, u32)>>,
+    /// Its entries, sorted by fingerprint.
+    pub entries: Vec<(u64, u32)>,
+}
+
+impl DedupSeal {
+    /// Its stored blocks, numbered from 0: [`crate::dedup::BLOCK_ENTRIES`] entries each (the
+    /// last may hold fewer).
+    pub fn blocks(&self) -> std::slice::Chunks<'_, (u64, u32)> {
+        self.entries.chunks(crate::dedup::BLOCK_ENTRIES)
+    }
 }
 
 /// What the projector needs to resume: per log partition, its state. A partition that has
@@ -105,10 +112,12 @@ pub struct PartitionCommit {
     /// Fingerprints seen before this second may be forgotten (chunks, and sealed generations
     /// whose `max_seen_s` is before it).
     pub dedup_horizon_s: u32,
-    /// The open dedup set sealed by this commit (it includes `dedup_new`): the store replaces
-    /// every open chunk of the partition by this generation and its blocks, in the commit's
-    /// atomic effect. Only sent to stores that [`seal_dedup`](AnalyticsStore::seals_dedup).
-    pub seal: Option<DedupSeal>,
+    /// The open dedup set sealed by this commit (it includes `dedup_new`), as one generation
+    /// (several when a loaded open set was beyond the cap). When there are any, the store
+    /// replaces every open chunk of the partition by these generations and their blocks, in
+    /// the commit's atomic effect. Only sent to stores that
+    /// [`seals_dedup`](AnalyticsStore::seals_dedup).
+    pub seals: Vec<DedupSeal>,
     /// The partition's state after the commit (`dedup` left empty).
     pub state: PartitionState,
     /// The events this commit counted (duplicates excluded), for stores that keep raw events

@@ -674,6 +674,22 @@ impl TestApp {
     }
 }
 
+/// Rebuilds the projection of a stopped app's data directory from its log, as `tally rebuild`
+/// does (prices and reprice requests loaded first).
+pub async fn rebuild_offline(settings: &Settings) -> tally_projector::RebuildReport {
+    let stores = tally::Stores::open(settings).await.unwrap();
+    stores.refresh_pricing().await.unwrap();
+    let report = tally_projector::rebuild(
+        stores.log.clone(),
+        stores.analytics.clone(),
+        tally::startup::projector_config(settings, &stores),
+    )
+    .await
+    .unwrap();
+    drop(stores);
+    report
+}
+
 /// How many messages [`send_with_duplicates`] sends for `n` events.
 pub fn sent_with_duplicates(n: usize) -> u64 {
     (n + n.div_ceil(7)) as u64

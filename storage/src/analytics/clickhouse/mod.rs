@@ -47,7 +47,9 @@
 //! generation holds only true sightings of the partition's records before its version, so a
 //! load takes every generation up to the checkpoint, and the chunks after the newest seal
 //! (which held everything seen before it). The chunks a seal replaced, and expired
-//! generations, are deleted by a mutation after the seal (disk only: loads already skip them).
+//! generations, are deleted by a mutation after the next seal (disk only: loads already skip
+//! them; a partition that stops sealing keeps its expired generations' rows until it seals
+//! again). A block read asks for the blocks it needs by generation and number.
 //!
 //! **Raw events.** The events a commit counted (duplicates excluded) go to `tally_events`, one
 //! partition per UTC day, in an `INSERT` before the rollups. A crash before the checkpoint

@@ -327,27 +327,35 @@ fn dedup_blocks(
     Ok(out)
 }
 
-/// Writes a sealed generation in place of the partition's open chunks.
-fn seal(tx: &Connection, partition: i32, seal: &DedupSeal) -> Result<()> {
+/// Writes sealed generations in place of the partition's open chunks.
+fn seal(tx: &Connection, partition: i32, seals: &[DedupSeal]) -> Result<()> {
     tx.execute(
         "DELETE FROM dedup_chunks WHERE log_partition = ?1",
         params![partition],
     )?;
-    let g = &seal.generation;
-    tx.execute(
+    let mut generation = tx.prepare_cached(
         "INSERT INTO dedup_generations (log_partition, id, max_seen_s, entries, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![partition, g.id as i64, g.max_seen_s, g.entries as i64, g.summary],
     )?;
-    let mut insert = tx.prepare_cached(
+    let mut block = tx.prepare_cached(
         "INSERT INTO dedup_blocks (log_partition, generation, block, entries) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    for (i, block) in seal.blocks.iter().enumerate() {
-        insert.execute(params![
+    for seal in seals {
+        let g = &seal.generation;
+        generation.execute(params![
             partition,
             g.id as i64,
-            i as i64,
-            crate::codec::encode_dedup_chunk(block)
+            g.max_seen_s,
+            g.entries as i64,
+            g.summary
         ])?;
+        for (i, entries) in seal.blocks().enumerate() {
+            block.execute(params![
+                partition,
+                g.id as i64,
+                i as i64,
+                crate::codec::encode_dedup_chunk(entries)
+            ])?;
+        }
     }
     Ok(())
 }
@@ -393,18 +401,7 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
         c.partitions.values().flat_map(|pc| &pc.scores),
     )?;
     for (partition, pc) in &c.partitions {
-        if let Some(sealed) = &pc.seal {
-            seal(&tx, *partition, sealed)?;
-        } else if let Some(max_seen) = pc.dedup_new.iter().map(|(_, s)| *s).max() {
-            tx.execute(
-                "INSERT INTO dedup_chunks (max_seen_s, entries, log_partition) VALUES (?1, ?2, ?3)",
-                params![
-                    max_seen,
-                    crate::codec::encode_dedup_chunk(&pc.dedup_new),
-                    partition
-                ],
-            )?;
-        }
+        // Expiry first: a seal never meets an expired generation of the same name.
         tx.execute(
             "DELETE FROM dedup_chunks WHERE log_partition = ?1 AND max_seen_s < ?2",
             params![partition, pc.dedup_horizon_s],
@@ -417,6 +414,18 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
             "DELETE FROM dedup_generations WHERE log_partition = ?1 AND max_seen_s < ?2",
             params![partition, pc.dedup_horizon_s],
         )?;
+        if !pc.seals.is_empty() {
+            seal(&tx, *partition, &pc.seals)?;
+        } else if let Some(max_seen) = pc.dedup_new.iter().map(|(_, s)| *s).max() {
+            tx.execute(
+                "INSERT INTO dedup_chunks (max_seen_s, entries, log_partition) VALUES (?1, ?2, ?3)",
+                params![
+                    max_seen,
+                    crate::codec::encode_dedup_chunk(&pc.dedup_new),
+                    partition
+                ],
+            )?;
+        }
         let s = &pc.state;
         tx.execute(
             "INSERT OR REPLACE INTO projector_partitions VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

@@ -13,12 +13,14 @@ pub(super) enum Stored {
 }
 
 impl ClickHouseAnalyticsStore {
-    /// Every stored block of `partition`'s sealed generations `ids` (a block may come twice
-    /// before the table's merges collapse it; both copies are equal).
+    /// The stored blocks of `partition`'s sealed generations `ids`: those numbered `blocks`
+    /// (rows of other generations with those numbers too: the caller picks), or all of them.
+    /// A block may come twice before the table's merges collapse it; both copies are equal.
     pub(super) async fn generation_blocks(
         &self,
         partition: i32,
         ids: &[u64],
+        blocks: Option<&[u32]>,
     ) -> Result<Vec<ProjectionRow>> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -28,7 +30,18 @@ impl ClickHouseAnalyticsStore {
             .map(|id| format!("'{}'", generation_name(*id)))
             .collect::<Vec<_>>()
             .join(", ");
-        let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} WHERE kind = {KIND_DEDUP_BLOCK} AND log_partition = {partition} AND feature IN ({names})");
+        let numbered = match blocks {
+            Some(blocks) if !blocks.is_empty() => format!(
+                " AND resolution IN ({})",
+                blocks
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => String::new(),
+        };
+        let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} WHERE kind = {KIND_DEDUP_BLOCK} AND log_partition = {partition} AND feature IN ({names}){numbered}");
         self.rows::<ProjectionRow>(&sql).await
     }
 

@@ -226,7 +226,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
                 let since_s =
                     ((ps.last_received_ms / 1000) as u32).saturating_sub(dedup_window_s);
                 let ids: Vec<u64> = ps.generations.iter().map(|g| g.id).collect();
-                for block in self.generation_blocks(*partition, &ids).await? {
+                for block in self.generation_blocks(*partition, &ids, None).await? {
                     crate::codec::decode_dedup_chunk(&block.payload, since_s, &mut ps.dedup)?;
                 }
             }
@@ -351,7 +351,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
             let mut insert = self.client.insert::<ProjectionRow>(TABLE).await?;
             for (partition, pc) in &c.partitions {
                 let version = pc.state.next_offset as u64;
-                if let Some(seal) = &pc.seal {
+                for seal in &pc.seals {
                     // The generation and its blocks land with the checkpoint (one insert into
                     // an unpartitioned table: atomic); the open chunks before it are skipped
                     // by every later load.
@@ -371,7 +371,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
                             ..ProjectionRow::default()
                         })
                         .await?;
-                    for (block, entries) in seal.blocks.iter().enumerate() {
+                    for (block, entries) in seal.blocks().enumerate() {
                         insert
                             .write(&ProjectionRow {
                                 kind: KIND_DEDUP_BLOCK,
@@ -388,7 +388,9 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
                             })
                             .await?;
                     }
-                } else if let Some(max_seen) = pc.dedup_new.iter().map(|(_, s)| *s).max() {
+                }
+                if pc.seals.is_empty() {
+                    if let Some(max_seen) = pc.dedup_new.iter().map(|(_, s)| *s).max() {
                     insert
                         .write(&ProjectionRow {
                             kind: KIND_DEDUP,
@@ -402,6 +404,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
                             ..ProjectionRow::default()
                         })
                         .await?;
+                    }
                 }
                 insert
                     .write(&checkpoint_row(*partition, epoch, &pc.state)?)
@@ -409,7 +412,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
             }
             insert.end().await?;
             for (partition, pc) in &c.partitions {
-                if pc.seal.is_some() {
+                if !pc.seals.is_empty() {
                     // Disk only (loads already skip them): the chunks the seal replaced, and
                     // generations wholly before the horizon but the newest.
                     let version = pc.state.next_offset;
@@ -455,11 +458,12 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
             ids.sort_unstable();
             ids.dedup();
             let numbers: BTreeSet<u32> = wanted.iter().map(|(_, b)| *b).collect();
+            let numbers: Vec<u32> = numbers.into_iter().collect();
             let mut found: BTreeMap<(u64, u32), Vec<(u64, u32)>> = BTreeMap::new();
-            for row in self.generation_blocks(partition, &ids).await? {
-                if !numbers.contains(&row.resolution) {
-                    continue;
-                }
+            for row in self
+                .generation_blocks(partition, &ids, Some(&numbers))
+                .await?
+            {
                 let key = (generation_id(&row.feature)?, row.resolution);
                 let mut entries = Vec::with_capacity(row.payload.len() / 12);
                 crate::codec::decode_dedup_chunk(&row.payload, 0, &mut entries)?;
