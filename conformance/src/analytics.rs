@@ -40,12 +40,51 @@ pub async fn older_rollup_keeps_its_numbers(
     );
 }
 
+/// After an upgrade of rows that kept their sketches inline: `rows` (resolution, bucket,
+/// requests, latency sketch, user sketch) read back with the same sums and the same sketches.
+pub async fn inline_sketches_survive(
+    store: &dyn AnalyticsStore,
+    rows: &[(tally_domain::rollup::Resolution, i64, u64, Vec<u8>, Vec<u8>)],
+) {
+    use tally_domain::rollup::Resolution;
+    use tally_domain::store::ScanRequest;
+    let all = [Resolution::Minute, Resolution::Hour, Resolution::Day];
+    let read: Vec<_> = store
+        .scan(ScanRequest::everything(&all, true))
+        .await
+        .expect("scan")
+        .into_iter()
+        .map(|r| {
+            (
+                r.key.resolution,
+                r.key.bucket,
+                r.rollup.requests,
+                r.rollup.encode_latency(),
+                r.rollup.encode_users(),
+            )
+        })
+        .collect();
+    let mut want = rows.to_vec();
+    let mut got = read;
+    want.sort_by_key(|r| (r.0.seconds(), r.1));
+    got.sort_by_key(|r| (r.0.seconds(), r.1));
+    assert_eq!(got, want, "sums and sketches after the upgrade");
+    let sums = store
+        .scan(ScanRequest::everything(&all, false))
+        .await
+        .expect("scan without sketches");
+    assert_eq!(
+        sums.iter().map(|r| r.rollup.requests).sum::<u64>(),
+        rows.iter().map(|r| r.2).sum::<u64>()
+    );
+}
+
 /// Runs every analytics-store check against `store`, which must be empty.
 pub async fn analytics_store(store: &dyn AnalyticsStore) {
     use tally_domain::rollup::{fold, Resolution};
     use tally_domain::store::{
         Filter, LogPosition, PartitionCommit, PartitionState, Partitions, ProjectionCommit,
-        ScanRequest, Span, StoreError,
+        ScanRequest, Span, StoreError, SumsOf,
     };
 
     let state = store
@@ -262,6 +301,88 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
         && r.key.resolution == Resolution::Minute
         && r.key.bucket >= base + 60
         && r.key.bucket < base + 540));
+
+    // Bucket sums: per resolution and bucket, every dimension merged, summed by the store. The
+    // expected sums come from the events themselves.
+    let stored = [Resolution::Minute, Resolution::Hour, Resolution::Day];
+    let spans: Vec<Span> = stored
+        .iter()
+        .map(|&resolution| Span {
+            resolution,
+            from: base - 86_400,
+            to: base + 86_400,
+        })
+        .collect();
+    type Sums = (u64, u64, u64, u64, u64, i128, u128, u64);
+    for filter in [
+        Filter::default(),
+        Filter {
+            feature: Some("chatbot".into()),
+            ..Filter::default()
+        },
+    ] {
+        let mut want: std::collections::BTreeMap<(Resolution, i64), Sums> = Default::default();
+        for e in first
+            .iter()
+            .chain(&second)
+            .filter(|e| filter.feature.as_ref().is_none_or(|f| *f == e.feature))
+        {
+            for resolution in stored {
+                let width = resolution.seconds();
+                let bucket = e.occurred_at_secs().div_euclid(width) * width;
+                let w = want.entry((resolution, bucket)).or_default();
+                w.0 += 1;
+                w.1 += u64::from(e.status == tally_schemas::event::Status::Error);
+                w.2 += e.latency_us;
+                w.3 += e.input_tokens;
+                w.4 += e.output_tokens;
+                if let Some(p) = e.cost.picos() {
+                    w.5 += i128::from(p);
+                    w.6 += (p as u128) * (p as u128);
+                } else {
+                    w.7 += 1;
+                }
+            }
+        }
+        // Each choice of sums fills in those and leaves the others zero.
+        let choices: [(SumsOf, fn(Sums) -> Sums); 3] = [
+            (SumsOf::Requests, |w| (w.0, 0, 0, 0, 0, 0, 0, 0)),
+            (SumsOf::Money, |w| (w.0, 0, 0, 0, 0, w.5, w.6, w.7)),
+            (SumsOf::All, |w| w),
+        ];
+        for (which, expected) in choices {
+            let got: Vec<((Resolution, i64), Sums)> = store
+                .bucket_sums(&filter, &spans, which)
+                .await
+                .expect("bucket sums")
+                .into_iter()
+                .map(|b| {
+                    let r = &b.sums;
+                    assert!(r.latency.is_empty() && r.users.is_empty(), "no sketches");
+                    (
+                        (b.resolution, b.bucket),
+                        (
+                            r.requests,
+                            r.errors,
+                            r.latency_sum_us,
+                            r.input_tokens,
+                            r.output_tokens,
+                            r.cost.0,
+                            r.cost_squares,
+                            r.unpriced,
+                        ),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                got,
+                want.iter()
+                    .map(|(k, w)| (*k, expected(*w)))
+                    .collect::<Vec<_>>(),
+                "{which:?} bucket sums of {filter:?}, in resolution and bucket order"
+            );
+        }
+    }
 
     // Rows keep the prompt dimensions, and a scan filters by them.
     // The day rows of both days the batches cover that match `filter`.

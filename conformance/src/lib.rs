@@ -14,7 +14,10 @@ pub mod analytics;
 pub mod config;
 pub mod log;
 
-pub use analytics::{analytics_store, log_bindings, older_rollup_keeps_its_numbers, sealed_dedup};
+pub use analytics::{
+    analytics_store, inline_sketches_survive, log_bindings, older_rollup_keeps_its_numbers,
+    sealed_dedup,
+};
 pub use config::{changes_fail_without_their_audit_entry, config_store};
 pub use log::event_log;
 

@@ -104,6 +104,70 @@ fn sample(i: u32) -> tally_schemas::UsageEvent {
     }
 }
 
+/// Data directories written while sketches were kept in the rollup row: opening one moves
+/// them to their own table, each still with its row (three rows, three resolutions, sketches
+/// built here by hand).
+#[tokio::test]
+async fn sqlite_analytics_store_moves_inline_sketches_to_their_table() {
+    use tally_domain::hll::Hll;
+    use tally_domain::rollup::Resolution;
+    use tally_domain::sketch::LatencySketch;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sketch = |n: u64| {
+        let mut latency = LatencySketch::new();
+        let mut users = Hll::new();
+        for i in 0..n {
+            latency.insert(1_000 * (i + 1));
+            users.insert(&format!("user-{i}"));
+        }
+        let (mut l, mut u) = (Vec::new(), Vec::new());
+        latency.encode(&mut l);
+        users.encode(&mut u);
+        (l, u)
+    };
+    let rows: Vec<(Resolution, i64, u64, Vec<u8>, Vec<u8>)> = [
+        (Resolution::Minute, 1_767_225_660, 3),
+        (Resolution::Hour, 1_767_225_600, 40),
+        (Resolution::Day, 1_767_225_600, 2_000),
+    ]
+    .into_iter()
+    .map(|(res, bucket, n)| {
+        let (l, u) = sketch(n);
+        (res, bucket, n, l, u)
+    })
+    .collect();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("analytics.db")).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE rollups (resolution INTEGER NOT NULL, feature TEXT NOT NULL,
+                bucket INTEGER NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,
+                environment TEXT NOT NULL, prompt_id TEXT NOT NULL, prompt_version TEXT NOT NULL,
+                experiment_id TEXT NOT NULL, variant TEXT NOT NULL, requests INTEGER NOT NULL,
+                errors INTEGER NOT NULL, timeouts INTEGER NOT NULL, latency_sum_us INTEGER NOT NULL,
+                input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+                cached_input_tokens INTEGER NOT NULL, cost_pico BLOB NOT NULL,
+                cost_squares BLOB NOT NULL, unpriced INTEGER NOT NULL, latency BLOB NOT NULL,
+                users BLOB NOT NULL,
+                PRIMARY KEY (resolution, feature, bucket, model, provider, environment, prompt_id,
+                    prompt_version, experiment_id, variant)) WITHOUT ROWID;
+             CREATE INDEX rollups_by_time ON rollups (resolution, bucket);",
+        )
+        .expect("the older table");
+        let zero = 0i128.to_le_bytes();
+        for (res, bucket, n, l, u) in &rows {
+            conn.execute(
+                "INSERT INTO rollups VALUES (?1, 'chatbot', ?2, 'gpt-4o', 'openai', 'production', '', '', '', '', ?3, 0, 0, 0, 0, 0, 0, ?4, ?4, ?3, ?5, ?6)",
+                rusqlite::params![res.seconds(), bucket, *n as i64, &zero[..], l, u],
+            )
+            .expect("an older row");
+        }
+    }
+    for _ in 0..2 {
+        let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");
+        tally_conformance::inline_sketches_survive(&store, &rows).await;
+    }
+}
+
 /// Data directories written before rollups had prompt dimensions, and before they had
 /// experiment dimensions and the sum of squared costs: opening one rebuilds the rollup table
 /// in the current layout; the row keeps its numbers, with empty new dimensions.

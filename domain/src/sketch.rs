@@ -118,7 +118,8 @@ impl LatencySketch {
     /// Adds `other`'s counts without allocating when all its buckets already exist here (the
     /// common case when merging many rows of one population); `false` (and no change) otherwise.
     fn add_in_place(&mut self, other: &LatencySketch) -> bool {
-        let mut positions = Vec::new();
+        // Two walks, the first only checking, so that a `false` leaves `self` unchanged
+        // without a buffer of positions.
         let mut j = 0;
         for &(index, _) in &other.buckets {
             while j < self.buckets.len() && self.buckets[j].0 < index {
@@ -127,10 +128,13 @@ impl LatencySketch {
             if j == self.buckets.len() || self.buckets[j].0 != index {
                 return false;
             }
-            positions.push(j);
         }
-        for (&pos, &(_, count)) in positions.iter().zip(&other.buckets) {
-            self.buckets[pos].1 += count;
+        let mut j = 0;
+        for &(index, count) in &other.buckets {
+            while self.buckets[j].0 < index {
+                j += 1;
+            }
+            self.buckets[j].1 += count;
         }
         true
     }
@@ -325,6 +329,13 @@ mod tests {
             let mut ba = sb.clone(); ba.merge(&sa);
             prop_assert_eq!(&ab, &whole);
             prop_assert_eq!(&ba, &whole);
+            // Merging values whose buckets all exist already (the in-place path).
+            let mut twice = LatencySketch::new();
+            for &v in a.iter().chain(&a[..a.len() / 2]) { twice.insert(v); }
+            let mut half = LatencySketch::new();
+            for &v in &a[..a.len() / 2] { half.insert(v); }
+            let mut again = sa.clone(); again.merge(&half);
+            prop_assert_eq!(&again, &twice);
             let mut buf = Vec::new();
             whole.encode(&mut buf);
             let decoded = LatencySketch::decode(&mut buf.as_slice()).expect("decodes");

@@ -155,13 +155,14 @@ pub struct HistoryPoint {
     pub cost: f64,
 }
 
-/// The window's steps of `step` seconds, each with the rows whose bucket falls in it (rows must
-/// be no coarser than `step`: [`tally_domain::window::Window::stepped_spans`]).
-pub fn history(
+/// The window's steps of `step` seconds (start, rows merged), each with the rows whose bucket
+/// falls in it (rows must be no coarser than `step`:
+/// [`tally_domain::window::Window::stepped_spans`]).
+pub fn steps(
     window: &tally_domain::window::Window,
     step: i64,
     rows: &[RollupRow],
-) -> Vec<HistoryPoint> {
+) -> Vec<(i64, Rollup)> {
     let starts = window.steps(step);
     let Some(&first) = starts.first() else {
         return Vec::new();
@@ -173,20 +174,44 @@ pub fn history(
             slot.merge(&row.rollup);
         }
     }
-    starts
+    starts.into_iter().zip(per_step).collect()
+}
+
+/// Every step merged: the whole window, when the steps came from rows of
+/// [`tally_domain::window::Window::stepped_spans`] (merging is associative and commutative, so
+/// this equals merging the rows themselves, at a step's cost instead of a row's).
+pub fn merge_steps(steps: &[(i64, Rollup)]) -> Rollup {
+    let mut total = Rollup::default();
+    for (_, r) in steps {
+        total.merge(r);
+    }
+    total
+}
+
+/// A time series: one point per step of [`steps`].
+pub fn history_of(steps: &[(i64, Rollup)]) -> Vec<HistoryPoint> {
+    steps
         .iter()
-        .zip(per_step)
-        .map(|(&t, r)| HistoryPoint {
-            timestamp: chrono::DateTime::from_timestamp(t, 0)
+        .map(|(t, r)| HistoryPoint {
+            timestamp: chrono::DateTime::from_timestamp(*t, 0)
                 .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default(),
-            response_time: mean_latency_ms(&r),
-            percentiles: Percentiles::of(&r),
+            response_time: mean_latency_ms(r),
+            percentiles: Percentiles::of(r),
             error_rate: pct(r.failures(), r.requests),
             throughput: r.requests,
             cost: usd(r.cost),
         })
         .collect()
+}
+
+/// The window's time series of `step` seconds ([`steps`], then [`history_of`]).
+pub fn history(
+    window: &tally_domain::window::Window,
+    step: i64,
+    rows: &[RollupRow],
+) -> Vec<HistoryPoint> {
+    history_of(&steps(window, step, rows))
 }
 
 /// A model's numbers over a window: the performance view, the model cards and the analytics

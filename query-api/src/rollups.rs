@@ -1,8 +1,9 @@
 //! Reading rollup rows: the one way a route asks the analytics store for the rows of a window
-//! (never raw events), so every number on every route comes from the same rows.
+//! (never raw events), so every number on every route comes from the same rows, either handed
+//! over one by one ([`scan`]) or summed per bucket by the store ([`bucket_sums`]).
 
 use tally_domain::rollup::RollupRow;
-use tally_domain::store::{Filter, ScanRequest, Span};
+use tally_domain::store::{BucketSums, Filter, ScanRequest, Span, SumsOf};
 use tally_http::http::ApiError;
 
 use crate::state::QueryState;
@@ -22,4 +23,15 @@ pub async fn scan(
             with_sketches,
         })
         .await?)
+}
+
+/// The sums of the rows matching `filter` in `spans`, one per bucket (every dimension merged):
+/// for totals and time series that need neither sketches nor dimensions.
+pub async fn bucket_sums(
+    state: &QueryState,
+    filter: &Filter,
+    spans: &[Span],
+    sums: SumsOf,
+) -> Result<Vec<BucketSums>, ApiError> {
+    Ok(state.analytics.bucket_sums(filter, spans, sums).await?)
 }

@@ -218,6 +218,81 @@ pub struct ScanRequest {
     pub with_sketches: bool,
 }
 
+/// Which sums an [`AnalyticsStore::bucket_sums`] fills in; the others stay zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SumsOf {
+    /// `requests` only.
+    Requests,
+    /// `requests`, `cost`, `cost_squares` and `unpriced`.
+    Money,
+    /// Every sum.
+    All,
+}
+
+impl SumsOf {
+    /// `r` with only these sums kept.
+    pub fn keep(self, r: &Rollup) -> Rollup {
+        match self {
+            SumsOf::Requests => Rollup {
+                requests: r.requests,
+                ..Rollup::default()
+            },
+            SumsOf::Money => Rollup {
+                requests: r.requests,
+                cost: r.cost,
+                cost_squares: r.cost_squares,
+                unpriced: r.unpriced,
+                ..Rollup::default()
+            },
+            SumsOf::All => {
+                let mut all = Rollup::default();
+                all.merge_sums(r);
+                all
+            }
+        }
+    }
+}
+
+/// One bucket's sums, every dimension merged ([`AnalyticsStore::bucket_sums`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketSums {
+    pub resolution: Resolution,
+    /// Bucket start, Unix seconds.
+    pub bucket: i64,
+    /// Counts, tokens and money; the sketches stay empty.
+    pub sums: Rollup,
+}
+
+impl BucketSums {
+    /// `rows` merged per resolution and bucket (only `sums`), ordered by resolution and bucket.
+    pub fn of(rows: &[RollupRow], sums: SumsOf) -> Vec<BucketSums> {
+        let mut merged: BTreeMap<(Resolution, i64), Rollup> = BTreeMap::new();
+        for row in rows {
+            merged
+                .entry((row.key.resolution, row.key.bucket))
+                .or_default()
+                .merge_sums(&sums.keep(&row.rollup));
+        }
+        merged
+            .into_iter()
+            .map(|((resolution, bucket), sums)| BucketSums {
+                resolution,
+                bucket,
+                sums,
+            })
+            .collect()
+    }
+
+    /// Every bucket's sums added together.
+    pub fn total(buckets: &[BucketSums]) -> Rollup {
+        let mut total = Rollup::default();
+        for b in buckets {
+            total.merge_sums(&b.sums);
+        }
+        total
+    }
+}
+
 impl ScanRequest {
     /// Every stored row of `resolutions`, unfiltered (comparisons and exports).
     pub fn everything(resolutions: &[Resolution], with_sketches: bool) -> ScanRequest {
@@ -273,6 +348,26 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     async fn commit(&self, commit: ProjectionCommit) -> StoreResult<()>;
     /// Rows matching the request, in no particular order.
     async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>>;
+    /// The sums (no sketches) of the rows matching `filter` in `spans`, merged per resolution and
+    /// bucket across every dimension, ordered by resolution and bucket, with only the `sums`
+    /// asked for filled in: exactly [`BucketSums::of`] applied to a [`scan`](Self::scan) without
+    /// sketches. A store may answer it without handing each row over (the embedded store sums in
+    /// SQL, reading only the columns asked for).
+    async fn bucket_sums(
+        &self,
+        filter: &Filter,
+        spans: &[Span],
+        sums: SumsOf,
+    ) -> StoreResult<Vec<BucketSums>> {
+        let rows = self
+            .scan(ScanRequest {
+                filter: filter.clone(),
+                spans: spans.to_vec(),
+                with_sketches: false,
+            })
+            .await?;
+        Ok(BucketSums::of(&rows, sums))
+    }
     /// Drops every rollup, the checkpoints, the dedup memory and the bindings (for rebuild).
     async fn reset(&self) -> StoreResult<()>;
     /// Retention: deletes the rollup rows of every UTC day that ended at or before `before_s`

@@ -12,15 +12,14 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tally_domain::config::{Assignment, Feature};
 use tally_domain::rollup::{Rollup, RollupRow};
-use tally_domain::store::Filter;
+use tally_domain::store::{BucketSums, Filter, SumsOf};
 use tally_http::http::{data, ApiError, Data};
 use tally_schemas::validate::check_slug;
 
-use crate::aggregate::merge_sums;
-use crate::aggregate::{history, merge_all, usd, HealthNumbers, Percentiles};
+use crate::aggregate::{history_of, merge_steps, steps, usd, HealthNumbers, Percentiles};
 use crate::listing::{ListQuery, ListSpec, Pagination};
 use crate::params::{environment_param, joined, refuse_unknown, window_params, Params};
-use crate::rollups::scan;
+use crate::rollups::{bucket_sums, scan};
 use crate::state::QueryState;
 use tally_http::auth::Access;
 use tally_http::route::{Param, Route, Routes};
@@ -288,27 +287,40 @@ async fn metrics(
         ..params.filter()?
     };
     let step = step_for(window.len_s());
-    // Independent reads, run concurrently (each scan takes its own reader connection).
+    // Independent reads, run concurrently (each takes its own reader connection). Usage by hour
+    // of day needs hourly buckets; the chart's rows are that fine below a step of an hour.
     let hour_spans = if step > 3600 {
         window.hour_spans()
     } else {
         Vec::new()
     };
-    let (rows, hour_rows, previous_rows, features) = tokio::try_join!(
+    let previous_spans = window.previous().spans();
+    let (rows, hour_sums, previous, features) = tokio::try_join!(
         scan(&state, &filter, window.stepped_spans(step), true),
-        scan(&state, &filter, hour_spans, false),
-        scan(&state, &filter, window.previous().spans(), false),
+        bucket_sums(&state, &filter, &hour_spans, SumsOf::Requests),
+        bucket_sums(&state, &filter, &previous_spans, SumsOf::Money),
         async { state.config.list_features().await.map_err(ApiError::from) },
     )?;
-    let total = merge_all(&rows);
+    let steps = steps(&window, step, &rows);
+    let total = merge_steps(&steps);
     let registered = features.iter().any(|f| f.name == name);
     if !registered && total.requests == 0 {
         return Err(ApiError::not_found(format!(
             "feature {name} is not registered and has no events in this window"
         )));
     }
-    let previous = merge_sums(&previous_rows);
+    let previous = BucketSums::total(&previous);
     let percentiles = Percentiles::of(&total);
+    let by_hour: Vec<(i64, u64)> = if hour_spans.is_empty() {
+        rows.iter()
+            .map(|r| (r.key.bucket, r.rollup.requests))
+            .collect()
+    } else {
+        hour_sums
+            .iter()
+            .map(|b| (b.bucket, b.sums.requests))
+            .collect()
+    };
     let body = FeatureMetrics {
         feature: name,
         registered,
@@ -323,26 +335,19 @@ async fn metrics(
         historical: json!({
             "timeRange": range.unwrap_or_else(|| "custom".to_string()),
             "step_seconds": step,
-            "data": history(&window, step, &rows),
+            "data": history_of(&steps),
         }),
-        usage: usage(
-            &total,
-            if hour_rows.is_empty() {
-                &rows
-            } else {
-                &hour_rows
-            },
-        ),
+        usage: usage(&total, &by_hour),
         costs: costs(&total, &previous, &rows),
     };
     Ok(data(body))
 }
 
-/// Usage numbers; `hourly_rows` must be rows no coarser than an hour.
-fn usage(total: &Rollup, hourly_rows: &[RollupRow]) -> Usage {
+/// Usage numbers; `requests` are (bucket start, requests) of buckets no coarser than an hour.
+fn usage(total: &Rollup, requests: &[(i64, u64)]) -> Usage {
     let mut by_hour = [0u64; 24];
-    for row in hourly_rows {
-        by_hour[(row.key.bucket.rem_euclid(86_400) / 3600) as usize] += row.rollup.requests;
+    for &(bucket, n) in requests {
+        by_hour[(bucket.rem_euclid(86_400) / 3600) as usize] += n;
     }
     let peak = (0..24u32)
         .filter(|&h| by_hour[h as usize] > 0)

@@ -8,12 +8,11 @@ use axum::response::IntoResponse;
 use chrono::{Datelike, Duration, TimeZone, Utc};
 use serde_json::{json, Value};
 use tally_domain::rollup::Rollup;
-use tally_domain::store::Filter;
+use tally_domain::store::{BucketSums, Filter, SumsOf};
 use tally_http::http::{data, ApiError, Data};
 
-use crate::aggregate::merge_sums;
 use crate::aggregate::{health_label, merge_all, usd, HealthNumbers, Percentiles};
-use crate::rollups::scan;
+use crate::rollups::{bucket_sums, scan};
 use crate::state::QueryState;
 use tally_http::auth::Access;
 use tally_http::route::{Route, Routes};
@@ -39,8 +38,8 @@ async fn cost_between(state: &QueryState, from: i64, to: i64) -> Result<Rollup, 
         to,
         widened: false,
     };
-    Ok(merge_sums(
-        &scan(state, &Filter::default(), window.spans(), false).await?,
+    Ok(BucketSums::total(
+        &bucket_sums(state, &Filter::default(), &window.spans(), SumsOf::Money).await?,
     ))
 }
 
@@ -51,8 +50,6 @@ fn money(r: &Rollup) -> Value {
 async fn overview(State(state): State<QueryState>) -> Result<impl IntoResponse, ApiError> {
     let now = state.clock.now();
     let last24 = Window::last(Duration::hours(24), now);
-    let rows = scan(&state, &Filter::default(), last24.spans(), true).await?;
-    let total = merge_all(&rows);
 
     let end = last24.to;
     let day_start = end - 60 - (end - 60).rem_euclid(86_400);
@@ -60,19 +57,31 @@ async fn overview(State(state): State<QueryState>) -> Result<impl IntoResponse, 
         .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
         .single()
         .map_or(day_start, |t| t.timestamp());
-    let today = cost_between(&state, day_start, end).await?;
-    let month = cost_between(&state, month_start, end).await?;
-    let last30 = cost_between(&state, end - 30 * 86_400, end).await?;
-    let prev30 = cost_between(&state, end - 60 * 86_400, end - 30 * 86_400).await?;
+    // Independent reads, run concurrently.
+    let everything = Filter::default();
+    let (rows, today, month, last30, prev30, features, providers, assignments) = tokio::try_join!(
+        scan(&state, &everything, last24.spans(), true),
+        cost_between(&state, day_start, end),
+        cost_between(&state, month_start, end),
+        cost_between(&state, end - 30 * 86_400, end),
+        cost_between(&state, end - 60 * 86_400, end - 30 * 86_400),
+        async { state.config.list_features().await.map_err(ApiError::from) },
+        async { state.config.list_providers().await.map_err(ApiError::from) },
+        async {
+            state
+                .config
+                .active_assignments()
+                .await
+                .map_err(ApiError::from)
+        },
+    )?;
+    let total = merge_all(&rows);
     let trend = if prev30.cost.0 == 0 {
         0.0
     } else {
         (last30.cost.0 - prev30.cost.0) as f64 * 100.0 / prev30.cost.0 as f64
     };
 
-    let features = state.config.list_features().await?;
-    let providers = state.config.list_providers().await?;
-    let assignments = state.config.active_assignments().await?;
     let mut by_feature: BTreeMap<&str, Rollup> = BTreeMap::new();
     let mut by_provider: BTreeMap<&str, Rollup> = BTreeMap::new();
     for row in &rows {

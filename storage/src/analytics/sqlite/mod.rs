@@ -5,7 +5,9 @@
 //! prompt_version, experiment_id, variant)`; the feature-first key serves the per-feature
 //! dashboards, and an index on `(resolution, bucket)` serves the cross-feature views. Cost is a
 //! 16-byte little-endian `i128` of pico-dollars, the sum of squared costs a 16-byte
-//! little-endian `u128`.
+//! little-endian `u128`. A row's two sketches (latency, unique users; 4–5 KiB once dense) are in
+//! `rollup_sketches`, found by the row's `sketch_id` and written in the same transaction, so a
+//! scan without sketches reads only the narrow rows.
 //! Dedup fingerprints of the open set are stored as append-only chunks (8-byte fingerprint +
 //! 4-byte second per event, about 12 bytes on disk per event); a seal replaces them with a
 //! sealed generation (`dedup_generations`: its summary) and its sorted blocks (`dedup_blocks`),
@@ -31,6 +33,7 @@ mod bindings;
 mod events;
 mod schema;
 mod scores;
+mod sums;
 
 use bindings::{adopt, bind, bindings, current_epoch};
 use schema::{upgrade_layout, SCHEMA};
@@ -51,15 +54,16 @@ use tally_domain::log_binding::{Adoption, LogBinding};
 use tally_domain::rollup::{Dims, Rollup, RollupKey, RollupRow};
 use tally_domain::sketch::LatencySketch;
 use tally_domain::store::{
-    AnalyticsStore, DedupGeneration, DedupSeal, PartitionState, Partitions, ProjectionCommit,
-    ProjectorState, ScanRequest, ScoreQuery, ScoredEvent, StoreError, StoreResult,
+    AnalyticsStore, BucketSums, DedupGeneration, DedupSeal, Filter, PartitionState, Partitions,
+    ProjectionCommit, ProjectorState, ScanRequest, ScoreQuery, ScoredEvent, Span, StoreError,
+    StoreResult, SumsOf,
 };
 
 /// Rows carry sketch blobs of a few hundred bytes to 16 KiB; 16 KiB pages keep most of them off
 /// overflow chains.
 const PAGE_SIZE: u32 = 16_384;
 
-const COLUMNS: &str = "resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, experiment_id, variant, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, cost_squares, unpriced, latency, users";
+const COLUMNS: &str = "resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, experiment_id, variant, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, cost_squares, unpriced, sketch_id";
 
 /// The measure columns, in the order [`measures`] reads them.
 const MEASURES: &str = "requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, cost_squares, unpriced";
@@ -91,7 +95,11 @@ impl SqliteAnalyticsStore {
         let pooled = self.readers.lock().map_err(|_| poisoned())?.pop();
         match pooled {
             Some(conn) => Ok(conn),
-            None => open_with(&self.path, 64, PAGE_SIZE),
+            None => {
+                let conn = open_with(&self.path, 64, PAGE_SIZE)?;
+                sums::register(&conn)?;
+                Ok(conn)
+            }
         }
     }
 
@@ -126,9 +134,36 @@ fn poisoned() -> Failure {
     Failure::Backend("analytics connection lock poisoned".into())
 }
 
-fn blob_16(b: &[u8], column: &str) -> Result<[u8; 16]> {
-    b.try_into()
-        .map_err(|_| Failure::Corrupt(format!("{column} column")))
+/// A 16-byte money column of `row`, read in place.
+fn blob_16(row: &rusqlite::Row<'_>, index: usize, column: &str) -> Result<[u8; 16]> {
+    row.get_ref(index)?
+        .as_blob()
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Failure::Corrupt(format!("{column} column")))
+}
+
+/// The `AND column = ?n` conditions of `filter`, numbered from `first`, and their values.
+fn filter_sql(filter: &Filter, first: usize) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = String::new();
+    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    let environment = filter.environment.map(|e| e.as_str().to_string());
+    for (col, val) in [
+        ("feature", &filter.feature),
+        ("model", &filter.model),
+        ("provider", &filter.provider),
+        ("prompt_id", &filter.prompt_id),
+        ("prompt_version", &filter.prompt_version),
+        ("experiment_id", &filter.experiment_id),
+        ("variant", &filter.variant),
+        ("environment", &environment),
+    ] {
+        if let Some(v) = val {
+            sql.push_str(&format!(" AND {col} = ?{}", first + values.len()));
+            values.push(v.clone().into());
+        }
+    }
+    (sql, values)
 }
 
 fn env_of(text: &str) -> Result<Environment> {
@@ -138,8 +173,6 @@ fn env_of(text: &str) -> Result<Environment> {
 /// Reads the measure columns starting at `first` ([`MEASURES`], then latency and users).
 fn measures(row: &Row, first: usize, with_sketches: bool) -> Result<Rollup> {
     let get_u64 = |i: usize| -> Result<u64> { Ok(row.get::<_, i64>(first + i)? as u64) };
-    let cost: Vec<u8> = row.get(first + 7)?;
-    let squares: Vec<u8> = row.get(first + 8)?;
     let mut rollup = Rollup {
         requests: get_u64(0)?,
         errors: get_u64(1)?,
@@ -148,17 +181,20 @@ fn measures(row: &Row, first: usize, with_sketches: bool) -> Result<Rollup> {
         input_tokens: get_u64(4)?,
         output_tokens: get_u64(5)?,
         cached_input_tokens: get_u64(6)?,
-        cost: Pico(i128::from_le_bytes(blob_16(&cost, "cost")?)),
-        cost_squares: u128::from_le_bytes(blob_16(&squares, "cost_squares")?),
+        cost: Pico(i128::from_le_bytes(blob_16(row, first + 7, "cost")?)),
+        cost_squares: u128::from_le_bytes(blob_16(row, first + 8, "cost_squares")?),
         unpriced: get_u64(9)?,
         ..Rollup::default()
     };
     if with_sketches {
-        let latency: Vec<u8> = row.get(first + 10)?;
-        let users: Vec<u8> = row.get(first + 11)?;
-        rollup.latency = LatencySketch::decode(&mut latency.as_slice())
+        let blob = |i: usize, what: &str| -> Result<&[u8]> {
+            row.get_ref(first + i)?
+                .as_blob()
+                .map_err(|_| Failure::Corrupt(format!("{what} column")))
+        };
+        rollup.latency = LatencySketch::decode(&mut blob(10, "latency")?)
             .ok_or_else(|| Failure::Corrupt("latency sketch".into()))?;
-        rollup.users = Hll::decode(&mut users.as_slice())
+        rollup.users = Hll::decode(&mut blob(11, "users")?)
             .ok_or_else(|| Failure::Corrupt("user sketch".into()))?;
     }
     Ok(rollup)
@@ -170,8 +206,9 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Res
     let res = key.resolution.seconds();
     let existing = {
         let mut select = tx.prepare_cached(&format!(
-            "SELECT {MEASURES}, latency, users
-             FROM rollups WHERE resolution = ?1 AND feature = ?2 AND bucket = ?3 AND model = ?4 AND provider = ?5 AND environment = ?6 AND prompt_id = ?7 AND prompt_version = ?8 AND experiment_id = ?9 AND variant = ?10",
+            "SELECT {MEASURES}, latency, users, sketch_id
+             FROM rollups JOIN rollup_sketches ON rollup_sketches.id = rollups.sketch_id
+             WHERE resolution = ?1 AND feature = ?2 AND bucket = ?3 AND model = ?4 AND provider = ?5 AND environment = ?6 AND prompt_id = ?7 AND prompt_version = ?8 AND experiment_id = ?9 AND variant = ?10",
         ))?;
         select
             .query_row(
@@ -187,15 +224,30 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Res
                     d.experiment_id,
                     d.variant
                 ],
-                |row| Ok(measures(row, 0, true)),
+                |row| Ok(measures(row, 0, true).map(|m| (m, row.get::<_, i64>(12)))),
             )
             .optional()?
             .transpose()?
     };
-    let mut merged = existing.unwrap_or_default();
+    let (mut merged, sketch_id) = match existing {
+        Some((rollup, id)) => (rollup, Some(id?)),
+        None => (Rollup::default(), None),
+    };
     merged.merge(delta);
+    let sketch_id = match sketch_id {
+        Some(id) => {
+            tx.prepare_cached("UPDATE rollup_sketches SET latency = ?2, users = ?3 WHERE id = ?1")?
+                .execute(params![id, merged.encode_latency(), merged.encode_users()])?;
+            id
+        }
+        None => {
+            tx.prepare_cached("INSERT INTO rollup_sketches (latency, users) VALUES (?1, ?2)")?
+                .execute(params![merged.encode_latency(), merged.encode_users()])?;
+            tx.last_insert_rowid()
+        }
+    };
     let mut upsert = tx.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO rollups ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
+        "INSERT OR REPLACE INTO rollups ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
     ))?;
     upsert.execute(params![
         res,
@@ -218,8 +270,7 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Res
         &merged.cost.0.to_le_bytes()[..],
         &merged.cost_squares.to_le_bytes()[..],
         merged.unpriced as i64,
-        merged.encode_latency(),
-        merged.encode_users(),
+        sketch_id,
     ])?;
     Ok(())
 }
@@ -445,34 +496,21 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
 
 fn scan(conn: &Connection, req: &ScanRequest) -> Result<Vec<RollupRow>> {
     let f = &req.filter;
-    let sketch_cols = if req.with_sketches {
-        "latency, users"
+    // Sketches only when asked: the narrow rollup rows are all a sum needs.
+    let (sketch_cols, sketches) = if req.with_sketches {
+        (
+            "latency, users",
+            "JOIN rollup_sketches ON rollup_sketches.id = rollups.sketch_id",
+        )
     } else {
-        "x'', x''"
+        ("x'', x''", "")
     };
     let mut sql = format!(
         "SELECT feature, bucket, model, provider, environment, prompt_id, prompt_version, experiment_id, variant, {MEASURES}, {sketch_cols}
-         FROM rollups WHERE resolution = ?1 AND bucket >= ?2 AND bucket < ?3"
+         FROM rollups {sketches} WHERE resolution = ?1 AND bucket >= ?2 AND bucket < ?3"
     );
-    let mut extra: Vec<String> = Vec::new();
-    for (col, val) in [
-        ("feature", &f.feature),
-        ("model", &f.model),
-        ("provider", &f.provider),
-        ("prompt_id", &f.prompt_id),
-        ("prompt_version", &f.prompt_version),
-        ("experiment_id", &f.experiment_id),
-        ("variant", &f.variant),
-    ] {
-        if let Some(v) = val {
-            sql.push_str(&format!(" AND {col} = ?{}", 4 + extra.len()));
-            extra.push(v.clone());
-        }
-    }
-    if let Some(env) = f.environment {
-        sql.push_str(&format!(" AND environment = ?{}", 4 + extra.len()));
-        extra.push(env.as_str().to_string());
-    }
+    let (conditions, extra) = filter_sql(f, 4);
+    sql.push_str(&conditions);
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut out = Vec::new();
     for span in &req.spans {
@@ -484,7 +522,7 @@ fn scan(conn: &Connection, req: &ScanRequest) -> Result<Vec<RollupRow>> {
             span.from.into(),
             span.to.into(),
         ];
-        values.extend(extra.iter().cloned().map(rusqlite::types::Value::from));
+        values.extend(extra.iter().cloned());
         let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
         while let Some(row) = rows.next()? {
             let env: String = row.get(4)?;
@@ -569,6 +607,17 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         self.read(move |conn| scan(conn, &request)).await
     }
 
+    async fn bucket_sums(
+        &self,
+        filter: &Filter,
+        spans: &[Span],
+        which: SumsOf,
+    ) -> StoreResult<Vec<BucketSums>> {
+        let (filter, spans) = (filter.clone(), spans.to_vec());
+        self.read(move |conn| sums::bucket_sums(conn, &filter, &spans, which))
+            .await
+    }
+
     fn seals_dedup(&self) -> bool {
         true
     }
@@ -614,10 +663,16 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         let first_kept_day = before_s.div_euclid(86_400) * 86_400;
         blocking(move || {
             let conn = writer.lock().map_err(|_| poisoned())?;
-            let deleted = conn.execute(
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
+                "DELETE FROM rollup_sketches WHERE id IN (SELECT sketch_id FROM rollups WHERE bucket < ?1)",
+                params![first_kept_day],
+            )?;
+            let deleted = tx.execute(
                 "DELETE FROM rollups WHERE bucket < ?1",
                 params![first_kept_day],
             )?;
+            tx.commit()?;
             events::prune(&conn, first_kept_day)?;
             scores::prune(&conn, first_kept_day)?;
             Ok(deleted as u64)
@@ -629,7 +684,7 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         let writer = self.writer.clone();
         blocking(move || {
             let conn = writer.lock().map_err(|_| poisoned())?;
-            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM event_chunks; DELETE FROM scores; DELETE FROM experiment_events; DELETE FROM experiment_arms; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM dedup_blocks; DELETE FROM dedup_generations; DELETE FROM log_bindings; COMMIT;")?;
+            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM rollup_sketches; DELETE FROM event_chunks; DELETE FROM scores; DELETE FROM experiment_events; DELETE FROM experiment_arms; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM dedup_blocks; DELETE FROM dedup_generations; DELETE FROM log_bindings; COMMIT;")?;
             Ok(())
         })
         .await

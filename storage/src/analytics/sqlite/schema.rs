@@ -6,6 +6,9 @@ use tally_domain::store::LogPosition;
 
 use crate::failure::{Failure, Result};
 
+/// Rollup rows hold the key and the sums; their sketches live in `rollup_sketches`, one row per
+/// rollup row (`sketch_id`). A scan that needs no sketch (sums over a month, the previous window,
+/// usage by hour of day) then reads rows of about 150 bytes instead of 4–5 KiB.
 pub(super) const ROLLUPS_TABLE: &str = "
 CREATE TABLE IF NOT EXISTS rollups (
     resolution   INTEGER NOT NULL,
@@ -28,11 +31,15 @@ CREATE TABLE IF NOT EXISTS rollups (
     cost_pico    BLOB NOT NULL,
     cost_squares BLOB NOT NULL,
     unpriced     INTEGER NOT NULL,
-    latency      BLOB NOT NULL,
-    users        BLOB NOT NULL,
+    sketch_id    INTEGER NOT NULL,
     PRIMARY KEY (resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, experiment_id, variant)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rollups_by_time ON rollups (resolution, bucket);
+CREATE TABLE IF NOT EXISTS rollup_sketches (
+    id      INTEGER PRIMARY KEY,
+    latency BLOB NOT NULL,
+    users   BLOB NOT NULL
+);
 ";
 
 pub(super) const SCHEMA: &str = "
@@ -93,27 +100,49 @@ pub(super) fn upgrade_layout(conn: &mut Connection) -> Result<()> {
         [],
         |r| r.get::<_, i64>(0).map(|n| n > 0),
     )?;
-    // Rows written before rollups had prompt or experiment dimensions keep empty ones, and
-    // rows from before the sum of squared costs keep 0 there (they hold no experiment's
-    // events, the only reader of that sum); a rebuild fills everything in from the log.
-    let earlier = had_rollups && !has_column(&tx, "rollups", "variant")?;
-    let prompts = if earlier && has_column(&tx, "rollups", "prompt_id")? {
-        "prompt_id, prompt_version"
-    } else {
-        "'', ''"
-    };
+    // Every earlier layout kept the sketches in the rollup row. Rows written before rollups had
+    // prompt or experiment dimensions keep empty ones, and rows from before the sum of squared
+    // costs keep 0 there (they hold no experiment's events, the only reader of that sum); a
+    // rebuild fills everything in from the log.
+    let earlier = had_rollups && has_column(&tx, "rollups", "latency")?;
     if earlier {
-        tx.execute_batch(
-            "ALTER TABLE rollups RENAME TO rollups_of_an_earlier_layout;
-             DROP INDEX IF EXISTS rollups_by_time;",
-        )?;
-    }
-    tx.execute_batch(ROLLUPS_TABLE)?;
-    if earlier {
+        let prompts = has_column(&tx, "rollups", "prompt_id")?;
+        let experiments = has_column(&tx, "rollups", "variant")?;
+        let squares = if has_column(&tx, "rollups", "cost_squares")? {
+            "cost_squares"
+        } else {
+            "zeroblob(16)"
+        };
+        // The old primary key orders the rows, so both copies number them alike.
+        let mut key = "resolution, feature, bucket, model, provider, environment".to_string();
+        if prompts {
+            key.push_str(", prompt_id, prompt_version");
+        }
+        if experiments {
+            key.push_str(", experiment_id, variant");
+        }
+        let prompt_cols = if prompts {
+            "prompt_id, prompt_version"
+        } else {
+            "'', ''"
+        };
+        let experiment_cols = if experiments {
+            "experiment_id, variant"
+        } else {
+            "'', ''"
+        };
         tx.execute_batch(&format!(
-            "INSERT INTO rollups SELECT resolution, feature, bucket, model, provider, environment, {prompts}, '', '', requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, zeroblob(16), unpriced, latency, users FROM rollups_of_an_earlier_layout;
+            "ALTER TABLE rollups RENAME TO rollups_of_an_earlier_layout;
+             DROP INDEX IF EXISTS rollups_by_time;
+             DROP TABLE IF EXISTS rollup_sketches;
+             {ROLLUPS_TABLE}
+             INSERT INTO rollup_sketches (id, latency, users)
+                 SELECT row_number() OVER (ORDER BY {key}), latency, users FROM rollups_of_an_earlier_layout;
+             INSERT INTO rollups SELECT resolution, feature, bucket, model, provider, environment, {prompt_cols}, {experiment_cols}, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, {squares}, unpriced, row_number() OVER (ORDER BY {key}) FROM rollups_of_an_earlier_layout;
              DROP TABLE rollups_of_an_earlier_layout;"
         ))?;
+    } else {
+        tx.execute_batch(ROLLUPS_TABLE)?;
     }
     if !has_column(&tx, "projector_partitions", "anchor")? {
         tx.execute_batch(
