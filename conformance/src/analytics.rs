@@ -40,12 +40,13 @@ pub async fn older_rollup_keeps_its_numbers(
     );
 }
 
-/// After an upgrade of rows that kept their sketches inline: `rows` (resolution, bucket,
-/// requests, latency sketch, user sketch) read back with the same sums and the same sketches.
-pub async fn inline_sketches_survive(
-    store: &dyn AnalyticsStore,
-    rows: &[(tally_domain::rollup::Resolution, i64, u64, Vec<u8>, Vec<u8>)],
-) {
+/// A stored rollup row as the upgrade tests see it: resolution, bucket, requests, encoded
+/// latency sketch, encoded user sketch.
+pub type SketchedRow = (tally_domain::rollup::Resolution, i64, u64, Vec<u8>, Vec<u8>);
+
+/// After an upgrade of rows that kept their sketches inline: `rows` read back with the same sums
+/// and the same sketches.
+pub async fn inline_sketches_survive(store: &dyn AnalyticsStore, rows: &[SketchedRow]) {
     use tally_domain::rollup::Resolution;
     use tally_domain::store::ScanRequest;
     let all = [Resolution::Minute, Resolution::Hour, Resolution::Day];
@@ -345,7 +346,8 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
             }
         }
         // Each choice of sums fills in those and leaves the others zero.
-        let choices: [(SumsOf, fn(Sums) -> Sums); 3] = [
+        type Expected = fn(Sums) -> Sums;
+        let choices: [(SumsOf, Expected); 3] = [
             (SumsOf::Requests, |w| (w.0, 0, 0, 0, 0, 0, 0, 0)),
             (SumsOf::Money, |w| (w.0, 0, 0, 0, 0, w.5, w.6, w.7)),
             (SumsOf::All, |w| w),

@@ -16,7 +16,7 @@ pub mod log;
 
 pub use analytics::{
     analytics_store, inline_sketches_survive, log_bindings, older_rollup_keeps_its_numbers,
-    sealed_dedup,
+    sealed_dedup, SketchedRow,
 };
 pub use config::{changes_fail_without_their_audit_entry, config_store};
 pub use log::event_log;

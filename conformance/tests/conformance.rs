@@ -125,7 +125,7 @@ async fn sqlite_analytics_store_moves_inline_sketches_to_their_table() {
         users.encode(&mut u);
         (l, u)
     };
-    let rows: Vec<(Resolution, i64, u64, Vec<u8>, Vec<u8>)> = [
+    let rows: Vec<tally_conformance::SketchedRow> = [
         (Resolution::Minute, 1_767_225_660, 3),
         (Resolution::Hour, 1_767_225_600, 40),
         (Resolution::Day, 1_767_225_600, 2_000),
@@ -166,6 +166,30 @@ async fn sqlite_analytics_store_moves_inline_sketches_to_their_table() {
         let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");
         tally_conformance::inline_sketches_survive(&store, &rows).await;
     }
+    // A row whose sketch went missing is an error when sketches are asked for, never a row
+    // silently left out; its sums are still there.
+    rusqlite::Connection::open(dir.path().join("analytics.db"))
+        .expect("open")
+        .execute("DELETE FROM rollup_sketches WHERE id = 2", [])
+        .expect("lose a sketch");
+    let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");
+    let store: &dyn tally_domain::store::AnalyticsStore = &store;
+    let all = [Resolution::Minute, Resolution::Hour, Resolution::Day];
+    let with = store
+        .scan(tally_domain::store::ScanRequest::everything(&all, true))
+        .await;
+    assert!(
+        matches!(with, Err(tally_domain::store::StoreError::Corrupt(ref m)) if m.contains("latency")),
+        "{with:?}"
+    );
+    let without = store
+        .scan(tally_domain::store::ScanRequest::everything(&all, false))
+        .await
+        .expect("sums");
+    assert_eq!(
+        without.iter().map(|r| r.rollup.requests).sum::<u64>(),
+        2_043
+    );
 }
 
 /// Data directories written before rollups had prompt dimensions, and before they had

@@ -269,9 +269,16 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
     })
 }
 
-/// Sends one batch; retries on 429/503 after the advised delay (at most 20 times).
+/// How long one batch keeps being offered while the server pushes back (429/503): backpressure
+/// is the server pacing the load, not a failure, so a `--total` load arrives whole.
+const BACKPRESSURE_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Sends one batch; retries on 429/503 after the advised delay for up to
+/// [`BACKPRESSURE_PATIENCE`], and on transport errors at most 20 times.
 async fn send_with_retry(client: &reqwest::Client, url: &str, body: Vec<u8>) -> bool {
-    for _ in 0..20 {
+    let first = Instant::now();
+    let mut transport_errors = 0;
+    while transport_errors < 20 && first.elapsed() < BACKPRESSURE_PATIENCE {
         let response = client
             .post(url)
             .header("content-type", "application/json")
@@ -299,6 +306,7 @@ async fn send_with_retry(client: &reqwest::Client, url: &str, body: Vec<u8>) -> 
             }
             Err(err) => {
                 eprintln!("request failed: {err}");
+                transport_errors += 1;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }

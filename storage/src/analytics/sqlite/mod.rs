@@ -207,7 +207,7 @@ fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Res
     let existing = {
         let mut select = tx.prepare_cached(&format!(
             "SELECT {MEASURES}, latency, users, sketch_id
-             FROM rollups JOIN rollup_sketches ON rollup_sketches.id = rollups.sketch_id
+             FROM rollups LEFT JOIN rollup_sketches ON rollup_sketches.id = rollups.sketch_id
              WHERE resolution = ?1 AND feature = ?2 AND bucket = ?3 AND model = ?4 AND provider = ?5 AND environment = ?6 AND prompt_id = ?7 AND prompt_version = ?8 AND experiment_id = ?9 AND variant = ?10",
         ))?;
         select
@@ -496,11 +496,12 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
 
 fn scan(conn: &Connection, req: &ScanRequest) -> Result<Vec<RollupRow>> {
     let f = &req.filter;
-    // Sketches only when asked: the narrow rollup rows are all a sum needs.
+    // Sketches only when asked: the narrow rollup rows are all a sum needs. A row whose sketch
+    // is missing is reported as corrupt (a left join), never silently left out.
     let (sketch_cols, sketches) = if req.with_sketches {
         (
             "latency, users",
-            "JOIN rollup_sketches ON rollup_sketches.id = rollups.sketch_id",
+            "LEFT JOIN rollup_sketches ON rollup_sketches.id = rollups.sketch_id",
         )
     } else {
         ("x'', x''", "")
