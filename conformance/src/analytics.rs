@@ -339,7 +339,7 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
                 w.4 += e.output_tokens;
                 if let Some(p) = e.cost.picos() {
                     w.5 += i128::from(p);
-                    w.6 += (p as u128) * (p as u128);
+                    w.6 += u128::from(p.unsigned_abs()).pow(2);
                 } else {
                     w.7 += 1;
                 }

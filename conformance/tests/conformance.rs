@@ -105,14 +105,17 @@ fn sample(i: u32) -> tally_schemas::UsageEvent {
 }
 
 /// Data directories written while sketches were kept in the rollup row: opening one moves
-/// them to their own table, each still with its row (three rows, three resolutions, sketches
-/// built here by hand).
+/// them to their own table, each still with its row and its own sums and dimensions (four rows,
+/// three resolutions, two days, sketches built here by hand). Retention and reset then remove
+/// sketches with their rows, and a row whose sketch went missing is an error, never left out.
 #[tokio::test]
 async fn sqlite_analytics_store_moves_inline_sketches_to_their_table() {
     use tally_domain::hll::Hll;
     use tally_domain::rollup::Resolution;
     use tally_domain::sketch::LatencySketch;
+    use tally_domain::store::{AnalyticsStore, ScanRequest, StoreError};
     let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("analytics.db");
     let sketch = |n: u64| {
         let mut latency = LatencySketch::new();
         let mut users = Hll::new();
@@ -125,10 +128,12 @@ async fn sqlite_analytics_store_moves_inline_sketches_to_their_table() {
         users.encode(&mut u);
         (l, u)
     };
+    let day = 1_767_225_600;
     let rows: Vec<tally_conformance::SketchedRow> = [
-        (Resolution::Minute, 1_767_225_660, 3),
-        (Resolution::Hour, 1_767_225_600, 40),
-        (Resolution::Day, 1_767_225_600, 2_000),
+        (Resolution::Minute, day + 60, 3),
+        (Resolution::Hour, day, 40),
+        (Resolution::Day, day, 2_000),
+        (Resolution::Day, day + 86_400, 5),
     ]
     .into_iter()
     .map(|(res, bucket, n)| {
@@ -136,8 +141,20 @@ async fn sqlite_analytics_store_moves_inline_sketches_to_their_table() {
         (res, bucket, n, l, u)
     })
     .collect();
+    // Each row's other columns, distinct per row: (errors, cost, cost squares, unpriced,
+    // experiment, variant), all derived from n.
+    let others = |n: u64| {
+        (
+            n / 2,
+            i128::from(n) * 7,
+            u128::from(n) * 49,
+            1u64,
+            format!("exp-{n}"),
+            format!("v{n}"),
+        )
+    };
     {
-        let conn = rusqlite::Connection::open(dir.path().join("analytics.db")).expect("open");
+        let conn = rusqlite::Connection::open(&db).expect("open");
         conn.execute_batch(
             "CREATE TABLE rollups (resolution INTEGER NOT NULL, feature TEXT NOT NULL,
                 bucket INTEGER NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,
@@ -153,43 +170,92 @@ async fn sqlite_analytics_store_moves_inline_sketches_to_their_table() {
              CREATE INDEX rollups_by_time ON rollups (resolution, bucket);",
         )
         .expect("the older table");
-        let zero = 0i128.to_le_bytes();
         for (res, bucket, n, l, u) in &rows {
+            let (errors, cost, squares, unpriced, experiment, variant) = others(*n);
             conn.execute(
-                "INSERT INTO rollups VALUES (?1, 'chatbot', ?2, 'gpt-4o', 'openai', 'production', '', '', '', '', ?3, 0, 0, 0, 0, 0, 0, ?4, ?4, ?3, ?5, ?6)",
-                rusqlite::params![res.seconds(), bucket, *n as i64, &zero[..], l, u],
+                "INSERT INTO rollups VALUES (?1, 'chatbot', ?2, 'gpt-4o', 'openai', 'production', '', '', ?3, ?4, ?5, ?6, 0, 0, 0, 0, 0, ?7, ?8, ?9, ?10, ?11)",
+                rusqlite::params![
+                    res.seconds(),
+                    bucket,
+                    experiment,
+                    variant,
+                    *n as i64,
+                    errors as i64,
+                    &cost.to_le_bytes()[..],
+                    &squares.to_le_bytes()[..],
+                    unpriced as i64,
+                    l,
+                    u
+                ],
             )
             .expect("an older row");
         }
     }
+    let all = [Resolution::Minute, Resolution::Hour, Resolution::Day];
     for _ in 0..2 {
         let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");
         tally_conformance::inline_sketches_survive(&store, &rows).await;
+        let mut got: Vec<_> = AnalyticsStore::scan(&store, ScanRequest::everything(&all, false))
+            .await
+            .expect("sums")
+            .into_iter()
+            .map(|r| {
+                let d = r.key.dims;
+                (
+                    r.rollup.requests,
+                    (
+                        r.rollup.errors,
+                        r.rollup.cost.0,
+                        r.rollup.cost_squares,
+                        r.rollup.unpriced,
+                        d.experiment_id,
+                        d.variant,
+                    ),
+                )
+            })
+            .collect();
+        got.sort_by_key(|g| g.0);
+        let mut want: Vec<_> = rows.iter().map(|r| (r.2, others(r.2))).collect();
+        want.sort_by_key(|w| w.0);
+        assert_eq!(got, want, "every row keeps its own sums and dimensions");
     }
+    let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");
+    let store: &dyn AnalyticsStore = &store;
+    let counts = || {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).expect(sql);
+        (
+            count("SELECT count(*) FROM rollups"),
+            count("SELECT count(*) FROM rollup_sketches"),
+            count("SELECT count(*) FROM rollups JOIN rollup_sketches ON rollup_sketches.id = rollups.sketch_id"),
+        )
+    };
+    assert_eq!(counts(), (4, 4, 4));
+    // Retention of the first day takes its three rows and their sketches, nothing else.
+    store.prune(day + 86_400).await.expect("prune");
+    assert_eq!(
+        counts(),
+        (1, 1, 1),
+        "rows, sketches, rows with their sketch"
+    );
     // A row whose sketch went missing is an error when sketches are asked for, never a row
     // silently left out; its sums are still there.
-    rusqlite::Connection::open(dir.path().join("analytics.db"))
+    rusqlite::Connection::open(&db)
         .expect("open")
-        .execute("DELETE FROM rollup_sketches WHERE id = 2", [])
+        .execute("DELETE FROM rollup_sketches", [])
         .expect("lose a sketch");
-    let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");
-    let store: &dyn tally_domain::store::AnalyticsStore = &store;
-    let all = [Resolution::Minute, Resolution::Hour, Resolution::Day];
-    let with = store
-        .scan(tally_domain::store::ScanRequest::everything(&all, true))
-        .await;
+    let with = store.scan(ScanRequest::everything(&all, true)).await;
     assert!(
-        matches!(with, Err(tally_domain::store::StoreError::Corrupt(ref m)) if m.contains("latency")),
+        matches!(with, Err(StoreError::Corrupt(ref m)) if m.contains("latency")),
         "{with:?}"
     );
     let without = store
-        .scan(tally_domain::store::ScanRequest::everything(&all, false))
+        .scan(ScanRequest::everything(&all, false))
         .await
         .expect("sums");
-    assert_eq!(
-        without.iter().map(|r| r.rollup.requests).sum::<u64>(),
-        2_043
-    );
+    assert_eq!(without.iter().map(|r| r.rollup.requests).sum::<u64>(), 5);
+    store.reset().await.expect("reset");
+    assert_eq!(counts(), (0, 0, 0));
 }
 
 /// Data directories written before rollups had prompt dimensions, and before they had

@@ -59,8 +59,9 @@ use tally_domain::store::{
     StoreResult, SumsOf,
 };
 
-/// Rows carry sketch blobs of a few hundred bytes to 16 KiB; 16 KiB pages keep most of them off
-/// overflow chains.
+/// Sketch rows (`rollup_sketches`) carry blobs of a few hundred bytes to 16 KiB, and counted
+/// events and dedup blocks are chunks of several KiB; 16 KiB pages keep most of them off overflow
+/// chains.
 const PAGE_SIZE: u32 = 16_384;
 
 const COLUMNS: &str = "resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, experiment_id, variant, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, cost_squares, unpriced, sketch_id";

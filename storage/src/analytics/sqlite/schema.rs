@@ -8,7 +8,8 @@ use crate::failure::{Failure, Result};
 
 /// Rollup rows hold the key and the sums; their sketches live in `rollup_sketches`, one row per
 /// rollup row (`sketch_id`). A scan that needs no sketch (sums over a month, the previous window,
-/// usage by hour of day) then reads rows of about 150 bytes instead of 4–5 KiB.
+/// usage by hour of day) then reads rows of about 150 bytes instead of 4–5 KiB. Sketch ids are
+/// never reused (`AUTOINCREMENT`), so a row can never come to share another row's sketch.
 pub(super) const ROLLUPS_TABLE: &str = "
 CREATE TABLE IF NOT EXISTS rollups (
     resolution   INTEGER NOT NULL,
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS rollups (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rollups_by_time ON rollups (resolution, bucket);
 CREATE TABLE IF NOT EXISTS rollup_sketches (
-    id      INTEGER PRIMARY KEY,
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
     latency BLOB NOT NULL,
     users   BLOB NOT NULL
 );
@@ -83,9 +84,13 @@ CREATE TABLE IF NOT EXISTS log_bindings (
 );
 ";
 
-/// Data directories written before checkpoints were kept per log partition had one
-/// `projector_meta` row and partition-less dedup chunks (all of partition 0, the only partition
-/// of the embedded log). Converted in one transaction on open.
+/// Brings a data directory written by an earlier version to the current layout, in one
+/// transaction on open:
+/// - rollup rows that kept their sketches inline (every layout before `rollup_sketches`; the
+///   oldest also without prompt or experiment dimensions) are copied into the current tables;
+/// - directories written before checkpoints were kept per log partition had one
+///   `projector_meta` row and partition-less dedup chunks (all of partition 0, the only
+///   partition of the embedded log).
 pub(super) fn upgrade_layout(conn: &mut Connection) -> Result<()> {
     let has_column = |conn: &Connection, table: &str, column: &str| -> Result<bool> {
         let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
