@@ -205,15 +205,6 @@ pub fn history_of(steps: &[(i64, Rollup)]) -> Vec<HistoryPoint> {
         .collect()
 }
 
-/// The window's time series of `step` seconds ([`steps`], then [`history_of`]).
-pub fn history(
-    window: &tally_domain::window::Window,
-    step: i64,
-    rows: &[RollupRow],
-) -> Vec<HistoryPoint> {
-    history_of(&steps(window, step, rows))
-}
-
 /// A model's numbers over a window: the performance view, the model cards and the analytics
 /// performance listing all show these.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]

@@ -15,7 +15,7 @@ use tally_http::auth::Access;
 use tally_http::http::{data, ApiError, Data};
 use tally_http::route::{Route, Routes};
 
-use crate::aggregate::{history, merge_all, HistoryPoint, ModelNumbers};
+use crate::aggregate::{history_of, steps, HistoryPoint, ModelNumbers};
 use crate::lookup::find_model;
 use crate::params::{Params, ENVIRONMENT_WINDOW};
 use crate::rollups::scan;
@@ -91,6 +91,12 @@ async fn performance(
             .or_default()
             .merge(&row.rollup);
     }
+    // The totals merge the breakdown's few rollups, not the rows again: merging is associative
+    // and commutative, and every row is in exactly one (feature, environment) entry.
+    let mut totals = Rollup::default();
+    for r in served.values() {
+        totals.merge(r);
+    }
     let mut breakdown: Vec<(u64, Served)> = served
         .into_iter()
         .map(|((feature, environment), r)| {
@@ -112,11 +118,11 @@ async fn performance(
         time_range: range,
         window: window.info(),
         environment: environment.map(|e| e.as_str().to_string()),
-        totals: ModelNumbers::of(&merge_all(&rows)),
+        totals: ModelNumbers::of(&totals),
         breakdown: breakdown.into_iter().map(|(_, s)| s).collect(),
         history: Series {
             step_seconds: step,
-            data: history(&window, step, &rows),
+            data: history_of(&steps(&window, step, &rows)),
         },
     }))
 }
