@@ -45,6 +45,112 @@ async fn sqlite_log_bindings_conform() {
     tally_conformance::log_bindings(&store).await;
 }
 
+/// Retention deletes the log's records received before the cutoff in bounded steps (so appends
+/// wait for one step at most): across several steps it deletes exactly those, and not one record
+/// received after the cutoff.
+#[tokio::test]
+async fn sqlite_log_prune_deletes_exactly_the_records_before_the_cutoff_in_steps() {
+    use std::time::Duration;
+    use tally_domain::store::{EventLog, LogPosition};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = tally_storage::SqliteEventLog::open(dir.path(), 8).expect("open");
+    for i in 0..700 {
+        log.append(vec![sample(i)]).await.expect("append");
+    }
+    // Every record so far was stamped at or before `cutoff`; the next ones after it.
+    let cutoff = chrono::Utc::now().timestamp_millis() + 1;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for i in 700..750 {
+        log.append(vec![sample(i)]).await.expect("append");
+    }
+    let everything = LogPosition([(0, 750)].into_iter().collect());
+    assert_eq!(log.prune(cutoff, &everything).await.expect("prune"), 700);
+    assert_eq!(log.prune(cutoff, &everything).await.expect("prune"), 0);
+    let left = log
+        .read(&LogPosition::default(), 1000, Duration::from_millis(10))
+        .await
+        .expect("read");
+    assert_eq!(
+        left.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (700..750).collect::<Vec<_>>()
+    );
+}
+
+/// Retention deletes the drill-down's events of the days before the cutoff in bounded steps:
+/// 300 chunks of the first day (more than one step) all go, the second day's 300 all stay.
+#[tokio::test]
+async fn sqlite_event_prune_deletes_whole_days_in_steps() {
+    use tally_domain::drilldown::{EventFilter, EventQuery};
+    use tally_domain::store::{
+        AnalyticsStore, PartitionCommit, PartitionState, ProjectionCommit, RawEvent,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");
+    let day = 1_767_225_600; // 2026-01-01T00:00:00Z
+                             // One event per feature and day: each is a chunk of its own.
+    let raw: Vec<RawEvent> = (0..600)
+        .map(|i| RawEvent {
+            event: tally_schemas::UsageEvent {
+                event_id: format!("e{i}"),
+                feature: format!("f{}", i % 300),
+                occurred_at_us: (day + (i / 300) * 86_400 + 60) * 1_000_000,
+                ..tally_schemas::UsageEvent::example()
+            },
+            offset: i,
+            received_at_ms: 0,
+        })
+        .collect();
+    store
+        .commit(ProjectionCommit {
+            epoch: 0,
+            partitions: [(
+                0,
+                PartitionCommit {
+                    base_offset: 0,
+                    deltas: Default::default(),
+                    dedup_new: Vec::new(),
+                    dedup_horizon_s: 0,
+                    seals: Vec::new(),
+                    state: PartitionState {
+                        next_offset: 600,
+                        last_received_ms: 0,
+                        events_applied: 600,
+                        duplicates_dropped: 0,
+                        anchor: 1,
+                        dedup: Vec::new(),
+                        generations: Vec::new(),
+                    },
+                    raw,
+                    scores: Vec::new(),
+                },
+            )]
+            .into_iter()
+            .collect(),
+        })
+        .await
+        .expect("commit");
+    let count = |from_s: i64| {
+        let store = &store;
+        async move {
+            store
+                .events(&EventQuery {
+                    filter: EventFilter::default(),
+                    from_us: from_s * 1_000_000,
+                    to_us: (from_s + 86_400) * 1_000_000,
+                    after: None,
+                    limit: 1_000,
+                })
+                .await
+                .expect("events")
+                .len()
+        }
+    };
+    assert_eq!((count(day).await, count(day + 86_400).await), (300, 300));
+    // A cutoff an hour into the second day: the first day ended before it.
+    store.prune(day + 86_400 + 3_600).await.expect("prune");
+    assert_eq!((count(day).await, count(day + 86_400).await), (0, 300));
+}
+
 /// Retention never deletes what the projector has not consumed, nor the newest record.
 #[tokio::test]
 async fn sqlite_log_prune_keeps_unconsumed_and_newest_records() {

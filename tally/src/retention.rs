@@ -1,9 +1,17 @@
-//! Retention: what is older than the retention window is deleted, hourly.
+//! Retention: what is older than the retention window is deleted, hourly by default
+//! (`retention_interval_secs`).
 //!
 //! Ingest already refuses events older than the window; this keeps the disk bounded. Log
 //! records go only once the projector has consumed them (and the newest record always stays,
 //! it carries the log head across restarts); rollup rows go a whole UTC day at a time, once
-//! the day ended before the cutoff (so ClickHouse can drop day partitions). A rebuild afterwards replays what is retained and equals the retained rollups.
+//! the day ended before the cutoff (so ClickHouse can drop day partitions). A rebuild
+//! afterwards replays what is retained and equals the retained rollups. The stores delete in
+//! bounded steps where the data is large (the embedded log, counted events, scores), so a pass
+//! never holds up ingest or the projector for its whole length.
+//!
+//! Each pass is measured: `tally_retention_passes_total{outcome}`, its duration in the
+//! `tally_retention_pass_seconds` histogram, and the last one's in
+//! `tally_retention_last_pass_seconds` (what `tally loadgen --slice-secs` reports per slice).
 
 use std::time::Duration;
 
@@ -12,6 +20,10 @@ use tally_domain::store::{LogPosition, StoreResult};
 use tracing::{info, warn};
 
 use crate::stores::Stores;
+
+pub const PASSES: &str = "tally_retention_passes_total";
+pub const PASS_SECONDS: &str = "tally_retention_pass_seconds";
+pub const LAST_PASS_SECONDS: &str = "tally_retention_last_pass_seconds";
 
 /// What one pass deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,22 +60,33 @@ pub async fn run(
     every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    metrics::describe_counter!(PASSES, "Retention passes by outcome (ok, failed).");
+    metrics::describe_histogram!(PASS_SECONDS, "Duration of one retention pass.");
+    metrics::describe_gauge!(LAST_PASS_SECONDS, "Duration of the latest retention pass.");
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
         let consumed = status.borrow().position.clone();
-        match prune_once(&stores, clock.now(), retention, &consumed).await {
+        let started = std::time::Instant::now();
+        let pass = prune_once(&stores, clock.now(), retention, &consumed).await;
+        let seconds = started.elapsed().as_secs_f64();
+        metrics::histogram!(PASS_SECONDS).record(seconds);
+        metrics::gauge!(LAST_PASS_SECONDS).set(seconds);
+        let outcome = if pass.is_ok() { "ok" } else { "failed" };
+        metrics::counter!(PASSES, "outcome" => outcome).increment(1);
+        match pass {
             Ok(p) if p.log_records + p.rollup_rows > 0 => {
                 info!(
                     log_records = p.log_records,
                     rollup_rows = p.rollup_rows,
+                    seconds,
                     "retention pruned old data"
                 )
             }
             Ok(_) => {}
-            Err(err) => warn!(error = %err, "retention pass failed; retrying next hour"),
+            Err(err) => warn!(error = %err, "retention pass failed; retrying at the next pass"),
         }
     }
 }

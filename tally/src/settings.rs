@@ -43,6 +43,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Events older than this are rejected at ingest.
     pub retention_days: u32,
+    /// Time between retention passes (the first runs one interval after start-up).
+    pub retention_interval_secs: u64,
     /// How long an event id is remembered for deduplication (seconds of log time).
     pub dedup_window_secs: u32,
     /// Event ids per log partition the dedup memory keeps exactly in memory before it seals
@@ -111,6 +113,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
             retention_days: 90,
+            retention_interval_secs: 3600,
             dedup_window_secs: 24 * 3600,
             dedup_open_entries: 2_000_000,
             max_batch_events: 10_000,
@@ -197,6 +200,7 @@ impl Settings {
             "LISTEN" => self.listen = value.to_string(),
             "DATA_DIR" => self.data_dir = PathBuf::from(value),
             "RETENTION_DAYS" => self.retention_days = num(name, value)?,
+            "RETENTION_INTERVAL_SECS" => self.retention_interval_secs = num(name, value)?,
             "DEDUP_WINDOW_SECS" => self.dedup_window_secs = num(name, value)?,
             "DEDUP_OPEN_ENTRIES" => self.dedup_open_entries = num(name, value)?,
             "MAX_BATCH_EVENTS" => self.max_batch_events = num(name, value)?,
@@ -249,6 +253,7 @@ impl Settings {
     fn validate(&self) -> Result<(), SettingsError> {
         let positive = [
             ("retention_days", self.retention_days as u64),
+            ("retention_interval_secs", self.retention_interval_secs),
             ("max_batch_events", self.max_batch_events as u64),
             ("max_body_bytes", self.max_body_bytes as u64),
             ("max_in_flight", self.max_in_flight as u64),

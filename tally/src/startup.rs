@@ -149,7 +149,7 @@ impl Application {
                 clock.clone(),
                 retention,
                 status.clone(),
-                Duration::from_secs(3600),
+                Duration::from_secs(settings.retention_interval_secs),
                 stop_rx.clone(),
             )));
             background.push(tokio::spawn(

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use tally_schemas::{Score, UsageEvent};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, instrument};
@@ -26,6 +26,10 @@ use crate::failure::{seam, seam_sync, Failure, Result};
 use crate::sqlite::{blocking, open};
 use tally_domain::log_binding::{LogDescription, LogIdentity, Watermarks};
 use tally_domain::store::{AppendReceipt, EventLog, LogPosition, LogRecord, StoreResult};
+
+/// Records one retention step deletes (a record is one append request: 256 are typically a few
+/// MB).
+const PRUNE_STEP_RECORDS: i64 = 256;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS log (
@@ -329,16 +333,67 @@ impl EventLog for SqliteEventLog {
     async fn prune(&self, received_before_ms: i64, consumed: &LogPosition) -> StoreResult<u64> {
         let below = consumed.next_offset(0);
         let reader = self.reader.clone();
-        blocking(move || {
+        // `received_at_ms` never goes backwards along the offsets, so the records received
+        // before the cutoff are the log's first ones: a binary search over the primary key
+        // finds where they end, without reading the table.
+        let (first, end) = blocking(move || {
             let conn = reader.lock().map_err(|_| Failure::Backend("log reader poisoned".into()))?;
+            let (min, max): (Option<i64>, Option<i64>) = conn.query_row(
+                "SELECT MIN(record_offset), MAX(record_offset) FROM log",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let (Some(min), Some(max)) = (min, max) else {
+                return Ok((0, 0));
+            };
             // The newest record stays: it carries the head (next offset, event total) across
             // restarts.
-            let deleted = conn.execute(
-                "DELETE FROM log WHERE received_at_ms < ?1 AND record_offset < ?2 AND record_offset < (SELECT MAX(record_offset) FROM log)",
-                params![received_before_ms, below],
+            let limit = below.min(max).max(min);
+            let mut received_from = conn.prepare(
+                "SELECT received_at_ms FROM log WHERE record_offset >= ?1 ORDER BY record_offset LIMIT 1",
             )?;
-            Ok(deleted as u64)
+            // Every record before `lo` was received before the cutoff; none from `hi` on may go.
+            let (mut lo, mut hi) = (min, limit);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                let at: Option<i64> = received_from
+                    .query_row(params![mid], |r| r.get(0))
+                    .optional()?;
+                if at.is_some_and(|at| at < received_before_ms) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            Ok((min, lo))
         })
-        .await
+        .await?;
+        // Deleted in steps, each its own transaction, so appends wait for one step at most;
+        // after each step the pass waits as long as the step took, so it takes at most half of
+        // the log's write time.
+        let mut deleted = 0;
+        let mut from = first;
+        let mut step_took = Duration::ZERO;
+        while from < end {
+            if from > first {
+                tokio::time::sleep(step_took).await;
+            }
+            let to = end.min(from + PRUNE_STEP_RECORDS);
+            let began = std::time::Instant::now();
+            let reader = self.reader.clone();
+            deleted += blocking(move || {
+                let conn = reader
+                    .lock()
+                    .map_err(|_| Failure::Backend("log reader poisoned".into()))?;
+                Ok(conn.execute(
+                    "DELETE FROM log WHERE record_offset >= ?1 AND record_offset < ?2",
+                    params![from, to],
+                )? as u64)
+            })
+            .await?;
+            step_took = began.elapsed();
+            from = to;
+        }
+        Ok(deleted)
     }
 }

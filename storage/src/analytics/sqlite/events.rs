@@ -147,11 +147,15 @@ pub(super) fn query(conn: &Connection, q: &EventQuery) -> Result<Vec<UsageEvent>
     Ok(kept)
 }
 
-/// Retention: deletes the chunks of every UTC day before the one starting at `first_kept_day`.
-pub(super) fn prune(conn: &Connection, first_kept_day_s: i64) -> Result<usize> {
+/// Retention, one bounded step: deletes at most `limit` chunks of the UTC days before the one
+/// starting at `first_kept_day_s`; fewer than `limit` means none is left.
+pub(super) fn prune_step(conn: &Connection, first_kept_day_s: i64, limit: usize) -> Result<usize> {
+    // A chunk holds one day's events, so its newest event lies in its day: the time index
+    // finds the chunks of the days before the first kept one without reading the table.
     Ok(conn.execute(
-        "DELETE FROM event_chunks WHERE day < ?1",
-        params![first_kept_day_s.div_euclid(86_400)],
+        "DELETE FROM event_chunks WHERE id IN
+             (SELECT id FROM event_chunks WHERE newest_us < ?1 LIMIT ?2)",
+        params![first_kept_day_s.saturating_mul(1_000_000), limit as i64],
     )?)
 }
 

@@ -64,6 +64,9 @@ use tally_domain::store::{
 /// chains.
 const PAGE_SIZE: u32 = 16_384;
 
+/// Rows one retention step deletes: 256 event chunks are a few MB.
+const PRUNE_STEP_ROWS: usize = 256;
+
 const COLUMNS: &str = "resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, experiment_id, variant, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, cost_squares, unpriced, sketch_id";
 
 /// The measure columns, in the order [`measures`] reads them.
@@ -663,7 +666,9 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         // Whole UTC days, exactly like the ClickHouse store's partition drops. Every
         // resolution divides a day, so a row's bucket lies in the day the row belongs to.
         let first_kept_day = before_s.div_euclid(86_400) * 86_400;
-        blocking(move || {
+        // The rollups and their sketches go in one transaction, whole days like ClickHouse's
+        // partition drops (the rollup table is small: its rows are per minute, not per event).
+        let deleted = blocking(move || {
             let conn = writer.lock().map_err(|_| poisoned())?;
             let tx = conn.unchecked_transaction()?;
             tx.execute(
@@ -675,11 +680,30 @@ impl AnalyticsStore for SqliteAnalyticsStore {
                 params![first_kept_day],
             )?;
             tx.commit()?;
-            events::prune(&conn, first_kept_day)?;
-            scores::prune(&conn, first_kept_day)?;
             Ok(deleted as u64)
         })
-        .await
+        .await?;
+        // The days' raw events, scores and experiment events can be many (hundreds of MB a
+        // day): they go in bounded steps, each its own transaction taking the writer once, so
+        // a projector commit waits for one step at most, never for the whole pass. After each
+        // step the pass leaves the writer alone for as long as the step took: it uses at most
+        // half the writer's time, however far behind the projector is.
+        for step in [events::prune_step, scores::prune_step] {
+            loop {
+                let writer = self.writer.clone();
+                let began = std::time::Instant::now();
+                let n = blocking(move || {
+                    let conn = writer.lock().map_err(|_| poisoned())?;
+                    step(&conn, first_kept_day, PRUNE_STEP_ROWS)
+                })
+                .await?;
+                if n < PRUNE_STEP_ROWS {
+                    break;
+                }
+                tokio::time::sleep(began.elapsed()).await;
+            }
+        }
+        Ok(deleted)
     }
 
     async fn reset(&self) -> StoreResult<()> {

@@ -154,16 +154,19 @@ pub(super) fn query(conn: &Connection, q: &ScoreQuery) -> Result<Vec<ScoredEvent
     Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
 }
 
-/// Retention: experiment events of every UTC day before `first_kept_day_s`, and scores
-/// received before it.
-pub(super) fn prune(conn: &Connection, first_kept_day_s: i64) -> Result<usize> {
+/// Retention, one bounded step: at most `limit` experiment events of the UTC days before
+/// `first_kept_day_s`, and at most `limit` scores received before it (both through their time
+/// index). Returns the larger of the two counts: fewer than `limit` means nothing is left.
+pub(super) fn prune_step(conn: &Connection, first_kept_day_s: i64, limit: usize) -> Result<usize> {
     let events = conn.execute(
-        "DELETE FROM experiment_events WHERE occurred_us < ?1",
-        params![first_kept_day_s.saturating_mul(1_000_000)],
+        "DELETE FROM experiment_events WHERE (arm, occurred_us, event_id) IN
+             (SELECT arm, occurred_us, event_id FROM experiment_events WHERE occurred_us < ?1 LIMIT ?2)",
+        params![first_kept_day_s.saturating_mul(1_000_000), limit as i64],
     )?;
     let scores = conn.execute(
-        "DELETE FROM scores WHERE received_ms < ?1",
-        params![first_kept_day_s.saturating_mul(1_000)],
+        "DELETE FROM scores WHERE rowid IN
+             (SELECT rowid FROM scores WHERE received_ms < ?1 LIMIT ?2)",
+        params![first_kept_day_s.saturating_mul(1_000), limit as i64],
     )?;
-    Ok(events + scores)
+    Ok(events.max(scores))
 }
