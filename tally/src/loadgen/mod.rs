@@ -5,8 +5,14 @@
 //! fixed number of connections, and reports sustained throughput, acknowledgement latency
 //! (p50/p99), freshness (time from acknowledgement until `/features/{name}/metrics` counts the
 //! batch and every batch acknowledged before it; polled every 20 ms, so a conservative upper
-//! bound) and the server's peak RSS (`--server-pid`, from /proc). bench-query issues one GET
-//! repeatedly and reports its latency percentiles.
+//! bound) and the server's peak RSS (`--server-pid`, from /proc). A soak adds dashboard
+//! queries at a steady pace (`--query-every-ms`, [`watch`]) and reports the run in slices
+//! (`--slice-secs`, [`slices`]): throughput, acknowledgement latency and stalls, freshness,
+//! query latency, RSS and retention passes per slice. bench-query issues one GET repeatedly and
+//! reports its latency percentiles.
+
+pub mod slices;
+pub mod watch;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,6 +62,14 @@ pub struct LoadgenArgs {
     /// Skip the freshness probe.
     #[arg(long)]
     pub no_freshness: bool,
+    /// GET a dashboard (the load's feature page, the overview, the spend breakdown, in turn)
+    /// every this many milliseconds while the load runs (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub query_every_ms: u64,
+    /// Also report the run in slices of this many seconds, e.g. 300 for a soak (0: none). With
+    /// `--server-pid`, each slice has the server's RSS (sampled every second).
+    #[arg(long, default_value_t = 0)]
+    pub slice_secs: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -67,7 +81,14 @@ pub struct LoadReport {
     pub events_per_second: f64,
     pub ack_latency_ms: Percentiles,
     pub freshness_ms: Option<Percentiles>,
+    /// The dashboard queries' latency (with `--query-every-ms`).
+    pub query_ms: Option<Percentiles>,
+    pub failed_queries: u64,
     pub server_peak_rss_mib: Option<f64>,
+    /// Retention passes the server finished during the run, in seconds each.
+    pub retention_pass_seconds: Vec<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<slices::SliceReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -155,7 +176,8 @@ struct Shared {
     acked: AtomicU64,
     /// (ack instant, cumulative events acked at that moment)
     acks: Mutex<Vec<(Instant, u64)>>,
-    ack_latencies: Mutex<Vec<f64>>,
+    /// (acked at, events, latency in ms)
+    ack_latencies: Mutex<Vec<(Duration, u64, f64)>>,
     failed: AtomicU64,
     requests: AtomicU64,
     finished: std::sync::atomic::AtomicBool,
@@ -191,9 +213,27 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
             feature.clone(),
             shared.clone(),
             total,
+            started,
         ))
     });
     let progress = tokio::spawn(report_progress(shared.clone(), total));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let queries = (args.query_every_ms > 0).then(|| {
+        tokio::spawn(watch::query_load(
+            client.clone(),
+            watch::dashboard_urls(&args.target, &feature),
+            Duration::from_millis(args.query_every_ms),
+            started,
+            stop.clone(),
+        ))
+    });
+    let server = tokio::spawn(watch::watch_server(
+        client.clone(),
+        args.target.clone(),
+        args.server_pid.filter(|_| args.slice_secs > 0),
+        started,
+        stop.clone(),
+    ));
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
         let (client, shared, next_batch, args, feature, run_id) = (
@@ -233,7 +273,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
                         a.push((Instant::now(), acked));
                     }
                     if let Ok(mut l) = shared.ack_latencies.lock() {
-                        l.push(ms);
+                        l.push((started.elapsed(), n as u64, ms));
                     }
                 } else {
                     shared.failed.fetch_add(1, Ordering::Relaxed);
@@ -247,25 +287,47 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
     shared.finished.store(true, Ordering::Release);
     let seconds = started.elapsed().as_secs_f64();
     progress.await.context("progress")?;
-    let freshness_ms = match freshness {
+    let freshness = match freshness {
         Some(task) => Some(task.await.context("freshness probe")?),
         None => None,
     };
+    stop.store(true, Ordering::Release);
+    let ended = started.elapsed();
+    let queries = match queries {
+        Some(task) => Some(task.await.context("queries")?),
+        None => None,
+    };
+    let server = server.await.context("server watch")?;
     let acked = shared.acked.load(Ordering::Acquire);
-    let latencies = shared
-        .ack_latencies
-        .lock()
-        .map(|l| l.clone())
-        .unwrap_or_default();
+    let recorded = slices::Recorded {
+        acks: shared
+            .ack_latencies
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default(),
+        freshness: freshness.clone().unwrap_or_default(),
+        queries: queries.clone().unwrap_or_default(),
+        rss: server.rss,
+        retention_passes: server.retention_passes,
+    };
+    let plain = |samples: &[(Duration, f64)]| percentiles(samples.iter().map(|s| s.1).collect());
     Ok(LoadReport {
         events_acked: acked,
         requests: shared.requests.load(Ordering::Relaxed),
         failed_requests: shared.failed.load(Ordering::Relaxed),
         seconds,
         events_per_second: acked as f64 / seconds,
-        ack_latency_ms: percentiles(latencies),
-        freshness_ms,
-        server_peak_rss_mib: args.server_pid.and_then(peak_rss_mib),
+        ack_latency_ms: percentiles(recorded.acks.iter().map(|a| a.2).collect()),
+        freshness_ms: freshness.as_deref().map(plain),
+        query_ms: queries
+            .as_ref()
+            .map(|q| percentiles(q.iter().filter(|s| s.2).map(|s| s.1).collect())),
+        failed_queries: queries.iter().flatten().filter(|s| !s.2).count() as u64,
+        server_peak_rss_mib: args
+            .server_pid
+            .and_then(|pid| watch::status_mib(pid, "VmHWM:")),
+        retention_pass_seconds: recorded.retention_passes.iter().map(|p| p.1).collect(),
+        slices: slices::slices(&recorded, Duration::from_secs(args.slice_secs), ended),
     })
 }
 
@@ -336,14 +398,16 @@ async fn report_progress(shared: Arc<Shared>, total: u64) {
 }
 
 /// Polls the feature's total until everything is visible; freshness of each ack is the first
-/// poll at which the visible total covered it.
+/// poll at which the visible total covered it. Each sample is stamped with its ack (time since
+/// `started`).
 async fn probe_freshness(
     client: reqwest::Client,
     target: String,
     feature: String,
     shared: Arc<Shared>,
     total: u64,
-) -> Percentiles {
+    started: Instant,
+) -> Vec<(Duration, f64)> {
     let url =
         format!("{target}/api/platform/ai-management/features/{feature}/metrics?time_range=30d");
     let mut samples = Vec::new();
@@ -372,7 +436,7 @@ async fn probe_freshness(
                 .rposition(|(_, cumulative)| *cumulative <= visible)
                 .map_or(next_ack, |i| next_ack + i + 1);
             for (at, _) in &acks[next_ack..covered] {
-                samples.push((now - *at).as_secs_f64() * 1000.0);
+                samples.push((*at - started, (now - *at).as_secs_f64() * 1000.0));
             }
             next_ack = covered;
             acks.len()
@@ -383,14 +447,7 @@ async fn probe_freshness(
             break;
         }
     }
-    percentiles(samples)
-}
-
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+    samples
 }
 
 #[derive(Debug, Clone, clap::Args)]

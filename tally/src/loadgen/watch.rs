@@ -1,0 +1,143 @@
+//! What runs beside a load: dashboard queries at a steady pace, and a watch on the server (its
+//! RSS from /proc every second, its retention passes from `/metrics` every 5 seconds). Each
+//! sample is stamped with the time since the run started, for [`super::slices`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The dashboard reads a soak keeps running: the load's feature page over 24 h, the overview,
+/// and finance's spend breakdown by feature, model and day over 30 days.
+pub fn dashboard_urls(target: &str, feature: &str) -> Vec<String> {
+    let api = format!("{target}/api/platform/ai-management");
+    vec![
+        format!("{api}/features/{feature}/metrics?time_range=24h"),
+        format!("{api}/overview"),
+        format!("{api}/analytics/spending?time_range=30d&group_by=feature,model,day"),
+    ]
+}
+
+/// GETs `urls` in turn, one every `every`, until `stop`; (answered at, ms, 2xx) per request.
+pub async fn query_load(
+    client: reqwest::Client,
+    urls: Vec<String>,
+    every: Duration,
+    started: Instant,
+    stop: Arc<AtomicBool>,
+) -> Vec<(Duration, f64, bool)> {
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for url in urls.iter().cycle() {
+        tick.tick().await;
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        let sent = Instant::now();
+        let ok = match client.get(url).send().await {
+            // The whole body is part of the answer's time.
+            Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+            Err(_) => false,
+        };
+        samples.push((started.elapsed(), sent.elapsed().as_secs_f64() * 1000.0, ok));
+    }
+    samples
+}
+
+/// What [`watch_server`] saw.
+#[derive(Debug, Default)]
+pub struct ServerSamples {
+    pub rss: Vec<(Duration, f64)>,
+    pub retention_passes: Vec<(Duration, f64)>,
+}
+
+/// Samples the server's RSS every second (when `pid` is known) and its retention passes every
+/// 5 seconds, until `stop`. A pass is seen when `tally_retention_passes_total` grows; its
+/// duration is `tally_retention_last_pass_seconds` (two passes within 5 s would show as one).
+pub async fn watch_server(
+    client: reqwest::Client,
+    target: String,
+    pid: Option<u32>,
+    started: Instant,
+    stop: Arc<AtomicBool>,
+) -> ServerSamples {
+    let mut out = ServerSamples::default();
+    let metrics_url = format!("{target}/metrics");
+    let mut passes = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    for n in 0u64.. {
+        tick.tick().await;
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        if let Some(mib) = pid.and_then(|p| status_mib(p, "VmRSS:")) {
+            out.rss.push((started.elapsed(), mib));
+        }
+        if n % 5 != 0 {
+            continue;
+        }
+        let scraped = async {
+            let r = client.get(&metrics_url).send().await?.error_for_status()?;
+            r.text().await
+        };
+        let Ok(text) = scraped.await else {
+            continue;
+        };
+        // The counter appears with the first pass.
+        let now = metric_sum(&text, crate::retention::PASSES).unwrap_or(0.0);
+        if passes.is_some_and(|before| now > before) {
+            let seconds = metric_sum(&text, crate::retention::LAST_PASS_SECONDS);
+            out.retention_passes
+                .push((started.elapsed(), seconds.unwrap_or(f64::NAN)));
+        }
+        passes = Some(now);
+    }
+    out
+}
+
+/// A `/proc/{pid}/status` line's value (`VmRSS:`, `VmHWM:`), in MiB.
+pub fn status_mib(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// The sum of a metric's samples over all its label sets in Prometheus text, or `None` when
+/// the exposition has none.
+fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        if let Some(value) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+            found = Some(found.unwrap_or(0.0) + value);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric_sum;
+
+    #[test]
+    fn a_metric_is_summed_over_its_label_sets_and_only_its_own_name() {
+        let text = "# HELP tally_retention_passes_total Retention passes.\n\
+                    # TYPE tally_retention_passes_total counter\n\
+                    tally_retention_passes_total{outcome=\"ok\"} 3\n\
+                    tally_retention_passes_total{outcome=\"failed\"} 1\n\
+                    tally_retention_passes_total_other 40\n\
+                    tally_retention_last_pass_seconds 0.25\n";
+        assert_eq!(metric_sum(text, "tally_retention_passes_total"), Some(4.0));
+        assert_eq!(
+            metric_sum(text, "tally_retention_last_pass_seconds"),
+            Some(0.25)
+        );
+        assert_eq!(metric_sum(text, "tally_missing"), None);
+    }
+}
