@@ -143,16 +143,26 @@ struct IngestSummary {
 }
 
 /// `POST /v1/events`: admit → parse (validate and price) → append → answer.
-#[instrument(name = "ingest.post_events", skip_all, err(Debug))]
+#[instrument(name = "ingest.post_events", skip_all)]
 async fn post_events(
     State(state): State<IngestState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    take_events(&state, &headers, body)
+        .await
+        .inspect_err(log_refusal)
+}
+
+async fn take_events(
+    state: &IngestState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let inner = &state.inner;
     let (_permit, body) = admit(inner, body).await?;
-    let parsed = parse(inner, &headers, body).await?;
+    let parsed = parse(inner, headers, body).await?;
     let recorder = &inner.recorder;
     settle(parsed.events, parsed.errors, &EVENTS, started, |events| {
         recorder.append(events)
@@ -160,18 +170,40 @@ async fn post_events(
     .await
 }
 
+/// Logs a request answered with an error: a server failure as an error; backpressure (429,
+/// 503) and bad input (other 4xx) at debug level, since they are the client's to act on and
+/// `tally_ingest_requests_total{outcome}` counts them (a loaded server pushing back must not
+/// fill its log with errors).
+fn log_refusal(err: &ApiError) {
+    if err.status.is_server_error() && err.status != StatusCode::SERVICE_UNAVAILABLE {
+        tracing::error!(error = ?err, "ingest request failed");
+    } else {
+        tracing::debug!(error = ?err, "ingest request refused");
+    }
+}
+
 /// `POST /v1/scores`: admit → parse (validate) → append → answer, like events.
-#[instrument(name = "ingest.post_scores", skip_all, err(Debug))]
+#[instrument(name = "ingest.post_scores", skip_all)]
 async fn post_scores(
     State(state): State<IngestState>,
     headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    take_scores(&state, &headers, body)
+        .await
+        .inspect_err(log_refusal)
+}
+
+async fn take_scores(
+    state: &IngestState,
+    headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let inner = &state.inner;
     let (_permit, body) = admit(inner, body).await?;
     let max = inner.config.limits.max_events;
-    let parsed = read_and_parse(inner, &headers, body, move |bytes, format| {
+    let parsed = read_and_parse(inner, headers, body, move |bytes, format| {
         parse_items(bytes, format, max, "score", validate_score)
     })
     .await?;
