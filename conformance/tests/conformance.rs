@@ -76,13 +76,14 @@ async fn sqlite_log_prune_deletes_exactly_the_records_before_the_cutoff_in_steps
     );
 }
 
-/// Retention deletes the drill-down's events of the days before the cutoff in bounded steps:
-/// 300 chunks of the first day (more than one step) all go, the second day's 300 all stay.
+/// Retention deletes the drill-down's events, the scores and the experiment events of the days
+/// before the cutoff in bounded steps: 300 chunks and 300 scores of the first day (more than one
+/// step) and its 100 experiment events (fewer than one) all go; the second day's all stay.
 #[tokio::test]
 async fn sqlite_event_prune_deletes_whole_days_in_steps() {
     use tally_domain::drilldown::{EventFilter, EventQuery};
     use tally_domain::store::{
-        AnalyticsStore, PartitionCommit, PartitionState, ProjectionCommit, RawEvent,
+        AnalyticsStore, PartitionCommit, PartitionState, ProjectionCommit, RawEvent, RawScore,
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");
@@ -94,10 +95,22 @@ async fn sqlite_event_prune_deletes_whole_days_in_steps() {
                 event_id: format!("e{i}"),
                 feature: format!("f{}", i % 300),
                 occurred_at_us: (day + (i / 300) * 86_400 + 60) * 1_000_000,
+                // A hundred events of each day are in an experiment.
+                experiment_id: (i % 300 < 100).then(|| "x".to_string()),
+                variant: (i % 300 < 100).then(|| "a".to_string()),
                 ..tally_schemas::UsageEvent::example()
             },
             offset: i,
             received_at_ms: 0,
+        })
+        .collect();
+    // One score per event, received on the event's day.
+    let scores: Vec<RawScore> = (0..600)
+        .map(|i| RawScore {
+            score: tally_schemas::Score::number(&format!("s{i}"), &format!("e{i}"), "q", 1),
+            offset: i,
+            position: 0,
+            received_at_ms: (day + (i / 300) * 86_400 + 60) * 1_000,
         })
         .collect();
     store
@@ -121,7 +134,7 @@ async fn sqlite_event_prune_deletes_whole_days_in_steps() {
                         generations: Vec::new(),
                     },
                     raw,
-                    scores: Vec::new(),
+                    scores,
                 },
             )]
             .into_iter()
@@ -129,6 +142,16 @@ async fn sqlite_event_prune_deletes_whole_days_in_steps() {
         })
         .await
         .expect("commit");
+    let db = dir.path().join("analytics.db");
+    let rows = |table: &str| {
+        rusqlite::Connection::open(&db)
+            .expect("open")
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .expect("count")
+    };
+    assert_eq!((rows("scores"), rows("experiment_events")), (600, 200));
     let count = |from_s: i64| {
         let store = &store;
         async move {
@@ -149,6 +172,7 @@ async fn sqlite_event_prune_deletes_whole_days_in_steps() {
     // A cutoff an hour into the second day: the first day ended before it.
     store.prune(day + 86_400 + 3_600).await.expect("prune");
     assert_eq!((count(day).await, count(day + 86_400).await), (0, 300));
+    assert_eq!((rows("scores"), rows("experiment_events")), (300, 100));
 }
 
 /// Retention never deletes what the projector has not consumed, nor the newest record.

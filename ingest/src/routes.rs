@@ -170,16 +170,12 @@ async fn take_events(
     .await
 }
 
-/// Logs a request answered with an error: a server failure as an error; backpressure (429,
-/// 503) and bad input (other 4xx) at debug level, since they are the client's to act on and
-/// `tally_ingest_requests_total{outcome}` counts them (a loaded server pushing back must not
-/// fill its log with errors).
+/// Logs a request answered with an error, at debug level: backpressure (429, 503) and bad input
+/// are the client's to act on, and `tally_ingest_requests_total{outcome}` counts them (a loaded
+/// server pushing back must not fill its log with errors). Server failures were already logged
+/// as errors where they became an answer ([`ApiError::internal`], storage unavailable).
 fn log_refusal(err: &ApiError) {
-    if err.status.is_server_error() && err.status != StatusCode::SERVICE_UNAVAILABLE {
-        tracing::error!(error = ?err, "ingest request failed");
-    } else {
-        tracing::debug!(error = ?err, "ingest request refused");
-    }
+    tracing::debug!(error = ?err, "ingest request answered with an error");
 }
 
 /// `POST /v1/scores`: admit → parse (validate) → append → answer, like events.

@@ -70,7 +70,12 @@ pub async fn run(
         }
         let consumed = status.borrow().position.clone();
         let started = std::time::Instant::now();
-        let pass = prune_once(&stores, clock.now(), retention, &consumed).await;
+        // Shutdown does not wait for a pass: every step of it is its own transaction, so a
+        // pass dropped between two steps leaves nothing half done (the next pass goes on).
+        let pass = tokio::select! {
+            pass = prune_once(&stores, clock.now(), retention, &consumed) => pass,
+            _ = stop.changed() => return,
+        };
         let seconds = started.elapsed().as_secs_f64();
         metrics::histogram!(PASS_SECONDS).record(seconds);
         metrics::gauge!(LAST_PASS_SECONDS).set(seconds);

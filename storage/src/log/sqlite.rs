@@ -369,30 +369,30 @@ impl EventLog for SqliteEventLog {
         })
         .await?;
         // Deleted in steps, each its own transaction, so appends wait for one step at most;
-        // after each step the pass waits as long as the step took, so it takes at most half of
-        // the log's write time.
+        // after each step the pass waits as long as it held the connection, so the steps take
+        // at most half of the log's write time.
         let mut deleted = 0;
         let mut from = first;
-        let mut step_took = Duration::ZERO;
         while from < end {
-            if from > first {
-                tokio::time::sleep(step_took).await;
-            }
             let to = end.min(from + PRUNE_STEP_RECORDS);
-            let began = std::time::Instant::now();
             let reader = self.reader.clone();
-            deleted += blocking(move || {
+            let (n, held) = blocking(move || {
                 let conn = reader
                     .lock()
                     .map_err(|_| Failure::Backend("log reader poisoned".into()))?;
-                Ok(conn.execute(
+                let began = std::time::Instant::now();
+                let n = conn.execute(
                     "DELETE FROM log WHERE record_offset >= ?1 AND record_offset < ?2",
                     params![from, to],
-                )? as u64)
+                )?;
+                Ok((n as u64, began.elapsed()))
             })
             .await?;
-            step_took = began.elapsed();
+            deleted += n;
             from = to;
+            if from < end {
+                tokio::time::sleep(held).await;
+            }
         }
         Ok(deleted)
     }

@@ -292,7 +292,6 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
         None => None,
     };
     stop.store(true, Ordering::Release);
-    let ended = started.elapsed();
     let queries = match queries {
         Some(task) => Some(task.await.context("queries")?),
         None => None,
@@ -327,7 +326,13 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
             .server_pid
             .and_then(|pid| watch::status_mib(pid, "VmHWM:")),
         retention_pass_seconds: recorded.retention_passes.iter().map(|p| p.1).collect(),
-        slices: slices::slices(&recorded, Duration::from_secs(args.slice_secs), ended),
+        // The slices cover the load; what the watchers saw while the freshness probe waited for
+        // the last events counts in the last slice.
+        slices: slices::slices(
+            &recorded,
+            Duration::from_secs(args.slice_secs),
+            Duration::from_secs_f64(seconds),
+        ),
     })
 }
 

@@ -5,7 +5,7 @@
 //!
 //! Pure: every input is a list of samples stamped with the time since the run started, and a
 //! sample belongs to the slice its stamp falls in (`[k·len, (k+1)·len)`; the last slice ends at
-//! the run's end and may be shorter). Freshness samples are stamped with their
+//! the load's end and may be shorter, and samples stamped after the end count in it). Freshness samples are stamped with their
 //! acknowledgement, so a slice's freshness describes the events acknowledged in it.
 
 use std::time::Duration;

@@ -51,7 +51,7 @@ use crate::sqlite::{blocking, open_with};
 use tally_domain::drilldown::EventQuery;
 use tally_domain::hll::Hll;
 use tally_domain::log_binding::{Adoption, LogBinding};
-use tally_domain::rollup::{Dims, Rollup, RollupKey, RollupRow};
+use tally_domain::rollup::{Dims, Resolution, Rollup, RollupKey, RollupRow};
 use tally_domain::sketch::LatencySketch;
 use tally_domain::store::{
     AnalyticsStore, BucketSums, DedupGeneration, DedupSeal, Filter, PartitionState, Partitions,
@@ -662,48 +662,59 @@ impl AnalyticsStore for SqliteAnalyticsStore {
 
     #[instrument(name = "analytics.prune", skip_all, err)]
     async fn prune(&self, before_s: i64) -> StoreResult<u64> {
-        let writer = self.writer.clone();
         // Whole UTC days, exactly like the ClickHouse store's partition drops. Every
         // resolution divides a day, so a row's bucket lies in the day the row belongs to.
         let first_kept_day = before_s.div_euclid(86_400) * 86_400;
-        // The rollups and their sketches go in one transaction, whole days like ClickHouse's
-        // partition drops (the rollup table is small: its rows are per minute, not per event).
-        let deleted = blocking(move || {
-            let conn = writer.lock().map_err(|_| poisoned())?;
-            let tx = conn.unchecked_transaction()?;
-            tx.execute(
-                "DELETE FROM rollup_sketches WHERE id IN (SELECT sketch_id FROM rollups WHERE bucket < ?1)",
-                params![first_kept_day],
-            )?;
-            let deleted = tx.execute(
-                "DELETE FROM rollups WHERE bucket < ?1",
-                params![first_kept_day],
-            )?;
-            tx.commit()?;
-            Ok(deleted as u64)
-        })
-        .await?;
-        // The days' raw events, scores and experiment events can be many (hundreds of MB a
-        // day): they go in bounded steps, each its own transaction taking the writer once, so
-        // a projector commit waits for one step at most, never for the whole pass. After each
-        // step the pass leaves the writer alone for as long as the step took: it uses at most
-        // half the writer's time, however far behind the projector is.
+        // The days' raw events, scores and experiment events go first (as ClickHouse drops
+        // their partitions before the rollups'), so the drill-down never shows events of a day
+        // whose rollups are gone. They can be many (hundreds of MB a day): they go in bounded
+        // steps, each its own transaction taking the writer once, so a projector commit waits
+        // for one step at most, never for the whole pass. After each step the pass leaves the
+        // writer alone for as long as it held it: the steps use at most half the writer's
+        // time, however far behind the projector is.
         for step in [events::prune_step, scores::prune_step] {
             loop {
                 let writer = self.writer.clone();
-                let began = std::time::Instant::now();
-                let n = blocking(move || {
+                let (n, held) = blocking(move || {
                     let conn = writer.lock().map_err(|_| poisoned())?;
-                    step(&conn, first_kept_day, PRUNE_STEP_ROWS)
+                    let began = std::time::Instant::now();
+                    let n = step(&conn, first_kept_day, PRUNE_STEP_ROWS)?;
+                    Ok((n, began.elapsed()))
                 })
                 .await?;
                 if n < PRUNE_STEP_ROWS {
                     break;
                 }
-                tokio::time::sleep(began.elapsed()).await;
+                tokio::time::sleep(held).await;
             }
         }
-        Ok(deleted)
+        // Then the rollups and their sketches, in one transaction, whole days like ClickHouse's
+        // partition drops. The rollup table is small (rows per minute, not per event) and the
+        // time index finds the rows (never the running totals, which have no day).
+        let resolutions = Resolution::ALL
+            .iter()
+            .map(|r| r.seconds().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let writer = self.writer.clone();
+        blocking(move || {
+            let conn = writer.lock().map_err(|_| poisoned())?;
+            let tx = conn.unchecked_transaction()?;
+            let old = format!("resolution IN ({resolutions}) AND bucket < ?1");
+            tx.execute(
+                &format!(
+                    "DELETE FROM rollup_sketches WHERE id IN (SELECT sketch_id FROM rollups WHERE {old})"
+                ),
+                params![first_kept_day],
+            )?;
+            let deleted = tx.execute(
+                &format!("DELETE FROM rollups WHERE {old}"),
+                params![first_kept_day],
+            )?;
+            tx.commit()?;
+            Ok(deleted as u64)
+        })
+        .await
     }
 
     async fn reset(&self) -> StoreResult<()> {
