@@ -63,7 +63,8 @@ pub struct LoadgenArgs {
     #[arg(long)]
     pub no_freshness: bool,
     /// GET a dashboard (the load's feature page, the overview, the spend breakdown, in turn)
-    /// every this many milliseconds while the load runs (0: none).
+    /// every this many milliseconds while the load runs and until the freshness probe has seen
+    /// its last events (0: none).
     #[arg(long, default_value_t = 0)]
     pub query_every_ms: u64,
     /// Also report the run in slices of this many seconds, e.g. 300 for a soak (0: none). With
