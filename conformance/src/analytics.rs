@@ -136,6 +136,8 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
                     .collect(),
                 dedup_horizon_s: horizon,
                 seals: Vec::new(),
+                merged: Vec::new(),
+                retired: Vec::new(),
                 state: PartitionState {
                     next_offset: base_offset + events.len() as i64,
                     last_received_ms: i64::from(seen_s) * 1000,
@@ -565,6 +567,8 @@ async fn scores_join_their_events(store: &dyn AnalyticsStore) {
                         dedup_new: Vec::new(),
                         dedup_horizon_s: 0,
                         seals: Vec::new(),
+                        merged: Vec::new(),
+                        retired: Vec::new(),
                         state: PartitionState {
                             next_offset: next,
                             last_received_ms: (base + 3_600) * 1000,
@@ -969,6 +973,8 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
         dedup_new: fps(events, seen_s),
         dedup_horizon_s: 0,
         seals: Vec::new(),
+        merged: Vec::new(),
+        retired: Vec::new(),
         state: PartitionState {
             next_offset: base_offset + events.len() as i64,
             last_received_ms: i64::from(seen_s) * 1000,
@@ -1193,11 +1199,13 @@ pub async fn log_bindings(store: &dyn AnalyticsStore) {
 }
 
 /// Sealed dedup generations ([`AnalyticsStore::seals_dedup`]): a seal replaces the open
-/// chunks before it, its blocks read back as written, a generation is no longer loaded once
-/// the window passes its newest entry, and reset forgets it. A store that does not seal refuses
-/// block reads.
+/// chunks before it, its blocks read back as written; a merged part is stored like a seal but
+/// leaves the open chunks (and what later loads take as open) alone, and a retired generation
+/// is deleted (a store may keep it a while, as its replacement names it); a generation is no
+/// longer loaded once the window passes its newest entry, and reset forgets it. A store that
+/// does not seal refuses block reads.
 pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
-    use tally_domain::dedup::GenerationSummary;
+    use tally_domain::dedup::{GenerationSummary, Placement};
     use tally_domain::store::{
         DedupGeneration, DedupSeal, PartitionCommit, PartitionState, Partitions, ProjectionCommit,
     };
@@ -1207,7 +1215,12 @@ pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
         return;
     }
     let fp = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let commit = |base: i64, new: Vec<(u64, u32)>, seals: Vec<DedupSeal>, horizon: u32| {
+    let merging = |base: i64,
+                   new: Vec<(u64, u32)>,
+                   seals: Vec<DedupSeal>,
+                   horizon: u32,
+                   merged: Vec<DedupSeal>,
+                   retired: Vec<u64>| {
         let seen_s = new.iter().map(|(_, s)| *s).max().unwrap_or(horizon);
         ProjectionCommit {
             epoch: 0,
@@ -1224,12 +1237,17 @@ pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
                     },
                     dedup_new: new,
                     seals,
+                    merged,
+                    retired,
                     ..PartitionCommit::default()
                 },
             )]
             .into_iter()
             .collect(),
         }
+    };
+    let commit = |base: i64, new: Vec<(u64, u32)>, seals: Vec<DedupSeal>, horizon: u32| {
+        merging(base, new, seals, horizon, Vec::new(), Vec::new())
     };
     let load = || async {
         let state = store
@@ -1290,11 +1308,61 @@ pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
     assert!(store.dedup_blocks(0, &[(id, 2)]).await.is_err());
     assert!(store.dedup_blocks(1, &[(id, 0)]).await.is_err());
 
+    // A merged run of one part holding the same entries replaces the generation.
+    let placement = Placement {
+        run: 0xDEAD_BEEF_0000_0002,
+        lo: 0,
+        hi: u64::MAX,
+        replaces: vec![id],
+    };
+    let part = DedupGeneration {
+        id: 0xDEAD_BEEF_0000_0003,
+        max_seen_s: 1_100,
+        entries: 1_026,
+        summary: GenerationSummary::part(&keys, placement)
+            .expect("part")
+            .encode(),
+    };
+    let part_seal = DedupSeal {
+        generation: part.clone(),
+        entries: sealed.clone(),
+    };
+    store
+        .commit(merging(
+            1_027,
+            vec![(fp(6_001), 1_250)],
+            Vec::new(),
+            0,
+            vec![part_seal],
+            vec![id],
+        ))
+        .await
+        .expect("commit 3 merges");
+    let (open, generations) = load().await;
+    let mut want_open = vec![(fp(6_000), 1_200), (fp(6_001), 1_250)];
+    want_open.sort_unstable();
+    assert_eq!(
+        open, want_open,
+        "a merged part is not a seal: the open chunks stay open"
+    );
+    assert!(generations.contains(&part), "{generations:?}");
+    assert!(
+        generations.iter().all(|g| *g == part || *g == generation),
+        "only the part, and the retired generation until it is deleted: {generations:?}"
+    );
+    assert_eq!(
+        store
+            .dedup_blocks(0, &[(part.id, 0), (part.id, 1)])
+            .await
+            .expect("the part's blocks"),
+        blocks
+    );
+
     // A day later the window has passed everything before: the generation is not loaded
     // any more (a store may keep its rows a while; loads never return it).
     store
         .commit(commit(
-            1_027,
+            1_028,
             vec![(fp(7_000), 100_000)],
             Vec::new(),
             100_000 - 86_400,

@@ -142,6 +142,8 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
                     .collect(),
                 dedup_horizon_s: 0,
                 seals: Vec::new(),
+                merged: Vec::new(),
+                retired: Vec::new(),
                 state: PartitionState {
                     next_offset: to as i64,
                     last_received_ms: 1_000_000,

@@ -124,6 +124,8 @@ async fn sqlite_event_prune_deletes_whole_days_in_steps() {
                     dedup_new: Vec::new(),
                     dedup_horizon_s: 0,
                     seals: Vec::new(),
+                    merged: Vec::new(),
+                    retired: Vec::new(),
                     state: PartitionState {
                         next_offset: 600,
                         last_received_ms: 0,

@@ -8,11 +8,18 @@
 //! generation's event fingerprints (≈ 18 bits, 2.25 bytes per entry) and the first fingerprint of
 //! each block (8 bytes per 1,024 entries).
 //!
+//! Every sealed generation is probed for every event, so the projector merges runs of them
+//! ([`Placement`]): a merged *run* is stored as parts, each a generation over one contiguous
+//! range of fingerprints, so that a lookup probes one part per run and no part is larger than
+//! a bounded filter build ([`split_range`], [`merge_entries`]).
+//!
 //! Invariants:
 //! - The filter has no false negatives: a fingerprint in the generation is always reported as
 //!   possibly present, with the one block that holds it when it is there.
 //! - A filter hit is never a duplicate on its own: the projector reads the block and looks the
 //!   fingerprint up exactly (false positives, ≈ 1 in 65,536 per generation, cost one block read).
+//! - A merged run holds every entry of the runs it replaces that is still within the window
+//!   when merged, with the newest second each was seen; its parts tile the fingerprint space.
 //! - Decoding a summary from storage validates its shape before any lookup, so corrupt bytes are
 //!   a [`StoreError::Corrupt`], never an out-of-bounds read.
 
@@ -23,19 +30,34 @@ use crate::error::StoreError;
 /// Entries per stored block of a sealed generation.
 pub const BLOCK_ENTRIES: usize = 1024;
 
-/// Summary format version (first byte of [`GenerationSummary::encode`]).
+/// Summary format versions (first byte of [`GenerationSummary::encode`]): a generation sealed
+/// from the open set, and a part of a merged run (then followed by its [`Placement`]).
 const FORMAT_V1: u8 = 1;
+const FORMAT_PART: u8 = 2;
 /// xorf's binary fuse descriptor: seed (u64), segment length, its mask and the segment count
 /// length (u32 each), little-endian.
 const DESCRIPTOR_LEN: usize = 20;
+
+/// Where a part of a merged run sits: the run, the fingerprints `lo..=hi` it covers, and the
+/// runs the whole run replaces. A generation sealed from the open set has none: it is a run of
+/// one part over every fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub run: u64,
+    pub lo: u64,
+    pub hi: u64,
+    pub replaces: Vec<u64>,
+}
 
 /// What the projector keeps in memory of one sealed generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenerationSummary {
     descriptor: [u8; DESCRIPTOR_LEN],
+    /// Empty for a part of a merged run that holds no entry (no filter).
     fingerprints: Vec<u16>,
     /// The first event fingerprint of each block, ascending.
     index: Vec<u64>,
+    placement: Option<Placement>,
 }
 
 impl GenerationSummary {
@@ -53,11 +75,44 @@ impl GenerationSummary {
             descriptor,
             fingerprints: filter.fingerprints.to_vec(),
             index: sorted.iter().step_by(BLOCK_ENTRIES).copied().collect(),
+            placement: None,
         })
+    }
+
+    /// The summary of a part of a merged run: over `sorted` (ascending, no repeats, all within
+    /// `placement`'s range), possibly none.
+    pub fn part(sorted: &[u64], placement: Placement) -> Option<GenerationSummary> {
+        if placement.lo > placement.hi
+            || sorted
+                .iter()
+                .any(|fp| !(placement.lo..=placement.hi).contains(fp))
+        {
+            return None;
+        }
+        let mut summary = if sorted.is_empty() {
+            GenerationSummary {
+                descriptor: [0; DESCRIPTOR_LEN],
+                fingerprints: Vec::new(),
+                index: Vec::new(),
+                placement: None,
+            }
+        } else {
+            GenerationSummary::build(sorted)?
+        };
+        summary.placement = Some(placement);
+        Some(summary)
+    }
+
+    /// The run and range this generation is a part of (`None`: a seal of the open set).
+    pub fn placement(&self) -> Option<&Placement> {
+        self.placement.as_ref()
     }
 
     /// The block that would hold `fp`, when the filter says it may be in the generation.
     pub fn block_of(&self, fp: u64) -> Option<u32> {
+        if self.index.is_empty() {
+            return None;
+        }
         let filter =
             BinaryFuse16Ref::from_dma(&self.descriptor, bytemuck::cast_slice(&self.fingerprints));
         if !filter.contains(&fp) {
@@ -79,10 +134,25 @@ impl GenerationSummary {
         self.index.len()
     }
 
+    /// The blocks that may hold fingerprints in `lo..=hi`.
+    pub fn blocks_between(&self, lo: u64, hi: u64) -> std::ops::Range<u32> {
+        if self.index.is_empty() || lo > hi {
+            return 0..0;
+        }
+        let first = self.index.partition_point(|f| *f <= lo).saturating_sub(1);
+        let end = self.index.partition_point(|f| *f <= hi).max(first);
+        let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        to_u32(first)..to_u32(end)
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out =
             Vec::with_capacity(1 + DESCRIPTOR_LEN + 8 + self.memory_bytes() + self.index.len());
-        out.push(FORMAT_V1);
+        out.push(if self.placement.is_some() {
+            FORMAT_PART
+        } else {
+            FORMAT_V1
+        });
         out.extend_from_slice(&self.descriptor);
         out.extend_from_slice(&(self.fingerprints.len() as u32).to_le_bytes());
         for f in &self.fingerprints {
@@ -92,13 +162,23 @@ impl GenerationSummary {
         for first in &self.index {
             out.extend_from_slice(&first.to_le_bytes());
         }
+        if let Some(p) = &self.placement {
+            for word in [p.run, p.lo, p.hi] {
+                out.extend_from_slice(&word.to_le_bytes());
+            }
+            out.extend_from_slice(&(p.replaces.len() as u32).to_le_bytes());
+            for run in &p.replaces {
+                out.extend_from_slice(&run.to_le_bytes());
+            }
+        }
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<GenerationSummary, StoreError> {
         let corrupt = |why: &str| StoreError::Corrupt(format!("dedup generation summary: {why}"));
         let mut r = Reader(bytes);
-        if r.take(1).ok_or_else(|| corrupt("empty"))? != [FORMAT_V1] {
+        let format = r.take(1).ok_or_else(|| corrupt("empty"))?[0];
+        if format != FORMAT_V1 && format != FORMAT_PART {
             return Err(corrupt("unknown format"));
         }
         let mut descriptor = [0u8; DESCRIPTOR_LEN];
@@ -113,8 +193,46 @@ impl GenerationSummary {
             .ok_or_else(|| corrupt("index cut short"))?
             .map(u64::from_le_bytes)
             .collect();
+        let placement = if format == FORMAT_PART {
+            let mut word = || {
+                r.take(8)
+                    .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            };
+            let (run, lo, hi) = match (word(), word(), word()) {
+                (Some(run), Some(lo), Some(hi)) => (run, lo, hi),
+                _ => return Err(corrupt("placement cut short")),
+            };
+            let replaces: Vec<u64> = r
+                .array::<8>()
+                .ok_or_else(|| corrupt("replaced runs cut short"))?
+                .map(u64::from_le_bytes)
+                .collect();
+            if lo > hi
+                || index.first().is_some_and(|first| *first < lo)
+                || index.last().is_some_and(|last| *last > hi)
+            {
+                return Err(corrupt("part range"));
+            }
+            Some(Placement {
+                run,
+                lo,
+                hi,
+                replaces,
+            })
+        } else {
+            None
+        };
         if !r.0.is_empty() {
             return Err(corrupt("trailing bytes"));
+        }
+        if placement.is_some() && index.is_empty() && fingerprints.is_empty() {
+            // A part that holds no entry.
+            return Ok(GenerationSummary {
+                descriptor,
+                fingerprints,
+                index,
+                placement,
+            });
         }
         if index.is_empty() || index.windows(2).any(|w| w[0] >= w[1]) {
             return Err(corrupt("block index not ascending"));
@@ -146,8 +264,45 @@ impl GenerationSummary {
             descriptor,
             fingerprints,
             index,
+            placement,
         })
     }
+}
+
+/// `parts` ranges of equal width that tile the fingerprint space, in order.
+pub fn split_range(parts: usize) -> Vec<(u64, u64)> {
+    let parts = parts.max(1) as u128;
+    let start = |i: u128| ((i << 64) / parts) as u64;
+    (0..parts)
+        .map(|i| {
+            let hi = if i + 1 == parts {
+                u64::MAX
+            } else {
+                start(i + 1) - 1
+            };
+            (start(i), hi)
+        })
+        .collect()
+}
+
+/// The entries of `blocks` with a fingerprint in `lo..=hi` seen at or after `horizon_s`,
+/// sorted by fingerprint, each once with the newest second it was seen.
+pub fn merge_entries<'a>(
+    blocks: impl IntoIterator<Item = &'a [(u64, u32)]>,
+    lo: u64,
+    hi: u64,
+    horizon_s: u32,
+) -> Vec<(u64, u32)> {
+    let mut out: Vec<(u64, u32)> = blocks
+        .into_iter()
+        .flatten()
+        .filter(|(fp, s)| (lo..=hi).contains(fp) && *s >= horizon_s)
+        .copied()
+        .collect();
+    // Newest first within a fingerprint, so the kept one is the newest.
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    out.dedup_by_key(|(fp, _)| *fp);
+    out
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -261,6 +416,82 @@ mod tests {
     fn nothing_or_repeats_build_no_summary() {
         assert!(GenerationSummary::build(&[]).is_none());
         assert!(GenerationSummary::build(&[3, 3, 4]).is_none());
+    }
+
+    #[test]
+    fn equal_ranges_tile_the_fingerprint_space() {
+        assert_eq!(split_range(1), vec![(0, u64::MAX)]);
+        assert_eq!(
+            split_range(4),
+            vec![
+                (0, 0x3FFF_FFFF_FFFF_FFFF),
+                (0x4000_0000_0000_0000, 0x7FFF_FFFF_FFFF_FFFF),
+                (0x8000_0000_0000_0000, 0xBFFF_FFFF_FFFF_FFFF),
+                (0xC000_0000_0000_0000, u64::MAX),
+            ]
+        );
+        let ranges = split_range(7);
+        assert_eq!(ranges.len(), 7);
+        assert_eq!(ranges[0].0, 0);
+        assert_eq!(ranges[6].1, u64::MAX);
+        for w in ranges.windows(2) {
+            assert_eq!(w[0].1 + 1, w[1].0);
+        }
+    }
+
+    #[test]
+    fn merging_keeps_each_fingerprint_in_range_once_with_its_newest_second() {
+        let a = [(5, 100), (10, 50), (20, 70), (90, 80)];
+        let b = [(10, 60), (15, 40), (20, 65), (30, 90)];
+        let merged = merge_entries([&a[..], &b[..]], 10, 30, 45);
+        // 5 and 90 are out of range; 15 was last seen before the horizon (45); 10 and 20 keep
+        // their newest seconds.
+        assert_eq!(merged, vec![(10, 60), (20, 70), (30, 90)]);
+    }
+
+    #[test]
+    fn a_part_reads_back_with_its_placement_and_finds_blocks_by_range() {
+        let sorted: Vec<u64> = (0..3_000u64).map(|i| 1_000 + i * 7).collect();
+        let placement = Placement {
+            run: 42,
+            lo: 1_000,
+            hi: 30_000,
+            replaces: vec![7, 8, 9, 10],
+        };
+        let part = GenerationSummary::part(&sorted, placement.clone()).expect("built");
+        let bytes = part.encode();
+        assert_eq!(bytes[0], FORMAT_PART);
+        let back = GenerationSummary::decode(&bytes).expect("valid");
+        assert_eq!(back, part);
+        assert_eq!(back.placement(), Some(&placement));
+        // Blocks start at 1,000, 8,168 and 15,336 (1,024 entries of 7 apart).
+        assert_eq!(part.blocks_between(0, 999), 0..0);
+        assert_eq!(part.blocks_between(1_000, 8_167), 0..1);
+        assert_eq!(part.blocks_between(8_000, 8_168), 0..2);
+        assert_eq!(part.blocks_between(9_000, 9_001), 1..2);
+        assert_eq!(part.blocks_between(15_336, u64::MAX), 2..3);
+        for cut in [bytes.len() - 1, bytes.len() - 9, bytes.len() - 30] {
+            assert!(
+                GenerationSummary::decode(&bytes[..cut]).is_err(),
+                "cut {cut}"
+            );
+        }
+        // Keys outside the range make no part; an empty part holds nothing.
+        assert!(GenerationSummary::part(&[5], placement.clone()).is_none());
+        let empty = GenerationSummary::part(&[], placement.clone()).expect("empty part");
+        let back = GenerationSummary::decode(&empty.encode()).expect("valid");
+        assert_eq!(back.block_of(1_000), None);
+        assert_eq!(back.blocks_between(0, u64::MAX), 0..0);
+        assert_eq!(back.placement(), Some(&placement));
+        // A part whose blocks start outside its range is refused.
+        let narrower = Placement {
+            lo: 2_000,
+            ..placement
+        };
+        let mut bytes = part.encode();
+        let at = bytes.len() - 8 * 4 - 4 - 8 * 2;
+        bytes[at..at + 8].copy_from_slice(&narrower.lo.to_le_bytes());
+        assert!(GenerationSummary::decode(&bytes).is_err());
     }
 
     #[test]

@@ -9,6 +9,18 @@
 //!   go to the store sorted, in blocks of 1,024 (12 bytes per entry on disk); memory keeps a
 //!   binary fuse filter (≈ 2.25 bytes per entry) and the first fingerprint of each block.
 //!   A generation is forgotten whole once its newest entry leaves the window.
+//! - **merged runs**: every sealed run is probed for every event, so runs are merged, four of
+//!   a size class at a time (a seal is class 0; class k holds up to the cap × 4ᵏ entries; runs
+//!   of class 4 are not merged further, so no run outlives its oldest entries by more than
+//!   256 seals' time). A merge advances one part per commit: the part's fingerprint range is
+//!   read from the input runs' blocks, merged (newest second per fingerprint, entries before
+//!   the horizon dropped) and written with the commit as a generation of its own; the commit
+//!   that writes the last part also retires the inputs, and the projector swaps them for the
+//!   merged run at that moment. A lookup probes one part per run, so the probes per event
+//!   grow with the logarithm of the ids held, not with their number. A merge whose input leaves
+//!   the window before it completes is dropped (its parts retired); a run whose parts do not
+//!   tile the fingerprint space when loaded (a merge cut short by a crash) is ignored and
+//!   retired, and a loaded run that another names as replaced is too.
 //!
 //! Exactness: a fingerprint the open set holds within the window is a duplicate. Otherwise each
 //! sealed generation whose filter reports it names the one block that would hold it; the
@@ -22,7 +34,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use tally_domain::dedup::{find_in_block, GenerationSummary};
+use std::collections::HashSet;
+
+use tally_domain::dedup::{
+    find_in_block, merge_entries, split_range, GenerationSummary, Placement,
+};
 use tally_domain::store::{DedupGeneration, DedupSeal, StoreError};
 
 /// Fingerprints are already uniform; hashing them again is wasted work.
@@ -53,24 +69,111 @@ fn shard_of(fp: u64) -> usize {
     ((fp >> 32) & (SHARDS as u64 - 1)) as usize
 }
 
-/// A sealed generation as the projector holds it.
-struct Sealed {
+/// Runs merged at once.
+pub const MERGE_FAN_IN: usize = 4;
+
+/// Size classes that merge: a run of this class or above (more than the cap × 4⁴ entries) stays
+/// as it is until it expires.
+const TOP_CLASS: u32 = 4;
+
+/// Entries per part of a merged run (at most; the cap when smaller): one merge step's work in a
+/// commit, and the largest filter a merge builds at once.
+pub const PART_ENTRIES: usize = 262_144;
+
+/// One stored generation of a sealed run: it covers the fingerprints `lo..=hi`.
+struct Part {
     /// Opaque to the projector: the name stores keep it under.
     id: u64,
-    max_seen_s: u32,
+    lo: u64,
+    hi: u64,
     entries: u64,
     summary: GenerationSummary,
 }
 
+/// A sealed run: a generation sealed from the open set (one part over every fingerprint), or
+/// the merge of several runs (parts sorted by `lo`, tiling the fingerprint space).
+struct Run {
+    id: u64,
+    max_seen_s: u32,
+    parts: Vec<Part>,
+}
+
+impl Run {
+    fn entries(&self) -> u64 {
+        self.parts.iter().map(|p| p.entries).sum()
+    }
+
+    /// The part that covers `fp`.
+    fn part_of(&self, fp: u64) -> &Part {
+        let i = self.parts.partition_point(|p| p.lo <= fp).saturating_sub(1);
+        &self.parts[i]
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|p| p.summary.memory_bytes() + std::mem::size_of::<Part>())
+            .sum()
+    }
+}
+
+/// A merge in progress: `done` holds the parts written so far, for `ranges[..done.len()]`.
+struct Merge {
+    id: u64,
+    class: u32,
+    /// The runs merged, oldest first.
+    inputs: Vec<u64>,
+    max_seen_s: u32,
+    ranges: Vec<(u64, u64)>,
+    done: Vec<Part>,
+}
+
+/// The size class of a run of `entries` when seals hold up to `cap`: 0 up to the cap, k up to
+/// the cap × 4ᵏ, [`TOP_CLASS`] beyond.
+fn class(entries: u64, cap: u64) -> u32 {
+    let mut bound = cap.max(1);
+    let mut k = 0;
+    while entries > bound && k < TOP_CLASS {
+        bound = bound.saturating_mul(MERGE_FAN_IN as u64);
+        k += 1;
+    }
+    k
+}
+
+/// What advancing a merge by one range did.
+enum Advance {
+    Wrote(DedupSeal),
+    /// The last part: the merge is complete.
+    Completed(DedupSeal),
+    /// An input is gone, or the part could not be built: the merge is dropped.
+    Dropped,
+    /// Its blocks were not read for this commit.
+    Unread,
+}
+
+/// The stored blocks a merge step reads, and what they hold (`(generation, block)` → entries).
+pub type MergeBlocks = HashMap<(u64, u32), Vec<(u64, u32)>>;
+
+/// What a commit stores of the merges: parts written, and generations to delete.
+#[derive(Default)]
+pub struct MergeWork {
+    pub parts: Vec<DedupSeal>,
+    pub retired: Vec<u64>,
+}
+
 /// The dedup memory: the open set, split into 256 independently growing shards (no single
 /// rehash ever copies the whole set, which would double peak memory and stall the projector;
-/// expiry sweeps one shard per call), and the sealed generations, oldest first.
+/// expiry sweeps one shard per call), the sealed runs and the merges in progress.
 pub struct Dedup {
     shards: Vec<Shard>,
     window_s: u32,
     next_sweep: usize,
     open_len: usize,
-    sealed: Vec<Sealed>,
+    /// Oldest first (by newest entry).
+    runs: Vec<Run>,
+    merges: Vec<Merge>,
+    /// Stored generations to delete with the next commit.
+    retire: Vec<u64>,
     /// Open entries that make the next commit seal them; `None`: never (the store keeps no
     /// sealed generations).
     seal_at: Option<usize>,
@@ -84,7 +187,9 @@ impl Dedup {
             window_s,
             next_sweep: 0,
             open_len: 0,
-            sealed: Vec::new(),
+            runs: Vec::new(),
+            merges: Vec::new(),
+            retire: Vec::new(),
             seal_at,
         }
     }
@@ -107,14 +212,70 @@ impl Dedup {
                 }
             }
         }
+        // Parts of merged runs, by run: (newest second, parts, runs replaced).
+        let mut merged: BTreeMap<u64, (u32, Vec<Part>, Vec<u64>)> = BTreeMap::new();
         for g in generations {
-            dedup.sealed.push(Sealed {
-                id: g.id,
-                max_seen_s: g.max_seen_s,
-                entries: g.entries,
-                summary: GenerationSummary::decode(&g.summary)?,
-            });
+            let summary = GenerationSummary::decode(&g.summary)?;
+            match summary.placement().cloned() {
+                None => dedup.runs.push(Run {
+                    id: g.id,
+                    max_seen_s: g.max_seen_s,
+                    parts: vec![Part {
+                        id: g.id,
+                        lo: 0,
+                        hi: u64::MAX,
+                        entries: g.entries,
+                        summary,
+                    }],
+                }),
+                Some(Placement {
+                    run,
+                    lo,
+                    hi,
+                    replaces,
+                }) => {
+                    let entry = merged.entry(run).or_insert((0, Vec::new(), replaces));
+                    entry.0 = entry.0.max(g.max_seen_s);
+                    entry.1.push(Part {
+                        id: g.id,
+                        lo,
+                        hi,
+                        entries: g.entries,
+                        summary,
+                    });
+                }
+            }
         }
+        let mut replaced = HashSet::new();
+        for (id, (max_seen_s, mut parts, replaces)) in merged {
+            parts.sort_by_key(|p| p.lo);
+            let tiles = parts.first().is_some_and(|p| p.lo == 0)
+                && parts.last().is_some_and(|p| p.hi == u64::MAX)
+                && parts
+                    .windows(2)
+                    .all(|w| w[0].hi.checked_add(1) == Some(w[1].lo));
+            if tiles {
+                replaced.extend(replaces);
+                dedup.runs.push(Run {
+                    id,
+                    max_seen_s,
+                    parts,
+                });
+            } else {
+                // A merge cut short: its inputs are still stored and loaded.
+                dedup.retire.extend(parts.iter().map(|p| p.id));
+            }
+        }
+        let mut kept = Vec::with_capacity(dedup.runs.len());
+        for run in std::mem::take(&mut dedup.runs) {
+            if replaced.contains(&run.id) {
+                dedup.retire.extend(run.parts.iter().map(|p| p.id));
+            } else {
+                kept.push(run);
+            }
+        }
+        kept.sort_by_key(|r| r.max_seen_s);
+        dedup.runs = kept;
         Ok(dedup)
     }
 
@@ -142,17 +303,23 @@ impl Dedup {
 
     /// Whether any sealed generation is held (lookups then go through [`Suspects`]).
     pub fn has_sealed(&self) -> bool {
-        !self.sealed.is_empty()
+        !self.runs.is_empty()
     }
 
-    /// The stored blocks `(generation, block)` that may hold `fp` among generations that can
-    /// still hold an entry within the window at `now_s` or later.
+    /// Sealed runs held: the filters each event is probed against.
+    pub fn runs(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// The stored blocks `(generation, block)` that may hold `fp` among runs that can still
+    /// hold an entry within the window at `now_s` or later: at most one per run.
     pub fn suspects(&self, fp: u64, now_s: u32, out: &mut Vec<(u64, u32)>) {
         let horizon = self.horizon(now_s);
-        for g in &self.sealed {
-            if g.max_seen_s >= horizon {
-                if let Some(block) = g.summary.block_of(fp) {
-                    out.push((g.id, block));
+        for run in &self.runs {
+            if run.max_seen_s >= horizon {
+                let part = run.part_of(fp);
+                if let Some(block) = part.summary.block_of(fp) {
+                    out.push((part.id, block));
                 }
             }
         }
@@ -178,7 +345,7 @@ impl Dedup {
             self.open_len -= before - shard.len();
             self.next_sweep = (self.next_sweep + 1) % SHARDS;
         }
-        self.sealed.retain(|g| g.max_seen_s >= horizon);
+        self.runs.retain(|r| r.max_seen_s >= horizon);
     }
 
     /// Seals the open set when it has reached its cap: its entries within the window at
@@ -238,11 +405,16 @@ impl Dedup {
             named.extend_from_slice(&salt.to_le_bytes());
             named.extend_from_slice(&max_seen_s.to_le_bytes());
             let id = xxhash_rust::xxh3::xxh3_64(&named);
-            self.sealed.push(Sealed {
+            self.runs.push(Run {
                 id,
                 max_seen_s,
-                entries: part.len() as u64,
-                summary,
+                parts: vec![Part {
+                    id,
+                    lo: 0,
+                    hi: u64::MAX,
+                    entries: part.len() as u64,
+                    summary,
+                }],
             });
             seals.push(DedupSeal {
                 generation: DedupGeneration {
@@ -257,13 +429,229 @@ impl Dedup {
         seals
     }
 
-    /// Entries held: the open set's and the sealed generations'.
+    /// Starts merging runs where [`MERGE_FAN_IN`] runs of one size class follow each other
+    /// (oldest first) and none of them is being merged: at most one merge per class at a time.
+    /// `salt` (the partition's position) names the merged run.
+    pub fn plan_merges(&mut self, salt: i64) {
+        let Some(cap) = self.seal_at.map(|cap| cap.max(1) as u64) else {
+            return;
+        };
+        let busy: HashSet<u64> = self.merges.iter().flat_map(|m| m.inputs.clone()).collect();
+        let mut classes: HashSet<u32> = self.merges.iter().map(|m| m.class).collect();
+        let part_entries = PART_ENTRIES.min(cap as usize).max(1) as u64;
+        let mut streak: Vec<usize> = Vec::new();
+        let mut started = Vec::new();
+        for (i, run) in self.runs.iter().enumerate() {
+            let c = class(run.entries(), cap);
+            if busy.contains(&run.id) || c >= TOP_CLASS || classes.contains(&c) {
+                streak.clear();
+                continue;
+            }
+            if streak
+                .first()
+                .is_some_and(|&j| class(self.runs[j].entries(), cap) != c)
+            {
+                streak.clear();
+            }
+            streak.push(i);
+            if streak.len() < MERGE_FAN_IN {
+                continue;
+            }
+            let inputs: Vec<&Run> = streak.iter().map(|&j| &self.runs[j]).collect();
+            let total: u64 = inputs.iter().map(|r| r.entries()).sum();
+            let mut named = Vec::with_capacity(8 * (MERGE_FAN_IN + 1));
+            for r in &inputs {
+                named.extend_from_slice(&r.id.to_le_bytes());
+            }
+            named.extend_from_slice(&salt.to_le_bytes());
+            started.push(Merge {
+                id: xxhash_rust::xxh3::xxh3_64(&named),
+                class: c,
+                inputs: inputs.iter().map(|r| r.id).collect(),
+                max_seen_s: inputs.iter().map(|r| r.max_seen_s).max().unwrap_or(0),
+                ranges: split_range(total.div_ceil(part_entries).max(1) as usize),
+                done: Vec::new(),
+            });
+            classes.insert(c);
+            streak.clear();
+        }
+        self.merges.extend(started);
+    }
+
+    /// Ranges a merge advances by in one commit: about [`PART_ENTRIES`] entries' work.
+    fn ranges_per_step(&self) -> usize {
+        let cap = self.seal_at.unwrap_or(PART_ENTRIES).max(1);
+        (PART_ENTRIES / PART_ENTRIES.min(cap)).max(1)
+    }
+
+    /// The blocks that range `at` of `merge` reads: those of its inputs' parts that may hold
+    /// fingerprints of the range. `None` when an input is gone or wholly before `horizon`.
+    fn range_blocks(&self, merge: &Merge, at: usize, horizon: u32) -> Option<Vec<(u64, u32)>> {
+        let (lo, hi) = merge.ranges[at];
+        let mut wanted = Vec::new();
+        for input in &merge.inputs {
+            let run = self
+                .runs
+                .iter()
+                .find(|r| r.id == *input && r.max_seen_s >= horizon)?;
+            for part in &run.parts {
+                if part.hi < lo || part.lo > hi {
+                    continue;
+                }
+                let blocks = part
+                    .summary
+                    .blocks_between(lo.max(part.lo), hi.min(part.hi));
+                wanted.extend(blocks.map(|b| (part.id, b)));
+            }
+        }
+        Some(wanted)
+    }
+
+    /// The stored blocks every merge in progress reads for its next step at `now_s`.
+    pub fn merge_reads(&self, now_s: u32) -> Vec<(u64, u32)> {
+        let horizon = self.horizon(now_s);
+        let per_step = self.ranges_per_step();
+        let mut wanted: Vec<(u64, u32)> = self
+            .merges
+            .iter()
+            .flat_map(|m| {
+                (m.done.len()..m.ranges.len())
+                    .take(per_step)
+                    .map(move |at| (m, at))
+            })
+            .filter_map(|(m, at)| self.range_blocks(m, at, horizon))
+            .flatten()
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        wanted
+    }
+
+    /// Advances every merge in progress by a step (one part, or several when parts are small),
+    /// from the blocks `read` (a merge whose blocks were not read waits for the next commit):
+    /// the parts to store, and the stored generations to delete with them. A merge whose last
+    /// part this is replaces its inputs here, as the commit carrying that part retires them in
+    /// the store.
+    pub fn merge_step(&mut self, now_s: u32, read: &MergeBlocks) -> MergeWork {
+        let horizon = self.horizon(now_s);
+        let per_step = self.ranges_per_step();
+        let mut parts = Vec::new();
+        let mut i = 0;
+        'merges: while i < self.merges.len() {
+            for _ in 0..per_step {
+                match self.advance(i, horizon, read) {
+                    Advance::Wrote(part) => parts.push(part),
+                    Advance::Completed(part) => {
+                        parts.push(part);
+                        let complete = self.merges.remove(i);
+                        self.install(complete);
+                        continue 'merges;
+                    }
+                    Advance::Dropped => {
+                        let dropped = self.merges.remove(i);
+                        self.retire.extend(dropped.done.iter().map(|p| p.id));
+                        continue 'merges;
+                    }
+                    Advance::Unread => break,
+                }
+            }
+            i += 1;
+        }
+        MergeWork {
+            parts,
+            retired: std::mem::take(&mut self.retire),
+        }
+    }
+
+    /// Writes the next part of merge `i` from the blocks `read`.
+    fn advance(&mut self, i: usize, horizon: u32, read: &MergeBlocks) -> Advance {
+        let at = self.merges[i].done.len();
+        let Some(wanted) = self.range_blocks(&self.merges[i], at, horizon) else {
+            // An input left the window meanwhile: what was written goes.
+            return Advance::Dropped;
+        };
+        let blocks: Option<Vec<&[(u64, u32)]>> = wanted
+            .iter()
+            .map(|place| read.get(place).map(Vec::as_slice))
+            .collect();
+        let Some(blocks) = blocks else {
+            return Advance::Unread;
+        };
+        let merge = &mut self.merges[i];
+        let (lo, hi) = merge.ranges[at];
+        let entries = merge_entries(blocks, lo, hi, horizon);
+        let fps: Vec<u64> = entries.iter().map(|(fp, _)| *fp).collect();
+        let placement = Placement {
+            run: merge.id,
+            lo,
+            hi,
+            replaces: merge.inputs.clone(),
+        };
+        let Some(summary) = GenerationSummary::part(&fps, placement) else {
+            // The filter could not be built: the inputs stay as they are.
+            return Advance::Dropped;
+        };
+        let mut named = merge.id.to_le_bytes().to_vec();
+        named.extend_from_slice(&(at as u64).to_le_bytes());
+        let id = xxhash_rust::xxh3::xxh3_64(&named);
+        let count = entries.len() as u64;
+        let part = DedupSeal {
+            generation: DedupGeneration {
+                id,
+                max_seen_s: merge.max_seen_s,
+                entries: count,
+                summary: summary.encode(),
+            },
+            entries,
+        };
+        merge.done.push(Part {
+            id,
+            lo,
+            hi,
+            entries: count,
+            summary,
+        });
+        if merge.done.len() == merge.ranges.len() {
+            Advance::Completed(part)
+        } else {
+            Advance::Wrote(part)
+        }
+    }
+
+    /// Puts a completed merge in place of its inputs (where the oldest was), and retires them.
+    fn install(&mut self, merge: Merge) {
+        let at = self
+            .runs
+            .iter()
+            .position(|r| merge.inputs.contains(&r.id))
+            .unwrap_or(self.runs.len());
+        let mut kept = Vec::with_capacity(self.runs.len());
+        for run in std::mem::take(&mut self.runs) {
+            if merge.inputs.contains(&run.id) {
+                self.retire.extend(run.parts.iter().map(|p| p.id));
+            } else {
+                kept.push(run);
+            }
+        }
+        self.runs = kept;
+        self.runs.insert(
+            at.min(self.runs.len()),
+            Run {
+                id: merge.id,
+                max_seen_s: merge.max_seen_s,
+                parts: merge.done,
+            },
+        );
+        metrics::counter!(crate::metrics::DEDUP_MERGES).increment(1);
+    }
+
+    /// Entries held: the open set's and the sealed runs'.
     pub fn len(&self) -> usize {
         self.open_len
             + self
-                .sealed
+                .runs
                 .iter()
-                .map(|g| g.entries as usize)
+                .map(|r| r.entries() as usize)
                 .sum::<usize>()
     }
 
@@ -274,11 +662,13 @@ impl Dedup {
     /// Bytes of memory held (hash table slots counted at capacity, with their control bytes).
     pub fn memory_bytes(&self) -> usize {
         let open: usize = self.shards.iter().map(|s| s.capacity() * 17).sum();
-        open + self
-            .sealed
+        let merging: usize = self
+            .merges
             .iter()
-            .map(|g| g.summary.memory_bytes())
-            .sum::<usize>()
+            .flat_map(|m| &m.done)
+            .map(|p| p.summary.memory_bytes())
+            .sum();
+        open + merging + self.runs.iter().map(Run::memory_bytes).sum::<usize>()
     }
 }
 
@@ -496,6 +886,288 @@ mod tests {
         let again = d.seal_if_full(1_000, 8);
         assert_ne!(again[0].generation.id, first.generation.id);
         assert_eq!(again[0].generation.summary, first.generation.summary);
+    }
+
+    /// Stored generations as a store keeps them: summaries and blocks, by id.
+    #[derive(Default)]
+    struct Stored {
+        generations: BTreeMap<u64, DedupGeneration>,
+        blocks: HashMap<(u64, u32), Vec<(u64, u32)>>,
+    }
+
+    impl Stored {
+        fn write(&mut self, seals: &[DedupSeal]) {
+            for seal in seals {
+                let id = seal.generation.id;
+                for (b, entries) in seal.blocks().enumerate() {
+                    self.blocks.insert((id, b as u32), entries.to_vec());
+                }
+                self.generations.insert(id, seal.generation.clone());
+            }
+        }
+        fn retire(&mut self, ids: &[u64]) {
+            for id in ids {
+                self.generations.remove(id);
+                self.blocks.retain(|(g, _), _| g != id);
+            }
+        }
+        fn read(&self, wanted: &[(u64, u32)]) -> MergeBlocks {
+            wanted
+                .iter()
+                .map(|place| (*place, self.blocks[place].clone()))
+                .collect()
+        }
+        /// The newest second the stored blocks that `d` suspects hold for `fp`.
+        fn seen(&self, d: &Dedup, fp: u64, now_s: u32) -> Option<u32> {
+            let mut places = Vec::new();
+            d.suspects(fp, now_s, &mut places);
+            places
+                .iter()
+                .filter_map(|place| self.blocks.get(place))
+                .filter_map(|block| find_in_block(block, fp))
+                .max()
+        }
+        fn loaded(&self, window_s: u32, cap: usize) -> Dedup {
+            let generations = self.generations.values().cloned().collect();
+            Dedup::new(window_s, Some(cap), Vec::new(), generations).expect("valid")
+        }
+    }
+
+    fn fp(i: u64) -> u64 {
+        i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// Sights ids `from..to` at `now_s`, then seals (the cap is reached) into `store`.
+    fn seal_ids(d: &mut Dedup, store: &mut Stored, ids: impl IntoIterator<Item = u64>, now_s: u32) {
+        for i in ids {
+            let seen = store.seen(d, fp(i), now_s);
+            d.first_sighting(fp(i), now_s, seen);
+        }
+        let seals = d.seal_if_full(now_s, i64::from(now_s));
+        assert!(!seals.is_empty(), "the cap was reached");
+        store.write(&seals);
+    }
+
+    /// Commits merge steps until no merge is left; the number of steps.
+    fn merge_all(d: &mut Dedup, store: &mut Stored, now_s: u32) -> usize {
+        let mut steps = 0;
+        while !d.merges.is_empty() {
+            let read = store.read(&d.merge_reads(now_s));
+            let work = d.merge_step(now_s, &read);
+            store.write(&work.parts);
+            store.retire(&work.retired);
+            steps += 1;
+            assert!(steps < 1_000, "merges never finish");
+        }
+        steps
+    }
+
+    #[test]
+    fn size_classes_grow_fourfold() {
+        assert_eq!(class(1, 1_000), 0);
+        assert_eq!(class(1_000, 1_000), 0);
+        assert_eq!(class(1_001, 1_000), 1);
+        assert_eq!(class(4_000, 1_000), 1);
+        assert_eq!(class(4_001, 1_000), 2);
+        assert_eq!(class(16_001, 1_000), 3);
+        assert_eq!(class(64_001, 1_000), 4);
+        assert_eq!(class(u64::MAX, 1_000), TOP_CLASS);
+    }
+
+    #[test]
+    fn four_runs_merge_into_one_that_answers_exactly() {
+        let (window_s, cap) = (10_000, 1_000);
+        let mut d = Dedup::empty(window_s, Some(cap));
+        let mut store = Stored::default();
+        for g in 0..4u64 {
+            seal_ids(
+                &mut d,
+                &mut store,
+                g * 1_000..(g + 1) * 1_000,
+                1_000 + g as u32,
+            );
+        }
+        assert_eq!(d.runs(), 4);
+        d.plan_merges(1);
+        assert_eq!(d.merges.len(), 1, "four runs of class 0");
+        // 4,000 entries in parts of at most the cap (1,000): four ranges, small enough to be
+        // written by one commit.
+        assert_eq!(merge_all(&mut d, &mut store, 1_010), 1);
+        assert_eq!(d.runs(), 1);
+        assert_eq!(d.len(), 4_000);
+        assert_eq!(
+            store.generations.len(),
+            4,
+            "the four parts of the merged run; the inputs were retired with the last"
+        );
+        let mut stored: Vec<(u64, u32)> = store.blocks.values().flatten().copied().collect();
+        stored.sort_unstable();
+        let mut want: Vec<(u64, u32)> = (0..4_000u64)
+            .map(|i| (fp(i), 1_000 + (i / 1_000) as u32))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(
+            stored, want,
+            "every entry once, with the second it was seen"
+        );
+        for d in [&mut d, &mut store.loaded(window_s, cap)] {
+            assert_eq!(d.runs(), 1);
+            for i in (0..4_000).step_by(3) {
+                let seen = store.seen(d, fp(i), 2_000);
+                assert!(
+                    !d.first_sighting(fp(i), 2_000, seen),
+                    "id {i} is a duplicate"
+                );
+            }
+            for i in 4_000..204_000 {
+                let seen = store.seen(d, fp(i), 2_000);
+                assert_eq!(seen, None, "id {i} was never seen");
+            }
+        }
+    }
+
+    #[test]
+    fn merges_drop_what_left_the_window_and_keep_the_newest_second() {
+        let (window_s, cap) = (100, 1_000);
+        let mut d = Dedup::empty(window_s, Some(cap));
+        let mut store = Stored::default();
+        // Run 1: ids 0..500 seen at 1,000 and 500..1,000 at 1,050.
+        for i in 0..500 {
+            assert!(d.first_sighting(fp(i), 1_000, None));
+        }
+        assert!(d.seal_if_full(1_000, 0).is_empty(), "half the cap");
+        seal_ids(&mut d, &mut store, 500..1_000, 1_050);
+        // Runs 2 and 3; run 4 holds id 7 again, sighted after the window let it go.
+        seal_ids(&mut d, &mut store, 1_000..2_000, 1_060);
+        seal_ids(&mut d, &mut store, 2_000..3_000, 1_070);
+        seal_ids(&mut d, &mut store, (3_000..3_999).chain([7]), 1_101);
+        d.plan_merges(1);
+        // Merged at 1,110: the horizon is 1,010, so ids 0..500 (seen at 1,000) are dropped,
+        // except id 7, seen again at 1,101.
+        merge_all(&mut d, &mut store, 1_110);
+        assert_eq!(d.runs(), 1);
+        assert_eq!(d.len(), 3_500);
+        assert_eq!(store.seen(&d, fp(7), 1_110), Some(1_101));
+        assert_eq!(store.seen(&d, fp(8), 1_110), None);
+        assert_eq!(store.seen(&d, fp(600), 1_110), Some(1_050));
+    }
+
+    #[test]
+    fn a_merge_cut_short_is_ignored_and_retired_on_load() {
+        let (window_s, cap) = (10_000, 1_000);
+        let mut d = Dedup::empty(window_s, Some(cap));
+        let mut store = Stored::default();
+        for g in 0..4u64 {
+            seal_ids(&mut d, &mut store, g * 1_000..(g + 1) * 1_000, 1_000);
+        }
+        let inputs: Vec<u64> = store.generations.keys().copied().collect();
+        d.plan_merges(1);
+        let mut written = Vec::new();
+        let read = store.read(&d.merge_reads(1_000));
+        for _ in 0..2 {
+            let Advance::Wrote(part) = d.advance(0, d.horizon(1_000), &read) else {
+                panic!("a part of four");
+            };
+            written.push(part.generation.id);
+            store.write(&[part]);
+        }
+        // The process stops here: two parts of four stored, the inputs still there.
+        let mut back = store.loaded(window_s, cap);
+        assert_eq!(
+            back.runs(),
+            4,
+            "the inputs answer; the half-merged run does not"
+        );
+        assert_eq!(back.len(), 4_000);
+        let mut retired = back.merge_step(1_000, &MergeBlocks::new()).retired;
+        retired.sort_unstable();
+        written.sort_unstable();
+        assert_eq!(
+            retired, written,
+            "the parts written are retired by the next commit"
+        );
+        for i in (0..4_000).step_by(7) {
+            assert!(store.seen(&back, fp(i), 1_000).is_some());
+        }
+        // Finished meanwhile, with the inputs still stored (as ClickHouse keeps them until
+        // its deletion runs): the merged run alone is loaded, and the inputs are retired.
+        let input_generations: Vec<DedupGeneration> = store
+            .generations
+            .values()
+            .filter(|g| inputs.contains(&g.id))
+            .cloned()
+            .collect();
+        merge_all(&mut d, &mut store, 1_000);
+        let mut both: Vec<DedupGeneration> = store.generations.values().cloned().collect();
+        assert_eq!(both.len(), 4, "the merged run's parts");
+        both.extend(input_generations);
+        let mut back = Dedup::new(window_s, Some(cap), Vec::new(), both).expect("valid");
+        assert_eq!(back.runs(), 1);
+        assert_eq!(back.len(), 4_000);
+        let mut retired = back.merge_step(1_000, &MergeBlocks::new()).retired;
+        retired.sort_unstable();
+        assert_eq!(retired, inputs);
+    }
+
+    #[test]
+    fn a_merge_whose_input_leaves_the_window_is_dropped() {
+        let (window_s, cap) = (100, 1_000);
+        let mut d = Dedup::empty(window_s, Some(cap));
+        let mut store = Stored::default();
+        for g in 0..4u64 {
+            seal_ids(
+                &mut d,
+                &mut store,
+                g * 1_000..(g + 1) * 1_000,
+                1_000 + 10 * g as u32,
+            );
+        }
+        d.plan_merges(1);
+        let read = store.read(&d.merge_reads(1_030));
+        let Advance::Wrote(first) = d.advance(0, d.horizon(1_030), &read) else {
+            panic!("a part of four");
+        };
+        // At 1,101 the oldest run (newest entry at 1,000) has left the window.
+        d.evict(1_101, SHARDS);
+        assert_eq!(d.runs(), 3);
+        let read = store.read(&d.merge_reads(1_101));
+        assert!(
+            read.is_empty(),
+            "nothing to read for a merge that cannot finish"
+        );
+        let dropped = d.merge_step(1_101, &read);
+        assert!(dropped.parts.is_empty());
+        assert_eq!(dropped.retired, vec![first.generation.id]);
+        assert_eq!(d.runs(), 3, "the other inputs stay as they were");
+        assert_eq!(d.len(), 3_000);
+    }
+
+    #[test]
+    fn runs_merge_by_class_so_probes_grow_with_the_log_of_the_ids() {
+        let (window_s, cap) = (1_000_000, 100);
+        let mut d = Dedup::empty(window_s, Some(cap));
+        let mut store = Stored::default();
+        // 64 seals of 100 ids: 4 × 16 → 16 runs of class 1 → 4 of class 2 → 1 of class 3.
+        for g in 0..64u64 {
+            seal_ids(&mut d, &mut store, g * 100..(g + 1) * 100, 1_000 + g as u32);
+            // Each commit plans: a completed merge may complete a streak of the next class.
+            loop {
+                d.plan_merges(i64::try_from(g).unwrap_or(0));
+                if merge_all(&mut d, &mut store, 1_000 + g as u32) == 0 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(d.runs(), 1);
+        assert_eq!(d.len(), 6_400);
+        let back = store.loaded(window_s, cap);
+        assert_eq!(back.runs(), 1);
+        for i in (0..6_400).step_by(11) {
+            assert_eq!(
+                store.seen(&back, fp(i), 2_000),
+                Some(1_000 + (i / 100) as u32)
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,9 @@ pub const LAG_EVENTS: &str = "tally_projector_lag_events";
 pub const DEDUP_ENTRIES: &str = "tally_projector_dedup_entries";
 pub const DEDUP_MEMORY_BYTES: &str = "tally_projector_dedup_memory_bytes";
 pub const DEDUP_BLOCK_READS: &str = "tally_projector_dedup_block_reads_total";
+pub const DEDUP_RUNS: &str = "tally_projector_dedup_runs";
+pub const DEDUP_MERGES: &str = "tally_projector_dedup_merges_total";
+pub const DEDUP_MERGE_BLOCK_READS: &str = "tally_projector_dedup_merge_block_reads_total";
 pub const REBALANCES: &str = "tally_projector_rebalances_total";
 pub const FENCED: &str = "tally_projector_fenced_total";
 pub const CHECKPOINT_MISMATCH: &str = "tally_projector_checkpoint_mismatch";
@@ -51,6 +54,18 @@ pub fn describe() {
     metrics::describe_gauge!(
         DEDUP_MEMORY_BYTES,
         "Bytes of memory the dedup memory holds: the open set's hash tables and the sealed generations' filters and block indexes."
+    );
+    metrics::describe_gauge!(
+        DEDUP_RUNS,
+        "Sealed dedup runs held over the owned partitions: each event is probed against one filter per run of its partition."
+    );
+    metrics::describe_counter!(
+        DEDUP_MERGES,
+        "Merges of sealed dedup runs completed (four runs of a size class replaced by one)."
+    );
+    metrics::describe_counter!(
+        DEDUP_MERGE_BLOCK_READS,
+        "Stored blocks of sealed dedup runs read by merges."
     );
     metrics::describe_counter!(
         DEDUP_BLOCK_READS,

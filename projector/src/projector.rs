@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 
 use crate::guard::{self, Admission};
 use crate::metrics as m;
-use crate::session::{Confirmed, Session};
+use crate::session::{Confirmed, MergeReads, Session};
 
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
@@ -270,6 +270,18 @@ impl Projector {
         Ok(Some((session, records, confirmed)))
     }
 
+    /// Reads the stored blocks the dedup merges in progress need for their next step (one part
+    /// each per commit; nothing to read costs no store round trip).
+    async fn merge_reads(&self, session: &Session) -> Result<MergeReads, StoreError> {
+        let mut reads = MergeReads::new();
+        for (partition, wanted) in session.merge_reads() {
+            let blocks = self.store.dedup_blocks(partition, &wanted).await?;
+            metrics::counter!(m::DEDUP_MERGE_BLOCK_READS).increment(wanted.len() as u64);
+            reads.insert(partition, wanted.into_iter().zip(blocks).collect());
+        }
+        Ok(reads)
+    }
+
     /// One pass from the stored checkpoint until shutdown, a rebalance or a storage error.
     async fn run_session(
         &self,
@@ -381,6 +393,7 @@ impl Projector {
                 return Ok(SessionEnd::Shutdown);
             };
             session = settled;
+            let merge_reads = self.merge_reads(&session).await?;
             // Folding is CPU work: it runs on a blocking thread, with the session moved there
             // and back, so the runtime keeps serving requests meanwhile.
             let folded = tokio::task::spawn_blocking(move || {
@@ -390,6 +403,7 @@ impl Projector {
                     reprices.as_deref().filter(|r| !r.is_empty()),
                     keep_raw,
                     &confirmed,
+                    &merge_reads,
                 );
                 (session, commit)
             })
@@ -415,6 +429,7 @@ impl Projector {
             metrics::counter!(m::COMMITS).increment(1);
             metrics::gauge!(m::DEDUP_ENTRIES).set(session.dedup_len() as f64);
             metrics::gauge!(m::DEDUP_MEMORY_BYTES).set(session.dedup_memory_bytes() as f64);
+            metrics::gauge!(m::DEDUP_RUNS).set(session.dedup_runs() as f64);
             let position = session.position();
             // Lag as of this commit, before anyone sees its status.
             let consumed = session.applied() + session.duplicates();

@@ -15,7 +15,7 @@ use tally_domain::store::{
 };
 use tally_schemas::event::Cost;
 
-use crate::dedup::{Dedup, Suspects};
+use crate::dedup::{Dedup, MergeBlocks, Suspects};
 use crate::metrics as m;
 
 /// One partition's progress since the last load of its checkpoint.
@@ -44,6 +44,9 @@ pub(super) struct Session {
 /// Per partition, the newest second sealed generations hold for the batch's suspected
 /// fingerprints, as read from their blocks ([`Suspects::resolve`]).
 pub(super) type Confirmed = BTreeMap<i32, HashMap<u64, u32>>;
+
+/// Per partition, the stored blocks its merges in progress read for their next step.
+pub(super) type MergeReads = BTreeMap<i32, MergeBlocks>;
 
 pub(super) fn seconds(ms: i64) -> u32 {
     u32::try_from(ms.max(0) / 1000).unwrap_or(u32::MAX)
@@ -137,6 +140,20 @@ impl Session {
             .sum()
     }
 
+    /// Sealed dedup runs held, over the partitions.
+    pub(super) fn dedup_runs(&self) -> usize {
+        self.partitions.values().map(|s| s.dedup.runs()).sum()
+    }
+
+    /// Per partition with merges in progress, the stored blocks their next steps read.
+    pub(super) fn merge_reads(&self) -> BTreeMap<i32, Vec<(u64, u32)>> {
+        self.partitions
+            .iter()
+            .map(|(p, s)| (*p, s.dedup.merge_reads(seconds(s.state.last_received_ms))))
+            .filter(|(_, wanted)| !wanted.is_empty())
+            .collect()
+    }
+
     /// Whether some partition holds sealed dedup generations ([`Self::suspects`] is needed).
     pub(super) fn has_sealed(&self) -> bool {
         self.partitions.values().any(|s| s.dedup.has_sealed())
@@ -187,12 +204,14 @@ impl Session {
         reprices: Option<&Repricing>,
         keep_raw: bool,
         confirmed: &Confirmed,
+        merge_reads: &MergeReads,
     ) -> ProjectionCommit {
         let mut commit = ProjectionCommit {
             epoch: self.binding.epoch,
             ..ProjectionCommit::default()
         };
         let (mut applied, mut duplicates) = (0u64, 0u64);
+        let no_blocks = MergeBlocks::new();
         for (partition, records) in self.owned_by_partition(records) {
             let ps = self.partition(partition);
             let none = HashMap::new();
@@ -200,9 +219,10 @@ impl Session {
             let read = ps.read(records, prices, reprices, sealed_seen);
             applied += read.fresh.len() as u64;
             duplicates += read.duplicates;
+            let merge_blocks = merge_reads.get(&partition).unwrap_or(&no_blocks);
             commit
                 .partitions
-                .insert(partition, ps.commit_part(read, keep_raw));
+                .insert(partition, ps.commit_part(read, keep_raw, merge_blocks));
         }
         metrics::counter!(m::EVENTS_APPLIED).increment(applied);
         metrics::counter!(m::DUPLICATES).increment(duplicates);
@@ -332,11 +352,19 @@ impl PartitionSession {
     }
 
     /// This partition's part of the commit: the rollup deltas of what was read, the new dedup
-    /// entries and horizon, and the state to checkpoint.
-    fn commit_part(&mut self, read: Read, keep_raw: bool) -> PartitionCommit {
+    /// entries and horizon, a step of each dedup merge in progress (`merge_blocks`: what they
+    /// read), and the state to checkpoint.
+    fn commit_part(
+        &mut self,
+        read: Read,
+        keep_raw: bool,
+        merge_blocks: &MergeBlocks,
+    ) -> PartitionCommit {
         let now_s = seconds(self.state.last_received_ms);
         self.dedup.evict(now_s, 1);
         let seals = self.dedup.seal_if_full(now_s, self.state.next_offset);
+        let merged = self.dedup.merge_step(now_s, merge_blocks);
+        self.dedup.plan_merges(self.state.next_offset);
         self.state.events_applied += read.fresh.len() as u64;
         self.state.duplicates_dropped += read.duplicates;
         PartitionCommit {
@@ -344,6 +372,8 @@ impl PartitionSession {
             deltas: fold(read.fresh.iter().map(|r| &r.event)),
             dedup_new: read.dedup_new,
             seals,
+            merged: merged.parts,
+            retired: merged.retired,
             dedup_horizon_s: self.dedup.horizon(now_s),
             state: self.state.clone(),
             raw: if keep_raw { read.fresh } else { Vec::new() },

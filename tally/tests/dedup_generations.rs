@@ -1,7 +1,8 @@
 //! The dedup memory with sealed generations (a small open-set cap, so a few thousand events
-//! seal many of them): duplicates are counted once whether the first copy is still in the open
-//! set or sealed in the store behind a filter, re-sending everything changes nothing, and a
-//! rebuild from the log gives the same numbers. Expected values come from the events sent.
+//! seal many of them, and merge them into runs): duplicates are counted once whether the first
+//! copy is still in the open set or sealed in the store behind a filter, in a generation or a
+//! merged run, re-sending everything changes nothing, and a rebuild from the log gives the same
+//! numbers. Expected values come from the events sent.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -10,12 +11,12 @@ use common::topics::{counted, expected, send};
 use common::*;
 use tally_domain::store::Partitions;
 
-const OPEN_ENTRIES: usize = 300;
+const OPEN_ENTRIES: usize = 100;
 
 fn sealing(dir: &std::path::Path) -> tally::Settings {
     let mut s = settings(dir);
     s.dedup_open_entries = OPEN_ENTRIES;
-    s.projector_batch_events = 200;
+    s.projector_batch_events = 50;
     s
 }
 
@@ -35,22 +36,6 @@ async fn sealed_generations_count_every_event_once_live_and_in_replay() {
     app.wait_consumed(sent).await;
     assert_eq!(counted(&app).await, want);
 
-    let window = app.stores.analytics.as_ref();
-    let state = window.load_state(86_400, &Partitions::All).await.unwrap();
-    let p0 = &state.partitions[&0];
-    // A commit folds at most 4 × 200 events, so a seal holds at most 299 + 800 ids: 3,000
-    // ids make at least two generations whatever the batches were.
-    assert!(
-        p0.generations.len() >= 2,
-        "3,000 ids with a cap of {OPEN_ENTRIES} seal several generations: {}",
-        p0.generations.len()
-    );
-    assert_eq!(
-        p0.generations.iter().map(|g| g.entries).sum::<u64>() + p0.dedup.len() as u64,
-        3_000,
-        "every distinct id is remembered once: sealed or open"
-    );
-
     // Everything again, in another order: each one is a duplicate, most of them known only
     // through a sealed generation's block.
     let mut again = events.clone();
@@ -58,6 +43,44 @@ async fn sealed_generations_count_every_event_once_live_and_in_replay() {
     send(&app, &again).await;
     app.wait_consumed(sent + 3_000).await;
     assert_eq!(counted(&app).await, want, "re-sent events count nothing");
+
+    // Seals hold at most the cap (100), so the 3,000 ids made at least 30 of them; runs of
+    // four merge, so far fewer are loaded, and every distinct id is held once.
+    let window = app.stores.analytics.as_ref();
+    let state = window.load_state(86_400, &Partitions::All).await.unwrap();
+    let p0 = state.partitions[&0].clone();
+    let merged = p0
+        .generations
+        .iter()
+        .filter(|g| {
+            tally_domain::dedup::GenerationSummary::decode(&g.summary)
+                .unwrap()
+                .placement()
+                .is_some()
+        })
+        .count();
+    assert!(
+        merged > 0,
+        "no merged run among {} generations",
+        p0.generations.len()
+    );
+    let dedup = tally_projector::Dedup::new(
+        86_400,
+        Some(OPEN_ENTRIES),
+        p0.dedup.clone(),
+        p0.generations.clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        dedup.len(),
+        3_000,
+        "every distinct id is remembered once: sealed or open"
+    );
+    assert!(
+        dedup.runs() < 15,
+        "30 seals or more merge into fewer runs: {}",
+        dedup.runs()
+    );
     app.stop().await;
 
     // Replay from the log: the same decisions.

@@ -118,6 +118,14 @@ pub struct PartitionCommit {
     /// the commit's atomic effect. Only sent to stores that
     /// [`seals_dedup`](AnalyticsStore::seals_dedup).
     pub seals: Vec<DedupSeal>,
+    /// Parts of merged runs of sealed generations ([`crate::dedup::Placement`]): stored like
+    /// seals, generation and blocks, but they leave the open chunks alone and are not seals of
+    /// the open set (a store that tells seals by their position must not count them).
+    pub merged: Vec<DedupSeal>,
+    /// Sealed generations (by id) to delete with this commit: those a merged run completed by
+    /// this commit replaces, and parts of merges that will not complete. Deleting one the
+    /// store no longer holds is not an error.
+    pub retired: Vec<u64>,
     /// The partition's state after the commit (`dedup` left empty).
     pub state: PartitionState,
     /// The events this commit counted (duplicates excluded), for stores that keep raw events

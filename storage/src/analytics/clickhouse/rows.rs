@@ -25,6 +25,10 @@ pub(super) const KIND_DEDUP: u8 = 2;
 /// newest entry's second, `requests` its entry count, `version` the `next_offset` of the
 /// commit that sealed it, `payload` its summary.
 pub(super) const KIND_DEDUP_GENERATION: u8 = 4;
+/// The `resolution` of a sealed generation's row: sealed from the open set, or a part of a
+/// merged run ([`tally_domain::dedup::Placement`]).
+pub(super) const GENERATION_SEALED: u32 = 0;
+pub(super) const GENERATION_MERGED: u32 = 1;
 
 /// A block of a sealed dedup generation: `feature` names the generation, `resolution` is the
 /// block number, `bucket` the generation's newest second, `payload` the entries.

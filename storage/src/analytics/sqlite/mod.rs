@@ -388,6 +388,24 @@ fn seal(tx: &Connection, partition: i32, seals: &[DedupSeal]) -> Result<()> {
         "DELETE FROM dedup_chunks WHERE log_partition = ?1",
         params![partition],
     )?;
+    write_generations(tx, partition, seals)
+}
+
+/// Deletes the partition's sealed generations `ids` and their blocks.
+fn retire(tx: &Connection, partition: i32, ids: &[u64]) -> Result<()> {
+    let mut blocks =
+        tx.prepare_cached("DELETE FROM dedup_blocks WHERE log_partition = ?1 AND generation = ?2")?;
+    let mut generation =
+        tx.prepare_cached("DELETE FROM dedup_generations WHERE log_partition = ?1 AND id = ?2")?;
+    for id in ids {
+        blocks.execute(params![partition, *id as i64])?;
+        generation.execute(params![partition, *id as i64])?;
+    }
+    Ok(())
+}
+
+/// Writes generations and their blocks.
+fn write_generations(tx: &Connection, partition: i32, seals: &[DedupSeal]) -> Result<()> {
     let mut generation = tx.prepare_cached(
         "INSERT INTO dedup_generations (log_partition, id, max_seen_s, entries, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
@@ -469,6 +487,8 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
             "DELETE FROM dedup_generations WHERE log_partition = ?1 AND max_seen_s < ?2",
             params![partition, pc.dedup_horizon_s],
         )?;
+        retire(&tx, *partition, &pc.retired)?;
+        write_generations(&tx, *partition, &pc.merged)?;
         if !pc.seals.is_empty() {
             seal(&tx, *partition, &pc.seals)?;
         } else if let Some(max_seen) = pc.dedup_new.iter().map(|(_, s)| *s).max() {

@@ -93,7 +93,8 @@ impl ClickHouseAnalyticsStore {
                     summary: g.payload,
                 });
             }
-            let sql = format!("SELECT count(), max(version) FROM {TABLE} WHERE kind = {KIND_DEDUP_GENERATION} AND log_partition = {partition} AND log_epoch = {epoch} AND version <= {upto}");
+            // Seals of the open set only: parts of merged runs say nothing of the open chunks.
+            let sql = format!("SELECT count(), max(version) FROM {TABLE} WHERE kind = {KIND_DEDUP_GENERATION} AND resolution = {GENERATION_SEALED} AND log_partition = {partition} AND log_epoch = {epoch} AND version <= {upto}");
             let (seals, sealed_at) = self.client.query(&sql).fetch_one::<(u64, u64)>().await?;
             // Without a seal every chunk is open (an adoption's are at version 0).
             let after = if seals == 0 {

@@ -15,8 +15,8 @@ use checkpoints::Stored;
 use super::rows::{
     binding_row, checkpoint_row, decode, encode, from_legacy, generation_id, generation_name,
     ProjectionRow, RollupDbRow, BINDING_BOUND, BINDING_ID_LEARNED, BINDING_RETIRED, COLUMNS,
-    KIND_BINDING, KIND_CHECKPOINT, KIND_DEDUP, KIND_DEDUP_BLOCK, KIND_DEDUP_GENERATION,
-    KIND_LEGACY_ROLLUP, ROLLUP_COLUMNS,
+    GENERATION_MERGED, GENERATION_SEALED, KIND_BINDING, KIND_CHECKPOINT, KIND_DEDUP,
+    KIND_DEDUP_BLOCK, KIND_DEDUP_GENERATION, KIND_LEGACY_ROLLUP, ROLLUP_COLUMNS,
 };
 use crate::failure::{seam, Failure, Result};
 use tally_domain::log_binding::{Adoption, LogBinding};
@@ -351,15 +351,22 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
             let mut insert = self.client.insert::<ProjectionRow>(TABLE).await?;
             for (partition, pc) in &c.partitions {
                 let version = pc.state.next_offset as u64;
-                for seal in &pc.seals {
-                    // The generation and its blocks land with the checkpoint (one insert into
-                    // an unpartitioned table: atomic); the open chunks before it are skipped
-                    // by every later load.
+                // The generations and their blocks land with the checkpoint (one insert into
+                // an unpartitioned table: atomic); the open chunks before a seal are skipped
+                // by every later load. Parts of merged runs are marked (`resolution` 1) so that
+                // loads do not take them for seals of the open set.
+                let generations = pc
+                    .seals
+                    .iter()
+                    .map(|g| (g, GENERATION_SEALED))
+                    .chain(pc.merged.iter().map(|g| (g, GENERATION_MERGED)));
+                for (seal, mark) in generations {
                     let g = &seal.generation;
                     let name = generation_name(g.id);
                     insert
                         .write(&ProjectionRow {
                             kind: KIND_DEDUP_GENERATION,
+                            resolution: mark,
                             feature: name.clone(),
                             bucket: i64::from(g.max_seen_s),
                             log_partition: *partition,
@@ -412,12 +419,31 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
             }
             insert.end().await?;
             for (partition, pc) in &c.partitions {
-                if !pc.seals.is_empty() {
-                    // Disk only (loads already skip them): the chunks the seal replaced, and
-                    // generations wholly before the horizon but the newest.
+                if !pc.seals.is_empty() || !pc.retired.is_empty() {
+                    // Disk only (loads already skip them): the chunks a seal replaced,
+                    // generations wholly before the horizon but the newest, and those retired
+                    // (the projector ignores them once a merged run names them replaced).
                     let version = pc.state.next_offset;
+                    let chunks = if pc.seals.is_empty() {
+                        String::new()
+                    } else {
+                        format!("(kind = {KIND_DEDUP} AND version <= {version}) OR ")
+                    };
+                    let retired = if pc.retired.is_empty() {
+                        String::new()
+                    } else {
+                        let names: Vec<String> = pc
+                            .retired
+                            .iter()
+                            .map(|id| format!("'{}'", generation_name(*id)))
+                            .collect();
+                        format!(
+                            " OR (kind IN ({KIND_DEDUP_GENERATION}, {KIND_DEDUP_BLOCK}) AND feature IN ({}))",
+                            names.join(", ")
+                        )
+                    };
                     let sql = format!(
-                        "ALTER TABLE {TABLE} DELETE WHERE log_partition = {partition} AND log_epoch = {epoch} AND ((kind = {KIND_DEDUP} AND version <= {version}) OR (kind IN ({KIND_DEDUP_GENERATION}, {KIND_DEDUP_BLOCK}) AND bucket < {} AND version < {version}))",
+                        "ALTER TABLE {TABLE} DELETE WHERE log_partition = {partition} AND log_epoch = {epoch} AND ({chunks}(kind IN ({KIND_DEDUP_GENERATION}, {KIND_DEDUP_BLOCK}) AND bucket < {} AND version < {version}){retired})",
                         pc.dedup_horizon_s
                     );
                     if let Err(err) = self.client.query(&sql).execute().await {
