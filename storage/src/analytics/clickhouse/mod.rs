@@ -49,7 +49,11 @@
 //! (which held everything seen before it). The chunks a seal replaced, and expired
 //! generations, are deleted by a mutation after the next seal (disk only: loads already skip
 //! them; a partition that stops sealing keeps its expired generations' rows until it seals
-//! again). A block read asks for the blocks it needs by generation and number.
+//! again). Parts of merged runs are generations too, marked with `resolution` 1: they are not
+//! seals of the open set, so the newest *seal* alone decides which chunks are still open. The
+//! generations a completed merge retires are deleted by the same kind of mutation; until it
+//! has run, loads return them and the projector drops them, as the merged run names them
+//! replaced. A block read asks for the blocks it needs by generation and number.
 //!
 //! **Raw events.** The events a commit counted (duplicates excluded) go to `tally_events`, one
 //! partition per UTC day, in an `INSERT` before the rollups. A crash before the checkpoint

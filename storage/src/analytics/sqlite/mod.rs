@@ -11,8 +11,9 @@
 //! Dedup fingerprints of the open set are stored as append-only chunks (8-byte fingerprint +
 //! 4-byte second per event, about 12 bytes on disk per event); a seal replaces them with a
 //! sealed generation (`dedup_generations`: its summary) and its sorted blocks (`dedup_blocks`),
-//! in the same commit. Chunks and generations entirely older than the window are deleted in the
-//! commit that passes them. Pages are 16 KiB and the writer's page cache may grow to 64 MiB
+//! in the same commit. Parts of merged runs are written the same way without touching the
+//! chunks, and the generations a commit retires are deleted in it. Chunks and generations
+//! entirely older than the window are deleted in the commit that passes them. Pages are 16 KiB and the writer's page cache may grow to 64 MiB
 //! (readers 64 MiB): the writer touches recent rows, and the OS page cache serves the rest
 //! (256 MiB measured no faster under load, and cost 240 MiB of peak RSS).
 //!
