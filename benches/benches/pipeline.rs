@@ -1,5 +1,6 @@
 //! `cargo bench -p tally-benches`: validation of a 1,000-event body, the fold of 1,000 events,
-//! and the log codec — the per-event CPU costs behind ingest throughput.
+//! and the log codec — the per-event CPU costs behind ingest throughput; and the dedup memory's
+//! filter probes per event, with 48 million ids held as 96 seals or as 6 merged runs.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tally_schemas::validate::{parse_batch, BodyFormat, Limits};
@@ -34,5 +35,75 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(pipeline, benches);
+/// One filter probe per sealed run is the dedup memory's per-event cost once ids are sealed
+/// (`Dedup::suspects`): the same 48 million ids as 96 unmerged seals of 500,000 (what the
+/// projector held before runs merged) and as the 3 runs merging by size class leaves of them
+/// (96 = 64 + 2 × 16 seals), each stored as parts over fingerprint ranges of about 262,144 ids
+/// (a lookup finds its part, then probes its filter), probed with 1,000 ids not among them.
+fn dedup_probes(c: &mut Criterion) {
+    use tally_domain::dedup::{split_range, GenerationSummary, Placement};
+    let mut next = 0x2545_F491_4F6C_DD1Du64;
+    let mut keys = |n: usize| {
+        let mut k: Vec<u64> = (0..n)
+            .map(|_| {
+                next = next.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = next;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^ (z >> 31)
+            })
+            .collect();
+        k.sort_unstable();
+        k.dedup();
+        k
+    };
+    // A run of `n` ids as parts: (first fingerprint covered, summary).
+    let mut run = |n: usize| -> Vec<(u64, GenerationSummary)> {
+        let all = keys(n);
+        split_range(n.div_ceil(262_144))
+            .into_iter()
+            .filter_map(|(lo, hi)| {
+                let part: Vec<u64> = all
+                    .iter()
+                    .copied()
+                    .filter(|k| (lo..=hi).contains(k))
+                    .collect();
+                let placement = Placement {
+                    run: 1,
+                    lo,
+                    hi,
+                    replaces: Vec::new(),
+                };
+                GenerationSummary::part(&part, placement).map(|s| (lo, s))
+            })
+            .collect()
+    };
+    let seals: Vec<Vec<(u64, GenerationSummary)>> = (0..96).map(|_| run(500_000)).collect();
+    let runs: Vec<Vec<(u64, GenerationSummary)>> = [32_000_000, 8_000_000, 8_000_000]
+        .into_iter()
+        .map(&mut run)
+        .collect();
+    let probes = keys(1_000);
+    let mut g = c.benchmark_group("dedup_probes_per_1000_events");
+    g.throughput(Throughput::Elements(1000));
+    for (name, held) in [("96_seals", &seals), ("3_merged_runs", &runs)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut hits = 0;
+                for fp in &probes {
+                    for parts in held.iter() {
+                        let at = parts
+                            .partition_point(|(lo, _)| *lo <= *fp)
+                            .saturating_sub(1);
+                        hits += usize::from(parts[at].1.block_of(*fp).is_some());
+                    }
+                }
+                hits
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(pipeline, benches, dedup_probes);
 criterion_main!(pipeline);
