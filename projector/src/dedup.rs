@@ -100,7 +100,10 @@ struct Run {
 
 impl Run {
     fn entries(&self) -> u64 {
-        self.parts.iter().map(|p| p.entries).sum()
+        // Saturating: the counts come from the store.
+        self.parts
+            .iter()
+            .fold(0u64, |sum, p| sum.saturating_add(p.entries))
     }
 
     /// The part that covers `fp`.
@@ -431,12 +434,16 @@ impl Dedup {
     }
 
     /// Starts merging runs where [`MERGE_FAN_IN`] runs of one size class follow each other
-    /// (oldest first) and none of them is being merged: at most one merge per class at a time.
-    /// `salt` (the partition's position) names the merged run.
-    pub fn plan_merges(&mut self, salt: i64) {
+    /// (oldest first), none of them is being merged and none leaves the window within its last
+    /// eighth at `now_s`: at most one merge per class at a time. `salt` (the partition's
+    /// position) goes into the merged run's name.
+    pub fn plan_merges(&mut self, now_s: u32, salt: i64) {
         let Some(cap) = self.seal_at.map(|cap| cap.max(1) as u64) else {
             return;
         };
+        // Runs that leave the window within its last eighth are not merged: a long merge
+        // could lose an input to expiry before it completes, and they go soon anyway.
+        let leaving = now_s.saturating_sub(self.window_s - self.window_s / 8);
         let busy: HashSet<u64> = self.merges.iter().flat_map(|m| m.inputs.clone()).collect();
         let mut classes: HashSet<u32> = self.merges.iter().map(|m| m.class).collect();
         let part_entries = PART_ENTRIES.min(cap as usize).max(1) as u64;
@@ -444,7 +451,11 @@ impl Dedup {
         let mut started = Vec::new();
         for (i, run) in self.runs.iter().enumerate() {
             let c = class(run.entries(), cap);
-            if busy.contains(&run.id) || c >= TOP_CLASS || classes.contains(&c) {
+            if busy.contains(&run.id)
+                || c >= TOP_CLASS
+                || classes.contains(&c)
+                || run.max_seen_s < leaving
+            {
                 streak.clear();
                 continue;
             }
@@ -459,7 +470,9 @@ impl Dedup {
                 continue;
             }
             let inputs: Vec<&Run> = streak.iter().map(|&j| &self.runs[j]).collect();
-            let total: u64 = inputs.iter().map(|r| r.entries()).sum();
+            let total = inputs
+                .iter()
+                .fold(0u64, |sum, r| sum.saturating_add(r.entries()));
             // Named at random (with what it merges): two projectors racing over a partition
             // never write parts under one run's name.
             let ids: Vec<u64> = inputs.iter().map(|r| r.id).collect();
@@ -647,12 +660,9 @@ impl Dedup {
 
     /// Entries held: the open set's and the sealed runs'.
     pub fn len(&self) -> usize {
-        self.open_len
-            + self
-                .runs
-                .iter()
-                .map(|r| r.entries() as usize)
-                .sum::<usize>()
+        self.runs.iter().fold(self.open_len, |sum, r| {
+            sum.saturating_add(usize::try_from(r.entries()).unwrap_or(usize::MAX))
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -988,7 +998,7 @@ mod tests {
             );
         }
         assert_eq!(d.runs(), 4);
-        d.plan_merges(1);
+        d.plan_merges(1_003, 1);
         assert_eq!(d.merges.len(), 1, "four runs of class 0");
         // 4,000 entries in parts of at most the cap (1,000): four ranges, small enough to be
         // written by one commit.
@@ -1041,7 +1051,7 @@ mod tests {
         seal_ids(&mut d, &mut store, 1_000..2_000, 1_060);
         seal_ids(&mut d, &mut store, 2_000..3_000, 1_070);
         seal_ids(&mut d, &mut store, (3_000..3_999).chain([7]), 1_101);
-        d.plan_merges(1);
+        d.plan_merges(1_101, 1);
         // Merged at 1,110: the horizon is 1,010, so ids 0..500 (seen at 1,000) are dropped,
         // except id 7, seen again at 1,101.
         merge_all(&mut d, &mut store, 1_110);
@@ -1061,7 +1071,7 @@ mod tests {
             seal_ids(&mut d, &mut store, g * 1_000..(g + 1) * 1_000, 1_000);
         }
         let inputs: Vec<u64> = store.generations.keys().copied().collect();
-        d.plan_merges(1);
+        d.plan_merges(1_000, 1);
         let read = store.read(&d.merge_reads(1_000));
         for _ in 0..2 {
             let Advance::Wrote(part) = d.advance(0, d.horizon(1_000), &read) else {
@@ -1122,7 +1132,12 @@ mod tests {
                 1_000 + 10 * g as u32,
             );
         }
-        d.plan_merges(1);
+        // At 1,090 the oldest run (newest entry at 1,000) is in the window's last eighth
+        // (it leaves after 1,100): not merged, so there is no streak of four.
+        d.plan_merges(1_090, 1);
+        assert!(d.merges.is_empty());
+        d.plan_merges(1_030, 1);
+        assert_eq!(d.merges.len(), 1);
         let read = store.read(&d.merge_reads(1_030));
         let Advance::Wrote(first) = d.advance(0, d.horizon(1_030), &read) else {
             panic!("a part of four");
@@ -1152,7 +1167,7 @@ mod tests {
             seal_ids(&mut d, &mut store, g * 100..(g + 1) * 100, 1_000 + g as u32);
             // Each commit plans: a completed merge may complete a streak of the next class.
             loop {
-                d.plan_merges(i64::try_from(g).unwrap_or(0));
+                d.plan_merges(1_000 + g as u32, i64::try_from(g).unwrap_or(0));
                 if merge_all(&mut d, &mut store, 1_000 + g as u32) == 0 {
                     break;
                 }

@@ -272,9 +272,13 @@ impl Projector {
 
     /// Reads the stored blocks the dedup merges in progress need for their next step (one part
     /// each per commit; nothing to read costs no store round trip).
-    async fn merge_reads(&self, session: &Session) -> Result<MergeReads, StoreError> {
+    async fn merge_reads(
+        &self,
+        session: &Session,
+        records: &[LogRecord],
+    ) -> Result<MergeReads, StoreError> {
         let mut reads = MergeReads::new();
-        for (partition, wanted) in session.merge_reads() {
+        for (partition, wanted) in session.merge_reads(records) {
             let blocks = self.store.dedup_blocks(partition, &wanted).await?;
             metrics::counter!(m::DEDUP_MERGE_BLOCK_READS).increment(wanted.len() as u64);
             reads.insert(partition, wanted.into_iter().zip(blocks).collect());
@@ -393,7 +397,7 @@ impl Projector {
                 return Ok(SessionEnd::Shutdown);
             };
             session = settled;
-            let merge_reads = self.merge_reads(&session).await?;
+            let merge_reads = self.merge_reads(&session, &records).await?;
             // Folding is CPU work: it runs on a blocking thread, with the session moved there
             // and back, so the runtime keeps serving requests meanwhile.
             let folded = tokio::task::spawn_blocking(move || {

@@ -145,12 +145,25 @@ impl Session {
         self.partitions.values().map(|s| s.dedup.runs()).sum()
     }
 
-    /// Per partition with merges in progress, the stored blocks their next steps read.
-    pub(super) fn merge_reads(&self) -> BTreeMap<i32, Vec<(u64, u32)>> {
-        self.partitions
+    /// Per partition with merges in progress that `records` will commit (a merge steps only
+    /// with its partition's commits), the stored blocks their next steps read.
+    pub(super) fn merge_reads(&self, records: &[LogRecord]) -> BTreeMap<i32, Vec<(u64, u32)>> {
+        let folded: std::collections::BTreeSet<i32> = records
             .iter()
-            .map(|(p, s)| (*p, s.dedup.merge_reads(seconds(s.state.last_received_ms))))
-            .filter(|(_, wanted)| !wanted.is_empty())
+            .filter(|r| {
+                self.partitions
+                    .get(&r.partition)
+                    .is_some_and(|s| r.offset >= s.state.next_offset)
+            })
+            .map(|r| r.partition)
+            .collect();
+        folded
+            .into_iter()
+            .filter_map(|p| {
+                let s = &self.partitions[&p];
+                let wanted = s.dedup.merge_reads(seconds(s.state.last_received_ms));
+                (!wanted.is_empty()).then_some((p, wanted))
+            })
             .collect()
     }
 
@@ -364,7 +377,7 @@ impl PartitionSession {
         self.dedup.evict(now_s, 1);
         let seals = self.dedup.seal_if_full(now_s, self.state.next_offset);
         let merged = self.dedup.merge_step(now_s, merge_blocks);
-        self.dedup.plan_merges(self.state.next_offset);
+        self.dedup.plan_merges(now_s, self.state.next_offset);
         self.state.events_applied += read.fresh.len() as u64;
         self.state.duplicates_dropped += read.duplicates;
         PartitionCommit {
