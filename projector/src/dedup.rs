@@ -972,6 +972,17 @@ mod tests {
         steps
     }
 
+    /// Four seals of 1,000 ids each (cap 1,000), the g-th at second 1,000 + `step_s` × g.
+    fn four_seals(window_s: u32, step_s: u32) -> (Dedup, Stored) {
+        let mut d = Dedup::empty(window_s, Some(1_000));
+        let mut store = Stored::default();
+        for g in 0..4u64 {
+            let ids = g * 1_000..(g + 1) * 1_000;
+            seal_ids(&mut d, &mut store, ids, 1_000 + step_s * g as u32);
+        }
+        (d, store)
+    }
+
     #[test]
     fn size_classes_grow_fourfold() {
         assert_eq!(class(1, 1_000), 0);
@@ -987,16 +998,7 @@ mod tests {
     #[test]
     fn four_runs_merge_into_one_that_answers_exactly() {
         let (window_s, cap) = (10_000, 1_000);
-        let mut d = Dedup::empty(window_s, Some(cap));
-        let mut store = Stored::default();
-        for g in 0..4u64 {
-            seal_ids(
-                &mut d,
-                &mut store,
-                g * 1_000..(g + 1) * 1_000,
-                1_000 + g as u32,
-            );
-        }
+        let (mut d, mut store) = four_seals(window_s, 1);
         assert_eq!(d.runs(), 4);
         d.plan_merges(1_003, 1);
         assert_eq!(d.merges.len(), 1, "four runs of class 0");
@@ -1065,11 +1067,7 @@ mod tests {
     #[test]
     fn a_merge_cut_short_is_ignored_on_load() {
         let (window_s, cap) = (10_000, 1_000);
-        let mut d = Dedup::empty(window_s, Some(cap));
-        let mut store = Stored::default();
-        for g in 0..4u64 {
-            seal_ids(&mut d, &mut store, g * 1_000..(g + 1) * 1_000, 1_000);
-        }
+        let (mut d, mut store) = four_seals(window_s, 0);
         let inputs: Vec<u64> = store.generations.keys().copied().collect();
         d.plan_merges(1_000, 1);
         let read = store.read(&d.merge_reads(1_000));
@@ -1121,17 +1119,7 @@ mod tests {
 
     #[test]
     fn a_merge_whose_input_leaves_the_window_is_dropped() {
-        let (window_s, cap) = (100, 1_000);
-        let mut d = Dedup::empty(window_s, Some(cap));
-        let mut store = Stored::default();
-        for g in 0..4u64 {
-            seal_ids(
-                &mut d,
-                &mut store,
-                g * 1_000..(g + 1) * 1_000,
-                1_000 + 10 * g as u32,
-            );
-        }
+        let (mut d, store) = four_seals(100, 10);
         // At 1,090 the oldest run (newest entry at 1,000) is in the window's last eighth
         // (it leaves after 1,100): not merged, so there is no streak of four.
         d.plan_merges(1_090, 1);
