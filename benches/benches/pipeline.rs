@@ -38,10 +38,10 @@ fn benches(c: &mut Criterion) {
 /// One filter probe per sealed run is the dedup memory's per-event cost once ids are sealed
 /// (`Dedup::suspects`): the same 48 million ids as 96 unmerged seals of 500,000 (what the
 /// projector held before runs merged) and as the 3 runs merging by size class leaves of them
-/// (96 = 64 + 2 × 16 seals), each stored as parts over fingerprint ranges of about 262,144 ids
+/// (96 = 64 + 2 × 16 seals), each stored as parts over fingerprint ranges of `PART_ENTRIES` ids
 /// (a lookup finds its part, then probes its filter), probed with 1,000 ids not among them.
 fn dedup_probes(c: &mut Criterion) {
-    use tally_domain::dedup::{split_range, GenerationSummary, Placement};
+    use tally_domain::dedup::{split_range, GenerationSummary, Placement, PART_ENTRIES};
     let mut next = 0x2545_F491_4F6C_DD1Du64;
     let mut keys = |n: usize| {
         let mut k: Vec<u64> = (0..n)
@@ -60,7 +60,7 @@ fn dedup_probes(c: &mut Criterion) {
     // A run of `n` ids as parts: (first fingerprint covered, summary).
     let mut run = |n: usize| -> Vec<(u64, GenerationSummary)> {
         let all = keys(n);
-        split_range(n.div_ceil(262_144))
+        split_range(n.div_ceil(PART_ENTRIES))
             .into_iter()
             .filter_map(|(lo, hi)| {
                 let part: Vec<u64> = all

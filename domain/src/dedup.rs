@@ -30,6 +30,10 @@ use crate::error::StoreError;
 /// Entries per stored block of a sealed generation.
 pub const BLOCK_ENTRIES: usize = 1024;
 
+/// Entries per part of a merged run (at most; the seal cap when smaller): one merge step's work
+/// in a commit, and the largest filter a merge builds at once.
+pub const PART_ENTRIES: usize = 262_144;
+
 /// Summary format versions (first byte of [`GenerationSummary::encode`]): a generation sealed
 /// from the open set, and a part of a merged run (then followed by its [`Placement`]).
 const FORMAT_V1: u8 = 1;

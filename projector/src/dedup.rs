@@ -37,7 +37,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::collections::HashSet;
 
 use tally_domain::dedup::{
-    find_in_block, merge_entries, split_range, GenerationSummary, Placement,
+    find_in_block, merge_entries, split_range, GenerationSummary, Placement, PART_ENTRIES,
 };
 use tally_domain::store::{DedupGeneration, DedupSeal, StoreError};
 
@@ -75,10 +75,6 @@ pub const MERGE_FAN_IN: usize = 4;
 /// Size classes that merge: a run of this class or above (more than the cap × 4⁴ entries) stays
 /// as it is until it expires.
 const TOP_CLASS: u32 = 4;
-
-/// Entries per part of a merged run (at most; the cap when smaller): one merge step's work in a
-/// commit, and the largest filter a merge builds at once.
-pub const PART_ENTRIES: usize = 262_144;
 
 /// One stored generation of a sealed run: it covers the fingerprints `lo..=hi`.
 struct Part {
