@@ -3,7 +3,8 @@
 //!
 //! A partition's dedup memory is an exact *open* set of recent fingerprints (in memory) plus
 //! *sealed* generations. Sealing sorts the open set's entries by fingerprint and stores them as
-//! blocks of [`BLOCK_ENTRIES`] entries (12 bytes each, the dedup chunk format); the projector keeps
+//! blocks of [`BLOCK_ENTRIES`] entries (the dedup chunk format: sorted fingerprints' deltas and
+//! seconds, bit-packed, about 8 bytes an entry); the projector keeps
 //! only a [`GenerationSummary`]: a binary fuse filter with 16-bit fingerprints over the
 //! generation's event fingerprints (≈ 18 bits, 2.25 bytes per entry) and the first fingerprint of
 //! each block (8 bytes per 1,024 entries).

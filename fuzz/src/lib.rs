@@ -113,8 +113,9 @@ pub fn batch(body: &[u8], format: BodyFormat) {
 }
 
 /// Bytes read back from storage. Whatever decodes re-encodes to something that decodes to the
-/// same value; a dedup chunk decodes only when whole; a sealed generation's summary that decodes
-/// answers lookups.
+/// same value; a dedup chunk in the raw format decodes only when whole, and a packed one
+/// re-encodes to the same entries (sorted, without repeats); a sealed generation's summary that
+/// decodes answers lookups.
 pub fn stored(bytes: &[u8]) {
     if let Ok((events, scores)) = codec::decode_record(bytes) {
         if scores.is_empty() {
@@ -125,8 +126,15 @@ pub fn stored(bytes: &[u8]) {
     let mut entries = Vec::new();
     match codec::decode_dedup_chunk(bytes, 0, &mut entries) {
         Ok(()) => {
-            assert_eq!(entries.len() * 12, bytes.len());
-            assert_eq!(codec::encode_dedup_chunk(&entries), bytes);
+            if bytes.len().is_multiple_of(12) {
+                assert_eq!(entries.len() * 12, bytes.len());
+            }
+            let mut again = Vec::new();
+            codec::decode_dedup_chunk(&codec::encode_dedup_chunk(&entries), 0, &mut again)
+                .expect("decode what was encoded");
+            entries.sort_unstable();
+            entries.dedup();
+            assert_eq!(again, entries);
         }
         Err(_) => assert!(!bytes.len().is_multiple_of(12)),
     }

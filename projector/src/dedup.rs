@@ -3,10 +3,10 @@
 //!
 //! Two tiers ([`tally_domain::dedup`]):
 //! - the **open set**, exact and in memory: a hash table of 64-bit fingerprint → second, about
-//!   20–30 bytes per entry (16-byte slots kept between 7/16 and 7/8 full), persisted as 12-byte
-//!   chunks with each commit;
+//!   20–30 bytes per entry (16-byte slots kept between 7/16 and 7/8 full), persisted as packed
+//!   chunks with each commit (`tally_domain::codec::encode_dedup_chunk`);
 //! - **sealed generations**: when the open set reaches its cap, the commit seals it. Its entries
-//!   go to the store sorted, in blocks of 1,024 (12 bytes per entry on disk); memory keeps a
+//!   go to the store sorted, in blocks of 1,024 (about 8 bytes per entry on disk, packed); memory keeps a
 //!   binary fuse filter (≈ 2.25 bytes per entry) and the first fingerprint of each block.
 //!   A generation is forgotten whole once its newest entry leaves the window.
 //! - **merged runs**: every sealed run is probed for every event, so runs are merged, four of

@@ -71,6 +71,34 @@ pub struct LoadgenArgs {
     /// `--server-pid`, each slice has the server's RSS (sampled every second).
     #[arg(long, default_value_t = 0)]
     pub slice_secs: u64,
+    /// How events are named: `sequential` (`{run}-{n}`), or random UUIDs as clients mostly
+    /// send them — `uuid4` (122 random bits) or `uuid7` (time-ordered, 74 random bits).
+    #[arg(long, value_enum, default_value_t = IdStyle::Sequential)]
+    pub ids: IdStyle,
+}
+
+/// How the load generator names its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdStyle {
+    Sequential,
+    Uuid4,
+    Uuid7,
+}
+
+impl IdStyle {
+    fn id(self, rng: &mut SmallRng, run: &str, seq: u64, at_ms: i64) -> String {
+        match self {
+            IdStyle::Sequential => format!("{run}-{seq}"),
+            IdStyle::Uuid4 => uuid::Builder::from_random_bytes(rng.gen())
+                .into_uuid()
+                .to_string(),
+            IdStyle::Uuid7 => {
+                uuid::Builder::from_unix_timestamp_millis(at_ms.max(0) as u64, &rng.gen())
+                    .into_uuid()
+                    .to_string()
+            }
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -123,6 +151,7 @@ fn batch_body(
     first_seq: u64,
     n: usize,
     spread_days: u32,
+    ids: IdStyle,
 ) -> Vec<u8> {
     use std::io::Write;
     let now = Utc::now().timestamp_millis();
@@ -149,10 +178,11 @@ fn batch_body(
             _ => "success",
         };
         let seq = first_seq + i as u64;
+        let id = ids.id(rng, run, seq, at.timestamp_millis());
         // Failed calls say what went wrong, as real clients' do.
         let message = match status {
             "error" => format!(
-                r#","error_type":"server_error","error_message":"upstream answered 500 Internal Server Error for request {run}-{seq}""#
+                r#","error_type":"server_error","error_message":"upstream answered 500 Internal Server Error for request {id}""#
             ),
             "timeout" => {
                 r#","error_type":"timeout","error_message":"no answer within 30 s""#.to_string()
@@ -161,7 +191,7 @@ fn batch_body(
         };
         let _ = write!(
             out,
-            r#"{{"event_id":"{run}-{seq}","occurred_at":"{at}","feature":"{feature}","model":"{model}","provider":"{provider}","environment":"production","operation":"chat","status":"{status}"{message},"latency_ms":{lat},"input_tokens":{inp},"output_tokens":{outp},"user_id":"u{user}"}}"#,
+            r#"{{"event_id":"{id}","occurred_at":"{at}","feature":"{feature}","model":"{model}","provider":"{provider}","environment":"production","operation":"chat","status":"{status}"{message},"latency_ms":{lat},"input_tokens":{inp},"output_tokens":{outp},"user_id":"u{user}"}}"#,
             at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             lat = rng.gen_range(20..4000),
             inp = rng.gen_range(10..3000),
@@ -263,6 +293,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
                     b * args.batch_size as u64,
                     n,
                     args.spread_days,
+                    args.ids,
                 );
                 let sent = Instant::now();
                 shared.requests.fetch_add(1, Ordering::Relaxed);
@@ -588,4 +619,45 @@ pub fn client_with_key(key: &str) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .default_headers(bearer(key)?)
         .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_schemas::validate::{parse_batch, BodyFormat, Limits};
+
+    #[test]
+    fn every_id_style_makes_a_valid_batch_of_distinct_ids() {
+        for style in [IdStyle::Sequential, IdStyle::Uuid4, IdStyle::Uuid7] {
+            let mut rng = SmallRng::seed_from_u64(1);
+            let body = batch_body(&mut rng, "run", "f", 500, 1000, 0, style);
+            let batch = parse_batch(&body, BodyFormat::JsonArray, &Limits::default(), Utc::now())
+                .unwrap_or_else(|e| panic!("{style:?}: {e:?}"));
+            assert_eq!(batch.events.len(), 1000, "{style:?}");
+            let ids: std::collections::HashSet<_> = batch
+                .events
+                .iter()
+                .map(|(_, e)| e.event_id.clone())
+                .collect();
+            assert_eq!(ids.len(), 1000, "{style:?}");
+            for (_, e) in &batch.events {
+                match style {
+                    IdStyle::Sequential => {
+                        assert!(e.event_id.starts_with("run-"), "{}", e.event_id)
+                    }
+                    IdStyle::Uuid4 | IdStyle::Uuid7 => {
+                        let u = uuid::Uuid::parse_str(&e.event_id).expect("a uuid");
+                        assert_eq!(u.to_string(), e.event_id, "canonical form");
+                        let want = if style == IdStyle::Uuid4 { 4 } else { 7 };
+                        assert_eq!(u.get_version_num(), want);
+                        if let Some(ts) = u.get_timestamp() {
+                            let (s, ns) = ts.to_unix();
+                            let ms = s as i64 * 1000 + i64::from(ns / 1_000_000);
+                            assert_eq!(ms, e.occurred_at_us / 1000, "v7 carries occurred_at");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

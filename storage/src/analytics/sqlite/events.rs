@@ -4,7 +4,7 @@
 //!
 //! Layout: `event_chunks`, one row per chunk of at most [`CHUNK`] events of one feature, one
 //! UTC day and one outcome (failed or not) from one commit, the events sorted newest first and
-//! stored with the log's record codec (postcard + LZ4), with the chunk's newest and oldest
+//! stored with the log's record codec (events in columns, zstd-compressed), with the chunk's newest and oldest
 //! `occurred_at`. Writing is one row per chunk (cheap beside the rollups); a query walks the
 //! chunks of its feature (or all) from the newest down — only failed chunks when only failures
 //! are asked for, the usual drill-down from an error-rate chart — decodes only what it reads,

@@ -8,8 +8,8 @@
 //! little-endian `u128`. A row's two sketches (latency, unique users; 4–5 KiB once dense) are in
 //! `rollup_sketches`, found by the row's `sketch_id` and written in the same transaction, so a
 //! scan without sketches reads only the narrow rows.
-//! Dedup fingerprints of the open set are stored as append-only chunks (8-byte fingerprint +
-//! 4-byte second per event, about 12 bytes on disk per event); a seal replaces them with a
+//! Dedup fingerprints of the open set are stored as append-only chunks (fingerprint and second per
+//! event, packed by `codec::encode_dedup_chunk`); a seal replaces them with a
 //! sealed generation (`dedup_generations`: its summary) and its sorted blocks (`dedup_blocks`),
 //! in the same commit. Parts of merged runs are written the same way without touching the
 //! chunks, and the generations a commit retires are deleted in it. Chunks and generations
