@@ -2,8 +2,9 @@
 //! the projector's commit (so exactly the events the rollups counted, once each, priced as
 //! counted), read newest first.
 //!
-//! Layout: `event_chunks`, one row per chunk of at most [`CHUNK`] events of one feature, one
-//! UTC day and one outcome (failed or not) from one commit, the events sorted newest first and
+//! Layout: `event_chunks`, one row per chunk of at most [`CHUNK`] events and [`CHUNK_BYTES`]
+//! encoded bytes (four to a page) of one feature, one UTC day and one outcome (failed or not)
+//! from one commit, the events sorted newest first and
 //! stored with the log's record codec (events in columns, zstd-compressed), with the chunk's newest and oldest
 //! `occurred_at`. Writing is one row per chunk (cheap beside the rollups); a query walks the
 //! chunks of its feature (or all) from the newest down — only failed chunks when only failures
@@ -26,6 +27,11 @@ use crate::failure::Result;
 
 /// Most events in one chunk.
 pub(super) const CHUNK: usize = 512;
+
+/// Most encoded bytes in one chunk (unless it is a single event): four rows fit one 16 KiB page.
+/// SQLite keeps a row whole in its page when it can, so chunks of 5–8 KiB left every page a
+/// third to a half empty (measured: 3,155 MB of pages for 1,704 MB of chunks at 100 M events).
+const CHUNK_BYTES: usize = 3_900;
 
 /// The longest stretch of `occurred_at` one chunk covers (an hour, in µs): a query for a
 /// window ending at `to` need not look at chunks whose newest event is an hour or more past it.
@@ -78,18 +84,44 @@ pub(super) fn write<'a>(
                 start = i;
             }
         }
+        let mut fitted = Vec::new();
         for chunk in chunks {
-            let owned: Vec<UsageEvent> = chunk.iter().map(|e| (*e).clone()).collect();
+            fit(chunk, &mut fitted)?;
+        }
+        for (chunk, payload) in fitted {
             insert.execute(params![
                 feature,
                 day,
-                owned[0].occurred_at_us,
-                owned[owned.len() - 1].occurred_at_us,
-                owned.len() as i64,
+                chunk[0].occurred_at_us,
+                chunk[chunk.len() - 1].occurred_at_us,
+                chunk.len() as i64,
                 failed,
-                encode_events(&owned)?,
+                payload,
             ])?;
         }
+    }
+    Ok(())
+}
+
+/// `events` encoded as one chunk, or cut into consecutive chunks of at most [`CHUNK_BYTES`].
+fn fit<'e, 'a>(
+    events: &'e [&'a UsageEvent],
+    out: &mut Vec<(&'e [&'a UsageEvent], Vec<u8>)>,
+) -> Result<()> {
+    let owned: Vec<UsageEvent> = events.iter().map(|e| (*e).clone()).collect();
+    let payload = encode_events(&owned)?;
+    if payload.len() <= CHUNK_BYTES || events.len() == 1 {
+        out.push((events, payload));
+        return Ok(());
+    }
+    // Cut into as many equal parts as the size asks for (a tenth to spare); a part that is
+    // still too big is cut again.
+    let parts = (payload.len() * 11 / 10)
+        .div_ceil(CHUNK_BYTES)
+        .clamp(2, events.len());
+    let per = events.len().div_ceil(parts);
+    for part in events.chunks(per) {
+        fit(part, out)?;
     }
     Ok(())
 }
@@ -220,5 +252,64 @@ mod tests {
             event_id: String::new(),
         });
         assert!(ids(&q).is_empty());
+    }
+
+    #[test]
+    fn chunks_stay_within_their_byte_size_and_hold_every_event_once() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(TABLE).expect("schema");
+        // 3,000 events of one hour with random-looking UUIDs (≈ 30 encoded bytes each: far
+        // more than one chunk's bytes), and one whose message alone is larger than a chunk.
+        let mut batch: Vec<RawEvent> = (0..3_000u64)
+            .map(|i| {
+                let id = uuid::Uuid::from_u128(
+                    u128::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835),
+                );
+                raw(
+                    &id.to_string(),
+                    1_000_000_000 + (i as i64 * 7_919) % 3_000_000,
+                )
+            })
+            .collect();
+        // 6,000 characters that do not compress (a xorshift's digits).
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let noise: String = (0..6_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'0' + (x % 64) as u8)
+            })
+            .collect();
+        batch[17].event.error_message = Some(noise);
+        let tx = conn.transaction().expect("tx");
+        write(&tx, &batch).expect("write");
+        tx.commit().expect("commit");
+        let sizes: Vec<(i64, usize)> = conn
+            .prepare("SELECT events, length(payload) FROM event_chunks")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<std::result::Result<_, _>>()
+            .expect("rows");
+        assert_eq!(sizes.iter().map(|s| s.0).sum::<i64>(), 3_000);
+        assert!(
+            sizes.len() >= 3_000 * 16 / CHUNK_BYTES,
+            "{} chunks",
+            sizes.len()
+        );
+        for &(events, bytes) in &sizes {
+            assert!(
+                bytes <= CHUNK_BYTES || events == 1,
+                "{events} events in {bytes} bytes"
+            );
+        }
+        assert!(sizes
+            .iter()
+            .any(|&(events, bytes)| events == 1 && bytes > CHUNK_BYTES));
+        let mut want: Vec<&UsageEvent> = batch.iter().map(|r| &r.event).collect();
+        want.sort_by(|a, b| newest_first(a, b));
+        let got = query(&conn, &everything(5_000)).expect("query");
+        assert_eq!(got.iter().collect::<Vec<_>>(), want);
     }
 }
