@@ -189,8 +189,29 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// SQLite is C and allocates with glibc's `malloc`, not with the allocator above; glibc gives
+/// every thread that allocates its own arena (up to 8 per core), and each blocking thread that
+/// has run a query keeps its arena's freed page-cache memory. Two arenas: after the same 19,000
+/// dashboard requests on 100 M events, 572 MiB of RSS instead of 684–706 MiB, at the same
+/// latency (README, Performance). `MALLOC_ARENA_MAX` in the environment still wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a parameter of glibc's allocator, which takes its own lock;
+        // it runs before any SQLite connection is opened.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { server } => serve(&server, ProcessRole::All).await,

@@ -29,6 +29,17 @@ use crate::store::StoreError;
 /// zstd's level 1: the fastest, and on these columns within a byte per event of level 9.
 const LEVEL: i32 = 1;
 
+type Contexts = (
+    Option<zstd::bulk::Compressor<'static>>,
+    Option<zstd::bulk::Decompressor<'static>>,
+);
+
+thread_local! {
+    /// zstd's working state, made once per thread that encodes or decodes records rather than
+    /// once per record.
+    static CONTEXTS: std::cell::RefCell<Contexts> = const { std::cell::RefCell::new((None, None)) };
+}
+
 /// The labels every event carries, stored once per record and named by index.
 #[derive(Serialize, Deserialize)]
 struct Labels {
@@ -215,7 +226,16 @@ fn columns(events: &[UsageEvent]) -> Columns {
 pub(super) fn encode(events: &[UsageEvent]) -> Result<Vec<u8>, StoreError> {
     let plain = postcard::to_stdvec(&columns(events))
         .map_err(|e| StoreError::Backend(format!("encode: {e}")))?;
-    zstd::bulk::compress(&plain, LEVEL).map_err(|e| StoreError::Backend(format!("zstd: {e}")))
+    CONTEXTS
+        .with(|c| {
+            let mut c = c.borrow_mut();
+            let compressor = match &mut c.0 {
+                Some(compressor) => compressor,
+                slot => slot.insert(zstd::bulk::Compressor::new(LEVEL)?),
+            };
+            compressor.compress(&plain)
+        })
+        .map_err(|e| StoreError::Backend(format!("zstd: {e}")))
 }
 
 pub(super) fn decode(frame: &[u8]) -> Result<Vec<UsageEvent>, StoreError> {
@@ -225,16 +245,38 @@ pub(super) fn decode(frame: &[u8]) -> Result<Vec<UsageEvent>, StoreError> {
         Ok(None) => return Err(corrupt(&"zstd frame without a content size")),
         Err(_) => return Err(corrupt(&"not a zstd frame")),
     };
-    let plain = zstd::bulk::decompress(frame, size).map_err(|e| corrupt(&e))?;
+    let plain = CONTEXTS
+        .with(|c| {
+            let mut c = c.borrow_mut();
+            let decompressor = match &mut c.1 {
+                Some(decompressor) => decompressor,
+                slot => slot.insert(zstd::bulk::Decompressor::new()?),
+            };
+            decompressor.decompress(frame, size)
+        })
+        .map_err(|e| corrupt(&e))?;
     let c: Columns = postcard::from_bytes(&plain).map_err(|e| corrupt(&e))?;
     rows(c)
 }
 
+/// The most memory a record's events may take once decoded (their structs and strings). A
+/// real record is one request (10,000 events and 10 MiB of JSON by default) or a drill-down
+/// chunk; a record whose few bytes of dictionary indexes would expand past this is corrupt.
+const MAX_DECODED_BYTES: usize = 4 * MAX_PLAIN_BYTES;
+
+fn text_len(s: &Option<String>) -> usize {
+    s.as_ref().map_or(0, String::len)
+}
+
 fn rows(c: Columns) -> Result<Vec<UsageEvent>, StoreError> {
     let n = c.labels_of.len();
+    let event_size = std::mem::size_of::<UsageEvent>();
+    if n.saturating_mul(event_size) > MAX_PLAIN_BYTES {
+        return Err(corrupt(&format!("{n} events are more than a record holds")));
+    }
     let ids: Vec<String> = match c.ids {
         Ids::Text(ids) => ids,
-        Ids::Uuids(bytes) if !bytes.len().is_multiple_of(16) => {
+        Ids::Uuids(bytes) if bytes.len() != n.saturating_mul(16) => {
             return Err(corrupt(&"uuid column length"))
         }
         Ids::Uuids(bytes) => bytes
@@ -266,6 +308,27 @@ fn rows(c: Columns) -> Result<Vec<UsageEvent>, StoreError> {
     if c.at_step < 1 || c.latency_step < 1 {
         return Err(corrupt(&"a step below 1"));
     }
+    // What each dictionary entry adds to every event that names it.
+    let label_bytes: Vec<usize> = c
+        .labels
+        .iter()
+        .map(|l| l.feature.len() + l.model.len() + l.provider.len())
+        .collect();
+    let context_bytes: Vec<usize> = c
+        .contexts
+        .iter()
+        .map(|x| {
+            text_len(&x.prompt_id)
+                + text_len(&x.prompt_version)
+                + text_len(&x.experiment_id)
+                + text_len(&x.variant)
+                + x.attributes
+                    .iter()
+                    .map(|(k, v)| std::mem::size_of::<(String, String)>() + k.len() + v.len())
+                    .sum::<usize>()
+        })
+        .collect();
+    let mut budget = MAX_DECODED_BYTES;
     let mut at = c.at_first;
     let mut out = Vec::with_capacity(n);
     let parts = ids
@@ -278,10 +341,10 @@ fn rows(c: Columns) -> Result<Vec<UsageEvent>, StoreError> {
         if i > 0 {
             at = at.wrapping_add(c.at_deltas[i - 1].wrapping_mul(c.at_step));
         }
-        let labels = c
-            .labels
-            .get(c.labels_of[i] as usize)
-            .ok_or_else(|| corrupt(&"labels index"))?;
+        let (li, ci) = (c.labels_of[i] as usize, c.context_of[i] as usize);
+        let (Some(labels), Some(context)) = (c.labels.get(li), c.contexts.get(ci)) else {
+            return Err(corrupt(&"labels or context index"));
+        };
         let user_id = match c.user_of[i] {
             0 => None,
             k => Some(
@@ -291,10 +354,16 @@ fn rows(c: Columns) -> Result<Vec<UsageEvent>, StoreError> {
                     .clone(),
             ),
         };
-        let context = c
-            .contexts
-            .get(c.context_of[i] as usize)
-            .ok_or_else(|| corrupt(&"context index"))?;
+        let size = event_size
+            + event_id.len()
+            + text_len(&error_type)
+            + text_len(&error_message)
+            + label_bytes[li]
+            + context_bytes[ci]
+            + text_len(&user_id);
+        budget = budget
+            .checked_sub(size)
+            .ok_or_else(|| corrupt(&"the events decode to more than a record may hold"))?;
         out.push(UsageEvent {
             event_id,
             occurred_at_us: at,
@@ -484,6 +553,46 @@ mod tests {
         for (i, r) in refused.iter().enumerate() {
             assert!(matches!(r, Err(StoreError::Corrupt(_))), "case {i}: {r:?}");
         }
+        // A megabyte of attributes named by 300 events decodes to 300 MiB: refused, as are
+        // more events than a record holds, whatever their columns take.
+        let mut c = columns(&[UsageEvent {
+            attributes: vec![("k".into(), "v".repeat(1 << 20))],
+            ..UsageEvent::example()
+        }]);
+        let copies = |v: &mut Vec<Option<String>>| v.resize(300, None);
+        match &mut c.ids {
+            Ids::Text(ids) => ids.resize(300, "e".into()),
+            Ids::Uuids(_) => unreachable!("the example's id is not a UUID"),
+        }
+        c.at_deltas.resize(299, 0);
+        c.labels_of.resize(300, 0);
+        copies(&mut c.error_type);
+        copies(&mut c.error_message);
+        c.error_message_truncated.resize(300, false);
+        for v in [
+            &mut c.latency,
+            &mut c.input_tokens,
+            &mut c.output_tokens,
+            &mut c.cached_input_tokens,
+        ] {
+            v.resize(300, 0);
+        }
+        c.cost.resize(300, Cost::Unpriced);
+        c.user_of.resize(300, 0);
+        c.context_of.resize(300, 0);
+        let many = rows(c);
+        assert!(
+            matches!(&many, Err(StoreError::Corrupt(m)) if m.contains("more than a record may hold")),
+            "{many:?}"
+        );
+        let mut c = columns(&[UsageEvent::example()]);
+        c.labels_of
+            .resize(MAX_PLAIN_BYTES / std::mem::size_of::<UsageEvent>() + 1, 0);
+        let err = rows(c).expect_err("too many events");
+        assert!(
+            err.to_string().contains("more than a record holds"),
+            "{err}"
+        );
         // A frame that claims more content than any record may hold.
         let big = zstd::bulk::compress(&vec![0u8; MAX_PLAIN_BYTES + 1], 1).expect("zstd");
         let err = decode(&big).expect_err("above the limit");

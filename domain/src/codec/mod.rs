@@ -264,12 +264,21 @@ pub fn decode_dedup_chunk(
             .ok_or_else(|| bad("fingerprint out of range"))?;
         fps.push(fp);
     }
+    // As written: strictly ascending (fingerprint, second), and nothing but zeros after.
+    let mut previous: Option<(u64, u32)> = None;
     for fp in fps {
         let s = u64::from(min_s) + bits.take(s_bits);
         let s = u32::try_from(s).map_err(|_| bad("second out of range"))?;
+        if previous.is_some_and(|p| p >= (fp, s)) {
+            return Err(bad("entries out of order"));
+        }
+        previous = Some((fp, s));
         if s >= since_s {
             out.push((fp, s));
         }
+    }
+    if !bits.rest_is_zero() {
+        return Err(bad("bits after the entries"));
     }
     Ok(())
 }
@@ -327,6 +336,14 @@ impl<'a> BitReader<'a> {
             acc: 0,
             held: 0,
         }
+    }
+
+    /// Whether every bit after those taken is zero.
+    fn rest_is_zero(&self) -> bool {
+        self.acc == 0
+            && self.bytes[self.next.min(self.bytes.len())..]
+                .iter()
+                .all(|&b| b == 0)
     }
 
     fn take(&mut self, bits: u8) -> u64 {
@@ -522,6 +539,19 @@ mod tests {
         let mut longer = one.clone();
         longer.push(0);
         assert!(decode_dedup_chunk(&longer, 0, &mut Vec::new()).is_err());
+        // Bits the encoder leaves zero (unused high bits, the padding byte) must be zero.
+        let mut high = one.clone();
+        *high.last_mut().expect("bytes") |= 0x80;
+        assert!(decode_dedup_chunk(&high, 0, &mut Vec::new()).is_err());
+        // Two entries one 2^35 apart in the same second: a 36-bit delta, 5 bytes after the
+        // 19-byte header, 24 in all, so one zero byte of padding.
+        let mut padded = encode_dedup_chunk(&[(0, 7), (1 << 35, 7)]);
+        assert_eq!(padded.len(), 25);
+        let mut got = Vec::new();
+        decode_dedup_chunk(&padded, 0, &mut got).expect("decode");
+        assert_eq!(got, vec![(0, 7), (1 << 35, 7)]);
+        padded[24] = 1;
+        assert!(decode_dedup_chunk(&padded, 0, &mut Vec::new()).is_err());
         // widths 0 and 0 for more than one entry would claim entries from no bytes
         let mut zero = encode_dedup_chunk(&[(5, 5)]);
         zero[1] = 2;
