@@ -17,6 +17,7 @@
 //! back with wrapping arithmetic, so every time round-trips), and the content size is
 //! bounded by [`super::MAX_PLAIN_BYTES`] before anything is allocated for it.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -137,7 +138,8 @@ impl<K: Eq + std::hash::Hash, V> Dictionary<K, V> {
     }
 }
 
-fn columns(events: &[UsageEvent]) -> Columns {
+fn columns<E: Borrow<UsageEvent>>(events: &[E]) -> Columns {
+    let events: Vec<&UsageEvent> = events.iter().map(Borrow::borrow).collect();
     let uuids: Option<Vec<[u8; 16]>> = events.iter().map(|e| canonical_uuid(&e.event_id)).collect();
     let ids = match uuids {
         Some(u) if !u.is_empty() => Ids::Uuids(u.concat()),
@@ -162,7 +164,7 @@ fn columns(events: &[UsageEvent]) -> Columns {
     let mut labels_of = Vec::with_capacity(events.len());
     let mut user_of = Vec::with_capacity(events.len());
     let mut context_of = Vec::with_capacity(events.len());
-    for e in events {
+    for e in &events {
         let key = (
             e.feature.as_str(),
             e.model.as_str(),
@@ -223,7 +225,7 @@ fn columns(events: &[UsageEvent]) -> Columns {
 
 /// The record's content after its format byte: the columns, postcard-encoded, as one zstd
 /// frame that states its content size.
-pub(super) fn encode(events: &[UsageEvent]) -> Result<Vec<u8>, StoreError> {
+pub(super) fn encode<E: Borrow<UsageEvent>>(events: &[E]) -> Result<Vec<u8>, StoreError> {
     let plain = postcard::to_stdvec(&columns(events))
         .map_err(|e| StoreError::Backend(format!("encode: {e}")))?;
     CONTEXTS

@@ -123,7 +123,10 @@ fn unpack_as<T: serde::de::DeserializeOwned>(rest: &[u8]) -> Result<T, StoreErro
     postcard::from_bytes(&unpack(rest)?).map_err(|e| corrupt(&e))
 }
 
-pub fn encode_events(events: &[UsageEvent]) -> Result<Vec<u8>, StoreError> {
+/// A record of `events` (owned, or borrowed: `&[&UsageEvent]`) in the format written now.
+pub fn encode_events<E: std::borrow::Borrow<UsageEvent>>(
+    events: &[E],
+) -> Result<Vec<u8>, StoreError> {
     let frame = columns::encode(events)?;
     let mut out = Vec::with_capacity(frame.len() + 1);
     out.push(FORMAT_COLUMNS);

@@ -108,8 +108,7 @@ fn fit<'e, 'a>(
     events: &'e [&'a UsageEvent],
     out: &mut Vec<(&'e [&'a UsageEvent], Vec<u8>)>,
 ) -> Result<()> {
-    let owned: Vec<UsageEvent> = events.iter().map(|e| (*e).clone()).collect();
-    let payload = encode_events(&owned)?;
+    let payload = encode_events(events)?;
     if payload.len() <= CHUNK_BYTES || events.len() == 1 {
         out.push((events, payload));
         return Ok(());
