@@ -505,6 +505,10 @@ pub struct BenchQueryArgs {
     /// send the session cookie (the key itself is never sent to the page).
     #[arg(long)]
     pub console: bool,
+    /// Also write every request as a line `start_ms latency_ms` (start from the first request
+    /// timed) to this file, to see when the slow ones happen.
+    #[arg(long)]
+    pub samples_out: Option<std::path::PathBuf>,
 }
 
 pub async fn bench_query(args: BenchQueryArgs) -> anyhow::Result<Percentiles> {
@@ -522,6 +526,7 @@ pub async fn bench_query(args: BenchQueryArgs) -> anyhow::Result<Percentiles> {
     );
     let remaining = Arc::new(AtomicU64::new(args.requests as u64));
     let samples = Arc::new(Mutex::new(Vec::with_capacity(args.requests)));
+    let began = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency.max(1) {
         let (client, url, remaining, samples) = (
@@ -536,15 +541,17 @@ pub async fn bench_query(args: BenchQueryArgs) -> anyhow::Result<Percentiles> {
                 .is_ok()
             {
                 let t = Instant::now();
-                let ok = client
-                    .get(&url)
-                    .send()
-                    .await
-                    .map(|r| r.status().is_success())
-                    .unwrap_or(false);
+                // Timed until the whole body is in, as a client sees the answer.
+                let ok = match client.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                    _ => false,
+                };
                 if ok {
                     if let Ok(mut s) = samples.lock() {
-                        s.push(t.elapsed().as_secs_f64() * 1000.0);
+                        s.push((
+                            t.duration_since(began).as_secs_f64() * 1000.0,
+                            t.elapsed().as_secs_f64() * 1000.0,
+                        ));
                     }
                 }
             }
@@ -554,7 +561,16 @@ pub async fn bench_query(args: BenchQueryArgs) -> anyhow::Result<Percentiles> {
         t.await?;
     }
     let collected = samples.lock().map(|s| s.clone()).unwrap_or_default();
-    Ok(percentiles(collected))
+    if let Some(path) = &args.samples_out {
+        let lines: String = collected
+            .iter()
+            .map(|(start, ms)| format!("{start:.3} {ms:.3}\n"))
+            .collect();
+        std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(percentiles(
+        collected.into_iter().map(|(_, ms)| ms).collect(),
+    ))
 }
 
 /// A client signed in to the console at `url`'s origin with `key` (it sends the session
