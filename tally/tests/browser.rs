@@ -210,7 +210,19 @@ async fn sign_in(c: &Client, app: &TestApp, key: &str) {
         .await
         .unwrap();
     click(c, Locator::Css("button[type=submit]")).await;
-    wait_url(c, &format!("{BASE}/")).await;
+    // The sign-in page's own URL contains `{BASE}/` too: wait until the browser has left it,
+    // or the next navigation can abort the sign-in answer before its cookie is stored.
+    for _ in 0..100 {
+        let url = c.current_url().await.unwrap();
+        if url.path().starts_with(BASE) && !url.path().ends_with("/sign-in") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the sign-in never finished: {}",
+        c.current_url().await.unwrap()
+    );
 }
 
 /// WCAG checks on the page as rendered: every text's contrast against its background
@@ -743,6 +755,12 @@ async fn the_console_works_in_a_real_browser() {
         "/features/chatbot?tab=settings",
     ] {
         c.goto(&app.url(&format!("{BASE}{path}"))).await.unwrap();
+        let at = c.current_url().await.unwrap();
+        assert_eq!(
+            at.path(),
+            format!("{BASE}{path}").split('?').next().unwrap(),
+            "the viewer stays signed in on {path}"
+        );
         let html = c.source().await.unwrap();
         for control in [
             "Change model",
