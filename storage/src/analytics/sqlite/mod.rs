@@ -15,8 +15,8 @@
 //! chunks, and the generations a commit retires are deleted in it. Chunks and generations
 //! entirely older than the window are deleted in the commit that passes them. Pages are 16 KiB and the writer's page cache may grow to 64 MiB:
 //! the writer touches recent rows, and the OS page cache serves the rest (256 MiB measured no
-//! faster under load, and cost 240 MiB of peak RSS). Readers are pooled (at most
-//! [`READERS_POOLED`]) with [`READER_CACHE_MIB`] each: a dashboard answer reads a few MB of rows
+//! faster under load, and cost 240 MiB of peak RSS). Reads run on at most [`READERS`] reader
+//! threads ([`crate::sqlite::readers`]), each owning a connection with [`READER_CACHE_MIB`]: a dashboard answer reads a few MB of rows
 //! and sketches, which the OS page cache holds once for all of them.
 //!
 //! The checkpoint is one row per log partition (`projector_partitions`), and dedup chunks are
@@ -50,6 +50,7 @@ use tally_schemas::{Environment, Pico, UsageEvent};
 use tracing::instrument;
 
 use crate::failure::{seam_sync, Failure, Result};
+use crate::sqlite::readers::Readers;
 use crate::sqlite::{blocking, open_with};
 use tally_domain::drilldown::EventQuery;
 use tally_domain::hll::Hll;
@@ -58,8 +59,8 @@ use tally_domain::rollup::{Dims, Resolution, Rollup, RollupKey, RollupRow};
 use tally_domain::sketch::LatencySketch;
 use tally_domain::store::{
     AnalyticsStore, BucketSums, DedupGeneration, DedupSeal, Filter, PartitionState, Partitions,
-    ProjectionCommit, ProjectorState, ScanRequest, ScoreQuery, ScoredEvent, Span, StoreError,
-    StoreResult, SumsOf,
+    ProjectionCommit, ProjectorState, ScanRequest, ScoreQuery, ScoredEvent, Span, StoreResult,
+    SumsOf,
 };
 
 /// Sketch rows (`rollup_sketches`) carry blobs of a few hundred bytes to 16 KiB, and counted
@@ -70,12 +71,12 @@ const PAGE_SIZE: u32 = 16_384;
 /// Rows one retention step deletes: 256 event chunks are a few MB.
 const PRUNE_STEP_ROWS: usize = 256;
 
-/// Page cache of each pooled reader connection, MiB. The README's Performance section has the
+/// Page cache of each reader thread's connection, MiB. The README's Performance section has the
 /// query latency and peak RSS measured with 64 MiB and with this.
 const READER_CACHE_MIB: i64 = 8;
 
-/// Reader connections kept open between reads.
-const READERS_POOLED: usize = 8;
+/// Reader threads, each with its own connection: reads beyond this many at once queue.
+const READERS: usize = 8;
 
 const COLUMNS: &str = "resolution, feature, bucket, model, provider, environment, prompt_id, prompt_version, experiment_id, variant, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, cost_squares, unpriced, sketch_id";
 
@@ -84,14 +85,14 @@ const MEASURES: &str = "requests, errors, timeouts, latency_sum_us, input_tokens
 
 pub struct SqliteAnalyticsStore {
     writer: Arc<Mutex<Connection>>,
-    readers: Arc<Mutex<Vec<Connection>>>,
-    path: std::path::PathBuf,
+    readers: Readers,
 }
 
 impl SqliteAnalyticsStore {
     pub fn open(dir: &Path) -> StoreResult<SqliteAnalyticsStore> {
         seam_sync(|| -> Result<SqliteAnalyticsStore> {
             let path = dir.join("analytics.db");
+            let reader_path = path.clone();
             let mut writer = open_with(&path, 64, PAGE_SIZE)?;
             writer.execute_batch(SCHEMA)?;
             writer.execute_batch(events::TABLE)?;
@@ -99,48 +100,23 @@ impl SqliteAnalyticsStore {
             upgrade_layout(&mut writer)?;
             Ok(SqliteAnalyticsStore {
                 writer: Arc::new(Mutex::new(writer)),
-                readers: Arc::new(Mutex::new(Vec::new())),
-                path,
+                readers: Readers::new("analytics-reader", READERS, move || {
+                    let conn = open_with(&reader_path, READER_CACHE_MIB, PAGE_SIZE)?;
+                    sums::register(&conn)?;
+                    Ok(conn)
+                }),
             })
         })
     }
 
-    fn reader(&self) -> Result<Connection> {
-        let pooled = self.readers.lock().map_err(|_| poisoned())?.pop();
-        match pooled {
-            Some(conn) => Ok(conn),
-            None => {
-                let conn = open_with(&self.path, READER_CACHE_MIB, PAGE_SIZE)?;
-                sums::register(&conn)?;
-                Ok(conn)
-            }
-        }
-    }
-
-    /// Runs `f` on a pooled reader connection, off the async runtime (readers never wait for
+    /// Runs `f` on a reader thread's connection, off the async runtime (readers never wait for
     /// the projector's writer).
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let conn = self.reader()?;
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let result = f(&conn);
-            (conn, result)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?;
-        self.give_back(conn);
-        Ok(result?)
-    }
-
-    fn give_back(&self, conn: Connection) {
-        if let Ok(mut pool) = self.readers.lock() {
-            if pool.len() < READERS_POOLED {
-                pool.push(conn);
-            }
-        }
+        self.readers.read(f).await
     }
 }
 

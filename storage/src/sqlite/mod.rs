@@ -1,5 +1,6 @@
 //! What the three embedded stores share: opening a SQLite file (bundled; nothing to install)
-//! with Tally's durability settings, and running blocking work off the async runtime.
+//! with Tally's durability settings, running blocking work off the async runtime, and the
+//! reader threads that serve the analytics store's reads ([`readers`]).
 //!
 //! Each store has its own database file in the data directory (`events.db`, `analytics.db`,
 //! `config.db`) so that the log's writer, the projector's writer and configuration changes never
@@ -14,6 +15,8 @@ use rusqlite::Connection;
 use tally_domain::store::StoreError;
 
 use crate::failure::Result;
+
+pub(crate) mod readers;
 
 /// Opens a database file with Tally's durability settings and a page cache of `cache_mib`.
 /// `page_size` only takes effect when the file is created.
