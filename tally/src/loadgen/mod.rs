@@ -71,7 +71,7 @@ pub struct LoadgenArgs {
     /// `--server-pid`, each slice has the server's RSS (sampled every second).
     #[arg(long, default_value_t = 0)]
     pub slice_secs: u64,
-    /// How events are named: `sequential` (`{run}-{n}`), or random UUIDs as clients mostly
+    /// How events are named: `sequential` (`<run>-<number>`), or random UUIDs as clients mostly
     /// send them — `uuid4` (122 random bits) or `uuid7` (time-ordered, 74 random bits).
     #[arg(long, value_enum, default_value_t = IdStyle::Sequential)]
     pub ids: IdStyle,
