@@ -22,10 +22,11 @@ pub(crate) mod readers;
 /// `page_size` only takes effect when the file is created.
 pub(crate) fn open_with(path: &Path, cache_mib: i64, page_size: u32) -> Result<Connection> {
     let conn = Connection::open(path)?;
+    // First, so that the pragmas after it wait for a busy file instead of failing at once.
+    conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "page_size", page_size)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -1024 * cache_mib)?;
     Ok(conn)

@@ -82,9 +82,11 @@ impl Readers {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.shared.hand(Box::new(move |conn| {
             let answer = match conn {
+                // Its caller is gone (a cancelled request): nothing to read for.
+                Ok(_) if tx.is_closed() => Err(Failure::Backend("read cancelled".into())),
                 Ok(conn) => catch_unwind(AssertUnwindSafe(|| f(conn)))
                     .unwrap_or_else(|_| Err(Failure::Backend("a read panicked".into()))),
-                Err(failure) => Err(Failure::Backend(format!("no reader connection: {failure}"))),
+                Err(failure) => Err(failure.clone()),
             };
             Box::new(move || {
                 let _ = tx.send(answer);
@@ -116,8 +118,9 @@ impl Shared {
         let mut state = self.state();
         if let Some(idle) = state.idle.pop() {
             drop(state);
-            // An idle thread waits on its channel until it gets a job; its receiver lives as
-            // long as it does, so the send only fails if the thread is gone — then try again.
+            // An idle thread keeps its receiver until it gets a job, and only `Drop` (which
+            // needs the owner, so cannot run during this call) clears the idle list: the send
+            // lands. Should it ever not, the job is handed again rather than lost.
             return match idle.send(job) {
                 Ok(()) => Ok(()),
                 Err(back) => self.hand(back.0),
@@ -130,19 +133,47 @@ impl Shared {
         state.threads += 1;
         drop(state);
         let shared = Arc::clone(self);
-        std::thread::Builder::new()
+        match std::thread::Builder::new()
             .name(self.name.clone())
             .spawn(move || shared.serve(job))
-            .map(|_| ())
-            .map_err(|e| {
-                self.state().threads -= 1;
-                StoreError::Backend(format!("cannot start a reader thread: {e}"))
-            })
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // The job went down with the closure (its caller gets this error). Reads queued
+                // meanwhile, while the slot looked taken, are answered now if no thread is left
+                // to serve them.
+                let failure = Failure::Backend(format!("cannot start a reader thread: {e}"));
+                let stranded = {
+                    let mut state = self.state();
+                    state.threads -= 1;
+                    if state.threads == 0 {
+                        std::mem::take(&mut state.queue)
+                    } else {
+                        VecDeque::new()
+                    }
+                };
+                for job in stranded {
+                    job(Err(&failure))();
+                }
+                Err(failure.into())
+            }
+        }
+    }
+
+    /// Opens a connection; a panic in `open` is a failure like any other.
+    fn open(&self) -> Result<Connection> {
+        catch_unwind(AssertUnwindSafe(|| (self.open)())).unwrap_or_else(|_| {
+            Err(Failure::Backend(
+                "opening a reader connection panicked".into(),
+            ))
+        })
     }
 
     /// A reader thread's life: open the connection, run `first`, then every job handed to it.
+    /// Nothing in it can panic: jobs catch their reads' panics and `open` is caught too, so
+    /// the thread count is always given back.
     fn serve(self: Arc<Self>, first: Job) {
-        let conn = (self.open)();
+        let mut conn = self.open();
         let mut next = Some(first);
         while let Some(job) = next.take() {
             let deliver = match &conn {
@@ -153,6 +184,10 @@ impl Shared {
             if let Some(queued) = state.queue.pop_front() {
                 drop(state);
                 deliver();
+                if conn.is_err() {
+                    // A failed open may be passing (a busy file): try again for this read.
+                    conn = self.open();
+                }
                 next = Some(queued);
                 continue;
             }
@@ -177,14 +212,20 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Barrier;
+    use std::time::Duration;
 
     fn memory() -> Result<Connection> {
         Ok(Connection::open_in_memory()?)
     }
 
-    fn thread_name() -> String {
-        std::thread::current().name().unwrap_or("").to_string()
+    /// `f`, failing the test instead of hanging if it never finishes.
+    async fn soon<T>(f: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(20), f)
+            .await
+            .expect("a read never finished")
     }
 
     #[tokio::test]
@@ -193,18 +234,45 @@ mod tests {
         let mut ids = Vec::new();
         for _ in 0..20 {
             ids.push(
-                readers
-                    .read(|_| Ok(std::thread::current().id()))
+                soon(readers.read(|_| Ok(std::thread::current().id())))
                     .await
                     .expect("read"),
             );
         }
         assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
         assert_eq!(readers.shared.state().threads, 1);
-        assert_eq!(
-            readers.read(|_| Ok(thread_name())).await.expect("read"),
-            "reader"
-        );
+        let name =
+            soon(readers.read(|_| Ok(std::thread::current().name().unwrap_or("").to_string())))
+                .await
+                .expect("read");
+        assert_eq!(name, "reader");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_thread_that_went_idle_last_takes_the_next_read() {
+        let readers = Arc::new(Readers::new("reader", 2, memory));
+        let both = Arc::new(Barrier::new(2));
+        let read = |wait_ms: u64| {
+            let (readers, both) = (readers.clone(), both.clone());
+            tokio::spawn(async move {
+                readers
+                    .read(move |_| {
+                        // Both reads run at once (two threads), then one finishes 100 ms later.
+                        both.wait();
+                        std::thread::sleep(Duration::from_millis(wait_ms));
+                        Ok(std::thread::current().id())
+                    })
+                    .await
+            })
+        };
+        let (early, late) = (read(0), read(100));
+        let early = soon(early).await.expect("task").expect("read");
+        let late = soon(late).await.expect("task").expect("read");
+        assert_ne!(early, late, "two threads");
+        let next = soon(readers.read(|_| Ok(std::thread::current().id())))
+            .await
+            .expect("read");
+        assert_eq!(next, late);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,15 +280,28 @@ mod tests {
         let readers = Arc::new(Readers::new("reader", 3, memory));
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
+        // The first three reads wait for one another: they can only all get past this if the
+        // cap lets three run at once.
+        let first_three = Arc::new(Barrier::new(3));
         let mut tasks = Vec::new();
         for i in 0..40u64 {
-            let (readers, running, most) = (readers.clone(), running.clone(), most.clone());
+            let (readers, running, most, started, first_three) = (
+                readers.clone(),
+                running.clone(),
+                most.clone(),
+                started.clone(),
+                first_three.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 readers
                     .read(move |conn| {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
-                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        if started.fetch_add(1, Ordering::SeqCst) < 3 {
+                            first_three.wait();
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
                         let doubled: i64 = conn.query_row("SELECT ?1 * 2", [i], |r| r.get(0))?;
                         running.fetch_sub(1, Ordering::SeqCst);
                         Ok(doubled)
@@ -229,7 +310,7 @@ mod tests {
             }));
         }
         for (i, task) in tasks.into_iter().enumerate() {
-            assert_eq!(task.await.expect("task").expect("read"), 2 * i as i64);
+            assert_eq!(soon(task).await.expect("task").expect("read"), 2 * i as i64);
         }
         assert_eq!(most.load(Ordering::SeqCst), 3, "reads ran 3 at a time");
         assert_eq!(readers.shared.state().threads, 3);
@@ -237,27 +318,66 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_threads_end_when_their_owner_is_dropped() {
-        let readers = Readers::new("reader", 2, memory);
+    async fn cancelled_reads_are_skipped_and_the_threads_end_with_their_owner() {
+        let readers = Arc::new(Readers::new("reader", 1, memory));
         let shared = Arc::downgrade(&readers.shared);
-        readers.read(|_| Ok(())).await.expect("read");
-        drop(readers);
-        for _ in 0..200 {
-            if shared.strong_count() == 0 {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let ran = Arc::new(AtomicUsize::new(0));
+        let inside = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Barrier::new(2));
+        // One read holds the only thread until the test opens the gate.
+        let held = {
+            let (readers, ran, inside, gate) =
+                (readers.clone(), ran.clone(), inside.clone(), gate.clone());
+            tokio::spawn(async move {
+                readers
+                    .read(move |_| {
+                        inside.store(1, Ordering::SeqCst);
+                        gate.wait();
+                        ran.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        while inside.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        panic!("a reader thread outlived its owner");
+        // Five more are handed in (queued) and their callers give up at once, as a cancelled
+        // request does; then the test lets go of the owner.
+        for _ in 0..5 {
+            let counted = ran.clone();
+            let read = readers.read(move |_| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            });
+            assert!(tokio::time::timeout(Duration::ZERO, read).await.is_err());
+        }
+        assert_eq!(readers.shared.state().queue.len(), 5);
+        drop(readers);
+        gate.wait();
+        soon(held).await.expect("task").expect("the held read");
+        for _ in 0..500 {
+            if shared.strong_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            shared.strong_count(),
+            0,
+            "a reader thread outlived its owner"
+        );
+        // Only the held read did its work: the cancelled ones were taken off the queue and
+        // skipped, since nobody waited for their answers.
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
     async fn a_panicking_read_is_an_error_and_its_thread_serves_on() {
         let readers = Readers::new("reader", 1, memory);
-        let panicked = readers.read(|_| -> Result<()> { panic!("boom") }).await;
+        let panicked = soon(readers.read(|_| -> Result<()> { panic!("boom") })).await;
         assert!(matches!(panicked, Err(StoreError::Backend(m)) if m.contains("panicked")));
-        let one: i64 = readers
-            .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get(0))?))
+        let one: i64 = soon(readers.read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get(0))?)))
             .await
             .expect("read");
         assert_eq!(one, 1);
@@ -268,16 +388,27 @@ mod tests {
     async fn a_connection_that_cannot_open_is_an_error_and_the_next_read_tries_again() {
         let tries = Arc::new(AtomicUsize::new(0));
         let counted = tries.clone();
-        let readers = Readers::new("reader", 2, move || {
-            if counted.fetch_add(1, Ordering::SeqCst) == 0 {
-                Err(Failure::Backend("disk gone".into()))
-            } else {
-                memory()
+        let readers = Readers::new("reader", 1, move || {
+            match counted.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(Failure::Unavailable("disk gone".into())),
+                1 => panic!("open panicked"),
+                _ => memory(),
             }
         });
-        let first = readers.read(|_| Ok(())).await;
-        assert!(matches!(first, Err(StoreError::Backend(m)) if m.contains("disk gone")));
-        readers.read(|_| Ok(())).await.expect("read");
-        assert_eq!(tries.load(Ordering::SeqCst), 2);
+        let first = soon(readers.read(|_| Ok(()))).await;
+        assert!(
+            matches!(first, Err(StoreError::Unavailable(ref m)) if m.contains("disk gone")),
+            "the failure keeps its kind: {first:?}"
+        );
+        let second = soon(readers.read(|_| Ok(()))).await;
+        assert!(
+            matches!(second, Err(StoreError::Backend(ref m)) if m.contains("panicked")),
+            "{second:?}"
+        );
+        soon(readers.read(|_| Ok(())))
+            .await
+            .expect("third open works");
+        assert_eq!(tries.load(Ordering::SeqCst), 3);
+        assert_eq!(readers.shared.state().threads, 1);
     }
 }
