@@ -2,6 +2,7 @@
 //! the events sent, and the projector's refusal as `/readyz` and `/metrics` report it.
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -110,9 +111,12 @@ impl Watchdog {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            eprintln!(
-                "{test}: stalled for {limit:?} at stage {:?}",
-                *s.lock().unwrap_or_else(|p| p.into_inner())
+            // Written to the process's stderr itself: `eprintln!` in a test's thread is
+            // captured by the harness, and the exit below would take the capture with it.
+            let stage = *s.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{test}: stalled for {limit:?} at stage {stage:?}"
             );
             std::process::exit(101);
         });
