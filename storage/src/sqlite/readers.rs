@@ -8,9 +8,10 @@
 //! channel, and a read goes to the thread that went idle last (its connection's page cache and
 //! its CPU caches are the warm ones); reads beyond the cap wait in a FIFO queue.
 //!
-//! Invariants: every read handed in is either run exactly once or answered with an error (a
-//! connection that cannot be opened, a read that panicked) — its caller never waits forever; a
-//! panicking read does not take its thread down; threads never outnumber the cap.
+//! Invariants: every read handed in is run at most once and its caller is always answered —
+//! with the read's result, or with an error (a connection that cannot be opened, a thread that
+//! cannot start, a read that panicked); a read whose caller has stopped waiting is skipped. A
+//! panicking read or open does not take its thread down; threads never outnumber the cap.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
