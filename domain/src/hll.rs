@@ -99,7 +99,9 @@ impl Hll {
                     mine.clone_from(theirs);
                     return;
                 }
-                if is_sorted_subset(theirs, mine) {
+                // Rows of one population mostly hold the same users: equal sets compare as
+                // memory, far faster than the element walk of the subset test.
+                if mine == theirs || is_sorted_subset(theirs, mine) {
                     return;
                 }
                 let mut union = Vec::with_capacity(mine.len() + theirs.len());

@@ -8,7 +8,19 @@ pub fn put(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+#[inline]
 pub fn get(input: &mut &[u8]) -> Option<u64> {
+    // One byte holds most deltas and counts of a sketch.
+    if let Some((&b, rest)) = input.split_first() {
+        if b < 0x80 {
+            *input = rest;
+            return Some(u64::from(b));
+        }
+    }
+    get_long(input)
+}
+
+fn get_long(input: &mut &[u8]) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let (&b, rest) = input.split_first()?;

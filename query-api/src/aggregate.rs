@@ -5,18 +5,18 @@
 //! (`*_usd`, for finance). Averages of money divide exact totals once, at the end.
 
 use serde::Serialize;
-use tally_domain::rollup::{Rollup, RollupRow};
+use tally_domain::rollup::{Rollup, RollupRow, RollupTotal};
 use tally_schemas::Pico;
 
 pub use tally_domain::measures::{error_rate, mean_latency_ms, pct, priced_requests, usd_per};
 
 /// Merges every row (sums and sketches).
 pub fn merge_all<'a>(rows: impl IntoIterator<Item = &'a RollupRow>) -> Rollup {
-    let mut total = Rollup::default();
+    let mut total = RollupTotal::new();
     for row in rows {
-        total.merge(&row.rollup);
+        total.add(&row.rollup);
     }
-    total
+    total.rollup()
 }
 
 /// Merges every row's sums (counts, tokens, money), leaving the sketches out.
@@ -102,18 +102,20 @@ pub fn group_rows<'a>(
     keys: &[crate::params::GroupKey],
     with_sketches: bool,
 ) -> std::collections::BTreeMap<Vec<String>, Rollup> {
-    let mut groups: std::collections::BTreeMap<Vec<String>, Rollup> =
+    let mut groups: std::collections::BTreeMap<Vec<String>, RollupTotal> =
+        std::collections::BTreeMap::new();
+    let mut sums: std::collections::BTreeMap<Vec<String>, Rollup> =
         std::collections::BTreeMap::new();
     for row in rows {
         let key: Vec<String> = keys.iter().map(|k| key_value(row, *k)).collect();
-        let entry = groups.entry(key).or_default();
         if with_sketches {
-            entry.merge(&row.rollup);
+            groups.entry(key).or_default().add(&row.rollup);
         } else {
-            entry.merge_sums(&row.rollup);
+            sums.entry(key).or_default().merge_sums(&row.rollup);
         }
     }
-    groups
+    sums.extend(groups.into_iter().map(|(k, total)| (k, total.rollup())));
+    sums
 }
 
 fn key_value(row: &RollupRow, key: crate::params::GroupKey) -> String {
@@ -167,25 +169,28 @@ pub fn steps(
     let Some(&first) = starts.first() else {
         return Vec::new();
     };
-    let mut per_step = vec![Rollup::default(); starts.len()];
+    let mut per_step = vec![RollupTotal::new(); starts.len()];
     for row in rows {
         let idx = usize::try_from((row.key.bucket - first).div_euclid(step)).unwrap_or(0);
         if let Some(slot) = per_step.get_mut(idx) {
-            slot.merge(&row.rollup);
+            slot.add(&row.rollup);
         }
     }
-    starts.into_iter().zip(per_step).collect()
+    starts
+        .into_iter()
+        .zip(per_step.into_iter().map(RollupTotal::rollup))
+        .collect()
 }
 
 /// Every step merged: the whole window, when the steps came from rows of
 /// [`tally_domain::window::Window::stepped_spans`] (merging is associative and commutative, so
 /// this equals merging the rows themselves, at a step's cost instead of a row's).
 pub fn merge_steps(steps: &[(i64, Rollup)]) -> Rollup {
-    let mut total = Rollup::default();
+    let mut total = RollupTotal::new();
     for (_, r) in steps {
-        total.merge(r);
+        total.add(r);
     }
-    total
+    total.rollup()
 }
 
 /// A time series: one point per step of [`steps`].
