@@ -251,7 +251,7 @@ impl LatencySketch {
 
 /// Many sketches added together at the cost of their buckets alone: counts are summed in a
 /// dense array indexed by bucket (sized by the highest index seen: ~1,100 entries reach an
-/// hour), and the sparse sketch is built once at the end. [`LatencySketch::merge`] of the same
+/// hour, and no latency in microseconds that fits a u64 goes past 2,218), and the sparse sketch is built once at the end. [`LatencySketch::merge`] of the same
 /// sketches one by one walks the growing sorted list for each, which is what a dashboard
 /// merging hundreds of rows paid for. The result has the same counts in the same buckets.
 #[derive(Debug, Clone, Default)]

@@ -102,20 +102,25 @@ pub fn group_rows<'a>(
     keys: &[crate::params::GroupKey],
     with_sketches: bool,
 ) -> std::collections::BTreeMap<Vec<String>, Rollup> {
+    let key_of =
+        |row: &RollupRow| -> Vec<String> { keys.iter().map(|k| key_value(row, *k)).collect() };
+    if !with_sketches {
+        let mut sums: std::collections::BTreeMap<Vec<String>, Rollup> =
+            std::collections::BTreeMap::new();
+        for row in rows {
+            sums.entry(key_of(row)).or_default().merge_sums(&row.rollup);
+        }
+        return sums;
+    }
     let mut groups: std::collections::BTreeMap<Vec<String>, RollupTotal> =
         std::collections::BTreeMap::new();
-    let mut sums: std::collections::BTreeMap<Vec<String>, Rollup> =
-        std::collections::BTreeMap::new();
     for row in rows {
-        let key: Vec<String> = keys.iter().map(|k| key_value(row, *k)).collect();
-        if with_sketches {
-            groups.entry(key).or_default().add(&row.rollup);
-        } else {
-            sums.entry(key).or_default().merge_sums(&row.rollup);
-        }
+        groups.entry(key_of(row)).or_default().add(&row.rollup);
     }
-    sums.extend(groups.into_iter().map(|(k, total)| (k, total.rollup())));
-    sums
+    groups
+        .into_iter()
+        .map(|(key, total)| (key, total.rollup()))
+        .collect()
 }
 
 fn key_value(row: &RollupRow, key: crate::params::GroupKey) -> String {
