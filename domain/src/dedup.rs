@@ -24,6 +24,8 @@
 //! - Decoding a summary from storage validates its shape before any lookup, so corrupt bytes are
 //!   a [`StoreError::Corrupt`], never an out-of-bounds read.
 
+use std::sync::Arc;
+
 use xorf::{BinaryFuse16, BinaryFuse16Ref, DmaSerializable, Filter, FilterRef};
 
 use crate::error::StoreError;
@@ -54,16 +56,75 @@ pub struct Placement {
     pub replaces: Vec<u64>,
 }
 
-/// What the projector keeps in memory of one sealed generation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a summary's filter and block index live. The projector may move them off its heap
+/// (a read-only mapped file, which the kernel pages in on demand and may drop under memory
+/// pressure) without the summary changing: [`GenerationSummary::with_body`].
+///
+/// The bytes are the layout [`GenerationSummary::body_bytes`] hands out: the filter's 16-bit
+/// fingerprints, zeros to the next multiple of 8 bytes, then the block index's 64-bit first
+/// fingerprints, both in the machine's byte order; they start 8-byte aligned.
+pub trait SummaryBody: Send + Sync {
+    fn bytes(&self) -> &[u8];
+    /// Whether the bytes are on the process's heap (counted by
+    /// [`GenerationSummary::memory_bytes`]) rather than mapped from a file.
+    fn on_heap(&self) -> bool;
+}
+
+/// A body built or decoded in memory: 64-bit words, so its bytes start 8-byte aligned.
+struct HeapBody(Vec<u64>);
+
+impl SummaryBody for HeapBody {
+    fn bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.0)
+    }
+    fn on_heap(&self) -> bool {
+        true
+    }
+}
+
+/// Byte length of a body with `fingerprints` filter slots and `index` blocks.
+fn body_len(fingerprints: usize, index: usize) -> usize {
+    fingerprints * 2 + pad_to_8(fingerprints * 2) + index * 8
+}
+
+fn pad_to_8(n: usize) -> usize {
+    (8 - n % 8) % 8
+}
+
+/// What the projector keeps of one sealed generation.
+#[derive(Clone)]
 pub struct GenerationSummary {
     descriptor: [u8; DESCRIPTOR_LEN],
-    /// Empty for a part of a merged run that holds no entry (no filter).
-    fingerprints: Vec<u16>,
-    /// The first event fingerprint of each block, ascending.
-    index: Vec<u64>,
+    /// Filter slots: 0 for a part of a merged run that holds no entry (no filter).
+    fingerprints: usize,
+    /// Blocks: the first event fingerprint of each, ascending.
+    index: usize,
+    body: Arc<dyn SummaryBody>,
     placement: Option<Placement>,
 }
+
+impl std::fmt::Debug for GenerationSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerationSummary")
+            .field("fingerprints", &self.fingerprints)
+            .field("blocks", &self.index)
+            .field("on_heap", &self.body.on_heap())
+            .field("placement", &self.placement)
+            .finish()
+    }
+}
+
+impl PartialEq for GenerationSummary {
+    fn eq(&self, other: &Self) -> bool {
+        self.descriptor == other.descriptor
+            && self.fingerprints == other.fingerprints
+            && self.index == other.index
+            && self.body.bytes() == other.body.bytes()
+            && self.placement == other.placement
+    }
+}
+
+impl Eq for GenerationSummary {}
 
 impl GenerationSummary {
     /// The summary of a generation whose entries' fingerprints are `sorted` (ascending, no
@@ -76,12 +137,68 @@ impl GenerationSummary {
         let filter = BinaryFuse16::try_from(sorted).ok()?;
         let mut descriptor = [0u8; DESCRIPTOR_LEN];
         filter.dma_copy_descriptor_to(&mut descriptor);
-        Some(GenerationSummary {
+        let index: Vec<u64> = sorted.iter().step_by(BLOCK_ENTRIES).copied().collect();
+        Some(GenerationSummary::on_heap(
             descriptor,
-            fingerprints: filter.fingerprints.to_vec(),
-            index: sorted.iter().step_by(BLOCK_ENTRIES).copied().collect(),
-            placement: None,
-        })
+            &filter.fingerprints,
+            &index,
+            None,
+        ))
+    }
+
+    /// A summary whose body is on the heap, laid out as [`SummaryBody`] says.
+    fn on_heap(
+        descriptor: [u8; DESCRIPTOR_LEN],
+        fingerprints: &[u16],
+        index: &[u64],
+        placement: Option<Placement>,
+    ) -> GenerationSummary {
+        let mut words = vec![0u64; body_len(fingerprints.len(), index.len()) / 8];
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+        let (filter, rest) = bytes.split_at_mut(fingerprints.len() * 2);
+        filter.copy_from_slice(bytemuck::cast_slice(fingerprints));
+        let at = pad_to_8(fingerprints.len() * 2);
+        rest[at..].copy_from_slice(bytemuck::cast_slice(index));
+        GenerationSummary {
+            descriptor,
+            fingerprints: fingerprints.len(),
+            index: index.len(),
+            body: Arc::new(HeapBody(words)),
+            placement,
+        }
+    }
+
+    /// The filter's fingerprints.
+    fn filter(&self) -> &[u16] {
+        bytemuck::cast_slice(&self.body.bytes()[..self.fingerprints * 2])
+    }
+
+    /// The first fingerprint of each block.
+    fn index(&self) -> &[u64] {
+        let start = self.fingerprints * 2 + pad_to_8(self.fingerprints * 2);
+        bytemuck::cast_slice(&self.body.bytes()[start..start + self.index * 8])
+    }
+
+    /// The filter and block index, to be moved elsewhere ([`SummaryBody`]).
+    pub fn body_bytes(&self) -> &[u8] {
+        self.body.bytes()
+    }
+
+    /// The same summary with its filter and block index in `body`, which must hold exactly
+    /// [`GenerationSummary::body_bytes`], 8-byte aligned. Refused (the summary given back
+    /// unchanged) otherwise.
+    pub fn with_body(
+        self,
+        body: Arc<dyn SummaryBody>,
+    ) -> Result<GenerationSummary, GenerationSummary> {
+        let fits = body.bytes().len() == self.body.bytes().len()
+            && (body.bytes().as_ptr() as usize).is_multiple_of(8)
+            && body.bytes() == self.body.bytes();
+        if fits {
+            Ok(GenerationSummary { body, ..self })
+        } else {
+            Err(self)
+        }
     }
 
     /// The summary of a part of a merged run: over `sorted` (ascending, no repeats, all within
@@ -95,12 +212,7 @@ impl GenerationSummary {
             return None;
         }
         let mut summary = if sorted.is_empty() {
-            GenerationSummary {
-                descriptor: [0; DESCRIPTOR_LEN],
-                fingerprints: Vec::new(),
-                index: Vec::new(),
-                placement: None,
-            }
+            GenerationSummary::on_heap([0; DESCRIPTOR_LEN], &[], &[], None)
         } else {
             GenerationSummary::build(sorted)?
         };
@@ -115,56 +227,74 @@ impl GenerationSummary {
 
     /// The block that would hold `fp`, when the filter says it may be in the generation.
     pub fn block_of(&self, fp: u64) -> Option<u32> {
-        if self.index.is_empty() {
+        if self.index == 0 {
             return None;
         }
-        let filter =
-            BinaryFuse16Ref::from_dma(&self.descriptor, bytemuck::cast_slice(&self.fingerprints));
+        let filter = BinaryFuse16Ref::from_dma(
+            &self.descriptor,
+            &self.body.bytes()[..self.fingerprints * 2],
+        );
         if !filter.contains(&fp) {
             return None;
         }
         let block = self
-            .index
+            .index()
             .partition_point(|first| *first <= fp)
             .checked_sub(1)?;
         u32::try_from(block).ok()
     }
 
-    /// Bytes held in memory.
+    /// Bytes held on the heap.
     pub fn memory_bytes(&self) -> usize {
-        self.fingerprints.len() * 2 + self.index.len() * 8 + DESCRIPTOR_LEN
+        DESCRIPTOR_LEN
+            + if self.body.on_heap() {
+                self.body.bytes().len()
+            } else {
+                0
+            }
+    }
+
+    /// Bytes of the filter and block index held outside the heap ([`SummaryBody`]).
+    pub fn mapped_bytes(&self) -> usize {
+        if self.body.on_heap() {
+            0
+        } else {
+            self.body.bytes().len()
+        }
     }
 
     pub fn blocks(&self) -> usize {
-        self.index.len()
+        self.index
     }
 
     /// The blocks that may hold fingerprints in `lo..=hi`.
     pub fn blocks_between(&self, lo: u64, hi: u64) -> std::ops::Range<u32> {
-        if self.index.is_empty() || lo > hi {
+        if self.index == 0 || lo > hi {
             return 0..0;
         }
-        let first = self.index.partition_point(|f| *f <= lo).saturating_sub(1);
-        let end = self.index.partition_point(|f| *f <= hi).max(first);
+        let index = self.index();
+        let first = index.partition_point(|f| *f <= lo).saturating_sub(1);
+        let end = index.partition_point(|f| *f <= hi).max(first);
         let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         to_u32(first)..to_u32(end)
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(1 + DESCRIPTOR_LEN + 8 + self.memory_bytes() + self.index.len());
+        let mut out = Vec::with_capacity(
+            1 + DESCRIPTOR_LEN + 8 + self.fingerprints * 2 + self.index * 8 + 36,
+        );
         out.push(if self.placement.is_some() {
             FORMAT_PART
         } else {
             FORMAT_V1
         });
         out.extend_from_slice(&self.descriptor);
-        out.extend_from_slice(&(self.fingerprints.len() as u32).to_le_bytes());
-        for f in &self.fingerprints {
+        out.extend_from_slice(&(self.fingerprints as u32).to_le_bytes());
+        for f in self.filter() {
             out.extend_from_slice(&f.to_le_bytes());
         }
-        out.extend_from_slice(&(self.index.len() as u32).to_le_bytes());
-        for first in &self.index {
+        out.extend_from_slice(&(self.index as u32).to_le_bytes());
+        for first in self.index() {
             out.extend_from_slice(&first.to_le_bytes());
         }
         if let Some(p) = &self.placement {
@@ -232,12 +362,12 @@ impl GenerationSummary {
         }
         if placement.is_some() && index.is_empty() && fingerprints.is_empty() {
             // A part that holds no entry.
-            return Ok(GenerationSummary {
+            return Ok(GenerationSummary::on_heap(
                 descriptor,
-                fingerprints,
-                index,
+                &fingerprints,
+                &index,
                 placement,
-            });
+            ));
         }
         if index.is_empty() || index.windows(2).any(|w| w[0] >= w[1]) {
             return Err(corrupt("block index not ascending"));
@@ -265,12 +395,12 @@ impl GenerationSummary {
         if !shaped {
             return Err(corrupt("filter shape"));
         }
-        Ok(GenerationSummary {
+        Ok(GenerationSummary::on_heap(
             descriptor,
-            fingerprints,
-            index,
+            &fingerprints,
+            &index,
             placement,
-        })
+        ))
     }
 }
 
@@ -415,6 +545,56 @@ mod tests {
         empty.extend_from_slice(&1u32.to_le_bytes());
         empty.extend_from_slice(&5u64.to_le_bytes());
         assert!(GenerationSummary::decode(&empty).is_err());
+    }
+
+    /// A body held elsewhere than the heap, as an adapter would (here: words of its own).
+    struct Elsewhere(Vec<u64>);
+
+    impl SummaryBody for Elsewhere {
+        fn bytes(&self) -> &[u8] {
+            bytemuck::cast_slice(&self.0)
+        }
+        fn on_heap(&self) -> bool {
+            false
+        }
+    }
+
+    fn elsewhere(bytes: &[u8]) -> Arc<Elsewhere> {
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        Arc::new(Elsewhere(words))
+    }
+
+    #[test]
+    fn a_body_moved_elsewhere_answers_the_same_and_is_not_counted_as_heap() {
+        let mut sorted = keys(5_000, 0x9E37_79B9_7F4A_7C15);
+        sorted.sort_unstable();
+        let summary = GenerationSummary::build(&sorted).expect("built");
+        let heap = summary.memory_bytes();
+        let len = summary.body_bytes().len();
+        // 5,000 entries: at least 16 bits each in the filter, and 5 blocks' first fingerprints.
+        assert!(len >= 5_000 * 2 + 5 * 8, "{len}");
+        let moved = summary
+            .clone()
+            .with_body(elsewhere(summary.body_bytes()))
+            .expect("the same bytes");
+        assert_eq!(moved, summary);
+        assert_eq!(moved.mapped_bytes(), len);
+        assert_eq!(moved.memory_bytes(), heap - len);
+        for (i, fp) in sorted.iter().enumerate() {
+            assert_eq!(moved.block_of(*fp), Some((i / BLOCK_ENTRIES) as u32));
+        }
+        assert_eq!(moved.encode(), summary.encode());
+        // Other bytes, or fewer, are refused and the summary comes back as it was.
+        let mut other = summary.body_bytes().to_vec();
+        other[3] ^= 1;
+        let back = summary
+            .clone()
+            .with_body(elsewhere(&other))
+            .expect_err("refused");
+        assert_eq!(back.mapped_bytes(), 0);
+        let short = &summary.body_bytes()[..len - 8];
+        assert!(summary.clone().with_body(elsewhere(short)).is_err());
     }
 
     #[test]

@@ -41,6 +41,8 @@ use tally_domain::dedup::{
 };
 use tally_domain::store::{DedupGeneration, DedupSeal, StoreError};
 
+use crate::filter_files::FilterFiles;
+
 /// Fingerprints are already uniform; hashing them again is wasted work.
 #[derive(Default)]
 pub struct IdentityHasher(u64);
@@ -176,6 +178,16 @@ pub struct Dedup {
     /// Open entries that make the next commit seal them; `None`: never (the store keeps no
     /// sealed generations).
     seal_at: Option<usize>,
+    /// Where sealed summaries are mapped from; `None`: they stay on the heap.
+    files: Option<FilterFiles>,
+}
+
+/// `summary`, mapped from a file when there are `files`.
+fn place(files: Option<&FilterFiles>, summary: GenerationSummary) -> GenerationSummary {
+    match files {
+        Some(files) => files.place(summary),
+        None => summary,
+    }
 }
 
 impl Dedup {
@@ -190,7 +202,26 @@ impl Dedup {
             merges: Vec::new(),
             retire: Vec::new(),
             seal_at,
+            files: None,
         }
+    }
+
+    /// The same memory with its sealed summaries mapped from files in `files` from now on,
+    /// those it holds included.
+    pub fn with_files(mut self, files: Option<FilterFiles>) -> Dedup {
+        if let Some(files) = &files {
+            for run in &mut self.runs {
+                run.parts = std::mem::take(&mut run.parts)
+                    .into_iter()
+                    .map(|p| Part {
+                        summary: files.place(p.summary),
+                        ..p
+                    })
+                    .collect();
+            }
+        }
+        self.files = files;
+        self
     }
 
     /// The memory as stored: the open set's `entries` and the sealed `generations`.
@@ -397,6 +428,7 @@ impl Dedup {
         for (part, summary) in built {
             let Some(summary) = summary else { continue };
             let encoded = summary.encode();
+            let summary = place(self.files.as_ref(), summary);
             let max_seen_s = part.iter().map(|(_, s)| *s).max().unwrap_or(0);
             // Named by content, salt and newest second: seals by different projectors (a
             // fenced one racing the next), or of the same ids a window apart, never share a
@@ -587,6 +619,7 @@ impl Dedup {
             return Advance::Unread;
         };
         let merge = &mut self.merges[i];
+        let files = self.files.as_ref();
         let (lo, hi) = merge.ranges[at];
         let entries = merge_entries(blocks, lo, hi, horizon);
         let fps: Vec<u64> = entries.iter().map(|(fp, _)| *fp).collect();
@@ -618,7 +651,7 @@ impl Dedup {
             lo,
             hi,
             entries: count,
-            summary,
+            summary: place(files, summary),
         });
         if merge.done.len() == merge.ranges.len() {
             Advance::Completed(part)
@@ -675,6 +708,13 @@ impl Dedup {
             .map(|p| p.summary.memory_bytes())
             .sum();
         open + merging + self.runs.iter().map(Run::memory_bytes).sum::<usize>()
+    }
+
+    /// Bytes of sealed summaries mapped from files.
+    pub fn mapped_bytes(&self) -> usize {
+        let runs = self.runs.iter().flat_map(|r| &r.parts);
+        let merging = self.merges.iter().flat_map(|m| &m.done);
+        runs.chain(merging).map(|p| p.summary.mapped_bytes()).sum()
     }
 }
 
@@ -757,10 +797,16 @@ mod tests {
 
     /// Seals 3,000 fingerprints (odd multiples of a constant) seen at second 1,000.
     fn sealed(window_s: u32) -> (Dedup, DedupSeal, Vec<u64>) {
+        sealed_with(window_s, None)
+    }
+
+    fn sealed_with(window_s: u32, files: Option<FilterFiles>) -> (Dedup, DedupSeal, Vec<u64>) {
         let fps: Vec<u64> = (0..3_000u64)
             .map(|i| (2 * i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
             .collect();
-        let mut d = Dedup::new(window_s, Some(3_000), Vec::new(), Vec::new()).expect("valid");
+        let mut d = Dedup::new(window_s, Some(3_000), Vec::new(), Vec::new())
+            .expect("valid")
+            .with_files(files);
         for fp in &fps {
             assert!(d.first_sighting(*fp, 1_000, None));
         }
@@ -806,6 +852,75 @@ mod tests {
             sighting(&mut d, &seal, fps[1], 1_101),
             "outside the window it is new again"
         );
+    }
+
+    /// The blocks each of `probes` is suspected in, in order.
+    fn suspected(d: &Dedup, probes: &[u64]) -> Vec<Vec<(u64, u32)>> {
+        probes
+            .iter()
+            .map(|fp| {
+                let mut places = Vec::new();
+                d.suspects(*fp, 1_050, &mut places);
+                places
+            })
+            .collect()
+    }
+
+    #[test]
+    fn filters_mapped_from_files_answer_like_filters_on_the_heap() {
+        let dir = tempfile::tempdir().expect("dir");
+        let files = FilterFiles::new(dir.path()).expect("a usable directory");
+        let (heap, seal, fps) = sealed(100);
+        // Mapped as sealed, and mapped when loaded from the store.
+        let (mut at_seal, _, _) = sealed_with(100, Some(files.clone()));
+        let loaded = Dedup::new(100, Some(3_000), Vec::new(), vec![seal.generation.clone()])
+            .expect("valid")
+            .with_files(Some(files));
+        // Members, and 200,000 non-members (even multiples): about 3 filter false positives.
+        let mut probes = fps.clone();
+        probes.extend((1..200_000u64).map(|i| (2 * i).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        let want = suspected(&heap, &probes);
+        assert!(
+            want[..3_000].iter().all(|p| p.len() == 1),
+            "every member suspected"
+        );
+        assert_eq!(suspected(&at_seal, &probes), want);
+        assert_eq!(suspected(&loaded, &probes), want);
+        for d in [&at_seal, &loaded] {
+            // 16 bits per filter slot at least: 3,000 entries take more than 6,000 bytes, and
+            // what is mapped is exactly what the heap no longer holds.
+            assert_eq!(heap.mapped_bytes(), 0);
+            assert!(
+                d.mapped_bytes() > 6_000,
+                "{} bytes mapped",
+                d.mapped_bytes()
+            );
+            assert_eq!(d.memory_bytes() + d.mapped_bytes(), heap.memory_bytes());
+        }
+        assert!(!sighting(&mut at_seal, &seal, fps[5], 1_050), "a duplicate");
+        // The files were deleted as they were created.
+        assert_eq!(std::fs::read_dir(dir.path()).expect("listed").count(), 0);
+    }
+
+    #[test]
+    fn a_filter_that_cannot_be_mapped_stays_on_the_heap_and_exact() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").expect("written");
+        assert!(
+            FilterFiles::new(&file.join("below")).is_err(),
+            "no directory can be made below a file"
+        );
+        let gone = dir.path().join("gone");
+        let files = FilterFiles::new(&gone).expect("usable at first");
+        std::fs::remove_dir(&gone).expect("removed");
+        let (mut d, seal, fps) = sealed_with(100, Some(files));
+        assert_eq!(d.mapped_bytes(), 0);
+        let (heap, _, _) = sealed(100);
+        assert_eq!(d.memory_bytes(), heap.memory_bytes());
+        for fp in &fps[..100] {
+            assert!(!sighting(&mut d, &seal, *fp, 1_050), "a duplicate");
+        }
     }
 
     #[test]

@@ -35,12 +35,14 @@
 //! them.
 
 mod dedup;
+mod filter_files;
 mod guard;
 mod metrics;
 mod projector;
 mod session;
 
 pub use dedup::Dedup;
+pub use filter_files::FilterFiles;
 pub use guard::{guard_rebuild, plan_adoption, AdoptionError};
 pub use projector::{
     rebuild, start_clean, start_clean_watching, Projector, ProjectorConfig, ProjectorStatus,

@@ -9,6 +9,8 @@ pub const LAG_EVENTS: &str = "tally_projector_lag_events";
 pub const DEDUP_ENTRIES: &str = "tally_projector_dedup_entries";
 pub const DEDUP_MEMORY_BYTES: &str = "tally_projector_dedup_memory_bytes";
 pub const DEDUP_BLOCK_READS: &str = "tally_projector_dedup_block_reads_total";
+pub const DEDUP_MAPPED_BYTES: &str = "tally_projector_dedup_mapped_bytes";
+pub const DEDUP_MAP_FAILURES: &str = "tally_projector_dedup_map_failures_total";
 pub const DEDUP_RUNS: &str = "tally_projector_dedup_runs";
 pub const DEDUP_MERGES: &str = "tally_projector_dedup_merges_total";
 pub const DEDUP_MERGE_BLOCK_READS: &str = "tally_projector_dedup_merge_block_reads_total";
@@ -53,7 +55,15 @@ pub fn describe() {
     );
     metrics::describe_gauge!(
         DEDUP_MEMORY_BYTES,
-        "Bytes of memory the dedup memory holds: the open set's hash tables and the sealed generations' filters and block indexes."
+        "Bytes of heap the dedup memory holds: the open set's hash tables, and the sealed generations' filters and block indexes when they are not mapped from files."
+    );
+    metrics::describe_gauge!(
+        DEDUP_MAPPED_BYTES,
+        "Bytes of the sealed dedup generations' filters and block indexes mapped from files (page cache the kernel may reclaim, not heap)."
+    );
+    metrics::describe_counter!(
+        DEDUP_MAP_FAILURES,
+        "Sealed dedup filters that could not be mapped from a file and stayed on the heap."
     );
     metrics::describe_gauge!(
         DEDUP_RUNS,

@@ -11,6 +11,7 @@ use tally_domain::store::{
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::filter_files::FilterFiles;
 use crate::guard::{self, Admission};
 use crate::metrics as m;
 use crate::session::{Confirmed, MergeReads, Session};
@@ -24,6 +25,9 @@ pub struct ProjectorConfig {
     /// dedup memory's only part that costs 20–30 bytes per entry. Stores that keep no sealed
     /// generations never seal.
     pub dedup_open_entries: usize,
+    /// Where sealed dedup filters are mapped from, off the heap ([`FilterFiles`]); `None`
+    /// keeps them in memory.
+    pub dedup_files: Option<FilterFiles>,
     /// Events folded into one commit while caught up (up to 4× this while catching up).
     /// Larger batches amortise the commit; smaller ones make results visible sooner.
     pub max_batch_events: usize,
@@ -48,6 +52,7 @@ impl Default for ProjectorConfig {
         ProjectorConfig {
             dedup_window_s: 24 * 3600,
             dedup_open_entries: 2_000_000,
+            dedup_files: None,
             max_batch_events: 50_000,
             idle_wait: Duration::from_millis(250),
             max_backoff: Duration::from_secs(5),
@@ -321,6 +326,7 @@ impl Projector {
             owned.partitions,
             self.config.dedup_window_s,
             seal_at,
+            self.config.dedup_files.clone(),
         )?;
         info!(
             generation = owned.generation,
@@ -433,6 +439,7 @@ impl Projector {
             metrics::counter!(m::COMMITS).increment(1);
             metrics::gauge!(m::DEDUP_ENTRIES).set(session.dedup_len() as f64);
             metrics::gauge!(m::DEDUP_MEMORY_BYTES).set(session.dedup_memory_bytes() as f64);
+            metrics::gauge!(m::DEDUP_MAPPED_BYTES).set(session.dedup_mapped_bytes() as f64);
             metrics::gauge!(m::DEDUP_RUNS).set(session.dedup_runs() as f64);
             let position = session.position();
             // Lag as of this commit, before anyone sees its status.

@@ -16,6 +16,7 @@ use tally_domain::store::{
 use tally_schemas::event::Cost;
 
 use crate::dedup::{Dedup, MergeBlocks, Suspects};
+use crate::filter_files::FilterFiles;
 use crate::metrics as m;
 
 /// One partition's progress since the last load of its checkpoint.
@@ -39,6 +40,8 @@ pub(super) struct Session {
     /// Open dedup entries that make a commit seal them (`None`: the store keeps no sealed
     /// generations).
     pub(super) seal_at: Option<usize>,
+    /// Where sealed dedup summaries are mapped from (`None`: the heap).
+    pub(super) files: Option<FilterFiles>,
 }
 
 /// Per partition, the newest second sealed generations hold for the batch's suspected
@@ -59,6 +62,7 @@ impl Session {
         owned: Partitions,
         window_s: u32,
         seal_at: Option<usize>,
+        files: Option<FilterFiles>,
     ) -> Result<Session, StoreError> {
         // A partition whose first commit is unfinished has rows but no checkpoint yet.
         for p in state.unfinished.keys() {
@@ -74,7 +78,8 @@ impl Session {
                     seal_at,
                     std::mem::take(&mut s.dedup),
                     std::mem::take(&mut s.generations),
-                )?;
+                )?
+                .with_files(files.clone());
                 let stop_at = state
                     .unfinished
                     .get(&p)
@@ -95,6 +100,7 @@ impl Session {
             partitions,
             window_s,
             seal_at,
+            files,
         })
     }
 
@@ -137,6 +143,13 @@ impl Session {
         self.partitions
             .values()
             .map(|s| s.dedup.memory_bytes())
+            .sum()
+    }
+
+    pub(super) fn dedup_mapped_bytes(&self) -> usize {
+        self.partitions
+            .values()
+            .map(|s| s.dedup.mapped_bytes())
             .sum()
     }
 
@@ -261,14 +274,14 @@ impl Session {
 
     /// A partition's session, started empty the first time it is seen.
     fn partition(&mut self, partition: i32) -> &mut PartitionSession {
-        let (window_s, seal_at) = (self.window_s, self.seal_at);
+        let (window_s, seal_at, files) = (self.window_s, self.seal_at, &self.files);
         self.partitions
             .entry(partition)
             .or_insert_with(|| PartitionSession {
                 committed: 0,
                 stop_at: None,
                 state: PartitionState::default(),
-                dedup: Dedup::empty(window_s, seal_at),
+                dedup: Dedup::empty(window_s, seal_at).with_files(files.clone()),
             })
     }
 

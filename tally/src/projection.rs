@@ -20,7 +20,7 @@ use tally_projector::RebuildReport;
 
 use crate::progress::{grouped, Progress};
 use crate::settings::Settings;
-use crate::startup::projector_config;
+use crate::startup::{dedup_filter_files, projector_config};
 use crate::stores::Stores;
 
 fn change() -> Change {
@@ -57,7 +57,8 @@ pub async fn rebuild(
         .await
         .context("recording the rebuild in the audit log")?;
     stores.refresh_pricing().await?;
-    let config = projector_config(settings, stores);
+    let mut config = projector_config(settings, stores);
+    config.dedup_files = dedup_filter_files(settings)?;
     // Progress is counted in log records (the log knows how many there are; a record holds one
     // accepted batch of events).
     let described = log.describe().await?;

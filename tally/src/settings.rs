@@ -50,6 +50,10 @@ pub struct Settings {
     /// Event ids per log partition the dedup memory keeps exactly in memory before it seals
     /// them into a generation held in the analytics store behind a compact filter.
     pub dedup_open_entries: usize,
+    /// Where the projector maps the sealed dedup filters from (files deleted as they are
+    /// created; page cache the kernel may reclaim instead of heap). `<data_dir>/dedup-filters`
+    /// when absent; when that cannot be used either, the filters stay on the heap.
+    pub dedup_filter_dir: Option<PathBuf>,
     /// Most events per ingest request.
     pub max_batch_events: usize,
     /// Largest ingest request body.
@@ -116,6 +120,7 @@ impl Default for Settings {
             retention_interval_secs: 3600,
             dedup_window_secs: 24 * 3600,
             dedup_open_entries: 2_000_000,
+            dedup_filter_dir: None,
             max_batch_events: 10_000,
             max_body_bytes: 10 * 1024 * 1024,
             max_in_flight: 32,
@@ -203,6 +208,10 @@ impl Settings {
             "RETENTION_INTERVAL_SECS" => self.retention_interval_secs = num(name, value)?,
             "DEDUP_WINDOW_SECS" => self.dedup_window_secs = num(name, value)?,
             "DEDUP_OPEN_ENTRIES" => self.dedup_open_entries = num(name, value)?,
+            "DEDUP_FILTER_DIR" => {
+                self.dedup_filter_dir =
+                    Some(PathBuf::from(value)).filter(|d| !d.as_os_str().is_empty())
+            }
             "MAX_BATCH_EVENTS" => self.max_batch_events = num(name, value)?,
             "MAX_BODY_BYTES" => self.max_body_bytes = num(name, value)?,
             "MAX_IN_FLIGHT" => self.max_in_flight = num(name, value)?,

@@ -22,7 +22,7 @@ use tally_domain::store::EventLog;
 use tally_http::auth::{Access, Gate};
 use tally_http::route::{Route, RouteInfo, Routes};
 use tally_ingest::{IngestConfig, IngestState};
-use tally_projector::{Projector, ProjectorConfig, ProjectorStatus, ReplayHandle};
+use tally_projector::{FilterFiles, Projector, ProjectorConfig, ProjectorStatus, ReplayHandle};
 use tally_query_api::{PipelineProbe, PipelineStatus, QueryState};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -73,6 +73,33 @@ fn evaluator(settings: &Settings, stores: &Stores, clock: Arc<dyn Clock>) -> Eva
             public_url: settings.public_url.clone(),
         },
         interval: Duration::from_millis(settings.alert_interval_ms),
+    }
+}
+
+/// Where the projector maps its sealed dedup filters from: `dedup_filter_dir` (an error naming
+/// it when it cannot be used), or `<data_dir>/dedup-filters` (the heap, with a warning, when
+/// that cannot be used).
+pub fn dedup_filter_files(settings: &Settings) -> anyhow::Result<Option<FilterFiles>> {
+    match &settings.dedup_filter_dir {
+        Some(dir) => FilterFiles::new(dir).map(Some).with_context(|| {
+            format!(
+                "dedup_filter_dir (TALLY_DEDUP_FILTER_DIR) {}: cannot create and map files there; \
+                 point it at a writable directory on a disk",
+                dir.display()
+            )
+        }),
+        None => {
+            let dir = settings.data_dir.join("dedup-filters");
+            match FilterFiles::new(&dir) {
+                Ok(files) => Ok(Some(files)),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e,
+                        "cannot map dedup filters from files here; they stay in memory \
+                         (set dedup_filter_dir / TALLY_DEDUP_FILTER_DIR to a writable directory)");
+                    Ok(None)
+                }
+            }
+        }
     }
 }
 
@@ -132,11 +159,12 @@ impl Application {
         }
         stores.refresh_pricing().await.context("loading prices")?;
         let (stop, stop_rx) = watch::channel(false);
-        let (projector, status) = Projector::new(
-            stores.log.clone(),
-            stores.analytics.clone(),
-            projector_config(&settings, &stores),
-        );
+        let mut config = projector_config(&settings, &stores);
+        if role.projects() {
+            config.dedup_files = dedup_filter_files(&settings)?;
+        }
+        let (projector, status) =
+            Projector::new(stores.log.clone(), stores.analytics.clone(), config);
         let mut background = vec![tokio::spawn(refresh_prices(
             stores.clone(),
             stop_rx.clone(),
