@@ -7,7 +7,8 @@
 //! seconds, bit-packed, about 8 bytes an entry); the projector keeps
 //! only a [`GenerationSummary`]: a binary fuse filter with 16-bit fingerprints over the
 //! generation's event fingerprints (≈ 18 bits, 2.25 bytes per entry) and the first fingerprint of
-//! each block (8 bytes per 1,024 entries).
+//! each block (8 bytes per 1,024 entries). Both may be moved off the heap ([`SummaryBody`]:
+//! the projector maps them from files) without changing an answer.
 //!
 //! Every sealed generation is probed for every event, so the projector merges runs of them
 //! ([`Placement`]): a merged *run* is stored as parts, each a generation over one contiguous

@@ -6,8 +6,10 @@
 //!   20–30 bytes per entry (16-byte slots kept between 7/16 and 7/8 full), persisted as packed
 //!   chunks with each commit (`tally_domain::codec::encode_dedup_chunk`);
 //! - **sealed generations**: when the open set reaches its cap, the commit seals it. Its entries
-//!   go to the store sorted, in blocks of 1,024 (about 8 bytes per entry on disk, packed); memory keeps a
-//!   binary fuse filter (≈ 2.25 bytes per entry) and the first fingerprint of each block.
+//!   go to the store sorted, in blocks of 1,024 (about 8 bytes per entry on disk, packed); the
+//!   projector keeps a binary fuse filter (≈ 2.25 bytes per entry) and the first fingerprint of
+//!   each block, mapped from a deleted file when it has [`FilterFiles`] (page cache the kernel
+//!   may reclaim; the heap then holds only the open set and a few bytes per generation).
 //!   A generation is forgotten whole once its newest entry leaves the window.
 //! - **merged runs**: every sealed run is probed for every event, so runs are merged, four of
 //!   a size class at a time (a seal is class 0; class k holds up to the cap × 4ᵏ entries; runs

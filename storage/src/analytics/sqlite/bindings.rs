@@ -107,7 +107,7 @@ pub(super) fn adopt(conn: &mut Connection, a: &Adoption, window_s: u32) -> Resul
             "the checkpoints moved since the adoption was planned (is a projector still reading the old log?)".into(),
         ));
     }
-    tx.execute_batch("DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM dedup_blocks; DELETE FROM dedup_generations;")?;
+    tx.execute_batch("DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM dedup_blocks; DELETE FROM dedup_generations; DELETE FROM dedup_doomed;")?;
     for (partition, sources) in &a.dedup_from {
         let from: Vec<&PartitionState> = sources
             .iter()

@@ -12,8 +12,12 @@
 //! event, packed by `codec::encode_dedup_chunk`); a seal replaces them with a
 //! sealed generation (`dedup_generations`: its summary) and its sorted blocks (`dedup_blocks`),
 //! in the same commit. Parts of merged runs are written the same way without touching the
-//! chunks, and the generations a commit retires are deleted in it. Chunks and generations
-//! entirely older than the window are deleted in the commit that passes them. Pages are 16 KiB and the writer's page cache may grow to 64 MiB:
+//! chunks. The generations a commit retires, and those entirely older than the window, leave
+//! `dedup_generations` in that commit (so no load sees them again) and are listed in
+//! `dedup_doomed`; their blocks — up to a gigabyte for a merged run of 128 M ids — are deleted
+//! [`DOOMED_BLOCKS_PER_COMMIT`] at a time by the commits after it, so no commit stalls the
+//! projector on one large delete. Reads only ever ask for blocks of listed generations.
+//! Open chunks entirely older than the window are deleted in the commit that passes them. Pages are 16 KiB and the writer's page cache may grow to 64 MiB:
 //! the writer touches recent rows, and the OS page cache serves the rest (256 MiB measured no
 //! faster under load, and cost 240 MiB of peak RSS). Reads run on at most [`READERS`] reader
 //! threads ([`crate::sqlite::readers`]), each owning a connection with [`READER_CACHE_MIB`]: a dashboard answer reads a few MB of rows
@@ -377,16 +381,36 @@ fn seal(tx: &Connection, partition: i32, seals: &[DedupSeal]) -> Result<()> {
     write_generations(tx, partition, seals)
 }
 
-/// Deletes the partition's sealed generations `ids` and their blocks.
+/// Blocks of retired or expired generations deleted by one commit (256 blocks of 1,024 ids:
+/// about 2 MB of rows). A commit comes at least every few seconds under load, so a merged run's
+/// 125,000 blocks are gone within minutes, and expiry (as many ids a second as arrive) keeps up.
+pub const DOOMED_BLOCKS_PER_COMMIT: i64 = 256;
+
+/// Forgets the partition's sealed generations `ids`: their rows now, their blocks in steps.
 fn retire(tx: &Connection, partition: i32, ids: &[u64]) -> Result<()> {
-    let mut blocks =
-        tx.prepare_cached("DELETE FROM dedup_blocks WHERE log_partition = ?1 AND generation = ?2")?;
+    let mut doomed = tx.prepare_cached(
+        "INSERT OR IGNORE INTO dedup_doomed (log_partition, generation) SELECT log_partition, id FROM dedup_generations WHERE log_partition = ?1 AND id = ?2",
+    )?;
     let mut generation =
         tx.prepare_cached("DELETE FROM dedup_generations WHERE log_partition = ?1 AND id = ?2")?;
     for id in ids {
-        blocks.execute(params![partition, *id as i64])?;
+        doomed.execute(params![partition, *id as i64])?;
         generation.execute(params![partition, *id as i64])?;
     }
+    Ok(())
+}
+
+/// Deletes up to `limit` blocks of forgotten generations, and forgets the generations that
+/// have none left.
+fn delete_doomed_blocks(tx: &Connection, limit: i64) -> Result<()> {
+    tx.prepare_cached(
+        "DELETE FROM dedup_blocks WHERE rowid IN (SELECT b.rowid FROM dedup_doomed d JOIN dedup_blocks b ON b.log_partition = d.log_partition AND b.generation = d.generation LIMIT ?1)",
+    )?
+    .execute(params![limit])?;
+    tx.prepare_cached(
+        "DELETE FROM dedup_doomed WHERE NOT EXISTS (SELECT 1 FROM dedup_blocks b WHERE b.log_partition = dedup_doomed.log_partition AND b.generation = dedup_doomed.generation)",
+    )?
+    .execute([])?;
     Ok(())
 }
 
@@ -398,8 +422,17 @@ fn write_generations(tx: &Connection, partition: i32, seals: &[DedupSeal]) -> Re
     let mut block = tx.prepare_cached(
         "INSERT INTO dedup_blocks (log_partition, generation, block, entries) VALUES (?1, ?2, ?3, ?4)",
     )?;
+    // A name forgotten before (names are content hashes: rare) whose blocks are not all
+    // deleted yet: what is left of them goes first.
+    let mut revived =
+        tx.prepare_cached("DELETE FROM dedup_doomed WHERE log_partition = ?1 AND generation = ?2")?;
+    let mut leftovers =
+        tx.prepare_cached("DELETE FROM dedup_blocks WHERE log_partition = ?1 AND generation = ?2")?;
     for seal in seals {
         let g = &seal.generation;
+        if revived.execute(params![partition, g.id as i64])? > 0 {
+            leftovers.execute(params![partition, g.id as i64])?;
+        }
         generation.execute(params![
             partition,
             g.id as i64,
@@ -466,7 +499,7 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
             params![partition, pc.dedup_horizon_s],
         )?;
         tx.execute(
-            "DELETE FROM dedup_blocks WHERE log_partition = ?1 AND generation IN (SELECT id FROM dedup_generations WHERE log_partition = ?1 AND max_seen_s < ?2)",
+            "INSERT OR IGNORE INTO dedup_doomed (log_partition, generation) SELECT log_partition, id FROM dedup_generations WHERE log_partition = ?1 AND max_seen_s < ?2",
             params![partition, pc.dedup_horizon_s],
         )?;
         tx.execute(
@@ -500,6 +533,7 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
             ],
         )?;
     }
+    delete_doomed_blocks(&tx, DOOMED_BLOCKS_PER_COMMIT)?;
     tx.commit()?;
     Ok(())
 }
@@ -727,9 +761,147 @@ impl AnalyticsStore for SqliteAnalyticsStore {
         let writer = self.writer.clone();
         blocking(move || {
             let conn = writer.lock().map_err(|_| poisoned())?;
-            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM rollup_sketches; DELETE FROM event_chunks; DELETE FROM scores; DELETE FROM experiment_events; DELETE FROM experiment_arms; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM dedup_blocks; DELETE FROM dedup_generations; DELETE FROM log_bindings; COMMIT;")?;
+            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM rollup_sketches; DELETE FROM event_chunks; DELETE FROM scores; DELETE FROM experiment_events; DELETE FROM experiment_arms; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM dedup_blocks; DELETE FROM dedup_generations; DELETE FROM dedup_doomed; DELETE FROM log_bindings; COMMIT;")?;
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_domain::dedup::GenerationSummary;
+    use tally_domain::store::{
+        DedupGeneration, DedupSeal, PartitionCommit, PartitionState, Partitions,
+    };
+
+    fn fp(i: u64) -> u64 {
+        i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// A generation named `id` of `entries` ids (from `first`), seen at second 1,000.
+    fn generation(id: u64, first: u64, entries: u64) -> DedupSeal {
+        let mut sealed: Vec<(u64, u32)> =
+            (first..first + entries).map(|i| (fp(i), 1_000)).collect();
+        sealed.sort_unstable();
+        let keys: Vec<u64> = sealed.iter().map(|(f, _)| *f).collect();
+        DedupSeal {
+            generation: DedupGeneration {
+                id,
+                max_seen_s: 1_000,
+                entries,
+                summary: GenerationSummary::build(&keys).expect("summary").encode(),
+            },
+            entries: sealed,
+        }
+    }
+
+    /// A commit of partition 0 moving it from `base` by one event.
+    fn step(base: i64, merged: Vec<DedupSeal>, retired: Vec<u64>) -> ProjectionCommit {
+        ProjectionCommit {
+            epoch: 0,
+            partitions: [(
+                0,
+                PartitionCommit {
+                    base_offset: base,
+                    merged,
+                    retired,
+                    state: PartitionState {
+                        next_offset: base + 1,
+                        last_received_ms: 1_000_000,
+                        ..PartitionState::default()
+                    },
+                    ..PartitionCommit::default()
+                },
+            )]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    fn count(store: &SqliteAnalyticsStore, sql: &str) -> i64 {
+        let conn = store.writer.lock().expect("writer");
+        conn.query_row(sql, [], |r| r.get(0)).expect("counted")
+    }
+
+    const BLOCKS: &str = "SELECT COUNT(*) FROM dedup_blocks";
+
+    #[tokio::test]
+    async fn a_retired_generation_leaves_at_once_and_its_blocks_in_bounded_steps() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteAnalyticsStore::open(dir.path()).expect("opened");
+        // 600 blocks of 1,024 ids, and a small one that stays.
+        let big = generation(1, 0, 600 * 1_024);
+        let small = generation(2, 10_000_000, 10);
+        store
+            .commit(step(0, vec![big, small.clone()], Vec::new()))
+            .await
+            .expect("written");
+        assert_eq!(count(&store, BLOCKS), 601);
+
+        store
+            .commit(step(1, Vec::new(), vec![1]))
+            .await
+            .expect("retired");
+        let state = store
+            .load_state(86_400, &Partitions::All)
+            .await
+            .expect("loaded");
+        assert_eq!(
+            state.partitions[&0].generations,
+            vec![small.generation.clone()],
+            "the retired generation is not loaded again"
+        );
+        // The retiring commit and each one after it delete 256 of its blocks: 600 → 344 →
+        // 88 → 0, then the small generation's block is all that is left.
+        assert_eq!(count(&store, BLOCKS), 1 + 600 - 256);
+        store
+            .commit(step(2, Vec::new(), Vec::new()))
+            .await
+            .expect("2");
+        assert_eq!(count(&store, BLOCKS), 1 + 600 - 512);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM dedup_doomed"), 1);
+        store
+            .commit(step(3, Vec::new(), Vec::new()))
+            .await
+            .expect("3");
+        assert_eq!(count(&store, BLOCKS), 1);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM dedup_doomed"), 0);
+        assert_eq!(
+            store.dedup_blocks(0, &[(2, 0)]).await.expect("read"),
+            vec![small.entries.clone()]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_written_again_before_its_old_blocks_are_gone_holds_only_the_new_ones() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteAnalyticsStore::open(dir.path()).expect("opened");
+        store
+            .commit(step(0, vec![generation(7, 0, 400 * 1_024)], Vec::new()))
+            .await
+            .expect("written");
+        store
+            .commit(step(1, Vec::new(), vec![7]))
+            .await
+            .expect("retired");
+        assert_eq!(count(&store, BLOCKS), 400 - 256);
+        // The same name, other ids, in two blocks.
+        let again = generation(7, 50_000_000, 1_500);
+        store
+            .commit(step(2, vec![again.clone()], Vec::new()))
+            .await
+            .expect("written again");
+        assert_eq!(count(&store, BLOCKS), 2);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM dedup_doomed"), 0);
+        let want: Vec<Vec<(u64, u32)>> = again.blocks().map(<[_]>::to_vec).collect();
+        assert_eq!(
+            store
+                .dedup_blocks(0, &[(7, 0), (7, 1)])
+                .await
+                .expect("read"),
+            want
+        );
     }
 }

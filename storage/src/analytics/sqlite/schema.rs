@@ -74,6 +74,11 @@ CREATE TABLE IF NOT EXISTS dedup_blocks (
     entries BLOB NOT NULL,
     PRIMARY KEY (log_partition, generation, block)
 );
+CREATE TABLE IF NOT EXISTS dedup_doomed (
+    log_partition INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    PRIMARY KEY (log_partition, generation)
+);
 CREATE TABLE IF NOT EXISTS log_bindings (
     epoch INTEGER PRIMARY KEY,
     log_name TEXT NOT NULL,
