@@ -65,6 +65,8 @@ pub struct Placement {
 /// fingerprints, zeros to the next multiple of 8 bytes, then the block index's 64-bit first
 /// fingerprints, both in the machine's byte order; they start 8-byte aligned.
 pub trait SummaryBody: Send + Sync {
+    /// The same bytes on every call (they are checked once, by
+    /// [`GenerationSummary::with_body`]).
     fn bytes(&self) -> &[u8];
     /// Whether the bytes are on the process's heap (counted by
     /// [`GenerationSummary::memory_bytes`]) rather than mapped from a file.

@@ -209,7 +209,7 @@ impl Dedup {
     }
 
     /// The same memory with its sealed summaries mapped from files in `files` from now on,
-    /// those it holds included.
+    /// its runs' included (merges in progress, which only a running memory has, are not).
     pub fn with_files(mut self, files: Option<FilterFiles>) -> Dedup {
         if let Some(files) = &files {
             for run in &mut self.runs {
@@ -226,12 +226,25 @@ impl Dedup {
         self
     }
 
-    /// The memory as stored: the open set's `entries` and the sealed `generations`.
+    /// The memory as stored: the open set's `entries` and the sealed `generations`, their
+    /// summaries on the heap.
     pub fn new(
         window_s: u32,
         seal_at: Option<usize>,
         entries: impl IntoIterator<Item = (u64, u32)>,
         generations: Vec<DedupGeneration>,
+    ) -> Result<Dedup, StoreError> {
+        Dedup::load(window_s, seal_at, entries, generations, None)
+    }
+
+    /// [`Dedup::new`], each summary mapped from a file in `files` as soon as it is decoded
+    /// (so the heap never holds the decoded filters all at once) and those sealed later too.
+    pub fn load(
+        window_s: u32,
+        seal_at: Option<usize>,
+        entries: impl IntoIterator<Item = (u64, u32)>,
+        generations: Vec<DedupGeneration>,
+        files: Option<FilterFiles>,
     ) -> Result<Dedup, StoreError> {
         let mut dedup = Dedup::empty(window_s, seal_at);
         for (fp, s) in entries {
@@ -247,7 +260,7 @@ impl Dedup {
         // Parts of merged runs, by run: (newest second, parts, runs replaced).
         let mut merged: BTreeMap<u64, (u32, Vec<Part>, Vec<u64>)> = BTreeMap::new();
         for g in generations {
-            let summary = GenerationSummary::decode(&g.summary)?;
+            let summary = place(files.as_ref(), GenerationSummary::decode(&g.summary)?);
             match summary.placement().cloned() {
                 None => dedup.runs.push(Run {
                     id: g.id,
@@ -309,6 +322,7 @@ impl Dedup {
         }
         kept.sort_by_key(|r| r.max_seen_s);
         dedup.runs = kept;
+        dedup.files = files;
         Ok(dedup)
     }
 
@@ -700,7 +714,8 @@ impl Dedup {
         self.len() == 0
     }
 
-    /// Bytes of memory held (hash table slots counted at capacity, with their control bytes).
+    /// Bytes of heap held (hash table slots counted at capacity, with their control bytes; the
+    /// summaries' filters and indexes only when they are not mapped from files).
     pub fn memory_bytes(&self) -> usize {
         let open: usize = self.shards.iter().map(|s| s.capacity() * 17).sum();
         let merging: usize = self
@@ -875,9 +890,14 @@ mod tests {
         let (heap, seal, fps) = sealed(100);
         // Mapped as sealed, and mapped when loaded from the store.
         let (mut at_seal, _, _) = sealed_with(100, Some(files.clone()));
-        let loaded = Dedup::new(100, Some(3_000), Vec::new(), vec![seal.generation.clone()])
-            .expect("valid")
-            .with_files(Some(files));
+        let loaded = Dedup::load(
+            100,
+            Some(3_000),
+            Vec::new(),
+            vec![seal.generation.clone()],
+            Some(files),
+        )
+        .expect("valid");
         // Members, and 200,000 non-members (even multiples): about 3 filter false positives.
         let mut probes = fps.clone();
         probes.extend((1..200_000u64).map(|i| (2 * i).wrapping_mul(0x9E37_79B9_7F4A_7C15)));

@@ -1,12 +1,16 @@
 //! Where the dedup memory's sealed filters live: files the projector writes once and maps
 //! read-only, so they are not on its heap. The kernel pages a filter in as lookups touch it
-//! and, being clean file pages, may drop it again under memory pressure (and read it back on
+//! and, once written back (synced before mapping), may drop it again under memory pressure (and read it back on
 //! the next lookup): the dedup memory's heap stays bounded by the open set however many ids
 //! the window holds, and what the filters add is page cache the kernel can reclaim.
 //!
-//! Each file is created already deleted (`O_TMPFILE` where the file system has it), so a
-//! crash leaves nothing behind and nothing is ever read back from a previous run: the store
-//! holds every summary, and a start maps them again.
+//! Each file is created already deleted (`O_TMPFILE` where the file system has it; elsewhere
+//! `tempfile` creates and unlinks it at once, and a start removes any such `.tmp*` file a crash
+//! left), so nothing is ever read back from a previous run: the store holds every summary, and
+//! a start maps them again. A file is synced before it is mapped: pages the kernel drops are
+//! then read back from what was written (a failed writeback could otherwise hand back stale
+//! bytes, and a filter miss would count a duplicate). A disk that fails a read back kills the
+//! process (`SIGBUS`), as it would fail the stores on the same disk.
 //!
 //! Invariants:
 //! - A mapped body holds exactly the bytes of the summary it replaces
@@ -35,6 +39,13 @@ impl FilterFiles {
     /// cannot be created and mapped there.
     pub fn new(dir: &Path) -> std::io::Result<FilterFiles> {
         std::fs::create_dir_all(dir)?;
+        // What a crash left where the file system has no `O_TMPFILE` (named, then unlinked).
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         let files = FilterFiles {
             dir: dir.to_path_buf(),
         };
@@ -71,11 +82,17 @@ impl FilterFiles {
     fn map_bytes(&self, bytes: &[u8]) -> std::io::Result<MappedBody> {
         let mut file = tempfile::tempfile_in(&self.dir)?;
         file.write_all(bytes)?;
-        // SAFETY: the file was created deleted and is never written again: no other process
-        // can open it, and this one only reads it through the map.
+        file.sync_data()?;
+        // SAFETY: a mapping is sound while nothing changes or truncates the file. This one has
+        // no name (or lost it before this line), Tally never writes it again, and only a
+        // process of the same user reaching into this one's descriptors (`/proc/<pid>/fd`)
+        // could. The bytes are compared with the summary's before they are used
+        // (`GenerationSummary::with_body`).
         let map = unsafe { memmap2::Mmap::map(&file)? };
         // Lookups land anywhere in a filter: reading ahead would only fetch pages not needed.
-        map.advise(memmap2::Advice::Random)?;
+        // Only advice: a kernel that refuses it maps the same bytes.
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Random);
         Ok(MappedBody(map))
     }
 }

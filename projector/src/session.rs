@@ -73,13 +73,13 @@ impl Session {
             .into_iter()
             .filter(|(p, _)| owned.contains(*p))
             .map(|(p, mut s)| {
-                let dedup = Dedup::new(
+                let dedup = Dedup::load(
                     window_s,
                     seal_at,
                     std::mem::take(&mut s.dedup),
                     std::mem::take(&mut s.generations),
-                )?
-                .with_files(files.clone());
+                    files.clone(),
+                )?;
                 let stop_at = state
                     .unfinished
                     .get(&p)

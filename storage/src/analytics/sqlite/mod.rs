@@ -15,8 +15,10 @@
 //! chunks. The generations a commit retires, and those entirely older than the window, leave
 //! `dedup_generations` in that commit (so no load sees them again) and are listed in
 //! `dedup_doomed`; their blocks — up to a gigabyte for a merged run of 128 M ids — are deleted
-//! [`DOOMED_BLOCKS_PER_COMMIT`] at a time by the commits after it, so no commit stalls the
-//! projector on one large delete. Reads only ever ask for blocks of listed generations.
+//! in steps by that commit and the ones after it ([`DOOMED_BLOCKS_PER_COMMIT`] more than the
+//! commit writes, so the backlog shrinks whatever the rate), and no commit stalls the projector
+//! on one large delete. Block reads join `dedup_generations`, so a forgotten generation's blocks
+//! are never read.
 //! Open chunks entirely older than the window are deleted in the commit that passes them. Pages are 16 KiB and the writer's page cache may grow to 64 MiB:
 //! the writer touches recent rows, and the OS page cache serves the rest (256 MiB measured no
 //! faster under load, and cost 240 MiB of peak RSS). Reads run on at most [`READERS`] reader
@@ -353,7 +355,8 @@ fn dedup_blocks(
     wanted: &[(u64, u32)],
 ) -> Result<Vec<Vec<(u64, u32)>>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT entries FROM dedup_blocks WHERE log_partition = ?1 AND generation = ?2 AND block = ?3",
+        // Only of generations still held: a forgotten one's blocks may be half deleted.
+        "SELECT b.entries FROM dedup_blocks b JOIN dedup_generations g ON g.log_partition = b.log_partition AND g.id = b.generation WHERE b.log_partition = ?1 AND b.generation = ?2 AND b.block = ?3",
     )?;
     let mut out = Vec::with_capacity(wanted.len());
     for (generation, block) in wanted {
@@ -381,9 +384,11 @@ fn seal(tx: &Connection, partition: i32, seals: &[DedupSeal]) -> Result<()> {
     write_generations(tx, partition, seals)
 }
 
-/// Blocks of retired or expired generations deleted by one commit (256 blocks of 1,024 ids:
-/// about 2 MB of rows). A commit comes at least every few seconds under load, so a merged run's
-/// 125,000 blocks are gone within minutes, and expiry (as many ids a second as arrive) keeps up.
+/// Blocks of retired or expired generations a commit deletes beyond the blocks it writes (256
+/// blocks of 1,024 ids: about 2 MB of rows). Every block written is forgotten once (retired by
+/// a merge, or expired), so deleting as many as are written, and these more, drains the
+/// backlog whatever the rate: under load, where commits come several times a second, a merged
+/// run's 125,000 blocks are gone within minutes.
 pub const DOOMED_BLOCKS_PER_COMMIT: i64 = 256;
 
 /// Forgets the partition's sealed generations `ids`: their rows now, their blocks in steps.
@@ -533,7 +538,16 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
             ],
         )?;
     }
-    delete_doomed_blocks(&tx, DOOMED_BLOCKS_PER_COMMIT)?;
+    let written: usize = c
+        .partitions
+        .values()
+        .flat_map(|pc| pc.seals.iter().chain(&pc.merged))
+        .map(|seal| seal.blocks().count())
+        .sum();
+    delete_doomed_blocks(
+        &tx,
+        DOOMED_BLOCKS_PER_COMMIT.saturating_add(i64::try_from(written).unwrap_or(i64::MAX)),
+    )?;
     tx.commit()?;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! A topic's id (KIP-516), which the `rdkafka` crate does not wrap: librdkafka's
 //! `DescribeTopics` admin call, through `rdkafka-sys`.
 //!
-//! This is the project's only `unsafe` code (the workspace denies it elsewhere). The call
+//! One of the three places the workspace allows `unsafe` code (with `mallopt` in the binary and
+//! the dedup filters' file mappings in the projector). The call
 //! sequence follows librdkafka's `rdkafka.h`: every object this function creates (queue,
 //! options, topic collection, result event) is destroyed before it returns, on every path, by
 //! the guards below; the result's strings are copied out before the event that owns them is
