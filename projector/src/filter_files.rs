@@ -1,13 +1,14 @@
 //! Where the dedup memory's sealed filters live: files the projector writes once and maps
 //! read-only, so they are not on its heap. The kernel pages a filter in as lookups touch it
-//! and, once written back (synced before mapping), may drop it again under memory pressure (and read it back on
-//! the next lookup): the dedup memory's heap stays bounded by the open set however many ids
-//! the window holds, and what the filters add is page cache the kernel can reclaim.
+//! and, as its pages are written back (synced before mapping), may drop them again under
+//! memory pressure and read them back on the next lookup: the dedup memory's heap stays
+//! bounded by the open set however many ids the window holds, and what the filters add is
+//! page cache the kernel can reclaim.
 //!
 //! Each file is created already deleted (`O_TMPFILE` where the file system has it; elsewhere
-//! `tempfile` creates and unlinks it at once, and a start removes any such `.tmp*` file a crash
-//! left), so nothing is ever read back from a previous run: the store holds every summary, and
-//! a start maps them again. A file is synced before it is mapped: pages the kernel drops are
+//! `tempfile` creates and unlinks it at once, so only a crash between the two leaves a `.tmp*`
+//! file; nothing removes those, since the directory may be shared), and nothing is ever read
+//! back from a previous run: the store holds every summary, and a start maps them again. A file is synced before it is mapped: pages the kernel drops are
 //! then read back from what was written (a failed writeback could otherwise hand back stale
 //! bytes, and a filter miss would count a duplicate). A disk that fails a read back kills the
 //! process (`SIGBUS`), as it would fail the stores on the same disk.
@@ -39,13 +40,6 @@ impl FilterFiles {
     /// cannot be created and mapped there.
     pub fn new(dir: &Path) -> std::io::Result<FilterFiles> {
         std::fs::create_dir_all(dir)?;
-        // What a crash left where the file system has no `O_TMPFILE` (named, then unlinked).
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if entry.file_name().to_string_lossy().starts_with(".tmp") {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
         let files = FilterFiles {
             dir: dir.to_path_buf(),
         };
