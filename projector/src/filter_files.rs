@@ -47,10 +47,6 @@ impl FilterFiles {
         Ok(files)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// `summary` with its filter and block index mapped from a file, or as it was when they
     /// could not be (see the module's invariants).
     pub fn place(&self, summary: GenerationSummary) -> GenerationSummary {
