@@ -55,9 +55,15 @@ pub async fn open_config_store(settings: &Settings) -> anyhow::Result<Arc<dyn Co
     })
 }
 
+/// How long [`lock_data_dir`] waits for a lock that is held. A process that just stopped can
+/// hold it a moment longer: a child being spawned at that instant (any `Command`, before its
+/// `exec` closes the inherited descriptors) shares the lock's open file description.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Takes the data directory's lock file, so two processes (say a server and a rebuild) never
-/// project into the same stores at once. The OS releases it when the process dies.
-fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+/// project into the same stores at once. The OS releases it when the process dies. A lock held
+/// by another process is waited for up to [`LOCK_WAIT`], then refused.
+async fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     let path = dir.join("LOCK");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -65,14 +71,20 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
         .write(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "data directory {} is in use by another tally process (stop it first)",
-            dir.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", path.display()))
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "data directory {} is in use by another tally process (stop it first)",
+                dir.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()))
+            }
         }
     }
 }
@@ -99,7 +111,7 @@ impl Stores {
         } else {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating data dir {}", dir.display()))?;
-            Some(Arc::new(lock_data_dir(dir)?))
+            Some(Arc::new(lock_data_dir(dir).await?))
         };
         let log: Arc<dyn EventLog> = match &settings.kafka_brokers {
             Some(brokers) => {
