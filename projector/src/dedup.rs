@@ -14,9 +14,12 @@
 //! - **merged runs**: every sealed run is probed for every event, so runs are merged, four of
 //!   a size class at a time (a seal is class 0; class k holds up to the cap × 4ᵏ entries; runs
 //!   of class 4 are not merged further, so no run outlives its oldest entries by more than
-//!   256 seals' time). A merge advances one part per commit: the part's fingerprint range is
-//!   read from the input runs' blocks, merged (newest second per fingerprint, entries before
-//!   the horizon dropped) and written with the commit as a generation of its own; the commit
+//!   256 seals' time). A merge advances part by part with the commits, as far as their events
+//!   pay for ([`MERGE_WORK_PER_EVENT`] entries each, twice the long-run need; smallest class
+//!   first), so a large merge spreads over the load instead of slowing every commit until it
+//!   completes. A part's fingerprint range is read from the input runs' blocks, merged (newest
+//!   second per fingerprint, entries before the horizon dropped) and written with the commit
+//!   as a generation of its own; the commit
 //!   that writes the last part also retires the inputs, and the projector swaps them for the
 //!   merged run at that moment. A lookup probes one part per run, so the probes per event
 //!   grow with the logarithm of the ids held, not with their number. A merge whose input leaves
@@ -76,6 +79,16 @@ fn shard_of(fp: u64) -> usize {
 /// Runs merged at once.
 pub const MERGE_FAN_IN: usize = 4;
 
+/// Merge work (entries read and written again) a commit earns for each event it folds. Each id
+/// is written again at most four times ([`TOP_CLASS`]), so this is twice what merging needs in
+/// the long run, while a commit's share of merge work stays in proportion to its events: a
+/// large merge no longer takes over the projector's commits until it completes.
+pub const MERGE_WORK_PER_EVENT: u64 = 8;
+
+/// Merge work carried over from commit to commit at most (four parts' worth). Earned work
+/// that no merge in progress needs is not saved up beyond this.
+const MERGE_CREDIT_CAP: u64 = 4 * PART_ENTRIES as u64;
+
 /// Size classes that merge: a run of this class or above (more than the cap × 4⁴ entries) stays
 /// as it is until it expires.
 const TOP_CLASS: u32 = 4;
@@ -128,6 +141,8 @@ struct Merge {
     inputs: Vec<u64>,
     max_seen_s: u32,
     ranges: Vec<(u64, u64)>,
+    /// What a range costs in merge work: the entries merged over the ranges.
+    range_work: u64,
     done: Vec<Part>,
 }
 
@@ -182,6 +197,8 @@ pub struct Dedup {
     seal_at: Option<usize>,
     /// Where sealed summaries are mapped from; `None`: they stay on the heap.
     files: Option<FilterFiles>,
+    /// Merge work earned and not yet spent ([`MERGE_WORK_PER_EVENT`]).
+    merge_credit: u64,
 }
 
 /// `summary`, mapped from a file when there are `files`.
@@ -205,6 +222,7 @@ impl Dedup {
             retire: Vec::new(),
             seal_at,
             files: None,
+            merge_credit: 0,
         }
     }
 
@@ -521,18 +539,48 @@ impl Dedup {
             // never write parts under one run's name.
             let ids: Vec<u64> = inputs.iter().map(|r| r.id).collect();
             let id = std::collections::hash_map::RandomState::new().hash_one((&ids, salt));
+            let ranges = split_range(total.div_ceil(part_entries).max(1) as usize);
             started.push(Merge {
                 id,
                 class: c,
                 inputs: inputs.iter().map(|r| r.id).collect(),
                 max_seen_s: inputs.iter().map(|r| r.max_seen_s).max().unwrap_or(0),
-                ranges: split_range(total.div_ceil(part_entries).max(1) as usize),
+                range_work: total.div_ceil(ranges.len() as u64).max(1),
+                ranges,
                 done: Vec::new(),
             });
             classes.insert(c);
             streak.clear();
         }
         self.merges.extend(started);
+        // Merge work goes to the smallest runs first: they are merged soonest for the least
+        // work, and each merge saves a probe per event all the same.
+        self.merges.sort_by_key(|m| m.class);
+    }
+
+    /// The ranges each merge in progress (in order) advances by in a commit that folds
+    /// `events`: as many as the credit with what these events earn pays for, smallest class
+    /// first, at most [`Self::ranges_per_step`] each. Credit at its cap pays for one range
+    /// whatever it costs, so no merge waits for ever.
+    fn paced_ranges(&self, events: u64) -> Vec<usize> {
+        let per_step = self.ranges_per_step();
+        let mut credit = self
+            .merge_credit
+            .saturating_add(events.saturating_mul(MERGE_WORK_PER_EVENT));
+        self.merges
+            .iter()
+            .map(|m| {
+                let left = m.ranges.len() - m.done.len();
+                let mut n = 0;
+                while n < per_step.min(left)
+                    && (credit >= m.range_work || credit >= MERGE_CREDIT_CAP)
+                {
+                    credit = credit.saturating_sub(m.range_work);
+                    n += 1;
+                }
+                n
+            })
+            .collect()
     }
 
     /// Ranges a merge advances by in one commit: about [`PART_ENTRIES`] entries' work.
@@ -564,16 +612,18 @@ impl Dedup {
         Some(wanted)
     }
 
-    /// The stored blocks every merge in progress reads for its next step at `now_s`.
-    pub fn merge_reads(&self, now_s: u32) -> Vec<(u64, u32)> {
+    /// The stored blocks the merges in progress read for their next step at `now_s`, in a
+    /// commit that folds `events` (the work they pay for, [`MERGE_WORK_PER_EVENT`]).
+    pub fn merge_reads(&self, now_s: u32, events: u64) -> Vec<(u64, u32)> {
         let horizon = self.horizon(now_s);
-        let per_step = self.ranges_per_step();
+        let paced = self.paced_ranges(events);
         let mut wanted: Vec<(u64, u32)> = self
             .merges
             .iter()
-            .flat_map(|m| {
+            .zip(paced)
+            .flat_map(|(m, n)| {
                 (m.done.len()..m.ranges.len())
-                    .take(per_step)
+                    .take(n)
                     .map(move |at| (m, at))
             })
             .filter_map(|(m, at)| self.range_blocks(m, at, horizon))
@@ -584,21 +634,40 @@ impl Dedup {
         wanted
     }
 
-    /// Advances every merge in progress by a step (one part, or several when parts are small),
-    /// from the blocks `read` (a merge whose blocks were not read waits for the next commit):
-    /// the parts to store, and the stored generations to delete with them. A merge whose last
-    /// part this is replaces its inputs here, as the commit carrying that part retires them in
-    /// the store.
-    pub fn merge_step(&mut self, now_s: u32, read: &MergeBlocks) -> MergeWork {
+    /// Advances the merges in progress by the ranges a commit folding `events` pays for (one
+    /// part, several when parts are small, or none), from the blocks `read` (a merge whose
+    /// blocks were not read waits for the next commit): the parts to store, and the stored
+    /// generations to delete with them. A merge whose last part this is replaces its inputs
+    /// here, as the commit carrying that part retires them in the store.
+    pub fn merge_step(&mut self, now_s: u32, read: &MergeBlocks, events: u64) -> MergeWork {
         let horizon = self.horizon(now_s);
-        let per_step = self.ranges_per_step();
+        let paced = self.paced_ranges(events);
+        let mut credit = self
+            .merge_credit
+            .saturating_add(events.saturating_mul(MERGE_WORK_PER_EVENT));
         let mut parts = Vec::new();
         let mut i = 0;
-        'merges: while i < self.merges.len() {
-            for _ in 0..per_step {
+        'merges: for ranges in paced {
+            let work = self.merges[i].range_work;
+            if ranges == 0 {
+                // Unpaid this time; but one whose input left the window goes at once.
+                let at = self.merges[i].done.len();
+                if self.range_blocks(&self.merges[i], at, horizon).is_none() {
+                    let dropped = self.merges.remove(i);
+                    self.retire.extend(dropped.done.iter().map(|p| p.id));
+                } else {
+                    i += 1;
+                }
+                continue;
+            }
+            for _ in 0..ranges {
                 match self.advance(i, horizon, read) {
-                    Advance::Wrote(part) => parts.push(part),
+                    Advance::Wrote(part) => {
+                        credit = credit.saturating_sub(work);
+                        parts.push(part);
+                    }
                     Advance::Completed(part) => {
+                        credit = credit.saturating_sub(work);
                         parts.push(part);
                         let complete = self.merges.remove(i);
                         self.install(complete);
@@ -614,6 +683,7 @@ impl Dedup {
             }
             i += 1;
         }
+        self.merge_credit = credit.min(MERGE_CREDIT_CAP);
         MergeWork {
             parts,
             retired: std::mem::take(&mut self.retire),
@@ -1095,8 +1165,8 @@ mod tests {
     fn merge_all(d: &mut Dedup, store: &mut Stored, now_s: u32) -> usize {
         let mut steps = 0;
         while !d.merges.is_empty() {
-            let read = store.read(&d.merge_reads(now_s));
-            let work = d.merge_step(now_s, &read);
+            let read = store.read(&d.merge_reads(now_s, u64::MAX));
+            let work = d.merge_step(now_s, &read, u64::MAX);
             store.write(&work.parts);
             store.retire(&work.retired);
             steps += 1;
@@ -1172,6 +1242,43 @@ mod tests {
     }
 
     #[test]
+    fn merges_advance_only_by_the_work_their_commits_events_pay_for() {
+        let (mut d, mut store) = four_seals(10_000, 1);
+        d.plan_merges(1_003, 1);
+        // 4,000 entries in four ranges of 1,000: a range costs 1,000 entries of work, and
+        // each folded event earns 8.
+        let mut commit = |d: &mut Dedup, events: u64| {
+            let wanted = d.merge_reads(1_010, events);
+            let work = d.merge_step(1_010, &store.read(&wanted), events);
+            store.write(&work.parts);
+            store.retire(&work.retired);
+            (wanted.is_empty(), work.parts.len())
+        };
+        assert_eq!(commit(&mut d, 0), (true, 0), "no events, no merge work");
+        assert_eq!(
+            commit(&mut d, 124),
+            (true, 0),
+            "992 earned, short of a range"
+        );
+        assert_eq!(
+            commit(&mut d, 1),
+            (false, 1),
+            "1,000 earned in all: one range"
+        );
+        assert_eq!(d.runs(), 4, "the inputs stay until the last range");
+        assert_eq!(
+            commit(&mut d, 374),
+            (false, 2),
+            "2,992: two ranges, 992 kept"
+        );
+        assert_eq!(commit(&mut d, 1), (false, 1), "the last range");
+        assert!(d.merges.is_empty());
+        assert_eq!(d.runs(), 1);
+        assert_eq!(d.len(), 4_000);
+        assert_eq!(store.generations.len(), 4, "the merged run's four parts");
+    }
+
+    #[test]
     fn merges_drop_what_left_the_window_and_keep_the_newest_second() {
         let (window_s, cap) = (100, 1_000);
         let mut d = Dedup::empty(window_s, Some(cap));
@@ -1203,7 +1310,7 @@ mod tests {
         let (mut d, mut store) = four_seals(window_s, 0);
         let inputs: Vec<u64> = store.generations.keys().copied().collect();
         d.plan_merges(1_000, 1);
-        let read = store.read(&d.merge_reads(1_000));
+        let read = store.read(&d.merge_reads(1_000, u64::MAX));
         for _ in 0..2 {
             let Advance::Wrote(part) = d.advance(0, d.horizon(1_000), &read) else {
                 panic!("a part of four");
@@ -1219,7 +1326,7 @@ mod tests {
         );
         assert_eq!(back.len(), 4_000);
         assert!(
-            back.merge_step(1_000, &MergeBlocks::new())
+            back.merge_step(1_000, &MergeBlocks::new(), u64::MAX)
                 .retired
                 .is_empty(),
             "the parts written are left to expire (their writer may be finishing them)"
@@ -1245,7 +1352,9 @@ mod tests {
         let mut back = Dedup::new(window_s, Some(cap), Vec::new(), both).expect("valid");
         assert_eq!(back.runs(), 1);
         assert_eq!(back.len(), 4_000);
-        let mut retired = back.merge_step(1_000, &MergeBlocks::new()).retired;
+        let mut retired = back
+            .merge_step(1_000, &MergeBlocks::new(), u64::MAX)
+            .retired;
         retired.sort_unstable();
         assert_eq!(retired, inputs);
     }
@@ -1259,19 +1368,19 @@ mod tests {
         assert!(d.merges.is_empty());
         d.plan_merges(1_030, 1);
         assert_eq!(d.merges.len(), 1);
-        let read = store.read(&d.merge_reads(1_030));
+        let read = store.read(&d.merge_reads(1_030, u64::MAX));
         let Advance::Wrote(first) = d.advance(0, d.horizon(1_030), &read) else {
             panic!("a part of four");
         };
         // At 1,101 the oldest run (newest entry at 1,000) has left the window.
         d.evict(1_101, SHARDS);
         assert_eq!(d.runs(), 3);
-        let read = store.read(&d.merge_reads(1_101));
+        let read = store.read(&d.merge_reads(1_101, u64::MAX));
         assert!(
             read.is_empty(),
             "nothing to read for a merge that cannot finish"
         );
-        let dropped = d.merge_step(1_101, &read);
+        let dropped = d.merge_step(1_101, &read, u64::MAX);
         assert!(dropped.parts.is_empty());
         assert_eq!(dropped.retired, vec![first.generation.id]);
         assert_eq!(d.runs(), 3, "the other inputs stay as they were");

@@ -161,20 +161,24 @@ impl Session {
     /// Per partition with merges in progress that `records` will commit (a merge steps only
     /// with its partition's commits), the stored blocks their next steps read.
     pub(super) fn merge_reads(&self, records: &[LogRecord]) -> BTreeMap<i32, Vec<(u64, u32)>> {
-        let folded: std::collections::BTreeSet<i32> = records
-            .iter()
-            .filter(|r| {
-                self.partitions
-                    .get(&r.partition)
-                    .is_some_and(|s| r.offset >= s.state.next_offset)
-            })
-            .map(|r| r.partition)
-            .collect();
+        // Events each partition folds: what pays for its merges' work in this commit.
+        let mut folded: BTreeMap<i32, u64> = BTreeMap::new();
+        for r in records {
+            if self
+                .partitions
+                .get(&r.partition)
+                .is_some_and(|s| r.offset >= s.state.next_offset)
+            {
+                *folded.entry(r.partition).or_default() += r.events.len() as u64;
+            }
+        }
         folded
             .into_iter()
-            .filter_map(|p| {
+            .filter_map(|(p, events)| {
                 let s = &self.partitions[&p];
-                let wanted = s.dedup.merge_reads(seconds(s.state.last_received_ms));
+                let wanted = s
+                    .dedup
+                    .merge_reads(seconds(s.state.last_received_ms), events);
                 (!wanted.is_empty()).then_some((p, wanted))
             })
             .collect()
@@ -393,7 +397,8 @@ impl PartitionSession {
         let now_s = seconds(self.state.last_received_ms);
         self.dedup.evict(now_s, 1);
         let seals = self.dedup.seal_if_full(now_s, self.state.next_offset);
-        let merged = self.dedup.merge_step(now_s, merge_blocks);
+        let events = read.fresh.len() as u64 + read.duplicates;
+        let merged = self.dedup.merge_step(now_s, merge_blocks, events);
         self.dedup.plan_merges(now_s, self.state.next_offset);
         self.state.events_applied += read.fresh.len() as u64;
         self.state.duplicates_dropped += read.duplicates;
