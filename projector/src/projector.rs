@@ -320,14 +320,19 @@ impl Projector {
             .store
             .seals_dedup()
             .then_some(self.config.dedup_open_entries);
-        let mut session = Session::resume(
-            state,
-            binding,
-            owned.partitions,
-            self.config.dedup_window_s,
-            seal_at,
-            self.config.dedup_files.clone(),
-        )?;
+        // Resuming decodes every sealed filter and writes it to a file to map: blocking work,
+        // done off the runtime like folding.
+        let (window_s, files) = (self.config.dedup_window_s, self.config.dedup_files.clone());
+        let partitions = owned.partitions.clone();
+        let resumed = tokio::task::spawn_blocking(move || {
+            Session::resume(state, binding, partitions, window_s, seal_at, files)
+        })
+        .await;
+        let mut session = match resumed {
+            Ok(session) => session?,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(_) => return Ok(SessionEnd::Shutdown),
+        };
         info!(
             generation = owned.generation,
             log = %session.binding.log,
