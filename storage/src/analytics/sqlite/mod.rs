@@ -12,13 +12,14 @@
 //! event, packed by `codec::encode_dedup_chunk`); a seal replaces them with a
 //! sealed generation (`dedup_generations`: its summary) and its sorted blocks (`dedup_blocks`),
 //! in the same commit. Parts of merged runs are written the same way without touching the
-//! chunks. The generations a commit retires, and those entirely older than the window, leave
-//! `dedup_generations` in that commit (so no load sees them again) and are listed in
-//! `dedup_doomed`; their blocks — up to a gigabyte for a merged run of 128 M ids — are deleted
-//! in steps by that commit and the ones after it ([`DOOMED_BLOCKS_PER_COMMIT`] more than the
-//! commit writes, so the backlog shrinks whatever the rate), and no commit stalls the projector
-//! on one large delete. Block reads join `dedup_generations`, so a forgotten generation's blocks
-//! are never read.
+//! chunks. The generations a commit retires, and those entirely older than the window, are
+//! listed in `dedup_doomed` by that commit: from then on no load and no block read sees them.
+//! Their rows go in steps, by that commit and the ones after it, so no commit stalls the
+//! projector on one large delete: first their blocks — up to a gigabyte for a merged run of
+//! 128 M ids — [`DOOMED_BLOCKS_PER_COMMIT`] more than the commit writes (so the backlog shrinks
+//! whatever the rate), then, once a generation has no block left, its summary row, at most
+//! [`DOOMED_SUMMARIES_PER_COMMIT`] a commit (a merged run's summaries are ~300 MB of overflow
+//! pages, which SQLite walks page by page to free).
 //! Open chunks entirely older than the window are deleted in the commit that passes them. Pages are 16 KiB and the writer's page cache may grow to 64 MiB:
 //! the writer touches recent rows, and the OS page cache serves the rest (256 MiB measured no
 //! faster under load, and cost 240 MiB of peak RSS). Reads run on at most [`READERS`] reader
@@ -307,7 +308,7 @@ pub(super) fn load_state(
         "SELECT entries FROM dedup_chunks WHERE log_partition = ?1 AND max_seen_s >= ?2 ORDER BY id",
     )?;
     let mut generations = conn.prepare(
-        "SELECT id, max_seen_s, entries, summary FROM dedup_generations WHERE log_partition = ?1 AND max_seen_s >= ?2 ORDER BY id",
+        &format!("SELECT id, max_seen_s, entries, summary FROM dedup_generations g WHERE log_partition = ?1 AND max_seen_s >= ?2 AND {HELD} ORDER BY id"),
     )?;
     for (partition, ps) in &mut state.partitions {
         let since_s = ((ps.last_received_ms / 1000) as u32).saturating_sub(window_s);
@@ -338,7 +339,7 @@ pub(super) fn sealed_entries(
     out: &mut Vec<(u64, u32)>,
 ) -> Result<()> {
     let mut stmt = conn.prepare(
-        "SELECT b.entries FROM dedup_blocks b JOIN dedup_generations g ON g.log_partition = b.log_partition AND g.id = b.generation WHERE b.log_partition = ?1 AND g.max_seen_s >= ?2 ORDER BY b.generation, b.block",
+        &format!("SELECT b.entries FROM dedup_blocks b JOIN dedup_generations g ON g.log_partition = b.log_partition AND g.id = b.generation WHERE b.log_partition = ?1 AND g.max_seen_s >= ?2 AND {HELD} ORDER BY b.generation, b.block"),
     )?;
     let mut rows = stmt.query(params![partition, since_s])?;
     while let Some(row) = rows.next()? {
@@ -356,7 +357,7 @@ fn dedup_blocks(
 ) -> Result<Vec<Vec<(u64, u32)>>> {
     let mut stmt = conn.prepare_cached(
         // Only of generations still held: a forgotten one's blocks may be half deleted.
-        "SELECT b.entries FROM dedup_blocks b JOIN dedup_generations g ON g.log_partition = b.log_partition AND g.id = b.generation WHERE b.log_partition = ?1 AND b.generation = ?2 AND b.block = ?3",
+        &format!("SELECT b.entries FROM dedup_blocks b JOIN dedup_generations g ON g.log_partition = b.log_partition AND g.id = b.generation WHERE b.log_partition = ?1 AND b.generation = ?2 AND b.block = ?3 AND {HELD}"),
     )?;
     let mut out = Vec::with_capacity(wanted.len());
     for (generation, block) in wanted {
@@ -391,29 +392,40 @@ fn seal(tx: &Connection, partition: i32, seals: &[DedupSeal]) -> Result<()> {
 /// run's 125,000 blocks are gone within minutes.
 pub const DOOMED_BLOCKS_PER_COMMIT: i64 = 256;
 
-/// Forgets the partition's sealed generations `ids`: their rows now, their blocks in steps.
+/// Summary rows of forgotten generations, their blocks all deleted, that a commit deletes: a
+/// summary is ≈ 2.3 bytes per id (about 0.6 MB for a merged run's part, 4.6 MB for a seal of
+/// 2 M ids). Generations are forgotten at most as fast as they are written, a few per commit.
+pub const DOOMED_SUMMARIES_PER_COMMIT: i64 = 8;
+
+/// The SQL condition that generation `g` (a `dedup_generations` row) is not forgotten.
+const HELD: &str = "NOT EXISTS (SELECT 1 FROM dedup_doomed d WHERE d.log_partition = g.log_partition AND d.generation = g.id)";
+
+/// Forgets the partition's sealed generations `ids`: at once for loads and reads, their rows
+/// in steps ([`delete_doomed`]).
 fn retire(tx: &Connection, partition: i32, ids: &[u64]) -> Result<()> {
     let mut doomed = tx.prepare_cached(
         "INSERT OR IGNORE INTO dedup_doomed (log_partition, generation) SELECT log_partition, id FROM dedup_generations WHERE log_partition = ?1 AND id = ?2",
     )?;
-    let mut generation =
-        tx.prepare_cached("DELETE FROM dedup_generations WHERE log_partition = ?1 AND id = ?2")?;
     for id in ids {
         doomed.execute(params![partition, *id as i64])?;
-        generation.execute(params![partition, *id as i64])?;
     }
     Ok(())
 }
 
-/// Deletes up to `limit` blocks of forgotten generations, and forgets the generations that
-/// have none left.
-fn delete_doomed_blocks(tx: &Connection, limit: i64) -> Result<()> {
+/// Deletes up to `blocks` blocks of forgotten generations, then the summary rows of up to
+/// [`DOOMED_SUMMARIES_PER_COMMIT`] of those with no block left, and forgets the generations
+/// that have neither left.
+fn delete_doomed(tx: &Connection, blocks: i64) -> Result<()> {
     tx.prepare_cached(
         "DELETE FROM dedup_blocks WHERE rowid IN (SELECT b.rowid FROM dedup_doomed d JOIN dedup_blocks b ON b.log_partition = d.log_partition AND b.generation = d.generation LIMIT ?1)",
     )?
-    .execute(params![limit])?;
+    .execute(params![blocks])?;
     tx.prepare_cached(
-        "DELETE FROM dedup_doomed WHERE NOT EXISTS (SELECT 1 FROM dedup_blocks b WHERE b.log_partition = dedup_doomed.log_partition AND b.generation = dedup_doomed.generation)",
+        "DELETE FROM dedup_generations WHERE rowid IN (SELECT g.rowid FROM dedup_doomed d JOIN dedup_generations g ON g.log_partition = d.log_partition AND g.id = d.generation WHERE NOT EXISTS (SELECT 1 FROM dedup_blocks b WHERE b.log_partition = d.log_partition AND b.generation = d.generation) LIMIT ?1)",
+    )?
+    .execute(params![DOOMED_SUMMARIES_PER_COMMIT])?;
+    tx.prepare_cached(
+        "DELETE FROM dedup_doomed WHERE NOT EXISTS (SELECT 1 FROM dedup_blocks b WHERE b.log_partition = dedup_doomed.log_partition AND b.generation = dedup_doomed.generation) AND NOT EXISTS (SELECT 1 FROM dedup_generations g WHERE g.log_partition = dedup_doomed.log_partition AND g.id = dedup_doomed.generation)",
     )?
     .execute([])?;
     Ok(())
@@ -427,16 +439,19 @@ fn write_generations(tx: &Connection, partition: i32, seals: &[DedupSeal]) -> Re
     let mut block = tx.prepare_cached(
         "INSERT INTO dedup_blocks (log_partition, generation, block, entries) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    // A name forgotten before (names are content hashes: rare) whose blocks are not all
+    // A name forgotten before (names are content hashes: rare) whose rows are not all
     // deleted yet: what is left of them goes first.
     let mut revived =
         tx.prepare_cached("DELETE FROM dedup_doomed WHERE log_partition = ?1 AND generation = ?2")?;
     let mut leftovers =
         tx.prepare_cached("DELETE FROM dedup_blocks WHERE log_partition = ?1 AND generation = ?2")?;
+    let mut old_summary =
+        tx.prepare_cached("DELETE FROM dedup_generations WHERE log_partition = ?1 AND id = ?2")?;
     for seal in seals {
         let g = &seal.generation;
         if revived.execute(params![partition, g.id as i64])? > 0 {
             leftovers.execute(params![partition, g.id as i64])?;
+            old_summary.execute(params![partition, g.id as i64])?;
         }
         generation.execute(params![
             partition,
@@ -503,14 +518,10 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
             "DELETE FROM dedup_chunks WHERE log_partition = ?1 AND max_seen_s < ?2",
             params![partition, pc.dedup_horizon_s],
         )?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT OR IGNORE INTO dedup_doomed (log_partition, generation) SELECT log_partition, id FROM dedup_generations WHERE log_partition = ?1 AND max_seen_s < ?2",
-            params![partition, pc.dedup_horizon_s],
-        )?;
-        tx.execute(
-            "DELETE FROM dedup_generations WHERE log_partition = ?1 AND max_seen_s < ?2",
-            params![partition, pc.dedup_horizon_s],
-        )?;
+        )?
+        .execute(params![partition, pc.dedup_horizon_s])?;
         retire(&tx, *partition, &pc.retired)?;
         write_generations(&tx, *partition, &pc.merged)?;
         if !pc.seals.is_empty() {
@@ -544,7 +555,7 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
         .flat_map(|pc| pc.seals.iter().chain(&pc.merged))
         .map(|seal| seal.blocks().count())
         .sum();
-    delete_doomed_blocks(
+    delete_doomed(
         &tx,
         DOOMED_BLOCKS_PER_COMMIT.saturating_add(i64::try_from(written).unwrap_or(i64::MAX)),
     )?;
@@ -840,6 +851,8 @@ mod tests {
     }
 
     const BLOCKS: &str = "SELECT COUNT(*) FROM dedup_blocks";
+    const SUMMARIES: &str = "SELECT COUNT(*) FROM dedup_generations";
+    const DOOMED: &str = "SELECT COUNT(*) FROM dedup_doomed";
 
     #[tokio::test]
     async fn a_retired_generation_leaves_at_once_and_its_blocks_in_bounded_steps() {
@@ -867,6 +880,15 @@ mod tests {
             vec![small.generation.clone()],
             "the retired generation is not loaded again"
         );
+        assert!(
+            store.dedup_blocks(0, &[(1, 599)]).await.is_err(),
+            "nor are its blocks read, though they are still stored"
+        );
+        assert_eq!(
+            count(&store, SUMMARIES),
+            2,
+            "its summary goes after its blocks"
+        );
         // The retiring commit and each one after it delete 256 of its blocks: 600 → 344 →
         // 88 → 0, then the small generation's block is all that is left.
         assert_eq!(count(&store, BLOCKS), 1 + 600 - 256);
@@ -875,17 +897,52 @@ mod tests {
             .await
             .expect("2");
         assert_eq!(count(&store, BLOCKS), 1 + 600 - 512);
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM dedup_doomed"), 1);
+        assert_eq!(count(&store, DOOMED), 1);
         store
             .commit(step(3, Vec::new(), Vec::new()))
             .await
             .expect("3");
         assert_eq!(count(&store, BLOCKS), 1);
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM dedup_doomed"), 0);
+        assert_eq!(count(&store, SUMMARIES), 1);
+        assert_eq!(count(&store, DOOMED), 0);
         assert_eq!(
             store.dedup_blocks(0, &[(2, 0)]).await.expect("read"),
             vec![small.entries.clone()]
         );
+    }
+
+    #[tokio::test]
+    async fn retired_summaries_leave_a_few_per_commit_once_their_blocks_are_gone() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteAnalyticsStore::open(dir.path()).expect("opened");
+        // Twenty generations of one block each.
+        let many: Vec<DedupSeal> = (0..20).map(|g| generation(100 + g, g * 10, 10)).collect();
+        store
+            .commit(step(0, many, Vec::new()))
+            .await
+            .expect("written");
+        store
+            .commit(step(1, Vec::new(), (100..120).collect()))
+            .await
+            .expect("retired");
+        let state = store
+            .load_state(86_400, &Partitions::All)
+            .await
+            .expect("loaded");
+        assert!(state.partitions[&0].generations.is_empty(), "none loaded");
+        // The retiring commit deletes the 20 blocks and 8 summaries, each later one 8 more.
+        assert_eq!(count(&store, BLOCKS), 0);
+        assert_eq!((count(&store, SUMMARIES), count(&store, DOOMED)), (12, 12));
+        store
+            .commit(step(2, Vec::new(), Vec::new()))
+            .await
+            .expect("2");
+        assert_eq!((count(&store, SUMMARIES), count(&store, DOOMED)), (4, 4));
+        store
+            .commit(step(3, Vec::new(), Vec::new()))
+            .await
+            .expect("3");
+        assert_eq!((count(&store, SUMMARIES), count(&store, DOOMED)), (0, 0));
     }
 
     #[tokio::test]
@@ -908,7 +965,8 @@ mod tests {
             .await
             .expect("written again");
         assert_eq!(count(&store, BLOCKS), 2);
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM dedup_doomed"), 0);
+        assert_eq!(count(&store, SUMMARIES), 1);
+        assert_eq!(count(&store, DOOMED), 0);
         let want: Vec<Vec<(u64, u32)>> = again.blocks().map(<[_]>::to_vec).collect();
         assert_eq!(
             store
