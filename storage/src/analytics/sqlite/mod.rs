@@ -850,6 +850,21 @@ mod tests {
         conn.query_row(sql, [], |r| r.get(0)).expect("counted")
     }
 
+    /// Commits (from offset 1) the retirement of generations `ids`, then loads the state.
+    async fn retire_and_load(
+        store: &SqliteAnalyticsStore,
+        ids: Vec<u64>,
+    ) -> tally_domain::store::ProjectorState {
+        store
+            .commit(step(1, Vec::new(), ids))
+            .await
+            .expect("retired");
+        store
+            .load_state(86_400, &Partitions::All)
+            .await
+            .expect("loaded")
+    }
+
     const BLOCKS: &str = "SELECT COUNT(*) FROM dedup_blocks";
     const SUMMARIES: &str = "SELECT COUNT(*) FROM dedup_generations";
     const DOOMED: &str = "SELECT COUNT(*) FROM dedup_doomed";
@@ -867,14 +882,7 @@ mod tests {
             .expect("written");
         assert_eq!(count(&store, BLOCKS), 601);
 
-        store
-            .commit(step(1, Vec::new(), vec![1]))
-            .await
-            .expect("retired");
-        let state = store
-            .load_state(86_400, &Partitions::All)
-            .await
-            .expect("loaded");
+        let state = retire_and_load(&store, vec![1]).await;
         assert_eq!(
             state.partitions[&0].generations,
             vec![small.generation.clone()],
@@ -921,14 +929,7 @@ mod tests {
             .commit(step(0, many, Vec::new()))
             .await
             .expect("written");
-        store
-            .commit(step(1, Vec::new(), (100..120).collect()))
-            .await
-            .expect("retired");
-        let state = store
-            .load_state(86_400, &Partitions::All)
-            .await
-            .expect("loaded");
+        let state = retire_and_load(&store, (100..120).collect()).await;
         assert!(state.partitions[&0].generations.is_empty(), "none loaded");
         // The retiring commit deletes the 20 blocks and 8 summaries, each later one 8 more.
         assert_eq!(count(&store, BLOCKS), 0);
