@@ -344,10 +344,13 @@ async fn projectors_of_one_group_refuse_another_topic_at_every_session() {
     );
     dog.stage("close the joiner");
     drop(joiner);
-    dog.stage("stop the members");
     for (task, stop, _, log) in members {
+        dog.stage("stop a member");
         stop.send(true).unwrap();
         task.await.unwrap();
+        dog.stage("drop a member's log");
+        let dropping = Instant::now();
         drop(log);
+        eprintln!("a member's log dropped in {:?}", dropping.elapsed());
     }
 }

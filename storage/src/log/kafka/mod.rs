@@ -30,6 +30,11 @@
 //! assignment, a projector that reloaded its checkpoint). Committed offsets are only a mirror
 //! for standard lag tooling ([`EventLog::projected`]).
 //!
+//! **Closing.** Dropping the log leaves the consumer group, waiting at most 10 s for each
+//! consumer to close (librdkafka's close can wait without limit, e.g. on a revocation that a
+//! member which stopped polling serves only while closing); a close that takes longer goes on
+//! in the background, so shutdown never hangs on the group.
+//!
 //! **Identity.** [`EventLog::describe`] names the topic with its id (KIP-516, from librdkafka's
 //! `DescribeTopics`: [`topic_id`]) and every partition's watermarks, so the projector can tell
 //! whether its checkpoints belong to this topic before it seeks anywhere
@@ -470,11 +475,47 @@ impl EventLog for KafkaLog {
     }
 }
 
+/// How long dropping a [`KafkaLog`] waits for each of its consumers to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
 impl Drop for KafkaLog {
     fn drop(&mut self) {
         // Deliver what is queued (already acknowledged requests were delivered before their
         // acknowledgement; this only shortens shutdown of in-flight ones).
         let _ = self.producer.flush(Duration::from_secs(1));
+        if let Some(consumer) = self.consumer.take() {
+            close_within(consumer, "group consumer", CLOSE_WAIT);
+        }
+        if let Some(describer) = self.describer.get_mut().ok().and_then(Option::take) {
+            close_within(describer, "describing client", CLOSE_WAIT);
+        }
+    }
+}
+
+/// Drops a consumer on a thread of its own and waits for it at most `wait`. Dropping a
+/// consumer that has a group id leaves the group, and the client then polls until librdkafka
+/// reports it closed, with no limit: a member whose JoinGroup or commit is held by a
+/// coordinator waiting on the rest of a rebalancing group can wait minutes. Shutdown does not
+/// wait for that: past `wait` the close goes on in the background, and the broker drops the
+/// member after `session.timeout.ms` if it never finishes.
+fn close_within<T: Send + 'static>(client: T, what: &'static str, wait: Duration) {
+    let (closed, done) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("kafka-close".into())
+        .spawn(move || {
+            drop(client);
+            let _ = closed.send(());
+        });
+    if let Err(err) = spawned {
+        warn!(error = %err, what, "could not start a thread to close a Kafka client");
+        return;
+    }
+    if done.recv_timeout(wait).is_err() {
+        warn!(
+            what,
+            wait_s = wait.as_secs(),
+            "a Kafka client did not close in time; it goes on closing in the background"
+        );
     }
 }
 
@@ -484,6 +525,54 @@ mod tests {
     use tally_schemas::event::Cost;
 
     const NOW_MS: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    /// A client whose close blocks until the test lets it finish (or 5 s pass, so a
+    /// `close_within` that waited for it fails instead of hanging).
+    struct StuckClose {
+        release: std::sync::mpsc::Receiver<()>,
+        closed: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Drop for StuckClose {
+        fn drop(&mut self) {
+            let _ = self.release.recv_timeout(Duration::from_secs(5));
+            self.closed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_close_that_does_not_finish_is_left_to_finish_in_the_background() {
+        let (release, on_release) = std::sync::mpsc::channel();
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let client = StuckClose {
+            release: on_release,
+            closed: closed.clone(),
+        };
+        close_within(client, "test client", Duration::from_millis(50));
+        assert!(
+            !closed.load(Ordering::SeqCst),
+            "returned while the close was still blocked"
+        );
+        release.send(()).expect("the close still runs");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !closed.load(Ordering::SeqCst) {
+            assert!(std::time::Instant::now() < deadline, "the close finishes");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_close_that_finishes_is_waited_for() {
+        let (release, on_release) = std::sync::mpsc::channel();
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        release.send(()).expect("queued");
+        let client = StuckClose {
+            release: on_release,
+            closed: closed.clone(),
+        };
+        close_within(client, "test client", Duration::from_secs(30));
+        assert!(closed.load(Ordering::SeqCst));
+    }
 
     fn value(extra: &str) -> Vec<u8> {
         format!(
