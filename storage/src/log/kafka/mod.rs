@@ -30,10 +30,10 @@
 //! assignment, a projector that reloaded its checkpoint). Committed offsets are only a mirror
 //! for standard lag tooling ([`EventLog::projected`]).
 //!
-//! **Closing.** Dropping the log leaves the consumer group, waiting at most 10 s for each
-//! consumer to close (librdkafka's close can wait without limit, e.g. on a revocation that a
-//! member which stopped polling serves only while closing); a close that takes longer goes on
-//! in the background, so shutdown never hangs on the group.
+//! **Closing.** Dropping the log closes its consumers, waiting at most 10 s for each
+//! (librdkafka's close can wait without limit, e.g. on a revocation that a member which
+//! stopped polling serves only while closing); a close that takes longer goes on in the
+//! background, so shutdown does not wait on the group without limit.
 //!
 //! **Identity.** [`EventLog::describe`] names the topic with its id (KIP-516, from librdkafka's
 //! `DescribeTopics`: [`topic_id`]) and every partition's watermarks, so the projector can tell
@@ -492,30 +492,43 @@ impl Drop for KafkaLog {
     }
 }
 
-/// Drops a consumer on a thread of its own and waits for it at most `wait`. Dropping a
-/// consumer that has a group id leaves the group, and the client then polls until librdkafka
-/// reports it closed, with no limit: a member whose JoinGroup or commit is held by a
-/// coordinator waiting on the rest of a rebalancing group can wait minutes. Shutdown does not
-/// wait for that: past `wait` the close goes on in the background, and the broker drops the
-/// member after `session.timeout.ms` if it never finishes.
+/// Drops a Kafka client on a thread of its own and waits for it at most `wait`. Dropping a
+/// consumer that has a group id leaves the group, and rust-rdkafka then polls until librdkafka
+/// reports the consumer closed, with no limit; the case seen (a thread dump of a stalled
+/// test): a revocation the consumer had not served runs in that poll, and its unassign waits
+/// forever for librdkafka's group thread. Past `wait` the close goes on in the background (its
+/// thread is left behind), and a Kafka broker evicts a member that stopped heartbeating after
+/// `session.timeout.ms`. When no thread can be started, the client is left open rather than
+/// closed here without a limit.
 fn close_within<T: Send + 'static>(client: T, what: &'static str, wait: Duration) {
+    let (hand, take) = std::sync::mpsc::channel::<T>();
     let (closed, done) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("kafka-close".into())
         .spawn(move || {
-            drop(client);
-            let _ = closed.send(());
+            if let Ok(client) = take.recv() {
+                drop(client);
+                let _ = closed.send(());
+            }
         });
     if let Err(err) = spawned {
-        warn!(error = %err, what, "could not start a thread to close a Kafka client");
+        warn!(error = %err, what, "could not start a thread to close a Kafka client; it is left open");
+        std::mem::forget(client);
         return;
     }
-    if done.recv_timeout(wait).is_err() {
-        warn!(
+    if hand.send(client).is_err() {
+        return;
+    }
+    match done.recv_timeout(wait) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => warn!(
             what,
             wait_s = wait.as_secs(),
             "a Kafka client did not close in time; it goes on closing in the background"
-        );
+        ),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            warn!(what, "closing a Kafka client failed (its thread panicked)")
+        }
     }
 }
 
@@ -565,7 +578,11 @@ mod tests {
     fn a_close_that_finishes_is_waited_for() {
         let (release, on_release) = std::sync::mpsc::channel();
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        release.send(()).expect("queued");
+        // Released a little later: a `close_within` that did not wait returns before.
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = release.send(());
+        });
         let client = StuckClose {
             release: on_release,
             closed: closed.clone(),
