@@ -1275,10 +1275,11 @@ pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
         id: 0xDEAD_BEEF_0000_0001,
         max_seen_s: 1_100,
         entries: 1_026,
-        summary: GenerationSummary::build(&keys).expect("summary").encode(),
     };
+    let summary = GenerationSummary::build(&keys).expect("summary").encode();
     let seal = DedupSeal {
-        generation: generation.clone(),
+        generation,
+        summary: summary.clone(),
         entries: sealed.clone(),
     };
     let blocks: Vec<Vec<(u64, u32)>> = seal.blocks().map(<[_]>::to_vec).collect();
@@ -1293,10 +1294,29 @@ pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
         .expect("commit 3");
     assert_eq!(
         load().await,
-        (vec![(fp(6_000), 1_200)], vec![generation.clone()]),
+        (vec![(fp(6_000), 1_200)], vec![generation]),
         "the seal replaced the open chunks before it"
     );
     let id = generation.id;
+    assert_eq!(
+        store.dedup_summaries(0, &[id]).await.expect("summary"),
+        vec![summary.clone()],
+        "a listed generation's summary, as sealed"
+    );
+    assert!(
+        matches!(
+            store.dedup_summaries(0, &[id, 0xDEAD_BEEF_0000_0099]).await,
+            Err(StoreError::NotFound { .. })
+        ),
+        "a generation never sealed has no summary"
+    );
+    assert!(
+        matches!(
+            store.dedup_summaries(1, &[id]).await,
+            Err(StoreError::NotFound { .. })
+        ),
+        "nor has another partition's"
+    );
     assert_eq!(
         store
             .dedup_blocks(0, &[(id, 1), (id, 0)])
@@ -1319,12 +1339,13 @@ pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
         id: 0xDEAD_BEEF_0000_0003,
         max_seen_s: 1_100,
         entries: 1_026,
-        summary: GenerationSummary::part(&keys, placement)
-            .expect("part")
-            .encode(),
     };
+    let part_summary = GenerationSummary::part(&keys, placement)
+        .expect("part")
+        .encode();
     let part_seal = DedupSeal {
-        generation: part.clone(),
+        generation: part,
+        summary: part_summary.clone(),
         entries: sealed.clone(),
     };
     store
@@ -1356,6 +1377,14 @@ pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
             .await
             .expect("the part's blocks"),
         blocks
+    );
+    assert_eq!(
+        store
+            .dedup_summaries(0, &[part.id])
+            .await
+            .expect("the part's summary"),
+        vec![part_summary],
+        "a merged part's summary, as written"
     );
 
     // A day later the window has passed everything before: the generation is not loaded

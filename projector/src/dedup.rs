@@ -201,6 +201,15 @@ pub struct Dedup {
     merge_credit: u64,
 }
 
+/// A stored summary ([`DedupSeal::summary`]) decoded, and mapped from a file when there are
+/// `files`; `Corrupt` when the bytes are not a summary.
+pub fn load_summary(
+    encoded: &[u8],
+    files: Option<&FilterFiles>,
+) -> Result<GenerationSummary, StoreError> {
+    Ok(place(files, GenerationSummary::decode(encoded)?))
+}
+
 /// `summary`, mapped from a file when there are `files`.
 fn place(files: Option<&FilterFiles>, summary: GenerationSummary) -> GenerationSummary {
     match files {
@@ -244,26 +253,27 @@ impl Dedup {
         self
     }
 
-    /// The memory as stored: the open set's `entries` and the sealed `generations`, their
-    /// summaries on the heap.
+    /// The memory as stored: the open set's `entries` and the sealed `generations` with their
+    /// summaries ([`load_summary`]); those sealed from now on stay on the heap.
     pub fn new(
         window_s: u32,
         seal_at: Option<usize>,
         entries: impl IntoIterator<Item = (u64, u32)>,
-        generations: Vec<DedupGeneration>,
-    ) -> Result<Dedup, StoreError> {
+        generations: Vec<(DedupGeneration, GenerationSummary)>,
+    ) -> Dedup {
         Dedup::load(window_s, seal_at, entries, generations, None)
     }
 
-    /// [`Dedup::new`], each summary mapped from a file in `files` as soon as it is decoded
-    /// (so the heap never holds the decoded filters all at once) and those sealed later too.
+    /// [`Dedup::new`], with the summaries sealed from now on mapped from files in `files` (the
+    /// loaded ones are as given: [`load_summary`] maps each as it decodes it, so that a start
+    /// never holds them all on the heap).
     pub fn load(
         window_s: u32,
         seal_at: Option<usize>,
         entries: impl IntoIterator<Item = (u64, u32)>,
-        generations: Vec<DedupGeneration>,
+        generations: Vec<(DedupGeneration, GenerationSummary)>,
         files: Option<FilterFiles>,
-    ) -> Result<Dedup, StoreError> {
+    ) -> Dedup {
         let mut dedup = Dedup::empty(window_s, seal_at);
         for (fp, s) in entries {
             let shard = &mut dedup.shards[shard_of(fp)];
@@ -277,8 +287,7 @@ impl Dedup {
         }
         // Parts of merged runs, by run: (newest second, parts, runs replaced).
         let mut merged: BTreeMap<u64, (u32, Vec<Part>, Vec<u64>)> = BTreeMap::new();
-        for g in generations {
-            let summary = place(files.as_ref(), GenerationSummary::decode(&g.summary)?);
+        for (g, summary) in generations {
             match summary.placement().cloned() {
                 None => dedup.runs.push(Run {
                     id: g.id,
@@ -341,7 +350,7 @@ impl Dedup {
         kept.sort_by_key(|r| r.max_seen_s);
         dedup.runs = kept;
         dedup.files = files;
-        Ok(dedup)
+        dedup
     }
 
     /// Records `fp` as seen at `now_s`; `true` when it is new (not seen within the window).
@@ -487,8 +496,8 @@ impl Dedup {
                     id,
                     max_seen_s,
                     entries: part.len() as u64,
-                    summary: encoded,
                 },
+                summary: encoded,
                 entries: part,
             });
         }
@@ -728,8 +737,8 @@ impl Dedup {
                 id,
                 max_seen_s: merge.max_seen_s,
                 entries: count,
-                summary: summary.encode(),
             },
+            summary: summary.encode(),
             entries,
         };
         merge.done.push(Part {
@@ -857,7 +866,7 @@ mod tests {
     use super::*;
 
     fn open(window_s: u32, entries: &[(u64, u32)]) -> Dedup {
-        Dedup::new(window_s, None, entries.iter().copied(), Vec::new()).expect("valid")
+        Dedup::new(window_s, None, entries.iter().copied(), Vec::new())
     }
 
     #[test]
@@ -883,6 +892,12 @@ mod tests {
     }
 
     /// Seals 3,000 fingerprints (odd multiples of a constant) seen at second 1,000.
+    /// A stored generation as a start loads it: listed, its summary decoded (on the heap).
+    fn loaded(seal: &DedupSeal) -> (DedupGeneration, GenerationSummary) {
+        let summary = load_summary(&seal.summary, None).expect("a stored summary");
+        (seal.generation, summary)
+    }
+
     fn sealed(window_s: u32) -> (Dedup, DedupSeal, Vec<u64>) {
         sealed_with(window_s, None)
     }
@@ -891,9 +906,7 @@ mod tests {
         let fps: Vec<u64> = (0..3_000u64)
             .map(|i| (2 * i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
             .collect();
-        let mut d = Dedup::new(window_s, Some(3_000), Vec::new(), Vec::new())
-            .expect("valid")
-            .with_files(files);
+        let mut d = Dedup::new(window_s, Some(3_000), Vec::new(), Vec::new()).with_files(files);
         for fp in &fps {
             assert!(d.first_sighting(*fp, 1_000, None));
         }
@@ -964,10 +977,12 @@ mod tests {
             100,
             Some(3_000),
             Vec::new(),
-            vec![seal.generation.clone()],
+            vec![(
+                seal.generation,
+                load_summary(&seal.summary, Some(&files)).expect("a stored summary"),
+            )],
             Some(files),
-        )
-        .expect("valid");
+        );
         // Members, and 200,000 non-members (even multiples): about 3 filter false positives.
         let mut probes = fps.clone();
         probes.extend((1..200_000u64).map(|i| (2 * i).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
@@ -1046,7 +1061,7 @@ mod tests {
     #[test]
     fn generations_expire_whole_once_their_newest_entry_leaves_the_window() {
         let (mut d, seal, fps) = sealed(100);
-        let stored = seal.generation.clone();
+        let stored = loaded(&seal);
         d.evict(1_100, SHARDS);
         assert!(
             d.has_sealed(),
@@ -1056,7 +1071,7 @@ mod tests {
         assert!(!d.has_sealed());
         assert!(d.first_sighting(fps[0], 1_101, None));
         // Loaded back from the store, it answers as before sealing.
-        let mut back = Dedup::new(100, Some(3_000), Vec::new(), vec![stored]).expect("valid");
+        let mut back = Dedup::new(100, Some(3_000), Vec::new(), vec![stored]);
         assert!(!sighting(&mut back, &seal, fps[7], 1_020));
     }
 
@@ -1067,7 +1082,7 @@ mod tests {
         let entries: Vec<(u64, u32)> = (1..=2_500u64)
             .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15), 1_000))
             .collect();
-        let mut d = Dedup::new(100, Some(1_000), entries.clone(), Vec::new()).expect("valid");
+        let mut d = Dedup::new(100, Some(1_000), entries.clone(), Vec::new());
         let seals = d.seal_if_full(1_000, 1);
         let mut sizes: Vec<u64> = seals.iter().map(|s| s.generation.entries).collect();
         sizes.sort_unstable();
@@ -1092,19 +1107,19 @@ mod tests {
     #[test]
     fn the_same_ids_sealed_again_get_another_name() {
         let (_, first, fps) = sealed(100);
-        let mut d = Dedup::new(100, Some(3_000), Vec::new(), Vec::new()).expect("valid");
+        let mut d = Dedup::new(100, Some(3_000), Vec::new(), Vec::new());
         for fp in &fps {
             assert!(d.first_sighting(*fp, 1_000, None));
         }
         let again = d.seal_if_full(1_000, 8);
         assert_ne!(again[0].generation.id, first.generation.id);
-        assert_eq!(again[0].generation.summary, first.generation.summary);
+        assert_eq!(again[0].summary, first.summary);
     }
 
     /// Stored generations as a store keeps them: summaries and blocks, by id.
     #[derive(Default)]
     struct Stored {
-        generations: BTreeMap<u64, DedupGeneration>,
+        generations: BTreeMap<u64, DedupSeal>,
         blocks: HashMap<(u64, u32), Vec<(u64, u32)>>,
     }
 
@@ -1115,7 +1130,13 @@ mod tests {
                 for (b, entries) in seal.blocks().enumerate() {
                     self.blocks.insert((id, b as u32), entries.to_vec());
                 }
-                self.generations.insert(id, seal.generation.clone());
+                self.generations.insert(
+                    id,
+                    DedupSeal {
+                        entries: Vec::new(),
+                        ..seal.clone()
+                    },
+                );
             }
         }
         fn retire(&mut self, ids: &[u64]) {
@@ -1141,8 +1162,8 @@ mod tests {
                 .max()
         }
         fn loaded(&self, window_s: u32, cap: usize) -> Dedup {
-            let generations = self.generations.values().cloned().collect();
-            Dedup::new(window_s, Some(cap), Vec::new(), generations).expect("valid")
+            let generations = self.generations.values().map(loaded).collect();
+            Dedup::new(window_s, Some(cap), Vec::new(), generations)
         }
     }
 
@@ -1339,17 +1360,18 @@ mod tests {
         assert_eq!(back.runs(), 0);
         // Finished meanwhile, with the inputs still stored (as ClickHouse keeps them until
         // its deletion runs): the merged run alone is loaded, and the inputs are retired.
-        let input_generations: Vec<DedupGeneration> = store
+        let input_generations: Vec<DedupSeal> = store
             .generations
             .values()
-            .filter(|g| inputs.contains(&g.id))
+            .filter(|g| inputs.contains(&g.generation.id))
             .cloned()
             .collect();
         merge_all(&mut d, &mut store, 1_000);
-        let mut both: Vec<DedupGeneration> = store.generations.values().cloned().collect();
+        let mut both: Vec<DedupSeal> = store.generations.values().cloned().collect();
         assert_eq!(both.len(), 4, "the merged run's parts");
         both.extend(input_generations);
-        let mut back = Dedup::new(window_s, Some(cap), Vec::new(), both).expect("valid");
+        let both = both.iter().map(loaded).collect();
+        let mut back = Dedup::new(window_s, Some(cap), Vec::new(), both);
         assert_eq!(back.runs(), 1);
         assert_eq!(back.len(), 4_000);
         let mut retired = back

@@ -41,7 +41,7 @@ mod metrics;
 mod projector;
 mod session;
 
-pub use dedup::Dedup;
+pub use dedup::{load_summary, Dedup};
 pub use filter_files::FilterFiles;
 pub use guard::{guard_rebuild, plan_adoption, AdoptionError};
 pub use projector::{

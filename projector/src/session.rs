@@ -5,13 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use tally_domain::dedup::GenerationSummary;
 use tally_domain::event_fingerprint;
 use tally_domain::log_binding::LogBinding;
 use tally_domain::pricing::{PriceBook, Repricing};
 use tally_domain::rollup::fold;
 use tally_domain::store::{
-    LogPosition, LogRecord, PartitionCommit, PartitionState, Partitions, ProjectionCommit,
-    ProjectorState, RawEvent, RawScore, StoreError,
+    DedupGeneration, LogPosition, LogRecord, PartitionCommit, PartitionState, Partitions,
+    ProjectionCommit, ProjectorState, RawEvent, RawScore,
 };
 use tally_schemas::event::Cost;
 
@@ -56,14 +57,18 @@ pub(super) fn seconds(ms: i64) -> u32 {
 }
 
 impl Session {
+    /// The session `state` (a [`load_state`](tally_domain::store::AnalyticsStore::load_state))
+    /// resumes, its owned partitions' sealed generations with their summaries as loaded
+    /// (`sealed`, per partition; [`crate::dedup::load_summary`]).
     pub(super) fn resume(
         mut state: ProjectorState,
+        mut sealed: BTreeMap<i32, Vec<(DedupGeneration, GenerationSummary)>>,
         binding: LogBinding,
         owned: Partitions,
         window_s: u32,
         seal_at: Option<usize>,
         files: Option<FilterFiles>,
-    ) -> Result<Session, StoreError> {
+    ) -> Session {
         // A partition whose first commit is unfinished has rows but no checkpoint yet.
         for p in state.unfinished.keys() {
             state.partitions.entry(*p).or_default();
@@ -77,9 +82,10 @@ impl Session {
                     window_s,
                     seal_at,
                     std::mem::take(&mut s.dedup),
-                    std::mem::take(&mut s.generations),
+                    sealed.remove(&p).unwrap_or_default(),
                     files.clone(),
-                )?;
+                );
+                s.generations.clear();
                 let stop_at = state
                     .unfinished
                     .get(&p)
@@ -91,17 +97,17 @@ impl Session {
                     state: s,
                     dedup,
                 };
-                Ok((p, session))
+                (p, session)
             })
-            .collect::<Result<_, StoreError>>()?;
-        Ok(Session {
+            .collect();
+        Session {
             binding,
             owned,
             partitions,
             window_s,
             seal_at,
             files,
-        })
+        }
     }
 
     pub(super) fn position(&self) -> LogPosition {

@@ -49,28 +49,24 @@ async fn sealed_generations_count_every_event_once_live_and_in_replay() {
     let window = app.stores.analytics.as_ref();
     let state = window.load_state(86_400, &Partitions::All).await.unwrap();
     let p0 = state.partitions[&0].clone();
-    let merged = p0
+    let ids: Vec<u64> = p0.generations.iter().map(|g| g.id).collect();
+    let summaries = window.dedup_summaries(0, &ids).await.unwrap();
+    let loaded: Vec<_> = p0
         .generations
         .iter()
-        .filter(|g| {
-            tally_domain::dedup::GenerationSummary::decode(&g.summary)
-                .unwrap()
-                .placement()
-                .is_some()
-        })
+        .zip(&summaries)
+        .map(|(g, s)| (*g, tally_projector::load_summary(s, None).unwrap()))
+        .collect();
+    let merged = loaded
+        .iter()
+        .filter(|(_, s)| s.placement().is_some())
         .count();
     assert!(
         merged > 0,
         "no merged run among {} generations",
         p0.generations.len()
     );
-    let dedup = tally_projector::Dedup::new(
-        86_400,
-        Some(OPEN_ENTRIES),
-        p0.dedup.clone(),
-        p0.generations.clone(),
-    )
-    .unwrap();
+    let dedup = tally_projector::Dedup::new(86_400, Some(OPEN_ENTRIES), p0.dedup.clone(), loaded);
     assert_eq!(
         dedup.len(),
         3_000,

@@ -34,28 +34,33 @@ pub struct PartitionState {
     #[serde(skip)]
     pub dedup: Vec<(u64, u32)>,
     /// The dedup memory's sealed generations that may still hold fingerprints within the
-    /// window ([`crate::dedup`]), oldest first. Not serialized with the checkpoint.
+    /// window ([`crate::dedup`]), oldest first, without their summaries. Not serialized with
+    /// the checkpoint.
     #[serde(skip)]
     pub generations: Vec<DedupGeneration>,
 }
 
-/// A sealed generation of a partition's dedup memory ([`crate::dedup`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A sealed generation of a partition's dedup memory ([`crate::dedup`]), as
+/// [`AnalyticsStore::load_state`] lists it: without its summary, which
+/// [`AnalyticsStore::dedup_summaries`] fetches (so that a start need not hold every summary of
+/// the window at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DedupGeneration {
-    /// Increasing per partition.
+    /// Names the generation within its partition (a hash of its content: the same id is the
+    /// same generation).
     pub id: u64,
     /// The newest second among its entries: the generation is forgotten, whole, once the
     /// dedup horizon passes it.
     pub max_seen_s: u32,
     pub entries: u64,
-    /// [`crate::dedup::GenerationSummary::encode`]; opaque to stores.
-    pub summary: Vec<u8>,
 }
 
 /// One generation sealed from a partition's open dedup set ([`PartitionCommit::seals`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DedupSeal {
     pub generation: DedupGeneration,
+    /// [`crate::dedup::GenerationSummary::encode`]; opaque to stores.
+    pub summary: Vec<u8>,
     /// Its entries, sorted by fingerprint.
     pub entries: Vec<(u64, u32)>,
 }
@@ -322,7 +327,9 @@ impl ScanRequest {
 #[async_trait]
 pub trait AnalyticsStore: Send + Sync + 'static {
     /// The checkpoint of each stored partition in `partitions`, with the dedup fingerprints
-    /// seen within `dedup_window_s` of that partition's log clock.
+    /// seen within `dedup_window_s` of that partition's log clock: the open ones, and the
+    /// sealed generations that may hold some (listed, their summaries left to
+    /// [`dedup_summaries`](Self::dedup_summaries)).
     async fn load_state(
         &self,
         dedup_window_s: u32,
@@ -398,6 +405,15 @@ pub trait AnalyticsStore: Send + Sync + 'static {
         wanted: &[(u64, u32)],
     ) -> StoreResult<Vec<Vec<(u64, u32)>>> {
         let _ = (partition, wanted);
+        Err(crate::error::StoreError::Unavailable(
+            "this store keeps no sealed dedup generations".into(),
+        ))
+    }
+    /// The encoded summaries of `partition`'s sealed dedup generations `ids`
+    /// ([`DedupSeal::summary`]), in the order asked; `NotFound` when one is not stored (an
+    /// expired generation).
+    async fn dedup_summaries(&self, partition: i32, ids: &[u64]) -> StoreResult<Vec<Vec<u8>>> {
+        let _ = (partition, ids);
         Err(crate::error::StoreError::Unavailable(
             "this store keeps no sealed dedup generations".into(),
         ))

@@ -91,6 +91,14 @@ pub(super) struct ProjectionRow {
 
 pub(super) const COLUMNS: &str = "kind, resolution, feature, bucket, model, provider, environment, log_partition, log_epoch, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced";
 
+/// A sealed dedup generation's name and summary ([`KIND_DEDUP_GENERATION`]).
+#[derive(Debug, Clone, Row, Deserialize)]
+pub(super) struct SummaryRow {
+    pub(super) feature: String,
+    #[serde(with = "serde_bytes")]
+    pub(super) payload: Vec<u8>,
+}
+
 /// A row of [`ROLLUPS`]: one key's merged state from one log partition's records before
 /// offset `version`.
 #[derive(Debug, Clone, Default, Row, Serialize, Deserialize)]

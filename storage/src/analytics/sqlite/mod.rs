@@ -308,7 +308,7 @@ pub(super) fn load_state(
         "SELECT entries FROM dedup_chunks WHERE log_partition = ?1 AND max_seen_s >= ?2 ORDER BY id",
     )?;
     let mut generations = conn.prepare(
-        &format!("SELECT id, max_seen_s, entries, summary FROM dedup_generations g WHERE log_partition = ?1 AND max_seen_s >= ?2 AND {HELD} ORDER BY id"),
+        &format!("SELECT id, max_seen_s, entries FROM dedup_generations g WHERE log_partition = ?1 AND max_seen_s >= ?2 AND {HELD} ORDER BY id"),
     )?;
     for (partition, ps) in &mut state.partitions {
         let since_s = ((ps.last_received_ms / 1000) as u32).saturating_sub(window_s);
@@ -323,7 +323,6 @@ pub(super) fn load_state(
                 id: row.get::<_, i64>(0)? as u64,
                 max_seen_s: row.get(1)?,
                 entries: row.get::<_, i64>(2)? as u64,
-                summary: row.get(3)?,
             });
         }
     }
@@ -374,6 +373,22 @@ fn dedup_blocks(
         out.push(entries);
     }
     Ok(out)
+}
+
+/// The summaries of `partition`'s sealed generations `ids`, in order.
+fn dedup_summaries(conn: &Connection, partition: i32, ids: &[u64]) -> Result<Vec<Vec<u8>>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT summary FROM dedup_generations g WHERE log_partition = ?1 AND id = ?2 AND {HELD}"
+    ))?;
+    ids.iter()
+        .map(|id| {
+            stmt.query_row(params![partition, *id as i64], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| Failure::NotFound {
+                    what: format!("dedup generation {id} (partition {partition})"),
+                })
+        })
+        .collect()
 }
 
 /// Writes sealed generations in place of the partition's open chunks.
@@ -458,7 +473,7 @@ fn write_generations(tx: &Connection, partition: i32, seals: &[DedupSeal]) -> Re
             g.id as i64,
             g.max_seen_s,
             g.entries as i64,
-            g.summary
+            seal.summary
         ])?;
         for (i, entries) in seal.blocks().enumerate() {
             block.execute(params![
@@ -703,6 +718,13 @@ impl AnalyticsStore for SqliteAnalyticsStore {
             .await
     }
 
+    #[instrument(name = "analytics.dedup_summaries", skip_all, fields(generations = ids.len()), err)]
+    async fn dedup_summaries(&self, partition: i32, ids: &[u64]) -> StoreResult<Vec<Vec<u8>>> {
+        let ids = ids.to_vec();
+        self.read(move |conn| dedup_summaries(conn, partition, &ids))
+            .await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.read(|conn| {
             conn.query_row("SELECT count(*) FROM projector_partitions", [], |r| {
@@ -816,8 +838,8 @@ mod tests {
                 id,
                 max_seen_s: 1_000,
                 entries,
-                summary: GenerationSummary::build(&keys).expect("summary").encode(),
             },
+            summary: GenerationSummary::build(&keys).expect("summary").encode(),
             entries: sealed,
         }
     }
@@ -877,20 +899,32 @@ mod tests {
         let big = generation(1, 0, 600 * 1_024);
         let small = generation(2, 10_000_000, 10);
         store
-            .commit(step(0, vec![big, small.clone()], Vec::new()))
+            .commit(step(0, vec![big.clone(), small.clone()], Vec::new()))
             .await
             .expect("written");
         assert_eq!(count(&store, BLOCKS), 601);
+        assert_eq!(
+            store.dedup_summaries(0, &[2, 1]).await.expect("summaries"),
+            vec![small.summary.clone(), big.summary.clone()],
+            "summaries in the order asked"
+        );
 
         let state = retire_and_load(&store, vec![1]).await;
         assert_eq!(
             state.partitions[&0].generations,
-            vec![small.generation.clone()],
+            vec![small.generation],
             "the retired generation is not loaded again"
         );
         assert!(
             store.dedup_blocks(0, &[(1, 599)]).await.is_err(),
             "nor are its blocks read, though they are still stored"
+        );
+        assert!(
+            matches!(
+                store.dedup_summaries(0, &[1]).await,
+                Err(tally_domain::error::StoreError::NotFound { .. })
+            ),
+            "nor its summary"
         );
         assert_eq!(
             count(&store, SUMMARIES),

@@ -84,13 +84,13 @@ impl ClickHouseAnalyticsStore {
             // the commit that sealed it). Every one holds true sightings of this log's prefix,
             // so one left by a fenced projector is harmless; the newest seal held everything
             // seen before it, so only chunks after it are still open.
-            let sql = format!("SELECT {COLUMNS}, latency, users, payload FROM {TABLE} FINAL WHERE kind = {KIND_DEDUP_GENERATION} AND log_partition = {partition} AND log_epoch = {epoch} AND bucket >= {since_s} AND version <= {upto} ORDER BY version");
-            for g in self.rows::<ProjectionRow>(&sql).await? {
+            // Listed without their summaries (`dedup_summaries` fetches them).
+            let sql = format!("SELECT feature, bucket, requests FROM {TABLE} FINAL WHERE kind = {KIND_DEDUP_GENERATION} AND log_partition = {partition} AND log_epoch = {epoch} AND bucket >= {since_s} AND version <= {upto} ORDER BY version");
+            for (name, bucket, entries) in self.rows::<(String, i64, u64)>(&sql).await? {
                 ps.generations.push(DedupGeneration {
-                    id: generation_id(&g.feature)?,
-                    max_seen_s: u32::try_from(g.bucket).unwrap_or(0),
-                    entries: g.requests,
-                    summary: g.payload,
+                    id: generation_id(&name)?,
+                    max_seen_s: u32::try_from(bucket).unwrap_or(0),
+                    entries,
                 });
             }
             // Seals of the open set only: parts of merged runs say nothing of the open chunks.

@@ -14,8 +14,8 @@ use checkpoints::Stored;
 
 use super::rows::{
     binding_row, checkpoint_row, decode, encode, from_legacy, generation_id, generation_name,
-    ProjectionRow, RollupDbRow, BINDING_BOUND, BINDING_ID_LEARNED, BINDING_RETIRED, COLUMNS,
-    GENERATION_MERGED, GENERATION_SEALED, KIND_BINDING, KIND_CHECKPOINT, KIND_DEDUP,
+    ProjectionRow, RollupDbRow, SummaryRow, BINDING_BOUND, BINDING_ID_LEARNED, BINDING_RETIRED,
+    COLUMNS, GENERATION_MERGED, GENERATION_SEALED, KIND_BINDING, KIND_CHECKPOINT, KIND_DEDUP,
     KIND_DEDUP_BLOCK, KIND_DEDUP_GENERATION, KIND_LEGACY_ROLLUP, ROLLUP_COLUMNS,
 };
 use crate::failure::{seam, Failure, Result};
@@ -374,7 +374,7 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
                             version,
                             requests: g.entries,
                             cost_pico: "0".into(),
-                            payload: g.summary.clone(),
+                            payload: seal.summary.clone(),
                             ..ProjectionRow::default()
                         })
                         .await?;
@@ -471,6 +471,35 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
 
     fn seals_dedup(&self) -> bool {
         true
+    }
+
+    #[instrument(name = "clickhouse.dedup_summaries", skip_all, fields(generations = ids.len()), err)]
+    async fn dedup_summaries(&self, partition: i32, ids: &[u64]) -> StoreResult<Vec<Vec<u8>>> {
+        seam(async || -> Result<Vec<Vec<u8>>> {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let names = ids
+                .iter()
+                .map(|id| format!("'{}'", generation_name(*id)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            // Copies of a generation's row (written again by a fenced projector, or not yet
+            // collapsed) are equal: a name is a hash of the content.
+            let sql = format!("SELECT feature, payload FROM {TABLE} WHERE kind = {KIND_DEDUP_GENERATION} AND log_partition = {partition} AND feature IN ({names})");
+            let mut found: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+            for row in self.rows::<SummaryRow>(&sql).await? {
+                found.insert(generation_id(&row.feature)?, row.payload);
+            }
+            ids.iter()
+                .map(|id| {
+                    found.get(id).cloned().ok_or_else(|| Failure::NotFound {
+                        what: format!("dedup generation {id} (partition {partition})"),
+                    })
+                })
+                .collect()
+        })
+        .await
     }
 
     #[instrument(name = "clickhouse.dedup_blocks", skip_all, fields(blocks = wanted.len()), err)]
