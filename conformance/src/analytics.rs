@@ -3,6 +3,7 @@
 //! adoption) and [`older_rollup_keeps_its_numbers`] (an upgraded store). Each starts from an empty
 //! store and panics with a description on the first deviation.
 
+use futures::TryStreamExt;
 use tally_domain::store::{AnalyticsStore, StoreError};
 use tally_schemas::{Environment, UsageEvent};
 
@@ -1249,6 +1250,17 @@ pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
     let commit = |base: i64, new: Vec<(u64, u32)>, seals: Vec<DedupSeal>, horizon: u32| {
         merging(base, new, seals, horizon, Vec::new(), Vec::new())
     };
+    // What the store hands over, each summary once (a store may send equal copies).
+    let summaries = |partition: i32, ids: Vec<u64>| async move {
+        let mut got: Vec<(u64, Vec<u8>)> = store
+            .dedup_summaries(partition, &ids)
+            .try_collect()
+            .await
+            .expect("summaries");
+        got.sort();
+        got.dedup();
+        got
+    };
     let load = || async {
         let state = store
             .load_state(86_400, &Partitions::All)
@@ -1299,23 +1311,21 @@ pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
     );
     let id = generation.id;
     assert_eq!(
-        store.dedup_summaries(0, &[id]).await.expect("summary"),
-        vec![summary.clone()],
-        "a listed generation's summary, as sealed"
+        summaries(0, vec![0xDEAD_BEEF_0000_0099, id]).await,
+        vec![(id, summary.clone())],
+        "a listed generation's summary, as sealed; none for a generation never sealed"
     );
     assert!(
-        matches!(
-            store.dedup_summaries(0, &[id, 0xDEAD_BEEF_0000_0099]).await,
-            Err(StoreError::NotFound { .. })
-        ),
-        "a generation never sealed has no summary"
+        summaries(1, vec![id]).await.is_empty(),
+        "nor for another partition's"
     );
-    assert!(
-        matches!(
-            store.dedup_summaries(1, &[id]).await,
-            Err(StoreError::NotFound { .. })
-        ),
-        "nor has another partition's"
+    // Asked among thousands of names (a store may cut the names into several queries).
+    let mut many: Vec<u64> = (1..=5_000u64).map(|i| 0xABCD_0000_0000_0000 + i).collect();
+    many.push(id);
+    assert_eq!(
+        summaries(0, many).await,
+        vec![(id, summary.clone())],
+        "the one held among 5,001 names"
     );
     assert_eq!(
         store
@@ -1379,11 +1389,8 @@ pub async fn sealed_dedup(store: &dyn AnalyticsStore) {
         blocks
     );
     assert_eq!(
-        store
-            .dedup_summaries(0, &[part.id])
-            .await
-            .expect("the part's summary"),
-        vec![part_summary],
+        summaries(0, vec![part.id]).await,
+        vec![(part.id, part_summary)],
         "a merged part's summary, as written"
     );
 

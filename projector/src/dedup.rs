@@ -891,13 +891,13 @@ mod tests {
         assert!(!d.first_sighting(2, 1_150, None));
     }
 
-    /// Seals 3,000 fingerprints (odd multiples of a constant) seen at second 1,000.
     /// A stored generation as a start loads it: listed, its summary decoded (on the heap).
     fn loaded(seal: &DedupSeal) -> (DedupGeneration, GenerationSummary) {
         let summary = load_summary(&seal.summary, None).expect("a stored summary");
         (seal.generation, summary)
     }
 
+    /// Seals 3,000 fingerprints (odd multiples of a constant) seen at second 1,000.
     fn sealed(window_s: u32) -> (Dedup, DedupSeal, Vec<u64>) {
         sealed_with(window_s, None)
     }

@@ -40,6 +40,7 @@ mod guard;
 mod metrics;
 mod projector;
 mod session;
+mod summaries;
 
 pub use dedup::{load_summary, Dedup};
 pub use filter_files::FilterFiles;

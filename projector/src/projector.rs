@@ -1,48 +1,22 @@
 //! The projection loop. See the crate docs for its delivery semantics.
 
-use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tally_domain::dedup::GenerationSummary;
 use tally_domain::log_binding::Mismatch;
 use tally_domain::pricing::{PriceCache, RepriceCache};
 use tally_domain::store::{
-    AnalyticsStore, DedupGeneration, EventLog, LogPosition, LogRecord, Ownership, Partitions,
-    ProjectorState, StoreError,
+    AnalyticsStore, EventLog, LogPosition, LogRecord, Ownership, StoreError,
 };
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::dedup::load_summary;
 use crate::filter_files::FilterFiles;
 use crate::guard::{self, Admission};
 use crate::metrics as m;
 use crate::session::{Confirmed, MergeReads, Session};
-
-/// Ids' worth of sealed dedup summaries a start fetches at once ([`Projector::load_summaries`]):
-/// encoded at about 2.3 bytes an id, some 10 MB on the heap at a time however many ids the
-/// window holds (a larger generation comes alone: a seal holds at most the open set's cap, a
-/// merged run's part at most [`tally_domain::dedup::PART_ENTRIES`]).
-const SUMMARY_BATCH_ENTRIES: u64 = 1 << 22;
-
-/// `generations` cut, in order, into runs of at most `max_entries` ids (a generation holding
-/// more comes alone).
-fn summary_batches(generations: &[DedupGeneration], max_entries: u64) -> Vec<&[DedupGeneration]> {
-    let mut batches = Vec::new();
-    let (mut start, mut held) = (0, 0u64);
-    for (i, g) in generations.iter().enumerate() {
-        if i > start && held + g.entries > max_entries {
-            batches.push(&generations[start..i]);
-            (start, held) = (i, 0);
-        }
-        held += g.entries;
-    }
-    if start < generations.len() {
-        batches.push(&generations[start..]);
-    }
-    batches
-}
+use crate::summaries::{self, Loaded};
 
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
@@ -126,6 +100,8 @@ pub struct Projector {
     status: Arc<watch::Sender<ProjectorStatus>>,
     /// The cause of the last refusal logged, so a refusal is logged once, not at every check.
     refusal_logged: Arc<std::sync::Mutex<Option<String>>>,
+    /// The dedup generation the last load found listed but forgotten (0: none).
+    forgotten: Arc<AtomicU64>,
 }
 
 /// Why a session ended without a storage error.
@@ -135,6 +111,8 @@ enum SessionEnd {
     Rebalanced,
     /// The log is no longer the one the checkpoints belong to: check again before reading.
     LogChanged,
+    /// The store changed while the session loaded: load again.
+    Reload,
 }
 
 /// Resolves when ownership changes; never, for a log whose ownership is fixed.
@@ -159,6 +137,7 @@ impl Projector {
                 config,
                 status: Arc::new(status),
                 refusal_logged: Arc::default(),
+                forgotten: Arc::default(),
             },
             rx,
         )
@@ -214,7 +193,7 @@ impl Projector {
                     info!("partition ownership changed; reloading checkpoints");
                     metrics::counter!(m::REBALANCES).increment(1);
                 }
-                Ok(SessionEnd::LogChanged) => {}
+                Ok(SessionEnd::LogChanged | SessionEnd::Reload) => {}
                 Err(err) => {
                     if matches!(err, StoreError::Conflict(_)) {
                         warn!(error = %err, "another projector moved a partition; reloading");
@@ -319,55 +298,6 @@ impl Projector {
         Ok(reads)
     }
 
-    /// The sealed dedup generations that `state` lists for the `owned` partitions, with their
-    /// summaries: fetched [`SUMMARY_BATCH_ENTRIES`] ids' worth at a time, each batch decoded and
-    /// mapped ([`load_summary`], blocking work done off the runtime) before the next is
-    /// fetched, so a start never holds the window's encoded summaries all at once.
-    async fn load_summaries(
-        &self,
-        state: &ProjectorState,
-        owned: &Partitions,
-    ) -> Result<BTreeMap<i32, Vec<(DedupGeneration, GenerationSummary)>>, StoreError> {
-        let mut sealed = BTreeMap::new();
-        for (partition, ps) in &state.partitions {
-            if !owned.contains(*partition) || ps.generations.is_empty() {
-                continue;
-            }
-            let mut loaded = Vec::with_capacity(ps.generations.len());
-            for batch in summary_batches(&ps.generations, SUMMARY_BATCH_ENTRIES) {
-                let ids: Vec<u64> = batch.iter().map(|g| g.id).collect();
-                let encoded = self.store.dedup_summaries(*partition, &ids).await?;
-                if encoded.len() != ids.len() {
-                    return Err(StoreError::Backend(format!(
-                        "asked for {} dedup summaries of partition {partition}, got {}",
-                        ids.len(),
-                        encoded.len()
-                    )));
-                }
-                let files = self.config.dedup_files.clone();
-                let decoded = tokio::task::spawn_blocking(move || {
-                    encoded
-                        .iter()
-                        .map(|bytes| load_summary(bytes, files.as_ref()))
-                        .collect::<Result<Vec<_>, StoreError>>()
-                })
-                .await;
-                let decoded = match decoded {
-                    Ok(decoded) => decoded?,
-                    Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-                    Err(_) => {
-                        return Err(StoreError::Unavailable(
-                            "the runtime is shutting down".into(),
-                        ))
-                    }
-                };
-                loaded.extend(batch.iter().copied().zip(decoded));
-            }
-            sealed.insert(*partition, loaded);
-        }
-        Ok(sealed)
-    }
-
     /// One pass from the stored checkpoint until shutdown, a rebalance or a storage error.
     async fn run_session(
         &self,
@@ -397,10 +327,32 @@ impl Projector {
             .store
             .seals_dedup()
             .then_some(self.config.dedup_open_entries);
-        let sealed = tokio::select! {
-            s = self.load_summaries(&state, &owned.partitions) => s?,
+        let loaded = summaries::load(
+            self.store.as_ref(),
+            &state,
+            &owned.partitions,
+            self.config.dedup_files.as_ref(),
+            summaries::BATCH_BYTES,
+        );
+        let loaded = tokio::select! {
+            l = loaded => l?,
             _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
         };
+        let sealed = match loaded {
+            Loaded::Sealed(sealed) => sealed,
+            Loaded::Shutdown => return Ok(SessionEnd::Shutdown),
+            Loaded::Forgotten { partition, id } => {
+                // Once is a deletion that landed after the listing; the same one again is not.
+                let again = self.forgotten.swap(id, Ordering::Relaxed) == id;
+                let what = format!("the summary of dedup generation {id:016x} (partition {partition}), which the checkpoint lists");
+                if again {
+                    return Err(StoreError::NotFound { what });
+                }
+                info!(%what, "a listed dedup generation was forgotten meanwhile; loading again");
+                return Ok(SessionEnd::Reload);
+            }
+        };
+        self.forgotten.store(0, Ordering::Relaxed);
         // Resuming fills the open set's hash tables: blocking work, done off the runtime like
         // folding.
         let (window_s, files) = (self.config.dedup_window_s, self.config.dedup_files.clone());
@@ -648,40 +600,4 @@ pub async fn start_clean_watching(
         duplicates_dropped: done.duplicates_dropped,
         elapsed: started.elapsed(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn generations(entries: &[u64]) -> Vec<DedupGeneration> {
-        entries
-            .iter()
-            .enumerate()
-            .map(|(i, &entries)| DedupGeneration {
-                id: i as u64,
-                max_seen_s: 0,
-                entries,
-            })
-            .collect()
-    }
-
-    fn ids(batches: &[&[DedupGeneration]]) -> Vec<Vec<u64>> {
-        batches
-            .iter()
-            .map(|b| b.iter().map(|g| g.id).collect())
-            .collect()
-    }
-
-    #[test]
-    fn summaries_are_fetched_in_batches_of_bounded_ids_in_order() {
-        // Bound 10: 4 + 6 fill one batch, 3 + 7 another, 12 (over it) comes alone, 1 + 2 end.
-        let gs = generations(&[4, 6, 3, 7, 12, 1, 2]);
-        assert_eq!(
-            ids(&summary_batches(&gs, 10)),
-            vec![vec![0, 1], vec![2, 3], vec![4], vec![5, 6]]
-        );
-        assert!(summary_batches(&[], 10).is_empty());
-        assert_eq!(ids(&summary_batches(&gs[4..5], 10)), vec![vec![4]]);
-    }
 }

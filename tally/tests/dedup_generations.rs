@@ -9,6 +9,7 @@ mod common;
 
 use common::topics::{counted, expected, send};
 use common::*;
+use futures::TryStreamExt;
 use tally_domain::store::Partitions;
 
 const OPEN_ENTRIES: usize = 100;
@@ -50,12 +51,17 @@ async fn sealed_generations_count_every_event_once_live_and_in_replay() {
     let state = window.load_state(86_400, &Partitions::All).await.unwrap();
     let p0 = state.partitions[&0].clone();
     let ids: Vec<u64> = p0.generations.iter().map(|g| g.id).collect();
-    let summaries = window.dedup_summaries(0, &ids).await.unwrap();
+    let summaries: std::collections::HashMap<u64, Vec<u8>> =
+        window.dedup_summaries(0, &ids).try_collect().await.unwrap();
     let loaded: Vec<_> = p0
         .generations
         .iter()
-        .zip(&summaries)
-        .map(|(g, s)| (*g, tally_projector::load_summary(s, None).unwrap()))
+        .map(|g| {
+            (
+                *g,
+                tally_projector::load_summary(&summaries[&g.id], None).unwrap(),
+            )
+        })
         .collect();
     let merged = loaded
         .iter()

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use futures::stream::{BoxStream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tally_schemas::{Environment, Score, ScoreValue, UsageEvent};
 
@@ -34,8 +35,8 @@ pub struct PartitionState {
     #[serde(skip)]
     pub dedup: Vec<(u64, u32)>,
     /// The dedup memory's sealed generations that may still hold fingerprints within the
-    /// window ([`crate::dedup`]), oldest first, without their summaries. Not serialized with
-    /// the checkpoint.
+    /// window ([`crate::dedup`]), in no particular order, without their summaries. Not
+    /// serialized with the checkpoint.
     #[serde(skip)]
     pub generations: Vec<DedupGeneration>,
 }
@@ -46,8 +47,8 @@ pub struct PartitionState {
 /// the window at once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DedupGeneration {
-    /// Names the generation within its partition (a hash of its content: the same id is the
-    /// same generation).
+    /// Names the generation within its partition: a hash of what it holds and of where it was
+    /// made, so two stored copies of one name are equal.
     pub id: u64,
     /// The newest second among its entries: the generation is forgotten, whole, once the
     /// dedup horizon passes it.
@@ -409,14 +410,24 @@ pub trait AnalyticsStore: Send + Sync + 'static {
             "this store keeps no sealed dedup generations".into(),
         ))
     }
-    /// The encoded summaries of `partition`'s sealed dedup generations `ids`
-    /// ([`DedupSeal::summary`]), in the order asked; `NotFound` when one is not stored (an
-    /// expired generation).
-    async fn dedup_summaries(&self, partition: i32, ids: &[u64]) -> StoreResult<Vec<Vec<u8>>> {
+    /// The encoded summaries ([`DedupSeal::summary`]) of `partition`'s sealed dedup
+    /// generations `ids`, as `(id, summary)` in any order, read as the stream is polled: a
+    /// store hands each over without reading the others first, so that a caller that maps
+    /// them as they come never holds them all. An id whose generation the store no longer
+    /// holds (forgotten since it was listed) is left out; an id may come more than once (its
+    /// copies are equal).
+    fn dedup_summaries<'a>(
+        &'a self,
+        partition: i32,
+        ids: &'a [u64],
+    ) -> BoxStream<'a, StoreResult<(u64, Vec<u8>)>> {
         let _ = (partition, ids);
-        Err(crate::error::StoreError::Unavailable(
-            "this store keeps no sealed dedup generations".into(),
-        ))
+        futures::stream::once(async {
+            Err(crate::error::StoreError::Unavailable(
+                "this store keeps no sealed dedup generations".into(),
+            ))
+        })
+        .boxed()
     }
     /// Whether commits should carry the counted events themselves ([`PartitionCommit::raw`]).
     fn keeps_raw_events(&self) -> bool {

@@ -17,6 +17,9 @@ pub fn dashboard_urls(target: &str, feature: &str) -> Vec<String> {
     ]
 }
 
+/// Failed queries whose cause [`query_load`] prints (to stderr), the first of a run.
+const REPORTED_FAILURES: usize = 10;
+
 /// GETs `urls` in turn, one every `every`, until `stop`; (answered at, ms, 2xx) per request.
 pub async fn query_load(
     client: reqwest::Client,
@@ -26,6 +29,7 @@ pub async fn query_load(
     stop: Arc<AtomicBool>,
 ) -> Vec<(Duration, f64, bool)> {
     let mut samples = Vec::new();
+    let mut failures = 0;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for url in urls.iter().cycle() {
@@ -34,12 +38,23 @@ pub async fn query_load(
             break;
         }
         let sent = Instant::now();
-        let ok = match client.get(url).send().await {
+        let failure = match client.get(url).send().await {
             // The whole body is part of the answer's time.
-            Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-            Err(_) => false,
+            Ok(r) if r.status().is_success() => r.bytes().await.err().map(|e| e.to_string()),
+            Ok(r) => Some(format!("status {}", r.status())),
+            Err(e) => Some(e.to_string()),
         };
-        samples.push((started.elapsed(), sent.elapsed().as_secs_f64() * 1000.0, ok));
+        let at = started.elapsed();
+        samples.push((at, sent.elapsed().as_secs_f64() * 1000.0, failure.is_none()));
+        if let Some(why) = failure {
+            failures += 1;
+            if failures <= REPORTED_FAILURES {
+                eprintln!(
+                    "loadgen: query failed at {:.1} s: {url}: {why}",
+                    at.as_secs_f64()
+                );
+            }
+        }
     }
     samples
 }

@@ -52,6 +52,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tally_schemas::{Environment, Pico, UsageEvent};
 use tracing::instrument;
@@ -375,20 +376,25 @@ fn dedup_blocks(
     Ok(out)
 }
 
-/// The summaries of `partition`'s sealed generations `ids`, in order.
-fn dedup_summaries(conn: &Connection, partition: i32, ids: &[u64]) -> Result<Vec<Vec<u8>>> {
+/// Sealed generations whose summaries one read hands over ([`AnalyticsStore::dedup_summaries`]):
+/// at most a few seals' worth (about 4.6 MB each at the default cap of 2 M ids).
+const SUMMARIES_PER_READ: usize = 4;
+
+/// The summaries of `partition`'s held sealed generations among `ids`, in order.
+fn dedup_summaries(conn: &Connection, partition: i32, ids: &[u64]) -> Result<Vec<(u64, Vec<u8>)>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT summary FROM dedup_generations g WHERE log_partition = ?1 AND id = ?2 AND {HELD}"
     ))?;
-    ids.iter()
-        .map(|id| {
-            stmt.query_row(params![partition, *id as i64], |r| r.get(0))
-                .optional()?
-                .ok_or_else(|| Failure::NotFound {
-                    what: format!("dedup generation {id} (partition {partition})"),
-                })
-        })
-        .collect()
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(summary) = stmt
+            .query_row(params![partition, *id as i64], |r| r.get(0))
+            .optional()?
+        {
+            out.push((*id, summary));
+        }
+    }
+    Ok(out)
 }
 
 /// Writes sealed generations in place of the partition's open chunks.
@@ -718,11 +724,20 @@ impl AnalyticsStore for SqliteAnalyticsStore {
             .await
     }
 
-    #[instrument(name = "analytics.dedup_summaries", skip_all, fields(generations = ids.len()), err)]
-    async fn dedup_summaries(&self, partition: i32, ids: &[u64]) -> StoreResult<Vec<Vec<u8>>> {
-        let ids = ids.to_vec();
-        self.read(move |conn| dedup_summaries(conn, partition, &ids))
-            .await
+    fn dedup_summaries<'a>(
+        &'a self,
+        partition: i32,
+        ids: &'a [u64],
+    ) -> BoxStream<'a, StoreResult<(u64, Vec<u8>)>> {
+        // A few per read: no reader is held for the whole load, nor are the summaries.
+        futures::stream::iter(ids.chunks(SUMMARIES_PER_READ))
+            .then(move |chunk| {
+                let chunk = chunk.to_vec();
+                self.read(move |conn| dedup_summaries(conn, partition, &chunk))
+            })
+            .map_ok(|found| futures::stream::iter(found.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed()
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -887,6 +902,15 @@ mod tests {
             .expect("loaded")
     }
 
+    /// What [`AnalyticsStore::dedup_summaries`] hands over for partition 0's `ids`.
+    async fn summaries(store: &SqliteAnalyticsStore, ids: &[u64]) -> Vec<(u64, Vec<u8>)> {
+        store
+            .dedup_summaries(0, ids)
+            .try_collect()
+            .await
+            .expect("summaries")
+    }
+
     const BLOCKS: &str = "SELECT COUNT(*) FROM dedup_blocks";
     const SUMMARIES: &str = "SELECT COUNT(*) FROM dedup_generations";
     const DOOMED: &str = "SELECT COUNT(*) FROM dedup_doomed";
@@ -904,9 +928,9 @@ mod tests {
             .expect("written");
         assert_eq!(count(&store, BLOCKS), 601);
         assert_eq!(
-            store.dedup_summaries(0, &[2, 1]).await.expect("summaries"),
-            vec![small.summary.clone(), big.summary.clone()],
-            "summaries in the order asked"
+            summaries(&store, &[2, 1, 3]).await,
+            vec![(2, small.summary.clone()), (1, big.summary.clone())],
+            "the summaries of the generations held"
         );
 
         let state = retire_and_load(&store, vec![1]).await;
@@ -919,13 +943,7 @@ mod tests {
             store.dedup_blocks(0, &[(1, 599)]).await.is_err(),
             "nor are its blocks read, though they are still stored"
         );
-        assert!(
-            matches!(
-                store.dedup_summaries(0, &[1]).await,
-                Err(tally_domain::error::StoreError::NotFound { .. })
-            ),
-            "nor its summary"
-        );
+        assert!(summaries(&store, &[1]).await.is_empty(), "nor its summary");
         assert_eq!(
             count(&store, SUMMARIES),
             2,

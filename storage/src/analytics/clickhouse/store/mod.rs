@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 mod checkpoints;
 
 use async_trait::async_trait;
+use clickhouse::query::RowCursor;
 use clickhouse::Client;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use tracing::instrument;
 
 use checkpoints::Stored;
@@ -23,13 +25,16 @@ use tally_domain::log_binding::{Adoption, LogBinding};
 use tally_domain::rollup::{Resolution, Rollup, RollupKey, RollupRow};
 use tally_domain::store::{
     AnalyticsStore, DedupGeneration, PartitionState, Partitions, ProjectionCommit, ProjectorState,
-    ScanRequest, StoreResult,
+    ScanRequest, StoreError, StoreResult,
 };
 
 /// Checkpoints and dedup chunks (unpartitioned: one commit's are one atomic insert).
 pub(super) const TABLE: &str = "tally_projection";
 /// Rollup rows, one partition per UTC day.
 pub(super) const ROLLUPS: &str = "tally_rollups";
+/// Generation names per query that reads summaries: a query stays far below ClickHouse's
+/// `max_query_size` (256 KiB; a quoted name takes 23 bytes).
+const NAMES_PER_QUERY: usize = 2_000;
 /// Entries per dedup chunk written by an adoption.
 const ADOPTED_CHUNK: usize = 1 << 20;
 /// Days (ClickHouse partitions) per rollup insert: below the `max_partitions_per_insert_block`
@@ -473,33 +478,47 @@ impl AnalyticsStore for ClickHouseAnalyticsStore {
         true
     }
 
-    #[instrument(name = "clickhouse.dedup_summaries", skip_all, fields(generations = ids.len()), err)]
-    async fn dedup_summaries(&self, partition: i32, ids: &[u64]) -> StoreResult<Vec<Vec<u8>>> {
-        seam(async || -> Result<Vec<Vec<u8>>> {
-            if ids.is_empty() {
-                return Ok(Vec::new());
+    /// One query per [`NAMES_PER_QUERY`] ids, read row by row: each summary is handed over
+    /// as it arrives (a query per batch of ids would read the rows' granule again each time,
+    /// which on servers with fixed 8,192-row granules holds every summary of the partition).
+    fn dedup_summaries<'a>(
+        &'a self,
+        partition: i32,
+        ids: &'a [u64],
+    ) -> BoxStream<'a, StoreResult<(u64, Vec<u8>)>> {
+        let queries: Vec<String> = ids
+            .chunks(NAMES_PER_QUERY)
+            .map(|chunk| {
+                let names = chunk
+                    .iter()
+                    .map(|id| format!("'{}'", generation_name(*id)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("SELECT feature, payload FROM {TABLE} WHERE kind = {KIND_DEDUP_GENERATION} AND log_partition = {partition} AND feature IN ({names})")
+            })
+            .collect();
+        let state = (queries.into_iter(), None::<RowCursor<SummaryRow>>);
+        futures::stream::try_unfold(state, move |(mut queries, mut cursor)| async move {
+            loop {
+                if let Some(rows) = cursor.as_mut() {
+                    if let Some(row) = rows.next().await.map_err(Failure::from)? {
+                        let id = generation_id(&row.feature)?;
+                        return Ok::<_, Failure>(Some(((id, row.payload), (queries, cursor))));
+                    }
+                }
+                let Some(sql) = queries.next() else {
+                    return Ok::<_, Failure>(None);
+                };
+                cursor = Some(
+                    self.client
+                        .query(&sql)
+                        .fetch::<SummaryRow>()
+                        .map_err(Failure::from)?,
+                );
             }
-            let names = ids
-                .iter()
-                .map(|id| format!("'{}'", generation_name(*id)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            // Copies of a generation's row (written again by a fenced projector, or not yet
-            // collapsed) are equal: a name is a hash of the content.
-            let sql = format!("SELECT feature, payload FROM {TABLE} WHERE kind = {KIND_DEDUP_GENERATION} AND log_partition = {partition} AND feature IN ({names})");
-            let mut found: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-            for row in self.rows::<SummaryRow>(&sql).await? {
-                found.insert(generation_id(&row.feature)?, row.payload);
-            }
-            ids.iter()
-                .map(|id| {
-                    found.get(id).cloned().ok_or_else(|| Failure::NotFound {
-                        what: format!("dedup generation {id} (partition {partition})"),
-                    })
-                })
-                .collect()
         })
-        .await
+        .map_err(StoreError::from)
+        .boxed()
     }
 
     #[instrument(name = "clickhouse.dedup_blocks", skip_all, fields(blocks = wanted.len()), err)]
