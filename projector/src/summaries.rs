@@ -172,7 +172,7 @@ mod tests {
         }
     }
 
-    /// A store holding five generations of 100 to 900 ids (ids 1–5), and its listing.
+    /// A store holding five generations of 100 to 900 ids (ids 1–5), and their seals.
     async fn five() -> (tempfile::TempDir, SqliteAnalyticsStore, Vec<DedupSeal>) {
         let dir = tempfile::tempdir().expect("dir");
         let store = SqliteAnalyticsStore::open(dir.path()).expect("store");
