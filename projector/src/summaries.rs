@@ -186,13 +186,18 @@ mod tests {
         (dir, store, seals)
     }
 
+    /// What the store lists for a start (a day's window).
+    async fn listed(store: &SqliteAnalyticsStore) -> ProjectorState {
+        store
+            .load_state(86_400, &Partitions::All)
+            .await
+            .expect("listed")
+    }
+
     #[tokio::test]
     async fn every_listed_generation_comes_with_its_own_summary_whatever_the_batch() {
         let (_dir, store, seals) = five().await;
-        let state = store
-            .load_state(86_400, &Partitions::All)
-            .await
-            .expect("listed");
+        let state = listed(&store).await;
         // One summary per batch, two or three, and all at once.
         for batch_bytes in [1, 600, usize::MAX] {
             let Loaded::Sealed(sealed) = load(&store, &state, &Partitions::All, None, batch_bytes)
@@ -230,10 +235,7 @@ mod tests {
     #[tokio::test]
     async fn a_generation_forgotten_after_the_listing_is_reported_not_skipped() {
         let (_dir, store, _) = five().await;
-        let state = store
-            .load_state(86_400, &Partitions::All)
-            .await
-            .expect("listed");
+        let state = listed(&store).await;
         // Generation 4 is retired between the listing and the fetch.
         store
             .commit(commit(1, Vec::new(), vec![4]))
@@ -246,10 +248,7 @@ mod tests {
             Err(err) => panic!("{err}"),
         }
         // Listed again, it is left out.
-        let state = store
-            .load_state(86_400, &Partitions::All)
-            .await
-            .expect("listed");
+        let state = listed(&store).await;
         let Ok(Loaded::Sealed(sealed)) = load(&store, &state, &Partitions::All, None, 1).await
         else {
             panic!("the others load");
