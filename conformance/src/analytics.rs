@@ -154,7 +154,9 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
                     .map(|(i, e)| tally_domain::store::RawEvent {
                         event: e.clone(),
                         offset: base_offset + i as i64,
+                        index: 0,
                         received_at_ms: i64::from(seen_s) * 1000,
+                        cost_as_logged: true,
                     })
                     .collect(),
                 scores: Vec::new(),
@@ -581,7 +583,9 @@ async fn scores_join_their_events(store: &dyn AnalyticsStore) {
                             .map(|(offset, event)| RawEvent {
                                 event,
                                 offset,
+                                index: 0,
                                 received_at_ms: (base + 3_600) * 1000,
+                                cost_as_logged: true,
                             })
                             .collect(),
                         scores: scores

@@ -68,7 +68,9 @@ async fn clickhouse_analytics_store_conforms_on(url: String) {
                 ..tally_schemas::UsageEvent::example()
             },
             offset: i,
+            index: 0,
             received_at_ms: 0,
+            cost_as_logged: true,
         })
         .collect();
     for _ in 0..2 {

@@ -101,7 +101,9 @@ async fn sqlite_event_prune_deletes_whole_days_in_steps() {
                 ..tally_schemas::UsageEvent::example()
             },
             offset: i,
+            index: 0,
             received_at_ms: 0,
+            cost_as_logged: true,
         })
         .collect();
     // One score per event, received on the event's day.

@@ -134,6 +134,21 @@ impl EventQuery {
     }
 }
 
+impl EventQuery {
+    /// Whether an event known only by its filtered fields and time (its id unknown, as a
+    /// drill-down chunk that points into the log holds it) may belong to the answer: as
+    /// [`EventQuery::admits`], except that at the cursor's own time it may, whatever its id.
+    pub fn may_admit(&self, e: &UsageEvent) -> bool {
+        e.occurred_at_us >= self.from_us
+            && e.occurred_at_us < self.to_us
+            && self
+                .after
+                .as_ref()
+                .is_none_or(|c| e.occurred_at_us <= c.occurred_at_us)
+            && self.filter.matches(e)
+    }
+}
+
 /// The newest-first order: `a` before `b` when it is newer (ties: the greater event id first).
 pub fn newest_first(a: &UsageEvent, b: &UsageEvent) -> std::cmp::Ordering {
     (b.occurred_at_us, b.event_id.as_str()).cmp(&(a.occurred_at_us, a.event_id.as_str()))
@@ -164,6 +179,33 @@ mod tests {
             .map(|e| e.event_id.as_str())
             .collect();
         assert_eq!(rest, ["b", "a", "z"]);
+    }
+
+    #[test]
+    fn without_its_id_an_event_at_the_cursors_time_may_belong() {
+        let q = EventQuery {
+            filter: EventFilter {
+                feature: Some("feature".into()),
+                ..EventFilter::default()
+            },
+            from_us: 2,
+            to_us: 10,
+            after: Some(Cursor {
+                occurred_at_us: 5,
+                event_id: "c".into(),
+            }),
+            limit: 10,
+        };
+        // At the cursor's time only ids below "c" belong; without the id, any may.
+        assert!(q.admits(&at("b", 5)) && !q.admits(&at("d", 5)));
+        assert!(q.may_admit(&at("", 5)) && q.may_admit(&at("", 4)));
+        // Newer than the cursor, outside the window or another feature: never.
+        assert!(!q.may_admit(&at("", 6)) && !q.may_admit(&at("", 1)));
+        let other = UsageEvent {
+            feature: "other".into(),
+            ..at("", 4)
+        };
+        assert!(!q.may_admit(&other));
     }
 
     #[test]

@@ -350,7 +350,7 @@ impl PartitionSession {
             }
             let now_ms = self.state.last_received_ms.max(record.received_at_ms);
             let now_s = seconds(now_ms);
-            for mut event in record.events {
+            for (index, mut event) in record.events.into_iter().enumerate() {
                 let fp = event_fingerprint(&event.event_id);
                 if !self
                     .dedup
@@ -359,6 +359,7 @@ impl PartitionSession {
                     read.duplicates += 1;
                     continue;
                 }
+                let logged_cost = event.cost;
                 if let (Cost::Pending, Some(book)) = (event.cost, prices) {
                     book.price(&mut event);
                 }
@@ -366,8 +367,10 @@ impl PartitionSession {
                     reprices.apply(&mut event);
                 }
                 read.fresh.push(RawEvent {
+                    cost_as_logged: event.cost == logged_cost,
                     event,
                     offset: record.offset,
+                    index: index as u32,
                     received_at_ms: record.received_at_ms,
                 });
                 read.dedup_new.push((fp, now_s));

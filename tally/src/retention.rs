@@ -1,10 +1,12 @@
 //! Retention: what is older than the retention window is deleted, hourly by default
 //! (`retention_interval_secs`).
 //!
-//! Ingest already refuses events older than the window; this keeps the disk bounded. Log
-//! records go only once the projector has consumed them (and the newest record always stays,
-//! it carries the log head across restarts); rollup rows go a whole UTC day at a time, once
-//! the day ended before the cutoff (so ClickHouse can drop day partitions). A rebuild
+//! Ingest already refuses events older than the window; this keeps the disk bounded. Rollup
+//! rows and counted events go a whole UTC day at a time, once the day ended before the cutoff
+//! (so ClickHouse can drop day partitions). Log records go only once the projector has
+//! consumed them (and the newest record always stays, it carries the log head across
+//! restarts), and only once received before that day (less ingest's future skew): the embedded
+//! drill-down reads the events it lists from their records ([`log_cutoff_ms`]). A rebuild
 //! afterwards replays what is retained and equals the retained rollups. The stores delete in
 //! bounded steps where the data is large (the embedded log, counted events, scores), so a pass
 //! never holds up ingest or the projector for its whole length.
@@ -40,15 +42,24 @@ pub async fn prune_once(
     consumed: &LogPosition,
 ) -> StoreResult<Pruned> {
     let cutoff = now - retention;
-    let log_records = stores
-        .log
-        .prune(cutoff.timestamp_millis(), consumed)
-        .await?;
     let rollup_rows = stores.analytics.prune(cutoff.timestamp()).await?;
+    let log_records = stores.log.prune(log_cutoff_ms(cutoff), consumed).await?;
     Ok(Pruned {
         log_records,
         rollup_rows,
     })
+}
+
+/// Where the log's retention cuts: before the UTC day of `cutoff`, whose counted events the
+/// analytics store keeps (it deletes whole days), less the future skew ingest accepts. The
+/// embedded drill-down reads those events from their log records, and a record holds events
+/// at most that far ahead of its receipt, so no record goes while an event it holds is listed.
+pub fn log_cutoff_ms(cutoff: DateTime<Utc>) -> i64 {
+    let day_start_ms = cutoff.timestamp().div_euclid(86_400) * 86_400_000;
+    let skew_ms = tally_schemas::validate::Limits::default()
+        .max_future_skew
+        .num_milliseconds();
+    cutoff.timestamp_millis().min(day_start_ms - skew_ms)
 }
 
 /// Runs [`prune_once`] every `every` until `stop` turns true.
@@ -93,5 +104,31 @@ pub async fn run(
             Ok(_) => {}
             Err(err) => warn!(error = %err, "retention pass failed; retrying at the next pass"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().expect("a time")
+    }
+
+    #[test]
+    fn the_log_keeps_the_cutoffs_whole_day_and_five_minutes_before_it() {
+        let ms = |text| at(text).timestamp_millis();
+        assert_eq!(
+            log_cutoff_ms(at("2026-03-10T15:00:00Z")),
+            ms("2026-03-09T23:55:00Z")
+        );
+        assert_eq!(
+            log_cutoff_ms(at("2026-03-10T00:00:00Z")),
+            ms("2026-03-09T23:55:00Z")
+        );
+        assert_eq!(
+            log_cutoff_ms(at("1969-12-31T12:00:00Z")),
+            ms("1969-12-30T23:55:00Z")
+        );
     }
 }

@@ -138,6 +138,11 @@ impl Stores {
                     tally_storage::analytics::clickhouse::client(url.expose(), db),
                 ))
             }
+            // Beside the embedded log, the drill-down points into it instead of copying events.
+            None if settings.kafka_brokers.is_none() => Arc::new(
+                SqliteAnalyticsStore::open_beside_log(dir)
+                    .context("opening the analytics store")?,
+            ),
             None => {
                 Arc::new(SqliteAnalyticsStore::open(dir).context("opening the analytics store")?)
             }

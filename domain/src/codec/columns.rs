@@ -95,7 +95,7 @@ struct Columns {
     context_of: Vec<u32>,
 }
 
-fn gcd(mut a: u64, mut b: u64) -> u64 {
+pub(super) fn gcd(mut a: u64, mut b: u64) -> u64 {
     while b != 0 {
         (a, b) = (b, a % b);
     }
@@ -114,13 +114,13 @@ fn canonical_uuid(id: &str) -> Option<[u8; 16]> {
 }
 
 /// A per-record dictionary: values in first-seen order, found by a borrowed key.
-struct Dictionary<K, V> {
-    values: Vec<V>,
+pub(super) struct Dictionary<K, V> {
+    pub(super) values: Vec<V>,
     index: HashMap<K, u32>,
 }
 
 impl<K: Eq + std::hash::Hash, V> Dictionary<K, V> {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Dictionary {
             values: Vec::new(),
             index: HashMap::new(),
@@ -128,7 +128,7 @@ impl<K: Eq + std::hash::Hash, V> Dictionary<K, V> {
     }
 
     /// The index of `key`'s value, adding `value()` when the key is new.
-    fn intern(&mut self, key: K, value: impl FnOnce() -> V) -> u32 {
+    pub(super) fn intern(&mut self, key: K, value: impl FnOnce() -> V) -> u32 {
         let next = self.values.len() as u32;
         let i = *self.index.entry(key).or_insert(next);
         if i == next {
@@ -226,8 +226,17 @@ fn columns<E: Borrow<UsageEvent>>(events: &[E]) -> Columns {
 /// The record's content after its format byte: the columns, postcard-encoded, as one zstd
 /// frame that states its content size.
 pub(super) fn encode<E: Borrow<UsageEvent>>(events: &[E]) -> Result<Vec<u8>, StoreError> {
-    let plain = postcard::to_stdvec(&columns(events))
-        .map_err(|e| StoreError::Backend(format!("encode: {e}")))?;
+    compress(&columns(events))
+}
+
+pub(super) fn decode(frame: &[u8]) -> Result<Vec<UsageEvent>, StoreError> {
+    rows(decompress(frame)?)
+}
+
+/// `content` postcard-encoded, as one zstd frame that states its content size.
+pub(super) fn compress(content: &impl Serialize) -> Result<Vec<u8>, StoreError> {
+    let plain =
+        postcard::to_stdvec(content).map_err(|e| StoreError::Backend(format!("encode: {e}")))?;
     CONTEXTS
         .with(|c| {
             let mut c = c.borrow_mut();
@@ -240,7 +249,9 @@ pub(super) fn encode<E: Borrow<UsageEvent>>(events: &[E]) -> Result<Vec<u8>, Sto
         .map_err(|e| StoreError::Backend(format!("zstd: {e}")))
 }
 
-pub(super) fn decode(frame: &[u8]) -> Result<Vec<UsageEvent>, StoreError> {
+/// The content of a [`compress`]ed frame, its size checked against [`MAX_PLAIN_BYTES`] before
+/// anything is allocated for it.
+pub(super) fn decompress<T: serde::de::DeserializeOwned>(frame: &[u8]) -> Result<T, StoreError> {
     let size = match zstd::zstd_safe::get_frame_content_size(frame) {
         Ok(Some(size)) if size <= MAX_PLAIN_BYTES as u64 => size as usize,
         Ok(Some(size)) => return Err(corrupt(&format!("content size {size} is above the limit"))),
@@ -257,8 +268,7 @@ pub(super) fn decode(frame: &[u8]) -> Result<Vec<UsageEvent>, StoreError> {
             decompressor.decompress(frame, size)
         })
         .map_err(|e| corrupt(&e))?;
-    let c: Columns = postcard::from_bytes(&plain).map_err(|e| corrupt(&e))?;
-    rows(c)
+    postcard::from_bytes(&plain).map_err(|e| corrupt(&e))
 }
 
 /// The most memory a record's events may take once decoded (their structs and strings). A

@@ -8,7 +8,9 @@
 //! zstd-compressed ([`columns`]): about a third of format 2's bytes on the load generator's
 //! events. A record of scores (`POST /v1/scores`) is format 3: the record's scores,
 //! postcard-encoded, LZ4-compressed. A log record holds events or scores, never both
-//! ([`decode_record`]); the next version of the event or its encoding must take format 5.
+//! ([`decode_record`]). Format 5 is not a log record: it is a drill-down chunk that points
+//! into the embedded log instead of copying its events ([`refs`]); the next version of the
+//! event or its encoding must take format 6.
 //!
 //! Reading never trusts a record: a size field the compressed block cannot hold, or content
 //! above [`MAX_PLAIN_BYTES`], is refused as corrupt before anything is allocated for it.
@@ -27,7 +29,12 @@ const FORMAT_SCORES_V1: u8 = 3;
 
 const FORMAT_COLUMNS: u8 = 4;
 
+const FORMAT_REFS: u8 = 5;
+
 mod columns;
+mod refs;
+
+pub use refs::EventRef;
 
 /// A usage event as format 1 stored it (postcard is positional: the fields, in this order).
 #[derive(Deserialize)]
@@ -146,6 +153,28 @@ pub fn decode_events(bytes: &[u8]) -> Result<Vec<UsageEvent>, StoreError> {
             "unknown log record format {v}"
         ))),
         None => Err(StoreError::Corrupt("empty log record".into())),
+    }
+}
+
+/// A drill-down chunk of `events` (in the order given) as references into the log whose id
+/// is `log_id` (format 5, see [`refs`]).
+pub fn encode_event_refs<E: std::borrow::Borrow<crate::store::RawEvent>>(
+    log_id: &str,
+    events: &[E],
+) -> Result<Vec<u8>, StoreError> {
+    let frame = refs::encode(log_id, events)?;
+    let mut out = Vec::with_capacity(frame.len() + 1);
+    out.push(FORMAT_REFS);
+    out.extend_from_slice(&frame);
+    Ok(out)
+}
+
+/// A drill-down chunk's references and the id of the log they point into; `None` when the
+/// chunk holds its events themselves ([`decode_events`] reads it).
+pub fn decode_event_refs(bytes: &[u8]) -> Result<Option<(String, Vec<EventRef>)>, StoreError> {
+    match bytes.split_first() {
+        Some((&FORMAT_REFS, rest)) => refs::decode(rest).map(Some),
+        _ => Ok(None),
     }
 }
 

@@ -177,8 +177,15 @@ pub struct ScoredEvent {
 #[derive(Debug, Clone)]
 pub struct RawEvent {
     pub event: UsageEvent,
+    /// The log record (or message) the event came in.
     pub offset: i64,
+    /// The event's position among its record's events.
+    pub index: u32,
     pub received_at_ms: i64,
+    /// Whether `event.cost` is the cost the log holds (the projector prices an event that
+    /// reached the log unpriced and reprices one whose price was corrected): a store that
+    /// points into the log instead of copying the event keeps only the costs that differ.
+    pub cost_as_logged: bool,
 }
 
 /// One atomic projector commit: every partition's effect becomes visible together or not at all.

@@ -4,26 +4,42 @@
 //!
 //! Layout: `event_chunks`, one row per chunk of at most [`CHUNK`] events and [`CHUNK_BYTES`]
 //! encoded bytes (four to a page) of one feature, one UTC day and one outcome (failed or not)
-//! from one commit, the events sorted newest first and
-//! stored with the log's record codec (events in columns, zstd-compressed), with the chunk's newest and oldest
-//! `occurred_at`. Writing is one row per chunk (cheap beside the rollups); a query walks the
-//! chunks of its feature (or all) from the newest down — only failed chunks when only failures
-//! are asked for, the usual drill-down from an error-rate chart — decodes only what it reads,
-//! and stops once no chunk left can hold an event newer than the oldest it would return.
+//! from one commit, the events sorted newest first, with the chunk's newest and oldest
+//! `occurred_at`. Beside the embedded log (the store opened with its id), a chunk holds
+//! *references* into the log (format 5, `codec::encode_event_refs`): per event the fields the
+//! filters read, its record offset and position, and the counted cost where it is not the
+//! log's — the log already keeps every event, so the drill-down need not keep a second copy.
+//! Otherwise (the log is Kafka, or a chunk written before) it holds the events themselves,
+//! in the log's record codec. Writing is one row per chunk (cheap beside the rollups); a query
+//! walks the chunks of its feature (or all) from the newest down — only failed chunks when
+//! only failures are asked for, the usual drill-down from an error-rate chart — decodes only
+//! what it reads, and stops once no chunk left can hold an event newer than the oldest it
+//! would return. References that may belong to the answer (filters and time match; the id,
+//! which orders events of one microsecond, is in the log) are read from their log records
+//! only once they could make the page, a record once per query.
 //! A chunk covers at most an hour of `occurred_at`, so a window's query reads only the index
 //! entries of chunks whose newest event lies in the window or the hour after it; the indexes
 //! carry both ends of every chunk (and its feature and outcome), so chunks are only read to
-//! be decoded. Retention deletes whole days.
+//! be decoded. Retention deletes whole days; the log keeps its records at least as long
+//! (`tally::retention`), so a reference finds its record unless its day is being deleted. A
+//! chunk that points into another log than the attached one (the store adopted another log
+//! file) is skipped: the events it counted are in the rollups, no longer in a log.
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use tally_domain::codec::EventRef;
 use tally_domain::drilldown::{newest_first, EventQuery};
 use tally_domain::store::RawEvent;
 use tally_schemas::UsageEvent;
 
-use crate::codec::{decode_events, encode_events};
-use crate::failure::Result;
+use crate::codec::{
+    decode_event_refs, decode_events, decode_record, encode_event_refs, encode_events,
+};
+use crate::failure::{Failure, Result};
+
+/// The schema name the embedded log's file is attached as on the readers' connections.
+pub(super) const LOG_SCHEMA: &str = "event_log";
 
 /// Most events in one chunk.
 pub(super) const CHUNK: usize = 512;
@@ -54,31 +70,39 @@ CREATE INDEX IF NOT EXISTS event_chunks_by_time ON event_chunks (newest_us, olde
 CREATE INDEX IF NOT EXISTS event_chunks_by_outcome ON event_chunks (failed, newest_us, oldest_us);
 ";
 
-/// Writes the counted events of a commit as chunks (inside the commit's transaction).
+/// Writes the counted events of a commit as chunks (inside the commit's transaction): as
+/// references into the log `log_id` when given, else as the events themselves.
 pub(super) fn write<'a>(
     tx: &Transaction,
     raw: impl IntoIterator<Item = &'a RawEvent>,
+    log_id: Option<&str>,
 ) -> Result<()> {
-    let mut groups: BTreeMap<(&str, i64, bool), Vec<&UsageEvent>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, i64, bool), Vec<&RawEvent>> = BTreeMap::new();
     for r in raw {
         let day = r.event.occurred_at_us.div_euclid(86_400_000_000);
         groups
             .entry((r.event.feature.as_str(), day, r.event.is_failure()))
             .or_default()
-            .push(&r.event);
+            .push(r);
     }
     let mut insert = tx.prepare_cached(
         "INSERT INTO event_chunks (feature, day, newest_us, oldest_us, events, failed, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
+    let encode = |chunk: &[&RawEvent]| -> Result<Vec<u8>> {
+        Ok(match log_id {
+            Some(log_id) => encode_event_refs(log_id, chunk)?,
+            None => encode_events(&chunk.iter().map(|r| &r.event).collect::<Vec<_>>())?,
+        })
+    };
     for ((feature, day, failed), mut events) in groups {
-        events.sort_by(|a, b| newest_first(a, b));
+        events.sort_by(|a, b| newest_first(&a.event, &b.event));
         // Cut where a chunk would hold CHUNK events or span SPAN_US.
-        let mut chunks: Vec<&[&UsageEvent]> = Vec::new();
+        let mut chunks: Vec<&[&RawEvent]> = Vec::new();
         let mut start = 0;
         for i in 1..=events.len() {
             let full = i - start == CHUNK;
             let spans = i < events.len()
-                && events[start].occurred_at_us - events[i].occurred_at_us >= SPAN_US;
+                && events[start].event.occurred_at_us - events[i].event.occurred_at_us >= SPAN_US;
             if i == events.len() || full || spans {
                 chunks.push(&events[start..i]);
                 start = i;
@@ -86,14 +110,14 @@ pub(super) fn write<'a>(
         }
         let mut fitted = Vec::new();
         for chunk in chunks {
-            fit(chunk, &mut fitted)?;
+            fit(chunk, &encode, &mut fitted)?;
         }
         for (chunk, payload) in fitted {
             insert.execute(params![
                 feature,
                 day,
-                chunk[0].occurred_at_us,
-                chunk[chunk.len() - 1].occurred_at_us,
+                chunk[0].event.occurred_at_us,
+                chunk[chunk.len() - 1].event.occurred_at_us,
                 chunk.len() as i64,
                 failed,
                 payload,
@@ -105,10 +129,11 @@ pub(super) fn write<'a>(
 
 /// `events` encoded as one chunk, or cut into consecutive chunks of at most [`CHUNK_BYTES`].
 fn fit<'e, 'a>(
-    events: &'e [&'a UsageEvent],
-    out: &mut Vec<(&'e [&'a UsageEvent], Vec<u8>)>,
+    events: &'e [&'a RawEvent],
+    encode: &impl Fn(&[&RawEvent]) -> Result<Vec<u8>>,
+    out: &mut Vec<(&'e [&'a RawEvent], Vec<u8>)>,
 ) -> Result<()> {
-    let payload = encode_events(events)?;
+    let payload = encode(events)?;
     if payload.len() <= CHUNK_BYTES || events.len() == 1 {
         out.push((events, payload));
         return Ok(());
@@ -120,13 +145,18 @@ fn fit<'e, 'a>(
         .clamp(2, events.len());
     let per = events.len().div_ceil(parts);
     for part in events.chunks(per) {
-        fit(part, out)?;
+        fit(part, encode, out)?;
     }
     Ok(())
 }
 
-/// The events `q` asks for, newest first.
-pub(super) fn query(conn: &Connection, q: &EventQuery) -> Result<Vec<UsageEvent>> {
+/// The events `q` asks for, newest first. `log_id` is the id of the log attached as
+/// [`LOG_SCHEMA`], if any: references into it are read from it.
+pub(super) fn query(
+    conn: &Connection,
+    q: &EventQuery,
+    log_id: Option<&str>,
+) -> Result<Vec<UsageEvent>> {
     let upper = match &q.after {
         Some(c) => q.to_us.min(c.occurred_at_us.saturating_add(1)),
         None => q.to_us,
@@ -152,30 +182,159 @@ pub(super) fn query(conn: &Connection, q: &EventQuery) -> Result<Vec<UsageEvent>
     sql.push_str(" ORDER BY newest_us DESC, id DESC");
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+    // `kept`: events of the answer so far (newest first, at most `limit`); `pending`:
+    // references that may belong to it, not yet read from the log.
     let mut kept: Vec<UsageEvent> = Vec::new();
+    let mut pending: Vec<EventRef> = Vec::new();
+    let mut elsewhere = 0usize;
     while let Some(row) = rows.next()? {
         let newest: i64 = row.get(0)?;
-        // Every chunk left is at most this new: done once the page is full and the oldest
-        // event kept is newer than all of them.
-        if kept.len() >= q.limit && kept.last().is_some_and(|e| e.occurred_at_us > newest) {
-            break;
+        // Every chunk left is at most this new: done once the page is full and its oldest
+        // event is newer than all of them. The pending references are read first: an event
+        // counted twice is listed once.
+        if full_before(q, &kept, &pending, newest) {
+            resolve(conn, &mut pending, q, &mut kept)?;
+            if full_before(q, &kept, &pending, newest) {
+                break;
+            }
         }
         let payload: Vec<u8> = row.get(1)?;
-        let events = decode_events(&payload)?;
-        let before = kept.len();
-        kept.extend(events.into_iter().filter(|e| q.admits(e)));
-        if kept.len() > before {
-            // Two copies of one event (the same id and time re-sent after the dedup window,
-            // counted twice) are listed once, as ClickHouse's `tally_events` collapses them.
-            kept.sort_by(newest_first);
-            kept.dedup_by(|b, a| {
-                (a.feature.as_str(), a.occurred_at_us, a.event_id.as_str())
-                    == (b.feature.as_str(), b.occurred_at_us, b.event_id.as_str())
-            });
-            kept.truncate(q.limit);
+        match decode_event_refs(&payload)? {
+            Some((chunk_log, refs)) if Some(chunk_log.as_str()) == log_id => {
+                pending.extend(refs.into_iter().filter(|r| q.may_admit(&r.stub)));
+                trim(q, &kept, &mut pending);
+            }
+            Some((_, refs)) => elsewhere += refs.len(),
+            None => {
+                let before = kept.len();
+                kept.extend(decode_events(&payload)?.into_iter().filter(|e| q.admits(e)));
+                if kept.len() > before {
+                    tidy(&mut kept, q.limit);
+                }
+            }
         }
     }
+    resolve(conn, &mut pending, q, &mut kept)?;
+    if elsewhere > 0 {
+        tracing::warn!(
+            events = elsewhere,
+            "drill-down chunks point into another event log than this data directory's (it was replaced and adopted): their events are counted but cannot be listed"
+        );
+    }
     Ok(kept)
+}
+
+/// Whether a reference that may belong surely does: its filters and time matched, so only
+/// an event at the cursor's own time can still be excluded (by its id).
+fn surely(q: &EventQuery, r: &EventRef) -> bool {
+    q.after
+        .as_ref()
+        .is_none_or(|c| r.stub.occurred_at_us < c.occurred_at_us)
+}
+
+/// The times of the events the answer surely holds, newest first: those kept, and one per
+/// time of the pending references that surely belong at a time no kept event has (references
+/// of one time may be one event counted twice; one of another time is another event).
+fn sure_times(q: &EventQuery, kept: &[UsageEvent], pending: &[EventRef]) -> Vec<i64> {
+    let mut times: Vec<i64> = kept.iter().map(|e| e.occurred_at_us).collect();
+    let mut more: Vec<i64> = pending
+        .iter()
+        .filter(|r| surely(q, r))
+        .map(|r| r.stub.occurred_at_us)
+        .filter(|t| !times.contains(t))
+        .collect();
+    more.sort_unstable();
+    more.dedup();
+    times.extend(more);
+    times.sort_unstable_by(|a, b| b.cmp(a));
+    times
+}
+
+/// Whether the answer is surely full with events newer than `newest` (counting pending
+/// references as [`sure_times`] does).
+fn full_before(q: &EventQuery, kept: &[UsageEvent], pending: &[EventRef], newest: i64) -> bool {
+    sure_times(q, kept, pending)
+        .get(q.limit - 1)
+        .is_some_and(|&t| t > newest)
+}
+
+/// Drops the pending references that cannot make the page: those older than the `limit`
+/// events the answer surely holds.
+fn trim(q: &EventQuery, kept: &[UsageEvent], pending: &mut Vec<EventRef>) {
+    if let Some(&last) = sure_times(q, kept, pending).get(q.limit - 1) {
+        pending.retain(|r| r.stub.occurred_at_us >= last);
+    }
+}
+
+/// Sorts the answer newest first, lists an event counted twice once and cuts it to `limit`.
+fn tidy(kept: &mut Vec<UsageEvent>, limit: usize) {
+    // Two copies of one event (the same id and time re-sent after the dedup window, counted
+    // twice) are listed once, as ClickHouse's `tally_events` collapses them.
+    kept.sort_by(newest_first);
+    kept.dedup_by(|b, a| {
+        (a.feature.as_str(), a.occurred_at_us, a.event_id.as_str())
+            == (b.feature.as_str(), b.occurred_at_us, b.event_id.as_str())
+    });
+    kept.truncate(limit);
+}
+
+/// Reads the pending references' events from their log records into `kept`, those the query
+/// admits: newest first, `limit` (and any as new as the last of them) at a time, until the
+/// answer is full with events newer than every reference left, which are then dropped. A
+/// record is read once per batch. A record retention has deleted is skipped (its day is being
+/// deleted from the chunks too); a record that holds another event where a reference points is
+/// refused as corruption.
+fn resolve(
+    conn: &Connection,
+    pending: &mut Vec<EventRef>,
+    q: &EventQuery,
+    kept: &mut Vec<UsageEvent>,
+) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    pending.sort_by_key(|r| std::cmp::Reverse(r.stub.occurred_at_us));
+    let mut read = conn.prepare_cached(&format!(
+        "SELECT payload FROM {LOG_SCHEMA}.log WHERE record_offset = ?1"
+    ))?;
+    while let Some(first) = pending.first() {
+        let newest = first.stub.occurred_at_us;
+        if kept.len() >= q.limit && kept.last().is_some_and(|e| e.occurred_at_us > newest) {
+            pending.clear();
+            break;
+        }
+        let mut end = q.limit.min(pending.len());
+        while end < pending.len()
+            && pending[end].stub.occurred_at_us == pending[end - 1].stub.occurred_at_us
+        {
+            end += 1;
+        }
+        let mut batch: Vec<EventRef> = pending.drain(..end).collect();
+        batch.sort_by_key(|r| (r.record, r.index));
+        for refs in batch.chunk_by(|a, b| a.record == b.record) {
+            let record = refs[0].record;
+            let Some(payload) = read
+                .query_row(params![record], |r| r.get::<_, Vec<u8>>(0))
+                .optional()?
+            else {
+                continue;
+            };
+            let (events, _) = decode_record(&payload)?;
+            for r in refs {
+                let event = r.resolve(&events).ok_or_else(|| {
+                    Failure::Corrupt(format!(
+                        "the drill-down points at event {} of log record {record}, which holds another event: the log file is not the one the drill-down was written from (`tally rebuild` derives it again)",
+                        r.index
+                    ))
+                })?;
+                if q.admits(&event) {
+                    kept.push(event);
+                }
+            }
+        }
+        tidy(kept, q.limit);
+    }
+    Ok(())
 }
 
 /// Retention, one bounded step: deletes at most `limit` chunks of the UTC days before the one
@@ -203,7 +362,9 @@ mod tests {
                 ..UsageEvent::example()
             },
             offset: 0,
+            index: 0,
             received_at_ms: 0,
+            cost_as_logged: true,
         }
     }
 
@@ -227,11 +388,11 @@ mod tests {
             vec![raw("a", 10), raw("c", 5)],
         ] {
             let tx = conn.transaction().expect("tx");
-            write(&tx, &batch).expect("write");
+            write(&tx, &batch, None).expect("write");
             tx.commit().expect("commit");
         }
         let ids = |q: &EventQuery| -> Vec<String> {
-            query(&conn, q)
+            query(&conn, q, None)
                 .expect("query")
                 .into_iter()
                 .map(|e| e.event_id)
@@ -282,7 +443,7 @@ mod tests {
             .collect();
         batch[17].event.error_message = Some(noise);
         let tx = conn.transaction().expect("tx");
-        write(&tx, &batch).expect("write");
+        write(&tx, &batch, None).expect("write");
         tx.commit().expect("commit");
         let sizes: Vec<(i64, usize)> = conn
             .prepare("SELECT events, length(payload) FROM event_chunks")
@@ -308,7 +469,214 @@ mod tests {
             .any(|&(events, bytes)| events == 1 && bytes > CHUNK_BYTES));
         let mut want: Vec<&UsageEvent> = batch.iter().map(|r| &r.event).collect();
         want.sort_by(|a, b| newest_first(a, b));
-        let got = query(&conn, &everything(5_000)).expect("query");
+        let got = query(&conn, &everything(5_000), None).expect("query");
         assert_eq!(got.iter().collect::<Vec<_>>(), want);
+    }
+
+    /// A store's connection with an (in-memory) log attached as the embedded one is.
+    fn beside_a_log() -> Connection {
+        let conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(TABLE).expect("schema");
+        conn.execute_batch(&format!(
+            "ATTACH DATABASE ':memory:' AS {LOG_SCHEMA};
+             CREATE TABLE {LOG_SCHEMA}.log (record_offset INTEGER PRIMARY KEY, payload BLOB NOT NULL);"
+        ))
+        .expect("log");
+        conn
+    }
+
+    fn append(conn: &Connection, record: i64, events: &[UsageEvent]) {
+        conn.execute(
+            &format!("INSERT INTO {LOG_SCHEMA}.log (record_offset, payload) VALUES (?1, ?2)"),
+            params![record, encode_events(events).expect("encode")],
+        )
+        .expect("append");
+    }
+
+    fn commit(conn: &mut Connection, counted: &[RawEvent], log_id: Option<&str>) {
+        let tx = conn.transaction().expect("tx");
+        write(&tx, counted, log_id).expect("write");
+        tx.commit().expect("commit");
+    }
+
+    /// Every page of `q` (each after the previous one's last event) until one comes back empty.
+    fn all_pages(conn: &Connection, q: &EventQuery, log_id: Option<&str>) -> Vec<Vec<UsageEvent>> {
+        let mut pages = Vec::new();
+        let mut q = q.clone();
+        loop {
+            let page = query(conn, &q, log_id).expect("query");
+            if page.is_empty() {
+                return pages;
+            }
+            q.after = page.last().map(tally_domain::drilldown::Cursor::of);
+            pages.push(page);
+        }
+    }
+
+    proptest::proptest! {
+        /// Paging through any query gives exactly the counted events it admits, newest first,
+        /// each once, in full pages — whether the chunks point into the log or copy the
+        /// events. The expectation is worked out from the events sent, without the chunks:
+        /// filter, sort by (time, id) descending. Times fall in a few microseconds, so pages
+        /// end inside runs of events of the same time (told apart by their ids, in the log).
+        #[test]
+        fn pages_hold_exactly_the_admitted_counted_events_newest_first(
+            events in proptest::collection::vec(
+                (0i64..12, 0u8..2, 0u8..3, proptest::bool::weighted(0.8), 0u32..1_000),
+                1..90,
+            ),
+            record_sizes in proptest::collection::vec(1usize..9, 1..40),
+            commits in 1usize..4,
+            again in proptest::option::of(0usize..90),
+            (feature, status, limit, from, to) in (
+                proptest::option::of(0u8..2),
+                proptest::option::of(0u8..4),
+                1usize..7,
+                0i64..4,
+                6i64..14,
+            ),
+        ) {
+            use tally_domain::drilldown::StatusFilter;
+            use tally_schemas::event::{Cost, Status};
+            let features = ["f", "g"];
+            let logged: Vec<UsageEvent> = events
+                .iter()
+                .enumerate()
+                .map(|(i, &(at, f, st, _, salt))| UsageEvent {
+                    // Ids that do not follow the order sent.
+                    event_id: format!("{:03}-{i}", salt),
+                    occurred_at_us: 1_000_000_000 + at,
+                    feature: features[f as usize].into(),
+                    status: [Status::Success, Status::Error, Status::Timeout][st as usize],
+                    cost: Cost::Computed(i as i64),
+                    ..UsageEvent::example()
+                })
+                .collect();
+            // The log's records, and the events the projector counted (some are duplicates
+            // it skipped); one counted event may come again in a later record and be counted
+            // twice (re-sent after the dedup window).
+            let mut records: Vec<Vec<UsageEvent>> = Vec::new();
+            let mut counted: Vec<RawEvent> = Vec::new();
+            let mut next = 0;
+            for size in record_sizes.iter().cycle() {
+                if next == logged.len() {
+                    break;
+                }
+                let end = (next + size).min(logged.len());
+                for (index, e) in logged[next..end].iter().enumerate() {
+                    if events[next + index].3 {
+                        counted.push(RawEvent {
+                            event: UsageEvent { cost: Cost::Computed(7_000 + next as i64 + index as i64), ..e.clone() },
+                            offset: records.len() as i64,
+                            index: index as u32,
+                            received_at_ms: 0,
+                            cost_as_logged: false,
+                        });
+                    }
+                }
+                records.push(logged[next..end].to_vec());
+                next = end;
+            }
+            if let Some(c) = again.and_then(|i| counted.get(i % counted.len().max(1)).cloned()) {
+                // Counted the same both times (which copy a store lists is not specified).
+                counted.push(RawEvent {
+                    event: c.event.clone(),
+                    offset: records.len() as i64,
+                    index: 0,
+                    received_at_ms: 0,
+                    cost_as_logged: false,
+                });
+                let copy = logged.iter().find(|e| e.event_id == c.event.event_id).expect("logged").clone();
+                records.push(vec![copy]);
+            }
+            let q = EventQuery {
+                filter: EventFilter {
+                    feature: feature.map(|f| features[f as usize].to_string()),
+                    status: status.map(|s| [StatusFilter::Success, StatusFilter::Error, StatusFilter::Timeout, StatusFilter::Failed][s as usize]),
+                    ..EventFilter::default()
+                },
+                from_us: 1_000_000_000 + from,
+                to_us: 1_000_000_000 + to,
+                after: None,
+                limit,
+            };
+            let mut want: Vec<UsageEvent> = counted
+                .iter()
+                .map(|r| r.event.clone())
+                .filter(|e| q.admits(e))
+                .collect();
+            want.sort_by(newest_first);
+            want.dedup_by(|b, a| a.event_id == b.event_id);
+            for log_id in [Some("the-log"), None] {
+                let mut conn = beside_a_log();
+                for (offset, events) in records.iter().enumerate() {
+                    append(&conn, offset as i64, events);
+                }
+                let per = counted.len().div_ceil(commits).max(1);
+                for part in counted.chunks(per) {
+                    commit(&mut conn, part, log_id);
+                }
+                let pages = all_pages(&conn, &q, log_id);
+                let got: Vec<UsageEvent> = pages.concat();
+                proptest::prop_assert_eq!(&got, &want, "{:?}", log_id);
+                for page in pages.iter().rev().skip(1) {
+                    proptest::prop_assert_eq!(
+                        page.len(),
+                        limit,
+                        "{:?}: pages of {:?}",
+                        log_id,
+                        pages.iter().map(|p| p.iter().map(|e| (e.occurred_at_us - 1_000_000_000, e.event_id.clone())).collect::<Vec<_>>()).collect::<Vec<_>>()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn references_read_the_log_and_skip_what_it_no_longer_holds() {
+        let mut conn = beside_a_log();
+        let a = |id: &str, us: i64| UsageEvent {
+            event_id: id.into(),
+            occurred_at_us: us,
+            ..UsageEvent::example()
+        };
+        append(&conn, 0, &[a("a", 10), a("b", 20)]);
+        append(&conn, 1, &[a("c", 30)]);
+        let counted = |event: UsageEvent, offset, index| RawEvent {
+            event,
+            offset,
+            index,
+            received_at_ms: 0,
+            cost_as_logged: true,
+        };
+        commit(
+            &mut conn,
+            &[counted(a("a", 10), 0, 0), counted(a("c", 30), 1, 0)],
+            Some("log-1"),
+        );
+        let ids = |conn: &Connection, log_id| -> Vec<String> {
+            query(conn, &everything(10), log_id)
+                .expect("query")
+                .into_iter()
+                .map(|e| e.event_id)
+                .collect()
+        };
+        assert_eq!(ids(&conn, Some("log-1")), ["c", "a"]);
+        // Chunks of another log (the store adopted a new log file) are not read from this one.
+        assert!(ids(&conn, Some("log-2")).is_empty());
+        assert!(ids(&conn, None).is_empty());
+        // A record retention deleted: its event is no longer listed, the others are.
+        conn.execute(
+            &format!("DELETE FROM {LOG_SCHEMA}.log WHERE record_offset = 1"),
+            [],
+        )
+        .expect("delete");
+        assert_eq!(ids(&conn, Some("log-1")), ["a"]);
+        // A log whose record 0 holds other events than were counted from it is refused.
+        conn.execute(&format!("DELETE FROM {LOG_SCHEMA}.log"), [])
+            .expect("delete");
+        append(&conn, 0, &[a("x", 11)]);
+        let err = query(&conn, &everything(10), Some("log-1")).expect_err("refused");
+        assert!(err.to_string().contains("log record 0"), "{err}");
     }
 }

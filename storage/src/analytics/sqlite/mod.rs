@@ -83,6 +83,10 @@ const PRUNE_STEP_ROWS: usize = 256;
 /// query latency and peak RSS measured with 64 MiB and with this.
 const READER_CACHE_MIB: i64 = 8;
 
+/// Page cache of each reader's view of the embedded log (the drill-down reads a page's
+/// events from it), MiB.
+const LOG_READER_CACHE_MIB: i64 = 2;
+
 /// Reader threads, each with its own connection: reads beyond this many at once queue.
 const READERS: usize = 8;
 
@@ -94,10 +98,34 @@ const MEASURES: &str = "requests, errors, timeouts, latency_sum_us, input_tokens
 pub struct SqliteAnalyticsStore {
     writer: Arc<Mutex<Connection>>,
     readers: Readers,
+    /// The id of the embedded log the drill-down points into ([`Self::open_beside_log`]);
+    /// `None`: it keeps copies of the events.
+    log_id: Option<Arc<str>>,
 }
 
 impl SqliteAnalyticsStore {
+    /// Opens (or creates) `analytics.db` in `dir`; the drill-down keeps copies of the counted
+    /// events (for a log that is not the embedded one).
     pub fn open(dir: &Path) -> StoreResult<SqliteAnalyticsStore> {
+        Self::open_with_log(dir, None)
+    }
+
+    /// Opens `analytics.db` beside the embedded log's `events.db` in `dir` (opened before, by
+    /// [`crate::SqliteEventLog::open`]): the drill-down's chunks point into that log instead of
+    /// copying its events, and its readers read the events from it.
+    pub fn open_beside_log(dir: &Path) -> StoreResult<SqliteAnalyticsStore> {
+        let log_id = seam_sync(|| -> Result<String> {
+            let log = Connection::open_with_flags(
+                dir.join("events.db"),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?;
+            Ok(log.query_row("SELECT log_id FROM log_meta WHERE id = 1", [], |r| r.get(0))?)
+        })?;
+        Self::open_with_log(dir, Some(log_id))
+    }
+
+    fn open_with_log(dir: &Path, log_id: Option<String>) -> StoreResult<SqliteAnalyticsStore> {
+        let log_path = log_id.is_some().then(|| dir.join("events.db"));
         seam_sync(|| -> Result<SqliteAnalyticsStore> {
             let path = dir.join("analytics.db");
             let reader_path = path.clone();
@@ -111,8 +139,26 @@ impl SqliteAnalyticsStore {
                 readers: Readers::new("analytics-reader", READERS, move || {
                     let conn = open_with(&reader_path, READER_CACHE_MIB, PAGE_SIZE)?;
                     sums::register(&conn)?;
+                    if let Some(log_path) = &log_path {
+                        let log_path = log_path.to_str().ok_or_else(|| {
+                            Failure::Backend(format!(
+                                "the data directory's path is not UTF-8: {}",
+                                log_path.display()
+                            ))
+                        })?;
+                        conn.execute(
+                            &format!("ATTACH DATABASE ?1 AS {}", events::LOG_SCHEMA),
+                            params![log_path],
+                        )?;
+                        conn.pragma_update(
+                            Some(rusqlite::DatabaseName::Attached(events::LOG_SCHEMA)),
+                            "cache_size",
+                            -1024 * LOG_READER_CACHE_MIB,
+                        )?;
+                    }
                     Ok(conn)
                 }),
+                log_id: log_id.map(Arc::from),
             })
         })
     }
@@ -493,7 +539,7 @@ fn write_generations(tx: &Connection, partition: i32, seals: &[DedupSeal]) -> Re
     Ok(())
 }
 
-fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
+fn commit(conn: &mut Connection, mut c: ProjectionCommit, log_id: Option<&str>) -> Result<()> {
     let tx = conn.transaction()?;
     let epoch = current_epoch(&tx)?;
     if epoch != c.epoch {
@@ -527,7 +573,7 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit) -> Result<()> {
     for (key, delta) in &deltas {
         merge_row(&tx, key, delta)?;
     }
-    events::write(&tx, c.partitions.values().flat_map(|pc| &pc.raw))?;
+    events::write(&tx, c.partitions.values().flat_map(|pc| &pc.raw), log_id)?;
     scores::write(
         &tx,
         c.partitions.values().flat_map(|pc| &pc.raw),
@@ -691,7 +737,15 @@ impl AnalyticsStore for SqliteAnalyticsStore {
     #[instrument(name = "analytics.commit", skip_all, fields(rows = c.rows(), dedup = c.dedup_entries()), err)]
     async fn commit(&self, c: ProjectionCommit) -> StoreResult<()> {
         let writer = self.writer.clone();
-        blocking(move || commit(&mut *writer.lock().map_err(|_| poisoned())?, c)).await
+        let log_id = self.log_id.clone();
+        blocking(move || {
+            commit(
+                &mut *writer.lock().map_err(|_| poisoned())?,
+                c,
+                log_id.as_deref(),
+            )
+        })
+        .await
     }
 
     async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>> {
@@ -753,7 +807,9 @@ impl AnalyticsStore for SqliteAnalyticsStore {
     #[instrument(name = "analytics.events", skip_all, err)]
     async fn events(&self, query: &EventQuery) -> StoreResult<Vec<UsageEvent>> {
         let query = query.clone();
-        self.read(move |conn| events::query(conn, &query)).await
+        let log_id = self.log_id.clone();
+        self.read(move |conn| events::query(conn, &query, log_id.as_deref()))
+            .await
     }
 
     #[instrument(name = "analytics.experiment_scores", skip_all, err)]
