@@ -102,6 +102,37 @@ pub(super) fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
+/// Times as (the first, their deltas' common step, each next one's delta from the previous
+/// in steps); a step above `i64::MAX` only comes from deltas that wrapped, which are then
+/// stored as they are (step 1).
+pub(super) fn time_deltas(times: impl Iterator<Item = i64> + Clone) -> (i64, i64, Vec<i64>) {
+    let mut all = times.clone();
+    let first = all.next().unwrap_or(0);
+    let raw: Vec<i64> = times.zip(all).map(|(a, b)| b.wrapping_sub(a)).collect();
+    let step = raw.iter().fold(0, |g, d| gcd(g, d.unsigned_abs())).max(1);
+    let step = i64::try_from(step).unwrap_or(1);
+    (first, step, raw.iter().map(|d| d / step).collect())
+}
+
+impl<'a> Dictionary<&'a str, String> {
+    /// A user column's entry for `user`: its index + 1 in this dictionary of users, 0 for none.
+    pub(super) fn intern_user(&mut self, user: Option<&'a str>) -> u32 {
+        user.map_or(0, |u| self.intern(u, || u.to_owned()) + 1)
+    }
+}
+
+/// The user a user column's entry names: `k` is an index + 1 into `users`, 0 for none.
+pub(super) fn user_at(users: &[String], k: u32) -> Result<Option<String>, StoreError> {
+    match k {
+        0 => Ok(None),
+        k => users
+            .get(k as usize - 1)
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| corrupt(&"user index")),
+    }
+}
+
 /// The 16 bytes of `id` when it is a UUID written the canonical way (lowercase, hyphenated),
 /// so that writing the bytes back gives the same text.
 fn canonical_uuid(id: &str) -> Option<[u8; 16]> {
@@ -145,18 +176,7 @@ fn columns<E: Borrow<UsageEvent>>(events: &[E]) -> Columns {
         Some(u) if !u.is_empty() => Ids::Uuids(u.concat()),
         _ => Ids::Text(events.iter().map(|e| e.event_id.clone()).collect()),
     };
-    let at_first = events.first().map_or(0, |e| e.occurred_at_us);
-    let raw_deltas: Vec<i64> = events
-        .windows(2)
-        .map(|w| w[1].occurred_at_us.wrapping_sub(w[0].occurred_at_us))
-        .collect();
-    let at_step = raw_deltas
-        .iter()
-        .fold(0, |g, d| gcd(g, d.unsigned_abs()))
-        .max(1);
-    // A step above i64::MAX only comes from deltas that wrapped: store them as they are.
-    let at_step = i64::try_from(at_step).unwrap_or(1);
-    let at_deltas = raw_deltas.iter().map(|d| d / at_step).collect();
+    let (at_first, at_step, at_deltas) = time_deltas(events.iter().map(|e| e.occurred_at_us));
     let latency_step = events.iter().fold(0, |g, e| gcd(g, e.latency_us)).max(1);
     let mut labels = Dictionary::new();
     let mut users = Dictionary::new();
@@ -181,10 +201,7 @@ fn columns<E: Borrow<UsageEvent>>(events: &[E]) -> Columns {
             operation: e.operation,
             status: e.status,
         }));
-        user_of.push(match &e.user_id {
-            Some(u) => users.intern(u.as_str(), || u.clone()) + 1,
-            None => 0,
-        });
+        user_of.push(users.intern_user(e.user_id.as_deref()));
         let key = (
             e.prompt_id.as_deref(),
             e.prompt_version.as_deref(),
@@ -357,15 +374,7 @@ fn rows(c: Columns) -> Result<Vec<UsageEvent>, StoreError> {
         let (Some(labels), Some(context)) = (c.labels.get(li), c.contexts.get(ci)) else {
             return Err(corrupt(&"labels or context index"));
         };
-        let user_id = match c.user_of[i] {
-            0 => None,
-            k => Some(
-                c.users
-                    .get(k as usize - 1)
-                    .ok_or_else(|| corrupt(&"user index"))?
-                    .clone(),
-            ),
-        };
+        let user_id = user_at(&c.users, c.user_of[i])?;
         let size = event_size
             + event_id.len()
             + text_len(&error_type)

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tally_schemas::event::{Cost, Status};
 use tally_schemas::{Environment, UsageEvent};
 
-use super::columns::{compress, decompress, gcd, Dictionary};
+use super::columns::{compress, decompress, time_deltas, user_at, Dictionary};
 use super::{corrupt, MAX_PLAIN_BYTES};
 use crate::store::{RawEvent, StoreError};
 
@@ -108,20 +108,7 @@ pub(super) fn encode<E: std::borrow::Borrow<RawEvent>>(
     events: &[E],
 ) -> Result<Vec<u8>, StoreError> {
     let events: Vec<&RawEvent> = events.iter().map(std::borrow::Borrow::borrow).collect();
-    let at_first = events.first().map_or(0, |r| r.event.occurred_at_us);
-    let raw_deltas: Vec<i64> = events
-        .windows(2)
-        .map(|w| {
-            w[1].event
-                .occurred_at_us
-                .wrapping_sub(w[0].event.occurred_at_us)
-        })
-        .collect();
-    let at_step = raw_deltas
-        .iter()
-        .fold(0, |g, d| gcd(g, d.unsigned_abs()))
-        .max(1);
-    let at_step = i64::try_from(at_step).unwrap_or(1);
+    let (at_first, at_step, at_deltas) = time_deltas(events.iter().map(|r| r.event.occurred_at_us));
     let mut labels = Dictionary::new();
     let mut users = Dictionary::new();
     let mut contexts = Dictionary::new();
@@ -145,10 +132,7 @@ pub(super) fn encode<E: std::borrow::Borrow<RawEvent>>(
             environment: e.environment,
             status: e.status,
         }));
-        user_of.push(match &e.user_id {
-            Some(u) => users.intern(u.as_str(), || u.clone()) + 1,
-            None => 0,
-        });
+        user_of.push(users.intern_user(e.user_id.as_deref()));
         let key = (
             e.prompt_id.as_deref(),
             e.prompt_version.as_deref(),
@@ -169,7 +153,7 @@ pub(super) fn encode<E: std::borrow::Borrow<RawEvent>>(
         log_id: log_id.to_owned(),
         at_first,
         at_step,
-        at_deltas: raw_deltas.iter().map(|d| d / at_step).collect(),
+        at_deltas,
         labels: labels.values,
         labels_of,
         users: users.values,
@@ -222,15 +206,7 @@ pub(super) fn decode(frame: &[u8]) -> Result<(String, Vec<EventRef>), StoreError
         ) else {
             return Err(corrupt(&"labels or context index"));
         };
-        let user_id = match c.user_of[i] {
-            0 => None,
-            k => Some(
-                c.users
-                    .get(k as usize - 1)
-                    .ok_or_else(|| corrupt(&"user index"))?
-                    .clone(),
-            ),
-        };
+        let user_id = user_at(&c.users, c.user_of[i])?;
         let size = std::mem::size_of::<EventRef>()
             + labels.feature.len()
             + labels.model.len()
