@@ -42,11 +42,14 @@ thread_local! {
 }
 
 /// The labels every event carries, stored once per record and named by index.
+///
+/// The columns borrow their text: from the events when encoding, from the decompressed record
+/// when decoding, so that only the events built from them allocate.
 #[derive(Serialize, Deserialize)]
-struct Labels {
-    feature: String,
-    model: String,
-    provider: String,
+struct Labels<'a> {
+    feature: &'a str,
+    model: &'a str,
+    provider: &'a str,
     environment: Environment,
     operation: Operation,
     status: Status,
@@ -54,33 +57,43 @@ struct Labels {
 
 /// What a call ran under besides its labels; mostly the same for a whole record.
 #[derive(Serialize, Deserialize)]
-struct Context {
-    prompt_id: Option<String>,
-    prompt_version: Option<String>,
-    experiment_id: Option<String>,
-    variant: Option<String>,
-    attributes: Vec<(String, String)>,
+struct Context<'a> {
+    #[serde(borrow)]
+    prompt_id: Option<&'a str>,
+    #[serde(borrow)]
+    prompt_version: Option<&'a str>,
+    #[serde(borrow)]
+    experiment_id: Option<&'a str>,
+    #[serde(borrow)]
+    variant: Option<&'a str>,
+    #[serde(borrow)]
+    attributes: Vec<(&'a str, &'a str)>,
 }
 
 #[derive(Serialize, Deserialize)]
-enum Ids {
+enum Ids<'a> {
     /// Every id is a canonical lowercase UUID: 16 bytes each.
     Uuids(Vec<u8>),
-    Text(Vec<String>),
+    #[serde(borrow)]
+    Text(Vec<&'a str>),
 }
 
 #[derive(Serialize, Deserialize)]
-struct Columns {
-    ids: Ids,
+struct Columns<'a> {
+    #[serde(borrow)]
+    ids: Ids<'a>,
     /// The first event's `occurred_at_us`; each next one is the previous plus its delta ×
     /// `at_step`.
     at_first: i64,
     at_step: i64,
     at_deltas: Vec<i64>,
-    labels: Vec<Labels>,
+    #[serde(borrow)]
+    labels: Vec<Labels<'a>>,
     labels_of: Vec<u32>,
-    error_type: Vec<Option<String>>,
-    error_message: Vec<Option<String>>,
+    #[serde(borrow)]
+    error_type: Vec<Option<&'a str>>,
+    #[serde(borrow)]
+    error_message: Vec<Option<&'a str>>,
     error_message_truncated: Vec<bool>,
     latency_step: u64,
     latency: Vec<u64>,
@@ -89,9 +102,11 @@ struct Columns {
     cached_input_tokens: Vec<u64>,
     cost: Vec<Cost>,
     /// Index + 1 into `users`; 0 for an event without a user.
-    users: Vec<String>,
+    #[serde(borrow)]
+    users: Vec<&'a str>,
     user_of: Vec<u32>,
-    contexts: Vec<Context>,
+    #[serde(borrow)]
+    contexts: Vec<Context<'a>>,
     context_of: Vec<u32>,
 }
 
@@ -114,21 +129,20 @@ pub(super) fn time_deltas(times: impl Iterator<Item = i64> + Clone) -> (i64, i64
     (first, step, raw.iter().map(|d| d / step).collect())
 }
 
-impl<'a> Dictionary<&'a str, String> {
+impl<'a, V: From<&'a str>> Dictionary<&'a str, V> {
     /// A user column's entry for `user`: its index + 1 in this dictionary of users, 0 for none.
     pub(super) fn intern_user(&mut self, user: Option<&'a str>) -> u32 {
-        user.map_or(0, |u| self.intern(u, || u.to_owned()) + 1)
+        user.map_or(0, |u| self.intern(u, || V::from(u)) + 1)
     }
 }
 
 /// The user a user column's entry names: `k` is an index + 1 into `users`, 0 for none.
-pub(super) fn user_at(users: &[String], k: u32) -> Result<Option<String>, StoreError> {
+pub(super) fn user_at<S: AsRef<str>>(users: &[S], k: u32) -> Result<Option<String>, StoreError> {
     match k {
         0 => Ok(None),
         k => users
             .get(k as usize - 1)
-            .cloned()
-            .map(Some)
+            .map(|u| Some(u.as_ref().to_owned()))
             .ok_or_else(|| corrupt(&"user index")),
     }
 }
@@ -169,17 +183,17 @@ impl<K: Eq + std::hash::Hash, V> Dictionary<K, V> {
     }
 }
 
-fn columns<E: Borrow<UsageEvent>>(events: &[E]) -> Columns {
+fn columns<E: Borrow<UsageEvent>>(events: &[E]) -> Columns<'_> {
     let events: Vec<&UsageEvent> = events.iter().map(Borrow::borrow).collect();
     let uuids: Option<Vec<[u8; 16]>> = events.iter().map(|e| canonical_uuid(&e.event_id)).collect();
     let ids = match uuids {
         Some(u) if !u.is_empty() => Ids::Uuids(u.concat()),
-        _ => Ids::Text(events.iter().map(|e| e.event_id.clone()).collect()),
+        _ => Ids::Text(events.iter().map(|e| e.event_id.as_str()).collect()),
     };
     let (at_first, at_step, at_deltas) = time_deltas(events.iter().map(|e| e.occurred_at_us));
     let latency_step = events.iter().fold(0, |g, e| gcd(g, e.latency_us)).max(1);
     let mut labels = Dictionary::new();
-    let mut users = Dictionary::new();
+    let mut users: Dictionary<&str, &str> = Dictionary::new();
     let mut contexts = Dictionary::new();
     let mut labels_of = Vec::with_capacity(events.len());
     let mut user_of = Vec::with_capacity(events.len());
@@ -194,9 +208,9 @@ fn columns<E: Borrow<UsageEvent>>(events: &[E]) -> Columns {
             e.status,
         );
         labels_of.push(labels.intern(key, || Labels {
-            feature: e.feature.clone(),
-            model: e.model.clone(),
-            provider: e.provider.clone(),
+            feature: &e.feature,
+            model: &e.model,
+            provider: &e.provider,
             environment: e.environment,
             operation: e.operation,
             status: e.status,
@@ -209,12 +223,18 @@ fn columns<E: Borrow<UsageEvent>>(events: &[E]) -> Columns {
             e.variant.as_deref(),
             e.attributes.as_slice(),
         );
-        context_of.push(contexts.intern(key, || Context {
-            prompt_id: e.prompt_id.clone(),
-            prompt_version: e.prompt_version.clone(),
-            experiment_id: e.experiment_id.clone(),
-            variant: e.variant.clone(),
-            attributes: e.attributes.clone(),
+        context_of.push(contexts.intern(key, || {
+            Context {
+                prompt_id: e.prompt_id.as_deref(),
+                prompt_version: e.prompt_version.as_deref(),
+                experiment_id: e.experiment_id.as_deref(),
+                variant: e.variant.as_deref(),
+                attributes: e
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
+            }
         }));
     }
     Columns {
@@ -224,8 +244,8 @@ fn columns<E: Borrow<UsageEvent>>(events: &[E]) -> Columns {
         at_deltas,
         labels: labels.values,
         labels_of,
-        error_type: events.iter().map(|e| e.error_type.clone()).collect(),
-        error_message: events.iter().map(|e| e.error_message.clone()).collect(),
+        error_type: events.iter().map(|e| e.error_type.as_deref()).collect(),
+        error_message: events.iter().map(|e| e.error_message.as_deref()).collect(),
         error_message_truncated: events.iter().map(|e| e.error_message_truncated).collect(),
         latency_step,
         latency: events.iter().map(|e| e.latency_us / latency_step).collect(),
@@ -247,7 +267,8 @@ pub(super) fn encode<E: Borrow<UsageEvent>>(events: &[E]) -> Result<Vec<u8>, Sto
 }
 
 pub(super) fn decode(frame: &[u8]) -> Result<Vec<UsageEvent>, StoreError> {
-    rows(decompress(frame)?)
+    let plain = unzstd(frame)?;
+    rows(postcard::from_bytes(&plain).map_err(|e| corrupt(&e))?)
 }
 
 /// `content` postcard-encoded, as one zstd frame that states its content size.
@@ -266,16 +287,21 @@ pub(super) fn compress(content: &impl Serialize) -> Result<Vec<u8>, StoreError> 
         .map_err(|e| StoreError::Backend(format!("zstd: {e}")))
 }
 
-/// The content of a [`compress`]ed frame, its size checked against [`MAX_PLAIN_BYTES`] before
-/// anything is allocated for it.
+/// The content of a [`compress`]ed frame.
 pub(super) fn decompress<T: serde::de::DeserializeOwned>(frame: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(&unzstd(frame)?).map_err(|e| corrupt(&e))
+}
+
+/// A [`compress`]ed frame's postcard bytes, its size checked against [`MAX_PLAIN_BYTES`]
+/// before anything is allocated for it.
+fn unzstd(frame: &[u8]) -> Result<Vec<u8>, StoreError> {
     let size = match zstd::zstd_safe::get_frame_content_size(frame) {
         Ok(Some(size)) if size <= MAX_PLAIN_BYTES as u64 => size as usize,
         Ok(Some(size)) => return Err(corrupt(&format!("content size {size} is above the limit"))),
         Ok(None) => return Err(corrupt(&"zstd frame without a content size")),
         Err(_) => return Err(corrupt(&"not a zstd frame")),
     };
-    let plain = CONTEXTS
+    CONTEXTS
         .with(|c| {
             let mut c = c.borrow_mut();
             let decompressor = match &mut c.1 {
@@ -284,8 +310,7 @@ pub(super) fn decompress<T: serde::de::DeserializeOwned>(frame: &[u8]) -> Result
             };
             decompressor.decompress(frame, size)
         })
-        .map_err(|e| corrupt(&e))?;
-    postcard::from_bytes(&plain).map_err(|e| corrupt(&e))
+        .map_err(|e| corrupt(&e))
 }
 
 /// The most memory a record's events may take once decoded (their structs and strings). A
@@ -293,33 +318,56 @@ pub(super) fn decompress<T: serde::de::DeserializeOwned>(frame: &[u8]) -> Result
 /// chunk; a record whose few bytes of dictionary indexes would expand past this is corrupt.
 const MAX_DECODED_BYTES: usize = 4 * MAX_PLAIN_BYTES;
 
-fn text_len(s: &Option<String>) -> usize {
-    s.as_ref().map_or(0, String::len)
+fn text_len<S: AsRef<str>>(s: &Option<S>) -> usize {
+    s.as_ref().map_or(0, |s| s.as_ref().len())
 }
 
 fn rows(c: Columns) -> Result<Vec<UsageEvent>, StoreError> {
+    Ok(rows_where(c, |_| true)?
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect())
+}
+
+/// The events at `indexes` of a record's content (after its format byte), each with its index;
+/// indexes the record does not hold are left out. Only those events are built: what showing a
+/// few events of a large record costs.
+pub(super) fn decode_at(
+    frame: &[u8],
+    indexes: &[u32],
+) -> Result<Vec<(u32, UsageEvent)>, StoreError> {
+    let plain = unzstd(frame)?;
+    let c: Columns = postcard::from_bytes(&plain).map_err(|e| corrupt(&e))?;
+    let mut wanted = vec![false; c.labels_of.len()];
+    for &i in indexes {
+        if let Some(w) = wanted.get_mut(i as usize) {
+            *w = true;
+        }
+    }
+    rows_where(c, |i| wanted[i])
+}
+
+/// The events `keep` picks by index, each with its index. Every column is checked whole, the
+/// events not kept included, so a record is refused or read alike whatever is picked.
+fn rows_where(
+    c: Columns,
+    keep: impl Fn(usize) -> bool,
+) -> Result<Vec<(u32, UsageEvent)>, StoreError> {
     let n = c.labels_of.len();
     let event_size = std::mem::size_of::<UsageEvent>();
     if n.saturating_mul(event_size) > MAX_PLAIN_BYTES {
         return Err(corrupt(&format!("{n} events are more than a record holds")));
     }
-    let ids: Vec<String> = match c.ids {
-        Ids::Text(ids) => ids,
+    let ids_len = match &c.ids {
+        Ids::Text(ids) => ids.len(),
         Ids::Uuids(bytes) if bytes.len() != n.saturating_mul(16) => {
             return Err(corrupt(&"uuid column length"))
         }
-        Ids::Uuids(bytes) => bytes
-            .chunks_exact(16)
-            .map(|b| {
-                let mut u = [0u8; 16];
-                u.copy_from_slice(b);
-                uuid::Uuid::from_bytes(u).hyphenated().to_string()
-            })
-            .collect(),
+        Ids::Uuids(_) => n,
     };
     let deltas = if n == 0 { 0 } else { n - 1 };
     let lengths = [
-        ids.len(),
+        ids_len,
         c.error_type.len(),
         c.error_message.len(),
         c.error_message_truncated.len(),
@@ -357,16 +405,20 @@ fn rows(c: Columns) -> Result<Vec<UsageEvent>, StoreError> {
                     .sum::<usize>()
         })
         .collect();
+    let Columns {
+        ids,
+        error_type,
+        error_message,
+        ..
+    } = c;
+    let (uuids, text_ids) = match ids {
+        Ids::Uuids(bytes) => (Some(bytes), Vec::new()),
+        Ids::Text(ids) => (None, ids),
+    };
     let mut budget = MAX_DECODED_BYTES;
     let mut at = c.at_first;
     let mut out = Vec::with_capacity(n);
-    let parts = ids
-        .into_iter()
-        .zip(c.error_type)
-        .zip(c.error_message)
-        .zip(c.error_message_truncated)
-        .zip(c.cost);
-    for (i, ((((event_id, error_type), error_message), truncated), cost)) in parts.enumerate() {
+    for i in 0..n {
         if i > 0 {
             at = at.wrapping_add(c.at_deltas[i - 1].wrapping_mul(c.at_step));
         }
@@ -375,6 +427,22 @@ fn rows(c: Columns) -> Result<Vec<UsageEvent>, StoreError> {
             return Err(corrupt(&"labels or context index"));
         };
         let user_id = user_at(&c.users, c.user_of[i])?;
+        let latency_us = c.latency[i]
+            .checked_mul(c.latency_step)
+            .ok_or_else(|| corrupt(&"latency out of range"))?;
+        if !keep(i) {
+            continue;
+        }
+        let event_id = match &uuids {
+            Some(bytes) => {
+                let mut u = [0u8; 16];
+                u.copy_from_slice(&bytes[16 * i..16 * i + 16]);
+                uuid::Uuid::from_bytes(u).hyphenated().to_string()
+            }
+            None => text_ids[i].to_owned(),
+        };
+        let error_type = error_type[i].map(str::to_owned);
+        let error_message = error_message[i].map(str::to_owned);
         let size = event_size
             + event_id.len()
             + text_len(&error_type)
@@ -385,32 +453,37 @@ fn rows(c: Columns) -> Result<Vec<UsageEvent>, StoreError> {
         budget = budget
             .checked_sub(size)
             .ok_or_else(|| corrupt(&"the events decode to more than a record may hold"))?;
-        out.push(UsageEvent {
-            event_id,
-            occurred_at_us: at,
-            feature: labels.feature.clone(),
-            model: labels.model.clone(),
-            provider: labels.provider.clone(),
-            environment: labels.environment,
-            operation: labels.operation,
-            status: labels.status,
-            error_type,
-            error_message,
-            error_message_truncated: truncated,
-            latency_us: c.latency[i]
-                .checked_mul(c.latency_step)
-                .ok_or_else(|| corrupt(&"latency out of range"))?,
-            input_tokens: c.input_tokens[i],
-            output_tokens: c.output_tokens[i],
-            cached_input_tokens: c.cached_input_tokens[i],
-            cost,
-            user_id,
-            prompt_id: context.prompt_id.clone(),
-            prompt_version: context.prompt_version.clone(),
-            experiment_id: context.experiment_id.clone(),
-            variant: context.variant.clone(),
-            attributes: context.attributes.clone(),
-        });
+        out.push((
+            i as u32,
+            UsageEvent {
+                event_id,
+                occurred_at_us: at,
+                feature: labels.feature.to_owned(),
+                model: labels.model.to_owned(),
+                provider: labels.provider.to_owned(),
+                environment: labels.environment,
+                operation: labels.operation,
+                status: labels.status,
+                error_type,
+                error_message,
+                error_message_truncated: c.error_message_truncated[i],
+                latency_us,
+                input_tokens: c.input_tokens[i],
+                output_tokens: c.output_tokens[i],
+                cached_input_tokens: c.cached_input_tokens[i],
+                cost: c.cost[i],
+                user_id,
+                prompt_id: context.prompt_id.map(str::to_owned),
+                prompt_version: context.prompt_version.map(str::to_owned),
+                experiment_id: context.experiment_id.map(str::to_owned),
+                variant: context.variant.map(str::to_owned),
+                attributes: context
+                    .attributes
+                    .iter()
+                    .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            },
+        ));
     }
     Ok(out)
 }
@@ -488,6 +561,22 @@ mod tests {
         #[test]
         fn every_event_reads_back_exactly(events in proptest::collection::vec(event(), 0..60)) {
             prop_assert_eq!(decode(&record(&events)).expect("decode"), events);
+        }
+
+        /// Picking events by index gives exactly those of the whole decode, in index order;
+        /// indexes beyond the record are left out.
+        #[test]
+        fn picked_events_are_those_of_the_whole_record(
+            events in proptest::collection::vec(event(), 0..40),
+            picks in proptest::collection::btree_set(0u32..50, 0..10),
+        ) {
+            let picks: Vec<u32> = picks.into_iter().collect();
+            let want: Vec<(u32, UsageEvent)> = picks
+                .iter()
+                .filter(|&&i| (i as usize) < events.len())
+                .map(|&i| (i, events[i as usize].clone()))
+                .collect();
+            prop_assert_eq!(decode_at(&record(&events), &picks).expect("decode"), want);
         }
     }
 
@@ -576,13 +665,14 @@ mod tests {
         }
         // A megabyte of attributes named by 300 events decodes to 300 MiB: refused, as are
         // more events than a record holds, whatever their columns take.
-        let mut c = columns(&[UsageEvent {
+        let big = [UsageEvent {
             attributes: vec![("k".into(), "v".repeat(1 << 20))],
             ..UsageEvent::example()
-        }]);
-        let copies = |v: &mut Vec<Option<String>>| v.resize(300, None);
+        }];
+        let mut c = columns(&big);
+        let copies = |v: &mut Vec<Option<&str>>| v.resize(300, None);
         match &mut c.ids {
-            Ids::Text(ids) => ids.resize(300, "e".into()),
+            Ids::Text(ids) => ids.resize(300, "e"),
             Ids::Uuids(_) => unreachable!("the example's id is not a UUID"),
         }
         c.at_deltas.resize(299, 0);
@@ -606,7 +696,8 @@ mod tests {
             matches!(&many, Err(StoreError::Corrupt(m)) if m.contains("more than a record may hold")),
             "{many:?}"
         );
-        let mut c = columns(&[UsageEvent::example()]);
+        let one = [UsageEvent::example()];
+        let mut c = columns(&one);
         c.labels_of
             .resize(MAX_PLAIN_BYTES / std::mem::size_of::<UsageEvent>() + 1, 0);
         let err = rows(c).expect_err("too many events");

@@ -156,6 +156,25 @@ pub fn decode_events(bytes: &[u8]) -> Result<Vec<UsageEvent>, StoreError> {
     }
 }
 
+/// The events at `indexes` of a log record of events, each with its index (indexes it does
+/// not hold are left out). Format 4 builds only those events; older formats are read whole.
+pub fn decode_events_at(
+    bytes: &[u8],
+    indexes: &[u32],
+) -> Result<Vec<(u32, UsageEvent)>, StoreError> {
+    match bytes.split_first() {
+        Some((&FORMAT_COLUMNS, rest)) => columns::decode_at(rest, indexes),
+        _ => {
+            let mut events: Vec<Option<UsageEvent>> =
+                decode_events(bytes)?.into_iter().map(Some).collect();
+            Ok(indexes
+                .iter()
+                .filter_map(|&i| Some((i, events.get_mut(i as usize)?.take()?)))
+                .collect())
+        }
+    }
+}
+
 /// A drill-down chunk of `events` (in the order given) as references into the log whose id
 /// is `log_id` (format 5, see [`refs`]).
 pub fn encode_event_refs<E: std::borrow::Borrow<crate::store::RawEvent>>(

@@ -44,18 +44,17 @@ pub struct EventRef {
 }
 
 impl EventRef {
-    /// The counted event, given its log record's events: the one at `index`, with the cost
-    /// counted. `None` when the record does not hold it there (its time, feature or status
-    /// differ: the record is not the one the chunk was written from).
-    pub fn resolve(&self, record_events: &[UsageEvent]) -> Option<UsageEvent> {
-        let found = record_events.get(self.index as usize)?;
+    /// The counted event, given the event its log record holds at `index`: that event with
+    /// the cost counted. `None` when it is not the one the chunk was written from (its time,
+    /// feature or status differ: the record is another).
+    pub fn resolve(&self, found: UsageEvent) -> Option<UsageEvent> {
         let stub = &self.stub;
         if (found.occurred_at_us, found.feature.as_str(), found.status)
             != (stub.occurred_at_us, stub.feature.as_str(), stub.status)
         {
             return None;
         }
-        let mut event = found.clone();
+        let mut event = found;
         if let Some(cost) = self.repriced {
             event.cost = cost;
         }
@@ -110,7 +109,7 @@ pub(super) fn encode<E: std::borrow::Borrow<RawEvent>>(
     let events: Vec<&RawEvent> = events.iter().map(std::borrow::Borrow::borrow).collect();
     let (at_first, at_step, at_deltas) = time_deltas(events.iter().map(|r| r.event.occurred_at_us));
     let mut labels = Dictionary::new();
-    let mut users = Dictionary::new();
+    let mut users: Dictionary<&str, String> = Dictionary::new();
     let mut contexts = Dictionary::new();
     let mut labels_of = Vec::with_capacity(events.len());
     let mut user_of = Vec::with_capacity(events.len());
@@ -370,11 +369,9 @@ mod tests {
             cost_as_logged: false,
         };
         let (_, refs) = decode(&encode("l", &[&counted]).expect("encode")).expect("decode");
-        let record = [logged("a", 10), logged("b", 20)];
-        let got = refs[0].resolve(&record).expect("found");
+        let got = refs[0].resolve(logged("b", 20)).expect("found");
         assert_eq!((got.event_id.as_str(), got.cost), ("b", Cost::Computed(9)));
-        // A record whose event at that position is another (another time) is not it.
-        assert_eq!(refs[0].resolve(&[logged("a", 10), logged("c", 21)]), None);
-        assert_eq!(refs[0].resolve(&[logged("a", 10)]), None);
+        // Another event where the reference points (another time) is not it.
+        assert_eq!(refs[0].resolve(logged("c", 21)), None);
     }
 }

@@ -16,7 +16,7 @@
 //! what it reads, and stops once no chunk left can hold an event newer than the oldest it
 //! would return. References that may belong to the answer (filters and time match; the id,
 //! which orders events of one microsecond, is in the log) are read from their log records
-//! only once they could make the page, a record once per query.
+//! only once they could make the page, newest first, and only the events asked for are built.
 //! A chunk covers at most an hour of `occurred_at`, so a window's query reads only the index
 //! entries of chunks whose newest event lies in the window or the hour after it; the indexes
 //! carry both ends of every chunk (and its feature and outcome), so chunks are only read to
@@ -34,7 +34,7 @@ use tally_domain::store::RawEvent;
 use tally_schemas::UsageEvent;
 
 use crate::codec::{
-    decode_event_refs, decode_events, decode_record, encode_event_refs, encode_events,
+    decode_event_refs, decode_events, decode_events_at, encode_event_refs, encode_events,
 };
 use crate::failure::{Failure, Result};
 
@@ -190,8 +190,8 @@ pub(super) fn query(
     while let Some(row) = rows.next()? {
         let newest: i64 = row.get(0)?;
         // Every chunk left is at most this new: done once the page is full and its oldest
-        // event is newer than all of them. The pending references are read first: an event
-        // counted twice is listed once.
+        // event is newer than all of them. The pending references are read first (newest
+        // first, no more than the page needs): an event counted twice is listed once.
         if full_before(q, &kept, &pending, newest) {
             resolve(conn, &mut pending, q, &mut kept)?;
             if full_before(q, &kept, &pending, newest) {
@@ -202,7 +202,6 @@ pub(super) fn query(
         match decode_event_refs(&payload)? {
             Some((chunk_log, refs)) if Some(chunk_log.as_str()) == log_id => {
                 pending.extend(refs.into_iter().filter(|r| q.may_admit(&r.stub)));
-                trim(q, &kept, &mut pending);
             }
             Some((_, refs)) => elsewhere += refs.len(),
             None => {
@@ -232,38 +231,25 @@ fn surely(q: &EventQuery, r: &EventRef) -> bool {
         .is_none_or(|c| r.stub.occurred_at_us < c.occurred_at_us)
 }
 
-/// The times of the events the answer surely holds, newest first: those kept, and one per
-/// time of the pending references that surely belong at a time no kept event has (references
-/// of one time may be one event counted twice; one of another time is another event).
-fn sure_times(q: &EventQuery, kept: &[UsageEvent], pending: &[EventRef]) -> Vec<i64> {
-    let mut times: Vec<i64> = kept.iter().map(|e| e.occurred_at_us).collect();
-    let mut more: Vec<i64> = pending
-        .iter()
-        .filter(|r| surely(q, r))
-        .map(|r| r.stub.occurred_at_us)
-        .filter(|t| !times.contains(t))
-        .collect();
-    more.sort_unstable();
-    more.dedup();
-    times.extend(more);
-    times.sort_unstable_by(|a, b| b.cmp(a));
-    times
-}
-
-/// Whether the answer is surely full with events newer than `newest` (counting pending
-/// references as [`sure_times`] does).
+/// Whether the answer looks full with events newer than `newest`: counting the pending
+/// references that surely belong as if they were read. It may be wrong only one way — an
+/// event counted twice is listed once — so a `true` is confirmed by reading them.
 fn full_before(q: &EventQuery, kept: &[UsageEvent], pending: &[EventRef], newest: i64) -> bool {
-    sure_times(q, kept, pending)
-        .get(q.limit - 1)
-        .is_some_and(|&t| t > newest)
-}
-
-/// Drops the pending references that cannot make the page: those older than the `limit`
-/// events the answer surely holds.
-fn trim(q: &EventQuery, kept: &[UsageEvent], pending: &mut Vec<EventRef>) {
-    if let Some(&last) = sure_times(q, kept, pending).get(q.limit - 1) {
-        pending.retain(|r| r.stub.occurred_at_us >= last);
+    let mut times: Vec<i64> = kept
+        .iter()
+        .map(|e| e.occurred_at_us)
+        .chain(
+            pending
+                .iter()
+                .filter(|r| surely(q, r))
+                .map(|r| r.stub.occurred_at_us),
+        )
+        .collect();
+    if times.len() < q.limit {
+        return false;
     }
+    let (_, &mut nth, _) = times.select_nth_unstable_by(q.limit - 1, |a, b| b.cmp(a));
+    nth > newest
 }
 
 /// Sorts the answer newest first, lists an event counted twice once and cuts it to `limit`.
@@ -319,9 +305,13 @@ fn resolve(
             else {
                 continue;
             };
-            let (events, _) = decode_record(&payload)?;
+            let indexes: Vec<u32> = refs.iter().map(|r| r.index).collect();
+            let mut found = decode_events_at(&payload, &indexes)?.into_iter().peekable();
             for r in refs {
-                let event = r.resolve(&events).ok_or_else(|| {
+                let event = found
+                    .next_if(|(i, _)| *i == r.index)
+                    .and_then(|(_, e)| r.resolve(e))
+                    .ok_or_else(|| {
                     Failure::Corrupt(format!(
                         "the drill-down points at event {} of log record {record}, which holds another event: the log file is not the one the drill-down was written from (`tally rebuild` derives it again)",
                         r.index
