@@ -1,5 +1,5 @@
-//! Bytes read back from the event log or the analytics store: a log record, a dedup chunk, a
-//! latency sketch or a unique-user sketch.
+//! Bytes read back from the event log or the analytics store: a log record, a drill-down chunk
+//! of references, a dedup chunk, a latency sketch or a unique-user sketch.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -113,7 +113,7 @@ pub fn batch(body: &[u8], format: BodyFormat) {
 }
 
 /// Bytes read back from storage. Whatever decodes re-encodes to something that decodes to the
-/// same value; a dedup chunk in the raw format decodes only when whole, and a packed one
+/// same value (events picked from a record are the record's); a dedup chunk in the raw format decodes only when whole, and a packed one
 /// re-encodes to the same entries (sorted, without repeats); a sealed generation's summary that
 /// decodes answers lookups.
 pub fn stored(bytes: &[u8]) {
@@ -121,6 +121,17 @@ pub fn stored(bytes: &[u8]) {
         if scores.is_empty() {
             let again = codec::encode_events(&events).expect("encode decoded events");
             assert_eq!(codec::decode_events(&again).expect("decode"), events);
+        }
+    }
+    // A drill-down chunk of references into the log decodes or is refused; events picked from
+    // a record by index are those of the whole record.
+    let _ = codec::decode_event_refs(bytes);
+    if let Ok(all) = codec::decode_events(bytes) {
+        let last = (all.len() as u32).saturating_sub(1);
+        let picked = codec::decode_events_at(bytes, &[0, 1, last, u32::MAX])
+            .expect("picking events of a record that decodes");
+        for (i, e) in picked {
+            assert_eq!(all.get(i as usize), Some(&e));
         }
     }
     let mut entries = Vec::new();
