@@ -113,6 +113,8 @@ impl Stores {
                 .with_context(|| format!("creating data dir {}", dir.display()))?;
             Some(Arc::new(lock_data_dir(dir).await?))
         };
+        // The embedded log, when it is the log: the embedded analytics store points into it.
+        let mut embedded_log = None;
         let log: Arc<dyn EventLog> = match &settings.kafka_brokers {
             Some(brokers) => {
                 let k = kafka_settings(settings, brokers);
@@ -121,10 +123,14 @@ impl Stores {
                     tally_storage::KafkaLog::new(k, clock).context("creating the Kafka client")?,
                 )
             }
-            None => Arc::new(
-                SqliteEventLog::open(dir, settings.log_queue_depth)
-                    .context("opening the event log")?,
-            ),
+            None => {
+                let log = Arc::new(
+                    SqliteEventLog::open(dir, settings.log_queue_depth)
+                        .context("opening the event log")?,
+                );
+                embedded_log = Some(log.clone());
+                log
+            }
         };
         let config = open_config_store(settings).await?;
         let analytics: Arc<dyn AnalyticsStore> = match &settings.clickhouse_url {
@@ -139,13 +145,13 @@ impl Stores {
                 ))
             }
             // Beside the embedded log, the drill-down points into it instead of copying events.
-            None if settings.kafka_brokers.is_none() => Arc::new(
-                SqliteAnalyticsStore::open_beside_log(dir)
-                    .context("opening the analytics store")?,
+            None => Arc::new(
+                match &embedded_log {
+                    Some(log) => SqliteAnalyticsStore::open_beside_log(dir, log),
+                    None => SqliteAnalyticsStore::open(dir),
+                }
+                .context("opening the analytics store")?,
             ),
-            None => {
-                Arc::new(SqliteAnalyticsStore::open(dir).context("opening the analytics store")?)
-            }
         };
         Ok(Stores {
             log,

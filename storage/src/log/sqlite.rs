@@ -74,9 +74,20 @@ pub struct SqliteEventLog {
     appended: Arc<AtomicU64>,
     /// Written when the file was created; see the module docs.
     log_id: String,
+    path: std::path::PathBuf,
 }
 
 impl SqliteEventLog {
+    /// The id written when `events.db` was created (the id of [`EventLog::describe`]).
+    pub fn id(&self) -> &str {
+        &self.log_id
+    }
+
+    /// The log's file, `events.db`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Opens (or creates) `events.db` in `dir`. `queue_depth` bounds how many append requests
     /// may wait for the writer; beyond it `append` answers `Unavailable` at once.
     pub fn open(dir: &Path, queue_depth: usize) -> StoreResult<SqliteEventLog> {
@@ -120,6 +131,7 @@ impl SqliteEventLog {
                 head: head_rx,
                 appended,
                 log_id,
+                path,
             })
         })
     }

@@ -110,22 +110,20 @@ impl SqliteAnalyticsStore {
         Self::open_with_log(dir, None)
     }
 
-    /// Opens `analytics.db` beside the embedded log's `events.db` in `dir` (opened before, by
-    /// [`crate::SqliteEventLog::open`]): the drill-down's chunks point into that log instead of
-    /// copying its events, and its readers read the events from it.
-    pub fn open_beside_log(dir: &Path) -> StoreResult<SqliteAnalyticsStore> {
-        let log_id = seam_sync(|| -> Result<String> {
-            let log = Connection::open_with_flags(
-                dir.join("events.db"),
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            )?;
-            Ok(log.query_row("SELECT log_id FROM log_meta WHERE id = 1", [], |r| r.get(0))?)
-        })?;
-        Self::open_with_log(dir, Some(log_id))
+    /// Opens `analytics.db` in `dir` beside the embedded `log`: the drill-down's chunks point
+    /// into that log instead of copying its events, and its readers read the events from it.
+    pub fn open_beside_log(
+        dir: &Path,
+        log: &crate::SqliteEventLog,
+    ) -> StoreResult<SqliteAnalyticsStore> {
+        Self::open_with_log(dir, Some((log.path().to_path_buf(), log.id().to_owned())))
     }
 
-    fn open_with_log(dir: &Path, log_id: Option<String>) -> StoreResult<SqliteAnalyticsStore> {
-        let log_path = log_id.is_some().then(|| dir.join("events.db"));
+    fn open_with_log(
+        dir: &Path,
+        log: Option<(std::path::PathBuf, String)>,
+    ) -> StoreResult<SqliteAnalyticsStore> {
+        let (log_path, log_id) = log.unzip();
         seam_sync(|| -> Result<SqliteAnalyticsStore> {
             let path = dir.join("analytics.db");
             let reader_path = path.clone();
