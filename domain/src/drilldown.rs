@@ -132,9 +132,7 @@ impl EventQuery {
             && self.after.as_ref().is_none_or(|c| c.precedes(e))
             && self.filter.matches(e)
     }
-}
 
-impl EventQuery {
     /// Whether an event known only by its filtered fields and time (its id unknown, as a
     /// drill-down chunk that points into the log holds it) may belong to the answer: as
     /// [`EventQuery::admits`], except that at the cursor's own time it may, whatever its id.
