@@ -205,7 +205,7 @@ impl Projector {
                     self.status
                         .send_modify(|s| s.last_error = Some(err.to_string()));
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.log.idle(backoff) => {}
                         _ = shutdown.changed() => return,
                     }
                     backoff = (backoff * 2).min(self.config.max_backoff);
@@ -215,7 +215,8 @@ impl Projector {
     }
 
     /// Reports a mismatch and reads nothing until the next check is due (or shutdown, or a
-    /// rebalance, which check at once).
+    /// rebalance, which check at once), idling on the log so that a consumer group's
+    /// rebalances go on meanwhile ([`EventLog::idle`]).
     async fn refuse(
         &self,
         mismatch: Mismatch,
@@ -241,7 +242,7 @@ impl Projector {
             s.checkpoint_mismatch = Some(mismatch.to_string());
         });
         tokio::select! {
-            _ = tokio::time::sleep(self.config.log_check_every) => SessionEnd::LogChanged,
+            _ = self.log.idle(self.config.log_check_every) => SessionEnd::LogChanged,
             _ = shutdown.changed() => SessionEnd::Shutdown,
             _ = ownership_changed(ownership) => SessionEnd::Rebalanced,
         }

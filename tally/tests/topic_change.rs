@@ -8,7 +8,8 @@
 //!   when it holds fewer messages than were projected, and when it holds more (the records at
 //!   the checkpoints differ);
 //! - two projectors of one consumer group on another topic both refuse, read after the
-//!   adoption, and refuse again when the store adopts a third topic while they run;
+//!   adoption, and refuse again when the store adopts a third topic while they run; while
+//!   they refuse they keep serving their group (a member joins and leaves);
 //! - `tally rebuild` refuses to drop another topic's counts.
 #![allow(clippy::unwrap_used)]
 
@@ -344,6 +345,57 @@ async fn projectors_of_one_group_refuse_another_topic_at_every_session() {
     );
     dog.stage("close the joiner");
     drop(joiner);
+
+    // Refusing members keep serving their group (a rebalance waits for every member): one
+    // joining is given its share while they keep theirs, and when it leaves they take its
+    // share back. A member that stopped polling would be dropped from the group instead.
+    dog.stage("a member joins the refusing group");
+    let owned = |log: &Arc<dyn EventLog>| match log.ownership().borrow().partitions.clone() {
+        Partitions::Only(owned) => owned,
+        Partitions::All => panic!("a group member owns what it is assigned"),
+    };
+    let split = |logs: &[&Arc<dyn EventLog>]| {
+        let shares: Vec<_> = logs.iter().map(|log| owned(log)).collect();
+        let all: std::collections::BTreeSet<i32> = shares.iter().flatten().copied().collect();
+        let whole = all == (0..4).collect() && shares.iter().map(|s| s.len()).sum::<usize>() == 4;
+        (whole && shares.iter().all(|s| !s.is_empty()), shares)
+    };
+    let newcomer = kafka_log(&brokers, "new", &group);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let _ = newcomer
+            .read(
+                &tally_domain::store::LogPosition::default(),
+                1,
+                Duration::from_millis(200),
+            )
+            .await;
+        let (shared, shares) = split(&[&newcomer, &members[0].3, &members[1].3]);
+        if shared {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the joining member and both refusing members should share the 4 partitions: {shares:?}"
+        );
+    }
+    dog.stage("the member leaves the refusing group");
+    drop(newcomer);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (shared, shares) = split(&[&members[0].3, &members[1].3]);
+        if shared {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refusing members should take the 4 partitions back: {shares:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(all_refuse(&members));
+    assert_eq!(totals().await, want, "still nothing of topic new counted");
+
     for (task, stop, _, log) in members {
         dog.stage("stop a member");
         stop.send(true).unwrap();

@@ -77,6 +77,13 @@ pub trait EventLog: Send + Sync + 'static {
         max_events: usize,
         wait: Duration,
     ) -> StoreResult<Vec<LogRecord>>;
+    /// Waits `wait` without handing out records: what a reader does between checks while it
+    /// may not read (its checkpoints belong to another log) or backs off after a failure. A
+    /// member of a consumer group still serves its group meanwhile (a rebalance waits for every
+    /// member), with nothing fetched; the default sleeps.
+    async fn idle(&self, wait: Duration) {
+        tokio::time::sleep(wait).await;
+    }
     /// Per non-empty partition, the offset after its newest record (what a full replay must
     /// reach).
     async fn end(&self) -> StoreResult<LogPosition>;

@@ -28,7 +28,10 @@
 //! the analytics store, not from the group's committed offsets: `read` seeks a partition to the
 //! position the projector asks for whenever the consumer is elsewhere (first fetch after an
 //! assignment, a projector that reloaded its checkpoint). Committed offsets are only a mirror
-//! for standard lag tooling ([`EventLog::projected`]).
+//! for standard lag tooling ([`EventLog::projected`]). A projector that may not read (its
+//! store's checkpoints belong to another log) or backs off after a failure waits in
+//! [`EventLog::idle`]: it keeps polling with its partitions paused, so the group's rebalances
+//! never wait for it and it keeps its membership.
 //!
 //! **Closing.** Dropping the log closes its consumers, waiting at most 10 s for each
 //! (librdkafka's close can wait without limit, e.g. on a revocation that a member which
@@ -58,7 +61,7 @@ use message::{
 use reading::ReadState;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -131,6 +134,9 @@ pub struct KafkaLog {
     describer: Mutex<Option<Arc<BaseConsumer>>>,
     ownership: watch::Sender<Ownership>,
     read_state: Mutex<ReadState>,
+    /// Set while [`EventLog::idle`] holds the assigned partitions paused; the next `read`
+    /// resumes them.
+    paused: AtomicBool,
     produced: AtomicU64,
 }
 
@@ -174,6 +180,7 @@ impl KafkaLog {
             describer: Mutex::new(None),
             ownership,
             read_state: Mutex::new(ReadState::default()),
+            paused: AtomicBool::new(false),
             produced: AtomicU64::new(0),
         })
     }
@@ -329,6 +336,10 @@ impl EventLog for KafkaLog {
         wait: Duration,
     ) -> StoreResult<Vec<LogRecord>> {
         let consumer = self.consumer().await?;
+        if self.paused.swap(false, Ordering::AcqRel) {
+            let assigned = consumer.assignment().map_err(kafka_error)?;
+            consumer.resume(&assigned).map_err(kafka_error)?;
+        }
         // Every received message goes straight into the buffer (no await in between), so a
         // caller that drops this future (shutdown, rebalance) loses nothing.
         let first = self.hand_out(consumer, from, max_events)?;
@@ -346,6 +357,38 @@ impl EventLog for KafkaLog {
             }
         }
         self.hand_out(consumer, from, max_events)
+    }
+
+    /// A member of the group keeps polling while it waits, with its partitions paused, so a
+    /// rebalance never waits for it (the group's rebalance waits for every member to serve
+    /// its revocation, up to `max.poll.interval.ms`) and it keeps its place in the group. A
+    /// message fetched before the pause is buffered like any other. A process that has not
+    /// read yet is no member: it sleeps.
+    async fn idle(&self, wait: Duration) {
+        let Some(consumer) = self.consumer.get() else {
+            tokio::time::sleep(wait).await;
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Again after every poll: a rebalance assigns partitions unpaused.
+            match consumer.assignment() {
+                Ok(assigned) => match consumer.pause(&assigned) {
+                    Ok(()) => self.paused.store(true, Ordering::Release),
+                    Err(e) => warn!(error = %e, "could not pause the assigned partitions"),
+                },
+                Err(e) => warn!(error = %e, "could not list the assigned partitions"),
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            if let Ok(message) = tokio::time::timeout(left.min(IDLE_POLL), consumer.recv()).await {
+                if let Err(e) = self.buffer_message(message) {
+                    warn!(error = %e, "could not buffer a message received while idle");
+                }
+            }
+        }
     }
 
     async fn end(&self) -> StoreResult<LogPosition> {
@@ -474,6 +517,10 @@ impl EventLog for KafkaLog {
         }
     }
 }
+
+/// How often an idle member re-pauses what it is assigned ([`EventLog::idle`]); callbacks are
+/// served as they come.
+const IDLE_POLL: Duration = Duration::from_millis(200);
 
 /// How long dropping a [`KafkaLog`] waits for each of its consumers to close.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
