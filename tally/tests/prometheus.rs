@@ -335,6 +335,13 @@ async fn promtool_accepts_the_metrics_and_the_rules() {
     )
     .await;
     let text = scrape(&app).await;
+    // The store's gauges are there too: two events forget no dedup generation.
+    for gauge in [
+        "tally_storage_dedup_forgotten_generations",
+        "tally_storage_dedup_forgotten_ids",
+    ] {
+        assert_eq!(one(&text, gauge, ""), "0", "{gauge}");
+    }
     let mut check = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

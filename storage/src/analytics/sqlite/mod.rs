@@ -132,6 +132,8 @@ impl SqliteAnalyticsStore {
             writer.execute_batch(events::TABLE)?;
             writer.execute_batch(scores::TABLE)?;
             upgrade_layout(&mut writer)?;
+            describe_metrics();
+            report_backlog(forgotten(&writer)?);
             Ok(SqliteAnalyticsStore {
                 writer: Arc::new(Mutex::new(writer)),
                 readers: Readers::new("analytics-reader", READERS, move || {
@@ -496,6 +498,38 @@ fn delete_doomed(tx: &Connection, blocks: i64) -> Result<()> {
     Ok(())
 }
 
+/// Forgotten dedup generations whose rows are not all deleted yet.
+pub const FORGOTTEN_GENERATIONS: &str = "tally_storage_dedup_forgotten_generations";
+/// Ids those generations held.
+pub const FORGOTTEN_IDS: &str = "tally_storage_dedup_forgotten_ids";
+
+fn describe_metrics() {
+    metrics::describe_gauge!(
+        FORGOTTEN_GENERATIONS,
+        "Dedup generations the embedded store has forgotten (retired by a merge, or older than the window) whose rows are not all deleted yet; every commit deletes more of them."
+    );
+    metrics::describe_gauge!(
+        FORGOTTEN_IDS,
+        "Ids held by the forgotten dedup generations whose rows are not all deleted yet (an upper bound of the rows left: a generation's blocks go before its summary)."
+    );
+}
+
+/// The backlog of [`delete_doomed`]: forgotten generations not yet wholly deleted, and the
+/// ids they held.
+fn forgotten(conn: &Connection) -> Result<(u64, u64)> {
+    let (generations, ids): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT COUNT(*), COALESCE(SUM(g.entries), 0) FROM dedup_doomed d LEFT JOIN dedup_generations g ON g.log_partition = d.log_partition AND g.id = d.generation",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok((generations.max(0) as u64, ids.max(0) as u64))
+}
+
+fn report_backlog((generations, ids): (u64, u64)) {
+    metrics::gauge!(FORGOTTEN_GENERATIONS).set(generations as f64);
+    metrics::gauge!(FORGOTTEN_IDS).set(ids as f64);
+}
+
 /// Writes generations and their blocks.
 fn write_generations(tx: &Connection, partition: i32, seals: &[DedupSeal]) -> Result<()> {
     let mut generation = tx.prepare_cached(
@@ -537,7 +571,13 @@ fn write_generations(tx: &Connection, partition: i32, seals: &[DedupSeal]) -> Re
     Ok(())
 }
 
-fn commit(conn: &mut Connection, mut c: ProjectionCommit, log_id: Option<&str>) -> Result<()> {
+/// Applies `c` in one transaction; the backlog of forgotten generations it leaves
+/// ([`forgotten`]).
+fn commit(
+    conn: &mut Connection,
+    mut c: ProjectionCommit,
+    log_id: Option<&str>,
+) -> Result<(u64, u64)> {
     let tx = conn.transaction()?;
     let epoch = current_epoch(&tx)?;
     if epoch != c.epoch {
@@ -624,8 +664,9 @@ fn commit(conn: &mut Connection, mut c: ProjectionCommit, log_id: Option<&str>) 
         &tx,
         DOOMED_BLOCKS_PER_COMMIT.saturating_add(i64::try_from(written).unwrap_or(i64::MAX)),
     )?;
+    let backlog = forgotten(&tx)?;
     tx.commit()?;
-    Ok(())
+    Ok(backlog)
 }
 
 fn scan(conn: &Connection, req: &ScanRequest) -> Result<Vec<RollupRow>> {
@@ -736,14 +777,16 @@ impl AnalyticsStore for SqliteAnalyticsStore {
     async fn commit(&self, c: ProjectionCommit) -> StoreResult<()> {
         let writer = self.writer.clone();
         let log_id = self.log_id.clone();
-        blocking(move || {
+        let backlog = blocking(move || {
             commit(
                 &mut *writer.lock().map_err(|_| poisoned())?,
                 c,
                 log_id.as_deref(),
             )
         })
-        .await
+        .await?;
+        report_backlog(backlog);
+        Ok(())
     }
 
     async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>> {
@@ -941,6 +984,11 @@ mod tests {
         conn.query_row(sql, [], |r| r.get(0)).expect("counted")
     }
 
+    /// What the backlog gauges report: forgotten generations left, and their ids.
+    fn backlog(store: &SqliteAnalyticsStore) -> (u64, u64) {
+        forgotten(&store.writer.lock().expect("writer")).expect("backlog")
+    }
+
     /// Commits (from offset 1) the retirement of generations `ids`, then loads the state.
     async fn retire_and_load(
         store: &SqliteAnalyticsStore,
@@ -981,6 +1029,7 @@ mod tests {
             .await
             .expect("written");
         assert_eq!(count(&store, BLOCKS), 601);
+        assert_eq!(backlog(&store), (0, 0), "nothing forgotten yet");
         assert_eq!(
             summaries(&store, &[2, 1, 3]).await,
             vec![(2, small.summary.clone()), (1, big.summary.clone())],
@@ -1012,6 +1061,11 @@ mod tests {
             .expect("2");
         assert_eq!(count(&store, BLOCKS), 1 + 600 - 512);
         assert_eq!(count(&store, DOOMED), 1);
+        assert_eq!(
+            backlog(&store),
+            (1, 600 * 1_024),
+            "the big generation is forgotten, its 88 last blocks and its summary still stored"
+        );
         store
             .commit(step(3, Vec::new(), Vec::new()))
             .await
@@ -1019,6 +1073,7 @@ mod tests {
         assert_eq!(count(&store, BLOCKS), 1);
         assert_eq!(count(&store, SUMMARIES), 1);
         assert_eq!(count(&store, DOOMED), 0);
+        assert_eq!(backlog(&store), (0, 0), "the backlog is drained");
         assert_eq!(
             store.dedup_blocks(0, &[(2, 0)]).await.expect("read"),
             vec![small.entries.clone()]
@@ -1040,11 +1095,17 @@ mod tests {
         // The retiring commit deletes the 20 blocks and 8 summaries, each later one 8 more.
         assert_eq!(count(&store, BLOCKS), 0);
         assert_eq!((count(&store, SUMMARIES), count(&store, DOOMED)), (12, 12));
+        assert_eq!(
+            backlog(&store),
+            (12, 12 * 10),
+            "12 generations of 10 ids left"
+        );
         store
             .commit(step(2, Vec::new(), Vec::new()))
             .await
             .expect("2");
         assert_eq!((count(&store, SUMMARIES), count(&store, DOOMED)), (4, 4));
+        assert_eq!(backlog(&store), (4, 4 * 10));
         store
             .commit(step(3, Vec::new(), Vec::new()))
             .await
