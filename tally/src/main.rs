@@ -209,9 +209,18 @@ fn limit_malloc_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before any thread starts: this may start the binary again (`tally::host`).
+    tally::host::tune_string_functions();
     limit_malloc_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { server } => serve(&server, ProcessRole::All).await,
@@ -339,6 +348,7 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(server: &ServerArgs, role: ProcessRole) -> anyhow::Result<()> {
     let s = settings(server)?;
     telemetry::init_logging(&s.log_format);
+    tally::host::log_tuning();
     let app = Application::build_role(s, role, Arc::new(SystemClock)).await?;
     println!("tally ({role:?}) serving on http://{}", app.local_addr());
     app.run_until_stopped(shutdown_signal()).await
