@@ -240,7 +240,8 @@ pub fn fold<'a>(events: impl IntoIterator<Item = &'a UsageEvent>) -> BTreeMap<Ro
         &'e str,
         &'e str,
     );
-    let mut minutes: HashMap<MinuteKey<'a>, Rollup> = HashMap::new();
+    let mut minutes: HashMap<MinuteKey<'a>, Rollup, foldhash::fast::RandomState> =
+        HashMap::default();
     for e in events {
         let minute = Resolution::Minute.bucket_of(e.occurred_at_secs());
         minutes

@@ -94,6 +94,9 @@ pub(super) fn write<'a>(
             None => encode_events(&chunk.iter().map(|r| &r.event).collect::<Vec<_>>())?,
         })
     };
+    // Bytes and events encoded so far (an average, so one large event does not cut the next
+    // chunks small).
+    let mut encoded = (0usize, 0usize);
     for ((feature, day, failed), mut events) in groups {
         events.sort_by(|a, b| newest_first(&a.event, &b.event));
         // Cut where a chunk would hold CHUNK events or span SPAN_US.
@@ -110,7 +113,18 @@ pub(super) fn write<'a>(
         }
         let mut fitted = Vec::new();
         for chunk in chunks {
-            fit(chunk, &encode, &mut fitted)?;
+            // Cut as the bytes per event encoded so far say it will need, so that most events
+            // are encoded once (a chunk of 512 references is ~5 KB).
+            let parts = match encoded {
+                (_, 0) => 1,
+                (bytes, events) => (chunk.len() * bytes * 11 / 10)
+                    .div_ceil(events)
+                    .div_ceil(CHUNK_BYTES),
+            };
+            let per = chunk.len().div_ceil(parts.clamp(1, chunk.len()));
+            for part in chunk.chunks(per) {
+                fit(part, &encode, &mut fitted, &mut encoded)?;
+            }
         }
         for (chunk, payload) in fitted {
             insert.execute(params![
@@ -127,13 +141,17 @@ pub(super) fn write<'a>(
     Ok(())
 }
 
-/// `events` encoded as one chunk, or cut into consecutive chunks of at most [`CHUNK_BYTES`].
+/// `events` encoded as one chunk, or cut into consecutive chunks of at most [`CHUNK_BYTES`];
+/// `encoded` adds the bytes and events of every encoding.
 fn fit<'e, 'a>(
     events: &'e [&'a RawEvent],
     encode: &impl Fn(&[&RawEvent]) -> Result<Vec<u8>>,
     out: &mut Vec<(&'e [&'a RawEvent], Vec<u8>)>,
+    encoded: &mut (usize, usize),
 ) -> Result<()> {
     let payload = encode(events)?;
+    encoded.0 += payload.len();
+    encoded.1 += events.len();
     if payload.len() <= CHUNK_BYTES || events.len() == 1 {
         out.push((events, payload));
         return Ok(());
@@ -145,7 +163,7 @@ fn fit<'e, 'a>(
         .clamp(2, events.len());
     let per = events.len().div_ceil(parts);
     for part in events.chunks(per) {
-        fit(part, encode, out)?;
+        fit(part, encode, out, encoded)?;
     }
     Ok(())
 }
