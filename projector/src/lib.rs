@@ -13,6 +13,14 @@
 //! Whatever was folded but not committed is simply folded again; whatever was committed is never
 //! re-read.
 //!
+//! Pipelining: one commit is in flight while the next batch is read and folded, so the store's
+//! writing and the fold use two cores. Commits still reach the store one at a time and in
+//! order, each building on the one before; a commit that fails ends the session, and the next
+//! session reloads from the checkpoint, so nothing folded after a failed commit is kept. A read
+//! of dedup blocks that the commit in flight writes (a filter hit on a generation it seals, a
+//! merge of one) waits for it to land. The status (and what waiting for projection sees)
+//! moves only when a commit has landed; a session ends only after its commit in flight has.
+//!
 //! Duplicates: an event whose `event_id` was already seen within the dedup window counts once.
 //! The window is measured on the log's `received_at` clock (stamped by the log when it made the
 //! record durable), not on wall-clock time at projection, so a rebuild that replays the whole log

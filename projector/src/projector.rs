@@ -256,6 +256,7 @@ impl Projector {
         &self,
         session: Session,
         records: Vec<LogRecord>,
+        in_flight: &mut Option<InFlight>,
     ) -> Result<Option<(Session, Vec<LogRecord>, Confirmed)>, StoreError> {
         if !session.has_sealed() {
             return Ok(Some((session, records, Confirmed::new())));
@@ -276,6 +277,12 @@ impl Projector {
             if wanted.is_empty() {
                 continue;
             }
+            if in_flight
+                .as_ref()
+                .is_some_and(|c| c.writes_any(*partition, &wanted))
+            {
+                self.land(in_flight).await?;
+            }
             let blocks = self.store.dedup_blocks(*partition, &wanted).await?;
             metrics::counter!(m::DEDUP_BLOCK_READS).increment(wanted.len() as u64);
             confirmed.insert(*partition, suspects.resolve(*partition, &wanted, &blocks));
@@ -289,9 +296,16 @@ impl Projector {
         &self,
         session: &Session,
         records: &[LogRecord],
+        in_flight: &mut Option<InFlight>,
     ) -> Result<MergeReads, StoreError> {
         let mut reads = MergeReads::new();
         for (partition, wanted) in session.merge_reads(records) {
+            if in_flight
+                .as_ref()
+                .is_some_and(|c| c.writes_any(partition, &wanted))
+            {
+                self.land(in_flight).await?;
+            }
             let blocks = self.store.dedup_blocks(partition, &wanted).await?;
             metrics::counter!(m::DEDUP_MERGE_BLOCK_READS).increment(wanted.len() as u64);
             reads.insert(partition, wanted.into_iter().zip(blocks).collect());
@@ -362,7 +376,7 @@ impl Projector {
             Session::resume(state, sealed, binding, partitions, window_s, seal_at, files)
         })
         .await;
-        let mut session = match resumed {
+        let session = match resumed {
             Ok(session) => session,
             Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
             Err(_) => return Ok(SessionEnd::Shutdown),
@@ -388,6 +402,24 @@ impl Projector {
             s.generation = owned.generation;
             s.checkpoint_mismatch = None;
         });
+        let mut in_flight = None;
+        let end = self
+            .project(session, shutdown, &mut ownership, &mut in_flight)
+            .await;
+        // Whatever ended the session, the commit on its way lands (or fails) first.
+        let landed = self.land(&mut in_flight).await;
+        end.and_then(|end| landed.map(|()| end))
+    }
+
+    /// Reads, folds and commits from `session` on, with one commit in flight while the next
+    /// batch is read and folded; returns without waiting for the commit in `in_flight`.
+    async fn project(
+        &self,
+        mut session: Session,
+        shutdown: &mut watch::Receiver<bool>,
+        ownership: &mut watch::Receiver<Ownership>,
+        in_flight: &mut Option<InFlight>,
+    ) -> Result<SessionEnd, StoreError> {
         let mut batch = self.config.max_batch_events;
         let mut next_log_check = Instant::now() + self.config.log_check_every;
         loop {
@@ -410,10 +442,15 @@ impl Projector {
                 }
             }
             let position = session.position();
+            // With a commit in flight, short reads, so that it is reported as soon as it lands.
+            let wait = match in_flight {
+                Some(_) => LANDING_POLL.min(self.config.idle_wait),
+                None => self.config.idle_wait,
+            };
             let records = tokio::select! {
-                r = self.log.read(&position, batch, self.config.idle_wait) => r?,
+                r = self.log.read(&position, batch, wait) => r?,
                 _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
-                _ = ownership_changed(&mut ownership) => return Ok(SessionEnd::Rebalanced),
+                _ = ownership_changed(ownership) => return Ok(SessionEnd::Rebalanced),
             };
             // Behind (a full read): larger commits, so each rollup row written absorbs more
             // events. Caught up: back to the base size for the best freshness.
@@ -423,6 +460,9 @@ impl Projector {
             } else {
                 self.config.max_batch_events
             };
+            if in_flight.as_ref().is_some_and(|c| c.task.is_finished()) {
+                self.land(in_flight).await?;
+            }
             let consumed = session.applied() + session.duplicates();
             let lag = self.log.backlog(&position, consumed);
             metrics::gauge!(m::LAG_EVENTS).set(lag as f64);
@@ -438,11 +478,13 @@ impl Projector {
             let book = self.config.prices.as_ref().map(|p| p.current());
             let reprices = self.config.reprices.as_ref().map(|r| r.current());
             let keep_raw = self.store.keeps_raw_events();
-            let Some((settled, records, confirmed)) = self.confirm(session, records).await? else {
+            let Some((settled, records, confirmed)) =
+                self.confirm(session, records, in_flight).await?
+            else {
                 return Ok(SessionEnd::Shutdown);
             };
             session = settled;
-            let merge_reads = self.merge_reads(&session, &records).await?;
+            let merge_reads = self.merge_reads(&session, &records, in_flight).await?;
             // Folding is CPU work: it runs on a blocking thread, with the session moved there
             // and back, so the runtime keeps serving requests meanwhile.
             let folded = tokio::task::spawn_blocking(move || {
@@ -466,33 +508,97 @@ impl Projector {
             if commit.partitions.is_empty() {
                 continue;
             }
-            let started = Instant::now();
             let landed: Vec<(i32, i64)> = commit
                 .partitions
                 .iter()
                 .map(|(p, c)| (*p, c.state.next_offset))
                 .collect();
-            self.store.commit(commit).await?;
+            let writes = commit
+                .partitions
+                .iter()
+                .flat_map(|(p, c)| {
+                    c.seals
+                        .iter()
+                        .chain(&c.merged)
+                        .map(move |seal| (*p, seal.generation.id))
+                })
+                .collect();
+            // The next commit builds on this one: a commit that fails ends the session, and
+            // the next one reloads from the checkpoint, so nothing folded after it is kept.
             session.committed(&landed);
-            metrics::histogram!(m::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
-            metrics::counter!(m::COMMITS).increment(1);
             metrics::gauge!(m::DEDUP_ENTRIES).set(session.dedup_len() as f64);
             metrics::gauge!(m::DEDUP_MEMORY_BYTES).set(session.dedup_memory_bytes() as f64);
             metrics::gauge!(m::DEDUP_MAPPED_BYTES).set(session.dedup_mapped_bytes() as f64);
             metrics::gauge!(m::DEDUP_RUNS).set(session.dedup_runs() as f64);
-            let position = session.position();
-            // Lag as of this commit, before anyone sees its status.
-            let consumed = session.applied() + session.duplicates();
-            metrics::gauge!(m::LAG_EVENTS).set(self.log.backlog(&position, consumed) as f64);
-            self.log.projected(&position).await;
-            self.status.send_modify(|s| {
-                s.events_applied = session.applied();
-                s.duplicates_dropped = session.duplicates();
-                s.last_commit = Some(Instant::now());
-                s.last_error = None;
-                s.position = position;
+            // One commit at a time reaches the store, in order.
+            self.land(in_flight).await?;
+            let store = self.store.clone();
+            *in_flight = Some(InFlight {
+                task: tokio::spawn(async move { store.commit(commit).await }),
+                started: Instant::now(),
+                writes,
+                applied: session.applied(),
+                duplicates: session.duplicates(),
+                position: session.position(),
             });
         }
+    }
+
+    /// Waits for the commit in flight, if any, and reports it landed (status, metrics, the
+    /// log's mirror of the position); its error ends the session.
+    async fn land(&self, in_flight: &mut Option<InFlight>) -> Result<(), StoreError> {
+        let Some(commit) = in_flight.take() else {
+            return Ok(());
+        };
+        match commit.task.await {
+            Ok(result) => result?,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(_) => {
+                return Err(StoreError::Unavailable(
+                    "the commit was cancelled by the runtime shutting down".into(),
+                ))
+            }
+        }
+        metrics::histogram!(m::COMMIT_SECONDS).record(commit.started.elapsed().as_secs_f64());
+        metrics::counter!(m::COMMITS).increment(1);
+        // Lag as of this commit, before anyone sees its status.
+        let consumed = commit.applied + commit.duplicates;
+        metrics::gauge!(m::LAG_EVENTS).set(self.log.backlog(&commit.position, consumed) as f64);
+        self.log.projected(&commit.position).await;
+        self.status.send_modify(|s| {
+            s.events_applied = commit.applied;
+            s.duplicates_dropped = commit.duplicates;
+            s.last_commit = Some(Instant::now());
+            s.last_error = None;
+            s.position = commit.position;
+        });
+        Ok(())
+    }
+}
+
+/// How long a read waits for records while a commit is in flight, before it checks whether
+/// the commit landed.
+const LANDING_POLL: Duration = Duration::from_millis(5);
+
+/// A commit on its way to the store while the next batch is read and folded.
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<(), StoreError>>,
+    started: Instant,
+    /// The dedup generations it writes (sealed, or parts of merged runs), per partition: a
+    /// read of their blocks waits for it to land.
+    writes: std::collections::HashSet<(i32, u64)>,
+    /// The session's counts and position once it has landed.
+    applied: u64,
+    duplicates: u64,
+    position: LogPosition,
+}
+
+impl InFlight {
+    /// Whether reading `wanted` blocks of `partition` needs this commit landed first.
+    fn writes_any(&self, partition: i32, wanted: &[(u64, u32)]) -> bool {
+        wanted
+            .iter()
+            .any(|(generation, _)| self.writes.contains(&(partition, *generation)))
     }
 }
 

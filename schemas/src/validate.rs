@@ -102,6 +102,14 @@ pub fn parse_items<W: serde::de::DeserializeOwned, T>(
     check: impl Fn(W) -> Result<T, FieldError>,
 ) -> Result<Parsed<T>, BodyError> {
     let text = std::str::from_utf8(body).map_err(|_| BodyError::NotUtf8)?;
+    if matches!(format, BodyFormat::JsonArray) {
+        // Fast path: an array whose every item reads as `W` is read in one pass (splitting
+        // first was a seventh of the time). Any other body is split below, where each item
+        // that does not read is named with its index and field; the outcome is the same.
+        if let Ok(wires) = serde_json::from_str::<Vec<Object<W>>>(text) {
+            return checked(wires.into_iter().map(|o| Ok(o.0)), max, check);
+        }
+    }
     let items: Vec<Result<&str, String>> = match format {
         BodyFormat::JsonArray => split_array(text)?,
         BodyFormat::Ndjson => text
@@ -111,7 +119,48 @@ pub fn parse_items<W: serde::de::DeserializeOwned, T>(
             .map(Ok)
             .collect(),
     };
-    if items.is_empty() {
+    let items = items.into_iter().enumerate().map(|(index, item)| {
+        item.map_err(|reason| EventError {
+            index,
+            field: None,
+            reason,
+        })
+        .and_then(|raw| parse_one::<W>(raw, index, kind))
+    });
+    checked(items, max, check)
+}
+
+/// An item read only from a JSON object (serde's derived structs also read arrays of their
+/// fields in order, which the API does not accept).
+struct Object<W>(W);
+
+impl<'de, W: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<W> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields<W>(std::marker::PhantomData<W>);
+        impl<'de, W: serde::Deserialize<'de>> serde::de::Visitor<'de> for Fields<W> {
+            type Value = Object<W>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Object<W>, A::Error> {
+                W::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        d.deserialize_map(Fields(std::marker::PhantomData))
+    }
+}
+
+/// Checks the items read (in batch order) that are not already refused; refuses the body
+/// when there are none or more than `max`.
+fn checked<W, T>(
+    items: impl ExactSizeIterator<Item = Result<W, EventError>>,
+    max: usize,
+    check: impl Fn(W) -> Result<T, FieldError>,
+) -> Result<Parsed<T>, BodyError> {
+    if items.len() == 0 {
         return Err(BodyError::Empty);
     }
     if items.len() > max {
@@ -122,16 +171,8 @@ pub fn parse_items<W: serde::de::DeserializeOwned, T>(
     }
     let mut accepted = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
-        let parsed = item
-            .map_err(|reason| EventError {
-                index,
-                field: None,
-                reason,
-            })
-            .and_then(|raw| parse_one::<W>(raw, index, kind))
-            .and_then(|wire| check(wire).map_err(|e| e.at(index)));
-        match parsed {
+    for (index, item) in items.enumerate() {
+        match item.and_then(|wire| check(wire).map_err(|e| e.at(index))) {
             Ok(item) => accepted.push((index, item)),
             Err(err) => errors.push(err),
         }
@@ -672,6 +713,52 @@ mod tests {
         )
         .expect("ok");
         assert_eq!(out.errors.len(), 2);
+        assert_eq!(out.errors[0].reason, "must be a JSON object");
+    }
+
+    /// serde's derived struct also reads an array of its fields in order; an event sent that
+    /// way is refused, whether the rest of the batch is fine (read in one pass) or not.
+    #[test]
+    fn an_event_as_an_array_of_its_fields_is_refused() {
+        let positional = serde_json::json!([
+            null,
+            "e-2",
+            "2026-03-01T11:59:00Z",
+            "chatbot",
+            "gpt-4o",
+            "openai",
+            "production",
+            "chat",
+            "success",
+            null,
+            null,
+            null,
+            812.5,
+            1200,
+            300
+        ]);
+        assert!(
+            serde_json::from_value::<UsageEventV1>(positional.clone()).is_ok(),
+            "the derived struct reads it"
+        );
+        let out = parse(&[good(), positional.clone()]);
+        assert_eq!(out.events.len(), 1);
+        assert_eq!(
+            out.errors,
+            vec![EventError {
+                index: 1,
+                field: None,
+                reason: "must be a JSON object".into()
+            }]
+        );
+        let mut bad = good();
+        bad["latency_ms"] = serde_json::json!(-1);
+        let out = parse(&[positional, good(), bad]);
+        assert_eq!(out.events.iter().map(|e| e.0).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(
+            out.errors.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![0, 2]
+        );
         assert_eq!(out.errors[0].reason, "must be a JSON object");
     }
 }

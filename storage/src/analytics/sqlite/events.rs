@@ -77,13 +77,17 @@ pub(super) fn write<'a>(
     raw: impl IntoIterator<Item = &'a RawEvent>,
     log_id: Option<&str>,
 ) -> Result<()> {
-    let mut groups: BTreeMap<(&str, i64, bool), Vec<&RawEvent>> = BTreeMap::new();
+    // Each event with its time, so that sorting compares times in place and reads an event
+    // only on a tie.
+    type Timed<'r> = Vec<(i64, &'r RawEvent)>;
+    let mut groups: BTreeMap<(&str, i64, bool), Timed> = BTreeMap::new();
     for r in raw {
-        let day = r.event.occurred_at_us.div_euclid(86_400_000_000);
+        let at = r.event.occurred_at_us;
+        let day = at.div_euclid(86_400_000_000);
         groups
             .entry((r.event.feature.as_str(), day, r.event.is_failure()))
             .or_default()
-            .push(r);
+            .push((at, r));
     }
     let mut insert = tx.prepare_cached(
         "INSERT INTO event_chunks (feature, day, newest_us, oldest_us, events, failed, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -97,8 +101,12 @@ pub(super) fn write<'a>(
     // Bytes and events encoded so far (an average, so one large event does not cut the next
     // chunks small).
     let mut encoded = (0usize, 0usize);
-    for ((feature, day, failed), mut events) in groups {
-        events.sort_by(|a, b| newest_first(&a.event, &b.event));
+    for ((feature, day, failed), mut timed) in groups {
+        timed.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| newest_first(&a.1.event, &b.1.event))
+        });
+        let events: Vec<&RawEvent> = timed.into_iter().map(|(_, r)| r).collect();
         // Cut where a chunk would hold CHUNK events or span SPAN_US.
         let mut chunks: Vec<&[&RawEvent]> = Vec::new();
         let mut start = 0;
