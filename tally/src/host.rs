@@ -64,9 +64,9 @@ pub fn tune_string_functions() {
         .args(args)
         .env("GLIBC_TUNABLES", tunables)
         .exec();
-    eprintln!(
+    crate::telemetry::say_err(&format!(
         "tally: could not start again with GLIBC_TUNABLES={tunables} ({err}); going on without it"
-    );
+    ));
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64")))]

@@ -368,23 +368,28 @@ async fn serve(server: &ServerArgs, role: ProcessRole) -> anyhow::Result<()> {
     telemetry::init_logging(&s.log_format);
     tally::host::log_tuning();
     let app = Application::build_role(s, role, Arc::new(SystemClock)).await?;
-    println!("tally ({role:?}) serving on http://{}", app.local_addr());
+    telemetry::say(&format!(
+        "tally ({role:?}) serving on http://{}",
+        app.local_addr()
+    ));
     app.run_until_stopped(shutdown_signal()).await
 }
 
 fn print_demo_banner(base: &str, admin_key: &str) {
     let api = format!("{base}/api/platform/ai-management");
-    println!("tally demo running on {base} (synthetic traffic; history is being backfilled)");
-    println!("  console:          {base}/  (sign in with the admin API key)");
-    println!("  admin API key:    {admin_key}");
-    println!("  (send it as `Authorization: Bearer <key>`, e.g. curl -H \"Authorization: Bearer {admin_key}\" {api}/overview)");
-    println!("  overview:         {api}/overview");
-    println!("  features:         {api}/features");
-    println!("  chatbot metrics:  {api}/features/chatbot/metrics?time_range=24h");
-    println!("  spending:         {api}/analytics/spending?group_by=feature,model");
-    println!("  model comparison: {api}/analytics/performance");
-    println!("  prometheus:       {base}/metrics");
-    println!("  event schema:     {base}/v1/schema/usage-event");
+    telemetry::say(&format!(
+        "tally demo running on {base} (synthetic traffic; history is being backfilled)
+  console:          {base}/  (sign in with the admin API key)
+  admin API key:    {admin_key}
+  (send it as `Authorization: Bearer <key>`, e.g. curl -H \"Authorization: Bearer {admin_key}\" {api}/overview)
+  overview:         {api}/overview
+  features:         {api}/features
+  chatbot metrics:  {api}/features/chatbot/metrics?time_range=24h
+  spending:         {api}/analytics/spending?group_by=feature,model
+  model comparison: {api}/analytics/performance
+  prometheus:       {base}/metrics
+  event schema:     {base}/v1/schema/usage-event"
+    ));
 }
 
 #[cfg(test)]

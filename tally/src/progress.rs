@@ -75,10 +75,9 @@ impl Progress {
                 if Instant::now() >= *next {
                     *next = Instant::now() + PLAIN_EVERY;
                     let elapsed = self.started.elapsed();
-                    eprintln!(
-                        "{}",
-                        line(self.what, self.unit, done, self.total, elapsed, note)
-                    );
+                    crate::telemetry::say_err(&line(
+                        self.what, self.unit, done, self.total, elapsed, note,
+                    ));
                 }
             }
         }
@@ -94,10 +93,9 @@ impl Progress {
             }
             Shown::Plain { .. } => {
                 let elapsed = self.started.elapsed();
-                eprintln!(
-                    "{}",
-                    line(self.what, self.unit, done, self.total, elapsed, note)
-                );
+                crate::telemetry::say_err(&line(
+                    self.what, self.unit, done, self.total, elapsed, note,
+                ));
             }
         }
     }

@@ -1,21 +1,90 @@
 //! Logging (tracing) and the Prometheus recorder, installed once per process.
+//!
+//! Invariant: writing a log line never fails a caller. Lines go to standard output; when it
+//! cannot take them (a full disk, a closed pipe) the line is dropped and counted in
+//! `tally_log_lines_lost_total`, and nothing else happens — no retry, no report on standard
+//! error (which is usually the same full file), and above all no panic in the thread that
+//! logged, be it the event log's writer or a request.
 
+use std::io::{self, Write};
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
+
+/// Log lines standard output did not take.
+pub const LOG_LINES_LOST: &str = "tally_log_lines_lost_total";
 
 /// Starts log output (`TALLY_LOG` or `RUST_LOG` filter, default `info`).
 pub fn init_logging(format: &str) {
     let filter = std::env::var("TALLY_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info,tower_http=warn".to_string());
-    let builder = tracing_subscriber::fmt().with_env_filter(EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_writer(Output)
+        .log_internal_errors(false);
     let _ = if format == "json" {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Standard output for log lines, as [`LineOutput`]s.
+#[derive(Debug, Clone, Copy)]
+struct Output;
+
+impl<'a> MakeWriter<'a> for Output {
+    type Writer = LineOutput;
+
+    fn make_writer(&'a self) -> LineOutput {
+        LineOutput { failed: false }
+    }
+}
+
+/// One log line on its way to standard output. The first failed write drops the rest of the
+/// line (counted once when the line ends) and reports success, so that the subscriber has
+/// nothing to report.
+struct LineOutput {
+    failed: bool,
+}
+
+impl Write for LineOutput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.failed && io::stdout().lock().write_all(buf).is_err() {
+            self.failed = true;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.failed && io::stdout().lock().flush().is_err() {
+            self.failed = true;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LineOutput {
+    fn drop(&mut self) {
+        if self.failed {
+            metrics::counter!(LOG_LINES_LOST).increment(1);
+        }
+    }
+}
+
+/// Writes a line to standard output for a person watching a long-running process (a banner, a
+/// progress line); like a log line, it is dropped when standard output cannot take it.
+pub fn say(line: &str) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// [`say`] on standard error.
+pub fn say_err(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
 }
 
 /// The process-wide Prometheus handle (installing the recorder on first use).
@@ -30,6 +99,12 @@ pub fn prometheus() -> Option<PrometheusHandle> {
                 .ok()?
                 .install_recorder()
                 .ok()
+                .inspect(|_| {
+                    metrics::describe_counter!(
+                        LOG_LINES_LOST,
+                        "Log lines dropped because standard output did not take them (a full disk, a closed pipe)."
+                    );
+                })
         })
         .clone()
 }

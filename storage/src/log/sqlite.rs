@@ -254,7 +254,14 @@ impl SqliteEventLog {
                     count,
                     reply,
                 })
-                .map_err(|_| Failure::Unavailable("event log write queue is full".into()))?;
+                .map_err(|e| {
+                    Failure::Unavailable(match e {
+                        mpsc::error::TrySendError::Full(_) => {
+                            "event log write queue is full".into()
+                        }
+                        mpsc::error::TrySendError::Closed(_) => "event log writer stopped".into(),
+                    })
+                })?;
             answer
                 .await
                 .map_err(|_| Failure::Unavailable("event log writer stopped".into()))?
