@@ -47,6 +47,7 @@ pub mod recording;
 pub mod rollup;
 pub mod rules;
 pub mod sessions;
+pub mod short_text;
 pub mod sketch;
 pub mod statistics;
 pub mod store;

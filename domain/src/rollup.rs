@@ -18,6 +18,7 @@ use tally_schemas::event::{Cost, Status};
 use tally_schemas::{Environment, Pico, UsageEvent};
 
 use crate::hll::Hll;
+use crate::short_text::ShortText;
 use crate::sketch::{LatencySketch, LatencyTotal};
 
 /// Bucket width of a rollup row.
@@ -229,32 +230,34 @@ pub struct RollupRow {
 /// Events are grouped per minute with borrowed keys (one hash lookup per event); hour and day
 /// deltas are merged from the minute deltas, which is exact because merging is.
 pub fn fold<'a>(events: impl IntoIterator<Item = &'a UsageEvent>) -> BTreeMap<RollupKey, Rollup> {
+    // The strings are compared inline (`short_text`): one lookup compares seven of them.
     type MinuteKey<'e> = (
         i64,
-        &'e str,
-        &'e str,
-        &'e str,
+        ShortText<'e>,
+        ShortText<'e>,
+        ShortText<'e>,
         Environment,
-        &'e str,
-        &'e str,
-        &'e str,
-        &'e str,
+        ShortText<'e>,
+        ShortText<'e>,
+        ShortText<'e>,
+        ShortText<'e>,
     );
     let mut minutes: HashMap<MinuteKey<'a>, Rollup, foldhash::fast::RandomState> =
         HashMap::default();
+    let text = |s: Option<&'a String>| ShortText(s.map_or("", String::as_str));
     for e in events {
         let minute = Resolution::Minute.bucket_of(e.occurred_at_secs());
         minutes
             .entry((
                 minute,
-                &e.feature,
-                &e.model,
-                &e.provider,
+                ShortText(&e.feature),
+                ShortText(&e.model),
+                ShortText(&e.provider),
                 e.environment,
-                e.prompt_id.as_deref().unwrap_or(""),
-                e.prompt_version.as_deref().unwrap_or(""),
-                e.experiment_id.as_deref().unwrap_or(""),
-                e.variant.as_deref().unwrap_or(""),
+                text(e.prompt_id.as_ref()),
+                text(e.prompt_version.as_ref()),
+                text(e.experiment_id.as_ref()),
+                text(e.variant.as_ref()),
             ))
             .or_default()
             .add_event(e);
@@ -263,14 +266,14 @@ pub fn fold<'a>(events: impl IntoIterator<Item = &'a UsageEvent>) -> BTreeMap<Ro
     for (
         (
             minute,
-            feature,
-            model,
-            provider,
+            ShortText(feature),
+            ShortText(model),
+            ShortText(provider),
             environment,
-            prompt_id,
-            prompt_version,
-            experiment_id,
-            variant,
+            ShortText(prompt_id),
+            ShortText(prompt_version),
+            ShortText(experiment_id),
+            ShortText(variant),
         ),
         rollup,
     ) in minutes
