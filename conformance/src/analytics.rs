@@ -151,12 +151,12 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
                 raw: events
                     .iter()
                     .enumerate()
-                    .map(|(i, e)| tally_domain::store::RawEvent {
-                        event: e.clone(),
-                        offset: base_offset + i as i64,
-                        index: 0,
-                        received_at_ms: i64::from(seen_s) * 1000,
-                        cost_as_logged: true,
+                    .map(|(i, e)| {
+                        tally_domain::store::RawRecord::logged(
+                            base_offset + i as i64,
+                            i64::from(seen_s) * 1000,
+                            vec![e.clone()],
+                        )
                     })
                     .collect(),
                 scores: Vec::new(),
@@ -533,7 +533,7 @@ pub async fn analytics_store(store: &dyn AnalyticsStore) {
 async fn scores_join_their_events(store: &dyn AnalyticsStore) {
     use tally_domain::rollup::fold;
     use tally_domain::store::{
-        PartitionCommit, PartitionState, ProjectionCommit, RawEvent, RawScore, ScoreQuery,
+        PartitionCommit, PartitionState, ProjectionCommit, RawRecord, RawScore, ScoreQuery,
         ScoredEvent,
     };
     use tally_schemas::{Score, ScoreValue};
@@ -580,12 +580,8 @@ async fn scores_join_their_events(store: &dyn AnalyticsStore) {
                         },
                         raw: events
                             .into_iter()
-                            .map(|(offset, event)| RawEvent {
-                                event,
-                                offset,
-                                index: 0,
-                                received_at_ms: (base + 3_600) * 1000,
-                                cost_as_logged: true,
+                            .map(|(offset, event)| {
+                                RawRecord::logged(offset, (base + 3_600) * 1000, vec![event])
                             })
                             .collect(),
                         scores: scores

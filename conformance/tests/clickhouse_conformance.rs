@@ -56,21 +56,21 @@ async fn clickhouse_analytics_store_conforms_on(url: String) {
 
     // Raw events: a re-insert (crash between the raw insert and the projection commit)
     // collapses; retention drops whole days.
-    use tally_domain::store::{AnalyticsStore, RawEvent};
+    use tally_domain::store::{AnalyticsStore, RawRecord};
     let client = tally_storage::analytics::clickhouse::client(&url, &database);
     let day = 86_400_000_000i64;
     let base = 20_454 * day; // 2026-01-01
-    let raw: Vec<RawEvent> = (0..10)
-        .map(|i| RawEvent {
-            event: tally_schemas::UsageEvent {
-                event_id: format!("raw-{i}"),
-                occurred_at_us: base + (i % 2) * day + i * 1_000_000,
-                ..tally_schemas::UsageEvent::example()
-            },
-            offset: i,
-            index: 0,
-            received_at_ms: 0,
-            cost_as_logged: true,
+    let raw: Vec<RawRecord> = (0..10)
+        .map(|i| {
+            RawRecord::logged(
+                i,
+                0,
+                vec![tally_schemas::UsageEvent {
+                    event_id: format!("raw-{i}"),
+                    occurred_at_us: base + (i % 2) * day + i * 1_000_000,
+                    ..tally_schemas::UsageEvent::example()
+                }],
+            )
         })
         .collect();
     for _ in 0..2 {

@@ -83,27 +83,27 @@ async fn sqlite_log_prune_deletes_exactly_the_records_before_the_cutoff_in_steps
 async fn sqlite_event_prune_deletes_whole_days_in_steps() {
     use tally_domain::drilldown::{EventFilter, EventQuery};
     use tally_domain::store::{
-        AnalyticsStore, PartitionCommit, PartitionState, ProjectionCommit, RawEvent, RawScore,
+        AnalyticsStore, PartitionCommit, PartitionState, ProjectionCommit, RawRecord, RawScore,
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let store = tally_storage::SqliteAnalyticsStore::open(dir.path()).expect("open");
     let day = 1_767_225_600; // 2026-01-01T00:00:00Z
                              // One event per feature and day: each is a chunk of its own.
-    let raw: Vec<RawEvent> = (0..600)
-        .map(|i| RawEvent {
-            event: tally_schemas::UsageEvent {
-                event_id: format!("e{i}"),
-                feature: format!("f{}", i % 300),
-                occurred_at_us: (day + (i / 300) * 86_400 + 60) * 1_000_000,
-                // A hundred events of each day are in an experiment.
-                experiment_id: (i % 300 < 100).then(|| "x".to_string()),
-                variant: (i % 300 < 100).then(|| "a".to_string()),
-                ..tally_schemas::UsageEvent::example()
-            },
-            offset: i,
-            index: 0,
-            received_at_ms: 0,
-            cost_as_logged: true,
+    let raw: Vec<RawRecord> = (0..600)
+        .map(|i| {
+            RawRecord::logged(
+                i,
+                0,
+                vec![tally_schemas::UsageEvent {
+                    event_id: format!("e{i}"),
+                    feature: format!("f{}", i % 300),
+                    occurred_at_us: (day + (i / 300) * 86_400 + 60) * 1_000_000,
+                    // A hundred events of each day are in an experiment.
+                    experiment_id: (i % 300 < 100).then(|| "x".to_string()),
+                    variant: (i % 300 < 100).then(|| "a".to_string()),
+                    ..tally_schemas::UsageEvent::example()
+                }],
+            )
         })
         .collect();
     // One score per event, received on the event's day.

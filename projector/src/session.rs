@@ -12,7 +12,7 @@ use tally_domain::pricing::{PriceBook, Repricing};
 use tally_domain::rollup::fold;
 use tally_domain::store::{
     DedupGeneration, LogPosition, LogRecord, PartitionCommit, PartitionState, Partitions,
-    ProjectionCommit, ProjectorState, RawEvent, RawScore,
+    ProjectionCommit, ProjectorState, RawRecord, RawScore,
 };
 use tally_schemas::event::Cost;
 
@@ -253,7 +253,7 @@ impl Session {
             let none = HashMap::new();
             let sealed_seen = confirmed.get(&partition).unwrap_or(&none);
             let read = ps.read(records, prices, reprices, sealed_seen);
-            applied += read.fresh.len() as u64;
+            applied += read.counted() as u64;
             duplicates += read.duplicates;
             let merge_blocks = merge_reads.get(&partition).unwrap_or(&no_blocks);
             commit
@@ -310,13 +310,20 @@ impl Session {
 
 /// What reading a partition's records yielded.
 struct Read {
-    /// First sightings with where they sit in the log.
-    fresh: Vec<RawEvent>,
+    /// First sightings, record by record.
+    fresh: Vec<RawRecord>,
     /// Their fingerprints and dedup times, for the store's dedup memory.
     dedup_new: Vec<(u64, u32)>,
     duplicates: u64,
     /// Every score read (the store keeps the first copy of each).
     scores: Vec<RawScore>,
+}
+
+impl Read {
+    /// The events counted (first sightings).
+    fn counted(&self) -> usize {
+        self.fresh.iter().map(|r| r.events().len()).sum()
+    }
 }
 
 impl PartitionSession {
@@ -330,13 +337,9 @@ impl PartitionSession {
         reprices: Option<&Repricing>,
         sealed_seen: &HashMap<u64, u32>,
     ) -> Read {
-        // Sized once for every event the records hold (an upper bound: duplicates and records
-        // already applied are left out): a batch of 200,000 events is ~75 MB of `RawEvent`s,
-        // and growing by doubling would leave up to half of that unused and, while the last
-        // growth copies, hold the old and the new buffer at once.
         let mut read = Read {
-            fresh: Vec::with_capacity(records.iter().map(|r| r.events.len()).sum()),
-            dedup_new: Vec::new(),
+            fresh: Vec::with_capacity(records.len()),
+            dedup_new: Vec::with_capacity(records.iter().map(|r| r.events.len()).sum()),
             duplicates: 0,
             scores: Vec::new(),
         };
@@ -350,31 +353,31 @@ impl PartitionSession {
             }
             let now_ms = self.state.last_received_ms.max(record.received_at_ms);
             let now_s = seconds(now_ms);
-            for (index, mut event) in record.events.into_iter().enumerate() {
-                let fp = event_fingerprint(&event.event_id);
-                if !self
-                    .dedup
-                    .first_sighting(fp, now_s, sealed_seen.get(&fp).copied())
-                {
-                    read.duplicates += 1;
-                    continue;
-                }
-                let logged_cost = event.cost;
-                if let (Cost::Pending, Some(book)) = (event.cost, prices) {
-                    book.price(&mut event);
-                }
-                if let Some(reprices) = reprices {
-                    reprices.apply(&mut event);
-                }
-                read.fresh.push(RawEvent {
-                    cost_as_logged: event.cost == logged_cost,
-                    event,
-                    offset: record.offset,
-                    index: index as u32,
-                    received_at_ms: record.received_at_ms,
-                });
-                read.dedup_new.push((fp, now_s));
-            }
+            // The record's events stay where the decoder put them; only duplicates leave.
+            let dedup = &mut self.dedup;
+            let (dedup_new, duplicates) = (&mut read.dedup_new, &mut read.duplicates);
+            let counted = RawRecord::judged(
+                record.offset,
+                record.received_at_ms,
+                record.events,
+                |event| {
+                    let fp = event_fingerprint(&event.event_id);
+                    if !dedup.first_sighting(fp, now_s, sealed_seen.get(&fp).copied()) {
+                        *duplicates += 1;
+                        return None;
+                    }
+                    let logged_cost = event.cost;
+                    if let (Cost::Pending, Some(book)) = (event.cost, prices) {
+                        book.price(event);
+                    }
+                    if let Some(reprices) = reprices {
+                        reprices.apply(event);
+                    }
+                    dedup_new.push((fp, now_s));
+                    Some(event.cost == logged_cost)
+                },
+            );
+            read.fresh.push(counted);
             read.scores.extend(
                 record
                     .scores
@@ -406,14 +409,15 @@ impl PartitionSession {
         let now_s = seconds(self.state.last_received_ms);
         self.dedup.evict(now_s, 1);
         let seals = self.dedup.seal_if_full(now_s, self.state.next_offset);
-        let events = read.fresh.len() as u64 + read.duplicates;
+        let counted = read.counted() as u64;
+        let events = counted + read.duplicates;
         let merged = self.dedup.merge_step(now_s, merge_blocks, events);
         self.dedup.plan_merges(now_s, self.state.next_offset);
-        self.state.events_applied += read.fresh.len() as u64;
+        self.state.events_applied += counted;
         self.state.duplicates_dropped += read.duplicates;
         PartitionCommit {
             base_offset: self.committed,
-            deltas: fold(read.fresh.iter().map(|r| &r.event)),
+            deltas: fold(read.fresh.iter().flat_map(RawRecord::events)),
             dedup_new: read.dedup_new,
             seals,
             merged: merged.parts,

@@ -166,12 +166,18 @@ pub(super) struct Dictionary<K, V> {
     index: HashMap<K, u32, foldhash::fast::RandomState>,
 }
 
-impl<K: Eq + std::hash::Hash, V> Dictionary<K, V> {
-    pub(super) fn new() -> Self {
+impl<K, V> Default for Dictionary<K, V> {
+    fn default() -> Self {
         Dictionary {
             values: Vec::new(),
             index: HashMap::default(),
         }
+    }
+}
+
+impl<K: Eq + std::hash::Hash, V> Dictionary<K, V> {
+    pub(super) fn new() -> Self {
+        Self::default()
     }
 
     /// The index of `key`'s value, adding `value()` when the key is new.

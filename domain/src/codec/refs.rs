@@ -19,12 +19,16 @@
 //! exactly, and its log spot; decoding never trusts a chunk (every column one entry per event,
 //! every index inside its dictionary, the content bounded before it is allocated).
 
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
 use serde::{Deserialize, Serialize};
 use tally_schemas::event::{Cost, Status};
 use tally_schemas::{Environment, UsageEvent};
 
 use super::columns::{compress, decompress, time_deltas, user_at, Dictionary};
 use super::{corrupt, MAX_PLAIN_BYTES};
+use crate::short_text::ShortText;
 use crate::store::{RawEvent, StoreError};
 
 /// A counted event as a chunk of format 5 holds it.
@@ -63,34 +67,36 @@ impl EventRef {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Labels {
-    feature: String,
-    model: String,
-    provider: String,
+struct Labels<'a> {
+    feature: Cow<'a, str>,
+    model: Cow<'a, str>,
+    provider: Cow<'a, str>,
     environment: Environment,
     status: Status,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Context {
-    prompt_id: Option<String>,
-    prompt_version: Option<String>,
-    experiment_id: Option<String>,
-    variant: Option<String>,
+struct Context<'a> {
+    prompt_id: Option<Cow<'a, str>>,
+    prompt_version: Option<Cow<'a, str>>,
+    experiment_id: Option<Cow<'a, str>>,
+    variant: Option<Cow<'a, str>>,
 }
 
+/// The chunk's columns: borrowed from a [`RefSheet`] when encoding, owned when decoded
+/// (`Cow` writes exactly as the `String` it stands for).
 #[derive(Serialize, Deserialize)]
-struct Columns {
-    log_id: String,
+struct Columns<'a> {
+    log_id: Cow<'a, str>,
     at_first: i64,
     at_step: i64,
     at_deltas: Vec<i64>,
-    labels: Vec<Labels>,
+    labels: Vec<Labels<'a>>,
     labels_of: Vec<u32>,
     /// Index + 1 into `users`; 0 for an event without a user.
-    users: Vec<String>,
+    users: Vec<Cow<'a, str>>,
     user_of: Vec<u32>,
-    contexts: Vec<Context>,
+    contexts: Vec<Context<'a>>,
     context_of: Vec<u32>,
     /// The first event's record offset; each next one is the previous plus its delta.
     record_first: i64,
@@ -100,82 +106,208 @@ struct Columns {
     repriced: Vec<(u32, Cost)>,
 }
 
-/// The chunk's content after its format byte: `events` (in the order given) as references
-/// into the log `log_id`.
-pub(super) fn encode<E: std::borrow::Borrow<RawEvent>>(
-    log_id: &str,
-    events: &[E],
-) -> Result<Vec<u8>, StoreError> {
-    let events: Vec<&RawEvent> = events.iter().map(std::borrow::Borrow::borrow).collect();
-    let (at_first, at_step, at_deltas) = time_deltas(events.iter().map(|r| r.event.occurred_at_us));
-    let mut labels = Dictionary::new();
-    let mut users: Dictionary<&str, String> = Dictionary::new();
-    let mut contexts = Dictionary::new();
-    let mut labels_of = Vec::with_capacity(events.len());
-    let mut user_of = Vec::with_capacity(events.len());
-    let mut context_of = Vec::with_capacity(events.len());
-    let mut repriced = Vec::new();
-    for (i, r) in events.iter().enumerate() {
-        let e = &r.event;
-        let key = (
-            e.feature.as_str(),
-            e.model.as_str(),
-            e.provider.as_str(),
+type LabelsKey<'a> = (
+    ShortText<'a>,
+    ShortText<'a>,
+    ShortText<'a>,
+    Environment,
+    Status,
+);
+type ContextKey<'a> = (
+    Option<ShortText<'a>>,
+    Option<ShortText<'a>>,
+    Option<ShortText<'a>>,
+    Option<ShortText<'a>>,
+);
+
+/// A commit's counted events read once, in the order they sit in memory, for the chunks cut
+/// from them: each distinct labels, user and context interned once, each event reduced to a
+/// [`RefRow`]. A chunk visits its events sorted by time — far from their order in memory, each
+/// a few cache misses away at a projector batch's size — so encoding it from the rows and the
+/// sheet's few shared strings ([`encode_rows`]) reads a fraction of the memory that walking the
+/// events again would.
+#[derive(Default)]
+pub struct RefSheet<'a> {
+    labels: Dictionary<LabelsKey<'a>, LabelsKey<'a>>,
+    users: Dictionary<ShortText<'a>, &'a str>,
+    contexts: Dictionary<ContextKey<'a>, ContextKey<'a>>,
+}
+
+/// A counted event as a drill-down chunk needs it (see [`RefSheet`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RefRow<'a> {
+    /// The event the row was read from.
+    pub event: &'a UsageEvent,
+    /// Its `occurred_at`.
+    pub at_us: i64,
+    /// The id's first 16 bytes, big-endian, zero-padded: of two ids whose prefixes differ,
+    /// the one with the greater prefix is the greater id.
+    id_prefix: u128,
+    /// Index into the sheet's labels, users (+ 1; 0 for none) and contexts.
+    labels: u32,
+    user: u32,
+    context: u32,
+    offset: i64,
+    index: u32,
+    /// The cost counted, when it is not the log's.
+    repriced: Option<Cost>,
+}
+
+impl<'a> RefSheet<'a> {
+    /// `raw`'s row, its labels, user and context interned in this sheet.
+    pub fn row(&mut self, raw: RawEvent<'a>) -> RefRow<'a> {
+        let e = raw.event;
+        let labels: LabelsKey = (
+            ShortText(&e.feature),
+            ShortText(&e.model),
+            ShortText(&e.provider),
             e.environment,
             e.status,
         );
-        labels_of.push(labels.intern(key, || Labels {
-            feature: e.feature.clone(),
-            model: e.model.clone(),
-            provider: e.provider.clone(),
-            environment: e.environment,
-            status: e.status,
-        }));
-        user_of.push(users.intern_user(e.user_id.as_deref()));
-        let key = (
-            e.prompt_id.as_deref(),
-            e.prompt_version.as_deref(),
-            e.experiment_id.as_deref(),
-            e.variant.as_deref(),
+        let context: ContextKey = (
+            e.prompt_id.as_deref().map(ShortText),
+            e.prompt_version.as_deref().map(ShortText),
+            e.experiment_id.as_deref().map(ShortText),
+            e.variant.as_deref().map(ShortText),
         );
-        context_of.push(contexts.intern(key, || Context {
-            prompt_id: e.prompt_id.clone(),
-            prompt_version: e.prompt_version.clone(),
-            experiment_id: e.experiment_id.clone(),
-            variant: e.variant.clone(),
-        }));
-        if !r.cost_as_logged {
-            repriced.push((i as u32, e.cost));
+        RefRow {
+            event: e,
+            at_us: e.occurred_at_us,
+            id_prefix: id_prefix(&e.event_id),
+            labels: self.labels.intern(labels, || labels),
+            user: e
+                .user_id
+                .as_deref()
+                .map_or(0, |u| self.users.intern(ShortText(u), || u) + 1),
+            context: self.contexts.intern(context, || context),
+            offset: raw.offset,
+            index: raw.index,
+            repriced: (!raw.cost_as_logged).then_some(e.cost),
         }
     }
+}
+
+impl RefRow<'_> {
+    /// The order of [`crate::drilldown::newest_first`]: newest first, then by id (descending);
+    /// the ids are compared whole only when their first 16 bytes are the same.
+    pub fn newest_first(&self, other: &RefRow<'_>) -> Ordering {
+        (other.at_us, other.id_prefix)
+            .cmp(&(self.at_us, self.id_prefix))
+            .then_with(|| crate::drilldown::newest_first(self.event, other.event))
+    }
+}
+
+fn id_prefix(id: &str) -> u128 {
+    let mut bytes = [0u8; 16];
+    let n = id.len().min(16);
+    bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
+    u128::from_be_bytes(bytes)
+}
+
+/// The chunk's content after its format byte: `events` (in the order given) as references
+/// into the log `log_id`.
+pub(super) fn encode<'a>(
+    log_id: &str,
+    events: impl IntoIterator<Item = RawEvent<'a>>,
+) -> Result<Vec<u8>, StoreError> {
+    let mut sheet = RefSheet::default();
+    let rows: Vec<RefRow> = events.into_iter().map(|e| sheet.row(e)).collect();
+    encode_rows(log_id, &sheet, &rows)
+}
+
+/// The chunk's content after its format byte: the events of `rows` (in the order given, read
+/// into `sheet`) as references into the log `log_id`.
+pub(super) fn encode_rows(
+    log_id: &str,
+    sheet: &RefSheet<'_>,
+    rows: &[RefRow<'_>],
+) -> Result<Vec<u8>, StoreError> {
+    let (at_first, at_step, at_deltas) = time_deltas(rows.iter().map(|r| r.at_us));
+    // The chunk's own dictionaries: the sheet's indexes it uses, in first-use order.
+    let mut labels: Dictionary<u32, u32> = Dictionary::new();
+    let mut users: Dictionary<u32, u32> = Dictionary::new();
+    let mut contexts: Dictionary<u32, u32> = Dictionary::new();
+    let labels_of = rows
+        .iter()
+        .map(|r| labels.intern(r.labels, || r.labels))
+        .collect();
+    let user_of = rows
+        .iter()
+        .map(|r| match r.user {
+            0 => 0,
+            u => users.intern(u, || u - 1) + 1,
+        })
+        .collect();
+    let context_of = rows
+        .iter()
+        .map(|r| contexts.intern(r.context, || r.context))
+        .collect();
+    fn text(t: ShortText<'_>) -> Cow<'_, str> {
+        Cow::Borrowed(t.0)
+    }
+    let in_sheet = |values: &[u32]| values.iter().map(|&i| i as usize).collect::<Vec<_>>();
     compress(&Columns {
-        log_id: log_id.to_owned(),
+        log_id: Cow::Borrowed(log_id),
         at_first,
         at_step,
         at_deltas,
-        labels: labels.values,
+        labels: in_sheet(&labels.values)
+            .into_iter()
+            .map(|i| {
+                let (feature, model, provider, environment, status) = sheet.labels.values[i];
+                Labels {
+                    feature: text(feature),
+                    model: text(model),
+                    provider: text(provider),
+                    environment,
+                    status,
+                }
+            })
+            .collect(),
         labels_of,
-        users: users.values,
+        users: in_sheet(&users.values)
+            .into_iter()
+            .map(|i| Cow::Borrowed(sheet.users.values[i]))
+            .collect(),
         user_of,
-        contexts: contexts.values,
+        contexts: in_sheet(&contexts.values)
+            .into_iter()
+            .map(|i| {
+                let (prompt_id, prompt_version, experiment_id, variant) = sheet.contexts.values[i];
+                Context {
+                    prompt_id: prompt_id.map(text),
+                    prompt_version: prompt_version.map(text),
+                    experiment_id: experiment_id.map(text),
+                    variant: variant.map(text),
+                }
+            })
+            .collect(),
         context_of,
-        record_first: events.first().map_or(0, |r| r.offset),
-        record_deltas: events
+        record_first: rows.first().map_or(0, |r| r.offset),
+        record_deltas: rows
             .windows(2)
             .map(|w| w[1].offset.wrapping_sub(w[0].offset))
             .collect(),
-        index: events.iter().map(|r| r.index).collect(),
-        repriced,
+        index: rows.iter().map(|r| r.index).collect(),
+        repriced: rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i as u32, r.repriced?)))
+            .collect(),
     })
 }
 
-fn text_len(s: &Option<String>) -> usize {
-    s.as_ref().map_or(0, String::len)
+fn owned(s: &Option<Cow<'_, str>>) -> Option<String> {
+    s.as_deref().map(str::to_owned)
+}
+
+fn text_len<S: AsRef<str>>(s: &Option<S>) -> usize {
+    s.as_ref().map_or(0, |s| s.as_ref().len())
 }
 
 /// The log id and the references of a chunk's content (after its format byte).
 pub(super) fn decode(frame: &[u8]) -> Result<(String, Vec<EventRef>), StoreError> {
-    let c: Columns = decompress(frame)?;
+    let c: Columns<'static> = decompress(frame)?;
     let n = c.labels_of.len();
     let deltas = n.saturating_sub(1);
     if [c.user_of.len(), c.context_of.len(), c.index.len()]
@@ -222,16 +354,16 @@ pub(super) fn decode(frame: &[u8]) -> Result<(String, Vec<EventRef>), StoreError
             stub: UsageEvent {
                 event_id: String::new(),
                 occurred_at_us: at,
-                feature: labels.feature.clone(),
-                model: labels.model.clone(),
-                provider: labels.provider.clone(),
+                feature: labels.feature.to_string(),
+                model: labels.model.to_string(),
+                provider: labels.provider.to_string(),
                 environment: labels.environment,
                 status: labels.status,
                 user_id,
-                prompt_id: context.prompt_id.clone(),
-                prompt_version: context.prompt_version.clone(),
-                experiment_id: context.experiment_id.clone(),
-                variant: context.variant.clone(),
+                prompt_id: owned(&context.prompt_id),
+                prompt_version: owned(&context.prompt_version),
+                experiment_id: owned(&context.experiment_id),
+                variant: owned(&context.variant),
                 ..UsageEvent::example()
             },
             record,
@@ -244,7 +376,7 @@ pub(super) fn decode(frame: &[u8]) -> Result<(String, Vec<EventRef>), StoreError
             .ok_or_else(|| corrupt(&"repriced position"))?
             .repriced = Some(cost);
     }
-    Ok((c.log_id, out))
+    Ok((c.log_id.into_owned(), out))
 }
 
 #[cfg(test)]
@@ -256,7 +388,32 @@ mod tests {
         prop_oneof![Just(String::new()), "[a-z0-9-]{1,12}", "\\PC{0,8}"]
     }
 
-    fn raw() -> impl Strategy<Value = RawEvent> {
+    /// A counted event as its own (the projector's commits hold them in records).
+    #[derive(Debug, Clone)]
+    struct Counted {
+        event: UsageEvent,
+        offset: i64,
+        index: u32,
+        cost_as_logged: bool,
+    }
+
+    impl Counted {
+        fn view(&self) -> RawEvent<'_> {
+            RawEvent {
+                event: &self.event,
+                offset: self.offset,
+                index: self.index,
+                received_at_ms: 0,
+                cost_as_logged: self.cost_as_logged,
+            }
+        }
+    }
+
+    fn views(events: &[Counted]) -> impl Iterator<Item = RawEvent<'_>> {
+        events.iter().map(Counted::view)
+    }
+
+    fn raw() -> impl Strategy<Value = Counted> {
         (
             (any::<i64>(), text(), text(), 0u8..3, 0u8..3),
             (
@@ -279,7 +436,7 @@ mod tests {
                     (user_id, prompt_id, experiment_id, variant),
                     (prompt_version, offset, index, as_logged, pico),
                 )| {
-                    RawEvent {
+                    Counted {
                         event: UsageEvent {
                             event_id: "not kept".into(),
                             occurred_at_us: at,
@@ -304,7 +461,6 @@ mod tests {
                         },
                         offset,
                         index,
-                        received_at_ms: 0,
                         cost_as_logged: as_logged,
                     }
                 },
@@ -316,7 +472,7 @@ mod tests {
         /// come back exactly, whatever the values (times and offsets anywhere in i64).
         #[test]
         fn references_round_trip(events in proptest::collection::vec(raw(), 0..60)) {
-            let bytes = encode("log-1", &events).expect("encode");
+            let bytes = encode("log-1", views(&events)).expect("encode");
             let (log_id, refs) = decode(&bytes).expect("decode");
             prop_assert_eq!(log_id, "log-1");
             prop_assert_eq!(refs.len(), events.len());
@@ -343,6 +499,55 @@ mod tests {
             }
         }
 
+        /// Rows order events exactly as `drilldown::newest_first` does, ids sharing their
+        /// first 16 bytes (or shorter than 16, or one a prefix of the other) included.
+        #[test]
+        fn rows_order_as_the_drill_down_does(
+            events in proptest::collection::vec(
+                (0i64..4, prop_oneof![
+                    "[a-c]{0,20}",
+                    "0123456789abcdef[a-c\\x00]{0,3}",
+                    "\\PC{0,18}",
+                ]),
+                0..40,
+            )
+        ) {
+            let raws: Vec<Counted> = events
+                .into_iter()
+                .map(|(at, id)| Counted {
+                    event: UsageEvent { event_id: id, occurred_at_us: at, ..UsageEvent::example() },
+                    offset: 0,
+                    index: 0,
+                    cost_as_logged: true,
+                })
+                .collect();
+            let mut sheet = RefSheet::default();
+            let rows: Vec<RefRow> = views(&raws).map(|r| sheet.row(r)).collect();
+            for a in &rows {
+                for b in &rows {
+                    prop_assert_eq!(
+                        a.newest_first(b),
+                        crate::drilldown::newest_first(a.event, b.event)
+                    );
+                }
+            }
+        }
+
+        /// A chunk encoded from rows read into a sheet shared with other events is the chunk
+        /// its events make on their own, byte for byte.
+        #[test]
+        fn rows_of_a_shared_sheet_encode_as_their_events_alone(
+            events in proptest::collection::vec(raw(), 1..60),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut sheet = RefSheet::default();
+            let rows: Vec<RefRow> = views(&events).map(|r| sheet.row(r)).collect();
+            let from = cut.index(events.len());
+            let alone = encode("log-1", views(&events[from..])).expect("encode");
+            let shared = encode_rows("log-1", &sheet, &rows[from..]).expect("encode rows");
+            prop_assert_eq!(alone, shared);
+        }
+
         /// Whatever the bytes, decoding answers (an error or references) without panicking.
         #[test]
         fn any_bytes_decode_or_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
@@ -358,17 +563,16 @@ mod tests {
             cost: Cost::Computed(5),
             ..UsageEvent::example()
         };
-        let counted = RawEvent {
+        let counted = Counted {
             event: UsageEvent {
                 cost: Cost::Computed(9),
                 ..logged("b", 20)
             },
             offset: 3,
             index: 1,
-            received_at_ms: 0,
             cost_as_logged: false,
         };
-        let (_, refs) = decode(&encode("l", &[&counted]).expect("encode")).expect("decode");
+        let (_, refs) = decode(&encode("l", [counted.view()]).expect("encode")).expect("decode");
         let got = refs[0].resolve(logged("b", 20)).expect("found");
         assert_eq!((got.event_id.as_str(), got.cost), ("b", Cost::Computed(9)));
         // Another event where the reference points (another time) is not it.

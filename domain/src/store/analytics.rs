@@ -134,9 +134,9 @@ pub struct PartitionCommit {
     pub retired: Vec<u64>,
     /// The partition's state after the commit (`dedup` left empty).
     pub state: PartitionState,
-    /// The events this commit counted (duplicates excluded), for stores that keep raw events
-    /// ([`AnalyticsStore::keeps_raw_events`]); empty otherwise.
-    pub raw: Vec<RawEvent>,
+    /// The events this commit counted (duplicates excluded), record by record, for stores that
+    /// keep raw events ([`AnalyticsStore::keeps_raw_events`]); empty otherwise.
+    pub raw: Vec<RawRecord>,
     /// The scores read (every copy: the store keeps the first of each `score_id`).
     pub scores: Vec<RawScore>,
 }
@@ -173,10 +173,86 @@ pub struct ScoredEvent {
     pub value: ScoreValue,
 }
 
-/// A counted event with where it sits in the log.
-#[derive(Debug, Clone)]
-pub struct RawEvent {
-    pub event: UsageEvent,
+/// The events of one log record that a commit counted, in the record's order: the record's
+/// decoded events themselves, less those the dedup window dropped — kept where the decoder put
+/// them, not copied one by one into another buffer (a projector batch is up to 200,000 events of
+/// ~370 bytes each).
+///
+/// Invariant: one position and one cost flag per event, the positions ascending.
+#[derive(Debug, Clone, Default)]
+pub struct RawRecord {
+    offset: i64,
+    received_at_ms: i64,
+    events: Vec<UsageEvent>,
+    index: Vec<u32>,
+    cost_as_logged: Vec<bool>,
+}
+
+impl RawRecord {
+    /// The events of the record at `offset` that `judge` keeps, judged in order: `judge` may
+    /// set an event's cost and answers `None` to drop it, else whether its cost is still the
+    /// one the log holds.
+    pub fn judged(
+        offset: i64,
+        received_at_ms: i64,
+        mut events: Vec<UsageEvent>,
+        mut judge: impl FnMut(&mut UsageEvent) -> Option<bool>,
+    ) -> RawRecord {
+        let mut index = Vec::with_capacity(events.len());
+        let mut cost_as_logged = Vec::with_capacity(events.len());
+        let mut position = 0u32;
+        // `retain_mut` visits every event once, in order.
+        events.retain_mut(|event| {
+            let at = position;
+            position = position.saturating_add(1);
+            match judge(event) {
+                Some(as_logged) => {
+                    index.push(at);
+                    cost_as_logged.push(as_logged);
+                    true
+                }
+                None => false,
+            }
+        });
+        RawRecord {
+            offset,
+            received_at_ms,
+            events,
+            index,
+            cost_as_logged,
+        }
+    }
+
+    /// Every event of the record at `offset`, each at its position, priced as the log holds it.
+    pub fn logged(offset: i64, received_at_ms: i64, events: Vec<UsageEvent>) -> RawRecord {
+        RawRecord::judged(offset, received_at_ms, events, |_| Some(true))
+    }
+
+    /// The counted events, in the record's order.
+    pub fn events(&self) -> &[UsageEvent] {
+        &self.events
+    }
+
+    /// Each counted event with where it sits in the log.
+    pub fn raw_events(&self) -> impl Iterator<Item = RawEvent<'_>> + Clone {
+        self.events
+            .iter()
+            .zip(&self.index)
+            .zip(&self.cost_as_logged)
+            .map(|((event, &index), &cost_as_logged)| RawEvent {
+                event,
+                offset: self.offset,
+                index,
+                received_at_ms: self.received_at_ms,
+                cost_as_logged,
+            })
+    }
+}
+
+/// A counted event with where it sits in the log (a view into its [`RawRecord`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RawEvent<'a> {
+    pub event: &'a UsageEvent,
     /// The log record (or message) the event came in.
     pub offset: i64,
     /// The event's position among its record's events.
@@ -186,6 +262,13 @@ pub struct RawEvent {
     /// reached the log unpriced and reprices one whose price was corrected): a store that
     /// points into the log instead of copying the event keeps only the costs that differ.
     pub cost_as_logged: bool,
+}
+
+impl PartitionCommit {
+    /// The counted events of [`PartitionCommit::raw`], record by record.
+    pub fn raw_events(&self) -> impl Iterator<Item = RawEvent<'_>> + Clone {
+        self.raw.iter().flat_map(RawRecord::raw_events)
+    }
 }
 
 /// One atomic projector commit: every partition's effect becomes visible together or not at all.
@@ -449,4 +532,69 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     /// sent again after the dedup window) joins its scores once; should its copies name
     /// different variants, which one it counts under is unspecified.
     async fn experiment_scores(&self, query: &ScoreQuery) -> StoreResult<Vec<ScoredEvent>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_schemas::event::Cost;
+
+    #[test]
+    fn a_judged_record_keeps_its_events_in_place_with_their_positions_and_cost_flags() {
+        let events: Vec<UsageEvent> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|id| UsageEvent {
+                event_id: (*id).into(),
+                cost: Cost::Pending,
+                ..UsageEvent::example()
+            })
+            .collect();
+        let buffer = events.as_ptr();
+        let mut judged = Vec::new();
+        // "b" and "d" are duplicates; "c" is priced (its cost is no longer the log's).
+        let record = RawRecord::judged(7, 99, events, |e| {
+            judged.push(e.event_id.clone());
+            match e.event_id.as_str() {
+                "b" | "d" => None,
+                "c" => {
+                    e.cost = Cost::Computed(5);
+                    Some(false)
+                }
+                _ => Some(true),
+            }
+        });
+        assert_eq!(judged, ["a", "b", "c", "d", "e"]);
+        assert_eq!(
+            record.events().as_ptr(),
+            buffer,
+            "the events were not moved"
+        );
+        let seen: Vec<(&str, i64, u32, i64, bool, Cost)> = record
+            .raw_events()
+            .map(|r| {
+                (
+                    r.event.event_id.as_str(),
+                    r.offset,
+                    r.index,
+                    r.received_at_ms,
+                    r.cost_as_logged,
+                    r.event.cost,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a", 7, 0, 99, true, Cost::Pending),
+                ("c", 7, 2, 99, false, Cost::Computed(5)),
+                ("e", 7, 4, 99, true, Cost::Pending),
+            ]
+        );
+        let all = RawRecord::logged(3, 0, vec![UsageEvent::example(); 2]);
+        let spots: Vec<(i64, u32, bool)> = all
+            .raw_events()
+            .map(|r| (r.offset, r.index, r.cost_as_logged))
+            .collect();
+        assert_eq!(spots, [(3, 0, true), (3, 1, true)]);
+    }
 }

@@ -9,7 +9,7 @@ use tally_schemas::event::{Cost, Operation, Status};
 use tally_schemas::{Environment, UsageEvent};
 
 use crate::failure::{seam, Failure, Result};
-use tally_domain::store::{RawEvent, StoreResult};
+use tally_domain::store::{RawRecord, StoreResult};
 
 pub(super) const EVENTS_TABLE: &str = "tally_events";
 
@@ -59,15 +59,15 @@ fn label<T: Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-/// Inserts `events` (of `partition`) in one `INSERT`.
-pub async fn insert(client: &Client, partition: i32, events: &[RawEvent]) -> StoreResult<()> {
+/// Inserts the events of `records` (of `partition`) in one `INSERT`.
+pub async fn insert(client: &Client, partition: i32, records: &[RawRecord]) -> StoreResult<()> {
     seam(async || -> Result<()> {
-        if events.is_empty() {
+        if records.iter().all(|r| r.events().is_empty()) {
             return Ok(());
         }
         let mut insert = client.insert::<EventRow<'_>>(EVENTS_TABLE).await?;
-        for raw in events {
-            let e = &raw.event;
+        for raw in records.iter().flat_map(RawRecord::raw_events) {
+            let e = raw.event;
             let (cost_source, cost_pico) = match e.cost {
                 Cost::Reported(p) => ("reported", p),
                 Cost::Computed(p) => ("computed", p),

@@ -28,13 +28,13 @@
 use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use tally_domain::codec::EventRef;
+use tally_domain::codec::{EventRef, RefRow, RefSheet};
 use tally_domain::drilldown::{newest_first, EventQuery};
 use tally_domain::store::RawEvent;
 use tally_schemas::UsageEvent;
 
 use crate::codec::{
-    decode_event_refs, decode_events, decode_events_at, encode_event_refs, encode_events,
+    decode_event_refs, decode_events, decode_events_at, encode_events, encode_ref_rows,
 };
 use crate::failure::{Failure, Result};
 
@@ -74,48 +74,44 @@ CREATE INDEX IF NOT EXISTS event_chunks_by_outcome ON event_chunks (failed, newe
 /// references into the log `log_id` when given, else as the events themselves.
 pub(super) fn write<'a>(
     tx: &Transaction,
-    raw: impl IntoIterator<Item = &'a RawEvent>,
+    raw: impl IntoIterator<Item = RawEvent<'a>>,
     log_id: Option<&str>,
 ) -> Result<()> {
-    // Each event with its time, so that sorting compares times in place and reads an event
-    // only on a tie.
-    type Timed<'r> = Vec<(i64, &'r RawEvent)>;
-    let mut groups: BTreeMap<(&str, i64, bool), Timed> = BTreeMap::new();
+    // Each event read once, in the order it sits in memory, into a small row (`RefSheet`):
+    // sorting and encoding then move and read rows, not the events.
+    let mut sheet = RefSheet::default();
+    let mut groups: BTreeMap<(&str, i64, bool), Vec<RefRow>> = BTreeMap::new();
     for r in raw {
-        let at = r.event.occurred_at_us;
-        let day = at.div_euclid(86_400_000_000);
+        let day = r.event.occurred_at_us.div_euclid(86_400_000_000);
         groups
             .entry((r.event.feature.as_str(), day, r.event.is_failure()))
             .or_default()
-            .push((at, r));
+            .push(sheet.row(r));
     }
     let mut insert = tx.prepare_cached(
         "INSERT INTO event_chunks (feature, day, newest_us, oldest_us, events, failed, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    let encode = |chunk: &[&RawEvent]| -> Result<Vec<u8>> {
+    let encode = |chunk: &[RefRow]| -> Result<Vec<u8>> {
         Ok(match log_id {
-            Some(log_id) => encode_event_refs(log_id, chunk)?,
-            None => encode_events(&chunk.iter().map(|r| &r.event).collect::<Vec<_>>())?,
+            Some(log_id) => encode_ref_rows(log_id, &sheet, chunk)?,
+            None => encode_events(&chunk.iter().map(|r| r.event).collect::<Vec<_>>())?,
         })
     };
     // Bytes and events encoded so far (an average, so one large event does not cut the next
     // chunks small).
     let mut encoded = (0usize, 0usize);
-    for ((feature, day, failed), mut timed) in groups {
-        timed.sort_by(|a, b| {
-            b.0.cmp(&a.0)
-                .then_with(|| newest_first(&a.1.event, &b.1.event))
-        });
-        let events: Vec<&RawEvent> = timed.into_iter().map(|(_, r)| r).collect();
+    for ((feature, day, failed), mut rows) in groups {
+        // A total order on distinct events (time, then id), so the unstable sort is as
+        // deterministic as a stable one.
+        rows.sort_unstable_by(RefRow::newest_first);
         // Cut where a chunk would hold CHUNK events or span SPAN_US.
-        let mut chunks: Vec<&[&RawEvent]> = Vec::new();
+        let mut chunks: Vec<&[RefRow]> = Vec::new();
         let mut start = 0;
-        for i in 1..=events.len() {
+        for i in 1..=rows.len() {
             let full = i - start == CHUNK;
-            let spans = i < events.len()
-                && events[start].event.occurred_at_us - events[i].event.occurred_at_us >= SPAN_US;
-            if i == events.len() || full || spans {
-                chunks.push(&events[start..i]);
+            let spans = i < rows.len() && rows[start].at_us - rows[i].at_us >= SPAN_US;
+            if i == rows.len() || full || spans {
+                chunks.push(&rows[start..i]);
                 start = i;
             }
         }
@@ -138,8 +134,8 @@ pub(super) fn write<'a>(
             insert.execute(params![
                 feature,
                 day,
-                chunk[0].event.occurred_at_us,
-                chunk[chunk.len() - 1].event.occurred_at_us,
+                chunk[0].at_us,
+                chunk[chunk.len() - 1].at_us,
                 chunk.len() as i64,
                 failed,
                 payload,
@@ -149,28 +145,28 @@ pub(super) fn write<'a>(
     Ok(())
 }
 
-/// `events` encoded as one chunk, or cut into consecutive chunks of at most [`CHUNK_BYTES`];
+/// `rows` encoded as one chunk, or cut into consecutive chunks of at most [`CHUNK_BYTES`];
 /// `encoded` adds the bytes and events of every encoding.
 fn fit<'e, 'a>(
-    events: &'e [&'a RawEvent],
-    encode: &impl Fn(&[&RawEvent]) -> Result<Vec<u8>>,
-    out: &mut Vec<(&'e [&'a RawEvent], Vec<u8>)>,
+    rows: &'e [RefRow<'a>],
+    encode: &impl Fn(&[RefRow]) -> Result<Vec<u8>>,
+    out: &mut Vec<(&'e [RefRow<'a>], Vec<u8>)>,
     encoded: &mut (usize, usize),
 ) -> Result<()> {
-    let payload = encode(events)?;
+    let payload = encode(rows)?;
     encoded.0 += payload.len();
-    encoded.1 += events.len();
-    if payload.len() <= CHUNK_BYTES || events.len() == 1 {
-        out.push((events, payload));
+    encoded.1 += rows.len();
+    if payload.len() <= CHUNK_BYTES || rows.len() == 1 {
+        out.push((rows, payload));
         return Ok(());
     }
     // Cut into as many equal parts as the size asks for (a tenth to spare); a part that is
     // still too big is cut again.
     let parts = (payload.len() * 11 / 10)
         .div_ceil(CHUNK_BYTES)
-        .clamp(2, events.len());
-    let per = events.len().div_ceil(parts);
-    for part in events.chunks(per) {
+        .clamp(2, rows.len());
+    let per = rows.len().div_ceil(parts);
+    for part in rows.chunks(per) {
         fit(part, encode, out, encoded)?;
     }
     Ok(())
@@ -370,8 +366,29 @@ mod tests {
     use super::*;
     use tally_domain::drilldown::{Cursor, EventFilter};
 
-    fn raw(id: &str, us: i64) -> RawEvent {
-        RawEvent {
+    /// A counted event as its own (the projector's commits hold them in records).
+    #[derive(Debug, Clone)]
+    struct Counted {
+        event: UsageEvent,
+        offset: i64,
+        index: u32,
+        cost_as_logged: bool,
+    }
+
+    impl Counted {
+        fn view(&self) -> RawEvent<'_> {
+            RawEvent {
+                event: &self.event,
+                offset: self.offset,
+                index: self.index,
+                received_at_ms: 0,
+                cost_as_logged: self.cost_as_logged,
+            }
+        }
+    }
+
+    fn raw(id: &str, us: i64) -> Counted {
+        Counted {
             event: UsageEvent {
                 event_id: id.into(),
                 occurred_at_us: us,
@@ -379,7 +396,6 @@ mod tests {
             },
             offset: 0,
             index: 0,
-            received_at_ms: 0,
             cost_as_logged: true,
         }
     }
@@ -404,7 +420,7 @@ mod tests {
             vec![raw("a", 10), raw("c", 5)],
         ] {
             let tx = conn.transaction().expect("tx");
-            write(&tx, &batch, None).expect("write");
+            write(&tx, batch.iter().map(Counted::view), None).expect("write");
             tx.commit().expect("commit");
         }
         let ids = |q: &EventQuery| -> Vec<String> {
@@ -436,7 +452,7 @@ mod tests {
         conn.execute_batch(TABLE).expect("schema");
         // 3,000 events of one hour with random-looking UUIDs (≈ 30 encoded bytes each: far
         // more than one chunk's bytes), and one whose message alone is larger than a chunk.
-        let mut batch: Vec<RawEvent> = (0..3_000u64)
+        let mut batch: Vec<Counted> = (0..3_000u64)
             .map(|i| {
                 let id = uuid::Uuid::from_u128(
                     u128::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835),
@@ -459,7 +475,7 @@ mod tests {
             .collect();
         batch[17].event.error_message = Some(noise);
         let tx = conn.transaction().expect("tx");
-        write(&tx, &batch, None).expect("write");
+        write(&tx, batch.iter().map(Counted::view), None).expect("write");
         tx.commit().expect("commit");
         let sizes: Vec<(i64, usize)> = conn
             .prepare("SELECT events, length(payload) FROM event_chunks")
@@ -509,9 +525,9 @@ mod tests {
         .expect("append");
     }
 
-    fn commit(conn: &mut Connection, counted: &[RawEvent], log_id: Option<&str>) {
+    fn commit(conn: &mut Connection, counted: &[Counted], log_id: Option<&str>) {
         let tx = conn.transaction().expect("tx");
-        write(&tx, counted, log_id).expect("write");
+        write(&tx, counted.iter().map(Counted::view), log_id).expect("write");
         tx.commit().expect("commit");
     }
 
@@ -572,7 +588,7 @@ mod tests {
             // it skipped); one counted event may come again in a later record and be counted
             // twice (re-sent after the dedup window).
             let mut records: Vec<Vec<UsageEvent>> = Vec::new();
-            let mut counted: Vec<RawEvent> = Vec::new();
+            let mut counted: Vec<Counted> = Vec::new();
             let mut next = 0;
             for size in record_sizes.iter().cycle() {
                 if next == logged.len() {
@@ -581,11 +597,10 @@ mod tests {
                 let end = (next + size).min(logged.len());
                 for (index, e) in logged[next..end].iter().enumerate() {
                     if events[next + index].3 {
-                        counted.push(RawEvent {
+                        counted.push(Counted {
                             event: UsageEvent { cost: Cost::Computed(7_000 + next as i64 + index as i64), ..e.clone() },
                             offset: records.len() as i64,
                             index: index as u32,
-                            received_at_ms: 0,
                             cost_as_logged: false,
                         });
                     }
@@ -595,11 +610,10 @@ mod tests {
             }
             if let Some(c) = again.and_then(|i| counted.get(i % counted.len().max(1)).cloned()) {
                 // Counted the same both times (which copy a store lists is not specified).
-                counted.push(RawEvent {
+                counted.push(Counted {
                     event: c.event.clone(),
                     offset: records.len() as i64,
                     index: 0,
-                    received_at_ms: 0,
                     cost_as_logged: false,
                 });
                 let copy = logged.iter().find(|e| e.event_id == c.event.event_id).expect("logged").clone();
@@ -658,11 +672,10 @@ mod tests {
         };
         append(&conn, 0, &[a("a", 10), a("b", 20)]);
         append(&conn, 1, &[a("c", 30)]);
-        let counted = |event: UsageEvent, offset, index| RawEvent {
+        let counted = |event: UsageEvent, offset, index| Counted {
             event,
             offset,
             index,
-            received_at_ms: 0,
             cost_as_logged: true,
         };
         commit(

@@ -611,10 +611,14 @@ fn commit(
     for (key, delta) in &deltas {
         merge_row(&tx, key, delta)?;
     }
-    events::write(&tx, c.partitions.values().flat_map(|pc| &pc.raw), log_id)?;
+    events::write(
+        &tx,
+        c.partitions.values().flat_map(|pc| pc.raw_events()),
+        log_id,
+    )?;
     scores::write(
         &tx,
-        c.partitions.values().flat_map(|pc| &pc.raw),
+        c.partitions.values().flat_map(|pc| pc.raw_events()),
         c.partitions.values().flat_map(|pc| &pc.scores),
     )?;
     for (partition, pc) in &c.partitions {

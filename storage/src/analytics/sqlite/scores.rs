@@ -50,7 +50,7 @@ CREATE INDEX IF NOT EXISTS experiment_events_by_time ON experiment_events (occur
 /// (inside the commit's transaction).
 pub(super) fn write<'a>(
     tx: &Transaction,
-    raw: impl IntoIterator<Item = &'a RawEvent>,
+    raw: impl IntoIterator<Item = RawEvent<'a>>,
     scores: impl IntoIterator<Item = &'a RawScore>,
 ) -> Result<()> {
     let mut arms: HashMap<(&str, &str, &str, &str), i64> = HashMap::new();
@@ -64,7 +64,7 @@ pub(super) fn write<'a>(
         "INSERT OR IGNORE INTO experiment_events (arm, occurred_us, event_id) VALUES (?1, ?2, ?3)",
     )?;
     for r in raw {
-        let e = &r.event;
+        let e = r.event;
         let Some(experiment) = e.experiment_id.as_deref() else {
             continue;
         };
