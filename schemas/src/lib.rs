@@ -7,6 +7,8 @@
 //! - [`money`]: exact money as integer pico-dollars (1e-12 USD); no floats on any cost path.
 //! - [`score`]: a score (feedback or a grade) attached to a usage event, on the wire and
 //!   validated; numbers are exact millionths.
+//! - [`timestamp`]: `occurred_at` read the way chrono reads it, by arithmetic for the usual
+//!   form.
 //! - [`whole`]: integers as JSON Schema means them (`3.0` is `3`).
 //! - [`validate`]: turning raw request bodies into events, with one error per rejected event
 //!   naming its index, field and reason.
@@ -14,6 +16,7 @@
 pub mod event;
 pub mod money;
 pub mod score;
+pub mod timestamp;
 pub mod validate;
 pub mod whole;
 pub mod wire;

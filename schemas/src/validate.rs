@@ -452,9 +452,11 @@ pub fn check_slug(field: &'static str, value: &str) -> Result<(), FieldError> {
     if value.is_empty() || value.len() > 128 {
         return Err(FieldError::new(field, "must be 1 to 128 characters"));
     }
-    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.:/".contains(c);
-    let first_ok = value.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if !first_ok || !value.chars().all(ok_char) {
+    // Every character allowed is ASCII, so a byte outside the set (a UTF-8 lead or
+    // continuation byte included) is a character outside it.
+    let first_ok = matches!(value.as_bytes()[0], b'a'..=b'z' | b'0'..=b'9');
+    let ok_byte = |b: u8| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b':' | b'/');
+    if !first_ok || !value.bytes().all(ok_byte) {
         return Err(FieldError::new(
             field,
             "must be a slug: lowercase letters, digits and - _ . : /, starting with a letter or digit",
@@ -498,7 +500,9 @@ mod tests {
     proptest! {
         /// The documented slug pattern and the server's check agree on every string.
         #[test]
-        fn the_slug_pattern_is_check_slug(text in "[a-zA-Z0-9._:/ -]{0,130}") {
+        fn the_slug_pattern_is_check_slug(
+            text in prop_oneof!["[a-zA-Z0-9._:/ -]{0,130}", "[a-z0-9-]{0,3}\\PC{0,3}[a-z0-9-]{0,3}"]
+        ) {
             let documented = regex::Regex::new(crate::wire::SLUG_PATTERN).expect("a regex");
             prop_assert_eq!(documented.is_match(&text), check_slug("name", &text).is_ok());
         }

@@ -31,6 +31,7 @@ pub struct UsageEventV1 {
     pub event_id: String,
     /// When the call happened (RFC 3339). At most 5 minutes in the future and not older than the
     /// retention window.
+    #[serde(deserialize_with = "crate::timestamp::utc")]
     pub occurred_at: DateTime<Utc>,
     /// Feature slug, e.g. `photo-tagging`.
     #[schemars(schema_with = "slug")]
