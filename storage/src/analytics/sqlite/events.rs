@@ -365,39 +365,26 @@ pub(super) fn prune_step(conn: &Connection, first_kept_day_s: i64, limit: usize)
 mod tests {
     use super::*;
     use tally_domain::drilldown::{Cursor, EventFilter};
+    use tally_domain::store::RawRecord;
 
-    /// A counted event as its own (the projector's commits hold them in records).
-    #[derive(Debug, Clone)]
-    struct Counted {
-        event: UsageEvent,
-        offset: i64,
-        index: u32,
-        cost_as_logged: bool,
-    }
-
-    impl Counted {
-        fn view(&self) -> RawEvent<'_> {
-            RawEvent {
-                event: &self.event,
-                offset: self.offset,
-                index: self.index,
-                received_at_ms: 0,
-                cost_as_logged: self.cost_as_logged,
-            }
+    fn raw(id: &str, us: i64) -> UsageEvent {
+        UsageEvent {
+            event_id: id.into(),
+            occurred_at_us: us,
+            ..UsageEvent::example()
         }
     }
 
-    fn raw(id: &str, us: i64) -> Counted {
-        Counted {
-            event: UsageEvent {
-                event_id: id.into(),
-                occurred_at_us: us,
-                ..UsageEvent::example()
-            },
-            offset: 0,
-            index: 0,
-            cost_as_logged: true,
-        }
+    /// Each event counted alone, from a record of its own at offset 0.
+    fn alone(events: &[UsageEvent]) -> Vec<RawRecord> {
+        events
+            .iter()
+            .map(|e| RawRecord::logged(0, 0, vec![e.clone()]))
+            .collect()
+    }
+
+    fn write_all(tx: &Transaction, records: &[RawRecord], log_id: Option<&str>) {
+        write(tx, records.iter().flat_map(RawRecord::raw_events), log_id).expect("write");
     }
 
     fn everything(limit: usize) -> EventQuery {
@@ -420,7 +407,7 @@ mod tests {
             vec![raw("a", 10), raw("c", 5)],
         ] {
             let tx = conn.transaction().expect("tx");
-            write(&tx, batch.iter().map(Counted::view), None).expect("write");
+            write_all(&tx, &alone(&batch), None);
             tx.commit().expect("commit");
         }
         let ids = |q: &EventQuery| -> Vec<String> {
@@ -452,7 +439,7 @@ mod tests {
         conn.execute_batch(TABLE).expect("schema");
         // 3,000 events of one hour with random-looking UUIDs (≈ 30 encoded bytes each: far
         // more than one chunk's bytes), and one whose message alone is larger than a chunk.
-        let mut batch: Vec<Counted> = (0..3_000u64)
+        let mut batch: Vec<UsageEvent> = (0..3_000u64)
             .map(|i| {
                 let id = uuid::Uuid::from_u128(
                     u128::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835),
@@ -473,9 +460,9 @@ mod tests {
                 char::from(b'0' + (x % 64) as u8)
             })
             .collect();
-        batch[17].event.error_message = Some(noise);
+        batch[17].error_message = Some(noise);
         let tx = conn.transaction().expect("tx");
-        write(&tx, batch.iter().map(Counted::view), None).expect("write");
+        write_all(&tx, &alone(&batch), None);
         tx.commit().expect("commit");
         let sizes: Vec<(i64, usize)> = conn
             .prepare("SELECT events, length(payload) FROM event_chunks")
@@ -499,7 +486,7 @@ mod tests {
         assert!(sizes
             .iter()
             .any(|&(events, bytes)| events == 1 && bytes > CHUNK_BYTES));
-        let mut want: Vec<&UsageEvent> = batch.iter().map(|r| &r.event).collect();
+        let mut want: Vec<&UsageEvent> = batch.iter().collect();
         want.sort_by(|a, b| newest_first(a, b));
         let got = query(&conn, &everything(5_000), None).expect("query");
         assert_eq!(got.iter().collect::<Vec<_>>(), want);
@@ -525,9 +512,9 @@ mod tests {
         .expect("append");
     }
 
-    fn commit(conn: &mut Connection, counted: &[Counted], log_id: Option<&str>) {
+    fn commit(conn: &mut Connection, counted: &[RawRecord], log_id: Option<&str>) {
         let tx = conn.transaction().expect("tx");
-        write(&tx, counted.iter().map(Counted::view), log_id).expect("write");
+        write_all(&tx, counted, log_id);
         tx.commit().expect("commit");
     }
 
@@ -584,39 +571,41 @@ mod tests {
                     ..UsageEvent::example()
                 })
                 .collect();
-            // The log's records, and the events the projector counted (some are duplicates
-            // it skipped); one counted event may come again in a later record and be counted
-            // twice (re-sent after the dedup window).
+            // The log's records, and what the projector counted of each (some events are
+            // duplicates it skipped; the others it priced anew); one counted event may come
+            // again in a later record and be counted twice (re-sent after the dedup window).
             let mut records: Vec<Vec<UsageEvent>> = Vec::new();
-            let mut counted: Vec<Counted> = Vec::new();
+            let mut counted: Vec<RawRecord> = Vec::new();
             let mut next = 0;
             for size in record_sizes.iter().cycle() {
                 if next == logged.len() {
                     break;
                 }
                 let end = (next + size).min(logged.len());
-                for (index, e) in logged[next..end].iter().enumerate() {
-                    if events[next + index].3 {
-                        counted.push(Counted {
-                            event: UsageEvent { cost: Cost::Computed(7_000 + next as i64 + index as i64), ..e.clone() },
-                            offset: records.len() as i64,
-                            index: index as u32,
-                            cost_as_logged: false,
-                        });
-                    }
-                }
+                counted.push(RawRecord::judged(
+                    records.len() as i64,
+                    0,
+                    logged[next..end].to_vec(),
+                    |e| {
+                        let i: usize = e.event_id.rsplit('-').next()?.parse().ok()?;
+                        events[i].3.then(|| {
+                            e.cost = Cost::Computed(7_000 + i as i64);
+                            false
+                        })
+                    },
+                ));
                 records.push(logged[next..end].to_vec());
                 next = end;
             }
-            if let Some(c) = again.and_then(|i| counted.get(i % counted.len().max(1)).cloned()) {
+            let all: Vec<UsageEvent> = counted.iter().flat_map(|r| r.events().to_vec()).collect();
+            proptest::prop_assert_eq!(all.len(), events.iter().filter(|e| e.3).count());
+            if let Some(c) = again.and_then(|i| all.get(i % all.len().max(1)).cloned()) {
                 // Counted the same both times (which copy a store lists is not specified).
-                counted.push(Counted {
-                    event: c.event.clone(),
-                    offset: records.len() as i64,
-                    index: 0,
-                    cost_as_logged: false,
-                });
-                let copy = logged.iter().find(|e| e.event_id == c.event.event_id).expect("logged").clone();
+                let copy = logged.iter().find(|e| e.event_id == c.event_id).expect("logged").clone();
+                counted.push(RawRecord::judged(records.len() as i64, 0, vec![copy.clone()], |e| {
+                    e.cost = c.cost;
+                    Some(false)
+                }));
                 records.push(vec![copy]);
             }
             let q = EventQuery {
@@ -632,7 +621,7 @@ mod tests {
             };
             let mut want: Vec<UsageEvent> = counted
                 .iter()
-                .map(|r| r.event.clone())
+                .flat_map(|r| r.events().to_vec())
                 .filter(|e| q.admits(e))
                 .collect();
             want.sort_by(newest_first);
@@ -672,15 +661,15 @@ mod tests {
         };
         append(&conn, 0, &[a("a", 10), a("b", 20)]);
         append(&conn, 1, &[a("c", 30)]);
-        let counted = |event: UsageEvent, offset, index| Counted {
-            event,
-            offset,
-            index,
-            cost_as_logged: true,
-        };
         commit(
             &mut conn,
-            &[counted(a("a", 10), 0, 0), counted(a("c", 30), 1, 0)],
+            &[
+                // "b" was a duplicate when record 0 was read.
+                RawRecord::judged(0, 0, vec![a("a", 10), a("b", 20)], |e| {
+                    (e.event_id == "a").then_some(true)
+                }),
+                RawRecord::logged(1, 0, vec![a("c", 30)]),
+            ],
             Some("log-1"),
         );
         let ids = |conn: &Connection, log_id| -> Vec<String> {
