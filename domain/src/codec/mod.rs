@@ -175,27 +175,14 @@ pub fn decode_events_at(
     }
 }
 
-/// A drill-down chunk of `events` (in the order given) as references into the log whose id
-/// is `log_id` (format 5, see [`refs`]).
-pub fn encode_event_refs<'a>(
-    log_id: &str,
-    events: impl IntoIterator<Item = crate::store::RawEvent<'a>>,
-) -> Result<Vec<u8>, StoreError> {
-    refs_format(refs::encode(log_id, events)?)
-}
-
 /// A drill-down chunk of the events of `rows` (in the order given, read into `sheet`) as
-/// references into the log whose id is `log_id`: the same bytes as [`encode_event_refs`] of
-/// those events.
+/// references into the log whose id is `log_id` (format 5, see [`refs`]).
 pub fn encode_ref_rows(
     log_id: &str,
     sheet: &RefSheet<'_>,
     rows: &[RefRow<'_>],
 ) -> Result<Vec<u8>, StoreError> {
-    refs_format(refs::encode_rows(log_id, sheet, rows)?)
-}
-
-fn refs_format(frame: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    let frame = refs::encode_rows(log_id, sheet, rows)?;
     let mut out = Vec::with_capacity(frame.len() + 1);
     out.push(FORMAT_REFS);
     out.extend_from_slice(&frame);

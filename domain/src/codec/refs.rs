@@ -204,9 +204,10 @@ fn id_prefix(id: &str) -> u128 {
     u128::from_be_bytes(bytes)
 }
 
-/// The chunk's content after its format byte: `events` (in the order given) as references
-/// into the log `log_id`.
-pub(super) fn encode<'a>(
+/// The chunk's content after its format byte: `events` (in the order given, read into a sheet
+/// of their own) as references into the log `log_id`.
+#[cfg(test)]
+fn encode<'a>(
     log_id: &str,
     events: impl IntoIterator<Item = RawEvent<'a>>,
 ) -> Result<Vec<u8>, StoreError> {
@@ -245,16 +246,17 @@ pub(super) fn encode_rows(
     fn text(t: ShortText<'_>) -> Cow<'_, str> {
         Cow::Borrowed(t.0)
     }
-    let in_sheet = |values: &[u32]| values.iter().map(|&i| i as usize).collect::<Vec<_>>();
     compress(&Columns {
         log_id: Cow::Borrowed(log_id),
         at_first,
         at_step,
         at_deltas,
-        labels: in_sheet(&labels.values)
-            .into_iter()
-            .map(|i| {
-                let (feature, model, provider, environment, status) = sheet.labels.values[i];
+        labels: labels
+            .values
+            .iter()
+            .map(|&i| {
+                let (feature, model, provider, environment, status) =
+                    sheet.labels.values[i as usize];
                 Labels {
                     feature: text(feature),
                     model: text(model),
@@ -265,15 +267,18 @@ pub(super) fn encode_rows(
             })
             .collect(),
         labels_of,
-        users: in_sheet(&users.values)
-            .into_iter()
-            .map(|i| Cow::Borrowed(sheet.users.values[i]))
+        users: users
+            .values
+            .iter()
+            .map(|&i| Cow::Borrowed(sheet.users.values[i as usize]))
             .collect(),
         user_of,
-        contexts: in_sheet(&contexts.values)
-            .into_iter()
-            .map(|i| {
-                let (prompt_id, prompt_version, experiment_id, variant) = sheet.contexts.values[i];
+        contexts: contexts
+            .values
+            .iter()
+            .map(|&i| {
+                let (prompt_id, prompt_version, experiment_id, variant) =
+                    sheet.contexts.values[i as usize];
                 Context {
                     prompt_id: prompt_id.map(text),
                     prompt_version: prompt_version.map(text),

@@ -6,7 +6,7 @@
 //! encoded bytes (four to a page) of one feature, one UTC day and one outcome (failed or not)
 //! from one commit, the events sorted newest first, with the chunk's newest and oldest
 //! `occurred_at`. Beside the embedded log (the store opened with its id), a chunk holds
-//! *references* into the log (format 5, `codec::encode_event_refs`): per event the fields the
+//! *references* into the log (format 5, `codec::encode_ref_rows`): per event the fields the
 //! filters read, its record offset and position, and the counted cost where it is not the
 //! log's — the log already keeps every event, so the drill-down need not keep a second copy.
 //! Otherwise (the log is Kafka, or a chunk written before) it holds the events themselves,
