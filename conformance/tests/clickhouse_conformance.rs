@@ -21,19 +21,16 @@ fn clickhouse_urls() -> Vec<String> {
 /// A freshly migrated database `<prefix>_<random>` on `url`, and a store on it.
 async fn migrated(url: &str, prefix: &str) -> (tally_storage::ClickHouseAnalyticsStore, String) {
     let database = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-    tally_storage::analytics::clickhouse::migrate(url, &database)
+    tally_storage::analytics::clickhouse::migrate(&endpoint(url), &database)
         .await
         .expect("migrate");
-    let store = tally_storage::ClickHouseAnalyticsStore::new(
-        tally_storage::analytics::clickhouse::client(url, &database),
-    );
+    let store = tally_storage::ClickHouseAnalyticsStore::new(endpoint(url).client(&database));
     (store, database)
 }
 
 async fn drop_database(url: &str, database: &str) {
-    clickhouse::Client::default()
-        .with_url(url)
-        .with_compression(clickhouse::Compression::None)
+    endpoint(url)
+        .server_client()
         .query(&format!("DROP DATABASE {database}"))
         .execute()
         .await
@@ -57,7 +54,7 @@ async fn clickhouse_analytics_store_conforms_on(url: String) {
     // Raw events: a re-insert (crash between the raw insert and the projection commit)
     // collapses; retention drops whole days.
     use tally_domain::store::{AnalyticsStore, RawRecord};
-    let client = tally_storage::analytics::clickhouse::client(&url, &database);
+    let client = endpoint(&url).client(&database);
     let day = 86_400_000_000i64;
     let base = 20_454 * day; // 2026-01-01
     let raw: Vec<RawRecord> = (0..10)
@@ -275,7 +272,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
 
     // Rollup rows of the first schema (kind 0 rows of tally_projection) are moved over by
     // `migrate`, idempotently.
-    let client = tally_storage::analytics::clickhouse::client(&url, &database);
+    let client = endpoint(&url).client(&database);
     for sql in [
         "INSERT INTO tally_projection (kind, resolution, feature, bucket, model, provider, environment, log_partition, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users, payload) SELECT 0, resolution, feature, bucket, model, provider, environment, log_partition, version, requests, errors, timeouts, latency_sum_us, input_tokens, output_tokens, cached_input_tokens, cost_pico, unpriced, latency, users, '' FROM tally_rollups",
         "TRUNCATE TABLE tally_rollups",
@@ -283,7 +280,7 @@ async fn an_unfinished_commit_is_finished_without_double_counting_on(url: String
         client.query(sql).execute().await.expect(sql);
     }
     for _ in 0..2 {
-        tally_storage::analytics::clickhouse::migrate(&url, &database)
+        tally_storage::analytics::clickhouse::migrate(&endpoint(&url), &database)
             .await
             .expect("migrate");
     }
@@ -312,13 +309,13 @@ async fn migrate_adds_the_prompt_dimensions_to_an_older_schema() {
 
 async fn migrate_adds_the_prompt_dimensions_to_an_older_schema_on(url: String) {
     let database = format!("tally_upgrade_{}", uuid::Uuid::new_v4().simple());
-    let admin = clickhouse::Client::default().with_url(&url);
+    let admin = endpoint(&url).server_client();
     admin
         .query(&format!("CREATE DATABASE {database}"))
         .execute()
         .await
         .expect("database");
-    let client = tally_storage::analytics::clickhouse::client(&url, &database);
+    let client = endpoint(&url).client(&database);
     client
         .query(include_str!("../../migrations/clickhouse/0003_rollups.sql"))
         .execute()
@@ -333,7 +330,7 @@ async fn migrate_adds_the_prompt_dimensions_to_an_older_schema_on(url: String) {
         .await
         .expect("an older row");
     for _ in 0..2 {
-        tally_storage::analytics::clickhouse::migrate(&url, &database)
+        tally_storage::analytics::clickhouse::migrate(&endpoint(&url), &database)
             .await
             .expect("migrate (twice: it is idempotent)");
     }
@@ -350,4 +347,9 @@ async fn clickhouse_log_bindings_conform() {
         tally_conformance::log_bindings(&store).await;
         drop_database(&url, &database).await;
     }
+}
+
+/// The endpoint of a test server's URL.
+fn endpoint(url: &str) -> tally_storage::analytics::clickhouse::ClickHouseEndpoint {
+    tally_storage::analytics::clickhouse::ClickHouseEndpoint::parse(url).expect("ClickHouse URL")
 }

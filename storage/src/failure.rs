@@ -118,6 +118,29 @@ impl From<clickhouse::error::Error> for Failure {
     }
 }
 
+/// `error` and its causes, looking inside `io::Error`s too (whose `source` skips the error
+/// they wrap; hyper-rustls wraps tokio-rustls' `io::Error` around the `rustls::Error` in one
+/// more).
+pub(crate) fn causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut pending = vec![error];
+    while let Some(e) = pending.pop() {
+        out.push(e);
+        if let Some(source) = e.source() {
+            pending.push(source);
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            pending.push(inner);
+        }
+    }
+    out
+}
+
 /// Runs adapter code that works in [`Result`] and hands its outcome back across the seam, as
 /// a [`StoreError`].
 pub(crate) async fn seam<T>(

@@ -251,7 +251,7 @@ async fn run() -> anyhow::Result<()> {
             rate,
         } => {
             let s = settings(&server)?;
-            telemetry::init_logging(&s.log_format);
+            telemetry::init_logging(&s);
             let app = Application::build(s).await?;
             let base = format!("http://{}", app.local_addr());
             let stores = app.stores();
@@ -275,7 +275,7 @@ async fn run() -> anyhow::Result<()> {
             start_clean,
         } => {
             let s = settings(&server)?;
-            telemetry::init_logging(&s.log_format);
+            telemetry::init_logging(&s);
             let stores = stores::Stores::open(&s).await?;
             let report = tally::projection::rebuild(&stores, &s, start_clean).await?;
             println!(
@@ -288,7 +288,7 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::AdoptTopic { server } => {
             let s = settings(&server)?;
-            telemetry::init_logging(&s.log_format);
+            telemetry::init_logging(&s);
             let stores = stores::Stores::open(&s).await?;
             let plan = tally::projection::adopt_topic(&stores, &s).await?;
             println!(
@@ -303,41 +303,9 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Migrate { server } => {
             let s = settings(&server)?;
-            telemetry::init_logging(&s.log_format);
-            if let Some(url) = &s.database_url {
-                let pool = tally_storage::config::postgres::connect(url.expose())
-                    .await
-                    .context("connecting to Postgres")?;
-                let applied = tally_storage::config::postgres::migrate(&pool).await?;
-                println!("postgres: {applied} migration(s) applied");
-            }
-            if let Some(url) = &s.clickhouse_url {
-                tally_storage::analytics::clickhouse::migrate(url.expose(), &s.clickhouse_database)
-                    .await
-                    .context("migrating ClickHouse")?;
-                println!(
-                    "clickhouse: schema applied to database {}",
-                    s.clickhouse_database
-                );
-            }
-            if let Some(brokers) = &s.kafka_brokers {
-                let k = stores::kafka_settings(&s, brokers);
-                let created = tally_storage::log::kafka::create_topic(
-                    &k,
-                    s.kafka_partitions,
-                    s.kafka_replication,
-                )
-                .await
-                .context("creating the Kafka topic")?;
-                println!(
-                    "kafka: topic {} {}",
-                    s.kafka_topic,
-                    if created {
-                        format!("created with {} partitions", s.kafka_partitions)
-                    } else {
-                        "already exists".to_string()
-                    }
-                );
+            telemetry::init_logging(&s);
+            for line in stores::migrate(&s, stores::MIGRATE_WAIT).await? {
+                println!("{line}");
             }
             if s.database_url.is_none() && s.clickhouse_url.is_none() && s.kafka_brokers.is_none() {
                 println!("no TALLY_DATABASE_URL, TALLY_CLICKHOUSE_URL or TALLY_KAFKA_BROKERS: the embedded stores create their schema on open; nothing to migrate");
@@ -365,7 +333,7 @@ async fn run() -> anyhow::Result<()> {
 
 async fn serve(server: &ServerArgs, role: ProcessRole) -> anyhow::Result<()> {
     let s = settings(server)?;
-    telemetry::init_logging(&s.log_format);
+    telemetry::init_logging(&s);
     tally::host::log_tuning();
     let app = Application::build_role(s, role, Arc::new(SystemClock)).await?;
     telemetry::say(&format!(

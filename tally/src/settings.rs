@@ -1,6 +1,11 @@
 //! Layered configuration: defaults → optional TOML file → `TALLY_*` environment variables →
 //! command-line flags. Unknown keys (in the file or as `TALLY_*` variables) are errors, so a
-//! misspelt setting never silently keeps its default.
+//! misspelt setting never silently keeps its default — except the variables Kubernetes injects
+//! for a Service whose name starts with `tally` (`TALLY_SERVICE_HOST`, `TALLY_PORT_8080_TCP`, …),
+//! which are recognised by their shape and set aside ([`Settings::ignored_env`]) so a pod next
+//! to such a Service starts. A secret may come from a file instead of a variable: `TALLY_<NAME>_FILE`
+//! holds the path (Docker and Kubernetes secrets), trailing line breaks dropped; giving both is an
+//! error. Secrets are [`Secret`]s: `Debug` prints `***`.
 
 use std::path::{Path, PathBuf};
 
@@ -74,6 +79,13 @@ pub struct Settings {
     pub clickhouse_url: Option<Secret>,
     /// ClickHouse database holding Tally's tables.
     pub clickhouse_database: String,
+    /// ClickHouse user (or `user:password@` in `clickhouse_url`; the server's `default` when
+    /// neither).
+    pub clickhouse_user: Option<String>,
+    /// ClickHouse password.
+    pub clickhouse_password: Option<Secret>,
+    /// PEM file of CAs to trust for an `https://` `clickhouse_url`, besides the system's roots.
+    pub clickhouse_ca_file: Option<PathBuf>,
     /// Kafka `bootstrap.servers` of the event log; the embedded SQLite log when absent.
     pub kafka_brokers: Option<String>,
     /// Topic carrying usage events.
@@ -97,6 +109,9 @@ pub struct Settings {
     pub metrics_public: bool,
     /// The address people reach the console at, for links in notifications.
     pub public_url: String,
+    /// `TALLY_*` variables set aside as Kubernetes service links (not settings; logged once).
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
     /// Time between alert evaluation rounds (each also sends the notifications due).
     pub alert_interval_ms: u64,
     /// How long a console session lasts after signing in.
@@ -131,6 +146,9 @@ impl Default for Settings {
             database_url: None,
             clickhouse_url: None,
             clickhouse_database: "tally".into(),
+            clickhouse_user: None,
+            clickhouse_password: None,
+            clickhouse_ca_file: None,
             kafka_brokers: None,
             kafka_topic: "tally-usage-events".into(),
             kafka_group: "tally-projector".into(),
@@ -141,6 +159,7 @@ impl Default for Settings {
             bootstrap_admin_key: None,
             metrics_public: false,
             public_url: "http://127.0.0.1:8080".into(),
+            ignored_env: Vec::new(),
             alert_interval_ms: 1_000,
             session_minutes: 720,
             notification_max_attempts: 12,
@@ -185,11 +204,31 @@ impl Settings {
             }
             None => Settings::default(),
         };
-        for (name, value) in env {
-            if let Some(key) = name.strip_prefix("TALLY_") {
-                settings.apply_env(&name, key, &value)?;
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("TALLY_"))
+            .collect();
+        for (name, value) in &env {
+            let key = &name["TALLY_".len()..];
+            if let Some(secret) = secret_file_key(key) {
+                if env
+                    .iter()
+                    .any(|(other, _)| other.strip_prefix("TALLY_") == Some(secret))
+                {
+                    return Err(SettingsError::Env {
+                        name: name.clone(),
+                        message: format!("TALLY_{secret} is set too; keep one of the two"),
+                    });
+                }
+                let contents = read_secret_file(name, value)?;
+                settings.apply_env(&format!("TALLY_{secret}"), secret, &contents)?;
+            } else if is_service_link(key, value) {
+                settings.ignored_env.push(name.clone());
+            } else {
+                settings.apply_env(name, key, value)?;
             }
         }
+        settings.ignored_env.sort();
         settings.validate()?;
         Ok(settings)
     }
@@ -226,6 +265,14 @@ impl Settings {
                 self.clickhouse_url = Some(Secret::new(value)).filter(|s| !s.0.is_empty())
             }
             "CLICKHOUSE_DATABASE" => self.clickhouse_database = value.to_string(),
+            "CLICKHOUSE_USER" => {
+                self.clickhouse_user = Some(value.to_string()).filter(|s| !s.is_empty())
+            }
+            "CLICKHOUSE_PASSWORD" => self.clickhouse_password = Some(Secret::new(value)),
+            "CLICKHOUSE_CA_FILE" => {
+                self.clickhouse_ca_file =
+                    Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
+            }
             "KAFKA_BROKERS" => {
                 self.kafka_brokers = Some(value.to_string()).filter(|s| !s.is_empty())
             }
@@ -316,6 +363,77 @@ impl Settings {
     }
 }
 
+/// The settings whose value may come from a file (`TALLY_<NAME>_FILE`).
+const SECRETS: [&str; 4] = [
+    "DATABASE_URL",
+    "CLICKHOUSE_URL",
+    "CLICKHOUSE_PASSWORD",
+    "BOOTSTRAP_ADMIN_KEY",
+];
+
+/// The secret `key` names the file of (`CLICKHOUSE_PASSWORD_FILE` → `CLICKHOUSE_PASSWORD`).
+fn secret_file_key(key: &str) -> Option<&'static str> {
+    let stem = key.strip_suffix("_FILE")?;
+    SECRETS.iter().copied().find(|s| *s == stem)
+}
+
+/// A secret's file, as Docker and Kubernetes mount them: its contents without the trailing
+/// line break(s) an editor or `echo` adds.
+fn read_secret_file(name: &str, path: &str) -> Result<String, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SettingsError::Env {
+        name: name.into(),
+        message: format!("cannot read the secret file {path:?}: {e}"),
+    })?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// Whether `TALLY_<key>` has the shape of a variable Kubernetes injects for a Service named
+/// `tally…` (service links): `…SERVICE_HOST`, `…SERVICE_PORT`, `…SERVICE_PORT_<port name>`,
+/// and `…PORT`, `…PORT_<n>_<PROTO>` with a `tcp://host:port` value, `…PORT_<n>_<PROTO>_PROTO`,
+/// `_PORT` and `_ADDR`. No setting of Tally ends or is named like these.
+fn is_service_link(key: &str, value: &str) -> bool {
+    let url_value = ["tcp://", "udp://", "sctp://"]
+        .iter()
+        .any(|p| value.starts_with(p));
+    // The service name's part ("" for a Service named `tally`, "INGEST_" for `tally-ingest`).
+    let after_service = |s: &str| -> Option<usize> {
+        if s.starts_with("SERVICE_") {
+            Some(0)
+        } else {
+            s.find("_SERVICE_").map(|i| i + 1)
+        }
+    };
+    if let Some(i) = after_service(key) {
+        let rest = &key[i + "SERVICE_".len()..];
+        if rest == "HOST" || rest == "PORT" || rest.starts_with("PORT_") {
+            return true;
+        }
+    }
+    let port_at = if key.starts_with("PORT") {
+        Some(0)
+    } else {
+        key.rfind("_PORT").map(|i| i + 1)
+    };
+    let Some(i) = port_at else { return false };
+    let rest = &key[i + "PORT".len()..];
+    if rest.is_empty() {
+        return url_value;
+    }
+    // _<n>_<PROTO>[_PROTO|_PORT|_ADDR]
+    let mut parts = rest.strip_prefix('_').unwrap_or("#").split('_');
+    let number = parts
+        .next()
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let proto = parts
+        .next()
+        .is_some_and(|p| matches!(p, "TCP" | "UDP" | "SCTP"));
+    match (number, proto, parts.next(), parts.next()) {
+        (true, true, None, None) => url_value,
+        (true, true, Some("PROTO" | "PORT" | "ADDR"), None) => true,
+        _ => false,
+    }
+}
+
 impl Settings {
     /// How notifications are retried.
     pub fn retry_policy(&self) -> tally_alerting::RetryPolicy {
@@ -367,5 +485,115 @@ mod tests {
         assert!(
             Settings::load(None, [("TALLY_MAX_IN_FLIGHT".to_string(), "0".to_string())]).is_err()
         );
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_set_aside_and_typos_still_fail() {
+        // What Kubernetes injects for Services named `tally` and `tally-ingest` (port 8080).
+        let links = [
+            ("TALLY_SERVICE_HOST", "10.0.0.11"),
+            ("TALLY_SERVICE_PORT", "8080"),
+            ("TALLY_SERVICE_PORT_HTTP", "8080"),
+            ("TALLY_PORT", "tcp://10.0.0.11:8080"),
+            ("TALLY_PORT_8080_TCP", "tcp://10.0.0.11:8080"),
+            ("TALLY_PORT_8080_TCP_PROTO", "tcp"),
+            ("TALLY_PORT_8080_TCP_PORT", "8080"),
+            ("TALLY_PORT_8080_TCP_ADDR", "10.0.0.11"),
+            ("TALLY_INGEST_SERVICE_HOST", "10.0.0.12"),
+            ("TALLY_INGEST_PORT_8080_TCP_ADDR", "10.0.0.12"),
+            ("TALLY_INGEST_PORT", "tcp://10.0.0.12:8080"),
+        ];
+        let mut pairs = links.to_vec();
+        pairs.push(("TALLY_RETENTION_DAYS", "9"));
+        let s = Settings::load(None, env(&pairs)).expect("loads");
+        assert_eq!(s.retention_days, 9);
+        let mut expected: Vec<String> = links.iter().map(|(k, _)| k.to_string()).collect();
+        expected.sort();
+        assert_eq!(s.ignored_env, expected);
+        // Not shaped like a link: still unknown settings.
+        for (name, value) in [
+            ("TALLY_PORT", "8080"),
+            ("TALLY_INGEST_PORT", "9000"),
+            ("TALLY_PORT_8080_TCP", "8080"),
+            ("TALLY_PORT_HTTP_TCP_ADDR", "x"),
+            ("TALLY_SERVICE", "x"),
+            ("TALLY_LISTEN_PORT", "8080"),
+        ] {
+            let err = Settings::load(None, env(&[(name, value)])).expect_err(name);
+            assert!(err.to_string().contains("unknown setting"), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_files_without_their_line_break() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            path.display().to_string()
+        };
+        let password = write("ch", "p@ss word\n");
+        let db = write("db", "postgres://u:p@h/db\r\n");
+        let key = write("key", "k".repeat(40).as_str());
+        let s = Settings::load(
+            None,
+            env(&[
+                ("TALLY_CLICKHOUSE_PASSWORD_FILE", &password),
+                ("TALLY_DATABASE_URL_FILE", &db),
+                ("TALLY_BOOTSTRAP_ADMIN_KEY_FILE", &key),
+                ("TALLY_CLICKHOUSE_CA_FILE", "/etc/ssl/ca.pem"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(
+            s.clickhouse_password.as_ref().map(Secret::expose),
+            Some("p@ss word")
+        );
+        assert_eq!(
+            s.database_url.as_ref().map(Secret::expose),
+            Some("postgres://u:p@h/db")
+        );
+        assert_eq!(
+            s.bootstrap_admin_key.as_ref().map(|k| k.expose().len()),
+            Some(40)
+        );
+        // A CA file is a path setting of its own, not a secret's file.
+        assert_eq!(s.clickhouse_ca_file, Some(PathBuf::from("/etc/ssl/ca.pem")));
+        assert!(!format!("{s:?}").contains("p@ss"));
+
+        let both = Settings::load(
+            None,
+            env(&[
+                ("TALLY_CLICKHOUSE_PASSWORD", "x"),
+                ("TALLY_CLICKHOUSE_PASSWORD_FILE", &password),
+            ]),
+        )
+        .expect_err("both");
+        assert!(
+            both.to_string()
+                .contains("TALLY_CLICKHOUSE_PASSWORD is set too"),
+            "{both}"
+        );
+        let missing = dir.path().join("missing").display().to_string();
+        let unreadable = Settings::load(None, env(&[("TALLY_DATABASE_URL_FILE", &missing)]))
+            .expect_err("missing file");
+        assert!(
+            unreadable
+                .to_string()
+                .starts_with("TALLY_DATABASE_URL_FILE: cannot read"),
+            "{unreadable}"
+        );
+        // A short key from a file is checked like one from a variable.
+        let short = write("short", "abc\n");
+        let err = Settings::load(None, env(&[("TALLY_BOOTSTRAP_ADMIN_KEY_FILE", &short)]))
+            .expect_err("short key");
+        assert!(err.to_string().contains("at least 32"), "{err}");
     }
 }

@@ -12,6 +12,7 @@ use tally_domain::clock::{Clock, SystemClock};
 use tally_domain::pricing::{PriceCache, RepriceCache};
 use tally_domain::store::{AnalyticsStore, ConfigStore, EventLog};
 use tally_schemas::validate::Limits;
+use tally_storage::analytics::clickhouse::{ClickHouseEndpoint, ConnectError, EndpointError};
 use tally_storage::{SqliteAnalyticsStore, SqliteConfigStore, SqliteEventLog};
 use tracing::info;
 
@@ -39,7 +40,7 @@ pub async fn open_config_store(settings: &Settings) -> anyhow::Result<Arc<dyn Co
         Some(url) => {
             let pool = tally_storage::config::postgres::connect(url.expose())
                 .await
-                .context("connecting to Postgres (TALLY_DATABASE_URL)")?;
+                .map_err(postgres_hint)?;
             tally_storage::config::postgres::migrate(&pool)
                 .await
                 .context("migrating Postgres")?;
@@ -133,15 +134,16 @@ impl Stores {
             }
         };
         let config = open_config_store(settings).await?;
-        let analytics: Arc<dyn AnalyticsStore> = match &settings.clickhouse_url {
-            Some(url) => {
+        let analytics: Arc<dyn AnalyticsStore> = match clickhouse_endpoint(settings)? {
+            Some(endpoint) => {
                 let db = &settings.clickhouse_database;
-                tally_storage::analytics::clickhouse::migrate(url.expose(), db)
+                check_clickhouse(&endpoint).await?;
+                tally_storage::analytics::clickhouse::migrate(&endpoint, db)
                     .await
                     .context("migrating ClickHouse (TALLY_CLICKHOUSE_URL)")?;
                 info!(database = %db, "analytics store: clickhouse");
                 Arc::new(tally_storage::ClickHouseAnalyticsStore::new(
-                    tally_storage::analytics::clickhouse::client(url.expose(), db),
+                    endpoint.client(db),
                 ))
             }
             // Beside the embedded log, the drill-down points into it instead of copying events.
@@ -162,6 +164,199 @@ impl Stores {
             _lock: lock,
         })
     }
+}
+
+/// The ClickHouse endpoint the settings describe (URL, credentials, CAs), when
+/// `clickhouse_url` is set; a setting that cannot work is named with its fix.
+pub fn clickhouse_endpoint(settings: &Settings) -> anyhow::Result<Option<ClickHouseEndpoint>> {
+    let Some(url) = &settings.clickhouse_url else {
+        return Ok(None);
+    };
+    let named = |e: EndpointError| {
+        let setting = match e {
+            EndpointError::GivenTwice(_) | EndpointError::PasswordWithoutUser => {
+                "clickhouse_user / clickhouse_password (TALLY_CLICKHOUSE_USER, TALLY_CLICKHOUSE_PASSWORD)"
+            }
+            EndpointError::CaFile { .. } | EndpointError::CaFileWithoutTls => {
+                "clickhouse_ca_file (TALLY_CLICKHOUSE_CA_FILE)"
+            }
+            _ => "clickhouse_url (TALLY_CLICKHOUSE_URL)",
+        };
+        anyhow::anyhow!("{setting}: {e}")
+    };
+    let mut endpoint = ClickHouseEndpoint::parse(url.expose())
+        .map_err(named)?
+        .with_credentials(
+            settings.clickhouse_user.as_deref(),
+            settings.clickhouse_password.as_ref().map(|p| p.expose()),
+        )
+        .map_err(named)?;
+    if let Some(ca) = &settings.clickhouse_ca_file {
+        endpoint = endpoint.with_ca_file(ca).map_err(named)?;
+    }
+    Ok(Some(endpoint))
+}
+
+/// The first round trip to ClickHouse; a refusal is explained by the setting to change.
+pub async fn check_clickhouse(endpoint: &ClickHouseEndpoint) -> anyhow::Result<String> {
+    endpoint
+        .check()
+        .await
+        .map_err(|e| clickhouse_hint(endpoint, e))
+}
+
+/// `e` with the setting that fixes it.
+pub fn clickhouse_hint(endpoint: &ClickHouseEndpoint, e: ConnectError) -> anyhow::Error {
+    let url = endpoint.url();
+    let hint = match &e {
+        ConnectError::Credentials(_) => format!(
+            "connecting as {:?}: set clickhouse_user and clickhouse_password (TALLY_CLICKHOUSE_USER, \
+             TALLY_CLICKHOUSE_PASSWORD or TALLY_CLICKHOUSE_PASSWORD_FILE), or user:password@ in \
+             clickhouse_url, to a user the server accepts from this address",
+            endpoint.user().unwrap_or("default")
+        ),
+        ConnectError::Certificate(_) => format!(
+            "set clickhouse_ca_file (TALLY_CLICKHOUSE_CA_FILE) to the PEM file of the CA that \
+             signed the certificate of {url}, and use a host name the certificate names"
+        ),
+        ConnectError::NotTls(_) => format!(
+            "clickhouse_url (TALLY_CLICKHOUSE_URL) is https:// but {url} does not speak TLS: use \
+             ClickHouse's https_port (8443 by default), or http:// for a plain port"
+        ),
+        ConnectError::NotHttp(_) => format!(
+            "clickhouse_url (TALLY_CLICKHOUSE_URL) is http:// but {url} did not answer plain HTTP: \
+             if it is ClickHouse's https_port (8443 by default) or the server refuses plaintext, \
+             use https://"
+        ),
+        ConnectError::Unreachable(_) => format!(
+            "check clickhouse_url (TALLY_CLICKHOUSE_URL, now {url}) and that ClickHouse is running"
+        ),
+        ConnectError::Other(_) => format!("clickhouse_url (TALLY_CLICKHOUSE_URL) is {url}"),
+    };
+    anyhow::anyhow!("{e}; {hint}")
+}
+
+/// A failure to connect to Postgres, with the part of `database_url` that fixes it.
+pub fn postgres_hint(e: tally_domain::store::StoreError) -> anyhow::Error {
+    let text = e.to_string();
+    let hint = if text.contains("no encryption") {
+        "the server accepts only TLS connections: add sslmode=verify-full&sslrootcert=<the CA's \
+         PEM file> to database_url (TALLY_DATABASE_URL or TALLY_DATABASE_URL_FILE)"
+    } else if text.contains("certificate") || text.contains("UnknownIssuer") {
+        "the server's certificate is not trusted: add sslrootcert=<the PEM file of the CA that \
+         signed it> to database_url (TALLY_DATABASE_URL), with sslmode=verify-full and the host \
+         name the certificate names"
+    } else if text.contains("does not support TLS") || text.contains("not support SSL") {
+        "the server does not offer TLS: turn ssl on in postgresql.conf, or relax sslmode in \
+         database_url (TALLY_DATABASE_URL)"
+    } else if text.contains("password authentication failed") || text.contains("no password") {
+        "check the user and password in database_url (TALLY_DATABASE_URL or \
+         TALLY_DATABASE_URL_FILE)"
+    } else {
+        "check database_url (TALLY_DATABASE_URL) and that Postgres is running"
+    };
+    anyhow::anyhow!("connecting to Postgres: {text}; {hint}")
+}
+
+/// How long `tally migrate` waits for a service that is not reachable yet (Compose and
+/// Kubernetes start it beside the services it migrates).
+pub const MIGRATE_WAIT: Duration = Duration::from_secs(120);
+
+/// Time between two attempts to reach a service that is not up yet.
+const RETRY_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs `attempt` until it succeeds, fails for good (`transient` says no), or `wait` has
+/// passed; each transient failure is logged. The last error comes back `explain`ed, with how
+/// long was waited.
+async fn patiently<T, E: std::fmt::Display>(
+    what: &str,
+    wait: Duration,
+    transient: impl Fn(&E) -> bool,
+    explain: impl Fn(E) -> anyhow::Error,
+    mut attempt: impl AsyncFnMut() -> Result<T, E>,
+) -> anyhow::Result<T> {
+    let started = std::time::Instant::now();
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(e) if transient(&e) && started.elapsed() + RETRY_EVERY < wait => {
+                tracing::warn!(service = what, error = %e, "not reachable yet; retrying");
+                tokio::time::sleep(RETRY_EVERY).await;
+            }
+            Err(e) if transient(&e) => {
+                let waited = started.elapsed().as_secs();
+                return Err(explain(e).context(format!("{what}: gave up after {waited} s")));
+            }
+            Err(e) => return Err(explain(e).context(what.to_string())),
+        }
+    }
+}
+
+/// Applies the Postgres and ClickHouse schemas and creates the Kafka topic, for the services
+/// the settings name, waiting up to `wait` for each to be reachable; returns what was done,
+/// a line per service.
+pub async fn migrate(settings: &Settings, wait: Duration) -> anyhow::Result<Vec<String>> {
+    use tally_domain::store::StoreError;
+    let unavailable = |e: &StoreError| matches!(e, StoreError::Unavailable(_));
+    let mut done = Vec::new();
+    if let Some(url) = &settings.database_url {
+        let pool = patiently(
+            "Postgres (TALLY_DATABASE_URL)",
+            wait,
+            unavailable,
+            postgres_hint,
+            async || tally_storage::config::postgres::connect(url.expose()).await,
+        )
+        .await?;
+        let applied = tally_storage::config::postgres::migrate(&pool)
+            .await
+            .context("migrating Postgres")?;
+        done.push(format!("postgres: {applied} migration(s) applied"));
+    }
+    if let Some(endpoint) = clickhouse_endpoint(settings)? {
+        patiently(
+            "ClickHouse",
+            wait,
+            |e: &ConnectError| matches!(e, ConnectError::Unreachable(_)),
+            |e| clickhouse_hint(&endpoint, e),
+            async || endpoint.check().await,
+        )
+        .await?;
+        let db = &settings.clickhouse_database;
+        tally_storage::analytics::clickhouse::migrate(&endpoint, db)
+            .await
+            .context("migrating ClickHouse")?;
+        done.push(format!("clickhouse: schema applied to database {db}"));
+    }
+    if let Some(brokers) = &settings.kafka_brokers {
+        let k = kafka_settings(settings, brokers);
+        let created = patiently(
+            "Kafka (TALLY_KAFKA_BROKERS)",
+            wait,
+            unavailable,
+            anyhow::Error::from,
+            async || {
+                tally_storage::log::kafka::create_topic(
+                    &k,
+                    settings.kafka_partitions,
+                    settings.kafka_replication,
+                )
+                .await
+            },
+        )
+        .await
+        .context("creating the Kafka topic")?;
+        done.push(format!(
+            "kafka: topic {} {}",
+            settings.kafka_topic,
+            if created {
+                format!("created with {} partitions", settings.kafka_partitions)
+            } else {
+                "already exists".to_string()
+            }
+        ));
+    }
+    Ok(done)
 }
 
 /// The Kafka client settings of `settings`.

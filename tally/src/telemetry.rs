@@ -16,8 +16,19 @@ use tracing_subscriber::EnvFilter;
 /// Log lines standard output did not take.
 pub const LOG_LINES_LOST: &str = "tally_log_lines_lost_total";
 
-/// Starts log output (`TALLY_LOG` or `RUST_LOG` filter, default `info`).
-pub fn init_logging(format: &str) {
+/// Starts log output (`TALLY_LOG` or `RUST_LOG` filter, default `info`, in the settings'
+/// `log_format`), and says which `TALLY_*` variables were set aside as Kubernetes service links.
+pub fn init_logging(settings: &crate::settings::Settings) {
+    init_log_output(&settings.log_format);
+    if !settings.ignored_env.is_empty() {
+        tracing::info!(
+            variables = %settings.ignored_env.join(","),
+            "ignoring TALLY_* variables shaped like Kubernetes service links (not settings)"
+        );
+    }
+}
+
+fn init_log_output(format: &str) {
     let filter = std::env::var("TALLY_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info,tower_http=warn".to_string());

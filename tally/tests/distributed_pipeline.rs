@@ -267,11 +267,10 @@ impl Rig {
         create_topic(&brokers, &topic, partitions).await;
         let url = env("TALLY_TEST_CLICKHOUSE_URL");
         let db = unique(&format!("tally_{name}"));
-        tally_storage::analytics::clickhouse::migrate(&url, &db)
+        tally_storage::analytics::clickhouse::migrate(&endpoint(&url), &db)
             .await
             .unwrap();
-        let store =
-            ClickHouseAnalyticsStore::new(tally_storage::analytics::clickhouse::client(&url, &db));
+        let store = ClickHouseAnalyticsStore::new(endpoint(&url).client(&db));
         Rig {
             brokers,
             topic,
@@ -297,7 +296,7 @@ impl Rig {
             .map(|e| e.event_id.as_str())
             .collect::<std::collections::HashSet<_>>()
             .len() as u64;
-        let client = tally_storage::analytics::clickhouse::client(&self.url, &self.db);
+        let client = endpoint(&self.url).client(&self.db);
         assert_eq!(
             tally_storage::analytics::clickhouse::events::count(&client)
                 .await
@@ -651,11 +650,11 @@ async fn clickhouse_stopped_for_30_seconds_loses_nothing() {
     let mut clickhouse = OwnClickHouse::start(tempfile::tempdir().unwrap(), 18_460);
     clickhouse.wait_up().await;
     let db = "tally_outage";
-    tally_storage::analytics::clickhouse::migrate(&clickhouse.url(), db)
+    tally_storage::analytics::clickhouse::migrate(&endpoint(&clickhouse.url()), db)
         .await
         .unwrap();
     let store: Arc<dyn AnalyticsStore> = Arc::new(ClickHouseAnalyticsStore::new(
-        tally_storage::analytics::clickhouse::client(&clickhouse.url(), db),
+        endpoint(&clickhouse.url()).client(db),
     ));
     let mut consumer = KafkaSettings::new(&brokers, &topic);
     consumer.group_id = unique("group");
@@ -732,4 +731,9 @@ async fn clickhouse_stopped_for_30_seconds_loses_nothing() {
     }
     assert_eq!(got, want, "every event counted exactly once per feature");
     assert_eq!(got_cost, cost, "exact cost");
+}
+
+/// The endpoint of a test server's URL.
+fn endpoint(url: &str) -> tally_storage::analytics::clickhouse::ClickHouseEndpoint {
+    tally_storage::analytics::clickhouse::ClickHouseEndpoint::parse(url).expect("ClickHouse URL")
 }

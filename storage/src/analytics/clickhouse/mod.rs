@@ -70,13 +70,16 @@
 //! Rows are merged in Rust (the sketches are Tally's own, identical to the embedded store), so
 //! both modes report exactly the same numbers. SQL stays within what ClickHouse 18.16 runs:
 //! no `LowCardinality`, no `DateTime64`, no server-side parameters, no aliases shadowing columns.
-//! The client uses RowBinary without compression (18.16 mis-answers LZ4-compressed selects).
+//! The client uses RowBinary without compression (18.16 mis-answers LZ4-compressed selects);
+//! how it connects (credentials, TLS) is [`ClickHouseEndpoint`]'s.
 
+mod endpoint;
 pub mod events;
 mod rows;
 mod scores;
 mod store;
 
+pub use endpoint::{ClickHouseEndpoint, ConnectError, EndpointError};
 pub use store::ClickHouseAnalyticsStore;
 
 use clickhouse::Client;
@@ -103,16 +106,6 @@ const MIGRATIONS: &[(u32, &str)] = &[
         include_str!("../../../../migrations/clickhouse/0004_scores.sql"),
     ),
 ];
-
-/// A client for `url` (e.g. `http://127.0.0.1:8123`) and `database`, with the settings that
-/// work on every supported server version.
-pub fn client(url: &str, database: &str) -> Client {
-    Client::default()
-        .with_url(url)
-        .with_database(database)
-        .with_compression(clickhouse::Compression::None)
-        .with_validation(false)
-}
 
 /// Adds columns to `table` with `alter` (an `ALTER TABLE … ADD COLUMN …, MODIFY ORDER BY …`)
 /// unless `column` is already there. `ADD COLUMN IF NOT EXISTS` is not understood by
@@ -186,7 +179,7 @@ async fn add_later_columns(db: &Client) -> Result<()> {
 }
 
 /// Creates the database (if missing) and applies the schema; returns statements applied.
-pub async fn migrate(url: &str, database: &str) -> Result<usize, StoreError> {
+pub async fn migrate(endpoint: &ClickHouseEndpoint, database: &str) -> Result<usize, StoreError> {
     seam(async || -> Result<usize> {
         if !database
             .chars()
@@ -197,14 +190,12 @@ pub async fn migrate(url: &str, database: &str) -> Result<usize, StoreError> {
                 "must be letters, digits and _",
             ));
         }
-        let admin = Client::default()
-            .with_url(url)
-            .with_compression(clickhouse::Compression::None);
-        admin
+        endpoint
+            .server_client()
             .query(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
             .execute()
             .await?;
-        let db = client(url, database);
+        let db = endpoint.client(database);
         for (version, sql) in MIGRATIONS {
             db.query(sql).execute().await?;
             info!(version, database, "applied clickhouse schema");

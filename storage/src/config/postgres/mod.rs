@@ -12,7 +12,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tracing::info;
 
-use crate::failure::{seam, Result};
+use crate::failure::{seam, Failure, Result};
 use tally_domain::store::StoreError;
 
 /// (version, name, SQL) in apply order.
@@ -68,13 +68,27 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
 const MIGRATION_LOCK: i64 = 0x0074_616c_6c79;
 
 /// Connects a pool to `url`.
+///
+/// A TLS failure (the server's certificate not trusted, or no TLS where `sslmode` demands it)
+/// is `Invalid` on `database_url`, not `Unavailable`: waiting does not mend it.
 pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
     seam(async || -> Result<PgPool> {
-        Ok(PgPoolOptions::new()
+        PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(url)
-            .await?)
+            .await
+            .map_err(|e| {
+                let tls = matches!(e, sqlx::Error::Tls(_))
+                    || crate::failure::causes(&e)
+                        .iter()
+                        .any(|c| c.downcast_ref::<rustls::Error>().is_some());
+                if tls {
+                    Failure::invalid("database_url", e.to_string())
+                } else {
+                    Failure::from(e)
+                }
+            })
     })
     .await
 }
