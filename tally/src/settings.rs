@@ -409,18 +409,23 @@ fn is_service_link(key: &str, value: &str) -> bool {
             return true;
         }
     }
-    let port_at = if key.starts_with("PORT") {
-        Some(0)
-    } else {
-        key.rfind("_PORT").map(|i| i + 1)
-    };
-    let Some(i) = port_at else { return false };
-    let rest = &key[i + "PORT".len()..];
+    // `PORT` at the start or after `_`, wherever the service's name ends
+    // (`INGEST_PORT_8080_TCP_PORT` has two candidates).
+    key.match_indices("PORT")
+        .filter(|(i, _)| *i == 0 || key.as_bytes()[i - 1] == b'_')
+        .any(|(i, _)| port_link(&key[i + "PORT".len()..], url_value))
+}
+
+/// Whether what follows `PORT` in a variable's name is a service link's: nothing (with a
+/// `tcp://…` value), `_<n>_<PROTO>` (with such a value), or `_<n>_<PROTO>_PROTO|_PORT|_ADDR`.
+fn port_link(rest: &str, url_value: bool) -> bool {
     if rest.is_empty() {
         return url_value;
     }
-    // _<n>_<PROTO>[_PROTO|_PORT|_ADDR]
-    let mut parts = rest.strip_prefix('_').unwrap_or("#").split('_');
+    let Some(rest) = rest.strip_prefix('_') else {
+        return false;
+    };
+    let mut parts = rest.split('_');
     let number = parts
         .next()
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
@@ -508,6 +513,8 @@ mod tests {
             ("TALLY_PORT_8080_TCP_ADDR", "10.0.0.11"),
             ("TALLY_INGEST_SERVICE_HOST", "10.0.0.12"),
             ("TALLY_INGEST_PORT_8080_TCP_ADDR", "10.0.0.12"),
+            ("TALLY_QUERY_API_PORT_8080_TCP_PORT", "8080"),
+            ("TALLY_QUERY_API_SERVICE_PORT_HTTP", "8080"),
             ("TALLY_INGEST_PORT", "tcp://10.0.0.12:8080"),
         ];
         let mut pairs = links.to_vec();
@@ -595,5 +602,34 @@ mod tests {
         let err = Settings::load(None, env(&[("TALLY_BOOTSTRAP_ADMIN_KEY_FILE", &short)]))
             .expect_err("short key");
         assert!(err.to_string().contains("at least 32"), "{err}");
+    }
+
+    proptest::proptest! {
+        /// Every variable Kubernetes injects for a Service named `tally` or `tally-<anything>`
+        /// (the name upper-cased, `-` as `_`), whatever its port, protocol and port name.
+        #[test]
+        fn every_service_link_of_a_tally_service_is_set_aside(
+            suffix in "(-[a-z][a-z0-9-]{0,10}[a-z0-9])?",
+            port in 1u16..,
+            proto in proptest::sample::select(vec!["TCP", "UDP", "SCTP"]),
+            port_name in "[a-z][a-z0-9-]{0,8}[a-z0-9]",
+        ) {
+            let service = format!("TALLY{}", suffix.to_uppercase().replace('-', "_"));
+            let ip = "10.96.0.7";
+            let url = format!("{}://{ip}:{port}", proto.to_lowercase());
+            let name = port_name.to_uppercase().replace('-', "_");
+            let injected = [
+                (format!("{service}_SERVICE_HOST"), ip.to_string()),
+                (format!("{service}_SERVICE_PORT"), port.to_string()),
+                (format!("{service}_SERVICE_PORT_{name}"), port.to_string()),
+                (format!("{service}_PORT"), url.clone()),
+                (format!("{service}_PORT_{port}_{proto}"), url),
+                (format!("{service}_PORT_{port}_{proto}_PROTO"), proto.to_lowercase()),
+                (format!("{service}_PORT_{port}_{proto}_PORT"), port.to_string()),
+                (format!("{service}_PORT_{port}_{proto}_ADDR"), ip.to_string()),
+            ];
+            let s = Settings::load(None, injected.to_vec()).expect("service links load");
+            proptest::prop_assert_eq!(s.ignored_env.len(), injected.len());
+        }
     }
 }
