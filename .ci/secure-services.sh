@@ -6,7 +6,14 @@
 # - ClickHouse 18.16 with HTTPS only (no plain HTTP port at all) on 127.0.0.1:18443, a
 #   password-protected user `tally` and a `default` user with a password nobody is told;
 # - the Postgres cluster with ssl = on and a database `tally_tls` that refuses connections
-#   without TLS (pg_hba.conf `hostnossl … reject`).
+#   without TLS (pg_hba.conf `hostnossl … reject`);
+# - Kafka-protocol brokers (tansu, needs `tansu` on the PATH): one demanding SASL on
+#   127.0.0.1:19193, one behind a TLS listener on localhost:19194, one demanding SASL behind a
+#   TLS listener on localhost:19195. tansu 0.6 parses --cert but never serves TLS, so socat
+#   terminates TLS in front of it, and the broker advertises the TLS address;
+# - a SASL/PLAIN login that can succeed (.ci/kafka-sasl-gate.py: tansu has no PLAIN and no way
+#   to create SCRAM users while it demands SASL): a gate checking user `tally` and a password
+#   in front of tansu on 127.0.0.1:19198, and the same behind TLS on localhost:19200.
 
 secure_services() {
   local dir ch_password pg_conf
@@ -97,4 +104,49 @@ EOF
   su postgres -c "psql -qtc \"SELECT 1 FROM pg_database WHERE datname = 'tally_tls'\" | grep -q 1 || psql -qc 'CREATE DATABASE tally_tls OWNER tally'"
   echo "postgres ssl = $(su postgres -c "psql -qAtc 'SHOW ssl'"); tally_tls refuses plaintext"
   export TALLY_TEST_POSTGRES_TLS_URL=postgres://tally:tally@localhost:5432/tally_tls
+
+  # Kafka: SASL, TLS, both.
+  cat "$dir/server.crt" "$dir/server.key" > "$dir/kafka-tls.pem"
+  tansu broker --listener-url tcp://127.0.0.1:19193 --advertised-listener-url tcp://127.0.0.1:19193 \
+    --storage-engine memory://tansu/ --authentication >"$dir/tansu-sasl.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  tansu broker --listener-url tcp://127.0.0.1:19196 --advertised-listener-url tcp://localhost:19194 \
+    --storage-engine memory://tansu/ >"$dir/tansu-tls.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  tansu broker --listener-url tcp://127.0.0.1:19197 --advertised-listener-url tcp://localhost:19195 \
+    --storage-engine memory://tansu/ --authentication >"$dir/tansu-sasl-tls.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  socat "openssl-listen:19194,bind=127.0.0.1,reuseaddr,fork,cert=$dir/kafka-tls.pem,verify=0" \
+    tcp:127.0.0.1:19196 >"$dir/socat-tls.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  socat "openssl-listen:19195,bind=127.0.0.1,reuseaddr,fork,cert=$dir/kafka-tls.pem,verify=0" \
+    tcp:127.0.0.1:19197 >"$dir/socat-sasl-tls.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  kafka_password=$(openssl rand -hex 12)
+  tansu broker --listener-url tcp://127.0.0.1:19199 --advertised-listener-url tcp://127.0.0.1:19198 \
+    --storage-engine memory://tansu/ >"$dir/tansu-plain-gate.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  python3 .ci/kafka-sasl-gate.py 19198 19199 tally "$kafka_password" >"$dir/gate.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  tansu broker --listener-url tcp://127.0.0.1:19202 --advertised-listener-url tcp://localhost:19200 \
+    --storage-engine memory://tansu/ >"$dir/tansu-tls-gate.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  python3 .ci/kafka-sasl-gate.py 19201 19202 tally "$kafka_password" >"$dir/gate-tls.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  socat "openssl-listen:19200,bind=127.0.0.1,reuseaddr,fork,cert=$dir/kafka-tls.pem,verify=0" \
+    tcp:127.0.0.1:19201 >"$dir/socat-gate.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  for port in 19193 19194 19195 19198 19200; do
+    for _ in $(seq 1 30); do
+      (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+      sleep 1
+    done
+  done
+  echo "kafka: SASL on 127.0.0.1:19193, TLS on localhost:19194, SASL+TLS on localhost:19195 (tansu; socat for TLS); PLAIN logins on 127.0.0.1:19198 and (TLS) localhost:19200"
+  export TALLY_TEST_KAFKA_PLAIN_BROKERS=127.0.0.1:19198
+  export TALLY_TEST_KAFKA_PLAIN_TLS_BROKERS=localhost:19200
+  export TALLY_TEST_KAFKA_PLAIN_PASSWORD="$kafka_password"
+  export TALLY_TEST_KAFKA_SASL_BROKERS=127.0.0.1:19193
+  export TALLY_TEST_KAFKA_TLS_BROKERS=localhost:19194
+  export TALLY_TEST_KAFKA_SASL_TLS_BROKERS=localhost:19195
 }

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
+use tally_storage::log::kafka::security::KafkaSecurity;
 
 /// A value that must never appear in logs or answers (its `Debug` prints `***`).
 #[derive(Clone, PartialEq, Eq)]
@@ -33,6 +34,23 @@ impl std::fmt::Debug for Secret {
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d).map(Secret)
+    }
+}
+
+/// Further librdkafka properties by name; `Debug` hides the values of names that say they are
+/// secret (`ssl.key.password`, `sasl.oauthbearer.client.secret`, …).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct KafkaProperties(pub std::collections::BTreeMap<String, String>);
+
+impl std::fmt::Debug for KafkaProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let secret = ["password", "secret", "key"].iter().any(|s| k.contains(s));
+                (k, if secret { "***" } else { v.as_str() })
+            }))
+            .finish()
     }
 }
 
@@ -102,6 +120,19 @@ pub struct Settings {
     /// Most messages per produced record batch (librdkafka's default when absent; 1 for
     /// brokers that cannot fetch from inside a batch, such as tansu 0.6).
     pub kafka_batch_messages: Option<u32>,
+    /// `security.protocol`: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    pub kafka_security_protocol: String,
+    /// `sasl.mechanism` with a SASL protocol: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    pub kafka_sasl_mechanism: Option<String>,
+    /// SASL user name.
+    pub kafka_sasl_username: Option<String>,
+    /// SASL password.
+    pub kafka_sasl_password: Option<Secret>,
+    /// PEM file of CAs to trust for TLS (`ssl.ca.location`).
+    pub kafka_ca_file: Option<PathBuf>,
+    /// Further librdkafka properties for every Kafka client (`[kafka_properties]` in the file,
+    /// `TALLY_KAFKA_PROPERTY_<NAME>` with the name's dots as `_`).
+    pub kafka_properties: KafkaProperties,
     /// A `platform_admin` API key created at start-up when no key has this secret yet (at least
     /// 32 characters), so a fresh installation can be administered.
     pub bootstrap_admin_key: Option<Secret>,
@@ -156,6 +187,12 @@ impl Default for Settings {
             kafka_partitions: 6,
             kafka_replication: 1,
             kafka_batch_messages: None,
+            kafka_security_protocol: "PLAINTEXT".into(),
+            kafka_sasl_mechanism: None,
+            kafka_sasl_username: None,
+            kafka_sasl_password: None,
+            kafka_ca_file: None,
+            kafka_properties: Default::default(),
             bootstrap_admin_key: None,
             metrics_public: false,
             public_url: "http://127.0.0.1:8080".into(),
@@ -282,6 +319,32 @@ impl Settings {
             "KAFKA_PARTITIONS" => self.kafka_partitions = num(name, value)?,
             "KAFKA_REPLICATION" => self.kafka_replication = num(name, value)?,
             "KAFKA_BATCH_MESSAGES" => self.kafka_batch_messages = Some(num(name, value)?),
+            "KAFKA_SECURITY_PROTOCOL" => self.kafka_security_protocol = value.to_string(),
+            "KAFKA_SASL_MECHANISM" => {
+                self.kafka_sasl_mechanism = Some(value.to_string()).filter(|s| !s.is_empty())
+            }
+            "KAFKA_SASL_USERNAME" => {
+                self.kafka_sasl_username = Some(value.to_string()).filter(|s| !s.is_empty())
+            }
+            "KAFKA_SASL_PASSWORD" => self.kafka_sasl_password = Some(Secret::new(value)),
+            "KAFKA_CA_FILE" => {
+                self.kafka_ca_file =
+                    Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
+            }
+            property if property.starts_with("KAFKA_PROPERTY_") => {
+                let librdkafka = property["KAFKA_PROPERTY_".len()..]
+                    .to_ascii_lowercase()
+                    .replace('_', ".");
+                if librdkafka.is_empty() {
+                    return Err(SettingsError::Env {
+                        name: name.into(),
+                        message: "names no property (TALLY_KAFKA_PROPERTY_<NAME>, e.g. TALLY_KAFKA_PROPERTY_CLIENT_ID)".into(),
+                    });
+                }
+                self.kafka_properties
+                    .0
+                    .insert(librdkafka, value.to_string());
+            }
             "METRICS_PUBLIC" => self.metrics_public = num(name, value)?,
             "PUBLIC_URL" => self.public_url = value.to_string(),
             "ALERT_INTERVAL_MS" => self.alert_interval_ms = num(name, value)?,
@@ -353,6 +416,9 @@ impl Settings {
                 message: "must be an http:// or https:// URL".into(),
             });
         }
+        if self.kafka_brokers.is_some() {
+            self.kafka_security()?;
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(SettingsError::Invalid {
                 key: "log_format",
@@ -364,10 +430,11 @@ impl Settings {
 }
 
 /// The settings whose value may come from a file (`TALLY_<NAME>_FILE`).
-const SECRETS: [&str; 4] = [
+const SECRETS: [&str; 5] = [
     "DATABASE_URL",
     "CLICKHOUSE_URL",
     "CLICKHOUSE_PASSWORD",
+    "KAFKA_SASL_PASSWORD",
     "BOOTSTRAP_ADMIN_KEY",
 ];
 
@@ -440,6 +507,50 @@ fn port_link(rest: &str, url_value: bool) -> bool {
 }
 
 impl Settings {
+    /// What the Kafka clients present to the brokers; a combination that cannot work is
+    /// refused naming the setting.
+    pub fn kafka_security(&self) -> Result<KafkaSecurity, SettingsError> {
+        use tally_storage::log::kafka::security::SecurityError as E;
+        let invalid = |key: &'static str, message: String| SettingsError::Invalid { key, message };
+        let protocol = self
+            .kafka_security_protocol
+            .parse()
+            .map_err(|m| invalid("kafka_security_protocol", m))?;
+        let mechanism = match &self.kafka_sasl_mechanism {
+            Some(m) => Some(m.parse().map_err(|m| invalid("kafka_sasl_mechanism", m))?),
+            None => None,
+        };
+        let security = KafkaSecurity {
+            protocol,
+            mechanism,
+            username: self.kafka_sasl_username.clone(),
+            password: self
+                .kafka_sasl_password
+                .as_ref()
+                .map(|p| p.expose().to_string()),
+            ca_file: self.kafka_ca_file.clone(),
+            properties: self.kafka_properties.0.clone(),
+        };
+        security.check().map_err(|e| {
+            let key = match &e {
+                E::TlsNotBuilt {
+                    protocol: "SASL/SCRAM",
+                } => "kafka_sasl_mechanism",
+                E::TlsNotBuilt { .. } => "kafka_security_protocol",
+                E::MechanismMissing { .. } | E::MechanismWithoutSasl { .. } => {
+                    "kafka_sasl_mechanism"
+                }
+                E::CredentialsMissing { .. } | E::CredentialsWithoutSasl { .. } => {
+                    "kafka_sasl_username / kafka_sasl_password"
+                }
+                E::CaFile { .. } | E::CaFileWithoutTls { .. } => "kafka_ca_file",
+                E::Reserved(_) | E::OwnSetting(_) => "kafka_properties",
+            };
+            invalid(key, e.to_string())
+        })?;
+        Ok(security)
+    }
+
     /// How notifications are retried.
     pub fn retry_policy(&self) -> tally_alerting::RetryPolicy {
         let ms = |v: u64| chrono::Duration::milliseconds(i64::try_from(v).unwrap_or(i64::MAX));
@@ -602,6 +713,72 @@ mod tests {
         let err = Settings::load(None, env(&[("TALLY_BOOTSTRAP_ADMIN_KEY_FILE", &short)]))
             .expect_err("short key");
         assert!(err.to_string().contains("at least 32"), "{err}");
+    }
+
+    #[test]
+    fn kafka_security_settings_are_checked_and_properties_pass_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("tally.toml");
+        std::fs::write(
+            &file,
+            "kafka_brokers = \"b:9092\"\nkafka_security_protocol = \"sasl_plaintext\"\n\
+             kafka_sasl_mechanism = \"PLAIN\"\nkafka_sasl_username = \"tally\"\n\
+             [kafka_properties]\n\"socket.keepalive.enable\" = \"true\"\n",
+        )
+        .expect("write");
+        let s = Settings::load(
+            Some(&file),
+            env(&[
+                ("TALLY_KAFKA_SASL_PASSWORD", "pw"),
+                ("TALLY_KAFKA_PROPERTY_CLIENT_ID", "tally-eu"),
+            ]),
+        )
+        .expect("loads");
+        let security = s.kafka_security().expect("security");
+        assert_eq!(security.password.as_deref(), Some("pw"));
+        assert_eq!(
+            security.properties.get("client.id").map(String::as_str),
+            Some("tally-eu")
+        );
+        assert_eq!(
+            security
+                .properties
+                .get("socket.keepalive.enable")
+                .map(String::as_str),
+            Some("true")
+        );
+        let refused = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("TALLY_KAFKA_BROKERS", "b:9092")];
+            all.extend_from_slice(pairs);
+            Settings::load(None, env(&all))
+                .expect_err("refused")
+                .to_string()
+        };
+        assert!(refused(&[("TALLY_KAFKA_SECURITY_PROTOCOL", "TLS")])
+            .starts_with("kafka_security_protocol:"));
+        assert!(
+            refused(&[("TALLY_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")])
+                .starts_with("kafka_sasl_mechanism:")
+        );
+        assert!(refused(&[
+            ("TALLY_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            ("TALLY_KAFKA_SASL_MECHANISM", "PLAIN"),
+        ])
+        .starts_with("kafka_sasl_username / kafka_sasl_password:"));
+        assert!(refused(&[("TALLY_KAFKA_PROPERTY_ACKS", "1")]).starts_with("kafka_properties:"));
+        let keyed = Settings::load(
+            None,
+            env(&[("TALLY_KAFKA_PROPERTY_SSL_KEY_PASSWORD", "hunter2")]),
+        )
+        .expect("loads");
+        assert!(!format!("{keyed:?}").contains("hunter2"));
+        assert!(refused(&[("TALLY_KAFKA_PROPERTY_SASL_PASSWORD", "x")])
+            .starts_with("kafka_properties:"));
+        assert!(
+            refused(&[("TALLY_KAFKA_CA_FILE", "/etc/ssl/ca.pem")]).starts_with("kafka_ca_file:")
+        );
+        // Without brokers the Kafka settings are not used, so not checked.
+        assert!(Settings::load(None, env(&[("TALLY_KAFKA_SECURITY_PROTOCOL", "SSL")])).is_ok());
     }
 
     proptest::proptest! {

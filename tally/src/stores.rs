@@ -13,6 +13,7 @@ use tally_domain::pricing::{PriceCache, RepriceCache};
 use tally_domain::store::{AnalyticsStore, ConfigStore, EventLog};
 use tally_schemas::validate::Limits;
 use tally_storage::analytics::clickhouse::{ClickHouseEndpoint, ConnectError, EndpointError};
+use tally_storage::log::kafka::security::{probe, ProbeError};
 use tally_storage::{SqliteAnalyticsStore, SqliteConfigStore, SqliteEventLog};
 use tracing::info;
 
@@ -119,6 +120,14 @@ impl Stores {
         let log: Arc<dyn EventLog> = match &settings.kafka_brokers {
             Some(brokers) => {
                 let k = kafka_settings(settings, brokers);
+                match probe_kafka(settings, brokers, KAFKA_PROBE_TIMEOUT).await {
+                    Ok(()) => {}
+                    // Brokers that are down may come up: the clients reconnect by themselves.
+                    Err(ProbeError::Unreachable(reason)) => {
+                        tracing::warn!(brokers = %brokers, %reason, "no Kafka broker answered yet; starting anyway")
+                    }
+                    Err(e) => return Err(kafka_hint(settings, e)),
+                }
                 info!(brokers = %brokers, topic = %settings.kafka_topic, "event log: kafka");
                 Arc::new(
                     tally_storage::KafkaLog::new(k, clock).context("creating the Kafka client")?,
@@ -330,6 +339,14 @@ pub async fn migrate(settings: &Settings, wait: Duration) -> anyhow::Result<Vec<
     }
     if let Some(brokers) = &settings.kafka_brokers {
         let k = kafka_settings(settings, brokers);
+        patiently(
+            "Kafka (TALLY_KAFKA_BROKERS)",
+            wait,
+            |e: &ProbeError| matches!(e, ProbeError::Unreachable(_)),
+            |e| kafka_hint(settings, e),
+            async || probe_kafka(settings, brokers, KAFKA_PROBE_TIMEOUT).await,
+        )
+        .await?;
         let created = patiently(
             "Kafka (TALLY_KAFKA_BROKERS)",
             wait,
@@ -359,6 +376,48 @@ pub async fn migrate(settings: &Settings, wait: Duration) -> anyhow::Result<Vec<
     Ok(done)
 }
 
+/// How long start-up waits for the brokers' first answer.
+const KAFKA_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One metadata round trip to the brokers with the configured security (off the runtime).
+async fn probe_kafka(
+    settings: &Settings,
+    brokers: &str,
+    timeout: Duration,
+) -> Result<(), ProbeError> {
+    let security = settings.kafka_security().unwrap_or_default();
+    let brokers = brokers.to_string();
+    tokio::task::spawn_blocking(move || probe(&brokers, &security, timeout))
+        .await
+        .map_err(|e| ProbeError::Client(e.to_string()))?
+}
+
+/// `e` with the setting that fixes it.
+pub fn kafka_hint(settings: &Settings, e: ProbeError) -> anyhow::Error {
+    let protocol = &settings.kafka_security_protocol;
+    let hint = match &e {
+        ProbeError::Credentials(_) => "set kafka_sasl_username and kafka_sasl_password \
+            (TALLY_KAFKA_SASL_USERNAME, TALLY_KAFKA_SASL_PASSWORD or TALLY_KAFKA_SASL_PASSWORD_FILE) \
+            and kafka_sasl_mechanism (TALLY_KAFKA_SASL_MECHANISM) to what the brokers accept"
+            .to_string(),
+        ProbeError::Certificate(_) => "set kafka_ca_file (TALLY_KAFKA_CA_FILE) to the PEM file \
+            of the CA that signed the brokers' certificates, and name the brokers as their \
+            certificates do in kafka_brokers"
+            .to_string(),
+        ProbeError::Protocol(_) => format!(
+            "set kafka_security_protocol (TALLY_KAFKA_SECURITY_PROTOCOL, now {protocol}) to what \
+             the brokers' listener speaks: SSL or SASL_SSL for a TLS listener, SASL_PLAINTEXT or \
+             SASL_SSL (with kafka_sasl_mechanism, kafka_sasl_username, kafka_sasl_password) \
+             where it demands authentication"
+        ),
+        ProbeError::Unreachable(_) | ProbeError::Client(_) => format!(
+            "check kafka_brokers (TALLY_KAFKA_BROKERS, now {}) and that the brokers are running",
+            settings.kafka_brokers.as_deref().unwrap_or_default()
+        ),
+    };
+    anyhow::anyhow!("{e}; {hint}")
+}
+
 /// The Kafka client settings of `settings`.
 pub fn kafka_settings(settings: &Settings, brokers: &str) -> tally_storage::KafkaSettings {
     let mut k = tally_storage::KafkaSettings::new(brokers, &settings.kafka_topic);
@@ -366,6 +425,8 @@ pub fn kafka_settings(settings: &Settings, brokers: &str) -> tally_storage::Kafk
     k.produce_timeout = Duration::from_millis(settings.kafka_produce_timeout_ms);
     k.limits = limits(settings);
     k.batch_messages = settings.kafka_batch_messages;
+    // Checked when the settings were loaded.
+    k.security = settings.kafka_security().unwrap_or_default();
     k
 }
 

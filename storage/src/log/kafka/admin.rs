@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::ClientContext;
 use tally_domain::log_binding::{LogDescription, LogIdentity, Watermarks};
 use tally_domain::store::{StoreError, StoreResult};
@@ -68,10 +67,8 @@ pub async fn create_topic(
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     use rdkafka::types::RDKafkaErrorCode;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .create()
-        .map_err(kafka_error)?;
+    let admin: AdminClient<DefaultClientContext> =
+        settings.client_config().create().map_err(kafka_error)?;
     let topic = NewTopic::new(
         &settings.topic,
         partitions,

@@ -47,6 +47,7 @@ mod admin;
 mod group;
 mod message;
 mod reading;
+pub mod security;
 mod topic_id;
 
 pub use admin::create_topic;
@@ -103,6 +104,8 @@ pub struct KafkaSettings {
     /// librdkafka's default. `Some(1)` is for brokers that cannot serve a fetch starting
     /// inside a batch (tansu 0.6, the service tier's broker).
     pub batch_messages: Option<u32>,
+    /// TLS, SASL and further librdkafka properties, on every client.
+    pub security: security::KafkaSecurity,
 }
 
 impl KafkaSettings {
@@ -114,7 +117,16 @@ impl KafkaSettings {
             produce_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             batch_messages: None,
+            security: security::KafkaSecurity::default(),
         }
+    }
+
+    /// A client configuration for the brokers, with the security settings applied.
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        self.security.apply(&mut config);
+        config
     }
 }
 
@@ -152,12 +164,11 @@ impl KafkaLog {
             CONSUMER_ERRORS,
             "Errors the Kafka consumer reported (the client reconnects by itself)."
         );
-        let mut config = ClientConfig::new();
+        let mut config = settings.client_config();
         if let Some(n) = settings.batch_messages {
             config.set("batch.num.messages", n.to_string());
         }
         let producer: FutureProducer = config
-            .set("bootstrap.servers", &settings.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
@@ -193,8 +204,9 @@ impl KafkaLog {
                     ownership: self.ownership.clone(),
                     high_watermarks: Mutex::new(HashMap::new()),
                 };
-                let consumer: StreamConsumer<GroupContext> = ClientConfig::new()
-                    .set("bootstrap.servers", &self.settings.brokers)
+                let consumer: StreamConsumer<GroupContext> = self
+                    .settings
+                    .client_config()
                     .set("group.id", &self.settings.group_id)
                     .set("enable.auto.commit", "false")
                     .set("enable.auto.offset.store", "false")
@@ -223,8 +235,8 @@ impl KafkaLog {
             return Ok(client.clone());
         }
         let client: Arc<BaseConsumer> = Arc::new(
-            ClientConfig::new()
-                .set("bootstrap.servers", &self.settings.brokers)
+            self.settings
+                .client_config()
                 .set("allow.auto.create.topics", "false")
                 // Assigning a partition needs a group id; this client never joins nor commits.
                 .set("group.id", format!("{}-describe", self.settings.group_id))
