@@ -462,19 +462,17 @@ fn is_service_link(key: &str, value: &str) -> bool {
     let url_value = ["tcp://", "udp://", "sctp://"]
         .iter()
         .any(|p| value.starts_with(p));
-    // The service name's part ("" for a Service named `tally`, "INGEST_" for `tally-ingest`).
-    let after_service = |s: &str| -> Option<usize> {
-        if s.starts_with("SERVICE_") {
-            Some(0)
-        } else {
-            s.find("_SERVICE_").map(|i| i + 1)
-        }
-    };
-    if let Some(i) = after_service(key) {
-        let rest = &key[i + "SERVICE_".len()..];
-        if rest == "HOST" || rest == "PORT" || rest.starts_with("PORT_") {
-            return true;
-        }
+    // `SERVICE_` at the start or after `_`, wherever the service's name ends (a Service named
+    // `tally-web-service` injects `TALLY_WEB_SERVICE_SERVICE_HOST`).
+    let service_link = key
+        .match_indices("SERVICE_")
+        .filter(|(i, _)| *i == 0 || key.as_bytes()[i - 1] == b'_')
+        .any(|(i, _)| {
+            let rest = &key[i + "SERVICE_".len()..];
+            rest == "HOST" || rest == "PORT" || rest.starts_with("PORT_")
+        });
+    if service_link {
+        return true;
     }
     // `PORT` at the start or after `_`, wherever the service's name ends
     // (`INGEST_PORT_8080_TCP_PORT` has two candidates).
@@ -544,7 +542,7 @@ impl Settings {
                     "kafka_sasl_username / kafka_sasl_password"
                 }
                 E::CaFile { .. } | E::CaFileWithoutTls { .. } => "kafka_ca_file",
-                E::Reserved(_) | E::OwnSetting(_) => "kafka_properties",
+                E::Reserved(_) | E::OwnSetting(_) | E::Verification(_) => "kafka_properties",
             };
             invalid(key, e.to_string())
         })?;
@@ -626,6 +624,10 @@ mod tests {
             ("TALLY_INGEST_PORT_8080_TCP_ADDR", "10.0.0.12"),
             ("TALLY_QUERY_API_PORT_8080_TCP_PORT", "8080"),
             ("TALLY_QUERY_API_SERVICE_PORT_HTTP", "8080"),
+            ("TALLY_SERVICE_SERVICE_HOST", "10.0.0.13"),
+            ("TALLY_SERVICE_SERVICE_PORT_HTTP", "8080"),
+            ("TALLY_WEB_SERVICE_SERVICE_PORT", "8080"),
+            ("TALLY_SERVICE_PORT_8080_TCP_ADDR", "10.0.0.13"),
             ("TALLY_INGEST_PORT", "tcp://10.0.0.12:8080"),
         ];
         let mut pairs = links.to_vec();
@@ -786,7 +788,7 @@ mod tests {
         /// (the name upper-cased, `-` as `_`), whatever its port, protocol and port name.
         #[test]
         fn every_service_link_of_a_tally_service_is_set_aside(
-            suffix in "(-[a-z][a-z0-9-]{0,10}[a-z0-9])?",
+            suffix in "(-[a-z][a-z0-9-]{0,10}[a-z0-9])?(-service|-port|-port-8080-tcp)?",
             port in 1u16..,
             proto in proptest::sample::select(vec!["TCP", "UDP", "SCTP"]),
             port_name in "[a-z][a-z0-9-]{0,8}[a-z0-9]",

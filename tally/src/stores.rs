@@ -13,7 +13,7 @@ use tally_domain::pricing::{PriceCache, RepriceCache};
 use tally_domain::store::{AnalyticsStore, ConfigStore, EventLog};
 use tally_schemas::validate::Limits;
 use tally_storage::analytics::clickhouse::{ClickHouseEndpoint, ConnectError, EndpointError};
-use tally_storage::log::kafka::security::{probe, ProbeError};
+use tally_storage::log::kafka::security::{probe, Listener, ProbeError};
 use tally_storage::{SqliteAnalyticsStore, SqliteConfigStore, SqliteEventLog};
 use tracing::info;
 
@@ -404,12 +404,21 @@ pub fn kafka_hint(settings: &Settings, e: ProbeError) -> anyhow::Error {
             of the CA that signed the brokers' certificates, and name the brokers as their \
             certificates do in kafka_brokers"
             .to_string(),
-        ProbeError::Protocol(_) => format!(
-            "set kafka_security_protocol (TALLY_KAFKA_SECURITY_PROTOCOL, now {protocol}) to what \
-             the brokers' listener speaks: SSL or SASL_SSL for a TLS listener, SASL_PLAINTEXT or \
-             SASL_SSL (with kafka_sasl_mechanism, kafka_sasl_username, kafka_sasl_password) \
-             where it demands authentication"
-        ),
+        ProbeError::Protocol { listener, .. } => {
+            let want = match listener {
+                Listener::Tls => "SSL (or SASL_SSL if it also demands authentication)",
+                Listener::Plaintext => "PLAINTEXT or SASL_PLAINTEXT",
+                Listener::Sasl if protocol.eq_ignore_ascii_case("SSL") => {
+                    "SASL_SSL, with kafka_sasl_mechanism, kafka_sasl_username and kafka_sasl_password"
+                }
+                Listener::Sasl => {
+                    "SASL_PLAINTEXT (SASL_SSL over TLS), with kafka_sasl_mechanism, kafka_sasl_username and kafka_sasl_password"
+                }
+            };
+            format!(
+                "set kafka_security_protocol (TALLY_KAFKA_SECURITY_PROTOCOL, now {protocol}) to {want}"
+            )
+        }
         ProbeError::Unreachable(_) | ProbeError::Client(_) => format!(
             "check kafka_brokers (TALLY_KAFKA_BROKERS, now {}) and that the brokers are running",
             settings.kafka_brokers.as_deref().unwrap_or_default()

@@ -19,36 +19,23 @@ async fn distributed_stores_give_the_same_answers_as_embedded() {
     let (pool, schema, scoped_url) = scoped_postgres(&url, "app").await;
 
     let events = corpus(3000, 9);
-    let mut results = Vec::new();
-    let distributed = (
-        Some(Secret::new(scoped_url.clone())),
-        Some(Secret::new(clickhouse_url.clone())),
-    );
-    for (database_url, clickhouse_url) in [(None, None), distributed] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = settings(dir.path());
-        s.database_url = database_url;
-        s.clickhouse_url = clickhouse_url;
-        s.clickhouse_database = clickhouse_db.clone();
-        let app = TestApp::start_with(s).await;
-        seed_config(&app.stores).await;
-        send_with_duplicates(&app, &events, 500).await;
-        app.wait_projected().await;
-        results.push(answers(&app).await);
-        app.stop().await;
-    }
-    let (a, b) = (serde_json::json!(results[0]), serde_json::json!(results[1]));
+    let embedded = answers_after(settings, &events).await;
+    let distributed = answers_after(
+        |dir| {
+            let mut s = settings(dir);
+            s.database_url = Some(Secret::new(scoped_url.clone()));
+            s.clickhouse_url = Some(Secret::new(clickhouse_url.clone()));
+            s.clickhouse_database = clickhouse_db.clone();
+            s
+        },
+        &events,
+    )
+    .await;
+    assert_same_answers(&embedded, &distributed);
     assert!(
-        a == b,
-        "answers differ: {}",
-        first_difference(&a, &b, String::new())
+        holds_configuration(&pool, &schema).await,
+        "the Postgres run really used Postgres"
     );
-    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'ai_model_prices'")
-        .bind(&schema)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(tables, 1, "the Postgres run really used Postgres");
     sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&pool)
         .await

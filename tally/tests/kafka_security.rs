@@ -51,25 +51,19 @@ fn brokers() -> Brokers {
 
 /// Settings loaded from `env` (plus a fresh topic and group) the way the binary loads them.
 fn loaded(dir: &std::path::Path, env: &[(&str, String)]) -> Settings {
-    let mut env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    let topic = format!("tally-sec-{}", uuid::Uuid::new_v4().simple());
-    env.push(("TALLY_KAFKA_TOPIC".into(), topic));
+    let mut env = env.to_vec();
     env.push((
-        "TALLY_KAFKA_GROUP".into(),
+        "TALLY_KAFKA_TOPIC",
+        format!("tally-sec-{}", uuid::Uuid::new_v4().simple()),
+    ));
+    env.push((
+        "TALLY_KAFKA_GROUP",
         format!("g-{}", uuid::Uuid::new_v4().simple()),
     ));
     // tansu 0.6 cannot fetch from inside a record batch.
-    env.push(("TALLY_KAFKA_BATCH_MESSAGES".into(), "1".into()));
-    env.push(("TALLY_KAFKA_PRODUCE_TIMEOUT_MS".into(), "5000".into()));
-    let mut s = Settings::load(None, env).expect("settings load");
-    let base = settings(dir);
-    s.listen = base.listen;
-    s.data_dir = base.data_dir;
-    s.bootstrap_admin_key = base.bootstrap_admin_key;
-    s
+    env.push(("TALLY_KAFKA_BATCH_MESSAGES", "1".into()));
+    env.push(("TALLY_KAFKA_PRODUCE_TIMEOUT_MS", "5000".into()));
+    loaded_settings(dir, &env)
 }
 
 /// SASL/PLAIN credentials.
@@ -175,15 +169,30 @@ async fn a_missing_credential_or_protocol_is_refused_naming_the_setting() {
         ]
     };
     let mut cases: Vec<Case> = vec![
-        // No SASL against brokers that demand it: they close the connection.
+        // No SASL against brokers that demand it: they close the connection after the handshake.
         (
             vec![brokers(&b.sasl)],
-            vec!["kafka_security_protocol", "SASL_PLAINTEXT"],
+            vec!["demands SASL authentication", "to SASL_PLAINTEXT"],
         ),
-        // Plaintext against a TLS listener.
+        // Plaintext against a TLS listener: it cuts the first request off.
         (
             vec![brokers(&b.tls)],
-            vec!["kafka_security_protocol", "SSL"],
+            vec!["speaks TLS", "kafka_security_protocol", "to SSL"],
+        ),
+        // PLAIN with a wrong password (the gate checks it).
+        (
+            vec![
+                brokers(&b.plain),
+                protocol("SASL_PLAINTEXT"),
+                ("TALLY_KAFKA_SASL_MECHANISM", "PLAIN".into()),
+                ("TALLY_KAFKA_SASL_USERNAME", "tally".into()),
+                ("TALLY_KAFKA_SASL_PASSWORD", "not-the-password".into()),
+            ],
+            vec![
+                "refused the SASL credentials",
+                "Invalid username or password",
+                "kafka_sasl_password",
+            ],
         ),
     ];
     if tally_storage::log::kafka::security::TLS_BUILT_IN {
@@ -195,7 +204,7 @@ async fn a_missing_credential_or_protocol_is_refused_naming_the_setting() {
         // TLS against a plaintext listener: the handshake never completes.
         cases.push((
             vec![brokers(&b.sasl), protocol("SSL")],
-            vec!["kafka_security_protocol", "SSL_HANDSHAKE"],
+            vec!["does not speak TLS", "to PLAINTEXT or SASL_PLAINTEXT"],
         ));
         // TLS, but no SASL where the listener demands it.
         cases.push((
@@ -204,7 +213,7 @@ async fn a_missing_credential_or_protocol_is_refused_naming_the_setting() {
                 protocol("SSL"),
                 ("TALLY_KAFKA_CA_FILE", b.ca.clone()),
             ],
-            vec!["kafka_security_protocol", "SASL_SSL"],
+            vec!["demands SASL authentication", "to SASL_SSL"],
         ));
         // SASL/SCRAM with a user the brokers do not know, in plaintext and inside TLS.
         let mut plain = vec![brokers(&b.sasl), protocol("SASL_PLAINTEXT")];
@@ -249,6 +258,13 @@ async fn a_missing_credential_or_protocol_is_refused_naming_the_setting() {
         let error = refusal(&env).await;
         for part in expected {
             assert!(error.contains(part), "{env:?}: {part:?} not in: {error}");
+        }
+        for secret in [
+            "not-the-password",
+            "not-a-known-password",
+            &b.plain_password,
+        ] {
+            assert!(!error.contains(secret), "a password leaked: {error}");
         }
     }
     // A mechanism without its password is refused before any connection.

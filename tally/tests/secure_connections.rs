@@ -9,7 +9,6 @@
 mod common;
 
 use common::*;
-use tally::settings::Settings;
 
 /// The secure servers' coordinates (`.ci/secure-services.sh` exports them).
 struct Secure {
@@ -34,17 +33,6 @@ fn secure() -> Secure {
     }
 }
 
-/// Settings loaded from `env` the way the binary loads them, for a test app in `dir`.
-fn loaded(dir: &std::path::Path, env: &[(&str, String)]) -> Settings {
-    let env = env.iter().map(|(k, v)| (k.to_string(), v.clone()));
-    let mut s = Settings::load(None, env).expect("settings load");
-    let base = settings(dir);
-    s.listen = base.listen;
-    s.data_dir = base.data_dir;
-    s.bootstrap_admin_key = base.bootstrap_admin_key;
-    s
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs .ci/secure-services.sh's servers"]
 async fn stores_behind_passwords_and_tls_give_the_same_answers_as_embedded() {
@@ -64,44 +52,22 @@ async fn stores_behind_passwords_and_tls_give_the_same_answers_as_embedded() {
     let database = format!("tally_tls_{}", uuid::Uuid::new_v4().simple());
 
     let events = corpus(3000, 9);
-    let mut results = Vec::new();
-    for secured in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
-        let env: Vec<(&str, String)> = if secured {
-            vec![
-                ("TALLY_DATABASE_URL", scoped_url.clone()),
-                ("TALLY_CLICKHOUSE_URL", secure.clickhouse_url.clone()),
-                ("TALLY_CLICKHOUSE_USER", secure.clickhouse_user.clone()),
-                (
-                    "TALLY_CLICKHOUSE_PASSWORD_FILE",
-                    password_file.display().to_string(),
-                ),
-                ("TALLY_CLICKHOUSE_CA_FILE", secure.ca.clone()),
-                ("TALLY_CLICKHOUSE_DATABASE", database.clone()),
-            ]
-        } else {
-            Vec::new()
-        };
-        let app = TestApp::start_with(loaded(dir.path(), &env)).await;
-        seed_config(&app.stores).await;
-        send_with_duplicates(&app, &events, 500).await;
-        app.wait_projected().await;
-        results.push(answers(&app).await);
-        app.stop().await;
-    }
-    let (a, b) = (serde_json::json!(results[0]), serde_json::json!(results[1]));
+    let embedded = answers_after(settings, &events).await;
+    let secured_env = [
+        ("TALLY_DATABASE_URL", scoped_url.clone()),
+        ("TALLY_CLICKHOUSE_URL", secure.clickhouse_url.clone()),
+        ("TALLY_CLICKHOUSE_USER", secure.clickhouse_user.clone()),
+        (
+            "TALLY_CLICKHOUSE_PASSWORD_FILE",
+            password_file.display().to_string(),
+        ),
+        ("TALLY_CLICKHOUSE_CA_FILE", secure.ca.clone()),
+        ("TALLY_CLICKHOUSE_DATABASE", database.clone()),
+    ];
+    let secured = answers_after(|dir| loaded_settings(dir, &secured_env), &events).await;
+    assert_same_answers(&embedded, &secured);
     assert!(
-        a == b,
-        "answers differ: {}",
-        first_difference(&a, &b, String::new())
-    );
-    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'ai_model_prices'")
-        .bind(&schema)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(
-        tables, 1,
+        holds_configuration(&pool, &schema).await,
         "the secured run kept its configuration in Postgres"
     );
     let ssl: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
@@ -121,7 +87,7 @@ type Case<'a> = (Vec<(&'a str, String)>, &'a [&'a str]);
 /// The start-up error of an app configured with `env` (it must not start).
 async fn refusal(env: &[(&str, String)]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    match tally::Application::build(loaded(dir.path(), env)).await {
+    match tally::Application::build(loaded_settings(dir.path(), env)).await {
         Ok(_) => panic!(
             "started with {:?}",
             env.iter().map(|(k, _)| k).collect::<Vec<_>>()

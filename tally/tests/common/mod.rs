@@ -624,6 +624,54 @@ pub async fn answers(app: &TestApp) -> Vec<serde_json::Value> {
     out
 }
 
+/// Settings loaded from `env` the way the binary loads them (defaults, then the variables),
+/// for a test app in `dir`: its address, data directory and admin key are [`settings`]'.
+pub fn loaded_settings(dir: &Path, env: &[(&str, String)]) -> Settings {
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.clone()));
+    let mut s = Settings::load(None, env).expect("settings load");
+    let base = settings(dir);
+    s.listen = base.listen;
+    s.data_dir = base.data_dir;
+    s.bootstrap_admin_key = base.bootstrap_admin_key;
+    s
+}
+
+/// The answers ([`answers`]) of an app started with `make(dir)` in a fresh directory, after
+/// the test configuration and `events` (with duplicates, 500 a request) were sent and projected.
+pub async fn answers_after(
+    make: impl FnOnce(&Path) -> Settings,
+    events: &[Sent],
+) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start_with(make(dir.path())).await;
+    seed_config(&app.stores).await;
+    send_with_duplicates(&app, events, 500).await;
+    app.wait_projected().await;
+    let out = serde_json::json!(answers(&app).await);
+    app.stop().await;
+    out
+}
+
+/// Asserts two apps' answers are equal, naming where they first differ.
+pub fn assert_same_answers(a: &serde_json::Value, b: &serde_json::Value) {
+    assert!(
+        a == b,
+        "answers differ: {}",
+        first_difference(a, b, String::new())
+    );
+}
+
+/// Whether `schema` of the Postgres database holds the configuration's tables (a run that was
+/// meant to keep its configuration there did).
+pub async fn holds_configuration(pool: &sqlx::PgPool, schema: &str) -> bool {
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'ai_model_prices'")
+        .bind(schema)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    tables == 1
+}
+
 /// Where two JSON documents first differ (for assertion messages).
 pub fn first_difference(a: &serde_json::Value, b: &serde_json::Value, path: String) -> String {
     use serde_json::Value;

@@ -30,6 +30,14 @@ use rustls::pki_types::CertificateDer;
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 /// Pooled connections are dropped before ClickHouse's own keep-alive timeout (3 s) closes them.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for a TCP connection (an address that drops packets would otherwise take the
+/// operating system's two minutes).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for one [`ClickHouseEndpoint::check`] attempt.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+/// Attempts before a connection that fails below HTTP is blamed on the URL's scheme.
+const CHECK_ATTEMPTS: usize = 3;
+const CHECK_PAUSE: Duration = Duration::from_millis(500);
 
 /// Where and as whom the ClickHouse adapter connects.
 #[derive(Clone)]
@@ -114,8 +122,38 @@ impl ClickHouseEndpoint {
             return Err(EndpointError::NoHost);
         }
         let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-        let user = Some(decode(parsed.username())).filter(|u| !u.is_empty());
-        let password = parsed.password().map(decode);
+        let mut user = Some(decode(parsed.username())).filter(|u| !u.is_empty());
+        let mut password = parsed.password().map(decode);
+        // ClickHouse also takes `?user=…&password=…`: moved to the headers like user info,
+        // so the URL shown in messages never carries them.
+        let query: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        for (key, value) in &query {
+            let slot = match key.as_str() {
+                "user" => &mut user,
+                "password" => &mut password,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(EndpointError::GivenTwice(if key == "user" {
+                    "user"
+                } else {
+                    "password"
+                }));
+            }
+            *slot = Some(value.clone());
+        }
+        let rest: Vec<&(String, String)> = query
+            .iter()
+            .filter(|(k, _)| k != "user" && k != "password")
+            .collect();
+        if rest.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(rest);
+        }
         if password.is_some() && user.is_none() {
             return Err(EndpointError::PasswordWithoutUser);
         }
@@ -191,6 +229,7 @@ impl ClickHouseEndpoint {
     pub fn server_client(&self) -> Client {
         let mut http = HttpConnector::new();
         http.set_keepalive(Some(TCP_KEEPALIVE));
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let builder = {
             let mut b = HyperClient::builder(TokioExecutor::new());
             b.pool_idle_timeout(POOL_IDLE_TIMEOUT);
@@ -222,12 +261,43 @@ impl ClickHouseEndpoint {
 
     /// Asks the server for its version: the first round trip, whose failure says which setting
     /// is wrong.
+    ///
+    /// Each attempt is bounded by [`CHECK_TIMEOUT`]; one that takes longer is `Unreachable`. A
+    /// connection that fails below TLS or HTTP (reset, closed) is only blamed on the URL's
+    /// scheme when [`CHECK_ATTEMPTS`] attempts in a row fail the same way — a server that is
+    /// restarting resets connections too.
     pub async fn check(&self) -> Result<String, ConnectError> {
-        self.server_client()
-            .query("SELECT version()")
-            .fetch_one::<String>()
-            .await
-            .map_err(|e| classify(&e, self.tls.is_some()))
+        self.check_within(CHECK_TIMEOUT).await
+    }
+
+    /// [`ClickHouseEndpoint::check`] with each attempt bounded by `bound`.
+    async fn check_within(&self, bound: Duration) -> Result<String, ConnectError> {
+        let mut last = None;
+        for attempt in 0..CHECK_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(CHECK_PAUSE).await;
+            }
+            let outcome = tokio::time::timeout(
+                bound,
+                self.server_client()
+                    .query("SELECT version()")
+                    .fetch_one::<String>(),
+            )
+            .await;
+            let error = match outcome {
+                Ok(Ok(version)) => return Ok(version),
+                Ok(Err(e)) => classify(&e, self.tls.is_some()),
+                Err(_) => {
+                    ConnectError::Unreachable(format!("no answer within {} ms", bound.as_millis()))
+                }
+            };
+            match error {
+                ConnectError::NotTls(_) | ConnectError::NotHttp(_) => last = Some(error),
+                // Refusals are final at once; nobody answering is for the caller to wait on.
+                other => return Err(other),
+            }
+        }
+        Err(last.unwrap_or_else(|| ConnectError::Unreachable("no attempt made".into())))
     }
 }
 
@@ -369,6 +439,46 @@ mod tests {
         let debug = format!("{e:?}");
         assert!(!debug.contains("p@ss"), "{debug}");
         assert!(debug.contains("***"), "{debug}");
+    }
+
+    #[test]
+    fn credentials_in_the_query_leave_it_too() {
+        let e = ClickHouseEndpoint::parse(
+            "https://ch:8443/?user=tally&password=s%3Dcret&max_execution_time=5",
+        )
+        .expect("ok");
+        assert_eq!(e.url(), "https://ch:8443/?max_execution_time=5");
+        assert_eq!(e.user(), Some("tally"));
+        assert_eq!(e.password.as_deref(), Some("s=cret"));
+        let bare = ClickHouseEndpoint::parse("http://ch:8123?password=x&user=u").expect("ok");
+        assert_eq!(bare.url(), "http://ch:8123/");
+        assert_eq!(
+            ClickHouseEndpoint::parse("http://u:p@ch:8123/?password=x")
+                .map(|_| ())
+                .expect_err("twice"),
+            EndpointError::GivenTwice("password")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_unreachable_within_the_bound() {
+        // Accepts connections and reads, never writes.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let e = ClickHouseEndpoint::parse(&format!("http://127.0.0.1:{port}")).expect("ok");
+        let outcome = e.check_within(Duration::from_millis(300)).await;
+        assert!(
+            matches!(outcome, Err(ConnectError::Unreachable(_))),
+            "{outcome:?}"
+        );
     }
 
     #[test]

@@ -69,7 +69,7 @@ const MIGRATION_LOCK: i64 = 0x0074_616c_6c79;
 
 /// Connects a pool to `url`.
 ///
-/// A TLS failure (the server's certificate not trusted, or no TLS where `sslmode` demands it)
+/// A TLS refusal (the server's certificate not trusted, or no TLS where `sslmode` demands it)
 /// is `Invalid` on `database_url`, not `Unavailable`: waiting does not mend it.
 pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
     seam(async || -> Result<PgPool> {
@@ -79,10 +79,12 @@ pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
             .connect(url)
             .await
             .map_err(|e| {
-                let tls = matches!(e, sqlx::Error::Tls(_))
-                    || crate::failure::causes(&e)
-                        .iter()
-                        .any(|c| c.downcast_ref::<rustls::Error>().is_some());
+                // The certificate refused (a rustls error), or TLS demanded of a server that
+                // offers none; a handshake cut off by a reset stays `Unavailable`.
+                let tls = crate::failure::causes(&e)
+                    .iter()
+                    .any(|c| c.downcast_ref::<rustls::Error>().is_some())
+                    || matches!(&e, sqlx::Error::Tls(t) if t.to_string().contains("not support"));
                 if tls {
                     Failure::invalid("database_url", e.to_string())
                 } else {

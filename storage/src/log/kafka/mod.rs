@@ -131,7 +131,7 @@ impl KafkaSettings {
 }
 
 fn kafka_error(e: rdkafka::error::KafkaError) -> StoreError {
-    StoreError::Unavailable(format!("kafka: {e}"))
+    StoreError::Unavailable(format!("kafka: {}", security::describe_error(&e)))
 }
 
 pub struct KafkaLog {

@@ -29,18 +29,39 @@ use rdkafka::ClientContext;
 /// Whether this build's librdkafka has OpenSSL (TLS and SCRAM): the `kafka-tls` feature.
 pub const TLS_BUILT_IN: bool = cfg!(feature = "kafka-tls");
 
-/// Properties Tally sets itself on its clients, which further properties may not replace.
+/// Properties Tally sets itself on its clients (and their librdkafka aliases), or that would
+/// break its guarantees when every replica gets the same value: further properties may not set
+/// them.
 pub const RESERVED: &[&str] = &[
     "bootstrap.servers",
+    "metadata.broker.list",
     "group.id",
+    "group.instance.id",
+    "transactional.id",
     "enable.idempotence",
     "acks",
+    "request.required.acks",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "linger.ms",
+    "queue.buffering.max.ms",
+    "queue.buffering.max.messages",
+    "batch.num.messages",
     "enable.auto.commit",
     "enable.auto.offset.store",
     "auto.offset.reset",
     "partition.assignment.strategy",
     "allow.auto.create.topics",
-    "message.timeout.ms",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "statistics.interval.ms",
+];
+
+/// Properties that would turn certificate verification off: refused, as for ClickHouse (give
+/// the CA with `kafka_ca_file` instead).
+const VERIFICATION: &[&str] = &[
+    "enable.ssl.certificate.verification",
+    "ssl.endpoint.identification.algorithm",
 ];
 
 /// Properties the security settings set (a further property may not set them too).
@@ -148,7 +169,7 @@ impl std::fmt::Debug for KafkaSecurity {
             .properties
             .iter()
             .map(|(k, v)| {
-                let secret = ["password", "secret", "key"].iter().any(|s| k.contains(s));
+                let secret = secret_property(k);
                 (k.as_str(), if secret { "***" } else { v.as_str() })
             })
             .collect();
@@ -160,6 +181,33 @@ impl std::fmt::Debug for KafkaSecurity {
             .field("ca_file", &self.ca_file)
             .field("properties", &properties)
             .finish()
+    }
+}
+
+/// Whether a property's value should never be shown (`ssl.key.password`,
+/// `sasl.oauthbearer.config`, `ssl.keystore.password`, …).
+pub fn secret_property(name: &str) -> bool {
+    [
+        "password",
+        "secret",
+        "key",
+        "oauthbearer",
+        "token",
+        "credential",
+        "jaas",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
+}
+
+/// A librdkafka error as text that never quotes a property's value (a refused value may be a
+/// secret): a configuration error names only the property.
+pub fn describe_error(e: &KafkaError) -> String {
+    match e {
+        KafkaError::ClientConfig(_, _, key, _) => {
+            format!("librdkafka refused the value of property {key:?}")
+        }
+        other => other.to_string(),
     }
 }
 
@@ -182,8 +230,10 @@ pub enum SecurityError {
     CaFileWithoutTls { protocol: &'static str },
     #[error("cannot read the CA file {path}: {reason}")]
     CaFile { path: PathBuf, reason: String },
-    #[error("property {0:?} is set by Tally itself and cannot be replaced")]
+    #[error("property {0:?} is set by Tally itself (or would be the same on every replica) and cannot be replaced")]
     Reserved(String),
+    #[error("property {0:?} would turn certificate verification off; give the CA with kafka_ca_file instead")]
+    Verification(String),
     #[error("property {0:?} has a setting of its own (kafka_security_protocol, kafka_sasl_mechanism, kafka_sasl_username, kafka_sasl_password, kafka_ca_file)")]
     OwnSetting(String),
 }
@@ -236,6 +286,9 @@ impl KafkaSecurity {
             if SECURITY_PROPERTIES.contains(&name.as_str()) {
                 return Err(SecurityError::OwnSetting(name.clone()));
             }
+            if VERIFICATION.contains(&name.as_str()) {
+                return Err(SecurityError::Verification(name.clone()));
+            }
         }
         Ok(())
     }
@@ -271,16 +324,36 @@ pub enum ProbeError {
     /// The brokers' certificate is not trusted or does not name the host.
     #[error("the brokers' certificate is not trusted: {0}")]
     Certificate(String),
-    /// TLS and plaintext crossed: TLS to a plaintext listener or the reverse, or a listener
-    /// that demands SASL.
-    #[error("the brokers' listener speaks another protocol: {0}")]
-    Protocol(String),
+    /// The listener speaks another protocol than the one configured.
+    #[error("the brokers' listener {listener}: {reason}")]
+    Protocol { listener: Listener, reason: String },
     /// No answer (down, DNS, network): worth waiting for.
     #[error("no broker answered: {0}")]
     Unreachable(String),
     /// The client could not even be made.
     #[error("the Kafka client could not be made: {0}")]
     Client(String),
+}
+
+/// What a listener that refused the configured protocol seems to want.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// It speaks TLS (plaintext was sent: the first request was cut off).
+    Tls,
+    /// It does not speak TLS (a TLS handshake never completed).
+    Plaintext,
+    /// It demands SASL authentication (requests after the handshake were cut off).
+    Sasl,
+}
+
+impl std::fmt::Display for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Listener::Tls => "speaks TLS",
+            Listener::Plaintext => "does not speak TLS",
+            Listener::Sasl => "demands SASL authentication",
+        })
+    }
 }
 
 /// Collects the errors librdkafka reports while a probe runs.
@@ -320,12 +393,14 @@ impl rdkafka::consumer::ConsumerContext for Collector {}
 /// classified by what librdkafka reported meanwhile.
 pub fn probe(brokers: &str, security: &KafkaSecurity, timeout: Duration) -> Result<(), ProbeError> {
     let mut config = ClientConfig::new();
-    // librdkafka's log level otherwise follows the `log` crate's, which may be off: the probe
-    // reads the connection's log lines whatever the process logs.
-    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
     config
         .set("bootstrap.servers", brokers)
-        .set("group.id", "tally-probe")
+        .set("group.id", "tally-probe");
+    security.apply(&mut config);
+    // The probe's own, after the operator's properties so they cannot change how it reads the
+    // connection. librdkafka's log level otherwise follows the `log` crate's, which may be off.
+    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    config
         .set("reconnect.backoff.ms", "200")
         .set("reconnect.backoff.max.ms", "1000")
         // A TLS handshake with a plaintext listener never ends by itself: bound it so the
@@ -335,12 +410,14 @@ pub fn probe(brokers: &str, security: &KafkaSecurity, timeout: Duration) -> Resu
             (timeout.as_millis() / 2).max(1000).to_string(),
         )
         .set("debug", "broker,security");
-    security.apply(&mut config);
     let client: BaseConsumer<Collector> = config
         .create_with_context(Collector::default())
-        .map_err(|e| ProbeError::Client(e.to_string()))?;
-    let outcome = client.fetch_metadata(None, timeout);
-    if outcome.is_err() {
+        .map_err(|e| ProbeError::Client(describe_error(&e)))?;
+    let started = std::time::Instant::now();
+    loop {
+        let step = timeout.saturating_sub(started.elapsed()).min(PROBE_STEP);
+        let outcome = client.fetch_metadata(None, step);
+        let Err(e) = outcome else { return Ok(()) };
         // Error events wait in the client's queue until it is polled.
         for _ in 0..100 {
             match client.poll(Duration::from_millis(10)) {
@@ -349,18 +426,26 @@ pub fn probe(brokers: &str, security: &KafkaSecurity, timeout: Duration) -> Resu
                 None => break,
             }
         }
-    }
-    let reports = client
-        .context()
-        .reports
-        .lock()
-        .map(|r| r.clone())
-        .unwrap_or_default();
-    match outcome {
-        Ok(_) => Ok(()),
-        Err(e) => Err(classify(&e.to_string(), &reports)),
+        let reports = client
+            .context()
+            .reports
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let verdict = classify(&describe_error(&e), &reports);
+        // Nobody answering may change within the timeout; a refusal will not.
+        if !matches!(verdict, ProbeError::Unreachable(_)) || started.elapsed() >= timeout {
+            return Err(verdict);
+        }
     }
 }
+
+/// How long one metadata request of a probe may take before its reports are read.
+const PROBE_STEP: Duration = Duration::from_millis(1500);
+
+/// Connection failures below the Kafka protocol that a broker which is merely restarting also
+/// causes: they count against the configured protocol only when they repeat.
+const REPEATS_NEEDED: usize = 2;
 
 /// What librdkafka's reports say about a failed round trip (first match wins, most specific
 /// first).
@@ -392,18 +477,53 @@ fn classify(outcome: &str, reports: &[String]) -> ProbeError {
     ]) {
         return ProbeError::Credentials(r);
     }
+    // A TLS handshake that a plaintext listener cannot finish.
     if let Some(r) = said(&[
         "wrong version number",
         "packet length too long",
         "record layer failure",
         "in state SSL_HANDSHAKE",
+    ]) {
+        return ProbeError::Protocol {
+            listener: Listener::Plaintext,
+            reason: r,
+        };
+    }
+    // Connections cut off: right after connecting (the first request, ApiVersion: a TLS
+    // listener reading plaintext), or after it (a listener that wants SASL first). A restarting
+    // broker does this too, so only when it happened on several connections.
+    let repeated = |needles: &[&str]| {
+        let lines: Vec<&String> = reports
+            .iter()
+            .filter(|r| r.starts_with("FAIL") && needles.iter().any(|n| r.contains(n)))
+            .collect();
+        let suppressed: usize = lines
+            .iter()
+            .filter_map(|l| {
+                let at = l.find(" identical error(s) suppressed")?;
+                l[..at]
+                    .rsplit([' ', ',', '('])
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .sum();
+        (lines.len() + suppressed >= REPEATS_NEEDED).then(|| lines[0].clone())
+    };
+    if let Some(r) = repeated(&[
         "Disconnected while requesting ApiVersion",
         "in state APIVERSION_QUERY",
-        "connection closed by peer",
-        "connection reset by peer",
-        "in state UP",
     ]) {
-        return ProbeError::Protocol(r);
+        return ProbeError::Protocol {
+            listener: Listener::Tls,
+            reason: r,
+        };
+    }
+    if let Some(r) = repeated(&["in state UP"]) {
+        return ProbeError::Protocol {
+            listener: Listener::Sasl,
+            reason: r,
+        };
     }
     let failures: Vec<&String> = reports
         .iter()
@@ -501,6 +621,27 @@ mod tests {
                 "{name}: {err}"
             );
         }
+        let mut no_check = KafkaSecurity::default();
+        no_check.properties.insert(
+            "ssl.endpoint.identification.algorithm".into(),
+            "none".into(),
+        );
+        assert!(matches!(
+            no_check.check(),
+            Err(SecurityError::Verification(_))
+        ));
+        for alias in [
+            "request.required.acks",
+            "delivery.timeout.ms",
+            "group.instance.id",
+        ] {
+            let mut s = KafkaSecurity::default();
+            s.properties.insert(alias.into(), "1".into());
+            assert!(
+                matches!(s.check(), Err(SecurityError::Reserved(_))),
+                "{alias}"
+            );
+        }
         let mut fine = KafkaSecurity::default();
         fine.properties
             .insert("socket.keepalive.enable".into(), "true".into());
@@ -527,6 +668,10 @@ mod tests {
         let mut s = sasl(SaslMechanism::Plain);
         s.properties
             .insert("ssl.key.password".into(), "keypass".into());
+        s.properties.insert(
+            "sasl.oauthbearer.config".into(),
+            "principal=x secret=oauthpass".into(),
+        );
         s.properties.insert("client.id".into(), "tally-1".into());
         let debug = format!("{s:?}");
         assert!(
@@ -543,27 +688,49 @@ mod tests {
         let kind = |e: ProbeError| match e {
             ProbeError::Credentials(_) => "credentials",
             ProbeError::Certificate(_) => "certificate",
-            ProbeError::Protocol(_) => "protocol",
+            ProbeError::Protocol {
+                listener: Listener::Tls,
+                ..
+            } => "listener speaks TLS",
+            ProbeError::Protocol {
+                listener: Listener::Plaintext,
+                ..
+            } => "listener has no TLS",
+            ProbeError::Protocol {
+                listener: Listener::Sasl,
+                ..
+            } => "listener wants SASL",
             ProbeError::Unreachable(_) => "unreachable",
             ProbeError::Client(_) => "client",
         };
+        // (line, times seen, verdict)
         let cases = [
-            ("FAIL: [thrd:sasl_plaintext://127.0.0.1:19193/bootstrap]: sasl_plaintext://127.0.0.1:19193/bootstrap: SASL authentication error: SASL SCRAM authentication failed: broker responded with unknown-user (after 59ms in state AUTH_REQ)", "credentials"),
-            ("FAIL: [thrd:ssl://localhost:19194/bootstrap]: ssl://localhost:19194/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed: broker certificate could not be verified, verify that ssl.ca.location is correctly configured or root CA certificates are installed (install ca-certificates package) (after 5ms in state SSL_HANDSHAKE)", "certificate"),
-            ("FAIL: [thrd:ssl://127.0.0.1:19092/bootstrap]: ssl://127.0.0.1:19092/bootstrap: Connection setup timed out in state SSL_HANDSHAKE (after 5005ms in state SSL_HANDSHAKE)", "protocol"),
-            ("FAIL: [thrd:localhost:19194/bootstrap]: localhost:19194/bootstrap: Disconnected: connection reset by peer (after 0ms in state APIVERSION_QUERY)", "protocol"),
-            ("FAIL: [thrd:127.0.0.1:19193/bootstrap]: 127.0.0.1:19193/bootstrap: Disconnected: connection reset by peer (after 0ms in state UP)", "protocol"),
-            ("FAIL: [thrd:ssl://localhost:19195/bootstrap]: ssl://localhost:19195/bootstrap: Disconnected: SSL connection closed by peer (after 2ms in state UP)", "protocol"),
-            ("FAIL: [thrd:127.0.0.1:19999/bootstrap]: 127.0.0.1:19999/bootstrap: Connect to ipv4#127.0.0.1:19999 failed: Connection refused (after 0ms in state CONNECT)", "unreachable"),
+            ("FAIL: [thrd:sasl_plaintext://127.0.0.1:19193/bootstrap]: sasl_plaintext://127.0.0.1:19193/bootstrap: SASL authentication error: SASL SCRAM authentication failed: broker responded with unknown-user (after 59ms in state AUTH_REQ)", 1, "credentials"),
+            ("FAIL: [thrd:sasl_plaintext://127.0.0.1:19198/bootstrap]: sasl_plaintext://127.0.0.1:19198/bootstrap: SASL authentication error: Invalid username or password (after 0ms in state AUTH_REQ)", 1, "credentials"),
+            ("FAIL: [thrd:ssl://localhost:19194/bootstrap]: ssl://localhost:19194/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed: broker certificate could not be verified, verify that ssl.ca.location is correctly configured or root CA certificates are installed (install ca-certificates package) (after 5ms in state SSL_HANDSHAKE)", 1, "certificate"),
+            ("FAIL: [thrd:ssl://127.0.0.1:19092/bootstrap]: ssl://127.0.0.1:19092/bootstrap: Connection setup timed out in state SSL_HANDSHAKE (after 5005ms in state SSL_HANDSHAKE)", 1, "listener has no TLS"),
+            ("FAIL: [thrd:localhost:19194/bootstrap]: localhost:19194/bootstrap: Disconnected: connection reset by peer (after 0ms in state APIVERSION_QUERY)", 2, "listener speaks TLS"),
+            ("FAIL: [thrd:127.0.0.1:19193/bootstrap]: 127.0.0.1:19193/bootstrap: Disconnected: connection reset by peer (after 0ms in state UP)", 2, "listener wants SASL"),
+            ("FAIL: [thrd:ssl://localhost:19195/bootstrap]: ssl://localhost:19195/bootstrap: Disconnected: SSL connection closed by peer (after 2ms in state UP)", 2, "listener wants SASL"),
+            // Once only: a broker that restarts does this too.
+            ("FAIL: [thrd:127.0.0.1:19193/bootstrap]: 127.0.0.1:19193/bootstrap: Disconnected: connection reset by peer (after 0ms in state UP)", 1, "unreachable"),
+            ("FAIL: [thrd:localhost:19194/bootstrap]: localhost:19194/bootstrap: Disconnected: connection reset by peer (after 0ms in state APIVERSION_QUERY)", 1, "unreachable"),
+            ("FAIL: [thrd:127.0.0.1:19999/bootstrap]: 127.0.0.1:19999/bootstrap: Connect to ipv4#127.0.0.1:19999 failed: Connection refused (after 0ms in state CONNECT)", 3, "unreachable"),
         ];
-        for (line, expected) in cases {
-            let reports = vec![
+        for (line, times, expected) in cases {
+            let mut reports = vec![
                 "Global error: AllBrokersDown (Local: All broker connections are down): 1/1 brokers are down".to_string(),
-                line.to_string(),
             ];
+            reports.extend(std::iter::repeat_n(line.to_string(), times));
             let got = classify("Meta data fetch error: BrokerTransportFailure", &reports);
-            assert_eq!(kind(got), expected, "{line}");
+            assert_eq!(kind(got), expected, "{line} ×{times}");
         }
+        // librdkafka folds repeats into one line with a count.
+        let folded = "FAIL: [thrd:127.0.0.1:19193/bootstrap]: 127.0.0.1:19193/bootstrap: Disconnected: connection reset by peer (after 0ms in state UP, 1 identical error(s) suppressed)";
+        assert_eq!(
+            kind(classify("x", &[folded.to_string()])),
+            "listener wants SASL"
+        );
         assert_eq!(kind(classify("timed out", &[])), "unreachable");
     }
 
