@@ -120,7 +120,7 @@ impl Stores {
         let log: Arc<dyn EventLog> = match &settings.kafka_brokers {
             Some(brokers) => {
                 let k = kafka_settings(settings, brokers);
-                match probe_kafka(settings, brokers, KAFKA_PROBE_TIMEOUT).await {
+                match probe_kafka(&k, KAFKA_PROBE_TIMEOUT).await {
                     Ok(()) => {}
                     // Brokers that are down may come up: the clients reconnect by themselves.
                     Err(ProbeError::Unreachable(reason)) => {
@@ -344,7 +344,7 @@ pub async fn migrate(settings: &Settings, wait: Duration) -> anyhow::Result<Vec<
             wait,
             |e: &ProbeError| matches!(e, ProbeError::Unreachable(_)),
             |e| kafka_hint(settings, e),
-            async || probe_kafka(settings, brokers, KAFKA_PROBE_TIMEOUT).await,
+            async || probe_kafka(&k, KAFKA_PROBE_TIMEOUT).await,
         )
         .await?;
         let created = patiently(
@@ -379,14 +379,12 @@ pub async fn migrate(settings: &Settings, wait: Duration) -> anyhow::Result<Vec<
 /// How long start-up waits for the brokers' first answer.
 const KAFKA_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One metadata round trip to the brokers with the configured security (off the runtime).
+/// One metadata round trip to the brokers with the clients' security (off the runtime).
 async fn probe_kafka(
-    settings: &Settings,
-    brokers: &str,
+    k: &tally_storage::KafkaSettings,
     timeout: Duration,
 ) -> Result<(), ProbeError> {
-    let security = settings.kafka_security().unwrap_or_default();
-    let brokers = brokers.to_string();
+    let (brokers, security) = (k.brokers.clone(), k.security.clone());
     tokio::task::spawn_blocking(move || probe(&brokers, &security, timeout))
         .await
         .map_err(|e| ProbeError::Client(e.to_string()))?

@@ -34,10 +34,7 @@ struct Brokers {
 }
 
 fn brokers() -> Brokers {
-    let var = |name: &str| {
-        std::env::var(name)
-            .unwrap_or_else(|_| panic!("{name} must be set (.ci/secure-services.sh)"))
-    };
+    let var = service_var;
     Brokers {
         ca: var("TALLY_TEST_TLS_CA"),
         sasl: var("TALLY_TEST_KAFKA_SASL_BROKERS"),

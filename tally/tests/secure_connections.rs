@@ -20,10 +20,7 @@ struct Secure {
 }
 
 fn secure() -> Secure {
-    let var = |name: &str| {
-        std::env::var(name)
-            .unwrap_or_else(|_| panic!("{name} must be set (.ci/secure-services.sh)"))
-    };
+    let var = service_var;
     Secure {
         ca: var("TALLY_TEST_TLS_CA"),
         clickhouse_url: var("TALLY_TEST_CLICKHOUSE_TLS_URL"),

@@ -624,6 +624,11 @@ pub async fn answers(app: &TestApp) -> Vec<serde_json::Value> {
     out
 }
 
+/// A variable the service tier's set-up script exports (`.ci/secure-services.sh`).
+pub fn service_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set (.ci/secure-services.sh)"))
+}
+
 /// Settings loaded from `env` the way the binary loads them (defaults, then the variables),
 /// for a test app in `dir`: its address, data directory and admin key are [`settings`]'.
 pub fn loaded_settings(dir: &Path, env: &[(&str, String)]) -> Settings {
