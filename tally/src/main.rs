@@ -213,16 +213,23 @@ fn limit_malloc_arenas() {}
 /// name no constant for it). The test below checks it reads mimalloc's default of 1,000 ms.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// mimalloc v3 keeps memory it freed for 1 s (whole arenas for 10 s) before it gives it back,
-/// and asks for transparent huge pages (turned off at build time, the `no_thp` feature). At
-/// `tally loadgen --rate 500000` the two held the server's peak RSS at 877–967 MiB; giving
-/// memory back at once and no huge pages: 507 MiB (README, Performance).
-/// `MIMALLOC_PURGE_DELAY` in the environment still wins.
+/// How long mimalloc keeps memory it freed before giving it back (ms).
+///
+/// mimalloc v3 keeps it for 1 s (whole arenas for 10 s) and asks for transparent huge pages
+/// (turned off at build time, the `no_thp` feature). At `tally loadgen --rate 500000` the two
+/// held the server's peak RSS at 877–967 MiB; no huge pages and memory given back at once:
+/// 507 MiB. But given back at once (0 ms), a dashboard answer's buffers are returned to the
+/// kernel after every request and faulted in again by the next: the 30-day feature page at
+/// 100 M events took 4.4–4.7 ms p50 instead of 2.8–3.0. Kept 10 ms, they last from one request
+/// to the next, and the peak RSS under ingest measured the same (README, Performance).
+const PURGE_DELAY_MS: std::os::raw::c_long = 10;
+
+/// Sets [`PURGE_DELAY_MS`]; `MIMALLOC_PURGE_DELAY` in the environment still wins.
 #[allow(unsafe_code)]
-fn purge_freed_memory_at_once() {
+fn purge_freed_memory_soon() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: mi_option_set stores one option value, which the allocator reads atomically.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
     }
 }
 
@@ -230,7 +237,7 @@ fn main() -> anyhow::Result<()> {
     // Before any thread starts: this may start the binary again (`tally::host`).
     tally::host::tune_string_functions();
     limit_malloc_arenas();
-    purge_freed_memory_at_once();
+    purge_freed_memory_soon();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -370,12 +377,13 @@ mod tests {
             let default = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
             assert_eq!(default, 1_000, "mimalloc v3's purge delay default (ms)");
         }
-        super::purge_freed_memory_at_once();
+        super::purge_freed_memory_soon();
         // SAFETY: reading an option value.
         let set = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
         assert_eq!(
             set,
-            std::env::var("MIMALLOC_PURGE_DELAY").map_or(0, |v| v.parse().unwrap_or(-2))
+            std::env::var("MIMALLOC_PURGE_DELAY")
+                .map_or(super::PURGE_DELAY_MS, |v| v.parse().unwrap_or(-2))
         );
     }
 }
