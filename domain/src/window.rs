@@ -220,6 +220,87 @@ fn hours_and_minutes(from: i64, to: i64, out: &mut Vec<Span>) {
     }
 }
 
+/// The end of a window read from coarser rows: the plan of a read (see [`by_coarser_rows`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoarserRowsPlan {
+    /// The spans to read: the window's trailing spans (today's hours and the current hour's
+    /// minutes so far) replaced by the day's or the hour's own rows, then the probes.
+    pub spans: Vec<Span>,
+    /// The rest of that day or hour, after the window's end. If any row comes back from them, the
+    /// coarser rows hold events the window does not, and the plan is void: read the original
+    /// spans instead.
+    pub probes: Vec<Span>,
+}
+
+impl CoarserRowsPlan {
+    /// Whether a row read by [`CoarserRowsPlan::spans`] came from a probe.
+    pub fn probed(&self, resolution: Resolution, bucket: i64) -> bool {
+        self.probes
+            .iter()
+            .any(|p| p.resolution == resolution && bucket >= p.from && bucket < p.to)
+    }
+}
+
+/// A window that ends now ends partway through the current day and hour, so its spans end with
+/// today's hours and the current hour's minutes so far: up to 23 + 59 rows per combination of
+/// dimensions, each with full-size sketches (a minute of a busy feature holds hundreds of users).
+/// The day's (or the hour's) own row holds the same events, and only one more kind: events
+/// stamped later than the window's end, which can only be ahead of the clock (ingest takes
+/// events up to 5 minutes in the future). So when the rest of the day (or hour) holds no row,
+/// that one row *is* the trailing rows merged, exactly, sketches included.
+///
+/// `widest_s` is the widest row the caller may be handed: its chart step (a row must fall in
+/// one step), or a day when it only totals or groups by day. The day is tried first, then the
+/// hour. There is no plan when the window ended before `now_s` (its day's later rows would be
+/// full: no use probing), when the window ends on the unit's boundary (it already reads whole
+/// rows), or when no span starts at the unit's start.
+pub fn by_coarser_rows(spans: &[Span], now_s: i64, widest_s: i64) -> Option<CoarserRowsPlan> {
+    let end = spans.last()?.to;
+    if end <= now_s || spans.iter().any(|s| s.to > end) {
+        return None;
+    }
+    for (resolution, unit) in [(Resolution::Day, DAY), (Resolution::Hour, HOUR)] {
+        let start = floor(end - 1, unit);
+        let stop = start + unit;
+        if unit > widest_s || end == stop {
+            continue;
+        }
+        let Some(i) = spans.iter().position(|s| s.from == start) else {
+            continue;
+        };
+        let (before, trailing) = spans.split_at(i);
+        let contiguous = trailing.windows(2).all(|w| w[0].to == w[1].from);
+        if !contiguous || before.iter().any(|s| s.to > start) {
+            continue;
+        }
+        let hour_end = ceil(end, HOUR).min(stop);
+        let probes: Vec<Span> = [
+            (Resolution::Minute, end, hour_end),
+            (Resolution::Hour, hour_end, stop),
+        ]
+        .into_iter()
+        .filter(|&(_, from, to)| from < to)
+        .map(|(resolution, from, to)| Span {
+            resolution,
+            from,
+            to,
+        })
+        .collect();
+        let mut read = before.to_vec();
+        read.push(Span {
+            resolution,
+            from: start,
+            to: stop,
+        });
+        read.extend(probes.iter().copied());
+        return Some(CoarserRowsPlan {
+            spans: read,
+            probes,
+        });
+    }
+    None
+}
+
 /// The chart step the dashboards use for a window length: 5 min up to 1 h, 1 h up to 24 h,
 /// 6 h up to 7 d, 1 day beyond.
 pub fn step_for(len_s: i64) -> i64 {
@@ -234,6 +315,158 @@ pub fn step_for(len_s: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows of `folded` that `spans` select, as a store's scan would.
+    fn read(
+        folded: &std::collections::BTreeMap<crate::rollup::RollupKey, crate::rollup::Rollup>,
+        spans: &[Span],
+    ) -> Vec<(crate::rollup::RollupKey, crate::rollup::Rollup)> {
+        folded
+            .iter()
+            .filter(|(k, _)| {
+                spans
+                    .iter()
+                    .any(|s| s.resolution == k.resolution && k.bucket >= s.from && k.bucket < s.to)
+            })
+            .map(|(k, r)| (k.clone(), r.clone()))
+            .collect()
+    }
+
+    fn usage_event(i: u64, second: i64) -> tally_schemas::UsageEvent {
+        tally_schemas::UsageEvent {
+            event_id: format!("e{i}"),
+            occurred_at_us: second * 1_000_000 + 7,
+            model: ["m1", "m2"][(i % 2) as usize].into(),
+            latency_us: i * 7_919 % 3_000_000,
+            user_id: Some(format!("u{}", i % 23)),
+            ..tally_schemas::UsageEvent::example()
+        }
+    }
+
+    mod coarser_rows {
+        use super::*;
+        use crate::rollup::{fold, Rollup, RollupTotal};
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Reading by the plan when its probes come back empty, and by the spans otherwise,
+            /// gives per chart step exactly the events of the window folded directly: the same
+            /// counts, sums, latency buckets and users, whether or not some events were stamped
+            /// ahead of the clock.
+            #[test]
+            fn reading_coarser_rows_counts_exactly_the_windows_events(
+                seconds in prop::collection::vec(-3 * DAY..0i64, 1..150),
+                ahead in prop::collection::vec(0i64..300, 0..4),
+                now_in_day in 0i64..DAY,
+                length in prop::sample::select(vec![HOUR, 3 * HOUR, DAY, 2 * DAY, 7 * DAY, 30 * DAY]),
+            ) {
+                let now = 1_767_225_600 + 40 * DAY + now_in_day; // on 2026-02-10
+                let events: Vec<_> = seconds
+                    .iter()
+                    .chain(ahead.iter())
+                    .enumerate()
+                    .map(|(i, &s)| usage_event(i as u64, now + s))
+                    .collect();
+                let folded = fold(&events);
+                let window = Window::last(Duration::seconds(length), DateTime::from_timestamp(now, 0).unwrap_or_default());
+                let step = step_for(window.len_s());
+                let spans = window.stepped_spans(step);
+                let rows = match by_coarser_rows(&spans, now, step) {
+                    Some(plan) => {
+                        let rows = read(&folded, &plan.spans);
+                        if rows.iter().any(|(k, _)| plan.probed(k.resolution, k.bucket)) {
+                            prop_assert!(!ahead.is_empty(), "only events ahead of the clock fill a probe");
+                            read(&folded, &spans)
+                        } else {
+                            rows
+                        }
+                    }
+                    None => read(&folded, &spans),
+                };
+                let starts = window.steps(step);
+                let mut by_rows = vec![RollupTotal::new(); starts.len()];
+                for (key, rollup) in &rows {
+                    let i = ((key.bucket - starts[0]) / step) as usize;
+                    by_rows[i].add(rollup);
+                }
+                let mut direct = vec![Rollup::default(); starts.len()];
+                for e in &events {
+                    let t = e.occurred_at_us.div_euclid(1_000_000);
+                    if t >= window.from && t < window.to {
+                        direct[((t - starts[0]) / step) as usize].add_event(e);
+                    }
+                }
+                let by_rows: Vec<Rollup> = by_rows.into_iter().map(RollupTotal::rollup).collect();
+                prop_assert_eq!(by_rows, direct);
+            }
+        }
+
+        fn at(now: i64) -> DateTime<Utc> {
+            DateTime::from_timestamp(now, 0).unwrap_or_default()
+        }
+
+        #[test]
+        fn the_widest_row_the_caller_takes_decides_the_plan() {
+            let day = 1_767_225_600 + 40 * DAY;
+            let hour = day + 5 * HOUR;
+            let now = hour + 17 * MINUTE + 30;
+            let minute_probe = Span {
+                resolution: Resolution::Minute,
+                from: hour + 18 * MINUTE,
+                to: hour + HOUR,
+            };
+            // 30 days in day steps: today's row, probed by the rest of this hour's minutes
+            // and the rest of today's hours.
+            let w = Window::last(Duration::days(30), at(now));
+            let plan = by_coarser_rows(&w.stepped_spans(DAY), now, DAY).expect("planned");
+            assert_eq!(
+                plan.probes,
+                vec![
+                    minute_probe,
+                    Span {
+                        resolution: Resolution::Hour,
+                        from: hour + HOUR,
+                        to: day + DAY
+                    }
+                ]
+            );
+            assert_eq!(
+                plan.spans[plan.spans.len() - 3],
+                Span {
+                    resolution: Resolution::Day,
+                    from: day,
+                    to: day + DAY
+                }
+            );
+            // A day in hour steps: the hour's row only.
+            let w = Window::last(Duration::days(1), at(now));
+            let plan = by_coarser_rows(&w.stepped_spans(HOUR), now, HOUR).expect("planned");
+            assert_eq!(plan.probes, vec![minute_probe]);
+            assert_eq!(
+                plan.spans[plan.spans.len() - 2],
+                Span {
+                    resolution: Resolution::Hour,
+                    from: hour,
+                    to: hour + HOUR
+                }
+            );
+            // The same windows read an hour later: they ended in the past.
+            assert_eq!(
+                by_coarser_rows(&w.stepped_spans(HOUR), now + HOUR, HOUR),
+                None
+            );
+            // Five-minute steps take no coarser row, even where the last span starts on the hour.
+            let w = Window::between(at(hour), at(hour + 31 * MINUTE)).expect("a window");
+            assert_eq!(
+                by_coarser_rows(&w.stepped_spans(5 * MINUTE), now, 5 * MINUTE),
+                None
+            );
+            assert!(by_coarser_rows(&w.spans(), now, DAY).is_some());
+            // A window ending on the hour already reads whole rows.
+            let w = Window::between(at(hour - DAY), at(hour)).expect("a window");
+            assert_eq!(by_coarser_rows(&w.spans(), hour - 30, DAY), None);
+        }
+    }
 
     fn covered(spans: &[Span]) -> Vec<(i64, i64)> {
         let mut minutes = Vec::new();

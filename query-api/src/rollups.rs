@@ -1,15 +1,53 @@
 //! Reading rollup rows: the one way a route asks the analytics store for the rows of a window
 //! (never raw events), so every number on every route comes from the same rows, either handed
 //! over one by one ([`scan`]) or summed per bucket by the store ([`bucket_sums`]).
+//!
+//! A chart's window that ends now is read with today's row (or the current hour's) in place of
+//! today's hour and minute rows whenever they hold the same events ([`scan_stepped`],
+//! [`by_coarser_rows`]): one row per combination of dimensions instead of up to 82, with the same
+//! numbers.
 
 use tally_domain::rollup::RollupRow;
 use tally_domain::store::{BucketSums, Filter, ScanRequest, Span, SumsOf};
+use tally_domain::window::{by_coarser_rows, Window};
 use tally_http::http::ApiError;
 
 use crate::state::QueryState;
 
 /// The rows matching `filter` in `spans`, with their sketches when `with_sketches`.
 pub async fn scan(
+    state: &QueryState,
+    filter: &Filter,
+    spans: Vec<Span>,
+    with_sketches: bool,
+) -> Result<Vec<RollupRow>, ApiError> {
+    read(state, filter, spans, with_sketches).await
+}
+
+/// The rows of `window` for a chart of `step` seconds ([`Window::stepped_spans`]): no row
+/// crosses a step, and the window's end is read from the widest rows that hold exactly its events.
+pub async fn scan_stepped(
+    state: &QueryState,
+    filter: &Filter,
+    window: &Window,
+    step: i64,
+    with_sketches: bool,
+) -> Result<Vec<RollupRow>, ApiError> {
+    let spans = window.stepped_spans(step);
+    if let Some(plan) = by_coarser_rows(&spans, state.clock.now().timestamp(), step) {
+        let rows = read(state, filter, plan.spans.clone(), with_sketches).await?;
+        if !rows
+            .iter()
+            .any(|r| plan.probed(r.key.resolution, r.key.bucket))
+        {
+            return Ok(rows);
+        }
+        // Events stamped ahead of the clock sit in the coarser rows: read the finer ones.
+    }
+    read(state, filter, spans, with_sketches).await
+}
+
+async fn read(
     state: &QueryState,
     filter: &Filter,
     spans: Vec<Span>,

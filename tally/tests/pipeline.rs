@@ -784,3 +784,77 @@ async fn a_reprice_recomputes_past_costs_by_replay_and_a_rebuild_agrees() {
     assert_eq!(spending_by_model_day(&app).await, expected);
     app.stop().await;
 }
+
+/// A chart's window ending now reads today from today's row (or the current hour from the
+/// hour's) when that row holds only the window's events; events stamped ahead of the clock
+/// (ingest takes them up to 5 minutes early) sit in that row too, and must not count before
+/// their minute comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stamped_ahead_of_the_clock_count_once_their_minute_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start(dir.path()).await;
+    seed_config(&app.stores).await;
+    // now() is 12:00:30: spread events over the last two hours, the current hour's first
+    // half-minute among them, then three stamped 12:03:10 and one 12:00:50 (this minute).
+    let mut events = corpus(400, 11);
+    for (i, e) in events.iter_mut().enumerate() {
+        e.feature = "chatbot".into();
+        e.at = now() - Duration::seconds((i as i64 * 37) % 7_200);
+    }
+    for (i, e) in events.iter_mut().take(4).enumerate() {
+        e.at = if i < 3 {
+            now() + Duration::seconds(160)
+        } else {
+            now() + Duration::seconds(20)
+        };
+    }
+    send_with_duplicates(&app, &events, 100).await;
+    app.wait_projected().await;
+
+    let check = |to: DateTime<Utc>, m: &Value, range: &str| {
+        for (hours, what) in [(1, "1h"), (24, "24h"), (24 * 30, "30d")] {
+            if what != range {
+                continue;
+            }
+            let current = within(&events, to - Duration::hours(hours), to);
+            let users: HashSet<&str> = current.iter().filter_map(|e| e.user.as_deref()).collect();
+            assert_eq!(
+                m["realtime"]["total_requests"],
+                current.len(),
+                "{what} to {to}"
+            );
+            assert_eq!(m["usage"]["unique_users"], users.len(), "{what} to {to}");
+            assert_eq!(
+                m["costs"]["total_cost_usd"],
+                usd_text(cost(&current)),
+                "{what}"
+            );
+            let mut lat: Vec<u64> = current.iter().map(|e| e.latency_us).collect();
+            let p99 = nearest_rank_ms(&mut lat, 0.99);
+            assert_close(m["latency_p99_ms"].as_f64().unwrap(), p99, 0.01, what);
+        }
+    };
+    for (clock, to, expected_ahead) in [
+        (now(), "2026-03-10T12:01:00Z", 1),
+        (
+            "2026-03-10T12:03:30Z".parse().unwrap(),
+            "2026-03-10T12:04:00Z",
+            4,
+        ),
+    ] {
+        app.clock.set(clock);
+        let to: DateTime<Utc> = to.parse().unwrap();
+        assert_eq!(
+            events.iter().filter(|e| e.at > now() && e.at < to).count(),
+            expected_ahead
+        );
+        for range in ["1h", "24h", "30d"] {
+            let m = app
+                .data(&format!(
+                    "{API}/features/chatbot/metrics?time_range={range}"
+                ))
+                .await;
+            check(to, &m, range);
+        }
+    }
+}

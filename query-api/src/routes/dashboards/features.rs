@@ -19,7 +19,7 @@ use tally_schemas::validate::check_slug;
 use crate::aggregate::{history_of, merge_steps, steps, usd, HealthNumbers, Percentiles};
 use crate::listing::{ListQuery, ListSpec, Pagination};
 use crate::params::{environment_param, joined, refuse_unknown, window_params, Params};
-use crate::rollups::{bucket_sums, scan};
+use crate::rollups::{bucket_sums, scan, scan_stepped};
 use crate::state::QueryState;
 use tally_http::auth::Access;
 use tally_http::route::{Param, Route, Routes};
@@ -296,7 +296,7 @@ async fn metrics(
     };
     let previous_spans = window.previous().spans();
     let (rows, hour_sums, previous, features) = tokio::try_join!(
-        scan(&state, &filter, window.stepped_spans(step), true),
+        scan_stepped(&state, &filter, &window, step, true),
         bucket_sums(&state, &filter, &hour_spans, SumsOf::Requests),
         bucket_sums(&state, &filter, &previous_spans, SumsOf::Money),
         async { state.config.list_features().await.map_err(ApiError::from) },

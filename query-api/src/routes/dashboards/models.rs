@@ -18,7 +18,7 @@ use tally_http::route::{Route, Routes};
 use crate::aggregate::{history_of, steps, HistoryPoint, ModelNumbers};
 use crate::lookup::find_model;
 use crate::params::{Params, ENVIRONMENT_WINDOW};
-use crate::rollups::scan;
+use crate::rollups::scan_stepped;
 use crate::routes::API_BASE;
 use crate::state::QueryState;
 
@@ -80,7 +80,7 @@ async fn performance(
         ..Filter::default()
     };
     let step = step_for(window.len_s());
-    let rows = scan(&state, &filter, window.stepped_spans(step), true).await?;
+    let rows = scan_stepped(&state, &filter, &window, step, true).await?;
     let mut served: BTreeMap<(String, &'static str), Rollup> = BTreeMap::new();
     for row in &rows {
         served
