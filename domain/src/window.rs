@@ -221,39 +221,54 @@ fn hours_and_minutes(from: i64, to: i64, out: &mut Vec<Span>) {
 }
 
 /// The end of a window read from coarser rows: the plan of a read (see [`by_coarser_rows`]).
+///
+/// Two properties of the stores make an empty probe conclusive, and a store must keep both:
+/// spans are read one after another in the order given (the coarse row before the probes), each
+/// read seeing the store as of then or later; and the rows one commit adds to a day become
+/// visible together, or the finer ones first (SQLite commits in one transaction; ClickHouse
+/// inserts a day's rows in one block, minute rows first). A probe read after the coarse row then
+/// sees every later-stamped event the coarse row holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoarserRowsPlan {
-    /// The spans to read: the window's trailing spans (today's hours and the current hour's
-    /// minutes so far) replaced by the day's or the hour's own rows, then the probes.
+    /// The spans to read: the window's spans before `coarse`, then `coarse`, then the probes.
     pub spans: Vec<Span>,
+    /// The day's or the hour's own rows, in place of [`CoarserRowsPlan::trailing`].
+    pub coarse: Span,
+    /// The window's trailing spans that `coarse` stands for (today's hours and the current
+    /// hour's minutes so far): what to read instead when a probe finds a row.
+    pub trailing: Vec<Span>,
     /// The rest of that day or hour, after the window's end. If any row comes back from them, the
-    /// coarser rows hold events the window does not, and the plan is void: read the original
-    /// spans instead.
+    /// coarse rows hold events the window does not, and the plan is void for them.
     pub probes: Vec<Span>,
 }
 
 impl CoarserRowsPlan {
     /// Whether a row read by [`CoarserRowsPlan::spans`] came from a probe.
     pub fn probed(&self, resolution: Resolution, bucket: i64) -> bool {
-        self.probes
-            .iter()
-            .any(|p| p.resolution == resolution && bucket >= p.from && bucket < p.to)
+        self.probes.iter().any(|p| p.holds(resolution, bucket))
+    }
+
+    /// Whether a row read by [`CoarserRowsPlan::spans`] is one of the coarse rows.
+    pub fn coarse(&self, resolution: Resolution, bucket: i64) -> bool {
+        self.coarse.holds(resolution, bucket)
     }
 }
 
-/// A window that ends now ends partway through the current day and hour, so its spans end with
-/// today's hours and the current hour's minutes so far: up to 23 + 59 rows per combination of
-/// dimensions, each with full-size sketches (a minute of a busy feature holds hundreds of users).
-/// The day's (or the hour's) own row holds the same events, and only one more kind: events
-/// stamped later than the window's end, which can only be ahead of the clock (ingest takes
-/// events up to 5 minutes in the future). So when the rest of the day (or hour) holds no row,
-/// that one row *is* the trailing rows merged, exactly, sketches included.
+/// A window that ends now ends partway through the current day (and, unless it ends on the hour,
+/// the current hour), so its spans end with today's hours and the current hour's minutes so far:
+/// up to 23 + 59 rows per combination of dimensions, each with full-size sketches (a minute of a
+/// busy feature holds hundreds of users). The day's (or the hour's) own row holds the same
+/// events, and only one more kind: events stamped later than the window's end, which can only be
+/// ahead of the clock (ingest takes events up to 5 minutes in the future). So when the rest of
+/// the day (or hour) holds no row, that one row *is* the trailing rows merged, exactly, sketches
+/// included.
 ///
 /// `widest_s` is the widest row the caller may be handed: its chart step (a row must fall in
 /// one step), or a day when it only totals or groups by day. The day is tried first, then the
-/// hour. There is no plan when the window ended before `now_s` (its day's later rows would be
-/// full: no use probing), when the window ends on the unit's boundary (it already reads whole
-/// rows), or when no span starts at the unit's start.
+/// hour (so with steps under a day only the current hour's minutes are replaced). There is no
+/// plan when the window ended by `now_s` (its day's later rows would be full: no use probing),
+/// when the window ends on the unit's boundary (it already reads whole rows), or when no span
+/// starts at the unit's start (a span that crosses it, as an hour span joined across midnight).
 pub fn by_coarser_rows(spans: &[Span], now_s: i64, widest_s: i64) -> Option<CoarserRowsPlan> {
     let end = spans.last()?.to;
     if end <= now_s || spans.iter().any(|s| s.to > end) {
@@ -286,15 +301,18 @@ pub fn by_coarser_rows(spans: &[Span], now_s: i64, widest_s: i64) -> Option<Coar
             to,
         })
         .collect();
-        let mut read = before.to_vec();
-        read.push(Span {
+        let coarse = Span {
             resolution,
             from: start,
             to: stop,
-        });
+        };
+        let mut read = before.to_vec();
+        read.push(coarse);
         read.extend(probes.iter().copied());
         return Some(CoarserRowsPlan {
             spans: read,
+            coarse,
+            trailing: trailing.to_vec(),
             probes,
         });
     }
@@ -359,6 +377,8 @@ mod tests {
                 ahead in prop::collection::vec(0i64..300, 0..4),
                 now_in_day in 0i64..DAY,
                 length in prop::sample::select(vec![HOUR, 3 * HOUR, DAY, 2 * DAY, 7 * DAY, 30 * DAY]),
+                // A window asked for by its bounds may end after now (up to two hours on).
+                custom_end in prop::option::of(0i64..2 * HOUR),
             ) {
                 let now = 1_767_225_600 + 40 * DAY + now_in_day; // on 2026-02-10
                 let events: Vec<_> = seconds
@@ -368,18 +388,23 @@ mod tests {
                     .map(|(i, &s)| usage_event(i as u64, now + s))
                     .collect();
                 let folded = fold(&events);
-                let window = Window::last(Duration::seconds(length), DateTime::from_timestamp(now, 0).unwrap_or_default());
+                let window = match custom_end {
+                    None => Window::last(Duration::seconds(length), at(now)),
+                    Some(after) => Window::between(at(now + after - length), at(now + after))
+                        .expect("a window"),
+                };
                 let step = step_for(window.len_s());
                 let spans = window.stepped_spans(step);
                 let rows = match by_coarser_rows(&spans, now, step) {
                     Some(plan) => {
-                        let rows = read(&folded, &plan.spans);
+                        let mut rows = read(&folded, &plan.spans);
                         if rows.iter().any(|(k, _)| plan.probed(k.resolution, k.bucket)) {
-                            prop_assert!(!ahead.is_empty(), "only events ahead of the clock fill a probe");
-                            read(&folded, &spans)
-                        } else {
-                            rows
+                            rows.retain(|(k, _)| {
+                                !plan.probed(k.resolution, k.bucket) && !plan.coarse(k.resolution, k.bucket)
+                            });
+                            rows.extend(read(&folded, &plan.trailing));
                         }
+                        rows
                     }
                     None => read(&folded, &spans),
                 };
@@ -438,6 +463,29 @@ mod tests {
                     to: day + DAY
                 }
             );
+            assert_eq!(
+                plan.coarse,
+                Span {
+                    resolution: Resolution::Day,
+                    from: day,
+                    to: day + DAY
+                }
+            );
+            assert_eq!(
+                plan.trailing,
+                vec![
+                    Span {
+                        resolution: Resolution::Hour,
+                        from: day,
+                        to: hour
+                    },
+                    Span {
+                        resolution: Resolution::Minute,
+                        from: hour,
+                        to: hour + 18 * MINUTE
+                    },
+                ]
+            );
             // A day in hour steps: the hour's row only.
             let w = Window::last(Duration::days(1), at(now));
             let plan = by_coarser_rows(&w.stepped_spans(HOUR), now, HOUR).expect("planned");
@@ -462,9 +510,30 @@ mod tests {
                 None
             );
             assert!(by_coarser_rows(&w.spans(), now, DAY).is_some());
-            // A window ending on the hour already reads whole rows.
+            // A day ending on the hour: its hour rows form one span across midnight (no span
+            // starts at the day's start) and its last hour is whole.
             let w = Window::between(at(hour - DAY), at(hour)).expect("a window");
             assert_eq!(by_coarser_rows(&w.spans(), hour - 30, DAY), None);
+            // Thirty days ending on the hour, in day steps: today's row, probed by the rest of
+            // today's hours only.
+            let w = Window::between(at(hour - 30 * DAY), at(hour)).expect("a window");
+            let plan = by_coarser_rows(&w.stepped_spans(DAY), hour - 30, DAY).expect("planned");
+            assert_eq!(
+                plan.trailing,
+                vec![Span {
+                    resolution: Resolution::Hour,
+                    from: day,
+                    to: hour
+                }]
+            );
+            assert_eq!(
+                plan.probes,
+                vec![Span {
+                    resolution: Resolution::Hour,
+                    from: hour,
+                    to: day + DAY
+                }]
+            );
         }
     }
 

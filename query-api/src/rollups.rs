@@ -2,10 +2,10 @@
 //! (never raw events), so every number on every route comes from the same rows, either handed
 //! over one by one ([`scan`]) or summed per bucket by the store ([`bucket_sums`]).
 //!
-//! A chart's window that ends now is read with today's row (or the current hour's) in place of
-//! today's hour and minute rows whenever they hold the same events ([`scan_stepped`],
-//! [`by_coarser_rows`]): one row per combination of dimensions instead of up to 82, with the same
-//! numbers.
+//! A chart's window that ends now is read with today's row in place of today's hour and minute
+//! rows (with day steps; with shorter steps, the current hour's row in place of its minute rows)
+//! whenever they hold the same events ([`scan_stepped`], [`by_coarser_rows`]): one row per
+//! combination of dimensions instead of up to 82 (or 59), with the same numbers.
 
 use tally_domain::rollup::RollupRow;
 use tally_domain::store::{BucketSums, Filter, ScanRequest, Span, SumsOf};
@@ -34,17 +34,18 @@ pub async fn scan_stepped(
     with_sketches: bool,
 ) -> Result<Vec<RollupRow>, ApiError> {
     let spans = window.stepped_spans(step);
-    if let Some(plan) = by_coarser_rows(&spans, state.clock.now().timestamp(), step) {
-        let rows = read(state, filter, plan.spans.clone(), with_sketches).await?;
-        if !rows
-            .iter()
-            .any(|r| plan.probed(r.key.resolution, r.key.bucket))
-        {
-            return Ok(rows);
-        }
-        // Events stamped ahead of the clock sit in the coarser rows: read the finer ones.
+    let Some(plan) = by_coarser_rows(&spans, state.clock.now().timestamp(), step) else {
+        return read(state, filter, spans, with_sketches).await;
+    };
+    let mut rows = read(state, filter, plan.spans.clone(), with_sketches).await?;
+    let probed = |r: &RollupRow| plan.probed(r.key.resolution, r.key.bucket);
+    if rows.iter().any(probed) {
+        // Events stamped ahead of the clock sit in the coarse rows: those rows and the probes'
+        // give way to the finer rows they stand for.
+        rows.retain(|r| !probed(r) && !plan.coarse(r.key.resolution, r.key.bucket));
+        rows.extend(read(state, filter, plan.trailing.clone(), with_sketches).await?);
     }
-    read(state, filter, spans, with_sketches).await
+    Ok(rows)
 }
 
 async fn read(

@@ -221,7 +221,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// 507 MiB. But given back at once (0 ms), a dashboard answer's buffers are returned to the
 /// kernel after every request and faulted in again by the next: the 30-day feature page at
 /// 100 M events took 4.4–4.7 ms p50 instead of 2.8–3.0. Kept 10 ms, they last from one request
-/// to the next, and the peak RSS under ingest measured the same (README, Performance).
+/// to the next, and the peak RSS under ingest measured within 3 % (README, Performance).
 const PURGE_DELAY_MS: std::os::raw::c_long = 10;
 
 /// Sets [`PURGE_DELAY_MS`]; `MIMALLOC_PURGE_DELAY` in the environment still wins.

@@ -832,6 +832,26 @@ async fn events_stamped_ahead_of_the_clock_count_once_their_minute_comes() {
             let mut lat: Vec<u64> = current.iter().map(|e| e.latency_us).collect();
             let p99 = nearest_rank_ms(&mut lat, 0.99);
             assert_close(m["latency_p99_ms"].as_f64().unwrap(), p99, 0.01, what);
+            // The chart's last step: the part of today (30 days, day steps) or of this hour
+            // (a day, hour steps) inside the window.
+            let step = m["historical"]["step_seconds"].as_i64().unwrap();
+            let last = m["historical"]["data"]
+                .as_array()
+                .unwrap()
+                .last()
+                .unwrap()
+                .clone();
+            let step_start =
+                DateTime::from_timestamp((to.timestamp() - 1).div_euclid(step) * step, 0).unwrap();
+            assert_eq!(
+                last["timestamp"],
+                step_start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            assert_eq!(
+                last["throughput"],
+                within(&current, step_start, to).len(),
+                "{what} to {to}: last step"
+            );
         }
     };
     for (clock, to, expected_ahead) in [

@@ -314,6 +314,13 @@ pub struct Span {
     pub to: i64,
 }
 
+impl Span {
+    /// Whether the row of `resolution` starting at `bucket` is one of this span's.
+    pub fn holds(&self, resolution: Resolution, bucket: i64) -> bool {
+        resolution == self.resolution && bucket >= self.from && bucket < self.to
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ScanRequest {
     pub filter: Filter,
