@@ -243,14 +243,26 @@ pub struct CoarserRowsPlan {
 }
 
 impl CoarserRowsPlan {
-    /// Whether a row read by [`CoarserRowsPlan::spans`] came from a probe.
-    pub fn probed(&self, resolution: Resolution, bucket: i64) -> bool {
-        self.probes.iter().any(|p| p.holds(resolution, bucket))
-    }
-
-    /// Whether a row read by [`CoarserRowsPlan::spans`] is one of the coarse rows.
-    pub fn coarse(&self, resolution: Resolution, bucket: i64) -> bool {
-        self.coarse.holds(resolution, bucket)
+    /// Takes the rows read by [`CoarserRowsPlan::spans`] (`at` gives a row's resolution and
+    /// bucket). When a probe found a row, the coarse rows hold events the window does not: they
+    /// and the probes' rows are dropped, and the spans to read in their place are returned.
+    pub fn settle<R>(
+        &self,
+        rows: &mut Vec<R>,
+        at: impl Fn(&R) -> (Resolution, i64),
+    ) -> Option<&[Span]> {
+        let probed = |r: &R| {
+            let (resolution, bucket) = at(r);
+            self.probes.iter().any(|p| p.holds(resolution, bucket))
+        };
+        if !rows.iter().any(probed) {
+            return None;
+        }
+        rows.retain(|r| {
+            let (resolution, bucket) = at(r);
+            !probed(r) && !self.coarse.holds(resolution, bucket)
+        });
+        Some(&self.trailing)
     }
 }
 
@@ -341,11 +353,7 @@ mod tests {
     ) -> Vec<(crate::rollup::RollupKey, crate::rollup::Rollup)> {
         folded
             .iter()
-            .filter(|(k, _)| {
-                spans
-                    .iter()
-                    .any(|s| s.resolution == k.resolution && k.bucket >= s.from && k.bucket < s.to)
-            })
+            .filter(|(k, _)| spans.iter().any(|s| s.holds(k.resolution, k.bucket)))
             .map(|(k, r)| (k.clone(), r.clone()))
             .collect()
     }
@@ -398,11 +406,8 @@ mod tests {
                 let rows = match by_coarser_rows(&spans, now, step) {
                     Some(plan) => {
                         let mut rows = read(&folded, &plan.spans);
-                        if rows.iter().any(|(k, _)| plan.probed(k.resolution, k.bucket)) {
-                            rows.retain(|(k, _)| {
-                                !plan.probed(k.resolution, k.bucket) && !plan.coarse(k.resolution, k.bucket)
-                            });
-                            rows.extend(read(&folded, &plan.trailing));
+                        if let Some(trailing) = plan.settle(&mut rows, |(k, _)| (k.resolution, k.bucket)) {
+                            rows.extend(read(&folded, trailing));
                         }
                         rows
                     }

@@ -38,12 +38,9 @@ pub async fn scan_stepped(
         return read(state, filter, spans, with_sketches).await;
     };
     let mut rows = read(state, filter, plan.spans.clone(), with_sketches).await?;
-    let probed = |r: &RollupRow| plan.probed(r.key.resolution, r.key.bucket);
-    if rows.iter().any(probed) {
-        // Events stamped ahead of the clock sit in the coarse rows: those rows and the probes'
-        // give way to the finer rows they stand for.
-        rows.retain(|r| !probed(r) && !plan.coarse(r.key.resolution, r.key.bucket));
-        rows.extend(read(state, filter, plan.trailing.clone(), with_sketches).await?);
+    // Events stamped ahead of the clock in the coarse rows: the finer rows take their place.
+    if let Some(trailing) = plan.settle(&mut rows, |r| (r.key.resolution, r.key.bucket)) {
+        rows.extend(read(state, filter, trailing.to_vec(), with_sketches).await?);
     }
     Ok(rows)
 }
