@@ -101,7 +101,7 @@ impl Hll {
                 }
                 // Rows of one population mostly hold the same users: equal sets compare as
                 // memory, far faster than the element walk of the subset test.
-                if mine == theirs || is_sorted_subset(theirs, mine) {
+                if mine == theirs || is_sorted_subset(theirs.iter().copied(), mine) {
                     return;
                 }
                 let mut union = Vec::with_capacity(mine.len() + theirs.len());
@@ -185,6 +185,67 @@ impl Hll {
         }
     }
 
+    /// Unites `self` with an encoded sketch ([`Hll::encode`]), without decoding it into a
+    /// sketch of its own when it adds nothing to a sparse `self` or `self` is dense: the same
+    /// sketch as `merge(&Hll::decode(input)?)`. `None` exactly when `decode` would refuse it;
+    /// `self` may then hold part of it and is to be discarded.
+    pub fn merge_encoded(&mut self, input: &mut &[u8]) -> Option<()> {
+        let (&tag, rest) = input.split_first()?;
+        match tag {
+            2 => {
+                let mut body = rest;
+                let len = usize::try_from(varint::get(&mut body)?).ok()?;
+                if len > SPARSE_LIMIT || body.len() < len * 8 {
+                    return None;
+                }
+                let (raw, after) = body.split_at(len * 8);
+                *input = after;
+                if let Hll::Sparse(mine) = self {
+                    // Rows of one population mostly hold the same users: equal sets compare as
+                    // memory (and equal to a valid sketch, `raw` is one).
+                    if cfg!(target_endian = "little")
+                        && bytemuck::cast_slice::<u64, u8>(mine) == raw
+                    {
+                        return Some(());
+                    }
+                }
+                let hash_at = |i: usize| {
+                    let at = i * 8;
+                    u64::from_le_bytes(raw[at..at + 8].try_into().expect("8 bytes"))
+                };
+                if (1..len).any(|i| hash_at(i - 1) >= hash_at(i)) {
+                    return None;
+                }
+                let theirs = (0..len).map(hash_at);
+                match self {
+                    Hll::Sparse(mine) if is_sorted_subset(theirs.clone(), mine) => {}
+                    Hll::Dense(regs) => theirs.for_each(|h| set_max(regs, h)),
+                    Hll::Sparse(_) => self.merge(&Hll::Sparse(theirs.collect())),
+                }
+                Some(())
+            }
+            1 => {
+                let regs = rest.get(..M)?;
+                if regs.iter().any(|&rank| u32::from(rank) > Q + 1) {
+                    return None;
+                }
+                self.densify();
+                if let Hll::Dense(mine) = self {
+                    for (a, &b) in mine.iter_mut().zip(regs) {
+                        *a = (*a).max(b);
+                    }
+                }
+                *input = &rest[M..];
+                Some(())
+            }
+            _ => {
+                let other = Hll::decode(input)?;
+                self.merge(&other);
+                Some(())
+            }
+        }
+    }
+
     pub fn decode(input: &mut &[u8]) -> Option<Hll> {
         let (&tag, rest) = input.split_first()?;
         *input = rest;
@@ -241,12 +302,12 @@ impl Hll {
 }
 
 /// Whether every element of sorted `small` is in sorted `big`.
-fn is_sorted_subset(small: &[u64], big: &[u64]) -> bool {
+fn is_sorted_subset(small: impl ExactSizeIterator<Item = u64>, big: &[u64]) -> bool {
     if small.len() > big.len() {
         return false;
     }
     let mut j = 0;
-    for &x in small {
+    for x in small {
         while j < big.len() && big[j] < x {
             j += 1;
         }
@@ -374,7 +435,81 @@ mod tests {
         assert_eq!(Hll::new().estimate(), 0);
     }
 
+    /// A sketch of users `lo..lo + n` in one of the three stored forms: fixed-width sparse
+    /// (tag 2) or dense (tag 1) as `encode` writes them, or the legacy delta-coded sparse form
+    /// (tag 0) older stores hold.
+    fn stored(lo: u64, n: u64, legacy: bool) -> (Hll, Vec<u8>) {
+        let mut h = Hll::new();
+        for i in lo..lo + n {
+            h.insert(&i.to_string());
+        }
+        let mut bytes = Vec::new();
+        match (&h, legacy) {
+            (Hll::Sparse(hashes), true) => {
+                bytes.push(0);
+                varint::put(&mut bytes, hashes.len() as u64);
+                let mut prev = 0;
+                for &x in hashes {
+                    varint::put(&mut bytes, x - prev);
+                    prev = x;
+                }
+            }
+            _ => h.encode(&mut bytes),
+        }
+        (h, bytes)
+    }
+
     proptest! {
+        #[test]
+        fn merging_stored_bytes_equals_merging_decoded_sketches(
+            parts in proptest::collection::vec((0u64..3000, 0u64..2600, any::<bool>()), 1..8),
+        ) {
+            // Users drawn from 0..5600, so rows hold equal sets, subsets, overlaps, and sets past
+            // the sparse limit; the reference merges the sketches `insert` built.
+            let mut expected = Hll::new();
+            let mut from_bytes = Hll::new();
+            for &(lo, n, legacy) in &parts {
+                let (sketch, bytes) = stored(lo, n, legacy);
+                expected.merge(&sketch);
+                let mut input = bytes.as_slice();
+                prop_assert!(from_bytes.merge_encoded(&mut input).is_some());
+                prop_assert!(input.is_empty(), "every byte of the sketch read");
+            }
+            prop_assert_eq!(&from_bytes, &expected);
+            prop_assert_eq!(from_bytes.estimate(), expected.estimate());
+        }
+
+        #[test]
+        fn merging_stored_bytes_refuses_exactly_what_decoding_refuses(
+            lo in 0u64..3000,
+            n in 0u64..2600,
+            legacy in any::<bool>(),
+            into in 0u64..3000,
+            cut in any::<proptest::sample::Index>(),
+            at in any::<proptest::sample::Index>(),
+            value in any::<u8>(),
+        ) {
+            let (sketch, mut bytes) = stored(lo, n, legacy);
+            // One byte changed (a tag, a length, a rank past Q + 1), or in the fixed-width form
+            // one hash written over the next (repeated, or out of order), and maybe cut short.
+            let i = at.index(bytes.len());
+            match &sketch {
+                Hll::Sparse(hashes) if !legacy && hashes.len() > 1 && value < 64 => {
+                    let start = bytes.len() - hashes.len() * 8;
+                    let h = at.index(hashes.len() - 1);
+                    let over = if value < 32 { hashes[h] } else { hashes[h + 1].saturating_add(1) };
+                    let at = start + (h + usize::from(value < 32)) * 8;
+                    bytes[at..at + 8].copy_from_slice(&over.to_le_bytes());
+                }
+                _ => bytes[i] = value,
+            }
+            let bytes = &bytes[..cut.index(bytes.len() + 1)];
+            let decodes = Hll::decode(&mut &*bytes).is_some();
+            for mut acc in [Hll::new(), stored(into, 100, false).0, stored(into, 2500, false).0] {
+                prop_assert_eq!(acc.merge_encoded(&mut &*bytes).is_some(), decodes);
+            }
+        }
+
         #[test]
         fn merge_is_associative_commutative_and_round_trips(a in 0u64..6000, b in 0u64..6000, c in 0u64..6000) {
             let make = |lo: u64, n: u64| { let mut h = Hll::new(); for i in lo..lo + n { h.insert(&i.to_string()); } h };

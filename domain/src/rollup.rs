@@ -209,6 +209,27 @@ impl RollupTotal {
         self.latency.add(&rollup.latency);
     }
 
+    /// Adds a row whose sketches are still encoded ([`LatencySketch::encode`], [`Hll::encode`];
+    /// `sums`' own sketches are ignored) straight from the bytes: the same total as `add` of the
+    /// decoded row. `Err` names the sketch that does not decode; the total then holds part of
+    /// the row and is to be discarded.
+    pub fn add_encoded(
+        &mut self,
+        sums: &Rollup,
+        latency: &[u8],
+        users: &[u8],
+    ) -> Result<(), &'static str> {
+        self.rest.merge_sums(sums);
+        self.latency
+            .add_encoded(&mut &*latency)
+            .ok_or("latency sketch")?;
+        self.rest
+            .users
+            .merge_encoded(&mut &*users)
+            .ok_or("user sketch")?;
+        Ok(())
+    }
+
     /// The merged rollup.
     pub fn rollup(self) -> Rollup {
         Rollup {

@@ -227,26 +227,40 @@ impl LatencySketch {
     }
 
     pub fn decode(input: &mut &[u8]) -> Option<LatencySketch> {
-        let zeros = varint::get(input)?;
-        // The total count must fit in a u64 (`count` and merges add them up).
-        let mut total = zeros;
-        let len = usize::try_from(varint::get(input)?).ok()?;
-        let mut buckets = Vec::with_capacity(len.min(4096));
-        let mut prev = 0u64;
-        for i in 0..len {
-            let delta = varint::get(input)?;
-            if i > 0 && delta == 0 {
-                // Bucket indexes strictly increase: a repeated one is a corrupt sketch.
-                return None;
+        let mut buckets = Vec::new();
+        let zeros = each_encoded(input, |len, index, count| {
+            if buckets.is_empty() {
+                buckets.reserve(len.min(4096));
             }
-            prev = prev.checked_add(delta)?;
-            let index = u16::try_from(prev).ok()?;
-            let count = varint::get(input)?;
-            total = total.checked_add(count)?;
             buckets.push((index, count));
-        }
+        })?;
         Some(LatencySketch { zeros, buckets })
     }
+}
+
+/// Walks an encoded sketch ([`LatencySketch::encode`]): `bucket` gets the number of buckets and
+/// every (index, count) in order; returns the zeros. `None` for a corrupt sketch (indexes not
+/// strictly increasing or past `u16`, a total count past `u64`, input cut short), possibly after
+/// some buckets were handed over — whoever adds them discards the result.
+fn each_encoded(input: &mut &[u8], mut bucket: impl FnMut(usize, u16, u64)) -> Option<u64> {
+    let zeros = varint::get(input)?;
+    // The total count must fit in a u64 (`count` and merges add them up).
+    let mut total = zeros;
+    let len = usize::try_from(varint::get(input)?).ok()?;
+    let mut prev = 0u64;
+    for i in 0..len {
+        let delta = varint::get(input)?;
+        if i > 0 && delta == 0 {
+            // Bucket indexes strictly increase: a repeated one is a corrupt sketch.
+            return None;
+        }
+        prev = prev.checked_add(delta)?;
+        let index = u16::try_from(prev).ok()?;
+        let count = varint::get(input)?;
+        total = total.checked_add(count)?;
+        bucket(len, index, count);
+    }
+    Some(zeros)
 }
 
 /// Many sketches added together at the cost of their buckets alone: counts are summed in a
@@ -277,6 +291,22 @@ impl LatencyTotal {
         for &(index, count) in &sketch.buckets {
             self.counts[usize::from(index)] += count;
         }
+    }
+
+    /// Adds every count of an encoded sketch ([`LatencySketch::encode`]) without decoding it
+    /// into a sketch first: the same counts as `add(&LatencySketch::decode(input)?)`. `None`
+    /// exactly when `decode` would refuse it; the total then holds part of it and is to be
+    /// discarded.
+    pub fn add_encoded(&mut self, input: &mut &[u8]) -> Option<()> {
+        let counts = &mut self.counts;
+        self.zeros += each_encoded(input, |_, index, count| {
+            let at = usize::from(index);
+            if at >= counts.len() {
+                counts.resize(at + 1, 0);
+            }
+            counts[at] += count;
+        })?;
+        Some(())
     }
 
     /// The sketch of everything added (buckets without a count left out).
@@ -361,6 +391,43 @@ mod tests {
             // standard deviation by at most that much again.
             prop_assert!((m.mean - mean).abs() <= 0.01, "mean {} vs {}", m.mean, mean);
             prop_assert!((m.variance.sqrt() - var.sqrt()).abs() <= 0.01 * (n / (n - 1.0)).sqrt() + 1e-9, "sd {} vs {}", m.variance.sqrt(), var.sqrt());
+        }
+
+        #[test]
+        fn a_total_of_stored_bytes_counts_what_the_values_do(parts in proptest::collection::vec(proptest::collection::vec(prop_oneof![Just(0u64), 1u64..50_000_000], 0..60), 0..12)) {
+            let mut total = LatencyTotal::new();
+            for values in &parts {
+                let mut s = LatencySketch::new();
+                values.iter().for_each(|&v| s.insert(v));
+                let mut bytes = Vec::new();
+                s.encode(&mut bytes);
+                let mut input = bytes.as_slice();
+                prop_assert!(total.add_encoded(&mut input).is_some());
+                prop_assert!(input.is_empty(), "every byte of the sketch read");
+            }
+            let mut direct = LatencySketch::new();
+            parts.iter().flatten().for_each(|&v| direct.insert(v));
+            prop_assert_eq!(total.sketch(), direct);
+        }
+
+        #[test]
+        fn adding_stored_bytes_refuses_exactly_what_decoding_refuses(
+            values in proptest::collection::vec(prop_oneof![Just(0u64), 1u64..50_000_000], 0..40),
+            at in any::<proptest::sample::Index>(),
+            value in any::<u8>(),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            let mut s = LatencySketch::new();
+            values.iter().for_each(|&v| s.insert(v));
+            let mut bytes = Vec::new();
+            s.encode(&mut bytes);
+            // One byte changed (a repeated index, a count past u64 in total, a continuation
+            // byte running past the end) and maybe cut short.
+            let i = at.index(bytes.len());
+            bytes[i] = value;
+            let bytes = &bytes[..cut.index(bytes.len() + 1)];
+            let decodes = LatencySketch::decode(&mut &*bytes).is_some();
+            prop_assert_eq!(LatencyTotal::new().add_encoded(&mut &*bytes).is_some(), decodes);
         }
 
         #[test]

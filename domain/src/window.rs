@@ -260,9 +260,17 @@ impl CoarserRowsPlan {
         }
         rows.retain(|r| {
             let (resolution, bucket) = at(r);
-            !probed(r) && !self.coarse.holds(resolution, bucket)
+            !self.may_drop(resolution, bucket)
         });
         Some(&self.trailing)
+    }
+
+    /// Whether [`settle`](Self::settle) may drop the row of `resolution` starting at `bucket`
+    /// (the coarse rows and the probes' rows): a reader that folds rows as they come holds these
+    /// back until the plan is settled.
+    pub fn may_drop(&self, resolution: Resolution, bucket: i64) -> bool {
+        self.coarse.holds(resolution, bucket)
+            || self.probes.iter().any(|p| p.holds(resolution, bucket))
     }
 }
 

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 use tally_domain::rollup::{Rollup, RollupRow, RollupTotal};
+use tally_domain::store::{ScannedRow, StoreResult};
 use tally_schemas::Pico;
 
 pub use tally_domain::measures::{error_rate, mean_latency_ms, pct, priced_requests, usd_per};
@@ -162,29 +163,47 @@ pub struct HistoryPoint {
     pub cost: f64,
 }
 
-/// The window's steps of `step` seconds (start, rows merged), each with the rows whose bucket
-/// falls in it (rows must be no coarser than `step`:
+/// The window's steps of `step` seconds (start, rows merged), totalled as the rows come
+/// ([`crate::rollups::scan_stepped_into`]), each row added to the step its bucket falls in
+/// straight from its stored sketches (rows must be no coarser than `step`:
 /// [`tally_domain::window::Window::stepped_spans`]).
-pub fn steps(
-    window: &tally_domain::window::Window,
+pub struct StepTotals {
+    starts: Vec<i64>,
     step: i64,
-    rows: &[RollupRow],
-) -> Vec<(i64, Rollup)> {
-    let starts = window.steps(step);
-    let Some(&first) = starts.first() else {
-        return Vec::new();
-    };
-    let mut per_step = vec![RollupTotal::new(); starts.len()];
-    for row in rows {
-        let idx = usize::try_from((row.key.bucket - first).div_euclid(step)).unwrap_or(0);
-        if let Some(slot) = per_step.get_mut(idx) {
-            slot.add(&row.rollup);
+    totals: Vec<RollupTotal>,
+}
+
+impl StepTotals {
+    pub fn new(window: &tally_domain::window::Window, step: i64) -> StepTotals {
+        let starts = window.steps(step);
+        StepTotals {
+            totals: vec![RollupTotal::new(); starts.len()],
+            starts,
+            step,
         }
     }
-    starts
-        .into_iter()
-        .zip(per_step.into_iter().map(RollupTotal::rollup))
-        .collect()
+
+    /// Adds `row` to the step its bucket falls in.
+    pub fn add(&mut self, row: &ScannedRow<'_>) -> StoreResult<()> {
+        match self.slot(row.key.bucket) {
+            Some(slot) => row.add_to(slot),
+            None => Ok(()),
+        }
+    }
+
+    fn slot(&mut self, bucket: i64) -> Option<&mut RollupTotal> {
+        let first = *self.starts.first()?;
+        let idx = usize::try_from((bucket - first).div_euclid(self.step)).unwrap_or(0);
+        self.totals.get_mut(idx)
+    }
+
+    /// Every step's start and total.
+    pub fn steps(self) -> Vec<(i64, Rollup)> {
+        self.starts
+            .into_iter()
+            .zip(self.totals.into_iter().map(RollupTotal::rollup))
+            .collect()
+    }
 }
 
 /// Every step merged: the whole window, when the steps came from rows of

@@ -4,12 +4,18 @@
 //!
 //! A chart's window that ends now is read with today's row in place of today's hour and minute
 //! rows (with day steps; with shorter steps, the current hour's row in place of its minute rows)
-//! whenever they hold the same events ([`scan_stepped`], [`by_coarser_rows`]): one row per
-//! combination of dimensions instead of up to 82 (or 59), with the same numbers.
+//! whenever they hold the same events ([`scan_stepped_into`], [`by_coarser_rows`]): one row per
+//! combination of dimensions instead of up to 82 (or 59), with the same numbers. A chart's rows
+//! are folded into its totals as the store reads them ([`RowFold`]), their sketches added
+//! straight from the stored bytes: no row's sketches are built only to be merged and dropped.
+
+use std::any::Any;
 
 use tally_domain::rollup::RollupRow;
-use tally_domain::store::{BucketSums, Filter, ScanRequest, Span, SumsOf};
-use tally_domain::window::{by_coarser_rows, Window};
+use tally_domain::store::{
+    BucketSums, Filter, RowFold, ScanRequest, ScannedRow, Span, StoreResult, SumsOf,
+};
+use tally_domain::window::{by_coarser_rows, CoarserRowsPlan, Window};
 use tally_http::http::ApiError;
 
 use crate::state::QueryState;
@@ -24,25 +30,82 @@ pub async fn scan(
     read(state, filter, spans, with_sketches).await
 }
 
-/// The rows of `window` for a chart of `step` seconds ([`Window::stepped_spans`]): no row
-/// crosses a step, and the window's end is read from the widest rows that hold exactly its events.
-pub async fn scan_stepped(
+/// The rows of `window` for a chart of `step` seconds ([`Window::stepped_spans`]: no row crosses
+/// a step), the window's end read from the widest rows that hold exactly its events, handed to
+/// `fold` as they are read (with their sketches as stored when the store keeps them so, for
+/// [`ScannedRow::add_to`]); `fold` comes back with each of the window's events in exactly one
+/// row.
+pub async fn scan_stepped_into<F: RowFold>(
     state: &QueryState,
     filter: &Filter,
     window: &Window,
     step: i64,
     with_sketches: bool,
-) -> Result<Vec<RollupRow>, ApiError> {
+    fold: F,
+) -> Result<F, ApiError> {
     let spans = window.stepped_spans(step);
     let Some(plan) = by_coarser_rows(&spans, state.clock.now().timestamp(), step) else {
-        return read(state, filter, spans, with_sketches).await;
+        return read_into(state, filter, spans, with_sketches, fold).await;
     };
-    let mut rows = read(state, filter, plan.spans.clone(), with_sketches).await?;
+    // The coarse rows and the probes' rows wait until the plan is settled; the rest are folded.
+    let read = Holding {
+        fold,
+        plan,
+        held: Vec::new(),
+    };
+    let Holding {
+        mut fold,
+        plan,
+        mut held,
+    } = read_into(state, filter, read.plan.spans.clone(), with_sketches, read).await?;
     // Events stamped ahead of the clock in the coarse rows: the finer rows take their place.
-    if let Some(trailing) = plan.settle(&mut rows, |r| (r.key.resolution, r.key.bucket)) {
-        rows.extend(read(state, filter, trailing.to_vec(), with_sketches).await?);
+    let trailing = plan
+        .settle(&mut held, |r| (r.key.resolution, r.key.bucket))
+        .map(<[Span]>::to_vec);
+    for row in held {
+        fold.add(row.into())?;
     }
-    Ok(rows)
+    match trailing {
+        Some(trailing) => read_into(state, filter, trailing, with_sketches, fold).await,
+        None => Ok(fold),
+    }
+}
+
+/// A fold whose rows that a [`CoarserRowsPlan`] may drop are held back (decoded: one per
+/// combination of dimensions, and the probes' rare rows).
+struct Holding<F> {
+    fold: F,
+    plan: CoarserRowsPlan,
+    held: Vec<RollupRow>,
+}
+
+impl<F: RowFold> RowFold for Holding<F> {
+    fn add(&mut self, row: ScannedRow<'_>) -> StoreResult<()> {
+        if self.plan.may_drop(row.key.resolution, row.key.bucket) {
+            self.held.push(row.into_row()?);
+            Ok(())
+        } else {
+            self.fold.add(row)
+        }
+    }
+}
+
+async fn read_into<F: RowFold>(
+    state: &QueryState,
+    filter: &Filter,
+    spans: Vec<Span>,
+    with_sketches: bool,
+    fold: F,
+) -> Result<F, ApiError> {
+    let request = ScanRequest {
+        filter: filter.clone(),
+        spans,
+        with_sketches,
+    };
+    let back: Box<dyn Any> = state.analytics.scan_into(request, Box::new(fold)).await?;
+    back.downcast::<F>()
+        .map(|fold| *fold)
+        .map_err(|_| ApiError::internal("the analytics store handed back another fold"))
 }
 
 async fn read(

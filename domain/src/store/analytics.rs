@@ -1,5 +1,6 @@
 //! The analytics seam: the projector's state and commits, rollup scans ([`AnalyticsStore`]).
 
+use std::any::Any;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -9,9 +10,11 @@ use tally_schemas::{Environment, Score, ScoreValue, UsageEvent};
 
 use super::log::{LogPosition, Partitions};
 use crate::drilldown::EventQuery;
-use crate::error::StoreResult;
+use crate::error::{StoreError, StoreResult};
+use crate::hll::Hll;
 use crate::log_binding::{Adoption, LogBinding};
-use crate::rollup::{Resolution, Rollup, RollupKey, RollupRow};
+use crate::rollup::{Resolution, Rollup, RollupKey, RollupRow, RollupTotal};
+use crate::sketch::LatencySketch;
 
 /// What the projector needs to resume one log partition. Everything here is a deterministic
 /// function of the partition's records before `next_offset`, so two projectors that projected
@@ -404,6 +407,78 @@ impl BucketSums {
     }
 }
 
+/// One row as [`AnalyticsStore::scan_into`] hands it to a [`RowFold`]: its sketches either
+/// decoded into `rollup` or still as stored, so that a fold adding rows into totals
+/// ([`ScannedRow::add_to`]) need not build a sketch per row first.
+#[derive(Debug)]
+pub struct ScannedRow<'a> {
+    pub key: RollupKey,
+    /// The row's sums; its sketches too when `sketches` is [`RowSketches::InRollup`].
+    pub rollup: Rollup,
+    pub sketches: RowSketches<'a>,
+}
+
+/// Where a [`ScannedRow`]'s sketches are.
+#[derive(Debug, Clone, Copy)]
+pub enum RowSketches<'a> {
+    /// In the row's `rollup` (decoded by the store, or empty when none were asked for).
+    InRollup,
+    /// As stored ([`LatencySketch::encode`], [`Hll::encode`]), borrowed from the store's read.
+    Encoded { latency: &'a [u8], users: &'a [u8] },
+}
+
+impl ScannedRow<'_> {
+    /// The row with its sketches decoded; [`StoreError::Corrupt`] when one cannot be.
+    pub fn into_row(self) -> StoreResult<RollupRow> {
+        let mut rollup = self.rollup;
+        if let RowSketches::Encoded { latency, users } = self.sketches {
+            rollup.latency = LatencySketch::decode(&mut &*latency).ok_or_else(corrupt_latency)?;
+            rollup.users = Hll::decode(&mut &*users).ok_or_else(corrupt_users)?;
+        }
+        Ok(RollupRow {
+            key: self.key,
+            rollup,
+        })
+    }
+
+    /// Adds the row to `total`, its encoded sketches straight from the stored bytes: the same
+    /// total as adding [`into_row`](Self::into_row)'s rollup. On an error `total` holds part of
+    /// the row and is to be discarded.
+    pub fn add_to(&self, total: &mut RollupTotal) -> StoreResult<()> {
+        match self.sketches {
+            RowSketches::InRollup => total.add(&self.rollup),
+            RowSketches::Encoded { latency, users } => total
+                .add_encoded(&self.rollup, latency, users)
+                .map_err(|sketch| StoreError::Corrupt(sketch.into()))?,
+        }
+        Ok(())
+    }
+}
+
+impl From<RollupRow> for ScannedRow<'static> {
+    fn from(row: RollupRow) -> Self {
+        ScannedRow {
+            key: row.key,
+            rollup: row.rollup,
+            sketches: RowSketches::InRollup,
+        }
+    }
+}
+
+fn corrupt_latency() -> StoreError {
+    StoreError::Corrupt("latency sketch".into())
+}
+
+fn corrupt_users() -> StoreError {
+    StoreError::Corrupt("user sketch".into())
+}
+
+/// What [`AnalyticsStore::scan_into`] hands each row to, on whatever thread reads them; the
+/// caller gets it back (a `Box<dyn Any>` downcast) with everything it folded.
+pub trait RowFold: Any + Send {
+    fn add(&mut self, row: ScannedRow<'_>) -> StoreResult<()>;
+}
+
 impl ScanRequest {
     /// Every stored row of `resolutions`, unfiltered (comparisons and exports).
     pub fn everything(resolutions: &[Resolution], with_sketches: bool) -> ScanRequest {
@@ -461,6 +536,21 @@ pub trait AnalyticsStore: Send + Sync + 'static {
     async fn commit(&self, commit: ProjectionCommit) -> StoreResult<()>;
     /// Rows matching the request, in no particular order.
     async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>>;
+    /// The rows of [`scan`](Self::scan) handed to `fold` one by one instead of collected (in no
+    /// particular order either); `fold` comes back with them. A store
+    /// may hand the sketches over as stored ([`RowSketches::Encoded`]), which spares a fold
+    /// that adds rows into totals a sketch per row. The first error `fold` returns ends the
+    /// read and is returned.
+    async fn scan_into(
+        &self,
+        request: ScanRequest,
+        mut fold: Box<dyn RowFold>,
+    ) -> StoreResult<Box<dyn RowFold>> {
+        for row in self.scan(request).await? {
+            fold.add(row.into())?;
+        }
+        Ok(fold)
+    }
     /// The sums (no sketches) of the rows matching `filter` in `spans`, merged per resolution and
     /// bucket across every dimension, ordered by resolution and bucket, with only the `sums`
     /// asked for filled in: exactly [`BucketSums::of`] applied to a [`scan`](Self::scan) without

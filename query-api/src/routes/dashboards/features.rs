@@ -11,21 +11,21 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tally_domain::config::{Assignment, Feature};
-use tally_domain::rollup::{Rollup, RollupRow};
-use tally_domain::store::{BucketSums, Filter, SumsOf};
+use tally_domain::rollup::Rollup;
+use tally_domain::store::{BucketSums, Filter, RowFold, ScannedRow, StoreResult, SumsOf};
 use tally_http::http::{data, ApiError, Data};
 use tally_schemas::validate::check_slug;
 
-use crate::aggregate::{history_of, merge_steps, steps, usd, HealthNumbers, Percentiles};
+use crate::aggregate::{history_of, merge_steps, usd, HealthNumbers, Percentiles, StepTotals};
 use crate::listing::{ListQuery, ListSpec, Pagination};
 use crate::params::{environment_param, joined, refuse_unknown, window_params, Params};
-use crate::rollups::{bucket_sums, scan, scan_stepped};
+use crate::rollups::{bucket_sums, scan, scan_stepped_into};
 use crate::state::QueryState;
 use tally_http::auth::Access;
 use tally_http::route::{Param, Route, Routes};
 
 use crate::routes::API_BASE;
-use tally_domain::window::{step_for, WindowInfo};
+use tally_domain::window::{step_for, Window, WindowInfo};
 
 pub fn routes(r: Routes<QueryState>) -> Routes<QueryState> {
     r.serve(
@@ -296,12 +296,24 @@ async fn metrics(
     };
     let previous_spans = window.previous().spans();
     let (rows, hour_sums, previous, features) = tokio::try_join!(
-        scan_stepped(&state, &filter, &window, step, true),
+        scan_stepped_into(
+            &state,
+            &filter,
+            &window,
+            step,
+            true,
+            MetricsRows::new(&window, step)
+        ),
         bucket_sums(&state, &filter, &hour_spans, SumsOf::Requests),
         bucket_sums(&state, &filter, &previous_spans, SumsOf::Money),
         async { state.config.list_features().await.map_err(ApiError::from) },
     )?;
-    let steps = steps(&window, step, &rows);
+    let MetricsRows {
+        steps,
+        by_model,
+        by_bucket,
+    } = rows;
+    let steps = steps.steps();
     let total = merge_steps(&steps);
     let registered = features.iter().any(|f| f.name == name);
     if !registered && total.requests == 0 {
@@ -312,9 +324,7 @@ async fn metrics(
     let previous = BucketSums::total(&previous);
     let percentiles = Percentiles::of(&total);
     let by_hour: Vec<(i64, u64)> = if hour_spans.is_empty() {
-        rows.iter()
-            .map(|r| (r.key.bucket, r.rollup.requests))
-            .collect()
+        by_bucket
     } else {
         hour_sums
             .iter()
@@ -338,7 +348,7 @@ async fn metrics(
             "data": history_of(&steps),
         }),
         usage: usage(&total, &by_hour),
-        costs: costs(&total, &previous, &rows),
+        costs: costs(&total, &previous, by_model),
     };
     Ok(data(body))
 }
@@ -368,20 +378,54 @@ fn usage(total: &Rollup, requests: &[(i64, u64)]) -> Usage {
     }
 }
 
-fn costs(total: &Rollup, previous: &Rollup, rows: &[RollupRow]) -> Costs {
-    let mut by_model: BTreeMap<(&str, &str), Rollup> = BTreeMap::new();
-    for row in rows {
-        by_model
-            .entry((&row.key.dims.provider, &row.key.dims.model))
-            .or_default()
-            .merge_sums(&row.rollup);
+/// The metrics' rows as they are read: the chart's steps, the sums per provider and model, and
+/// each row's requests (for usage by hour when the rows are no coarser than an hour).
+struct MetricsRows {
+    steps: StepTotals,
+    /// (provider, model) and their sums; a handful of entries.
+    by_model: Vec<((String, String), Rollup)>,
+    by_bucket: Vec<(i64, u64)>,
+}
+
+impl MetricsRows {
+    fn new(window: &Window, step: i64) -> MetricsRows {
+        MetricsRows {
+            steps: StepTotals::new(window, step),
+            by_model: Vec::new(),
+            by_bucket: Vec::new(),
+        }
     }
+}
+
+impl RowFold for MetricsRows {
+    fn add(&mut self, row: ScannedRow<'_>) -> StoreResult<()> {
+        self.steps.add(&row)?;
+        let dims = &row.key.dims;
+        let at = self
+            .by_model
+            .iter()
+            .position(|((p, m), _)| *p == dims.provider && *m == dims.model);
+        let sums = match at {
+            Some(i) => &mut self.by_model[i].1,
+            None => {
+                let key = (dims.provider.clone(), dims.model.clone());
+                self.by_model.push((key, Rollup::default()));
+                &mut self.by_model.last_mut().expect("just pushed").1
+            }
+        };
+        sums.merge_sums(&row.rollup);
+        self.by_bucket.push((row.key.bucket, row.rollup.requests));
+        Ok(())
+    }
+}
+
+fn costs(total: &Rollup, previous: &Rollup, by_model: Vec<((String, String), Rollup)>) -> Costs {
     let mut breakdown: Vec<BreakdownItem> = by_model
         .into_iter()
         .map(|((provider, model), r)| BreakdownItem {
             category: format!("{provider}/{model}"),
-            provider: provider.to_string(),
-            model: model.to_string(),
+            provider,
+            model,
             amount: usd(r.cost),
             amount_usd: r.cost.to_decimal_string(),
             percentage: if total.cost.0 == 0 {

@@ -8,17 +8,17 @@ use std::collections::{BTreeMap, HashMap};
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 use serde::Serialize;
-use tally_domain::rollup::Rollup;
-use tally_domain::store::Filter;
+use tally_domain::rollup::{Rollup, RollupTotal};
+use tally_domain::store::{Filter, RowFold, ScannedRow, StoreResult};
 use tally_domain::window::{step_for, WindowInfo};
 use tally_http::auth::Access;
 use tally_http::http::{data, ApiError, Data};
 use tally_http::route::{Route, Routes};
 
-use crate::aggregate::{history_of, steps, HistoryPoint, ModelNumbers};
+use crate::aggregate::{history_of, HistoryPoint, ModelNumbers, StepTotals};
 use crate::lookup::find_model;
 use crate::params::{Params, ENVIRONMENT_WINDOW};
-use crate::rollups::scan_stepped;
+use crate::rollups::scan_stepped_into;
 use crate::routes::API_BASE;
 use crate::state::QueryState;
 
@@ -64,6 +64,33 @@ pub struct ModelPerformance {
     pub history: Series,
 }
 
+/// The performance view's rows as they are read: the chart's steps and the totals per feature
+/// and environment.
+struct PerformanceRows {
+    steps: StepTotals,
+    served: Vec<((String, &'static str), RollupTotal)>,
+}
+
+impl RowFold for PerformanceRows {
+    fn add(&mut self, row: ScannedRow<'_>) -> StoreResult<()> {
+        self.steps.add(&row)?;
+        let (feature, environment) = (&row.key.dims.feature, row.key.dims.environment.as_str());
+        let at = self
+            .served
+            .iter()
+            .position(|((f, e), _)| f == feature && *e == environment);
+        let total = match at {
+            Some(i) => &mut self.served[i].1,
+            None => {
+                let entry = ((feature.clone(), environment), RollupTotal::new());
+                self.served.push(entry);
+                &mut self.served.last_mut().expect("just pushed").1
+            }
+        };
+        row.add_to(total)
+    }
+}
+
 async fn performance(
     State(state): State<QueryState>,
     Path(id): Path<String>,
@@ -80,17 +107,16 @@ async fn performance(
         ..Filter::default()
     };
     let step = step_for(window.len_s());
-    let rows = scan_stepped(&state, &filter, &window, step, true).await?;
-    let mut served: BTreeMap<(String, &'static str), Rollup> = BTreeMap::new();
-    for row in &rows {
-        served
-            .entry((
-                row.key.dims.feature.clone(),
-                row.key.dims.environment.as_str(),
-            ))
-            .or_default()
-            .merge(&row.rollup);
-    }
+    let read = PerformanceRows {
+        steps: StepTotals::new(&window, step),
+        served: Vec::new(),
+    };
+    let read = scan_stepped_into(&state, &filter, &window, step, true, read).await?;
+    let served: BTreeMap<(String, &'static str), Rollup> = read
+        .served
+        .into_iter()
+        .map(|(key, total)| (key, total.rollup()))
+        .collect();
     // The totals merge the breakdown's few rollups, not the rows again: merging is associative
     // and commutative, and every row is in exactly one (feature, environment) entry.
     let mut totals = Rollup::default();
@@ -122,7 +148,7 @@ async fn performance(
         breakdown: breakdown.into_iter().map(|(_, s)| s).collect(),
         history: Series {
             step_seconds: step,
-            data: history_of(&steps(&window, step, &rows)),
+            data: history_of(&read.steps.steps()),
         },
     }))
 }

@@ -67,8 +67,8 @@ use tally_domain::rollup::{Dims, Resolution, Rollup, RollupKey, RollupRow};
 use tally_domain::sketch::LatencySketch;
 use tally_domain::store::{
     AnalyticsStore, BucketSums, DedupGeneration, DedupSeal, Filter, PartitionState, Partitions,
-    ProjectionCommit, ProjectorState, ScanRequest, ScoreQuery, ScoredEvent, Span, StoreResult,
-    SumsOf,
+    ProjectionCommit, ProjectorState, RowFold, RowSketches, ScanRequest, ScannedRow, ScoreQuery,
+    ScoredEvent, Span, StoreResult, SumsOf,
 };
 
 /// Sketch rows (`rollup_sketches`) carry blobs of a few hundred bytes to 16 KiB, and counted
@@ -231,17 +231,23 @@ fn measures(row: &Row, first: usize, with_sketches: bool) -> Result<Rollup> {
         ..Rollup::default()
     };
     if with_sketches {
-        let blob = |i: usize, what: &str| -> Result<&[u8]> {
-            row.get_ref(first + i)?
-                .as_blob()
-                .map_err(|_| Failure::Corrupt(format!("{what} column")))
-        };
-        rollup.latency = LatencySketch::decode(&mut blob(10, "latency")?)
+        let (mut latency, mut users) = sketch_blobs(row, first)?;
+        rollup.latency = LatencySketch::decode(&mut latency)
             .ok_or_else(|| Failure::Corrupt("latency sketch".into()))?;
-        rollup.users = Hll::decode(&mut blob(11, "users")?)
-            .ok_or_else(|| Failure::Corrupt("user sketch".into()))?;
+        rollup.users =
+            Hll::decode(&mut users).ok_or_else(|| Failure::Corrupt("user sketch".into()))?;
     }
     Ok(rollup)
+}
+
+/// The latency and user sketches as stored, after the measure columns starting at `first`.
+fn sketch_blobs<'r>(row: &'r Row, first: usize) -> Result<(&'r [u8], &'r [u8])> {
+    let blob = |i: usize, what: &str| -> Result<&'r [u8]> {
+        row.get_ref(first + i)?
+            .as_blob()
+            .map_err(|_| Failure::Corrupt(format!("{what} column")))
+    };
+    Ok((blob(10, "latency")?, blob(11, "users")?))
 }
 
 fn merge_row(tx: &rusqlite::Transaction, key: &RollupKey, delta: &Rollup) -> Result<()> {
@@ -674,6 +680,21 @@ fn commit(
 }
 
 fn scan(conn: &Connection, req: &ScanRequest) -> Result<Vec<RollupRow>> {
+    let mut out = Vec::new();
+    scan_rows(conn, req, |row| {
+        out.push(row.into_row()?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Hands every row of `req` to `each`, span by span in the request's order, with its sketches
+/// as stored when asked for ([`RowSketches::Encoded`], borrowed from SQLite's row).
+fn scan_rows(
+    conn: &Connection,
+    req: &ScanRequest,
+    mut each: impl FnMut(ScannedRow<'_>) -> StoreResult<()>,
+) -> Result<()> {
     let f = &req.filter;
     // Sketches only when asked: the narrow rollup rows are all a sum needs. A row whose sketch
     // is missing is reported as corrupt (a left join), never silently left out.
@@ -692,7 +713,6 @@ fn scan(conn: &Connection, req: &ScanRequest) -> Result<Vec<RollupRow>> {
     let (conditions, extra) = filter_sql(f, 4);
     sql.push_str(&conditions);
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut out = Vec::new();
     for span in &req.spans {
         if span.from >= span.to {
             continue;
@@ -720,13 +740,20 @@ fn scan(conn: &Connection, req: &ScanRequest) -> Result<Vec<RollupRow>> {
                     variant: row.get(8)?,
                 },
             };
-            out.push(RollupRow {
+            let sketches = if req.with_sketches {
+                let (latency, users) = sketch_blobs(row, 9)?;
+                RowSketches::Encoded { latency, users }
+            } else {
+                RowSketches::InRollup
+            };
+            each(ScannedRow {
                 key,
-                rollup: measures(row, 9, req.with_sketches)?,
-            });
+                rollup: measures(row, 9, false)?,
+                sketches,
+            })?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[async_trait]
@@ -795,6 +822,18 @@ impl AnalyticsStore for SqliteAnalyticsStore {
 
     async fn scan(&self, request: ScanRequest) -> StoreResult<Vec<RollupRow>> {
         self.read(move |conn| scan(conn, &request)).await
+    }
+
+    async fn scan_into(
+        &self,
+        request: ScanRequest,
+        mut fold: Box<dyn RowFold>,
+    ) -> StoreResult<Box<dyn RowFold>> {
+        self.read(move |conn| {
+            scan_rows(conn, &request, |row| fold.add(row))?;
+            Ok(fold)
+        })
+        .await
     }
 
     async fn bucket_sums(
