@@ -462,14 +462,22 @@ mod tests {
     proptest! {
         #[test]
         fn merging_stored_bytes_equals_merging_decoded_sketches(
-            parts in proptest::collection::vec((0u64..3000, 0u64..2600, any::<bool>()), 1..8),
+            parts in proptest::collection::vec((
+                prop_oneof![0u64..3000, Just(0), Just(100)],
+                prop_oneof![0u64..2600, Just(40), Just(500)],
+                any::<bool>(),
+            ), 1..8),
         ) {
-            // Users drawn from 0..5600, so rows hold equal sets, subsets, overlaps, and sets past
-            // the sparse limit; the reference merges the sketches `insert` built.
+            // Users drawn from 0..5600, so rows hold equal sets, subsets, overlaps, sets of one
+            // size but different users, and sets past the sparse limit; the reference merges the
+            // sketches `insert` built.
             let mut expected = Hll::new();
             let mut from_bytes = Hll::new();
             for &(lo, n, legacy) in &parts {
                 let (sketch, bytes) = stored(lo, n, legacy);
+                let mut again = sketch.clone();
+                prop_assert!(again.merge_encoded(&mut bytes.as_slice()).is_some());
+                prop_assert_eq!(&again, &sketch, "a sketch merged with its own bytes is unchanged");
                 expected.merge(&sketch);
                 let mut input = bytes.as_slice();
                 prop_assert!(from_bytes.merge_encoded(&mut input).is_some());

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{DateTime, TimeZone, Utc};
 use tally_domain::codec;
 use tally_domain::hll::Hll;
-use tally_domain::sketch::LatencySketch;
+use tally_domain::sketch::{LatencySketch, LatencyTotal};
 use tally_query_api::listing::{ListQuery, ListSpec};
 use tally_query_api::params::{
     filter_params, group_by_param, joined, limit_param, window_params, GroupKey, Params,
@@ -115,7 +115,8 @@ pub fn batch(body: &[u8], format: BodyFormat) {
 /// Bytes read back from storage. Whatever decodes re-encodes to something that decodes to the
 /// same value (events picked from a record are the record's); a dedup chunk in the raw format decodes only when whole, and a packed one
 /// re-encodes to the same entries (sorted, without repeats); a sealed generation's summary that
-/// decodes answers lookups.
+/// decodes answers lookups; sketches added into totals from their bytes are refused exactly when
+/// decoding refuses them.
 pub fn stored(bytes: &[u8]) {
     if let Ok((events, scores)) = codec::decode_record(bytes) {
         if scores.is_empty() {
@@ -149,7 +150,26 @@ pub fn stored(bytes: &[u8]) {
         }
         Err(_) => assert!(!bytes.len().is_multiple_of(12)),
     }
-    if let Some(sketch) = LatencySketch::decode(&mut &bytes[..]) {
+    // Stored sketches added straight into totals (as dashboards read them) are refused exactly
+    // when decoding refuses them, and add what the decoded sketch adds.
+    let latency = LatencySketch::decode(&mut &bytes[..]);
+    let mut total = LatencyTotal::new();
+    assert_eq!(
+        total.add_encoded(&mut &bytes[..]).is_some(),
+        latency.is_some()
+    );
+    if let Some(sketch) = &latency {
+        let mut decoded = LatencyTotal::new();
+        decoded.add(sketch);
+        assert_eq!(total.sketch(), decoded.sketch());
+    }
+    let users = Hll::decode(&mut &bytes[..]);
+    let mut merged = Hll::new();
+    assert_eq!(merged.merge_encoded(&mut &bytes[..]).is_some(), users.is_some());
+    if let Some(users) = &users {
+        assert_eq!(&merged, users);
+    }
+    if let Some(sketch) = latency {
         let mut out = Vec::new();
         sketch.encode(&mut out);
         assert_eq!(LatencySketch::decode(&mut &out[..]), Some(sketch.clone()));

@@ -4,6 +4,9 @@
 //! number rounded to the micro-dollar (for charts) and an exact decimal string in US dollars
 //! (`*_usd`, for finance). Averages of money divide exact totals once, at the end.
 
+use std::borrow::Borrow;
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use tally_domain::rollup::{Rollup, RollupRow, RollupTotal};
 use tally_domain::store::{ScannedRow, StoreResult};
@@ -206,6 +209,20 @@ impl StepTotals {
     }
 }
 
+/// The value of `key` in `map`, a default one inserted first when there is none (the key is
+/// copied only then): for totals kept per dimension while rows stream by.
+pub fn slot<'m, K, Q, V>(map: &'m mut BTreeMap<K, V>, key: &Q) -> &'m mut V
+where
+    K: Ord + Borrow<Q>,
+    Q: Ord + ToOwned<Owned = K> + ?Sized,
+    V: Default,
+{
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
 /// Every step merged: the whole window, when the steps came from rows of
 /// [`tally_domain::window::Window::stepped_spans`] (merging is associative and commutative, so
 /// this equals merging the rows themselves, at a step's cost instead of a row's).
@@ -217,7 +234,7 @@ pub fn merge_steps(steps: &[(i64, Rollup)]) -> Rollup {
     total.rollup()
 }
 
-/// A time series: one point per step of [`steps`].
+/// A time series: one point per step ([`StepTotals::steps`]).
 pub fn history_of(steps: &[(i64, Rollup)]) -> Vec<HistoryPoint> {
     steps
         .iter()

@@ -6,8 +6,10 @@
 //! rows (with day steps; with shorter steps, the current hour's row in place of its minute rows)
 //! whenever they hold the same events ([`scan_stepped_into`], [`by_coarser_rows`]): one row per
 //! combination of dimensions instead of up to 82 (or 59), with the same numbers. A chart's rows
-//! are folded into its totals as the store reads them ([`RowFold`]), their sketches added
-//! straight from the stored bytes: no row's sketches are built only to be merged and dropped.
+//! are folded into its totals as the store reads them ([`RowFold`]); where the store hands the
+//! sketches over as stored (the embedded store), they are added straight from the bytes,
+//! except the few rows a plan may still drop (one per combination of dimensions and any
+//! probe's), which are decoded and held until it is settled.
 
 use std::any::Any;
 

@@ -16,7 +16,9 @@ use tally_domain::store::{BucketSums, Filter, RowFold, ScannedRow, StoreResult, 
 use tally_http::http::{data, ApiError, Data};
 use tally_schemas::validate::check_slug;
 
-use crate::aggregate::{history_of, merge_steps, usd, HealthNumbers, Percentiles, StepTotals};
+use crate::aggregate::{
+    history_of, merge_steps, slot, usd, HealthNumbers, Percentiles, StepTotals,
+};
 use crate::listing::{ListQuery, ListSpec, Pagination};
 use crate::params::{environment_param, joined, refuse_unknown, window_params, Params};
 use crate::rollups::{bucket_sums, scan, scan_stepped_into};
@@ -302,7 +304,7 @@ async fn metrics(
             &window,
             step,
             true,
-            MetricsRows::new(&window, step)
+            MetricsRows::new(&window, step, hour_spans.is_empty())
         ),
         bucket_sums(&state, &filter, &hour_spans, SumsOf::Requests),
         bucket_sums(&state, &filter, &previous_spans, SumsOf::Money),
@@ -323,7 +325,7 @@ async fn metrics(
     }
     let previous = BucketSums::total(&previous);
     let percentiles = Percentiles::of(&total);
-    let by_hour: Vec<(i64, u64)> = if hour_spans.is_empty() {
+    let by_hour: Vec<(i64, u64)> = if let Some(by_bucket) = by_bucket {
         by_bucket
     } else {
         hour_sums
@@ -379,20 +381,21 @@ fn usage(total: &Rollup, requests: &[(i64, u64)]) -> Usage {
 }
 
 /// The metrics' rows as they are read: the chart's steps, the sums per provider and model, and
-/// each row's requests (for usage by hour when the rows are no coarser than an hour).
+/// each row's requests when they are wanted (for usage by hour, when the rows are no coarser
+/// than an hour).
 struct MetricsRows {
     steps: StepTotals,
-    /// (provider, model) and their sums; a handful of entries.
-    by_model: Vec<((String, String), Rollup)>,
-    by_bucket: Vec<(i64, u64)>,
+    /// Sums per provider, then model.
+    by_model: BTreeMap<String, BTreeMap<String, Rollup>>,
+    by_bucket: Option<Vec<(i64, u64)>>,
 }
 
 impl MetricsRows {
-    fn new(window: &Window, step: i64) -> MetricsRows {
+    fn new(window: &Window, step: i64, with_buckets: bool) -> MetricsRows {
         MetricsRows {
             steps: StepTotals::new(window, step),
-            by_model: Vec::new(),
-            by_bucket: Vec::new(),
+            by_model: BTreeMap::new(),
+            by_bucket: with_buckets.then(Vec::new),
         }
     }
 }
@@ -401,28 +404,31 @@ impl RowFold for MetricsRows {
     fn add(&mut self, row: ScannedRow<'_>) -> StoreResult<()> {
         self.steps.add(&row)?;
         let dims = &row.key.dims;
-        let at = self
-            .by_model
-            .iter()
-            .position(|((p, m), _)| *p == dims.provider && *m == dims.model);
-        let sums = match at {
-            Some(i) => &mut self.by_model[i].1,
-            None => {
-                let key = (dims.provider.clone(), dims.model.clone());
-                self.by_model.push((key, Rollup::default()));
-                &mut self.by_model.last_mut().expect("just pushed").1
-            }
-        };
-        sums.merge_sums(&row.rollup);
-        self.by_bucket.push((row.key.bucket, row.rollup.requests));
+        slot(
+            slot(&mut self.by_model, dims.provider.as_str()),
+            dims.model.as_str(),
+        )
+        .merge_sums(&row.rollup);
+        if let Some(buckets) = &mut self.by_bucket {
+            buckets.push((row.key.bucket, row.rollup.requests));
+        }
         Ok(())
     }
 }
 
-fn costs(total: &Rollup, previous: &Rollup, by_model: Vec<((String, String), Rollup)>) -> Costs {
+fn costs(
+    total: &Rollup,
+    previous: &Rollup,
+    by_model: BTreeMap<String, BTreeMap<String, Rollup>>,
+) -> Costs {
     let mut breakdown: Vec<BreakdownItem> = by_model
         .into_iter()
-        .map(|((provider, model), r)| BreakdownItem {
+        .flat_map(|(provider, models)| {
+            models
+                .into_iter()
+                .map(move |(model, r)| (provider.clone(), model, r))
+        })
+        .map(|(provider, model, r)| BreakdownItem {
             category: format!("{provider}/{model}"),
             provider,
             model,
@@ -441,6 +447,7 @@ fn costs(total: &Rollup, previous: &Rollup, by_model: Vec<((String, String), Rol
         b.amount
             .total_cmp(&a.amount)
             .then_with(|| a.category.cmp(&b.category))
+            .then_with(|| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)))
     });
     let trend = if previous.cost.0 == 0 {
         0.0

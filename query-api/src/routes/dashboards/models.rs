@@ -15,7 +15,7 @@ use tally_http::auth::Access;
 use tally_http::http::{data, ApiError, Data};
 use tally_http::route::{Route, Routes};
 
-use crate::aggregate::{history_of, HistoryPoint, ModelNumbers, StepTotals};
+use crate::aggregate::{history_of, slot, HistoryPoint, ModelNumbers, StepTotals};
 use crate::lookup::find_model;
 use crate::params::{Params, ENVIRONMENT_WINDOW};
 use crate::rollups::scan_stepped_into;
@@ -64,30 +64,21 @@ pub struct ModelPerformance {
     pub history: Series,
 }
 
-/// The performance view's rows as they are read: the chart's steps and the totals per feature
-/// and environment.
+/// The performance view's rows as they are read: the chart's steps and the totals per feature,
+/// then environment.
 struct PerformanceRows {
     steps: StepTotals,
-    served: Vec<((String, &'static str), RollupTotal)>,
+    served: BTreeMap<String, BTreeMap<&'static str, RollupTotal>>,
 }
 
 impl RowFold for PerformanceRows {
     fn add(&mut self, row: ScannedRow<'_>) -> StoreResult<()> {
         self.steps.add(&row)?;
-        let (feature, environment) = (&row.key.dims.feature, row.key.dims.environment.as_str());
-        let at = self
-            .served
-            .iter()
-            .position(|((f, e), _)| f == feature && *e == environment);
-        let total = match at {
-            Some(i) => &mut self.served[i].1,
-            None => {
-                let entry = ((feature.clone(), environment), RollupTotal::new());
-                self.served.push(entry);
-                &mut self.served.last_mut().expect("just pushed").1
-            }
-        };
-        row.add_to(total)
+        let dims = &row.key.dims;
+        row.add_to(slot(
+            slot(&mut self.served, dims.feature.as_str()),
+            &dims.environment.as_str(),
+        ))
     }
 }
 
@@ -109,13 +100,17 @@ async fn performance(
     let step = step_for(window.len_s());
     let read = PerformanceRows {
         steps: StepTotals::new(&window, step),
-        served: Vec::new(),
+        served: BTreeMap::new(),
     };
     let read = scan_stepped_into(&state, &filter, &window, step, true, read).await?;
     let served: BTreeMap<(String, &'static str), Rollup> = read
         .served
         .into_iter()
-        .map(|(key, total)| (key, total.rollup()))
+        .flat_map(|(feature, environments)| {
+            environments
+                .into_iter()
+                .map(move |(environment, total)| ((feature.clone(), environment), total.rollup()))
+        })
         .collect();
     // The totals merge the breakdown's few rollups, not the rows again: merging is associative
     // and commutative, and every row is in exactly one (feature, environment) entry.

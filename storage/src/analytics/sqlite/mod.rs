@@ -975,7 +975,7 @@ mod tests {
     use super::*;
     use tally_domain::dedup::GenerationSummary;
     use tally_domain::store::{
-        DedupGeneration, DedupSeal, PartitionCommit, PartitionState, Partitions,
+        DedupGeneration, DedupSeal, PartitionCommit, PartitionState, Partitions, StoreError,
     };
 
     fn fp(i: u64) -> u64 {
@@ -1057,6 +1057,103 @@ mod tests {
     }
 
     const BLOCKS: &str = "SELECT COUNT(*) FROM dedup_blocks";
+    /// What a scan hands a fold: each row decoded, and a total per resolution added from the
+    /// row as handed over.
+    #[derive(Default)]
+    struct Collected {
+        rows: Vec<RollupRow>,
+        totals: std::collections::BTreeMap<Resolution, tally_domain::rollup::RollupTotal>,
+    }
+
+    impl RowFold for Collected {
+        fn add(&mut self, row: ScannedRow<'_>) -> StoreResult<()> {
+            assert!(
+                matches!(row.sketches, RowSketches::Encoded { .. }),
+                "sketches handed over as stored"
+            );
+            row.add_to(self.totals.entry(row.key.resolution).or_default())?;
+            self.rows.push(row.into_row()?);
+            Ok(())
+        }
+    }
+
+    async fn fold_all(store: &SqliteAnalyticsStore) -> StoreResult<Collected> {
+        let everything = ScanRequest::everything(&Resolution::STORED, true);
+        let back: Box<dyn std::any::Any> = store
+            .scan_into(everything, Box::<Collected>::default())
+            .await?;
+        Ok(*back.downcast::<Collected>().expect("the fold handed in"))
+    }
+
+    #[tokio::test]
+    async fn a_fold_gets_every_row_with_its_sketches_as_stored_and_corrupt_ones_are_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteAnalyticsStore::open(dir.path()).expect("opened");
+        // Three minutes of two models: users 0..n (sparse, equal, subsets; 3,000 is dense).
+        let mut deltas = std::collections::BTreeMap::new();
+        for (minute, model, users) in [(0, "a", 40), (1, "a", 40), (1, "b", 3_000), (2, "a", 25)] {
+            let mut rollup = Rollup {
+                requests: users,
+                ..Rollup::default()
+            };
+            for u in 0..users {
+                rollup.users.insert(&format!("user-{u}"));
+                rollup.latency.insert(1_000 + u * 37 % 5_000);
+            }
+            let key = RollupKey {
+                resolution: Resolution::Minute,
+                bucket: 1_800_000_000 + minute * 60,
+                dims: Dims {
+                    feature: "chatbot".into(),
+                    model: model.into(),
+                    provider: "openai".into(),
+                    environment: Environment::Production,
+                    prompt_id: String::new(),
+                    prompt_version: String::new(),
+                    experiment_id: String::new(),
+                    variant: String::new(),
+                },
+            };
+            deltas.insert(key, rollup);
+        }
+        let mut commit = step(0, Vec::new(), Vec::new());
+        commit.partitions.get_mut(&0).expect("partition 0").deltas = deltas.clone();
+        store.commit(commit).await.expect("written");
+
+        let got = fold_all(&store).await.expect("folded");
+        let rows: std::collections::BTreeMap<_, _> =
+            got.rows.into_iter().map(|r| (r.key, r.rollup)).collect();
+        assert_eq!(rows, deltas, "every row, its sketches as written");
+        let mut want = tally_domain::rollup::RollupTotal::new();
+        deltas.values().for_each(|r| want.add(r));
+        let totals: Vec<_> = got.totals.into_iter().collect();
+        assert_eq!(totals.len(), 1, "minute rows only");
+        assert_eq!(totals[0].1.clone().rollup(), want.rollup());
+
+        // A user sketch whose two hashes (1, then 0) are out of order, then a latency sketch
+        // cut short.
+        let corrupt = |sql: &str| {
+            let conn = store.writer.lock().expect("writer");
+            conn.execute(sql, []).expect("corrupted");
+        };
+        corrupt("UPDATE rollup_sketches SET users = x'020201000000000000000000000000000000' WHERE id = (SELECT MIN(id) FROM rollup_sketches)");
+        match fold_all(&store).await {
+            Err(StoreError::Corrupt(what)) => assert_eq!(what, "user sketch"),
+            other => panic!(
+                "expected a corrupt user sketch, got {:?}",
+                other.map(|c| c.rows.len())
+            ),
+        }
+        corrupt("UPDATE rollup_sketches SET users = x'0200', latency = x'0003' WHERE id = (SELECT MIN(id) FROM rollup_sketches)");
+        match fold_all(&store).await {
+            Err(StoreError::Corrupt(what)) => assert_eq!(what, "latency sketch"),
+            other => panic!(
+                "expected a corrupt latency sketch, got {:?}",
+                other.map(|c| c.rows.len())
+            ),
+        }
+    }
+
     const SUMMARIES: &str = "SELECT COUNT(*) FROM dedup_generations";
     const DOOMED: &str = "SELECT COUNT(*) FROM dedup_doomed";
 
