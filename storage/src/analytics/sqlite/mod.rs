@@ -1136,21 +1136,15 @@ mod tests {
             let conn = store.writer.lock().expect("writer");
             conn.execute(sql, []).expect("corrupted");
         };
-        corrupt("UPDATE rollup_sketches SET users = x'020201000000000000000000000000000000' WHERE id = (SELECT MIN(id) FROM rollup_sketches)");
-        match fold_all(&store).await {
-            Err(StoreError::Corrupt(what)) => assert_eq!(what, "user sketch"),
-            other => panic!(
-                "expected a corrupt user sketch, got {:?}",
-                other.map(|c| c.rows.len())
-            ),
-        }
-        corrupt("UPDATE rollup_sketches SET users = x'0200', latency = x'0003' WHERE id = (SELECT MIN(id) FROM rollup_sketches)");
-        match fold_all(&store).await {
-            Err(StoreError::Corrupt(what)) => assert_eq!(what, "latency sketch"),
-            other => panic!(
-                "expected a corrupt latency sketch, got {:?}",
-                other.map(|c| c.rows.len())
-            ),
+        for (sql, sketch) in [
+            ("UPDATE rollup_sketches SET users = x'020201000000000000000000000000000000' WHERE id = (SELECT MIN(id) FROM rollup_sketches)", "user sketch"),
+            ("UPDATE rollup_sketches SET users = x'0200', latency = x'0003' WHERE id = (SELECT MIN(id) FROM rollup_sketches)", "latency sketch"),
+        ] {
+            corrupt(sql);
+            match fold_all(&store).await {
+                Err(StoreError::Corrupt(what)) => assert_eq!(what, sketch),
+                other => panic!("expected a corrupt {sketch}, got {:?}", other.map(|c| c.rows.len())),
+            }
         }
     }
 
