@@ -256,15 +256,12 @@ impl Hll {
                     return None;
                 }
                 let mut hashes = Vec::with_capacity(len);
-                let mut prev = 0u64;
-                for i in 0..len {
-                    let delta = varint::get(input)?;
-                    if i > 0 && delta == 0 {
-                        // Hashes are distinct: a repeated one would be counted twice.
-                        return None;
-                    }
-                    prev = prev.checked_add(delta)?;
-                    hashes.push(prev);
+                // Hashes are distinct: a repeated one would be counted twice.
+                let mut prev = None;
+                for _ in 0..len {
+                    let hash = varint::get_increasing(input, prev)?;
+                    prev = Some(hash);
+                    hashes.push(hash);
                 }
                 Some(Hll::Sparse(hashes))
             }

@@ -247,15 +247,12 @@ fn each_encoded(input: &mut &[u8], mut bucket: impl FnMut(usize, u16, u64)) -> O
     // The total count must fit in a u64 (`count` and merges add them up).
     let mut total = zeros;
     let len = usize::try_from(varint::get(input)?).ok()?;
-    let mut prev = 0u64;
-    for i in 0..len {
-        let delta = varint::get(input)?;
-        if i > 0 && delta == 0 {
-            // Bucket indexes strictly increase: a repeated one is a corrupt sketch.
-            return None;
-        }
-        prev = prev.checked_add(delta)?;
-        let index = u16::try_from(prev).ok()?;
+    // Bucket indexes strictly increase: a repeated one is a corrupt sketch.
+    let mut prev = None;
+    for _ in 0..len {
+        let at = varint::get_increasing(input, prev)?;
+        prev = Some(at);
+        let index = u16::try_from(at).ok()?;
         let count = varint::get(input)?;
         total = total.checked_add(count)?;
         bucket(len, index, count);

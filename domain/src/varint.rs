@@ -20,6 +20,18 @@ pub fn get(input: &mut &[u8]) -> Option<u64> {
     get_long(input)
 }
 
+/// The next value of a strictly increasing sequence stored as deltas (the first from 0):
+/// `None` when the delta does not decode, is 0 after the first value (a repeat), or runs past
+/// `u64`.
+pub fn get_increasing(input: &mut &[u8], prev: Option<u64>) -> Option<u64> {
+    let delta = get(input)?;
+    match prev {
+        None => Some(delta),
+        Some(_) if delta == 0 => None,
+        Some(p) => p.checked_add(delta),
+    }
+}
+
 fn get_long(input: &mut &[u8]) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {

@@ -251,11 +251,10 @@ impl CoarserRowsPlan {
         rows: &mut Vec<R>,
         at: impl Fn(&R) -> (Resolution, i64),
     ) -> Option<&[Span]> {
-        let probed = |r: &R| {
+        if !rows.iter().any(|r| {
             let (resolution, bucket) = at(r);
-            self.probes.iter().any(|p| p.holds(resolution, bucket))
-        };
-        if !rows.iter().any(probed) {
+            self.probed(resolution, bucket)
+        }) {
             return None;
         }
         rows.retain(|r| {
@@ -269,8 +268,12 @@ impl CoarserRowsPlan {
     /// (the coarse rows and the probes' rows): a reader that folds rows as they come holds these
     /// back until the plan is settled.
     pub fn may_drop(&self, resolution: Resolution, bucket: i64) -> bool {
-        self.coarse.holds(resolution, bucket)
-            || self.probes.iter().any(|p| p.holds(resolution, bucket))
+        self.coarse.holds(resolution, bucket) || self.probed(resolution, bucket)
+    }
+
+    /// Whether the row of `resolution` starting at `bucket` is one a probe reads.
+    fn probed(&self, resolution: Resolution, bucket: i64) -> bool {
+        self.probes.iter().any(|p| p.holds(resolution, bucket))
     }
 }
 
