@@ -485,18 +485,23 @@ fn retire(tx: &Connection, partition: i32, ids: &[u64]) -> Result<()> {
     Ok(())
 }
 
+/// Up to `?1` blocks of forgotten generations. `CROSS JOIN` makes SQLite walk the few doomed
+/// generations and look their blocks up: with a plain `JOIN` its planner walks every block
+/// (86,116 after 15 minutes at 100,000 events/s) and looks each up among the doomed, on every
+/// commit, mostly to find none: 8 ms a commit then, growing with the window.
+const DOOMED_BLOCKS: &str = "DELETE FROM dedup_blocks WHERE rowid IN (SELECT b.rowid FROM dedup_doomed d CROSS JOIN dedup_blocks b ON b.log_partition = d.log_partition AND b.generation = d.generation LIMIT ?1)";
+
+/// The summary rows of up to `?1` doomed generations with no block left, found from the
+/// doomed side as above.
+const DOOMED_GENERATIONS: &str = "DELETE FROM dedup_generations WHERE rowid IN (SELECT g.rowid FROM dedup_doomed d CROSS JOIN dedup_generations g ON g.log_partition = d.log_partition AND g.id = d.generation WHERE NOT EXISTS (SELECT 1 FROM dedup_blocks b WHERE b.log_partition = d.log_partition AND b.generation = d.generation) LIMIT ?1)";
+
 /// Deletes up to `blocks` blocks of forgotten generations, then the summary rows of up to
 /// [`DOOMED_SUMMARIES_PER_COMMIT`] of those with no block left, and forgets the generations
 /// that have neither left.
 fn delete_doomed(tx: &Connection, blocks: i64) -> Result<()> {
-    tx.prepare_cached(
-        "DELETE FROM dedup_blocks WHERE rowid IN (SELECT b.rowid FROM dedup_doomed d JOIN dedup_blocks b ON b.log_partition = d.log_partition AND b.generation = d.generation LIMIT ?1)",
-    )?
-    .execute(params![blocks])?;
-    tx.prepare_cached(
-        "DELETE FROM dedup_generations WHERE rowid IN (SELECT g.rowid FROM dedup_doomed d JOIN dedup_generations g ON g.log_partition = d.log_partition AND g.id = d.generation WHERE NOT EXISTS (SELECT 1 FROM dedup_blocks b WHERE b.log_partition = d.log_partition AND b.generation = d.generation) LIMIT ?1)",
-    )?
-    .execute(params![DOOMED_SUMMARIES_PER_COMMIT])?;
+    tx.prepare_cached(DOOMED_BLOCKS)?.execute(params![blocks])?;
+    tx.prepare_cached(DOOMED_GENERATIONS)?
+        .execute(params![DOOMED_SUMMARIES_PER_COMMIT])?;
     tx.prepare_cached(
         "DELETE FROM dedup_doomed WHERE NOT EXISTS (SELECT 1 FROM dedup_blocks b WHERE b.log_partition = dedup_doomed.log_partition AND b.generation = dedup_doomed.generation) AND NOT EXISTS (SELECT 1 FROM dedup_generations g WHERE g.log_partition = dedup_doomed.log_partition AND g.id = dedup_doomed.generation)",
     )?
@@ -1277,5 +1282,26 @@ mod tests {
                 .expect("read"),
             want
         );
+    }
+
+    #[test]
+    fn forgotten_generations_are_found_without_walking_every_block() {
+        let dir = tempfile::tempdir().expect("dir");
+        drop(SqliteAnalyticsStore::open(dir.path()).expect("opened"));
+        let conn = Connection::open(dir.path().join("analytics.db")).expect("reopened");
+        for sql in [DOOMED_BLOCKS, DOOMED_GENERATIONS] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("plan")
+                .query_map([1], |r| r.get::<_, String>(3))
+                .expect("rows")
+                .collect::<Result<_, _>>()
+                .expect("read");
+            assert!(
+                plan.iter()
+                    .all(|step| !step.starts_with("SCAN b") && !step.starts_with("SCAN g")),
+                "a walk of every block or generation: {plan:?}"
+            );
+        }
     }
 }
