@@ -48,3 +48,19 @@ where
         .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
         .map_err(StoreError::from)
 }
+
+/// The steps of SQLite's plan for `sql` (the `detail` column of `EXPLAIN QUERY PLAN`, e.g.
+/// `SCAN log` or `SEARCH b USING …`), for tests that pin a statement's plan.
+#[cfg(test)]
+pub(crate) fn query_plan(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Vec<String> {
+    conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .expect("plan")
+        .query_map(params, |r| r.get::<_, String>(3))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("read")
+}

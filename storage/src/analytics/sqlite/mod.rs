@@ -1290,13 +1290,7 @@ mod tests {
         drop(SqliteAnalyticsStore::open(dir.path()).expect("opened"));
         let conn = Connection::open(dir.path().join("analytics.db")).expect("reopened");
         for sql in [DOOMED_BLOCKS, DOOMED_GENERATIONS] {
-            let plan: Vec<String> = conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .expect("plan")
-                .query_map([1], |r| r.get::<_, String>(3))
-                .expect("rows")
-                .collect::<Result<_, _>>()
-                .expect("read");
+            let plan = crate::sqlite::query_plan(&conn, sql, [1]);
             assert!(
                 plan.iter()
                     .all(|step| !step.starts_with("SCAN b") && !step.starts_with("SCAN g")),
