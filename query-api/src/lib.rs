@@ -17,6 +17,7 @@ pub mod params;
 pub mod prompt_calls;
 pub mod rollups;
 mod routes;
+pub mod row_cache;
 pub mod state;
 
 pub use routes::{health_router, router};

@@ -9,7 +9,9 @@
 //! are folded into its totals as the store reads them ([`RowFold`]); where the store hands the
 //! sketches over as stored (the embedded store), they are added straight from the bytes,
 //! except the few rows a plan may still drop (one per combination of dimensions and any
-//! probe's), which are decoded and held until it is settled.
+//! probe's), which are decoded and held until it is settled. The rows of closed buckets are
+//! kept between reads where the store says when they change ([`crate::row_cache`]): only the
+//! buckets changed since are read again.
 
 use std::any::Any;
 
@@ -17,6 +19,8 @@ use tally_domain::rollup::RollupRow;
 use tally_domain::store::{
     BucketSums, Filter, RowFold, ScanRequest, ScannedRow, Span, StoreResult, SumsOf,
 };
+
+use crate::row_cache::{Keeping, Read, RowCache};
 use tally_domain::window::{by_coarser_rows, CoarserRowsPlan, Window};
 use tally_http::http::ApiError;
 
@@ -46,8 +50,11 @@ pub async fn scan_stepped_into<F: RowFold>(
     fold: F,
 ) -> Result<F, ApiError> {
     let spans = window.stepped_spans(step);
-    let Some(plan) = by_coarser_rows(&spans, state.clock.now().timestamp(), step) else {
-        return read_into(state, filter, spans, with_sketches, fold).await;
+    // One clock reading for the plan and the kept rows: a bucket the plan may drop is never
+    // one the clock has ended, so it is always read.
+    let now_s = state.clock.now().timestamp();
+    let Some(plan) = by_coarser_rows(&spans, now_s, step) else {
+        return read_into(state, filter, spans, with_sketches, now_s, fold).await;
     };
     // The coarse rows and the probes' rows wait until the plan is settled; the rest are folded.
     let read = Holding {
@@ -59,7 +66,15 @@ pub async fn scan_stepped_into<F: RowFold>(
         mut fold,
         plan,
         mut held,
-    } = read_into(state, filter, read.plan.spans.clone(), with_sketches, read).await?;
+    } = read_into(
+        state,
+        filter,
+        read.plan.spans.clone(),
+        with_sketches,
+        now_s,
+        read,
+    )
+    .await?;
     // Events stamped ahead of the clock in the coarse rows: the finer rows take their place.
     let trailing = plan
         .settle(&mut held, |r| (r.key.resolution, r.key.bucket))
@@ -68,7 +83,7 @@ pub async fn scan_stepped_into<F: RowFold>(
         fold.add(row.into())?;
     }
     match trailing {
-        Some(trailing) => read_into(state, filter, trailing, with_sketches, fold).await,
+        Some(trailing) => read_into(state, filter, trailing, with_sketches, now_s, fold).await,
         None => Ok(fold),
     }
 }
@@ -92,22 +107,42 @@ impl<F: RowFold> RowFold for Holding<F> {
     }
 }
 
+/// The rows of `spans` handed to `fold`: the buckets ended by `now_s` kept from earlier reads
+/// of the same rows, unchanged since, from [`RowCache`]; the rest from the store (and kept).
 async fn read_into<F: RowFold>(
     state: &QueryState,
     filter: &Filter,
     spans: Vec<Span>,
     with_sketches: bool,
-    fold: F,
+    now_s: i64,
+    mut fold: F,
 ) -> Result<F, ApiError> {
+    let versions = if with_sketches {
+        state.analytics.row_versions()
+    } else {
+        None
+    };
+    let mut plan = state
+        .row_cache
+        .plan(filter, Read::Rows, &spans, now_s, versions);
+    RowCache::fold_kept(&plan, &mut fold)?;
+    if plan.to_read.is_empty() {
+        return Ok(fold);
+    }
     let request = ScanRequest {
         filter: filter.clone(),
-        spans,
+        spans: std::mem::take(&mut plan.to_read),
         with_sketches,
     };
-    let back: Box<dyn Any> = state.analytics.scan_into(request, Box::new(fold)).await?;
-    back.downcast::<F>()
-        .map(|fold| *fold)
-        .map_err(|_| ApiError::internal("the analytics store handed back another fold"))
+    let keeping = RowCache::keeping(plan, fold);
+    let back: Box<dyn Any> = state
+        .analytics
+        .scan_into(request, Box::new(keeping))
+        .await?;
+    let keeping = back
+        .downcast::<Keeping<F>>()
+        .map_err(|_| ApiError::internal("the analytics store handed back another fold"))?;
+    Ok(state.row_cache.kept(filter, *keeping))
 }
 
 async fn read(
@@ -126,13 +161,30 @@ async fn read(
         .await?)
 }
 
-/// The sums of the rows matching `filter` in `spans`, one per bucket (every dimension merged):
-/// for totals and time series that need neither sketches nor dimensions.
+/// The sums of the rows matching `filter` in `spans`, one per bucket (every dimension merged),
+/// ordered by resolution and bucket: for totals and time series that need neither sketches
+/// nor dimensions. The closed buckets' sums kept from earlier reads, unchanged since, come
+/// from [`RowCache`]; the rest from the store (and kept).
 pub async fn bucket_sums(
     state: &QueryState,
     filter: &Filter,
     spans: &[Span],
     sums: SumsOf,
 ) -> Result<Vec<BucketSums>, ApiError> {
-    Ok(state.analytics.bucket_sums(filter, spans, sums).await?)
+    let now_s = state.clock.now().timestamp();
+    let versions = state.analytics.row_versions();
+    let mut plan = state
+        .row_cache
+        .plan(filter, Read::Sums(sums), spans, now_s, versions);
+    let mut out = RowCache::kept_sums(&plan);
+    if !plan.to_read.is_empty() {
+        let to_read = std::mem::take(&mut plan.to_read);
+        let read = state.analytics.bucket_sums(filter, &to_read, sums).await?;
+        state.row_cache.keep_sums(filter, plan, &read);
+        out.extend(read);
+    }
+    out.sort_unstable_by_key(|b| (b.resolution, b.bucket));
+    // Spans that overlap name a bucket twice; the store answers it once.
+    out.dedup_by_key(|b| (b.resolution, b.bucket));
+    Ok(out)
 }

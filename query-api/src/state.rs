@@ -52,4 +52,6 @@ pub struct QueryState {
     pub notifier: tally_alerting::Sender,
     /// The console's public address, for links in notifications.
     pub public_url: String,
+    /// The rows of closed buckets kept between dashboard reads (`TALLY_QUERY_CACHE_MIB`).
+    pub row_cache: Arc<crate::row_cache::RowCache>,
 }

@@ -87,6 +87,9 @@ pub struct Settings {
     pub max_lag_events: u64,
     /// Most events folded into one projector commit.
     pub projector_batch_events: usize,
+    /// MiB of closed buckets' rows the query API keeps between dashboard reads (embedded
+    /// store only: it alone tells when rows change); 0 keeps none.
+    pub query_cache_mib: u64,
     /// Append requests that may wait for the log writer.
     pub log_queue_depth: usize,
     /// `text` or `json` log lines.
@@ -172,6 +175,7 @@ impl Default for Settings {
             max_in_flight: 32,
             max_lag_events: 5_000_000,
             projector_batch_events: 50_000,
+            query_cache_mib: tally_query_api::row_cache::DEFAULT_MIB,
             log_queue_depth: 256,
             log_format: "text".into(),
             database_url: None,
@@ -293,6 +297,7 @@ impl Settings {
             "MAX_IN_FLIGHT" => self.max_in_flight = num(name, value)?,
             "MAX_LAG_EVENTS" => self.max_lag_events = num(name, value)?,
             "PROJECTOR_BATCH_EVENTS" => self.projector_batch_events = num(name, value)?,
+            "QUERY_CACHE_MIB" => self.query_cache_mib = num(name, value)?,
             "LOG_QUEUE_DEPTH" => self.log_queue_depth = num(name, value)?,
             "LOG_FORMAT" => self.log_format = value.to_string(),
             "DATABASE_URL" => {

@@ -332,6 +332,9 @@ fn build_router(
         }),
         notifier: settings.notifier(),
         public_url: settings.public_url.clone(),
+        row_cache: Arc::new(tally_query_api::row_cache::RowCache::new(
+            settings.query_cache_mib,
+        )),
     };
     let gate = Gate::new(stores.config.clone());
     let metrics_access = if settings.metrics_public {

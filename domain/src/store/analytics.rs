@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tally_schemas::{Environment, Score, ScoreValue, UsageEvent};
 
 use super::log::{LogPosition, Partitions};
+use super::versions::RowVersions;
 use crate::drilldown::EventQuery;
 use crate::error::{StoreError, StoreResult};
 use crate::hll::Hll;
@@ -295,7 +296,7 @@ impl ProjectionCommit {
 }
 
 /// Which rows a query wants.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Filter {
     pub feature: Option<String>,
     pub model: Option<String>,
@@ -333,7 +334,7 @@ pub struct ScanRequest {
 }
 
 /// Which sums an [`AnalyticsStore::bucket_sums`] fills in; the others stay zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SumsOf {
     /// `requests` only.
     Requests,
@@ -550,6 +551,13 @@ pub trait AnalyticsStore: Send + Sync + 'static {
             fold.add(row.into())?;
         }
         Ok(fold)
+    }
+    /// The store's [`RowVersions`], when this process sees every change to its rows happen (it
+    /// is their only writer): what lets a reader keep the rows of a bucket between reads and
+    /// know when they changed. `None` (the default): rows may change unseen (a store other
+    /// processes write), so nothing read may be kept.
+    fn row_versions(&self) -> Option<&RowVersions> {
+        None
     }
     /// The sums (no sketches) of the rows matching `filter` in `spans`, merged per resolution and
     /// bucket across every dimension, ordered by resolution and bucket, with only the `sums`

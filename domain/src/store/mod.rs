@@ -18,9 +18,11 @@
 mod analytics;
 mod config;
 mod log;
+mod versions;
 
 pub use analytics::*;
 pub use config::*;
 pub use log::*;
+pub use versions::RowVersions;
 
 pub use crate::error::{StoreError, StoreResult};

@@ -67,8 +67,8 @@ use tally_domain::rollup::{Dims, Resolution, Rollup, RollupKey, RollupRow};
 use tally_domain::sketch::LatencySketch;
 use tally_domain::store::{
     AnalyticsStore, BucketSums, DedupGeneration, DedupSeal, Filter, PartitionState, Partitions,
-    ProjectionCommit, ProjectorState, RowFold, RowSketches, ScanRequest, ScannedRow, ScoreQuery,
-    ScoredEvent, Span, StoreResult, SumsOf,
+    ProjectionCommit, ProjectorState, RowFold, RowSketches, RowVersions, ScanRequest, ScannedRow,
+    ScoreQuery, ScoredEvent, Span, StoreResult, SumsOf,
 };
 
 /// Sketch rows (`rollup_sketches`) carry blobs of a few hundred bytes to 16 KiB, and counted
@@ -101,6 +101,11 @@ pub struct SqliteAnalyticsStore {
     /// The id of the embedded log the drill-down points into ([`Self::open_beside_log`]);
     /// `None`: it keeps copies of the events.
     log_id: Option<Arc<str>>,
+    /// Moved after every change to rollup rows ([`RowVersions`]), on the writer's thread once
+    /// the change is visible (or failed), so even a write whose caller went away moves it:
+    /// this process is the store's only writer (the data directory's lock) and sees every
+    /// change happen.
+    versions: Arc<RowVersions>,
 }
 
 impl SqliteAnalyticsStore {
@@ -159,6 +164,7 @@ impl SqliteAnalyticsStore {
                     Ok(conn)
                 }),
                 log_id: log_id.map(Arc::from),
+                versions: Arc::new(RowVersions::new()),
             })
         })
     }
@@ -813,12 +819,19 @@ impl AnalyticsStore for SqliteAnalyticsStore {
     async fn commit(&self, c: ProjectionCommit) -> StoreResult<()> {
         let writer = self.writer.clone();
         let log_id = self.log_id.clone();
+        let versions = self.versions.clone();
+        let touched: std::collections::BTreeSet<(Resolution, i64)> = c
+            .partitions
+            .values()
+            .flat_map(|pc| pc.deltas.keys().map(|k| (k.resolution, k.bucket)))
+            .collect();
         let backlog = blocking(move || {
-            commit(
-                &mut *writer.lock().map_err(|_| poisoned())?,
-                c,
-                log_id.as_deref(),
-            )
+            let done = writer
+                .lock()
+                .map_err(|_| poisoned())
+                .and_then(|mut conn| commit(&mut conn, c, log_id.as_deref()));
+            versions.touch(touched);
+            done
         })
         .await?;
         report_backlog(backlog);
@@ -944,35 +957,58 @@ impl AnalyticsStore for SqliteAnalyticsStore {
             .collect::<Vec<_>>()
             .join(", ");
         let writer = self.writer.clone();
+        let versions = self.versions.clone();
         blocking(move || {
-            let conn = writer.lock().map_err(|_| poisoned())?;
-            let tx = conn.unchecked_transaction()?;
-            let old = format!("resolution IN ({resolutions}) AND bucket < ?1");
-            tx.execute(
-                &format!(
-                    "DELETE FROM rollup_sketches WHERE id IN (SELECT sketch_id FROM rollups WHERE {old})"
-                ),
-                params![first_kept_day],
-            )?;
-            let deleted = tx.execute(
-                &format!("DELETE FROM rollups WHERE {old}"),
-                params![first_kept_day],
-            )?;
-            tx.commit()?;
-            Ok(deleted as u64)
+            let done = prune_rollups(&writer, &resolutions, first_kept_day);
+            if !matches!(done, Ok(0)) {
+                versions.touch_all();
+            }
+            done
         })
         .await
     }
 
     async fn reset(&self) -> StoreResult<()> {
         let writer = self.writer.clone();
+        let versions = self.versions.clone();
         blocking(move || {
-            let conn = writer.lock().map_err(|_| poisoned())?;
-            conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM rollup_sketches; DELETE FROM event_chunks; DELETE FROM scores; DELETE FROM experiment_events; DELETE FROM experiment_arms; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM dedup_blocks; DELETE FROM dedup_generations; DELETE FROM dedup_doomed; DELETE FROM log_bindings; COMMIT;")?;
-            Ok(())
+            let done = writer.lock().map_err(|_| poisoned()).and_then(|conn| {
+                conn.execute_batch("BEGIN; DELETE FROM rollups; DELETE FROM rollup_sketches; DELETE FROM event_chunks; DELETE FROM scores; DELETE FROM experiment_events; DELETE FROM experiment_arms; DELETE FROM projector_partitions; DELETE FROM dedup_chunks; DELETE FROM dedup_blocks; DELETE FROM dedup_generations; DELETE FROM dedup_doomed; DELETE FROM log_bindings; COMMIT;")?;
+                Ok(())
+            });
+            versions.touch_all();
+            done
         })
         .await
     }
+
+    fn row_versions(&self) -> Option<&RowVersions> {
+        Some(&self.versions)
+    }
+}
+
+/// Deletes the rollup rows (and their sketches) of days before `first_kept_day`, in one
+/// transaction; returns how many rows.
+fn prune_rollups(
+    writer: &Mutex<Connection>,
+    resolutions: &str,
+    first_kept_day: i64,
+) -> Result<u64> {
+    let conn = writer.lock().map_err(|_| poisoned())?;
+    let tx = conn.unchecked_transaction()?;
+    let old = format!("resolution IN ({resolutions}) AND bucket < ?1");
+    tx.execute(
+        &format!(
+            "DELETE FROM rollup_sketches WHERE id IN (SELECT sketch_id FROM rollups WHERE {old})"
+        ),
+        params![first_kept_day],
+    )?;
+    let deleted = tx.execute(
+        &format!("DELETE FROM rollups WHERE {old}"),
+        params![first_kept_day],
+    )?;
+    tx.commit()?;
+    Ok(deleted as u64)
 }
 
 #[cfg(test)]
@@ -1150,6 +1186,90 @@ mod tests {
                 Err(StoreError::Corrupt(what)) => assert_eq!(what, sketch),
                 other => panic!("expected a corrupt {sketch}, got {:?}", other.map(|c| c.rows.len())),
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn every_change_to_rollup_rows_moves_their_versions() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteAnalyticsStore::open(dir.path()).expect("opened");
+        let versions = store
+            .row_versions()
+            .expect("the embedded store keeps row versions");
+        let day = 1_800_000_000 / 86_400 * 86_400;
+        let buckets = [
+            (Resolution::Minute, day + 60),
+            (Resolution::Hour, day),
+            (Resolution::Day, day),
+            (Resolution::Day, day - 86_400),
+        ];
+        let now = |v: &RowVersions| buckets.map(|(r, b)| v.version(r, b));
+        let before = now(versions);
+        // A commit of one event's rows (its minute, hour and day).
+        let commit_of = |base: i64, buckets: &[(Resolution, i64)]| {
+            let mut commit = step(base, Vec::new(), Vec::new());
+            for (resolution, bucket) in buckets {
+                let key = RollupKey {
+                    resolution: *resolution,
+                    bucket: *bucket,
+                    dims: Dims {
+                        feature: "chatbot".into(),
+                        model: "a".into(),
+                        provider: "openai".into(),
+                        environment: Environment::Production,
+                        prompt_id: String::new(),
+                        prompt_version: String::new(),
+                        experiment_id: String::new(),
+                        variant: String::new(),
+                    },
+                };
+                let rollup = Rollup {
+                    requests: 1,
+                    ..Rollup::default()
+                };
+                commit
+                    .partitions
+                    .get_mut(&0)
+                    .expect("partition 0")
+                    .deltas
+                    .insert(key, rollup);
+            }
+            commit
+        };
+        store
+            .commit(commit_of(0, &buckets[..3]))
+            .await
+            .expect("written");
+        let committed = now(versions);
+        for i in 0..3 {
+            assert_ne!(committed[i], before[i], "{:?} was written", buckets[i]);
+        }
+        assert_eq!(committed[3], before[3], "the day before was not");
+        // A refused commit (its base offset is behind the stored one) moves the versions of
+        // the rows it would have written: a version may move needlessly, never stay behind.
+        store
+            .commit(commit_of(0, &buckets[3..]))
+            .await
+            .expect_err("fenced off");
+        let refused = now(versions);
+        assert_eq!(refused[..3], committed[..3]);
+        assert_ne!(refused[3], committed[3]);
+        // A retention pass that deletes nothing moves nothing; one that deletes rows moves
+        // every version.
+        assert_eq!(store.prune(day).await.expect("pruned"), 0);
+        assert_eq!(now(versions), refused);
+        assert_eq!(store.prune(day + 86_400).await.expect("pruned"), 3);
+        let pruned = now(versions);
+        for i in 0..4 {
+            assert_ne!(
+                pruned[i], refused[i],
+                "a retention pass moves every version"
+            );
+        }
+        store.reset().await.expect("reset");
+        let reset = now(versions);
+        for i in 0..4 {
+            assert_ne!(reset[i], pruned[i], "a reset moves every version");
         }
     }
 
