@@ -1063,6 +1063,20 @@ mod tests {
         }
     }
 
+    /// The dimensions of production chatbot rows of `model` (an OpenAI one), nothing else named.
+    fn chatbot_dims(model: &str) -> Dims {
+        Dims {
+            feature: "chatbot".into(),
+            model: model.into(),
+            provider: "openai".into(),
+            environment: Environment::Production,
+            prompt_id: String::new(),
+            prompt_version: String::new(),
+            experiment_id: String::new(),
+            variant: String::new(),
+        }
+    }
+
     fn count(store: &SqliteAnalyticsStore, sql: &str) -> i64 {
         let conn = store.writer.lock().expect("writer");
         conn.query_row(sql, [], |r| r.get(0)).expect("counted")
@@ -1144,16 +1158,7 @@ mod tests {
             let key = RollupKey {
                 resolution: Resolution::Minute,
                 bucket: 1_800_000_000 + minute * 60,
-                dims: Dims {
-                    feature: "chatbot".into(),
-                    model: model.into(),
-                    provider: "openai".into(),
-                    environment: Environment::Production,
-                    prompt_id: String::new(),
-                    prompt_version: String::new(),
-                    experiment_id: String::new(),
-                    variant: String::new(),
-                },
+                dims: chatbot_dims(model),
             };
             deltas.insert(key, rollup);
         }
@@ -1212,16 +1217,7 @@ mod tests {
                 let key = RollupKey {
                     resolution: *resolution,
                     bucket: *bucket,
-                    dims: Dims {
-                        feature: "chatbot".into(),
-                        model: "a".into(),
-                        provider: "openai".into(),
-                        environment: Environment::Production,
-                        prompt_id: String::new(),
-                        prompt_version: String::new(),
-                        experiment_id: String::new(),
-                        variant: String::new(),
-                    },
+                    dims: chatbot_dims("a"),
                 };
                 let rollup = Rollup {
                     requests: 1,
