@@ -214,19 +214,20 @@ impl RowCache {
                 plan.to_read.push(*span);
                 continue;
             }
+            // One key per span (the filter copied once), moved from bucket to bucket.
+            let mut key = BucketKey {
+                filter: filter.clone(),
+                read,
+                resolution: span.resolution,
+                bucket: first,
+            };
             let mut bucket = first;
             while bucket < span.to {
                 let version =
                     (bucket + width <= now_s).then(|| versions.version(span.resolution, bucket));
-                let kept = version.and_then(|version| {
-                    let key = BucketKey {
-                        filter: filter.clone(),
-                        read,
-                        resolution: span.resolution,
-                        bucket,
-                    };
-                    cache.get(&key).filter(|kept| kept.version == version)
-                });
+                key.bucket = bucket;
+                let kept = version
+                    .and_then(|version| cache.get(&key).filter(|kept| kept.version == version));
                 match (kept, version) {
                     (Some(kept), _) => {
                         hits += 1;
