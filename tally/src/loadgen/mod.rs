@@ -237,27 +237,39 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
     });
     let next_batch = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let freshness = (!args.no_freshness).then(|| {
-        tokio::spawn(probe_freshness(
-            client.clone(),
+    // What times the server's answers runs on a thread and runtime of its own, with its own
+    // connections: on the load's runtime it would wait behind the batches being built there,
+    // and report the load generator's own delays as the server's.
+    let freshness = if args.no_freshness {
+        None
+    } else {
+        let (key, target, feature, shared) = (
+            args.key.clone(),
             args.target.clone(),
             feature.clone(),
             shared.clone(),
-            total,
-            started,
-        ))
-    });
+        );
+        Some(watch::on_own_thread("loadgen-fresh", move || async move {
+            let client = client_with_key(&key)?;
+            Ok(probe_freshness(client, target, feature, shared, total, started).await)
+        })?)
+    };
     let progress = tokio::spawn(report_progress(shared.clone(), total));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let queries = (args.query_every_ms > 0).then(|| {
-        tokio::spawn(watch::query_load(
-            client.clone(),
+    let queries = if args.query_every_ms > 0 {
+        let (key, urls, every, stop) = (
+            args.key.clone(),
             watch::dashboard_urls(&args.target, &feature),
             Duration::from_millis(args.query_every_ms),
-            started,
             stop.clone(),
-        ))
-    });
+        );
+        Some(watch::on_own_thread("loadgen-query", move || async move {
+            let client = client_with_key(&key)?;
+            Ok(watch::query_load(client, urls, every, started, stop).await)
+        })?)
+    } else {
+        None
+    };
     let server = tokio::spawn(watch::watch_server(
         client.clone(),
         args.target.clone(),
@@ -320,12 +332,12 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
     let seconds = started.elapsed().as_secs_f64();
     progress.await.context("progress")?;
     let freshness = match freshness {
-        Some(task) => Some(task.await.context("freshness probe")?),
+        Some(task) => Some(task.await.context("freshness probe")??),
         None => None,
     };
     stop.store(true, Ordering::Release);
     let queries = match queries {
-        Some(task) => Some(task.await.context("queries")?),
+        Some(task) => Some(task.await.context("queries")??),
         None => None,
     };
     let server = server.await.context("server watch")?;
@@ -339,6 +351,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
         freshness: freshness.clone().unwrap_or_default(),
         queries: queries.clone().unwrap_or_default(),
         rss: server.rss,
+        cpu: server.cpu,
         retention_passes: server.retention_passes,
     };
     let plain = |samples: &[(Duration, f64)]| percentiles(samples.iter().map(|s| s.1).collect());
@@ -434,6 +447,10 @@ async fn report_progress(shared: Arc<Shared>, total: u64) {
     progress.finish(shared.acked.load(Ordering::Acquire), &note(&shared));
 }
 
+/// How long the freshness probe waits, once the load is over, for a server that does not
+/// answer (stopped, crashed) before it reports what it saw.
+const UNANSWERED_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Polls the feature's total until everything is visible; freshness of each ack is the first
 /// poll at which the visible total covered it. Each sample is stamped with its ack (time since
 /// `started`).
@@ -450,18 +467,28 @@ async fn probe_freshness(
     let mut samples = Vec::new();
     let mut next_ack = 0usize;
     let deadline = Instant::now() + Duration::from_secs(3600);
+    let mut answered = Instant::now();
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let visible = match client.get(&url).send().await {
-            Ok(r) if r.status().is_success() => r
-                .json::<serde_json::Value>()
-                .await
-                .ok()
-                .and_then(|v| v["data"]["usage"]["total_requests"].as_u64())
-                .unwrap_or(0),
+            Ok(r) if r.status().is_success() => {
+                answered = Instant::now();
+                r.json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["data"]["usage"]["total_requests"].as_u64())
+                    .unwrap_or(0)
+            }
             _ => 0,
         };
         let now = Instant::now();
+        if shared.finished.load(Ordering::Acquire) && now - answered > UNANSWERED_PATIENCE {
+            eprintln!(
+                "loadgen: the server has not answered the freshness probe for {} s after the load; giving up on the events not yet seen",
+                UNANSWERED_PATIENCE.as_secs()
+            );
+            break;
+        }
         // Acks are recorded in order of their cumulative count, but concurrent senders may
         // record them slightly out of order: an ack counts as visible once every ack recorded
         // up to it is covered. Only the acks not yet sampled are looked at (a long run records

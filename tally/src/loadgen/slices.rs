@@ -1,7 +1,7 @@
 //! A long load run cut into slices of equal length (a soak's 5-minute view): per slice, the
 //! events acknowledged, acknowledgement latency and the longest time without any
-//! acknowledgement (a stall), freshness, query latency, the server's RSS and the retention
-//! passes that ended in it.
+//! acknowledgement (a stall), freshness, query latency, the server's RSS and CPU use, and the
+//! retention passes that ended in it.
 //!
 //! Pure: every input is a list of samples stamped with the time since the run started, and a
 //! sample belongs to the slice its stamp falls in (`[k·len, (k+1)·len)`; the last slice ends at
@@ -25,6 +25,8 @@ pub struct Recorded {
     pub queries: Vec<(Duration, f64, bool)>,
     /// (sampled at, server RSS in MiB)
     pub rss: Vec<(Duration, f64)>,
+    /// (sampled at, the server's CPU time so far in seconds, user and system)
+    pub cpu: Vec<(Duration, f64)>,
     /// (seen at, the pass's duration in seconds)
     pub retention_passes: Vec<(Duration, f64)>,
 }
@@ -44,6 +46,9 @@ pub struct SliceReport {
     pub failed_queries: u64,
     pub rss_peak_mib: Option<f64>,
     pub rss_end_mib: Option<f64>,
+    /// The server's CPU time over the slice's wall time, in percent of one core (200 = two
+    /// cores busy): from the last sample before the slice (or its first) to its last.
+    pub server_cpu_percent: Option<f64>,
     /// Durations (seconds) of the retention passes the server finished in the slice.
     pub retention_pass_seconds: Vec<f64>,
 }
@@ -81,6 +86,10 @@ pub fn slices(recorded: &Recorded, len: Duration, end: Duration) -> Vec<SliceRep
     for &(at, mib) in &recorded.rss {
         rss[index(at)].push((at, mib));
     }
+    let mut cpu: Vec<Vec<(Duration, f64)>> = vec![Vec::new(); count];
+    for &(at, seconds) in &recorded.cpu {
+        cpu[index(at)].push((at, seconds));
+    }
     let mut passes = vec![Vec::new(); count];
     for &(at, seconds) in &recorded.retention_passes {
         passes[index(at)].push(seconds);
@@ -110,10 +119,22 @@ pub fn slices(recorded: &Recorded, len: Duration, end: Duration) -> Vec<SliceRep
                 failed_queries: failed[i],
                 rss_peak_mib: rss[i].iter().map(|&(_, m)| m).reduce(f64::max),
                 rss_end_mib: rss[i].iter().max_by_key(|&&(at, _)| at).map(|&(_, m)| m),
+                server_cpu_percent: cpu_percent(
+                    cpu[..i].iter().rev().find_map(|c| c.last()),
+                    &cpu[i],
+                ),
                 retention_pass_seconds: std::mem::take(&mut passes[i]),
             }
         })
         .collect()
+}
+
+/// CPU seconds over wall seconds, in percent, from `before` (or the first of `samples`) to the
+/// last of `samples`; `None` without two distinct sampling times.
+fn cpu_percent(before: Option<&(Duration, f64)>, samples: &[(Duration, f64)]) -> Option<f64> {
+    let &(from, start) = before.or(samples.first())?;
+    let &(to, end) = samples.last()?;
+    (to > from).then(|| (end - start) / (to - from).as_secs_f64() * 100.0)
 }
 
 #[cfg(test)]
@@ -145,6 +166,12 @@ mod tests {
                 (s(8.0), 350.0),
                 (s(9.0), 320.0),
                 (s(19.0), 330.0),
+            ],
+            cpu: vec![
+                (s(1.0), 10.0),
+                (s(9.0), 14.0),
+                (s(11.0), 15.0),
+                (s(19.0), 24.0),
             ],
             retention_passes: vec![(s(15.0), 0.4)],
         };
@@ -181,6 +208,11 @@ mod tests {
             (Some(350.0), Some(320.0))
         );
         assert_eq!((out[2].rss_peak_mib, out[2].rss_end_mib), (None, None));
+        // Slice 0: 4 CPU seconds from 1 s to 9 s; slice 1: 10 from 9 s (the sample before it)
+        // to 19 s, both cores busy; slice 2: nothing sampled.
+        assert_eq!(out[0].server_cpu_percent, Some(50.0));
+        assert_eq!(out[1].server_cpu_percent, Some(100.0));
+        assert_eq!(out[2].server_cpu_percent, None);
         assert_eq!(out[1].retention_pass_seconds, vec![0.4]);
         assert!(out[0].retention_pass_seconds.is_empty());
     }

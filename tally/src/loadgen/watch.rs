@@ -17,6 +17,33 @@ pub fn dashboard_urls(target: &str, feature: &str) -> Vec<String> {
     ]
 }
 
+/// Runs the future `make` builds on a thread named `name` with a single-threaded runtime of its
+/// own; its output arrives on the receiver. For what times the server's answers beside a load:
+/// the load's own work (building batches) then never delays it.
+pub fn on_own_thread<T, F>(
+    name: &str,
+    make: impl FnOnce() -> F + Send + 'static,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<T>>>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = anyhow::Result<T>> + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let done = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(make()),
+                Err(err) => Err(anyhow::Error::from(err).context("starting a watcher's runtime")),
+            };
+            let _ = tx.send(done);
+        })?;
+    Ok(rx)
+}
+
 /// Failed queries whose cause [`query_load`] prints (to stderr), the first of a run.
 const REPORTED_FAILURES: usize = 10;
 
@@ -63,6 +90,7 @@ pub async fn query_load(
 #[derive(Debug, Default)]
 pub struct ServerSamples {
     pub rss: Vec<(Duration, f64)>,
+    pub cpu: Vec<(Duration, f64)>,
     pub retention_passes: Vec<(Duration, f64)>,
 }
 
@@ -87,6 +115,9 @@ pub async fn watch_server(
         }
         if let Some(mib) = pid.and_then(|p| status_mib(p, "VmRSS:")) {
             out.rss.push((started.elapsed(), mib));
+        }
+        if let Some(seconds) = pid.and_then(cpu_seconds) {
+            out.cpu.push((started.elapsed(), seconds));
         }
         if n % 5 != 0 {
             continue;
@@ -118,6 +149,25 @@ pub fn status_mib(pid: u32, field: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// The CPU time process `pid` has used so far (user and system), in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // SAFETY: sysconf reads a constant of the system; it touches no memory of ours.
+    #[allow(unsafe_code)]
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    stat_cpu_seconds(&stat, ticks as f64)
+}
+
+/// User plus system time from a `/proc/{pid}/stat` line, at `ticks` per second: fields 14 and
+/// 15, counted after the command name (which may hold spaces and parentheses).
+fn stat_cpu_seconds(stat: &str, ticks: f64) -> Option<f64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: f64 = fields.next()?.parse().ok()?;
+    let system: f64 = fields.next()?.parse().ok()?;
+    (ticks > 0.0).then(|| (user + system) / ticks)
+}
+
 /// The sum of a metric's samples over all its label sets in Prometheus text, or `None` when
 /// the exposition has none.
 fn metric_sum(text: &str, name: &str) -> Option<f64> {
@@ -138,7 +188,17 @@ fn metric_sum(text: &str, name: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::metric_sum;
+    use super::{metric_sum, stat_cpu_seconds};
+
+    #[test]
+    fn cpu_time_is_read_after_the_command_name() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+        // utime stime cutime …: 250 + 50 ticks at 100 a second.
+        let stat = "4242 (tally (x) y) S 1 4242 4242 0 -1 4194560 900 0 3 0 250 50 7 8 20 0";
+        assert_eq!(stat_cpu_seconds(stat, 100.0), Some(3.0));
+        assert_eq!(stat_cpu_seconds("4242 (tally) S 1", 100.0), None);
+        assert_eq!(stat_cpu_seconds(stat, 0.0), None);
+    }
 
     #[test]
     fn a_metric_is_summed_over_its_label_sets_and_only_its_own_name() {
