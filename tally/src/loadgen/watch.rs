@@ -1,6 +1,7 @@
-//! What runs beside a load: dashboard queries at a steady pace, and a watch on the server (its
-//! RSS from /proc every second, its retention passes from `/metrics` every 5 seconds). Each
-//! sample is stamped with the time since the run started, for [`super::slices`].
+//! What runs beside a load: dashboard queries at a steady pace (on a thread of their own,
+//! [`on_own_thread`]), and a watch on the server (its RSS and CPU time from /proc every second,
+//! its retention passes from `/metrics` every 5 seconds). Each sample is stamped with the time
+//! since the run started, for [`super::slices`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -94,9 +95,10 @@ pub struct ServerSamples {
     pub retention_passes: Vec<(Duration, f64)>,
 }
 
-/// Samples the server's RSS every second (when `pid` is known) and its retention passes every
-/// 5 seconds, until `stop`. A pass is seen when `tally_retention_passes_total` grows; its
-/// duration is `tally_retention_last_pass_seconds` (two passes within 5 s would show as one).
+/// Samples the server's RSS and CPU time every second (when `pid` is known) and its retention
+/// passes every 5 seconds, until `stop`. A pass is seen when `tally_retention_passes_total`
+/// grows; its duration is `tally_retention_last_pass_seconds` (two passes within 5 s would show
+/// as one).
 pub async fn watch_server(
     client: reqwest::Client,
     target: String,
