@@ -243,30 +243,26 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
     let freshness = if args.no_freshness {
         None
     } else {
-        let (key, target, feature, shared) = (
-            args.key.clone(),
-            args.target.clone(),
-            feature.clone(),
-            shared.clone(),
-        );
-        Some(watch::on_own_thread("loadgen-fresh", move || async move {
-            let client = client_with_key(&key)?;
-            Ok(probe_freshness(client, target, feature, shared, total, started).await)
-        })?)
+        let (target, feature, shared) = (args.target.clone(), feature.clone(), shared.clone());
+        Some(watch::on_own_thread(
+            "loadgen-fresh",
+            &args.key,
+            move |client| probe_freshness(client, target, feature, shared, total, started),
+        )?)
     };
     let progress = tokio::spawn(report_progress(shared.clone(), total));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let queries = if args.query_every_ms > 0 {
-        let (key, urls, every, stop) = (
-            args.key.clone(),
+        let (urls, every, stop) = (
             watch::dashboard_urls(&args.target, &feature),
             Duration::from_millis(args.query_every_ms),
             stop.clone(),
         );
-        Some(watch::on_own_thread("loadgen-query", move || async move {
-            let client = client_with_key(&key)?;
-            Ok(watch::query_load(client, urls, every, started, stop).await)
-        })?)
+        Some(watch::on_own_thread(
+            "loadgen-query",
+            &args.key,
+            move |client| watch::query_load(client, urls, every, started, stop),
+        )?)
     } else {
         None
     };

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
 /// The dashboard reads a soak keeps running: the load's feature page over 24 h, the overview,
 /// and finance's spend breakdown by feature, model and day over 30 days.
 pub fn dashboard_urls(target: &str, feature: &str) -> Vec<String> {
@@ -18,28 +20,33 @@ pub fn dashboard_urls(target: &str, feature: &str) -> Vec<String> {
     ]
 }
 
-/// Runs the future `make` builds on a thread named `name` with a single-threaded runtime of its
-/// own; its output arrives on the receiver. For what times the server's answers beside a load:
-/// the load's own work (building batches) then never delays it.
+/// Runs the future `watch` makes of a client of its own (bearer `key`) on a thread named
+/// `name` with a single-threaded runtime of its own; its output arrives on the receiver. For
+/// what times the server's answers beside a load: the load's own work (building batches) and
+/// connections then never delay it.
 pub fn on_own_thread<T, F>(
     name: &str,
-    make: impl FnOnce() -> F + Send + 'static,
+    key: &str,
+    watch: impl FnOnce(reqwest::Client) -> F + Send + 'static,
 ) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<T>>>
 where
     T: Send + 'static,
-    F: std::future::Future<Output = anyhow::Result<T>> + 'static,
+    F: std::future::Future<Output = T> + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let key = key.to_string();
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
-            let done = match tokio::runtime::Builder::new_current_thread()
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-            {
-                Ok(runtime) => runtime.block_on(make()),
-                Err(err) => Err(anyhow::Error::from(err).context("starting a watcher's runtime")),
-            };
+                .context("starting a watcher's runtime");
+            // The client is built here, so its connections belong to this runtime.
+            let done = runtime.and_then(|runtime| {
+                let client = super::client_with_key(&key)?;
+                Ok(runtime.block_on(watch(client)))
+            });
             let _ = tx.send(done);
         })?;
     Ok(rx)
