@@ -9,12 +9,16 @@
 //!
 //! Backpressure keeps memory bounded: at most `max_in_flight` request bodies are held at once
 //! (each at most `max_body_bytes`); beyond that, and when the log's write queue is full, the
-//! answer is `503` with `Retry-After`. When the projector is more than `max_lag_events` behind,
-//! the answer is `429` with `Retry-After`, so freshness degrades visibly instead of silently.
+//! answer is `503` with `Retry-After`. Ingest keeps pace with the projector ([`pacing`]): while
+//! the oldest event not yet projected has waited longer than `max_lag`, a request waits before
+//! it appends, and after `max_wait` it is refused with `429` and `Retry-After`; so is a request
+//! while the projector is more than `max_lag_events` behind. Freshness thus degrades visibly,
+//! as refusals, instead of silently.
 //! A refused request's body is still read (and discarded, up to `max_body_bytes`) so that the
 //! client gets the refusal rather than a connection reset halfway through its upload.
 
 mod metrics;
+pub mod pacing;
 mod routes;
 
-pub use routes::{router, IngestConfig, IngestState, LagProbe};
+pub use routes::{router, Backlog, IngestConfig, IngestState, LagProbe};

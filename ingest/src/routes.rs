@@ -1,7 +1,7 @@
 //! The ingest routes. See the crate docs for the delivery contract.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -23,9 +23,24 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::instrument;
 
 use crate::metrics as m;
+use crate::pacing::AppendMarks;
 
-/// Tells ingest how far behind the projector is, in events.
-pub type LagProbe = Arc<dyn Fn() -> u64 + Send + Sync>;
+/// Tells ingest how far behind the projector is.
+pub type LagProbe = Arc<dyn Fn() -> Backlog + Send + Sync>;
+
+/// The log as the projector of this process sees it. A process that does not project sees no
+/// backlog.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Events in the log.
+    pub in_log: u64,
+    /// Of them, events the projections do not count yet (the newest ones).
+    pub unprojected: u64,
+    /// Whether the projector is reading and committing. While it is not (starting, refusing a
+    /// log that is not its own, failing to commit), ingest does not pace itself by it: the
+    /// events wait in the log, up to `max_lag_events`.
+    pub projecting: bool,
+}
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -33,6 +48,11 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     pub max_in_flight: usize,
     pub max_lag_events: u64,
+    /// While the oldest unprojected event has been in the log longer than this, requests wait
+    /// before they append (see [`crate::pacing`]); zero turns pacing off.
+    pub max_lag: Duration,
+    /// How long a request waits for the projector before it is refused with `429`.
+    pub max_wait: Duration,
 }
 
 impl Default for IngestConfig {
@@ -42,6 +62,8 @@ impl Default for IngestConfig {
             max_body_bytes: 10 * 1024 * 1024,
             max_in_flight: 32,
             max_lag_events: 5_000_000,
+            max_lag: Duration::from_millis(250),
+            max_wait: Duration::from_secs(1),
         }
     }
 }
@@ -57,6 +79,7 @@ struct Inner {
     config: IngestConfig,
     in_flight: Semaphore,
     lag: LagProbe,
+    marks: AppendMarks,
 }
 
 impl IngestState {
@@ -75,6 +98,7 @@ impl IngestState {
                 config,
                 in_flight,
                 lag,
+                marks: AppendMarks::default(),
             }),
         }
     }
@@ -164,9 +188,14 @@ async fn take_events(
     let (_permit, body) = admit(inner, body).await?;
     let parsed = parse(inner, headers, body).await?;
     let recorder = &inner.recorder;
-    settle(parsed.events, parsed.errors, &EVENTS, started, |events| {
-        recorder.append(events)
-    })
+    settle(
+        inner,
+        parsed.events,
+        parsed.errors,
+        &EVENTS,
+        started,
+        |events| recorder.append(events),
+    )
     .await
 }
 
@@ -204,9 +233,14 @@ async fn take_scores(
     })
     .await?;
     let recorder = &inner.recorder;
-    settle(parsed.accepted, parsed.errors, &SCORES, started, |scores| {
-        recorder.append_scores(scores)
-    })
+    settle(
+        inner,
+        parsed.accepted,
+        parsed.errors,
+        &SCORES,
+        started,
+        |scores| recorder.append_scores(scores),
+    )
     .await
 }
 
@@ -229,10 +263,11 @@ const SCORES: Items = Items {
     rejected: m::SCORES_REJECTED,
 };
 
-/// Counts the rejected items, appends the accepted ones with `append` (durable before the
-/// answer; a failure counted and answered as the store's error) and answers the batch's
-/// summary, or `422` when nothing was accepted.
+/// Counts the rejected items, appends the accepted ones with `append` once the projector is
+/// close enough behind ([`pace`]; durable before the answer; a failure counted and answered as
+/// the store's error) and answers the batch's summary, or `422` when nothing was accepted.
 async fn settle<T, F, Fut>(
+    inner: &Inner,
     accepted: Vec<(usize, T)>,
     errors: Vec<EventError>,
     items: &Items,
@@ -256,7 +291,10 @@ where
         m::request("rejected");
         return Ok(all_rejected(summary, items.noun));
     }
-    append(accepted).await.map_err(|err| {
+    pace(inner).await?;
+    let appended = append(accepted).await;
+    inner.marks.note((inner.lag)().in_log, Instant::now());
+    appended.map_err(|err| {
         m::request("failed");
         ApiError::from(err)
     })?;
@@ -274,18 +312,57 @@ async fn admit(inner: &Inner, body: Body) -> Result<(SemaphorePermit<'_>, Body),
         let full = ApiError::unavailable("too many ingest requests in flight; retry shortly", 1);
         return Err(refuse(inner, body, "overloaded", full).await);
     };
-    if (inner.lag)() > inner.config.max_lag_events {
-        let behind = ApiError {
-            retry_after_s: Some(2),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "projection_backlog",
-                "the projector is behind; retry shortly",
-            )
-        };
-        return Err(refuse(inner, body, "backlog", behind).await);
+    if (inner.lag)().unprojected > inner.config.max_lag_events {
+        return Err(refuse(inner, body, "backlog", behind(2)).await);
     }
     Ok((permit, body))
+}
+
+/// `429`: the projector is behind.
+fn behind(retry_after_s: u32) -> ApiError {
+    ApiError {
+        retry_after_s: Some(retry_after_s),
+        ..ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "projection_backlog",
+            "the projector is behind; retry shortly",
+        )
+    }
+}
+
+/// Waits while the oldest unprojected event has been in the log longer than `max_lag`
+/// ([`crate::pacing`]); `429` when it still has after `max_wait`. The time waited is
+/// `tally_ingest_pacing_seconds`.
+async fn pace(inner: &Inner) -> Result<(), ApiError> {
+    const POLL: Duration = Duration::from_millis(2);
+    let config = &inner.config;
+    if config.max_lag.is_zero() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut polled = false;
+    loop {
+        let backlog = (inner.lag)();
+        if !backlog.projecting {
+            return Ok(());
+        }
+        let projected = backlog.in_log.saturating_sub(backlog.unprojected);
+        let now = Instant::now();
+        let waited = now - started;
+        if inner.marks.waited(projected, backlog.in_log, now) <= config.max_lag {
+            if polled {
+                metrics::histogram!(m::PACING_SECONDS).record(waited.as_secs_f64());
+            }
+            return Ok(());
+        }
+        if waited >= config.max_wait {
+            metrics::histogram!(m::PACING_SECONDS).record(waited.as_secs_f64());
+            m::request("backlog");
+            return Err(behind(1));
+        }
+        tokio::time::sleep(POLL).await;
+        polled = true;
+    }
 }
 
 /// Counts a refusal as `outcome` and drains the body; answers `error`.

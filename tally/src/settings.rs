@@ -85,6 +85,9 @@ pub struct Settings {
     pub max_in_flight: usize,
     /// Projector lag beyond which ingest answers 429 + Retry-After.
     pub max_lag_events: u64,
+    /// Milliseconds the oldest unprojected event may wait before ingest requests wait for the
+    /// projector (up to a second, then 429 + Retry-After); 0 turns pacing off.
+    pub max_lag_ms: u64,
     /// Most events folded into one projector commit.
     pub projector_batch_events: usize,
     /// MiB of closed buckets' rows the query API keeps between dashboard reads (embedded
@@ -174,6 +177,7 @@ impl Default for Settings {
             max_body_bytes: 10 * 1024 * 1024,
             max_in_flight: 32,
             max_lag_events: 5_000_000,
+            max_lag_ms: 250,
             projector_batch_events: 50_000,
             query_cache_mib: tally_query_api::row_cache::DEFAULT_MIB,
             log_queue_depth: 256,
@@ -296,6 +300,7 @@ impl Settings {
             "MAX_BODY_BYTES" => self.max_body_bytes = num(name, value)?,
             "MAX_IN_FLIGHT" => self.max_in_flight = num(name, value)?,
             "MAX_LAG_EVENTS" => self.max_lag_events = num(name, value)?,
+            "MAX_LAG_MS" => self.max_lag_ms = num(name, value)?,
             "PROJECTOR_BATCH_EVENTS" => self.projector_batch_events = num(name, value)?,
             "QUERY_CACHE_MIB" => self.query_cache_mib = num(name, value)?,
             "LOG_QUEUE_DEPTH" => self.log_queue_depth = num(name, value)?,

@@ -21,7 +21,7 @@ use tally_domain::recording::Recorder;
 use tally_domain::store::EventLog;
 use tally_http::auth::{Access, Gate};
 use tally_http::route::{Route, RouteInfo, Routes};
-use tally_ingest::{IngestConfig, IngestState};
+use tally_ingest::{Backlog, IngestConfig, IngestState};
 use tally_projector::{FilterFiles, Projector, ProjectorConfig, ProjectorStatus, ReplayHandle};
 use tally_query_api::{PipelineProbe, PipelineStatus, QueryState};
 use tokio::net::TcpListener;
@@ -313,8 +313,19 @@ fn build_router(
             max_body_bytes: settings.max_body_bytes,
             max_in_flight: settings.max_in_flight,
             max_lag_events: settings.max_lag_events,
+            max_lag: Duration::from_millis(settings.max_lag_ms),
+            ..IngestConfig::default()
         },
-        Arc::new(move || lag_probe().lag_events),
+        Arc::new(move || {
+            let pipeline = lag_probe();
+            Backlog {
+                in_log: pipeline.events_in_log,
+                unprojected: pipeline.lag_events,
+                projecting: pipeline.ready
+                    && pipeline.lag_events > 0
+                    && pipeline.last_error.is_none(),
+            }
+        }),
     );
     let query = QueryState {
         analytics: stores.analytics.clone(),
