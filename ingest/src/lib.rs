@@ -21,4 +21,5 @@ mod metrics;
 pub mod pacing;
 mod routes;
 
-pub use routes::{router, Backlog, IngestConfig, IngestState, LagProbe};
+pub use pacing::Backlog;
+pub use routes::{router, IngestConfig, IngestState, LagProbe};

@@ -23,24 +23,10 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::instrument;
 
 use crate::metrics as m;
-use crate::pacing::AppendMarks;
+use crate::pacing::{AppendMarks, Backlog};
 
 /// Tells ingest how far behind the projector is.
 pub type LagProbe = Arc<dyn Fn() -> Backlog + Send + Sync>;
-
-/// The log as the projector of this process sees it. A process that does not project sees no
-/// backlog.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Backlog {
-    /// Events in the log.
-    pub in_log: u64,
-    /// Of them, events the projections do not count yet (the newest ones).
-    pub unprojected: u64,
-    /// Whether the projector is reading and committing. While it is not (starting, refusing a
-    /// log that is not its own, failing to commit), ingest does not pace itself by it: the
-    /// events wait in the log, up to `max_lag_events`.
-    pub projecting: bool,
-}
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -286,8 +272,10 @@ where
         rejected: errors.len(),
         errors,
     };
-    metrics::counter!(items.rejected).increment(summary.rejected as u64);
+    // Rejections are counted with the answer that reports them: a request refused or failed
+    // as a whole is sent again, and its rejections would be counted twice.
     if accepted.is_empty() {
+        metrics::counter!(items.rejected).increment(summary.rejected as u64);
         m::request("rejected");
         return Ok(all_rejected(summary, items.noun));
     }
@@ -300,6 +288,7 @@ where
     })?;
     metrics::histogram!(m::APPEND_SECONDS).record(started.elapsed().as_secs_f64());
     metrics::counter!(items.accepted).increment(summary.accepted as u64);
+    metrics::counter!(items.rejected).increment(summary.rejected as u64);
     m::request("accepted");
     Ok((StatusCode::OK, data(summary)).into_response())
 }
@@ -313,21 +302,20 @@ async fn admit(inner: &Inner, body: Body) -> Result<(SemaphorePermit<'_>, Body),
         return Err(refuse(inner, body, "overloaded", full).await);
     };
     if (inner.lag)().unprojected > inner.config.max_lag_events {
-        return Err(refuse(inner, body, "backlog", behind(2)).await);
+        let behind = ApiError {
+            retry_after_s: Some(2),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "projection_backlog",
+                format!(
+                    "the projector is more than {} events behind; retry shortly",
+                    inner.config.max_lag_events
+                ),
+            )
+        };
+        return Err(refuse(inner, body, "backlog", behind).await);
     }
     Ok((permit, body))
-}
-
-/// `429`: the projector is behind.
-fn behind(retry_after_s: u32) -> ApiError {
-    ApiError {
-        retry_after_s: Some(retry_after_s),
-        ..ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "projection_backlog",
-            "the projector is behind; retry shortly",
-        )
-    }
 }
 
 /// Waits while the oldest unprojected event has been in the log longer than `max_lag`
@@ -342,14 +330,9 @@ async fn pace(inner: &Inner) -> Result<(), ApiError> {
     let started = Instant::now();
     let mut polled = false;
     loop {
-        let backlog = (inner.lag)();
-        if !backlog.projecting {
-            return Ok(());
-        }
-        let projected = backlog.in_log.saturating_sub(backlog.unprojected);
         let now = Instant::now();
         let waited = now - started;
-        if inner.marks.waited(projected, backlog.in_log, now) <= config.max_lag {
+        if inner.marks.waited((inner.lag)(), now) <= config.max_lag {
             if polled {
                 metrics::histogram!(m::PACING_SECONDS).record(waited.as_secs_f64());
             }
@@ -358,7 +341,18 @@ async fn pace(inner: &Inner) -> Result<(), ApiError> {
         if waited >= config.max_wait {
             metrics::histogram!(m::PACING_SECONDS).record(waited.as_secs_f64());
             m::request("backlog");
-            return Err(behind(1));
+            return Err(ApiError {
+                retry_after_s: Some(1),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "projection_backlog",
+                    format!(
+                        "waited {} ms for the projector: the oldest event it has not counted yet has waited more than {} ms; retry shortly",
+                        waited.as_millis(),
+                        config.max_lag.as_millis()
+                    ),
+                )
+            });
         }
         tokio::time::sleep(POLL).await;
         polled = true;

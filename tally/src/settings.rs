@@ -611,6 +611,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn pacing_defaults_to_a_quarter_second_and_can_be_set_or_turned_off() {
+        assert_eq!(Settings::load(None, []).expect("defaults").max_lag_ms, 250);
+        let off = Settings::load(None, [("TALLY_MAX_LAG_MS".to_string(), "0".to_string())]);
+        assert_eq!(off.expect("loads").max_lag_ms, 0);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("tally.toml");
+        std::fs::write(&file, "max_lag_ms = 100\n").expect("write");
+        assert_eq!(
+            Settings::load(Some(&file), []).expect("loads").max_lag_ms,
+            100
+        );
+        let err = Settings::load(None, [("TALLY_MAX_LAG_MS".to_string(), "-1".to_string())])
+            .expect_err("negative");
+        assert!(err.to_string().contains("TALLY_MAX_LAG_MS"));
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()

@@ -321,9 +321,7 @@ fn build_router(
             Backlog {
                 in_log: pipeline.events_in_log,
                 unprojected: pipeline.lag_events,
-                projecting: pipeline.ready
-                    && pipeline.lag_events > 0
-                    && pipeline.last_error.is_none(),
+                projecting: role.projects() && pipeline.ready && pipeline.last_error.is_none(),
             }
         }),
     );
