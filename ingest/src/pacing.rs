@@ -5,8 +5,10 @@
 //! projected has been in the log; while that is more than `max_lag`, the request waits (up to
 //! `max_wait`, polling every few milliseconds) and is then refused with `429`. Ingest thus runs
 //! at the projector's pace, and an acknowledged event waits behind at most about `max_lag` of
-//! earlier ones. This needs the projector in the same process as ingest (the embedded server,
-//! or `serve` with a broker log); a process that only ingests sees no backlog and never paces.
+//! earlier ones. This needs the projector in the same process as ingest and exact counts of
+//! the log's events: the embedded server. With a broker log `tally` turns pacing off (the
+//! log's size comes from watermarks sampled every few seconds, in messages), and a process that
+//! only ingests sees no backlog.
 //!
 //! How long the oldest event has waited comes from [`AppendMarks`]: after every append ingest
 //! notes "by now the log held N events". The oldest unprojected event (number `projected`,
@@ -26,9 +28,6 @@
 //! every request would be refused until that whole backlog was projected. A stale count read
 //! just before a newer one can look like a replay too; that pauses pacing for as long as the
 //! projector takes to reach the log's end, a fraction of a second.
-//!
-//! With a broker log the counts are approximate: the log's size comes from watermarks sampled
-//! every few seconds and includes score messages.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

@@ -313,7 +313,13 @@ fn build_router(
             max_body_bytes: settings.max_body_bytes,
             max_in_flight: settings.max_in_flight,
             max_lag_events: settings.max_lag_events,
-            max_lag: Duration::from_millis(settings.max_lag_ms),
+            // Pacing needs exact counts: the embedded log's. A broker log's size comes from
+            // watermarks sampled every few seconds, in messages; there the backlog waits in the
+            // topic and `max_lag_events` governs.
+            max_lag: match settings.kafka_brokers {
+                None => Duration::from_millis(settings.max_lag_ms),
+                Some(_) => Duration::ZERO,
+            },
             ..IngestConfig::default()
         },
         Arc::new(move || {
