@@ -61,24 +61,9 @@ async fn projection_backlog_answers_429_with_retry_after() {
         }),
     );
     let (app, key) = app(dir.path(), state).await;
-    let request = || {
-        Request::post("/v1/events")
-            .header("content-type", "application/json")
-            .header("authorization", &key)
-            .body(Body::from(body()))
-            .unwrap()
-    };
 
-    let response = app.clone().oneshot(request()).await.unwrap();
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(response.headers()["retry-after"], "2");
-    let json: serde_json::Value = serde_json::from_slice(
-        &axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(json["error"]["code"], "projection_backlog");
+    let response = app.clone().oneshot(post(&key)).await.unwrap();
+    assert_backlog_refusal(response, "2").await;
     assert_eq!(
         log.appended_events(),
         0,
@@ -86,7 +71,7 @@ async fn projection_backlog_answers_429_with_retry_after() {
     );
 
     lag.store(0, Ordering::SeqCst);
-    let response = app.oneshot(request()).await.unwrap();
+    let response = app.oneshot(post(&key)).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(log.appended_events(), 1);
 }
@@ -162,6 +147,19 @@ fn paced(
     (log, state)
 }
 
+/// A `429` for the projection backlog, with `Retry-After: retry_after`.
+async fn assert_backlog_refusal(response: axum::response::Response, retry_after: &str) {
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], retry_after);
+    let json: serde_json::Value = serde_json::from_slice(
+        &axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["error"]["code"], "projection_backlog");
+}
+
 fn post(key: &str) -> Request<Body> {
     Request::post("/v1/events")
         .header("content-type", "application/json")
@@ -190,15 +188,7 @@ async fn a_projector_that_stalls_gets_refusals_once_its_oldest_event_waited_too_
     // for the projector, then is refused, and nothing of it is appended.
     tokio::time::sleep(Duration::from_millis(80)).await;
     let response = app.clone().oneshot(post(&key)).await.unwrap();
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(response.headers()["retry-after"], "1");
-    let json: serde_json::Value = serde_json::from_slice(
-        &axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(json["error"]["code"], "projection_backlog");
+    assert_backlog_refusal(response, "1").await;
     assert_eq!(
         log.appended_events(),
         1,
