@@ -281,7 +281,9 @@ where
     }
     pace(inner).await?;
     let appended = append(accepted).await;
-    inner.marks.note((inner.lag)().in_log, Instant::now());
+    if !inner.config.max_lag.is_zero() {
+        inner.marks.note((inner.lag)().in_log, Instant::now());
+    }
     appended.map_err(|err| {
         m::request("failed");
         ApiError::from(err)
@@ -302,20 +304,24 @@ async fn admit(inner: &Inner, body: Body) -> Result<(SemaphorePermit<'_>, Body),
         return Err(refuse(inner, body, "overloaded", full).await);
     };
     if (inner.lag)().unprojected > inner.config.max_lag_events {
-        let behind = ApiError {
-            retry_after_s: Some(2),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "projection_backlog",
-                format!(
-                    "the projector is more than {} events behind; retry shortly",
-                    inner.config.max_lag_events
-                ),
-            )
-        };
+        let behind = projection_backlog(
+            2,
+            format!(
+                "the projector is more than {} events behind; retry shortly",
+                inner.config.max_lag_events
+            ),
+        );
         return Err(refuse(inner, body, "backlog", behind).await);
     }
     Ok((permit, body))
+}
+
+/// `429` with `Retry-After`: the projector is too far behind, as `message` says.
+fn projection_backlog(retry_after_s: u32, message: String) -> ApiError {
+    ApiError {
+        retry_after_s: Some(retry_after_s),
+        ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "projection_backlog", message)
+    }
 }
 
 /// Waits while the oldest unprojected event has been in the log longer than `max_lag`
@@ -341,18 +347,14 @@ async fn pace(inner: &Inner) -> Result<(), ApiError> {
         if waited >= config.max_wait {
             metrics::histogram!(m::PACING_SECONDS).record(waited.as_secs_f64());
             m::request("backlog");
-            return Err(ApiError {
-                retry_after_s: Some(1),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "projection_backlog",
-                    format!(
-                        "waited {} ms for the projector: the oldest event it has not counted yet has waited more than {} ms; retry shortly",
-                        waited.as_millis(),
-                        config.max_lag.as_millis()
-                    ),
-                )
-            });
+            return Err(projection_backlog(
+                1,
+                format!(
+                    "waited {} ms for the projector: the oldest event it has not counted yet has waited more than {} ms; retry shortly",
+                    waited.as_millis(),
+                    config.max_lag.as_millis()
+                ),
+            ));
         }
         tokio::time::sleep(POLL).await;
         polled = true;
