@@ -198,8 +198,7 @@ impl Session {
     /// The fingerprints of `records` that sealed generations may hold, with the blocks to read
     /// to settle them. CPU-bound, like [`Self::fold`].
     pub(super) fn suspects(&self, records: &[LogRecord]) -> Suspects {
-        let mut suspects = Suspects::default();
-        let mut places = Vec::new();
+        let mut fps: HashMap<i32, Vec<u64>> = HashMap::new();
         for record in records {
             let Some(ps) = self.partitions.get(&record.partition) else {
                 continue;
@@ -207,21 +206,23 @@ impl Session {
             if !ps.dedup.has_sealed() || record.offset < ps.state.next_offset {
                 continue;
             }
+            let fps = fps.entry(record.partition).or_default();
+            fps.extend(record.events.iter().map(|e| event_fingerprint(&e.event_id)));
+        }
+        let mut suspects = Suspects::default();
+        for (partition, mut fps) in fps {
+            let ps = &self.partitions[&partition];
             // The partition's clock before the batch: the earliest horizon any of its events
             // is judged at, so no generation that may still matter is left out.
             let now_s = seconds(ps.state.last_received_ms);
-            for event in &record.events {
-                let fp = event_fingerprint(&event.event_id);
-                ps.dedup.suspects(fp, now_s, &mut places);
-                if !places.is_empty() {
-                    suspects
-                        .by_partition
-                        .entry(record.partition)
-                        .or_default()
-                        .entry(fp)
-                        .or_default()
-                        .append(&mut places);
-                }
+            fps.sort_unstable();
+            fps.dedup();
+            let mut places: HashMap<u64, Vec<(u64, u32)>> = HashMap::new();
+            ps.dedup.suspects_in_order(&fps, now_s, |i, place| {
+                places.entry(fps[i]).or_default().push(place);
+            });
+            if !places.is_empty() {
+                suspects.by_partition.insert(partition, places);
             }
         }
         suspects
