@@ -198,7 +198,7 @@ impl Session {
     /// The fingerprints of `records` that sealed generations may hold, with the blocks to read
     /// to settle them. CPU-bound, like [`Self::fold`].
     pub(super) fn suspects(&self, records: &[LogRecord]) -> Suspects {
-        let mut fps: HashMap<i32, Vec<u64>> = HashMap::new();
+        let mut by_partition: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
         for record in records {
             let Some(ps) = self.partitions.get(&record.partition) else {
                 continue;
@@ -206,15 +206,18 @@ impl Session {
             if !ps.dedup.has_sealed() || record.offset < ps.state.next_offset {
                 continue;
             }
-            let fps = fps.entry(record.partition).or_default();
-            fps.extend(record.events.iter().map(|e| event_fingerprint(&e.event_id)));
+            by_partition
+                .entry(record.partition)
+                .or_default()
+                .extend(record.events.iter().map(|e| event_fingerprint(&e.event_id)));
         }
         let mut suspects = Suspects::default();
-        for (partition, mut fps) in fps {
+        for (partition, mut fps) in by_partition {
             let ps = &self.partitions[&partition];
             // The partition's clock before the batch: the earliest horizon any of its events
             // is judged at, so no generation that may still matter is left out.
             let now_s = seconds(ps.state.last_received_ms);
+            // Ascending, for the filters' sake (`Dedup::suspects_in_order`).
             fps.sort_unstable();
             fps.dedup();
             let mut places: HashMap<u64, Vec<(u64, u32)>> = HashMap::new();
