@@ -119,6 +119,16 @@ impl Run {
             .fold(0u64, |sum, p| sum.saturating_add(p.entries))
     }
 
+    /// The index of the part that covers `fp`.
+    fn part_at(&self, fp: u64) -> usize {
+        self.parts.partition_point(|p| p.lo <= fp).saturating_sub(1)
+    }
+
+    /// Whether part `at` covers `fp`.
+    fn covers(&self, at: usize, fp: u64) -> bool {
+        self.parts[at].lo <= fp && self.parts.get(at + 1).is_none_or(|next| fp < next.lo)
+    }
+
     fn memory_bytes(&self) -> usize {
         self.parts
             .iter()
@@ -392,8 +402,8 @@ impl Dedup {
     /// order instead of event by event: a merged run's parts are fingerprint ranges, so each
     /// part's filter is read in one burst while its lines and pages are cached, where event by
     /// event every lookup missed the CPU caches and the TLB in every run (README, Performance).
-    /// Any order gives the same places: a fingerprint below the current part looks its part up
-    /// again.
+    /// Any order gives the same places: a fingerprint the current part does not cover looks
+    /// its part up.
     pub fn suspects_in_order(
         &self,
         fps: &[u64],
@@ -404,11 +414,8 @@ impl Dedup {
         for run in self.runs.iter().filter(|run| run.max_seen_s >= horizon) {
             let mut at = 0;
             for (i, &fp) in fps.iter().enumerate() {
-                if fp < run.parts[at].lo {
-                    at = run.parts.partition_point(|p| p.lo <= fp).saturating_sub(1);
-                }
-                while run.parts.get(at + 1).is_some_and(|next| next.lo <= fp) {
-                    at += 1;
+                if !run.covers(at, fp) {
+                    at = run.part_at(fp);
                 }
                 let part = &run.parts[at];
                 if let Some(block) = part.summary.block_of(fp) {
