@@ -1,6 +1,7 @@
 //! `cargo bench -p tally-benches`: validation of a 1,000-event body, the fold of 1,000 events,
-//! and the log codec — the per-event CPU costs behind ingest throughput; and the dedup memory's
-//! filter probes per event, with 48 million ids held as 96 seals or as 6 merged runs.
+//! and the log codec — the per-event CPU costs behind ingest throughput; the dedup memory's
+//! filter probes per event, with 48 million ids held as 96 seals or as 3 merged runs; and the
+//! per-entry CPU of a merge step of its runs (block decode, merge, block encode).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tally_schemas::validate::{parse_batch, BodyFormat, Limits};
@@ -42,21 +43,8 @@ fn benches(c: &mut Criterion) {
 /// (a lookup finds its part, then probes its filter), probed with 1,000 ids not among them.
 fn dedup_probes(c: &mut Criterion) {
     use tally_domain::dedup::{split_range, GenerationSummary, Placement, PART_ENTRIES};
-    let mut next = 0x2545_F491_4F6C_DD1Du64;
-    let mut keys = |n: usize| {
-        let mut k: Vec<u64> = (0..n)
-            .map(|_| {
-                next = next.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = next;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                z ^ (z >> 31)
-            })
-            .collect();
-        k.sort_unstable();
-        k.dedup();
-        k
-    };
+    let mut fingerprints = Fingerprints::default();
+    let mut keys = |n: usize| fingerprints.sorted(n);
     // A run of `n` ids as parts: (first fingerprint covered, summary).
     let mut run = |n: usize| -> Vec<(u64, GenerationSummary)> {
         let all = keys(n);
@@ -108,5 +96,74 @@ fn dedup_probes(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(pipeline, benches, dedup_probes);
+/// Fingerprints as XXH3 makes them (uniform), from splitmix64 so that every run sees the same.
+struct Fingerprints(u64);
+
+impl Default for Fingerprints {
+    fn default() -> Self {
+        Fingerprints(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+impl Fingerprints {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// `n` of them (fewer if any repeat), sorted.
+    fn sorted(&mut self, n: usize) -> Vec<u64> {
+        let mut k: Vec<u64> = (0..n).map(|_| self.next()).collect();
+        k.sort_unstable();
+        k.dedup();
+        k
+    }
+}
+
+/// The CPU of one merge step of the dedup memory (`Dedup::advance`), per entry: one part's
+/// range read from the stored blocks of four input runs (decoding them), merged (newest
+/// second per fingerprint) and written back as packed blocks of 1,024.
+fn dedup_merge_step(c: &mut Criterion) {
+    use tally_domain::codec::{decode_dedup_chunk, encode_dedup_chunk};
+    use tally_domain::dedup::{merge_entries, PART_ENTRIES};
+    let mut fingerprints = Fingerprints::default();
+    let inputs: Vec<Vec<(u64, u32)>> = (0..4)
+        .map(|_| {
+            let fps = fingerprints.sorted(PART_ENTRIES / 4);
+            let seen = fps.iter().map(|fp| 1_000_000 + (fp % 86_400) as u32);
+            fps.iter().copied().zip(seen).collect()
+        })
+        .collect();
+    let blocks: Vec<&[(u64, u32)]> = inputs.iter().flat_map(|i| i.chunks(1_024)).collect();
+    let stored: Vec<Vec<u8>> = blocks.iter().map(|b| encode_dedup_chunk(b)).collect();
+    let merged = merge_entries(blocks.iter().copied(), 0, u64::MAX, 0);
+    let mut g = c.benchmark_group("dedup_merge_step_per_entry");
+    g.throughput(Throughput::Elements(merged.len() as u64));
+    g.bench_function("decode_blocks", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(merged.len());
+            for block in &stored {
+                decode_dedup_chunk(block, 0, &mut out).map_err(|e| e.to_string())?;
+            }
+            Ok::<usize, String>(out.len())
+        })
+    });
+    g.bench_function("merge_entries", |b| {
+        b.iter(|| merge_entries(blocks.iter().copied(), 0, u64::MAX, 0).len())
+    });
+    g.bench_function("encode_blocks", |b| {
+        b.iter(|| {
+            merged
+                .chunks(1_024)
+                .map(|block| encode_dedup_chunk(block).len())
+                .sum::<usize>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(pipeline, benches, dedup_probes, dedup_merge_step);
 criterion_main!(pipeline);

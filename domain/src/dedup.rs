@@ -425,20 +425,26 @@ pub fn split_range(parts: usize) -> Vec<(u64, u64)> {
 
 /// The entries of `blocks` with a fingerprint in `lo..=hi` seen at or after `horizon_s`,
 /// sorted by fingerprint, each once with the newest second it was seen.
+///
+/// A merge passes each input's blocks in fingerprint order, one input after another: a few
+/// sorted runs, which the stable sort finds and merges instead of sorting the entries afresh;
+/// any order gives the same result.
 pub fn merge_entries<'a>(
     blocks: impl IntoIterator<Item = &'a [(u64, u32)]>,
     lo: u64,
     hi: u64,
     horizon_s: u32,
 ) -> Vec<(u64, u32)> {
-    let mut out: Vec<(u64, u32)> = blocks
-        .into_iter()
-        .flatten()
-        .filter(|(fp, s)| (lo..=hi).contains(fp) && *s >= horizon_s)
-        .copied()
-        .collect();
+    let blocks: Vec<&[(u64, u32)]> = blocks.into_iter().collect();
+    let mut out: Vec<(u64, u32)> = Vec::with_capacity(blocks.iter().map(|b| b.len()).sum());
+    out.extend(
+        blocks
+            .iter()
+            .flat_map(|b| b.iter())
+            .filter(|(fp, s)| (lo..=hi).contains(fp) && *s >= horizon_s),
+    );
     // Newest first within a fingerprint, so the kept one is the newest.
-    out.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    out.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     out.dedup_by_key(|(fp, _)| *fp);
     out
 }
@@ -481,6 +487,7 @@ pub fn find_in_block(block: &[(u64, u32)], fp: u64) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn keys(n: u64, step: u64) -> Vec<u64> {
         (1..=n).map(|i| i.wrapping_mul(step)).collect::<Vec<_>>()
@@ -635,6 +642,47 @@ mod tests {
         // 5 and 90 are out of range; 15 was last seen before the horizon (45); 10 and 20 keep
         // their newest seconds.
         assert_eq!(merged, vec![(10, 60), (20, 70), (30, 90)]);
+    }
+
+    proptest::proptest! {
+        /// Inputs as a merge passes them (each a run of sorted, distinct fingerprints, cut
+        /// into blocks) or in any order: the same entries as keeping, per fingerprint in range,
+        /// the newest second at or after the horizon.
+        #[test]
+        fn merging_sorted_runs_keeps_each_fingerprint_once_with_its_newest_second(
+            inputs in proptest::collection::vec(
+                proptest::collection::btree_map(0u64..2_000, 0u32..100, 0..300),
+                1..5,
+            ),
+            block in 1usize..40,
+            lo in 0u64..1_000,
+            width in 0u64..1_500,
+            horizon in 0u32..100,
+            shuffle in proptest::bool::ANY,
+        ) {
+            let hi = lo + width;
+            let mut expected: BTreeMap<u64, u32> = BTreeMap::new();
+            for input in &inputs {
+                for (&fp, &s) in input {
+                    if (lo..=hi).contains(&fp) && s >= horizon {
+                        let newest = expected.entry(fp).or_insert(s);
+                        *newest = (*newest).max(s);
+                    }
+                }
+            }
+            let runs: Vec<Vec<(u64, u32)>> = inputs
+                .iter()
+                .map(|input| input.iter().map(|(fp, s)| (*fp, *s)).collect())
+                .collect();
+            let mut blocks: Vec<&[(u64, u32)]> =
+                runs.iter().flat_map(|run| run.chunks(block)).collect();
+            if shuffle {
+                blocks.reverse();
+            }
+            let merged = merge_entries(blocks, lo, hi, horizon);
+            let want: Vec<(u64, u32)> = expected.into_iter().collect();
+            proptest::prop_assert_eq!(merged, want);
+        }
     }
 
     #[test]

@@ -351,23 +351,23 @@ impl BitWriter {
         }
     }
 
+    /// `value` must fit in `bits`. Bits are gathered and written out 64 at a time.
     fn push(&mut self, value: u64, bits: u8) {
         if bits == 0 {
             return;
         }
         self.acc |= u128::from(value) << self.held;
         self.held += u32::from(bits);
-        while self.held >= 8 {
-            self.out.push(self.acc as u8);
-            self.acc >>= 8;
-            self.held -= 8;
+        if self.held >= 64 {
+            self.out.extend_from_slice(&(self.acc as u64).to_le_bytes());
+            self.acc >>= 64;
+            self.held -= 64;
         }
     }
 
     fn finish(mut self) -> Vec<u8> {
-        if self.held > 0 {
-            self.out.push(self.acc as u8);
-        }
+        let bytes = self.held.div_ceil(8) as usize;
+        self.out.extend_from_slice(&self.acc.to_le_bytes()[..bytes]);
         self.out
     }
 }
@@ -402,11 +402,15 @@ impl<'a> BitReader<'a> {
         if bits == 0 {
             return 0;
         }
-        while self.held < u32::from(bits) {
-            let byte = self.bytes.get(self.next).copied().unwrap_or(0);
-            self.acc |= u128::from(byte) << self.held;
-            self.next += 1;
-            self.held += 8;
+        if self.held < u32::from(bits) {
+            // The next 64 bits at once (zeros past the end).
+            let mut word = [0u8; 8];
+            let rest = &self.bytes[self.next.min(self.bytes.len())..];
+            let n = rest.len().min(8);
+            word[..n].copy_from_slice(&rest[..n]);
+            self.acc |= u128::from(u64::from_le_bytes(word)) << self.held;
+            self.next += 8;
+            self.held += 64;
         }
         let value = (self.acc & ((1u128 << bits) - 1)) as u64;
         self.acc >>= bits;
@@ -545,6 +549,49 @@ mod tests {
             let mut got = Vec::new();
             decode_dedup_chunk(&bytes, since, &mut got).expect("decode");
             proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    /// The bit layout, worked by hand: fingerprints 10, 13, 20 (deltas 3 and 7: 3 bits each)
+    /// seen at 100, 101, 103 (offsets 0, 1, 3: 2 bits each). Bits 0–2 hold 3, bits 3–5 hold 7,
+    /// bits 6–7 hold 0, bits 8–9 hold 1 and bits 10–11 hold 3: bytes 0b0011_1011, 0b0000_1101.
+    #[test]
+    fn a_dedup_chunk_lays_its_bits_out_least_significant_first() {
+        let mut want = vec![
+            0xD2, 3, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 3, 100, 0, 0, 0, 2,
+        ];
+        want.extend_from_slice(&[0x3B, 0x0D]);
+        assert_eq!(encode_dedup_chunk(&[(13, 101), (10, 100), (20, 103)]), want);
+    }
+
+    proptest::proptest! {
+        /// Entries of any widths pack exactly as setting each value's bits one by one, least
+        /// significant first, from bit 0 of the first byte after the header.
+        #[test]
+        fn dedup_chunk_bits_are_each_values_bits_in_order(
+            fps in proptest::collection::btree_set(proptest::prelude::any::<u64>(), 1..200),
+            seconds in proptest::collection::vec(0u32..u32::MAX, 200),
+        ) {
+            let entries: Vec<(u64, u32)> =
+                fps.iter().zip(&seconds).map(|(fp, s)| (*fp, *s)).collect();
+            let bytes = encode_dedup_chunk(&entries);
+            let fp_bits = bytes[13];
+            let s_bits = bytes[18];
+            let min_s = entries.iter().map(|e| e.1).min().expect("entries");
+            let mut values: Vec<(u64, u8)> =
+                entries.windows(2).map(|w| (w[1].0 - w[0].0, fp_bits)).collect();
+            values.extend(entries.iter().map(|e| (u64::from(e.1 - min_s), s_bits)));
+            let mut payload = vec![0u8; bytes.len() - 19];
+            let mut at = 0usize;
+            for (value, width) in values {
+                for bit in 0..usize::from(width) {
+                    if value >> bit & 1 == 1 {
+                        payload[(at + bit) / 8] |= 1 << ((at + bit) % 8);
+                    }
+                }
+                at += usize::from(width);
+            }
+            proptest::prop_assert_eq!(&bytes[19..], &payload[..]);
         }
     }
 
