@@ -427,19 +427,19 @@ pub fn split_range(parts: usize) -> Vec<(u64, u64)> {
 /// sorted by fingerprint, each once with the newest second it was seen.
 ///
 /// A merge passes each input's blocks in fingerprint order, one input after another: a few
-/// sorted runs, which the stable sort finds and merges instead of sorting the entries afresh;
-/// any order gives the same result.
+/// sorted runs, which the stable sort finds and merges instead of sorting the entries afresh
+/// (its scratch space, up to half the entries, is held only while it sorts); any order gives
+/// the same result.
 pub fn merge_entries<'a>(
     blocks: impl IntoIterator<Item = &'a [(u64, u32)]>,
     lo: u64,
     hi: u64,
     horizon_s: u32,
 ) -> Vec<(u64, u32)> {
-    let blocks: Vec<&[(u64, u32)]> = blocks.into_iter().collect();
-    let mut out: Vec<(u64, u32)> = Vec::with_capacity(blocks.iter().map(|b| b.len()).sum());
+    let read: Vec<&[(u64, u32)]> = blocks.into_iter().collect();
+    let mut out: Vec<(u64, u32)> = Vec::with_capacity(read.iter().map(|b| b.len()).sum());
     out.extend(
-        blocks
-            .iter()
+        read.iter()
             .flat_map(|b| b.iter())
             .filter(|(fp, s)| (lo..=hi).contains(fp) && *s >= horizon_s),
     );
@@ -646,8 +646,8 @@ mod tests {
 
     proptest::proptest! {
         /// Inputs as a merge passes them (each a run of sorted, distinct fingerprints, cut
-        /// into blocks) or in any order: the same entries as keeping, per fingerprint in range,
-        /// the newest second at or after the horizon.
+        /// into blocks), or with the blocks in reverse order: the same entries as keeping, per
+        /// fingerprint in range, the newest second at or after the horizon.
         #[test]
         fn merging_sorted_runs_keeps_each_fingerprint_once_with_its_newest_second(
             inputs in proptest::collection::vec(

@@ -565,23 +565,41 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Entries of any widths pack exactly as setting each value's bits one by one, least
-        /// significant first, from bit 0 of the first byte after the header.
+        /// Entries of any widths (fingerprint gaps and second spreads drawn at every scale)
+        /// pack exactly as setting each value's bits one by one, least significant first, from
+        /// bit 0 of the first byte after the header, with widths taken from the largest gap
+        /// and offset, and one zero byte of padding when the length is a multiple of 12.
         #[test]
         fn dedup_chunk_bits_are_each_values_bits_in_order(
-            fps in proptest::collection::btree_set(proptest::prelude::any::<u64>(), 1..200),
-            seconds in proptest::collection::vec(0u32..u32::MAX, 200),
+            gap_bits in 0u32..=50,
+            gaps in proptest::collection::vec(proptest::prelude::any::<u64>(), 1..200),
+            second_bits in 0u32..=31,
+            seconds in proptest::collection::vec(proptest::prelude::any::<u32>(), 200),
+            first in 0u64..(1 << 50),
         ) {
-            let entries: Vec<(u64, u32)> =
-                fps.iter().zip(&seconds).map(|(fp, s)| (*fp, *s)).collect();
+            let mut fp = first;
+            let entries: Vec<(u64, u32)> = gaps
+                .iter()
+                .zip(&seconds)
+                .map(|(gap, s)| {
+                    fp += 1 + (gap & ((1u64 << gap_bits) - 1));
+                    (fp, 1_000 + (s & ((1u32 << second_bits) - 1)))
+                })
+                .collect();
             let bytes = encode_dedup_chunk(&entries);
-            let fp_bits = bytes[13];
-            let s_bits = bytes[18];
+            let width = |max: u64| (64 - max.leading_zeros()) as u8;
+            let fp_bits = width(entries.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or(0));
             let min_s = entries.iter().map(|e| e.1).min().expect("entries");
+            let s_bits = width(entries.iter().map(|e| u64::from(e.1 - min_s)).max().unwrap_or(0));
+            proptest::prop_assert_eq!((bytes[13], bytes[18]), (fp_bits, s_bits));
             let mut values: Vec<(u64, u8)> =
                 entries.windows(2).map(|w| (w[1].0 - w[0].0, fp_bits)).collect();
             values.extend(entries.iter().map(|e| (u64::from(e.1 - min_s), s_bits)));
-            let mut payload = vec![0u8; bytes.len() - 19];
+            let bits: usize = values.iter().map(|(_, w)| usize::from(*w)).sum();
+            let mut payload = vec![0u8; bits.div_ceil(8)];
+            if (19 + payload.len()).is_multiple_of(12) {
+                payload.push(0);
+            }
             let mut at = 0usize;
             for (value, width) in values {
                 for bit in 0..usize::from(width) {
@@ -593,6 +611,21 @@ mod tests {
             }
             proptest::prop_assert_eq!(&bytes[19..], &payload[..]);
         }
+    }
+
+    /// A set bit after the last entry is refused, also when the reader has read it ahead as
+    /// part of a later 64-bit word: 40 fingerprints 5 apart in one second are 39 × 3 bits,
+    /// 15 bytes, the last with 3 bits unused.
+    #[test]
+    fn a_set_bit_after_a_long_chunks_entries_is_refused() {
+        let entries: Vec<(u64, u32)> = (0..40u64).map(|i| (i * 5, 7)).collect();
+        let mut bytes = encode_dedup_chunk(&entries);
+        assert_eq!(bytes.len(), 19 + 15);
+        let mut got = Vec::new();
+        decode_dedup_chunk(&bytes, 0, &mut got).expect("decode");
+        assert_eq!(got, entries);
+        *bytes.last_mut().expect("bytes") |= 0x80;
+        assert!(decode_dedup_chunk(&bytes, 0, &mut Vec::new()).is_err());
     }
 
     #[test]
