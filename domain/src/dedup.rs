@@ -658,7 +658,7 @@ mod tests {
             lo in 0u64..1_000,
             width in 0u64..1_500,
             horizon in 0u32..100,
-            shuffle in proptest::bool::ANY,
+            reversed in proptest::bool::ANY,
         ) {
             let hi = lo + width;
             let mut expected: BTreeMap<u64, u32> = BTreeMap::new();
@@ -676,7 +676,7 @@ mod tests {
                 .collect();
             let mut blocks: Vec<&[(u64, u32)]> =
                 runs.iter().flat_map(|run| run.chunks(block)).collect();
-            if shuffle {
+            if reversed {
                 blocks.reverse();
             }
             let merged = merge_entries(blocks, lo, hi, horizon);
