@@ -401,9 +401,9 @@ impl Dedup {
     /// Fastest with `fps` ascending. The filters are then probed run by run in fingerprint
     /// order instead of event by event: a merged run's parts are fingerprint ranges, so each
     /// part's filter is read in one burst while its lines and pages are cached, where event by
-    /// event every lookup missed the CPU caches and the TLB in every run (README, Performance).
-    /// Any order gives the same places: a fingerprint the current part does not cover looks
-    /// its part up.
+    /// event every lookup missed the CPU caches and the TLB in every run (measured in
+    /// `benches/PERFORMANCE-LOG.md`). Any order gives the same places: a fingerprint the
+    /// current part does not cover looks its part up.
     pub fn suspects_in_order(
         &self,
         fps: &[u64],

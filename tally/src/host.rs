@@ -6,7 +6,7 @@
 //! On the AMD EPYC (Zen 4) machine Tally is measured on, those masked loads are slow: folding
 //! 1,000 events into rollups (a hash lookup per event whose key is eight short strings) took
 //! 662 µs with them and 133 µs with the AVX2 variants, and `tally loadgen --rate 500000`
-//! acknowledged 466,236 events/s instead of 371,081 (README, Performance). glibc reads its
+//! acknowledged 466,236 events/s instead of 371,081 (`benches/PERFORMANCE-LOG.md`). glibc reads its
 //! tunables only when a process starts, so the binary starts itself again, once, with
 //! `GLIBC_TUNABLES` naming AVX-512VL as unusable (which turns those variants off and nothing
 //! else Tally relies on).

@@ -193,7 +193,7 @@ async fn shutdown_signal() {
 /// every thread that allocates its own arena (up to 8 per core), and each blocking thread that
 /// has run a query keeps its arena's freed page-cache memory. Two arenas: after the same 19,000
 /// dashboard requests on 100 M events, 572 MiB of RSS instead of 684–706 MiB, at the same
-/// latency (README, Performance). `MALLOC_ARENA_MAX` in the environment still wins.
+/// latency (`benches/PERFORMANCE-LOG.md`). `MALLOC_ARENA_MAX` in the environment still wins.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn limit_malloc_arenas() {
@@ -221,7 +221,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// 507 MiB. But given back at once (0 ms), a dashboard answer's buffers are returned to the
 /// kernel after every request and faulted in again by the next: the 30-day feature page at
 /// 100 M events took 4.4–4.7 ms p50 instead of 2.8–3.0. Kept 10 ms, they last from one request
-/// to the next, and the peak RSS under ingest measured within 3 % (README, Performance).
+/// to the next, and the peak RSS under ingest measured within 3 % (`benches/PERFORMANCE-LOG.md`).
 const PURGE_DELAY_MS: std::os::raw::c_long = 10;
 
 /// Sets [`PURGE_DELAY_MS`]; `MIMALLOC_PURGE_DELAY` in the environment still wins.

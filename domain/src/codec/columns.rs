@@ -8,7 +8,7 @@
 //! latencies are stored divided by their common factor (clients mostly send whole
 //! milliseconds); event ids that are canonical lowercase UUIDs — what most clients send —
 //! take their 16 bytes instead of 36 characters. What this saves on realistic traffic is
-//! measured in the README's Performance section.
+//! measured in the performance log (`benches/PERFORMANCE-LOG.md`, Disk per event).
 //!
 //! Invariant: [`decode`] of [`encode`] gives back exactly the events encoded, field for
 //! field (a property test checks it on arbitrary events). Decoding never trusts a record:

@@ -79,8 +79,9 @@ const PAGE_SIZE: u32 = 16_384;
 /// Rows one retention step deletes: 256 event chunks are a few MB.
 const PRUNE_STEP_ROWS: usize = 256;
 
-/// Page cache of each reader thread's connection, MiB. The README's Performance section has the
-/// query latency and peak RSS measured with 64 MiB and with this.
+/// Page cache of each reader thread's connection, MiB. The performance log
+/// (`benches/PERFORMANCE-LOG.md`) has the query latency and peak RSS measured with 64 MiB and
+/// with this.
 const READER_CACHE_MIB: i64 = 8;
 
 /// Page cache of each reader's view of the embedded log (the drill-down reads a page's
