@@ -71,6 +71,10 @@ pub trait SummaryBody: Send + Sync {
     /// Whether the bytes are on the process's heap (counted by
     /// [`GenerationSummary::memory_bytes`]) rather than mapped from a file.
     fn on_heap(&self) -> bool;
+    /// Lets the process's memory go of the bytes until they are next read: a mapped body's
+    /// pages leave the process (they stay in the page cache, and the next read maps them
+    /// again). The bytes do not change. Nothing, for a body on the heap.
+    fn release(&self) {}
 }
 
 /// A body built or decoded in memory: 64-bit words, so its bytes start 8-byte aligned.
@@ -245,6 +249,12 @@ impl GenerationSummary {
             .partition_point(|first| *first <= fp)
             .checked_sub(1)?;
         u32::try_from(block).ok()
+    }
+
+    /// Lets the process's memory go of a body held elsewhere until it is next read
+    /// ([`SummaryBody::release`]); answers do not change.
+    pub fn release(&self) {
+        self.body.release();
     }
 
     /// Bytes held on the heap.

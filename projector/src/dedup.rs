@@ -9,7 +9,8 @@
 //!   go to the store sorted, in blocks of 1,024 (about 8 bytes per entry on disk, packed); the
 //!   projector keeps a binary fuse filter (≈ 2.25 bytes per entry) and the first fingerprint of
 //!   each block, mapped from a deleted file when it has [`FilterFiles`] (page cache the kernel
-//!   may reclaim; the heap then holds only the open set and a few bytes per generation).
+//!   may reclaim, and let go by the process after each batch's probes; the heap then holds
+//!   only the open set and a few bytes per generation).
 //!   A generation is forgotten whole once its newest entry leaves the window.
 //! - **merged runs**: every sealed run is probed for every event, so runs are merged, four of
 //!   a size class at a time (a seal is class 0; class k holds up to the cap × 4ᵏ entries; runs
@@ -404,6 +405,10 @@ impl Dedup {
     /// event every lookup missed the CPU caches and the TLB in every run (measured in
     /// `benches/PERFORMANCE-LOG.md`). Any order gives the same places: a fingerprint the
     /// current part does not cover looks its part up.
+    ///
+    /// Each part's filter is let go once the probes move on from it
+    /// ([`GenerationSummary::release`]): a mapped filter then leaves the process's resident
+    /// memory, which holds one part at a time instead of every filter of the window.
     pub fn suspects_in_order(
         &self,
         fps: &[u64],
@@ -412,15 +417,25 @@ impl Dedup {
     ) {
         let horizon = self.horizon(now_s);
         for run in self.runs.iter().filter(|run| run.max_seen_s >= horizon) {
-            let mut at = 0;
+            let mut probed: Option<usize> = None;
             for (i, &fp) in fps.iter().enumerate() {
-                if !run.covers(at, fp) {
-                    at = run.part_at(fp);
-                }
+                let at = match probed {
+                    Some(at) if run.covers(at, fp) => at,
+                    _ => {
+                        if let Some(done) = probed {
+                            run.parts[done].summary.release();
+                        }
+                        run.part_at(fp)
+                    }
+                };
+                probed = Some(at);
                 let part = &run.parts[at];
                 if let Some(block) = part.summary.block_of(fp) {
                     found(i, (part.id, block));
                 }
+            }
+            if let Some(done) = probed {
+                run.parts[done].summary.release();
             }
         }
     }
@@ -1370,6 +1385,24 @@ mod tests {
                     .any(|(_, place)| store.blocks[place].iter().any(|(g, _)| g == f)),
                 "{f:#x} suspected where it is stored"
             );
+        }
+        // Mapped from files, the batch finds the same places, and every part it read has left
+        // the process's memory once probed.
+        #[cfg(target_os = "linux")]
+        {
+            let dir = tempfile::tempdir().expect("dir");
+            let d = d.with_files(Some(FilterFiles::new(dir.path()).expect("usable")));
+            let mut got: Vec<(u64, (u64, u32))> = Vec::new();
+            d.suspects_in_order(&fps, 1_030, |i, place| got.push((fps[i], place)));
+            got.sort_unstable();
+            assert_eq!(got, want);
+            let parts: Vec<&Part> = d.runs.iter().flat_map(|run| &run.parts).collect();
+            assert_eq!(parts.len(), 6);
+            for part in parts {
+                assert!(part.summary.mapped_bytes() > 0);
+                let at = part.summary.body_bytes().as_ptr();
+                assert_eq!(crate::filter_files::tests::resident_kib(at), 0);
+            }
         }
     }
 

@@ -5,6 +5,13 @@
 //! bounded by the open set however many ids the window holds, and what the filters add is
 //! page cache the kernel can reclaim.
 //!
+//! Nor do the filters stay in the process's resident memory: a batch probes the filters part by
+//! part, and lets each part's pages go once its probes are done ([`SummaryBody::release`],
+//! `MADV_DONTNEED`: the pages leave the process's page tables and stay in the page cache, so the
+//! next batch maps them back without reading the disk). The process's resident set then holds
+//! the part being probed, not every filter of the window; the price is mapping the pages back,
+//! batch after batch.
+//!
 //! Each file is created already deleted (`O_TMPFILE` where the file system has it; elsewhere
 //! `tempfile` creates and unlinks it at once, so only a crash between the two leaves a `.tmp*`
 //! file; nothing removes those, since the directory may be shared), and nothing is ever read
@@ -54,11 +61,18 @@ impl FilterFiles {
             return summary;
         }
         match self.map_bytes(summary.body_bytes()) {
-            Ok(body) => summary.with_body(Arc::new(body)).unwrap_or_else(|kept| {
-                metrics::counter!(m::DEDUP_MAP_FAILURES).increment(1);
-                warn!("a mapped dedup filter did not read back as written; kept in memory");
-                kept
-            }),
+            Ok(body) => match summary.with_body(Arc::new(body)) {
+                Ok(mapped) => {
+                    // Comparing the bytes read every page in.
+                    mapped.release();
+                    mapped
+                }
+                Err(kept) => {
+                    metrics::counter!(m::DEDUP_MAP_FAILURES).increment(1);
+                    warn!("a mapped dedup filter did not read back as written; kept in memory");
+                    kept
+                }
+            },
             Err(e) => {
                 metrics::counter!(m::DEDUP_MAP_FAILURES).increment(1);
                 warn!(dir = %self.dir.display(), error = %e,
@@ -96,5 +110,75 @@ impl SummaryBody for MappedBody {
     }
     fn on_heap(&self) -> bool {
         false
+    }
+    #[allow(unsafe_code)] // see the SAFETY note
+    fn release(&self) {
+        // SAFETY: `MADV_DONTNEED` on a shared read-only mapping of a file only unmaps its
+        // pages: they stay in the page cache (or on disk), and the next read maps the same
+        // bytes again. Nothing writes the file (see `map_bytes`), so no data is dropped.
+        #[cfg(unix)]
+        let _ = unsafe { self.0.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The kibibytes of the process's memory the mapping that holds `at` has resident, from
+    /// the kernel's own account (`/proc/self/smaps`).
+    pub(crate) fn resident_kib(at: *const u8) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+        let addr = at as usize;
+        let mut inside = false;
+        for line in smaps.lines() {
+            let range = line.split_whitespace().next().unwrap_or("");
+            if let Some((lo, hi)) = range.split_once('-') {
+                if let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                {
+                    inside = (lo..hi).contains(&addr);
+                    continue;
+                }
+            }
+            if inside {
+                if let Some(kib) = line.strip_prefix("Rss:") {
+                    let kib = kib.trim().trim_end_matches("kB").trim();
+                    return kib.parse().expect("a number of kB");
+                }
+            }
+        }
+        panic!("no mapping holds {addr:#x}");
+    }
+
+    #[test]
+    fn a_released_filter_leaves_the_process_and_answers_the_same_when_read_again() {
+        let dir = tempfile::tempdir().expect("dir");
+        let files = FilterFiles::new(dir.path()).expect("a usable directory");
+        // 200,000 distinct fingerprints: a filter of about 450 KB, over a hundred pages.
+        let mut sorted: Vec<u64> = (1..=200_000u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
+        sorted.sort_unstable();
+        let heap = GenerationSummary::build(&sorted).expect("built");
+        let body_kib = (heap.body_bytes().len() / 1024) as u64;
+        assert!(body_kib > 400, "{body_kib} KiB");
+        let mapped = files.place(heap.clone());
+        assert_eq!(mapped.mapped_bytes(), heap.body_bytes().len());
+        let at = mapped.body_bytes().as_ptr();
+        // Placing it compared every byte, then let the pages go.
+        assert_eq!(resident_kib(at), 0);
+        let blocks = |s: &GenerationSummary| -> Vec<Option<u32>> {
+            sorted.iter().map(|fp| s.block_of(*fp)).collect()
+        };
+        let want = blocks(&heap);
+        // The members are spread over the whole filter: probing them maps most of it back.
+        assert_eq!(blocks(&mapped), want);
+        let probed = resident_kib(at);
+        assert!(probed * 2 > body_kib, "{probed} of {body_kib} KiB resident");
+        mapped.release();
+        assert_eq!(resident_kib(at), 0);
+        assert_eq!(blocks(&mapped), want);
+        assert_eq!(mapped, heap);
     }
 }
