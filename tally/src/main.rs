@@ -233,11 +233,47 @@ fn purge_freed_memory_soon() {
     }
 }
 
+/// How often the purge thread ([`purge_every_second`]) gives freed memory back.
+const PURGE_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Starts a thread that makes mimalloc give back what was freed, once per [`PURGE_PERIOD`],
+/// whether or not anything else allocates.
+///
+/// mimalloc only purges when some thread asks it to, and it asks as a side effect of
+/// allocating. Two things then go wrong without this thread:
+/// - memory freed just before the process goes quiet stays resident until the next burst;
+/// - in mimalloc 3.3.2 (`src/arena.c`) a free that schedules an arena's purge while another
+///   thread ends a purge pass can leave the arena's expiry set but the process-wide one cleared;
+///   every later schedule then sees the arena's expiry already set, and no unforced pass looks
+///   at the arena again: nothing freed is ever given back. Under ingest this showed as
+///   `RssAnon` leaving its usual 300–440 MiB range for ~1 GiB within seconds and never coming
+///   down (about 1 run in 10 at 500,000 events/s; `benches/PERFORMANCE-LOG.md`).
+///
+/// A forced collect visits every arena and purges what was freed, whatever its expiry, and
+/// clears the expiry so that the next free schedules afresh: within a period the process is out
+/// of that state. The thread's own heap is nearly empty, so a collect costs little else.
+#[allow(unsafe_code)]
+fn purge_every_second() -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("tally-purge".into())
+        .spawn(|| {
+            // mimalloc collects nothing for a thread that never allocated.
+            std::hint::black_box(Vec::<u64>::with_capacity(8));
+            loop {
+                std::thread::sleep(PURGE_PERIOD);
+                // SAFETY: mi_collect may be called from any thread at any time; it takes the
+                // allocator's own locks.
+                unsafe { libmimalloc_sys::mi_collect(true) };
+            }
+        })
+}
+
 fn main() -> anyhow::Result<()> {
     // Before any thread starts: this may start the binary again (`tally::host`).
     tally::host::tune_string_functions();
     limit_malloc_arenas();
     purge_freed_memory_soon();
+    purge_every_second().context("starting the purge thread")?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -369,6 +405,41 @@ fn print_demo_banner(base: &str, admin_key: &str) {
 
 #[cfg(test)]
 mod tests {
+    /// The process's own resident memory (`RssAnon`), in MiB.
+    #[cfg(target_os = "linux")]
+    fn rss_anon_mib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("RssAnon:"))
+            .expect("an RssAnon line");
+        let kib: u64 = line
+            .trim_start_matches("RssAnon:")
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .expect("kB");
+        kib / 1024
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn memory_freed_before_a_quiet_spell_goes_back_to_the_kernel() {
+        // (Leaves the purge delay as it is: `the_purge_delay_option_is_mimallocs` reads it.)
+        super::purge_every_second().expect("started");
+        let before = rss_anon_mib();
+        // 256 MiB in 64 KiB buffers, every page written, then all freed; afterwards this
+        // thread allocates nothing, and neither does any other of this test binary.
+        let buffers: Vec<Vec<u8>> = (0..4_096).map(|i| vec![i as u8 | 1; 64 << 10]).collect();
+        let held = rss_anon_mib();
+        assert!(held >= before + 250, "{before} → {held} MiB");
+        drop(std::hint::black_box(buffers));
+        std::thread::sleep(3 * super::PURGE_PERIOD);
+        let after = rss_anon_mib();
+        assert!(after < before + 64, "{before} → {held} → {after} MiB");
+    }
+
     #[test]
     #[allow(unsafe_code)]
     fn the_purge_delay_option_is_mimallocs() {
