@@ -242,12 +242,12 @@ const PURGE_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 /// mimalloc only purges when some thread asks it to, and it asks as a side effect of
 /// allocating. Two things then go wrong without this thread:
 /// - memory freed just before the process goes quiet stays resident until the next burst;
-/// - in mimalloc 3.3.2 (`src/arena.c`) a free that schedules an arena's purge while another
-///   thread ends a purge pass can leave the arena's expiry set but the process-wide one cleared;
-///   every later schedule then sees the arena's expiry already set, and no unforced pass looks
-///   at the arena again: nothing freed is ever given back. Under ingest this showed as
-///   `RssAnon` leaving its usual 300–440 MiB range for ~1 GiB within seconds and never coming
-///   down (about 1 run in 10 at 500,000 events/s; `benches/PERFORMANCE-LOG.md`).
+/// - as we read mimalloc 3.3.2 (`src/arena.c`), a free that schedules an arena's purge while
+///   another thread ends a purge pass can leave the arena's expiry set but the process-wide one
+///   cleared; every later schedule then sees the arena's expiry already set, and no unforced
+///   pass looks at the arena again: nothing freed is ever given back. That fits what ingest
+///   showed about 1 run in 10 at 500,000 events/s: `RssAnon` leaving its usual 300–440 MiB for
+///   ~1 GiB within seconds and never falling again (`benches/PERFORMANCE-LOG.md`).
 ///
 /// A forced collect visits every arena and purges what was freed, whatever its expiry, and
 /// clears the expiry so that the next free schedules afresh: within a period the process is out
