@@ -113,9 +113,10 @@ impl SummaryBody for MappedBody {
     }
     #[allow(unsafe_code)] // see the SAFETY note
     fn release(&self) {
-        // SAFETY: `MADV_DONTNEED` on a shared read-only mapping of a file only unmaps its
-        // pages: they stay in the page cache (or on disk), and the next read maps the same
-        // bytes again. Nothing writes the file (see `map_bytes`), so no data is dropped.
+        // SAFETY: `MADV_DONTNEED` on a shared (`Mmap::map`: `MAP_SHARED`) read-only mapping of
+        // a file only unmaps its pages: they stay in the page cache (or on disk), and the next
+        // read maps the same bytes again. It drops data only from private mappings' copied
+        // pages; this one has none, and nothing writes the file (see `map_bytes`).
         #[cfg(unix)]
         let _ = unsafe { self.0.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
     }

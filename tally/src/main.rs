@@ -245,13 +245,17 @@ const PURGE_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 /// - as we read mimalloc 3.3.2 (`src/arena.c`), a free that schedules an arena's purge while
 ///   another thread ends a purge pass can leave the arena's expiry set but the process-wide one
 ///   cleared; every later schedule then sees the arena's expiry already set, and no unforced
-///   pass looks at the arena again: nothing freed is ever given back. That fits what ingest
-///   showed about 1 run in 10 at 500,000 events/s: `RssAnon` leaving its usual 300–440 MiB for
-///   ~1 GiB within seconds and never falling again (`benches/PERFORMANCE-LOG.md`).
+///   pass looks at the arena again: nothing freed is given back until a forced collect or a
+///   thread's exit (which visits every arena), and under load ours do not exit. That fits
+///   what ingest showed about 1 run in 10 at 500,000 events/s: `RssAnon` leaving its usual
+///   300–440 MiB for ~1 GiB within seconds and never falling again
+///   (`benches/PERFORMANCE-LOG.md`).
 ///
 /// A forced collect visits every arena and purges what was freed, whatever its expiry, and
-/// clears the expiry so that the next free schedules afresh: within a period the process is out
-/// of that state. The thread's own heap is nearly empty, so a collect costs little else.
+/// clears the expiry so that the next free schedules afresh: the process leaves that state at
+/// the next forced pass. Not always within one period: a pass skips silently while another
+/// thread's pass holds mimalloc's purge guard, and the race can recur during a forced pass
+/// too. The thread's own heap is nearly empty, so a collect costs little else.
 #[allow(unsafe_code)]
 fn purge_every_second() -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -261,8 +265,8 @@ fn purge_every_second() -> std::io::Result<std::thread::JoinHandle<()>> {
             std::hint::black_box(Vec::<u64>::with_capacity(8));
             loop {
                 std::thread::sleep(PURGE_PERIOD);
-                // SAFETY: mi_collect may be called from any thread at any time; it takes the
-                // allocator's own locks.
+                // SAFETY: mi_collect may be called from any thread at any time: it collects this
+                // thread's own heap and updates the arenas' bitmaps atomically.
                 unsafe { libmimalloc_sys::mi_collect(true) };
             }
         })
