@@ -411,20 +411,8 @@ fn print_demo_banner(base: &str, admin_key: &str) {
 mod tests {
     /// The process's own resident memory (`RssAnon`), in MiB.
     #[cfg(target_os = "linux")]
-    fn rss_anon_mib() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").expect("status");
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("RssAnon:"))
-            .expect("an RssAnon line");
-        let kib: u64 = line
-            .trim_start_matches("RssAnon:")
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .expect("kB");
-        kib / 1024
+    fn rss_anon_mib() -> f64 {
+        tally::loadgen::watch::status_mib(std::process::id(), "RssAnon:").expect("RssAnon")
     }
 
     #[test]
@@ -441,11 +429,11 @@ mod tests {
         // thread allocates nothing, and neither does any other of this test binary.
         let buffers: Vec<Vec<u8>> = (0..4_096).map(|i| vec![i as u8 | 1; 64 << 10]).collect();
         let held = rss_anon_mib();
-        assert!(held >= before + 250, "{before} → {held} MiB");
+        assert!(held >= before + 250.0, "{before} → {held} MiB");
         drop(std::hint::black_box(buffers));
         std::thread::sleep(3 * super::PURGE_PERIOD);
         let after = rss_anon_mib();
-        assert!(after < before + 64, "{before} → {held} → {after} MiB");
+        assert!(after < before + 64.0, "{before} → {held} → {after} MiB");
     }
 
     #[test]
