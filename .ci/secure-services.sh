@@ -1,6 +1,7 @@
 # Sourced by .ci/run (service tier): servers that demand credentials and TLS, for
-# tally/tests/secure_connections.rs. Needs openssl, Debian's clickhouse-server and the Postgres
-# cluster .ci/run started. Exports TALLY_TEST_TLS_CA and the TALLY_TEST_*_TLS_* variables.
+# tally/tests/distributed/secure_connections.rs. Needs openssl, Debian's clickhouse-server and
+# the Postgres cluster .ci/run started. Exports TALLY_TEST_TLS_CA and the TALLY_TEST_*_TLS_*
+# variables.
 #
 # - a private CA, and a server certificate for localhost / 127.0.0.1 it signed;
 # - ClickHouse 18.16 with HTTPS only (no plain HTTP port at all) on 127.0.0.1:18443, a

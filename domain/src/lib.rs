@@ -22,7 +22,7 @@
 //! - The injected clock ([`clock`]).
 //!
 //! Invariant: nothing here performs I/O or depends on a database, broker or HTTP crate; a
-//! test (`tally/tests/dependency_rules.rs`) keeps it so.
+//! test (`tally/tests/app/dependency_rules.rs`) keeps it so.
 
 #[macro_use]
 mod named_enum;

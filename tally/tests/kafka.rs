@@ -5,6 +5,8 @@
 //! one consumer group split the partitions and count every event exactly once across a member
 //! leaving; consumer lag is the brokers' high watermarks less the position; with the brokers
 //! down ingest answers 503 and acknowledges nothing.
+//! Its own test executable (not one of `app/`'s modules): it reads the process-wide
+//! `tally_projector_lag_events` gauge, which other tests' projectors would move.
 #![allow(clippy::unwrap_used)]
 
 mod common;

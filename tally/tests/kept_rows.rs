@@ -1,8 +1,8 @@
 //! The query API keeps the rows of closed buckets between dashboard reads
 //! (`query-api/src/row_cache.rs`): answers from kept rows equal answers read afresh, and a
 //! late event, a retention pass or a restart never leaves a kept row in place of what the
-//! store holds. Counts are checked against the events sent. A test binary of its own, so the
-//! cache's counters on `/metrics` are this test's alone.
+//! store holds. Counts are checked against the events sent. A test binary of its own (not one of
+//! `app/`'s modules), so the cache's counters on `/metrics` are this test's alone.
 #![allow(clippy::unwrap_used)]
 
 mod common;

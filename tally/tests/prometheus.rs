@@ -2,6 +2,8 @@
 //! dashboards' numbers for the same data; they survive a restart and retention dropping the
 //! days they came from; label sets are capped. The service tier also checks the live endpoint,
 //! the shipped alert rules and their unit tests with `promtool`.
+//! Its own test executable (not one of `app/`'s modules): the Prometheus recorder is
+//! process-wide, and other tests' applications would move its counters.
 #![allow(clippy::unwrap_used)]
 
 mod common;

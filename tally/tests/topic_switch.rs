@@ -1,7 +1,7 @@
 //! The scenario in the default run (librdkafka's mock cluster, the SQLite analytics
 //! store): another topic is refused until adopted, and then every event counts once. Alone in
-//! its test binary, because it reads the process-wide `tally_projector_checkpoint_mismatch`
-//! gauge, which the projectors of other tests would move.
+//! its test binary (not one of `app/`'s modules), because it reads the process-wide
+//! `tally_projector_checkpoint_mismatch` gauge, which the projectors of other tests would move.
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -46,6 +46,17 @@ pub struct TestApp {
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// The `tally` binary as a command whose environment holds only the test process's `PATH`: the
+/// settings refuse `TALLY_*` variables they do not know, and tests sharing this process set some
+/// (a provider's key, a hook's secret) for the application they run in it.
+pub fn tally_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tally"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    command
+}
+
 /// The `platform_admin` key every test app is bootstrapped with (its client sends it).
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef0123456789";
 

@@ -6,7 +6,7 @@
 //! Run with `TALLY_TEST_DATABASE_URL=postgres://… cargo test -- --ignored` (`.ci/run` does).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! served without an entry in this table fails the test.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

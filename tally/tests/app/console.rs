@@ -4,7 +4,7 @@
 //! nothing, forms that change what the API changes, and the CSV export.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 
@@ -629,8 +629,8 @@ async fn assets_are_served_fingerprinted_and_cached() {
     let mut browser = Browser::new(&app);
     let page = browser.get(&format!("{BASE}/sign-in")).await.body;
     for (name, file) in [
-        ("app.css", include_str!("../../console/assets/app.css")),
-        ("app.js", include_str!("../../console/assets/app.js")),
+        ("app.css", include_str!("../../../console/assets/app.css")),
+        ("app.js", include_str!("../../../console/assets/app.js")),
     ] {
         let url = tally_console::assets::url(name);
         let (stem, ext) = name.split_once('.').unwrap();

@@ -2,9 +2,9 @@
 //! key created at start-up from `TALLY_BOOTSTRAP_ADMIN_KEY`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 use serde_json::Value;
@@ -14,12 +14,10 @@ use tally_domain::store::KeyStore;
 use tally_storage::SqliteConfigStore;
 
 fn tally(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tally"))
+    common::tally_command()
         .args(args)
         .arg("--data-dir")
         .arg(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TALLY_LOG", "warn")
         .output()
         .unwrap()

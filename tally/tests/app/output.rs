@@ -6,10 +6,10 @@
 //! whole process, under load the event log's writer thread, after which every append was refused.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::fs::OpenOptions;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{client_with_key, ADMIN_KEY, API};
@@ -33,7 +33,7 @@ async fn a_full_disk_under_the_log_output_stops_nothing() {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+    let mut child = common::tally_command()
         .args([
             "serve",
             "--listen",

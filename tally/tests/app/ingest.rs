@@ -1,7 +1,7 @@
 //! Ingest: bad input gets a clear 4xx naming the field, and never disturbs what was accepted.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

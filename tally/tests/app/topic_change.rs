@@ -13,7 +13,7 @@
 //! - `tally rebuild` refuses to drop another topic's counts.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 //! a piece missing, it refuses to start with an error that names the setting to fix.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -2,7 +2,7 @@
 //! against values computed here from the events sent.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 

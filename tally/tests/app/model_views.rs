@@ -3,7 +3,7 @@
 //! routes `GET|POST /features/{name}/models` — numbers checked against the events sent.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::*;

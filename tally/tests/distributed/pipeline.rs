@@ -12,7 +12,7 @@
 //! - ClickHouse stopped for 30 s mid-stream: the projector retries, loses nothing and drains.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
@@ -322,10 +322,8 @@ fn spawn_projector(
         .append(true)
         .open(dir.join("projector.log"))
         .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_tally"))
+    common::tally_command()
         .arg("projector")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TALLY_LISTEN", "127.0.0.1:0")
         .env("TALLY_DATA_DIR", dir)
         .env("TALLY_KAFKA_BROKERS", brokers)

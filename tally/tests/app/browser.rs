@@ -7,12 +7,12 @@
 //! anyway — and no page logging a console error or a failed request.
 //!
 //! Service tier (`.ci/run` installs chromium and chromium-driver):
-//! `cargo test -p tally --test browser -- --ignored`. `TALLY_TEST_CHROMEDRIVER` and
+//! `cargo test -p tally --test app browser:: -- --ignored`. `TALLY_TEST_CHROMEDRIVER` and
 //! `TALLY_TEST_CHROMIUM` override `/usr/bin/chromedriver` and `/usr/bin/chromium`;
 //! `TALLY_SCREENSHOTS` chooses the screenshot folder.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

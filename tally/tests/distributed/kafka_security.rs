@@ -12,7 +12,7 @@
 //! Not covered: a successful SCRAM login.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use tally::settings::Settings;

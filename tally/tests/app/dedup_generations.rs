@@ -5,7 +5,7 @@
 //! numbers. Expected values come from the events sent.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::topics::{counted, expected, send};
 use common::*;

@@ -4,7 +4,7 @@
 //! expected values are worked out from the events the tests send.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! the test sends.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Utc};
 use common::TestApp;

@@ -9,7 +9,7 @@
 //! events sent.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

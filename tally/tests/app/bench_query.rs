@@ -2,7 +2,7 @@
 //! and latency so that slow requests can be placed in time.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use tally::loadgen::{bench_query, BenchQueryArgs};

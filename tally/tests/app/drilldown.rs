@@ -3,7 +3,7 @@
 //! repeats; error messages are kept to 1 KiB; bad input is a 400 naming the parameter.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::*;

@@ -3,7 +3,7 @@
 //! tests and verdicts that the test computes by hand from the events it sent.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::*;

@@ -3,7 +3,7 @@
 //! all-embedded default.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use tally::settings::Secret;

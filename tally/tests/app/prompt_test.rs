@@ -4,7 +4,7 @@
 //! and exact cost — and is counted as a `development` usage event.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::standin::{stand_in, KEY, KEY_VAR};
 use common::*;

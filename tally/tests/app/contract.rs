@@ -5,8 +5,8 @@
 //! checker in `common/schema.rs`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "common/schema.rs"]
+use crate::common;
+#[path = "../common/schema.rs"]
 mod schema;
 
 use std::collections::BTreeSet;

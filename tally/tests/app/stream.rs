@@ -2,7 +2,7 @@
 //! and of alerts firing and resolving, as events arrive.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! (and refused requests do not).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

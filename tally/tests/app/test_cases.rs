@@ -2,7 +2,7 @@
 //! and filtered, changed field by field, deleted; every refusal a 4xx naming the field.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! and the run's numbers per model computed here from what the stand-in answers.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
