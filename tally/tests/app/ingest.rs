@@ -153,7 +153,9 @@ async fn the_event_schema_is_served() {
         );
     }
     assert!(schema["properties"]["cost_usd"].is_object());
-    // The projector publishes its lag gauge after its first read (within ~250 ms of start).
+    // The projector publishes its lag gauge after its first read (within ~250 ms of start). The
+    // recorder is process-wide, so another module's application may have published it first:
+    // what this shows is that `/metrics` serves Tally's metrics, not this projector's read.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();

@@ -3,10 +3,13 @@
 //! test is `#[ignore]`d here and runs in `.ci/run`'s service tier.
 //!
 //! One executable instead of one per file: each links the whole stack (about 120 MB in a debug
-//! build), and 33 of them filled a CI machine's disk. The tests here share one process, so they
-//! must not depend on process-wide state: a child `tally` gets [`common::tally_command`]'s clean
-//! environment, and the tests that read the process-wide Prometheus recorder's values are
-//! executables of their own (`kafka.rs`, `kept_rows.rs`, `prometheus.rs`, `topic_switch.rs`).
+//! build), and 33 of them filled a CI machine's disk. The tests here share one process, so an
+//! outcome must not depend on process-wide state another module changes: a child `tally` gets
+//! [`common::tally_command`]'s clean environment, and the tests that assert the process-wide
+//! Prometheus recorder's values are executables of their own (`kafka.rs`, `kept_rows.rs`,
+//! `prometheus.rs`, `topic_switch.rs`); `ingest.rs` only looks for Tally's metrics on
+//! `/metrics`. A stalled Kafka test's watchdog (`common::topics::Watchdog`) ends the whole
+//! executable.
 
 #[path = "../common/mod.rs"]
 mod common;

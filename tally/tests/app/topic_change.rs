@@ -1,7 +1,7 @@
 //! A new or recreated Kafka topic against an analytics store that projected another one
 //! (librdkafka's mock cluster, the SQLite analytics store): the projector refuses to read and
 //! says why and what to do (`/readyz`); each documented way out leaves exact counts, checked
-//! against the events sent. (Another topic then `tally adopt-topic`: `topic_switch.rs`.)
+//! against the events sent. (Another topic then `tally adopt-topic`: `tally/tests/topic_switch.rs`.)
 //! - the same topic name on a new cluster (a recreated topic, with more messages than were
 //!   projected, so only its id tells), then `tally rebuild --start-clean`: the new topic alone;
 //! - a broker that reports no topic ids: the same topic resumes; a recreated one is refused

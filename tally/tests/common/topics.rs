@@ -92,7 +92,8 @@ pub async fn stored_offsets(stores: &Stores) -> BTreeMap<i32, i64> {
 
 /// Fails a test that stalls (a Kafka call or a consumer's close that never returns) with the
 /// stage it was in, instead of hanging the whole test run: after `limit` it prints the stage
-/// and exits the test process with a failure. Dropping it disarms it.
+/// and exits the test process with a failure (in `tests/app/`, the other modules' tests end
+/// with it, and the run fails). Dropping it disarms it.
 pub struct Watchdog {
     stage: std::sync::Arc<std::sync::Mutex<&'static str>>,
     done: std::sync::Arc<std::sync::atomic::AtomicBool>,
