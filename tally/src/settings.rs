@@ -90,6 +90,9 @@ pub struct Settings {
     pub max_lag_ms: u64,
     /// Most events folded into one projector commit.
     pub projector_batch_events: usize,
+    /// Caught up, how long the projector may wait (from its previous read) for half a batch
+    /// before it reads again; 0 reads at once.
+    pub projector_fill_wait_ms: u64,
     /// MiB of closed buckets' rows the query API keeps between dashboard reads (embedded
     /// store only: it alone tells when rows change); 0 keeps none.
     pub query_cache_mib: u64,
@@ -179,6 +182,7 @@ impl Default for Settings {
             max_lag_events: 5_000_000,
             max_lag_ms: 250,
             projector_batch_events: 50_000,
+            projector_fill_wait_ms: 100,
             query_cache_mib: tally_query_api::row_cache::DEFAULT_MIB,
             log_queue_depth: 256,
             log_format: "text".into(),
@@ -302,6 +306,7 @@ impl Settings {
             "MAX_LAG_EVENTS" => self.max_lag_events = num(name, value)?,
             "MAX_LAG_MS" => self.max_lag_ms = num(name, value)?,
             "PROJECTOR_BATCH_EVENTS" => self.projector_batch_events = num(name, value)?,
+            "PROJECTOR_FILL_WAIT_MS" => self.projector_fill_wait_ms = num(name, value)?,
             "QUERY_CACHE_MIB" => self.query_cache_mib = num(name, value)?,
             "LOG_QUEUE_DEPTH" => self.log_queue_depth = num(name, value)?,
             "LOG_FORMAT" => self.log_format = value.to_string(),
