@@ -3,54 +3,18 @@
 //! ends it at once. The expected commit counts follow from the appends each test makes.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use tally_domain::log_binding::LogDescription;
 use tally_domain::store::*;
 use tally_projector::{Projector, ProjectorConfig, ProjectorStatus};
 use tally_schemas::UsageEvent;
-use tally_storage::{SqliteAnalyticsStore, SqliteEventLog};
+use tally_storage::SqliteAnalyticsStore;
 use tokio::sync::watch;
 
-/// The embedded log, counting the commits reported landed (`projected`).
-struct Counting {
-    inner: SqliteEventLog,
-    landed: AtomicU64,
-}
-
-#[async_trait]
-impl EventLog for Counting {
-    async fn append(&self, events: Vec<UsageEvent>) -> StoreResult<AppendReceipt> {
-        self.inner.append(events).await
-    }
-    async fn append_scores(&self, scores: Vec<tally_schemas::Score>) -> StoreResult<AppendReceipt> {
-        self.inner.append_scores(scores).await
-    }
-    async fn read(
-        &self,
-        from: &LogPosition,
-        max_events: usize,
-        wait: Duration,
-    ) -> StoreResult<Vec<LogRecord>> {
-        self.inner.read(from, max_events, wait).await
-    }
-    async fn end(&self) -> StoreResult<LogPosition> {
-        self.inner.end().await
-    }
-    async fn describe(&self) -> StoreResult<LogDescription> {
-        self.inner.describe().await
-    }
-    fn appended_events(&self) -> u64 {
-        self.inner.appended_events()
-    }
-    async fn projected(&self, position: &LogPosition) {
-        self.landed.fetch_add(1, Ordering::SeqCst);
-        self.inner.projected(position).await;
-    }
-}
+use common::WatchedLog;
 
 fn event(i: u64) -> UsageEvent {
     UsageEvent {
@@ -69,7 +33,7 @@ async fn wait_for(status: &mut watch::Receiver<ProjectorStatus>, applied: u64) {
 }
 
 struct Running {
-    log: Arc<Counting>,
+    log: Arc<WatchedLog>,
     status: watch::Receiver<ProjectorStatus>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -79,10 +43,7 @@ struct Running {
 /// A projector over a log that already holds one event, so that its first read takes it.
 async fn start(max_batch_events: usize, fill_wait: Duration) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(Counting {
-        inner: SqliteEventLog::open(dir.path(), 64).unwrap(),
-        landed: AtomicU64::new(0),
-    });
+    let log = Arc::new(WatchedLog::open(dir.path()));
     log.append(vec![event(0)]).await.unwrap();
     let store: Arc<dyn AnalyticsStore> = Arc::new(SqliteAnalyticsStore::open(dir.path()).unwrap());
     let config = ProjectorConfig {
@@ -107,14 +68,14 @@ async fn start(max_batch_events: usize, fill_wait: Duration) -> Running {
 async fn events_arriving_within_the_wait_are_committed_together() {
     let mut p = start(1_000, Duration::from_secs(5)).await;
     wait_for(&mut p.status, 1).await;
-    assert_eq!(p.log.landed.load(Ordering::SeqCst), 1);
+    assert_eq!(p.log.landed(), 1);
     // Ten appends of one event, far fewer than half a batch (500), all within the 5 s wait
     // that began with the read of the first event: one more commit, not ten.
     for i in 1..=10 {
         p.log.append(vec![event(i)]).await.unwrap();
     }
     wait_for(&mut p.status, 11).await;
-    assert_eq!(p.log.landed.load(Ordering::SeqCst), 2);
+    assert_eq!(p.log.landed(), 2);
     p.stop.send(true).unwrap();
     p.task.await.unwrap();
 }
@@ -126,7 +87,7 @@ async fn half_a_batch_waiting_ends_the_wait() {
     // Ten events are half of a 20-event batch: read without waiting out the 600 s.
     p.log.append((1..=10).map(event).collect()).await.unwrap();
     wait_for(&mut p.status, 11).await;
-    assert_eq!(p.log.landed.load(Ordering::SeqCst), 2);
+    assert_eq!(p.log.landed(), 2);
     p.stop.send(true).unwrap();
     p.task.await.unwrap();
 }
