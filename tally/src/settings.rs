@@ -457,7 +457,10 @@ impl Settings {
         // limit, every ingest request would wait for the projector; a second or more, the
         // dashboards would lag by that much at any rate.
         let wait_limit = self.fill_wait_limit_ms();
-        if self.projector_fill_wait_ms.is_some_and(|ms| ms >= wait_limit) {
+        if self
+            .projector_fill_wait_ms
+            .is_some_and(|ms| ms >= wait_limit)
+        {
             return Err(SettingsError::Invalid {
                 key: "projector_fill_wait_ms",
                 message: format!(
