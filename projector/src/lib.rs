@@ -20,10 +20,6 @@
 //! of dedup blocks that the commit in flight writes (a filter hit on a generation it seals, a
 //! merge of one) waits for it to land. The status (and what waiting for projection sees)
 //! moves only when a commit has landed; a session ends only after its commit in flight has.
-//! Caught up, the next read may wait for half a batch to arrive, up to
-//! [`ProjectorConfig::fill_wait`] after the previous read began (a landed commit is reported
-//! meanwhile): every commit's probes visit each sealed filter part of the window, so at a
-//! moderate rate fewer, larger commits cost much less than many small ones.
 //!
 //! Duplicates: an event whose `event_id` was already seen within the dedup window counts once.
 //! The window is measured on the log's `received_at` clock (stamped by the log when it made the

@@ -33,11 +33,6 @@ pub struct ProjectorConfig {
     /// Events folded into one commit while caught up (up to 4× this while catching up).
     /// Larger batches amortise the commit; smaller ones make results visible sooner.
     pub max_batch_events: usize,
-    /// Caught up, how long after a read began the next one may wait for half a batch to
-    /// arrive (zero: it reads at once). A commit's probes visit every sealed filter part of
-    /// the window whatever its size, so at a moderate rate commits of a few thousand events
-    /// would pay that dozens of times a second; the wait trades a little freshness for it.
-    pub fill_wait: Duration,
     /// How long one read waits for new records before checking for shutdown.
     pub idle_wait: Duration,
     /// Upper bound of the retry backoff after a storage failure.
@@ -61,7 +56,6 @@ impl Default for ProjectorConfig {
             dedup_open_entries: 2_000_000,
             dedup_files: None,
             max_batch_events: 50_000,
-            fill_wait: Duration::ZERO,
             idle_wait: Duration::from_millis(250),
             max_backoff: Duration::from_secs(5),
             log_check_every: Duration::from_secs(10),
@@ -427,9 +421,6 @@ impl Projector {
         in_flight: &mut Option<InFlight>,
     ) -> Result<SessionEnd, StoreError> {
         let mut batch = self.config.max_batch_events;
-        // Whether the last read found fewer records than it could take, and when it began.
-        let mut caught_up = false;
-        let mut last_read = Instant::now();
         let mut next_log_check = Instant::now() + self.config.log_check_every;
         loop {
             if Instant::now() >= next_log_check {
@@ -451,19 +442,6 @@ impl Projector {
                 }
             }
             let position = session.position();
-            if caught_up {
-                let consumed = session.applied() + session.duplicates();
-                let until = last_read + self.config.fill_wait;
-                let waits = Waits {
-                    shutdown: &mut *shutdown,
-                    ownership: &mut *ownership,
-                };
-                let filled = self.fill(&position, consumed, batch / 2, until, waits, in_flight);
-                if let Some(end) = filled.await? {
-                    return Ok(end);
-                }
-            }
-            last_read = Instant::now();
             // With a commit in flight, short reads, so that it is reported as soon as it lands.
             let wait = match in_flight {
                 Some(_) => LANDING_POLL.min(self.config.idle_wait),
@@ -477,7 +455,6 @@ impl Projector {
             // Behind (a full read): larger commits, so each rollup row written absorbs more
             // events. Caught up: back to the base size for the best freshness.
             let read: usize = records.iter().map(|r| r.events.len()).sum();
-            caught_up = read < batch;
             batch = if read >= batch {
                 (batch * 2).min(self.config.max_batch_events * 4)
             } else {
@@ -567,36 +544,6 @@ impl Projector {
         }
     }
 
-    /// Waits until `enough` events are waiting after `position` or `until`, whichever comes
-    /// first ([`ProjectorConfig::fill_wait`]), reporting the commit in flight as soon as it
-    /// lands; or ends the session on shutdown or a rebalance (the commit in flight, if any, is
-    /// left for the caller to land). A broker log's backlog may lag behind (its watermarks
-    /// arrive every few seconds), which only makes the wait run its full time.
-    async fn fill(
-        &self,
-        position: &LogPosition,
-        consumed: u64,
-        enough: usize,
-        until: Instant,
-        waits: Waits<'_>,
-        in_flight: &mut Option<InFlight>,
-    ) -> Result<Option<SessionEnd>, StoreError> {
-        loop {
-            if in_flight.as_ref().is_some_and(|c| c.task.is_finished()) {
-                self.land(in_flight).await?;
-            }
-            let now = Instant::now();
-            if now >= until || self.log.backlog(position, consumed) >= enough as u64 {
-                return Ok(None);
-            }
-            tokio::select! {
-                () = tokio::time::sleep((until - now).min(FILL_POLL)) => {}
-                _ = waits.shutdown.changed() => return Ok(Some(SessionEnd::Shutdown)),
-                _ = ownership_changed(waits.ownership) => return Ok(Some(SessionEnd::Rebalanced)),
-            }
-        }
-    }
-
     /// Waits for the commit in flight, if any, and reports it landed (status, metrics, the
     /// log's mirror of the position); its error ends the session.
     async fn land(&self, in_flight: &mut Option<InFlight>) -> Result<(), StoreError> {
@@ -632,15 +579,6 @@ impl Projector {
 /// How long a read waits for records while a commit is in flight, before it checks whether
 /// the commit landed.
 const LANDING_POLL: Duration = Duration::from_millis(5);
-
-/// How often [`Projector::fill`] looks at the backlog again.
-const FILL_POLL: Duration = Duration::from_millis(5);
-
-/// What ends a session while the projector waits: shutdown and ownership changes.
-struct Waits<'a> {
-    shutdown: &'a mut watch::Receiver<bool>,
-    ownership: &'a mut watch::Receiver<Ownership>,
-}
 
 /// A commit on its way to the store while the next batch is read and folded.
 struct InFlight {

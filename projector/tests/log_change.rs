@@ -5,19 +5,54 @@
 //! over), so every event still counts once.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use tally_domain::log_binding::LogDescription;
 use tally_domain::rollup::Resolution;
 use tally_domain::store::*;
 use tally_projector::{Projector, ProjectorConfig, ProjectorStatus};
 use tally_schemas::UsageEvent;
-use tally_storage::SqliteAnalyticsStore;
+use tally_storage::{SqliteAnalyticsStore, SqliteEventLog};
 use tokio::sync::watch;
 
-use common::WatchedLog;
+/// The embedded log, reporting the id it is told to.
+struct Switchable {
+    inner: SqliteEventLog,
+    id: Mutex<Option<String>>,
+}
+
+#[async_trait]
+impl EventLog for Switchable {
+    async fn append(&self, events: Vec<UsageEvent>) -> StoreResult<AppendReceipt> {
+        self.inner.append(events).await
+    }
+    async fn append_scores(&self, scores: Vec<tally_schemas::Score>) -> StoreResult<AppendReceipt> {
+        self.inner.append_scores(scores).await
+    }
+    async fn read(
+        &self,
+        from: &LogPosition,
+        max_events: usize,
+        wait: Duration,
+    ) -> StoreResult<Vec<LogRecord>> {
+        self.inner.read(from, max_events, wait).await
+    }
+    async fn end(&self) -> StoreResult<LogPosition> {
+        self.inner.end().await
+    }
+    async fn describe(&self) -> StoreResult<LogDescription> {
+        let mut description = self.inner.describe().await?;
+        if let Some(id) = self.id.lock().unwrap().clone() {
+            description.identity.id = Some(id);
+        }
+        Ok(description)
+    }
+    fn appended_events(&self) -> u64 {
+        self.inner.appended_events()
+    }
+}
 
 fn events(from: u64, n: u64) -> Vec<UsageEvent> {
     (from..from + n)
@@ -60,7 +95,10 @@ async fn requests_and_tokens(store: &dyn AnalyticsStore) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_recreated_under_a_running_projector_stops_it_until_adopted() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(WatchedLog::open(dir.path()));
+    let log = Arc::new(Switchable {
+        inner: SqliteEventLog::open(dir.path(), 64).unwrap(),
+        id: Mutex::new(None),
+    });
     let store: Arc<dyn AnalyticsStore> = Arc::new(SqliteAnalyticsStore::open(dir.path()).unwrap());
     let config = ProjectorConfig {
         idle_wait: Duration::from_millis(50),

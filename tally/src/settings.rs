@@ -90,9 +90,6 @@ pub struct Settings {
     pub max_lag_ms: u64,
     /// Most events folded into one projector commit.
     pub projector_batch_events: usize,
-    /// Caught up, how long the projector may wait (from its previous read) for half a batch
-    /// before it reads again; 0 reads at once. Unset: [`Settings::fill_wait`]'s default.
-    pub projector_fill_wait_ms: Option<u64>,
     /// MiB of closed buckets' rows the query API keeps between dashboard reads (embedded
     /// store only: it alone tells when rows change); 0 keeps none.
     pub query_cache_mib: u64,
@@ -182,7 +179,6 @@ impl Default for Settings {
             max_lag_events: 5_000_000,
             max_lag_ms: 250,
             projector_batch_events: 50_000,
-            projector_fill_wait_ms: None,
             query_cache_mib: tally_query_api::row_cache::DEFAULT_MIB,
             log_queue_depth: 256,
             log_format: "text".into(),
@@ -306,9 +302,6 @@ impl Settings {
             "MAX_LAG_EVENTS" => self.max_lag_events = num(name, value)?,
             "MAX_LAG_MS" => self.max_lag_ms = num(name, value)?,
             "PROJECTOR_BATCH_EVENTS" => self.projector_batch_events = num(name, value)?,
-            "PROJECTOR_FILL_WAIT_MS" => {
-                self.projector_fill_wait_ms = Some(num(name, value)?);
-            }
             "QUERY_CACHE_MIB" => self.query_cache_mib = num(name, value)?,
             "LOG_QUEUE_DEPTH" => self.log_queue_depth = num(name, value)?,
             "LOG_FORMAT" => self.log_format = value.to_string(),
@@ -386,23 +379,6 @@ impl Settings {
         Ok(())
     }
 
-    /// The projector's fill wait: `projector_fill_wait_ms` if set, else 100 ms or, with a
-    /// shorter pacing limit, under half of it.
-    pub fn fill_wait(&self) -> std::time::Duration {
-        let ms = self
-            .projector_fill_wait_ms
-            .unwrap_or(DEFAULT_FILL_WAIT_MS.min(self.fill_wait_limit_ms() / 2));
-        std::time::Duration::from_millis(ms)
-    }
-
-    /// The bound a fill wait stays under: `max_lag_ms` while pacing is on, and a second.
-    fn fill_wait_limit_ms(&self) -> u64 {
-        match self.max_lag_ms {
-            0 => MAX_FILL_WAIT_MS,
-            lag => lag.min(MAX_FILL_WAIT_MS),
-        }
-    }
-
     fn validate(&self) -> Result<(), SettingsError> {
         let positive = [
             ("retention_days", self.retention_days as u64),
@@ -453,22 +429,6 @@ impl Settings {
         if self.kafka_brokers.is_some() {
             self.kafka_security()?;
         }
-        // Caught up, an event may wait this long before its read begins: as long as the pacing
-        // limit, every ingest request would wait for the projector; a second or more, the
-        // dashboards would lag by that much at any rate.
-        let wait_limit = self.fill_wait_limit_ms();
-        if self
-            .projector_fill_wait_ms
-            .is_some_and(|ms| ms >= wait_limit)
-        {
-            return Err(SettingsError::Invalid {
-                key: "projector_fill_wait_ms",
-                message: format!(
-                    "must be below {wait_limit} (below max_lag_ms while pacing is on, and \
-                     below {MAX_FILL_WAIT_MS})"
-                ),
-            });
-        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(SettingsError::Invalid {
                 key: "log_format",
@@ -478,12 +438,6 @@ impl Settings {
         Ok(())
     }
 }
-
-/// The projector's fill wait is kept below one second: events wait up to that before a read.
-const MAX_FILL_WAIT_MS: u64 = 1_000;
-
-/// The fill wait when none is set (and the pacing limit is over twice this).
-const DEFAULT_FILL_WAIT_MS: u64 = 100;
 
 /// The settings whose value may come from a file (`TALLY_<NAME>_FILE`).
 const SECRETS: [&str; 5] = [
@@ -672,40 +626,6 @@ mod tests {
         let err = Settings::load(None, [("TALLY_MAX_LAG_MS".to_string(), "-1".to_string())])
             .expect_err("negative");
         assert!(err.to_string().contains("TALLY_MAX_LAG_MS"));
-    }
-
-    #[test]
-    fn fill_wait_defaults_to_100_ms_and_stays_below_the_pacing_limit_and_a_second() {
-        let load = |pairs: &[(&str, &str)]| Settings::load(None, env(pairs));
-        let ms = |settings: Settings| settings.fill_wait().as_millis();
-        assert_eq!(ms(load(&[]).expect("defaults")), 100);
-        let off = load(&[("TALLY_PROJECTOR_FILL_WAIT_MS", "0")]).expect("0 reads at once");
-        assert_eq!(ms(off), 0);
-        // A pacing limit of 100 ms (accepted before the fill wait existed) still loads: the
-        // default wait becomes half of it.
-        let paced_tighter = load(&[("TALLY_MAX_LAG_MS", "100")]).expect("loads");
-        assert_eq!(ms(paced_tighter), 50);
-        let err = load(&[("TALLY_PROJECTOR_FILL_WAIT_MS", "250")]).expect_err("= max_lag_ms");
-        assert!(err.to_string().contains("projector_fill_wait_ms"), "{err}");
-        assert!(err.to_string().contains("below 250"), "{err}");
-        let paced_longer = [
-            ("TALLY_PROJECTOR_FILL_WAIT_MS", "300"),
-            ("TALLY_MAX_LAG_MS", "400"),
-        ];
-        assert_eq!(ms(load(&paced_longer).expect("loads")), 300);
-        let unpaced = [
-            ("TALLY_PROJECTOR_FILL_WAIT_MS", "1000"),
-            ("TALLY_MAX_LAG_MS", "0"),
-        ];
-        let err = load(&unpaced).expect_err("a second");
-        assert!(err.to_string().contains("below 1000"), "{err}");
-        let unpaced_ok = [
-            ("TALLY_PROJECTOR_FILL_WAIT_MS", "999"),
-            ("TALLY_MAX_LAG_MS", "0"),
-        ];
-        assert_eq!(ms(load(&unpaced_ok).expect("loads")), 999);
-        let unpaced_default = load(&[("TALLY_MAX_LAG_MS", "0")]).expect("loads");
-        assert_eq!(ms(unpaced_default), 100);
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

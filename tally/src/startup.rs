@@ -108,7 +108,6 @@ pub fn projector_config(settings: &Settings, stores: &Stores) -> ProjectorConfig
         dedup_window_s: settings.dedup_window_secs,
         dedup_open_entries: settings.dedup_open_entries,
         max_batch_events: settings.projector_batch_events,
-        fill_wait: settings.fill_wait(),
         prices: Some(stores.prices.clone()),
         reprices: Some(stores.reprices.clone()),
         ..ProjectorConfig::default()
