@@ -5,7 +5,8 @@
 //! fixed number of connections, and reports sustained throughput, acknowledgement latency
 //! (p50/p99), freshness (time from acknowledgement until `/features/{name}/metrics` counts the
 //! batch and every batch acknowledged before it; polled every 20 ms, so a conservative upper
-//! bound) and the server's peak RSS (`--server-pid`, from /proc). A soak adds dashboard
+//! bound; a `--feature` that already has events is timed from the count it had before the
+//! load) and the server's peak RSS (`--server-pid`, from /proc). A soak adds dashboard
 //! queries at a steady pace (`--query-every-ms`, [`watch`]) and reports the run in slices
 //! (`--slice-secs`, [`slices`]): throughput, acknowledgement latency and stalls, freshness,
 //! query latency, RSS and retention passes per slice. bench-query issues one GET repeatedly and
@@ -236,6 +237,14 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
         finished: std::sync::atomic::AtomicBool::new(false),
     });
     let next_batch = Arc::new(AtomicU64::new(0));
+    let metrics_url = feature_metrics_url(&args.target, &feature);
+    // A feature that already has events (a second run under the same `--feature`): the probe
+    // waits for the count to pass what it was before the load, not for the load's total.
+    let counted_before = if args.no_freshness {
+        0
+    } else {
+        counted_before_load(&client, &metrics_url).await?
+    };
     let started = Instant::now();
     // What times the server's answers runs on a thread and runtime of its own, with its own
     // connections: on the load's runtime it would wait behind the batches being built there,
@@ -243,11 +252,15 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
     let freshness = if args.no_freshness {
         None
     } else {
-        let (target, feature, shared) = (args.target.clone(), feature.clone(), shared.clone());
+        let (url, shared) = (metrics_url.clone(), shared.clone());
+        let expected = Expected {
+            total,
+            counted_before,
+        };
         Some(watch::on_own_thread(
             "loadgen-fresh",
             &args.key,
-            move |client| probe_freshness(client, target, feature, shared, total, started),
+            move |client| probe_freshness(client, url, shared, expected, started),
         )?)
     };
     let progress = tokio::spawn(report_progress(shared.clone(), total));
@@ -447,19 +460,56 @@ async fn report_progress(shared: Arc<Shared>, total: u64) {
 /// answer (stopped, crashed) before it reports what it saw.
 const UNANSWERED_PATIENCE: Duration = Duration::from_secs(10);
 
+/// The feature's metrics over 30 days: what the freshness probe polls.
+fn feature_metrics_url(target: &str, feature: &str) -> String {
+    format!("{target}/api/platform/ai-management/features/{feature}/metrics?time_range=30d")
+}
+
+/// The events the feature's metrics count before the load: 0 for a feature the server does
+/// not know yet (`404`).
+async fn counted_before_load(client: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("reading {url} before the load"))?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(0);
+    }
+    let status = response.status();
+    anyhow::ensure!(
+        status.is_success(),
+        "reading {url} before the load: status {status} (the key must also read metrics; or pass --no-freshness)"
+    );
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .with_context(|| format!("reading {url} before the load"))?;
+    body["data"]["usage"]["total_requests"]
+        .as_u64()
+        .with_context(|| format!("{url} answered without data.usage.total_requests"))
+}
+
+/// What the freshness probe waits for: the load's events on top of those counted before it.
+/// (Earlier events that leave the 30-day window during the load would make the load's own
+/// look later than they are: an overestimate, never an underestimate.)
+#[derive(Debug, Clone, Copy)]
+struct Expected {
+    total: u64,
+    counted_before: u64,
+}
+
 /// Polls the feature's total until everything is visible; freshness of each ack is the first
 /// poll at which the visible total covered it. Each sample is stamped with its ack (time since
 /// `started`).
 async fn probe_freshness(
     client: reqwest::Client,
-    target: String,
-    feature: String,
+    url: String,
     shared: Arc<Shared>,
-    total: u64,
+    expected: Expected,
     started: Instant,
 ) -> Vec<(Duration, f64)> {
-    let url =
-        format!("{target}/api/platform/ai-management/features/{feature}/metrics?time_range=30d");
+    let total = expected.total;
     let mut samples = Vec::new();
     let mut next_ack = 0usize;
     let deadline = Instant::now() + Duration::from_secs(3600);
@@ -473,7 +523,7 @@ async fn probe_freshness(
                     .await
                     .ok()
                     .and_then(|v| v["data"]["usage"]["total_requests"].as_u64())
-                    .unwrap_or(0)
+                    .map_or(0, |counted| counted.saturating_sub(expected.counted_before))
             }
             _ => 0,
         };

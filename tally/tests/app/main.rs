@@ -28,6 +28,7 @@ mod drilldown;
 mod experiments;
 mod ingest;
 mod keys;
+mod loadgen;
 mod management;
 mod model_views;
 mod output;
