@@ -253,14 +253,10 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<LoadReport> {
         None
     } else {
         let (url, shared) = (metrics_url.clone(), shared.clone());
-        let expected = Expected {
-            total,
-            counted_before,
-        };
         Some(watch::on_own_thread(
             "loadgen-fresh",
             &args.key,
-            move |client| probe_freshness(client, url, shared, expected, started),
+            move |client| probe_freshness(client, url, shared, counted_before, started),
         )?)
     };
     let progress = tokio::spawn(report_progress(shared.clone(), total));
@@ -460,6 +456,11 @@ async fn report_progress(shared: Arc<Shared>, total: u64) {
 /// answer (stopped, crashed) before it reports what it saw.
 const UNANSWERED_PATIENCE: Duration = Duration::from_secs(10);
 
+/// How long the freshness probe waits, once the load is over, for a count that has stopped
+/// growing short of the events acknowledged ([`probe_freshness`]) before it reports what it
+/// saw.
+const STALLED_PATIENCE: Duration = Duration::from_secs(30);
+
 /// The feature's metrics over 30 days: what the freshness probe polls.
 fn feature_metrics_url(target: &str, feature: &str) -> String {
     format!("{target}/api/platform/ai-management/features/{feature}/metrics?time_range=30d")
@@ -477,10 +478,17 @@ async fn counted_before_load(client: &reqwest::Client, url: &str) -> anyhow::Res
         return Ok(0);
     }
     let status = response.status();
-    anyhow::ensure!(
-        status.is_success(),
-        "reading {url} before the load: status {status} (the key must also read metrics; or pass --no-freshness)"
-    );
+    if !status.is_success() {
+        let hint = match status {
+            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => {
+                " (the key must also read metrics; or pass --no-freshness)"
+            }
+            _ => "",
+        };
+        let body = response.text().await.unwrap_or_default();
+        let body: String = body.chars().take(300).collect();
+        anyhow::bail!("reading {url} before the load: status {status}{hint}: {body}");
+    }
     let body: serde_json::Value = response
         .json()
         .await
@@ -490,30 +498,29 @@ async fn counted_before_load(client: &reqwest::Client, url: &str) -> anyhow::Res
         .with_context(|| format!("{url} answered without data.usage.total_requests"))
 }
 
-/// What the freshness probe waits for: the load's events on top of those counted before it.
-/// (Earlier events that leave the 30-day window during the load would make the load's own
-/// look later than they are: an overestimate, never an underestimate.)
-#[derive(Debug, Clone, Copy)]
-struct Expected {
-    total: u64,
-    counted_before: u64,
-}
-
 /// Polls the feature's total until everything is visible; freshness of each ack is the first
 /// poll at which the visible total covered it. Each sample is stamped with its ack (time since
 /// `started`).
+///
+/// The load's events are those counted on top of `counted_before`, the count before the load.
+/// Two cases it cannot tell from the load's own events: earlier events that leave the 30-day
+/// window (or are removed by retention) during the load make the count fall short, so the
+/// probe gives up once the count has stopped growing for [`STALLED_PATIENCE`] after the load;
+/// and earlier events acknowledged but not yet counted when the load began are taken for the
+/// load's (they make its freshness look better). A fresh feature name has neither.
 async fn probe_freshness(
     client: reqwest::Client,
     url: String,
     shared: Arc<Shared>,
-    expected: Expected,
+    counted_before: u64,
     started: Instant,
 ) -> Vec<(Duration, f64)> {
-    let total = expected.total;
     let mut samples = Vec::new();
     let mut next_ack = 0usize;
     let deadline = Instant::now() + Duration::from_secs(3600);
     let mut answered = Instant::now();
+    // The highest count seen, and when it was first seen.
+    let mut highest = (0, Instant::now());
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let visible = match client.get(&url).send().await {
@@ -523,7 +530,7 @@ async fn probe_freshness(
                     .await
                     .ok()
                     .and_then(|v| v["data"]["usage"]["total_requests"].as_u64())
-                    .map_or(0, |counted| counted.saturating_sub(expected.counted_before))
+                    .map_or(0, |counted| counted.saturating_sub(counted_before))
             }
             _ => 0,
         };
@@ -532,6 +539,17 @@ async fn probe_freshness(
             eprintln!(
                 "loadgen: the server has not answered the freshness probe for {} s after the load; giving up on the events not yet seen",
                 UNANSWERED_PATIENCE.as_secs()
+            );
+            break;
+        }
+        if visible > highest.0 {
+            highest = (visible, now);
+        }
+        if shared.finished.load(Ordering::Acquire) && now - highest.1 > STALLED_PATIENCE {
+            eprintln!(
+                "loadgen: the feature's count has not grown for {} s after the load, {visible} of {} acknowledged events counted (earlier events of the feature may have left the 30-day window); giving up on the rest",
+                STALLED_PATIENCE.as_secs(),
+                shared.acked.load(Ordering::Acquire)
             );
             break;
         }
@@ -553,7 +571,10 @@ async fn probe_freshness(
         };
         let acked = shared.acked.load(Ordering::Acquire);
         let done = shared.finished.load(Ordering::Acquire);
-        if visible >= total || (done && visible >= acked && next_ack >= recorded) {
+        // Every ack recorded and covered: a count that reaches the total before the last ack
+        // is recorded (the projector can count a batch before its sender sees the answer)
+        // does not end the probe without that ack's sample.
+        if done && visible >= acked && next_ack >= recorded {
             break;
         }
     }
