@@ -493,9 +493,12 @@ async fn counted_before_load(client: &reqwest::Client, url: &str) -> anyhow::Res
         .json()
         .await
         .with_context(|| format!("reading {url} before the load"))?;
-    body["data"]["usage"]["total_requests"]
-        .as_u64()
-        .with_context(|| format!("{url} answered without data.usage.total_requests"))
+    counted(&body).with_context(|| format!("{url} answered without data.usage.total_requests"))
+}
+
+/// The events a feature's metrics answer counts.
+fn counted(metrics: &serde_json::Value) -> Option<u64> {
+    metrics["data"]["usage"]["total_requests"].as_u64()
 }
 
 /// Polls the feature's total until everything is visible; freshness of each ack is the first
@@ -529,8 +532,8 @@ async fn probe_freshness(
                 r.json::<serde_json::Value>()
                     .await
                     .ok()
-                    .and_then(|v| v["data"]["usage"]["total_requests"].as_u64())
-                    .map_or(0, |counted| counted.saturating_sub(counted_before))
+                    .and_then(|v| counted(&v))
+                    .map_or(0, |n| n.saturating_sub(counted_before))
             }
             _ => 0,
         };
@@ -539,17 +542,6 @@ async fn probe_freshness(
             eprintln!(
                 "loadgen: the server has not answered the freshness probe for {} s after the load; giving up on the events not yet seen",
                 UNANSWERED_PATIENCE.as_secs()
-            );
-            break;
-        }
-        if visible > highest.0 {
-            highest = (visible, now);
-        }
-        if shared.finished.load(Ordering::Acquire) && now - highest.1 > STALLED_PATIENCE {
-            eprintln!(
-                "loadgen: the feature's count has not grown for {} s after the load, {visible} of {} acknowledged events counted (earlier events of the feature may have left the 30-day window); giving up on the rest",
-                STALLED_PATIENCE.as_secs(),
-                shared.acked.load(Ordering::Acquire)
             );
             break;
         }
@@ -575,6 +567,16 @@ async fn probe_freshness(
         // is recorded (the projector can count a batch before its sender sees the answer)
         // does not end the probe without that ack's sample.
         if done && visible >= acked && next_ack >= recorded {
+            break;
+        }
+        if visible > highest.0 {
+            highest = (visible, now);
+        }
+        if done && now - highest.1 > STALLED_PATIENCE {
+            eprintln!(
+                "loadgen: the feature's count has not grown for {} s after the load, {visible} of {acked} acknowledged events counted (earlier events of the feature may have left the 30-day window); giving up on the rest",
+                STALLED_PATIENCE.as_secs(),
+            );
             break;
         }
     }
