@@ -75,6 +75,11 @@ pub trait SummaryBody: Send + Sync {
     /// pages leave the process (they stay in the page cache, and the next read maps them
     /// again). The bytes do not change. Nothing, for a body on the heap.
     fn release(&self) {}
+    /// What [`Self::release`] lets go of, when bodies share it (several mapped from one file):
+    /// bodies with the same unit are released together. `None`: this body alone.
+    fn release_unit(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A body built or decoded in memory: 64-bit words, so its bytes start 8-byte aligned.
@@ -255,6 +260,14 @@ impl GenerationSummary {
     /// ([`SummaryBody::release`]); answers do not change.
     pub fn release(&self) {
         self.body.release();
+    }
+
+    /// Whether releasing this summary also releases `other`'s body, and the other way round
+    /// (their bodies share pages: [`SummaryBody::release_unit`]).
+    pub fn released_with(&self, other: &GenerationSummary) -> bool {
+        self.body
+            .release_unit()
+            .is_some_and(|unit| other.body.release_unit() == Some(unit))
     }
 
     /// Bytes held on the heap.

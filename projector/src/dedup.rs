@@ -47,7 +47,7 @@ use tally_domain::dedup::{
 };
 use tally_domain::store::{DedupGeneration, DedupSeal, StoreError};
 
-use crate::filter_files::FilterFiles;
+use crate::filter_files::{FilterFiles, HUGE_PAGE};
 
 /// Fingerprints are already uniform; hashing them again is wasted work.
 #[derive(Default)]
@@ -149,6 +149,33 @@ struct Merge {
     /// What a range costs in merge work: the entries merged over the ranges.
     range_work: u64,
     done: Vec<Part>,
+    /// `done[..placed]` are mapped from files (when the memory has them); the rest wait on
+    /// the heap to be packed into one file ([`Merge::place_done`]).
+    placed: usize,
+}
+
+impl Merge {
+    /// Maps the parts written since the last placement from files, packed together, once
+    /// another part like the last would not fit in their file ([`HUGE_PAGE`]) or the merge is
+    /// `complete`. Parts are not probed before the merge completes, so where they wait does not
+    /// change an answer; at most a file's worth waits on the heap.
+    fn place_done(&mut self, files: Option<&FilterFiles>, complete: bool) {
+        let Some(files) = files else {
+            self.placed = self.done.len();
+            return;
+        };
+        let waiting = &self.done[self.placed..];
+        let bytes: usize = waiting.iter().map(|p| p.summary.body_bytes().len()).sum();
+        let last = waiting.last().map_or(0, |p| p.summary.body_bytes().len());
+        if waiting.is_empty() || (!complete && bytes + last <= HUGE_PAGE) {
+            return;
+        }
+        let placed = files.place_all(waiting.iter().map(|p| p.summary.clone()).collect());
+        for (part, summary) in self.done[self.placed..].iter_mut().zip(placed) {
+            part.summary = summary;
+        }
+        self.placed = self.done.len();
+    }
 }
 
 /// The size class of a run of `entries` when seals hold up to `cap`: 0 up to the cap, k up to
@@ -215,6 +242,35 @@ pub fn load_summary(
     Ok(place(files, GenerationSummary::decode(encoded)?))
 }
 
+/// [`load_summary`] for several stored summaries, in the same order; mapped, the parts of each
+/// merged run among them are packed into files together, in fingerprint order
+/// ([`FilterFiles::place_all`]).
+pub fn load_summaries(
+    encoded: &[&[u8]],
+    files: Option<&FilterFiles>,
+) -> Result<Vec<GenerationSummary>, StoreError> {
+    let decoded = encoded
+        .iter()
+        .map(|bytes| GenerationSummary::decode(bytes))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let Some(files) = files else {
+        return Ok(decoded);
+    };
+    // By run, then range: a generation sealed from the open set is a run of its own.
+    let mut order: Vec<usize> = (0..decoded.len()).collect();
+    order.sort_by_key(|&i| {
+        decoded[i]
+            .placement()
+            .map_or((1, i as u64, 0), |p| (0, p.run, p.lo))
+    });
+    let mut slots: Vec<Option<GenerationSummary>> = decoded.into_iter().map(Some).collect();
+    let sorted: Vec<GenerationSummary> = order.iter().filter_map(|&i| slots[i].take()).collect();
+    for (i, summary) in order.into_iter().zip(files.place_all(sorted)) {
+        slots[i] = Some(summary);
+    }
+    Ok(slots.into_iter().flatten().collect())
+}
+
 /// `summary`, mapped from a file when there are `files`.
 fn place(files: Option<&FilterFiles>, summary: GenerationSummary) -> GenerationSummary {
     match files {
@@ -245,13 +301,10 @@ impl Dedup {
     pub fn with_files(mut self, files: Option<FilterFiles>) -> Dedup {
         if let Some(files) = &files {
             for run in &mut self.runs {
-                run.parts = std::mem::take(&mut run.parts)
-                    .into_iter()
-                    .map(|p| Part {
-                        summary: files.place(p.summary),
-                        ..p
-                    })
-                    .collect();
+                let summaries = run.parts.iter().map(|p| p.summary.clone()).collect();
+                for (part, summary) in run.parts.iter_mut().zip(files.place_all(summaries)) {
+                    part.summary = summary;
+                }
             }
         }
         self.files = files;
@@ -407,8 +460,9 @@ impl Dedup {
     /// current part does not cover looks its part up.
     ///
     /// Each part's filter is let go once the probes move on from it
-    /// ([`GenerationSummary::release`]): a mapped filter then leaves the process's resident
-    /// memory, which holds one part at a time instead of every filter of the window.
+    /// ([`GenerationSummary::release`]; parts packed in one file, once they move on from the
+    /// file): a mapped filter then leaves the process's resident memory, which holds one file
+    /// at a time instead of every filter of the window.
     pub fn suspects_in_order(
         &self,
         fps: &[u64],
@@ -422,10 +476,15 @@ impl Dedup {
                 let at = match probed {
                     Some(at) if run.covers(at, fp) => at,
                     _ => {
+                        let at = run.part_at(fp);
                         if let Some(done) = probed {
-                            run.parts[done].summary.release();
+                            let (done, next) = (&run.parts[done].summary, &run.parts[at].summary);
+                            // Parts packed in one file go together, once the probes leave it.
+                            if !done.released_with(next) {
+                                done.release();
+                            }
                         }
-                        run.part_at(fp)
+                        at
                     }
                 };
                 probed = Some(at);
@@ -598,6 +657,7 @@ impl Dedup {
                 range_work: total.div_ceil(ranges.len() as u64).max(1),
                 ranges,
                 done: Vec::new(),
+                placed: 0,
             });
             classes.insert(c);
             streak.clear();
@@ -755,7 +815,6 @@ impl Dedup {
             return Advance::Unread;
         };
         let merge = &mut self.merges[i];
-        let files = self.files.as_ref();
         let (lo, hi) = merge.ranges[at];
         let entries = merge_entries(blocks, lo, hi, horizon);
         let fps: Vec<u64> = entries.iter().map(|(fp, _)| *fp).collect();
@@ -787,9 +846,11 @@ impl Dedup {
             lo,
             hi,
             entries: count,
-            summary: place(files, summary),
+            summary,
         });
-        if merge.done.len() == merge.ranges.len() {
+        let complete = merge.done.len() == merge.ranges.len();
+        merge.place_done(self.files.as_ref(), complete);
+        if complete {
             Advance::Completed(part)
         } else {
             Advance::Wrote(part)
@@ -1404,6 +1465,65 @@ mod tests {
                 assert_eq!(crate::filter_files::tests::resident_kib(at), 0);
             }
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_merge_packs_its_parts_into_files_as_they_fill_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let files = FilterFiles::new(dir.path()).expect("usable");
+        // Parts of 200,000 entries: filters of 420–520 KB, so four fit in a huge page's file
+        // (2,097,152 bytes) and a fifth does not.
+        let part = |i: u64| {
+            let mut fps: Vec<u64> = (1..=200_000u64).map(|j| fp(j + i * 1_000_000)).collect();
+            fps.sort_unstable();
+            let summary = GenerationSummary::build(&fps).expect("built");
+            let len = summary.body_bytes().len();
+            assert!((420_000..=520_000).contains(&len), "{len} bytes");
+            Part {
+                id: i,
+                lo: i,
+                hi: i,
+                entries: 200_000,
+                summary,
+            }
+        };
+        let mut merge = Merge {
+            id: 9,
+            class: 0,
+            inputs: Vec::new(),
+            max_seen_s: 0,
+            ranges: vec![(0, 0); 6],
+            range_work: 1,
+            done: Vec::new(),
+            placed: 0,
+        };
+        let mut placed_after = Vec::new();
+        for i in 0..6 {
+            merge.done.push(part(i));
+            merge.place_done(Some(&files), i == 5);
+            placed_after.push(merge.placed);
+        }
+        // Three wait (a fourth still fits), the fourth fills the file, the fifth waits, and
+        // the sixth completes the merge.
+        assert_eq!(placed_after, [0, 0, 0, 4, 4, 6]);
+        let summaries: Vec<&GenerationSummary> = merge.done.iter().map(|p| &p.summary).collect();
+        assert!(summaries
+            .iter()
+            .all(|s| s.mapped_bytes() > 0 && s.memory_bytes() < 100));
+        let together: Vec<bool> = summaries
+            .windows(2)
+            .map(|w| w[0].released_with(w[1]))
+            .collect();
+        assert_eq!(together, [true, true, true, false, true]);
+        // Without files, nothing waits.
+        let mut heap_merge = Merge {
+            done: vec![part(7)],
+            placed: 0,
+            ..merge
+        };
+        heap_merge.place_done(None, false);
+        assert_eq!(heap_merge.placed, 1);
     }
 
     #[test]

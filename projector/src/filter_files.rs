@@ -6,24 +6,37 @@
 //! page cache the kernel can reclaim.
 //!
 //! Nor do the filters stay in the process's resident memory: a batch probes the filters part by
-//! part, and lets each part's pages go once its probes are done ([`SummaryBody::release`],
+//! part, and lets each file's pages go once its probes are done ([`SummaryBody::release`],
 //! `MADV_DONTNEED`: the pages leave the process's page tables and stay in the page cache, so the
 //! next batch maps them back without reading the disk). The process's resident set then holds
-//! the part being probed, not every filter of the window; the price is mapping the pages back,
+//! the file being probed, not every filter of the window; the price is mapping the pages back,
 //! batch after batch.
+//!
+//! That price is paid per page mapped, so filters are packed into files the kernel can map with
+//! huge pages ([`HUGE_PAGE`], 2 MiB): the parts given to [`FilterFiles::place_all`] together
+//! share files of up to a huge page (a few parts of a merged run), and a file whose padding to
+//! a whole number of huge pages costs at most a third of its bytes is padded and written a huge
+//! page at a time. Where the kernel keeps such a file's page cache in huge pages (Linux maps
+//! regular files' large folios with one page-table entry per 2 MiB on file systems that have
+//! them, ext4 since 6.16 and XFS), a batch's probes fault once per 2 MiB instead of once per
+//! 64 KiB (the kernel's fault-around), and letting a file go clears a few entries instead of
+//! hundreds. Elsewhere the same files map with small pages, as before. Packing is only layout:
+//! each body's bytes are compared with its summary's before use.
 //!
 //! Each file is created already deleted (`O_TMPFILE` where the file system has it; elsewhere
 //! `tempfile` creates and unlinks it at once, so only a crash between the two leaves a `.tmp*`
 //! file; nothing removes those, since the directory may be shared), and nothing is ever read
-//! back from a previous run: the store holds every summary, and a start maps them again. A file is synced before it is mapped: pages the kernel drops are
-//! then read back from what was written (a failed writeback could otherwise hand back stale
-//! bytes, and a filter miss would count a duplicate). A disk that fails a read back kills the
-//! process (`SIGBUS`), as it would fail the stores on the same disk.
+//! back from a previous run: the store holds every summary, and a start maps them again. A file
+//! is synced before it is mapped: pages the kernel drops are then read back from what was
+//! written (a failed writeback could otherwise hand back stale bytes, and a filter miss would
+//! count a duplicate). A disk that fails a read back kills the process (`SIGBUS`), as it would
+//! fail the stores on the same disk. A file's disk space and page cache are freed when the last
+//! summary mapped from it is dropped.
 //!
 //! Invariants:
 //! - A mapped body holds exactly the bytes of the summary it replaces
 //!   ([`GenerationSummary::with_body`] compares them), so a mapping never changes an answer.
-//! - When a file cannot be written or mapped (disk full, no such directory), the summary stays
+//! - When a file cannot be written or mapped (disk full, no such directory), its summaries stay
 //!   on the heap and the failure is counted and logged: dedup stays exact, only its memory
 //!   grows.
 
@@ -35,6 +48,13 @@ use tally_domain::dedup::{GenerationSummary, SummaryBody};
 use tracing::warn;
 
 use crate::metrics as m;
+
+/// The pages the kernel maps at once for a file's huge folios (x86-64 and arm64 with 4 KiB
+/// base pages): what a file of packed filters holds at most, unless one filter is larger.
+pub const HUGE_PAGE: usize = 2 << 20;
+
+/// Where bodies start within a file: cache-line aligned (a body must be 8-byte aligned).
+const BODY_ALIGN: usize = 64;
 
 /// The directory the filters are mapped from.
 #[derive(Debug, Clone)]
@@ -50,75 +70,177 @@ impl FilterFiles {
         let files = FilterFiles {
             dir: dir.to_path_buf(),
         };
-        files.map_bytes(&[0u8; 8])?;
+        files.map_file(&[&[0u8; 8]])?;
         Ok(files)
     }
 
-    /// `summary` with its filter and block index mapped from a file, or as it was when they
-    /// could not be (see the module's invariants).
+    /// `summary` with its filter and block index mapped from a file of its own, or as it was
+    /// when they could not be (see the module's invariants).
     pub fn place(&self, summary: GenerationSummary) -> GenerationSummary {
-        if summary.body_bytes().is_empty() {
-            return summary;
+        let mut placed = self.place_all(vec![summary]);
+        placed.pop().expect("one summary in, one out")
+    }
+
+    /// `summaries`, in the same order, with their bodies mapped from files, packed: each file
+    /// holds a run of consecutive ones of up to [`HUGE_PAGE`] bytes together (one larger than
+    /// that alone). Give the parts of one run in order, so that a run's probes move from file
+    /// to file. Summaries without a body (parts that hold no entry) stay as they are.
+    pub fn place_all(&self, summaries: Vec<GenerationSummary>) -> Vec<GenerationSummary> {
+        let mut placed = Vec::with_capacity(summaries.len());
+        let mut group: Vec<GenerationSummary> = Vec::new();
+        let mut group_len = 0;
+        for summary in summaries {
+            let len = summary.body_bytes().len();
+            if len == 0 {
+                placed.push(summary);
+                continue;
+            }
+            if !group.is_empty() && group_len + len > HUGE_PAGE {
+                placed.extend(self.place_group(std::mem::take(&mut group)));
+                group_len = 0;
+            }
+            group_len += len.next_multiple_of(BODY_ALIGN);
+            group.push(summary);
         }
-        match self.map_bytes(summary.body_bytes()) {
-            Ok(body) => match summary.with_body(Arc::new(body)) {
-                Ok(mapped) => {
-                    // Comparing the bytes read every page in.
-                    mapped.release();
-                    mapped
-                }
+        placed.extend(self.place_group(group));
+        placed
+    }
+
+    /// `group` mapped from one file; as it was, when the file cannot be written or mapped.
+    fn place_group(&self, group: Vec<GenerationSummary>) -> Vec<GenerationSummary> {
+        if group.is_empty() {
+            return group;
+        }
+        let bodies: Vec<&[u8]> = group.iter().map(|s| s.body_bytes()).collect();
+        let file = match self.map_file(&bodies) {
+            Ok(file) => Arc::new(file),
+            Err(e) => {
+                metrics::counter!(m::DEDUP_MAP_FAILURES).increment(group.len() as u64);
+                warn!(dir = %self.dir.display(), error = %e,
+                    "could not map dedup filters from a file; kept in memory");
+                return group;
+            }
+        };
+        let mut at = 0;
+        let mut placed = Vec::with_capacity(group.len());
+        for summary in group {
+            let len = summary.body_bytes().len();
+            let body = MappedBody {
+                file: file.clone(),
+                at,
+                len,
+            };
+            at += len.next_multiple_of(BODY_ALIGN);
+            match summary.with_body(Arc::new(body)) {
+                Ok(mapped) => placed.push(mapped),
                 Err(kept) => {
                     metrics::counter!(m::DEDUP_MAP_FAILURES).increment(1);
                     warn!("a mapped dedup filter did not read back as written; kept in memory");
-                    kept
+                    placed.push(kept);
                 }
-            },
-            Err(e) => {
-                metrics::counter!(m::DEDUP_MAP_FAILURES).increment(1);
-                warn!(dir = %self.dir.display(), error = %e,
-                    "could not map a dedup filter from a file; kept in memory");
-                summary
             }
         }
+        // Comparing the bytes read every page in.
+        file.release();
+        placed
     }
 
+    /// A file holding `bodies` one after another (each from a multiple of [`BODY_ALIGN`]),
+    /// padded with zeros to whole huge pages when that costs at most a third of its bytes,
+    /// written a huge page at a time (so that the page cache can hold it in huge folios),
+    /// synced and mapped.
     #[allow(unsafe_code)] // mapping a file is unsafe in Rust's terms; see the SAFETY note
-    fn map_bytes(&self, bytes: &[u8]) -> std::io::Result<MappedBody> {
+    fn map_file(&self, bodies: &[&[u8]]) -> std::io::Result<MappedFile> {
+        let content: usize = bodies
+            .iter()
+            .map(|b| b.len().next_multiple_of(BODY_ALIGN))
+            .sum();
+        let padded = content.next_multiple_of(HUGE_PAGE);
+        let len = if (padded - content) * 3 <= content {
+            padded
+        } else {
+            content
+        };
         let mut file = tempfile::tempfile_in(&self.dir)?;
-        file.write_all(bytes)?;
+        // The file's bytes a huge page at a time: one write each.
+        let mut chunk: Vec<u8> = Vec::with_capacity(len.min(HUGE_PAGE));
+        let mut written = 0;
+        for body in bodies {
+            let mut rest: &[u8] = body;
+            while !rest.is_empty() {
+                let take = rest.len().min(HUGE_PAGE - chunk.len());
+                chunk.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if chunk.len() == HUGE_PAGE {
+                    file.write_all(&chunk)?;
+                    written += chunk.len();
+                    chunk.clear();
+                }
+            }
+            // Up to the next body's start (a multiple of the alignment, so never past a huge
+            // page).
+            chunk.resize(chunk.len().next_multiple_of(BODY_ALIGN), 0);
+            if chunk.len() == HUGE_PAGE {
+                file.write_all(&chunk)?;
+                written += chunk.len();
+                chunk.clear();
+            }
+        }
+        chunk.resize(len - written, 0);
+        file.write_all(&chunk)?;
         file.sync_data()?;
         // SAFETY: a mapping is sound while nothing changes or truncates the file. This one has
         // no name (or lost it before this line), Tally never writes it again, and only a
         // process of the same user reaching into this one's descriptors (`/proc/<pid>/fd`)
-        // could. The bytes are compared with the summary's before they are used
+        // could. The bytes are compared with the summaries' before they are used
         // (`GenerationSummary::with_body`).
         let map = unsafe { memmap2::Mmap::map(&file)? };
-        // Lookups land anywhere in a filter: reading ahead would only fetch pages not needed.
-        // Only advice: a kernel that refuses it maps the same bytes.
+        // Pages the kernel dropped come back a huge page at a time: lookups land anywhere in
+        // a filter, and a batch's land almost everywhere. Only advice: a kernel without huge
+        // pages maps the same bytes with small ones.
         #[cfg(unix)]
-        let _ = map.advise(memmap2::Advice::Random);
-        Ok(MappedBody(map))
+        let _ = map.advise(memmap2::Advice::HugePage);
+        Ok(MappedFile(map))
     }
 }
 
-/// A summary's body mapped from its file (page-aligned, so 8-byte aligned).
-struct MappedBody(memmap2::Mmap);
+/// A file of packed filter bodies, mapped whole (a huge-page multiple, or larger than a huge
+/// page, is placed at a huge-page-aligned address by the kernel).
+struct MappedFile(memmap2::Mmap);
 
-impl SummaryBody for MappedBody {
-    fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-    fn on_heap(&self) -> bool {
-        false
-    }
+impl MappedFile {
     #[allow(unsafe_code)] // see the SAFETY note
     fn release(&self) {
         // SAFETY: `MADV_DONTNEED` on a shared (`Mmap::map`: `MAP_SHARED`) read-only mapping of
         // a file only unmaps its pages: they stay in the page cache (or on disk), and the next
         // read maps the same bytes again. It drops data only from private mappings' copied
-        // pages; this one has none, and nothing writes the file (see `map_bytes`).
+        // pages; this one has none, and nothing writes the file (see `map_file`).
         #[cfg(unix)]
         let _ = unsafe { self.0.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+    }
+}
+
+/// A summary's body: `len` bytes at `at` (a multiple of [`BODY_ALIGN`]) of a mapped file.
+struct MappedBody {
+    file: Arc<MappedFile>,
+    at: usize,
+    len: usize,
+}
+
+impl SummaryBody for MappedBody {
+    fn bytes(&self) -> &[u8] {
+        &self.file.0[self.at..self.at + self.len]
+    }
+    fn on_heap(&self) -> bool {
+        false
+    }
+    /// Lets the whole file go: the bodies packed with this one map their pages back on their
+    /// next read, as this one does.
+    fn release(&self) {
+        self.file.release();
+    }
+    fn release_unit(&self) -> Option<usize> {
+        Some(Arc::as_ptr(&self.file) as usize)
     }
 }
 
@@ -150,6 +272,90 @@ pub(crate) mod tests {
             }
         }
         panic!("no mapping holds {addr:#x}");
+    }
+
+    /// The kibibytes the mapping that holds `at` spans (`/proc/self/smaps`, `Size:`).
+    fn mapping_kib(at: *const u8) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+        let addr = at as usize;
+        let mut inside = false;
+        for line in smaps.lines() {
+            let range = line.split_whitespace().next().unwrap_or("");
+            if let Some((lo, hi)) = range.split_once('-') {
+                if let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                {
+                    inside = (lo..hi).contains(&addr);
+                    continue;
+                }
+            }
+            if let Some(kib) = line.strip_prefix("Size:").filter(|_| inside) {
+                return kib
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .expect("kB");
+            }
+        }
+        panic!("no mapping holds {addr:#x}");
+    }
+
+    /// A summary of 200,000 distinct fingerprints drawn with `salt`.
+    fn summary_of_200k(salt: u64) -> (GenerationSummary, Vec<u64>) {
+        let mut sorted: Vec<u64> = (1..=200_000u64)
+            .map(|i| (i ^ (salt << 40)).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
+        sorted.sort_unstable();
+        (GenerationSummary::build(&sorted).expect("built"), sorted)
+    }
+
+    #[test]
+    fn filters_placed_together_share_files_of_a_huge_page_and_go_together() {
+        let dir = tempfile::tempdir().expect("dir");
+        let files = FilterFiles::new(dir.path()).expect("a usable directory");
+        let built: Vec<(GenerationSummary, Vec<u64>)> = (0..5).map(summary_of_200k).collect();
+        // Between 420 and 520 KB each: four fit in 2 MiB (2,097,152 bytes), five do not.
+        for (heap, _) in &built {
+            let len = heap.body_bytes().len();
+            assert!((420_000..=520_000).contains(&len), "{len} bytes");
+        }
+        let placed = files.place_all(built.iter().map(|(s, _)| s.clone()).collect());
+        assert_eq!(placed.len(), 5);
+        for ((heap, fps), mapped) in built.iter().zip(&placed) {
+            assert_eq!(mapped, heap, "in order, the same bytes");
+            assert_eq!(mapped.mapped_bytes(), heap.body_bytes().len());
+            for fp in fps.iter().step_by(97) {
+                assert_eq!(mapped.block_of(*fp), heap.block_of(*fp));
+            }
+        }
+        let together: Vec<bool> = placed
+            .windows(2)
+            .map(|w| w[0].released_with(&w[1]))
+            .collect();
+        assert_eq!(
+            together,
+            [true, true, true, false],
+            "four in one file, the fifth alone"
+        );
+        assert!(!placed[0].released_with(&placed[4]));
+        // The four (about 1.9 MB) are padded to a whole huge page; the fifth alone would be
+        // padded by more than a third of its bytes, so its file is its own size (in pages).
+        let at = |i: usize| placed[i].body_bytes().as_ptr();
+        assert_eq!(mapping_kib(at(0)), 2_048);
+        assert_eq!(mapping_kib(at(3)), 2_048);
+        let fifth_kib = placed[4].body_bytes().len().div_ceil(4_096) as u64 * 4;
+        assert_eq!(mapping_kib(at(4)), fifth_kib);
+        // Probing the first maps its pages; letting the fourth go lets the whole file go.
+        for fp in &built[0].1 {
+            assert!(placed[0].block_of(*fp).is_some());
+        }
+        assert!(resident_kib(at(0)) > 0);
+        placed[3].release();
+        assert_eq!(resident_kib(at(0)), 0);
+        assert_eq!(placed[0], built[0].0, "and reads the same again");
+        // The files were deleted as they were created.
+        assert_eq!(std::fs::read_dir(dir.path()).expect("listed").count(), 0);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The sealed dedup generations a session resumes with. The store lists them with the
 //! checkpoints ([`ProjectorState`], without their summaries) and streams their summaries
-//! ([`AnalyticsStore::dedup_summaries`]); they are decoded and mapped ([`load_summary`]) a few
+//! ([`AnalyticsStore::dedup_summaries`]); they are decoded and mapped ([`load_summaries`]) a few
 //! MB at a time, off the runtime, so a start never holds the window's encoded summaries on its
 //! heap at once (about 2.3 bytes per id: some 414 MB at 180 M ids).
 //!
@@ -22,7 +22,7 @@ use tally_domain::store::{
     AnalyticsStore, DedupGeneration, Partitions, ProjectorState, StoreError,
 };
 
-use crate::dedup::load_summary;
+use crate::dedup::load_summaries;
 use crate::filter_files::FilterFiles;
 
 /// Encoded summaries decoded together: about two seals' worth at the default cap (2 M ids,
@@ -116,10 +116,9 @@ async fn decode(
 ) -> Result<Option<Vec<(usize, GenerationSummary)>>, StoreError> {
     let files = files.cloned();
     let decoded = tokio::task::spawn_blocking(move || {
-        batch
-            .into_iter()
-            .map(|(i, bytes)| Ok((i, load_summary(&bytes, files.as_ref())?)))
-            .collect::<Result<Vec<_>, StoreError>>()
+        let encoded: Vec<&[u8]> = batch.iter().map(|(_, bytes)| bytes.as_slice()).collect();
+        let summaries = load_summaries(&encoded, files.as_ref())?;
+        Ok::<_, StoreError>(batch.iter().map(|(i, _)| *i).zip(summaries).collect())
     })
     .await;
     match decoded {
