@@ -10,7 +10,8 @@
 //!   projector keeps a binary fuse filter (≈ 2.25 bytes per entry) and the first fingerprint of
 //!   each block, mapped from a deleted file when it has [`FilterFiles`] (page cache the kernel
 //!   may reclaim, and let go by the process after each batch's probes; the heap then holds
-//!   only the open set and a few bytes per generation).
+//!   only the open set, a few bytes per generation, and per merge in progress the parts it
+//!   wrote that wait to fill a file, under 2 MiB).
 //!   A generation is forgotten whole once its newest entry leaves the window.
 //! - **merged runs**: every sealed run is probed for every event, so runs are merged, four of
 //!   a size class at a time (a seal is class 0; class k holds up to the cap × 4ᵏ entries; runs
@@ -47,7 +48,7 @@ use tally_domain::dedup::{
 };
 use tally_domain::store::{DedupGeneration, DedupSeal, StoreError};
 
-use crate::filter_files::{FilterFiles, HUGE_PAGE};
+use crate::filter_files::{FilterFiles, BODY_ALIGN, HUGE_PAGE};
 
 /// Fingerprints are already uniform; hashing them again is wasted work.
 #[derive(Default)]
@@ -165,8 +166,9 @@ impl Merge {
             return;
         };
         let waiting = &self.done[self.placed..];
-        let bytes: usize = waiting.iter().map(|p| p.summary.body_bytes().len()).sum();
-        let last = waiting.last().map_or(0, |p| p.summary.body_bytes().len());
+        let len = |p: &Part| p.summary.body_bytes().len().next_multiple_of(BODY_ALIGN);
+        let bytes: usize = waiting.iter().map(len).sum();
+        let last = waiting.last().map_or(0, len);
         if waiting.is_empty() || (!complete && bytes + last <= HUGE_PAGE) {
             return;
         }
@@ -243,8 +245,8 @@ pub fn load_summary(
 }
 
 /// [`load_summary`] for several stored summaries, in the same order; mapped, the parts of each
-/// merged run among them are packed into files together, in fingerprint order
-/// ([`FilterFiles::place_all`]).
+/// merged run among them are packed into files that hold that run's parts only, in fingerprint
+/// order ([`FilterFiles::place_all`]).
 pub fn load_summaries(
     encoded: &[&[u8]],
     files: Option<&FilterFiles>,
@@ -263,10 +265,27 @@ pub fn load_summaries(
             .placement()
             .map_or((1, i as u64, 0), |p| (0, p.run, p.lo))
     });
+    // The run of each, in that order (`None`: a seal, a run of its own).
+    let runs: Vec<Option<u64>> = order
+        .iter()
+        .map(|&i| decoded[i].placement().map(|p| p.run))
+        .collect();
     let mut slots: Vec<Option<GenerationSummary>> = decoded.into_iter().map(Some).collect();
-    let sorted: Vec<GenerationSummary> = order.iter().filter_map(|&i| slots[i].take()).collect();
-    for (i, summary) in order.into_iter().zip(files.place_all(sorted)) {
-        slots[i] = Some(summary);
+    // Each run's parts (a seal alone) go to files of their own: a file is freed when all
+    // that it holds is gone, which for one run's parts is at once.
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && runs[start].is_some() && runs[end] == runs[start] {
+            end += 1;
+        }
+        let run = &order[start..end];
+        let summaries: Vec<GenerationSummary> =
+            run.iter().filter_map(|&i| slots[i].take()).collect();
+        for (&i, summary) in run.iter().zip(files.place_all(summaries)) {
+            slots[i] = Some(summary);
+        }
+        start = end;
     }
     Ok(slots.into_iter().flatten().collect())
 }
@@ -323,8 +342,8 @@ impl Dedup {
     }
 
     /// [`Dedup::new`], with the summaries sealed from now on mapped from files in `files` (the
-    /// loaded ones are as given: [`load_summary`] maps each as it decodes it, so that a start
-    /// never holds them all on the heap).
+    /// loaded ones are as given: [`load_summaries`] maps a batch as it decodes it, so that a
+    /// start never holds them all on the heap).
     pub fn load(
         window_s: u32,
         seal_at: Option<usize>,
@@ -477,8 +496,8 @@ impl Dedup {
                     Some(at) if run.covers(at, fp) => at,
                     _ => {
                         let at = run.part_at(fp);
-                        if let Some(done) = probed {
-                            let (done, next) = (&run.parts[done].summary, &run.parts[at].summary);
+                        if let Some(left) = probed {
+                            let (done, next) = (&run.parts[left].summary, &run.parts[at].summary);
                             // Parts packed in one file go together, once the probes leave it.
                             if !done.released_with(next) {
                                 done.release();
@@ -1465,6 +1484,50 @@ mod tests {
                 assert_eq!(crate::filter_files::tests::resident_kib(at), 0);
             }
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn loaded_summaries_keep_their_order_and_share_files_only_within_a_run() {
+        let dir = tempfile::tempdir().expect("dir");
+        let files = FilterFiles::new(dir.path()).expect("usable");
+        // Two runs of two parts each (halves of the fingerprint space), a part that kept no
+        // entry, and a seal: small enough that all would fit in one file.
+        let half = u64::MAX / 2;
+        let part = |run: u64, lo: u64, hi: u64, ids: std::ops::Range<u64>| {
+            let mut fps: Vec<u64> = ids.map(fp).filter(|f| (lo..=hi).contains(f)).collect();
+            fps.sort_unstable();
+            let placement = Placement {
+                run,
+                lo,
+                hi,
+                replaces: Vec::new(),
+            };
+            GenerationSummary::part(&fps, placement).expect("a part")
+        };
+        let mut seal_fps: Vec<u64> = (5_000..6_000).map(fp).collect();
+        seal_fps.sort_unstable();
+        let given = [
+            part(2, half + 1, u64::MAX, 0..1_000),
+            part(1, 0, half, 1_000..2_000),
+            GenerationSummary::build(&seal_fps).expect("a seal"),
+            part(2, 0, half, 0..1_000),
+            part(1, half + 1, u64::MAX, 1_000..2_000),
+            part(3, 0, u64::MAX, 0..0),
+        ];
+        let stored: Vec<Vec<u8>> = given.iter().map(GenerationSummary::encode).collect();
+        let encoded: Vec<&[u8]> = stored.iter().map(Vec::as_slice).collect();
+        let loaded = load_summaries(&encoded, Some(&files)).expect("loaded");
+        assert_eq!(loaded, given, "the same summaries in the same order");
+        assert!(loaded[..5].iter().all(|s| s.mapped_bytes() > 0));
+        assert!(loaded[5].body_bytes().is_empty());
+        let together = |a: usize, b: usize| loaded[a].released_with(&loaded[b]);
+        assert!(together(0, 3), "run 2's parts");
+        assert!(together(1, 4), "run 1's parts");
+        for (a, b) in [(0, 1), (0, 2), (1, 2), (3, 4), (2, 4)] {
+            assert!(!together(a, b), "{a} and {b} are of different runs");
+        }
+        assert_eq!(load_summaries(&encoded, None).expect("decoded"), given);
     }
 
     #[cfg(target_os = "linux")]

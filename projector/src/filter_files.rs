@@ -36,6 +36,8 @@
 //! Invariants:
 //! - A mapped body holds exactly the bytes of the summary it replaces
 //!   ([`GenerationSummary::with_body`] compares them), so a mapping never changes an answer.
+//! - [`FilterFiles::place_all`] gives the summaries back in the order given; the bodies in a
+//!   file start on 64-byte boundaries and do not overlap.
 //! - When a file cannot be written or mapped (disk full, no such directory), its summaries stay
 //!   on the heap and the failure is counted and logged: dedup stays exact, only its memory
 //!   grows.
@@ -54,7 +56,7 @@ use crate::metrics as m;
 pub const HUGE_PAGE: usize = 2 << 20;
 
 /// Where bodies start within a file: cache-line aligned (a body must be 8-byte aligned).
-const BODY_ALIGN: usize = 64;
+pub const BODY_ALIGN: usize = 64;
 
 /// The directory the filters are mapped from.
 #[derive(Debug, Clone)]
@@ -90,32 +92,33 @@ impl FilterFiles {
         let mut group: Vec<GenerationSummary> = Vec::new();
         let mut group_len = 0;
         for summary in summaries {
-            let len = summary.body_bytes().len();
-            if len == 0 {
-                placed.push(summary);
-                continue;
-            }
+            let len = summary.body_bytes().len().next_multiple_of(BODY_ALIGN);
             if !group.is_empty() && group_len + len > HUGE_PAGE {
                 placed.extend(self.place_group(std::mem::take(&mut group)));
                 group_len = 0;
             }
-            group_len += len.next_multiple_of(BODY_ALIGN);
+            group_len += len;
             group.push(summary);
         }
         placed.extend(self.place_group(group));
         placed
     }
 
-    /// `group` mapped from one file; as it was, when the file cannot be written or mapped.
+    /// `group`, in order, with its bodies mapped from one file (those without a body as they
+    /// are); as it was, when the file cannot be written or mapped.
     fn place_group(&self, group: Vec<GenerationSummary>) -> Vec<GenerationSummary> {
-        if group.is_empty() {
+        let bodies: Vec<&[u8]> = group
+            .iter()
+            .map(GenerationSummary::body_bytes)
+            .filter(|body| !body.is_empty())
+            .collect();
+        if bodies.is_empty() {
             return group;
         }
-        let bodies: Vec<&[u8]> = group.iter().map(|s| s.body_bytes()).collect();
         let file = match self.map_file(&bodies) {
             Ok(file) => Arc::new(file),
             Err(e) => {
-                metrics::counter!(m::DEDUP_MAP_FAILURES).increment(group.len() as u64);
+                metrics::counter!(m::DEDUP_MAP_FAILURES).increment(bodies.len() as u64);
                 warn!(dir = %self.dir.display(), error = %e,
                     "could not map dedup filters from a file; kept in memory");
                 return group;
@@ -125,6 +128,10 @@ impl FilterFiles {
         let mut placed = Vec::with_capacity(group.len());
         for summary in group {
             let len = summary.body_bytes().len();
+            if len == 0 {
+                placed.push(summary);
+                continue;
+            }
             let body = MappedBody {
                 file: file.clone(),
                 at,
@@ -198,7 +205,7 @@ impl FilterFiles {
         // Pages the kernel dropped come back a huge page at a time: lookups land anywhere in
         // a filter, and a batch's land almost everywhere. Only advice: a kernel without huge
         // pages maps the same bytes with small ones.
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         let _ = map.advise(memmap2::Advice::HugePage);
         Ok(MappedFile(map))
     }
@@ -247,35 +254,21 @@ impl SummaryBody for MappedBody {
 #[cfg(all(test, target_os = "linux"))]
 pub(crate) mod tests {
     use super::*;
+    use tally_domain::dedup::Placement;
 
     /// The kibibytes of the process's memory the mapping that holds `at` has resident, from
     /// the kernel's own account (`/proc/self/smaps`).
     pub(crate) fn resident_kib(at: *const u8) -> u64 {
-        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
-        let addr = at as usize;
-        let mut inside = false;
-        for line in smaps.lines() {
-            let range = line.split_whitespace().next().unwrap_or("");
-            if let Some((lo, hi)) = range.split_once('-') {
-                if let (Ok(lo), Ok(hi)) =
-                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
-                {
-                    inside = (lo..hi).contains(&addr);
-                    continue;
-                }
-            }
-            if inside {
-                if let Some(kib) = line.strip_prefix("Rss:") {
-                    let kib = kib.trim().trim_end_matches("kB").trim();
-                    return kib.parse().expect("a number of kB");
-                }
-            }
-        }
-        panic!("no mapping holds {addr:#x}");
+        smaps_kib(at, "Rss:")
     }
 
-    /// The kibibytes the mapping that holds `at` spans (`/proc/self/smaps`, `Size:`).
+    /// The kibibytes the mapping that holds `at` spans.
     fn mapping_kib(at: *const u8) -> u64 {
+        smaps_kib(at, "Size:")
+    }
+
+    /// The `field` (in kB) of the mapping that holds `at`, in `/proc/self/smaps`.
+    fn smaps_kib(at: *const u8, field: &str) -> u64 {
         let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
         let addr = at as usize;
         let mut inside = false;
@@ -289,13 +282,13 @@ pub(crate) mod tests {
                     continue;
                 }
             }
-            if let Some(kib) = line.strip_prefix("Size:").filter(|_| inside) {
-                return kib
+            if let Some(value) = line.strip_prefix(field).filter(|_| inside) {
+                return value
                     .trim()
                     .trim_end_matches("kB")
                     .trim()
                     .parse()
-                    .expect("kB");
+                    .expect("a number of kB");
             }
         }
         panic!("no mapping holds {addr:#x}");
@@ -356,6 +349,36 @@ pub(crate) mod tests {
         assert_eq!(placed[0], built[0].0, "and reads the same again");
         // The files were deleted as they were created.
         assert_eq!(std::fs::read_dir(dir.path()).expect("listed").count(), 0);
+    }
+
+    #[test]
+    fn summaries_without_a_body_keep_their_place() {
+        let dir = tempfile::tempdir().expect("dir");
+        let files = FilterFiles::new(dir.path()).expect("a usable directory");
+        let (a, _) = summary_of_200k(1);
+        let (b, _) = summary_of_200k(2);
+        // A part of a merged run whose range kept no entry: no filter, no index.
+        let placement = Placement {
+            run: 1,
+            lo: 0,
+            hi: 9,
+            replaces: Vec::new(),
+        };
+        let empty = GenerationSummary::part(&[], placement).expect("a part without entries");
+        assert!(empty.body_bytes().is_empty());
+        let orders = [
+            vec![a.clone(), empty.clone(), b.clone()],
+            vec![a.clone(), empty.clone()],
+            vec![empty.clone(), a.clone()],
+            vec![empty.clone(), empty.clone()],
+        ];
+        for given in orders {
+            let placed = files.place_all(given.clone());
+            assert_eq!(placed, given, "the same summaries in the same order");
+            for summary in &placed {
+                assert_eq!(summary.mapped_bytes(), summary.body_bytes().len());
+            }
+        }
     }
 
     #[test]

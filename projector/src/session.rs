@@ -59,7 +59,7 @@ pub(super) fn seconds(ms: i64) -> u32 {
 impl Session {
     /// The session `state` (a [`load_state`](tally_domain::store::AnalyticsStore::load_state))
     /// resumes, its owned partitions' sealed generations with their summaries as loaded
-    /// (`sealed`, per partition; [`crate::dedup::load_summary`]).
+    /// (`sealed`, per partition; [`crate::dedup::load_summaries`]).
     pub(super) fn resume(
         mut state: ProjectorState,
         mut sealed: BTreeMap<i32, Vec<(DedupGeneration, GenerationSummary)>>,

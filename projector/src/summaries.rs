@@ -1,8 +1,9 @@
 //! The sealed dedup generations a session resumes with. The store lists them with the
 //! checkpoints ([`ProjectorState`], without their summaries) and streams their summaries
 //! ([`AnalyticsStore::dedup_summaries`]); they are decoded and mapped ([`load_summaries`]) a few
-//! MB at a time, off the runtime, so a start never holds the window's encoded summaries on its
-//! heap at once (about 2.3 bytes per id: some 414 MB at 180 M ids).
+//! MB at a time (a batch is on the heap twice while it is decoded: encoded and decoded), off the
+//! runtime, so a start never holds the window's encoded summaries on its heap at once (about 2.3
+//! bytes per id: some 414 MB at 180 M ids).
 //!
 //! Invariants:
 //! - Every listed generation of an owned partition is loaded with its own summary, or the load
