@@ -48,7 +48,7 @@ use tally_domain::dedup::{
 };
 use tally_domain::store::{DedupGeneration, DedupSeal, StoreError};
 
-use crate::filter_files::{FilterFiles, BODY_ALIGN, HUGE_PAGE};
+use crate::filter_files::{slot_len, FilterFiles, HUGE_PAGE};
 
 /// Fingerprints are already uniform; hashing them again is wasted work.
 #[derive(Default)]
@@ -166,7 +166,7 @@ impl Merge {
             return;
         };
         let waiting = &self.done[self.placed..];
-        let len = |p: &Part| p.summary.body_bytes().len().next_multiple_of(BODY_ALIGN);
+        let len = |p: &Part| slot_len(p.summary.body_bytes().len());
         let bytes: usize = waiting.iter().map(len).sum();
         let last = waiting.last().map_or(0, len);
         if waiting.is_empty() || (!complete && bytes + last <= HUGE_PAGE) {
@@ -259,33 +259,25 @@ pub fn load_summaries(
         return Ok(decoded);
     };
     // By run, then range: a generation sealed from the open set is a run of its own.
+    let run_of: Vec<Option<u64>> = decoded
+        .iter()
+        .map(|s| s.placement().map(|p| p.run))
+        .collect();
     let mut order: Vec<usize> = (0..decoded.len()).collect();
     order.sort_by_key(|&i| {
         decoded[i]
             .placement()
             .map_or((1, i as u64, 0), |p| (0, p.run, p.lo))
     });
-    // The run of each, in that order (`None`: a seal, a run of its own).
-    let runs: Vec<Option<u64>> = order
-        .iter()
-        .map(|&i| decoded[i].placement().map(|p| p.run))
-        .collect();
     let mut slots: Vec<Option<GenerationSummary>> = decoded.into_iter().map(Some).collect();
     // Each run's parts (a seal alone) go to files of their own: a file is freed when all
     // that it holds is gone, which for one run's parts is at once.
-    let mut start = 0;
-    while start < order.len() {
-        let mut end = start + 1;
-        while end < order.len() && runs[start].is_some() && runs[end] == runs[start] {
-            end += 1;
-        }
-        let run = &order[start..end];
+    for run in order.chunk_by(|&i, &j| run_of[i].is_some() && run_of[i] == run_of[j]) {
         let summaries: Vec<GenerationSummary> =
             run.iter().filter_map(|&i| slots[i].take()).collect();
         for (&i, summary) in run.iter().zip(files.place_all(summaries)) {
             slots[i] = Some(summary);
         }
-        start = end;
     }
     Ok(slots.into_iter().flatten().collect())
 }

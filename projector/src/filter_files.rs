@@ -56,7 +56,12 @@ use crate::metrics as m;
 pub const HUGE_PAGE: usize = 2 << 20;
 
 /// Where bodies start within a file: cache-line aligned (a body must be 8-byte aligned).
-pub const BODY_ALIGN: usize = 64;
+const BODY_ALIGN: usize = 64;
+
+/// The bytes a body of `len` bytes takes in a file: up to where the next one starts.
+pub fn slot_len(len: usize) -> usize {
+    len.next_multiple_of(BODY_ALIGN)
+}
 
 /// The directory the filters are mapped from.
 #[derive(Debug, Clone)]
@@ -92,7 +97,7 @@ impl FilterFiles {
         let mut group: Vec<GenerationSummary> = Vec::new();
         let mut group_len = 0;
         for summary in summaries {
-            let len = summary.body_bytes().len().next_multiple_of(BODY_ALIGN);
+            let len = slot_len(summary.body_bytes().len());
             if !group.is_empty() && group_len + len > HUGE_PAGE {
                 placed.extend(self.place_group(std::mem::take(&mut group)));
                 group_len = 0;
@@ -115,8 +120,8 @@ impl FilterFiles {
         if bodies.is_empty() {
             return group;
         }
-        let file = match self.map_file(&bodies) {
-            Ok(file) => Arc::new(file),
+        let (file, offsets) = match self.map_file(&bodies) {
+            Ok((file, offsets)) => (Arc::new(file), offsets),
             Err(e) => {
                 metrics::counter!(m::DEDUP_MAP_FAILURES).increment(bodies.len() as u64);
                 warn!(dir = %self.dir.display(), error = %e,
@@ -124,7 +129,7 @@ impl FilterFiles {
                 return group;
             }
         };
-        let mut at = 0;
+        let mut offsets = offsets.into_iter();
         let mut placed = Vec::with_capacity(group.len());
         for summary in group {
             let len = summary.body_bytes().len();
@@ -132,12 +137,12 @@ impl FilterFiles {
                 placed.push(summary);
                 continue;
             }
+            let at = offsets.next().expect("map_file gives an offset per body");
             let body = MappedBody {
                 file: file.clone(),
                 at,
                 len,
             };
-            at += len.next_multiple_of(BODY_ALIGN);
             match summary.with_body(Arc::new(body)) {
                 Ok(mapped) => placed.push(mapped),
                 Err(kept) => {
@@ -152,16 +157,13 @@ impl FilterFiles {
         placed
     }
 
-    /// A file holding `bodies` one after another (each from a multiple of [`BODY_ALIGN`]),
-    /// padded with zeros to whole huge pages when that costs at most a third of its bytes,
-    /// written a huge page at a time (so that the page cache can hold it in huge folios),
-    /// synced and mapped.
+    /// A file holding `bodies` one after another (each from a multiple of [`BODY_ALIGN`]: their
+    /// offsets are returned with it), padded with zeros to whole huge pages when that costs at
+    /// most a third of its bytes, written a huge page at a time (so that the page cache can
+    /// hold it in huge folios), synced and mapped.
     #[allow(unsafe_code)] // mapping a file is unsafe in Rust's terms; see the SAFETY note
-    fn map_file(&self, bodies: &[&[u8]]) -> std::io::Result<MappedFile> {
-        let content: usize = bodies
-            .iter()
-            .map(|b| b.len().next_multiple_of(BODY_ALIGN))
-            .sum();
+    fn map_file(&self, bodies: &[&[u8]]) -> std::io::Result<(MappedFile, Vec<usize>)> {
+        let content: usize = bodies.iter().map(|b| slot_len(b.len())).sum();
         let padded = content.next_multiple_of(HUGE_PAGE);
         let len = if (padded - content) * 3 <= content {
             padded
@@ -169,31 +171,20 @@ impl FilterFiles {
             content
         };
         let mut file = tempfile::tempfile_in(&self.dir)?;
-        // The file's bytes a huge page at a time: one write each.
         let mut chunk: Vec<u8> = Vec::with_capacity(len.min(HUGE_PAGE));
-        let mut written = 0;
+        let mut offsets = Vec::with_capacity(bodies.len());
+        let mut at = 0;
+        let zeros = [0u8; BODY_ALIGN];
         for body in bodies {
-            let mut rest: &[u8] = body;
-            while !rest.is_empty() {
-                let take = rest.len().min(HUGE_PAGE - chunk.len());
-                chunk.extend_from_slice(&rest[..take]);
-                rest = &rest[take..];
-                if chunk.len() == HUGE_PAGE {
-                    file.write_all(&chunk)?;
-                    written += chunk.len();
-                    chunk.clear();
-                }
-            }
-            // Up to the next body's start (a multiple of the alignment, so never past a huge
-            // page).
-            chunk.resize(chunk.len().next_multiple_of(BODY_ALIGN), 0);
-            if chunk.len() == HUGE_PAGE {
-                file.write_all(&chunk)?;
-                written += chunk.len();
-                chunk.clear();
-            }
+            let slot = slot_len(body.len());
+            offsets.push(at);
+            at += slot;
+            write_through(&mut file, &mut chunk, body)?;
+            write_through(&mut file, &mut chunk, &zeros[..slot - body.len()])?;
         }
-        chunk.resize(len - written, 0);
+        // The padding: the rest of the last huge page, or nothing (the chunk then holds the
+        // file's last bytes).
+        chunk.resize(chunk.len() + (len - at), 0);
         file.write_all(&chunk)?;
         file.sync_data()?;
         // SAFETY: a mapping is sound while nothing changes or truncates the file. This one has
@@ -207,8 +198,26 @@ impl FilterFiles {
         // pages maps the same bytes with small ones.
         #[cfg(target_os = "linux")]
         let _ = map.advise(memmap2::Advice::HugePage);
-        Ok(MappedFile(map))
+        Ok((MappedFile(map), offsets))
     }
+}
+
+/// Appends `bytes` to `chunk`, writing it to `file` each time it holds a whole huge page.
+fn write_through(
+    file: &mut std::fs::File,
+    chunk: &mut Vec<u8>,
+    mut bytes: &[u8],
+) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let take = bytes.len().min(HUGE_PAGE - chunk.len());
+        chunk.extend_from_slice(&bytes[..take]);
+        bytes = &bytes[take..];
+        if chunk.len() == HUGE_PAGE {
+            file.write_all(chunk)?;
+            chunk.clear();
+        }
+    }
+    Ok(())
 }
 
 /// A file of packed filter bodies, mapped whole (a huge-page multiple, or larger than a huge
