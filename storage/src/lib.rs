@@ -28,3 +28,4 @@ pub use config::postgres::PostgresConfigStore;
 pub use config::SqliteConfigStore;
 pub use log::kafka::{KafkaLog, KafkaSettings};
 pub use log::SqliteEventLog;
+pub use sqlite::{heap_use as sqlite_heap_use, HeapUse as SqliteHeapUse};

@@ -16,6 +16,9 @@ use tracing_subscriber::EnvFilter;
 /// Log lines standard output did not take.
 pub const LOG_LINES_LOST: &str = "tally_log_lines_lost_total";
 
+/// What SQLite holds on the heap.
+pub const SQLITE_HEAP_BYTES: &str = "tally_sqlite_heap_bytes";
+
 /// Starts log output (`TALLY_LOG` or `RUST_LOG` filter, default `info`, in the settings'
 /// `log_format`), and says which `TALLY_*` variables were set aside as Kubernetes service links.
 pub fn init_logging(settings: &crate::settings::Settings) {
@@ -111,6 +114,10 @@ pub fn prometheus() -> Option<PrometheusHandle> {
                 .install_recorder()
                 .ok()
                 .inspect(|_| {
+                    metrics::describe_gauge!(
+                        SQLITE_HEAP_BYTES,
+                        "Heap memory SQLite holds: the page caches of every connection, statements and schemas."
+                    );
                     metrics::describe_counter!(
                         LOG_LINES_LOST,
                         "Log lines dropped because standard output did not take them (a full disk, a closed pipe)."
@@ -118,4 +125,13 @@ pub fn prometheus() -> Option<PrometheusHandle> {
                 })
         })
         .clone()
+}
+
+/// Sets [`SQLITE_HEAP_BYTES`] by part: `page_cache`, the page caches of the embedded stores'
+/// connections, which fill as they read and write (each up to its `cache_size`; a reader's is
+/// dropped whenever a commit changed its file), and `other`.
+pub fn record_sqlite_heap() {
+    let heap = tally_storage::sqlite_heap_use();
+    metrics::gauge!(SQLITE_HEAP_BYTES, "part" => "page_cache").set(heap.page_cache as f64);
+    metrics::gauge!(SQLITE_HEAP_BYTES, "part" => "other").set(heap.other as f64);
 }

@@ -32,6 +32,35 @@ pub(crate) fn open_with(path: &Path, cache_mib: i64, page_size: u32) -> Result<C
     Ok(conn)
 }
 
+/// What SQLite holds on the heap in this process (it allocates with the C library's `malloc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapUse {
+    /// The page caches of every connection (each up to its `cache_size`).
+    pub page_cache: i64,
+    /// Everything else: statements, schemas, values being read or bound, sorts.
+    pub other: i64,
+}
+
+/// Reads SQLite's memory counters ([`HeapUse`]).
+#[allow(unsafe_code)]
+pub fn heap_use() -> HeapUse {
+    let current = |op: i32| {
+        let (mut current, mut highest) = (0i64, 0i64);
+        // SAFETY: sqlite3_status64 reads one of SQLite's process-wide counters under its own
+        // mutex into the two locals; it needs no connection and any thread may call it.
+        unsafe { rusqlite::ffi::sqlite3_status64(op, &mut current, &mut highest, 0) };
+        current
+    };
+    // Without a page-cache buffer configured (`SQLITE_CONFIG_PAGECACHE`, which Tally does not
+    // set), every page-cache allocation counts as an "overflow" one.
+    let used = current(rusqlite::ffi::SQLITE_STATUS_MEMORY_USED);
+    let page_cache = current(rusqlite::ffi::SQLITE_STATUS_PAGECACHE_OVERFLOW);
+    HeapUse {
+        page_cache,
+        other: used - page_cache,
+    }
+}
+
 /// [`open_with`] and SQLite's default 4 KiB pages.
 pub(crate) fn open(path: &Path, cache_mib: i64) -> Result<Connection> {
     open_with(path, cache_mib, 4096)
@@ -63,4 +92,31 @@ pub(crate) fn query_plan(
         .expect("rows")
         .collect::<Result<_, _>>()
         .expect("read")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pages_a_connection_holds_are_counted_as_page_cache() {
+        let dir = tempfile::tempdir().expect("dir");
+        let conn = open_with(&dir.path().join("t.db"), 64, 16_384).expect("opened");
+        // 4 MB in 1,000 rows of 4,000 bytes: about 250 pages of 16 KiB, all kept in the cache.
+        conn.execute_batch(
+            "CREATE TABLE t (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+             INSERT INTO t SELECT randomblob(4000) FROM n;",
+        )
+        .expect("written");
+        let total: i64 = conn
+            .query_row("SELECT sum(length(b)) FROM t", [], |r| r.get(0))
+            .expect("read");
+        assert_eq!(total, 4_000_000);
+        // Other tests' connections only add to the process-wide counter while this one is open.
+        let heap = heap_use();
+        assert!(heap.page_cache >= 4_000_000, "{heap:?}");
+        assert!(heap.other > 0, "{heap:?}");
+        drop(conn);
+    }
 }

@@ -23,8 +23,9 @@
 //! Open chunks entirely older than the window are deleted in the commit that passes them. Pages are 16 KiB and the writer's page cache may grow to 64 MiB:
 //! the writer touches recent rows, and the OS page cache serves the rest (256 MiB measured no
 //! faster under load, and cost 240 MiB of peak RSS). Reads run on at most [`READERS`] reader
-//! threads ([`crate::sqlite::readers`]), each owning a connection with [`READER_CACHE_MIB`]: a dashboard answer reads a few MB of rows
-//! and sketches, which the OS page cache holds once for all of them.
+//! threads ([`crate::sqlite::readers`]), each owning a connection with a small page cache
+//! ([`READER_CACHE_MIB`]): a dashboard answer reads a few MB of rows and sketches, which the OS
+//! page cache holds once for all of them.
 //!
 //! The checkpoint is one row per log partition (`projector_partitions`), and dedup chunks are
 //! tagged with their partition. A commit whose `base_offset` differs from the stored offset is
@@ -79,14 +80,16 @@ const PAGE_SIZE: u32 = 16_384;
 /// Rows one retention step deletes: 256 event chunks are a few MB.
 const PRUNE_STEP_ROWS: usize = 256;
 
-/// Page cache of each reader thread's connection, MiB. The performance log
-/// (`benches/PERFORMANCE-LOG.md`) has the query latency and peak RSS measured with 64 MiB and
-/// with this.
-const READER_CACHE_MIB: i64 = 8;
+/// Page cache of each reader thread's connection, MiB. A reader's cache lasts one read: SQLite
+/// drops it when the next read finds the file changed, which every projector commit does, so it
+/// only needs to hold the pages one answer reads again (the b-trees' upper levels); the OS page
+/// cache holds the rest once for all readers. The performance log (`benches/PERFORMANCE-LOG.md`)
+/// has the query latency and peak RSS measured with 64, 8 and 2 MiB.
+const READER_CACHE_MIB: i64 = 2;
 
 /// Page cache of each reader's view of the embedded log (the drill-down reads a page's
 /// events from it), MiB.
-const LOG_READER_CACHE_MIB: i64 = 2;
+const LOG_READER_CACHE_MIB: i64 = 1;
 
 /// Reader threads, each with its own connection: reads beyond this many at once queue.
 const READERS: usize = 8;
