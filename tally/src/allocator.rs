@@ -1,8 +1,8 @@
 //! The process's heap: mimalloc for Rust, tuned to give freed memory back to the kernel within
 //! about a second, and glibc's `malloc`, which SQLite uses, held to two arenas.
 //!
-//! Invariant: [`configure`] runs first thing in `main`, before any other thread starts or any
-//! SQLite connection opens.
+//! Invariant: [`configure`] runs in `main` right after `host::tune_string_functions`, before any
+//! other thread starts or any SQLite connection opens.
 
 /// mimalloc instead of glibc's malloc: the pipeline allocates and frees millions of small
 /// strings a second across the runtime's and the blocking pool's threads, where glibc's

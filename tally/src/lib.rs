@@ -1,6 +1,6 @@
 //! The `tally` application: composes the stores, projector, ingest and query API into one
 //! process ([`startup`], over the adapters [`stores`] opens), with layered [`settings`], [`telemetry`], the operator commands on the [`projection`] (with [`progress`] reports), synthetic [`demo`] traffic
-//! and the benchmarks ([`loadgen`], [`bench_alerts`]). `main.rs` only tunes its process ([`host`]), parses the command line and waits for a
+//! and the benchmarks ([`loadgen`], [`bench_alerts`]). `main.rs` only tunes its process ([`host`], and its `allocator` module), parses the command line and waits for a
 //! signal.
 
 pub mod bench_alerts;

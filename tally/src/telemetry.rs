@@ -1,4 +1,5 @@
-//! Logging (tracing) and the Prometheus recorder, installed once per process.
+//! Logging (tracing) and the Prometheus recorder, installed once per process, and the gauge of
+//! SQLite's heap the binary's purge thread sets ([`record_sqlite_heap`]).
 //!
 //! Invariant: writing a log line never fails a caller. Lines go to standard output; when it
 //! cannot take them (a full disk, a closed pipe) the line is dropped and counted in
@@ -128,8 +129,8 @@ pub fn prometheus() -> Option<PrometheusHandle> {
 }
 
 /// Sets [`SQLITE_HEAP_BYTES`] by part: `page_cache`, the page caches of the embedded stores'
-/// connections, which fill as they read and write (each up to its `cache_size`; a reader's is
-/// dropped whenever a commit changed its file), and `other`.
+/// connections, which fill as they read and write (one pool, bounded by their `cache_size`s in
+/// pages; a reader's is dropped whenever a commit changed its file), and `other`.
 pub fn record_sqlite_heap() {
     let heap = tally_storage::sqlite_heap_use();
     metrics::gauge!(SQLITE_HEAP_BYTES, "part" => "page_cache").set(heap.page_cache as f64);

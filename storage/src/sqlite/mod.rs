@@ -1,6 +1,7 @@
 //! What the three embedded stores share: opening a SQLite file (bundled; nothing to install)
-//! with Tally's durability settings, running blocking work off the async runtime, and the
-//! reader threads that serve the analytics store's reads ([`readers`]).
+//! with Tally's durability settings, running blocking work off the async runtime, the
+//! reader threads that serve the analytics store's reads ([`readers`]), and SQLite's memory
+//! counters ([`heap_use`]).
 //!
 //! Each store has its own database file in the data directory (`events.db`, `analytics.db`,
 //! `config.db`) so that the log's writer, the projector's writer and configuration changes never
@@ -32,38 +33,49 @@ pub(crate) fn open_with(path: &Path, cache_mib: i64, page_size: u32) -> Result<C
     Ok(conn)
 }
 
+/// [`open_with`] and SQLite's default 4 KiB pages.
+pub(crate) fn open(path: &Path, cache_mib: i64) -> Result<Connection> {
+    open_with(path, cache_mib, 4096)
+}
+
 /// What SQLite holds on the heap in this process (it allocates with the C library's `malloc`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeapUse {
-    /// The page caches of every connection (each up to its `cache_size`).
+    /// The page caches of every connection, and their scratch pages. The bundled SQLite is
+    /// built with `SQLITE_ENABLE_MEMORY_MANAGEMENT`: all caches share one pool of as many pages
+    /// as their `cache_size`s add up to, of whichever size each page is (16 KiB analytics pages
+    /// may fill what a 4 KiB log cache adds), so the bound is on pages, not bytes.
     pub page_cache: i64,
     /// Everything else: statements, schemas, values being read or bound, sorts.
     pub other: i64,
 }
 
-/// Reads SQLite's memory counters ([`HeapUse`]).
+/// Reads SQLite's memory counters ([`HeapUse`]). The two are read one after the other, each
+/// under its own lock, so `other` is a difference of two nearby moments (never shown below 0).
+///
+/// It relies on how the bundled SQLite is built: memory statistics on (its default), and no
+/// page-cache buffer (`SQLITE_CONFIG_PAGECACHE`, which nothing sets) with
+/// `SQLITE_ENABLE_MEMORY_MANAGEMENT`, under which every page-cache allocation is counted as an
+/// "overflow" one (no bulk block per cache escapes the count).
 #[allow(unsafe_code)]
 pub fn heap_use() -> HeapUse {
-    let current = |op: i32| {
-        let (mut current, mut highest) = (0i64, 0i64);
-        // SAFETY: sqlite3_status64 reads one of SQLite's process-wide counters under its own
-        // mutex into the two locals; it needs no connection and any thread may call it.
-        unsafe { rusqlite::ffi::sqlite3_status64(op, &mut current, &mut highest, 0) };
-        current
+    // SAFETY: sqlite3_initialize is idempotent and thread-safe; nothing in the process
+    // configures SQLite (sqlite3_config), so initializing it here changes nothing. Once it is
+    // initialized, its counters are read under its locks.
+    unsafe { rusqlite::ffi::sqlite3_initialize() };
+    let status = |op: i32| {
+        let (mut now, mut highest) = (0i64, 0i64);
+        // SAFETY: sqlite3_status64 reads one of SQLite's process-wide counters, under the lock
+        // that guards it, into the two locals; it needs no connection and any thread may call it.
+        unsafe { rusqlite::ffi::sqlite3_status64(op, &mut now, &mut highest, 0) };
+        now
     };
-    // Without a page-cache buffer configured (`SQLITE_CONFIG_PAGECACHE`, which Tally does not
-    // set), every page-cache allocation counts as an "overflow" one.
-    let used = current(rusqlite::ffi::SQLITE_STATUS_MEMORY_USED);
-    let page_cache = current(rusqlite::ffi::SQLITE_STATUS_PAGECACHE_OVERFLOW);
+    let used = status(rusqlite::ffi::SQLITE_STATUS_MEMORY_USED);
+    let page_cache = status(rusqlite::ffi::SQLITE_STATUS_PAGECACHE_OVERFLOW);
     HeapUse {
         page_cache,
-        other: used - page_cache,
+        other: (used - page_cache).max(0),
     }
-}
-
-/// [`open_with`] and SQLite's default 4 KiB pages.
-pub(crate) fn open(path: &Path, cache_mib: i64) -> Result<Connection> {
-    open_with(path, cache_mib, 4096)
 }
 
 /// Runs blocking SQLite work off the async runtime.
@@ -113,7 +125,8 @@ mod tests {
             .query_row("SELECT sum(length(b)) FROM t", [], |r| r.get(0))
             .expect("read");
         assert_eq!(total, 4_000_000);
-        // Other tests' connections only add to the process-wide counter while this one is open.
+        // Other tests' connections add to the process-wide counter (they could only take this
+        // one's pages through the shared pool when they are the least recently used).
         let heap = heap_use();
         assert!(heap.page_cache >= 4_000_000, "{heap:?}");
         assert!(heap.other > 0, "{heap:?}");

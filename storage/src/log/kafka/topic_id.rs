@@ -1,8 +1,9 @@
 //! A topic's id (KIP-516), which the `rdkafka` crate does not wrap: librdkafka's
 //! `DescribeTopics` admin call, through `rdkafka-sys`.
 //!
-//! One of the three places the workspace allows `unsafe` code (with `mallopt` in the binary and
-//! the dedup filters' file mappings in the projector). The call
+//! One of the few places the workspace allows `unsafe` code (with the allocator set-up in the
+//! binary, SQLite's memory counters, `sysconf` in `loadgen` and the dedup filters' file
+//! mappings in the projector). The call
 //! sequence follows librdkafka's `rdkafka.h`: every object this function creates (queue,
 //! options, topic collection, result event) is destroyed before it returns, on every path, by
 //! the guards below; the result's strings are copied out before the event that owns them is
