@@ -84,8 +84,6 @@ const PURGE_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 ///   300–440 MiB for ~1 GiB within seconds and never falling again
 ///   (`benches/PERFORMANCE-LOG.md`).
 ///
-/// Each pass also sets `tally_sqlite_heap_bytes` ([`tally::telemetry::record_sqlite_heap`]).
-///
 /// A forced collect visits every arena and purges what was freed, whatever its expiry, and
 /// clears the expiry so that the next free schedules afresh: the process leaves that state at
 /// the next forced pass. Not always within one period: a pass skips silently while another
@@ -103,7 +101,6 @@ fn purge_every_second() -> std::io::Result<std::thread::JoinHandle<()>> {
                 // SAFETY: mi_collect may be called from any thread at any time: it collects this
                 // thread's own heap and updates the arenas' bitmaps atomically.
                 unsafe { libmimalloc_sys::mi_collect(true) };
-                tally::telemetry::record_sqlite_heap();
             }
         })
 }

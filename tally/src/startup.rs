@@ -427,6 +427,7 @@ async fn metrics(business: Option<QueryState>) -> axum::response::Response {
         return tally_http::http::ApiError::unavailable("metrics recorder is not installed", 5)
             .into_response();
     };
+    telemetry::record_sqlite_heap();
     let mut text = handle.render();
     if let Some(state) = business {
         match tally_query_api::exposition::render(&state).await {

@@ -1,5 +1,5 @@
 //! Logging (tracing) and the Prometheus recorder, installed once per process, and the gauge of
-//! SQLite's heap the binary's purge thread sets ([`record_sqlite_heap`]).
+//! SQLite's heap, read at each scrape ([`record_sqlite_heap`]).
 //!
 //! Invariant: writing a log line never fails a caller. Lines go to standard output; when it
 //! cannot take them (a full disk, a closed pipe) the line is dropped and counted in
