@@ -1,6 +1,7 @@
 //! `cargo bench -p tally-benches`: validation of a 1,000-event body, the fold of 1,000 events,
 //! and the log codec — the per-event CPU costs behind ingest throughput; the dedup memory's
-//! filter probes per event, with 48 million ids held as 96 seals or as 3 merged runs; and the
+//! filter probes per event, with 48 million ids held as 96 seals or as 3 merged runs (event by
+//! event, and as the projector probes a commit's sorted fingerprints run by run); and the
 //! per-entry CPU of a merge step of its runs (block decode, merge, block encode).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -43,10 +44,12 @@ fn benches(c: &mut Criterion) {
 /// (a lookup finds its part, then probes its filter), probed with 1,000 ids not among them.
 fn dedup_probes(c: &mut Criterion) {
     use tally_domain::dedup::{split_range, GenerationSummary, Placement, PART_ENTRIES};
+    use tally_domain::store::DedupGeneration;
+    use tally_projector::Dedup;
     let mut fingerprints = Fingerprints::default();
     let mut keys = |n: usize| fingerprints.sorted(n);
     // A run of `n` ids as parts: (first fingerprint covered, summary).
-    let mut run = |n: usize| -> Vec<(u64, GenerationSummary)> {
+    let mut run = |n: usize, id: u64| -> Vec<(u64, GenerationSummary)> {
         let all = keys(n);
         split_range(n.div_ceil(PART_ENTRIES))
             .into_iter()
@@ -57,7 +60,7 @@ fn dedup_probes(c: &mut Criterion) {
                     .filter(|k| (lo..=hi).contains(k))
                     .collect();
                 let placement = Placement {
-                    run: 1,
+                    run: id,
                     lo,
                     hi,
                     replaces: Vec::new(),
@@ -66,10 +69,11 @@ fn dedup_probes(c: &mut Criterion) {
             })
             .collect()
     };
-    let seals: Vec<Vec<(u64, GenerationSummary)>> = (0..96).map(|_| run(500_000)).collect();
+    let seals: Vec<Vec<(u64, GenerationSummary)>> = (0..96).map(|_| run(500_000, 1)).collect();
     let runs: Vec<Vec<(u64, GenerationSummary)>> = [32_000_000, 8_000_000, 8_000_000]
         .into_iter()
-        .map(&mut run)
+        .zip(1..)
+        .map(|(n, id)| run(n, id))
         .collect();
     // A million probes, taken a thousand at a time in turn, so that no iteration finds the
     // filters' lines in cache from the one before.
@@ -93,6 +97,44 @@ fn dedup_probes(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+    // What the projector does with a commit's fingerprints (`Dedup::suspects_in_order`): the
+    // same 3 merged runs probed run by run, a batch of 20,000 sorted fingerprints at a time.
+    let now_s = 1_000_000;
+    let generations: Vec<(DedupGeneration, GenerationSummary)> = runs
+        .iter()
+        .flatten()
+        .zip(1..)
+        .map(|((_, summary), id)| {
+            let generation = DedupGeneration {
+                id,
+                max_seen_s: now_s,
+                entries: 1,
+            };
+            (generation, summary.clone())
+        })
+        .collect();
+    let dedup = Dedup::new(86_400, None, Vec::new(), generations);
+    assert_eq!(dedup.runs(), 3);
+    let batches: Vec<Vec<u64>> = probes
+        .chunks(20_000)
+        .map(|batch| {
+            let mut sorted = batch.to_vec();
+            sorted.sort_unstable();
+            sorted
+        })
+        .collect();
+    let mut batches = batches.iter().cycle();
+    let mut g = c.benchmark_group("dedup_probes_per_1000_events");
+    g.throughput(Throughput::Elements(20_000));
+    g.bench_function("3_merged_runs_sorted_batch_of_20000", |b| {
+        b.iter(|| {
+            let mut hits = 0;
+            let batch = batches.next().map_or(&[][..], Vec::as_slice);
+            dedup.suspects_in_order(batch, now_s, |_, _| hits += 1);
+            hits
+        })
+    });
     g.finish();
 }
 

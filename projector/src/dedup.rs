@@ -91,6 +91,11 @@ pub const MERGE_WORK_PER_EVENT: u64 = 8;
 /// that no merge in progress needs is not saved up beyond this.
 const MERGE_CREDIT_CAP: u64 = 4 * PART_ENTRIES as u64;
 
+/// How many fingerprints ahead a batch's probes ask for their filter lines
+/// ([`Dedup::suspects_in_order`]): enough for the cache misses of that many probes (three
+/// random lines each) to overlap, few enough that the lines are still cached when probed.
+const PROBES_AHEAD: usize = 16;
+
 /// Size classes that merge: a run of this class or above (more than the cap × 4⁴ entries) stays
 /// as it is until it expires.
 const TOP_CLASS: u32 = 4;
@@ -470,6 +475,9 @@ impl Dedup {
     /// `benches/PERFORMANCE-LOG.md`). Any order gives the same places: a fingerprint the
     /// current part does not cover looks its part up.
     ///
+    /// Each probe asks for its filter lines [`PROBES_AHEAD`] fingerprints before it is made,
+    /// so that the probes' cache misses overlap.
+    ///
     /// Each part's filter is let go once the probes move on from it
     /// ([`GenerationSummary::release`]; parts packed in one file, once they move on from the
     /// file): a mapped filter then leaves the process's resident memory, which holds one file
@@ -482,8 +490,25 @@ impl Dedup {
     ) {
         let horizon = self.horizon(now_s);
         for run in self.runs.iter().filter(|run| run.max_seen_s >= horizon) {
+            // The part that covers the fingerprint PROBES_AHEAD places after the one probed,
+            // whose filter lines are asked for now ([`GenerationSummary::prefetch`]). In a
+            // file the probes have not reached yet the pages are not mapped, and the hints
+            // are dropped: a file's first probes wait for their lines as before.
+            let mut ahead: Option<usize> = None;
+            let mut hint = |fp: u64| {
+                let at = match ahead {
+                    Some(at) if run.covers(at, fp) => at,
+                    _ => run.part_at(fp),
+                };
+                ahead = Some(at);
+                run.parts[at].summary.prefetch(fp);
+            };
+            fps.iter().take(PROBES_AHEAD).for_each(|fp| hint(*fp));
             let mut probed: Option<usize> = None;
             for (i, &fp) in fps.iter().enumerate() {
+                if let Some(later) = fps.get(i + PROBES_AHEAD) {
+                    hint(*later);
+                }
                 let at = match probed {
                     Some(at) if run.covers(at, fp) => at,
                     _ => {
