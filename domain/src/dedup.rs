@@ -101,14 +101,7 @@ impl SummaryBody for HeapBody {
 /// xorf itself, so were a new xorf to place keys otherwise, prefetching would cost time and
 /// change nothing (a test checks that the two agree).
 fn filter_slots(descriptor: &[u8; DESCRIPTOR_LEN], key: u64) -> ([u32; 3], u16) {
-    let word = |at: usize| {
-        u32::from_le_bytes([
-            descriptor[at],
-            descriptor[at + 1],
-            descriptor[at + 2],
-            descriptor[at + 3],
-        ])
-    };
+    let word = |at: usize| descriptor_word(descriptor, at);
     let seed = u64::from(word(0)) | (u64::from(word(4)) << 32);
     let (segment_length, mask, count_length) = (word(8), word(12), word(16));
     let mut hash = key.wrapping_add(seed);
@@ -126,6 +119,16 @@ fn filter_slots(descriptor: &[u8; DESCRIPTOR_LEN], key: u64) -> ([u32; 3], u16) 
         h2 ^ (hash as u32 & mask),
     ];
     (slots, (hash ^ (hash >> 32)) as u16)
+}
+
+/// The little-endian 32-bit word at byte `at` of a filter descriptor ([`DESCRIPTOR_LEN`]).
+fn descriptor_word(descriptor: &[u8; DESCRIPTOR_LEN], at: usize) -> u32 {
+    u32::from_le_bytes([
+        descriptor[at],
+        descriptor[at + 1],
+        descriptor[at + 2],
+        descriptor[at + 3],
+    ])
 }
 
 /// A hint to load the cache line that holds `bytes[at]` into every cache level; nothing when
@@ -468,14 +471,7 @@ impl GenerationSummary {
         // segment_length` when the segment length is a power of two, the mask is one less and
         // the segment count length is a non-zero multiple of it (the lookup maps a hash into
         // `[0, segment_count_length)`, which must not be empty): require exactly that shape.
-        let word = |at: usize| {
-            u32::from_le_bytes([
-                descriptor[at],
-                descriptor[at + 1],
-                descriptor[at + 2],
-                descriptor[at + 3],
-            ]) as usize
-        };
+        let word = |at: usize| descriptor_word(&descriptor, at) as usize;
         let (length, mask, count_length) = (word(8), word(12), word(16));
         let shaped = length.is_power_of_two()
             && mask == length - 1
@@ -582,14 +578,20 @@ mod tests {
         (1..=n).map(|i| i.wrapping_mul(step)).collect::<Vec<_>>()
     }
 
+    /// `n` keys, sorted, and the summary of a generation of them.
+    fn built(n: u64, step: u64) -> (Vec<u64>, GenerationSummary) {
+        let mut sorted = keys(n, step);
+        sorted.sort_unstable();
+        let summary = GenerationSummary::build(&sorted).expect("built");
+        (sorted, summary)
+    }
+
     #[test]
     fn the_lines_prefetched_are_the_ones_the_filter_reads() {
         // A binary fuse filter holds a key when the values at its three slots XOR to its
         // fingerprint: for every member, slots or fingerprint computed otherwise than xorf
         // does would match about 1 time in 65,536.
-        let mut sorted = keys(20_000, 0x2545_F491_4F6C_DD1D);
-        sorted.sort_unstable();
-        let summary = GenerationSummary::build(&sorted).expect("built");
+        let (sorted, summary) = built(20_000, 0x2545_F491_4F6C_DD1D);
         let filter = summary.filter();
         for fp in &sorted {
             let (slots, fingerprint) = filter_slots(&summary.descriptor, *fp);
@@ -619,9 +621,7 @@ mod tests {
 
     #[test]
     fn every_member_is_found_in_the_block_that_holds_it() {
-        let mut sorted = keys(5_000, 0x9E37_79B9_7F4A_7C15);
-        sorted.sort_unstable();
-        let summary = GenerationSummary::build(&sorted).expect("built");
+        let (sorted, summary) = built(5_000, 0x9E37_79B9_7F4A_7C15);
         assert_eq!(summary.blocks(), 5, "5,000 entries in blocks of 1,024");
         for (i, fp) in sorted.iter().enumerate() {
             assert_eq!(summary.block_of(*fp), Some((i / BLOCK_ENTRIES) as u32));
@@ -630,9 +630,7 @@ mod tests {
 
     #[test]
     fn non_members_are_rarely_suspected() {
-        let mut sorted = keys(100_000, 0x9E37_79B9_7F4A_7C15);
-        sorted.sort_unstable();
-        let summary = GenerationSummary::build(&sorted).expect("built");
+        let (sorted, summary) = built(100_000, 0x9E37_79B9_7F4A_7C15);
         let members: std::collections::HashSet<u64> = sorted.iter().copied().collect();
         let probes = (0..1_000_000u64)
             .map(|i| i.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ 0x5555)
@@ -647,9 +645,7 @@ mod tests {
 
     #[test]
     fn a_summary_reads_back_as_written_and_corrupt_ones_are_refused() {
-        let mut sorted = keys(3_000, 0x2545_F491_4F6C_DD1D);
-        sorted.sort_unstable();
-        let summary = GenerationSummary::build(&sorted).expect("built");
+        let (_, summary) = built(3_000, 0x2545_F491_4F6C_DD1D);
         let bytes = summary.encode();
         assert_eq!(GenerationSummary::decode(&bytes).expect("valid"), summary);
         for cut in [0, 1, 10, 25, bytes.len() - 1] {
@@ -701,9 +697,7 @@ mod tests {
 
     #[test]
     fn a_body_moved_elsewhere_answers_the_same_and_is_not_counted_as_heap() {
-        let mut sorted = keys(5_000, 0x9E37_79B9_7F4A_7C15);
-        sorted.sort_unstable();
-        let summary = GenerationSummary::build(&sorted).expect("built");
+        let (sorted, summary) = built(5_000, 0x9E37_79B9_7F4A_7C15);
         let heap = summary.memory_bytes();
         let len = summary.body_bytes().len();
         // 5,000 entries: at least 16 bits each in the filter, and 5 blocks' first fingerprints.
