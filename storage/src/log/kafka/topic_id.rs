@@ -2,8 +2,8 @@
 //! `DescribeTopics` admin call, through `rdkafka-sys`.
 //!
 //! One of the few places the workspace allows `unsafe` code (with the allocator set-up in the
-//! binary, SQLite's memory counters, `sysconf` in `loadgen` and the dedup filters' file
-//! mappings in the projector). The call
+//! binary, SQLite's memory counters, `sysconf` in `loadgen`, the dedup filters' file mappings
+//! in the projector and their cache-line hint in the domain). The call
 //! sequence follows librdkafka's `rdkafka.h`: every object this function creates (queue,
 //! options, topic collection, result event) is destroyed before it returns, on every path, by
 //! the guards below; the result's strings are copied out before the event that owns them is
