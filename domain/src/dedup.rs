@@ -131,20 +131,20 @@ fn descriptor_word(descriptor: &[u8; DESCRIPTOR_LEN], at: usize) -> u32 {
     ])
 }
 
-/// A hint to load the cache line that holds `items[at]` into every cache level; nothing when
+/// A hint to load the cache line that holds `bytes[at]` into every cache level; nothing when
 /// `at` is past the end, or off x86-64.
 #[allow(unsafe_code)] // an intrinsic; see the SAFETY note
-fn prefetch_line<T>(items: &[T], at: usize) {
+fn prefetch_line(bytes: &[u8], at: usize) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(item) = items.get(at) {
+    if let Some(byte) = bytes.get(at) {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 processor has. It is a hint:
         // it loads nothing into the program, cannot fault (an address whose page is not
-        // mapped is dropped), and this one points into `items`.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(item).cast()) };
+        // mapped is dropped), and this one points into `bytes`.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(byte).cast()) };
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (items, at);
+    let _ = (bytes, at);
 }
 
 /// Byte length of a body with `fingerprints` filter slots and `index` blocks.
@@ -318,10 +318,10 @@ impl GenerationSummary {
         if self.index == 0 {
             return;
         }
-        let filter = self.filter();
+        let filter = &self.body.bytes()[..self.fingerprints * 2];
         let (slots, _) = filter_slots(&self.descriptor, fp);
         for slot in slots {
-            prefetch_line(filter, slot as usize);
+            prefetch_line(filter, slot as usize * 2);
         }
     }
 

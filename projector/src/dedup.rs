@@ -131,15 +131,6 @@ impl Run {
         self.parts.partition_point(|p| p.lo <= fp).saturating_sub(1)
     }
 
-    /// The index of the part that covers `fp`, looked up only when `near` (the part a cursor
-    /// is at) does not.
-    fn part_near(&self, near: Option<usize>, fp: u64) -> usize {
-        match near {
-            Some(at) if self.covers(at, fp) => at,
-            _ => self.part_at(fp),
-        }
-    }
-
     /// Whether part `at` covers `fp`.
     fn covers(&self, at: usize, fp: u64) -> bool {
         self.parts[at].lo <= fp && self.parts.get(at + 1).is_none_or(|next| fp < next.lo)
@@ -505,7 +496,10 @@ impl Dedup {
             // are dropped: a file's first probes wait for their lines as before.
             let mut ahead: Option<usize> = None;
             let mut hint = |fp: u64| {
-                let at = run.part_near(ahead, fp);
+                let at = match ahead {
+                    Some(at) if run.covers(at, fp) => at,
+                    _ => run.part_at(fp),
+                };
                 ahead = Some(at);
                 run.parts[at].summary.prefetch(fp);
             };
@@ -515,14 +509,20 @@ impl Dedup {
                 if let Some(later) = fps.get(i + PROBES_AHEAD) {
                     hint(*later);
                 }
-                let at = run.part_near(probed, fp);
-                if let Some(left) = probed.filter(|left| *left != at) {
-                    let (done, next) = (&run.parts[left].summary, &run.parts[at].summary);
-                    // Parts packed in one file go together, once the probes leave it.
-                    if !done.released_with(next) {
-                        done.release();
+                let at = match probed {
+                    Some(at) if run.covers(at, fp) => at,
+                    _ => {
+                        let at = run.part_at(fp);
+                        if let Some(left) = probed {
+                            let (done, next) = (&run.parts[left].summary, &run.parts[at].summary);
+                            // Parts packed in one file go together, once the probes leave it.
+                            if !done.released_with(next) {
+                                done.release();
+                            }
+                        }
+                        at
                     }
-                }
+                };
                 probed = Some(at);
                 let part = &run.parts[at];
                 if let Some(block) = part.summary.block_of(fp) {
